@@ -1,0 +1,39 @@
+"""Where an Asterisk keeps its files, as Asterisk itself sees them (asterisk.conf)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+DEBIAN_MODULES = PurePosixPath("/usr/lib/x86_64-linux-gnu/asterisk/modules")
+
+
+@dataclass(frozen=True)
+class AsteriskPaths:
+    """The [directories] of asterisk.conf. Defaults are Debian's packaged layout."""
+
+    etc: PurePosixPath = PurePosixPath("/etc/asterisk")
+    modules: PurePosixPath = DEBIAN_MODULES
+    var_lib: PurePosixPath = PurePosixPath("/var/lib/asterisk")
+    db: PurePosixPath = PurePosixPath("/var/lib/asterisk")
+    key: PurePosixPath = PurePosixPath("/var/lib/asterisk")
+    data: PurePosixPath = PurePosixPath("/usr/share/asterisk")
+    agi: PurePosixPath = PurePosixPath("/usr/share/asterisk/agi-bin")
+    spool: PurePosixPath = PurePosixPath("/var/spool/asterisk")
+    run: PurePosixPath = PurePosixPath("/var/run/asterisk")
+    log: PurePosixPath = PurePosixPath("/var/log/asterisk")
+    cache: PurePosixPath = PurePosixPath("/var/cache/asterisk")
+
+    @classmethod
+    def private_under(cls, prefix: PurePosixPath) -> AsteriskPaths:
+        """An instance whose writable state all lives under `prefix` (several labs can share
+        one root filesystem); modules and sounds stay the packaged ones."""
+        return cls(etc=prefix / "etc", var_lib=prefix / "lib", db=prefix / "lib",
+                   key=prefix / "lib/keys", spool=prefix / "spool", run=prefix / "run",
+                   log=prefix / "log", cache=prefix / "cache")
+
+    @property
+    def writable(self) -> list[PurePosixPath]:
+        """Folders Asterisk writes to, which must exist before it starts."""
+        return sorted({self.etc, self.var_lib, self.db, self.key, self.spool, self.run,
+                       self.log, self.cache, self.spool / "voicemail"})

@@ -1,0 +1,40 @@
+"""WMS Dialplan: general settings and procedures.
+
+Only the built-in `users` procedure is routed for now; named procedures are declared so users
+can reference them, and will carry their ordered applications (time frames, call groups,
+IVRs, trunks) when the dialplan work lands."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, Field
+
+from wildix_ast.fields import FreeText, Identifier, _pattern
+from wildix_ast.system import STRICT
+from wildix_ast.users import DEFAULT_PROCEDURE
+
+FeatureCode = Annotated[str, _pattern(r"\*[0-9]{1,4}|[0-9]{2,8}", "feature code ('*' and up "
+                                      "to 4 digits, or 2 to 8 digits)")]
+
+
+class Procedure(BaseModel):
+    model_config = STRICT
+
+    name: Identifier
+    description: FreeText | None = None
+
+
+class Dialplan(BaseModel):
+    """The `dialplan` section: feature codes and procedures."""
+
+    model_config = STRICT
+
+    echo_test: FeatureCode = "*43"
+    voicemail: FeatureCode = "*97"
+    ring_timeout: Annotated[int, Field(ge=5, le=300)] = 20
+    procedures: list[Procedure] = Field(default_factory=list)
+
+    @property
+    def procedure_names(self) -> set[str]:
+        return {DEFAULT_PROCEDURE} | {p.name for p in self.procedures}

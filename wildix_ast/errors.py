@@ -1,0 +1,63 @@
+"""Errors a person can act on: each carries its problems with their locations and an exit code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One thing wrong with the input, located like `users[3].extension`."""
+
+    location: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.message}" if self.location else self.message
+
+
+class WildixError(Exception):
+    """Base of every error wildix-ast reports to a person instead of a traceback."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, problems: list[Problem] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.problems = problems or []
+
+
+class SettingsError(WildixError):
+    """The settings file cannot be read or does not describe a valid site."""
+
+    exit_code = 2
+
+
+class StoreError(WildixError):
+    """The store could not be opened, migrated or written."""
+
+    exit_code = 3
+
+
+class LabError(WildixError):
+    """The lab Asterisk cannot be built, started or reached."""
+
+    exit_code = 4
+
+
+class AmiError(WildixError):
+    """The Asterisk Manager Interface refused us or did not answer."""
+
+    exit_code = 5
+
+
+class ApplyError(WildixError):
+    """A configuration could not be applied; the previous one was restored."""
+
+    exit_code = 6
+
+
+class RenderError(WildixError):
+    """A template could not be rendered."""
+
+    exit_code = 7

@@ -1,0 +1,59 @@
+"""Constrained string types shared by every settings section.
+
+Every string that reaches a generated Asterisk file passes through one of these types, so
+none can carry a newline, a comment, a section header or a dialplan expression into it."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator, Field
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Characters with a meaning in Asterisk configuration files or dialplan expressions.
+TEXT_FORBIDDEN = set(';[]"\\${}<>=`|')
+
+
+def _free_text(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters or line breaks")
+    bad = sorted({c for c in value if c in TEXT_FORBIDDEN})
+    if bad:
+        raise ValueError(f"must not contain {' '.join(repr(c) for c in bad)}")
+    if value != value.strip():
+        raise ValueError("must not start or end with white space")
+    return value
+
+
+def _pattern(regex: str, what: str) -> AfterValidator:
+    compiled = re.compile(regex)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise ValueError(f"{value!r} is not a valid {what}")
+        return value
+
+    return AfterValidator(check)
+
+
+FreeText = Annotated[str, Field(min_length=1, max_length=80), AfterValidator(_free_text)]
+"""A person's or department's name: any printable text but Asterisk's special characters."""
+
+Identifier = Annotated[str, _pattern(r"[A-Za-z][A-Za-z0-9_-]{0,39}", "identifier "
+                                     "(a letter, then letters, digits, '_' or '-', 40 at most)")]
+"""A name that becomes an Asterisk object or context name (groups, dialplan procedures)."""
+
+Extension = Annotated[str, _pattern(r"[0-9]{2,8}", "extension (2 to 8 digits)")]
+PhoneNumber = Annotated[str, _pattern(r"\+?[0-9]{3,20}", "phone number (3 to 20 digits, "
+                                      "optionally after '+')")]
+Email = Annotated[str, _pattern(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+",
+                                "email address")]
+Login = Annotated[str, _pattern(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}", "login (letters, digits, "
+                                "'.', '_', '@', '-')")]
+Language = Annotated[str, _pattern(r"[a-z]{2}(_[A-Z]{2})?", "language code (like 'fr' or "
+                                   "'en_GB')")]
+ToneZone = Annotated[str, _pattern(r"[a-z]{2}", "tone zone (a two-letter country code like "
+                                   "'fr')")]
+CountryCode = Annotated[str, _pattern(r"[1-9][0-9]{0,3}", "country calling code (like '33')")]
+Port = Annotated[int, Field(ge=1, le=65535)]

@@ -1,0 +1,52 @@
+"""Password policy of the WMS guide: at least 8 characters with an upper-case letter,
+a lower-case letter, a digit and a special character; known default passwords refused."""
+
+from __future__ import annotations
+
+import secrets
+import string
+
+MIN_LENGTH = 8
+GENERATED_LENGTH = 20
+# Only characters that need no quoting in any Asterisk configuration file nor in a SIP URI
+# parameter, so a generated secret can never change the meaning of a generated line.
+SPECIALS = "!#%+-.:=?@_~*^/"
+FORBIDDEN = set(';"\\,[]{}$`\'<>|&()')
+_KNOWN_WEAK = {
+    "wildix", "admin", "password", "passw0rd", "root", "asterisk", "secret", "changeme",
+    "123456", "12345678", "123456789", "qwerty", "azerty", "letmein", "welcome", "default",
+}
+
+
+def password_problems(password: str) -> list[str]:
+    """Why `password` breaks the policy; empty when it complies."""
+    problems: list[str] = []
+    lowered = password.lower()
+    if lowered in _KNOWN_WEAK or any(lowered.startswith(w) and len(lowered) - len(w) <= 3
+                                     for w in ("wildix", "admin", "password", "asterisk")):
+        problems.append("is a known default or weak password")
+    if len(password) < MIN_LENGTH:
+        problems.append(f"must be at least {MIN_LENGTH} characters long")
+    if not any(c.isupper() for c in password):
+        problems.append("needs an upper-case letter")
+    if not any(c.islower() for c in password):
+        problems.append("needs a lower-case letter")
+    if not any(c.isdigit() for c in password):
+        problems.append("needs a digit")
+    if not any(c in SPECIALS or (not c.isalnum() and c not in FORBIDDEN) for c in password):
+        problems.append(f"needs a special character (one of {SPECIALS})")
+    bad = sorted({c for c in password if c in FORBIDDEN or not c.isprintable() or c.isspace()})
+    if bad:
+        problems.append(f"must not contain {' '.join(repr(c) for c in bad)}")
+    return problems
+
+
+def generate_password(length: int = GENERATED_LENGTH) -> str:
+    """A random password that satisfies the policy, from the OS's cryptographic source."""
+    if length < MIN_LENGTH:
+        raise ValueError(f"length must be at least {MIN_LENGTH}")
+    alphabet = string.ascii_letters + string.digits + SPECIALS
+    while True:
+        candidate = "".join(secrets.choice(alphabet) for _ in range(length))
+        if not password_problems(candidate):
+            return candidate

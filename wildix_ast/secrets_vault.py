@@ -1,0 +1,59 @@
+"""Generated secrets (SIP and WEB passwords left out of the settings file, the AMI secret).
+
+They are generated once, kept by a vault (the store in production), and reused on every
+render so the output stays byte-identical and phones stay registered."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from wildix_ast.passwords import generate_password
+from wildix_ast.site import Site
+
+
+class SecretVault(Protocol):
+    def get_secret(self, key: str) -> str | None: ...
+
+    def put_secret(self, key: str, value: str) -> None: ...
+
+
+class MemoryVault:
+    """A vault that lives as long as the process: for tests and one-off renders."""
+
+    def __init__(self, initial: dict[str, str] | None = None) -> None:
+        self.secrets: dict[str, str] = dict(initial or {})
+
+    def get_secret(self, key: str) -> str | None:
+        return self.secrets.get(key)
+
+    def put_secret(self, key: str, value: str) -> None:
+        self.secrets[key] = value
+
+
+def _kept_or_generated(vault: SecretVault, key: str) -> str:
+    value = vault.get_secret(key)
+    if value is None:
+        value = generate_password()
+        vault.put_secret(key, value)
+    return value
+
+
+def user_secret_key(extension: str, kind: str) -> str:
+    return f"user:{extension}:{kind}"
+
+
+def with_secrets(site: Site, vault: SecretVault) -> Site:
+    """`site` with every missing user password filled from the vault (generated if new)."""
+    users = []
+    for user in site.users:
+        update = {}
+        for kind in ("sip", "web"):
+            field = f"{kind}_password"
+            if getattr(user, field) is None:
+                update[field] = _kept_or_generated(vault, user_secret_key(user.extension, kind))
+        users.append(user.model_copy(update=update) if update else user)
+    return site.model_copy(update={"users": users})
+
+
+def manager_secret(vault: SecretVault, username: str) -> str:
+    return _kept_or_generated(vault, f"manager:{username}")

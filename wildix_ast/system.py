@@ -1,0 +1,96 @@
+"""WMS Settings -> PBX / System: PBX name, language & region, SIP-RTP, manager access."""
+
+from __future__ import annotations
+
+import zoneinfo
+from enum import StrEnum
+from ipaddress import IPv4Address, IPv4Network
+from typing import Annotated, Self
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from wildix_ast.fields import CountryCode, Identifier, Language, Port, ToneZone
+
+STRICT = ConfigDict(extra="forbid", str_strip_whitespace=False, frozen=True)
+
+
+class Codec(StrEnum):
+    """Codec names as Asterisk's `allow=` knows them."""
+
+    ULAW = "ulaw"
+    ALAW = "alaw"
+    G722 = "g722"
+    G729 = "g729"
+    OPUS = "opus"
+    GSM = "gsm"
+    ILBC = "ilbc"
+    G726 = "g726"
+    SPEEX = "speex"
+
+
+def _known_timezone(value: str) -> str:
+    if value not in zoneinfo.available_timezones():
+        raise ValueError(f"{value!r} is not a known time zone (like 'Europe/Paris')")
+    return value
+
+
+Timezone = Annotated[str, AfterValidator(_known_timezone)]
+
+
+class LanguageRegion(BaseModel):
+    """PBX -> Language & region."""
+
+    model_config = STRICT
+
+    language: Language = "en"
+    tone_zone: ToneZone = "us"
+    country_code: CountryCode = "1"
+    timezone: Timezone = "UTC"
+
+
+class SipRtp(BaseModel):
+    """PBX -> SIP-RTP: where Asterisk listens and which codecs it offers where."""
+
+    model_config = STRICT
+
+    bind_address: IPv4Address = IPv4Address("0.0.0.0")
+    sip_port: Port = 5060
+    rtp_start: Port = 10000
+    rtp_end: Port = 20000
+    external_address: IPv4Address | None = None
+    lan_networks: list[IPv4Network] = Field(default_factory=lambda: [
+        IPv4Network("10.0.0.0/8"), IPv4Network("172.16.0.0/12"), IPv4Network("192.168.0.0/16")])
+    lan_codecs: list[Codec] = Field(default_factory=lambda: [Codec.ALAW, Codec.ULAW, Codec.G722],
+                                    min_length=1)
+    remote_codecs: list[Codec] = Field(default_factory=lambda: [Codec.G729, Codec.ALAW,
+                                                                Codec.ULAW], min_length=1)
+
+    @model_validator(mode="after")
+    def _rtp_range(self) -> Self:
+        if self.rtp_end <= self.rtp_start:
+            raise ValueError(f"rtp_end ({self.rtp_end}) must be above rtp_start "
+                             f"({self.rtp_start})")
+        if self.rtp_start <= self.sip_port <= self.rtp_end:
+            raise ValueError(f"sip_port {self.sip_port} lies inside the RTP range")
+        return self
+
+
+class Manager(BaseModel):
+    """The Asterisk Manager Interface account wildix-ast uses. Always on loopback; its secret
+    is generated and kept in the store, never written in the settings file."""
+
+    model_config = STRICT
+
+    port: Port = 5038
+    username: Identifier = "wildix-ast"
+
+
+class System(BaseModel):
+    """The `system` section of the settings file."""
+
+    model_config = STRICT
+
+    pbx_name: Identifier = "wildix-ast"
+    language_region: LanguageRegion = Field(default_factory=LanguageRegion)
+    sip_rtp: SipRtp = Field(default_factory=SipRtp)
+    manager: Manager = Field(default_factory=Manager)
