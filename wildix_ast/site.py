@@ -40,8 +40,9 @@ class Site(BaseModel):
         seen_groups: dict[str, int] = {}
         for i, group in enumerate(self.groups):
             if group.name in seen_groups:
+                first = seen_groups[group.name]
                 yield error(("groups", i, "name"),
-                            f"group {group.name!r} already defined at groups[{seen_groups[group.name]}]")
+                            f"group {group.name!r} already defined at groups[{first}]")
             seen_groups.setdefault(group.name, i)
 
         features = {self.dialplan.echo_test: "dialplan.echo_test",
