@@ -1,0 +1,131 @@
+"""The settings model and its YAML file: what is accepted, and how refusals read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from wildix_ast.errors import SettingsError
+from wildix_ast.passwords import generate_password, password_problems
+from wildix_ast.secrets_vault import MemoryVault, manager_secret, with_secrets
+from wildix_ast.settings_file import dump_site, load_site, parse_site
+
+GOOD = """\
+system:
+  pbx_name: acme
+  language_region: {language: fr, tone_zone: fr, country_code: "33", timezone: Europe/Paris}
+groups:
+  - name: default
+  - name: sales
+users:
+  - {name: Alice Martin, extension: "101", email: alice@acme.fr, office_did: "+33140000101"}
+  - {name: Bob, extension: "102", email: bob@acme.fr, group: sales, type: admin}
+  - {name: Parking, extension: "700", type: park_orbit}
+"""
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(SettingsError) as caught:
+        parse_site(text, "site.yaml")
+    return [str(p) for p in caught.value.problems]
+
+
+def test_good_site_loads() -> None:
+    site = parse_site(GOOD)
+    assert site.system.language_region.timezone == "Europe/Paris"
+    assert [u.extension for u in site.users] == ["101", "102", "700"]
+    assert site.users[0].dialplan == "users"
+    assert site.users[0].group == "default"
+    assert not site.users[2].type.has_phone
+
+
+def test_bad_extension_is_located_with_its_line() -> None:
+    found = problems(GOOD.replace('extension: "102"', 'extension: "1x2"'))
+    assert found == ["users[1].extension (site.yaml line 9): '1x2' is not a valid extension "
+                     "(2 to 8 digits)"]
+
+
+def test_duplicates_and_dangling_references_are_all_reported() -> None:
+    text = GOOD.replace('extension: "102", email: bob@acme.fr, group: sales',
+                        'extension: "101", email: ALICE@acme.fr, group: nope')
+    found = problems(text)
+    assert any(p.startswith("users[1].extension") and "already used by users[0].extension" in p
+               for p in found)
+    assert any(p.startswith("users[1].email") and "already used by users[0]" in p for p in found)
+    assert any(p.startswith("users[1].group") and "'nope' is not defined" in p for p in found)
+
+
+def test_did_cannot_be_another_users_extension() -> None:
+    found = problems(GOOD.replace('office_did: "+33140000101"', 'office_did: "102"'))
+    assert any("users[1].extension" in p and "already used by users[0].office_did" in p
+               for p in found)
+
+
+def test_unknown_key_wrong_type_and_missing_field() -> None:
+    found = problems(GOOD.replace("pbx_name: acme", "pbx_name: acme\n  colour: blue")
+                     .replace("name: Bob, ", "")
+                     .replace('extension: "700"', "extension: [7]"))
+    assert any(p.startswith("system.colour") and "unknown setting" in p for p in found)
+    assert any(p.startswith("users[1].name") and "is required" in p for p in found)
+    assert any(p.startswith("users[2].extension") for p in found)
+
+
+def test_duplicate_yaml_key_and_syntax_errors() -> None:
+    found = problems("system:\n  pbx_name: a\n  pbx_name: b\n")
+    assert found and "duplicate key 'pbx_name'" in found[0] and "site.yaml:3" in found[0]
+    found = problems("users: [\n")
+    assert found and found[0].startswith("site.yaml:")
+    with pytest.raises(SettingsError, match="mapping of sections"):
+        parse_site("- just\n- a list\n")
+
+
+@pytest.mark.parametrize("weak", ["wildix", "admin", "Wildix123!", "MyAdmin#2024", "Sh0rt!A",
+                                  "alllower1!", "NoDigits!!", "NoSpecial12", "Semi;colon1A"])
+def test_weak_passwords_are_refused(weak: str) -> None:
+    found = problems(GOOD.replace("name: Alice Martin,", f"name: Alice Martin, "
+                                  f"sip_password: '{weak}',"))
+    assert len(found) == 1 and found[0].startswith("users[0].sip_password")
+
+
+def test_eight_characters_with_every_class_is_enough() -> None:
+    assert password_problems("short1!A") == []
+    site = parse_site(GOOD.replace("name: Alice Martin,", "name: Alice Martin, "
+                                   "web_password: 'short1!A',"))
+    assert site.users[0].web_password == "short1!A"
+
+
+def test_unreadable_files(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="no such file"):
+        load_site(tmp_path / "missing.yaml")
+    with pytest.raises(SettingsError, match="is a directory"):
+        load_site(tmp_path)
+    binary = tmp_path / "site.yaml"
+    binary.write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(SettingsError, match="not UTF-8"):
+        load_site(binary)
+
+
+def test_generated_passwords_comply_and_differ() -> None:
+    passwords = {generate_password() for _ in range(200)}
+    assert len(passwords) == 200
+    assert all(password_problems(p) == [] for p in passwords)
+
+
+def test_vault_fills_missing_passwords_once() -> None:
+    site = parse_site(GOOD)
+    vault = MemoryVault()
+    first = with_secrets(site, vault)
+    second = with_secrets(site, vault)
+    assert first == second
+    assert all(u.sip_password and u.web_password for u in first.users)
+    assert manager_secret(vault, "wildix-ast") == manager_secret(vault, "wildix-ast")
+
+
+def test_dump_round_trips_and_hides_secrets() -> None:
+    site = with_secrets(parse_site(GOOD), MemoryVault())
+    with_pw = dump_site(site, include_secrets=True)
+    assert parse_site(with_pw) == site
+    without = dump_site(site, include_secrets=False)
+    assert "password" not in without
+    assert parse_site(without) == parse_site(GOOD)
