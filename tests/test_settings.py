@@ -129,3 +129,9 @@ def test_dump_round_trips_and_hides_secrets() -> None:
     without = dump_site(site, include_secrets=False)
     assert "password" not in without
     assert parse_site(without) == parse_site(GOOD)
+
+
+def test_unquoted_numbers_get_a_hint() -> None:
+    found = problems(GOOD.replace('extension: "101"', "extension: 101"))
+    assert found == ['users[0].extension (site.yaml line 8): write 101 in quotes ("101"): '
+                     "unquoted, YAML reads it as a number and drops leading zeros and '+'"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # Characters with a meaning in Asterisk configuration files or dialplan expressions.
@@ -24,6 +24,16 @@ def _free_text(value: str) -> str:
     if value != value.strip():
         raise ValueError("must not start or end with white space")
     return value
+
+
+def _quoted_number(value: object) -> object:
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise ValueError(f"write {value} in quotes (\"{value}\"): unquoted, YAML reads it as "
+                         "a number and drops leading zeros and '+'")
+    return value
+
+
+NumberText = BeforeValidator(_quoted_number)
 
 
 def _pattern(regex: str, what: str) -> AfterValidator:
@@ -44,8 +54,8 @@ Identifier = Annotated[str, _pattern(r"[A-Za-z][A-Za-z0-9_-]{0,39}", "identifier
                                      "(a letter, then letters, digits, '_' or '-', 40 at most)")]
 """A name that becomes an Asterisk object or context name (groups, dialplan procedures)."""
 
-Extension = Annotated[str, _pattern(r"[0-9]{2,8}", "extension (2 to 8 digits)")]
-PhoneNumber = Annotated[str, _pattern(r"\+?[0-9]{3,20}", "phone number (3 to 20 digits, "
+Extension = Annotated[str, NumberText, _pattern(r"[0-9]{2,8}", "extension (2 to 8 digits)")]
+PhoneNumber = Annotated[str, NumberText, _pattern(r"\+?[0-9]{3,20}", "phone number (3 to 20 digits, "
                                       "optionally after '+')")]
 Email = Annotated[str, _pattern(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+",
                                 "email address")]
@@ -55,5 +65,5 @@ Language = Annotated[str, _pattern(r"[a-z]{2}(_[A-Z]{2})?", "language code (like
                                    "'en_GB')")]
 ToneZone = Annotated[str, _pattern(r"[a-z]{2}", "tone zone (a two-letter country code like "
                                    "'fr')")]
-CountryCode = Annotated[str, _pattern(r"[1-9][0-9]{0,3}", "country calling code (like '33')")]
+CountryCode = Annotated[str, NumberText, _pattern(r"[1-9][0-9]{0,3}", "country calling code (like '33')")]
 Port = Annotated[int, Field(ge=1, le=65535)]

@@ -3,6 +3,7 @@ a lower-case letter, a digit and a special character; known default passwords re
 
 from __future__ import annotations
 
+import re
 import secrets
 import string
 
@@ -20,6 +21,10 @@ _KNOWN_WEAK = {
 }
 
 
+_SPECIAL = re.compile(r"[^\w\s]|_")
+_FORBIDDEN = re.compile("[" + re.escape("".join(sorted(FORBIDDEN))) + r"\s]")
+
+
 def password_problems(password: str) -> list[str]:
     """Why `password` breaks the policy; empty when it complies."""
     problems: list[str] = []
@@ -28,16 +33,17 @@ def password_problems(password: str) -> list[str]:
         problems.append("is a known default or weak password")
     if len(password) < MIN_LENGTH:
         problems.append(f"must be at least {MIN_LENGTH} characters long")
-    if not any(c.isupper() for c in password):
+    if lowered == password:
         problems.append("needs an upper-case letter")
-    if not any(c.islower() for c in password):
+    if password.upper() == password:
         problems.append("needs a lower-case letter")
     if not any(c.isdigit() for c in password):
         problems.append("needs a digit")
-    if not any(c in SPECIALS or (not c.isalnum() and c not in FORBIDDEN) for c in password):
+    if not _SPECIAL.search(_FORBIDDEN.sub("", password)):
         problems.append(f"needs a special character (one of {SPECIALS})")
-    bad = sorted({c for c in password if c in FORBIDDEN or not c.isprintable() or c.isspace()})
-    if bad:
+    if _FORBIDDEN.search(password) or not password.isprintable():
+        bad = sorted({c for c in password
+                      if c in FORBIDDEN or not c.isprintable() or c.isspace()})
         problems.append(f"must not contain {' '.join(repr(c) for c in bad)}")
     return problems
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+import yaml_rs
 from pydantic import ValidationError
 
 from wildix_ast.errors import Problem, SettingsError
@@ -89,18 +90,28 @@ def problems_from(error: ValidationError, root: yaml.Node | None = None,
     return problems
 
 
-def parse_site(text: str, source: str = "<settings>") -> Site:
-    """A validated Site from YAML text, or a SettingsError listing every problem."""
+def _located_yaml_problem(text: str, source: str, fast_error: Exception) -> Problem:
     try:
-        data = yaml.load(text, Loader=_StrictLoader)
+        yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
         detail = getattr(exc, "problem", None) or str(exc)
         context = getattr(exc, "context", None)
         message = f"{context}, {detail}" if context and context not in detail else str(detail)
-        raise SettingsError(f"{source} is not valid YAML",
-                            [Problem(where, message)]) from None
+        return Problem(where, message)
+    return Problem(source, str(fast_error).replace("\n", " "))
+
+
+def parse_site(text: str, source: str = "<settings>") -> Site:
+    """A validated Site from YAML text, or a SettingsError listing every problem."""
+    try:
+        # yaml-rs parses 50,000 users in a fraction of PyYAML's time; PyYAML, slower but
+        # precise about positions, explains the failures.
+        data = yaml_rs.loads(text, parse_datetime=False)
+    except yaml_rs.YAMLDecodeError as exc:
+        problem = _located_yaml_problem(text, source, exc)
+        raise SettingsError(f"{source} is not valid YAML", [problem]) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

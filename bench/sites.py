@@ -1,0 +1,37 @@
+"""Synthetic sites of any size, for benchmarks and load tests."""
+
+from __future__ import annotations
+
+import yaml
+
+
+def site_yaml(users: int, *, with_passwords: bool = True) -> str:
+    """A valid settings file with `users` users spread over a few groups and types."""
+    groups = ["default", "sales", "support", "management"]
+    rows = []
+    for i in range(users):
+        extension = str(100000 + i)
+        row: dict[str, object] = {
+            "name": f"User {i} Dupont-Martin",
+            "extension": extension,
+            "email": f"user{i}@example.com",
+            "login": f"user{i}",
+            "office_did": f"+3314{i:08d}",
+            "mobile": f"+3366{i:08d}",
+            "group": groups[i % len(groups)],
+            "department": f"Department {i % 37}",
+            "type": "admin" if i % 500 == 0 else "user",
+        }
+        if with_passwords:
+            # Fixed, policy-compliant secrets keep the benchmark from measuring the generator.
+            row["sip_password"] = f"Sip#{i:07d}xY"
+            row["web_password"] = f"Web#{i:07d}xY"
+        rows.append(row)
+    site = {
+        "system": {"pbx_name": "bench", "language_region": {
+            "language": "fr", "tone_zone": "fr", "country_code": "33",
+            "timezone": "Europe/Paris"}},
+        "groups": [{"name": g} for g in groups],
+        "users": rows,
+    }
+    return yaml.safe_dump(site, sort_keys=False, width=200)
