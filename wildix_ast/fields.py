@@ -55,8 +55,8 @@ Identifier = Annotated[str, _pattern(r"[A-Za-z][A-Za-z0-9_-]{0,39}", "identifier
 """A name that becomes an Asterisk object or context name (groups, dialplan procedures)."""
 
 Extension = Annotated[str, NumberText, _pattern(r"[0-9]{2,8}", "extension (2 to 8 digits)")]
-PhoneNumber = Annotated[str, NumberText, _pattern(r"\+?[0-9]{3,20}", "phone number (3 to 20 digits, "
-                                      "optionally after '+')")]
+PhoneNumber = Annotated[str, NumberText, _pattern(
+    r"\+?[0-9]{3,20}", "phone number (3 to 20 digits, optionally after '+')")]
 Email = Annotated[str, _pattern(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+",
                                 "email address")]
 Login = Annotated[str, _pattern(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}", "login (letters, digits, "
@@ -65,5 +65,6 @@ Language = Annotated[str, _pattern(r"[a-z]{2}(_[A-Z]{2})?", "language code (like
                                    "'en_GB')")]
 ToneZone = Annotated[str, _pattern(r"[a-z]{2}", "tone zone (a two-letter country code like "
                                    "'fr')")]
-CountryCode = Annotated[str, NumberText, _pattern(r"[1-9][0-9]{0,3}", "country calling code (like '33')")]
+CountryCode = Annotated[str, NumberText, _pattern(
+    r"[1-9][0-9]{0,3}", "country calling code (like '33')")]
 Port = Annotated[int, Field(ge=1, le=65535)]
