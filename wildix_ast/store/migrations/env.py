@@ -1,0 +1,47 @@
+"""Alembic environment of the store.
+
+wildix-ast runs the migrations itself (wildix_ast.store.store.migrate) and hands over its
+open connection in `config.attributes["connection"]`. Developers can also run the alembic
+command with `-c wildix_ast/store/alembic.ini -x url=...` to write a new revision."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import Connection, create_engine, pool
+
+from wildix_ast.store.tables import STORE_TABLES, metadata
+
+config = context.config
+_OURS = {t.name for t in STORE_TABLES}
+
+
+def _include_object(obj: object, name: str | None, type_: str, reflected: bool,
+                    compare_to: object) -> bool:
+    # Other SQLModel tables may share the metadata: only the store's are migrated here.
+    return type_ != "table" or name in _OURS
+
+
+def _run(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=metadata,
+        include_object=_include_object,
+        render_as_batch=True,  # SQLite alters tables by copying them
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+connection = config.attributes.get("connection")
+if connection is not None:
+    _run(connection)
+else:
+    url = context.get_x_argument(as_dictionary=True).get("url") \
+        or config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise SystemExit("give the database: alembic -x url=sqlite:///path ...")
+    engine = create_engine(url, poolclass=pool.NullPool)
+    with engine.connect() as conn:
+        _run(conn)
+    engine.dispose()
