@@ -36,6 +36,25 @@ def _known_timezone(value: str) -> str:
 
 Timezone = Annotated[str, AfterValidator(_known_timezone)]
 
+# The zones templates/asterisk/indications.conf.j2 defines (ISO country codes; Asterisk's
+# sample calls the United Kingdom "uk").
+SUPPORTED_TONE_ZONES = ("at", "be", "ch", "de", "dk", "es", "fr", "gb", "it", "nl", "pl", "pt",
+                        "us")
+
+
+def _supported_tone_zone(value: str) -> str:
+    if value not in SUPPORTED_TONE_ZONES:
+        raise ValueError(f"tone zone {value!r} is not supported (one of "
+                         f"{', '.join(SUPPORTED_TONE_ZONES)})")
+    return value
+
+
+def _not_reserved_section(value: str) -> str:
+    # manager.conf's [general] section: an account of that name would merge into it.
+    if value.lower() == "general":
+        raise ValueError(f"{value!r} is reserved by Asterisk's manager.conf")
+    return value
+
 
 class LanguageRegion(BaseModel):
     """PBX -> Language & region."""
@@ -43,7 +62,7 @@ class LanguageRegion(BaseModel):
     model_config = STRICT
 
     language: Language = "en"
-    tone_zone: ToneZone = "us"
+    tone_zone: Annotated[ToneZone, AfterValidator(_supported_tone_zone)] = "us"
     country_code: CountryCode = "1"
     timezone: Timezone = "UTC"
 
@@ -82,7 +101,7 @@ class Manager(BaseModel):
     model_config = STRICT
 
     port: Port = 5038
-    username: Identifier = "wildix-ast"
+    username: Annotated[Identifier, AfterValidator(_not_reserved_section)] = "wildix-ast"
 
 
 class System(BaseModel):
