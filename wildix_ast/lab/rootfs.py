@@ -1,0 +1,299 @@
+"""The lab's root filesystem: Debian sid (minbase) with Asterisk 22, built once and cached.
+
+The host (Debian 12) has no Asterisk package; sid has Asterisk 22 built against sid's libc.
+`debootstrap` makes a sid root filesystem that instances run in a chroot. It is built into a
+temporary folder next to its final place and renamed there when complete, under an `fcntl`
+lock, so a reader never sees half a build and two concurrent runs never both build.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from wildix_ast.errors import LabError
+
+SUITE = "sid"
+VARIANT = "minbase"
+PACKAGES: tuple[str, ...] = ("asterisk", "asterisk-modules", "asterisk-config", "sox",
+                             "ca-certificates")
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+#: Where every instance's private folder is bind-mounted inside the root filesystem.
+MOUNT_POINT = PurePosixPath("/srv/wildix-ast")
+ASTERISK_BINARY = PurePosixPath("/usr/sbin/asterisk")
+MARKER = ".wildix-ast-rootfs.json"
+LOG_TAIL_LINES = 25
+
+
+@dataclass(frozen=True)
+class BuildStep:
+    """One line of progress from a root filesystem build.
+
+    `stage` is debootstrap's verb (Retrieving, Validating, Extracting, Unpacking,
+    Configuring...) or one of ours (lock, reuse, build, done); `milestone` is false for the
+    hundreds of per-package lines, so a renderer can print milestones and overwrite the rest.
+    `elapsed` counts seconds since `ensure_rootfs` was called."""
+
+    stage: str
+    message: str
+    elapsed: float
+    milestone: bool
+
+    def __str__(self) -> str:
+        return f"[{self.elapsed:5.1f} s] {self.message}"
+
+
+ProgressCallback = Callable[[BuildStep], None]
+
+
+def cache_dir() -> Path:
+    """The wildix-ast cache: `$WILDIX_AST_CACHE`, else `~/.cache/wildix-ast`."""
+    configured = os.environ.get("WILDIX_AST_CACHE")
+    if configured:
+        return Path(configured).expanduser()
+    return Path.home() / ".cache" / "wildix-ast"
+
+
+def rootfs_key(suite: str = SUITE, packages: tuple[str, ...] = PACKAGES,
+               variant: str = VARIANT) -> str:
+    """A short hash naming one (suite, variant, package list) build."""
+    text = "\n".join([suite, variant, *sorted(packages)])
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def rootfs_path(suite: str = SUITE, packages: tuple[str, ...] = PACKAGES) -> Path:
+    """Where the root filesystem for this suite and package list lives (built or not)."""
+    return cache_dir() / "rootfs" / rootfs_key(suite, packages)
+
+
+def host_mirror(sources_dir: Path = Path("/etc/apt")) -> str:
+    """The Debian mirror the host already uses (deb822 `URIs:` or a one-line `deb` entry),
+    skipping security and backports archives; http://deb.debian.org/debian if none."""
+    candidates: list[str] = []
+    deb822 = sorted((sources_dir / "sources.list.d").glob("*.sources"))
+    for path in deb822:
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        for line in text.splitlines():
+            match = re.match(r"\s*URIs:\s*(.+)", line)
+            if match:
+                candidates.extend(match.group(1).split())
+    one_line = [sources_dir / "sources.list",
+                *sorted((sources_dir / "sources.list.d").glob("*.list"))]
+    for path in one_line:
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        for line in text.splitlines():
+            match = re.match(r"\s*deb\s+(?:\[[^\]]*\]\s+)?(\S+)", line)
+            if match:
+                candidates.append(match.group(1))
+    for uri in candidates:
+        if uri.startswith(("http://", "https://", "file:/")) and \
+                not re.search(r"security|backports|ports\b|-debug", uri):
+            return uri.rstrip("/")
+    return DEFAULT_MIRROR
+
+
+def require_root(what: str) -> None:
+    """Raise unless running as root (the lab mounts, chroots and debootstraps)."""
+    if os.geteuid() != 0:
+        raise LabError(f"{what} needs root (mount namespaces, chroot, debootstrap): "
+                       "run it as root, e.g. with sudo")
+
+
+def require_tool(name: str, package: str) -> str:
+    """The path of a host program the lab needs, or an error naming its Debian package."""
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin:/usr/bin:/bin")
+    if found is None:
+        raise LabError(f"`{name}` is not installed: install the Debian package `{package}` "
+                       "(apt-get install " + package + ", or run .ci/install-system-packages)")
+    return found
+
+
+def is_built(root: Path) -> bool:
+    """True when `root` is a completed build (its marker is written last, before the rename)."""
+    return (root / MARKER).is_file() and (root / ASTERISK_BINARY.relative_to("/")).is_file()
+
+
+def prepare_rootfs(root: Path) -> None:
+    """Folders instances need inside the root filesystem (idempotent)."""
+    (root / MOUNT_POINT.relative_to("/")).mkdir(parents=True, exist_ok=True)
+    # The remote console looks for the default run folder before it reads asterisk.conf.
+    (root / "run" / "asterisk").mkdir(parents=True, exist_ok=True)
+    for name in ("proc", "dev"):
+        (root / name).mkdir(exist_ok=True)
+
+
+@contextmanager
+def _locked(lock_path: Path, progress: ProgressCallback, started: float) -> Iterator[None]:
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            progress(BuildStep("lock", f"waiting for another build ({lock_path})",
+                               time.monotonic() - started, True))
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return "".join(deque(handle, maxlen=lines)).rstrip()
+    except OSError:
+        return "(no log)"
+
+
+def _remove_tree(path: Path) -> None:
+    """Delete a (failed) build folder, refusing if anything is mounted below it."""
+    mounts = Path("/proc/mounts").read_text(encoding="utf-8").splitlines()
+    prefix = str(path.resolve()) + "/"
+    busy = [line.split()[1] for line in mounts
+            if len(line.split()) > 1 and (line.split()[1] + "/").startswith(prefix)]
+    if busy:
+        raise LabError(f"cannot remove {path}: still mounted: {', '.join(busy)}; "
+                       "unmount them (umount -R) and run again")
+    shutil.rmtree(path, ignore_errors=True)
+
+
+_PER_PACKAGE = re.compile(r"^I: (?:(?:Retrieving|Validating) \S+ \S+"
+                          r"|(?:Extracting|Unpacking|Configuring) \S+\.\.\.)$")
+
+
+def _stage_of(line: str) -> str:
+    text = line[3:] if line.startswith(("I: ", "W: ", "E: ")) else line
+    return text.split(" ", 1)[0].rstrip(".:") if text else ""
+
+
+def _debootstrap(target: Path, mirror: str, log_path: Path, progress: ProgressCallback,
+                 started: float) -> None:
+    debootstrap = require_tool("debootstrap", "debootstrap")
+    unshare = require_tool("unshare", "util-linux")
+    # In a private mount namespace: the proc/sys mounts debootstrap makes inside the
+    # target vanish with it even when it fails or is killed.
+    command = [unshare, "--mount", "--propagation", "private", "--",
+               debootstrap, f"--variant={VARIANT}", "--include=" + ",".join(PACKAGES),
+               SUITE, str(target), mirror]
+    progress(BuildStep("build", f"debootstrap {SUITE} from {mirror} into {target}",
+                       time.monotonic() - started, True))
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C"}
+    with open(log_path, "w", encoding="utf-8") as log:
+        log.write("$ " + " ".join(command) + "\n")
+        log.flush()
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True, errors="replace",
+                                   env=env)
+        assert process.stdout is not None
+        for raw in process.stdout:
+            log.write(raw)
+            line = raw.rstrip()
+            if not line:
+                continue
+            stage = _stage_of(line)
+            progress(BuildStep(stage, line, time.monotonic() - started,
+                               not _PER_PACKAGE.match(line)))
+        returncode = process.wait()
+    if returncode != 0:
+        inner = target / "debootstrap" / "debootstrap.log"
+        details = _tail(inner) if inner.exists() else _tail(log_path)
+        if inner.exists():
+            shutil.copyfile(inner, log_path.with_suffix(".inner.log"))
+        raise LabError(f"debootstrap failed (exit {returncode}) building the lab root "
+                       f"filesystem from {mirror}; full log: {log_path}\n"
+                       f"last lines:\n{details}")
+
+
+def ensure_rootfs(progress: ProgressCallback | None = None, *, mirror: str | None = None,
+                  suite: str = SUITE, packages: tuple[str, ...] = PACKAGES) -> Path:
+    """The cached root filesystem, built first if missing; returns its path.
+
+    A completed build is reused at once. Otherwise this needs root and `debootstrap`, takes
+    about a minute and 530 MB, and reports each debootstrap line through `progress`."""
+    report: ProgressCallback = progress or (lambda step: None)
+    started = time.monotonic()
+    root = rootfs_path(suite, packages)
+    if is_built(root):
+        prepare_rootfs(root)
+        report(BuildStep("reuse", f"root filesystem ready: {root}", 0.0, True))
+        return root
+    require_root("building the lab root filesystem")
+    require_tool("debootstrap", "debootstrap")
+    require_tool("unshare", "util-linux")
+    parent = root.parent
+    with _locked(parent / f".{root.name}.lock", report, started):
+        if is_built(root):  # another process built it while we waited
+            prepare_rootfs(root)
+            report(BuildStep("reuse", f"root filesystem ready: {root}",
+                             time.monotonic() - started, True))
+            return root
+        for stale in parent.glob(f".{root.name}.building-*"):
+            _remove_tree(stale)  # left by an interrupted build (we hold the lock)
+        if root.exists():  # incomplete without marker: not ours to trust
+            _remove_tree(root)
+        chosen = mirror or host_mirror()
+        temp = Path(tempfile.mkdtemp(prefix=f".{root.name}.building-", dir=parent))
+        log_path = parent / f"{root.name}.debootstrap.log"
+        try:
+            _debootstrap(temp, chosen, log_path, report, started)
+            if not (temp / ASTERISK_BINARY.relative_to("/")).is_file():
+                raise LabError(f"debootstrap finished but {ASTERISK_BINARY} is missing from "
+                               f"the root filesystem; see {log_path}")
+            prepare_rootfs(temp)
+            version = _package_version(temp, "asterisk")
+            (temp / MARKER).write_text(json.dumps({
+                "suite": suite, "variant": VARIANT, "packages": list(packages),
+                "mirror": chosen, "asterisk": version,
+                "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "seconds": round(time.monotonic() - started, 1)}, indent=2) + "\n")
+            temp.chmod(0o755)
+            os.rename(temp, root)
+        except BaseException:
+            _remove_tree(temp)
+            raise
+    report(BuildStep("done", f"root filesystem built in {time.monotonic() - started:.0f} s "
+                     f"(Asterisk {_package_version(root, 'asterisk')}): {root}",
+                     time.monotonic() - started, True))
+    return root
+
+
+def _package_version(root: Path, package: str) -> str:
+    """A package's version from the root filesystem's dpkg status, or '?'."""
+    try:
+        status = (root / "var/lib/dpkg/status").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "?"
+    for block in status.split("\n\n"):
+        if re.search(rf"^Package: {re.escape(package)}$", block, re.MULTILINE):
+            match = re.search(r"^Version: (\S+)$", block, re.MULTILINE)
+            if match:
+                return match.group(1)
+    return "?"
+
+
+def rootfs_info(root: Path) -> dict[str, object]:
+    """What the build marker recorded (suite, packages, mirror, Asterisk version, time)."""
+    try:
+        data = json.loads((root / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
