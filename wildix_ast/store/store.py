@@ -46,6 +46,8 @@ _BACKENDS = {"sqlite": "SQLite", "postgresql": "PostgreSQL", "mysql": "MariaDB/M
              "mariadb": "MariaDB"}
 _DRIVERS = {"sqlite": {"pysqlite"}, "postgresql": {"psycopg2"},
             "mysql": {"pymysql", "mysqldb"}, "mariadb": {"pymysql", "mysqldb"}}
+_DEFAULT_DRIVER = {"sqlite": "pysqlite", "postgresql": "psycopg2", "mysql": "pymysql",
+                   "mariadb": "pymysql"}
 _EXTRA = {"postgresql": "postgresql", "mysql": "mariadb", "mariadb": "mariadb"}
 
 
@@ -90,11 +92,14 @@ def _parse_url(location: str) -> URL:
         raise StoreError(f"{location!r} is neither a database URL nor a file path; use "
                          "a path, sqlite:///PATH, postgresql+psycopg2://USER:PASSWORD@HOST/DB "
                          "or mysql+pymysql://USER:PASSWORD@HOST/DB") from None
-    backend, driver = url.get_backend_name(), url.get_driver_name()
+    backend, _, driver = url.drivername.partition("+")
     if backend not in _BACKENDS:
         raise StoreError(f"unsupported database {backend!r} in "
                          f"{url.render_as_string(hide_password=True)}: use a SQLite path, "
                          "postgresql+psycopg2://... or mysql+pymysql://...")
+    if not driver:  # the drivers wildix-ast installs, not SQLAlchemy's defaults
+        driver = _DEFAULT_DRIVER[backend]
+        url = url.set(drivername=f"{backend}+{driver}")
     if driver not in _DRIVERS[backend]:
         raise StoreError(f"unsupported driver {driver!r} for {_BACKENDS[backend]}: use "
                          + " or ".join(f"{backend}+{d}://" for d in sorted(_DRIVERS[backend])))

@@ -1,0 +1,480 @@
+"""The store on real SQLite files: migrations, exact round trips, atomic imports, secrets,
+and the errors a person meets (each one message, never a traceback)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from pydantic import TypeAdapter, ValidationError
+from sqlalchemy import create_engine, inspect
+
+from wildix_ast.dialplan import Dialplan, Procedure
+from wildix_ast.errors import StoreError
+from wildix_ast.fields import FreeText
+from wildix_ast.groups import Group
+from wildix_ast.passwords import password_problems
+from wildix_ast.secrets_vault import SecretVault, manager_secret, user_secret_key, with_secrets
+from wildix_ast.settings_file import parse_site
+from wildix_ast.site import Site
+from wildix_ast.store import Store, open_store
+from wildix_ast.store import store as store_module
+from wildix_ast.store.tables import STORE_TABLES, metadata
+from wildix_ast.system import Codec, LanguageRegion, Manager, SipRtp, System
+from wildix_ast.users import User, UserType
+
+# --- sites -----------------------------------------------------------------------------------
+
+PASSWORDS = ["Xk9!vTq2#pLm", "Zz8?Lw3@Qe", "Mn4~Rt7^Yu0_"]
+assert not any(password_problems(p) for p in PASSWORDS)
+
+SAMPLE = """\
+system:
+  pbx_name: acme
+  language_region: {language: fr, tone_zone: fr, country_code: "33", timezone: Europe/Paris}
+  sip_rtp: {external_address: 203.0.113.5, lan_networks: [192.168.1.0/24], lan_codecs: [g722],
+            remote_codecs: [opus, alaw]}
+  manager: {port: 5039, username: ami-user}
+groups:
+  - {name: sales, description: Ventes & marketing}
+  - name: default
+dialplan:
+  echo_test: "*44"
+  ring_timeout: 35
+  procedures: [{name: night, description: Nuit}, {name: day}]
+users:
+  - {name: Zoé Écrivain, extension: "201", email: Zoe@acme.fr, login: zoe, office_did:
+     "+33140000201", fax_did: "+33140000299", mobile: "+33600000201", language: fr,
+     group: sales, department: R&D, dialplan: night, fax_dialplan: day, type: admin,
+     web_password: "Xk9!vTq2#pLm", sip_password: "Zz8?Lw3@Qe"}
+  - {name: Bob, extension: "102"}
+  - {name: Fax, extension: "150", type: fax}
+  - {name: Parking, extension: "700", type: park_orbit}
+  - {name: Salle A, extension: "800", type: room, email: salle@acme.fr}
+"""
+
+
+def sample_site() -> Site:
+    return parse_site(SAMPLE)
+
+
+def user(extension: str, name: str = "User", **fields: Any) -> User:
+    return User(name=name, extension=extension, **fields)
+
+
+_FREE_TEXT: TypeAdapter[str] = TypeAdapter(FreeText)
+
+
+def _is_free_text(value: str) -> bool:
+    try:
+        _FREE_TEXT.validate_python(value)
+    except ValidationError:
+        return False
+    return True
+
+
+free_text = st.text(alphabet=st.one_of(st.characters(categories=("L", "N")),
+                                       st.sampled_from(" '-.,()&/@+é")),
+                    min_size=1, max_size=80).filter(_is_free_text)
+identifiers = st.from_regex(r"[A-Za-z][A-Za-z0-9_-]{0,39}", fullmatch=True)
+extensions = st.from_regex(r"[0-9]{2,8}", fullmatch=True)
+phones = st.from_regex(r"\+?[0-9]{3,20}", fullmatch=True)
+emails = st.from_regex(r"[A-Za-z0-9._%+-]{1,20}@[A-Za-z0-9-]{1,12}\.[A-Za-z]{2,6}",
+                       fullmatch=True)
+logins = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,30}", fullmatch=True)
+networks = st.sampled_from(["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "192.168.1.0/24",
+                            "203.0.113.0/24", "0.0.0.0/0", "198.51.100.7/32"])
+addresses = st.sampled_from(["0.0.0.0", "127.0.0.1", "192.168.1.10", "203.0.113.5"])
+
+
+def optional(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.none() | strategy
+
+
+@st.composite
+def sites(draw: st.DrawFn) -> Site:
+    """Valid sites of every shape: optional fields set or not, lists empty or not."""
+    rtp_start = draw(st.integers(10000, 30000))
+    system = System(
+        pbx_name=draw(identifiers),
+        language_region=LanguageRegion(
+            language=draw(st.sampled_from(["en", "fr", "en_GB", "de_DE"])),
+            tone_zone=draw(st.sampled_from(["us", "fr", "de"])),
+            country_code=draw(st.from_regex(r"[1-9][0-9]{0,3}", fullmatch=True)),
+            timezone=draw(st.sampled_from(["UTC", "Europe/Paris",
+                                           "America/Argentina/ComodRivadavia"]))),
+        sip_rtp=SipRtp(
+            bind_address=IPv4Address(draw(addresses)),
+            sip_port=draw(st.integers(1, 9999)),
+            rtp_start=rtp_start, rtp_end=draw(st.integers(rtp_start + 1, 65535)),
+            external_address=draw(optional(addresses.map(IPv4Address))),
+            lan_networks=draw(st.lists(networks.map(IPv4Network), max_size=4)),
+            lan_codecs=draw(st.lists(st.sampled_from(list(Codec)), min_size=1, max_size=4)),
+            remote_codecs=draw(st.lists(st.sampled_from(list(Codec)), min_size=1,
+                                        max_size=4))),
+        manager=Manager(port=draw(st.integers(1, 65535)), username=draw(identifiers)),
+    )
+    procedures = draw(st.lists(identifiers, max_size=3, unique=True))
+    dialplan = Dialplan(
+        echo_test=draw(st.sampled_from(["*43", "*1", "*9999"])),
+        voicemail=draw(st.sampled_from(["*97", "*98"])),
+        ring_timeout=draw(st.integers(5, 300)),
+        procedures=[Procedure(name=name, description=draw(optional(free_text)))
+                    for name in procedures])
+    group_names = draw(st.lists(identifiers, min_size=1, max_size=4, unique=True))
+    groups = [Group(name=name, description=draw(optional(free_text))) for name in group_names]
+    routes = ["users", *procedures]
+    users = []
+    for extension in draw(st.lists(extensions, max_size=6, unique=True)):
+        users.append(User(
+            type=draw(st.sampled_from(list(UserType))), name=draw(free_text),
+            login=draw(optional(logins)), extension=extension,
+            office_did=draw(optional(phones)), fax_did=draw(optional(phones)),
+            email=draw(optional(emails)), mobile=draw(optional(phones)),
+            language=draw(optional(st.sampled_from(["fr", "en_US"]))),
+            group=draw(st.sampled_from(group_names)), department=draw(optional(free_text)),
+            dialplan=draw(st.sampled_from(routes)), fax_dialplan=draw(st.sampled_from(routes)),
+            web_password=draw(optional(st.sampled_from(PASSWORDS))),
+            sip_password=draw(optional(st.sampled_from(PASSWORDS)))))
+    try:
+        return Site(system=system, groups=groups, dialplan=dialplan, users=users)
+    except ValidationError:
+        assume(False)  # colliding numbers, emails or logins: not a valid site
+        raise
+
+
+# --- checks shared with the PostgreSQL tests -------------------------------------------------
+
+def check_round_trip(store: Store) -> None:
+    assert not store.has_site()
+    with pytest.raises(StoreError, match="holds no site yet"):
+        store.export_site()
+    for site in (sample_site(), Site(), Site(groups=[], users=[]),
+                 sample_site().model_copy(update={"users": sample_site().users[::-1]})):
+        store.import_site(site)
+        assert store.has_site()
+        assert store.export_site() == site
+
+
+def check_reimport_counts(store: Store) -> None:
+    first = Site(users=[user("101", "Ann"), user("102", "Ben"), user("103", "Cy")])
+    report = store.import_site(first, source_text="first")
+    assert (report.added, report.changed, report.removed, report.unchanged) == (3, 0, 0, 0)
+    assert str(report) == "3 users (3 added, 0 changed, 0 removed), 1 groups, " \
+                          "0 dialplan procedures"
+    second = Site(users=[user("103", "Cy"), user("102", "Benjamin"), user("104", "Di")])
+    report = store.import_site(second, source_text="second")
+    assert (report.added, report.changed, report.removed, report.unchanged) == (1, 1, 1, 1)
+    assert store.export_site() == second  # the new order, too
+    report = store.import_site(second)
+    assert (report.added, report.changed, report.removed, report.unchanged) == (0, 0, 0, 3)
+    history = store.import_history()
+    assert [(h.added, h.changed, h.removed, h.users) for h in history] == \
+        [(3, 0, 0, 3), (1, 1, 1, 3), (0, 0, 0, 3)]
+    import hashlib
+    assert history[0].source_sha256 == hashlib.sha256(b"first").hexdigest()
+    assert history[2].source_sha256 is None
+    assert history[0].imported_at <= history[1].imported_at <= history[2].imported_at
+    assert history[0].imported_at.tzinfo is not None
+
+
+def check_failed_import_by_constraint(store: Store) -> None:
+    """A site that slipped past validation breaks a unique constraint in the middle of the
+    users: the transaction is rolled back, the previous site stays exactly."""
+    good = sample_site()
+    store.import_site(good)
+    generation = store.site_generation()
+    imports = len(store.import_history())
+    users = [*good.users, user("555", "Other"), user("556", "Same email", email="zoe@ACME.fr")]
+    bad = Site.model_construct(system=good.system, groups=good.groups,
+                               dialplan=good.dialplan, users=users)
+    with pytest.raises(StoreError, match=r"import failed, the store .*is unchanged") as caught:
+        store.import_site(bad)
+    assert "uq_users_email" in caught.value.message or "UNIQUE" in caught.value.message
+    assert store.export_site() == good
+    assert store.site_generation() == generation
+    assert len(store.import_history()) == imports
+    dangling = Site.model_construct(system=good.system, groups=good.groups[:1],
+                                    dialplan=good.dialplan, users=good.users)
+    with pytest.raises(StoreError, match="import failed"):  # users.group_name -> acl_groups
+        store.import_site(dangling)
+    assert store.export_site() == good
+
+
+def check_failed_import_midway(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failure after half the users are written leaves nothing of them."""
+    good = sample_site()
+    store.import_site(good)
+    store.put_secret(user_secret_key("102", "sip"), "Kept-secret-1")
+    real = store_module._insert_rows
+    new = Site(users=[user(str(100 + i), f"U{i}") for i in range(10)])
+
+    def half_then_fail(connection: Any, table: Any, rows: Any) -> None:
+        if table.name == "users":
+            real(connection, table, rows[: len(rows) // 2])
+            raise RuntimeError("disk pulled out")
+        real(connection, table, rows)
+
+    monkeypatch.setattr(store_module, "_insert_rows", half_then_fail)
+    with pytest.raises(StoreError, match="unchanged: RuntimeError: disk pulled out"):
+        store.import_site(new)
+    monkeypatch.undo()
+    assert store.export_site() == good
+    assert store.get_secret(user_secret_key("102", "sip")) == "Kept-secret-1"
+    store.import_site(new)
+    assert store.export_site() == new
+
+
+def check_secrets(open_: Callable[[], Store]) -> None:
+    with open_() as store:
+        vault: SecretVault = store
+        site = Site(users=[user("101"), user("102", sip_password=PASSWORDS[0])])
+        store.import_site(site)
+        filled = with_secrets(site, vault)
+        ami = manager_secret(vault, "wildix-ast")
+        assert store.get_secret("missing") is None
+        store.put_secret("k", "v1")
+        store.put_secret("k", "v2")
+    with open_() as store:
+        assert with_secrets(store.export_site(), store) == filled
+        assert manager_secret(store, "wildix-ast") == ami
+        assert store.get_secret("k") == "v2"
+        # An import keeps secrets, except those of users that are gone.
+        store.import_site(Site(users=[user("102", sip_password=PASSWORDS[0]), user("103")]))
+        assert store.get_secret(user_secret_key("101", "sip")) is None
+        assert store.get_secret(user_secret_key("101", "web")) is None
+        assert store.get_secret(user_secret_key("102", "web")) is not None
+        assert manager_secret(store, "wildix-ast") == ami
+
+
+def check_schema(url: str) -> None:
+    """The migrations make exactly the tables the code describes."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            names = set(inspect(connection).get_table_names())
+            assert {t.name for t in STORE_TABLES} | {"alembic_version"} <= names
+            ours = {t.name for t in STORE_TABLES}
+            context = MigrationContext.configure(connection, opts={
+                "compare_type": True,
+                "include_object": lambda obj, name, type_, reflected, other:
+                    type_ != "table" or name in ours})
+            assert compare_metadata(context, metadata) == []
+            assert context.get_current_heads() == ("0001",)
+            unique = {tuple(u["column_names"])
+                      for u in inspect(connection).get_unique_constraints("users")}
+            assert {("extension",), ("email_key",), ("login_key",)} <= unique
+    finally:
+        engine.dispose()
+
+
+# --- SQLite ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "store" / "site.sqlite3"
+
+
+@pytest.fixture
+def store(db_path: Path) -> Iterator[Store]:
+    with open_store(str(db_path)) as opened:
+        yield opened
+
+
+def test_migration_creates_the_schema_from_empty(db_path: Path) -> None:
+    assert not db_path.parent.exists()
+    open_store(f"sqlite:///{db_path}").close()
+    check_schema(f"sqlite:///{db_path}")
+    with sqlite3.connect(db_path) as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    open_store(str(db_path)).close()  # already at head: nothing to do
+
+
+def test_foreign_keys_are_enforced(store: Store) -> None:
+    from sqlalchemy import insert
+
+    from wildix_ast.store import tables
+
+    row = {"position": 0, "type": "user", "name": "X", "extension": "10",
+           "group_name": "nope", "dialplan": "users", "fax_dialplan": "users"}
+    with pytest.raises(Exception, match="FOREIGN KEY"), store._engine.begin() as connection:
+        connection.execute(insert(tables.users).values(**row))
+
+
+def test_round_trip(store: Store) -> None:
+    check_round_trip(store)
+
+
+@pytest.fixture(scope="module")
+def shared_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    with open_store(str(tmp_path_factory.mktemp("hypothesis") / "s.sqlite3")) as opened:
+        yield opened
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(site=sites())
+def test_any_valid_site_round_trips(shared_store: Store, site: Site) -> None:
+    shared_store.import_site(site)
+    assert shared_store.export_site() == site
+
+
+def test_reimport_counts(store: Store) -> None:
+    check_reimport_counts(store)
+
+
+def test_failed_import_by_constraint_changes_nothing(store: Store) -> None:
+    check_failed_import_by_constraint(store)
+
+
+def test_failed_import_midway_changes_nothing(store: Store,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    check_failed_import_midway(store, monkeypatch)
+
+
+def test_secrets_persist_across_reopen(db_path: Path) -> None:
+    check_secrets(lambda: open_store(str(db_path)))
+
+
+def test_default_location_from_env_then_home(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "env" / "deep" / "db.sqlite3"
+    monkeypatch.setenv("WILDIX_AST_DB", str(target))
+    with open_store(None) as store:
+        store.import_site(Site())
+    assert target.exists()
+    monkeypatch.delenv("WILDIX_AST_DB")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    with open_store(None) as store:
+        assert not store.has_site()
+    assert (tmp_path / "home/.local/share/wildix-ast/wildix-ast.sqlite3").exists()
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+def store_error(location: str) -> str:
+    with pytest.raises(StoreError) as caught:
+        open_store(location).close()
+    assert "\n" not in caught.value.message
+    return caught.value.message
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    ("oracle://scott:tiger@db/orcl", "unsupported database 'oracle'"),
+    ("ftp://example.org/x", "unsupported database 'ftp'"),
+    ("postgresql+asyncpg://u:p@localhost/db", "unsupported driver 'asyncpg'"),
+    ("mysql+foo://u:p@localhost/db", "unsupported driver 'foo'"),
+    ("://nothing", "neither a database URL nor a file path"),
+])
+def test_unsupported_urls(url: str, expected: str) -> None:
+    assert expected in store_error(url)
+
+
+def test_password_never_shown(unused_port: int) -> None:
+    message = store_error(f"postgresql+psycopg2://me:TopSecret@127.0.0.1:{unused_port}/db")
+    assert "TopSecret" not in message
+    assert "***" in message
+
+
+@pytest.fixture
+def unused_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.mark.parametrize("scheme", ["postgresql+psycopg2", "mysql+pymysql"])
+def test_unreachable_server(scheme: str, unused_port: int) -> None:
+    message = store_error(f"{scheme}://me:pw@127.0.0.1:{unused_port}/wildix")
+    assert message.startswith("cannot reach the database server of")
+    assert "check that it runs" in message
+
+
+def test_newer_schema_is_refused(db_path: Path) -> None:
+    open_store(str(db_path)).close()
+    with sqlite3.connect(db_path) as raw:
+        raw.execute("UPDATE alembic_version SET version_num = '9999'")
+    message = store_error(str(db_path))
+    assert "schema revision 9999, newer than this wildix-ast knows (up to 0001)" in message
+    assert "upgrade wildix-ast" in message
+
+
+def test_folder_cannot_be_created(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    message = store_error(str(tmp_path / "file" / "db.sqlite3"))
+    assert message.startswith("cannot create the folder of the store")
+
+
+def test_not_a_database(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.sqlite3"
+    garbage.write_bytes(b"this is not sqlite" * 100)
+    assert "file is not a database" in store_error(str(garbage))
+
+
+def test_read_only_store(db_path: Path) -> None:
+    with open_store(str(db_path)) as store:
+        store.import_site(sample_site())
+    with open_store(f"sqlite:///file:{db_path}?mode=ro&uri=true") as store:
+        assert store.export_site() == sample_site()
+        with pytest.raises(StoreError, match=r"cannot write the store .*readonly"):
+            store.import_site(Site())
+        with pytest.raises(StoreError, match="cannot write the store"):
+            store.put_secret("k", "v")
+        assert store.export_site() == sample_site()
+
+
+READ_ONLY_DISK = """
+import sys
+from wildix_ast.errors import StoreError
+from wildix_ast.site import Site
+from wildix_ast.store import open_store
+try:
+    open_store(sys.argv[1] + "/new/site.sqlite3")
+except StoreError as error:
+    print("NEW:", error.message)
+try:
+    # SQLite cannot even read a WAL database without writing its -shm file next to it.
+    with open_store(sys.argv[1] + "/site.sqlite3") as store:
+        store.import_site(Site())
+except StoreError as error:
+    print("EXISTING:", error.message)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"),
+                    reason="a read-only mount needs root and unshare")
+def test_read_only_disk(tmp_path: Path) -> None:
+    """The store's disk mounted read-only (root ignores file modes, so a real mount)."""
+    folder = tmp_path / "ro"
+    with open_store(str(folder / "site.sqlite3")) as store:
+        store.import_site(sample_site())
+    script = tmp_path / "probe.py"
+    script.write_text(READ_ONLY_DISK)
+    result = subprocess.run(
+        ["unshare", "-m", "sh", "-c", f'mount --bind -o ro "{folder}" "{folder}" && '
+         f'exec "{sys.executable}" "{script}" "{folder}"'],
+        capture_output=True, text=True, timeout=60, check=False)
+    if "mount" in result.stderr and result.returncode:
+        pytest.skip(f"cannot mount here: {result.stderr.strip()}")
+    assert result.returncode == 0, result.stderr
+    lines = dict(line.split(": ", 1) for line in result.stdout.splitlines())
+    assert lines["NEW"].startswith("cannot create the folder of the store")
+    assert "Read-only file system" in lines["NEW"]
+    assert "cannot write the store" in lines["EXISTING"]
+    assert "check that its disk is writable" in lines["EXISTING"]
+    with open_store(str(folder / "site.sqlite3")) as store:
+        assert store.export_site() == sample_site()
