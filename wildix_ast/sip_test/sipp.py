@@ -1,0 +1,904 @@
+"""Drive SIPp (3.6, Debian package ``sip-tester``) to play real phones against Asterisk.
+
+Every SIPp process runs as a subprocess with a timeout, on its own free loopback port
+(SIP and media), with its message trace, error trace, statistics CSV and final screen
+written into a run directory under ``work_dir``.  Outcomes are read from those files:
+the SIP status codes from the message trace, call counts from the statistics, and the
+process exit code (see :data:`EXIT_CODES`).
+
+Roles:
+
+* :meth:`SippDriver.register` / :meth:`SippDriver.unregister`: REGISTER with digest auth;
+  the Contact points at the port of the phone's UAS (:meth:`SippDriver.answer`).
+* :meth:`SippDriver.answer`: a UAS for a registered extension that answers (200 + SDP,
+  waits for BYE), is busy (486), or rings until CANCEL (180, 200/487).
+* :meth:`SippDriver.call`: a UAC that calls a number as an extension, with the 401/407
+  digest challenge, holds the call and hangs up (or expects a rejection).
+* :meth:`SippDriver.call_load`: many calls (``-m``/``-r``/``-l``) with counts from SIPp's
+  statistics.
+* :meth:`SippDriver.phone`: answer + register, as a context manager that unregisters
+  and stops the UAS at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import itertools
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+__all__ = [
+    "EXIT_CODES",
+    "CallResult",
+    "LoadResult",
+    "Phone",
+    "RegisterResult",
+    "SipMessage",
+    "SippDriver",
+    "SippError",
+    "SippRun",
+    "UasHandle",
+    "UasResult",
+    "free_port",
+    "scenario_path",
+]
+
+Transport = Literal["udp", "tcp"]
+Behaviour = Literal["answer", "busy", "ignore"]
+
+#: SIPp's documented exit codes.
+EXIT_CODES: dict[int, str] = {
+    0: "all calls were successful",
+    1: "at least one call failed",
+    97: "exit on internal command (calls may have been processed)",
+    99: "normal exit without calls processed",
+    255: "fatal error",
+    254: "fatal error binding a socket",
+}
+
+_SCENARIOS = {
+    "register": "register.xml",
+    "call": "uac_call.xml",
+    "answer": "uas_answer.xml",
+    "busy": "uas_busy.xml",
+    "ignore": "uas_ring.xml",
+}
+
+#: the hold of uac_call.xml: the timeout of the wait for the far end's BYE
+_HOLD = re.compile(r'(<recv request="BYE" timeout=")\d+(" ontimeout="local_hangup")')
+
+_handed_out: set[int] = set()
+_port_lock = threading.Lock()
+
+
+class SippError(RuntimeError):
+    """SIPp could not be run, or a result was checked and did not match."""
+
+
+def scenario_path(name: str) -> Path:
+    """The path of a scenario shipped in ``wildix_ast/sip_test/scenarios``."""
+    ref = resources.files("wildix_ast.sip_test").joinpath("scenarios", name)
+    path = Path(str(ref))
+    if not path.is_file():
+        raise SippError(f"SIPp scenario {name} not found at {path}")
+    return path
+
+
+def _port_is_free(host: str, port: int) -> bool:
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        with socket.socket(socket.AF_INET, kind) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                return False
+    return True
+
+
+def free_port(host: str = "127.0.0.1", *, span: int = 1, even: bool = False) -> int:
+    """A port (or ``span`` consecutive ports) free for both UDP and TCP on ``host``.
+
+    Ports already handed out by this process are never handed out again, so parallel
+    SIPp processes started from one test run cannot collide with each other.
+    """
+    for _ in range(200):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind((host, 0))
+            port = int(probe.getsockname()[1])
+        if even and port % 2:
+            port += 1
+        if port + span > 65535:
+            continue
+        candidates = range(port, port + span)
+        with _port_lock:
+            if any(p in _handed_out for p in candidates):
+                continue
+            if all(_port_is_free(host, p) for p in candidates):
+                _handed_out.update(candidates)
+                return port
+    raise SippError(f"no free port on {host}")
+
+
+# --------------------------------------------------------------------------- traces
+
+
+@dataclass(frozen=True)
+class SipMessage:
+    """One SIP message from SIPp's ``-trace_msg`` log."""
+
+    direction: Literal["sent", "received"]
+    timestamp: str
+    start_line: str
+    headers: tuple[tuple[str, str], ...]
+    body: str
+
+    @property
+    def is_response(self) -> bool:
+        return self.start_line.startswith("SIP/2.0 ")
+
+    @property
+    def status(self) -> int | None:
+        if not self.is_response:
+            return None
+        parts = self.start_line.split()
+        return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+
+    @property
+    def request_method(self) -> str | None:
+        return None if self.is_response else self.start_line.split(" ", 1)[0]
+
+    def header(self, name: str) -> str | None:
+        lowered = name.lower()
+        compact = {"call-id": "i", "from": "f", "to": "t", "via": "v", "contact": "m"}
+        names = {lowered, compact.get(lowered, lowered)}
+        for key, value in self.headers:
+            if key.lower() in names:
+                return value
+        return None
+
+    @property
+    def call_id(self) -> str | None:
+        return self.header("Call-ID")
+
+    @property
+    def cseq(self) -> tuple[int, str] | None:
+        value = self.header("CSeq")
+        if value is None:
+            return None
+        number, _, method = value.strip().partition(" ")
+        return (int(number), method.strip()) if number.isdigit() else None
+
+    @property
+    def method(self) -> str | None:
+        """The request method, or for a response the method its CSeq names."""
+        if not self.is_response:
+            return self.request_method
+        cseq = self.cseq
+        return cseq[1] if cseq else None
+
+
+_TRACE_SPLIT = re.compile(r"^-{20,} (?P<ts>[^\n]*)\n", re.MULTILINE)
+_TRACE_HEAD = re.compile(r"^\s*(?P<transport>\w+) message (?P<dir>sent|received)[^\n]*\n")
+
+
+def parse_message_trace(text: str) -> list[SipMessage]:
+    """Parse SIPp's ``-trace_msg`` file into messages."""
+    messages: list[SipMessage] = []
+    pieces = _TRACE_SPLIT.split(text)
+    # pieces = [before, ts1, chunk1, ts2, chunk2, ...]
+    for ts, chunk in zip(pieces[1::2], pieces[2::2], strict=False):
+        head = _TRACE_HEAD.match(chunk)
+        if head is None:
+            continue
+        raw = chunk[head.end() :].lstrip("\r\n")
+        header_part, _, body = raw.replace("\r\n", "\n").partition("\n\n")
+        lines = header_part.split("\n")
+        if not lines or not lines[0].strip():
+            continue
+        headers: list[tuple[str, str]] = []
+        for line in lines[1:]:
+            if line[:1] in (" ", "\t") and headers:
+                name, value = headers[-1]
+                headers[-1] = (name, value + " " + line.strip())
+                continue
+            name, sep, value = line.partition(":")
+            if sep:
+                headers.append((name.strip(), value.strip()))
+        direction: Literal["sent", "received"] = (
+            "sent" if head.group("dir") == "sent" else "received"
+        )
+        messages.append(
+            SipMessage(
+                direction=direction,
+                timestamp=ts.strip(),
+                start_line=lines[0].strip(),
+                headers=tuple(headers),
+                body=body.strip("\n"),
+            )
+        )
+    return messages
+
+
+def parse_stat_csv(text: str) -> dict[str, str]:
+    """The last row of SIPp's ``-trace_stat`` CSV, keyed by column name."""
+    rows = [row for row in csv.reader(text.splitlines(), delimiter=";") if row]
+    if len(rows) < 2:
+        return {}
+    header, last = rows[0], rows[-1]
+    return {name: value for name, value in zip(header, last, strict=False) if name}
+
+
+def _stat_int(stats: Mapping[str, str], name: str) -> int:
+    value = stats.get(name, "").strip()
+    return int(value) if value.isdigit() else 0
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class SippRun:
+    """One finished SIPp process and what it left in its run directory."""
+
+    name: str
+    command: list[str]
+    run_dir: Path
+    exit_code: int | None
+    timed_out: bool
+    duration: float
+    output: str
+    messages: list[SipMessage]
+    error_log: str
+    stats: dict[str, str]
+    screen: str
+
+    @property
+    def exit_meaning(self) -> str:
+        if self.timed_out:
+            return "killed by the driver after its timeout"
+        if self.exit_code is None:
+            return "not finished"
+        return EXIT_CODES.get(self.exit_code, f"exit code {self.exit_code}")
+
+    @property
+    def successful_calls(self) -> int:
+        return _stat_int(self.stats, "SuccessfulCall(C)")
+
+    @property
+    def failed_calls(self) -> int:
+        return _stat_int(self.stats, "FailedCall(C)")
+
+    @property
+    def created_calls(self) -> int:
+        return _stat_int(self.stats, "TotalCallCreated")
+
+    def responses(self, method: str, direction: str = "received") -> list[SipMessage]:
+        return [
+            m
+            for m in self.messages
+            if m.is_response and m.direction == direction and m.method == method
+        ]
+
+    def requests(self, method: str, direction: str = "received") -> list[SipMessage]:
+        return [
+            m
+            for m in self.messages
+            if not m.is_response and m.direction == direction and m.request_method == method
+        ]
+
+    def final_status(self, method: str, direction: str = "received") -> int | None:
+        """The last final (>= 200) status code of a ``method`` response."""
+        finals = [
+            m.status
+            for m in self.responses(method, direction)
+            if m.status is not None and m.status >= 200
+        ]
+        return finals[-1] if finals else None
+
+    def describe(self) -> str:
+        """A short text for assertion messages: exit code, errors, last messages."""
+        lines = [f"{self.name}: {self.exit_meaning} ({self.duration:.2f} s) in {self.run_dir}"]
+        if self.error_log.strip():
+            lines.append("errors:\n" + self.error_log.strip()[-3000:])
+        summary = [
+            f"  {m.direction:8} {m.start_line}"
+            + (f"  [{m.header('CSeq')}]" if m.is_response else "")
+            for m in self.messages[-20:]
+        ]
+        if summary:
+            lines.append("messages:\n" + "\n".join(summary))
+        if self.output.strip() and (self.exit_code not in (0, 99) or self.timed_out):
+            lines.append("output:\n" + self.output.strip()[-1500:])
+        return "\n".join(lines)
+
+
+@dataclass
+class RegisterResult:
+    ext: str
+    expires: int
+    contact_port: int | None
+    expect: Literal["registered", "rejected"]
+    #: the final status of the last REGISTER (200 when registered, 401/403 when refused)
+    status: int | None
+    run: SippRun
+
+    @property
+    def registered(self) -> bool:
+        return self.status == 200 and self.run.exit_code == 0
+
+    @property
+    def ok(self) -> bool:
+        """True when the outcome is what was expected."""
+        if self.expect == "registered":
+            return self.registered
+        return self.status is not None and self.status >= 300 and not self.registered
+
+    def check(self) -> RegisterResult:
+        if not self.ok:
+            raise SippError(
+                f"REGISTER {self.ext}: expected {self.expect}, got {self.status}\n"
+                + self.run.describe()
+            )
+        return self
+
+
+@dataclass
+class CallResult:
+    from_ext: str
+    to_number: str
+    expect: Literal["connect", "reject"]
+    #: every status received for the INVITE(s), in order (100, 401, 100, 180, 200 ...)
+    statuses: list[int]
+    #: the last final status of the INVITE, None if none came
+    final_status: int | None
+    connected: bool
+    #: who ended the connected call cleanly: "local" (our BYE got 200) or "remote"
+    #: (the far end's BYE, which we answered 200); None if it was never ended
+    hangup_by: Literal["local", "remote"] | None
+    #: seconds the SIPp process ran
+    duration: float
+    run: SippRun
+
+    @property
+    def success(self) -> bool:
+        """True when the outcome is what was expected, and the call ended cleanly."""
+        if self.expect == "connect":
+            return self.connected and self.hangup_by is not None and self.run.exit_code == 0
+        return (
+            not self.connected
+            and self.final_status is not None
+            and self.final_status >= 300
+            and not self.run.timed_out
+        )
+
+    @property
+    def error_log(self) -> str:
+        return self.run.error_log
+
+    def check(self) -> CallResult:
+        if not self.success:
+            raise SippError(
+                f"call {self.from_ext} → {self.to_number}: expected {self.expect}, "
+                f"final status {self.final_status}, statuses {self.statuses}\n"
+                + self.run.describe()
+            )
+        return self
+
+
+@dataclass
+class UasResult:
+    ext: str
+    behaviour: Behaviour
+    #: distinct calls (Call-IDs) that sent us an INVITE
+    invites: int
+    #: calls we answered 200 / refused 486 / that were cancelled / that we got a BYE for
+    answered: int
+    busy: int
+    cancelled: int
+    byes: int
+    run: SippRun
+
+    @property
+    def success(self) -> bool:
+        return self.run.exit_code == 0 and self.run.failed_calls == 0
+
+
+@dataclass
+class LoadResult:
+    calls: int
+    successful: int
+    failed: int
+    created: int
+    #: calls whose final INVITE status was 200 / a rejection (only when messages are
+    #: traced; SIPp itself counts a rejected call that ended cleanly as successful)
+    connected: int | None
+    rejected: int | None
+    duration: float
+    run: SippRun
+
+    @property
+    def success(self) -> bool:
+        """All calls completed, and (when traced) all of them connected."""
+        complete = self.successful == self.calls and self.failed == 0
+        return complete and (self.connected is None or self.connected == self.calls)
+
+
+# --------------------------------------------------------------------------- processes
+
+
+class UasHandle:
+    """A SIPp UAS running in the background for one extension."""
+
+    def __init__(
+        self,
+        driver: SippDriver,
+        ext: str,
+        behaviour: Behaviour,
+        port: int,
+        process: subprocess.Popen[bytes],
+        run: _PendingRun,
+    ) -> None:
+        self.driver = driver
+        self.ext = ext
+        self.behaviour: Behaviour = behaviour
+        self.port = port
+        self.process = process
+        self._run = run
+        self.result: UasResult | None = None
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def wait(self, timeout: float | None = None) -> UasResult:
+        """Wait for SIPp to finish its ``calls`` calls (or its own timeout)."""
+        if self.result is None:
+            sipp_run = self._run.finish(self.process, timeout)
+            self.result = self._summarise(sipp_run)
+        return self.result
+
+    def stop(self, grace: float = 5.0) -> UasResult:
+        """Stop SIPp now (SIGUSR1 = quit after current calls, then SIGTERM/SIGKILL)."""
+        if self.result is None and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGUSR1)
+            try:
+                self.process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    self.process.terminate()
+        return self.wait(timeout=grace)
+
+    def _summarise(self, run: SippRun) -> UasResult:
+        invites = {m.call_id for m in run.requests("INVITE")}
+        answered = {m.call_id for m in run.responses("INVITE", "sent") if m.status == 200}
+        busy = {m.call_id for m in run.responses("INVITE", "sent") if m.status == 486}
+        cancelled = {m.call_id for m in run.requests("CANCEL")}
+        byes = {m.call_id for m in run.requests("BYE")}
+        return UasResult(
+            ext=self.ext,
+            behaviour=self.behaviour,
+            invites=len(invites),
+            answered=len(answered),
+            busy=len(busy),
+            cancelled=len(cancelled),
+            byes=len(byes),
+            run=run,
+        )
+
+    def __enter__(self) -> UasHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@dataclass
+class _PendingRun:
+    name: str
+    command: list[str]
+    run_dir: Path
+    sipp_timeout: float
+    started: float = field(default_factory=time.monotonic)
+
+    def finish(self, process: subprocess.Popen[bytes], timeout: float | None) -> SippRun:
+        """Wait for the process (killing it after ``timeout``) and read its files."""
+        limit = self.sipp_timeout + 10.0 if timeout is None else timeout
+        timed_out = False
+        try:
+            process.wait(timeout=max(0.0, limit - (time.monotonic() - self.started)))
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            process.kill()
+            process.wait(timeout=10)
+        duration = time.monotonic() - self.started
+        d = self.run_dir
+
+        def read(name: str) -> str:
+            path = d / name
+            return path.read_text(errors="replace") if path.exists() else ""
+
+        return SippRun(
+            name=self.name,
+            command=self.command,
+            run_dir=d,
+            exit_code=process.returncode,
+            timed_out=timed_out,
+            duration=duration,
+            output=read("output.txt"),
+            messages=parse_message_trace(read("messages.log")),
+            error_log=read("errors.log"),
+            stats=parse_stat_csv(read("stats.csv")),
+            screen=read("screen.log"),
+        )
+
+
+@dataclass
+class Phone:
+    """A registered extension whose calls are handled by a SIPp UAS."""
+
+    ext: str
+    password: str
+    uas: UasHandle
+    registration: RegisterResult
+
+
+class SippDriver:
+    """Runs SIPp processes against one SIP server (an Asterisk PJSIP transport).
+
+    ``work_dir`` keeps one run directory per SIPp process (``NN-name/``) with
+    ``messages.log``, ``errors.log``, ``stats.csv``, ``screen.log`` and ``output.txt``.
+    """
+
+    def __init__(
+        self,
+        server_port: int,
+        *,
+        server_host: str = "127.0.0.1",
+        local_ip: str = "127.0.0.1",
+        transport: Transport = "udp",
+        work_dir: Path | None = None,
+        sipp_binary: str = "sipp",
+        timeout: float = 30.0,
+    ) -> None:
+        binary = shutil.which(sipp_binary)
+        if binary is None:
+            raise SippError(f"{sipp_binary} not found (Debian package sip-tester)")
+        self.binary = binary
+        self.server_host = server_host
+        self.server_port = server_port
+        self.local_ip = local_ip
+        self.transport: Transport = transport
+        self.timeout = timeout
+        self.work_dir = (
+            Path(tempfile.mkdtemp(prefix="wildix-sipp-")) if work_dir is None else work_dir
+        )
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self._counter = itertools.count(1)
+
+    # ---------------------------------------------------------------- plumbing
+
+    def _prepare(
+        self,
+        name: str,
+        scenario: str,
+        *,
+        port: int,
+        keys: Mapping[str, str],
+        client: bool,
+        timeout: float,
+        extra: Sequence[str] = (),
+        trace_messages: bool = True,
+        hold_ms: int | None = None,
+    ) -> _PendingRun:
+        while True:
+            run_dir = self.work_dir / f"{next(self._counter):03d}-{name}"
+            try:
+                run_dir.mkdir(parents=True)
+                break
+            except FileExistsError:
+                continue
+        media_port = free_port(self.local_ip, span=4, even=True)
+        scenario_file = scenario_path(_SCENARIOS[scenario])
+        if hold_ms is not None:
+            text, count = _HOLD.subn(rf"\g<1>{max(1, hold_ms)}\g<2>", scenario_file.read_text())
+            if count != 1:
+                raise SippError(f"{scenario_file}: no hold timeout to set")
+            scenario_file = run_dir / scenario_file.name
+            scenario_file.write_text(text)
+        cmd = [self.binary]
+        if client:
+            cmd.append(f"{self.server_host}:{self.server_port}")
+        cmd += [
+            "-sf", str(scenario_file),
+            "-i", self.local_ip,
+            "-p", str(port),
+            "-bind_local",
+            "-mi", self.local_ip,
+            "-mp", str(media_port),
+            "-t", "u1" if self.transport == "udp" else "t1",
+            "-nostdin",
+            "-trace_err", "-error_file", str(run_dir / "errors.log"),
+            "-trace_stat", "-stf", str(run_dir / "stats.csv"), "-fd", "1",
+            "-trace_screen", "-screen_file", str(run_dir / "screen.log"),
+            "-timeout", f"{max(1, round(timeout))}s", "-timeout_error",
+        ]  # fmt: skip
+        if trace_messages:
+            cmd += ["-trace_msg", "-message_file", str(run_dir / "messages.log")]
+        for key, value in keys.items():
+            cmd += ["-key", key, value]
+        cmd += list(extra)
+        (run_dir / "command.txt").write_text(" ".join(cmd) + "\n")
+        return _PendingRun(name=name, command=cmd, run_dir=run_dir, sipp_timeout=timeout)
+
+    def _spawn(self, pending: _PendingRun) -> subprocess.Popen[bytes]:
+        out = (pending.run_dir / "output.txt").open("wb")
+        try:
+            process = subprocess.Popen(
+                pending.command,
+                cwd=pending.run_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "TERM": "dumb"},
+            )
+        finally:
+            out.close()
+        pending.started = time.monotonic()
+        return process
+
+    def _run(self, pending: _PendingRun) -> SippRun:
+        return pending.finish(self._spawn(pending), None)
+
+    # ---------------------------------------------------------------- roles
+
+    def register(
+        self,
+        ext: str,
+        password: str,
+        *,
+        contact_port: int | None = None,
+        expires: int = 300,
+        expect: Literal["registered", "rejected"] = "registered",
+        timeout: float | None = None,
+    ) -> RegisterResult:
+        """REGISTER ``ext`` (digest auth) with a Contact at ``contact_port``.
+
+        ``contact_port`` is the port of the UAS that answers the extension's calls
+        (:meth:`answer`); without one the contact points at an unused port.
+        ``expires=0`` un-registers.  With ``expect="rejected"``, ``result.ok`` is true
+        when the server refused (e.g. wrong password → 401/403 again).
+        """
+        port = free_port(self.local_ip)
+        contact = contact_port if contact_port is not None else free_port(self.local_ip)
+        pending = self._prepare(
+            f"register-{ext}" if expires else f"unregister-{ext}",
+            "register",
+            port=port,
+            keys={"user": ext, "contact_port": str(contact), "expires": str(expires)},
+            client=True,
+            timeout=timeout or self.timeout,
+            extra=["-m", "1", "-au", ext, "-ap", password],
+        )
+        run = self._run(pending)
+        return RegisterResult(
+            ext=ext,
+            expires=expires,
+            contact_port=contact,
+            expect=expect,
+            status=run.final_status("REGISTER"),
+            run=run,
+        )
+
+    def unregister(
+        self, ext: str, password: str, *, contact_port: int, timeout: float | None = None
+    ) -> RegisterResult:
+        """Remove the contact at ``contact_port`` (REGISTER with Expires: 0)."""
+        return self.register(ext, password, contact_port=contact_port, expires=0, timeout=timeout)
+
+    def answer(
+        self,
+        ext: str,
+        *,
+        behaviour: Behaviour = "answer",
+        calls: int = 1,
+        port: int | None = None,
+        timeout: float = 60.0,
+        rtp_echo: bool = False,
+    ) -> UasHandle:
+        """Start (in the background) a UAS that handles ``calls`` calls to ``ext``.
+
+        ``behaviour``: ``"answer"`` (180, 200 + G.711 SDP, waits for BYE and 200s it),
+        ``"busy"`` (486 Busy Here) or ``"ignore"`` (180, then 200 to the CANCEL and 487
+        to the INVITE).  ``rtp_echo`` echoes the RTP it receives.  Register the
+        extension with ``contact_port=handle.port`` so calls reach it.
+        """
+        uas_port = port if port is not None else free_port(self.local_ip)
+        extra = ["-m", str(calls)]
+        if rtp_echo:
+            extra.append("-rtp_echo")
+        pending = self._prepare(
+            f"uas-{behaviour}-{ext}",
+            behaviour,
+            port=uas_port,
+            keys={"user": ext},
+            client=False,
+            timeout=timeout,
+            extra=extra,
+        )
+        process = self._spawn(pending)
+        handle = UasHandle(self, ext, behaviour, uas_port, process, pending)
+        self._wait_bound(handle)
+        return handle
+
+    def _wait_bound(self, handle: UasHandle, timeout: float = 5.0) -> None:
+        """Wait until the UAS owns its SIP port (so a call cannot beat it)."""
+        deadline = time.monotonic() + timeout
+        kind = socket.SOCK_DGRAM if self.transport == "udp" else socket.SOCK_STREAM
+        while time.monotonic() < deadline:
+            if not handle.running():
+                raise SippError(
+                    f"SIPp UAS for {handle.ext} exited at start\n" + handle.wait().run.describe()
+                )
+            with socket.socket(socket.AF_INET, kind) as sock:
+                try:
+                    sock.bind((self.local_ip, handle.port))
+                except OSError:
+                    return
+            time.sleep(0.05)
+        raise SippError(f"SIPp UAS for {handle.ext} did not bind port {handle.port}")
+
+    @contextlib.contextmanager
+    def phone(
+        self,
+        ext: str,
+        password: str,
+        *,
+        behaviour: Behaviour = "answer",
+        calls: int = 1,
+        timeout: float = 60.0,
+        rtp_echo: bool = False,
+    ) -> Iterator[Phone]:
+        """A registered phone: UAS started, REGISTER checked; unregistered and stopped
+        at the end.  Use ``phone.uas.wait()`` to collect what the UAS saw."""
+        uas = self.answer(ext, behaviour=behaviour, calls=calls, timeout=timeout, rtp_echo=rtp_echo)
+        try:
+            registration = self.register(ext, password, contact_port=uas.port).check()
+            try:
+                yield Phone(ext=ext, password=password, uas=uas, registration=registration)
+            finally:
+                self.unregister(ext, password, contact_port=uas.port)
+        finally:
+            uas.stop()
+
+    def call(
+        self,
+        from_ext: str,
+        password: str,
+        to_number: str,
+        hold_seconds: float = 1.0,
+        *,
+        expect: Literal["connect", "reject"] = "connect",
+        timeout: float | None = None,
+    ) -> CallResult:
+        """Call ``to_number`` as ``from_ext``, hold ``hold_seconds``, hang up.
+
+        If the far end hangs up during the hold (e.g. voicemail ends), the BYE is
+        answered 200 and ``hangup_by`` is ``"remote"``.
+        Handles the 401/407 challenge, 1xx (100/180/181/182/183) and 200 from a phone
+        or from Asterisk itself (voicemail, echo).  A final rejection is ACKed and
+        returned as ``final_status``; with ``expect="reject"`` that is a success.
+        """
+        port = free_port(self.local_ip)
+        limit = timeout or max(self.timeout, hold_seconds + 30.0)
+        pending = self._prepare(
+            f"call-{from_ext}-to-{_safe(to_number)}",
+            "call",
+            port=port,
+            keys={"user": from_ext},
+            client=True,
+            timeout=limit,
+            extra=[
+                "-m", "1",
+                "-s", to_number,
+                "-au", from_ext,
+                "-ap", password,
+            ],
+            hold_ms=round(hold_seconds * 1000),
+        )  # fmt: skip
+        run = self._run(pending)
+        invite_responses = run.responses("INVITE")
+        statuses = [m.status for m in invite_responses if m.status is not None]
+        final = run.final_status("INVITE")
+        hangup_by: Literal["local", "remote"] | None = None
+        if any(m.status == 200 for m in run.responses("BYE")):
+            hangup_by = "local"
+        elif any(m.status == 200 for m in run.responses("BYE", "sent")):
+            hangup_by = "remote"
+        return CallResult(
+            from_ext=from_ext,
+            to_number=to_number,
+            expect=expect,
+            statuses=statuses,
+            final_status=final,
+            connected=final == 200,
+            hangup_by=hangup_by,
+            duration=run.duration,
+            run=run,
+        )
+
+    def call_load(
+        self,
+        from_ext: str,
+        password: str,
+        to_number: str,
+        *,
+        calls: int,
+        rate: float = 2.0,
+        limit: int = 5,
+        hold_seconds: float = 1.0,
+        timeout: float | None = None,
+        trace_messages: bool = True,
+    ) -> LoadResult:
+        """Place ``calls`` calls at ``rate`` calls/s, at most ``limit`` at once.
+
+        ``successful``/``failed`` come from SIPp's statistics (a call rejected and
+        ended cleanly is "successful" for SIPp); with ``trace_messages`` the calls
+        that really connected (final 200) and were rejected are counted too.
+        """
+        port = free_port(self.local_ip)
+        expected = calls / max(rate, 0.01) + hold_seconds * max(1, calls // max(1, limit))
+        sipp_timeout = timeout or max(self.timeout, expected * 2 + 30.0)
+        pending = self._prepare(
+            f"load-{from_ext}-to-{_safe(to_number)}",
+            "call",
+            port=port,
+            keys={"user": from_ext},
+            client=True,
+            timeout=sipp_timeout,
+            trace_messages=trace_messages,
+            extra=[
+                "-m", str(calls),
+                "-r", f"{rate:g}",
+                "-l", str(limit),
+                "-s", to_number,
+                "-au", from_ext,
+                "-ap", password,
+            ],
+            hold_ms=round(hold_seconds * 1000),
+        )  # fmt: skip
+        run = self._run(pending)
+        connected: int | None = None
+        rejected: int | None = None
+        if trace_messages:
+            finals: dict[str | None, int] = {}
+            for m in run.responses("INVITE"):
+                if m.status is not None and m.status >= 200:
+                    finals[m.call_id] = m.status
+            connected = sum(1 for status in finals.values() if status == 200)
+            rejected = sum(1 for status in finals.values() if status != 200)
+        return LoadResult(
+            calls=calls,
+            successful=run.successful_calls,
+            failed=run.failed_calls,
+            created=run.created_calls,
+            connected=connected,
+            rejected=rejected,
+            duration=run.duration,
+            run=run,
+        )
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+-]", "_", text) or "_"
