@@ -1,0 +1,112 @@
+"""The store on a real PostgreSQL 15 server started for the session (tests/pg_server.py):
+the same round trips and atomic imports as on SQLite, and the server's own errors."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from pg_server import PostgresServer, postgres_server, postgres_url  # noqa: F401
+from test_store import (
+    check_failed_import_by_constraint,
+    check_failed_import_midway,
+    check_reimport_counts,
+    check_round_trip,
+    check_schema,
+    check_secrets,
+    sites,
+)
+
+from wildix_ast.errors import StoreError
+from wildix_ast.site import Site
+from wildix_ast.store import Store, open_store
+
+pytestmark = pytest.mark.postgres
+
+
+def test_migration_creates_the_schema_from_empty(postgres_url: str) -> None:  # noqa: F811
+    open_store(postgres_url).close()
+    check_schema(postgres_url)
+    open_store(postgres_url).close()  # already at head
+
+
+def test_round_trip(postgres_url: str) -> None:  # noqa: F811
+    with open_store(postgres_url) as store:
+        assert store.dialect == "postgresql"
+        check_round_trip(store)
+
+
+def test_any_valid_site_round_trips(postgres_server: PostgresServer) -> None:  # noqa: F811
+    with open_store(postgres_server.create_database()) as store:
+
+        @settings(max_examples=15, deadline=None,
+                  suppress_health_check=[HealthCheck.too_slow])
+        @given(site=sites())
+        def round_trip(site: Site) -> None:
+            store.import_site(site)
+            assert store.export_site() == site
+
+        round_trip()
+
+
+def test_reimport_counts(postgres_url: str) -> None:  # noqa: F811
+    with open_store(postgres_url) as store:
+        check_reimport_counts(store)
+
+
+def test_failed_import_by_constraint_changes_nothing(postgres_url: str) -> None:  # noqa: F811
+    with open_store(postgres_url) as store:
+        check_failed_import_by_constraint(store)
+
+
+def test_failed_import_midway_changes_nothing(postgres_url: str,  # noqa: F811
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    with open_store(postgres_url) as store:
+        check_failed_import_midway(store, monkeypatch)
+
+
+def test_secrets_persist_across_reopen(postgres_url: str) -> None:  # noqa: F811
+    check_secrets(lambda: open_store(postgres_url))
+
+
+def test_two_stores_see_each_others_imports(postgres_url: str) -> None:  # noqa: F811
+    with open_store(postgres_url) as first, open_store(postgres_url) as second:
+        first.import_site(Site())
+        assert second.export_site() == Site()
+        assert second.site_generation() == first.site_generation() == 1
+
+
+def _error(url: str) -> str:
+    with pytest.raises(StoreError) as caught:
+        open_store(url).close()
+    return caught.value.message
+
+
+def test_wrong_password(postgres_server: PostgresServer) -> None:  # noqa: F811
+    message = _error(postgres_server.url(password="wrong-password"))
+    assert message.startswith("the database server of")
+    assert "refused the user name or password" in message
+    assert "wrong-password" not in message
+
+
+def test_missing_database(postgres_server: PostgresServer) -> None:  # noqa: F811
+    message = _error(postgres_server.url("no_such_db"))
+    assert "does not exist" in message
+    assert "create it first" in message
+
+
+def test_nothing_listens_on_the_port(postgres_server: PostgresServer) -> None:  # noqa: F811
+    """A port where no server listens: refused at once, one message."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    message = _error(postgres_server.url(port=port))
+    assert message.startswith("cannot reach the database server of")
+
+
+def test_store_type_is_a_vault(postgres_url: str) -> None:  # noqa: F811
+    with open_store(postgres_url) as store:
+        assert isinstance(store, Store)
+        store.put_secret("a", "1")
+        assert store.get_secret("a") == "1"
