@@ -246,7 +246,7 @@ def test_errors_are_ami_errors(lab: AsteriskUnderTest) -> None:
         async with lab.client() as ami:
             with pytest.raises(AmiError, match="No such command"):
                 await ami.command("no such thing")
-            with pytest.raises(AmiError, match="could not reload nosuch.so: No such module"):
+            with pytest.raises(AmiError, match=r"could not reload nosuch\.so: No such module"):
                 await ami.reload_module("nosuch.so")
             with pytest.raises(AmiError, match="refused action NoSuchAction"):
                 await ami.action("NoSuchAction")
