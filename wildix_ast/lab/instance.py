@@ -202,6 +202,15 @@ class Lab:
         os.replace(temp, self.state_path)
 
     @property
+    def saved_ports(self) -> LabPorts | None:
+        """The ports recorded in the state file (no allocation), or None."""
+        saved = self._read_state().get("ports")
+        if isinstance(saved, dict):
+            with contextlib.suppress(KeyError, ValueError):
+                return LabPorts.from_json(saved)
+        return None
+
+    @property
     def ports(self) -> LabPorts:
         """The instance's loopback ports: given, remembered from the last run, or freshly
         allocated (and remembered). Known before `start()`, so configuration can use them."""
@@ -209,15 +218,13 @@ class Lab:
             return self._explicit_ports
         if self._reservation is not None:
             return self._reservation.ports
-        saved = self._read_state().get("ports")
-        if isinstance(saved, dict):
-            with contextlib.suppress(KeyError, ValueError):
-                previous = LabPorts.from_json(saved)
-                if self.is_running():
-                    return previous  # the running Asterisk holds their reservation
-                self._reservation = reserve_slot_of(previous)
-                if self._reservation is not None:
-                    return self._reservation.ports
+        previous = self.saved_ports
+        if previous is not None:
+            if self.is_running():
+                return previous  # the running Asterisk holds their reservation
+            self._reservation = reserve_slot_of(previous)
+            if self._reservation is not None:
+                return self._reservation.ports
         self._reservation = allocate_ports()
         self._write_state(ports=self._reservation.ports.to_json())
         return self._reservation.ports
