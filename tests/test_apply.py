@@ -1,0 +1,253 @@
+"""apply: plan/diff as pure unit tests; commit/verify/rollback against a real Asterisk 22."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from test_ami import AsteriskUnderTest, asterisk, lab
+
+from wildix_ast import apply as apply_mod
+from wildix_ast.ami import run
+from wildix_ast.apply import (
+    MANIFEST,
+    PREVIOUS_DIR,
+    ApplyReport,
+    Expectation,
+    commit,
+    plan,
+    write_atomic,
+)
+from wildix_ast.errors import ApplyError
+
+__all__ = ["asterisk", "lab"]  # fixtures shared with test_ami
+
+PJSIP = """\
+[udp]
+type=transport
+protocol=udp
+bind=127.0.0.1:5060
+
+[1000]
+type=endpoint
+aors=1000
+auth=1000
+[1000]
+type=aor
+[1000]
+type=auth
+auth_type=userpass
+username=1000
+password=hunter2
+"""
+
+
+# -- plan and diff (no Asterisk) --------------------------------------------------------------
+
+def test_plan_added_changed_unchanged_and_removed_only_if_owned(tmp_path: Path) -> None:
+    (tmp_path / "pjsip.conf").write_text(PJSIP)
+    (tmp_path / "extensions.conf").write_text("[internal]\n")
+    (tmp_path / "rtp.conf").write_text("[general]\n")          # owned, then dropped
+    (tmp_path / "cdr.conf").write_text("[general]\n")          # not ours: never removed
+    (tmp_path / MANIFEST).write_text(json.dumps({"version": 1, "files": {
+        "pjsip.conf": apply_mod._sha(PJSIP), "rtp.conf": apply_mod._sha("[general]\n"),
+        "extensions.conf": "0" * 64}}))
+    p = plan(tmp_path, {"pjsip.conf": PJSIP, "extensions.conf": "[internal]\nexten => 1,1,"
+                        "NoOp()\n", "voicemail.conf": "[general]\n"})
+    assert p.unchanged == ["pjsip.conf"]
+    assert p.changed == ["extensions.conf"]
+    assert p.added == ["voicemail.conf"]
+    assert p.removed == ["rtp.conf"]
+    assert p.drifted == ("extensions.conf",)  # edited by hand since the last apply
+    assert [r.module for r in p.modules_to_reload()] == [
+        "res_rtp_asterisk.so", "app_voicemail.so", "pbx_config.so"]
+    assert p.restart_reasons() == []
+    assert "cdr.conf" not in p.diff()
+
+
+def test_diff_is_unified_and_masks_secrets(tmp_path: Path) -> None:
+    (tmp_path / "pjsip.conf").write_text(PJSIP)
+    (tmp_path / "voicemail.conf").write_text("[general]\nformat=wav\n[default]\n"
+                                             "1000 => 4321,Ann,ann@example.com\n")
+    new = PJSIP.replace("password=hunter2", "password=correct-horse").replace(
+        "[1000]\ntype=aor\n", "[1000]\ntype=aor\nmax_contacts=2\n")
+    p = plan(tmp_path, {"pjsip.conf": new, "voicemail.conf": "[general]\nformat=wav\n"
+                        "[default]\n1000 => 9999,Ann,ann@example.com\n"})
+    diff = p.diff()
+    assert diff.startswith("--- running/pjsip.conf\n+++ new/pjsip.conf\n@@")
+    assert "+max_contacts=2\n" in diff
+    assert "-password=********\n" in diff and "+password=******** (changed)\n" in diff
+    assert "--- running/voicemail.conf\n+++ new/voicemail.conf" in diff
+    assert "+1000 => ******** (changed),Ann,ann@example.com" in diff
+    for secret in ("hunter2", "correct-horse", "4321", "9999"):
+        assert secret not in diff
+    # an unchanged secret is masked and not reported as changed
+    same = plan(tmp_path, {"pjsip.conf": PJSIP + "\n[x]\ntype=aor\n"}).diff()
+    assert "hunter2" not in same and "(changed)" not in same
+
+
+def test_transport_change_and_restart_files(tmp_path: Path) -> None:
+    (tmp_path / "pjsip.conf").write_text(PJSIP)
+    moved = PJSIP.replace("127.0.0.1:5060", "127.0.0.1:5070")
+    assert plan(tmp_path, {"pjsip.conf": moved}).transport_changes() == [
+        "transport 'udp' changed"]
+    # the same transport written through a template is no change
+    templated = PJSIP.replace("[udp]\ntype=transport\n", "[t](!)\ntype=transport\n[udp](t)\n")
+    assert plan(tmp_path, {"pjsip.conf": templated}).transport_changes() == []
+    added = PJSIP + "\n[tcp]\ntype=transport\nprotocol=tcp\nbind=127.0.0.1:5060\n"
+    p = plan(tmp_path, {"pjsip.conf": added, "modules.conf": "[modules]\nautoload=yes\n"})
+    reasons = p.restart_reasons()
+    assert any(r.startswith("modules.conf:") for r in reasons)
+    assert any("transport 'tcp' added" in r and "#436" in r for r in reasons)
+
+
+def test_validate_finds_problems_before_anything_is_written(tmp_path: Path) -> None:
+    p = plan(tmp_path, {
+        "pjsip.conf": PJSIP + "\n[2000]\ntype=endpoint\naors=2000\n[oops]\nallow=ulaw\n",
+        "extensions.conf": "[internal]\nexten => 1,1\nsame => n,NoOp()\n",
+        "rtp.conf": "[general]\nthis is not a setting\n",
+    })
+    problems = [str(x) for x in p.validate()]
+    assert "pjsip.conf line 18: [2000] aors=2000: no aor '2000'" in problems
+    assert "pjsip.conf line 21: [oops] has no type=" in problems
+    assert "extensions.conf [internal]: malformed exten => 1,1" in problems
+    assert "rtp.conf line 2: expected 'name = value', got 'this is not a setting'" in problems
+    with pytest.raises(ApplyError):
+        plan(tmp_path, {"../passwd": "x"})
+
+
+def test_atomic_write_mode_and_no_temp_files(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "pjsip.conf"
+    target.write_text("old\n")
+    write_atomic(target, "new ; é\n")
+    assert target.read_text() == "new ; é\n"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    assert os.listdir(tmp_path) == ["pjsip.conf"]
+
+    def broken_replace(src: str, dst: str) -> None:
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk on fire"):
+        write_atomic(target, "never\n")
+    assert target.read_text() == "new ; é\n"
+    assert os.listdir(tmp_path) == ["pjsip.conf"]
+
+
+# -- commit against a real Asterisk -------------------------------------------------------------
+
+def _apply(lab: AsteriskUnderTest, files: dict[str, str], expected: Expectation, *,
+           verify_timeout: float = 5.0) -> tuple[ApplyReport, list[tuple[str, str]]]:
+    steps: list[tuple[str, str]] = []
+
+    async def go() -> ApplyReport:
+        async with lab.client() as ami:
+            return await commit(plan(lab.etc_dir, files), ami, expected,
+                                progress=lambda step, msg: steps.append((step, msg)),
+                                verify_timeout=verify_timeout)
+
+    return run(go()), steps
+
+
+def _seen(lab: AsteriskUnderTest) -> tuple[set[str], set[str], set[str]]:
+    async def go() -> tuple[set[str], set[str], set[str]]:
+        async with lab.client() as ami:
+            return await ami.endpoints(), await ami.aors(), await ami.contexts("pbx_config")
+
+    return run(go())
+
+
+def _no_temp_files(lab: AsteriskUnderTest) -> None:
+    leftovers = [n for n in os.listdir(lab.etc_dir) if n.endswith(".tmp")
+                 or n.startswith(f"{PREVIOUS_DIR}.")]
+    assert leftovers == []
+
+
+def test_commit_adds_an_endpoint_and_a_context(lab: AsteriskUnderTest) -> None:
+    files = lab.base_files()
+    files["pjsip.conf"] += "\n[1002](phone)\naors=1002\n[1002]\ntype=aor\nmax_contacts=1\n"
+    files["extensions.conf"] += "\n[ivr-main]\nexten => s,1,Answer()\n"
+    report, steps = _apply(lab, files, Expectation.from_files(files))
+    assert sorted(report.files_written) == ["extensions.conf", "pjsip.conf"]
+    assert [r.module for r in report.reloads] == ["res_pjsip.so", "pbx_config.so"]
+    assert report.verify_attempts >= 1 and report.verify_seconds < 5
+    endpoints, aors, contexts = _seen(lab)
+    assert endpoints == {"1000", "1001", "1002"} and "1002" in aors
+    assert contexts == {"internal", "from-trunk", "ivr-main"}
+    assert [s for s, _ in steps][:3] == ["check", "validate", "backup"] and steps[-1][0] == "done"
+    previous = lab.etc_dir / PREVIOUS_DIR
+    assert (previous / "pjsip.conf").read_text() == lab.base_files()["pjsip.conf"]
+    manifest = json.loads((lab.etc_dir / MANIFEST).read_text())
+    assert sorted(manifest["files"]) == ["extensions.conf", "pjsip.conf"]
+    for name in ("pjsip.conf", "extensions.conf"):
+        assert stat.S_IMODE((lab.etc_dir / name).stat().st_mode) == 0o640
+    _no_temp_files(lab)
+    # a second apply of the same files changes nothing and still verifies
+    again, _ = _apply(lab, files, Expectation.from_files(files))
+    assert again.files_written == [] and again.reloads == []
+
+
+def test_commit_removes_an_endpoint_and_a_context(lab: AsteriskUnderTest) -> None:
+    files = lab.base_files()
+    files["pjsip.conf"] = files["pjsip.conf"].split("[1001](phone)")[0]
+    files["extensions.conf"] = files["extensions.conf"].split("[from-trunk]")[0]
+    _apply(lab, files, Expectation.from_files(files))
+    endpoints, aors, contexts = _seen(lab)
+    assert endpoints == {"1000"} and aors == {"1000"} and contexts == {"internal"}
+
+
+def test_failed_verification_restores_previous_files(lab: AsteriskUnderTest) -> None:
+    before = {n: (lab.etc_dir / n).read_bytes() for n in ("pjsip.conf", "extensions.conf")}
+    files = lab.base_files()
+    files["pjsip.conf"] += "\n[1003](phone)\naors=1003\n[1003]\ntype=aor\n"
+    expected = Expectation.from_files(files)
+    expected.endpoints.add("9999")  # nothing defines it
+    with pytest.raises(ApplyError) as caught:
+        _apply(lab, files, expected)
+    message = caught.value.message
+    assert message.startswith("verification failed: endpoint 9999 missing")
+    assert "the previous configuration was restored (pjsip.conf) and reloaded" in message
+    for name, data in before.items():
+        assert (lab.etc_dir / name).read_bytes() == data
+    endpoints, _, _ = _seen(lab)
+    assert endpoints == {"1000", "1001"}
+    assert not (lab.etc_dir / MANIFEST).exists()
+    _no_temp_files(lab)
+
+
+def test_config_asterisk_rejects_is_rolled_back(lab: AsteriskUnderTest) -> None:
+    """Our checks pass it; Asterisk refuses the endpoint (an invalid option value)."""
+    before = (lab.etc_dir / "pjsip.conf").read_bytes()
+    files = lab.base_files()
+    files["pjsip.conf"] += ("\n[1004](phone)\naors=1004\ndtmf_mode=carrier-pigeon\n"
+                            "[1004]\ntype=aor\n")
+    with pytest.raises(ApplyError, match=r"endpoint 1004 missing.*previous configuration "
+                                         "was restored"):
+        _apply(lab, files, Expectation.from_files(files), verify_timeout=1.0)
+    assert (lab.etc_dir / "pjsip.conf").read_bytes() == before
+    endpoints, aors, _ = _seen(lab)
+    assert endpoints == {"1000", "1001"} and aors == {"1000", "1001"}
+
+
+def test_transport_change_is_refused(lab: AsteriskUnderTest) -> None:
+    before = (lab.etc_dir / "pjsip.conf").read_bytes()
+    files = lab.base_files()
+    files["pjsip.conf"] = files["pjsip.conf"].replace("protocol=udp", "protocol=udp\ntos=ef")
+    with pytest.raises(ApplyError, match=r"transport changed: restart required.*"
+                                         "transport 'transport-udp' changed"):
+        _apply(lab, files, Expectation.from_files(files))
+    assert (lab.etc_dir / "pjsip.conf").read_bytes() == before
+    assert not (lab.etc_dir / PREVIOUS_DIR).exists()
+
+
+def test_invalid_files_are_not_written(lab: AsteriskUnderTest) -> None:
+    before = (lab.etc_dir / "extensions.conf").read_bytes()
+    files = lab.base_files()
+    files["extensions.conf"] += "\n[broken\n"
+    with pytest.raises(ApplyError, match="invalid, nothing was written"):
+        _apply(lab, files, Expectation())
+    assert (lab.etc_dir / "extensions.conf").read_bytes() == before
