@@ -251,3 +251,22 @@ def test_invalid_files_are_not_written(lab: AsteriskUnderTest) -> None:
     with pytest.raises(ApplyError, match="invalid, nothing was written"):
         _apply(lab, files, Expectation())
     assert (lab.etc_dir / "extensions.conf").read_bytes() == before
+
+
+def test_transport_change_with_allow_restart(lab: AsteriskUnderTest) -> None:
+    """Last in the module: the restarted Asterisk keeps the changed transport."""
+    files = lab.base_files()
+    files["pjsip.conf"] = files["pjsip.conf"].replace("protocol=udp", "protocol=udp\ntos=ef")
+
+    async def go() -> ApplyReport:
+        async with lab.client() as ami:
+            return await commit(plan(lab.etc_dir, files), ami, Expectation.from_files(files),
+                                allow_restart=True, restart_timeout=30.0)
+
+    report = run(go())
+    assert report.restarted and report.reloads == []
+    tos = [line for line in lab.cli("pjsip show transport transport-udp").splitlines()
+           if line.strip().startswith("tos ")]
+    assert tos and tos[0].split(":")[1].strip() == "184"  # EF, read only at startup
+    endpoints, _, _ = _seen(lab)
+    assert endpoints == {"1000", "1001"}
