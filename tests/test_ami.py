@@ -322,3 +322,40 @@ def test_connection_lost_fails_pending_action(lab: AsteriskUnderTest) -> None:
                 await ami.ping()
 
     run(go())
+
+
+def test_utf8_split_across_reads_is_kept() -> None:
+    """D4: a tiny server that answers Login, then a Command whose é is cut in two TCP writes."""
+    async def go() -> str:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.write(b"Asterisk Call Manager/11.0.0\r\n")
+            while True:
+                try:
+                    block = (await reader.readuntil(b"\r\n\r\n")).decode()
+                except asyncio.IncompleteReadError:
+                    return
+                action_id = next(line.split(": ", 1)[1] for line in block.split("\r\n")
+                                 if line.lower().startswith("actionid: "))
+                if "Action: Login" in block:
+                    writer.write(f"Response: Success\r\nActionID: {action_id}\r\n"
+                                 "Message: Authentication accepted\r\n\r\n".encode())
+                elif "Action: Logoff" in block:
+                    writer.write(f"Response: Goodbye\r\nActionID: {action_id}\r\n\r\n"
+                                 .encode())
+                else:
+                    data = (f"Response: Success\r\nActionID: {action_id}\r\n"
+                            "Output: Stéphane\r\n\r\n").encode()
+                    cut = data.index("é".encode()) + 1
+                    writer.write(data[:cut])
+                    await writer.drain()
+                    await asyncio.sleep(0.05)
+                    writer.write(data[cut:])
+                await writer.drain()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server, AmiClient("127.0.0.1", port, "u", "s", timeout=2,
+                                     heartbeat=None) as client:
+            return await client.command("who")
+
+    assert run(go()) == "Stéphane"
