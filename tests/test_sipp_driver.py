@@ -113,7 +113,10 @@ def _pjsip_conf(sip_port: int) -> str:
             f"callerid=User {ext} <{ext}>\n"
         )
         parts.append(f"[{ext}]\ntype=auth\nauth_type=digest\nusername={ext}\npassword={password}\n")
-        parts.append(f"[{ext}]\ntype=aor\nmax_contacts=1\nremove_existing=yes\n")
+        # qualify: the phones' UAS must answer Asterisk's OPTIONS between calls
+        parts.append(
+            f"[{ext}]\ntype=aor\nmax_contacts=1\nremove_existing=yes\nqualify_frequency=1\n"
+        )
     return "\n".join(parts)
 
 
@@ -490,3 +493,15 @@ def test_call_load_counts_rejected_calls(driver: SippDriver) -> None:
     load = driver.call_load("101", "not-the-password", "102", calls=3, rate=10, limit=3)
     assert not load.success
     assert load.connected == 0 and load.rejected == 3, load.run.describe()
+
+
+@pytest.mark.lab
+def test_phone_answers_qualify_options_between_calls(driver: SippDriver) -> None:
+    with driver.phone("102", PASSWORDS["102"], calls=2) as phone:
+        time.sleep(1.5)  # qualify_frequency=1: OPTIONS reach the phone's UAS
+        for _ in range(2):
+            driver.call("101", PASSWORDS["101"], "102", hold_seconds=0.5).check()
+        uas = phone.uas.wait(timeout=10)
+    assert uas.options >= 1, uas.run.describe()
+    assert (uas.invites, uas.answered, uas.completed) == (2, 2, 2)
+    assert uas.success, uas.run.describe()

@@ -34,7 +34,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -408,11 +408,21 @@ class UasResult:
     busy: int
     cancelled: int
     byes: int
+    #: qualify OPTIONS answered (not calls)
+    options: int
+    #: calls handled to their end (BYE answered, or 486/487 ACKed)
+    completed: int
     run: SippRun
 
     @property
     def success(self) -> bool:
-        return self.run.exit_code == 0 and self.run.failed_calls == 0
+        """SIPp saw no failed call and every INVITE was handled to its end."""
+        return (
+            self.run.exit_code in (0, 99)
+            and not self.run.timed_out
+            and self.run.failed_calls == 0
+            and self.completed == self.invites
+        )
 
 
 @dataclass
@@ -439,7 +449,12 @@ class LoadResult:
 
 
 class UasHandle:
-    """A SIPp UAS running in the background for one extension."""
+    """A SIPp UAS running in the background for one extension.
+
+    SIPp runs without ``-m``: Asterisk's qualify OPTIONS would count as calls.  The
+    handle counts the finished calls of its behaviour in the message trace instead
+    (:meth:`completed_calls`) and stops SIPp (SIGUSR1) once ``calls`` are done.
+    """
 
     def __init__(
         self,
@@ -447,6 +462,7 @@ class UasHandle:
         ext: str,
         behaviour: Behaviour,
         port: int,
+        calls: int,
         process: subprocess.Popen[bytes],
         run: _PendingRun,
     ) -> None:
@@ -454,6 +470,7 @@ class UasHandle:
         self.ext = ext
         self.behaviour: Behaviour = behaviour
         self.port = port
+        self.calls = calls
         self.process = process
         self._run = run
         self.result: UasResult | None = None
@@ -461,26 +478,36 @@ class UasHandle:
     def running(self) -> bool:
         return self.process.poll() is None
 
+    def completed_calls(self) -> int:
+        """Calls handled to their end so far (BYE answered, or 486/487 ACKed)."""
+        trace = self._run.run_dir / "messages.log"
+        text = trace.read_text(errors="replace") if trace.exists() else ""
+        return len(_completed_uas_calls(parse_message_trace(text), self.behaviour))
+
     def wait(self, timeout: float | None = None) -> UasResult:
-        """Wait for SIPp to finish its ``calls`` calls (or its own timeout)."""
+        """Wait until ``calls`` calls are done (or SIPp's own timeout), then stop SIPp."""
+        if self.result is not None:
+            return self.result
+        limit = self._run.sipp_timeout + 10.0 if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        while self.running() and time.monotonic() < deadline:
+            if self.calls and self.completed_calls() >= self.calls:
+                break
+            time.sleep(0.1)
+        return self.stop()
+
+    def stop(self, grace: float = 5.0) -> UasResult:
+        """Stop SIPp now (SIGUSR1: quit once the current calls end; then SIGKILL)."""
         if self.result is None:
-            sipp_run = self._run.finish(self.process, timeout)
+            if self.process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    self.process.send_signal(signal.SIGUSR1)
+            sipp_run = self._run.finish(self.process, time.monotonic() - self._run.started + grace)
             self.result = self._summarise(sipp_run)
         return self.result
 
-    def stop(self, grace: float = 5.0) -> UasResult:
-        """Stop SIPp now (SIGUSR1 = quit after current calls, then SIGTERM/SIGKILL)."""
-        if self.result is None and self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(signal.SIGUSR1)
-            try:
-                self.process.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    self.process.terminate()
-        return self.wait(timeout=grace)
-
     def _summarise(self, run: SippRun) -> UasResult:
+        options = {m.call_id for m in run.requests("OPTIONS")}
         invites = {m.call_id for m in run.requests("INVITE")}
         answered = {m.call_id for m in run.responses("INVITE", "sent") if m.status == 200}
         busy = {m.call_id for m in run.responses("INVITE", "sent") if m.status == 486}
@@ -494,6 +521,8 @@ class UasHandle:
             busy=len(busy),
             cancelled=len(cancelled),
             byes=len(byes),
+            options=len(options),
+            completed=len(_completed_uas_calls(run.messages, self.behaviour)),
             run=run,
         )
 
@@ -502,6 +531,20 @@ class UasHandle:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _completed_uas_calls(messages: Sequence[SipMessage], behaviour: Behaviour) -> set[str]:
+    """Call-IDs of the calls a UAS of ``behaviour`` handled to their end."""
+
+    def ids(pred: Callable[[SipMessage], bool]) -> set[str]:
+        return {m.call_id for m in messages if m.call_id is not None and pred(m)}
+
+    if behaviour == "answer":
+        return ids(lambda m: m.direction == "sent" and m.status == 200 and m.method == "BYE")
+    final = 486 if behaviour == "busy" else 487
+    refused = ids(lambda m: m.direction == "sent" and m.status == final)
+    acked = ids(lambda m: m.direction == "received" and m.request_method == "ACK")
+    return refused & acked
 
 
 @dataclass
@@ -721,11 +764,13 @@ class SippDriver:
 
         ``behaviour``: ``"answer"`` (180, 200 + G.711 SDP, waits for BYE and 200s it),
         ``"busy"`` (486 Busy Here) or ``"ignore"`` (180, then 200 to the CANCEL and 487
-        to the INVITE).  ``rtp_echo`` echoes the RTP it receives.  Register the
-        extension with ``contact_port=handle.port`` so calls reach it.
+        to the INVITE).  Out-of-dialog OPTIONS (Asterisk's qualify) are answered 200
+        and not counted.  ``calls=0`` runs until :meth:`UasHandle.stop`.
+        ``rtp_echo`` echoes the RTP it receives.  Register the extension with
+        ``contact_port=handle.port`` so calls reach it.
         """
         uas_port = port if port is not None else free_port(self.local_ip)
-        extra = ["-m", str(calls)]
+        extra: list[str] = []
         if rtp_echo:
             extra.append("-rtp_echo")
         pending = self._prepare(
@@ -738,7 +783,7 @@ class SippDriver:
             extra=extra,
         )
         process = self._spawn(pending)
-        handle = UasHandle(self, ext, behaviour, uas_port, process, pending)
+        handle = UasHandle(self, ext, behaviour, uas_port, calls, process, pending)
         self._wait_bound(handle)
         return handle
 
