@@ -3,7 +3,7 @@ checks that an instance left nothing behind.
 
 Use from a test module:
 
-    from tests.lab_fixtures import running_lab, write_minimal_config
+    from lab_fixtures import running_lab, write_minimal_config
 
     @pytest.fixture
     def lab(tmp_path):
@@ -29,6 +29,8 @@ MINIMAL_MODULES = (
     "app_echo.so",
     "app_playback.so",
     "chan_bridge_media.so",
+    "res_sorcery_config.so",
+    "res_pjproject.so",
     "res_rtp_asterisk.so",
 )
 

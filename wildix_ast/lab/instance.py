@@ -373,7 +373,8 @@ class Lab:
                 if stat is not None:
                     return ProcessId(process.pid, stat[1], _mount_ns(process.pid))
             time.sleep(0.02)
-        raise self._failure("timed out before Asterisk was launched", offset)
+        raise self._failure("timed out before Asterisk was launched within the start "
+                            "timeout", offset)
 
     def _await_boot(self, process: subprocess.Popen[bytes], deadline: float,
                     offset: int) -> None:
@@ -385,8 +386,9 @@ class Lab:
                 raise self._failure(f"Asterisk exited during start (exit {process.returncode})",
                                     offset)
             if remaining <= 0:
-                raise self._failure("Asterisk did not finish booting in time "
-                                    f"({last_error or 'no control socket yet'})", offset)
+                raise self._failure("Asterisk did not finish booting within the start "
+                                    f"timeout ({last_error or 'no control socket yet'})",
+                                    offset)
             if control.exists():
                 try:
                     reply = self.cli("core waitfullybooted", timeout=max(remaining, 0.5))
