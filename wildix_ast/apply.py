@@ -587,6 +587,17 @@ def _write_manifest(etc: Path, files: Mapping[str, str]) -> None:
     write_atomic(etc / MANIFEST, json.dumps(data, indent=2) + "\n")
 
 
+def install(plan_: Plan) -> list[str]:
+    """Write the plan's files for an Asterisk that is not running yet (its first start):
+    nothing to reload or verify, but the same atomic writes and manifest as `commit`."""
+    problems = plan_.validate()
+    if problems:
+        raise ApplyError("the new configuration is invalid; nothing was written", problems)
+    written = _put(plan_.etc_dir, [(c.name, c.new) for c in plan_.touched])
+    _write_manifest(plan_.etc_dir, {c.name: c.new for c in plan_.changes if c.new is not None})
+    return written
+
+
 # -- commit ---------------------------------------------------------------------------------
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -15,6 +15,12 @@ from wildix_ast.console import err, out, progress, report_error
 from wildix_ast.errors import SettingsError, WildixError
 from wildix_ast.passwords import GENERATED_LENGTH, MIN_LENGTH, generate_password, password_problems
 from wildix_ast.settings_file import dump_site, load_site
+
+if TYPE_CHECKING:
+    from wildix_ast.lab.instance import Lab
+    from wildix_ast.pipeline import Target
+    from wildix_ast.site import Site
+    from wildix_ast.store import Store
 
 app = typer.Typer(
     name="wildix-ast",
@@ -113,6 +119,182 @@ def export(
     else:
         output.write_text(text, encoding="utf-8")
         out.print(f"[green]✓[/] wrote {output}")
+
+
+LabName = Annotated[str | None, typer.Option(
+    "--lab", help="Target the lab instance of this name instead of this host's Asterisk "
+    "(`--lab default` or just `--lab`).", show_default=False)]
+
+
+def _lab(name: str) -> Lab:
+    from wildix_ast.lab.instance import Lab
+
+    lab = Lab(name, _lab_state_dir())
+    if not lab.is_running():
+        raise WildixError(f"lab {name!r} is not running: start it with `wildix-ast lab up`")
+    return lab
+
+
+def _lab_state_dir() -> Path | None:
+    value = os.environ.get("WILDIX_AST_LAB_STATE")
+    return Path(value) if value else None
+
+
+def _target(lab_name: str | None, etc_dir: Path) -> Target:
+    from wildix_ast.pipeline import Target
+
+    return Target.lab(_lab(lab_name)) if lab_name else Target.host(etc_dir)
+
+
+@app.command()
+def render(
+    site_file: SiteFile,
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder to write into.")],
+    templates: TemplatesDir = None,
+    db: DbUrl = None,
+) -> None:
+    """Render the Asterisk configuration files of a settings file into a folder."""
+    from wildix_ast.pipeline import Target, compile_site
+    from wildix_ast.render import write_rendered
+    from wildix_ast.store import open_store
+
+    site = load_site(site_file)
+    with open_store(db) as store:
+        compiled = compile_site(site, store, Target.host(out_dir), templates)
+    written = write_rendered(compiled.files, out_dir)
+    out.print(f"[green]✓[/] wrote {len(written)} files into {out_dir}")
+
+
+def _show_plan(change: object) -> None:
+    from wildix_ast.apply import Plan
+
+    assert isinstance(change, Plan)
+    table = Table(title="plan", show_edge=False)
+    table.add_column("file")
+    table.add_column("change")
+    colours = {"add": "green", "change": "yellow", "remove": "red", "unchanged": "dim"}
+    for c in change.changes:
+        table.add_row(c.name, f"[{colours[c.kind]}]{c.kind}[/]")
+    out.print(table)
+    if change.drifted:
+        out.print(f"[yellow]edited by hand since the last apply (overwritten):[/] "
+                  f"{', '.join(change.drifted)}")
+    diff = change.diff()
+    if diff:
+        from rich.syntax import Syntax
+
+        out.print(Syntax(diff, "diff", theme="ansi_dark", background_color="default"))
+    reloads = change.modules_to_reload()
+    if reloads:
+        out.print("reloads: " + ", ".join(r.cli for r in reloads))
+    for reason in change.restart_reasons():
+        out.print(f"[yellow]restart needed:[/] {reason}")
+
+
+@app.command()
+def apply(
+    site_file: SiteFile,
+    lab: LabName = None,
+    etc_dir: Annotated[Path, typer.Option("--etc", help="The Asterisk configuration folder "
+                                          "of this host (without --lab).")]
+    = Path("/etc/asterisk"),
+    dry_run: Annotated[bool, typer.Option("--dry-run", "--check", help="Show the plan "
+                                          "(a diff) and stop.")] = False,
+    restart: Annotated[bool, typer.Option(help="Allow a restart when a change needs one "
+                                          "(transports, modules).")] = False,
+    templates: TemplatesDir = None,
+    db: DbUrl = None,
+) -> None:
+    """Render, show the plan, write, reload, verify through AMI; roll back on failure.
+
+    Only the modules whose files changed are reloaded. The store is updated only once
+    Asterisk has taken the new configuration."""
+    from wildix_ast.ami import run
+    from wildix_ast.pipeline import commit_plan, compile_site, plan_for
+    from wildix_ast.store import open_store
+
+    site = load_site(site_file)
+    text = site_file.read_text(encoding="utf-8")
+    target = _target(lab, etc_dir)
+    with open_store(db) as store:
+        compiled = compile_site(site, store, target, templates)
+        change = plan_for(compiled, target)
+        _show_plan(change)
+        if dry_run:
+            out.print("[dim]dry run: nothing written[/]")
+            return
+        report = run(commit_plan(compiled, change, progress=_apply_progress,
+                                 allow_restart=restart))
+        imported = store.import_site(site, source_text=text)
+    reloaded = ", ".join(r.cli for r in report.reloads) or "nothing to reload"
+    out.print(f"[green]✓[/] applied to {target.name} in {report.total_seconds:.2f} s: "
+              f"{len(report.files_written)} files written, {reloaded}; verified in "
+              f"{report.verify_seconds:.2f} s; store: {imported}")
+
+
+def _apply_progress(step: str, message: str) -> None:
+    progress(f"{step}: {message}")
+
+
+def _configure_lab(lab: Lab) -> None:
+    """`lab up` renders the stored site for the lab."""
+    from wildix_ast.apply import install, plan
+    from wildix_ast.pipeline import Target, compile_site
+    from wildix_ast.store import open_store
+
+    with open_store(os.environ.get("WILDIX_AST_DB")) as store:
+        if not store.has_site():
+            raise WildixError("the store holds no site to run: `wildix-ast import SITE` first")
+        target = Target.lab(lab)
+        compiled = compile_site(store.export_site(), store, target)
+    install(plan(target.etc_dir, compiled.files))
+
+
+@app.command()
+def call(
+    caller: Annotated[str, typer.Argument(help="Extension that calls.")],
+    callee: Annotated[str, typer.Argument(help="Extension (or feature code) called.")],
+    lab: LabName = "default",
+    hold: Annotated[float, typer.Option(help="Seconds the call stays up.")] = 2.0,
+    db: DbUrl = None,
+) -> None:
+    """Place a real SIP test call between two users of the lab.
+
+    SIPp registers both users with their stored SIP passwords, the callee answers, the call
+    is held, hung up and checked; no channel may be left on Asterisk."""
+    from wildix_ast.store import open_store
+    from wildix_ast.testcall import test_call
+
+    assert lab is not None
+
+    with open_store(db) as store:
+        result = test_call(_lab(lab), _stored_site(store), store, caller, callee, hold=hold)
+    table = Table(title=f"test call {caller} → {callee}", show_edge=False)
+    table.add_column("step")
+    table.add_column("result")
+    for step, ok, detail in result.steps:
+        table.add_row(step, ("[green]✓[/] " if ok else "[red]✗[/] ") + detail)
+    out.print(table)
+    if not result.ok:
+        raise WildixError(f"the test call {caller} → {callee} failed: {result.summary}")
+    out.print(f"[green]✓[/] call {caller} → {callee} connected and hung up cleanly "
+              f"({result.summary})")
+
+
+def _stored_site(store: Store) -> Site:
+    if not store.has_site():
+        raise WildixError("the store holds no site yet: run `wildix-ast import SITE` first")
+    return store.export_site()
+
+
+def _mount_lab() -> None:
+    from wildix_ast.lab import cli as lab_cli
+
+    lab_cli.set_configurator(_configure_lab)
+    app.add_typer(lab_cli.app, name="lab")
+
+
+_mount_lab()
 
 
 def main() -> None:

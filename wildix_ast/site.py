@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Self
+from dataclasses import dataclass
+from typing import Any, Self
 
 from pydantic import BaseModel, Field, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
@@ -11,7 +12,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 from wildix_ast.dialplan import Dialplan
 from wildix_ast.groups import DEFAULT_GROUP, Group
 from wildix_ast.system import STRICT, System
-from wildix_ast.users import User
+from wildix_ast.users import DEFAULT_PROCEDURE, User
 
 
 class Site(BaseModel):
@@ -27,58 +28,22 @@ class Site(BaseModel):
     @model_validator(mode="wrap")
     @classmethod
     def _cross_checks(cls, data: object, handler: Callable[[object], Site]) -> Site:
-        site = handler(data)
-        errors = list(site._reference_errors())
-        if errors:
-            raise ValidationError.from_exception_data(cls.__name__, errors)
+        try:
+            site = handler(data)
+        except ValidationError as invalid:
+            # Report the cross-section problems of the valid parts too: a person fixes
+            # everything in one pass instead of discovering duplicates one run later.
+            extra = list(_reference_errors(_RawView.of(data))) if isinstance(data, dict) else []
+            if not extra:
+                raise
+            known = {tuple(e["loc"]) for e in invalid.errors()}
+            errors = [*invalid.errors(), *(e for e in extra if tuple(e["loc"]) not in known)]
+            raise ValidationError.from_exception_data(
+                cls.__name__, errors) from None  # type: ignore[arg-type]
+        problems = list(_reference_errors(_RawView.of_site(site)))
+        if problems:
+            raise ValidationError.from_exception_data(cls.__name__, problems)
         return site
-
-    def _reference_errors(self) -> Iterable[InitErrorDetails]:
-        def error(loc: tuple[str | int, ...], message: str) -> InitErrorDetails:
-            return {"type": PydanticCustomError("reference", message), "loc": loc, "input": None}
-
-        seen_groups: dict[str, int] = {}
-        for i, group in enumerate(self.groups):
-            if group.name in seen_groups:
-                first = seen_groups[group.name]
-                yield error(("groups", i, "name"),
-                            f"group {group.name!r} already defined at groups[{first}]")
-            seen_groups.setdefault(group.name, i)
-
-        features = {self.dialplan.echo_test: "dialplan.echo_test",
-                    self.dialplan.voicemail: "dialplan.voicemail"}
-        if len(features) < 2:
-            yield error(("dialplan", "voicemail"), "same feature code as dialplan.echo_test")
-        procedures = self.dialplan.procedure_names
-        numbers: dict[str, str] = dict(features)
-        emails: dict[str, str] = {}
-        logins: dict[str, str] = {}
-        for i, user in enumerate(self.users):
-            here = f"users[{i}]"
-            for field in ("extension", "office_did", "fax_did"):
-                value = getattr(user, field)
-                if value is None:
-                    continue
-                if value in numbers:
-                    yield error(("users", i, field), f"{value} already used by {numbers[value]}")
-                else:
-                    numbers[value] = f"{here}.{field}"
-            for field, value, seen in (("email", user.email, emails),
-                                       ("login", user.login, logins)):
-                if value is None:
-                    continue
-                key = value.lower()
-                if key in seen:
-                    yield error(("users", i, field), f"already used by {seen[key]}")
-                else:
-                    seen[key] = here
-            if user.group not in seen_groups:
-                yield error(("users", i, "group"),
-                            f"group {user.group!r} is not defined in groups")
-            for field in ("dialplan", "fax_dialplan"):
-                if getattr(user, field) not in procedures:
-                    yield error(("users", i, field), f"dialplan procedure {getattr(user, field)!r} "
-                                "is not defined in dialplan.procedures")
 
     def user_by_extension(self, extension: str) -> User | None:
         return next((u for u in self.users if u.extension == extension), None)
@@ -91,3 +56,98 @@ class Site(BaseModel):
         manager = self.system.manager.model_copy(update={"port": ami})
         system = self.system.model_copy(update={"sip_rtp": sip_rtp, "manager": manager})
         return self.model_copy(update={"system": system})
+
+
+_CHECKED_USER_FIELDS = ("extension", "office_did", "fax_did", "email", "login", "group",
+                        "dialplan", "fax_dialplan")
+
+
+@dataclass
+class _RawView:
+    """What the cross-section rules look at, from a valid Site or from raw, partly invalid
+    input (values that are not strings are left to the field validators)."""
+
+    groups: list[str | None]
+    users: list[dict[str, str]]
+    echo_test: str
+    voicemail: str
+    procedures: set[str]
+
+    @classmethod
+    def of_site(cls, site: Site) -> _RawView:
+        users = [{f: v for f in _CHECKED_USER_FIELDS if isinstance(v := getattr(u, f), str)}
+                 for u in site.users]
+        return cls([g.name for g in site.groups], users, site.dialplan.echo_test,
+                   site.dialplan.voicemail, site.dialplan.procedure_names)
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> _RawView:
+        def records(value: object) -> list[dict[str, Any]]:
+            return [r if isinstance(r, dict) else {} for r in value] \
+                if isinstance(value, list) else []
+
+        defaults = Dialplan()
+        dialplan = data.get("dialplan") if isinstance(data.get("dialplan"), dict) else {}
+        assert isinstance(dialplan, dict)
+        raw_groups = data.get("groups", [{"name": DEFAULT_GROUP}])
+        groups = [g.get("name") if isinstance(g.get("name"), str) else None
+                  for g in records(raw_groups)]
+        users = [{f: r[f] for f in _CHECKED_USER_FIELDS if isinstance(r.get(f), str)}
+                 for r in records(data.get("users"))]
+        for user in users:
+            user.setdefault("group", DEFAULT_GROUP)
+            user.setdefault("dialplan", DEFAULT_PROCEDURE)
+            user.setdefault("fax_dialplan", DEFAULT_PROCEDURE)
+        procedures = {DEFAULT_PROCEDURE} | {p["name"] for p in records(dialplan.get("procedures"))
+                                             if isinstance(p.get("name"), str)}
+        echo = dialplan.get("echo_test", defaults.echo_test)
+        voicemail = dialplan.get("voicemail", defaults.voicemail)
+        return cls(groups, users, echo if isinstance(echo, str) else defaults.echo_test,
+                   voicemail if isinstance(voicemail, str) else defaults.voicemail, procedures)
+
+
+def _reference_errors(view: _RawView) -> Iterable[InitErrorDetails]:
+    def error(loc: tuple[str | int, ...], message: str) -> InitErrorDetails:
+        return {"type": PydanticCustomError("reference", message), "loc": loc, "input": None}
+
+    seen_groups: dict[str, int] = {}
+    for i, name in enumerate(view.groups):
+        if name is None:
+            continue
+        if name in seen_groups:
+            yield error(("groups", i, "name"),
+                        f"group {name!r} already defined at groups[{seen_groups[name]}]")
+        seen_groups.setdefault(name, i)
+
+    if view.echo_test == view.voicemail:
+        yield error(("dialplan", "voicemail"), "same feature code as dialplan.echo_test")
+    numbers = {view.echo_test: "dialplan.echo_test", view.voicemail: "dialplan.voicemail"}
+    emails: dict[str, str] = {}
+    logins: dict[str, str] = {}
+    for i, user in enumerate(view.users):
+        here = f"users[{i}]"
+        for field in ("extension", "office_did", "fax_did"):
+            number = user.get(field)
+            if number is None:
+                continue
+            if number in numbers:
+                yield error(("users", i, field), f"{number} already used by {numbers[number]}")
+            else:
+                numbers[number] = f"{here}.{field}"
+        for field, seen in (("email", emails), ("login", logins)):
+            value = user.get(field)
+            if value is None:
+                continue
+            key = value.lower()
+            if key in seen:
+                yield error(("users", i, field), f"already used by {seen[key]}")
+            else:
+                seen[key] = here
+        group = user.get("group")
+        if group is not None and group not in seen_groups:
+            yield error(("users", i, "group"), f"group {group!r} is not defined in groups")
+        for field in ("dialplan", "fax_dialplan"):
+            procedure = user.get(field)
+            if procedure is not None and procedure not in view.procedures:
+                yield error(("users", i, field), f"dialplan procedure {procedure!r} is not "
+                            "defined in dialplan.procedures")

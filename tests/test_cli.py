@@ -1,0 +1,77 @@
+"""The command line as a person meets it: exit codes and messages, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "examples" / "site.yaml"
+
+
+def run(*args: str, stdin: str | None = None, env: dict[str, str] | None = None,
+        ) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "wildix_ast", *args], input=stdin,
+                          capture_output=True, text=True, env=full_env, timeout=120,
+                          check=False)
+
+
+def assert_no_traceback(result: subprocess.CompletedProcess[str]) -> None:
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_help_lists_every_verb_with_a_description() -> None:
+    result = run("--help")
+    assert result.returncode == 0
+    for verb in ("validate", "import", "export", "render", "apply", "lab", "call",
+                 "password"):
+        line = next((ln for ln in result.stdout.splitlines() if f" {verb} " in ln), "")
+        assert line.split(verb, 1)[1].strip(" │"), f"{verb} has no description"
+
+
+def test_validate_reports_each_problem_with_exit_2(tmp_path: Path) -> None:
+    site = tmp_path / "site.yaml"
+    site.write_text('users:\n  - {name: A, extension: "1x2", email: a@x.io}\n'
+                    '  - {name: B, extension: "103", email: a@x.io, group: nope}\n')
+    result = run("validate", str(site))
+    assert result.returncode == 2
+    assert_no_traceback(result)
+    assert "users[0].extension (site.yaml line 2): '1x2' is not a valid extension" in result.stderr
+    assert "users[1].group" in result.stderr
+
+
+@pytest.mark.parametrize("args", [("validate", "/nonexistent/site.yaml"),
+                                  ("validate", "/"),
+                                  ("import", "/nonexistent/site.yaml")])
+def test_unreadable_input_is_a_message(args: tuple[str, ...], tmp_path: Path) -> None:
+    result = run(*args, env={"WILDIX_AST_DB": str(tmp_path / "store.sqlite3")})
+    assert result.returncode == 2
+    assert_no_traceback(result)
+    assert result.stderr.startswith("error:")
+
+
+def test_bad_cli_argument_is_a_usage_error() -> None:
+    result = run("password", "generate", "--length", "3")
+    assert result.returncode == 2
+    assert_no_traceback(result)
+
+
+def test_password_generate_and_check() -> None:
+    generated = run("password", "generate", "--count", "3")
+    assert generated.returncode == 0
+    passwords = generated.stdout.split()
+    assert len(set(passwords)) == 3
+    for password in passwords:
+        assert run("password", "check", stdin=password + "\n").returncode == 0
+    refused = run("password", "check", stdin="wildix\n")
+    assert refused.returncode == 1 and "known default" in refused.stderr
+
+
+def test_example_site_is_valid() -> None:
+    result = run("validate", str(EXAMPLE))
+    assert result.returncode == 0, result.stderr

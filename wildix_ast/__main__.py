@@ -1,0 +1,3 @@
+from wildix_ast.cli import main
+
+main()
