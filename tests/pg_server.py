@@ -103,20 +103,24 @@ class PostgresServer:
         return (f"postgresql+psycopg2://{self.user}:{secret}@127.0.0.1:"
                 f"{port or self.port}/{database}")
 
-    def create_database(self) -> str:
-        """A new empty database; its URL."""
+    def execute(self, sql: str, database: str = "postgres") -> None:
+        """Run one statement as the superuser, outside a transaction."""
         import psycopg2
 
-        self._databases += 1
-        name = f"wildix_test_{self._databases}"
         connection = psycopg2.connect(host="127.0.0.1", port=self.port, user=self.user,
-                                      password=self.password, dbname="postgres")
+                                      password=self.password, dbname=database)
         try:
             connection.autocommit = True
             with connection.cursor() as cursor:
-                cursor.execute(f'CREATE DATABASE "{name}"')
+                cursor.execute(sql)
         finally:
             connection.close()
+
+    def create_database(self) -> str:
+        """A new empty database; its URL."""
+        self._databases += 1
+        name = f"wildix_test_{self._databases}"
+        self.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
 

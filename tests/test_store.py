@@ -8,6 +8,8 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
@@ -359,6 +361,59 @@ def test_default_location_from_env_then_home(tmp_path: Path,
     with open_store(None) as store:
         assert not store.has_site()
     assert (tmp_path / "home/.local/share/wildix-ast/wildix-ast.sqlite3").exists()
+
+
+CONCURRENT = """
+import sys, time
+from wildix_ast.site import Site
+from wildix_ast.store import open_store
+from wildix_ast.users import User
+start = float(sys.argv[3])
+time.sleep(max(0.0, start - time.time()))
+with open_store(sys.argv[1]) as store:
+    store.import_site(Site(users=[User(name="U", extension=sys.argv[2])]))
+"""
+
+
+def test_concurrent_first_opens_and_imports(db_path: Path, tmp_path: Path) -> None:
+    """Four processes open a new store at the same instant and import: the schema is made
+    once, the imports queue up, none fails."""
+    script = tmp_path / "open_and_import.py"
+    script.write_text(CONCURRENT)
+    start = time.time() + 2  # after every interpreter has started
+    processes = [subprocess.Popen([sys.executable, str(script), str(db_path), str(100 + i),
+                                   str(start)], stderr=subprocess.PIPE, text=True)
+                 for i in range(4)]
+    errors = [p.communicate(timeout=120)[1] for p in processes]
+    assert [p.returncode for p in processes] == [0] * 4, errors
+    with open_store(str(db_path)) as store:
+        assert store.site_generation() == 4
+        assert len(store.import_history()) == 4
+        (only,) = store.export_site().users
+        assert only.extension in {"100", "101", "102", "103"}
+
+
+def test_threads_share_a_process(db_path: Path) -> None:
+    """Stores opened by several threads at once (alembic is not thread-safe)."""
+    barrier = threading.Barrier(4)
+    failures: list[BaseException] = []
+
+    def work(extension: str) -> None:
+        try:
+            barrier.wait()
+            with open_store(str(db_path)) as store:
+                store.import_site(Site(users=[user(extension)]))
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=work, args=(str(100 + i),)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert failures == []
+    with open_store(str(db_path)) as store:
+        assert store.site_generation() == 4
 
 
 # --- errors ----------------------------------------------------------------------------------

@@ -105,6 +105,19 @@ def test_nothing_listens_on_the_port(postgres_server: PostgresServer) -> None:  
     assert message.startswith("cannot reach the database server of")
 
 
+def test_user_without_rights(postgres_server: PostgresServer,  # noqa: F811
+                             postgres_url: str) -> None:  # noqa: F811
+    """PostgreSQL 15 lets only the owner create tables in `public`."""
+    postgres_server.execute("CREATE ROLE visitor LOGIN PASSWORD 'Visitor-pw1'")
+    database = postgres_url.rsplit("/", 1)[1]
+    url = postgres_url.replace(f"{postgres_server.user}:{postgres_server.password}@",
+                               "visitor:Visitor-pw1@")
+    message = _error(url)
+    assert message.startswith(f"the database user of postgresql+psycopg2://visitor:***@"
+                              f"127.0.0.1:{postgres_server.port}/{database} lacks a right")
+    assert "permission denied for schema public" in message
+
+
 def test_store_type_is_a_vault(postgres_url: str) -> None:  # noqa: F811
     with open_store(postgres_url) as store:
         assert isinstance(store, Store)

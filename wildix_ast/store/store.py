@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -157,7 +158,22 @@ def _sqlite_setup(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN")
+        # A writer takes the write lock at once (waiting for another writer's turn): in
+        # WAL mode, a transaction that read first cannot wait for it and fails "locked".
+        writing = connection.get_execution_options().get(_WRITING, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
+
+
+_WRITING = "wildix_ast_writing"
+
+
+@contextmanager
+def _writing(engine: Engine) -> Iterator[Connection]:
+    """A write transaction (IMMEDIATE on SQLite)."""
+    with engine.connect() as connection:
+        connection = connection.execution_options(**{_WRITING: True})
+        with connection.begin():
+            yield connection
 
 
 def _alembic_config(connection: Connection | None = None) -> Config:
@@ -168,21 +184,35 @@ def _alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
+# alembic keeps its running migration context in module globals: one at a time per process.
+_MIGRATING = threading.Lock()
+
+
 def _migrate(engine: Engine, where: str) -> None:
     """Bring the schema to the head revision, refusing a schema newer than this code."""
-    with engine.begin() as connection:
-        current = MigrationContext.configure(connection).get_current_heads()
-        config = _alembic_config(connection)
-        script = ScriptDirectory.from_config(config)
-        known = {revision.revision for revision in script.walk_revisions()}
-        unknown = sorted(set(current) - known)
+    script = ScriptDirectory.from_config(_alembic_config())
+    head = script.get_current_head()
+    known = {revision.revision for revision in script.walk_revisions()}
+
+    def current(connection: Connection) -> tuple[str, ...]:
+        heads = tuple(MigrationContext.configure(connection).get_current_heads())
+        unknown = sorted(set(heads) - known)
         if unknown:
             raise StoreError(
                 f"the store {where} has schema revision {', '.join(unknown)}, newer than this "
-                f"wildix-ast knows (up to {script.get_current_head()}): upgrade wildix-ast, "
-                "or point --db at another store")
+                f"wildix-ast knows (up to {head}): upgrade wildix-ast, or point --db at "
+                "another store")
+        return heads
+
+    # Reading first: a store already at head opens without a write (read-only media too).
+    with engine.begin() as connection:
+        if current(connection) == (head,):
+            return
+    with _MIGRATING, _writing(engine) as connection:
+        if current(connection) == (head,):  # another process migrated it meanwhile
+            return
         try:
-            command.upgrade(config, "head")
+            command.upgrade(_alembic_config(connection), "head")
         except CommandError as exc:
             raise StoreError(f"cannot migrate the store {where}: {exc}") from None
 
@@ -204,7 +234,12 @@ def open_store(url: str | None = None) -> Store:
     engine = _create_engine(parsed)
     try:
         with _translated(where, "opening"):
-            _migrate(engine, where)
+            try:
+                _migrate(engine, where)
+            except SQLAlchemyError:
+                # Another process may have been migrating the same new store at the same
+                # time: its work is done now, so a second look finds the schema at head.
+                _migrate(engine, where)
     except BaseException:
         engine.dispose()
         raise
@@ -221,12 +256,17 @@ _CREDENTIALS = ("password authentication failed", "access denied", "no password 
                 "authentication failed", "pg_hba.conf")
 _NO_DATABASE = ("does not exist", "unknown database")
 _READ_ONLY = ("readonly database", "read-only", "read only", "unable to open database file",
-              "disk i/o error", "permission denied")
+              "disk i/o error", "no space left", "disk is full")
+_NO_RIGHTS = ("permission denied", "command denied", "must be owner")
 
 
 def _detail(exc: BaseException) -> str:
     original = getattr(exc, "orig", None) or exc
-    text = str(original).strip()
+    args: tuple[object, ...] = getattr(original, "args", ())
+    if len(args) == 2 and isinstance(args[0], int) and isinstance(args[1], str):
+        text = f"{args[1]} (error {args[0]})"  # MariaDB: (code, message)
+    else:
+        text = str(original).strip()
     return text.splitlines()[0] if text else type(original).__name__
 
 
@@ -235,6 +275,10 @@ def _explain(exc: BaseException, where: str, action: str) -> StoreError:
     low = detail.lower()
     if isinstance(exc, OSError) and not isinstance(exc, SQLAlchemyError):
         return StoreError(f"the store {where} failed while {action}: {exc.strerror or exc}")
+    server = "://" in where and not where.startswith("sqlite")
+    if server and (any(s in low for s in _NO_RIGHTS) or "to database" in low):
+        return StoreError(f"the database user of {where} lacks a right ({detail}): let it "
+                          "create, alter and drop tables and write rows in its database")
     if any(s in low for s in _CREDENTIALS):
         return StoreError(f"the database server of {where} refused the user name or password "
                           f"({detail}): check the credentials in the URL")
@@ -244,8 +288,7 @@ def _explain(exc: BaseException, where: str, action: str) -> StoreError:
     if "database" in low and any(s in low for s in _NO_DATABASE):
         return StoreError(f"the database of {where} does not exist ({detail}): create it "
                           "first (wildix-ast creates the tables, not the database)")
-    if any(s in low for s in _READ_ONLY) or "no space left" in low or "disk is full" in low \
-            or "database or disk is full" in low:
+    if any(s in low for s in (*_READ_ONLY, *_NO_RIGHTS)):
         return StoreError(f"cannot write the store {where} ({detail}): check that its disk is "
                           "writable, not full, and that the file and its folder belong to you")
     if "database is locked" in low or "lock wait timeout" in low or "deadlock" in low:
@@ -446,7 +489,7 @@ class Store:
         now = datetime.now(UTC)
         try:
             with _translated(self.where, "importing the site"), \
-                    self._engine.begin() as connection:
+                    _writing(self._engine) as connection:
                 # First a write: it takes the lock that serialises concurrent imports.
                 connection.execute(sql_update(t.site_state).where(t.site_state.c.id == 1)
                                    .values(generation=t.site_state.c.generation + 1))
@@ -504,7 +547,7 @@ class Store:
         for attempt in range(2):
             try:
                 with _translated(self.where, "saving a secret"), \
-                        self._engine.begin() as connection:
+                        _writing(self._engine) as connection:
                     done = connection.execute(sql_update(t.secrets).where(
                         t.secrets.c.key == key).values(value=value)).rowcount
                     if not done:
