@@ -32,6 +32,7 @@ from wildix_ast.lab.rootfs import (
     ensure_rootfs,
     host_mirror,
     is_built,
+    require_tool,
     rootfs_info,
 )
 
@@ -67,6 +68,11 @@ def test_host_mirror_reads_deb822_and_one_line_sources(tmp_path: Path) -> None:
         "Types: deb\nURIs: http://deb822.example/debian/\nSuites: bookworm\n\n"
         "Types: deb\nURIs: http://deb822.example/debian-security\nSuites: bookworm-security\n")
     assert host_mirror(tmp_path) == "http://deb822.example/debian"
+
+
+def test_missing_host_tool_names_its_package() -> None:
+    with pytest.raises(LabError, match="install the Debian package `no-such-package`"):
+        require_tool("no-such-tool-wildix", "no-such-package")
 
 
 def test_port_slots_are_random_free_and_reserved() -> None:

@@ -214,13 +214,15 @@ def _debootstrap(target: Path, mirror: str, log_path: Path, progress: ProgressCa
                                not _PER_PACKAGE.match(line)))
         returncode = process.wait()
     if returncode != 0:
+        details = _tail(log_path, 12)
         inner = target / "debootstrap" / "debootstrap.log"
-        details = _tail(inner) if inner.exists() else _tail(log_path)
-        if inner.exists():
-            shutil.copyfile(inner, log_path.with_suffix(".inner.log"))
+        if inner.exists():  # what dpkg and wget said, kept before the build folder goes
+            kept = log_path.with_suffix(".inner.log")
+            shutil.copyfile(inner, kept)
+            details += f"\n--- last lines of {kept}:\n{_tail(inner, 12)}"
         raise LabError(f"debootstrap failed (exit {returncode}) building the lab root "
-                       f"filesystem from {mirror}; full log: {log_path}\n"
-                       f"last lines:\n{details}")
+                       f"filesystem from {mirror} (check the mirror, the network, or set "
+                       f"WILDIX_AST_MIRROR); full log: {log_path}\n{details}")
 
 
 def ensure_rootfs(progress: ProgressCallback | None = None, *, mirror: str | None = None,
@@ -228,7 +230,8 @@ def ensure_rootfs(progress: ProgressCallback | None = None, *, mirror: str | Non
     """The cached root filesystem, built first if missing; returns its path.
 
     A completed build is reused at once. Otherwise this needs root and `debootstrap`, takes
-    about a minute and 530 MB, and reports each debootstrap line through `progress`."""
+    about a minute and 530 MB, and reports each debootstrap line through `progress`. The
+    Debian mirror is `mirror`, else `$WILDIX_AST_MIRROR`, else the host's own."""
     report: ProgressCallback = progress or (lambda step: None)
     started = time.monotonic()
     root = rootfs_path(suite, packages)
@@ -250,7 +253,7 @@ def ensure_rootfs(progress: ProgressCallback | None = None, *, mirror: str | Non
             _remove_tree(stale)  # left by an interrupted build (we hold the lock)
         if root.exists():  # incomplete without marker: not ours to trust
             _remove_tree(root)
-        chosen = mirror or host_mirror()
+        chosen = mirror or os.environ.get("WILDIX_AST_MIRROR") or host_mirror()
         temp = Path(tempfile.mkdtemp(prefix=f".{root.name}.building-", dir=parent))
         log_path = parent / f"{root.name}.debootstrap.log"
         try:
