@@ -14,8 +14,10 @@ Environment:
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
+import struct
 import subprocess
 import threading
 import time
@@ -71,6 +73,7 @@ MODULES = [
     "bridge_simple.so",
     "bridge_native_rtp.so",
     "func_channel.so",
+    "func_callerid.so",
 ]
 
 ASTERISK_CONF = """\
@@ -460,19 +463,72 @@ def test_call_without_valid_credentials_is_rejected(
         driver.call(from_ext, password, "102").check()
 
 
+def _channel_stats(asterisk: HandAsterisk) -> tuple[int, int]:
+    """RTP packets (received, sent) of the first channel in ``pjsip show channelstats``."""
+    for line in asterisk.cli("pjsip show channelstats").splitlines():
+        fields = line.split()
+        # ChannelId UpTime Codec RxCount RxLost RxPct RxJitter TxCount ...
+        if fields and fields[0].startswith("101-") and len(fields) >= 8:
+            return int(fields[3]), int(fields[7])
+    return (0, 0)
+
+
 @pytest.mark.lab
-def test_echo_test_answers(driver: SippDriver, asterisk: HandAsterisk) -> None:
-    thread, results = _call_in_background(driver, "101", PASSWORDS["101"], "*43", hold_seconds=2)
+def test_echo_test_answers_and_echoes_audio(driver: SippDriver, asterisk: HandAsterisk) -> None:
+    results: list[CallResult] = []
+
+    def run() -> None:
+        results.append(
+            driver.call("101", PASSWORDS["101"], "*43", hold_seconds=3, audio=sipp.AUDIO_PCAP)
+        )
+
+    thread = threading.Thread(target=run)
+    thread.start()
     _wait_for_app(asterisk, "Echo")
+    time.sleep(1.5)
+    received, sent = _channel_stats(asterisk)
     thread.join(timeout=60)
     call = results[0].check()
     assert call.final_status == 200 and call.hangup_by == "local"
+    assert received > 20 and sent > 20, (received, sent)
 
 
 @pytest.mark.lab
-def test_voicemail_main_answers(driver: SippDriver) -> None:
-    call = driver.call("101", PASSWORDS["101"], "*97", hold_seconds=1).check()
-    assert call.final_status == 200
+@pytest.mark.parametrize(
+    ("pin", "prompt"),
+    [("1010", "vm-youhave"), ("9999", "vm-incorrect")],
+    ids=["right-pin", "wrong-pin"],
+)
+def test_voicemail_main_login_with_dtmf(
+    driver: SippDriver, asterisk: HandAsterisk, pin: str, prompt: str
+) -> None:
+    before = len(asterisk.log())
+    call = driver.call("101", PASSWORDS["101"], "*97", hold_seconds=1.5, dtmf=pin + "#")
+    assert call.check().final_status == 200
+    log = asterisk.log()[before:]
+    assert 'VoiceMailMain("PJSIP/101-' in log and '"101@default")' in log, log
+    assert f"Playing '{prompt}." in log, log
+
+
+def test_dtmf_pcap_has_rising_sequence_and_timestamps(tmp_path: Path) -> None:
+    length = sipp.write_dtmf_pcap(tmp_path / "d.pcap", "1010#", tone=0.1, gap=0.4)
+    assert length == pytest.approx(2.5)
+    data = (tmp_path / "d.pcap").read_bytes()
+    offset, rtp = 24, []
+    while offset < len(data):
+        incl = struct.unpack("<IIII", data[offset : offset + 16])[2]
+        frame = data[offset + 16 : offset + 16 + incl]
+        rtp.append(frame[14 + 20 + 8 :])
+        offset += 16 + incl
+    assert len(rtp) == 5 * (5 + 3)
+    seqs = [struct.unpack("!H", p[2:4])[0] for p in rtp]
+    assert all(b == (a + 1) & 0xFFFF for a, b in itertools.pairwise(seqs))
+    stamps = sorted({struct.unpack("!I", p[4:8])[0] for p in rtp})
+    assert len(stamps) == 5  # one timestamp per event, all different
+    events = [p[12] for p in rtp if p[1] & 0x80]  # marker bit: first packet of an event
+    assert events == [1, 0, 1, 0, 11]
+    with pytest.raises(SippError):
+        sipp.write_dtmf_pcap(tmp_path / "x.pcap", "12A")
 
 
 @pytest.mark.lab
@@ -505,3 +561,15 @@ def test_phone_answers_qualify_options_between_calls(driver: SippDriver) -> None
     assert uas.options >= 1, uas.run.describe()
     assert (uas.invites, uas.answered, uas.completed) == (2, 2, 2)
     assert uas.success, uas.run.describe()
+
+
+@pytest.mark.lab
+def test_call_over_tcp(asterisk: HandAsterisk, tmp_path: Path) -> None:
+    tcp = SippDriver(asterisk.sip_port, transport="tcp", work_dir=tmp_path / "tcp")
+    with tcp.phone("102", PASSWORDS["102"]) as phone:
+        assert ";transport=TCP" in asterisk.contacts("102")
+        call = tcp.call("101", PASSWORDS["101"], "102", hold_seconds=1).check()
+    uas = phone.uas.wait()
+    assert call.final_status == 200 and call.hangup_by == "local"
+    assert uas.success and uas.answered == 1, uas.run.describe()
+    assert asterisk.wait_no_channels() == 0

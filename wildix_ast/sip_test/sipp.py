@@ -30,6 +30,7 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import tempfile
 import threading
@@ -39,9 +40,12 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Literal
+from xml.sax.saxutils import quoteattr
 
 __all__ = [
+    "AUDIO_PCAP",
     "EXIT_CODES",
+    "PCAP_DIR",
     "CallResult",
     "LoadResult",
     "Phone",
@@ -54,6 +58,7 @@ __all__ = [
     "UasResult",
     "free_port",
     "scenario_path",
+    "write_dtmf_pcap",
 ]
 
 Transport = Literal["udp", "tcp"]
@@ -76,6 +81,12 @@ _SCENARIOS = {
     "busy": "uas_busy.xml",
     "ignore": "uas_ring.xml",
 }
+
+#: where SIPp's Debian package keeps its G.711 and RFC 2833 DTMF pcaps
+PCAP_DIR = Path("/usr/share/sip-tester")
+#: G.711 A-law speech (7 s) shipped with sip-tester
+AUDIO_PCAP = PCAP_DIR / "g711a.pcap"
+_MEDIA_MARK = "<!-- wildix-ast media: the driver puts its pcap playback (audio, DTMF) here -->"
 
 #: the hold of uac_call.xml: the timeout of the wait for the far end's BYE
 _HOLD = re.compile(r'(<recv request="BYE" timeout=")\d+(" ontimeout="local_hangup")')
@@ -644,6 +655,7 @@ class SippDriver:
         extra: Sequence[str] = (),
         trace_messages: bool = True,
         hold_ms: int | None = None,
+        media_xml: Callable[[Path], str] | None = None,
     ) -> _PendingRun:
         while True:
             run_dir = self.work_dir / f"{next(self._counter):03d}-{name}"
@@ -654,10 +666,17 @@ class SippDriver:
                 continue
         media_port = free_port(self.local_ip, span=4, even=True)
         scenario_file = scenario_path(_SCENARIOS[scenario])
-        if hold_ms is not None:
-            text, count = _HOLD.subn(rf"\g<1>{max(1, hold_ms)}\g<2>", scenario_file.read_text())
-            if count != 1:
-                raise SippError(f"{scenario_file}: no hold timeout to set")
+        if hold_ms is not None or media_xml is not None:
+            text = scenario_file.read_text()
+            if hold_ms is not None:
+                text, count = _HOLD.subn(rf"\g<1>{max(1, hold_ms)}\g<2>", text)
+                if count != 1:
+                    raise SippError(f"{scenario_file}: no hold timeout to set")
+            media = media_xml(run_dir) if media_xml is not None else ""
+            if media:
+                if text.count(_MEDIA_MARK) != 1:
+                    raise SippError(f"{scenario_file}: no place for media")
+                text = text.replace(_MEDIA_MARK, media)
             scenario_file = run_dir / scenario_file.name
             scenario_file.write_text(text)
         cmd = [self.binary]
@@ -836,6 +855,9 @@ class SippDriver:
         *,
         expect: Literal["connect", "reject"] = "connect",
         timeout: float | None = None,
+        audio: Path | None = None,
+        dtmf: str = "",
+        dtmf_delay: float = 1.0,
     ) -> CallResult:
         """Call ``to_number`` as ``from_ext``, hold ``hold_seconds``, hang up.
 
@@ -844,6 +866,12 @@ class SippDriver:
         Handles the 401/407 challenge, 1xx (100/180/181/182/183) and 200 from a phone
         or from Asterisk itself (voicemail, echo).  A final rejection is ACKed and
         returned as ``final_status``; with ``expect="reject"`` that is a success.
+
+        Media, once connected: ``audio`` (a pcap of RTP, e.g. :data:`AUDIO_PCAP`) is
+        played in the background; ``dtmf`` digits (0-9, ``*``, ``#``) are sent as
+        RFC 2833 events (payload type 101, as offered) ``dtmf_delay`` seconds after
+        the answer, one every 0.5 s, before the hold starts.  Don't combine both:
+        two pcaps would play at once into one RTP stream.
         """
         port = free_port(self.local_ip)
         limit = timeout or max(self.timeout, hold_seconds + 30.0)
@@ -861,6 +889,7 @@ class SippDriver:
                 "-ap", password,
             ],
             hold_ms=round(hold_seconds * 1000),
+            media_xml=_media_xml(audio, dtmf, dtmf_delay),
         )  # fmt: skip
         run = self._run(pending)
         invite_responses = run.responses("INVITE")
@@ -943,6 +972,97 @@ class SippDriver:
             duration=run.duration,
             run=run,
         )
+
+
+_DTMF_EVENTS = {**{d: int(d) for d in "0123456789"}, "*": 10, "#": 11}
+
+
+def write_dtmf_pcap(
+    path: Path,
+    digits: str,
+    *,
+    payload_type: int = 101,
+    tone: float = 0.1,
+    gap: float = 0.4,
+) -> float:
+    """Write RFC 2833 telephone-events for ``digits`` as a pcap SIPp can play.
+
+    SIPp's ``play_pcap_audio`` sends the RTP headers of the pcap unchanged, and the
+    per-digit pcaps of sip-tester all start with the same sequence number and
+    timestamp, so Asterisk drops a repeated digit ("1010" arrives as "10") as a
+    duplicate event.  This writes one stream with rising sequence numbers and
+    timestamps instead.  Returns the stream's length in seconds.
+    """
+    unknown = sorted(set(digits) - set(_DTMF_EVENTS))
+    if unknown:
+        raise SippError(f"no RFC 2833 event for {''.join(unknown)!r} (only 0-9, *, #)")
+    ssrc = int.from_bytes(os.urandom(4), "big")
+    seq = int.from_bytes(os.urandom(2), "big") & 0x7FFF
+    rtp_ts = int.from_bytes(os.urandom(4), "big") & 0x0FFFFFFF
+    packets: list[tuple[float, bytes]] = []
+    clock = 0.0
+    steps = max(1, round(tone / 0.02))
+    for digit in digits:
+        event = _DTMF_EVENTS[digit]
+        for i in range(steps + 3):  # tone packets, then the end packet sent 3 times
+            end = i >= steps
+            duration = 160 * min(i + 1, steps)
+            marker = 0x80 if i == 0 else 0
+            rtp = struct.pack(
+                "!BBHII", 0x80, marker | payload_type, seq & 0xFFFF, rtp_ts, ssrc
+            ) + struct.pack("!BBH", event, (0x80 if end else 0) | 10, duration)
+            packets.append((clock + 0.02 * min(i, steps), rtp))
+            seq += 1
+        step = tone + gap
+        clock += step
+        rtp_ts = (rtp_ts + round(step * 8000)) & 0xFFFFFFFF
+    with path.open("wb") as out:
+        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        for ident, (at, rtp) in enumerate(packets):
+            udp = struct.pack("!HHHH", 6000, 6000, 8 + len(rtp), 0) + rtp
+            ip = bytearray(
+                struct.pack(
+                    "!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), ident & 0xFFFF, 0, 64, 17, 0,
+                    socket.inet_aton("127.0.0.1"), socket.inet_aton("127.0.0.1"),
+                )
+            )  # fmt: skip
+            ip[10:12] = struct.pack("!H", _ip_checksum(bytes(ip)))
+            frame = b"\x00" * 12 + b"\x08\x00" + bytes(ip) + udp
+            sec = int(at)
+            out.write(struct.pack("<IIII", sec, round((at - sec) * 1e6), len(frame), len(frame)))
+            out.write(frame)
+    return clock
+
+
+def _ip_checksum(header: bytes) -> int:
+    words: tuple[int, ...] = struct.unpack(f"!{len(header) // 2}H", header)
+    total = sum(words)
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def _media_xml(audio: Path | None, dtmf: str, dtmf_delay: float) -> Callable[[Path], str]:
+    """SIPp elements (built in the run directory) that play ``audio`` and ``dtmf``."""
+
+    def play(pcap: Path) -> str:
+        if not pcap.is_file():
+            raise SippError(f"pcap {pcap} not found (Debian package sip-tester)")
+        return f"<nop><action><exec play_pcap_audio={quoteattr(str(pcap))}/></action></nop>"
+
+    def build(run_dir: Path) -> str:
+        parts: list[str] = []
+        if audio is not None:
+            parts.append(play(audio))
+        if dtmf:
+            pcap = run_dir / "dtmf.pcap"
+            length = write_dtmf_pcap(pcap, dtmf)
+            parts.append(f'<pause milliseconds="{max(1, round(dtmf_delay * 1000))}"/>')
+            parts.append(play(pcap))
+            parts.append(f'<pause milliseconds="{round(length * 1000) + 200}"/>')
+        return "\n  ".join(parts)
+
+    return build
 
 
 def _safe(text: str) -> str:
