@@ -1,0 +1,91 @@
+"""A live site for integration tests: the example site, imported into a fresh SQLite store,
+rendered for a fresh lab instance and running on a real Asterisk 22."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from wildix_ast.ami import AmiClient
+from wildix_ast.apply import install, plan
+from wildix_ast.lab.instance import Lab
+from wildix_ast.lab.rootfs import ensure_rootfs
+from wildix_ast.pipeline import Compiled, Target, compile_site
+from wildix_ast.settings_file import load_site
+from wildix_ast.sip_test.sipp import SippDriver
+from wildix_ast.site import Site
+from wildix_ast.store import Store, open_store
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "examples" / "site.yaml"
+#: Short enough for no-answer tests to stay quick, long enough for SIPp to answer.
+TEST_RING_TIMEOUT = 6
+
+
+def example_site(ring_timeout: int = TEST_RING_TIMEOUT) -> Site:
+    site = load_site(EXAMPLE)
+    dialplan = site.dialplan.model_copy(update={"ring_timeout": ring_timeout})
+    return site.model_copy(update={"dialplan": dialplan})
+
+
+@dataclass
+class LiveSite:
+    lab: Lab
+    store: Store
+    compiled: Compiled
+    work: Path
+
+    @property
+    def target(self) -> Target:
+        return Target.lab(self.lab)
+
+    def password(self, extension: str) -> str:
+        user = next(u for u in self.compiled.site.users if u.extension == extension)
+        assert user.sip_password is not None
+        return user.sip_password
+
+    def sipp(self) -> SippDriver:
+        return SippDriver(self.lab.ports.sip, work_dir=self.work / "sipp")
+
+    def ami(self) -> AmiClient:
+        return self.compiled.ami()
+
+    def recompile(self, site: Site) -> Compiled:
+        return compile_site(site, self.store, self.target)
+
+    def channels(self) -> int:
+        async def count() -> int:
+            async with self.ami() as ami:
+                return await ami.channels_count()
+
+        return asyncio.run(count())
+
+    def wait_no_channels(self, timeout: float = 5.0) -> int:
+        """Channels left after `timeout` (hang-ups take a moment to finish)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = self.channels()
+            if left == 0 or time.monotonic() > deadline:
+                return left
+            time.sleep(0.1)
+
+
+@contextmanager
+def live_site(work: Path, name: str, site: Site | None = None) -> Iterator[LiveSite]:
+    ensure_rootfs()
+    store = open_store(str(work / "store.sqlite3"))
+    site = site or example_site()
+    store.import_site(site)
+    lab = Lab(name, work / "lab")
+    compiled = compile_site(site, store, Target.lab(lab))
+    install(plan(lab.etc_dir, compiled.files))
+    lab.start()
+    try:
+        yield LiveSite(lab=lab, store=store, compiled=compiled, work=work)
+    finally:
+        lab.stop()
+        store.close()
