@@ -164,6 +164,7 @@ def check_round_trip(store: Store) -> None:
     with pytest.raises(StoreError, match="holds no site yet"):
         store.export_site()
     for site in (sample_site(), Site(), Site(groups=[], users=[]),
+                 Site(groups=[Group(name="sales"), Group(name="Sales")]),
                  sample_site().model_copy(update={"users": sample_site().users[::-1]})):
         store.import_site(site)
         assert store.has_site()
@@ -414,6 +415,25 @@ def test_threads_share_a_process(db_path: Path) -> None:
     assert failures == []
     with open_store(str(db_path)) as store:
         assert store.site_generation() == 4
+
+
+def test_mariadb_schema_sql() -> None:
+    """No MariaDB server here: at least the SQL the migration would run there (offline
+    mode) keeps unicode (utf8mb4) and compares keys byte for byte."""
+    import io
+
+    from alembic import command
+
+    buffer = io.StringIO()
+    config = store_module._alembic_config()
+    config.output_buffer = buffer
+    config.set_main_option("sqlalchemy.url", "mariadb+pymysql://u@localhost/db")
+    command.upgrade(config, "head", sql=True)
+    sql = buffer.getvalue()
+    assert sql.count("CREATE TABLE") == len(STORE_TABLES) + 1  # and alembic_version
+    assert sql.count("CHARSET=utf8mb4 ENGINE=InnoDB") == len(STORE_TABLES)
+    assert "extension VARCHAR(8) COLLATE utf8mb4_bin NOT NULL" in sql
+    assert "`key` VARCHAR(191) COLLATE utf8mb4_bin NOT NULL" in sql
 
 
 # --- errors ----------------------------------------------------------------------------------

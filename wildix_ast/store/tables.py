@@ -19,6 +19,8 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.dialects import mysql
+from sqlalchemy.types import TypeEngine
 from sqlmodel import Field, SQLModel
 
 # Lengths follow the field types of wildix_ast.fields (VARCHAR needs one on MariaDB).
@@ -31,6 +33,13 @@ LOGIN = 64
 LANGUAGE = 5
 # MariaDB indexes at most 767 bytes on old row formats: 191 utf8mb4 characters.
 SECRET_KEY = 191
+
+
+def key_string(length: int) -> TypeEngine[str]:
+    """A VARCHAR compared byte for byte everywhere: MariaDB's default collation would
+    make 'Sales' and 'sales' (distinct groups in the model) collide in a unique index."""
+    return String(length).with_variant(mysql.VARCHAR(length, collation="utf8mb4_bin"),
+                                       "mysql", "mariadb")
 
 
 class SiteState(SQLModel, table=True):
@@ -51,7 +60,7 @@ class SystemSettings(SQLModel, table=True):
     __table_args__ = (CheckConstraint("id = 1", name="ck_system_settings_single_row"),)
 
     id: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
-    pbx_name: str = Field(sa_column=Column(String(IDENTIFIER), nullable=False))
+    pbx_name: str = Field(sa_column=Column(key_string(IDENTIFIER), nullable=False))
     language: str = Field(sa_column=Column(String(LANGUAGE), nullable=False))
     tone_zone: str = Field(sa_column=Column(String(2), nullable=False))
     country_code: str = Field(sa_column=Column(String(4), nullable=False))
@@ -62,7 +71,7 @@ class SystemSettings(SQLModel, table=True):
     rtp_end: int = Field(sa_column=Column(Integer, nullable=False))
     external_address: str | None = Field(sa_column=Column(String(15), nullable=True))
     manager_port: int = Field(sa_column=Column(Integer, nullable=False))
-    manager_username: str = Field(sa_column=Column(String(IDENTIFIER), nullable=False))
+    manager_username: str = Field(sa_column=Column(key_string(IDENTIFIER), nullable=False))
 
 
 class LanNetwork(SQLModel, table=True):
@@ -106,7 +115,7 @@ class DialplanProcedure(SQLModel, table=True):
 
     id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
     position: int = Field(sa_column=Column(Integer, nullable=False))
-    name: str = Field(sa_column=Column(String(IDENTIFIER), nullable=False))
+    name: str = Field(sa_column=Column(key_string(IDENTIFIER), nullable=False))
     description: str | None = Field(sa_column=Column(String(FREE_TEXT), nullable=True))
 
 
@@ -121,7 +130,7 @@ class AclGroup(SQLModel, table=True):
 
     id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
     position: int = Field(sa_column=Column(Integer, nullable=False))
-    name: str = Field(sa_column=Column(String(IDENTIFIER), nullable=False))
+    name: str = Field(sa_column=Column(key_string(IDENTIFIER), nullable=False))
     description: str | None = Field(sa_column=Column(String(FREE_TEXT), nullable=True))
 
 
@@ -147,16 +156,16 @@ class UserRow(SQLModel, table=True):
     type: str = Field(sa_column=Column(String(16), nullable=False))
     name: str = Field(sa_column=Column(String(FREE_TEXT), nullable=False))
     login: str | None = Field(sa_column=Column(String(LOGIN), nullable=True))
-    login_key: str | None = Field(sa_column=Column(String(LOGIN), nullable=True))
-    extension: str = Field(sa_column=Column(String(EXTENSION), nullable=False))
-    office_did: str | None = Field(sa_column=Column(String(PHONE), nullable=True))
-    fax_did: str | None = Field(sa_column=Column(String(PHONE), nullable=True))
+    login_key: str | None = Field(sa_column=Column(key_string(LOGIN), nullable=True))
+    extension: str = Field(sa_column=Column(key_string(EXTENSION), nullable=False))
+    office_did: str | None = Field(sa_column=Column(key_string(PHONE), nullable=True))
+    fax_did: str | None = Field(sa_column=Column(key_string(PHONE), nullable=True))
     email: str | None = Field(sa_column=Column(String(EMAIL), nullable=True))
-    email_key: str | None = Field(sa_column=Column(String(EMAIL), nullable=True))
+    email_key: str | None = Field(sa_column=Column(key_string(EMAIL), nullable=True))
     mobile: str | None = Field(sa_column=Column(String(PHONE), nullable=True))
     language: str | None = Field(sa_column=Column(String(LANGUAGE), nullable=True))
     group_name: str = Field(sa_column=Column(
-        String(IDENTIFIER), ForeignKey("acl_groups.name", name="fk_users_group_name"),
+        key_string(IDENTIFIER), ForeignKey("acl_groups.name", name="fk_users_group_name"),
         nullable=False))
     department: str | None = Field(sa_column=Column(String(FREE_TEXT), nullable=True))
     dialplan: str = Field(sa_column=Column(String(IDENTIFIER), nullable=False))
@@ -170,7 +179,7 @@ class StoredSecret(SQLModel, table=True):
 
     __tablename__ = "secrets"
 
-    key: str = Field(sa_column=Column(String(SECRET_KEY), primary_key=True))
+    key: str = Field(sa_column=Column(key_string(SECRET_KEY), primary_key=True))
     value: str = Field(sa_column=Column(Text, nullable=False))
 
 

@@ -36,6 +36,12 @@ def _run(connection: Connection) -> None:
 connection = config.attributes.get("connection")
 if connection is not None:
     _run(connection)
+elif context.is_offline_mode():  # `alembic ... upgrade head --sql`: print the SQL
+    context.configure(url=context.get_x_argument(as_dictionary=True).get("url")
+                      or config.get_main_option("sqlalchemy.url"),
+                      target_metadata=metadata, literal_binds=True)
+    with context.begin_transaction():
+        context.run_migrations()
 else:
     url = context.get_x_argument(as_dictionary=True).get("url") \
         or config.get_main_option("sqlalchemy.url")
