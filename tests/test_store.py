@@ -305,6 +305,24 @@ def test_migration_creates_the_schema_from_empty(db_path: Path) -> None:
     open_store(str(db_path)).close()  # already at head: nothing to do
 
 
+def test_migration_downgrades_to_nothing_and_back(db_path: Path) -> None:
+    from alembic import command
+
+    with open_store(str(db_path)) as store:
+        store.import_site(sample_site())
+    engine = create_engine(f"sqlite:///{db_path}")
+    try:
+        with engine.begin() as connection:
+            command.downgrade(store_module._alembic_config(connection), "base")
+        with engine.connect() as connection:
+            assert set(inspect(connection).get_table_names()) == {"alembic_version"}
+    finally:
+        engine.dispose()
+    with open_store(str(db_path)) as store:
+        assert not store.has_site()
+        assert store.site_generation() == 0
+
+
 def test_foreign_keys_are_enforced(store: Store) -> None:
     from sqlalchemy import insert
 
