@@ -233,6 +233,16 @@ def asterisk() -> Iterator[HandAsterisk]:
     if shutil.which("sipp") is None:
         pytest.skip("sipp (Debian package sip-tester) is not installed")
     root = _prepare_root()
+    # an Asterisk left running in this root by an interrupted run owns its control
+    # socket: stop it (it can only be ours, the root is this test's copy)
+    stale = subprocess.run(
+        ["chroot", str(root), "asterisk", "-rx", "core stop now"],
+        capture_output=True,
+        timeout=15,
+        check=False,
+    )
+    if stale.returncode == 0:
+        time.sleep(2)
     sip_port = sipp.free_port()
     _write_config(root, sip_port)
     script = (
@@ -573,3 +583,34 @@ def test_call_over_tcp(asterisk: HandAsterisk, tmp_path: Path) -> None:
     assert call.final_status == 200 and call.hangup_by == "local"
     assert uas.success and uas.answered == 1, uas.run.describe()
     assert asterisk.wait_no_channels() == 0
+
+
+@pytest.mark.lab
+def test_caller_gives_up_while_ringing(driver: SippDriver, asterisk: HandAsterisk) -> None:
+    before = len(asterisk.log())
+    with driver.phone("102", PASSWORDS["102"], behaviour="ignore") as phone:
+        call = driver.call("101", PASSWORDS["101"], "102", cancel_after=1.0)
+        uas = phone.uas.wait(timeout=10)
+    assert call.check().final_status == 487 and not call.connected
+    assert 180 in call.statuses
+    assert uas.cancelled == 1 and uas.success, uas.run.describe()
+    assert "VoiceMail(" not in asterisk.log()[before:]
+
+
+@pytest.mark.lab
+def test_call_load_survives_dialplan_reloads(driver: SippDriver, asterisk: HandAsterisk) -> None:
+    calls = 15
+    with driver.phone("102", PASSWORDS["102"], calls=calls, timeout=120) as phone:
+        handle = driver.start_call_load(
+            "101", PASSWORDS["101"], "102", calls=calls, rate=5, limit=5, hold_seconds=1
+        )
+        reloads = 0
+        while handle.running() and reloads < 5:
+            time.sleep(0.5)
+            assert "Dialplan reloaded" in asterisk.cli("dialplan reload")
+            reloads += 1
+        load = handle.wait()
+        uas = phone.uas.wait(timeout=30)
+    assert reloads >= 3
+    assert load.success, load.run.describe()
+    assert uas.completed == calls, uas.run.describe()

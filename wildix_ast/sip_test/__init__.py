@@ -2,6 +2,7 @@
 
 from wildix_ast.sip_test.sipp import (
     CallResult,
+    LoadHandle,
     LoadResult,
     RegisterResult,
     SippDriver,
@@ -14,6 +15,7 @@ from wildix_ast.sip_test.sipp import (
 
 __all__ = [
     "CallResult",
+    "LoadHandle",
     "LoadResult",
     "RegisterResult",
     "SippDriver",

@@ -47,6 +47,7 @@ __all__ = [
     "EXIT_CODES",
     "PCAP_DIR",
     "CallResult",
+    "LoadHandle",
     "LoadResult",
     "Phone",
     "RegisterResult",
@@ -63,6 +64,7 @@ __all__ = [
 
 Transport = Literal["udp", "tcp"]
 Behaviour = Literal["answer", "busy", "ignore"]
+Expect = Literal["connect", "reject", "cancel"]
 
 #: SIPp's documented exit codes.
 EXIT_CODES: dict[int, str] = {
@@ -77,6 +79,7 @@ EXIT_CODES: dict[int, str] = {
 _SCENARIOS = {
     "register": "register.xml",
     "call": "uac_call.xml",
+    "cancel": "uac_cancel.xml",
     "answer": "uas_answer.xml",
     "busy": "uas_busy.xml",
     "ignore": "uas_ring.xml",
@@ -90,6 +93,8 @@ _MEDIA_MARK = "<!-- wildix-ast media: the driver puts its pcap playback (audio, 
 
 #: the hold of uac_call.xml: the timeout of the wait for the far end's BYE
 _HOLD = re.compile(r'(<recv request="BYE" timeout=")\d+(" ontimeout="local_hangup")')
+#: the ring time of uac_cancel.xml (one pause per INVITE attempt)
+_RING = re.compile(r'(<pause milliseconds=")\d+("/><!-- ring time -->)')
 
 _handed_out: set[int] = set()
 _port_lock = threading.Lock()
@@ -369,7 +374,7 @@ class RegisterResult:
 class CallResult:
     from_ext: str
     to_number: str
-    expect: Literal["connect", "reject"]
+    expect: Expect
     #: every status received for the INVITE(s), in order (100, 401, 100, 180, 200 ...)
     statuses: list[int]
     #: the last final status of the INVITE, None if none came
@@ -387,6 +392,8 @@ class CallResult:
         """True when the outcome is what was expected, and the call ended cleanly."""
         if self.expect == "connect":
             return self.connected and self.hangup_by is not None and self.run.exit_code == 0
+        if self.expect == "cancel":
+            return not self.connected and self.final_status == 487 and self.run.exit_code == 0
         return (
             not self.connected
             and self.final_status is not None
@@ -598,6 +605,52 @@ class _PendingRun:
         )
 
 
+class LoadHandle:
+    """A SIPp load run (:meth:`SippDriver.start_call_load`) in the background."""
+
+    def __init__(
+        self,
+        calls: int,
+        trace_messages: bool,
+        process: subprocess.Popen[bytes],
+        run: _PendingRun,
+    ) -> None:
+        self.calls = calls
+        self.trace_messages = trace_messages
+        self.process = process
+        self._run = run
+        self.result: LoadResult | None = None
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def wait(self, timeout: float | None = None) -> LoadResult:
+        """Wait for the calls to end (SIPp is killed after ``timeout``)."""
+        if self.result is not None:
+            return self.result
+        run = self._run.finish(self.process, timeout)
+        connected: int | None = None
+        rejected: int | None = None
+        if self.trace_messages:
+            finals: dict[str | None, int] = {}
+            for m in run.responses("INVITE"):
+                if m.status is not None and m.status >= 200:
+                    finals[m.call_id] = m.status
+            connected = sum(1 for status in finals.values() if status == 200)
+            rejected = sum(1 for status in finals.values() if status != 200)
+        self.result = LoadResult(
+            calls=self.calls,
+            successful=run.successful_calls,
+            failed=run.failed_calls,
+            created=run.created_calls,
+            connected=connected,
+            rejected=rejected,
+            duration=run.duration,
+            run=run,
+        )
+        return self.result
+
+
 @dataclass
 class Phone:
     """A registered extension whose calls are handled by a SIPp UAS."""
@@ -669,9 +722,10 @@ class SippDriver:
         if hold_ms is not None or media_xml is not None:
             text = scenario_file.read_text()
             if hold_ms is not None:
-                text, count = _HOLD.subn(rf"\g<1>{max(1, hold_ms)}\g<2>", text)
-                if count != 1:
-                    raise SippError(f"{scenario_file}: no hold timeout to set")
+                pattern, expected = (_RING, 2) if scenario == "cancel" else (_HOLD, 1)
+                text, count = pattern.subn(rf"\g<1>{max(1, hold_ms)}\g<2>", text)
+                if count != expected:
+                    raise SippError(f"{scenario_file}: no hold/ring time to set")
             media = media_xml(run_dir) if media_xml is not None else ""
             if media:
                 if text.count(_MEDIA_MARK) != 1:
@@ -853,11 +907,12 @@ class SippDriver:
         to_number: str,
         hold_seconds: float = 1.0,
         *,
-        expect: Literal["connect", "reject"] = "connect",
+        expect: Expect | None = None,
         timeout: float | None = None,
         audio: Path | None = None,
         dtmf: str = "",
         dtmf_delay: float = 1.0,
+        cancel_after: float | None = None,
     ) -> CallResult:
         """Call ``to_number`` as ``from_ext``, hold ``hold_seconds``, hang up.
 
@@ -872,12 +927,18 @@ class SippDriver:
         RFC 2833 events (payload type 101, as offered) ``dtmf_delay`` seconds after
         the answer, one every 0.5 s, before the hold starts.  Don't combine both:
         two pcaps would play at once into one RTP stream.
+
+        ``cancel_after``: the caller gives up ``cancel_after`` seconds after the first
+        180/183 (CANCEL → 200, 487 → ACK); ``expect`` is then ``"cancel"``.
         """
         port = free_port(self.local_ip)
-        limit = timeout or max(self.timeout, hold_seconds + 30.0)
+        if expect is None:
+            expect = "connect" if cancel_after is None else "cancel"
+        wait = hold_seconds if cancel_after is None else cancel_after
+        limit = timeout or max(self.timeout, wait + 30.0)
         pending = self._prepare(
             f"call-{from_ext}-to-{_safe(to_number)}",
-            "call",
+            "call" if cancel_after is None else "cancel",
             port=port,
             keys={"user": from_ext},
             client=True,
@@ -888,8 +949,8 @@ class SippDriver:
                 "-au", from_ext,
                 "-ap", password,
             ],
-            hold_ms=round(hold_seconds * 1000),
-            media_xml=_media_xml(audio, dtmf, dtmf_delay),
+            hold_ms=round(wait * 1000),
+            media_xml=_media_xml(audio, dtmf, dtmf_delay) if cancel_after is None else None,
         )  # fmt: skip
         run = self._run(pending)
         invite_responses = run.responses("INVITE")
@@ -931,6 +992,33 @@ class SippDriver:
         ended cleanly is "successful" for SIPp); with ``trace_messages`` the calls
         that really connected (final 200) and were rejected are counted too.
         """
+        return self.start_call_load(
+            from_ext,
+            password,
+            to_number,
+            calls=calls,
+            rate=rate,
+            limit=limit,
+            hold_seconds=hold_seconds,
+            timeout=timeout,
+            trace_messages=trace_messages,
+        ).wait()
+
+    def start_call_load(
+        self,
+        from_ext: str,
+        password: str,
+        to_number: str,
+        *,
+        calls: int,
+        rate: float = 2.0,
+        limit: int = 5,
+        hold_seconds: float = 1.0,
+        timeout: float | None = None,
+        trace_messages: bool = True,
+    ) -> LoadHandle:
+        """:meth:`call_load` in the background, while the test does something else;
+        ``handle.wait()`` returns the :class:`LoadResult`."""
         port = free_port(self.local_ip)
         expected = calls / max(rate, 0.01) + hold_seconds * max(1, calls // max(1, limit))
         sipp_timeout = timeout or max(self.timeout, expected * 2 + 30.0)
@@ -952,26 +1040,7 @@ class SippDriver:
             ],
             hold_ms=round(hold_seconds * 1000),
         )  # fmt: skip
-        run = self._run(pending)
-        connected: int | None = None
-        rejected: int | None = None
-        if trace_messages:
-            finals: dict[str | None, int] = {}
-            for m in run.responses("INVITE"):
-                if m.status is not None and m.status >= 200:
-                    finals[m.call_id] = m.status
-            connected = sum(1 for status in finals.values() if status == 200)
-            rejected = sum(1 for status in finals.values() if status != 200)
-        return LoadResult(
-            calls=calls,
-            successful=run.successful_calls,
-            failed=run.failed_calls,
-            created=run.created_calls,
-            connected=connected,
-            rejected=rejected,
-            duration=run.duration,
-            run=run,
-        )
+        return LoadHandle(calls, trace_messages, self._spawn(pending), pending)
 
 
 _DTMF_EVENTS = {**{d: int(d) for d in "0123456789"}, "*": 10, "#": 11}
