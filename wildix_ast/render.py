@@ -37,16 +37,17 @@ from pathlib import Path, PurePosixPath
 
 import jinja2
 
+from wildix_ast import secrets_vault
 from wildix_ast.asterisk_paths import AsteriskPaths
 from wildix_ast.errors import Problem, RenderError
 from wildix_ast.passwords import password_problems
-from wildix_ast import secrets_vault
 from wildix_ast.secrets_vault import MemoryVault, SecretVault, with_secrets
 from wildix_ast.settings_file import load_site
 from wildix_ast.site import Site
 from wildix_ast.system import Codec
 from wildix_ast.users import User
 
+DEFAULT_PATHS = AsteriskPaths()
 TEMPLATES_ENV = "WILDIX_AST_TEMPLATES"
 TEMPLATE_SUFFIX = ".j2"
 VOICEMAIL_CONTEXT = "default"
@@ -86,7 +87,8 @@ _BASE_MODULES = (
     "res_pjsip_nat.so", "res_pjsip_dtmf_info.so", "res_pjsip_rfc3326.so",
     "res_pjsip_diversion.so", "res_pjsip_refer.so", "res_pjsip_path.so",
     "res_pjsip_pubsub.so", "res_pjsip_mwi.so", "res_pjsip_mwi_body_generator.so",
-    "res_pjsip_exten_state.so", "res_pjsip_pidf_body_generator.so",
+    "res_pjsip_exten_state.so", "res_pjsip_outbound_publish.so",
+    "res_pjsip_pidf_body_generator.so",
     "res_pjsip_dialog_info_body_generator.so", "res_pjsip_send_to_voicemail.so",
     "res_pjsip_header_funcs.so", "res_pjsip_logger.so", "res_pjsip_t38.so",
     "chan_pjsip.so", "func_pjsip_endpoint.so", "func_pjsip_aor.so", "func_pjsip_contact.so",
@@ -101,10 +103,12 @@ _BASE_MODULES = (
     "app_dial.so", "app_stack.so", "app_voicemail.so", "app_echo.so", "app_playback.so",
     "app_verbose.so", "func_strings.so", "func_callerid.so", "func_channel.so",
     "func_logic.so", "func_global.so", "func_hangupcause.so", "func_devstate.so",
-    # voicemail's required companions
-    "res_adsi.so", "res_smdi.so",
-    # services: AGI (the coming FastAGI service)
-    "res_agi.so",
+    # voicemail's required companion
+    "res_smdi.so",
+    # services: AGI (the coming FastAGI service) and what it requires
+    "res_agi.so", "res_speech.so",
+    # `channel originate` on the CLI (tests and administrators)
+    "res_clioriginate.so",
 )
 
 # Modules to load per configured codec. Debian ships no g729/iLBC codec (translator): those
@@ -259,7 +263,7 @@ def _check_secrets(site: Site, manager_secret: str) -> str:
 
 
 def build_view(site: Site, *, manager_secret: str,
-               paths: AsteriskPaths = AsteriskPaths()) -> View:
+               paths: AsteriskPaths = DEFAULT_PATHS) -> View:
     """The plain values the templates lay out."""
     secret = _check_secrets(site, manager_secret)
     system = site.system
@@ -362,7 +366,7 @@ def render_view(view: View, templates: Path | None = None) -> dict[str, str]:
     return files
 
 
-def render_site(site: Site, *, manager_secret: str, paths: AsteriskPaths = AsteriskPaths(),
+def render_site(site: Site, *, manager_secret: str, paths: AsteriskPaths = DEFAULT_PATHS,
                 templates: Path | None = None) -> dict[str, str]:
     """File name -> content of every Asterisk configuration file, sorted by name.
 
@@ -394,7 +398,7 @@ def write_rendered(files: dict[str, str], out_dir: Path) -> list[Path]:
 
 
 def render_command(site_file: Path, out_dir: Path, *, templates: Path | None = None,
-                   paths: AsteriskPaths = AsteriskPaths(),
+                   paths: AsteriskPaths = DEFAULT_PATHS,
                    vault: SecretVault | None = None) -> list[Path]:
     """`wildix-ast render SITE --out DIR [--templates DIR]`.
 
