@@ -475,12 +475,14 @@ def test_call_without_valid_credentials_is_rejected(
 
 def _channel_stats(asterisk: HandAsterisk) -> tuple[int, int]:
     """RTP packets (received, sent) of the first channel in ``pjsip show channelstats``."""
-    for line in asterisk.cli("pjsip show channelstats").splitlines():
+    out = asterisk.cli("pjsip show channelstats")
+    for line in out.splitlines():
         fields = line.split()
-        # ChannelId UpTime Codec RxCount RxLost RxPct RxJitter TxCount ...
-        if fields and fields[0].startswith("101-") and len(fields) >= 8:
-            return int(fields[3]), int(fields[7])
-    return (0, 0)
+        # [BridgeId] ChannelId UpTime Codec RxCount RxLost RxPct RxJitter TxCount ...
+        for i, value in enumerate(fields):
+            if value.startswith("101-") and len(fields) >= i + 8:
+                return int(fields[i + 3]), int(fields[i + 7])
+    raise AssertionError(f"no channel of 101 in: {out}")
 
 
 @pytest.mark.lab
@@ -614,3 +616,24 @@ def test_call_load_survives_dialplan_reloads(driver: SippDriver, asterisk: HandA
     assert reloads >= 3
     assert load.success, load.run.describe()
     assert uas.completed == calls, uas.run.describe()
+
+
+@pytest.mark.lab
+def test_two_way_audio_through_the_bridge(driver: SippDriver, asterisk: HandAsterisk) -> None:
+    """The caller plays G.711, the callee echoes it: RTP flows both ways via Asterisk."""
+    with driver.phone("102", PASSWORDS["102"], rtp_echo=True) as phone:
+        results: list[CallResult] = []
+
+        def run() -> None:
+            results.append(
+                driver.call("101", PASSWORDS["101"], "102", hold_seconds=3, audio=sipp.AUDIO_PCAP)
+            )
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        time.sleep(2.5)
+        received, sent = _channel_stats(asterisk)
+        thread.join(timeout=60)
+    results[0].check()
+    assert phone.uas.wait().success
+    assert received > 20 and sent > 20, (received, sent)

@@ -492,6 +492,8 @@ class UasHandle:
         self.process = process
         self._run = run
         self.result: UasResult | None = None
+        self._trace_size = -1
+        self._completed = 0
 
     def running(self) -> bool:
         return self.process.poll() is None
@@ -499,8 +501,12 @@ class UasHandle:
     def completed_calls(self) -> int:
         """Calls handled to their end so far (BYE answered, or 486/487 ACKed)."""
         trace = self._run.run_dir / "messages.log"
-        text = trace.read_text(errors="replace") if trace.exists() else ""
-        return len(_completed_uas_calls(parse_message_trace(text), self.behaviour))
+        size = trace.stat().st_size if trace.exists() else 0
+        if size != self._trace_size:  # parse again only when SIPp wrote something
+            text = trace.read_text(errors="replace") if size else ""
+            self._trace_size = size
+            self._completed = len(_completed_uas_calls(parse_message_trace(text), self.behaviour))
+        return self._completed
 
     def wait(self, timeout: float | None = None) -> UasResult:
         """Wait until ``calls`` calls are done (or SIPp's own timeout), then stop SIPp."""
