@@ -360,6 +360,20 @@ def test_free_ports_are_distinct_and_free() -> None:
     assert media % 2 == 0
 
 
+@pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp is not installed")
+def test_timeouts_when_nobody_answers(tmp_path: Path) -> None:
+    silent = sipp.free_port()  # nothing listens there
+    driver = SippDriver(silent, work_dir=tmp_path, timeout=2)
+    started = time.monotonic()
+    call = driver.call("101", "pw", "102", timeout=2)
+    assert time.monotonic() - started < 8
+    assert not call.success and call.final_status is None
+    assert call.run.sipp_timed_out, call.run.describe()
+    assert [m.request_method for m in call.run.messages][:2] == ["INVITE", "INVITE"]
+    uas = driver.answer("102", timeout=1).wait()
+    assert not uas.success and uas.invites == 0
+
+
 def test_missing_sipp_binary_is_reported() -> None:
     with pytest.raises(SippError):
         SippDriver(5060, sipp_binary="no-such-sipp-binary")

@@ -281,11 +281,18 @@ class SippRun:
     screen: str
 
     @property
+    def sipp_timed_out(self) -> bool:
+        """SIPp's own global timeout (-timeout, -timeout_error) ended the run (exit 255)."""
+        return self.exit_code == 255 and "timed out after" in self.error_log
+
+    @property
     def exit_meaning(self) -> str:
         if self.timed_out:
             return "killed by the driver after its timeout"
         if self.exit_code is None:
             return "not finished"
+        if self.sipp_timed_out:
+            return "SIPp's global timeout expired (exit 255)"
         return EXIT_CODES.get(self.exit_code, f"exit code {self.exit_code}")
 
     @property
