@@ -29,6 +29,7 @@ Choices documented here because the files cannot explain themselves:
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from collections.abc import Iterable
@@ -332,16 +333,24 @@ def build_view(site: Site, *, manager_secret: str,
 
 def environment(templates: Path | None = None) -> jinja2.Environment:
     """The Jinja2 environment: `templates` (if any) first, then the built-in templates."""
-    loaders: list[jinja2.BaseLoader] = []
-    if templates is not None:
-        if not templates.is_dir():
-            raise RenderError(f"template folder {templates} does not exist")
-        loaders.append(jinja2.FileSystemLoader(str(templates)))
+    if templates is not None and not templates.is_dir():
+        raise RenderError(f"template folder {templates} does not exist")
     builtin = builtin_templates_dir()
     if not builtin.is_dir():
         raise RenderError(f"built-in template folder {builtin} does not exist "
                           f"(set ${TEMPLATES_ENV})")
-    loaders.append(jinja2.FileSystemLoader(str(builtin)))
+    return _environment(None if templates is None else str(templates.resolve()),
+                        str(builtin.resolve()))
+
+
+@functools.lru_cache(maxsize=16)
+def _environment(override: str | None, builtin: str) -> jinja2.Environment:
+    # Cached: compiled templates are reused; Jinja2 still reloads a template whose file
+    # changed (auto_reload), and list_templates() reads the folders on every render.
+    loaders: list[jinja2.BaseLoader] = []
+    if override is not None:
+        loaders.append(jinja2.FileSystemLoader(override))
+    loaders.append(jinja2.FileSystemLoader(builtin))
     return jinja2.Environment(
         loader=jinja2.ChoiceLoader(loaders), undefined=jinja2.StrictUndefined,
         autoescape=False, keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)

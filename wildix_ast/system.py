@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import zoneinfo
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network
@@ -28,8 +29,14 @@ class Codec(StrEnum):
     SPEEX = "speex"
 
 
+@functools.cache
+def _timezones() -> frozenset[str]:
+    # available_timezones() walks the tz database on every call (milliseconds each)
+    return frozenset(zoneinfo.available_timezones())
+
+
 def _known_timezone(value: str) -> str:
-    if value not in zoneinfo.available_timezones():
+    if value not in _timezones():
         raise ValueError(f"{value!r} is not a known time zone (like 'Europe/Paris')")
     return value
 

@@ -1,0 +1,378 @@
+"""No accepted value can change the structure of a rendered Asterisk file.
+
+For every string field of the model, hypothesis tries values (arbitrary text, Asterisk's
+special characters, values shaped like the field's pattern): either the model refuses it with
+a pydantic ValidationError, or the rendered files have exactly the sections, keys, dialplan
+lines and field counts they have with the benign example site, and the value reads back
+unchanged where it is written."""
+
+from __future__ import annotations
+
+import copy
+import re
+import zoneinfo
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from wildix_ast.errors import RenderError
+from wildix_ast.passwords import SPECIALS, generate_password
+from wildix_ast.render import render_site
+from wildix_ast.secrets_vault import MemoryVault, with_secrets
+from wildix_ast.site import Site
+from wildix_ast.system import SUPPORTED_TONE_ZONES
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "site.yaml"
+MANAGER_SECRET = "Mgr-s3cret.Value"
+
+# ------------------------------------------------------------------ a tiny .conf parser
+
+
+class ConfSyntaxError(ValueError):
+    pass
+
+
+@dataclass
+class Section:
+    name: str
+    options: str | None
+    entries: list[tuple[str, str, str]] = field(default_factory=list)
+    """(key, operator '=' or '=>', value)"""
+
+
+_SECTION = re.compile(r"\[([^\[\]]+)\](?:\(([^()]*)\))?")
+
+
+def _strip_comment(line: str) -> str:
+    out = []
+    i = 0
+    while i < len(line):
+        char = line[i]
+        if char == "\\" and i + 1 < len(line):
+            out.append(line[i:i + 2])
+            i += 2
+            continue
+        if char == ";":
+            break
+        out.append(char)
+        i += 1
+    return "".join(out)
+
+
+def parse_conf(text: str) -> list[Section]:
+    """Asterisk's configuration syntax, as main/config.c reads it: `;` comments (unless
+    escaped), `[section](options)`, `key = value` or `key => value`, whitespace trimmed.
+    Block comments and `#include`/`#exec` are reported as errors: we never generate them."""
+    sections: list[Section] = []
+    for number, raw in enumerate(text.split("\n"), 1):
+        if ";--" in raw:
+            raise ConfSyntaxError(f"line {number}: block comment")
+        line = _strip_comment(raw).strip()
+        if not line:
+            continue
+        if line.startswith("#"):
+            raise ConfSyntaxError(f"line {number}: directive {line!r}")
+        if line.startswith("["):
+            match = _SECTION.fullmatch(line)
+            if match is None:
+                raise ConfSyntaxError(f"line {number}: bad section header {line!r}")
+            sections.append(Section(match.group(1), match.group(2)))
+            continue
+        if "=" not in line:
+            raise ConfSyntaxError(f"line {number}: no '=' in {line!r}")
+        if not sections:
+            raise ConfSyntaxError(f"line {number}: entry before any section")
+        key, value = line.split("=", 1)
+        operator = "="
+        if value.startswith(">"):
+            operator, value = "=>", value[1:]
+        sections[-1].entries.append((key.strip(), operator, value.strip()))
+    return sections
+
+
+def split_args(text: str) -> list[str]:
+    """Split application arguments on commas outside parentheses and quotes."""
+    args, depth, current, quoted = [], 0, "", False
+    for char in text:
+        if char == '"':
+            quoted = not quoted
+        elif not quoted and char in "([":
+            depth += 1
+        elif not quoted and char in ")]":
+            depth -= 1
+        if char == "," and depth == 0 and not quoted:
+            args.append(current)
+            current = ""
+        else:
+            current += char
+    args.append(current)
+    return args
+
+
+_PRIORITY = re.compile(r"([0-9]+|n(?:\+[0-9]+)?)(?:\(([A-Za-z0-9_-]+)\))?,([A-Za-z0-9_]+)"
+                       r"\((.*)\)")
+
+
+def dialplan_line(value: str, *, same: bool = False) -> tuple[str, str, str | None, str, int]:
+    """`exten => EXT,PRIO(label),App(args)` (or `same => PRIO(label),App(args)`) ->
+    (EXT, PRIO, label, App, number of args)."""
+    ext, rest = ("", value) if same else value.split(",", 1) if "," in value else (value, "")
+    match = _PRIORITY.fullmatch(rest)
+    if match is None or (not same and not ext):
+        raise ConfSyntaxError(f"not a dialplan line: {value!r}")
+    prio, label, app, args = match.groups()
+    return ext, prio, label, app, len(split_args(args))
+
+
+def _section_class(file: str, name: str) -> str:
+    if re.fullmatch(r"[0-9]+", name):
+        return "<number>"
+    if re.fullmatch(r"[0-9]+-auth", name):
+        return "<number>-auth"
+    if name.startswith("proc-"):
+        return "proc-<name>"
+    if file == "manager.conf" and name != "general":
+        return "<account>"
+    return name
+
+
+def _number_class(text: str) -> str:
+    return "<number>" if re.fullmatch(r"[+*]?[0-9]+", text) else text
+
+
+def signature(files: dict[str, str]) -> dict[str, list[Any]]:
+    """The structure of every file, with the names the site chooses abstracted."""
+    shape: dict[str, list[Any]] = {}
+    for file, text in sorted(files.items()):
+        sections = []
+        for section in parse_conf(text):
+            entries: list[Any] = []
+            for key, operator, value in section.entries:
+                entry: tuple[Any, ...] = (_number_class(key), operator)
+                if file == "extensions.conf" and key in ("exten", "same"):
+                    ext, prio, label, app, nargs = dialplan_line(value, same=key == "same")
+                    entry += (_number_class(ext), prio, label, app, nargs)
+                elif file == "voicemail.conf" and section.name == "default":
+                    fields = value.split(",")
+                    entry += (len(fields), len(fields[-1].split("|")),
+                              [f.split("=")[0] for f in fields[-1].split("|")])
+                elif file == "pjsip.conf" and key == "callerid":
+                    entry += (bool(re.fullmatch(r'"[^"]*" <[0-9]+>', value)),)
+                entries.append(entry)
+            if file == "extensions.conf" and section.name.startswith("proc-"):
+                continue  # one per procedure: checked by procedure_contexts()
+            sections.append((_section_class(file, section.name), section.options, entries))
+        shape[file] = sections
+    return shape
+
+
+def procedure_contexts(files: dict[str, str]) -> dict[str, list[tuple[str, str, str]]]:
+    return {s.name: s.entries for s in parse_conf(files["extensions.conf"])
+            if s.name.startswith("proc-")}
+
+
+def values(files: dict[str, str], file: str, section_name: str, key: str) -> list[str]:
+    return [v for s in parse_conf(files[file]) if s.name == section_name
+            for k, _, v in s.entries if k == key]
+
+
+# ------------------------------------------------------------------ the parser itself
+
+
+def test_parser_reads_asterisk_syntax() -> None:
+    sections = parse_conf("; c\n[a](!)\nx = 1 ; note\ny=>2,3\n\n[b]\nz = a\\;b\n")
+    assert [(s.name, s.options) for s in sections] == [("a", "!"), ("b", None)]
+    assert sections[0].entries == [("x", "=", "1"), ("y", "=>", "2,3")]
+    assert sections[1].entries == [("z", "=", "a\\;b")]
+    with pytest.raises(ConfSyntaxError):
+        parse_conf("[a]\n#include other.conf\n")
+    assert dialplan_line("101,1,Gosub(ctx,s,1(101))") == ("101", "1", None, "Gosub", 3)
+    assert dialplan_line("n(busy),VoiceMail(${ARG1}@default,b)", same=True) == (
+        "", "n", "busy", "VoiceMail", 2)
+
+
+# ------------------------------------------------------------------ the property
+
+
+def _example() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    return data
+
+
+def _render(data: dict[str, Any], manager_secret: str = MANAGER_SECRET) -> dict[str, str]:
+    site = with_secrets(Site.model_validate(data), MemoryVault())
+    return render_site(site, manager_secret=manager_secret)
+
+
+BENIGN = _example()
+BENIGN_FILES = _render(BENIGN)
+BENIGN_SHAPE = signature(BENIGN_FILES)
+
+Setter = Callable[[dict[str, Any], str], None]
+
+
+def _at(*path: str | int) -> Setter:
+    def set_value(data: dict[str, Any], value: str) -> None:
+        node: Any = data
+        for part in path[:-1]:
+            node = node.setdefault(part, {}) if isinstance(part, str) else node[part]
+        node[path[-1]] = value
+    return set_value
+
+
+def _group_name(data: dict[str, Any], value: str) -> None:
+    old = data["groups"][1]["name"]
+    data["groups"][1]["name"] = value
+    for user in data["users"]:
+        if user.get("group") == old:
+            user["group"] = value
+
+
+def _procedure_name(data: dict[str, Any], value: str) -> None:
+    old = data["dialplan"]["procedures"][0]["name"]
+    data["dialplan"]["procedures"][0]["name"] = value
+    for user in data["users"]:
+        for key in ("dialplan", "fax_dialplan"):
+            if user.get(key) == old:
+                user[key] = value
+
+
+# Two users whose fields are mutated: 101 (admin, every field set) and 102.
+FIELDS: dict[str, Setter] = {
+    "system.pbx_name": _at("system", "pbx_name"),
+    "system.language_region.language": _at("system", "language_region", "language"),
+    "system.language_region.tone_zone": _at("system", "language_region", "tone_zone"),
+    "system.language_region.country_code": _at("system", "language_region", "country_code"),
+    "system.language_region.timezone": _at("system", "language_region", "timezone"),
+    "system.manager.username": _at("system", "manager", "username"),
+    "groups[].name": _group_name,
+    "groups[].description": _at("groups", 1, "description"),
+    "dialplan.echo_test": _at("dialplan", "echo_test"),
+    "dialplan.voicemail": _at("dialplan", "voicemail"),
+    "dialplan.procedures[].name": _procedure_name,
+    "dialplan.procedures[].description": _at("dialplan", "procedures", 0, "description"),
+    **{f"users[{index}].{name}": _at("users", index, name)
+       for index, name in ((0, "name"), (1, "name"), (0, "login"), (1, "extension"),
+                           (0, "office_did"), (4, "fax_did"), (0, "email"), (0, "mobile"),
+                           (0, "language"), (0, "group"), (0, "department"), (2, "dialplan"),
+                           (0, "fax_dialplan"), (0, "web_password"), (1, "sip_password"))},
+}
+
+_SPECIAL_CHARS = [*',;[]"\\${}<>=`|#!&()\'%@:/*+-_.~^?', " ", "\t", "\n", "\x00", "\u2028",
+                  "\xa0"]
+_text = st.text(alphabet=st.sampled_from([*_SPECIAL_CHARS, "a", "Z", "é", "9", "0", "ß"]),
+                min_size=1, max_size=24)
+_any_text = st.text(max_size=24)
+_digits = st.from_regex(r"\+?[0-9]{2,12}", fullmatch=True)
+_feature = st.from_regex(r"\*?[0-9]{1,6}", fullmatch=True)
+_identifier = st.from_regex(r"[A-Za-z][A-Za-z0-9_-]{0,12}", fullmatch=True)
+_email = st.from_regex(r"[A-Za-z0-9._%+-]{1,8}@[A-Za-z0-9-]{1,6}\.[a-z]{2,3}", fullmatch=True)
+_password = st.builds(lambda body, tail: "Aa1" + body + tail,
+                      st.text(alphabet=st.sampled_from([*_SPECIAL_CHARS, *SPECIALS, "b", "é"]),
+                              min_size=1, max_size=16),
+                      st.sampled_from([*SPECIALS, "!"]))
+_timezone = st.sampled_from(sorted(zoneinfo.available_timezones()))
+_language = st.from_regex(r"[a-z]{2}(_[A-Z]{2})?", fullmatch=True)
+
+CANDIDATES = st.one_of(_text, _any_text, _digits, _feature, _identifier, _email, _password,
+                       _timezone, _language, st.builds(generate_password),
+                       st.sampled_from(["general", "globals", "Users", "users", "default",
+                                        "wildix-call-user", "101", "+33140000102", "*97",
+                                        "fr", "gb", "uk", "a,b", "x=>y", "O'Brien (Sales)"]))
+
+
+_good_password = st.builds(lambda body: "Aa1" + body + "!",
+                           st.text(alphabet=st.sampled_from([*SPECIALS, "b", "é", "Q", "7"]),
+                                   min_size=1, max_size=20))
+# Values of each field's own domain, so the accepted path is taken often, not only refusals.
+EXTRAS: dict[str, st.SearchStrategy[str]] = {
+    "system.language_region.tone_zone": st.sampled_from(SUPPORTED_TONE_ZONES),
+    "system.language_region.country_code": st.from_regex(r"[1-9][0-9]{0,3}", fullmatch=True),
+    "users[0].group": st.sampled_from(["default", "direction"]),
+    "users[0].fax_dialplan": st.sampled_from(["users", "reception"]),
+    "users[2].dialplan": st.sampled_from(["users", "reception"]),
+    "users[0].web_password": _good_password,
+    "users[1].sip_password": _good_password,
+    "users[1].extension": st.from_regex(r"[0-9]{2,8}", fullmatch=True),
+    "dialplan.echo_test": _feature,
+    "dialplan.voicemail": _feature,
+}
+
+
+def _check(field_name: str, value: str) -> None:
+    data = copy.deepcopy(BENIGN)
+    FIELDS[field_name](data, value)
+    try:
+        site = Site.model_validate(data)
+    except ValidationError:
+        return  # refused by the model: fine, as long as it is nothing else
+    files = render_site(with_secrets(site, MemoryVault()), manager_secret=MANAGER_SECRET)
+    assert signature(files) == BENIGN_SHAPE, f"{field_name}={value!r} changed the structure"
+    # a context per procedure (a procedure named like the built-in `users` is the same one)
+    assert procedure_contexts(files) == {
+        f"proc-{name}": [("include", "=>", "wildix-extensions")]
+        for name in site.dialplan.procedure_names}
+    # where the value is written, it reads back unchanged
+    if field_name == "users[0].name":
+        assert values(files, "pjsip.conf", "101", "callerid") == [f'"{value}" <101>']
+        fullname = values(files, "voicemail.conf", "default", "101")[0].split(",")[1]
+        assert fullname == " ".join(value.replace(",", " ").split())
+    if field_name == "users[1].sip_password":
+        assert values(files, "pjsip.conf", "102-auth", "password") == [value]
+    if field_name == "users[0].email":
+        assert values(files, "voicemail.conf", "default", "101")[0].split(",")[2] == value
+
+
+@pytest.mark.parametrize("field_name", sorted(FIELDS))
+def test_no_accepted_value_changes_the_structure(field_name: str) -> None:
+    @settings(max_examples=120, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.too_slow])
+    @given(st.one_of(CANDIDATES, EXTRAS.get(field_name, st.nothing())))
+    def run(value: str) -> None:
+        _check(field_name, value)
+
+    run()
+
+
+def test_every_string_field_of_the_model_is_covered() -> None:
+    """A new string field in the model must be added to FIELDS."""
+    from wildix_ast.dialplan import Dialplan, Procedure
+    from wildix_ast.groups import Group
+    from wildix_ast.system import LanguageRegion, Manager, System
+    from wildix_ast.users import User
+
+    def strings(model: Any) -> set[str]:
+        return {name for name, info in model.model_fields.items()
+                if "str" in repr(info.annotation) or name.endswith("password")}
+
+    covered = {name.rsplit(".", 1)[-1] for name in FIELDS}
+    for model in (System, LanguageRegion, Manager, Group, Dialplan, Procedure, User):
+        missing = strings(model) - covered
+        assert not missing, f"{model.__name__}: {missing} not exercised"
+
+
+@given(_password | _good_password | _text | st.builds(generate_password))
+@settings(max_examples=150, deadline=None, derandomize=True)
+def test_manager_secret_either_renders_the_same_or_is_refused(secret: str) -> None:
+    try:
+        files = _render(BENIGN, manager_secret=secret)
+    except RenderError:
+        return
+    assert signature(files) == BENIGN_SHAPE
+    assert values(files, "manager.conf", "wildix-ast", "secret") == [secret]
+
+
+def test_a_comma_in_a_name_does_not_shift_voicemail_fields() -> None:
+    data = copy.deepcopy(BENIGN)
+    data["users"][0]["name"] = "Martin, Alice, jr"
+    files = _render(data)
+    line = values(files, "voicemail.conf", "default", "101")[0]
+    assert line.split(",")[1:3] == ["Martin Alice jr", "alice.martin@acme.fr"]
+    assert values(files, "pjsip.conf", "101", "callerid") == ['"Martin, Alice, jr" <101>']
