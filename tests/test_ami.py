@@ -4,26 +4,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import os
 import shutil
 import signal
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import pytest
+from lab_fixtures import (
+    LOGGER_CONF,
+    assert_stopped_clean,
+    asterisk_conf,
+    lab_mount_ns,
+    manager_conf,
+    modules_conf,
+    rtp_conf,
+)
 
 from wildix_ast.ami import AmiClient, run
 from wildix_ast.asterisk_paths import AsteriskPaths
 from wildix_ast.errors import AmiError
+from wildix_ast.lab.instance import Lab
+from wildix_ast.lab.rootfs import ensure_rootfs
 
-PROBE_ROOT = Path("/tmp/probe/root")
-ROOT = Path(os.environ.get("WILDIX_AST_TEST_ROOT", "/tmp/apply-root"))
-AMI_USER = "wildix-test"
+AMI_USER = "lab"  # the account lab_fixtures.manager_conf writes
 AMI_SECRET = "t3st-Secr3t"
 
 BASE_PJSIP = """\
@@ -71,7 +78,7 @@ exten => _1XXX,1,Dial(PJSIP/${EXTEN},20)
 exten => _X.,1,Goto(internal,${EXTEN},1)
 """
 
-MODULES = [
+MODULES = (
     "res_pjproject.so", "res_sorcery_config.so", "res_sorcery_memory.so",
     "res_sorcery_astdb.so", "res_pjsip.so", "res_pjsip_session.so",
     "res_pjsip_authenticator_digest.so", "res_pjsip_endpoint_identifier_ip.so",
@@ -79,7 +86,7 @@ MODULES = [
     "res_pjsip_sdp_rtp.so", "res_rtp_asterisk.so", "chan_pjsip.so", "pbx_config.so",
     "app_echo.so", "app_dial.so", "app_playback.so", "codec_ulaw.so",
     "res_timing_timerfd.so", "bridge_simple.so", "bridge_native_rtp.so",
-]
+)
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -90,108 +97,83 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
 
 @dataclass
 class AsteriskUnderTest:
-    """A running Asterisk; `etc_dir` as seen from the host."""
+    """A running lab Asterisk (`wildix_ast.lab.Lab`); `etc_dir` as seen from the host."""
 
-    root: Path
-    paths: AsteriskPaths
-    ami_port: int
-    sip_port: int
-    process: subprocess.Popen[bytes]
+    instance: Lab
+
+    @property
+    def paths(self) -> AsteriskPaths:
+        return self.instance.paths
 
     @property
     def etc_dir(self) -> Path:
-        return self.root / str(self.paths.etc).lstrip("/")
+        return self.instance.etc_dir
+
+    @property
+    def ami_port(self) -> int:
+        return self.instance.ports.ami
+
+    @property
+    def sip_port(self) -> int:
+        return self.instance.ports.sip
 
     @property
     def pid(self) -> int:
-        return self.process.pid
+        pid = self.instance.pid
+        if pid is None:
+            raise RuntimeError(f"the lab Asterisk is not running; see {self.instance.log_path}")
+        return pid
 
     def client(self, **kwargs: float | None) -> AmiClient:
         return AmiClient("127.0.0.1", self.ami_port, AMI_USER, AMI_SECRET, **kwargs)  # type: ignore[arg-type]
 
     def cli(self, command: str) -> str:
-        return subprocess.run(
-            ["chroot", str(self.root), "/usr/sbin/asterisk", "-C",
-             str(self.paths.etc / "asterisk.conf"), "-rx", command],
-            capture_output=True, text=True, timeout=30, check=False).stdout
+        return self.instance.cli(command, timeout=30)
 
     def base_files(self) -> dict[str, str]:
         return {"pjsip.conf": BASE_PJSIP.format(sip_port=self.sip_port),
                 "extensions.conf": BASE_EXTENSIONS}
 
 
-_counter = itertools.count()
-
-
-def _static_files(paths: AsteriskPaths, ami_port: int) -> dict[str, str]:
-    directories = "\n".join(f"{key} => {value}" for key, value in (
-        ("astetcdir", paths.etc), ("astmoddir", paths.modules), ("astvarlibdir", paths.var_lib),
-        ("astdbdir", paths.db), ("astkeydir", paths.key), ("astdatadir", paths.data),
-        ("astagidir", paths.agi), ("astspooldir", paths.spool), ("astrundir", paths.run),
-        ("astlogdir", paths.log), ("astcachedir", paths.cache), ("astsbindir", "/usr/sbin")))
+def _static_files(instance: Lab) -> dict[str, str]:
     return {
-        "asterisk.conf": f"[directories]\n{directories}\n\n[options]\n",
-        "modules.conf": "[modules]\nautoload=no\n"
-                        + "".join(f"load => {m}\n" for m in MODULES),
-        "manager.conf": f"[general]\nenabled=yes\nbindaddr=127.0.0.1\nport={ami_port}\n\n"
-                        f"[{AMI_USER}]\nsecret={AMI_SECRET}\nread=all\nwrite=all\n"
-                        "deny=0.0.0.0/0.0.0.0\npermit=127.0.0.1/255.255.255.255\n",
-        "logger.conf": "[logfiles]\nmessages.log => notice,warning,error\n",
+        "asterisk.conf": asterisk_conf(instance.paths),
+        "modules.conf": modules_conf(MODULES),
+        "manager.conf": manager_conf(instance.ports, secret=AMI_SECRET),
+        "logger.conf": LOGGER_CONF,
+        "rtp.conf": rtp_conf(instance.ports),
     }
 
 
 @contextlib.contextmanager
-def start_asterisk() -> Iterator[AsteriskUnderTest]:
-    """THE place that starts Asterisk for these tests (to be switched to wildix_ast.lab):
-    a copy of the probe root filesystem, a private prefix inside it, free loopback ports."""
+def start_asterisk(state_dir: Path, name: str = "ami") -> Iterator[AsteriskUnderTest]:
+    """THE place that starts Asterisk for these tests: an instance of the project's lab
+    (cached Debian sid root filesystem, built on first use) whose folder is under
+    `state_dir`, with the configuration above and its own loopback ports."""
     if os.geteuid() != 0:
-        pytest.skip("needs root (chroot, mount namespaces)")
-    if not (ROOT / "usr/sbin/asterisk").exists():
-        if not (PROBE_ROOT / "usr/sbin/asterisk").exists():
-            pytest.skip(f"no Asterisk root filesystem at {ROOT} or {PROBE_ROOT}")
-        subprocess.run(["cp", "-a", str(PROBE_ROOT), str(ROOT)], check=True)
-    prefix = PurePosixPath(f"/srv/wildix-ast-test-{os.getpid()}-{next(_counter)}")
-    paths = AsteriskPaths.private_under(prefix)
-    host_prefix = ROOT / str(prefix).lstrip("/")
-    shutil.rmtree(host_prefix, ignore_errors=True)
-    for folder in paths.writable:
-        (ROOT / str(folder).lstrip("/")).mkdir(parents=True, exist_ok=True)
-    ami_port, sip_port = free_port(), free_port(socket.SOCK_DGRAM)
-    etc = ROOT / str(paths.etc).lstrip("/")
-    for name, text in _static_files(paths, ami_port).items():
-        (etc / name).write_text(text)
-    log = (host_prefix / "console.log").open("wb")
-    script = (f"mount -t proc proc {ROOT}/proc && mount --rbind /dev {ROOT}/dev && "
-              f"exec chroot {ROOT} /usr/sbin/asterisk -f -n -C {paths.etc}/asterisk.conf")
-    process = subprocess.Popen(["unshare", "--mount", "--propagation", "private",
-                                "sh", "-c", script], stdout=log, stderr=subprocess.STDOUT)
-    ast = AsteriskUnderTest(ROOT, paths, ami_port, sip_port, process)
-    for name, text in ast.base_files().items():
-        (etc / name).write_text(text)
+        pytest.skip("the lab needs root (chroot, mount namespaces)")
+    ensure_rootfs()
+    instance = Lab(name, state_dir)
+    ast = AsteriskUnderTest(instance)
+    for file_name, text in {**_static_files(instance), **ast.base_files()}.items():
+        (instance.etc_dir / file_name).write_text(text, encoding="utf-8")
+    mount_ns = ""
     try:
-        deadline = time.monotonic() + 30
-        while "fully booted" not in ast.cli("core waitfullybooted").lower():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("Asterisk did not start: "
-                                   + (host_prefix / "console.log").read_text()[-2000:])
-            time.sleep(0.2)
+        instance.start(timeout=30)
+        mount_ns = lab_mount_ns(instance)
         yield ast
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(process.pid, signal.SIGCONT)
-        ast.cli("core stop now")
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-        log.close()
-        shutil.rmtree(host_prefix, ignore_errors=True)
+        pid = instance.pid
+        if pid is not None:  # a test may have left it stopped (SIGSTOP)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        instance.stop()
+        assert_stopped_clean(instance, mount_ns)
 
 
 @pytest.fixture(scope="module")
-def asterisk() -> Iterator[AsteriskUnderTest]:
-    with start_asterisk() as ast:
+def asterisk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsteriskUnderTest]:
+    with start_asterisk(tmp_path_factory.mktemp("lab")) as ast:
         yield ast
 
 
