@@ -724,6 +724,13 @@ async def _restart(ami: AmiClient, say: ProgressCallback, timeout: float) -> Non
             continue
         started = ("CoreStartupDate", "CoreStartupTime")
         if any(now.get(k) != before.get(k) for k in started):
+            # The AMI takes logins while modules still load: PJSIP may not be there yet.
+            try:
+                await ami.action("Command", Command="core waitfullybooted",
+                                 timeout=max(1.0, deadline - time.monotonic()))
+            except AmiError as e:
+                last = e.message
+                continue
             return
         await ami.close()
         last = "the old Asterisk process is still running"
