@@ -104,8 +104,6 @@ _BASE_MODULES = (
     "app_dial.so", "app_stack.so", "app_voicemail.so", "app_echo.so", "app_playback.so",
     "app_verbose.so", "func_strings.so", "func_callerid.so", "func_channel.so",
     "func_logic.so", "func_global.so", "func_hangupcause.so", "func_devstate.so",
-    # voicemail's required companion
-    "res_smdi.so",
     # services: AGI (the coming FastAGI service) and what it requires
     "res_agi.so", "res_speech.so",
     # `channel originate` on the CLI (tests and administrators)
