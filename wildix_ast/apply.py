@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import difflib
+import functools
 import hashlib
 import json
 import os
@@ -79,6 +80,8 @@ _ITEM = re.compile(r"^(?P<key>[^=\s][^=]*?)\s*(?P<op>=>|\+=|=)\s*(?P<value>.*)$"
 
 def _strip_comment(line: str, in_block: bool) -> tuple[str, bool]:
     """The line without comments (`;` to the end, `;-- ... --;` blocks, `\\;` escaped)."""
+    if not in_block and ";" not in line:
+        return line, False  # most lines: nothing to strip
     out: list[str] = []
     i = 0
     while i < len(line):
@@ -106,6 +109,17 @@ def _strip_comment(line: str, in_block: bool) -> tuple[str, bool]:
 def parse_conf(text: str) -> list[Section]:
     """Sections of an Asterisk .conf text; `#include` and `#exec` lines are kept as items
     named `#include`/`#exec` of the current section. Raises ConfigSyntaxError."""
+    return list(_parse_conf_cached(text))
+
+
+@functools.lru_cache(maxsize=16)
+def _parse_conf_cached(text: str) -> tuple[Section, ...]:
+    # One apply looks at the same old and new texts several times (validation, transports,
+    # expected and stale objects): a 10,000-user pjsip.conf is parsed once, not five times.
+    return tuple(_parse_conf(text))
+
+
+def _parse_conf(text: str) -> list[Section]:
     sections: list[Section] = []
     current: Section | None = None
     in_block = False

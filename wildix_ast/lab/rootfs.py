@@ -28,7 +28,7 @@ from wildix_ast.errors import LabError
 SUITE = "sid"
 VARIANT = "minbase"
 PACKAGES: tuple[str, ...] = ("asterisk", "asterisk-modules", "asterisk-config", "sox",
-                             "ca-certificates")
+                             "ca-certificates", "asterisk-moh-opsound-gsm")
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 #: Where every instance's private folder is bind-mounted inside the root filesystem.
 MOUNT_POINT = PurePosixPath("/srv/wildix-ast")
@@ -138,6 +138,12 @@ def prepare_rootfs(root: Path) -> None:
     (root / "run" / "asterisk").mkdir(parents=True, exist_ok=True)
     for name in ("proc", "dev"):
         (root / name).mkdir(exist_ok=True)
+    # Without a hosts file every call makes Asterisk log failed look-ups of 'vm' and of
+    # the root servers (its ACL code resolves names); the lab shares the host's network.
+    hosts = root / "etc" / "hosts"
+    if not hosts.exists():
+        hosts.write_text("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+                         encoding="utf-8")
 
 
 @contextmanager
