@@ -75,3 +75,34 @@ def test_password_generate_and_check() -> None:
 def test_example_site_is_valid() -> None:
     result = run("validate", str(EXAMPLE))
     assert result.returncode == 0, result.stderr
+
+
+def test_import_export_round_trip_and_failed_import_keeps_the_store(tmp_path: Path) -> None:
+    env = {"WILDIX_AST_DB": str(tmp_path / "store.sqlite3")}
+    assert run("import", str(EXAMPLE), env=env).returncode == 0
+    exported = run("export", env=env)
+    assert exported.returncode == 0
+    again = tmp_path / "again.yaml"
+    again.write_text(exported.stdout)
+    from wildix_ast.settings_file import load_site
+
+    assert load_site(again) == load_site(EXAMPLE)
+    assert "password" not in exported.stdout
+    with_secrets = run("export", "--with-secrets", env=env)
+    assert with_secrets.stdout.count("sip_password") == 5  # the users with a phone
+
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(EXAMPLE.read_text().replace('extension: "102"', 'extension: "101"'))
+    refused = run("import", str(broken), env=env)
+    assert refused.returncode == 2 and "already used by users[0].extension" in refused.stderr
+    assert run("export", env=env).stdout == exported.stdout
+
+
+def test_render_is_deterministic_with_the_store(tmp_path: Path) -> None:
+    env = {"WILDIX_AST_DB": str(tmp_path / "store.sqlite3")}
+    first, second = tmp_path / "a", tmp_path / "b"
+    assert run("render", str(EXAMPLE), "--out", str(first), env=env).returncode == 0
+    assert run("render", str(EXAMPLE), "--out", str(second), env=env).returncode == 0
+    names = sorted(p.name for p in first.iterdir())
+    assert "pjsip.conf" in names and "extensions.conf" in names
+    assert all((first / n).read_bytes() == (second / n).read_bytes() for n in names)

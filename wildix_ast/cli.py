@@ -14,6 +14,7 @@ from wildix_ast import __version__
 from wildix_ast.console import err, out, progress, report_error
 from wildix_ast.errors import SettingsError, WildixError
 from wildix_ast.passwords import GENERATED_LENGTH, MIN_LENGTH, generate_password, password_problems
+from wildix_ast.secrets_vault import with_secrets
 from wildix_ast.settings_file import dump_site, load_site
 
 if TYPE_CHECKING:
@@ -95,6 +96,8 @@ def import_(site_file: SiteFile, db: DbUrl = None) -> None:
     text = site_file.read_text(encoding="utf-8")
     with open_store(db) as store:
         report = store.import_site(site, source_text=text)
+        # New users get their SIP and WEB passwords now, so every later view agrees.
+        with_secrets(site, store)
     out.print(f"[green]✓[/] imported {site_file}: {report}")
 
 
@@ -103,8 +106,8 @@ def export(
     db: DbUrl = None,
     output: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file "
                                                 "instead of standard output.")] = None,
-    with_secrets: Annotated[bool, typer.Option(help="Include SIP and WEB passwords.")]
-    = False,
+    secrets: Annotated[bool, typer.Option("--with-secrets/--without-secrets",
+                                          help="Include SIP and WEB passwords.")] = False,
 ) -> None:
     """Print the stored site as a settings file."""
     from wildix_ast.store import open_store
@@ -113,7 +116,9 @@ def export(
         if not store.has_site():
             raise WildixError("the store holds no site yet: run `wildix-ast import SITE` first")
         site = store.export_site()
-    text = dump_site(site, include_secrets=with_secrets)
+        if secrets:
+            site = with_secrets(site, store)
+    text = dump_site(site, include_secrets=secrets)
     if output is None:
         sys.stdout.write(text)
     else:

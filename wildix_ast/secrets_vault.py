@@ -46,6 +46,9 @@ def with_secrets(site: Site, vault: SecretVault) -> Site:
     """`site` with every missing user password filled from the vault (generated if new)."""
     users = []
     for user in site.users:
+        if not user.type.has_phone:  # a parking slot neither registers nor logs in
+            users.append(user)
+            continue
         update = {}
         for kind in ("sip", "web"):
             field = f"{kind}_password"
