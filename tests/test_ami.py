@@ -290,8 +290,10 @@ def test_hung_asterisk_times_out(lab: AsteriskUnderTest) -> None:
 def test_connection_lost_fails_pending_action(lab: AsteriskUnderTest) -> None:
     """The connection breaks under a pending action: it fails at once, and so does the next."""
     async def go() -> None:
-        async with lab.client(timeout=5.0) as ami:
-            pending = asyncio.create_task(ami.action("WaitEvent", Timeout="3"))
+        # Long enough that a slow `manager show connected` (a loaded CI machine) cannot let
+        # WaitEvent end on its own before the wire is cut.
+        async with lab.client(timeout=30.0) as ami:
+            pending = asyncio.create_task(ami.action("WaitEvent", Timeout="25"))
             await asyncio.sleep(0.2)
             ours = [line for line in lab.cli("manager show connected").splitlines()
                     if AMI_USER in line]
