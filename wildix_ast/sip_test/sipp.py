@@ -8,16 +8,27 @@ process exit code (see :data:`EXIT_CODES`).
 
 Roles:
 
-* :meth:`SippDriver.register` / :meth:`SippDriver.unregister`: REGISTER with digest auth;
-  the Contact points at the port of the phone's UAS (:meth:`SippDriver.answer`).
-* :meth:`SippDriver.answer`: a UAS for a registered extension that answers (200 + SDP,
-  waits for BYE), is busy (486), or rings until CANCEL (180, 200/487).
+* :meth:`SippDriver.register` / :meth:`SippDriver.unregister`: one REGISTER with digest
+  auth from a short-lived SIPp process (registration checks; the contact it leaves is
+  only reachable where the server does not rewrite contacts).
+* :meth:`SippDriver.answer`: a UAS for an extension that answers (200 + SDP, waits for
+  BYE), is busy (486), or rings until CANCEL (180, 200/487).  With ``password`` the UAS
+  registers itself, from the socket it answers on, as a real phone does: Asterisk's
+  ``rewrite_contact = yes`` stores the REGISTER's source address as the contact, so
+  only the socket that registered receives the calls.
 * :meth:`SippDriver.call`: a UAC that calls a number as an extension, with the 401/407
   digest challenge, holds the call and hangs up (or expects a rejection).
 * :meth:`SippDriver.call_load`: many calls (``-m``/``-r``/``-l``) with counts from SIPp's
   statistics.
-* :meth:`SippDriver.phone`: answer + register, as a context manager that unregisters
-  and stops the UAS at the end.
+* :meth:`SippDriver.phone`: a self-registering UAS as a context manager; at the end the
+  UAS unregisters (Expires: 0) from the same socket and stops.
+
+A self-registering UAS is SIPp in client mode with ``-m 1``: the main scenario
+(``phone.xml``) registers, then waits for the driver's stop request (a SIP MESSAGE
+with the main call's Call-ID, sent to the UAS port) and unregisters; the INVITEs,
+OPTIONS and MWI NOTIFYs Asterisk sends meanwhile match no call of SIPp and go to the
+out-of-call scenario (``-oocsf``: ``uas_answer.xml``, ``uas_busy.xml`` or
+``uas_ring.xml``).
 """
 
 from __future__ import annotations
@@ -83,6 +94,7 @@ _SCENARIOS = {
     "answer": "uas_answer.xml",
     "busy": "uas_busy.xml",
     "ignore": "uas_ring.xml",
+    "phone": "phone.xml",
 }
 
 #: where SIPp's Debian package keeps its G.711 and RFC 2833 DTMF pcaps
@@ -351,7 +363,8 @@ class SippRun:
 class RegisterResult:
     ext: str
     expires: int
-    contact_port: int | None
+    #: the port in the Contact (for a phone: its UAS port, which sent the REGISTER)
+    contact_port: int
     expect: Literal["registered", "rejected"]
     #: the final status of the last REGISTER (200 when registered, 401/403 when refused)
     status: int | None
@@ -359,7 +372,9 @@ class RegisterResult:
 
     @property
     def registered(self) -> bool:
-        return self.status == 200 and self.run.exit_code == 0
+        """200, from a SIPp run that ended cleanly (or, for a phone's registration, is
+        still running: its UAS goes on handling calls)."""
+        return self.status == 200 and self.run.exit_code in (0, None) and not self.run.timed_out
 
     @property
     def ok(self) -> bool:
@@ -438,6 +453,8 @@ class UasResult:
     #: calls handled to their end (BYE answered, or 486/487 ACKed)
     completed: int
     run: SippRun
+    #: out-of-dialog NOTIFYs answered (Asterisk's unsolicited MWI; not calls)
+    notifies: int = 0
 
     @property
     def success(self) -> bool:
@@ -476,9 +493,13 @@ class LoadResult:
 class UasHandle:
     """A SIPp UAS running in the background for one extension.
 
-    SIPp runs without ``-m``: Asterisk's qualify OPTIONS would count as calls.  The
-    handle counts the finished calls of its behaviour in the message trace instead
-    (:meth:`completed_calls`) and stops SIPp (SIGUSR1) once ``calls`` are done.
+    SIPp's call limit cannot count the calls: Asterisk's qualify OPTIONS would count as
+    calls.  The handle counts the finished calls of its behaviour in the message trace
+    instead (:meth:`completed_calls`) and stops SIPp once ``calls`` are done.
+
+    A self-registering UAS (``control_call_id`` set) has its :attr:`registration`; it is
+    stopped by a request to its main call, which unregisters from the same socket
+    (:attr:`unregistration`) and ends; a plain UAS is stopped with SIGUSR1.
     """
 
     def __init__(
@@ -490,6 +511,7 @@ class UasHandle:
         calls: int,
         process: subprocess.Popen[bytes],
         run: _PendingRun,
+        control_call_id: str | None = None,
     ) -> None:
         self.driver = driver
         self.ext = ext
@@ -498,22 +520,54 @@ class UasHandle:
         self.calls = calls
         self.process = process
         self._run = run
+        self.control_call_id = control_call_id
         self.result: UasResult | None = None
+        #: the phone's REGISTER (self-registering UAS only)
+        self.registration: RegisterResult | None = None
+        #: the phone's REGISTER with Expires: 0, once stopped (self-registering UAS only)
+        self.unregistration: RegisterResult | None = None
         self._trace_size = -1
+        self._messages: list[SipMessage] = []
         self._completed = 0
+        self._control: socket.socket | None = None
 
     def running(self) -> bool:
         return self.process.poll() is None
 
-    def completed_calls(self) -> int:
-        """Calls handled to their end so far (BYE answered, or 486/487 ACKed)."""
+    def messages(self) -> list[SipMessage]:
+        """The messages SIPp traced so far."""
         trace = self._run.run_dir / "messages.log"
         size = trace.stat().st_size if trace.exists() else 0
         if size != self._trace_size:  # parse again only when SIPp wrote something
             text = trace.read_text(errors="replace") if size else ""
             self._trace_size = size
-            self._completed = len(_completed_uas_calls(parse_message_trace(text), self.behaviour))
+            self._messages = parse_message_trace(text)
+            self._completed = len(_completed_uas_calls(self._messages, self.behaviour))
+        return self._messages
+
+    def completed_calls(self) -> int:
+        """Calls handled to their end so far (BYE answered, or 486/487 ACKed)."""
+        self.messages()
         return self._completed
+
+    def wait_registered(self, timeout: float) -> RegisterResult:
+        """Wait for the final answer to the phone's REGISTER (or SIPp's exit)."""
+        deadline = time.monotonic() + timeout
+        while self.running() and time.monotonic() < deadline:
+            if _register_outcome(self.messages(), unregister=False) is not None:
+                break
+            time.sleep(0.05)
+        # still running: registered (or no answer); exited: refused (or SIPp failed)
+        run = self._run.snapshot(self.process) if self.running() else self.stop().run
+        self.registration = RegisterResult(
+            ext=self.ext,
+            expires=int(self._run.keys.get("expires", "0")),
+            contact_port=self.port,
+            expect="registered",
+            status=_register_outcome(run.messages, unregister=False),
+            run=run,
+        )
+        return self.registration
 
     def wait(self, timeout: float | None = None) -> UasResult:
         """Wait until ``calls`` calls are done (or SIPp's own timeout), then stop SIPp."""
@@ -528,17 +582,74 @@ class UasHandle:
         return self.stop()
 
     def stop(self, grace: float = 5.0) -> UasResult:
-        """Stop SIPp now (SIGUSR1: quit once the current calls end; then SIGKILL)."""
+        """Stop SIPp now.
+
+        A self-registering UAS gets its stop request and unregisters first (``grace``
+        seconds for that and for SIPp to exit).  Then SIGUSR1 (quit once the current
+        calls end) and, ``grace`` seconds later, SIGKILL.
+        """
         if self.result is None:
-            if self.process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    self.process.send_signal(signal.SIGUSR1)
-            sipp_run = self._run.finish(self.process, time.monotonic() - self._run.started + grace)
+            try:
+                if self.process.poll() is None and self.control_call_id is not None:
+                    self._send_stop_request()
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        self.process.wait(timeout=grace)
+                if self.process.poll() is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        self.process.send_signal(signal.SIGUSR1)
+                sipp_run = self._run.finish(
+                    self.process, time.monotonic() - self._run.started + grace
+                )
+            finally:
+                if self._control is not None:
+                    self._control.close()
+                    self._control = None
             self.result = self._summarise(sipp_run)
+            if self.control_call_id is not None:
+                self.unregistration = RegisterResult(
+                    ext=self.ext,
+                    expires=0,
+                    contact_port=self.port,
+                    expect="registered",
+                    status=_register_outcome(sipp_run.messages, unregister=True),
+                    run=sipp_run,
+                )
         return self.result
+
+    def _send_stop_request(self) -> None:
+        """The request that makes the main call of a self-registering UAS unregister.
+
+        Sent to the UAS port (over TCP, on a connection of its own, kept open until
+        SIPp has exited); SIPp matches it to its main call by the Call-ID.
+        """
+        driver = self.driver
+        proto = "UDP" if driver.transport == "udp" else "TCP"
+        kind = socket.SOCK_DGRAM if driver.transport == "udp" else socket.SOCK_STREAM
+        sock = socket.socket(socket.AF_INET, kind)
+        try:
+            sock.bind((driver.local_ip, 0))
+            sock.settimeout(5.0)
+            sock.connect((driver.local_ip, self.port))
+            here = f"{driver.local_ip}:{sock.getsockname()[1]}"
+            request = (
+                f"MESSAGE sip:{self.ext}@{driver.local_ip}:{self.port} SIP/2.0\r\n"
+                f"Via: SIP/2.0/{proto} {here};branch=z9hG4bK-wildix-stop-{os.getpid()}\r\n"
+                f"From: <sip:wildix-ast-driver@{here}>;tag=stop\r\n"
+                f"To: <sip:{self.ext}@{driver.local_ip}>\r\n"
+                f"Call-ID: {self.control_call_id}\r\n"
+                "CSeq: 1 MESSAGE\r\n"
+                "Max-Forwards: 70\r\n"
+                "Content-Length: 0\r\n\r\n"
+            )
+            sock.sendall(request.encode())
+        except OSError:
+            sock.close()  # SIPp is gone or its socket is closed: SIGUSR1 follows
+            return
+        self._control = sock
 
     def _summarise(self, run: SippRun) -> UasResult:
         options = {m.call_id for m in run.requests("OPTIONS")}
+        notifies = {m.call_id for m in run.requests("NOTIFY")}
         invites = {m.call_id for m in run.requests("INVITE")}
         answered = {m.call_id for m in run.responses("INVITE", "sent") if m.status == 200}
         busy = {m.call_id for m in run.responses("INVITE", "sent") if m.status == 486}
@@ -555,6 +666,7 @@ class UasHandle:
             options=len(options),
             completed=len(_completed_uas_calls(run.messages, self.behaviour)),
             run=run,
+            notifies=len(notifies),
         )
 
     def __enter__(self) -> UasHandle:
@@ -562,6 +674,29 @@ class UasHandle:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _register_outcome(messages: Sequence[SipMessage], *, unregister: bool) -> int | None:
+    """The final status of a phone's registration (CSeq 1-2 of ``phone.xml``) or of its
+    unregistration (CSeq 3-4); None while there is none.  A 401/407 is final only
+    when the REGISTER that carried the credentials got it."""
+    first, second = (3, 4) if unregister else (1, 2)
+    finals: list[tuple[int, int]] = []
+    for m in messages:
+        cseq = m.cseq
+        if (
+            m.direction == "received"
+            and m.status is not None
+            and m.status >= 200
+            and cseq is not None
+            and cseq[1] == "REGISTER"
+            and cseq[0] in (first, second)
+        ):
+            finals.append((cseq[0], m.status))
+    for number, status in reversed(finals):
+        if number == second or status not in (401, 407):
+            return status
+    return None
 
 
 def _completed_uas_calls(messages: Sequence[SipMessage], behaviour: Behaviour) -> set[str]:
@@ -584,7 +719,12 @@ class _PendingRun:
     command: list[str]
     run_dir: Path
     sipp_timeout: float
+    keys: Mapping[str, str] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
+
+    def snapshot(self, process: subprocess.Popen[bytes]) -> SippRun:
+        """What a still running SIPp has written so far (``exit_code`` None)."""
+        return self._read(process.poll(), timed_out=False)
 
     def finish(self, process: subprocess.Popen[bytes], timeout: float | None) -> SippRun:
         """Wait for the process (killing it after ``timeout``) and read its files."""
@@ -596,7 +736,9 @@ class _PendingRun:
             timed_out = True
             process.kill()
             process.wait(timeout=10)
-        duration = time.monotonic() - self.started
+        return self._read(process.returncode, timed_out=timed_out)
+
+    def _read(self, exit_code: int | None, *, timed_out: bool) -> SippRun:
         d = self.run_dir
 
         def read(name: str) -> str:
@@ -607,9 +749,9 @@ class _PendingRun:
             name=self.name,
             command=self.command,
             run_dir=d,
-            exit_code=process.returncode,
+            exit_code=exit_code,
             timed_out=timed_out,
-            duration=duration,
+            duration=time.monotonic() - self.started,
             output=read("output.txt"),
             messages=parse_message_trace(read("messages.log")),
             error_log=read("errors.log"),
@@ -671,7 +813,14 @@ class Phone:
     ext: str
     password: str
     uas: UasHandle
+    #: the REGISTER sent from the UAS socket (status 200)
     registration: RegisterResult
+
+    @property
+    def unregistration(self) -> RegisterResult | None:
+        """The REGISTER with Expires: 0 sent from the UAS socket once the phone is
+        closed (None before)."""
+        return self.uas.unregistration
 
 
 class SippDriver:
@@ -769,7 +918,9 @@ class SippDriver:
             cmd += ["-key", key, value]
         cmd += list(extra)
         (run_dir / "command.txt").write_text(" ".join(cmd) + "\n")
-        return _PendingRun(name=name, command=cmd, run_dir=run_dir, sipp_timeout=timeout)
+        return _PendingRun(
+            name=name, command=cmd, run_dir=run_dir, sipp_timeout=timeout, keys=dict(keys)
+        )
 
     def _spawn(self, pending: _PendingRun) -> subprocess.Popen[bytes]:
         out = (pending.run_dir / "output.txt").open("wb")
@@ -804,13 +955,21 @@ class SippDriver:
     ) -> RegisterResult:
         """REGISTER ``ext`` (digest auth) with a Contact at ``contact_port``.
 
-        ``contact_port`` is the port of the UAS that answers the extension's calls
-        (:meth:`answer`); without one the contact points at an unused port.
+        SIPp sends from ``contact_port`` when that port is free (without one, from a
+        fresh port, which is also the contact), else from a fresh port.  A server that
+        rewrites contacts (``rewrite_contact = yes``) stores the source address, so
+        :meth:`unregister` with the same ``contact_port`` removes what this added; no
+        calls can reach that contact once SIPp has exited (for a phone that answers,
+        see :meth:`phone` / ``answer(password=...)``).
         ``expires=0`` un-registers.  With ``expect="rejected"``, ``result.ok`` is true
         when the server refused (e.g. wrong password → 401/403 again).
         """
-        port = free_port(self.local_ip)
-        contact = contact_port if contact_port is not None else free_port(self.local_ip)
+        if contact_port is None:
+            port = contact = free_port(self.local_ip)
+        else:
+            contact = contact_port
+            free = _port_is_free(self.local_ip, contact)
+            port = contact if free else free_port(self.local_ip)
         pending = self._prepare(
             f"register-{ext}" if expires else f"unregister-{ext}",
             "register",
@@ -833,7 +992,8 @@ class SippDriver:
     def unregister(
         self, ext: str, password: str, *, contact_port: int, timeout: float | None = None
     ) -> RegisterResult:
-        """Remove the contact at ``contact_port`` (REGISTER with Expires: 0)."""
+        """Remove the contact at ``contact_port`` (REGISTER with Expires: 0), sent from
+        ``contact_port`` when it is free (see :meth:`register`)."""
         return self.register(ext, password, contact_port=contact_port, expires=0, timeout=timeout)
 
     def answer(
@@ -845,6 +1005,8 @@ class SippDriver:
         port: int | None = None,
         timeout: float = 60.0,
         rtp_echo: bool = False,
+        password: str | None = None,
+        expires: int = 300,
     ) -> UasHandle:
         """Start (in the background) a UAS that handles ``calls`` calls to ``ext``.
 
@@ -852,25 +1014,62 @@ class SippDriver:
         ``"busy"`` (486 Busy Here) or ``"ignore"`` (180, then 200 to the CANCEL and 487
         to the INVITE).  Out-of-dialog OPTIONS (Asterisk's qualify) are answered 200
         and not counted.  ``calls=0`` runs until :meth:`UasHandle.stop`.
-        ``rtp_echo`` echoes the RTP it receives.  Register the extension with
-        ``contact_port=handle.port`` so calls reach it.
+        ``rtp_echo`` echoes the RTP it receives.
+
+        With ``password`` the UAS registers ``ext`` itself (digest auth, ``expires``
+        seconds) from its own socket before any call, and returns once the REGISTER
+        got its final answer (``handle.registration``; not checked here).  Stopping
+        it unregisters from that socket (``handle.unregistration``).  Without one,
+        nothing registers: the UAS answers what is sent to ``handle.port``.
         """
         uas_port = port if port is not None else free_port(self.local_ip)
         extra: list[str] = []
         if rtp_echo:
             extra.append("-rtp_echo")
+        if password is None:
+            pending = self._prepare(
+                f"uas-{behaviour}-{ext}",
+                behaviour,
+                port=uas_port,
+                keys={"user": ext},
+                client=False,
+                timeout=timeout,
+                extra=extra,
+            )
+            process = self._spawn(pending)
+            handle = UasHandle(self, ext, behaviour, uas_port, calls, process, pending)
+            self._wait_bound(handle)
+            return handle
+        token = f"{os.getpid()}-{uas_port}-{next(self._counter)}"
         pending = self._prepare(
-            f"uas-{behaviour}-{ext}",
-            behaviour,
+            f"phone-{behaviour}-{ext}",
+            "phone",
             port=uas_port,
-            keys={"user": ext},
-            client=False,
+            keys={"user": ext, "expires": str(expires)},
+            client=True,
             timeout=timeout,
-            extra=extra,
-        )
+            extra=[
+                *extra,
+                "-oocsf", str(scenario_path(_SCENARIOS[behaviour])),
+                "-m", "1",
+                "-au", ext,
+                "-ap", password,
+                # the main call's Call-ID, %u being its number (1): the stop request's
+                "-cid_str", f"wildix-phone-{token}-%u",
+            ],
+        )  # fmt: skip
         process = self._spawn(pending)
-        handle = UasHandle(self, ext, behaviour, uas_port, calls, process, pending)
-        self._wait_bound(handle)
+        handle = UasHandle(
+            self,
+            ext,
+            behaviour,
+            uas_port,
+            calls,
+            process,
+            pending,
+            control_call_id=f"wildix-phone-{token}-1",
+        )
+        handle.wait_registered(self.timeout)
         return handle
 
     def _wait_bound(self, handle: UasHandle, timeout: float = 5.0) -> None:
@@ -901,15 +1100,21 @@ class SippDriver:
         timeout: float = 60.0,
         rtp_echo: bool = False,
     ) -> Iterator[Phone]:
-        """A registered phone: UAS started, REGISTER checked; unregistered and stopped
-        at the end.  Use ``phone.uas.wait()`` to collect what the UAS saw."""
-        uas = self.answer(ext, behaviour=behaviour, calls=calls, timeout=timeout, rtp_echo=rtp_echo)
+        """A registered phone: a UAS that registered ``ext`` from its own socket (the
+        REGISTER checked: 200); at the end it unregisters from that socket and stops.
+        Use ``phone.uas.wait()`` to collect what the UAS saw."""
+        uas = self.answer(
+            ext,
+            behaviour=behaviour,
+            calls=calls,
+            timeout=timeout,
+            rtp_echo=rtp_echo,
+            password=password,
+        )
         try:
-            registration = self.register(ext, password, contact_port=uas.port).check()
-            try:
-                yield Phone(ext=ext, password=password, uas=uas, registration=registration)
-            finally:
-                self.unregister(ext, password, contact_port=uas.port)
+            assert uas.registration is not None
+            registration = uas.registration.check()
+            yield Phone(ext=ext, password=password, uas=uas, registration=registration)
         finally:
             uas.stop()
 
