@@ -1,323 +1,43 @@
-"""Play real phones with SIPp against a live Asterisk 22.
-
-Until the lab module renders the project's own configuration, these tests start an
-Asterisk from a copy of the probe root filesystem with a small hand-written
-configuration that has the shape the generated one will have: PJSIP UDP+TCP transports
-on loopback, endpoints 101/102 with digest auth, Dial → VoiceMail on busy/no answer,
-``*43`` echo and ``*97`` VoiceMailMain.
-
-Environment:
-- ``WILDIX_SIPP_ROOT``: the root filesystem to run (default ``/tmp/sipp-root``); it is
-  created by copying ``WILDIX_PROBE_ROOT`` (default ``/tmp/probe/root``) when missing.
-  The probe root itself is never modified.
+"""SIPp driver: its parsers and scenarios offline, then, on a live Asterisk 22 running the
+example site as wildix-ast renders it (tests/live_site.py: users 101/102, ring timeout
+6 s, UDP and TCP transports, ``rewrite_contact = yes``), what tests/test_calls.py does not
+cover: phones that register from the socket they answer on and unregister from it,
+caller cancel, TCP, qualify OPTIONS, load, RTP both ways, DTMF into VoiceMailMain (*97).
+Every live test ends with no channel left on Asterisk.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
-import os
 import shutil
 import struct
-import subprocess
 import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from live_site import TEST_RING_TIMEOUT, LiveSite, live_site
 
 from wildix_ast.sip_test import sipp
 from wildix_ast.sip_test.sipp import CallResult, SippDriver, SippError
-
-PROBE_ROOT = Path(os.environ.get("WILDIX_PROBE_ROOT", "/tmp/probe/root"))
-SIPP_ROOT = Path(os.environ.get("WILDIX_SIPP_ROOT", "/tmp/sipp-root"))
-RING_TIMEOUT = 3
-PASSWORDS = {"101": "Pw101-xK9q2", "102": "Pw102-Lm4z8"}
-
-MODULES = [
-    "res_sorcery_config.so",
-    "res_sorcery_memory.so",
-    "res_sorcery_astdb.so",
-    "res_timing_timerfd.so",
-    "res_rtp_asterisk.so",
-    "res_pjproject.so",
-    "res_pjsip.so",
-    "res_pjsip_session.so",
-    "res_pjsip_pubsub.so",
-    "res_pjsip_authenticator_digest.so",
-    "res_pjsip_endpoint_identifier_user.so",
-    "res_pjsip_registrar.so",
-    "res_pjsip_sdp_rtp.so",
-    "res_pjsip_caller_id.so",
-    "res_pjsip_rfc3326.so",
-    "res_pjsip_dtmf_info.so",
-    "chan_pjsip.so",
-    "pbx_config.so",
-    "app_dial.so",
-    "app_echo.so",
-    "app_playback.so",
-    "res_adsi.so",
-    "res_smdi.so",
-    "app_voicemail.so",
-    "codec_ulaw.so",
-    "codec_alaw.so",
-    "codec_a_mu.so",
-    "codec_gsm.so",
-    "format_pcm.so",
-    "format_gsm.so",
-    "format_wav.so",
-    "format_wav_gsm.so",
-    "format_sln.so",
-    "bridge_simple.so",
-    "bridge_native_rtp.so",
-    "func_channel.so",
-    "func_callerid.so",
-]
-
-ASTERISK_CONF = """\
-[directories]
-astcachedir => /var/cache/asterisk
-astetcdir => /etc/asterisk
-astmoddir => /usr/lib/x86_64-linux-gnu/asterisk/modules
-astvarlibdir => /var/lib/asterisk
-astdbdir => /var/lib/asterisk
-astkeydir => /var/lib/asterisk
-astdatadir => /usr/share/asterisk
-astagidir => /usr/share/asterisk/agi-bin
-astspooldir => /var/spool/asterisk
-astrundir => /var/run/asterisk
-astlogdir => /var/log/asterisk
-astsbindir => /usr/sbin
-
-[options]
-verbose = 3
-defaultlanguage = en_US_f_Allison
-"""
-
-LOGGER_CONF = """\
-[general]
-[logfiles]
-messages.log => notice,warning,error,verbose
-"""
-
-
-def _pjsip_conf(sip_port: int) -> str:
-    parts = [
-        "[global]\ntype=global\nendpoint_identifier_order=username\n",
-        f"[transport-udp]\ntype=transport\nprotocol=udp\nbind=127.0.0.1:{sip_port}\n",
-        f"[transport-tcp]\ntype=transport\nprotocol=tcp\nbind=127.0.0.1:{sip_port}\n",
-    ]
-    for ext, password in PASSWORDS.items():
-        parts.append(
-            f"[{ext}]\ntype=endpoint\ncontext=users\ndisallow=all\nallow=ulaw,alaw\n"
-            f"auth={ext}\naors={ext}\ndirect_media=no\nrtp_symmetric=yes\n"
-            f"callerid=User {ext} <{ext}>\n"
-        )
-        parts.append(f"[{ext}]\ntype=auth\nauth_type=digest\nusername={ext}\npassword={password}\n")
-        # qualify: the phones' UAS must answer Asterisk's OPTIONS between calls
-        parts.append(
-            f"[{ext}]\ntype=aor\nmax_contacts=1\nremove_existing=yes\nqualify_frequency=1\n"
-        )
-    return "\n".join(parts)
-
-
-EXTENSIONS_CONF = f"""\
-[general]
-static=yes
-writeprotect=yes
-
-[globals]
-RING_TIMEOUT={RING_TIMEOUT}
-
-[users]
-exten => _1XX,1,NoOp(call to ${{EXTEN}})
- same => n,Dial(PJSIP/${{EXTEN}},${{RING_TIMEOUT}})
- same => n,GotoIf($["${{DIALSTATUS}}" = "BUSY"]?busy)
- same => n,VoiceMail(${{EXTEN}}@default,u)
- same => n,Hangup()
- same => n(busy),VoiceMail(${{EXTEN}}@default,b)
- same => n,Hangup()
-
-exten => *43,1,Answer()
- same => n,Echo()
- same => n,Hangup()
-
-exten => *97,1,VoiceMailMain(${{CALLERID(num)}}@default)
- same => n,Hangup()
-"""
-
-VOICEMAIL_CONF = """\
-[general]
-format=wav
-attach=no
-
-[default]
-101 => 1010,User 101
-102 => 1020,User 102
-"""
-
-
-@dataclass
-class HandAsterisk:
-    """An Asterisk 22 run from a chroot with the hand configuration."""
-
-    root: Path
-    sip_port: int
-    process: subprocess.Popen[bytes]
-
-    def cli(self, command: str, timeout: float = 10.0) -> str:
-        done = subprocess.run(
-            ["chroot", str(self.root), "asterisk", "-rx", command],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        return done.stdout + done.stderr
-
-    def active_channels(self) -> int:
-        out = self.cli("core show channels count")
-        for line in out.splitlines():
-            if "active channel" in line:
-                return int(line.split()[0])
-        raise AssertionError(f"unexpected 'core show channels' output: {out!r}")
-
-    def wait_no_channels(self, timeout: float = 10.0) -> int:
-        deadline = time.monotonic() + timeout
-        count = self.active_channels()
-        while count and time.monotonic() < deadline:
-            time.sleep(0.2)
-            count = self.active_channels()
-        return count
-
-    def log(self) -> str:
-        path = self.root / "var/log/asterisk/messages.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def contacts(self, ext: str) -> str:
-        return self.cli(f"pjsip show aor {ext}")
-
-
-def _prepare_root() -> Path:
-    if not SIPP_ROOT.exists():
-        if not PROBE_ROOT.exists():
-            pytest.skip(f"no Asterisk root filesystem at {SIPP_ROOT} or {PROBE_ROOT}")
-        subprocess.run(["cp", "-a", str(PROBE_ROOT), str(SIPP_ROOT)], check=True)
-    return SIPP_ROOT
-
-
-def _write_config(root: Path, sip_port: int) -> None:
-    etc = root / "etc/asterisk"
-    modules = "[modules]\nautoload = no\n" + "".join(f"load = {m}\n" for m in MODULES)
-    files = {
-        "asterisk.conf": ASTERISK_CONF,
-        "modules.conf": modules,
-        "logger.conf": LOGGER_CONF,
-        "pjsip.conf": _pjsip_conf(sip_port),
-        "extensions.conf": EXTENSIONS_CONF,
-        "voicemail.conf": VOICEMAIL_CONF,
-    }
-    for name, text in files.items():
-        (etc / name).write_text(text)
-    log = root / "var/log/asterisk/messages.log"
-    if log.exists():
-        log.unlink()
-
-
-@pytest.fixture(scope="module")
-def asterisk() -> Iterator[HandAsterisk]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root (chroot, mount namespaces)")
-    if shutil.which("sipp") is None:
-        pytest.skip("sipp (Debian package sip-tester) is not installed")
-    root = _prepare_root()
-    # an Asterisk left running in this root by an interrupted run owns its control
-    # socket: stop it (it can only be ours, the root is this test's copy)
-    stale = subprocess.run(
-        ["chroot", str(root), "asterisk", "-rx", "core stop now"],
-        capture_output=True,
-        timeout=15,
-        check=False,
-    )
-    if stale.returncode == 0:
-        time.sleep(2)
-    sip_port = sipp.free_port()
-    _write_config(root, sip_port)
-    script = (
-        f"mount -t proc proc {root}/proc && mount --rbind /dev {root}/dev && "
-        f"exec chroot {root} /usr/sbin/asterisk -f -n"
-    )
-    process = subprocess.Popen(
-        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    ast = HandAsterisk(root=root, sip_port=sip_port, process=process)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"Asterisk exited with {process.returncode}")
-            out = ast.cli("pjsip show transports")
-            if f"127.0.0.1:{sip_port}" in out:
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"Asterisk did not start: {out}")
-            time.sleep(0.3)
-        yield ast
-    finally:
-        if process.poll() is None:
-            ast.cli("core stop now")
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
-
-
-@pytest.fixture()
-def driver(asterisk: HandAsterisk, tmp_path: Path) -> Iterator[SippDriver]:
-    """A SIPp driver on the hand Asterisk; after each test no channel may be left."""
-    yield SippDriver(asterisk.sip_port, work_dir=tmp_path / "sipp", timeout=30)
-    left = asterisk.wait_no_channels()
-    assert left == 0, asterisk.cli("core show channels verbose")
-
-
-def _call_in_background(
-    driver: SippDriver, from_ext: str, password: str, to: str, *, hold_seconds: float
-) -> tuple[threading.Thread, list[CallResult]]:
-    """Place a call in a thread, so the test can look at Asterisk during the call."""
-    results: list[CallResult] = []
-
-    def run() -> None:
-        results.append(driver.call(from_ext, password, to, hold_seconds=hold_seconds))
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread, results
-
-
-def _wait_for_app(asterisk: HandAsterisk, app: str, timeout: float = 10.0) -> str:
-    """Wait until a channel runs ``app``; return the concise channel list."""
-    deadline = time.monotonic() + timeout
-    out = ""
-    while time.monotonic() < deadline:
-        out = asterisk.cli("core show channels concise")
-        if f"!{app}!" in out:
-            return out
-        time.sleep(0.2)
-    raise AssertionError(f"no channel in {app}: {out!r}")
-
 
 # ------------------------------------------------------------------ offline checks
 
 
 @pytest.mark.parametrize(
-    "name", ["register.xml", "uac_call.xml", "uas_answer.xml", "uas_busy.xml", "uas_ring.xml"]
+    "name",
+    [
+        "register.xml",
+        "phone.xml",
+        "uac_call.xml",
+        "uac_cancel.xml",
+        "uas_answer.xml",
+        "uas_busy.xml",
+        "uas_ring.xml",
+    ],
 )
 def test_scenarios_are_shipped_and_well_formed(name: str) -> None:
     root = ET.parse(sipp.scenario_path(name)).getroot()
@@ -374,166 +94,34 @@ def test_timeouts_when_nobody_answers(tmp_path: Path) -> None:
     assert not uas.success and uas.invites == 0
 
 
+def _register_response(number: int, status: int) -> sipp.SipMessage:
+    return sipp.SipMessage(
+        direction="received",
+        timestamp="",
+        start_line=f"SIP/2.0 {status} Whatever",
+        headers=(("CSeq", f"{number} REGISTER"),),
+        body="",
+    )
+
+
+def test_phone_registration_outcome_from_the_trace() -> None:
+    outcome = sipp._register_outcome
+    challenge, ok = _register_response(1, 401), _register_response(2, 200)
+    assert outcome([], unregister=False) is None
+    assert outcome([challenge], unregister=False) is None  # still to be answered
+    assert outcome([challenge, ok], unregister=False) == 200
+    assert outcome([challenge, _register_response(2, 401)], unregister=False) == 401
+    assert outcome([_register_response(1, 403)], unregister=False) == 403
+    # the unregistration (CSeq 3-4) is told apart from the registration (CSeq 1-2)
+    messages = [challenge, ok, _register_response(3, 401)]
+    assert outcome(messages, unregister=False) == 200
+    assert outcome(messages, unregister=True) is None
+    assert outcome([*messages, _register_response(4, 200)], unregister=True) == 200
+
+
 def test_missing_sipp_binary_is_reported() -> None:
     with pytest.raises(SippError):
         SippDriver(5060, sipp_binary="no-such-sipp-binary")
-
-
-# ------------------------------------------------------------------ live Asterisk
-
-
-@pytest.mark.lab
-def test_register_and_unregister(driver: SippDriver, asterisk: HandAsterisk) -> None:
-    contact_port = sipp.free_port()
-    result = driver.register("101", PASSWORDS["101"], contact_port=contact_port)
-    assert result.check().status == 200
-    assert f"sip:101@127.0.0.1:{contact_port}" in asterisk.contacts("101")
-    gone = driver.unregister("101", PASSWORDS["101"], contact_port=contact_port)
-    assert gone.check().status == 200
-    assert f"sip:101@127.0.0.1:{contact_port}" not in asterisk.contacts("101")
-
-
-@pytest.mark.lab
-def test_register_wrong_password_is_rejected(driver: SippDriver, asterisk: HandAsterisk) -> None:
-    contact_port = sipp.free_port()
-    result = driver.register(
-        "101", "not-the-password", contact_port=contact_port, expect="rejected"
-    )
-    assert result.ok, result.run.describe()
-    assert result.status in (401, 403)
-    assert not result.registered
-    assert f":{contact_port}" not in asterisk.contacts("101")
-    with pytest.raises(SippError):
-        driver.register("101", "not-the-password", contact_port=contact_port).check()
-
-
-@pytest.mark.lab
-def test_unknown_endpoint_cannot_register(driver: SippDriver) -> None:
-    result = driver.register("999", "whatever", expect="rejected")
-    assert result.ok, result.run.describe()
-
-
-@pytest.mark.lab
-def test_call_answered_and_hung_up(driver: SippDriver) -> None:
-    with driver.phone("102", PASSWORDS["102"], behaviour="answer") as phone:
-        call = driver.call("101", PASSWORDS["101"], "102", hold_seconds=2)
-        assert call.check().connected
-    uas = phone.uas.wait()
-    assert call.statuses[0] == 401  # the digest challenge
-    assert call.final_status == 200 and call.hangup_by == "local"
-    assert 2.0 <= call.duration < 10, call.duration
-    assert uas.success, uas.run.describe()
-    assert (uas.invites, uas.answered, uas.byes) == (1, 1, 1)
-
-
-@pytest.mark.lab
-def test_busy_phone_sends_caller_to_voicemail(driver: SippDriver, asterisk: HandAsterisk) -> None:
-    with driver.phone("102", PASSWORDS["102"], behaviour="busy") as phone:
-        thread, results = _call_in_background(
-            driver, "101", PASSWORDS["101"], "102", hold_seconds=3
-        )
-        channels = _wait_for_app(asterisk, "VoiceMail")
-        thread.join(timeout=60)
-    uas = phone.uas.wait()
-    call = results[0].check()
-    assert "102@default,b" in channels
-    assert call.final_status == 200  # answered by Asterisk's VoiceMail
-    assert uas.busy == 1 and uas.answered == 0, uas.run.describe()
-
-
-@pytest.mark.lab
-def test_unanswered_phone_sends_caller_to_voicemail_after_ring_timeout(
-    driver: SippDriver, asterisk: HandAsterisk
-) -> None:
-    with driver.phone("102", PASSWORDS["102"], behaviour="ignore") as phone:
-        thread, results = _call_in_background(
-            driver, "101", PASSWORDS["101"], "102", hold_seconds=2
-        )
-        channels = _wait_for_app(asterisk, "VoiceMail", timeout=RING_TIMEOUT + 10)
-        thread.join(timeout=60)
-    uas = phone.uas.wait()
-    call = results[0].check()
-    assert "102@default,u" in channels
-    assert 180 in call.statuses and call.final_status == 200
-    assert call.duration >= RING_TIMEOUT + 2
-    assert uas.cancelled == 1 and uas.answered == 0, uas.run.describe()
-    assert uas.success, uas.run.describe()
-
-
-@pytest.mark.lab
-def test_unregistered_phone_goes_straight_to_voicemail(
-    driver: SippDriver, asterisk: HandAsterisk
-) -> None:
-    call = driver.call("101", PASSWORDS["101"], "102", hold_seconds=1).check()
-    assert call.duration < RING_TIMEOUT + 2
-    assert 'VoiceMail("PJSIP/101-' in asterisk.log()
-
-
-@pytest.mark.lab
-@pytest.mark.parametrize(
-    ("from_ext", "password"),
-    [("999", "whatever"), ("101", "not-the-password")],
-    ids=["unknown-endpoint", "wrong-password"],
-)
-def test_call_without_valid_credentials_is_rejected(
-    driver: SippDriver, from_ext: str, password: str
-) -> None:
-    call = driver.call(from_ext, password, "102", expect="reject")
-    assert call.check().success
-    assert not call.connected
-    assert call.final_status in (401, 403, 407)
-    # and the same call expecting to connect is reported as a failure
-    with pytest.raises(SippError):
-        driver.call(from_ext, password, "102").check()
-
-
-def _channel_stats(asterisk: HandAsterisk) -> tuple[int, int]:
-    """RTP packets (received, sent) of the first channel in ``pjsip show channelstats``."""
-    out = asterisk.cli("pjsip show channelstats")
-    for line in out.splitlines():
-        fields = line.split()
-        # [BridgeId] ChannelId UpTime Codec RxCount RxLost RxPct RxJitter TxCount ...
-        for i, value in enumerate(fields):
-            if value.startswith("101-") and len(fields) >= i + 8:
-                return int(fields[i + 3]), int(fields[i + 7])
-    raise AssertionError(f"no channel of 101 in: {out}")
-
-
-@pytest.mark.lab
-def test_echo_test_answers_and_echoes_audio(driver: SippDriver, asterisk: HandAsterisk) -> None:
-    results: list[CallResult] = []
-
-    def run() -> None:
-        results.append(
-            driver.call("101", PASSWORDS["101"], "*43", hold_seconds=3, audio=sipp.AUDIO_PCAP)
-        )
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    _wait_for_app(asterisk, "Echo")
-    time.sleep(1.5)
-    received, sent = _channel_stats(asterisk)
-    thread.join(timeout=60)
-    call = results[0].check()
-    assert call.final_status == 200 and call.hangup_by == "local"
-    assert received > 20 and sent > 20, (received, sent)
-
-
-@pytest.mark.lab
-@pytest.mark.parametrize(
-    ("pin", "prompt"),
-    [("1010", "vm-youhave"), ("9999", "vm-incorrect")],
-    ids=["right-pin", "wrong-pin"],
-)
-def test_voicemail_main_login_with_dtmf(
-    driver: SippDriver, asterisk: HandAsterisk, pin: str, prompt: str
-) -> None:
-    before = len(asterisk.log())
-    call = driver.call("101", PASSWORDS["101"], "*97", hold_seconds=1.5, dtmf=pin + "#")
-    assert call.check().final_status == 200
-    log = asterisk.log()[before:]
-    assert 'VoiceMailMain("PJSIP/101-' in log and '"101@default")' in log, log
-    assert f"Playing '{prompt}." in log, log
 
 
 def test_dtmf_pcap_has_rising_sequence_and_timestamps(tmp_path: Path) -> None:
@@ -557,12 +145,189 @@ def test_dtmf_pcap_has_rising_sequence_and_timestamps(tmp_path: Path) -> None:
         sipp.write_dtmf_pcap(tmp_path / "x.pcap", "12A")
 
 
+# ------------------------------------------------------------------ live Asterisk
+
+
+@pytest.fixture(scope="module")
+def sipp_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:
+    if shutil.which("sipp") is None:
+        pytest.skip("sipp (Debian package sip-tester) is not installed")
+    with live_site(tmp_path_factory.mktemp("sipp"), "sipp") as site:
+        yield site
+
+
+@pytest.fixture
+def site(sipp_site: LiveSite) -> Iterator[LiveSite]:
+    """The live site; after each test no channel may be left."""
+    yield sipp_site
+    left = sipp_site.wait_no_channels()
+    assert left == 0, sipp_site.lab.cli("core show channels verbose")
+
+
+@pytest.fixture
+def driver(site: LiveSite, tmp_path: Path) -> SippDriver:
+    return SippDriver(site.lab.ports.sip, work_dir=tmp_path / "sipp", timeout=30)
+
+
+def _contacts(site: LiveSite, ext: str) -> str:
+    """The contact lines of ``pjsip show aor`` (e.g. ``Contact: 102/sip:102@127.0.0.1:5070``)."""
+    out = site.lab.cli(f"pjsip show aor {ext}")
+    return "\n".join(line.strip() for line in out.splitlines() if f"Contact:  {ext}/" in line)
+
+
+def _applications(site: LiveSite) -> set[tuple[str, str]]:
+    async def ask() -> list[dict[str, str]]:
+        async with site.ami() as ami:
+            return await ami.action_list("CoreShowChannels", "CoreShowChannelsComplete")
+
+    return {(c.get("Application", ""), c.get("ApplicationData", "")) for c in asyncio.run(ask())}
+
+
+def _in_background(place: Callable[[], CallResult]) -> tuple[threading.Thread, list[CallResult]]:
+    """Place a call in a thread, so the test can look at Asterisk during the call."""
+    results: list[CallResult] = []
+    thread = threading.Thread(target=lambda: results.append(place()))
+    thread.start()
+    return thread, results
+
+
+def _watch(
+    site: LiveSite, place: Callable[[], CallResult]
+) -> tuple[CallResult, set[tuple[str, str]]]:
+    """Place a call and record the dialplan applications Asterisk ran while it was up."""
+    thread, results = _in_background(place)
+    seen: set[tuple[str, str]] = set()
+    while thread.is_alive():
+        seen |= _applications(site)
+        time.sleep(0.2)
+    thread.join()
+    return results[0], seen
+
+
+def _wait_for_app(site: LiveSite, app: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(name == app for name, _ in _applications(site)):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"no channel in {app}: {_applications(site)}")
+
+
+def _channel_stats(site: LiveSite) -> tuple[int, int]:
+    """RTP packets (received, sent) of 101's channel in ``pjsip show channelstats``."""
+    out = site.lab.cli("pjsip show channelstats")
+    for line in out.splitlines():
+        fields = line.split()
+        # [BridgeId] ChannelId UpTime Codec RxCount RxLost RxPct RxJitter TxCount ...
+        for i, value in enumerate(fields):
+            if value.startswith("101-") and len(fields) >= i + 8:
+                return int(fields[i + 3]), int(fields[i + 7])
+    raise AssertionError(f"no channel of 101 in: {out}")
+
+
 @pytest.mark.lab
-def test_call_load_between_two_phones(driver: SippDriver) -> None:
+def test_phone_registers_and_unregisters_from_its_uas_socket(
+    site: LiveSite, driver: SippDriver
+) -> None:
+    with driver.phone("102", site.password("102")) as phone:
+        contacts = _contacts(site, "102")
+        call = driver.call("101", site.password("101"), "102", hold_seconds=0.5)
+    uas = phone.uas.wait()
+    registration = phone.registration
+    assert registration.status == 200 and registration.registered
+    # the REGISTER left from the UAS process and port: Asterisk's rewritten contact is it
+    assert registration.run.run_dir == uas.run.run_dir
+    assert f"@127.0.0.1:{phone.uas.port}" in contacts, contacts
+    assert call.check().connected and uas.answered == 1
+    assert phone.unregistration is not None and phone.unregistration.status == 200
+    sent = [m.header("Expires") for m in uas.run.requests("REGISTER", "sent")]
+    assert sent[-1] == "0", sent
+    assert _contacts(site, "102") == ""
+    # Asterisk's unsolicited MWI NOTIFYs were answered, not taken for calls
+    notify_ok = [m for m in uas.run.responses("NOTIFY", "sent") if m.status == 200]
+    assert len(notify_ok) >= uas.notifies
+    assert uas.success and uas.run.exit_code == 0, uas.run.describe()
+
+
+@pytest.mark.lab
+def test_phone_with_wrong_password_is_refused(site: LiveSite, driver: SippDriver) -> None:
+    with pytest.raises(SippError, match="expected registered"), driver.phone("102", "Wr0ng#pw"):
+        pytest.fail("the phone registered with a wrong password")
+    handle = driver.answer("102", password="Wr0ng#pw")
+    assert handle.registration is not None
+    assert handle.registration.status in (401, 403) and not handle.registration.registered
+    assert not handle.running()  # the main scenario ended: SIPp has exited
+    assert _contacts(site, "102") == ""
+
+
+@pytest.mark.lab
+def test_register_and_unregister_from_the_same_port(site: LiveSite, driver: SippDriver) -> None:
+    registration = driver.register("101", site.password("101")).check()
+    port = registration.contact_port
+    assert f"@127.0.0.1:{port}" in _contacts(site, "101")
+    gone = driver.unregister("101", site.password("101"), contact_port=port)
+    assert gone.check().status == 200
+    assert _contacts(site, "101") == ""
+
+
+@pytest.mark.lab
+def test_closed_phone_gets_no_more_calls(site: LiveSite, driver: SippDriver) -> None:
+    with driver.phone("102", site.password("102")):
+        pass
+    call, apps = _watch(
+        site, lambda: driver.call("101", site.password("101"), "102", hold_seconds=1)
+    )
+    assert call.check().connected  # by voicemail, without ringing first
+    assert ("VoiceMail", "102@default,u") in apps
+    assert 180 not in call.statuses and call.duration < TEST_RING_TIMEOUT
+
+
+@pytest.mark.lab
+def test_caller_gives_up_while_ringing(site: LiveSite, driver: SippDriver) -> None:
+    with driver.phone("102", site.password("102"), behaviour="ignore") as phone:
+        call, apps = _watch(
+            site, lambda: driver.call("101", site.password("101"), "102", cancel_after=1.0)
+        )
+        uas = phone.uas.wait(timeout=10)
+    assert call.check().final_status == 487 and not call.connected
+    assert 180 in call.statuses
+    assert uas.cancelled == 1 and uas.success, uas.run.describe()
+    assert not any(app == "VoiceMail" for app, _ in apps)
+
+
+@pytest.mark.lab
+def test_call_over_tcp(site: LiveSite, tmp_path: Path) -> None:
+    tcp = SippDriver(site.lab.ports.sip, transport="tcp", work_dir=tmp_path / "tcp")
+    with tcp.phone("102", site.password("102")) as phone:
+        contacts = _contacts(site, "102")
+        call = tcp.call("101", site.password("101"), "102", hold_seconds=1).check()
+    uas = phone.uas.wait()
+    assert "transport=tcp" in contacts.lower(), contacts
+    assert call.final_status == 200 and call.hangup_by == "local"
+    assert uas.success and uas.answered == 1, uas.run.describe()
+    assert phone.unregistration is not None and phone.unregistration.status == 200
+    assert _contacts(site, "102") == ""
+
+
+@pytest.mark.lab
+def test_phone_answers_qualify_options_between_calls(site: LiveSite, driver: SippDriver) -> None:
+    with driver.phone("102", site.password("102"), calls=2) as phone:
+        site.lab.cli("pjsip qualify 102")  # OPTIONS to the registered contact
+        time.sleep(0.5)
+        for _ in range(2):
+            driver.call("101", site.password("101"), "102", hold_seconds=0.5).check()
+        uas = phone.uas.wait(timeout=10)
+    assert uas.options >= 1, uas.run.describe()
+    assert (uas.invites, uas.answered, uas.completed) == (2, 2, 2)
+    assert uas.success, uas.run.describe()
+
+
+@pytest.mark.lab
+def test_call_load_between_two_phones(site: LiveSite, driver: SippDriver) -> None:
     calls = 12
-    with driver.phone("102", PASSWORDS["102"], calls=calls, timeout=120) as phone:
+    with driver.phone("102", site.password("102"), calls=calls, timeout=120) as phone:
         load = driver.call_load(
-            "101", PASSWORDS["101"], "102", calls=calls, rate=6, limit=6, hold_seconds=1
+            "101", site.password("101"), "102", calls=calls, rate=6, limit=6, hold_seconds=1
         )
     uas = phone.uas.wait()
     assert load.success, load.run.describe()
@@ -571,59 +336,23 @@ def test_call_load_between_two_phones(driver: SippDriver) -> None:
 
 
 @pytest.mark.lab
-def test_call_load_counts_rejected_calls(driver: SippDriver) -> None:
-    load = driver.call_load("101", "not-the-password", "102", calls=3, rate=10, limit=3)
+def test_call_load_counts_rejected_calls(site: LiveSite, driver: SippDriver) -> None:
+    load = driver.call_load("101", "Wr0ng#Password", "102", calls=3, rate=10, limit=3)
     assert not load.success
     assert load.connected == 0 and load.rejected == 3, load.run.describe()
 
 
 @pytest.mark.lab
-def test_phone_answers_qualify_options_between_calls(driver: SippDriver) -> None:
-    with driver.phone("102", PASSWORDS["102"], calls=2) as phone:
-        time.sleep(1.5)  # qualify_frequency=1: OPTIONS reach the phone's UAS
-        for _ in range(2):
-            driver.call("101", PASSWORDS["101"], "102", hold_seconds=0.5).check()
-        uas = phone.uas.wait(timeout=10)
-    assert uas.options >= 1, uas.run.describe()
-    assert (uas.invites, uas.answered, uas.completed) == (2, 2, 2)
-    assert uas.success, uas.run.describe()
-
-
-@pytest.mark.lab
-def test_call_over_tcp(asterisk: HandAsterisk, tmp_path: Path) -> None:
-    tcp = SippDriver(asterisk.sip_port, transport="tcp", work_dir=tmp_path / "tcp")
-    with tcp.phone("102", PASSWORDS["102"]) as phone:
-        assert ";transport=TCP" in asterisk.contacts("102")
-        call = tcp.call("101", PASSWORDS["101"], "102", hold_seconds=1).check()
-    uas = phone.uas.wait()
-    assert call.final_status == 200 and call.hangup_by == "local"
-    assert uas.success and uas.answered == 1, uas.run.describe()
-    assert asterisk.wait_no_channels() == 0
-
-
-@pytest.mark.lab
-def test_caller_gives_up_while_ringing(driver: SippDriver, asterisk: HandAsterisk) -> None:
-    before = len(asterisk.log())
-    with driver.phone("102", PASSWORDS["102"], behaviour="ignore") as phone:
-        call = driver.call("101", PASSWORDS["101"], "102", cancel_after=1.0)
-        uas = phone.uas.wait(timeout=10)
-    assert call.check().final_status == 487 and not call.connected
-    assert 180 in call.statuses
-    assert uas.cancelled == 1 and uas.success, uas.run.describe()
-    assert "VoiceMail(" not in asterisk.log()[before:]
-
-
-@pytest.mark.lab
-def test_call_load_survives_dialplan_reloads(driver: SippDriver, asterisk: HandAsterisk) -> None:
+def test_call_load_survives_dialplan_reloads(site: LiveSite, driver: SippDriver) -> None:
     calls = 15
-    with driver.phone("102", PASSWORDS["102"], calls=calls, timeout=120) as phone:
+    with driver.phone("102", site.password("102"), calls=calls, timeout=120) as phone:
         handle = driver.start_call_load(
-            "101", PASSWORDS["101"], "102", calls=calls, rate=5, limit=5, hold_seconds=1
+            "101", site.password("101"), "102", calls=calls, rate=5, limit=5, hold_seconds=1
         )
         reloads = 0
         while handle.running() and reloads < 5:
             time.sleep(0.5)
-            assert "Dialplan reloaded" in asterisk.cli("dialplan reload")
+            assert "Dialplan reloaded" in site.lab.cli("dialplan reload")
             reloads += 1
         load = handle.wait()
         uas = phone.uas.wait(timeout=30)
@@ -633,21 +362,47 @@ def test_call_load_survives_dialplan_reloads(driver: SippDriver, asterisk: HandA
 
 
 @pytest.mark.lab
-def test_two_way_audio_through_the_bridge(driver: SippDriver, asterisk: HandAsterisk) -> None:
+def test_echo_test_echoes_audio(site: LiveSite, driver: SippDriver) -> None:
+    thread, results = _in_background(
+        lambda: driver.call(
+            "101", site.password("101"), "*43", hold_seconds=3, audio=sipp.AUDIO_PCAP
+        )
+    )
+    _wait_for_app(site, "Echo")
+    time.sleep(1.5)
+    received, sent = _channel_stats(site)
+    thread.join(timeout=60)
+    call = results[0].check()
+    assert call.final_status == 200 and call.hangup_by == "local"
+    assert received > 20 and sent > 20, (received, sent)
+
+
+@pytest.mark.lab
+def test_two_way_audio_through_the_bridge(site: LiveSite, driver: SippDriver) -> None:
     """The caller plays G.711, the callee echoes it: RTP flows both ways via Asterisk."""
-    with driver.phone("102", PASSWORDS["102"], rtp_echo=True) as phone:
-        results: list[CallResult] = []
-
-        def run() -> None:
-            results.append(
-                driver.call("101", PASSWORDS["101"], "102", hold_seconds=3, audio=sipp.AUDIO_PCAP)
+    with driver.phone("102", site.password("102"), rtp_echo=True) as phone:
+        thread, results = _in_background(
+            lambda: driver.call(
+                "101", site.password("101"), "102", hold_seconds=3, audio=sipp.AUDIO_PCAP
             )
-
-        thread = threading.Thread(target=run)
-        thread.start()
+        )
         time.sleep(2.5)
-        received, sent = _channel_stats(asterisk)
+        received, sent = _channel_stats(site)
         thread.join(timeout=60)
     results[0].check()
     assert phone.uas.wait().success
     assert received > 20 and sent > 20, (received, sent)
+
+
+@pytest.mark.lab
+def test_voicemail_main_leaves_on_dtmf_hash(site: LiveSite, driver: SippDriver) -> None:
+    """*97 opens the caller's own mailbox without PIN and waits for a choice: without
+    DTMF the caller hangs up; '#' (RFC 2833) leaves it and Asterisk hangs up at once."""
+    password = site.password("101")
+    waiting, apps = _watch(site, lambda: driver.call("101", password, "*97", hold_seconds=4))
+    assert waiting.check().final_status == 200
+    assert ("VoiceMailMain", "101@default,s") in apps
+    assert waiting.hangup_by == "local", waiting.run.describe()
+    left = driver.call("101", password, "*97", hold_seconds=15, dtmf="#", dtmf_delay=1.0)
+    assert left.check().final_status == 200
+    assert left.hangup_by == "remote" and left.duration < 6, left.run.describe()
