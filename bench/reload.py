@@ -63,7 +63,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=10_000)
     args = parser.parse_args()
-    measure_reload(Console(), args.users)
+    measure_reload(Console(width=120), args.users)
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(measure_one(args.child)))
         return
-    console = Console()
+    console = Console(width=120)
     table = Table(title="load + validate + render")
     for column in ("users", "load+validate s", "render s", "total s", "peak RSS MB",
                    "output KiB", "target"):
