@@ -16,14 +16,14 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from sites import site_yaml  # noqa: E402
+from sites import site_yaml
 
-from wildix_ast.apply import install, plan  # noqa: E402
-from wildix_ast.lab.instance import Lab  # noqa: E402
-from wildix_ast.lab.rootfs import ensure_rootfs  # noqa: E402
-from wildix_ast.pipeline import Target, commit_plan, compile_site  # noqa: E402
-from wildix_ast.secrets_vault import MemoryVault  # noqa: E402
-from wildix_ast.settings_file import parse_site  # noqa: E402
+from wildix_ast.apply import install, plan
+from wildix_ast.lab.instance import Lab
+from wildix_ast.lab.rootfs import ensure_rootfs
+from wildix_ast.pipeline import Target, commit_plan, compile_site
+from wildix_ast.secrets_vault import MemoryVault
+from wildix_ast.settings_file import parse_site
 
 
 def measure_reload(console: Console, users: int) -> None:

@@ -57,8 +57,8 @@ Identifier = Annotated[str, _pattern(r"[A-Za-z][A-Za-z0-9_-]{0,39}", "identifier
 Extension = Annotated[str, NumberText, _pattern(r"[0-9]{2,8}", "extension (2 to 8 digits)")]
 PhoneNumber = Annotated[str, NumberText, _pattern(
     r"\+?[0-9]{3,20}", "phone number (3 to 20 digits, optionally after '+')")]
-Email = Annotated[str, Field(max_length=254), _pattern(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+",
-                                "email address")]
+Email = Annotated[str, Field(max_length=254), _pattern(
+    r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+", "email address")]
 Login = Annotated[str, _pattern(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}", "login (letters, digits, "
                                 "'.', '_', '@', '-')")]
 Language = Annotated[str, _pattern(r"[a-z]{2}(_[A-Z]{2})?", "language code (like 'fr' or "
