@@ -106,3 +106,22 @@ def test_render_is_deterministic_with_the_store(tmp_path: Path) -> None:
     names = sorted(p.name for p in first.iterdir())
     assert "pjsip.conf" in names and "extensions.conf" in names
     assert all((first / n).read_bytes() == (second / n).read_bytes() for n in names)
+
+
+@pytest.mark.lab
+def test_apply_when_the_ami_refuses_the_login(tmp_path: Path) -> None:
+    """A store whose AMI secret no longer matches the running Asterisk: one clear message,
+    exit code 5, nothing written."""
+    from live_site import live_site
+
+    with live_site(tmp_path, "amirefuse") as live:
+        live.store.put_secret("manager:wildix-ast", "Not#The0ne+Running")
+        before = {p.name: p.read_bytes() for p in live.lab.etc_dir.iterdir() if p.is_file()}
+        result = run("apply", str(EXAMPLE), "--lab", "amirefuse",
+                     env={"WILDIX_AST_DB": str(tmp_path / "store.sqlite3"),
+                          "WILDIX_AST_LAB_STATE": str(tmp_path / "lab")})
+        after = {p.name: p.read_bytes() for p in live.lab.etc_dir.iterdir() if p.is_file()}
+    assert result.returncode == 5, result.stderr
+    assert_no_traceback(result)
+    assert "AMI refused the login for user wildix-ast" in result.stderr
+    assert after == before
