@@ -174,13 +174,20 @@ def _show_plan(change: object) -> None:
     from wildix_ast.apply import Plan
 
     assert isinstance(change, Plan)
-    table = Table(title="plan", show_edge=False)
-    table.add_column("file")
-    table.add_column("change")
-    colours = {"add": "green", "change": "yellow", "remove": "red", "unchanged": "dim"}
-    for c in change.changes:
-        table.add_row(c.name, f"[{colours[c.kind]}]{c.kind}[/]")
-    out.print(table)
+    touched = change.touched
+    if not touched:
+        out.print(f"[green]no changes[/]: the {len(change.changes)} files Asterisk runs are "
+                  "up to date")
+    else:
+        table = Table(title="plan", show_edge=False)
+        table.add_column("file")
+        table.add_column("change")
+        colours = {"add": "green", "change": "yellow", "remove": "red"}
+        for c in touched:
+            table.add_row(c.name, f"[{colours[c.kind]}]{c.kind}[/]")
+        out.print(table)
+        unchanged = len(change.changes) - len(touched)
+        out.print(f"[dim]{unchanged} other files unchanged[/]")
     if change.drifted:
         out.print(f"[yellow]edited by hand since the last apply (overwritten):[/] "
                   f"{', '.join(change.drifted)}")
