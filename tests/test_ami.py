@@ -259,7 +259,7 @@ def test_closed_port_fails_quickly() -> None:
 
 def test_hung_asterisk_times_out(lab: AsteriskUnderTest) -> None:
     async def go() -> None:
-        async with lab.client(timeout=1.0, heartbeat=0.3) as ami:
+        async with lab.client(timeout=1.0, heartbeat=0.3, bulk_timeout=1.0) as ami:
             os.kill(lab.pid, signal.SIGSTOP)
             try:
                 start = time.monotonic()
@@ -283,6 +283,22 @@ def test_hung_asterisk_times_out(lab: AsteriskUnderTest) -> None:
                 os.kill(lab.pid, signal.SIGCONT)
         async with lab.client() as again:
             assert await again.ping() < 1.0
+
+    run(go())
+
+
+def test_long_action_is_not_mistaken_for_a_hang(lab: AsteriskUnderTest) -> None:
+    """Asterisk answers a session's actions in order: pings queued behind a slow action
+    (a big reload; here WaitEvent) must not declare the connection dead."""
+    async def go() -> None:
+        async with lab.client(timeout=1.0, heartbeat=0.2) as ami:
+            start = time.monotonic()
+            reply = await ami.action("WaitEvent", Timeout="2", timeout=10.0)
+            assert reply["Response"] == "Success"
+            assert time.monotonic() - start >= 1.5
+            assert ami.healthy
+            await asyncio.sleep(0.5)  # the heartbeat resumes once the session is idle
+            assert ami.healthy and await ami.ping() < 1.0
 
     run(go())
 

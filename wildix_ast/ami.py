@@ -183,7 +183,11 @@ class AmiClient:
 
     def __init__(self, host: str, port: int, username: str, secret: str, *,
                  timeout: float = 5.0, heartbeat: float | None = 10.0,
-                 events: bool = False) -> None:
+                 events: bool = False, bulk_timeout: float = 120.0) -> None:
+        # Quick actions answer in milliseconds, but a module reload or a listing grows with
+        # the site: 10,000 endpoints take 2-5 s each on two loaded cores, so they get their
+        # own, larger limit (still finite: a hung Asterisk is reported, never waited for).
+        self.bulk_timeout = bulk_timeout
         self.host = host
         self.port = port
         self.username = username
@@ -287,6 +291,10 @@ class AmiClient:
     async def _beat(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
+            if self._pending:
+                # Asterisk answers one session's actions in order: a Ping queued behind a
+                # long reload would look like a hang. Pending actions have their own limits.
+                continue
             try:
                 await self.ping()
             except AmiError as e:
@@ -404,18 +412,20 @@ class AmiClient:
 
     async def endpoints(self) -> set[str]:
         events = await self.action_list("PJSIPShowEndpoints", "EndpointListComplete",
+                                        timeout=self.bulk_timeout,
                                         empty_messages=("No endpoints found",))
         return {e["ObjectName"] for e in events if e.get("Event") == "EndpointList"}
 
     async def aors(self) -> set[str]:
         events = await self.action_list("PJSIPShowAors", "AorListComplete",
+                                        timeout=self.bulk_timeout,
                                         empty_messages=("No AORs found",))
         return {e["ObjectName"] for e in events if e.get("Event") == "AorList"}
 
     async def contexts(self, registrar: str | None = None) -> set[str]:
         """Dialplan contexts (optionally only those created by `registrar`, e.g.
         'pbx_config'), parsed from `dialplan show`."""
-        output = await self.command("dialplan show")
+        output = await self.command("dialplan show", timeout=self.bulk_timeout)
         names: set[str] = set()
         for line in output.splitlines():
             found = _CONTEXT_LINE.match(line.strip())
@@ -434,7 +444,8 @@ class AmiClient:
     async def reload_module(self, module: str, *, timeout: float | None = None) -> None:
         """`Action: Reload` of one module (or a built-in: manager, logger, indications,
         cdr, cel, features, ...); AmiError when Asterisk says it could not."""
-        reply = await self.action("Reload", timeout=timeout, check=False, Module=module)
+        reply = await self.action("Reload", timeout=timeout or self.bulk_timeout, check=False,
+                                  Module=module)
         if reply.get("Response") != "Success":
             raise AmiError(f"Asterisk could not reload {module}: "
                            f"{reply.get('Message', reply.get('Response', '?'))}")
