@@ -303,6 +303,35 @@ def test_long_action_is_not_mistaken_for_a_hang(lab: AsteriskUnderTest) -> None:
     run(go())
 
 
+def test_close_never_hangs_on_the_heartbeat(lab: AsteriskUnderTest,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """On Python 3.11 asyncio.wait_for can swallow a cancellation that arrives with the
+    answer; a heartbeat that missed its cancellation then slept on and close() waited forever
+    (seen once in the 10,000-user benchmark). Here the heartbeat ignores cancellation on
+    purpose: close() must still return, and the stop flag ends the stray task."""
+    async def stubborn(self: AmiClient, interval: float) -> None:
+        while not self._heartbeat_stop:
+            try:
+                await asyncio.sleep(interval)
+            except asyncio.CancelledError:
+                continue  # what a swallowed cancellation looks like from inside
+
+    monkeypatch.setattr(AmiClient, "_beat", stubborn)
+
+    async def go() -> None:
+        ami = lab.client(timeout=1.0, heartbeat=0.05)
+        await ami.connect()
+        task = ami._heartbeat_task
+        assert task is not None
+        start = time.monotonic()
+        await asyncio.wait_for(ami.close(), 5.0)
+        assert time.monotonic() - start < 2.0
+        await asyncio.sleep(0.2)
+        assert task.done()
+
+    run(go())
+
+
 def test_connection_lost_fails_pending_action(lab: AsteriskUnderTest) -> None:
     """The connection breaks under a pending action: it fails at once, and so does the next."""
     async def go() -> None:

@@ -188,6 +188,7 @@ class AmiClient:
         # the site: 10,000 endpoints take 2-5 s each on two loaded cores, so they get their
         # own, larger limit (still finite: a hung Asterisk is reported, never waited for).
         self.bulk_timeout = bulk_timeout
+        self._heartbeat_stop = False
         self.host = host
         self.port = port
         self.username = username
@@ -230,7 +231,8 @@ class AmiClient:
                            events="on" if self._events else "off")
         task = manager.connect()
         try:
-            await asyncio.wait_for(task, self.timeout)
+            async with asyncio.timeout(self.timeout):
+                await task
         except TimeoutError:
             raise AmiError(f"no TCP answer from the AMI at {self.where} within "
                            f"{self.timeout:g} s") from None
@@ -256,14 +258,16 @@ class AmiClient:
             raise error
         self.version = manager.protocol.version
         if self.heartbeat:
+            self._heartbeat_stop = False
             self._heartbeat_task = asyncio.create_task(self._beat(self.heartbeat))
 
     async def close(self) -> None:
         """Log off (briefly) and close; pending actions fail with AmiError."""
         if self._heartbeat_task is not None:
+            self._heartbeat_stop = True
             self._heartbeat_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat_task
+            # Bounded: closing must never wait on a task that failed to see its cancellation.
+            await asyncio.wait({self._heartbeat_task}, timeout=1.0)
             self._heartbeat_task = None
         manager, self._manager = self._manager, None
         if manager is None:
@@ -289,7 +293,7 @@ class AmiClient:
         self._manager.register_event(pattern, relay)
 
     async def _beat(self, interval: float) -> None:
-        while True:
+        while not self._heartbeat_stop:
             await asyncio.sleep(interval)
             if self._pending:
                 # Asterisk answers one session's actions in order: a Ping queued behind a
@@ -354,7 +358,10 @@ class AmiClient:
         manager.protocol.transport.write(str(action).encode("utf-8"))
         limit = self.timeout if timeout is None else timeout
         try:
-            return await asyncio.wait_for(future, limit)
+            # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that arrives
+            # as the answer does, and a cancelled heartbeat then sleeps on forever.
+            async with asyncio.timeout(limit):
+                return await future
         except TimeoutError:
             raise AmiError(f"Asterisk at {self.where} did not answer action {name} within "
                            f"{limit:g} s (down or hung?)") from None
