@@ -4,14 +4,27 @@ tracebacks."""
 from __future__ import annotations
 
 import os
+import sys
+from typing import TextIO
 
 from rich.console import Console
 from rich.markup import escape
 
 from wildix_ast.errors import WildixError
 
-out = Console(highlight=False, soft_wrap=True, no_color="NO_COLOR" in os.environ)
-err = Console(stderr=True, highlight=False, soft_wrap=True, no_color="NO_COLOR" in os.environ)
+
+def _width(stream: TextIO) -> int | None:
+    """A terminal's own width; elsewhere (CI logs, pipes) wide enough that tables don't
+    truncate, unless COLUMNS says otherwise."""
+    if stream.isatty() or "COLUMNS" in os.environ:
+        return None
+    return 120
+
+
+_NO_COLOR = "NO_COLOR" in os.environ
+out = Console(highlight=False, soft_wrap=True, no_color=_NO_COLOR, width=_width(sys.stdout))
+err = Console(stderr=True, highlight=False, soft_wrap=True, no_color=_NO_COLOR,
+              width=_width(sys.stderr))
 
 
 def report_error(error: WildixError) -> None:
