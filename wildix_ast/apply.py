@@ -135,7 +135,7 @@ def _parse_conf(text: str) -> list[Section]:
             if current is not None:
                 current.items.append((directive, argument.strip()))
             continue
-        header = _SECTION.match(line)
+        header = _SECTION.match(line) if line[0] == "[" else None
         if header:
             options = [o.strip() for o in (header["options"] or "").split(",") if o.strip()]
             current = Section(name=header["name"].strip(), line=number,
