@@ -18,6 +18,7 @@ from wildix_ast.secrets_vault import with_secrets
 from wildix_ast.settings_file import dump_site, load_site
 
 if TYPE_CHECKING:
+    from wildix_ast.apply import Plan
     from wildix_ast.lab.instance import Lab
     from wildix_ast.pipeline import Target
     from wildix_ast.site import Site
@@ -170,10 +171,7 @@ def render(
     out.print(f"[green]✓[/] wrote {len(written)} files into {out_dir}")
 
 
-def _show_plan(change: object) -> None:
-    from wildix_ast.apply import Plan
-
-    assert isinstance(change, Plan)
+def _show_plan(change: Plan) -> None:
     touched = change.touched
     if not touched:
         out.print(f"[green]no changes[/]: the {len(change.changes)} files Asterisk runs are "

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from wildix_ast.errors import WildixError
 from wildix_ast.lab.instance import Lab
-from wildix_ast.pipeline import Target, compile_site
+from wildix_ast.pipeline import Compiled, Target, compile_site
 from wildix_ast.secrets_vault import SecretVault
 from wildix_ast.site import Site
 
@@ -66,10 +66,7 @@ def test_call(lab: Lab, site: Site, vault: SecretVault, caller: str, callee: str
     return result
 
 
-async def _channels_left(compiled: object) -> int:
-    from wildix_ast.pipeline import Compiled
-
-    assert isinstance(compiled, Compiled)
+async def _channels_left(compiled: Compiled) -> int:
     async with compiled.ami() as ami:
         for _ in range(20):
             count = await ami.channels_count()
