@@ -188,6 +188,29 @@ def _alembic_config(connection: Connection | None = None) -> Config:
 _MIGRATING = threading.Lock()
 
 
+@contextmanager
+def _migration_lock(engine: Engine, where: str) -> Iterator[None]:
+    """On MariaDB/MySQL, a named lock per database around a migration, held on a connection
+    of its own until the migration is committed: their DDL commits at once and takes no lock
+    another migrator waits for (SQLite's BEGIN IMMEDIATE and PostgreSQL's transactional DDL
+    do), so two processes opening a new store together would both create the tables and one
+    would fail with "Table ... already exists"."""
+    if engine.dialect.name not in ("mysql", "mariadb"):
+        yield
+        return
+    name = "CONCAT('wildix_ast_migrate:', MD5(DATABASE()))"  # lock names are server-wide
+    with engine.connect() as connection:
+        if connection.exec_driver_sql(f"SELECT GET_LOCK({name}, 60)").scalar() != 1:
+            raise StoreError(f"the store {where} is busy: another wildix-ast has been "
+                             "migrating it for a minute; try again when it is done")
+        try:
+            yield
+        finally:
+            with suppress(SQLAlchemyError):
+                connection.exec_driver_sql(f"SELECT RELEASE_LOCK({name})")
+                connection.rollback()
+
+
 def _migrate(engine: Engine, where: str) -> None:
     """Bring the schema to the head revision, refusing a schema newer than this code."""
     script = ScriptDirectory.from_config(_alembic_config())
@@ -208,7 +231,7 @@ def _migrate(engine: Engine, where: str) -> None:
     with engine.begin() as connection:
         if current(connection) == (head,):
             return
-    with _MIGRATING, _writing(engine) as connection:
+    with _MIGRATING, _migration_lock(engine, where), _writing(engine) as connection:
         if current(connection) == (head,):  # another process migrated it meanwhile
             return
         try:
