@@ -1,0 +1,46 @@
+"""A lab that cannot start says why in one line, through the real CLI entry point."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from wildix_ast import cli
+from wildix_ast.errors import LabError
+from wildix_ast.lab.instance import Lab
+
+
+def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+            *args: str) -> tuple[int, str]:
+    monkeypatch.setattr("sys.argv", ["wildix-ast", *args])
+    with pytest.raises(SystemExit) as stopped:
+        cli.main()
+    code = stopped.value.code
+    return code if isinstance(code, int) else 1, capsys.readouterr().err
+
+
+def test_not_root_is_one_message(monkeypatch: pytest.MonkeyPatch,
+                                 capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setenv("WILDIX_AST_CACHE", str(tmp_path / "cache"))
+    code, err = run_cli(monkeypatch, capsys, "lab", "build")
+    assert code == LabError.exit_code
+    assert "needs root" in err and "Traceback" not in err
+
+
+def test_lab_without_configuration_refuses_to_start(tmp_path: Path) -> None:
+    lab = Lab("empty", tmp_path)
+    with pytest.raises(LabError, match=r"asterisk\.conf"):
+        lab.start(timeout=5)
+    assert not lab.is_running()
+
+
+def test_commands_on_a_stopped_lab_say_so(monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str],
+                                          tmp_path: Path) -> None:
+    monkeypatch.setenv("WILDIX_AST_LAB_STATE", str(tmp_path))
+    monkeypatch.setenv("WILDIX_AST_DB", str(tmp_path / "store.sqlite3"))
+    code, err = run_cli(monkeypatch, capsys, "call", "101", "102")
+    assert code == 1 and "is not running" in err and "lab up" in err
