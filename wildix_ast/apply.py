@@ -36,11 +36,11 @@ from typing import Literal
 
 from wildix_ast.ami import AmiClient
 from wildix_ast.errors import AmiError, ApplyError, Problem
+from wildix_ast.files import fsync_dir, write_atomic
 
 MANIFEST = ".wildix-ast-manifest.json"
 PREVIOUS_DIR = ".wildix-ast-previous"
 PREVIOUS_INDEX = ".previous.json"
-FILE_MODE = 0o640
 MASK = "********"
 
 ProgressCallback = Callable[[str, str], None]
@@ -511,42 +511,10 @@ def plan(etc_dir: Path, files: Mapping[str, str]) -> Plan:
 
 # -- writing --------------------------------------------------------------------------------
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: Path, text: str, mode: int = FILE_MODE) -> None:
-    """Write through a temporary file in the same folder, fsync, rename over `path`.
-    The owner and group of the file it replaces (else of the folder) are kept."""
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        st = path.parent.stat()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(text.encode("utf-8", "surrogateescape"))
-            out.flush()
-            os.fchmod(out.fileno(), mode)
-            with contextlib.suppress(PermissionError):
-                os.fchown(out.fileno(), st.st_uid, st.st_gid)
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
 def _remove(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _backup(plan_: Plan) -> Path:
@@ -578,7 +546,7 @@ def _backup(plan_: Plan) -> Path:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(staging, final)
-        _fsync_dir(etc)
+        fsync_dir(etc)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

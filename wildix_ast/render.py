@@ -32,7 +32,6 @@ from __future__ import annotations
 import functools
 import os
 import sys
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -42,6 +41,7 @@ import jinja2
 from wildix_ast import secrets_vault
 from wildix_ast.asterisk_paths import AsteriskPaths
 from wildix_ast.errors import Problem, RenderError
+from wildix_ast.files import write_atomic
 from wildix_ast.passwords import password_problems
 from wildix_ast.secrets_vault import MemoryVault, SecretVault, with_secrets
 from wildix_ast.settings_file import load_site
@@ -389,24 +389,15 @@ def render_site(site: Site, *, manager_secret: str, paths: AsteriskPaths = DEFAU
 
 
 def write_rendered(files: dict[str, str], out_dir: Path) -> list[Path]:
-    """Write each file atomically (temporary file, then rename) into `out_dir`; readable by
-    the owner and group only, since the files hold secrets. Returns the written paths."""
+    """Write each file atomically into `out_dir` (mode 0640: the files hold secrets).
+    Returns the written paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for name, text in sorted(files.items()):
         if "/" in name or name.startswith("."):
             raise RenderError(f"refusing to write {name!r} outside {out_dir}")
-        target = out_dir / name
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=out_dir)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-                handle.write(text)
-            os.chmod(tmp, 0o640)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        written.append(target)
+        write_atomic(out_dir / name, text)
+        written.append(out_dir / name)
     return written
 
 
