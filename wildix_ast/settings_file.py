@@ -121,7 +121,12 @@ def parse_site(text: str, source: str = "<settings>") -> Site:
         return Site.model_validate(data)
     except ValidationError as exc:
         # Line numbers cost a second parse, paid only when there is something to report.
-        root = yaml.compose(text, Loader=_StrictLoader)
+        # PyYAML (YAML 1.1) refuses a few texts yaml-rs (YAML 1.2) reads: then no lines.
+        root: yaml.Node | None
+        try:
+            root = yaml.compose(text, Loader=_StrictLoader)
+        except yaml.YAMLError:
+            root = None
         problems = problems_from(exc, root, f"{Path(source).name} ")
         raise SettingsError(f"{source} has {len(problems)} problem(s)", problems) from None
 
