@@ -263,15 +263,17 @@ def _configure_lab(lab: Lab) -> None:
 @app.command()
 def call(
     caller: Annotated[str, typer.Argument(help="Extension that calls.")],
-    callee: Annotated[str, typer.Argument(help="Extension (or feature code) called.")],
+    callee: Annotated[str, typer.Argument(help="Extension or feature code called "
+                                          "(e.g. *43, the echo test).")],
     lab: LabName = "default",
     hold: Annotated[float, typer.Option(help="Seconds the call stays up.")] = 2.0,
     db: DbUrl = None,
 ) -> None:
-    """Place a real SIP test call between two users of the lab.
+    """Place a real SIP test call in the lab (to a user, or a feature code like *43).
 
-    SIPp registers both users with their stored SIP passwords, the callee answers, the call
-    is held, hung up and checked; no channel may be left on Asterisk."""
+    SIPp plays the phones with the users' stored SIP passwords; the callee (or Asterisk,
+    for a feature code) answers, the call is held, hung up and checked; no channel may be
+    left on Asterisk."""
     from wildix_ast.store import open_store
     from wildix_ast.testcall import test_call
 
