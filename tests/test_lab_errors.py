@@ -44,3 +44,24 @@ def test_commands_on_a_stopped_lab_say_so(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("WILDIX_AST_DB", str(tmp_path / "store.sqlite3"))
     code, err = run_cli(monkeypatch, capsys, "call", "101", "102")
     assert code == 1 and "is not running" in err and "lab up" in err
+
+
+def test_previous_builds_are_pruned_but_not_the_ones_in_use(tmp_path: Path) -> None:
+    from wildix_ast.lab.rootfs import ASTERISK_BINARY, MARKER, prune_other_builds
+
+    def fake_build(name: str) -> Path:
+        root = tmp_path / name
+        (root / ASTERISK_BINARY.relative_to("/")).parent.mkdir(parents=True)
+        (root / ASTERISK_BINARY.relative_to("/")).write_text("")
+        (root / MARKER).write_text("{}")
+        return root
+
+    keep, old = fake_build("aaaaaaaaaaaa"), fake_build("bbbbbbbbbbbb")
+    (tmp_path / "bbbbbbbbbbbb.debootstrap.log").write_text("log")
+    unfinished = tmp_path / "cccccccccccc"
+    unfinished.mkdir()  # no marker: maybe another run's build in progress
+    building = tmp_path / ".dddddddddddd.building-x"
+    building.mkdir()
+    assert prune_other_builds(keep) == [old]
+    assert keep.exists() and unfinished.exists() and building.exists()
+    assert not old.exists() and not (tmp_path / "bbbbbbbbbbbb.debootstrap.log").exists()

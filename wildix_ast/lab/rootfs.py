@@ -8,6 +8,7 @@ lock, so a reader never sees half a build and two concurrent runs never both bui
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -282,7 +283,39 @@ def ensure_rootfs(progress: ProgressCallback | None = None, *, mirror: str | Non
     report(BuildStep("done", f"root filesystem built in {time.monotonic() - started:.0f} s "
                      f"(Asterisk {_package_version(root, 'asterisk')}): {root}",
                      time.monotonic() - started, True))
+    for old in prune_other_builds(root):
+        report(BuildStep("prune", f"removed the previous build {old}",
+                         time.monotonic() - started, True))
     return root
+
+
+def _roots_in_use() -> set[Path]:
+    """Root folders of running processes (a lab instance chroots into its build)."""
+    roots: set[Path] = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                roots.add(Path(os.readlink(entry / "root")))
+    return roots
+
+
+def prune_other_builds(keep: Path) -> list[Path]:
+    """Remove finished builds of other package lists (530 MB each) that no running lab
+    uses, so changing the package list does not leak disk on every machine it runs on."""
+    in_use = _roots_in_use()
+    removed: list[Path] = []
+    for other in keep.parent.iterdir():
+        if other == keep or not other.is_dir() or other.name.startswith("."):
+            continue
+        if not is_built(other) or other in in_use:
+            continue
+        try:
+            _remove_tree(other)
+        except LabError:
+            continue  # still mounted somewhere: leave it
+        (other.parent / f"{other.name}.debootstrap.log").unlink(missing_ok=True)
+        removed.append(other)
+    return removed
 
 
 def _package_version(root: Path, package: str) -> str:
