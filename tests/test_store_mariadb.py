@@ -11,18 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
 from mariadb_server import MariaDBServer, mariadb_server, mariadb_url  # noqa: F401
 from test_store import (
     CONCURRENT,
-    check_failed_import_by_constraint,
-    check_failed_import_midway,
-    check_reimport_counts,
     check_round_trip,
     check_schema,
-    check_secrets,
-    sample_site,
-    sites,
     user,
 )
 
@@ -80,37 +73,14 @@ def test_unicode_beyond_the_basic_plane(mariadb_url: str) -> None:  # noqa: F811
         assert store.export_site() == site
 
 
-def test_any_valid_site_round_trips(mariadb_server: MariaDBServer) -> None:  # noqa: F811
-    with open_store(mariadb_server.create_database()) as store:
-
-        @settings(max_examples=15, deadline=None,
-                  suppress_health_check=[HealthCheck.too_slow])
-        @given(site=sites())
-        def round_trip(site: Site) -> None:
-            store.import_site(site)
-            assert store.export_site() == site
-
-        round_trip()
 
 
-def test_reimport_counts(mariadb_url: str) -> None:  # noqa: F811
-    with open_store(mariadb_url) as store:
-        check_reimport_counts(store)
 
 
-def test_failed_import_by_constraint_changes_nothing(mariadb_url: str) -> None:  # noqa: F811
-    with open_store(mariadb_url) as store:
-        check_failed_import_by_constraint(store)
 
 
-def test_failed_import_midway_changes_nothing(mariadb_url: str,  # noqa: F811
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    with open_store(mariadb_url) as store:
-        check_failed_import_midway(store, monkeypatch)
 
 
-def test_secrets_persist_across_reopen(mariadb_url: str) -> None:  # noqa: F811
-    check_secrets(lambda: open_store(mariadb_url))
 
 
 def test_same_secret_twice(mariadb_url: str) -> None:  # noqa: F811
@@ -123,13 +93,6 @@ def test_same_secret_twice(mariadb_url: str) -> None:  # noqa: F811
         assert store.get_secret("a") == "1"
 
 
-def test_two_stores_see_each_others_imports(mariadb_url: str) -> None:  # noqa: F811
-    with open_store(mariadb_url) as first, open_store(mariadb_url) as second:
-        first.import_site(Site())
-        assert second.export_site() == Site()
-        assert second.site_generation() == first.site_generation() == 1
-        second.import_site(sample_site())
-        assert first.export_site() == sample_site()
 
 
 def test_concurrent_first_opens_and_imports(mariadb_url: str,  # noqa: F811

@@ -4,20 +4,13 @@ the same round trips and atomic imports as on SQLite, and the server's own error
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
 from pg_server import PostgresServer, postgres_server, postgres_url  # noqa: F401
 from test_store import (
-    check_failed_import_by_constraint,
-    check_failed_import_midway,
-    check_reimport_counts,
     check_round_trip,
     check_schema,
-    check_secrets,
-    sites,
 )
 
 from wildix_ast.errors import StoreError
-from wildix_ast.site import Site
 from wildix_ast.store import Store, open_store
 
 pytestmark = pytest.mark.postgres
@@ -35,44 +28,16 @@ def test_round_trip(postgres_url: str) -> None:  # noqa: F811
         check_round_trip(store)
 
 
-def test_any_valid_site_round_trips(postgres_server: PostgresServer) -> None:  # noqa: F811
-    with open_store(postgres_server.create_database()) as store:
-
-        @settings(max_examples=15, deadline=None,
-                  suppress_health_check=[HealthCheck.too_slow])
-        @given(site=sites())
-        def round_trip(site: Site) -> None:
-            store.import_site(site)
-            assert store.export_site() == site
-
-        round_trip()
 
 
-def test_reimport_counts(postgres_url: str) -> None:  # noqa: F811
-    with open_store(postgres_url) as store:
-        check_reimport_counts(store)
 
 
-def test_failed_import_by_constraint_changes_nothing(postgres_url: str) -> None:  # noqa: F811
-    with open_store(postgres_url) as store:
-        check_failed_import_by_constraint(store)
 
 
-def test_failed_import_midway_changes_nothing(postgres_url: str,  # noqa: F811
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    with open_store(postgres_url) as store:
-        check_failed_import_midway(store, monkeypatch)
 
 
-def test_secrets_persist_across_reopen(postgres_url: str) -> None:  # noqa: F811
-    check_secrets(lambda: open_store(postgres_url))
 
 
-def test_two_stores_see_each_others_imports(postgres_url: str) -> None:  # noqa: F811
-    with open_store(postgres_url) as first, open_store(postgres_url) as second:
-        first.import_site(Site())
-        assert second.export_site() == Site()
-        assert second.site_generation() == first.site_generation() == 1
 
 
 def _error(url: str) -> str:
