@@ -137,3 +137,13 @@ def test_unquoted_numbers_get_a_hint() -> None:
     found = problems(GOOD.replace('extension: "101"', "extension: 101"))
     assert found == ['users[0].extension (site.yaml line 8): write 101 in quotes ("101"): '
                      "unquoted, YAML reads it as a number and drops leading zeros and '+'"]
+
+
+def test_procedure_names_are_unique_and_not_the_builtin() -> None:
+    found = problems(GOOD + "dialplan:\n  procedures:\n    - name: users\n    - name: night\n"
+                     "    - name: night\n")
+    assert found == [
+        "dialplan.procedures[0].name (site.yaml line 13): 'users' is the built-in procedure; "
+        "choose another name",
+        "dialplan.procedures[2].name (site.yaml line 15): procedure 'night' already defined "
+        "at dialplan.procedures[1]"]

@@ -68,6 +68,7 @@ class _RawView:
     input (values that are not strings are left to the field validators)."""
 
     groups: list[str | None]
+    procedure_list: list[str | None]
     users: list[dict[str, str]]
     echo_test: str
     voicemail: str
@@ -77,7 +78,8 @@ class _RawView:
     def of_site(cls, site: Site) -> _RawView:
         users = [{f: v for f in _CHECKED_USER_FIELDS if isinstance(v := getattr(u, f), str)}
                  for u in site.users]
-        return cls([g.name for g in site.groups], users, site.dialplan.echo_test,
+        return cls([g.name for g in site.groups], [p.name for p in site.dialplan.procedures],
+                   users, site.dialplan.echo_test,
                    site.dialplan.voicemail, site.dialplan.procedure_names)
 
     @classmethod
@@ -102,7 +104,10 @@ class _RawView:
                                              if isinstance(p.get("name"), str)}
         echo = dialplan.get("echo_test", defaults.echo_test)
         voicemail = dialplan.get("voicemail", defaults.voicemail)
-        return cls(groups, users, echo if isinstance(echo, str) else defaults.echo_test,
+        procedure_list = [p.get("name") if isinstance(p.get("name"), str) else None
+                          for p in records(dialplan.get("procedures"))]
+        return cls(groups, procedure_list, users,
+                   echo if isinstance(echo, str) else defaults.echo_test,
                    voicemail if isinstance(voicemail, str) else defaults.voicemail, procedures)
 
 
@@ -118,6 +123,18 @@ def _reference_errors(view: _RawView) -> Iterable[InitErrorDetails]:
             yield error(("groups", i, "name"),
                         f"group {name!r} already defined at groups[{seen_groups[name]}]")
         seen_groups.setdefault(name, i)
+
+    seen_procedures: dict[str, int] = {}
+    for i, name in enumerate(view.procedure_list):
+        if name is None:
+            continue
+        if name == DEFAULT_PROCEDURE:
+            yield error(("dialplan", "procedures", i, "name"),
+                        f"{name!r} is the built-in procedure; choose another name")
+        elif name in seen_procedures:
+            yield error(("dialplan", "procedures", i, "name"), f"procedure {name!r} already "
+                        f"defined at dialplan.procedures[{seen_procedures[name]}]")
+        seen_procedures.setdefault(name, i)
 
     if view.echo_test == view.voicemail:
         yield error(("dialplan", "voicemail"), "same feature code as dialplan.echo_test")
