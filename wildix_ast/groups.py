@@ -5,9 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from wildix_ast.fields import FreeText, Identifier
-from wildix_ast.system import STRICT
-
-DEFAULT_GROUP = "default"
+from wildix_ast.model import STRICT
 
 
 class Group(BaseModel):

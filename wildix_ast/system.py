@@ -8,11 +8,10 @@ from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network
 from typing import Annotated, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from wildix_ast.fields import CountryCode, Identifier, Language, Port, ToneZone
-
-STRICT = ConfigDict(extra="forbid", str_strip_whitespace=False, frozen=True)
+from wildix_ast.model import STRICT
 
 
 class Codec(StrEnum):
