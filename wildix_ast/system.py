@@ -10,7 +10,7 @@ from typing import Annotated, Self
 
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
-from wildix_ast.fields import CountryCode, Identifier, Language, Port, ToneZone
+from wildix_ast.fields import CountryCode, Identifier, Language, Port, ToneZone, Width
 from wildix_ast.model import STRICT
 
 
@@ -40,7 +40,7 @@ def _known_timezone(value: str) -> str:
     return value
 
 
-Timezone = Annotated[str, AfterValidator(_known_timezone)]
+Timezone = Annotated[str, Width(64), AfterValidator(_known_timezone)]
 
 # The zones templates/asterisk/indications.conf.j2 defines (ISO country codes; Asterisk's
 # sample calls the United Kingdom "uk").

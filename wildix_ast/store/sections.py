@@ -1,0 +1,272 @@
+"""Site <-> rows, section by section, driven by the `Section` declarations of `tables`.
+
+`site_rows` turns a site into rows, `site_data` turns rows back into the data of a `Site`,
+and `sync` makes a table hold given rows by writing only the differences."""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Table, and_, bindparam, delete, insert, select, update
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.schema import UniqueConstraint
+
+from wildix_ast.site import Site
+from wildix_ast.store.tables import SECTIONS, Section
+
+# Rows per statement: bounded memory and statement size for 50,000 users.
+BATCH = 1000
+Row = dict[str, Any]
+
+
+# --- site -> rows ----------------------------------------------------------------------------
+
+def _reader(section: Section) -> Callable[[Any], Row]:
+    """A fast item -> row function (one attrgetter call for every field)."""
+    fields = section.fields
+    columns = [f.column for f in fields]
+    converters = [(i, f.scalar.convert) for i, f in enumerate(fields) if f.scalar.convert]
+    if section.model is None:
+        (convert,) = [f.scalar.convert for f in fields]
+        column = columns[0]
+        return lambda item: {column: convert(item) if convert else item}
+    get = operator.attrgetter(*(".".join(f.path) for f in fields))
+    folded = list(section.folded.items())
+    fixed = dict(section.fixed)
+
+    def read(item: Any) -> Row:
+        values = get(item)
+        values = list(values) if len(fields) > 1 else [values]
+        for i, convert in converters:
+            if values[i] is not None:
+                values[i] = convert(values[i])
+        row = dict(zip(columns, values, strict=True))
+        for column, source in folded:
+            row[column] = row[source].lower() if row[source] is not None else None
+        row.update(fixed)
+        return row
+
+    return read
+
+
+def parent_columns(section: Section) -> tuple[str, ...]:
+    return tuple(child for child, _ in section.parent_key)
+
+
+def row_key(section: Section) -> tuple[str, ...]:
+    """The columns that identify a row in its table (tables shared by two sections tell
+    them apart by their fixed values)."""
+    columns = (*parent_columns(section), *section.fixed, *section.key)
+    return tuple(dict.fromkeys(columns))
+
+
+def site_rows(site: Site) -> dict[Section, list[Row]]:
+    """Every section's rows; lists carry their `position`, children their parent's key."""
+    rows: dict[Section, list[Row]] = {}
+    items: dict[Section, list[tuple[Any, Row]]] = {}
+    for section in SECTIONS:
+        read = _reader(section)
+        owners: Iterable[tuple[Any, Row]] = [(site, {})] if section.parent is None else (
+            (item, {child: row[column] for child, column in section.parent_key})
+            for item, row in items[section.parent])
+        made: list[tuple[Any, Row]] = []
+        for owner, keys in owners:
+            found = operator.attrgetter(section.path)(owner)
+            for position, item in enumerate(found if section.many else [found]):
+                row = read(item)
+                row.update(keys)
+                if section.many:
+                    row["position"] = position
+                    row.update(section.fixed)
+                made.append((item, row))
+        items[section] = made
+        rows[section] = [row for _, row in made]
+    return rows
+
+
+# --- rows -> site ----------------------------------------------------------------------------
+
+def _put(data: dict[str, Any], dotted: str, value: Any) -> None:
+    *inner, last = dotted.split(".")
+    for part in inner:
+        data = data.setdefault(part, {})
+    data[last] = value
+
+
+def item_data(section: Section, row: RowMapping | Row) -> Any:
+    """One item's data (for `model_validate`) from its row; NULL columns are left out."""
+    if section.model is None:
+        return row[section.fields[0].column]
+    data: dict[str, Any] = {}
+    for f in section.fields:
+        value = row[f.column]
+        if value is not None:
+            _put(data, ".".join(f.path), value)
+    return data
+
+
+def read_rows(connection: Connection, section: Section,
+              where: Any = None) -> list[RowMapping]:
+    """A section's rows in their order (by parent, then position)."""
+    table = section.table
+    query = select(table)
+    for column, value in section.fixed.items():
+        query = query.where(table.c[column] == value)
+    if where is not None:
+        query = query.where(where)
+    order = [table.c[c] for c in parent_columns(section)]
+    if section.many:
+        order.append(table.c.position)
+    return [r._mapping for r in connection.execute(query.order_by(*order))]
+
+
+def site_data(rows: dict[Section, Sequence[RowMapping]]) -> dict[str, Any]:
+    """The data of a `Site` from every section's rows (as `read_rows` orders them)."""
+    root: dict[str, Any] = {}
+    placed: dict[Section, list[tuple[Any, RowMapping]]] = {}
+    for section in SECTIONS:
+        owners: list[tuple[Any, tuple[Any, ...]]]
+        if section.parent is None:
+            owners = [(root, ())]
+        else:
+            parent_key = [column for _, column in section.parent_key]
+            owners = [(data, tuple(row[c] for c in parent_key))
+                      for data, row in placed[section.parent]]
+        children: dict[tuple[Any, ...], list[tuple[Any, RowMapping]]] = {}
+        mine = parent_columns(section)
+        for row in rows[section]:
+            children.setdefault(tuple(row[c] for c in mine), []).append(
+                (item_data(section, row), row))
+        placed[section] = []
+        for owner, key in owners:
+            found = children.get(key, [])
+            placed[section].extend(found)
+            if section.many:
+                _put(owner, section.path, [data for data, _ in found])
+            elif found:
+                _put(owner, section.path, found[0][0])
+    return root
+
+
+# --- writing only the differences ------------------------------------------------------------
+
+@dataclass
+class Changes:
+    """What `sync` found for one section, by row key."""
+
+    added: list[tuple[Any, ...]] = field(default_factory=list)
+    changed: list[tuple[Any, ...]] = field(default_factory=list)
+    """Rows whose content changed (a move alone is not a change)."""
+    moved: list[tuple[Any, ...]] = field(default_factory=list)
+    removed: list[tuple[Any, ...]] = field(default_factory=list)
+
+    @property
+    def any(self) -> bool:
+        return bool(self.added or self.changed or self.moved or self.removed)
+
+
+def _unique_columns(table: Table, key: tuple[str, ...]) -> list[str]:
+    """Columns under a unique constraint other than the row key: they must be cleared before
+    rows trade values (two users swapping emails, every user moving one place up)."""
+    found: list[str] = []
+    for constraint in table.constraints:
+        if isinstance(constraint, UniqueConstraint):
+            names = [c.name for c in constraint.columns]
+            if tuple(names) != key:
+                found += [n for n in names if n not in found]
+    return found
+
+
+def insert_rows(connection: Connection, table: Table, rows: Sequence[Row]) -> None:
+    """INSERT `rows` into `table`, in batches."""
+    for start in range(0, len(rows), BATCH):
+        connection.execute(insert(table), list(rows[start:start + BATCH]))
+
+
+def _update(connection: Connection, table: Table, key: tuple[str, ...],
+            rows: Sequence[Row]) -> None:
+    """UPDATE each row (found by its `key` columns) to the other values it carries."""
+    if not rows:
+        return
+    columns = [c for c in rows[0] if c not in key]
+    statement = update(table).where(and_(*(table.c[k] == bindparam(f"k_{k}") for k in key))) \
+        .values({c: bindparam(f"v_{c}") for c in columns})
+    params = [{**{f"k_{k}": row[k] for k in key}, **{f"v_{c}": row[c] for c in columns}}
+              for row in rows]
+    for start in range(0, len(params), BATCH):
+        connection.execute(statement, params[start:start + BATCH])
+
+
+def _delete(connection: Connection, section: Section, keys: Sequence[tuple[Any, ...]]) -> None:
+    table, key = section.table, row_key(section)
+    fixed = [table.c[c] == v for c, v in section.fixed.items()]
+    if len(key) == 1:
+        for start in range(0, len(keys), BATCH):
+            connection.execute(delete(table).where(
+                table.c[key[0]].in_([k[0] for k in keys[start:start + BATCH]]), *fixed))
+        return
+    statement = delete(table).where(*(table.c[k] == bindparam(f"k_{k}") for k in key), *fixed)
+    connection.execute(statement, [{f"k_{k}": v for k, v in zip(key, values, strict=True)}
+                                   for values in keys])
+
+
+@dataclass
+class Sync:
+    """One section's pending write: the old rows, the new ones, and what differs."""
+
+    section: Section
+    old: dict[tuple[Any, ...], Row]
+    new: dict[tuple[Any, ...], Row]
+    changes: Changes
+
+
+def compare(connection: Connection, section: Section, rows: Sequence[Row]) -> Sync:
+    """The section's stored rows against `rows`, by row key."""
+    key = row_key(section)
+    old: dict[tuple[Any, ...], Row] = {}
+    for stored in read_rows(connection, section):
+        # The surrogate `id` of list rows is the database's own: never compared.
+        columns = list(rows[0]) if rows else [c for c in stored if c != "id" or c in key]
+        row = {c: stored[c] for c in columns}
+        old[tuple(row[k] for k in key)] = row
+    new = {tuple(row[k] for k in key): row for row in rows}
+    changes = Changes(removed=[k for k in old if k not in new])
+    for k, row in new.items():
+        before = old.get(k)
+        if before is None:
+            changes.added.append(k)
+        elif before != row:
+            if {c for c in row if row[c] != before.get(c)} == {"position"}:
+                changes.moved.append(k)
+            else:
+                changes.changed.append(k)
+    return Sync(section, old, new, changes)
+
+
+def write_changes(connection: Connection, syncs: Sequence[Sync],
+                  insert: Callable[[Connection, Table, Sequence[Row]], None]) -> None:
+    """Write every section's differences: parents' new rows before their children's, the
+    children's removals before their parents'. Untouched rows are not written."""
+    for sync in syncs:
+        section, changes = sync.section, sync.changes
+        table, key = section.table, row_key(section)
+        unique = _unique_columns(table, key)
+        leaving = [k for k in (*changes.removed, *changes.changed, *changes.moved)
+                   if any(sync.old[k].get(c) != sync.new.get(k, {}).get(c) for c in unique)]
+        if leaving and unique:
+            cleared = []
+            for i, k in enumerate(leaving):
+                row = {**dict(zip(key, k, strict=True))}
+                for c in unique:  # positions become negative, other values NULL meanwhile
+                    row[c] = -1 - i if c == "position" else None
+                cleared.append(row)
+            _update(connection, table, key, cleared)
+        _update(connection, table, key,
+                [sync.new[k] for k in (*changes.changed, *changes.moved)])
+        insert(connection, table, [sync.new[k] for k in changes.added])
+    for sync in reversed(syncs):
+        if sync.changes.removed:
+            _delete(connection, sync.section, sync.changes.removed)
