@@ -11,6 +11,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
+
 @dataclass(frozen=True)
 class Width:
     """How many characters a stored value of this type takes (the store sizes its columns
@@ -58,24 +59,27 @@ def _pattern(regex: str, what: str) -> AfterValidator:
     return AfterValidator(check)
 
 
-FreeText = Annotated[str, Width(80), Field(min_length=1, max_length=80), AfterValidator(_free_text)]
+FreeText = Annotated[str, Width(80), Field(min_length=1, max_length=80),
+                     AfterValidator(_free_text)]
 """A person's or department's name: any printable text but Asterisk's special characters."""
 
-Identifier = Annotated[str, Width(40, exact=True), _pattern(r"[A-Za-z][A-Za-z0-9_-]{0,39}", "identifier "
-                                     "(a letter, then letters, digits, '_' or '-', 40 at most)")]
+Identifier = Annotated[str, Width(40, exact=True), _pattern(
+    r"[A-Za-z][A-Za-z0-9_-]{0,39}",
+    "identifier (a letter, then letters, digits, '_' or '-', 40 at most)")]
 """A name that becomes an Asterisk object or context name (groups, dialplan procedures)."""
 
-Extension = Annotated[str, Width(8, exact=True), NumberText, _pattern(r"[0-9]{2,8}", "extension (2 to 8 digits)")]
+Extension = Annotated[str, Width(8, exact=True), NumberText, _pattern(
+    r"[0-9]{2,8}", "extension (2 to 8 digits)")]
 PhoneNumber = Annotated[str, Width(21, exact=True), NumberText, _pattern(
     r"\+?[0-9]{3,20}", "phone number (3 to 20 digits, optionally after '+')")]
 Email = Annotated[str, Width(255), Field(max_length=254), _pattern(
     r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+", "email address")]
-Login = Annotated[str, Width(64), _pattern(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}", "login (letters, digits, "
-                                "'.', '_', '@', '-')")]
-Language = Annotated[str, Width(5), _pattern(r"[a-z]{2}(_[A-Z]{2})?", "language code (like 'fr' or "
-                                   "'en_GB')")]
-ToneZone = Annotated[str, Width(2), _pattern(r"[a-z]{2}", "tone zone (a two-letter country code like "
-                                   "'fr')")]
+Login = Annotated[str, Width(64), _pattern(
+    r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}", "login (letters, digits, '.', '_', '@', '-')")]
+Language = Annotated[str, Width(5), _pattern(
+    r"[a-z]{2}(_[A-Z]{2})?", "language code (like 'fr' or 'en_GB')")]
+ToneZone = Annotated[str, Width(2), _pattern(
+    r"[a-z]{2}", "tone zone (a two-letter country code like 'fr')")]
 CountryCode = Annotated[str, Width(4), NumberText, _pattern(
     r"[1-9][0-9]{0,3}", "country calling code (like '33')")]
 Port = Annotated[int, Field(ge=1, le=65535)]

@@ -17,14 +17,12 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 
 from wildix_ast.errors import StoreError
+from wildix_ast.store.store import SCHEMA_HEAD
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-SCHEMA_HEAD = "0002"
-"""The newest migration (a test checks it is alembic's head): a store at this revision opens
-without loading alembic."""
 CONNECT_TIMEOUT = 10
 _BACKENDS = {"sqlite": "SQLite", "postgresql": "PostgreSQL", "mysql": "MariaDB/MySQL",
              "mariadb": "MariaDB"}

@@ -6,7 +6,7 @@ and `sync` makes a table hold given rows by writing only the differences."""
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,8 +38,8 @@ def _reader(section: Section) -> Callable[[Any], Row]:
     fixed = dict(section.fixed)
 
     def read(item: Any) -> Row:
-        values = get(item)
-        values = list(values) if len(fields) > 1 else [values]
+        got = get(item)
+        values: list[Any] = list(got) if len(fields) > 1 else [got]
         for i, convert in converters:
             if values[i] is not None:
                 values[i] = convert(values[i])
@@ -123,7 +123,7 @@ def read_rows(connection: Connection, section: Section,
     return [r._mapping for r in connection.execute(query.order_by(*order))]
 
 
-def site_data(rows: dict[Section, Sequence[RowMapping]]) -> dict[str, Any]:
+def site_data(rows: Mapping[Section, Sequence[RowMapping]]) -> dict[str, Any]:
     """The data of a `Site` from every section's rows (as `read_rows` orders them)."""
     root: dict[str, Any] = {}
     placed: dict[Section, list[tuple[Any, RowMapping]]] = {}

@@ -17,7 +17,7 @@ import os
 import sqlite3
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +38,9 @@ if TYPE_CHECKING:
     from wildix_ast.store.sections import Row
     from wildix_ast.users import User
 
+SCHEMA_HEAD = "0002"
+"""The newest migration (a test checks it is alembic's head): a store at this revision opens
+without loading alembic (nor SQLAlchemy, for a SQLite file)."""
 DB_ENV = "WILDIX_AST_DB"
 DEFAULT_PATH = Path("~/.local/share/wildix-ast/wildix-ast.sqlite3")
 # The per-user secrets of wildix_ast.secrets_vault, deleted with their user ("web": 0001).
@@ -85,15 +88,13 @@ def _owner_only(path: Path) -> None:
     ones keep the modes their owner chose."""
     try:
         if not path.parent.is_dir():
-            path.parent.mkdir(parents=True, mode=0o700)
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    except FileExistsError:
-        pass
+            path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
     except OSError as exc:
-        if not path.parent.is_dir():
-            raise StoreError(f"cannot create the folder of the store {path}: "
-                             f"{exc.strerror or exc}") from None
-        # An unwritable folder: SQLite says it better when it opens the file.
+        raise StoreError(f"cannot create the folder of the store {path}: "
+                         f"{exc.strerror or exc}") from None
+    # It may exist, or the folder be unwritable (SQLite explains that when it opens the file).
+    with suppress(OSError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _sqlite_head(path: Path) -> str | None:
@@ -113,8 +114,6 @@ def open_store(url: str | None = None) -> Store:
     None means `$WILDIX_AST_DB`, else ~/.local/share/wildix-ast/wildix-ast.sqlite3."""
     location = url or default_location()
     if "://" not in location:
-        from wildix_ast.store.database import SCHEMA_HEAD
-
         path = Path(location).expanduser().absolute()
         _owner_only(path)
         if _sqlite_head(path) == SCHEMA_HEAD:
@@ -122,11 +121,11 @@ def open_store(url: str | None = None) -> Store:
     from wildix_ast.store.database import parse_url, sqlite_path
 
     parsed = parse_url(location)
-    path = sqlite_path(parsed)
-    if path is not None:
-        _owner_only(path)
-    store = Store(str(path) if path is not None
-                  else parsed.render_as_string(hide_password=True), path, parsed)
+    file = sqlite_path(parsed)
+    if file is not None:
+        _owner_only(file)
+    store = Store(str(file) if file is not None
+                  else parsed.render_as_string(hide_password=True), file, parsed)
     store.engine  # noqa: B018 - opening migrates
     return store
 
