@@ -13,8 +13,9 @@ the field validators), so a person gets every problem in one pass."""
 from __future__ import annotations
 
 import functools
+import operator
 import typing
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,22 +77,12 @@ REFERENCES: tuple[Reference, ...] = (
 
 # --- paths -----------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class _Step:
-    name: str
-    many: bool
-
-
 @functools.cache
-def _steps(path: str) -> tuple[_Step, ...]:
-    return tuple(_Step(part.removesuffix("[]"), part.endswith("[]"))
-                 for part in path.split("."))
-
-
-def _container(path: str) -> str:
-    """The list a path's values belong to ('users[]' for 'users[].email'; '' at the top)."""
-    head, _, _ = path.rpartition("[]")
-    return head + "[]" if head else ""
+def _split(path: str) -> tuple[str, tuple[str, ...]]:
+    """'users[].email' -> ('users[]', ('email',)): the list holding the values (or '' for the
+    top) and the path from one of its items to the value."""
+    container, _, leaf = path.rpartition("[].")
+    return (container + "[]" if container else "", tuple(leaf.split(".")))
 
 
 def _models_in(annotation: Any) -> Iterator[type[BaseModel]]:
@@ -111,36 +102,59 @@ def _field(model: type[BaseModel] | None, name: str) -> tuple[FieldInfo | None,
     return info, next(_models_in(info.annotation), None)
 
 
+_ABSENT = object()
+
+
+def _child(value: object, model: type[BaseModel] | None, name: str) -> object:
+    """`value.name` of a model object, or of raw input (a setting left out: its default)."""
+    if isinstance(value, BaseModel):
+        return getattr(value, name, _ABSENT)
+    if not isinstance(value, dict):
+        return _ABSENT
+    if name in value:
+        return value[name]
+    info, _ = _field(model, name)
+    return _ABSENT if info is None or info.is_required() \
+        else info.get_default(call_default_factory=True)
+
+
+Item = tuple[Location, object, "type[BaseModel] | None"]
+
+
+def _items(root: object, model: type[BaseModel], container: str) -> list[Item]:
+    """Every item of the list at `container` ('users[]', 'a[].b[]'; '' is the root itself)
+    with its location and model, in document order."""
+    found: list[Item] = [((), root, model)]
+    for part in container.split(".") if container else ():
+        name, many = part.removesuffix("[]"), part.endswith("[]")
+        deeper: list[Item] = []
+        for loc, value, current in found:
+            child = _child(value, current, name)
+            inner = _field(current, name)[1]
+            if not many:
+                deeper.append(((*loc, name), child, inner))
+            elif isinstance(child, list):
+                deeper.extend(((*loc, name, i), item, inner) for i, item in enumerate(child))
+        found = deeper
+    return found
+
+
+def _leaf(item: object, model: type[BaseModel] | None, leaf: tuple[str, ...]) -> object:
+    value = item
+    for name in leaf:
+        value, model = _child(value, model, name), _field(model, name)[1]
+    return value
+
+
 def values_at(root: object, model: type[BaseModel], path: str) -> Iterator[tuple[Location,
                                                                                   object]]:
     """Every (location, value) at `path` in a model object or in raw input for `model`."""
-    steps = _steps(path)
-
-    def walk(value: object, model: type[BaseModel] | None, depth: int,
-             loc: Location) -> Iterator[tuple[Location, object]]:
-        if depth == len(steps):
-            yield loc, value
-            return
-        step = steps[depth]
-        info, inner = _field(model, step.name)
-        if isinstance(value, BaseModel):
-            child = getattr(value, step.name, None)
-        elif isinstance(value, dict):
-            if step.name in value:
-                child = value[step.name]
-            elif info is not None and not info.is_required():
-                child = info.get_default(call_default_factory=True)
-            else:
-                return
-        else:
-            return
-        if not step.many:
-            yield from walk(child, inner, depth + 1, (*loc, step.name))
-        elif isinstance(child, list):
-            for i, item in enumerate(child):
-                yield from walk(item, inner, depth + 1, (*loc, step.name, i))
-
-    return walk(root, model, 0, ())
+    container, leaf = _split(path)
+    get = operator.attrgetter(".".join(leaf))
+    for loc, item, current in _items(root, model, container):
+        value = get(item) if isinstance(item, BaseModel) else _leaf(item, current, leaf)
+        if value is not _ABSENT:
+            yield (*loc, *leaf), value
 
 
 # --- the walker ------------------------------------------------------------------------------
@@ -158,32 +172,38 @@ def _error(loc: Location, message: str) -> InitErrorDetails:
 
 def reference_errors(root: object, model: type[BaseModel]) -> Iterable[InitErrorDetails]:
     """Every repeated value and dangling reference of `root` (a `model` or raw input)."""
-    ranks: dict[str, int] = {}
-    found: list[tuple[tuple[int, tuple[int, ...], int], Location, str, Unique]] = []
-    for rank, rule in enumerate(UNIQUE):
-        container = ranks.setdefault(_container(rule.path), rank)
-        for loc, value in values_at(root, model, rule.path):
-            if isinstance(value, str):
-                indices = tuple(part for part in loc if isinstance(part, int))
-                found.append(((container, indices, rank), loc, value, rule))
-    # Document order, so the first of two equal values is the one a person reads first.
-    found.sort(key=lambda entry: entry[0])
-    spaces: dict[str, dict[str, Location]] = {}
+    # space -> value -> (the item holding it first, the path from that item to the value)
+    spaces: dict[str, dict[str, tuple[Location, tuple[str, ...]]]] = {}
     for rule in UNIQUE:
-        spaces.setdefault(rule.space, {}).update(dict.fromkeys(rule.builtin, ()))
-    for _, loc, value, rule in found:
-        seen = spaces[rule.space]
-        key = value.lower() if rule.fold_case else value
-        if value in rule.builtin:
-            yield _error(loc, rule.builtin_message.format(value=value))
-        elif key in seen:
-            first = seen[key]
-            item = first[:max(i for i, part in enumerate(first) if isinstance(part, int)) + 1] \
-                if any(isinstance(part, int) for part in first) else first
-            yield _error(loc, rule.message.format(value=value, first=_where(first),
-                                                  first_item=_where(item)))
-        else:
-            seen[key] = loc
+        spaces.setdefault(rule.space, {}).update(dict.fromkeys(rule.builtin, ((), ())))
+    by_container: dict[str, list[Unique]] = {}
+    for rule in UNIQUE:
+        by_container.setdefault(_split(rule.path)[0], []).append(rule)
+    # Document order (item by item, fields as declared), so the first of two equal values
+    # is the one a person reads first.
+    for container, rules in by_container.items():
+        leaves = [_split(rule.path)[1] for rule in rules]
+        get = operator.attrgetter(*(".".join(leaf) for leaf in leaves))
+        for item_loc, item, current in _items(root, model, container):
+            values: Sequence[object]
+            if isinstance(item, BaseModel):  # a valid site: one call reads every field
+                values = get(item) if len(leaves) > 1 else (get(item),)
+            else:
+                values = [_leaf(item, current, leaf) for leaf in leaves]
+            for rule, leaf, value in zip(rules, leaves, values, strict=True):
+                if not isinstance(value, str):
+                    continue
+                seen = spaces[rule.space]
+                key = value.lower() if rule.fold_case else value
+                if value in rule.builtin:
+                    yield _error((*item_loc, *leaf), rule.builtin_message.format(value=value))
+                elif key in seen:
+                    first_item, first_leaf = seen[key]
+                    yield _error((*item_loc, *leaf), rule.message.format(
+                        value=value, first=_where((*first_item, *first_leaf)),
+                        first_item=_where(first_item)))
+                else:
+                    seen[key] = (item_loc, leaf)
     for reference in REFERENCES:
         names = spaces[reference.space]
         for loc, value in values_at(root, model, reference.path):

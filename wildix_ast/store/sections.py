@@ -5,11 +5,14 @@ and `sync` makes a table hold given rows by writing only the differences."""
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import Connection, Table, and_, bindparam, delete, insert, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.schema import UniqueConstraint
@@ -63,28 +66,83 @@ def row_key(section: Section) -> tuple[str, ...]:
     return tuple(dict.fromkeys(columns))
 
 
+def digest(item: BaseModel) -> str:
+    """A digest of everything an item says (pydantic's own JSON, made in Rust): equal
+    digests, equal rows, without building the row."""
+    return hashlib.blake2b(item.__pydantic_serializer__.to_json(item),
+                           digest_size=16).hexdigest()
+
+
+@dataclass
+class Entry:
+    """One item of a section in the new site: its row key, and what its row needs beside
+    the item's own fields (its parent's key, its position, the section's fixed values)."""
+
+    item: Any
+    extra: Row
+    ident: Row
+    """The row key's columns and values."""
+    digest: str | None
+    """None for lists of plain values (compared row by row)."""
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        return tuple(self.ident.values())
+
+
+def _key_reader(section: Section) -> Callable[[Any, Row], Row]:
+    by_column = {f.column: f for f in section.fields}
+    getters = []
+    for column in row_key(section):
+        f = by_column.get(column)
+        getters.append((column, None if f is None else operator.attrgetter(
+            ".".join(f.path)) if f.path else (lambda item: item), f.scalar.convert if f else None))
+
+    def read(item: Any, extra: Row) -> Row:
+        ident = {}
+        for column, get, convert in getters:
+            value = extra[column] if get is None else get(item)
+            ident[column] = convert(value) if convert is not None and value is not None \
+                else value
+        return ident
+
+    return read
+
+
+def entries(site: Site) -> dict[Section, list[Entry]]:
+    """Every section's items, parents before children, with their row keys."""
+    found: dict[Section, list[Entry]] = {}
+    for section in SECTIONS:
+        key_of = _key_reader(section)
+        owners: Iterable[tuple[Any, Row]] = [(site, {})] if section.parent is None else (
+            (entry.item, {child: entry.ident[column] for child, column in section.parent_key})
+            for entry in found[section.parent])
+        made: list[Entry] = []
+        for owner, keys in owners:
+            items = operator.attrgetter(section.path)(owner)
+            for position, item in enumerate(items if section.many else [items]):
+                extra = {**keys, **section.fixed}
+                if section.many:
+                    extra["position"] = position
+                made.append(Entry(item, extra, key_of(item, extra),
+                                  None if section.model is None else digest(item)))
+        found[section] = made
+    return found
+
+
+def row_of(section: Section, entry: Entry) -> Row:
+    """The whole row of an entry."""
+    row = _reader(section)(entry.item)
+    row.update(entry.extra)
+    if entry.digest is not None:
+        row["digest"] = entry.digest
+    return row
+
+
 def site_rows(site: Site) -> dict[Section, list[Row]]:
     """Every section's rows; lists carry their `position`, children their parent's key."""
-    rows: dict[Section, list[Row]] = {}
-    items: dict[Section, list[tuple[Any, Row]]] = {}
-    for section in SECTIONS:
-        read = _reader(section)
-        owners: Iterable[tuple[Any, Row]] = [(site, {})] if section.parent is None else (
-            (item, {child: row[column] for child, column in section.parent_key})
-            for item, row in items[section.parent])
-        made: list[tuple[Any, Row]] = []
-        for owner, keys in owners:
-            found = operator.attrgetter(section.path)(owner)
-            for position, item in enumerate(found if section.many else [found]):
-                row = read(item)
-                row.update(keys)
-                if section.many:
-                    row["position"] = position
-                    row.update(section.fixed)
-                made.append((item, row))
-        items[section] = made
-        rows[section] = [row for _, row in made]
-    return rows
+    return {section: [row_of(section, e) for e in found]
+            for section, found in entries(site).items()}
 
 
 # --- rows -> site ----------------------------------------------------------------------------
@@ -96,15 +154,23 @@ def _put(data: dict[str, Any], dotted: str, value: Any) -> None:
     data[last] = value
 
 
+@functools.cache
+def _layout(section: Section) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(column, field) of the top-level fields, and (column, dotted path) of nested ones."""
+    top = [(f.column, f.path[0]) for f in section.fields if len(f.path) == 1]
+    nested = [(f.column, ".".join(f.path)) for f in section.fields if len(f.path) > 1]
+    return top, nested
+
+
 def item_data(section: Section, row: RowMapping | Row) -> Any:
     """One item's data (for `model_validate`) from its row; NULL columns are left out."""
     if section.model is None:
         return row[section.fields[0].column]
-    data: dict[str, Any] = {}
-    for f in section.fields:
-        value = row[f.column]
-        if value is not None:
-            _put(data, ".".join(f.path), value)
+    top, nested = _layout(section)
+    data = {name: value for column, name in top if (value := row[column]) is not None}
+    for column, dotted in nested:
+        if (value := row[column]) is not None:
+            _put(data, dotted, value)
     return data
 
 
@@ -120,7 +186,8 @@ def read_rows(connection: Connection, section: Section,
     order = [table.c[c] for c in parent_columns(section)]
     if section.many:
         order.append(table.c.position)
-    return [r._mapping for r in connection.execute(query.order_by(*order))]
+    result = connection.execute(query.order_by(*order))
+    return [row._mapping for row in result.all()]
 
 
 def site_data(rows: Mapping[Section, Sequence[RowMapping]]) -> dict[str, Any]:
@@ -223,26 +290,49 @@ class Sync:
     changes: Changes
 
 
-def compare(connection: Connection, section: Section, rows: Sequence[Row]) -> Sync:
-    """The section's stored rows against `rows`, by row key."""
-    key = row_key(section)
-    old: dict[tuple[Any, ...], Row] = {}
-    for stored in read_rows(connection, section):
-        # The surrogate `id` of list rows is the database's own: never compared.
-        columns = list(rows[0]) if rows else [c for c in stored if c != "id" or c in key]
-        row = {c: stored[c] for c in columns}
-        old[tuple(row[k] for k in key)] = row
-    new = {tuple(row[k] for k in key): row for row in rows}
-    changes = Changes(removed=[k for k in old if k not in new])
-    for k, row in new.items():
+def stored_rows(connection: Connection, section: Section) -> dict[tuple[Any, ...], Row]:
+    """A section's stored rows by row key: for model sections only the key, the position
+    and the digest (all a comparison needs); whole rows for lists of plain values."""
+    table, key = section.table, row_key(section)
+    if section.model is None:
+        columns = [c for c in table.c if c.name != "id"]
+    else:
+        # The unique columns too: a write clears them first only if they change.
+        names = [*key, *(["position"] if section.many else []), "digest",
+                 *_unique_columns(table, key)]
+        columns = [table.c[name] for name in dict.fromkeys(names)]
+    query = select(*columns).where(*(table.c[c] == v for c, v in section.fixed.items()))
+    names = [c.name for c in columns]
+    rows = (dict(zip(names, values, strict=True))
+            for values in connection.execute(query).all())
+    return {tuple(row[k] for k in key): row for row in rows}
+
+
+def compare(section: Section, old: dict[tuple[Any, ...], Row],
+            new_entries: Sequence[Entry]) -> Sync:
+    """The section's stored rows against its new entries. Rows are built only for the
+    entries that differ (equal digest and position: nothing to write)."""
+    new: dict[tuple[Any, ...], Row] = {}
+    changes = Changes()
+    for entry in new_entries:
+        k = entry.key
         before = old.get(k)
+        if entry.digest is not None and before is not None \
+                and before["digest"] == entry.digest \
+                and before.get("position") == entry.extra.get("position"):
+            continue
+        row = new[k] = row_of(section, entry)
         if before is None:
             changes.added.append(k)
+        elif entry.digest is not None:
+            (changes.moved if before["digest"] == entry.digest else changes.changed).append(k)
         elif before != row:
-            if {c for c in row if row[c] != before.get(c)} == {"position"}:
-                changes.moved.append(k)
-            else:
-                changes.changed.append(k)
+            differs = {c for c in row if row[c] != before.get(c)}
+            (changes.moved if differs == {"position"} else changes.changed).append(k)
+        else:
+            del new[k]
+    kept = {entry.key for entry in new_entries}
+    changes.removed = [k for k in old if k not in kept]
     return Sync(section, old, new, changes)
 
 

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from wildix_ast.dialplan import Procedure
     from wildix_ast.groups import Group
-    from wildix_ast.store.sections import Row
+    from wildix_ast.store.sections import Entry
     from wildix_ast.users import User
 
 SCHEMA_HEAD = "0002"
@@ -137,24 +137,37 @@ def _aware(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _hash_web_passwords(rows: list[Row], stored: dict[str, str]) -> None:
-    """Replace every WEB password text in user `rows` by its argon2id hash: the stored hash
-    when the text is the same (so an unchanged user stays unchanged), a new one otherwise."""
-    texts = [row for row in rows
-             if row["web_password"] is not None and not is_password_hash(row["web_password"])]
+def _hash_web_passwords(connection: Connection, entries: list[Entry]) -> None:
+    """Make every user entry that carries a WEB password text carry its argon2id hash: the
+    stored hash when the text is the same (so an unchanged user stays unchanged), a new one
+    otherwise. Only these users' stored hashes are read."""
+    from sqlalchemy import select
+
+    from wildix_ast.store import sections
+    from wildix_ast.store.tables import users
+
+    texts = [e for e in entries if e.item.web_password is not None
+             and not is_password_hash(e.item.web_password)]
     if not texts:
         return
+    stored: dict[str, str] = {}
+    wanted = [e.item.extension for e in texts]
+    for start in range(0, len(wanted), sections.BATCH):
+        stored.update(connection.execute(
+            select(users.c.extension, users.c.web_password).where(
+                users.c.extension.in_(wanted[start:start + sections.BATCH]),
+                users.c.web_password.is_not(None))).all())
 
-    def hashed(row: Row) -> str:
-        before = stored.get(row["extension"])
-        if before is not None and password_matches(before, row["web_password"]):
-            return before
-        return hash_password(row["web_password"])
+    def hashed(entry: Entry) -> str:
+        text, before = entry.item.web_password, stored.get(entry.item.extension)
+        return before if before is not None and password_matches(before, text) \
+            else hash_password(text)
 
     # argon2 releases the GIL: every core works on a large site's passwords.
     with ThreadPoolExecutor() as pool:
-        for row, value in zip(texts, pool.map(hashed, texts), strict=True):
-            row["web_password"] = value
+        for entry, value in zip(texts, pool.map(hashed, texts), strict=True):
+            entry.item = entry.item.model_copy(update={"web_password": value})
+            entry.digest = sections.digest(entry.item)
 
 
 class Store:
@@ -279,7 +292,7 @@ class Store:
 
         sha256 = None if source_text is None \
             else hashlib.sha256(source_text.encode("utf-8")).hexdigest()
-        new_rows = sections.site_rows(site)
+        new_entries = sections.entries(site)
         now = datetime.now(UTC)
         try:
             with translated(self.where, "importing the site"), \
@@ -287,12 +300,9 @@ class Store:
                 # First a write: it takes the lock that serialises concurrent imports.
                 connection.execute(update(t.site_state).where(t.site_state.c.id == 1)
                                    .values(revision=t.site_state.c.revision))
-                stored = {str(r.extension): str(r.web_password) for r in connection.execute(
-                    select(t.users.c.extension, t.users.c.web_password)
-                    .where(t.users.c.web_password.is_not(None)))}
-                _hash_web_passwords(new_rows[t.USERS], stored)
-                syncs = [sections.compare(connection, section, new_rows[section])
-                         for section in t.SECTIONS]
+                _hash_web_passwords(connection, new_entries[t.USERS])
+                syncs = [sections.compare(section, sections.stored_rows(connection, section),
+                                          new_entries[section]) for section in t.SECTIONS]
                 sections.write_changes(connection, syncs, sections.insert_rows)
                 users = syncs[t.SECTIONS.index(t.USERS)].changes
                 gone = [user_secret_key(extension, kind)

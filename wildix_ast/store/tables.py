@@ -49,6 +49,7 @@ from wildix_ast.users import User
 # MariaDB indexes at most 767 bytes on old row formats: 191 utf8mb4 characters.
 SECRET_KEY = 191
 ENUM = 16
+DIGEST = 32
 _ADDRESS = {IPv4Address: 15, IPv4Network: 18}
 
 metadata = MetaData()
@@ -159,7 +160,8 @@ class Section:
                 yield FieldColumn(column, (*at, name), stored)
 
     def columns(self) -> list[Column[Any]]:
-        """The derived columns: the model's fields, then the lower-cased copies."""
+        """The derived columns: the model's fields, the lower-cased copies, and for model
+        items the digest of the item (what a re-import compares instead of every column)."""
         made: list[Column[Any]] = [Column(f.column, f.scalar.type, nullable=f.scalar.nullable)
                                    for f in self.fields]
         by_name = {f.column: f for f in self.fields}
@@ -167,6 +169,8 @@ class Section:
             length = getattr(by_name[source].scalar.type, "length", None)
             assert isinstance(length, int), f"{column}: {source} needs a Width"
             made.append(Column(column, key_string(length), nullable=True))
+        if self.model is not None:
+            made.append(Column("digest", String(DIGEST), nullable=True))
         return made
 
     @property

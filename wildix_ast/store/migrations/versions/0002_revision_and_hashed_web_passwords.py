@@ -1,5 +1,6 @@
-"""The store revision (grows only with imports that change something) and WEB passwords kept
-as argon2id hashes only.
+"""The store revision (grows only with imports that change something), a digest per stored
+item (a re-import compares it instead of every column), and WEB passwords kept as argon2id
+hashes only.
 
 Revision ID: 0002
 Revises: 0001
@@ -29,11 +30,16 @@ _users = sa.table("users", sa.column("id", sa.Integer), sa.column("extension", s
                   sa.column("web_password", sa.Text))
 _secrets = sa.table("secrets", sa.column("key", sa.String), sa.column("value", sa.Text))
 _GENERATED_WEB = "user:%:web"
+# The tables that hold model items (see wildix_ast.store.tables.Section.columns). Rows from
+# 0001 have no digest yet: the next import compares them as changed and fills it.
+_ITEMS = ("system_settings", "dialplan_settings", "dialplan_procedures", "acl_groups", "users")
 
 
 def upgrade() -> None:
     op.execute("ALTER TABLE site_state RENAME COLUMN generation TO revision")
     op.add_column("imports", sa.Column("revision", sa.Integer, nullable=True))
+    for table in _ITEMS:
+        op.add_column(table, sa.Column("digest", sa.String(32), nullable=True))
     if op.get_context().as_sql:
         return  # `--sql` prints the schema change; hashing the passwords needs this code
     bind = op.get_bind()
@@ -57,5 +63,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    for table in _ITEMS:
+        with op.batch_alter_table(table) as batch:
+            batch.drop_column("digest")
     op.drop_column("imports", "revision")
     op.execute("ALTER TABLE site_state RENAME COLUMN revision TO generation")
