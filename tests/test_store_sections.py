@@ -1,6 +1,9 @@
 """The store by section: imports that write only what changed, the revision, order, lookups,
 secrets at rest (file modes, hashed WEB passwords) and the 0001 -> 0002 migration."""
 
+# The `db_path` and `store` fixtures come from test_store (parameters re-use their names).
+# ruff: noqa: F811
+
 from __future__ import annotations
 
 import os
@@ -8,13 +11,11 @@ import sqlite3
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import create_engine, event
-from test_store import PASSWORDS, as_stored, sample_site, user
+from test_store import PASSWORDS, as_stored, db_path, sample_site, store, user  # noqa: F401
 
 from wildix_ast.dialplan import Dialplan, Procedure
 from wildix_ast.groups import Group
@@ -25,17 +26,6 @@ from wildix_ast.site import Site
 from wildix_ast.store import Store, open_store
 from wildix_ast.store import database as store_database
 from wildix_ast.store.store import SCHEMA_HEAD
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "store" / "site.sqlite3"
-
-
-@pytest.fixture
-def store(db_path: Path) -> Iterator[Store]:
-    with open_store(str(db_path)) as opened:
-        yield opened
 
 
 class Writes:

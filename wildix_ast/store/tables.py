@@ -204,8 +204,22 @@ SECTIONS: tuple[Section, ...] = (SYSTEM, LAN_NETWORKS, LAN_CODECS, REMOTE_CODECS
 """Parents before children, referenced before referencing (users name groups)."""
 
 
-def _position() -> Column[int]:
-    return Column("position", Integer, nullable=False)
+def _single_row(section: Section) -> Table:
+    """The table of a section with one item (settings): its one row has id 1."""
+    name = section.table_name
+    return Table(name, metadata, Column("id", Integer, primary_key=True, autoincrement=False),
+                 *section.columns(), CheckConstraint("id = 1", name=f"ck_{name}_single_row"))
+
+
+def _list(section: Section, *unique: str,
+          constraints: tuple[ForeignKeyConstraint, ...] = ()) -> Table:
+    """The table of a list section: rows in `position` order, `unique` columns unique."""
+    name = section.table_name
+    return Table(name, metadata, Column("id", Integer, primary_key=True),
+                 Column("position", Integer, nullable=False), *section.columns(),
+                 UniqueConstraint("position", name=f"uq_{name}_position"),
+                 *(UniqueConstraint(column, name=f"uq_{name}_{column.removesuffix('_key')}")
+                   for column in unique), *constraints)
 
 
 site_state = Table(
@@ -218,12 +232,7 @@ site_state = Table(
 every database (row lock on PostgreSQL/MariaDB, write lock on SQLite). `revision` grows
 with every import that changed something."""
 
-system_settings = Table(
-    "system_settings", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    *SYSTEM.columns(),
-    CheckConstraint("id = 1", name="ck_system_settings_single_row"),
-)
+system_settings = _single_row(SYSTEM)
 lan_networks = Table(
     "lan_networks", metadata,
     Column("position", Integer, primary_key=True, autoincrement=False),
@@ -236,42 +245,12 @@ sip_codecs = Table(
     *LAN_CODECS.columns(),
     CheckConstraint("scope IN ('lan', 'remote')", name="ck_sip_codecs_scope"),
 )
-dialplan_settings = Table(
-    "dialplan_settings", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    *DIALPLAN.columns(),
-    CheckConstraint("id = 1", name="ck_dialplan_settings_single_row"),
-)
-dialplan_procedures = Table(
-    "dialplan_procedures", metadata,
-    Column("id", Integer, primary_key=True),
-    _position(),
-    *PROCEDURES.columns(),
-    UniqueConstraint("name", name="uq_dialplan_procedures_name"),
-    UniqueConstraint("position", name="uq_dialplan_procedures_position"),
-)
-acl_groups = Table(
-    "acl_groups", metadata,
-    Column("id", Integer, primary_key=True),
-    _position(),
-    *GROUPS.columns(),
-    UniqueConstraint("name", name="uq_acl_groups_name"),
-    UniqueConstraint("position", name="uq_acl_groups_position"),
-)
-users = Table(
-    "users", metadata,
-    Column("id", Integer, primary_key=True),
-    _position(),
-    *USERS.columns(),
-    UniqueConstraint("position", name="uq_users_position"),
-    UniqueConstraint("extension", name="uq_users_extension"),
-    UniqueConstraint("email_key", name="uq_users_email"),
-    UniqueConstraint("login_key", name="uq_users_login"),
-    UniqueConstraint("office_did", name="uq_users_office_did"),
-    UniqueConstraint("fax_did", name="uq_users_fax_did"),
+dialplan_settings = _single_row(DIALPLAN)
+dialplan_procedures = _list(PROCEDURES, "name")
+acl_groups = _list(GROUPS, "name")
+users = _list(USERS, "extension", "email_key", "login_key", "office_did", "fax_did", constraints=(
     # A user's group must exist: enforced by the database too.
-    ForeignKeyConstraint(["group_name"], ["acl_groups.name"], name="fk_users_group_name"),
-)
+    ForeignKeyConstraint(["group_name"], ["acl_groups.name"], name="fk_users_group_name"),))
 secrets = Table(
     "secrets", metadata,
     Column("key", key_string(SECRET_KEY), primary_key=True),
