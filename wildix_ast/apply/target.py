@@ -181,6 +181,9 @@ class ConfigTarget:
                           "context": present.contexts})
             absent.add({"endpoint": gone.endpoints, "aor": gone.aors, "context": gone.contexts})
 
+        if restart:
+            # a restart reloads everything: everything must be back
+            expected = Expectation.from_files(plan.new_files)
         if also_expect is not None:
             expected.add({"endpoint": also_expect.endpoints, "aor": also_expect.aors,
                           "context": also_expect.contexts})
