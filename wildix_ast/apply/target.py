@@ -127,14 +127,17 @@ class ConfigTarget:
 
     # -- writing without Asterisk ---------------------------------------------------------
 
-    def install(self, plan: Plan, *, store_revision: int | None = None) -> Generation:
+    def install(self, plan: Plan, *, store_revision: int | None = None) -> Generation | None:
         """Write the plan for an Asterisk that is not running (a first start, or a host
-        whose Asterisk the caller restarts): atomic writes, manifest, a generation."""
+        whose Asterisk the caller restarts): atomic writes, manifest, and a generation when
+        something changed."""
         problems = plan.validate()
         if problems:
             raise ApplyError("the new configuration is invalid; nothing was written", problems)
         _put(self.etc_dir, {c.name: c.new for c in plan.touched})
         self.state.write_manifest(plan.new_files)
+        if not plan.has_changes and self.state.generations():
+            return None
         return self.state.record_generation(plan.new_files, "install", store_revision)
 
     # -- commit --------------------------------------------------------------------------------
