@@ -1,7 +1,8 @@
 """Site <-> rows, section by section, driven by the `Section` declarations of `tables`.
 
-`site_rows` turns a site into rows, `site_data` turns rows back into the data of a `Site`,
-and `sync` makes a table hold given rows by writing only the differences."""
+`entries` lists a site's items with their row keys and digests, `compare` finds which differ
+from the stored rows (building rows only for those), `write_changes` writes just that, and
+`site_data` turns stored rows back into the data of a `Site`."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ Row = dict[str, Any]
 
 # --- site -> rows ----------------------------------------------------------------------------
 
+@functools.cache
 def _reader(section: Section) -> Callable[[Any], Row]:
     """A fast item -> row function (one attrgetter call for every field)."""
     fields = section.fields
@@ -90,13 +92,20 @@ class Entry:
         return tuple(self.ident.values())
 
 
+@functools.cache
 def _key_reader(section: Section) -> Callable[[Any, Row], Row]:
+    """(item, extra) -> the row key's columns: from the item's fields, else from `extra`
+    (parent key, position, fixed values)."""
     by_column = {f.column: f for f in section.fields}
-    getters = []
+    getters: list[tuple[str, Callable[[Any], Any] | None, Callable[[Any], Any] | None]] = []
     for column in row_key(section):
         f = by_column.get(column)
-        getters.append((column, None if f is None else operator.attrgetter(
-            ".".join(f.path)) if f.path else (lambda item: item), f.scalar.convert if f else None))
+        if f is None:
+            getters.append((column, None, None))
+        elif not f.path:  # a list of plain values: the item is the value
+            getters.append((column, lambda item: item, f.scalar.convert))
+        else:
+            getters.append((column, operator.attrgetter(".".join(f.path)), f.scalar.convert))
 
     def read(item: Any, extra: Row) -> Row:
         ident = {}
@@ -137,12 +146,6 @@ def row_of(section: Section, entry: Entry) -> Row:
     if entry.digest is not None:
         row["digest"] = entry.digest
     return row
-
-
-def site_rows(site: Site) -> dict[Section, list[Row]]:
-    """Every section's rows; lists carry their `position`, children their parent's key."""
-    return {section: [row_of(section, e) for e in found]
-            for section, found in entries(site).items()}
 
 
 # --- rows -> site ----------------------------------------------------------------------------
