@@ -312,3 +312,78 @@ def test_export_with_secrets_file_is_owner_only(db_path: Path, tmp_path: Path) -
                    capture_output=True, timeout=120)
     assert mode(out) == 0o600
     assert PASSWORDS[1] in out.read_text() and PASSWORDS[0] not in out.read_text()
+
+
+# --- the generic mechanism: an ordered list inside list items ---------------------------------
+
+def test_an_ordered_list_inside_list_items_keeps_its_order(tmp_path: Path) -> None:
+    """What the routing issue adds (a procedure's ordered applications) is one more child
+    `Section`: rows carry their parent's key and position; only differences are written."""
+    from pydantic import BaseModel, ConfigDict
+    from sqlalchemy import Column, ForeignKeyConstraint, Integer, MetaData, String, Table
+
+    from wildix_ast.fields import Identifier
+    from wildix_ast.store import sections
+    from wildix_ast.store.tables import Section
+
+    class App(BaseModel):
+        model_config = ConfigDict(frozen=True)
+        app: Identifier
+        argument: Identifier | None = None
+
+    class Proc(BaseModel):
+        model_config = ConfigDict(frozen=True)
+        name: Identifier
+        applications: list[App] = []
+
+    class Plan(BaseModel):
+        model_config = ConfigDict(frozen=True)
+        procedures: list[Proc] = []
+
+    schema = MetaData()
+    procs = Section("procs", "procedures", Proc, key=("name",), schema=schema)
+    apps = Section("apps", "applications", App, key=("position",), parent=procs,
+                   parent_key=(("procedure", "name"),), schema=schema)
+    Table("procs", schema, Column("id", Integer, primary_key=True),
+          Column("position", Integer, nullable=False), *procs.columns())
+    Table("apps", schema, Column("id", Integer, primary_key=True),
+          Column("procedure", String(40), nullable=False),
+          Column("position", Integer, nullable=False), *apps.columns(),
+          ForeignKeyConstraint(["procedure"], ["procs.name"]))
+    tree = (procs, apps)
+    engine = create_engine(f"sqlite:///{tmp_path / 'tree.sqlite3'}")
+    schema.create_all(engine)
+
+    def store(plan: Plan) -> list[str]:
+        """Write `plan`; the plan read back must be `plan`. The kinds of statements written."""
+        writes: list[str] = []
+
+        def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            if statement.split()[0] in ("INSERT", "UPDATE", "DELETE"):
+                writes.append(statement.split()[0])
+
+        event.listen(engine, "before_cursor_execute", record)
+        try:
+            with engine.begin() as connection:
+                found = sections.entries(plan, tree)
+                syncs = [sections.compare(s, sections.stored_rows(connection, s), found[s])
+                         for s in tree]
+                sections.write_changes(connection, syncs, sections.insert_rows)
+                back = sections.site_data(
+                    {s: sections.read_rows(connection, s) for s in tree}, tree)
+        finally:
+            event.remove(engine, "before_cursor_execute", record)
+        assert Plan.model_validate(back) == plan
+        return writes
+
+    day = Proc(name="day", applications=[App(app="Wait", argument="one"),
+                                         App(app="Dial", argument="users"),
+                                         App(app="Voicemail")])
+    night = Proc(name="night", applications=[App(app="Playback", argument="closed")])
+    assert store(Plan(procedures=[day, night])) == ["INSERT", "INSERT"]
+    assert store(Plan(procedures=[day, night])) == []  # nothing changed, nothing written
+    reordered = day.model_copy(update={"applications": day.applications[::-1]})
+    assert set(store(Plan(procedures=[reordered, night]))) == {"UPDATE"}
+    shorter = night.model_copy(update={"applications": []})
+    assert "DELETE" in store(Plan(procedures=[shorter, reordered]))
+    engine.dispose()

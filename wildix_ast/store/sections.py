@@ -18,7 +18,6 @@ from sqlalchemy import Connection, Table, and_, bindparam, delete, insert, selec
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.schema import UniqueConstraint
 
-from wildix_ast.site import Site
 from wildix_ast.store.tables import SECTIONS, Section
 
 # Rows per statement: bounded memory and statement size for 50,000 users.
@@ -118,10 +117,11 @@ def _key_reader(section: Section) -> Callable[[Any, Row], Row]:
     return read
 
 
-def entries(site: Site) -> dict[Section, list[Entry]]:
+def entries(site: BaseModel,
+            sections: Sequence[Section] = SECTIONS) -> dict[Section, list[Entry]]:
     """Every section's items, parents before children, with their row keys."""
     found: dict[Section, list[Entry]] = {}
-    for section in SECTIONS:
+    for section in sections:
         key_of = _key_reader(section)
         owners: Iterable[tuple[Any, Row]] = [(site, {})] if section.parent is None else (
             (entry.item, {child: entry.ident[column] for child, column in section.parent_key})
@@ -193,11 +193,12 @@ def read_rows(connection: Connection, section: Section,
     return [row._mapping for row in result.all()]
 
 
-def site_data(rows: Mapping[Section, Sequence[RowMapping]]) -> dict[str, Any]:
+def site_data(rows: Mapping[Section, Sequence[RowMapping]],
+              sections: Sequence[Section] = SECTIONS) -> dict[str, Any]:
     """The data of a `Site` from every section's rows (as `read_rows` orders them)."""
     root: dict[str, Any] = {}
     placed: dict[Section, list[tuple[Any, RowMapping]]] = {}
-    for section in SECTIONS:
+    for section in sections:
         owners: list[tuple[Any, tuple[Any, ...]]]
         if section.parent is None:
             owners = [(root, ())]

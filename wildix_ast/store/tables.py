@@ -137,6 +137,8 @@ class Section:
     folded: Mapping[str, str] = field(default_factory=dict)
     """column -> the column it holds lower-cased (case-insensitive unique constraints)."""
     value: tuple[str, Scalar] | None = None
+    schema: MetaData = field(default_factory=lambda: metadata)
+    """The metadata holding the section's table (the store's, unless a test makes its own)."""
 
     @functools.cached_property
     def fields(self) -> tuple[FieldColumn, ...]:
@@ -175,7 +177,7 @@ class Section:
 
     @property
     def table(self) -> Table:
-        return metadata.tables[self.table_name]
+        return self.schema.tables[self.table_name]
 
 
 # --- the sections ----------------------------------------------------------------------------
