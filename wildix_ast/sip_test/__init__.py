@@ -17,7 +17,7 @@ Modules, one concept each:
 * ``media.py``: RTP to play (G.711 pcaps, RFC 2833 DTMF written as a pcap);
 * ``driver.py``: :class:`SippDriver`, which builds each role's command;
 * ``load.py``: N calls at R calls/s between two registered phones, as a benchmark reads
-  them (:func:`run_phone_load`).
+  them (:class:`PhoneLoad`).
 
 Roles of :class:`SippDriver`:
 
@@ -53,7 +53,7 @@ Adding a role
 
 from wildix_ast.sip_test.driver import Phone, SippDriver
 from wildix_ast.sip_test.errors import SippError
-from wildix_ast.sip_test.load import Line, PhoneLoad, PhoneLoadResult, run_phone_load
+from wildix_ast.sip_test.load import Line, PhoneLoad, PhoneLoadResult
 from wildix_ast.sip_test.media import AUDIO_PCAP, PCAP_DIR, write_dtmf_pcap
 from wildix_ast.sip_test.processes import LoadHandle, SippProcess, UasHandle
 from wildix_ast.sip_test.results import (
@@ -91,7 +91,6 @@ __all__ = [
     "UasResult",
     "parse_message_trace",
     "parse_stat_csv",
-    "run_phone_load",
     "scenario_path",
     "write_dtmf_pcap",
 ]

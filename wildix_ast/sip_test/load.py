@@ -1,6 +1,9 @@
 """Load between two registered phones: N calls at R calls/s from a caller to a callee that
 answers, with RTP both ways (the caller plays G.711 speech, the callee echoes it), summed
-up as a benchmark reads it: answered, failed, retransmissions, post-dial delay percentiles.
+up as a benchmark reads it: answered, failed, retransmissions, post-dial delay percentiles::
+
+    result = PhoneLoad(driver, Line("101", pw1), Line("102", pw2), calls=100, rate=5).run()
+    print(result.summary())
 """
 
 from __future__ import annotations
@@ -74,7 +77,10 @@ class PhoneLoadResult:
 
 
 class PhoneLoad:
-    """The load as a context manager, for who watches the server while calls are up::
+    """``calls`` calls at ``rate`` calls/s from ``caller`` to ``callee`` (both registered,
+    RTP both ways, each call held ``hold_seconds``; at most ``limit`` at once, by default
+    what the rate needs).  ``PhoneLoad(...).run()`` returns the figures; as a context
+    manager it lets one watch the server while the calls are up::
 
         with PhoneLoad(driver, Line("101", pw1), Line("102", pw2), calls=50, rate=5) as run:
             while run.running():
@@ -141,6 +147,11 @@ class PhoneLoad:
             raise
         return self
 
+    def run(self) -> PhoneLoadResult:
+        """Run the whole load and return its figures (no watching)."""
+        with self:
+            return self.wait()
+
     def running(self) -> bool:
         """True while the caller is still placing or holding calls."""
         return self._load is not None and self._load.running()
@@ -166,32 +177,3 @@ class PhoneLoad:
             self._load.wait()
         if self._uas is not None:
             self._uas.stop()
-
-
-def run_phone_load(
-    driver: SippDriver,
-    caller: Line,
-    callee: Line,
-    *,
-    calls: int,
-    rate: float,
-    hold_seconds: float = 1.0,
-    limit: int | None = None,
-    audio: Path | None = AUDIO_PCAP,
-    timeout: float | None = None,
-) -> PhoneLoadResult:
-    """Place ``calls`` calls at ``rate`` calls/s from ``caller`` to ``callee`` (both
-    registered, RTP both ways, each call held ``hold_seconds``) and return the figures.
-    ``limit`` caps simultaneous calls (default: what the rate needs)."""
-    with PhoneLoad(
-        driver,
-        caller,
-        callee,
-        calls=calls,
-        rate=rate,
-        hold_seconds=hold_seconds,
-        limit=limit,
-        audio=audio,
-        timeout=timeout,
-    ) as run:
-        return run.wait()

@@ -118,7 +118,6 @@ class SippProcess:
             messages=parse_message_trace(read("messages.log")),
             error_log=read("errors.log"),
             stats=parse_stat_csv(read("stats.csv")),
-            screen=read("screen.log"),
         )
 
 

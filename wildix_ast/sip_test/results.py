@@ -40,7 +40,6 @@ class SippRun:
     messages: list[SipMessage]
     error_log: str
     stats: dict[str, str]
-    screen: str
 
     @property
     def sipp_timed_out(self) -> bool:
@@ -226,10 +225,6 @@ class CallResult:
             and self.final_status >= 300
             and not self.run.timed_out
         )
-
-    @property
-    def error_log(self) -> str:
-        return self.run.error_log
 
     def check(self) -> CallResult:
         if not self.success:
