@@ -85,10 +85,10 @@ class Entry:
     """The row key's columns and values."""
     digest: str | None
     """None for lists of plain values (compared row by row)."""
+    key: tuple[Any, ...] = ()
 
-    @property
-    def key(self) -> tuple[Any, ...]:
-        return tuple(self.ident.values())
+    def __post_init__(self) -> None:
+        self.key = tuple(self.ident.values())
 
 
 @functools.cache
