@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from wildix_ast.dialplan import Procedure
     from wildix_ast.groups import Group
-    from wildix_ast.store.sections import Entry
+    from wildix_ast.store.sections import Changes, Entry
     from wildix_ast.users import User
 
 SCHEMA_HEAD = "0002"
@@ -292,7 +292,12 @@ class Store:
 
         sha256 = None if source_text is None \
             else hashlib.sha256(source_text.encode("utf-8")).hexdigest()
-        new_entries = sections.entries(site)
+        # The digest of the whole site as it will be stored: a re-import of the same site
+        # compares one value. Not with a WEB password text in it (stored, a digest of the
+        # text would be a fast hash of the password): such a site takes the row-wise path.
+        whole = None if any(u.web_password is not None and not is_password_hash(u.web_password)
+                            for u in site.users) else sections.digest(site)
+        users = sections.Changes()
         now = datetime.now(UTC)
         try:
             with translated(self.where, "importing the site"), \
@@ -300,19 +305,12 @@ class Store:
                 # First a write: it takes the lock that serialises concurrent imports.
                 connection.execute(update(t.site_state).where(t.site_state.c.id == 1)
                                    .values(revision=t.site_state.c.revision))
-                _hash_web_passwords(connection, new_entries[t.USERS])
-                syncs = [sections.compare(section, sections.stored_rows(connection, section),
-                                          new_entries[section]) for section in t.SECTIONS]
-                sections.write_changes(connection, syncs, sections.insert_rows)
-                users = syncs[t.SECTIONS.index(t.USERS)].changes
-                gone = [user_secret_key(extension, kind)
-                        for (extension,) in users.removed for kind in USER_SECRET_KINDS]
-                for start in range(0, len(gone), sections.BATCH):
-                    connection.execute(t.secrets.delete().where(
-                        t.secrets.c.key.in_(gone[start:start + sections.BATCH])))
-                if any(sync.changes.any for sync in syncs):
+                stored_digest = connection.execute(select(t.site_state.c.digest)).scalar_one()
+                if whole is None or whole != stored_digest:
+                    users, wrote = self._write_rows(connection, site)
                     connection.execute(update(t.site_state).where(t.site_state.c.id == 1)
-                                       .values(revision=t.site_state.c.revision + 1))
+                                       .values(revision=t.site_state.c.revision + int(wrote),
+                                               digest=whole))
                 revision = int(connection.execute(select(t.site_state.c.revision)).scalar_one())
                 report = ImportReport(
                     users=len(site.users), groups=len(site.groups),
@@ -329,6 +327,25 @@ class Store:
             raise StoreError(f"import failed, the store {self.where} is unchanged: "
                              f"{type(exc).__name__}: {exc}") from exc
         return report
+
+    def _write_rows(self, connection: Connection, site: Site) -> tuple[Changes, bool]:
+        """Write the rows of `site` that differ from the stored ones: what changed in users,
+        and whether anything was written."""
+        from wildix_ast.store import sections
+        from wildix_ast.store import tables as t
+
+        new_entries = sections.entries(site)
+        _hash_web_passwords(connection, new_entries[t.USERS])
+        syncs = [sections.compare(section, sections.stored_rows(connection, section),
+                                  new_entries[section]) for section in t.SECTIONS]
+        sections.write_changes(connection, syncs, sections.insert_rows)
+        users = syncs[t.SECTIONS.index(t.USERS)].changes
+        gone = [user_secret_key(extension, kind)
+                for (extension,) in users.removed for kind in USER_SECRET_KINDS]
+        for start in range(0, len(gone), sections.BATCH):
+            connection.execute(t.secrets.delete().where(
+                t.secrets.c.key.in_(gone[start:start + sections.BATCH])))
+        return users, any(sync.changes.any for sync in syncs)
 
     def import_history(self) -> list[ImportReport]:
         """Every import, oldest first."""

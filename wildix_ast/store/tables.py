@@ -228,11 +228,13 @@ site_state = Table(
     "site_state", metadata,
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("revision", Integer, nullable=False),
+    Column("digest", String(DIGEST), nullable=True),
     CheckConstraint("id = 1", name="ck_site_state_single_row"),
 )
 """One row, always present: every import updates it first, which serialises imports on
 every database (row lock on PostgreSQL/MariaDB, write lock on SQLite). `revision` grows
-with every import that changed something."""
+with every import that changed something; `digest` is the stored site's (see
+`Store.import_site`)."""
 
 system_settings = _single_row(SYSTEM)
 lan_networks = Table(

@@ -30,9 +30,11 @@ _users = sa.table("users", sa.column("id", sa.Integer), sa.column("extension", s
                   sa.column("web_password", sa.Text))
 _secrets = sa.table("secrets", sa.column("key", sa.String), sa.column("value", sa.Text))
 _GENERATED_WEB = "user:%:web"
-# The tables that hold model items (see wildix_ast.store.tables.Section.columns). Rows from
-# 0001 have no digest yet: the next import compares them as changed and fills it.
-_ITEMS = ("system_settings", "dialplan_settings", "dialplan_procedures", "acl_groups", "users")
+# The tables that get a digest: the whole site's, and each model item's (see
+# wildix_ast.store.tables.Section.columns). Rows from 0001 have none yet: the next import
+# compares them as changed and fills them.
+_ITEMS = ("site_state", "system_settings", "dialplan_settings", "dialplan_procedures",
+          "acl_groups", "users")
 
 
 def upgrade() -> None:
