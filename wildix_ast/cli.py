@@ -309,6 +309,15 @@ def _mount_lab() -> None:
 _mount_lab()
 
 
+def _mount_services() -> None:
+    from wildix_ast.agi import cli as agi_cli
+
+    app.add_typer(agi_cli.app, name="agi")
+
+
+_mount_services()
+
+
 def main() -> None:
     """Entry point: WildixError becomes a message and an exit code, never a traceback."""
     try:

@@ -61,3 +61,9 @@ class RenderError(WildixError):
     """A template could not be rendered."""
 
     exit_code = 7
+
+
+class ServiceError(WildixError):
+    """A runtime service (FastAGI, AMI monitor) cannot start or does not answer."""
+
+    exit_code = 8
