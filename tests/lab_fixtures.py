@@ -108,28 +108,35 @@ exten => 600,1,Answer()
 """
 
 
-def write_minimal_config(lab: Lab, *, with_manager: bool = True) -> None:
+def write_minimal_config(lab: Lab, *, with_manager: bool = True,
+                         extra_modules: tuple[str, ...] = (),
+                         extra_files: dict[str, str] | None = None) -> None:
     """Write the minimal configuration (asterisk.conf, modules.conf, logger.conf,
-    extensions.conf, rtp.conf and, optionally, manager.conf) into `lab.etc_dir`."""
+    extensions.conf, rtp.conf and, optionally, manager.conf) into `lab.etc_dir`, plus
+    `extra_modules` to load and `extra_files` (which win over the minimal ones)."""
     etc = lab.etc_dir
     files = {
         "asterisk.conf": asterisk_conf(lab.paths),
-        "modules.conf": modules_conf(),
+        "modules.conf": modules_conf(MINIMAL_MODULES + extra_modules),
         "logger.conf": LOGGER_CONF,
         "extensions.conf": EXTENSIONS_CONF,
         "rtp.conf": rtp_conf(lab.ports),
     }
     if with_manager:
         files["manager.conf"] = manager_conf(lab.ports)
+    files.update(extra_files or {})
     for name, text in files.items():
         (etc / name).write_text(text, encoding="utf-8")
 
 
 @contextmanager
-def running_lab(state_dir: Path, name: str = "test", timeout: float = 30.0) -> Iterator[Lab]:
-    """A started lab with the minimal configuration; stopped (and checked clean) on exit."""
+def running_lab(state_dir: Path, name: str = "test", timeout: float = 30.0, *,
+                extra_modules: tuple[str, ...] = (),
+                extra_files: dict[str, str] | None = None) -> Iterator[Lab]:
+    """A started lab with the minimal configuration (see `write_minimal_config` for the
+    extras); stopped (and checked clean) on exit."""
     lab = Lab(name, state_dir)
-    write_minimal_config(lab)
+    write_minimal_config(lab, extra_modules=extra_modules, extra_files=extra_files)
     lab.start(timeout=timeout)
     try:
         yield lab
