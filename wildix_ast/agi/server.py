@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from wildix_ast.agi.protocol import (
+    MAX_HEADER_BYTES,
     AgiCommandError,
     AgiHangup,
     AgiProtocolError,
@@ -170,7 +171,7 @@ class AgiServer:
         """Listen; returns the bound address (port 0 picks a free one)."""
         self._server = await asyncio.start_server(
             self._accept, host, port, backlog=self.limits.backlog, reuse_address=True,
-            limit=8192)
+            limit=MAX_HEADER_BYTES + 1)
         for sock in self._server.sockets:
             # decisions are one short line each way: do not wait to fill a segment
             with contextlib.suppress(OSError):

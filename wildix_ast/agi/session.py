@@ -28,43 +28,45 @@ _USAGE_END = "520 End of proper usage."
 _MAX_USAGE_LINES = 64
 
 
-async def _read_line(reader: asyncio.StreamReader, timeout: float) -> bytes:
-    """One line without its newline; AgiProtocolError on EOF, timeout or an oversized line."""
+async def _read_line(reader: asyncio.StreamReader) -> bytes:
+    """One line without its newline (the caller bounds the time); AgiProtocolError on EOF
+    or an oversized line."""
     try:
-        async with asyncio.timeout(timeout):
-            line = await reader.readuntil(b"\n")
+        line = await reader.readuntil(b"\n")
     except asyncio.IncompleteReadError as e:
         raise AgiProtocolError(f"peer closed the connection ({len(e.partial)} bytes of "
                                "an unfinished line)") from None
     except asyncio.LimitOverrunError:
         raise AgiProtocolError("line longer than the stream limit") from None
-    except TimeoutError:
-        raise AgiProtocolError(f"peer sent nothing for {timeout:g} s") from None
-    except (ConnectionError, OSError) as e:
-        raise AgiProtocolError(f"connection error: {e}") from None
     return line.rstrip(b"\r\n")
 
 
 async def read_request(reader: asyncio.StreamReader, timeout: float) -> AgiRequest:
-    """The handshake, complete within `timeout` seconds and `MAX_HEADER_BYTES` bytes."""
-    lines: list[bytes] = []
-    total = 0
+    """The handshake, complete within `timeout` seconds and `MAX_HEADER_BYTES` bytes.
+
+    Asterisk writes it at once, so it is read in one `readuntil` (the stream's `limit` must
+    be at least MAX_HEADER_BYTES): one timer and one buffer search per session, not one
+    per line."""
     try:
         async with asyncio.timeout(timeout):
-            while True:
-                line = await _read_line(reader, timeout)
-                if not line:
-                    break
-                total += len(line) + 1
-                if total > MAX_HEADER_BYTES or len(lines) >= MAX_HEADER_LINES:
-                    raise AgiProtocolError(f"handshake larger than {MAX_HEADER_BYTES} bytes "
-                                           f"or {MAX_HEADER_LINES} lines")
-                lines.append(line)
+            block = await reader.readuntil(b"\n\n")
+    except asyncio.IncompleteReadError as e:
+        if not e.partial:
+            raise AgiProtocolError("empty handshake (peer closed at once)") from None
+        raise AgiProtocolError(f"peer closed the connection mid-handshake ({len(e.partial)} "
+                               "bytes)") from None
+    except asyncio.LimitOverrunError:
+        raise AgiProtocolError(f"handshake larger than {MAX_HEADER_BYTES} bytes") from None
     except TimeoutError:
         raise AgiProtocolError(f"handshake not complete within {timeout:g} s") from None
-    if not lines:
-        raise AgiProtocolError("empty handshake")
-    return parse_request(lines)
+    except (ConnectionError, OSError) as e:
+        raise AgiProtocolError(f"connection error: {e}") from None
+    if len(block) > MAX_HEADER_BYTES:
+        raise AgiProtocolError(f"handshake larger than {MAX_HEADER_BYTES} bytes")
+    lines = block.rstrip(b"\n").split(b"\n")
+    if len(lines) > MAX_HEADER_LINES:
+        raise AgiProtocolError(f"handshake with more than {MAX_HEADER_LINES} lines")
+    return parse_request([line.rstrip(b"\r") for line in lines])
 
 
 class AgiSession:
@@ -83,27 +85,26 @@ class AgiSession:
         AgiCommandError (an error code) or AgiProtocolError (garbage, silence, EOF)."""
         line = format_command(verb, *args)
         try:
-            self._writer.write(line)
+            # One timer for the whole exchange: the write, then the answer's lines.
             async with asyncio.timeout(self.command_timeout):
+                self._writer.write(line)
                 await self._writer.drain()
+                while True:
+                    text = (await _read_line(self._reader)).decode("utf-8", errors="replace")
+                    if text == "HANGUP":
+                        # Sent once when the channel goes away; our command's answer follows.
+                        self.hung_up = True
+                        continue
+                    response = parse_response(text)
+                    if response.code != 100:  # "100 result=0 Trying..." precedes the answer
+                        break
+                if text.startswith("520-"):
+                    await self._skip_usage()
         except TimeoutError:
-            raise AgiProtocolError(f"could not send {verb} within {self.command_timeout:g} s") \
+            raise AgiProtocolError(f"no answer to {verb} within {self.command_timeout:g} s") \
                 from None
         except (ConnectionError, OSError) as e:
-            raise AgiProtocolError(f"connection error sending {verb}: {e}") from None
-        while True:
-            text = (await _read_line(self._reader, self.command_timeout)).decode(
-                "utf-8", errors="replace")
-            if text == "HANGUP":
-                # Sent once when the channel goes away; the answer to our command follows.
-                self.hung_up = True
-                continue
-            response = parse_response(text)
-            if response.code == 100:  # "100 result=0 Trying..." precedes the real answer
-                continue
-            break
-        if text.startswith("520-"):
-            await self._skip_usage()
+            raise AgiProtocolError(f"connection error during {verb}: {e}") from None
         if response.code == 511:
             self.hung_up = True
             raise AgiHangup(f"{verb}: {response.text}")
@@ -113,7 +114,7 @@ class AgiSession:
 
     async def _skip_usage(self) -> None:
         for _ in range(_MAX_USAGE_LINES):
-            line = await _read_line(self._reader, self.command_timeout)
+            line = await _read_line(self._reader)
             if line.decode("utf-8", errors="replace").startswith(_USAGE_END):
                 return
         raise AgiProtocolError("520 usage text without its end line")
