@@ -311,8 +311,10 @@ _mount_lab()
 
 def _mount_services() -> None:
     from wildix_ast.agi import cli as agi_cli
+    from wildix_ast.runtime import cli as runtime_cli
 
     app.add_typer(agi_cli.app, name="agi")
+    app.add_typer(runtime_cli.app, name="runtime")
 
 
 _mount_services()
