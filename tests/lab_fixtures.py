@@ -34,6 +34,13 @@ MINIMAL_MODULES = (
     "res_rtp_asterisk.so",
 )
 
+#: Added to MINIMAL_MODULES for PJSIP endpoints that register with a password.
+PJSIP_MODULES = (
+    "res_sorcery_memory.so", "res_sorcery_astdb.so", "res_pjsip.so", "res_pjsip_session.so",
+    "res_pjsip_authenticator_digest.so", "res_pjsip_endpoint_identifier_user.so",
+    "res_pjsip_registrar.so", "res_pjsip_sdp_rtp.so", "chan_pjsip.so", "codec_ulaw.so",
+)
+
 
 def asterisk_conf(paths: AsteriskPaths) -> str:
     """asterisk.conf whose [directories] are `paths`."""
@@ -113,7 +120,8 @@ def write_minimal_config(lab: Lab, *, with_manager: bool = True,
                          extra_files: dict[str, str] | None = None) -> None:
     """Write the minimal configuration (asterisk.conf, modules.conf, logger.conf,
     extensions.conf, rtp.conf and, optionally, manager.conf) into `lab.etc_dir`, plus
-    `extra_modules` to load and `extra_files` (which win over the minimal ones)."""
+    `extra_modules` to load and `extra_files` (which win over the minimal ones; @SIP_PORT@
+    in them becomes the lab's SIP port)."""
     etc = lab.etc_dir
     files = {
         "asterisk.conf": asterisk_conf(lab.paths),
@@ -124,7 +132,8 @@ def write_minimal_config(lab: Lab, *, with_manager: bool = True,
     }
     if with_manager:
         files["manager.conf"] = manager_conf(lab.ports)
-    files.update(extra_files or {})
+    files.update({name: text.replace("@SIP_PORT@", str(lab.ports.sip))
+                  for name, text in (extra_files or {}).items()})
     for name, text in files.items():
         (etc / name).write_text(text, encoding="utf-8")
 

@@ -19,8 +19,9 @@ from typing import IO
 
 #: Dialplan variable noise; the rest of a call's events are what a person debugs with.
 SKIPPED_EVENTS = frozenset({"VarSet", "RTCPSent", "RTCPReceived"})
-#: Fields that the printout shows in its columns, not again in the details.
-_SHOWN = frozenset({"Event", "Privilege", "Uniqueid", "Linkedid", "Channel", "content"})
+#: Channel properties the printout shows only when they change.
+_STICKY = frozenset({"ChannelStateDesc", "CallerIDNum", "CallerIDName", "ConnectedLineNum",
+                     "Context", "Exten", "Priority"})
 _DETAIL_FIELDS = ("ChannelStateDesc", "CallerIDNum", "CallerIDName", "ConnectedLineNum",
                   "Context", "Exten", "Priority", "Application", "AppData", "Cause",
                   "Cause-txt", "DialStatus", "DestChannel", "BridgeUniqueid", "State",
@@ -66,7 +67,9 @@ class CallLog:
 
     def add(self, event: LoggedEvent) -> None:
         uniqueid = event.fields.get("Uniqueid", "")
-        call = event.call or self._call_of.get(uniqueid, "")
+        # A channel stays in the call it started in, even if a bridge later changes its
+        # Linkedid; events that lack one follow their channel.
+        call = self._call_of.get(uniqueid) or event.call
         if not call:
             return
         if uniqueid:
@@ -151,20 +154,31 @@ def _clock(when: float) -> str:
 
 def format_call(events: list[LoggedEvent]) -> str:
     """One line per event: wall time, time since the call's first event, event, channel,
-    and the fields that matter."""
+    and the fields that changed since that channel's previous line (the state, caller,
+    dialplan position), so a long call reads as a story, not a wall of repeats."""
     if not events:
         return "(no events)"
     start = events[0].time
-    first = events[0].fields
+    caller = next((e.fields["CallerIDNum"] for e in events
+                   if e.fields.get("CallerIDNum") not in (None, "", "<unknown>")), "?")
+    callee = next((e.fields["Exten"] for e in events if e.fields.get("Exten")), "?")
     day = dt.datetime.fromtimestamp(start).strftime("%Y-%m-%d")
-    lines = [f"call {events[0].call} — {day}, {len(events)} events, from "
-             f"{first.get('CallerIDNum') or '?'} to {first.get('Exten') or '?'}"]
+    lines = [f"call {events[0].call} — {day}, {len(events)} events, from {caller} to {callee}"]
     width = max(len(e.name) for e in events)
     channel_width = max(len(e.fields.get("Channel", "")) for e in events)
+    shown: dict[str, dict[str, str]] = {}
     for event in events:
-        details = " ".join(f"{k}={event.fields[k]}" for k in _DETAIL_FIELDS
-                           if event.fields.get(k) not in (None, "", "<unknown>"))
+        before = shown.setdefault(event.fields.get("Channel", ""), {})
+        details = []
+        for key in _DETAIL_FIELDS:
+            value = event.fields.get(key)
+            if value in (None, "", "<unknown>"):
+                continue
+            if key in _STICKY and before.get(key) == value:
+                continue
+            before[key] = value
+            details.append(f"{key}={value}")
         lines.append(f"{_clock(event.time)} +{event.time - start:7.3f}s  "
                      f"{event.name:<{width}}  {event.fields.get('Channel', ''):<{channel_width}}"
-                     f"  {details}".rstrip())
+                     f"  {' '.join(details)}".rstrip())
     return "\n".join(lines)

@@ -91,6 +91,18 @@ def lift_ban(state_dir: Path, address: str) -> bool:
     return lifted
 
 
+async def _optional_list(client: AmiClient, name: str, complete: str,
+                         empty_messages: tuple[str, ...] = ()) -> list[AmiMessage]:
+    try:
+        return await client.action_list(name, complete, timeout=client.bulk_timeout,
+                                        empty_messages=empty_messages)
+    except AmiError as e:
+        if "Invalid/unknown command" not in e.message:
+            raise
+        log.warning("Asterisk has no %s action (module not loaded): %s", name, e.message)
+        return []
+
+
 class MonitorService:
     def __init__(self, config: ServiceConfig, *, clock: Callable[[], float] = time.time
                  ) -> None:
@@ -132,13 +144,11 @@ class MonitorService:
     async def _on_connect(self, client: AmiClient) -> None:
         self._buffer = []
         try:
-            devices = await client.action_list("DeviceStateList", "DeviceStateListComplete")
-            try:
-                contacts = await client.action_list("PJSIPShowContacts", "ContactListComplete",
-                                                     timeout=client.bulk_timeout,
-                                                     empty_messages=("No Contacts found",))
-            except AmiError:
-                contacts = []  # no res_pjsip loaded: no SIP contacts to show
+            # Each list needs its module (res_manager_devicestate, res_pjsip); a PBX without
+            # one shows nothing there rather than no state at all.
+            devices = await _optional_list(client, "DeviceStateList", "DeviceStateListComplete")
+            contacts = await _optional_list(client, "PJSIPShowContacts", "ContactListComplete",
+                                            empty_messages=("No Contacts found",))
             channels = await client.action_list("CoreShowChannels", "CoreShowChannelsComplete")
             state = snapshot(client.version or "", devices, contacts, channels)
             for event in self._buffer:
