@@ -40,28 +40,46 @@ StateDir = Annotated[Path, typer.Option(
 DEFAULT_STATE = Path("/var/lib/wildix-ast/runtime")
 
 
-def _secret(secret_file: Path | None) -> str:
+def _ami_settings(host: str, port: int | None, user: str | None, secret_file: Path | None,
+                  db: str | None) -> AmiSettings:
+    """The AMI account: as given, else the stored site's manager account and its generated
+    secret (the store is the one the site was applied from)."""
+    secret = os.environ.get("WILDIX_AST_AMI_SECRET", "")
     if secret_file is not None:
         try:
-            return secret_file.read_text(encoding="utf-8").strip()
+            secret = secret_file.read_text(encoding="utf-8").strip()
         except OSError as e:
             raise ServiceError(f"cannot read the AMI secret from {secret_file}: "
                                f"{e.strerror}") from None
-    secret = os.environ.get("WILDIX_AST_AMI_SECRET", "")
-    if not secret:
-        raise ServiceError("no AMI secret: give --secret-file or set WILDIX_AST_AMI_SECRET")
-    return secret
+    if secret and port is not None and user is not None:
+        return AmiSettings(host, port, user, secret)
+    from wildix_ast.secrets_vault import manager_secret
+    from wildix_ast.store import open_store
+
+    with open_store(db) as store:
+        if not store.has_site():
+            raise ServiceError("no AMI account given (--ami-port, --ami-user, --secret-file) "
+                               "and the store holds no site to take it from")
+        manager = store.export_site().system.manager
+        user = user or manager.username
+        return AmiSettings(host, port or manager.port, user,
+                           secret or manager_secret(store, user))
 
 
 @app.command()
 def serve(
     state_dir: StateDir = DEFAULT_STATE,
     ami_host: Annotated[str, typer.Option(envvar="WILDIX_AST_AMI_HOST")] = "127.0.0.1",
-    ami_port: Annotated[int, typer.Option(envvar="WILDIX_AST_AMI_PORT")] = 5038,
-    ami_user: Annotated[str, typer.Option(envvar="WILDIX_AST_AMI_USER")] = "wildix-ast",
+    ami_port: Annotated[int | None, typer.Option(
+        envvar="WILDIX_AST_AMI_PORT", help="Default: the stored site's manager port.")] = None,
+    ami_user: Annotated[str | None, typer.Option(
+        envvar="WILDIX_AST_AMI_USER", help="Default: the stored site's manager account.")]
+    = None,
     secret_file: Annotated[Path | None, typer.Option(
         envvar="WILDIX_AST_AMI_SECRET_FILE", help="File holding the AMI secret (else "
-        "$WILDIX_AST_AMI_SECRET).")] = None,
+        "$WILDIX_AST_AMI_SECRET, else the store's).")] = None,
+    db: Annotated[str | None, typer.Option(
+        "--db", envvar="WILDIX_AST_DB", help="The store (for the AMI account).")] = None,
     never_ban: Annotated[list[str] | None, typer.Option(
         "--never-ban", help="A LAN or trunk network (CIDR) never banned; repeat.")] = None,
     threshold: Annotated[int, typer.Option(min=1, help="Attempts that ban.")] = 20,
@@ -76,7 +94,7 @@ def serve(
                                          ban_time=ban_time)
     except ValueError as e:
         raise ServiceError(f"--never-ban: {e}") from None
-    settings = AmiSettings(ami_host, ami_port, ami_user, _secret(secret_file))
+    settings = _ami_settings(ami_host, ami_port, ami_user, secret_file, db)
     asyncio.run(_serve(ServiceConfig(settings, state_dir, policy)))
 
 

@@ -202,8 +202,12 @@ class MonitorService:
         }
 
     def write_status(self) -> None:
-        write_atomic(self.config.state_dir / STATUS_FILE,
-                     json.dumps(self.status(), indent=2) + "\n", mode=0o644)
+        # Renamed into place but not fsynced: it is rewritten every second, and an fsync
+        # stalling the loop past Asterisk's 100 ms writetimeout would cost the AMI session.
+        path = self.config.state_dir / STATUS_FILE
+        temp = path.with_name(f".{STATUS_FILE}.{os.getpid()}.tmp")
+        temp.write_text(json.dumps(self.status(), indent=2) + "\n", encoding="utf-8")
+        os.replace(temp, path)
 
     # -- running -------------------------------------------------------------------------
 
