@@ -3,11 +3,12 @@
     .venv/bin/python bench/agi.py [--concurrency 100] [--sessions 20000] [--calls 400]
                                   [--no-asterisk]
 
-1. `wildix-ast agi serve` runs as its own process; N clients (playing Asterisk's side of the
-   protocol, `wildix_ast.agi.probe`) hold FastAGI sessions on the `popup` route back to back.
-   Printed: p50/p99/max of a whole session (connect, handshake, decision, answers, close) at
-   concurrency 1 (baseline) and at N, refused connections, errors, sessions/s, and the
-   server's own p99 (handshake read to last answer) from its `health` route.
+1. `wildix-ast agi serve` runs as its own process; clients playing Asterisk's side of the
+   protocol (`wildix_ast.agi.probe`) hold FastAGI sessions on the `popup` route: one at a
+   time, bursts of N connecting at once, N back to back (saturation), and N per second while
+   N other connections are held open. Printed: p50/p99/max of a whole session (connect,
+   handshake, decision, answers, close), refused connections, errors, sessions/s. Baseline,
+   in the same run with the same client: panoramisk 1.4's FastAGI serving the same answers.
 2. Unless --no-asterisk: a lab Asterisk 22 places calls (Local channels originated through
    AMI, `--parallel` at a time) through a route decided by `AGI(agi://.../route)` and
    through the same route decided in pure dialplan; printed: calls/s of each and the ratio.
@@ -47,21 +48,47 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_service(port: int) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "wildix_ast", "agi", "serve", "--host", HOST, "--port",
-         str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+#: The same decision served by panoramisk 1.4's FastAGI (the library this project did not
+#: take): the baseline of the latency table, measured in the same run with the same client.
+#: Only well-formed sessions are sent to it (a truncated one would freeze it, see
+#: tests/test_agi_libraries.py).
+PANORAMISK_SERVER = """
+import asyncio, sys
+from panoramisk.fast_agi import Application
+
+async def popup(request):
+    await request.send_command('SET VARIABLE "WILDIX_POPUP_URL" "01"')
+    await request.send_command('SET VARIABLE "WILDIX_AGI_STATUS" "OK"')
+
+async def main():
+    app = Application()
+    app.add_route("popup", popup)
+    server = await asyncio.start_server(app.handler, "127.0.0.1", int(sys.argv[1]),
+                                        backlog=1024)
+    await server.serve_forever()
+
+asyncio.run(main())
+"""
+
+
+def start_server(port: int, kind: str) -> subprocess.Popen[bytes]:
+    """`wildix-ast agi serve` (kind "ours") or the panoramisk baseline, answering."""
+    command = [sys.executable, "-m", "wildix_ast", "agi", "serve", "--host", HOST, "--port",
+               str(port)] if kind == "ours" else [sys.executable, "-c", PANORAMISK_SERVER,
+                                                  str(port)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
-            asyncio.run(check(HOST, port, 0.5))
-            return process
+            result = asyncio.run(probe(HOST, port, "popup", ["x"], timeout=1))
+            if result.variables.get(STATUS_VARIABLE) == OK:
+                return process
         except Exception:
             if process.poll() is not None:
-                raise RuntimeError("wildix-ast agi serve exited") from None
-            time.sleep(0.1)
+                raise RuntimeError(f"the {kind} FastAGI server exited") from None
+        time.sleep(0.1)
     process.kill()
-    raise RuntimeError("wildix-ast agi serve did not answer within 20 s")
+    raise RuntimeError(f"the {kind} FastAGI server did not answer within 20 s")
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -69,89 +96,122 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-async def load(port: int, concurrency: int, sessions: int) -> dict[str, float]:
-    latencies: list[float] = []
-    refused = errors = 0
-    remaining = sessions
+class Tally:
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.refused = 0
+        self.errors = 0
+        self.started = time.perf_counter()
+        self.ended = self.started
+
+    def done(self) -> Tally:
+        self.ended = time.perf_counter()
+        return self
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies) / (self.ended - self.started)
+
+    async def one(self, port: int) -> None:
+        try:
+            result = await probe(HOST, port, "popup", ["{CALLERNUM:1}"], timeout=10)
+        except ConnectionRefusedError:
+            self.refused += 1
+            return
+        except Exception:
+            self.errors += 1
+            return
+        if result.variables.get(STATUS_VARIABLE) != OK:
+            self.errors += 1
+        else:
+            self.latencies.append(result.elapsed)
+
+    def row(self, label: str) -> list[str]:
+        values = self.latencies or [float("nan")]
+        return [label, str(len(self.latencies)), f"{percentile(values, 0.5) * 1000:.2f}",
+                f"{percentile(values, 0.99) * 1000:.2f}", f"{max(values) * 1000:.2f}",
+                f"{self.rate:.0f}", str(self.refused), str(self.errors)]
+
+
+async def back_to_back(port: int, concurrency: int, sessions: int) -> Tally:
+    tally = Tally()
+    per_worker = max(1, sessions // concurrency)
 
     async def worker() -> None:
-        nonlocal remaining, refused, errors
-        while remaining > 0:
-            remaining -= 1
-            try:
-                result = await probe(HOST, port, "popup", ["https://crm/?n={CALLERNUM:1}"],
-                                     timeout=10)
-            except ConnectionRefusedError:
-                refused += 1
-                continue
-            except Exception:
-                errors += 1
-                continue
-            if result.variables.get(STATUS_VARIABLE) != OK:
-                errors += 1
-            latencies.append(result.elapsed)
+        for _ in range(per_worker):
+            await tally.one(port)
 
-    started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - started
-    return {"p50": percentile(latencies, 0.5) * 1000, "p99": percentile(latencies, 0.99) * 1000,
-            "max": max(latencies) * 1000, "mean": statistics.fmean(latencies) * 1000,
-            "rate": len(latencies) / elapsed, "refused": refused, "errors": errors,
-            "sessions": len(latencies)}
+    return tally.done()
 
 
-async def burst(port: int, size: int, rounds: int) -> dict[str, float]:
-    """`size` sessions connected at once (a burst of simultaneous calls), `rounds` times."""
-    latencies: list[float] = []
-    refused = errors = 0
-    started = time.perf_counter()
+async def bursts(port: int, size: int, rounds: int) -> Tally:
+    """`size` sessions connecting at the same instant (simultaneous calls), `rounds` times."""
+    tally = Tally()
     for _ in range(rounds):
-        results = await asyncio.gather(
-            *(probe(HOST, port, "popup", ["https://crm/?n={CALLERNUM:1}"], timeout=10)
-              for _ in range(size)), return_exceptions=True)
-        for result in results:
-            if isinstance(result, ConnectionRefusedError):
-                refused += 1
-            elif isinstance(result, BaseException) or \
-                    result.variables.get(STATUS_VARIABLE) != OK:
-                errors += 1
-            else:
-                latencies.append(result.elapsed)
+        await asyncio.gather(*(tally.one(port) for _ in range(size)))
         await asyncio.sleep(0.05)
-    elapsed = time.perf_counter() - started
-    return {"p50": percentile(latencies, 0.5) * 1000, "p99": percentile(latencies, 0.99) * 1000,
-            "max": max(latencies) * 1000, "mean": statistics.fmean(latencies) * 1000,
-            "rate": len(latencies) / elapsed, "refused": refused, "errors": errors,
-            "sessions": len(latencies)}
+    return tally.done()
+
+
+async def steady(port: int, rate: float, seconds: float, held: int) -> Tally:
+    """Sessions arriving at `rate` per second while `held` other connections stay open mid-
+    handshake (calls whose Asterisk side is slow): latency when not saturated."""
+    idle = [await asyncio.open_connection(HOST, port) for _ in range(held)]
+    for _reader, writer in idle:
+        writer.write(b"agi_network: yes\n")
+    tally = Tally()
+    tasks = []
+    for _ in range(int(rate * seconds)):
+        tasks.append(asyncio.create_task(tally.one(port)))
+        await asyncio.sleep(1 / rate)
+    await asyncio.gather(*tasks)
+    tally.done()
+    for _reader, writer in idle:
+        writer.transport.abort()
+    return tally
 
 
 def measure_latency(console: Console, concurrency: int, sessions: int) -> None:
-    port = free_port()
-    process = start_service(port)
-    try:
-        baseline = asyncio.run(load(port, 1, max(200, sessions // 20)))
-        bursts = asyncio.run(burst(port, concurrency, max(1, sessions // concurrency // 4)))
-        loaded = asyncio.run(load(port, concurrency, sessions))
-        server = asyncio.run(check(HOST, port, 2.0))
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
-    table = Table(title="FastAGI sessions against `wildix-ast agi serve` (separate process, "
-                        "route popup; client in one Python process on the same cores)")
-    for column in ("load", "sessions", "p50 ms", "p99 ms", "max ms", "sessions/s",
+    table = Table(title="FastAGI sessions (server in its own process, route popup: 2 SET "
+                        "VARIABLE; the client plays Asterisk, one Python process on the same "
+                        "cores)")
+    for column in ("server, load", "sessions", "p50 ms", "p99 ms", "max ms", "sessions/s",
                    "refused", "errors"):
         table.add_column(column, justify="right")
-    for label, row in (("1 at a time (baseline)", baseline),
-                       (f"bursts of {concurrency} at once", bursts),
-                       (f"{concurrency} back to back (saturation)", loaded)):
-        table.add_row(label, f"{row['sessions']:.0f}", f"{row['p50']:.2f}", f"{row['p99']:.2f}",
-                      f"{row['max']:.2f}", f"{row['rate']:.0f}", f"{row['refused']:.0f}",
-                      f"{row['errors']:.0f}")
+    figures: dict[str, Tally] = {}
+    for kind in ("panoramisk", "ours"):
+        port = free_port()
+        process = start_server(port, kind)
+        try:
+            name = "panoramisk 1.4" if kind == "panoramisk" else "wildix-ast agi"
+            runs = [
+                ("1 at a time", back_to_back(port, 1, max(200, sessions // 20))),
+                (f"bursts of {concurrency} at once",
+                 bursts(port, concurrency, max(1, sessions // concurrency // 4))),
+                (f"{concurrency} back to back", back_to_back(port, concurrency, sessions)),
+            ]
+            if kind == "ours":
+                runs.append((f"{concurrency}/s with {concurrency} connections held open",
+                             steady(port, concurrency, 10, concurrency)))
+            for label, coroutine in runs:
+                tally = asyncio.run(coroutine)
+                figures[f"{kind}:{label}"] = tally
+                table.add_row(*tally.row(f"{name}, {label}"))
+            if kind == "ours":
+                server = asyncio.run(check(HOST, port, 2.0))
+        finally:
+            process.terminate()
+            process.wait(timeout=15)
     console.print(table)
-    console.print(f"server-side p99 (handshake read → last answer, last 10,000 sessions): "
-                  f"{server['WILDIX_AGI_P99_MS']} ms. At saturation a session waits for the "
-                  f"{concurrency - 1} others (latency ≈ concurrency / throughput); the burst "
-                  f"row is {concurrency} calls set up at the same instant.")
+    ours = figures[f"ours:{concurrency} back to back"]
+    theirs = figures[f"panoramisk:{concurrency} back to back"]
+    p99_ratio = percentile(ours.latencies, 0.99) / percentile(theirs.latencies, 0.99)
+    console.print(f"{concurrency} back to back, ours vs panoramisk (same run, same client): "
+                  f"p99 ×{p99_ratio:.2f}, sessions/s ×{ours.rate / theirs.rate:.2f}; "
+                  f"server-side p99 (handshake read → last answer, last 10,000 sessions): "
+                  f"{server['WILDIX_AGI_P99_MS']} ms. Back to back, a session waits for the "
+                  f"{concurrency - 1} others (latency ≈ concurrency / throughput).")
 
 
 EXTENSIONS = """\
@@ -276,7 +336,7 @@ asyncio.run(main())
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--concurrency", type=int, default=100)
-    parser.add_argument("--sessions", type=int, default=20000)
+    parser.add_argument("--sessions", type=int, default=10000)
     parser.add_argument("--calls", type=int, default=400)
     parser.add_argument("--parallel", type=int, default=20)
     parser.add_argument("--no-asterisk", action="store_true")

@@ -25,10 +25,13 @@ Wrapping panoramisk would mean replacing `handler` (the handshake), `Request._re
 gives what the service needs and neither library has: a size limit and a timeout on every
 read, a per-session deadline, a safe answer (`WILDIX_AGI_STATUS=FAILED`) whenever a handler
 raises or is slow, a sized listen backlog, and counters for `wildix-ast agi status`.
-Measured by `bench/agi.py` (100 concurrent sessions, server in its own process).
+The cost is measured by `bench/agi.py` against panoramisk's own server in the same run, same
+client, well-formed sessions only (it cannot survive the others): at 100 sessions back to
+back on this 2-core machine, shared and loaded, ours did 0.85x its sessions/s with 1.07x its
+p99; both are bound by the machine (a few hundred sessions/s), not by the protocol.
 
-Fail-safe contract with the dialplan: see `server` and docs/agi.md. Asterisk 22 bounds the
-FastAGI *connect* to 2 s (res_agi's MAX_AGI_CONNECT) but waits for answers on an accepted
-connection without limit, so the server bounds itself and the systemd unit's watchdog
-restarts a stalled process (`sdnotify`).
+Fail-safe contract with the dialplan: see `server` and the README ("Runtime services").
+Asterisk 22 bounds the FastAGI *connect* to 2 s (res_agi's MAX_AGI_CONNECT) but waits for
+answers on an accepted connection without limit, so the server bounds itself and the systemd
+unit's watchdog restarts a stalled process (`sdnotify`).
 """

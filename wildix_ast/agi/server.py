@@ -1,6 +1,6 @@
 """The FastAGI server: routes to handlers, limits on everything, a safe answer on failure.
 
-The dialplan contract (see `docs/agi.md`):
+The dialplan contract (README "Runtime services"):
 
 * before `AGI(agi://HOST:PORT/ROUTE,...)` the dialplan clears `WILDIX_AGI_STATUS`;
 * on success the server sets the decision's variables, then `WILDIX_AGI_STATUS=OK` last, so
@@ -102,7 +102,7 @@ class Limits:
     handshake_timeout: float = 2.0   # a real Asterisk sends its ~1 KB handshake at once
     command_timeout: float = 2.0     # per AGI command answer
     session_deadline: float = 10.0   # backstop for a whole connection
-    max_sessions: int = 1000         # beyond this, answer FAILED at once (fast fallback)
+    max_sessions: int = 1000         # handlers running at once; beyond, FAILED at once
     backlog: int = 1024              # listen queue: a burst of calls is queued, not refused
 
 
@@ -156,6 +156,7 @@ class AgiServer:
         self.routes: dict[str, Route] = {HEALTH_ROUTE: Route.of(self._health), **routes}
         self._server: asyncio.Server | None = None
         self._sessions: set[asyncio.Task[None]] = set()
+        self._deciding = 0  # sessions whose handler runs now (max_sessions bounds it)
 
     def _health(self, _request: AgiRequest) -> Decision:
         return Decision(self.stats.as_variables())
@@ -210,6 +211,10 @@ class AgiServer:
             self.stats.failed += 1
             log.error("FastAGI session from %s passed its %g s deadline; closed",
                       writer.get_extra_info("peername"), self.limits.session_deadline)
+        except asyncio.CancelledError:
+            # close() cut it. Ending normally: Python 3.11's stream server calls
+            # task.exception() on its connection tasks, which raises for a cancelled one.
+            log.debug("FastAGI session cut by the server's shutdown")
         except Exception:
             # Never reached by design; if it is, the server must live on.
             self.stats.failed += 1
@@ -257,11 +262,15 @@ class AgiServer:
         route = self.routes.get(request.route)
         if route is None:
             raise _Failure(f"unknown-route {request.route!r}")
-        if self.stats.active > self.limits.max_sessions:
+        if self._deciding >= self.limits.max_sessions:
             raise _Failure("overloaded")
+        self._deciding += 1
         try:
-            async with asyncio.timeout(route.timeout):
-                decision = await route.decide(session)
+            if route.pure is not None and not route.offload:
+                decision = route.pure(request)  # synchronous: no timer can interrupt it
+            else:
+                async with asyncio.timeout(route.timeout):
+                    decision = await route.decide(session)
         except TimeoutError:
             raise _Failure(f"timeout after {route.timeout:g} s") from None
         except (AgiHangup, AgiProtocolError):
@@ -269,6 +278,8 @@ class AgiServer:
         except Exception as e:
             log.exception("FastAGI route %s raised", request.route)
             raise _Failure(f"error {type(e).__name__}") from None
+        finally:
+            self._deciding -= 1
         if not isinstance(decision, Decision):
             raise _Failure(f"handler returned {type(decision).__name__}, not a Decision")
         return decision

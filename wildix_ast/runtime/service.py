@@ -242,7 +242,7 @@ class MonitorService:
         self.supervisor.stop()
 
 
-def read_status(state_dir: Path, max_age: float = 5.0) -> dict[str, Any]:
+def read_status(state_dir: Path, max_age: float = 15.0) -> dict[str, Any]:
     """The service's last status; ServiceError if there is none or it is stale."""
     path = state_dir / STATUS_FILE
     try:
