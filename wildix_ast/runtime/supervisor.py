@@ -86,8 +86,13 @@ class AmiSupervisor:
                 await client.connect()
                 client.on_event("*", self._on_event)
                 await self._on_connect(client)
-            except AmiError as e:
-                await self._drop(client, e.message)
+            except Exception as e:
+                # AmiError is the expected case; anything else is a bug in on_connect, and a
+                # bug must not end the service's connection for good either.
+                if not isinstance(e, AmiError):
+                    log.exception("AMI on_connect failed")
+                reason = e.message if isinstance(e, AmiError) else f"{type(e).__name__}: {e}"
+                await self._drop(client, reason)
                 await self._pause(delay)
                 delay = min(delay * 2, self._max_retry)
                 continue
