@@ -28,6 +28,7 @@ from wildix_ast.agi.server import (
     Route,
 )
 from wildix_ast.agi.session import AgiSession
+from wildix_ast.errors import ServiceError
 
 HOST = "127.0.0.1"
 
@@ -327,6 +328,6 @@ def test_status_of_a_stopped_service_fails() -> None:
         port = s.getsockname()[1]
     done = subprocess.run([sys.executable, "-m", "wildix_ast", "agi", "status", "--port",
                            str(port)], capture_output=True, text=True, timeout=30, check=False)
-    assert done.returncode == 8
+    assert done.returncode == ServiceError.exit_code
     assert f"the FastAGI service at 127.0.0.1:{port} is not reachable" in done.stderr
 

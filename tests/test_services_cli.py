@@ -25,6 +25,7 @@ from wildix_ast.agi.server import (
     Route,
 )
 from wildix_ast.agi.session import AgiSession
+from wildix_ast.errors import ServiceError
 from wildix_ast.runtime.call_log import LoggedEvent, LogWriter
 from wildix_ast.runtime.security import Ban
 from wildix_ast.runtime.service import BANS_FILE, CALLS_FILE, STATUS_FILE, save_bans
@@ -113,12 +114,12 @@ def test_runtime_commands_read_the_state_folder(tmp_path: Path) -> None:
     status["ami"]["last_error"] = "lost the AMI connection"  # type: ignore[index]
     (tmp_path / STATUS_FILE).write_text(json.dumps(status))
     done = wildix_ast("runtime", "status", "--state-dir", str(tmp_path))
-    assert done.returncode == 8 and "not connected to Asterisk" in done.stderr
+    assert done.returncode == ServiceError.exit_code and "not connected to Asterisk" in done.stderr
 
     status["updated"] = now - 60
     (tmp_path / STATUS_FILE).write_text(json.dumps(status))
     done = wildix_ast("runtime", "status", "--state-dir", str(tmp_path))
-    assert done.returncode == 8 and "not running" in done.stderr
+    assert done.returncode == ServiceError.exit_code and "not running" in done.stderr
 
     writer = LogWriter(tmp_path / CALLS_FILE)
     writer.write(LoggedEvent(now, {"Event": "Newchannel", "Uniqueid": "1.1", "Linkedid": "1.1",
@@ -133,7 +134,7 @@ def test_runtime_commands_read_the_state_folder(tmp_path: Path) -> None:
     assert by_id.returncode == 0 and by_id.stdout == by_number.stdout
     assert "from 101 to 102" in by_id.stdout and "Cause-txt=Normal Clearing" in by_id.stdout
     missing = wildix_ast("runtime", "call", "9.9", "--state-dir", str(tmp_path))
-    assert missing.returncode == 8 and "no call 9.9" in missing.stderr
+    assert missing.returncode == ServiceError.exit_code and "no call 9.9" in missing.stderr
 
     save_bans(tmp_path, {"198.51.100.7": Ban("198.51.100.7", now, now + 600, 20,
                                              "InvalidAccountID")})
@@ -142,6 +143,6 @@ def test_runtime_commands_read_the_state_folder(tmp_path: Path) -> None:
                       str(tmp_path)).returncode == 0
     assert json.loads((tmp_path / BANS_FILE).read_text()) == {"bans": []}
     again = wildix_ast("runtime", "unban", "198.51.100.7", "--state-dir", str(tmp_path))
-    assert again.returncode == 8 and "is not banned" in again.stderr
+    assert again.returncode == ServiceError.exit_code and "is not banned" in again.stderr
     bad = wildix_ast("runtime", "unban", "nope", "--state-dir", str(tmp_path))
-    assert bad.returncode == 8 and "not an IP address" in bad.stderr
+    assert bad.returncode == ServiceError.exit_code and "not an IP address" in bad.stderr

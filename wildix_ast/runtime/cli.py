@@ -121,7 +121,7 @@ def status(
     state_dir: StateDir = DEFAULT_STATE,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """The live PBX as the AMI service sees it; exit 8 when the service is down or cut off
+    """The live PBX as the AMI service sees it; exit 9 when the service is down or cut off
     from Asterisk."""
     data = read_status(state_dir)
     ami = data["ami"]
