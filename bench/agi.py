@@ -9,11 +9,11 @@
    N other connections are held open. Printed: p50/p99/max of a whole session (connect,
    handshake, decision, answers, close), refused connections, errors, sessions/s. Baseline,
    in the same run with the same client: panoramisk 1.4's FastAGI serving the same answers.
-2. Unless --no-asterisk: a lab Asterisk 22 places calls (Local channels originated through
-   AMI, `--parallel` at a time) through a route decided by `AGI(agi://.../route)` and
-   through the same route decided in pure dialplan; printed: calls/s of each and the ratio.
-   (The SIP version of this ratio, SIPp phones on real PJSIP routes, waits for the routing
-   work's dialplan.)
+2. Unless --no-asterisk: a lab Asterisk 22 sets up calls through a route decided by
+   `AGI(agi://.../route)` and through the same route decided in pure dialplan, `--parallel`
+   at a time: Local channels originated through AMI, then SIP calls from a SIPp phone (the
+   project's sip_test driver) on a minimal hand-written PJSIP configuration (the real routes
+   wait for the routing work). Printed: calls/s of each and the ratio.
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -180,27 +182,30 @@ def measure_latency(console: Console, concurrency: int, sessions: int) -> None:
                    "refused", "errors"):
         table.add_column(column, justify="right")
     figures: dict[str, Tally] = {}
-    for kind in ("panoramisk", "ours"):
-        port = free_port()
-        process = start_server(port, kind)
-        try:
-            name = "panoramisk 1.4" if kind == "panoramisk" else "wildix-ast agi"
-            runs = [
-                ("1 at a time", back_to_back(port, 1, max(200, sessions // 20))),
-                (f"bursts of {concurrency} at once",
-                 bursts(port, concurrency, max(1, sessions // concurrency // 4))),
-                (f"{concurrency} back to back", back_to_back(port, concurrency, sessions)),
-            ]
-            if kind == "ours":
-                runs.append((f"{concurrency}/s with {concurrency} connections held open",
-                             steady(port, concurrency, 10, concurrency)))
-            for label, coroutine in runs:
-                tally = asyncio.run(coroutine)
+    names = {"panoramisk": "panoramisk 1.4", "ours": "wildix-ast agi"}
+    ports = {kind: free_port() for kind in names}
+    processes = {kind: start_server(ports[kind], kind) for kind in names}
+    scenarios: list[tuple[str, Callable[[int], Coroutine[Any, Any, Tally]]]] = [
+        ("1 at a time", lambda port: back_to_back(port, 1, max(200, sessions // 20))),
+        (f"bursts of {concurrency} at once",
+         lambda port: bursts(port, concurrency, max(1, sessions // concurrency // 4))),
+        (f"{concurrency} back to back", lambda port: back_to_back(port, concurrency, sessions)),
+        (f"{concurrency}/s with {concurrency} connections held open",
+         lambda port: steady(port, concurrency, 10, concurrency)),
+    ]
+    try:
+        # Each scenario runs on both servers one after the other, so the load of this
+        # shared machine, which drifts over minutes, weighs on both alike.
+        for label, scenario in scenarios:
+            for kind in names:
+                if kind == "panoramisk" and "held open" in label:
+                    continue  # the held-open connections would freeze it (its spin)
+                tally = asyncio.run(scenario(ports[kind]))
                 figures[f"{kind}:{label}"] = tally
-                table.add_row(*tally.row(f"{name}, {label}"))
-            if kind == "ours":
-                server = asyncio.run(check(HOST, port, 2.0))
-        finally:
+                table.add_row(*tally.row(f"{names[kind]}, {label}"))
+        server = asyncio.run(check(HOST, ports["ours"], 2.0))
+    finally:
+        for process in processes.values():
             process.terminate()
             process.wait(timeout=15)
     console.print(table)
@@ -228,8 +233,15 @@ exten => s,1,Set(WILDIX_AGI_STATUS=)
 [plain-route]
 exten => s,1,GotoIf($["${{ARG}}" = "busy"]?target,voicemail,1:target,${{ARG}},1)
 
+[sip-in]
+exten => 600,1,Set(ARG=600)
+ same => n,Goto(plain-route,s,1)
+exten => 601,1,Set(ARG=600)
+ same => n,Goto(agi-route,s,1)
+
 [target]
 exten => _X.,1,UserEvent(BenchCall,Branch: ${{EXTEN}})
+ same => n,Answer()
  same => n,Hangup()
 exten => voicemail,1,UserEvent(BenchCall,Branch: voicemail)
  same => n,Hangup()
@@ -271,11 +283,54 @@ async def call_rate(ami_port: int, context: str, calls: int, parallel: int) -> t
         return calls / elapsed, fallbacks
 
 
+PJSIP = """\
+[transport-udp]
+type = transport
+protocol = udp
+bind = 127.0.0.1:@SIP_PORT@
+
+[101]
+type = endpoint
+context = sip-in
+disallow = all
+allow = ulaw
+auth = 101
+aors = 101
+
+[101]
+type = aor
+max_contacts = 1
+
+[101]
+type = auth
+auth_type = userpass
+username = 101
+password = Bench-Passw0rd-101
+"""
+
+
+def sip_rate(lab_sip_port: int, number: str, calls: int, parallel: int,
+             work_dir: Path) -> tuple[float, int]:
+    """SIPp phone 101 calls `number` `calls` times (at most `parallel` at once, offered
+    faster than Asterisk can set them up); connected calls per second, and failures."""
+    from wildix_ast.sip_test.sipp import SippDriver
+
+    driver = SippDriver(lab_sip_port, work_dir=work_dir, timeout=300)
+    started = time.perf_counter()
+    # hold_seconds is how long a call waits for Asterisk's BYE, which comes at once (the
+    # route answers and hangs up); 0 would mean "wait forever" to SIPp.
+    result = driver.call_load("101", "Bench-Passw0rd-101", number, calls=calls,
+                              rate=1000, limit=parallel, hold_seconds=2.0, timeout=300)
+    elapsed = time.perf_counter() - started
+    connected = result.connected if result.connected is not None else result.successful
+    return connected / elapsed, calls - connected
+
+
 def measure_calls(console: Console, calls: int, parallel: int) -> None:
     if os.geteuid() != 0:
         console.print("[yellow]call rate skipped: the lab needs root[/]")
         return
-    from lab_fixtures import running_lab
+    from lab_fixtures import PJSIP_MODULES, running_lab
 
     async def measure(ami_port: int, agi_port: int) -> list[tuple[str, float, int]]:
         rows = []
@@ -286,10 +341,11 @@ def measure_calls(console: Console, calls: int, parallel: int) -> None:
         return rows
 
     agi_port = free_port()
-    files = {"extensions.conf": EXTENSIONS.format(port=agi_port)}
+    files = {"extensions.conf": EXTENSIONS.format(port=agi_port), "pjsip.conf": PJSIP}
+    modules = ("res_speech.so", "res_agi.so", "app_userevent.so", *PJSIP_MODULES)
     with tempfile.TemporaryDirectory(prefix="wildix-bench-agi-") as tmp, \
-            running_lab(Path(tmp), "bench-agi", extra_modules=(
-                "res_speech.so", "res_agi.so", "app_userevent.so"), extra_files=files) as lab:
+            running_lab(Path(tmp), "bench-agi", extra_modules=modules,
+                        extra_files=files) as lab:
         # In its own process, as in production; the bench's own loop only drives AMI.
         server_process = subprocess.Popen(
             [sys.executable, "-c", BENCH_SERVER, str(agi_port)],
@@ -297,21 +353,30 @@ def measure_calls(console: Console, calls: int, parallel: int) -> None:
         try:
             time.sleep(1.0)
             rows = asyncio.run(measure(lab.ports.ami, agi_port))
+            for index in range(2):
+                for context, number in (("plain-route", "600"), ("agi-route", "601")):
+                    rate, failed = sip_rate(lab.ports.sip, number, calls, parallel,
+                                            Path(tmp) / f"sipp-{context}-{index}")
+                    rows.append((f"sip:{context}", rate, failed))
         finally:
             server_process.terminate()
             server_process.wait(timeout=15)
-    table = Table(title=f"Call setup through Asterisk 22: {calls} Local-channel calls per run, "
-                        f"{parallel} at a time")
-    for column in ("route decided by", "calls/s", "fallbacks"):
+    table = Table(title=f"Call setup through Asterisk 22: {calls} calls per run, {parallel} at "
+                        "a time (Local channels through AMI; SIP calls from a SIPp phone)")
+    for column in ("calls", "route decided by", "calls/s", "fallbacks / failed"):
         table.add_column(column, justify="right")
-    rates: dict[str, list[float]] = {"plain-route": [], "agi-route": []}
+    rates: dict[str, list[float]] = {}
     for context, rate, fallbacks in rows:
-        rates[context].append(rate)
-        table.add_row("FastAGI" if context == "agi-route" else "pure dialplan", f"{rate:.0f}",
-                      str(fallbacks))
+        rates.setdefault(context, []).append(rate)
+        table.add_row("SIP (SIPp)" if context.startswith("sip:") else "Local",
+                      "FastAGI" if context.endswith("agi-route") else "pure dialplan",
+                      f"{rate:.0f}", str(fallbacks))
     console.print(table)
-    ratio = statistics.fmean(rates["agi-route"]) / statistics.fmean(rates["plain-route"])
-    console.print(f"call setup rate, FastAGI-decided vs pure dialplan: ratio {ratio:.2f}")
+    for prefix, label in (("", "Local channels"), ("sip:", "SIP calls")):
+        ratio = statistics.fmean(rates[f"{prefix}agi-route"]) / statistics.fmean(
+            rates[f"{prefix}plain-route"])
+        console.print(f"call setup rate, FastAGI-decided vs pure dialplan ({label}): "
+                      f"ratio {ratio:.2f}")
 
 
 #: The FastAGI server of the call-rate run: the production server class with the bench's

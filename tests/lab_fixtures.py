@@ -38,7 +38,8 @@ MINIMAL_MODULES = (
 PJSIP_MODULES = (
     "res_sorcery_memory.so", "res_sorcery_astdb.so", "res_pjsip.so", "res_pjsip_session.so",
     "res_pjsip_authenticator_digest.so", "res_pjsip_endpoint_identifier_user.so",
-    "res_pjsip_registrar.so", "res_pjsip_sdp_rtp.so", "chan_pjsip.so", "codec_ulaw.so",
+    "res_pjsip_registrar.so", "res_pjsip_sdp_rtp.so", "res_pjsip_pubsub.so", "chan_pjsip.so",
+    "codec_ulaw.so", "bridge_simple.so",
 )
 
 
