@@ -102,11 +102,12 @@ async def service_on(lab: Lab, state_dir: Path, policy: BanPolicy | None = None
         await asyncio.wait_for(task, 10)
 
 
-async def until(condition: Callable[[], bool], timeout: float) -> float:
-    """Seconds until `condition()` held; AssertionError after `timeout`."""
+async def until(condition: Callable[[], bool], timeout: float,
+                what: Callable[[], object] = lambda: "") -> float:
+    """Seconds until `condition()` held; AssertionError (showing `what()`) after `timeout`."""
     start = time.monotonic()
     while not condition():
-        assert time.monotonic() - start < timeout, f"not true within {timeout} s"
+        assert time.monotonic() - start < timeout, f"not true within {timeout} s: {what()}"
         await asyncio.sleep(0.05)
     return time.monotonic() - start
 
@@ -146,7 +147,7 @@ def test_state_is_right_again_within_5_s_of_an_asterisk_restart(lab: Lab, tmp_pa
                             and pbx["devices"].get("Custom:lamp") == "INUSE"
                             and status["ami"]["connections"] == 2)
 
-            await until(right, 5)
+            await until(right, 5, lambda: read_status(tmp_path))
             seconds = time.monotonic() - ready
             # events flow on the new connection
             await ami_action(lab, "Setvar", Variable="DEVICE_STATE(Custom:lamp)",

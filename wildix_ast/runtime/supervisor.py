@@ -112,10 +112,10 @@ class AmiSupervisor:
         was_connected = self.connected_since is not None and client is self.client
         self.connected_since = None
         self.client = None
+        if was_connected and self._on_disconnect is not None:
+            self._on_disconnect(reason)  # before any await: nobody sees stale state
         if reason != self.last_error or was_connected:
             log.error("AMI %s: %s", self.settings.where, reason)
         self.last_error = reason
         with contextlib.suppress(AmiError):
             await client.close()
-        if was_connected and self._on_disconnect is not None:
-            self._on_disconnect(reason)
