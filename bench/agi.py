@@ -1,6 +1,6 @@
 """FastAGI decision latency and the call setup rate it costs.
 
-    .venv/bin/python bench/agi.py [--concurrency 100] [--sessions 20000] [--calls 400]
+    .venv/bin/python bench/agi.py [--concurrency 100] [--sessions 10000] [--calls 400]
                                   [--no-asterisk] [--sip]
 
 1. `wildix-ast agi serve` runs as its own process; clients playing Asterisk's side of the
@@ -283,30 +283,6 @@ async def call_rate(ami_port: int, context: str, calls: int, parallel: int) -> t
         return calls / elapsed, fallbacks
 
 
-PJSIP = """\
-[transport-udp]
-type = transport
-protocol = udp
-bind = 127.0.0.1:@SIP_PORT@
-
-[101]
-type = endpoint
-context = sip-in
-disallow = all
-allow = ulaw
-auth = 101
-aors = 101
-
-[101]
-type = aor
-max_contacts = 1
-
-[101]
-type = auth
-auth_type = userpass
-username = 101
-password = Bench-Passw0rd-101
-"""
 
 
 def sip_rate(lab_sip_port: int, number: str, calls: int, parallel: int,
@@ -330,7 +306,7 @@ def measure_calls(console: Console, calls: int, parallel: int, sip: bool) -> Non
     if os.geteuid() != 0:
         console.print("[yellow]call rate skipped: the lab needs root[/]")
         return
-    from lab_fixtures import PJSIP_MODULES, running_lab
+    from lab_fixtures import PJSIP_MODULES, pjsip_phone_conf, running_lab
 
     async def measure(ami_port: int, agi_port: int) -> list[tuple[str, float, int]]:
         rows = []
@@ -341,7 +317,8 @@ def measure_calls(console: Console, calls: int, parallel: int, sip: bool) -> Non
         return rows
 
     agi_port = free_port()
-    files = {"extensions.conf": EXTENSIONS.format(port=agi_port), "pjsip.conf": PJSIP}
+    files = {"extensions.conf": EXTENSIONS.format(port=agi_port),
+             "pjsip.conf": pjsip_phone_conf("101", "Bench-Passw0rd-101", "sip-in")}
     modules = ("res_speech.so", "res_agi.so", "app_userevent.so", *PJSIP_MODULES)
     with tempfile.TemporaryDirectory(prefix="wildix-bench-agi-") as tmp, \
             running_lab(Path(tmp), "bench-agi", extra_modules=modules,

@@ -43,6 +43,35 @@ PJSIP_MODULES = (
 )
 
 
+def pjsip_phone_conf(ext: str, password: str, context: str) -> str:
+    """pjsip.conf: a UDP transport on the lab's SIP port (@SIP_PORT@, filled in by
+    `write_minimal_config`) and one phone `ext` that authenticates with `password`."""
+    return f"""\
+[transport-udp]
+type = transport
+protocol = udp
+bind = 127.0.0.1:@SIP_PORT@
+
+[{ext}]
+type = endpoint
+context = {context}
+disallow = all
+allow = ulaw
+auth = {ext}
+aors = {ext}
+
+[{ext}]
+type = aor
+max_contacts = 1
+
+[{ext}]
+type = auth
+auth_type = userpass
+username = {ext}
+password = {password}
+"""
+
+
 def asterisk_conf(paths: AsteriskPaths) -> str:
     """asterisk.conf whose [directories] are `paths`."""
     return f"""\

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
-from lab_fixtures import PJSIP_MODULES, running_lab
+from lab_fixtures import PJSIP_MODULES, pjsip_phone_conf, running_lab
 
 from wildix_ast.ami import AmiClient
 from wildix_ast.lab.instance import Lab
@@ -45,37 +45,14 @@ exten => hold,1,Answer()
  same => n,Wait(60)
 """
 
-PJSIP = """\
-[transport-udp]
-type = transport
-protocol = udp
-bind = 127.0.0.1:@SIP_PORT@
-
-[101]
-type = endpoint
-context = debug
-disallow = all
-allow = ulaw
-auth = 101
-aors = 101
-
-[101]
-type = aor
-max_contacts = 1
-
-[101]
-type = auth
-auth_type = userpass
-username = 101
-password = Right-Passw0rd-101
-"""
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     if os.geteuid() != 0:
         pytest.skip("the lab needs root (chroot, mount namespaces)")
-    files = {"extensions.conf": EXTENSIONS, "pjsip.conf": PJSIP}
+    files = {"extensions.conf": EXTENSIONS,
+             "pjsip.conf": pjsip_phone_conf("101", "Right-Passw0rd-101", "debug")}
     modules = (*PJSIP_MODULES, "func_devstate.so", "res_manager_devicestate.so")
     with running_lab(tmp_path_factory.mktemp("runtime-lab"), "runtime", extra_modules=modules,
                      extra_files=files) as running:

@@ -114,6 +114,8 @@ class MonitorService:
         self.events_seen = 0
         self._bans_mtime = self._mtime()
         self._buffer: list[AmiMessage] | None = None
+        self._resnapshot_task: asyncio.Task[None] | None = None
+        self._snapshot_lock = asyncio.Lock()
         self._writer: LogWriter | None = None
         self.supervisor = AmiSupervisor(config.ami, on_event=self.on_event,
                                         on_connect=self._on_connect,
@@ -124,6 +126,8 @@ class MonitorService:
     def on_event(self, event: AmiMessage) -> None:
         self.events_seen += 1
         now = self.clock()
+        if event.get("Event") == "FullyBooted":
+            self._resnapshot()
         if self._buffer is not None:
             self._buffer.append(event)  # applied on top of the snapshot being taken
         else:
@@ -142,6 +146,10 @@ class MonitorService:
                 self._save_bans()
 
     async def _on_connect(self, client: AmiClient) -> None:
+        async with self._snapshot_lock:  # the FullyBooted re-snapshot waits for this one
+            await self._snapshot(client)
+
+    async def _snapshot(self, client: AmiClient) -> None:
         self._buffer = []
         try:
             # Each list needs its module (res_manager_devicestate, res_pjsip); a PBX without
@@ -156,6 +164,24 @@ class MonitorService:
             self.state = state
         finally:
             self._buffer = None
+
+    def _resnapshot(self) -> None:
+        """Asterisk's AMI accepts logins while it still loads modules: a snapshot taken
+        then misses what later modules list (device states). FullyBooted says the boot is
+        over (it also comes to sessions opened after boot; a second snapshot is harmless)."""
+        client = self.supervisor.client
+        if client is None or self._resnapshot_task is not None:
+            return
+
+        async def again() -> None:
+            try:
+                await self._on_connect(client)
+            except AmiError as e:
+                log.warning("AMI snapshot after FullyBooted failed: %s", e.message)
+            finally:
+                self._resnapshot_task = None
+
+        self._resnapshot_task = asyncio.get_running_loop().create_task(again())
 
     def _on_disconnect(self, _reason: str) -> None:
         # Nothing known about a PBX we cannot see: no stale channels or phones shown green.
