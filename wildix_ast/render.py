@@ -20,9 +20,14 @@ Choices documented here because the files cannot explain themselves:
 * Voicemail: `*97` (dialplan.voicemail) opens the caller's own mailbox with option `s`
   (no PIN asked): the caller is the PJSIP endpoint named by its extension, already
   authenticated by SIP digest, and the mailbox is taken from `CHANNEL(endpoint)`, never from
-  the caller ID a phone sends. The PIN written in voicemail.conf is the extension number;
-  no dialplan path asks for it yet (remote voicemail access will come with a PIN kept in the
-  vault), and `passwordlocation=spooldir` keeps a PIN a user changes out of our file.
+  the caller ID a phone sends. Each PIN is random, generated once and kept in the vault like
+  SIP passwords (no dialplan path asks for it yet); `passwordlocation=spooldir` keeps a PIN
+  a user changes out of our file. Only people (admin, user) have a mailbox.
+* Phones: RTP binds to the site's media address (else its bind address): bound to the
+  wildcard, Asterisk resolves the host name for every RTP instance (ast_find_ourip when it
+  turns RTCP on), a DNS query per call leg on hosts whose name is not in /etc/hosts.
+  Every phone is qualified (presence, NAT pinholes), silent calls end after `rtp_timeout`,
+  every user has a BLF hint, and a user with no reachable phone goes straight to voicemail.
   Commas in a name would shift voicemail.conf fields, so the mailbox's full name has them
   replaced by spaces.
 """
@@ -30,9 +35,11 @@ Choices documented here because the files cannot explain themselves:
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -47,7 +54,7 @@ from wildix_ast.secrets_vault import MemoryVault, SecretVault, with_secrets
 from wildix_ast.settings_file import load_site
 from wildix_ast.site import Site
 from wildix_ast.system import Codec
-from wildix_ast.users import User
+from wildix_ast.users import User, UserType
 
 DEFAULT_PATHS = AsteriskPaths()
 TEMPLATES_ENV = "WILDIX_AST_TEMPLATES"
@@ -114,19 +121,20 @@ _BASE_MODULES = (
     "res_agi.so", "res_speech.so",
     # `channel originate` on the CLI (tests and administrators)
     "res_clioriginate.so",
+    # security events (failed logins, ACL refusals) for logger.conf's `security` channel
+    "res_security_log.so",
+    # SDES-SRTP for phones on the TLS transport
+    "res_srtp.so",
 )
 
-# Modules to load per configured codec. Debian ships no g729/iLBC codec (translator): those
-# two are passed through only.
+# Modules to load per configured codec (each has a translator: Asterisk can carry it).
 _CODEC_MODULES: dict[Codec, tuple[str, ...]] = {
     Codec.ULAW: ("codec_ulaw.so",),
     Codec.ALAW: ("codec_alaw.so",),
     Codec.G722: ("codec_g722.so",),
-    Codec.G729: ("res_format_attr_g729.so", "format_g729.so"),
     Codec.OPUS: ("codec_opus_open_source.so", "res_format_attr_opus.so",
                  "format_ogg_opus_open_source.so"),
     Codec.GSM: ("codec_gsm.so", "format_gsm.so"),
-    Codec.ILBC: ("res_format_attr_ilbc.so", "format_ilbc.so"),
     Codec.G726: ("codec_g726.so", "format_g726.so"),
     Codec.SPEEX: ("codec_speex.so",),
 }
@@ -154,6 +162,9 @@ class Transport:
     bind: str
     local_nets: list[str]
     external_address: str | None
+    #: TLS only: certificate and private key files as the Asterisk host sees them
+    cert_file: str | None = None
+    priv_key_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -167,7 +178,15 @@ class Endpoint:
     language: str
     context: str
     codecs: str
+    #: `user@context`, or empty for users without a mailbox (fax, room)
     mailbox: str
+    #: the address RTP binds to and announces, None for the wildcard
+    media_address: str | None
+    rtp_timeout: int
+    rtp_hold_timeout: int
+    session_expires: int
+    #: offer SDES-SRTP to phones that ask for it (a TLS transport is configured)
+    srtp: bool
 
 
 @dataclass(frozen=True)
@@ -185,6 +204,8 @@ class Call:
 
     number: str
     extension: str
+    #: the user's mailbox number, empty when it has none
+    mailbox: str
 
 
 @dataclass(frozen=True)
@@ -213,6 +234,8 @@ class View:
     moh_dir: PurePosixPath
     rtp_start: int
     rtp_end: int
+    qualify_frequency: int
+    serveremail: str
     transports: list[Transport]
     endpoints: list[Endpoint]
     mailboxes: list[Mailbox]
@@ -221,6 +244,8 @@ class View:
     ring_timeout: int
     procedure_contexts: list[str]
     calls: list[Call]
+    #: extensions with a BLF hint (every user with a phone)
+    hints: list[str]
     dids: list[Call]
     echo_test: str
     voicemail_main: str
@@ -252,6 +277,20 @@ def _phone_users(site: Site) -> list[tuple[int, User]]:
     return [(i, u) for i, u in enumerate(site.users) if u.type.has_phone]
 
 
+def has_mailbox(user: User) -> bool:
+    """People have a mailbox; fax machines, meeting rooms and park orbits do not."""
+    return user.type in (UserType.ADMIN, UserType.USER)
+
+
+def _derived_pin(manager_secret: str, extension: str) -> str:
+    # Renders without a vault (tests, benchmarks): a PIN nobody can guess from the
+    # extension, the same on every render of the same site.
+    digest = hmac.new(manager_secret.encode(), f"voicemail:{extension}".encode(),
+                      hashlib.sha256).digest()
+    return str(int.from_bytes(digest[:8], "big") % 10**secrets_vault.VOICEMAIL_PIN_DIGITS).zfill(
+        secrets_vault.VOICEMAIL_PIN_DIGITS)
+
+
 def _check_secrets(site: Site, manager_secret: str) -> str:
     problems = [Problem(f"users[{i}].sip_password",
                         f"extension {u.extension} has a phone but no SIP password; fill the "
@@ -268,8 +307,11 @@ def _check_secrets(site: Site, manager_secret: str) -> str:
 
 
 def build_view(site: Site, *, manager_secret: str,
-               paths: AsteriskPaths = DEFAULT_PATHS) -> View:
-    """The plain values the templates lay out."""
+               paths: AsteriskPaths = DEFAULT_PATHS,
+               voicemail_pins: Mapping[str, str] | None = None) -> View:
+    """The plain values the templates lay out. `voicemail_pins` (extension -> PIN) come
+    from the vault (`secrets_vault.voicemail_pins`); without them each PIN is derived from
+    the manager secret."""
     secret = _check_secrets(site, manager_secret)
     system = site.system
     region = system.language_region
@@ -281,6 +323,12 @@ def build_view(site: Site, *, manager_secret: str,
     nets = [str(n) for n in sip.lan_networks]
     transports = [Transport(f"transport-{proto}", proto, bind, nets, external)
                   for proto in ("udp", "tcp")]
+    if sip.tls_certificate is not None:
+        transports.append(Transport("transport-tls", "tls",
+                                    f"{sip.bind_address}:{sip.tls_port}", nets, external,
+                                    sip.tls_certificate, sip.tls_private_key))
+    rtp_address = sip.rtp_address
+    media_address = None if rtp_address is None else str(rtp_address)
 
     endpoints: list[Endpoint] = []
     mailboxes: list[Mailbox] = []
@@ -290,20 +338,26 @@ def build_view(site: Site, *, manager_secret: str,
         ext = user.extension
         language = user.language or region.language
         assert user.sip_password is not None  # checked by _check_secrets
+        mailbox = ext if has_mailbox(user) else ""
         endpoints.append(Endpoint(
             name=ext, auth=f"{ext}-auth", username=ext, password=user.sip_password, aor=ext,
             callerid=f'"{user.name}" <{ext}>', language=language,
             context=procedure_context(user.dialplan), codecs=allow,
-            mailbox=f"{ext}@{VOICEMAIL_CONTEXT}"))
-        options = [f"tz={VOICEMAIL_ZONE}", f"language={language}"]
-        if user.email is not None:
-            options.append("attach=yes")
-        mailboxes.append(Mailbox(
-            number=ext, pin=ext, fullname=" ".join(user.name.replace(",", " ").split()),
-            email=user.email or "", options="|".join(options)))
-        calls.append(Call(ext, ext))
+            mailbox=f"{ext}@{VOICEMAIL_CONTEXT}" if mailbox else "",
+            media_address=media_address, rtp_timeout=sip.rtp_timeout,
+            rtp_hold_timeout=sip.rtp_hold_timeout, session_expires=sip.session_expires,
+            srtp=sip.tls))
+        if mailbox:
+            options = [f"tz={VOICEMAIL_ZONE}", f"language={language}"]
+            if user.email is not None:
+                options.append("attach=yes")
+            pin = (voicemail_pins or {}).get(ext) or _derived_pin(secret, ext)
+            mailboxes.append(Mailbox(
+                number=ext, pin=pin, fullname=" ".join(user.name.replace(",", " ").split()),
+                email=user.email or "", options="|".join(options)))
+        calls.append(Call(ext, ext, mailbox))
         if user.office_did is not None:
-            dids.append(Call(user.office_did, ext))
+            dids.append(Call(user.office_did, ext, mailbox))
 
     procedures = sorted({procedure_context(p) for p in site.dialplan.procedure_names})
     directories = [Directory(key, path) for key, path in (
@@ -317,19 +371,22 @@ def build_view(site: Site, *, manager_secret: str,
         timezone=region.timezone, directories=directories, modules=_modules(codecs),
         noload_modules=list(_NOLOAD_MODULES), log_dir=paths.log,
         moh_dir=paths.data / "moh", rtp_start=sip.rtp_start, rtp_end=sip.rtp_end,
-        transports=transports, endpoints=endpoints, mailboxes=mailboxes,
+        qualify_frequency=sip.qualify_frequency,
+        serveremail=f"{system.pbx_name}@localhost", transports=transports,
+        endpoints=endpoints, mailboxes=mailboxes,
         voicemail_context=VOICEMAIL_CONTEXT, voicemail_zone=VOICEMAIL_ZONE,
         ring_timeout=site.dialplan.ring_timeout, procedure_contexts=procedures, calls=calls,
+        hints=[c.extension for c in calls],
         dids=dids, echo_test=site.dialplan.echo_test, voicemail_main=site.dialplan.voicemail,
         extensions_context=EXTENSIONS_CONTEXT, call_user_context=CALL_USER_CONTEXT,
         voicemail_main_context=VOICEMAIL_MAIN_CONTEXT, did_context=DID_CONTEXT,
         manager_bind="127.0.0.1", manager_port=system.manager.port,
+        # What wildix-ast sends: Reload, ModuleCheck, Ping, PJSIPShow*, CoreShowChannels
+        # (class system) and Command. Not `config` (GetConfig would show every SIP
+        # password) nor `originate`; runtime services get accounts of their own.
         manager_accounts=[Account(
-            username=system.manager.username, secret=secret,
-            read="system,call,log,verbose,command,agent,user,config,dtmf,reporting,cdr,"
-                 "dialplan,originate",
-            write="system,call,command,agent,user,config,reporting,originate,message",
-            writetimeout=5000)])
+            username=system.manager.username, secret=secret, read="system",
+            write="system,command", writetimeout=5000)])
 
 
 # ---------------------------------------------------------------------------- rendering
@@ -380,12 +437,14 @@ def render_view(view: View, templates: Path | None = None) -> dict[str, str]:
 
 
 def render_site(site: Site, *, manager_secret: str, paths: AsteriskPaths = DEFAULT_PATHS,
-                templates: Path | None = None) -> dict[str, str]:
+                templates: Path | None = None,
+                voicemail_pins: Mapping[str, str] | None = None) -> dict[str, str]:
     """File name -> content of every Asterisk configuration file, sorted by name.
 
     The same input gives byte-identical output. Every user with a phone must have its
     `sip_password` (use `secrets_vault.with_secrets` first), or RenderError names them."""
-    return render_view(build_view(site, manager_secret=manager_secret, paths=paths), templates)
+    return render_view(build_view(site, manager_secret=manager_secret, paths=paths,
+                                  voicemail_pins=voicemail_pins), templates)
 
 
 def write_rendered(files: dict[str, str], out_dir: Path) -> list[Path]:
@@ -412,5 +471,6 @@ def render_command(site_file: Path, out_dir: Path, *, templates: Path | None = N
     keeper: SecretVault = vault if vault is not None else MemoryVault()
     site = with_secrets(site, keeper)
     secret = secrets_vault.manager_secret(keeper, site.system.manager.username)
-    files = render_site(site, manager_secret=secret, paths=paths, templates=templates)
+    files = render_site(site, manager_secret=secret, paths=paths, templates=templates,
+                        voicemail_pins=secrets_vault.voicemail_pins(site, keeper))
     return write_rendered(files, out_dir)

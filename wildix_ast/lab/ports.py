@@ -22,9 +22,11 @@ from pathlib import Path
 from wildix_ast.errors import LabError
 
 LOOPBACK = "127.0.0.1"
-SLOT_SIZE = 256          # ports per slot: SIP, AMI, spare, then the RTP range
+SLOT_SIZE = 1024         # ports per slot: SIP, AMI, SIP TLS, then the RTP range
 RTP_OFFSET = 16
-RTP_COUNT = 200
+# 4 ports a call (two legs, RTP + RTCP each): 250 calls at once, what bench/load.py's
+# 100 calls/s need (200 ports failed 52 of 300 calls at 25 calls/s with 488).
+RTP_COUNT = 1000
 FIRST_SLOT_PORT = 10240  # below: well-known and commonly used ports
 LAST_PORT = 32767        # Linux's ephemeral range starts at 32768 by default
 
@@ -52,6 +54,11 @@ class LabPorts:
 
         return cls(sip=number("sip"), ami=number("ami"), rtp_start=number("rtp_start"),
                    rtp_end=number("rtp_end"), host=str(data.get("host", LOOPBACK)))
+
+    @property
+    def tls(self) -> int:
+        """The SIP TLS port (the slot's spare port), bound only by sites with TLS."""
+        return self.sip + 2
 
     def listening(self) -> list[tuple[str, int, str]]:
         """(protocol, port, purpose) of each port Asterisk binds at start."""
