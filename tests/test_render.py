@@ -198,8 +198,8 @@ def test_manager(files: dict[str, str]) -> None:
     assert account["permit"] == ["127.0.0.1/255.255.255.255"]
     assert int(account["writetimeout"][0]) >= 1000
     # least privilege: what wildix-ast sends, no `config` (GetConfig shows SIP passwords)
-    assert account["read"] == ["system"]
-    assert account["write"] == ["system,command"]
+    assert account["read"] == ["system,reporting"]
+    assert account["write"] == ["command,reporting"]
 
 
 def test_asterisk_conf_and_modules(files: dict[str, str]) -> None:

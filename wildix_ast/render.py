@@ -381,12 +381,12 @@ def build_view(site: Site, *, manager_secret: str,
         extensions_context=EXTENSIONS_CONTEXT, call_user_context=CALL_USER_CONTEXT,
         voicemail_main_context=VOICEMAIL_MAIN_CONTEXT, did_context=DID_CONTEXT,
         manager_bind="127.0.0.1", manager_port=system.manager.port,
-        # What wildix-ast sends: Reload, ModuleCheck, Ping, PJSIPShow*, CoreShowChannels
-        # (class system) and Command. Not `config` (GetConfig would show every SIP
-        # password) nor `originate`; runtime services get accounts of their own.
+        # What wildix-ast sends: Command (the CLI), CoreStatus and CoreShowChannels
+        # (reporting), Ping. Not `system` nor `config`: both allow GetConfig (every SIP
+        # password); not `originate`. Runtime services get accounts of their own.
         manager_accounts=[Account(
-            username=system.manager.username, secret=secret, read="system",
-            write="system,command", writetimeout=5000)])
+            username=system.manager.username, secret=secret, read="system,reporting",
+            write="command,reporting", writetimeout=5000)])
 
 
 # ---------------------------------------------------------------------------- rendering
