@@ -14,10 +14,10 @@ from test_render_injection import parse_conf, values
 
 from wildix_ast.asterisk_paths import AsteriskPaths
 from wildix_ast.errors import RenderError
+from wildix_ast.pipeline import render_to_folder
 from wildix_ast.render import (
     TEMPLATES_ENV,
     builtin_templates_dir,
-    render_command,
     render_site,
     write_rendered,
 )
@@ -31,8 +31,8 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "site.yaml"
 SECRET = "Mgr-s3cret.Value"
 FILES = {"acl.conf", "asterisk.conf", "ccss.conf", "cdr.conf", "cel.conf", "extensions.conf",
          "features.conf", "indications.conf", "logger.conf", "manager.conf", "modules.conf",
-         "musiconhold.conf", "pjproject.conf", "pjsip.conf", "rtp.conf", "stasis.conf",
-         "udptl.conf", "voicemail.conf"}
+         "musiconhold.conf", "pjproject.conf", "pjsip.conf", "res_parking.conf", "rtp.conf",
+         "stasis.conf", "udptl.conf", "voicemail.conf"}
 
 
 @pytest.fixture
@@ -292,11 +292,11 @@ def test_write_rendered(files: dict[str, str], tmp_path: Path) -> None:
 
 def test_render_command(tmp_path: Path) -> None:
     vault = MemoryVault()
-    written = render_command(EXAMPLE, tmp_path / "out", vault=vault)
+    written = render_to_folder(load_site(EXAMPLE), vault, tmp_path / "out")
     assert {p.name for p in written} == FILES
     assert "user:101:sip" in vault.secrets and "manager:wildix-ast" in vault.secrets
     first = {p.name: p.read_text(encoding="utf-8") for p in written}
-    render_command(EXAMPLE, tmp_path / "out", vault=vault)
+    render_to_folder(load_site(EXAMPLE), vault, tmp_path / "out")
     assert first == {p.name: p.read_text(encoding="utf-8") for p in written}
 
 
@@ -319,3 +319,22 @@ def test_asterisklint_accepts_the_dialplan(files: dict[str, str], tmp_path: Path
                             capture_output=True, text=True, timeout=60, check=False,
                             env={**os.environ, "ALINT_IGNORE": "I_NOTIMPL_HINT"})
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_each_park_orbit_is_a_parking_lot_and_its_module_loads(site: Site) -> None:
+    files = render_site(site, manager_secret=SECRET)
+    lots = {s.name: {k: v for k, _, v in s.entries}
+            for s in parse_conf(files["res_parking.conf"])}
+    assert lots["orbit-701"]["parkpos"] == "701-701"
+    assert lots["orbit-701"]["comebacktoorigin"] == "yes"
+    assert "parkext" not in lots["default"]  # no extension 700 shadowing a user
+    modules = [v for k, _, v in parse_conf(files["modules.conf"])[0].entries if k == "load"]
+    assert "res_parking.so" in modules  # declared by the file's module, gathered by the registry
+
+
+def test_registry_has_one_module_per_template() -> None:
+    from wildix_ast.asterisk import registry
+
+    names = {f.name for f in registry()}
+    templates = {p.name.removesuffix(".j2") for p in builtin_templates_dir().glob("*.j2")}
+    assert names == templates == FILES

@@ -1,0 +1,320 @@
+"""The plan: what applying rendered files to a configuration folder would change.
+
+An immutable value, as NAPALM's compare: made without writing anything, it gives the masked
+unified diff, the problems found before Asterisk sees anything, the reloads the change needs
+(each module once, the dialplan last), and whether a restart is needed. Every per-file rule
+comes from the file's declaration in `wildix_ast.asterisk`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from wildix_ast.apply.state import TargetState
+from wildix_ast.asterisk import by_name
+from wildix_ast.asterisk.base import ConfigFile, Reload, Restart, secret_keys
+from wildix_ast.conf import (
+    ITEM_LINE,
+    SECTION_LINE,
+    ConfigSyntaxError,
+    Section,
+    changed_region,
+    chunk_changes,
+    chunks_named,
+    parse_chunks,
+    sections,
+    splittable,
+)
+from wildix_ast.errors import ApplyError, Problem
+
+MASK = "********"
+# Files smaller than this are parsed whole; larger ones only where they changed.
+WHOLE_PARSE_LIMIT = 64 * 1024
+_HUNK = re.compile(r"^@@ -(\d+)((?:,\d+)?) \+(\d+)((?:,\d+)?) @@")
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
+
+ChangeKind = Literal["add", "change", "remove", "unchanged"]
+
+
+@dataclass(frozen=True)
+class FileChange:
+    name: str
+    kind: ChangeKind
+    old: str | None
+    new: str | None
+
+
+@dataclass(frozen=True)
+class ReloadStep:
+    """One reload the plan needs, with the files that need it."""
+
+    module: str
+    cli: str
+    files: tuple[str, ...]
+
+
+def _rules(name: str) -> ConfigFile | None:
+    return by_name().get(name)
+
+
+def _mask(text: str, name: str, reference: dict[tuple[str, str, int], str] | None = None,
+          section: str = "") -> tuple[list[str], dict[tuple[str, str, int], str]]:
+    """Lines of `text` (starting inside `section`) with secret values replaced by MASK; a
+    value that differs from the one at the same place in `reference` is shown as
+    `MASK (changed)`."""
+    rules = _rules(name)
+    is_secret = rules.secret if rules is not None else secret_keys
+    lines: list[str] = []
+    values: dict[tuple[str, str, int], str] = {}
+    seen: dict[tuple[str, str], int] = {}
+    for raw in text.splitlines():
+        stripped = raw.strip()
+        if stripped.startswith("["):
+            header = SECTION_LINE.match(stripped)
+            if header:
+                section = header["name"].strip()
+            lines.append(raw)
+            continue
+        item = ITEM_LINE.match(stripped) if not stripped.startswith((";", "#")) else None
+        secret = None
+        if item is not None:
+            secret = is_secret(section, item["key"].strip(), item["op"], item["value"])
+        if item is None or secret is None:
+            lines.append(raw)
+            continue
+        value, rest = secret
+        key = item["key"].strip()
+        n = seen.get((section, key), 0)
+        seen[(section, key)] = n + 1
+        values[(section, key, n)] = value
+        marker = MASK
+        if reference is not None and reference.get((section, key, n)) != value:
+            marker = f"{MASK} (changed)"
+        head = raw[:raw.index(item["op"], raw.index(key) + len(key)) + len(item["op"])]
+        head += raw[len(head):len(raw) - len(raw[len(head):].lstrip())]
+        lines.append(f"{head}{marker}{rest}")
+    return lines, values
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What applying `changes` to `etc_dir` would do; nothing is written by making one."""
+
+    etc_dir: Path
+    changes: tuple[FileChange, ...]
+    drifted: tuple[str, ...] = ()
+
+    def _names(self, kind: ChangeKind) -> list[str]:
+        return [c.name for c in self.changes if c.kind == kind]
+
+    @property
+    def added(self) -> list[str]:
+        return self._names("add")
+
+    @property
+    def changed(self) -> list[str]:
+        return self._names("change")
+
+    @property
+    def removed(self) -> list[str]:
+        return self._names("remove")
+
+    @property
+    def unchanged(self) -> list[str]:
+        return self._names("unchanged")
+
+    @property
+    def touched(self) -> list[FileChange]:
+        return [c for c in self.changes if c.kind != "unchanged"]
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.touched)
+
+    @property
+    def new_files(self) -> dict[str, str]:
+        """Every file the target holds once the plan is applied."""
+        return {c.name: c.new for c in self.changes if c.new is not None}
+
+    def file(self, name: str) -> FileChange | None:
+        return next((c for c in self.changes if c.name == name), None)
+
+    def diff(self) -> str:
+        """Unified diff running → new of every touched file, secrets masked."""
+        out: list[str] = []
+        for change in self.touched:
+            out.extend(_file_diff(change))
+        return "\n".join(out) + ("\n" if out else "")
+
+    def modules_to_reload(self) -> list[ReloadStep]:
+        """The reloads the touched files need, each module once, in their declared order
+        (the dialplan last). Files that need a restart are in `restart_reasons()`."""
+        steps: dict[str, tuple[Reload, list[str]]] = {}
+        for change in self.touched:
+            rules = _rules(change.name)
+            if rules is not None and isinstance(rules.applied_by, Reload):
+                reload = rules.applied_by
+                steps.setdefault(reload.module, (reload, []))[1].append(change.name)
+        ordered = sorted(steps.values(), key=lambda s: (s[0].order, s[0].module))
+        return [ReloadStep(r.module, r.cli, tuple(files)) for r, files in ordered]
+
+    def restart_reasons(self) -> list[str]:
+        """Why this change cannot be applied by reloads alone (empty: reloads suffice)."""
+        reasons: list[str] = []
+        for change in self.touched:
+            rules = _rules(change.name)
+            if rules is None:
+                reasons.append(f"{change.name}: no known reload for this file")
+            elif isinstance(rules.applied_by, Restart):
+                reasons.append(f"{change.name}: {rules.applied_by.reason}")
+            elif change.old is not None and change.new is not None:
+                try:
+                    old, new = changed_sections(change.old, change.new)
+                    needed = rules.restart_needed(old, new)
+                except ConfigSyntaxError:
+                    continue  # reported by validate()
+                reasons += [f"{change.name}: {reason}" for reason in needed]
+        return reasons
+
+    def transport_changes(self) -> list[str]:
+        """PJSIP transports added, removed or changed (these need a restart)."""
+        from wildix_ast.asterisk.pjsip import transport_changes
+
+        change = self.file("pjsip.conf")
+        if change is None or change.kind == "unchanged":
+            return []
+        try:
+            return transport_changes(*changed_sections(change.old or "", change.new or ""))
+        except ConfigSyntaxError:
+            return []
+
+    def validate(self) -> list[Problem]:
+        """Problems in the new files found without Asterisk: syntax, then each file's own
+        static checks (PJSIP references, dialplan lines...)."""
+        problems: list[Problem] = []
+        for change in self.touched:
+            if change.new is None:
+                continue
+            try:
+                parsed = _sections_to_check(change.old, change.new)
+            except ConfigSyntaxError as e:
+                problems.append(Problem(f"{change.name} line {e.line}", e.message))
+                continue
+            rules = _rules(change.name)
+            if rules is not None:
+                problems += rules.checks(parsed)
+        return problems
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "changed": self.has_changes,
+            "files": [{"name": c.name, "change": c.kind} for c in self.touched],
+            "unchanged": len(self.unchanged),
+            "drifted": list(self.drifted),
+            "diff": self.diff(),
+            "reloads": [r.cli for r in self.modules_to_reload()],
+            "restart_needed": self.restart_reasons(),
+        }
+
+
+def _partial(old: str | None, new: str) -> bool:
+    return (old is not None and len(new) > WHOLE_PARSE_LIMIT and splittable(old)
+            and splittable(new))
+
+
+def _items_by_name(parsed: list[Section]) -> dict[str, list[tuple[str, str]]]:
+    # pjsip.conf gives one name to an endpoint and its AOR: compare all sections of a name
+    out: dict[str, list[tuple[str, str]]] = {}
+    for section in parsed:
+        out.setdefault(section.name, []).extend(section.items)
+    return out
+
+
+def changed_sections(old: str, new: str) -> tuple[list[Section], list[Section]]:
+    """The sections of `old` and of `new` that differ (whole files when they are small)."""
+    if not _partial(old, new):
+        before, after = sections(old), sections(new)
+        old_items, new_items = _items_by_name(before), _items_by_name(after)
+        return ([x for x in before if old_items[x.name] != new_items.get(x.name)],
+                [x for x in after if new_items[x.name] != old_items.get(x.name)])
+    changes = chunk_changes(old, new)
+    return parse_chunks(list(changes.removed), old), parse_chunks(list(changes.added), new)
+
+
+def _sections_to_check(old: str | None, new: str) -> list[Section]:
+    """What the static checks look at: the whole new file when it is small or new; else its
+    changed sections plus the sections they name (an endpoint's AOR and auth), so references
+    are still checked. A section removed while an unchanged one still names it is left to
+    Asterisk and to the verification."""
+    if old is None or not _partial(old, new):
+        return sections(new)
+    changed = parse_chunks(list(chunk_changes(old, new).added), new)
+    names = {token.strip() for s in changed for _, value in s.items
+             for token in value.split(",")} - {s.name for s in changed}
+    named = chunks_named(new, {n for n in names if n and "[" not in n and "]" not in n})
+    return changed + (parse_chunks(named, new) if named else [])
+
+
+def _file_diff(change: FileChange) -> list[str]:
+    """The unified diff of one file, computed and masked only around what changed."""
+    old, new = change.old or "", change.new or ""
+    region = changed_region(old, new)
+    # three lines of context on each side, as unified diffs show
+    start = region.start
+    for _ in range(3):
+        if start == 0:
+            break
+        start = old.rfind("\n", 0, start - 1) + 1
+    old_end, new_end = region.old_end, region.new_end
+    for _ in range(3):
+        following = old.find("\n", old_end)
+        if following < 0:
+            break
+        new_end += following + 1 - old_end
+        old_end = following + 1
+    header_at = old.rfind("\n[", 0, start)
+    header = old[header_at + 1:old.find("\n", header_at + 1)] if header_at >= 0 else (
+        old[:old.find("\n")] if old.startswith("[") and start > 0 else "")
+    found = SECTION_LINE.match(header.strip()) if header else None
+    section = found["name"].strip() if found else ""
+    old_lines, old_values = _mask(old[start:old_end], change.name, section=section)
+    new_lines, _ = _mask(new[start:new_end], change.name, old_values, section=section)
+    offset = old.count("\n", 0, start)
+    out: list[str] = []
+    for line in difflib.unified_diff(old_lines, new_lines, fromfile=f"running/{change.name}",
+                                     tofile=f"new/{change.name}", lineterm=""):
+        hunk = _HUNK.match(line)
+        if hunk:
+            line = (f"@@ -{int(hunk[1]) + offset}{hunk[2]} "
+                    f"+{int(hunk[3]) + offset}{hunk[4]} @@")
+        out.append(line)
+    return out
+
+
+def make_plan(etc_dir: Path, files: Mapping[str, str]) -> Plan:
+    """Compare `files` ({name: text}) with what `etc_dir` holds now."""
+    state = TargetState(etc_dir)
+    for name in files:
+        if not _NAME.match(name) or state.reserved(name):
+            raise ApplyError(f"refusing to manage a file named {name!r} "
+                             "(plain file names inside the configuration folder only)")
+    manifest = state.manifest()
+    changes: list[FileChange] = []
+    for name in sorted(files):
+        old = state.read(name)
+        new = files[name]
+        kind: ChangeKind = "add" if old is None else ("unchanged" if old == new else "change")
+        changes.append(FileChange(name, kind, old, new))
+    for name in sorted(set(manifest) - set(files)):
+        old = state.read(name)
+        if old is not None:
+            changes.append(FileChange(name, "remove", old, None))
+    drifted = tuple(sorted(
+        name for name, digest in manifest.items()
+        if (text := state.read(name)) is not None and state.digest(text) != digest))
+    return Plan(etc_dir=etc_dir, changes=tuple(changes), drifted=drifted)
