@@ -9,7 +9,7 @@ from wildix_ast.lab.instance import Lab
 MODULES = (
     "res_timing_timerfd.so", "pbx_config.so", "res_sorcery_config.so",
     "res_sorcery_memory.so", "res_sorcery_astdb.so", "res_pjproject.so", "res_pjsip.so",
-    "res_pjsip_session.so", "res_pjsip_authenticator_digest.so",
+    "res_pjsip_session.so", "res_pjsip_pubsub.so", "res_pjsip_authenticator_digest.so",
     "res_pjsip_endpoint_identifier_user.so", "res_pjsip_registrar.so",
     "res_pjsip_sdp_rtp.so", "res_pjsip_nat.so", "res_pjsip_caller_id.so", "chan_pjsip.so",
     "res_rtp_asterisk.so", "bridge_simple.so", "bridge_native_rtp.so", "codec_ulaw.so",
