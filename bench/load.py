@@ -140,16 +140,22 @@ def main() -> None:
                         help="calls per second, comma-separated (default 10,25,50,100)")
     parser.add_argument("--calls", type=int, default=300, help="calls per rate (300)")
     parser.add_argument("--hold", type=float, default=1.0, help="seconds each call is held")
+    parser.add_argument("--only", choices=("site", "bare"),
+                        help="load one Asterisk only (no ratio)")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="keep the labs' logs and SIPp traces in DIR")
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
     console = Console(width=130)
     ensure_rootfs()
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="wildix-load-") as tmp:
-        work = Path(tmp)
+        work = args.keep or Path(tmp)
         with site_asterisk(work) as site, bare_asterisk(work) as bare:
+            targets = [t for t, name in ((site, "site"), (bare, "bare"))
+                       if args.only in (None, name)]
             for rate in rates:  # both Asterisks at each rate, one after the other
-                for target in (site, bare):
+                for target in targets:
                     row = run_load(target, rate, args.calls, args.hold, work)
                     rows.append(row)
                     console.print(f"{row.target} at {rate:g} calls/s: {row.answered}/"
