@@ -28,13 +28,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from bare_asterisk import write_bare_config
 
-from wildix_ast.apply import install, plan
 from wildix_ast.lab.instance import Lab
 from wildix_ast.lab.rootfs import ensure_rootfs
-from wildix_ast.pipeline import Target, compile_site
-from wildix_ast.secrets_vault import MemoryVault
+from wildix_ast.pipeline import Target, compile_site, install_stored_site
 from wildix_ast.settings_file import load_site
 from wildix_ast.sip_test import Line, PhoneLoad, SippDriver
+from wildix_ast.store import open_store
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "site.yaml"
 CALLER, CALLEE = "101", "102"
@@ -76,9 +75,11 @@ def wait_no_channels(lab: Lab, timeout: float = 15.0) -> int:
 @contextmanager
 def site_asterisk(work: Path) -> Iterator[RunningAsterisk]:
     site = load_site(EXAMPLE)
+    store = open_store(str(work / "store.sqlite3"))
+    store.import_site(site)
     lab = Lab("load-site", work)
-    compiled = compile_site(site, MemoryVault(), Target.lab(lab))
-    install(plan(lab.etc_dir, compiled.files))
+    compiled = compile_site(site, store, Target.lab(lab))  # the generated SIP passwords
+    install_stored_site(store, Target.lab(lab))
     passwords = {u.extension: u.sip_password for u in compiled.site.users
                  if u.extension in (CALLER, CALLEE) and u.sip_password is not None}
     lab.start(timeout=60)
@@ -86,6 +87,7 @@ def site_asterisk(work: Path) -> Iterator[RunningAsterisk]:
         yield RunningAsterisk("wildix-ast site", lab, passwords)
     finally:
         lab.stop()
+        store.close()
 
 
 @contextmanager
