@@ -49,18 +49,8 @@ def write_bare_config(lab: Lab, passwords: dict[str, str], callee: str) -> None:
     `callee` dialled straight to its phone."""
     paths, ports = lab.paths, lab.ports
     files = {
-        "asterisk.conf": f"""[directories]
-astetcdir => {paths.etc}
-astmoddir => {paths.modules}
-astvarlibdir => {paths.var_lib}
-astdbdir => {paths.db}
-astkeydir => {paths.key}
-astdatadir => {paths.data}
-astspooldir => {paths.spool}
-astrundir => {paths.run}
-astlogdir => {paths.log}
-astcachedir => {paths.cache}
-""",
+        "asterisk.conf": "[directories]\n" + "".join(f"{key} => {path}\n"
+                                                   for key, path in paths.directories()),
         "modules.conf": "[modules]\nautoload = no\n" + "".join(f"load = {m}\n" for m in MODULES),
         "logger.conf": "[logfiles]\nmessages.log => notice,warning,error\n",
         "rtp.conf": f"[general]\nrtpstart = {ports.rtp_start}\nrtpend = {ports.rtp_end}\n",
