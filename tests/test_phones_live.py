@@ -161,6 +161,8 @@ def test_g729_only_callee_cannot_break_a_call(phones: LiveSite) -> None:
         thread.join()
         assert answered["invite"] is not None
         assert "G729" not in answered["invite"].body
+        # send_pai: the callee sees the caller's identity asserted by the PBX
+        assert '<sip:101@' in (answered["invite"].header("P-Asserted-Identity") or "")
         assert call.connected, call.run.describe()
         callee.register(expires=0)
     finally:
