@@ -433,6 +433,23 @@ class AmiClient:
     async def endpoints(self) -> set[str]:
         return await self._listed("pjsip list endpoints", "Endpoint:")
 
+    async def endpoint_aors(self, name: str) -> set[str] | None:
+        """The AORs Asterisk attached to endpoint `name`, or None if it has no such
+        endpoint."""
+        output = await self.command(f"pjsip show endpoint {name}")
+        found = aors = False
+        attached: set[str] = set()
+        for line in output.splitlines():
+            fields = line.split()
+            if len(fields) < 2 or fields[1].startswith("<"):
+                continue
+            if fields[0] == "Endpoint:":
+                found = fields[1].split("/", 1)[0] == name
+                aors = found
+            elif fields[0] == "Aor:" and aors:
+                attached.add(fields[1])
+        return attached if found else None
+
     async def aors(self) -> set[str]:
         return await self._listed("pjsip list aors", "Aor:")
 
