@@ -289,7 +289,7 @@ def sip_rate(lab_sip_port: int, number: str, calls: int, parallel: int,
              work_dir: Path) -> tuple[float, int]:
     """SIPp phone 101 calls `number` `calls` times (at most `parallel` at once, offered
     faster than Asterisk can set them up); connected calls per second, and failures."""
-    from wildix_ast.sip_test.sipp import SippDriver
+    from wildix_ast.sip_test import SippDriver
 
     driver = SippDriver(lab_sip_port, work_dir=work_dir, timeout=300)
     started = time.perf_counter()

@@ -28,7 +28,7 @@ from wildix_ast.runtime.service import (
     read_status,
 )
 from wildix_ast.runtime.supervisor import AmiSettings
-from wildix_ast.sip_test.sipp import SippDriver
+from wildix_ast.sip_test import SippDriver
 
 pytestmark = pytest.mark.lab
 
