@@ -26,9 +26,11 @@ gives what the service needs and neither library has: a size limit and a timeout
 read, a per-session deadline, a safe answer (`WILDIX_AGI_STATUS=FAILED`) whenever a handler
 raises or is slow, a sized listen backlog, and counters for `wildix-ast agi status`.
 The cost is measured by `bench/agi.py` against panoramisk's own server in the same run, same
-client, well-formed sessions only (it cannot survive the others): at 100 sessions back to
-back on this 2-core machine, shared and loaded, ours did 0.85x its sessions/s with 1.07x its
-p99; both are bound by the machine (a few hundred sessions/s), not by the protocol.
+client, well-formed sessions only (it cannot survive the others). On this shared, loaded
+2-core machine the two are of a kind: at 100 sessions back to back ours did 0.64x to 2.3x
+panoramisk's sessions/s over five runs (0.79x, p99 1.38x, in the last), one at a time and in
+bursts of 100 it was as fast or faster; both are bound by the machine (a few hundred
+sessions/s, client included), not by the protocol.
 
 Fail-safe contract with the dialplan: see `server` and the README ("Runtime services").
 Asterisk 22 bounds the FastAGI *connect* to 2 s (res_agi's MAX_AGI_CONNECT) but waits for
