@@ -1,5 +1,5 @@
 """The store by section: imports that write only what changed, the revision, order, lookups,
-secrets at rest (file modes, hashed WEB passwords) and the 0001 -> 0002 migration."""
+secrets at rest (file modes, hashed WEB passwords) and the migrations from a 0001 store."""
 
 # The `db_path` and `store` fixtures come from test_store (parameters re-use their names).
 # ruff: noqa: F811
@@ -244,7 +244,7 @@ def test_a_current_store_opens_without_sqlalchemy(db_path: Path) -> None:
 
 def test_migration_from_0001_keeps_the_data(db_path: Path) -> None:
     """A store made and filled by revision 0001 (plain WEB passwords, generated WEB secrets)
-    upgrades to 0002: same site, WEB passwords as hashes of the same texts, other secrets
+    upgrades to the head: same site, WEB passwords as hashes of the same texts, other secrets
     kept, the generation counter carried over as the revision."""
     from alembic import command
 

@@ -38,13 +38,13 @@ if TYPE_CHECKING:
     from wildix_ast.store.sections import Changes, Entry
     from wildix_ast.users import User
 
-SCHEMA_HEAD = "0002"
+SCHEMA_HEAD = "0003"
 """The newest migration (a test checks it is alembic's head): a store at this revision opens
 without loading alembic (nor SQLAlchemy, for a SQLite file)."""
 DB_ENV = "WILDIX_AST_DB"
 DEFAULT_PATH = Path("~/.local/share/wildix-ast/wildix-ast.sqlite3")
 # The per-user secrets of wildix_ast.secrets_vault, deleted with their user ("web": 0001).
-USER_SECRET_KINDS = ("sip", "web")
+USER_SECRET_KINDS = ("sip", "web", "voicemail_pin")
 SQLITE_TIMEOUT = 30  # seconds to wait for another writer
 _Model = TypeVar("_Model")
 

@@ -2,8 +2,8 @@
 item (a re-import compares it instead of every column), and WEB passwords kept as argon2id
 hashes only.
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-11-27
 
 0001 kept WEB passwords as text: in `users.web_password` when the settings file gave one,
@@ -21,8 +21,8 @@ from alembic import op
 
 from wildix_ast.passwords import hash_password, is_password_hash
 
-revision = "0002"
-down_revision: str | None = "0001"
+revision = "0003"
+down_revision: str | None = "0002"
 branch_labels: str | None = None
 depends_on: str | None = None
 
