@@ -1,7 +1,7 @@
-"""Load + validate + render time and peak memory for sites of 100 to 50,000 users, and the
-time a live Asterisk 22 (the lab) takes to reload the 10,000-user result.
+"""Load + validate + render time and peak memory for sites of 100 to 50,000 users (in-process;
+bench/apply.py times the whole commands against a live Asterisk).
 
-    .venv/bin/python bench/render.py [--sizes 100,1000,10000,50000] [--reload]
+    .venv/bin/python bench/render.py [--sizes 100,1000,10000,50000]
 
 Each size runs in a fresh process so its peak memory (max RSS) is its own."""
 
@@ -51,8 +51,6 @@ def measure_one(users: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100,1000,10000,50000")
-    parser.add_argument("--reload", action="store_true",
-                        help="also time Asterisk reloading the 10,000-user configuration")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -80,10 +78,6 @@ def main() -> None:
                       f"{r['total_s']:.3f}", f"{r['peak_rss_mb']:.0f}",
                       f"{r['output_kb']:,.0f}", verdict)
     console.print(table)
-    if args.reload:
-        from reload import measure_reload
-
-        measure_reload(console, 10_000)
 
 
 if __name__ == "__main__":

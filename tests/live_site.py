@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wildix_ast.ami import AmiClient
-from wildix_ast.apply import install, plan
 from wildix_ast.lab.instance import Lab
 from wildix_ast.lab.rootfs import ensure_rootfs
-from wildix_ast.pipeline import Compiled, Target, compile_site
+from wildix_ast.pipeline import Compiled, Target, compile_site, install_stored_site
 from wildix_ast.settings_file import load_site
 from wildix_ast.sip_test.sipp import SippDriver
 from wildix_ast.site import Site
@@ -82,7 +81,7 @@ def live_site(work: Path, name: str, site: Site | None = None) -> Iterator[LiveS
     store.import_site(site)
     lab = Lab(name, work / "lab")
     compiled = compile_site(site, store, Target.lab(lab))
-    install(plan(lab.etc_dir, compiled.files))
+    install_stored_site(store, Target.lab(lab))
     lab.start()
     try:
         yield LiveSite(lab=lab, store=store, compiled=compiled, work=work)

@@ -10,18 +10,14 @@ from pathlib import Path
 import pytest
 from test_ami import AsteriskUnderTest, asterisk, lab
 
-from wildix_ast import apply as apply_mod
 from wildix_ast.ami import run
-from wildix_ast.apply import (
-    MANIFEST,
-    PREVIOUS_DIR,
-    ApplyReport,
-    Expectation,
-    commit,
-    plan,
-    write_atomic,
-)
+from wildix_ast.apply import STATE_DIR, ApplyReport, ConfigTarget, Expectation
+from wildix_ast.apply import make_plan as plan
+from wildix_ast.apply.state import LEGACY_MANIFEST, digest
 from wildix_ast.errors import ApplyError
+from wildix_ast.files import write_atomic
+
+MANIFEST = f"{STATE_DIR}/manifest.json"
 
 __all__ = ["asterisk", "lab"]  # fixtures shared with test_ami
 
@@ -52,8 +48,9 @@ def test_plan_added_changed_unchanged_and_removed_only_if_owned(tmp_path: Path) 
     (tmp_path / "extensions.conf").write_text("[internal]\n")
     (tmp_path / "rtp.conf").write_text("[general]\n")          # owned, then dropped
     (tmp_path / "cdr.conf").write_text("[general]\n")          # not ours: never removed
-    (tmp_path / MANIFEST).write_text(json.dumps({"version": 1, "files": {
-        "pjsip.conf": apply_mod._sha(PJSIP), "rtp.conf": apply_mod._sha("[general]\n"),
+    # the manifest where a first version kept it: still read
+    (tmp_path / LEGACY_MANIFEST).write_text(json.dumps({"version": 1, "files": {
+        "pjsip.conf": digest(PJSIP), "rtp.conf": digest("[general]\n"),
         "extensions.conf": "0" * 64}}))
     p = plan(tmp_path, {"pjsip.conf": PJSIP, "extensions.conf": "[internal]\nexten => 1,1,"
                         "NoOp()\n", "voicemail.conf": "[general]\n"})
@@ -140,17 +137,18 @@ def test_atomic_write_mode_and_no_temp_files(tmp_path: Path,
 
 # -- commit against a real Asterisk -------------------------------------------------------------
 
-def _apply(lab: AsteriskUnderTest, files: dict[str, str], expected: Expectation, *,
+def _target(lab: AsteriskUnderTest) -> ConfigTarget:
+    return ConfigTarget(lab.etc_dir, lab.client)
+
+
+def _apply(lab: AsteriskUnderTest, files: dict[str, str], also: Expectation | None = None, *,
            verify_timeout: float = 5.0) -> tuple[ApplyReport, list[tuple[str, str]]]:
     steps: list[tuple[str, str]] = []
-
-    async def go() -> ApplyReport:
-        async with lab.client() as ami:
-            return await commit(plan(lab.etc_dir, files), ami, expected,
-                                progress=lambda step, msg: steps.append((step, msg)),
-                                verify_timeout=verify_timeout)
-
-    return run(go()), steps
+    target = _target(lab)
+    with target.locked(5):
+        return run(target.commit(target.plan(files), also_expect=also,
+                                 progress=lambda step, msg: steps.append((step, msg)),
+                                 verify_timeout=verify_timeout)), steps
 
 
 def _seen(lab: AsteriskUnderTest) -> tuple[set[str], set[str], set[str]]:
@@ -162,8 +160,11 @@ def _seen(lab: AsteriskUnderTest) -> tuple[set[str], set[str], set[str]]:
 
 
 def _no_temp_files(lab: AsteriskUnderTest) -> None:
-    leftovers = [n for n in os.listdir(lab.etc_dir) if n.endswith(".tmp")
-                 or n.startswith(f"{PREVIOUS_DIR}.")]
+    leftovers = [n for n in os.listdir(lab.etc_dir) if n.endswith(".tmp")]
+    state = lab.etc_dir / STATE_DIR
+    if state.exists():
+        leftovers += [p.name for p in state.rglob("*") if p.name.startswith(".")]
+        assert not (state / "journal").exists()
     assert leftovers == []
 
 
@@ -171,7 +172,7 @@ def test_commit_adds_an_endpoint_and_a_context(lab: AsteriskUnderTest) -> None:
     files = lab.base_files()
     files["pjsip.conf"] += "\n[1002](phone)\naors=1002\n[1002]\ntype=aor\nmax_contacts=1\n"
     files["extensions.conf"] += "\n[ivr-main]\nexten => s,1,Answer()\n"
-    report, steps = _apply(lab, files, Expectation.from_files(files))
+    report, steps = _apply(lab, files)
     assert sorted(report.files_written) == ["extensions.conf", "pjsip.conf"]
     assert [r.module for r in report.reloads] == ["res_pjsip.so", "pbx_config.so"]
     assert report.verify_attempts >= 1 and report.verify_seconds < 5
@@ -179,35 +180,42 @@ def test_commit_adds_an_endpoint_and_a_context(lab: AsteriskUnderTest) -> None:
     assert endpoints == {"1000", "1001", "1002"} and "1002" in aors
     assert contexts == {"internal", "from-trunk", "ivr-main"}
     assert [s for s, _ in steps][:3] == ["check", "validate", "backup"] and steps[-1][0] == "done"
-    previous = lab.etc_dir / PREVIOUS_DIR
-    assert (previous / "pjsip.conf").read_text() == lab.base_files()["pjsip.conf"]
+    target = _target(lab)
+    newest = target.history()[-1]
+    assert newest.kind == "apply"
+    assert target.state.generation_files(newest.number)["pjsip.conf"] == files["pjsip.conf"]
+    assert stat.S_IMODE((lab.etc_dir / STATE_DIR).stat().st_mode) == 0o700
     manifest = json.loads((lab.etc_dir / MANIFEST).read_text())
     assert sorted(manifest["files"]) == ["extensions.conf", "pjsip.conf"]
     for name in ("pjsip.conf", "extensions.conf"):
         assert stat.S_IMODE((lab.etc_dir / name).stat().st_mode) == 0o640
     _no_temp_files(lab)
     # a second apply of the same files changes nothing and still verifies
-    again, _ = _apply(lab, files, Expectation.from_files(files))
-    assert again.files_written == [] and again.reloads == []
+    again, _ = _apply(lab, files)
+    assert again.files_written == [] and again.reloads == [] and again.generation is None
+    assert target.history()[-1].number == newest.number
 
 
 def test_commit_removes_an_endpoint_and_a_context(lab: AsteriskUnderTest) -> None:
     files = lab.base_files()
     files["pjsip.conf"] = files["pjsip.conf"].split("[1001](phone)")[0]
     files["extensions.conf"] = files["extensions.conf"].split("[from-trunk]")[0]
-    _apply(lab, files, Expectation.from_files(files))
+    _, steps = _apply(lab, files)
+    assert "2 endpoints present" not in dict(steps)["verify"]
+    assert "0 endpoints present, 1 gone" in dict(steps)["verify"]  # only what changed
     endpoints, aors, contexts = _seen(lab)
     assert endpoints == {"1000"} and aors == {"1000"} and contexts == {"internal"}
 
 
 def test_failed_verification_restores_previous_files(lab: AsteriskUnderTest) -> None:
     before = {n: (lab.etc_dir / n).read_bytes() for n in ("pjsip.conf", "extensions.conf")}
+    manifest = lab.etc_dir / MANIFEST
+    manifest_before = manifest.read_bytes() if manifest.exists() else None
+    generations_before = _target(lab).history()
     files = lab.base_files()
     files["pjsip.conf"] += "\n[1003](phone)\naors=1003\n[1003]\ntype=aor\n"
-    expected = Expectation.from_files(files)
-    expected.endpoints.add("9999")  # nothing defines it
     with pytest.raises(ApplyError) as caught:
-        _apply(lab, files, expected)
+        _apply(lab, files, Expectation(endpoints={"9999"}))  # nothing defines it
     message = caught.value.message
     assert message.startswith("verification failed: endpoint 9999 missing")
     assert "the previous configuration was restored (pjsip.conf) and reloaded" in message
@@ -215,7 +223,8 @@ def test_failed_verification_restores_previous_files(lab: AsteriskUnderTest) -> 
         assert (lab.etc_dir / name).read_bytes() == data
     endpoints, _, _ = _seen(lab)
     assert endpoints == {"1000", "1001"}
-    assert not (lab.etc_dir / MANIFEST).exists()
+    assert (manifest.read_bytes() if manifest.exists() else None) == manifest_before
+    assert _target(lab).history() == generations_before  # nothing recorded
     _no_temp_files(lab)
 
 
@@ -227,7 +236,7 @@ def test_config_asterisk_rejects_is_rolled_back(lab: AsteriskUnderTest) -> None:
                             "[1004]\ntype=aor\n")
     with pytest.raises(ApplyError, match=r"endpoint 1004 missing.*previous configuration "
                                          "was restored"):
-        _apply(lab, files, Expectation.from_files(files), verify_timeout=1.0)
+        _apply(lab, files, verify_timeout=1.0)
     assert (lab.etc_dir / "pjsip.conf").read_bytes() == before
     endpoints, aors, _ = _seen(lab)
     assert endpoints == {"1000", "1001"} and aors == {"1000", "1001"}
@@ -239,9 +248,9 @@ def test_transport_change_is_refused(lab: AsteriskUnderTest) -> None:
     files["pjsip.conf"] = files["pjsip.conf"].replace("protocol=udp", "protocol=udp\ntos=ef")
     with pytest.raises(ApplyError, match=r"transport changed: restart required.*"
                                          "transport 'transport-udp' changed"):
-        _apply(lab, files, Expectation.from_files(files))
+        _apply(lab, files)
     assert (lab.etc_dir / "pjsip.conf").read_bytes() == before
-    assert not (lab.etc_dir / PREVIOUS_DIR).exists()
+    assert not (lab.etc_dir / STATE_DIR / "journal").exists()
 
 
 def test_invalid_files_are_not_written(lab: AsteriskUnderTest) -> None:
@@ -249,7 +258,7 @@ def test_invalid_files_are_not_written(lab: AsteriskUnderTest) -> None:
     files = lab.base_files()
     files["extensions.conf"] += "\n[broken\n"
     with pytest.raises(ApplyError, match="invalid, nothing was written"):
-        _apply(lab, files, Expectation())
+        _apply(lab, files)
     assert (lab.etc_dir / "extensions.conf").read_bytes() == before
 
 
@@ -258,12 +267,8 @@ def test_transport_change_with_allow_restart(lab: AsteriskUnderTest) -> None:
     files = lab.base_files()
     files["pjsip.conf"] = files["pjsip.conf"].replace("protocol=udp", "protocol=udp\ntos=ef")
 
-    async def go() -> ApplyReport:
-        async with lab.client() as ami:
-            return await commit(plan(lab.etc_dir, files), ami, Expectation.from_files(files),
-                                allow_restart=True, restart_timeout=30.0)
-
-    report = run(go())
+    target = _target(lab)
+    report = run(target.commit(target.plan(files), allow_restart=True, restart_timeout=30.0))
     assert report.restarted and report.reloads == []
     tos = [line for line in lab.cli("pjsip show transport transport-udp").splitlines()
            if line.strip().startswith("tos ")]

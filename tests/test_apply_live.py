@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from live_site import LiveSite, example_site, live_site
 
-from wildix_ast.apply import plan
+from wildix_ast import pipeline
 from wildix_ast.errors import ApplyError
-from wildix_ast.pipeline import commit_plan, compile_site
+from wildix_ast.pipeline import compile_site
 from wildix_ast.site import Site
 from wildix_ast.users import User
 
@@ -39,11 +39,9 @@ def with_users(site: Site, *extensions: str) -> Site:
 
 
 def apply_site(live: LiveSite, site: Site, templates: Path | None = None) -> Any:
-    compiled = compile_site(site, live.store, live.target, templates)
-    change = plan(live.lab.etc_dir, compiled.files)
-    report = asyncio.run(commit_plan(compiled, change))
-    live.compiled = compiled
-    return report
+    outcome = pipeline.apply_site(site, live.store, live.target, templates=templates)
+    live.compiled = compile_site(site, live.store, live.target, templates)
+    return outcome.report
 
 
 def endpoints(live: LiveSite) -> set[str]:

@@ -13,10 +13,10 @@ from test_render_injection import parse_conf, values
 
 from wildix_ast.asterisk_paths import AsteriskPaths
 from wildix_ast.errors import RenderError
+from wildix_ast.pipeline import render_to_folder
 from wildix_ast.render import (
     TEMPLATES_ENV,
     builtin_templates_dir,
-    render_command,
     render_site,
     write_rendered,
 )
@@ -284,11 +284,11 @@ def test_write_rendered(files: dict[str, str], tmp_path: Path) -> None:
 
 def test_render_command(tmp_path: Path) -> None:
     vault = MemoryVault()
-    written = render_command(EXAMPLE, tmp_path / "out", vault=vault)
+    written = render_to_folder(load_site(EXAMPLE), vault, tmp_path / "out")
     assert {p.name for p in written} == FILES
     assert "user:101:sip" in vault.secrets and "manager:wildix-ast" in vault.secrets
     first = {p.name: p.read_text(encoding="utf-8") for p in written}
-    render_command(EXAMPLE, tmp_path / "out", vault=vault)
+    render_to_folder(load_site(EXAMPLE), vault, tmp_path / "out")
     assert first == {p.name: p.read_text(encoding="utf-8") for p in written}
 
 

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from wildix_ast import __version__
-from wildix_ast.console import err, out, progress, report_error
+from wildix_ast.console import emit_json, err, mode, out, progress, report_error
 from wildix_ast.errors import SettingsError, WildixError
 from wildix_ast.passwords import GENERATED_LENGTH, MIN_LENGTH, generate_password, password_problems
 from wildix_ast.secrets_vault import with_secrets
@@ -58,11 +58,26 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version,
     """The Wildix WMS administration model on a plain Asterisk 22."""
 
 
+JsonOutput = Annotated[bool, typer.Option(
+    "--json", help="Print one JSON object on standard output (errors too), for scripts and "
+    "the Ansible role; messages for people go to standard error.")]
+
+
+def _json(enabled: bool) -> bool:
+    mode.json = enabled
+    return enabled
+
+
 @app.command()
-def validate(site_file: SiteFile) -> None:
+def validate(site_file: SiteFile, as_json: JsonOutput = False) -> None:
     """Check a settings file; list every problem with its location."""
+    _json(as_json)
     site = load_site(site_file)
     phones = sum(1 for u in site.users if u.type.has_phone)
+    if as_json:
+        emit_json({"ok": True, "problems": [], "users": len(site.users), "phones": phones,
+                   "groups": len(site.groups), "pbx_name": site.system.pbx_name})
+        return
     out.print(f"[green]✓[/] {site_file}: valid — {len(site.users)} users ({phones} with a "
               f"phone), {len(site.groups)} groups, PBX {site.system.pbx_name!r}")
 
@@ -123,7 +138,10 @@ def export(
     if output is None:
         sys.stdout.write(text)
     else:
-        output.write_text(text, encoding="utf-8")
+        from wildix_ast.files import write_atomic
+
+        # passwords inside: owner-only; without them, the usual 0644 of a settings file
+        write_atomic(output, text, mode=0o600 if secrets else 0o644)
         out.print(f"[green]✓[/] wrote {output}")
 
 
@@ -160,14 +178,12 @@ def render(
     db: DbUrl = None,
 ) -> None:
     """Render the Asterisk configuration files of a settings file into a folder."""
-    from wildix_ast.pipeline import Target, compile_site
-    from wildix_ast.render import write_rendered
+    from wildix_ast.pipeline import render_to_folder
     from wildix_ast.store import open_store
 
     site = load_site(site_file)
     with open_store(db) as store:
-        compiled = compile_site(site, store, Target.host(out_dir), templates)
-    written = write_rendered(compiled.files, out_dir)
+        written = render_to_folder(site, store, out_dir, templates=templates)
     out.print(f"[green]✓[/] wrote {len(written)} files into {out_dir}")
 
 
@@ -201,45 +217,139 @@ def _show_plan(change: Plan) -> None:
         out.print(f"[yellow]restart needed:[/] {reason}")
 
 
+EtcDir = Annotated[Path, typer.Option(
+    "--etc", help="The Asterisk configuration folder of this host (without --lab).")]
+LockTimeout = Annotated[float, typer.Option(
+    "--lock-timeout", min=0, help="Seconds to wait for another apply or rollback on the "
+    "same target before giving up (exit 8).")]
+
+
 @app.command()
 def apply(
     site_file: SiteFile,
     lab: LabName = None,
-    etc_dir: Annotated[Path, typer.Option("--etc", help="The Asterisk configuration folder "
-                                          "of this host (without --lab).")]
-    = Path("/etc/asterisk"),
+    etc_dir: EtcDir = Path("/etc/asterisk"),
     dry_run: Annotated[bool, typer.Option("--dry-run", "--check", help="Show the plan "
                                           "(a diff) and stop.")] = False,
     restart: Annotated[bool, typer.Option(help="Allow a restart when a change needs one "
                                           "(transports, modules).")] = False,
+    offline: Annotated[bool, typer.Option(
+        "--offline", help="Write the files without contacting Asterisk (it is stopped, or "
+        "does not have our AMI account yet: a first install); restart it afterwards.")]
+    = False,
+    lock_timeout: LockTimeout = 120.0,
     templates: TemplatesDir = None,
     db: DbUrl = None,
+    as_json: JsonOutput = False,
 ) -> None:
     """Render, show the plan, write, reload, verify through AMI; roll back on failure.
 
-    Only the modules whose files changed are reloaded. The store is updated only once
-    Asterisk has taken the new configuration."""
-    from wildix_ast.ami import run
-    from wildix_ast.pipeline import commit_plan, compile_site, plan_for
+    Only the modules whose files changed are reloaded, and only what changed is verified.
+    One apply at a time per target; the store is updated once Asterisk has taken the new
+    configuration, and each configuration that went live is kept as a generation."""
+    from wildix_ast.pipeline import apply_site
     from wildix_ast.store import open_store
 
+    _json(as_json)
     site = load_site(site_file)
     text = site_file.read_text(encoding="utf-8")
     target = _target(lab, etc_dir)
     with open_store(db) as store:
-        compiled = compile_site(site, store, target, templates)
-        change = plan_for(compiled, target)
-        _show_plan(change)
-        if dry_run:
-            out.print("[dim]dry run: nothing written[/]")
-            return
-        report = run(commit_plan(compiled, change, progress=_apply_progress,
-                                 allow_restart=restart))
-        imported = store.import_site(site, source_text=text)
+        outcome = apply_site(site, store, target, source_text=text, templates=templates,
+                             dry_run=dry_run, offline=offline, allow_restart=restart,
+                             lock_timeout=lock_timeout, progress=_apply_progress,
+                             show_plan=None if as_json else _show_plan)
+    if as_json:
+        emit_json(outcome.to_json())
+        return
+    if outcome.recovered:
+        out.print(f"[yellow]recovered:[/] {outcome.recovered}")
+    if outcome.interrupted:
+        out.print(f"[yellow]warning:[/] {outcome.interrupted}")
+    if outcome.dry_run:
+        out.print("[dim]dry run: nothing written[/]")
+        return
+    generation = (f"generation {outcome.generation.number}" if outcome.generation
+                  else "no new generation")
+    if outcome.offline:
+        out.print(f"[green]✓[/] wrote {len(outcome.plan.touched)} files to {target.name} "
+                  f"without contacting Asterisk ({generation}); restart Asterisk to load "
+                  f"them; store: {outcome.store}")
+        return
+    report = outcome.report
+    assert report is not None
     reloaded = ", ".join(r.cli for r in report.reloads) or "nothing to reload"
     out.print(f"[green]✓[/] applied to {target.name} in {report.total_seconds:.2f} s: "
               f"{len(report.files_written)} files written, {reloaded}; verified in "
-              f"{report.verify_seconds:.2f} s; store: {imported}")
+              f"{report.verify_seconds:.2f} s; {generation}; store: {outcome.store}")
+
+
+@app.command()
+def rollback(
+    lab: LabName = None,
+    etc_dir: EtcDir = Path("/etc/asterisk"),
+    to: Annotated[int | None, typer.Option(
+        "--to", help="The generation to restore (default: the one before the newest; "
+        "see `wildix-ast history`).")] = None,
+    lock_timeout: LockTimeout = 120.0,
+    db: DbUrl = None,
+    as_json: JsonOutput = False,
+) -> None:
+    """Restore an earlier generation, reload, verify, and record it (the store goes back to
+    the site that generation came from)."""
+    from wildix_ast.pipeline import rollback_target
+    from wildix_ast.store import open_store
+
+    _json(as_json)
+    target = _target(lab, etc_dir)
+    with open_store(db) as store:
+        outcome = rollback_target(store, target, to=to, lock_timeout=lock_timeout,
+                                  progress=_apply_progress,
+                                  show_plan=None if as_json else _show_plan)
+    if as_json:
+        emit_json(outcome.to_json())
+        return
+    generation = outcome.report.generation
+    out.print(f"[green]✓[/] generation {outcome.restored} restored on {target.name} and "
+              f"verified" + (f" (recorded as generation {generation.number})"
+                             if generation else ""))
+
+
+@app.command()
+def history(
+    lab: LabName = None,
+    etc_dir: EtcDir = Path("/etc/asterisk"),
+    as_json: JsonOutput = False,
+) -> None:
+    """The configurations kept for a target (newest last): when, how, which files, and the
+    store revision each came from."""
+    from wildix_ast.pipeline import config_target
+
+    _json(as_json)
+    target = _target(lab, etc_dir)
+    config = config_target(target, None)
+    generations = config.history()
+    journal = config.interrupted()
+    interrupted = (None if journal is None else
+                   f"an apply was interrupted at step '{journal.step}' (pid {journal.pid}, "
+                   f"{journal.started_at}); the next apply or rollback finishes or undoes it")
+    if as_json:
+        emit_json({"ok": True, "target": target.name, "interrupted": interrupted,
+                   "generations": [g.to_json() for g in generations]})
+        return
+    if not generations:
+        out.print(f"no generation kept for {target.name} yet")
+    else:
+        table = Table(title=f"generations of {target.name}", show_edge=False)
+        for column in ("#", "applied at", "kind", "files", "store revision"):
+            table.add_column(column)
+        for g in generations:
+            kind = g.kind + (f" of {g.from_generation}" if g.from_generation else "")
+            table.add_row(str(g.number), g.applied_at, kind, str(len(g.files)),
+                          "" if g.store_revision is None else str(g.store_revision))
+        out.print(table)
+    if interrupted:
+        out.print(f"[yellow]warning:[/] {interrupted}")
 
 
 def _apply_progress(step: str, message: str) -> None:
@@ -248,16 +358,11 @@ def _apply_progress(step: str, message: str) -> None:
 
 def _configure_lab(lab: Lab) -> None:
     """`lab up` renders the stored site for the lab."""
-    from wildix_ast.apply import install, plan
-    from wildix_ast.pipeline import Target, compile_site
+    from wildix_ast.pipeline import Target, install_stored_site
     from wildix_ast.store import open_store
 
     with open_store(os.environ.get("WILDIX_AST_DB")) as store:
-        if not store.has_site():
-            raise WildixError("the store holds no site to run: `wildix-ast import SITE` first")
-        target = Target.lab(lab)
-        compiled = compile_site(store.export_site(), store, target)
-    install(plan(target.etc_dir, compiled.files))
+        install_stored_site(store, Target.lab(lab))
 
 
 @app.command()
@@ -294,9 +399,9 @@ def call(
 
 
 def _stored_site(store: Store) -> Site:
-    if not store.has_site():
-        raise WildixError("the store holds no site yet: run `wildix-ast import SITE` first")
-    return store.export_site()
+    from wildix_ast.pipeline import stored_site
+
+    return stored_site(store)
 
 
 def _mount_lab() -> None:

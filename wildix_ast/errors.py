@@ -61,3 +61,9 @@ class RenderError(WildixError):
     """A template could not be rendered."""
 
     exit_code = 7
+
+
+class TargetBusyError(WildixError):
+    """Another wildix-ast process holds the target's lock (an apply or a rollback)."""
+
+    exit_code = 8

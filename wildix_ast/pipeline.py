@@ -1,11 +1,16 @@
-"""The one-way pipeline: settings → model (+ kept secrets) → rendered files → a target Asterisk.
+"""The one-way pipeline as use cases: settings → model (+ kept secrets) → rendered files → a
+target Asterisk → the store.
 
-The CLI and the tests both go through here, so what is tested is what a person runs."""
+The CLI verbs are thin over these functions, and the tests call them too, so what is tested is
+what a person runs. `apply_site` holds the target's lock from the plan to the store update:
+the store, the files and what Asterisk runs describe the same site after any mix of
+concurrent applies, and an apply that reports success had its configuration live.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -15,10 +20,16 @@ from wildix_ast.site import Site
 
 if TYPE_CHECKING:
     from wildix_ast.ami import AmiClient
-    from wildix_ast.apply import ApplyReport, Plan
+    from wildix_ast.apply import ApplyReport, ConfigTarget, Generation, Plan
     from wildix_ast.lab.instance import Lab
+    from wildix_ast.store import Store
 
 Progress = Callable[[str, str], None]
+SITE_SNAPSHOT = "site.yaml"
+
+
+def _quiet(_step: str, _message: str) -> None:
+    pass
 
 
 class Ports(Protocol):
@@ -44,7 +55,7 @@ class Target:
 
     @classmethod
     def host(cls, etc_dir: Path = Path("/etc/asterisk")) -> Target:
-        return cls(name="host", etc_dir=etc_dir, paths=AsteriskPaths())
+        return cls(name=f"host {etc_dir}", etc_dir=etc_dir, paths=AsteriskPaths())
 
     @classmethod
     def lab(cls, lab: Lab) -> Target:
@@ -90,18 +101,179 @@ def compile_site(site: Site, vault: SecretVault, target: Target,
                     ami_username=manager.username, ami_secret=secret)
 
 
-def plan_for(compiled: Compiled, target: Target) -> Plan:
-    from wildix_ast.apply import plan
+def config_target(target: Target, compiled: Compiled | None) -> ConfigTarget:
+    from wildix_ast.apply import ConfigTarget
 
-    return plan(target.etc_dir, compiled.files)
+    return ConfigTarget(target.etc_dir, compiled.ami if compiled is not None else None,
+                        name=target.name)
 
 
-async def commit_plan(compiled: Compiled, change: Plan, *, progress: Progress | None = None,
-                      allow_restart: bool = False) -> ApplyReport:
-    """Write, reload what changed, verify through AMI, roll back on failure."""
-    from wildix_ast.apply import Expectation, commit
+def render_to_folder(site: Site, vault: SecretVault, out_dir: Path, *,
+                     templates: Path | None = None,
+                     paths: AsteriskPaths | None = None) -> list[Path]:
+    """`wildix-ast render`: the files of `site` written into `out_dir`."""
+    from wildix_ast.render import write_rendered
 
-    expected = Expectation.from_files(compiled.files)
-    async with compiled.ami() as ami:
-        return await commit(change, ami, expected, progress=progress,
-                            allow_restart=allow_restart)
+    target = Target(name=f"folder {out_dir}", etc_dir=out_dir, paths=paths or AsteriskPaths())
+    return write_rendered(compile_site(site, vault, target, templates).files, out_dir)
+
+
+@dataclass
+class ApplyOutcome:
+    target: str
+    plan: Plan
+    dry_run: bool = False
+    offline: bool = False
+    report: ApplyReport | None = None
+    generation: Generation | None = None
+    store: str | None = None
+    recovered: str | None = None
+    interrupted: str | None = None  # an interrupted apply seen by a dry run
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        report = self.report.to_json() if self.report is not None else None
+        return {
+            "ok": True, "target": self.target, "dry_run": self.dry_run,
+            "offline": self.offline, **self.plan.to_json(),
+            "verified": self.report.verified if self.report is not None else None,
+            "generation": self.generation.number if self.generation is not None else None,
+            "result": report, "store": self.store, "recovered": self.recovered,
+            "interrupted": self.interrupted, "error": None,
+        }
+
+
+def _revision(store: Store) -> int | None:
+    return store.site_generation() if store.has_site() else None
+
+
+def _snapshot(config: ConfigTarget, generation: Generation | None, site: Site) -> None:
+    """Keep the settings (without passwords) beside the generation: a rollback puts the
+    store back to the same site as the files."""
+    from wildix_ast.files import write_atomic
+    from wildix_ast.settings_file import dump_site
+
+    if generation is None:
+        return
+    folder = config.state.dir / "generations" / str(generation.number)
+    if folder.is_dir():
+        write_atomic(folder / SITE_SNAPSHOT, dump_site(site, include_secrets=False), mode=0o600)
+
+
+def apply_site(site: Site, store: Store, target: Target, *, source_text: str | None = None,
+               templates: Path | None = None, dry_run: bool = False, offline: bool = False,
+               allow_restart: bool = False, lock_timeout: float = 120.0,
+               progress: Progress = _quiet,
+               show_plan: Callable[[Plan], None] | None = None) -> ApplyOutcome:
+    """Render for `target`, plan, and (unless a dry run) commit; the store takes the site
+    once Asterisk has its configuration (offline: once the files are written)."""
+    from wildix_ast.ami import run
+
+    compiled = compile_site(site, store, target, templates)
+    config = config_target(target, compiled)
+    if dry_run:
+        plan = config.plan(compiled.files)
+        journal = config.interrupted()
+        outcome = ApplyOutcome(target.name, plan, dry_run=True)
+        if journal is not None:
+            outcome.interrupted = (f"an apply was interrupted at step '{journal.step}' (pid "
+                                   f"{journal.pid}, {journal.started_at}); the next apply or "
+                                   "rollback finishes or undoes it")
+        if show_plan is not None:
+            show_plan(plan)
+        return outcome
+
+    def record() -> int | None:
+        report = store.import_site(site, source_text=source_text)
+        outcome.store = str(report)
+        return _revision(store)
+
+    with config.locked(lock_timeout):
+        recovered = None
+        if config.interrupted() is not None:
+            recovered = run(config.recover(store_revision=_revision(store), progress=progress)) \
+                if not offline else config.discard()
+        plan = config.plan(compiled.files)
+        outcome = ApplyOutcome(target.name, plan, offline=offline, recovered=recovered)
+        if show_plan is not None:
+            show_plan(plan)
+        if offline:
+            outcome.generation = config.install(plan, store_revision=record())
+        else:
+            outcome.report = run(config.commit(
+                plan, progress=progress, allow_restart=allow_restart,
+                store_revision=_revision(store), on_verified=record))
+            outcome.generation = outcome.report.generation
+        _snapshot(config, outcome.generation, site)
+    return outcome
+
+
+@dataclass
+class RollbackOutcome:
+    target: str
+    plan: Plan
+    restored: int
+    report: ApplyReport
+    store: str | None
+
+    def to_json(self) -> dict[str, object]:
+        return {"ok": True, "target": self.target, "restored_generation": self.restored,
+                **self.plan.to_json(), "verified": self.report.verified,
+                "generation": self.report.generation.number if self.report.generation else None,
+                "result": self.report.to_json(), "store": self.store, "error": None}
+
+
+def stored_site(store: Store) -> Site:
+    from wildix_ast.errors import WildixError
+
+    if not store.has_site():
+        raise WildixError("the store holds no site yet: run `wildix-ast import SITE` first")
+    return store.export_site()
+
+
+def rollback_target(store: Store, target: Target, *, to: int | None = None,
+                    lock_timeout: float = 120.0, progress: Progress = _quiet,
+                    show_plan: Callable[[Plan], None] | None = None) -> RollbackOutcome:
+    """Put generation `to` (default: the previous one) back on `target`, verify it, and
+    bring the store back to the site it came from."""
+    from wildix_ast.ami import run
+    from wildix_ast.settings_file import parse_site
+
+    compiled = compile_site(stored_site(store), store, target)
+    config = config_target(target, compiled)
+    with config.locked(lock_timeout):
+        if config.interrupted() is not None:
+            run(config.recover(store_revision=_revision(store), progress=progress))
+        plan, chosen = config.rollback_plan(to)
+        if show_plan is not None:
+            show_plan(plan)
+        snapshot = config.state.dir / "generations" / str(chosen.number) / SITE_SNAPSHOT
+        restored_site = (parse_site(snapshot.read_text(encoding="utf-8"), str(snapshot))
+                         if snapshot.is_file() else None)
+        store_note: list[str] = []
+
+        def record() -> int | None:
+            if restored_site is not None:
+                store_note.append(str(store.import_site(restored_site)))
+            return _revision(store)
+
+        report = run(config.commit(plan, progress=progress, allow_restart=True,
+                                   store_revision=_revision(store), on_verified=record,
+                                   kind="rollback", from_generation=chosen.number))
+        if restored_site is not None:
+            _snapshot(config, report.generation, restored_site)
+    return RollbackOutcome(target.name, plan, chosen.number, report,
+                           store_note[0] if store_note else None)
+
+
+def install_stored_site(store: Store, target: Target) -> None:
+    """Write the stored site's files for an Asterisk about to start (the lab's `lab up`)."""
+    site = stored_site(store)
+    compiled = compile_site(site, store, target)
+    config = config_target(target, compiled)
+    with config.locked():
+        if config.interrupted() is not None:
+            config.discard()
+        generation = config.install(config.plan(compiled.files),
+                                    store_revision=_revision(store))
+        _snapshot(config, generation, site)

@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.status import Status
 from rich.table import Table
 
-from wildix_ast.console import err, out
+from wildix_ast.console import emit_json, err, mode, out
 from wildix_ast.errors import LabError
 from wildix_ast.lab.instance import DEFAULT_NAME, Lab, default_state_dir, list_labs
 from wildix_ast.lab.ports import RTP_COUNT, RTP_OFFSET, LabPorts
@@ -191,9 +191,15 @@ def _uptime(seconds: float) -> str:
 @app.command()
 def status(name: Annotated[str | None, typer.Option(
                "--name", "-n", help="Only this instance (default: all).")] = None,
-           state_dir: StateDir = None) -> None:
+           state_dir: StateDir = None,
+           as_json: Annotated[bool, typer.Option(
+               "--json", help="One JSON object on standard output.")] = False) -> None:
     """Show the lab instances: running?, pid, ports, uptime, Asterisk version."""
     labs = [Lab(name, state_dir)] if name else list_labs(state_dir)
+    if as_json:
+        mode.json = True
+        emit_json({"ok": True, "labs": [_status_json(lab) for lab in labs]})
+        return
     if not labs:
         out.print(f"no lab instance under {state_dir or default_state_dir()}")
         return
@@ -201,22 +207,34 @@ def status(name: Annotated[str | None, typer.Option(
     for column in ("name", "running", "pid", "SIP", "AMI", "RTP", "uptime", "Asterisk"):
         table.add_column(column)
     for lab in labs:
-        running = lab.is_running()
-        version = uptime = ""
-        if running:
-            try:
-                version = lab.version().split(" built ")[0].removeprefix("Asterisk ")
-            except LabError as error:
-                version = f"[red]{escape(error.message)}[/]"
-            started_at = lab.started_at
-            uptime = _uptime(time.time() - started_at) if started_at else "?"
+        state = _status_json(lab)
         ports = lab.saved_ports
-        table.add_row(lab.name, "[green]yes[/]" if running else "[dim]no[/]",
-                      str(lab.pid or ""),
+        seconds = state["uptime_seconds"]
+        version = str(state["asterisk"] or "")
+        table.add_row(lab.name, "[green]yes[/]" if state["running"] else "[dim]no[/]",
+                      str(state["pid"] or ""),
                       str(ports.sip) if ports else "", str(ports.ami) if ports else "",
                       f"{ports.rtp_start}-{ports.rtp_end}" if ports else "",
-                      uptime, version)
+                      _uptime(seconds) if isinstance(seconds, float) else "",
+                      f"[red]{escape(version)}[/]" if version.startswith("unknown")
+                      else escape(version))
     out.print(table)
+
+
+def _status_json(lab: Lab) -> dict[str, object]:
+    running = lab.is_running()
+    version: str | None = None
+    if running:
+        try:
+            version = lab.version().split(" built ")[0].removeprefix("Asterisk ")
+        except LabError as error:
+            version = f"unknown: {error.message}"
+    ports = lab.saved_ports
+    started_at = lab.started_at if running else None
+    return {"name": lab.name, "running": running, "pid": lab.pid if running else None,
+            "ports": ports.to_json() if ports else None, "etc_dir": str(lab.etc_dir),
+            "uptime_seconds": round(time.time() - started_at, 1) if started_at else None,
+            "asterisk": version}
 
 
 @app.command("cli")

@@ -31,6 +31,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from wildix_ast.asterisk_paths import AsteriskPaths
+from wildix_ast.conf import ConfigSyntaxError, directories
 from wildix_ast.errors import LabError
 from wildix_ast.lab.ports import (
     LabPorts,
@@ -107,22 +108,6 @@ def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
             return "".join(deque(handle, maxlen=lines)).rstrip() or "(empty)"
     except OSError:
         return "(no log)"
-
-
-def _conf_directories(text: str) -> dict[str, str]:
-    """The `[directories]` of an asterisk.conf text."""
-    section = ""
-    found: dict[str, str] = {}
-    for raw in text.splitlines():
-        line = raw.split(";", 1)[0].strip()
-        if line.startswith("["):
-            name, _, rest = line[1:].partition("]")
-            # `[directories](!)` is a template: Asterisk ignores it
-            section = "" if "!" in rest else name.strip()
-        elif section == "directories" and "=" in line:
-            key, value = line.split("=", 1)
-            found[key.strip()] = value.lstrip(">").strip()
-    return found
 
 
 class Lab:
@@ -283,7 +268,10 @@ class Lab:
                            f"use {MOUNT_POINT}/...) before starting the lab")
         wanted = {"astetcdir": self.paths.etc, "astrundir": self.paths.run,
                   "astlogdir": self.paths.log}
-        found = _conf_directories(conf.read_text(encoding="utf-8", errors="replace"))
+        try:
+            found = directories(conf.read_text(encoding="utf-8", errors="replace"))
+        except ConfigSyntaxError as e:
+            raise LabError(f"{conf}: {e}") from None
         for key, path in wanted.items():
             if found.get(key) != str(path):
                 raise LabError(f"{conf}: [directories] {key} must be {path} (the lab's "

@@ -1,0 +1,125 @@
+"""Whole-process `wildix-ast apply` of a one-user change on a large site, against Asterisk's
+own reload of the same modules in the same run; and whole-process `wildix-ast render`.
+
+    .venv/bin/python bench/apply.py [--users 10000] [--rounds 2]
+
+Prints, for each round: the wall time of the `wildix-ast apply` process (what a person waits
+for: interpreter start, load, store, render, plan, write, reloads, AMI verification, store
+update, generation), the time Asterisk itself takes to reload the modules that change
+(`Reload` of res_pjsip.so and app_voicemail.so through AMI, the same instance, right after),
+and their ratio (target <= 1.25). Then the wall time of `wildix-ast render` processes for the
+example site (target < 0.4 s) and for the large site (target < 1 s)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from sites import site_yaml
+
+from wildix_ast.lab.instance import Lab
+from wildix_ast.lab.rootfs import ensure_rootfs
+from wildix_ast.pipeline import Target, compile_site, install_stored_site
+from wildix_ast.settings_file import parse_site
+from wildix_ast.store import open_store
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "examples" / "site.yaml"
+WILDIX = [sys.executable, "-m", "wildix_ast"]
+
+
+def _run(args: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    result = subprocess.run([*WILDIX, *args], env=env, capture_output=True, text=True,
+                            check=False)
+    elapsed = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+    return elapsed
+
+
+async def _asterisk_reload(compiled_ami: object, modules: list[str]) -> float:
+    from wildix_ast.ami import AmiClient
+
+    assert isinstance(compiled_ami, AmiClient)
+    async with compiled_ami as ami:
+        started = time.perf_counter()
+        for module in modules:
+            await ami.reload_module(module)
+        return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    console = Console(width=120)
+    ensure_rootfs()
+    with tempfile.TemporaryDirectory(prefix="wildix-bench-apply-") as tmp_name:
+        tmp = Path(tmp_name)
+        env = {**os.environ, "WILDIX_AST_DB": str(tmp / "store.sqlite3"),
+               "WILDIX_AST_LAB_STATE": str(tmp / "labs"), "NO_COLOR": "1"}
+        text = site_yaml(args.users)
+        original = tmp / "site.yaml"
+        original.write_text(text, encoding="utf-8")
+        renamed = tmp / "renamed.yaml"
+        renamed.write_text(text.replace("name: User 0 Dupont-Martin",
+                                        "name: User 0 Renamed", 1), encoding="utf-8")
+        site = parse_site(text)
+        with open_store(env["WILDIX_AST_DB"]) as store:
+            store.import_site(site)
+            lab = Lab("benchapply", tmp / "labs")
+            target = Target.lab(lab)
+            install_stored_site(store, target)
+            ami = compile_site(site, store, target).ami
+        started = time.perf_counter()
+        lab.start(timeout=300)
+        console.print(f"lab Asterisk with {args.users:,} users booted in "
+                      f"{time.perf_counter() - started:.1f} s")
+        table = Table(title=f"one-user rename, {args.users:,} users", show_edge=False)
+        for column in ("round", "wildix-ast apply (process)", "Asterisk reload",
+                       "ratio", "target"):
+            table.add_column(column, justify="right")
+        ratios: list[float] = []
+        try:
+            for n in range(args.rounds):
+                for label, path in (("rename", renamed), ("back", original)):
+                    whole = _run(["apply", str(path), "--lab", "benchapply"], env)
+                    reload = asyncio.run(_asterisk_reload(
+                        ami(), ["res_pjsip.so", "app_voicemail.so"]))
+                    ratio = whole / reload
+                    ratios.append(ratio)
+                    table.add_row(f"{n + 1} {label}", f"{whole:.2f} s", f"{reload:.2f} s",
+                                  f"{ratio:.2f}×", "≤ 1.25×")
+        finally:
+            lab.stop()
+        console.print(table)
+        console.print(f"median ratio {statistics.median(ratios):.2f}×")
+
+        renders = Table(title="wildix-ast render (whole process, median of 5)",
+                        show_edge=False)
+        for column in ("site", "seconds", "target"):
+            renders.add_column(column, justify="right")
+        for label, path, goal in (("example (6 users)", EXAMPLE, 0.4),
+                                  (f"{args.users:,} users", original, 1.0)):
+            times = [_run(["render", str(path), "--out", str(tmp / "out")], env)
+                     for _ in range(5)]
+            renders.add_row(label, f"{statistics.median(times):.2f}", f"< {goal}")
+        console.print(renders)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,227 @@
+"""The apply target as integrators use it, through the real `wildix-ast` process on a live lab:
+--json, history, rollback, one apply at a time, applies killed at every step, file modes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from live_site import LiveSite, live_site
+from test_cli import EXAMPLE, assert_no_traceback
+
+from wildix_ast.apply import STATE_DIR, ConfigTarget, TargetState
+from wildix_ast.conf import sections
+from wildix_ast.errors import TargetBusyError
+
+pytestmark = pytest.mark.lab
+EXAMPLE_TEXT = EXAMPLE.read_text(encoding="utf-8")
+
+
+def site_with(tmp: Path, *extensions: str, name: str | None = None) -> Path:
+    """The example settings file plus temporary users (the example ends with its users)."""
+    extra = "".join(f'  - name: Temp {ext}\n    extension: "{ext}"\n' for ext in extensions)
+    path = tmp / (name or f"site-{'-'.join(extensions) or 'example'}.yaml")
+    path.write_text(EXAMPLE_TEXT + extra, encoding="utf-8")
+    return path
+
+
+def cli(live: LiveSite, *args: str, env: dict[str, str] | None = None,
+        ) -> subprocess.CompletedProcess[str]:
+    full = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200",
+            "WILDIX_AST_DB": str(live.work / "store.sqlite3"),
+            "WILDIX_AST_LAB_STATE": str(live.work / "lab"), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "wildix_ast", *args], capture_output=True,
+                          text=True, env=full, timeout=180, check=False)
+
+
+def start(live: LiveSite, *args: str, env: dict[str, str] | None = None,
+          ) -> subprocess.Popen[str]:
+    full = {**os.environ, "NO_COLOR": "1", "WILDIX_AST_DB": str(live.work / "store.sqlite3"),
+            "WILDIX_AST_LAB_STATE": str(live.work / "lab"), **(env or {})}
+    return subprocess.Popen([sys.executable, "-m", "wildix_ast", *args], text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full)
+
+
+def as_json(result: subprocess.CompletedProcess[str]) -> dict[str, object]:
+    assert_no_traceback(result)
+    data = json.loads(result.stdout)
+    assert isinstance(data, dict)
+    return data
+
+
+def phones_in_store(live: LiveSite) -> set[str]:
+    return {u.extension for u in live.store.export_site().users if u.type.has_phone}
+
+
+def endpoints_in_files(live: LiveSite) -> set[str]:
+    text = (live.lab.etc_dir / "pjsip.conf").read_text(encoding="utf-8")
+    return {s.name for s in sections(text) if s.get("type") == "endpoint"}
+
+
+def endpoints_in_asterisk(live: LiveSite) -> set[str]:
+    async def ask() -> set[str]:
+        async with live.ami() as ami:
+            return await ami.endpoints()
+
+    return asyncio.run(ask())
+
+
+def assert_agree(live: LiveSite) -> set[str]:
+    """The store, the files and what Asterisk runs describe the same users."""
+    stored, written, running = phones_in_store(live), endpoints_in_files(live), \
+        endpoints_in_asterisk(live)
+    assert stored == written == running, (stored, written, running)
+    assert not (live.lab.etc_dir / STATE_DIR / "journal").exists()
+    return stored
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:
+    with live_site(tmp_path_factory.mktemp("target"), "target") as site:
+        yield site
+
+
+BASE = {"100", "101", "102", "150", "190"}  # the example's users with a phone
+
+
+def test_json_plan_apply_history_and_rollback(live: LiveSite, tmp_path: Path) -> None:
+    one = site_with(tmp_path, "103")
+    plan = as_json(cli(live, "apply", str(one), "--lab", "target", "--dry-run", "--json"))
+    assert plan["ok"] is True and plan["dry_run"] is True and plan["changed"] is True
+    files = {f["name"]: f["change"] for f in plan["files"]}  # type: ignore[union-attr]
+    assert files["pjsip.conf"] == "change" and files["voicemail.conf"] == "change"
+    assert "module reload res_pjsip.so" in plan["reloads"]  # type: ignore[operator]
+    assert "+[103]" in str(plan["diff"]) and "password = ********" in str(plan["diff"])
+    assert "103" not in endpoints_in_asterisk(live)  # a dry run writes nothing
+
+    applied = as_json(cli(live, "apply", str(one), "--lab", "target", "--json"))
+    assert applied["changed"] is True and applied["verified"] is True
+    assert isinstance(applied["generation"], int)
+    assert assert_agree(live) == BASE | {"103"}
+    again = as_json(cli(live, "apply", str(one), "--lab", "target", "--json"))
+    assert again["changed"] is False and again["generation"] is None  # truthful `changed`
+
+    history = as_json(cli(live, "history", "--lab", "target", "--json"))
+    generations = history["generations"]
+    assert isinstance(generations, list) and generations[-1]["number"] == applied["generation"]
+    assert generations[-1]["kind"] == "apply"
+    assert generations[-1]["store_revision"] is not None
+
+    back = as_json(cli(live, "rollback", "--lab", "target", "--json"))
+    assert back["restored_generation"] == generations[-2]["number"]
+    assert back["verified"] is True
+    assert assert_agree(live) == BASE  # files, Asterisk and the store went back
+    newest = as_json(cli(live, "history", "--lab", "target", "--json"))["generations"]
+    assert newest[-1]["kind"] == "rollback"  # type: ignore[index]
+    assert newest[-1]["from_generation"] == back["restored_generation"]  # type: ignore[index]
+
+    human = cli(live, "history", "--lab", "target")
+    assert human.returncode == 0 and "rollback of" in human.stdout
+
+
+def test_state_modes_are_owner_only(live: LiveSite) -> None:
+    state = live.lab.etc_dir / STATE_DIR
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    for path in state.rglob("*"):
+        if path.name in ("lock",) or path.is_dir():
+            mode = stat.S_IMODE(path.stat().st_mode)
+            assert mode & 0o077 == 0, f"{path} is {oct(mode)}"
+        else:
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    for conf in live.lab.etc_dir.glob("*.conf"):
+        assert stat.S_IMODE(conf.stat().st_mode) == 0o640, conf
+
+
+def test_json_error_is_one_object_with_the_exit_code(live: LiveSite, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text('users:\n  - {name: A, extension: "1x2"}\n', encoding="utf-8")
+    result = cli(live, "apply", str(bad), "--lab", "target", "--json")
+    assert result.returncode == 2
+    data = as_json(result)
+    assert data["ok"] is False
+    error = data["error"]
+    assert isinstance(error, dict) and error["exit_code"] == 2
+    assert error["problems"][0]["location"].startswith("users[0].extension")
+    valid = as_json(cli(live, "validate", str(EXAMPLE), "--json"))
+    assert valid["ok"] is True and valid["users"] == 6
+
+
+def test_concurrent_applies_leave_one_consistent_site(live: LiveSite, tmp_path: Path) -> None:
+    """Six applies at once, each adding a different user: each waits its turn; every one
+    that says it succeeded had its configuration live; the end state agrees with itself."""
+    extensions = [str(n) for n in range(110, 116)]
+    procs = [start(live, "apply", str(site_with(tmp_path, ext)), "--lab", "target", "--json",
+                   "--lock-timeout", "170") for ext in extensions]
+    results = []
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=200)
+        results.append((proc.returncode, stdout, stderr))
+    generations = []
+    for code, stdout, stderr in results:
+        assert code == 0, stderr
+        data = json.loads(stdout)
+        assert data["verified"] is True
+        generations.append(data["generation"])
+    # one after the other: six distinct generations, none lost
+    assert len(set(generations)) == 6
+    final = assert_agree(live)
+    last = extensions[generations.index(max(generations))]
+    assert final == BASE | {last}
+
+
+def test_a_second_apply_waits_then_names_the_holder(live: LiveSite) -> None:
+    state = TargetState(live.lab.etc_dir)
+    with state.lock("wildix-ast apply held-by-test", timeout=1):
+        result = cli(live, "apply", str(EXAMPLE), "--lab", "target", "--lock-timeout", "0.5")
+        assert result.returncode == TargetBusyError.exit_code
+        assert "held-by-test" in result.stderr and f"pid {os.getpid()}" in result.stderr
+        assert_no_traceback(result)
+
+
+@pytest.mark.parametrize("step", ["before-write", "after-write", "after-reload",
+                                  "before-store", "after-store"])
+def test_apply_killed_at_each_step_is_finished_or_undone(live: LiveSite, tmp_path: Path,
+                                                         step: str) -> None:
+    """SIGKILL in the middle of an apply: the next command says so, and the next apply
+    brings the store, the files and Asterisk back into agreement."""
+    as_json(cli(live, "apply", str(EXAMPLE), "--lab", "target", "--json"))
+    before = assert_agree(live)
+    killed = cli(live, "apply", str(site_with(tmp_path, "120")), "--lab", "target",
+                 env={"WILDIX_AST_CRASH_AT": step})
+    assert killed.returncode == -signal.SIGKILL
+    history = as_json(cli(live, "history", "--lab", "target", "--json"))
+    assert history["interrupted"] is not None and "interrupted" in str(history["interrupted"])
+    plan = as_json(cli(live, "apply", str(EXAMPLE), "--lab", "target", "--dry-run", "--json"))
+    assert plan["interrupted"] is not None  # a plan says so too
+
+    recovered = as_json(cli(live, "apply", str(EXAMPLE), "--lab", "target", "--json"))
+    assert recovered["recovered"] is not None
+    expected_word = "finished" if step == "after-store" else "undid"
+    assert str(recovered["recovered"]).startswith(expected_word), recovered["recovered"]
+    assert assert_agree(live) == before
+
+
+def test_stale_lock_holder_does_not_block(live: LiveSite) -> None:
+    """A holder killed while holding the lock: the kernel released it; the next apply runs."""
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pathlib import Path\n"
+        "from wildix_ast.apply import TargetState\n"
+        f"s = TargetState(Path({str(live.lab.etc_dir)!r}))\n"
+        "with s.lock('sleeper', 5):\n"
+        "    print('held', flush=True); time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    holder.kill()
+    holder.wait()
+    started = time.monotonic()
+    with ConfigTarget(live.lab.etc_dir).locked(timeout=2):
+        pass
+    assert time.monotonic() - started < 1

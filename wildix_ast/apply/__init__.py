@@ -1,0 +1,19 @@
+"""Apply a rendered configuration to a running Asterisk: plan, commit, discard, rollback.
+
+* `plan.py`: the immutable `Plan` (masked diff, checks, minimal reloads, drift);
+* `state.py`: what is kept beside the target (manifest, generations, journal, lock);
+* `verify.py`: what Asterisk must show once the change is live, asked through AMI;
+* `target.py`: `ConfigTarget`, the NAPALM-like verbs over one configuration folder.
+"""
+
+from __future__ import annotations
+
+from wildix_ast.apply.plan import FileChange, Plan, ReloadStep, make_plan
+from wildix_ast.apply.state import STATE_DIR, Generation, Journal, TargetState
+from wildix_ast.apply.target import ApplyReport, ConfigTarget, ReloadResult
+from wildix_ast.apply.verify import Expectation, verify
+
+__all__ = [
+    "STATE_DIR", "ApplyReport", "ConfigTarget", "Expectation", "FileChange", "Generation",
+    "Journal", "Plan", "ReloadResult", "ReloadStep", "TargetState", "make_plan", "verify",
+]

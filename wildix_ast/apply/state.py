@@ -1,0 +1,254 @@
+"""What wildix-ast keeps beside a target's configuration, in `<etc>/.wildix-ast/` (0700):
+
+* `manifest.json`: the files wildix-ast owns and their SHA-256 (a hand edit shows as drift;
+  only owned files are ever removed);
+* `generations/<n>/`: each configuration that went live (files + `meta.json`: time, kind,
+  store revision), the newest `keep` of them, for `history` and `rollback`;
+* `journal/`: the apply in progress (its step, the files as they were before it); a journal
+  left behind means an apply was killed, and the next command finishes or undoes it;
+* `lock`: one apply at a time per target (an fcntl lock: the kernel drops it when its holder
+  dies, so a killed apply never blocks the next) and `lock-holder.json`, who holds it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import socket
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from wildix_ast.errors import ApplyError, TargetBusyError
+from wildix_ast.files import fsync_dir, write_atomic
+
+STATE_DIR = ".wildix-ast"
+# What a first version kept directly in the folder; read once, then removed.
+LEGACY_MANIFEST = ".wildix-ast-manifest.json"
+LEGACY_PREVIOUS = ".wildix-ast-previous"
+DEFAULT_KEEP = 5
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
+
+
+@dataclass(frozen=True)
+class Generation:
+    number: int
+    applied_at: str
+    kind: str  # apply | rollback | install | recovered
+    files: dict[str, str]  # name -> sha256
+    store_revision: int | None = None
+    from_generation: int | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass
+class Journal:
+    """An apply in progress. `step`: writing → reloading → verifying → recording."""
+
+    started_at: str
+    pid: int
+    command: str
+    step: str
+    touched: list[str]
+    absent_before: list[str]
+    reloads: list[str]
+    restart: bool
+    store_revision_before: int | None
+    new_files: dict[str, str] = field(default_factory=dict)  # name -> sha256
+
+
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+class TargetState:
+    def __init__(self, etc_dir: Path, keep: int = DEFAULT_KEEP) -> None:
+        self.etc_dir = etc_dir
+        self.dir = etc_dir / STATE_DIR
+        self.keep = keep
+
+    # -- files of the target ---------------------------------------------------------------
+
+    @staticmethod
+    def reserved(name: str) -> bool:
+        return name.startswith(".wildix-ast")
+
+    def read(self, name: str) -> str | None:
+        try:
+            return (self.etc_dir / name).read_bytes().decode("utf-8", "surrogateescape")
+        except FileNotFoundError:
+            return None
+
+    digest = staticmethod(digest)
+
+    def ensure(self) -> None:
+        for folder in (self.dir, self.dir / "generations"):
+            folder.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+            os.chmod(folder, PRIVATE_DIR)
+
+    def _write(self, path: Path, text: str) -> None:
+        write_atomic(path, text, mode=PRIVATE_FILE)
+
+    # -- manifest ----------------------------------------------------------------------------
+
+    def manifest(self) -> dict[str, str]:
+        path = self.dir / "manifest.json"
+        if not path.exists():
+            path = self.etc_dir / LEGACY_MANIFEST
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return {}
+        try:
+            files = json.loads(text)["files"]
+            return {str(k): str(v) for k, v in files.items()}
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise ApplyError(f"{path} is unreadable ({e}); move it away to let wildix-ast "
+                             "take ownership again") from None
+
+    def write_manifest(self, files: Mapping[str, str]) -> None:
+        self.ensure()
+        data = {"version": 2, "files": {n: digest(t) for n, t in sorted(files.items())}}
+        self._write(self.dir / "manifest.json", json.dumps(data, indent=2) + "\n")
+        with contextlib.suppress(FileNotFoundError):
+            (self.etc_dir / LEGACY_MANIFEST).unlink()
+        shutil.rmtree(self.etc_dir / LEGACY_PREVIOUS, ignore_errors=True)
+
+    # -- generations ---------------------------------------------------------------------------
+
+    def generations(self) -> list[Generation]:
+        found: list[Generation] = []
+        folder = self.dir / "generations"
+        if not folder.is_dir():
+            return []
+        for entry in folder.iterdir():
+            meta = entry / "meta.json"
+            if not entry.name.isdigit() or not meta.is_file():
+                continue  # a generation being written, or not ours
+            with contextlib.suppress(ValueError, TypeError, KeyError):
+                found.append(Generation(**json.loads(meta.read_text(encoding="utf-8"))))
+        return sorted(found, key=lambda g: g.number)
+
+    def generation_files(self, number: int) -> dict[str, str]:
+        folder = self.dir / "generations" / str(number) / "files"
+        if not folder.is_dir():
+            raise ApplyError(f"generation {number} is not kept on {self.etc_dir} (see "
+                             "`wildix-ast history`)")
+        return {p.name: p.read_bytes().decode("utf-8", "surrogateescape")
+                for p in sorted(folder.iterdir())}
+
+    def record_generation(self, files: Mapping[str, str], kind: str,
+                          store_revision: int | None,
+                          from_generation: int | None = None) -> Generation:
+        """Keep `files` as the newest generation (written aside, then renamed into place)
+        and forget the oldest beyond `keep`."""
+        self.ensure()
+        existing = self.generations()
+        number = (existing[-1].number + 1) if existing else 1
+        generation = Generation(number=number, applied_at=_now(), kind=kind,
+                                files={n: digest(t) for n, t in sorted(files.items())},
+                                store_revision=store_revision,
+                                from_generation=from_generation)
+        root = self.dir / "generations"
+        staging = root / f".{number}.{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        (staging / "files").mkdir(mode=PRIVATE_DIR, parents=True)
+        for name, text in files.items():
+            self._write(staging / "files" / name, text)
+        self._write(staging / "meta.json", json.dumps(generation.to_json(), indent=2) + "\n")
+        os.chmod(staging, PRIVATE_DIR)
+        os.replace(staging, root / str(number))
+        fsync_dir(root)
+        for old in [*existing, generation][:-self.keep]:
+            shutil.rmtree(root / str(old.number), ignore_errors=True)
+        return generation
+
+    # -- journal -------------------------------------------------------------------------------
+
+    @property
+    def _journal_dir(self) -> Path:
+        return self.dir / "journal"
+
+    def journal(self) -> Journal | None:
+        path = self._journal_dir / "journal.json"
+        try:
+            return Journal(**json.loads(path.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            return None
+        except (ValueError, TypeError) as e:
+            raise ApplyError(f"{path} is unreadable ({e}): an interrupted apply left it; "
+                             f"its saved files are in {self._journal_dir / 'before'}") from None
+
+    def begin(self, journal: Journal, before: Mapping[str, str]) -> None:
+        """Save the running versions of the files about to change, then the journal: once
+        journal.json exists, everything needed to undo the apply is on disk."""
+        self.ensure()
+        shutil.rmtree(self._journal_dir, ignore_errors=True)
+        saved = self._journal_dir / "before"
+        saved.mkdir(mode=PRIVATE_DIR, parents=True)
+        os.chmod(self._journal_dir, PRIVATE_DIR)
+        for name, text in before.items():
+            self._write(saved / name, text)
+        self._write(self._journal_dir / "journal.json", json.dumps(asdict(journal)) + "\n")
+
+    def step(self, journal: Journal, step: str) -> None:
+        journal.step = step
+        self._write(self._journal_dir / "journal.json", json.dumps(asdict(journal)) + "\n")
+
+    def saved_before(self) -> dict[str, str]:
+        folder = self._journal_dir / "before"
+        return {p.name: p.read_bytes().decode("utf-8", "surrogateescape")
+                for p in sorted(folder.iterdir())} if folder.is_dir() else {}
+
+    def end(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self._journal_dir / "journal.json").unlink()
+        shutil.rmtree(self._journal_dir, ignore_errors=True)
+        fsync_dir(self.dir)
+
+    # -- lock -----------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock(self, command: str, timeout: float) -> Iterator[None]:
+        """Hold the target's lock; wait up to `timeout` seconds for another holder, then
+        raise TargetBusyError naming it."""
+        self.ensure()
+        fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, PRIVATE_FILE)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise TargetBusyError(self._busy_message(timeout)) from None
+                    time.sleep(0.05)
+            holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
+                      "since": _now()}
+            self._write(self.dir / "lock-holder.json", json.dumps(holder) + "\n")
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _busy_message(self, timeout: float) -> str:
+        try:
+            holder = json.loads((self.dir / "lock-holder.json").read_text(encoding="utf-8"))
+            who = (f"pid {holder['pid']} on {holder['host']} ({holder['command']}), since "
+                   f"{holder['since']}")
+        except (OSError, ValueError, KeyError, TypeError):
+            who = "another wildix-ast process"
+        return (f"{self.etc_dir} is being changed by {who}; waited {timeout:g} s "
+                "(--lock-timeout)")

@@ -1,0 +1,415 @@
+"""A configuration target (the lab's folder, or /etc/asterisk of a host) and the verbs
+integrators know from NAPALM: plan (compare), commit, discard, rollback, plus history.
+
+`commit` holds the target's lock, journals every step, writes each file atomically, reloads
+only the modules whose files changed (or restarts when a file needs it), verifies through AMI
+what changed, runs the caller's `on_verified` (the store update) and only then records the new
+generation. On a failure it puts the previous files back, reloads and verifies them. If the
+process is killed, the journal stays: the next command on the target finds it, and `apply`
+or `rollback` finish it (the store already took the new site) or undo it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from wildix_ast.ami import AmiClient
+from wildix_ast.apply.plan import FileChange, Plan, ReloadStep, make_plan
+from wildix_ast.apply.state import DEFAULT_KEEP, Generation, Journal, TargetState, digest
+from wildix_ast.apply.verify import Expectation, verify
+from wildix_ast.errors import AmiError, ApplyError
+from wildix_ast.files import fsync_dir, write_atomic
+
+Progress = Callable[[str, str], None]
+"""progress(step, message); steps: recover, check, validate, backup, write, reload, restart,
+verify, record, rollback, done."""
+AmiFactory = Callable[[], AmiClient]
+
+DEFAULT_LOCK_TIMEOUT = 120.0
+# Fault injection for the tests that kill an apply at each step (a real SIGKILL of the real
+# process, not a simulation): `WILDIX_AST_CRASH_AT=<step>`.
+CRASH_ENV = "WILDIX_AST_CRASH_AT"
+
+
+def _crash_point(step: str) -> None:
+    if os.environ.get(CRASH_ENV) == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _quiet(_step: str, _message: str) -> None:
+    pass
+
+
+@dataclass
+class ReloadResult:
+    module: str
+    cli: str
+    seconds: float
+    status: str  # reloaded | not loaded
+
+    def to_json(self) -> dict[str, object]:
+        return {"module": self.module, "cli": self.cli, "seconds": round(self.seconds, 3),
+                "status": self.status}
+
+
+@dataclass
+class ApplyReport:
+    files_written: list[str] = field(default_factory=list)
+    files_removed: list[str] = field(default_factory=list)
+    reloads: list[ReloadResult] = field(default_factory=list)
+    restarted: bool = False
+    verified: bool | None = None
+    verify_seconds: float = 0.0
+    verify_attempts: int = 0
+    total_seconds: float = 0.0
+    generation: Generation | None = None
+    recovered: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "files_written": self.files_written, "files_removed": self.files_removed,
+            "reloads": [r.to_json() for r in self.reloads], "restarted": self.restarted,
+            "verified": self.verified, "verify_seconds": round(self.verify_seconds, 3),
+            "total_seconds": round(self.total_seconds, 3),
+            "generation": self.generation.number if self.generation else None,
+            "recovered": self.recovered,
+        }
+
+
+def _put(etc: Path, contents: Mapping[str, str | None]) -> None:
+    for name, text in contents.items():
+        if text is None:
+            with contextlib.suppress(FileNotFoundError):
+                (etc / name).unlink()
+        else:
+            write_atomic(etc / name, text)
+    fsync_dir(etc)
+
+
+def _command_line() -> str:
+    return " ".join(["wildix-ast", *sys.argv[1:]])[:200]
+
+
+class ConfigTarget:
+    """One Asterisk configuration folder and the Asterisk that reads it."""
+
+    def __init__(self, etc_dir: Path, ami: AmiFactory | None = None, *,
+                 keep: int = DEFAULT_KEEP, name: str | None = None) -> None:
+        self.etc_dir = etc_dir
+        self.name = name or str(etc_dir)
+        self.state = TargetState(etc_dir, keep)
+        self._ami = ami
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def plan(self, files: Mapping[str, str]) -> Plan:
+        return make_plan(self.etc_dir, files)
+
+    def history(self) -> list[Generation]:
+        return self.state.generations()
+
+    def interrupted(self) -> Journal | None:
+        """The journal of an apply that did not finish (killed), if any."""
+        return self.state.journal()
+
+    @contextlib.contextmanager
+    def locked(self, timeout: float = DEFAULT_LOCK_TIMEOUT) -> Iterator[None]:
+        with self.state.lock(_command_line(), timeout):
+            yield
+
+    # -- writing without Asterisk ---------------------------------------------------------
+
+    def install(self, plan: Plan, *, store_revision: int | None = None) -> Generation:
+        """Write the plan for an Asterisk that is not running (a first start, or a host
+        whose Asterisk the caller restarts): atomic writes, manifest, a generation."""
+        problems = plan.validate()
+        if problems:
+            raise ApplyError("the new configuration is invalid; nothing was written", problems)
+        _put(self.etc_dir, {c.name: c.new for c in plan.touched})
+        self.state.write_manifest(plan.new_files)
+        return self.state.record_generation(plan.new_files, "install", store_revision)
+
+    # -- commit --------------------------------------------------------------------------------
+
+    def _ami_client(self) -> AmiClient:
+        if self._ami is None:
+            raise ApplyError(f"{self.name}: no AMI connection configured; only an offline "
+                             "install is possible")
+        return self._ami()
+
+    async def commit(self, plan: Plan, *, progress: Progress = _quiet,
+                     allow_restart: bool = False, verify_timeout: float = 5.0,
+                     restart_timeout: float = 60.0, store_revision: int | None = None,
+                     on_verified: Callable[[], int | None] | None = None,
+                     kind: str = "apply", from_generation: int | None = None,
+                     also_expect: Expectation | None = None) -> ApplyReport:
+        """Apply `plan` (made under the same lock); see the module documentation.
+        `on_verified` runs once Asterisk shows the new configuration, before the generation
+        is recorded; it returns the store revision the generation came from. `also_expect`:
+        objects Asterisk must show besides those the changed files define."""
+        say = progress
+        started = time.monotonic()
+        report = ApplyReport()
+        say("check", "comparing with the running files")
+        moved = [c.name for c in plan.changes if self.state.read(c.name) != c.old]
+        if moved:
+            raise ApplyError("the running configuration changed since the plan was made: "
+                             + ", ".join(moved) + "; make a new plan")
+        say("validate", "checking the new files")
+        problems = plan.validate()
+        if problems:
+            raise ApplyError("the new configuration is invalid, nothing was written: "
+                             + "; ".join(str(p) for p in problems), problems=problems)
+        restart = plan.restart_reasons()
+        if restart and not allow_restart:
+            kind = "transport changed: " if plan.transport_changes() else ""
+            raise ApplyError(f"{kind}restart required, refused without --restart; nothing "
+                             "was written: " + "; ".join(restart))
+        reloads = plan.modules_to_reload()
+        expected, absent = Expectation(), Expectation()
+        for change in plan.touched:
+            present, gone = Expectation.of_change(change.name, change.old, change.new)
+            expected.add({"endpoint": present.endpoints, "aor": present.aors,
+                          "context": present.contexts})
+            absent.add({"endpoint": gone.endpoints, "aor": gone.aors, "context": gone.contexts})
+
+        if also_expect is not None:
+            expected.add({"endpoint": also_expect.endpoints, "aor": also_expect.aors,
+                          "context": also_expect.contexts})
+        # Log in before writing anything: an AMI that refuses us must leave the files as
+        # they are.
+        async with self._ami_client() as ami:
+            journal = Journal(
+                started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), pid=os.getpid(),
+                command=_command_line(), step="writing",
+                touched=[c.name for c in plan.touched],
+                absent_before=[c.name for c in plan.touched if c.old is None],
+                reloads=[r.module for r in reloads], restart=bool(restart),
+                store_revision_before=store_revision,
+                new_files={n: digest(t) for n, t in plan.new_files.items()})
+            self.state.begin(journal, {c.name: c.old for c in plan.touched
+                                       if c.old is not None})
+            say("backup", f"running files kept in {self.state.dir / 'journal'}")
+            for change in plan.touched:
+                say("write", f"{change.kind} {change.name}")
+            _crash_point("before-write")
+            _put(self.etc_dir, {c.name: c.new for c in plan.touched})
+            _crash_point("after-write")
+            report.files_written = [c.name for c in plan.touched if c.new is not None]
+            report.files_removed = plan.removed
+
+            failure: str | None = None
+            try:
+                self.state.step(journal, "reloading")
+                if restart:
+                    await _restart(ami, say, restart_timeout)
+                    report.restarted = True
+                else:
+                    report.reloads = await _reload_all(ami, reloads, say)
+                _crash_point("after-reload")
+                self.state.step(journal, "verifying")
+                say("verify", _describe(expected, absent))
+                missing, report.verify_attempts, report.verify_seconds = await verify(
+                    ami, expected, absent, timeout=verify_timeout)
+                if missing:
+                    failure = "verification failed: " + ", ".join(missing)
+            except AmiError as e:
+                failure = f"{'restart' if restart else 'reload'} failed: {e.message}"
+
+            if failure is not None:
+                say("rollback", failure)
+                restored = await self._undo(ami, plan.touched, reloads, bool(restart), say,
+                                            restart_timeout)
+                self.state.end()
+                raise ApplyError(f"{failure}; {restored}")
+
+        report.verified = True
+        self.state.step(journal, "recording")
+        _crash_point("before-store")
+        revision = on_verified() if on_verified is not None else store_revision
+        _crash_point("after-store")
+        self.state.write_manifest(plan.new_files)
+        if plan.has_changes or not self.state.generations():
+            say("record", "keeping this configuration as a new generation")
+            report.generation = self.state.record_generation(
+                plan.new_files, kind, revision, from_generation)
+        self.state.end()
+        report.total_seconds = time.monotonic() - started
+        say("done", f"applied in {report.total_seconds:.2f} s")
+        return report
+
+    async def _undo(self, ami: AmiClient, touched: list[FileChange], reloads: list[ReloadStep],
+                    restart: bool, say: Progress, restart_timeout: float) -> str:
+        names = ", ".join(c.name for c in touched)
+        try:
+            _put(self.etc_dir, {c.name: c.old for c in touched})
+        except OSError as e:
+            return (f"RESTORING THE PREVIOUS FILES FAILED ({e}); they are kept in "
+                    f"{self.state.dir / 'journal' / 'before'}")
+        try:
+            if restart:
+                await _restart(ami, say, restart_timeout)
+            else:
+                await _reload_all(ami, reloads, say)
+        except AmiError as e:
+            return (f"the previous files were restored ({names}) but reloading them failed: "
+                    f"{e.message}")
+        old = Expectation()
+        for change in touched:
+            if change.old is not None:
+                with contextlib.suppress(ApplyError):
+                    old.add(_objects(change.name, change.old))
+        try:
+            missing, _, _ = await verify(ami, old, timeout=2.0)
+        except AmiError as e:
+            missing = [f"(could not check: {e.message})"]
+        if missing:
+            return (f"the previous files were restored ({names}) and reloaded, but Asterisk "
+                    f"does not show all of them again: {', '.join(missing)}")
+        return f"the previous configuration was restored ({names}) and reloaded"
+
+    # -- recovery, discard, rollback ---------------------------------------------------------
+
+    async def recover(self, *, store_revision: int | None, progress: Progress = _quiet,
+                      restart_timeout: float = 60.0) -> str | None:
+        """Finish or undo an interrupted apply (call under the lock). Finish when it was
+        verified and the store already took the new site; undo otherwise. Returns what was
+        done, or None when there was nothing to recover."""
+        journal = self.state.journal()
+        if journal is None:
+            return None
+        what = (f"an apply interrupted at step '{journal.step}' (pid {journal.pid}, "
+                f"started {journal.started_at}: {journal.command})")
+        stored = (store_revision is not None and journal.store_revision_before is not None
+                  and store_revision > journal.store_revision_before)
+        if journal.step == "recording" and stored:
+            files = {n: t for n in journal.new_files if (t := self.state.read(n)) is not None}
+            self.state.write_manifest(files)
+            self.state.record_generation(files, "recovered", store_revision)
+            self.state.end()
+            return f"finished {what}: Asterisk and the store already had its configuration"
+        progress("recover", f"undoing {what}")
+        saved = self.state.saved_before()
+        touched = [FileChange(n, "change", saved.get(n), self.state.read(n))
+                   for n in journal.touched]
+        reloads = [ReloadStep(m, f"module reload {m}", ()) for m in journal.reloads]
+        if self._ami is None:
+            _put(self.etc_dir, {c.name: c.old for c in touched})
+            self.state.end()
+            return f"undid {what}: the previous files are back (Asterisk not contacted)"
+        async with self._ami_client() as ami:
+            result = await self._undo(ami, touched, reloads, journal.restart, progress,
+                                      restart_timeout)
+        self.state.end()
+        return f"undid {what}: {result}"
+
+    def discard(self) -> str | None:
+        """NAPALM's discard: drop what is not committed. A plan is only a value, so the one
+        thing to drop is an interrupted apply's journal, putting its saved files back
+        without touching Asterisk (use `recover` to reload too)."""
+        journal = self.state.journal()
+        if journal is None:
+            return None
+        saved = self.state.saved_before()
+        _put(self.etc_dir, {n: saved.get(n) for n in journal.touched})
+        self.state.end()
+        return f"discarded the apply started {journal.started_at} (pid {journal.pid})"
+
+    def rollback_plan(self, to: int | None = None) -> tuple[Plan, Generation]:
+        """The plan that puts generation `to` (default: the one before the newest) back."""
+        generations = self.state.generations()
+        if to is None:
+            if len(generations) < 2:
+                raise ApplyError(f"{self.name}: no earlier generation to roll back to "
+                                 f"({len(generations)} kept; see `wildix-ast history`)")
+            chosen = generations[-2]
+        else:
+            found = [g for g in generations if g.number == to]
+            if not found:
+                kept = ", ".join(str(g.number) for g in generations) or "none"
+                raise ApplyError(f"{self.name}: generation {to} is not kept (kept: {kept})")
+            chosen = found[0]
+        return self.plan(self.state.generation_files(chosen.number)), chosen
+
+    async def rollback(self, to: int | None = None, *, progress: Progress = _quiet,
+                       allow_restart: bool = True, store_revision: int | None = None,
+                       ) -> tuple[ApplyReport, Generation]:
+        """Restore generation `to` (default: the previous one), reload, verify, and record it
+        as a new generation of kind `rollback`."""
+        plan, chosen = self.rollback_plan(to)
+        report = await self.commit(plan, progress=progress, allow_restart=allow_restart,
+                                   store_revision=store_revision, kind="rollback",
+                                   from_generation=chosen.number)
+        return report, chosen
+
+
+def _objects(name: str, text: str) -> dict[str, set[str]]:
+    present, _ = Expectation.of_change(name, None, text)
+    return {"endpoint": present.endpoints, "aor": present.aors, "context": present.contexts}
+
+
+def _describe(expected: Expectation, absent: Expectation) -> str:
+    parts = []
+    for label, wanted, gone in (("endpoints", expected.endpoints, absent.endpoints),
+                                ("AORs", expected.aors, absent.aors),
+                                ("contexts", expected.contexts, absent.contexts)):
+        if wanted or gone:
+            parts.append(f"{len(wanted)} {label} present, {len(gone)} gone")
+    return "asking Asterisk: " + ("; ".join(parts) if parts else "nothing changed to check")
+
+
+async def _reload_all(ami: AmiClient, reloads: list[ReloadStep], say: Progress,
+                      ) -> list[ReloadResult]:
+    results: list[ReloadResult] = []
+    for step in reloads:
+        start = time.monotonic()
+        if step.module.endswith(".so") and not await ami.module_loaded(step.module):
+            say("reload", f"{step.module} is not loaded: nothing to reload")
+            results.append(ReloadResult(step.module, step.cli, 0.0, "not loaded"))
+            continue
+        say("reload", step.cli)
+        await ami.reload_module(step.module)
+        results.append(ReloadResult(step.module, step.cli, time.monotonic() - start,
+                                    "reloaded"))
+    return results
+
+
+async def _restart(ami: AmiClient, say: Progress, timeout: float) -> None:
+    """`core restart gracefully` (Asterisk waits for the calls in progress to end), then
+    reconnect to the new process (told apart from the old one by its startup time)."""
+    before = await ami.action("CoreStatus")
+    say("restart", "core restart gracefully")
+    with contextlib.suppress(AmiError):
+        await ami.command("core restart gracefully")
+    await ami.close()
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        try:
+            await ami.connect()
+            now = await ami.action("CoreStatus")
+        except AmiError as e:
+            last = e.message
+            continue
+        started = ("CoreStartupDate", "CoreStartupTime")
+        if any(now.get(k) != before.get(k) for k in started):
+            # The AMI takes logins while modules still load: PJSIP may not be there yet.
+            try:
+                await ami.action("Command", Command="core waitfullybooted",
+                                 timeout=max(1.0, deadline - time.monotonic()))
+            except AmiError as e:
+                last = e.message
+                continue
+            return
+        await ami.close()
+        last = "the old Asterisk process is still running"
+    raise AmiError(f"Asterisk did not come back within {timeout:g} s of the restart: {last}")

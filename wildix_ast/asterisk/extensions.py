@@ -1,0 +1,98 @@
+"""extensions.conf: the dialplan (WMS Dialplan procedures, feature codes, inbound numbers).
+
+A user's procedure is the context `proc-<name>`. Each procedure context includes
+`wildix-extensions`, which holds one extension per user with a phone plus the feature codes,
+so the list of users is written once whatever the number of procedures. Calling a user is the
+shared subroutine `wildix-call-user`. Nothing typed by an administrator but digits
+(extensions, DIDs, feature codes) and identifiers (procedure names) reaches this file: names
+never do.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from wildix_ast.asterisk import names
+from wildix_ast.asterisk.base import (
+    ConfigFile,
+    ObjectKinds,
+    Reload,
+    RenderInput,
+    View,
+    static_modules,
+)
+from wildix_ast.conf import Section
+from wildix_ast.errors import Problem
+
+_NOT_CONTEXTS = ("general", "globals")
+_EXTEN = re.compile(r"^[^,]+,\s*(\d+|n|hint|n\+\d+)(\([^)]*\))?\s*,.*$")
+_SAME = re.compile(r"^(n|\d+|n\+\d+)(\([^)]*\))?\s*,.*$")
+
+
+@dataclass(frozen=True)
+class Call:
+    """A dialplan extension that calls a user through the shared subroutine."""
+
+    number: str
+    extension: str
+
+
+def _view(given: RenderInput) -> View:
+    site = given.site
+    region = site.system.language_region
+    phones = [u for u in site.users if u.type.has_phone]
+    return {
+        "country_code": region.country_code,
+        "tone_zone": region.tone_zone,
+        "ring_timeout": site.dialplan.ring_timeout,
+        "echo_test": site.dialplan.echo_test,
+        "voicemail_main": site.dialplan.voicemail,
+        "calls": [Call(u.extension, u.extension) for u in phones],
+        "dids": [Call(u.office_did, u.extension) for u in phones if u.office_did is not None],
+        "procedure_contexts": sorted({names.procedure_context(p)
+                                      for p in site.dialplan.procedure_names}),
+        "voicemail_context": names.VOICEMAIL_CONTEXT,
+        "extensions_context": names.EXTENSIONS_CONTEXT,
+        "call_user_context": names.CALL_USER_CONTEXT,
+        "voicemail_main_context": names.VOICEMAIL_MAIN_CONTEXT,
+        "did_context": names.DID_CONTEXT,
+    }
+
+
+def _checks(sections: list[Section]) -> list[Problem]:
+    """Malformed `exten =>` and `same =>` lines (Asterisk would drop them with a warning)."""
+    problems: list[Problem] = []
+    for s in sections:
+        if s.name in _NOT_CONTEXTS:
+            continue
+        for key, value in s.items:
+            if key == "exten" and not _EXTEN.match(value):
+                problems.append(Problem(f"extensions.conf [{s.name}]",
+                                        f"malformed exten => {value}"))
+            elif key == "same" and not _SAME.match(value):
+                problems.append(Problem(f"extensions.conf [{s.name}]",
+                                        f"malformed same => {value}"))
+    return problems
+
+
+def contexts(sections: list[Section]) -> set[str]:
+    return {s.name for s in sections if s.name not in _NOT_CONTEXTS}
+
+
+def _expects(sections: list[Section]) -> ObjectKinds:
+    return {"context": contexts(sections)}
+
+
+FILE = ConfigFile(
+    name="extensions.conf",
+    # last: the dialplan refers to endpoints, mailboxes and everything else
+    applied_by=Reload("pbx_config.so", "dialplan reload", order=90),
+    view=_view,
+    modules=static_modules(
+        "pbx_config.so", "app_dial.so", "app_stack.so", "app_echo.so", "app_playback.so",
+        "app_verbose.so", "func_strings.so", "func_callerid.so", "func_channel.so",
+        "func_logic.so", "func_global.so", "func_hangupcause.so", "func_devstate.so"),
+    checks=_checks,
+    expects=_expects,
+)

@@ -1,0 +1,189 @@
+"""pjsip.conf: transports, and one endpoint + auth + AOR per user with a phone (WMS SIP-RTP,
+Users).
+
+Codecs: every endpoint allows the LAN codecs, then the remote codecs not already listed;
+choosing codecs per network (LAN vs remote phone) will come with the AGI service.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from wildix_ast.asterisk.base import ConfigFile, ObjectKinds, Reload, RenderInput, View
+from wildix_ast.asterisk.names import mailbox, procedure_context
+from wildix_ast.conf import Section
+from wildix_ast.errors import Problem, RenderError
+from wildix_ast.site import Site
+from wildix_ast.system import Codec
+
+_STACK = (
+    "res_sorcery_config.so", "res_sorcery_memory.so", "res_sorcery_astdb.so",
+    "res_pjproject.so", "res_pjsip.so", "res_pjsip_session.so",
+    "res_pjsip_authenticator_digest.so", "res_pjsip_outbound_authenticator_digest.so",
+    "res_pjsip_endpoint_identifier_user.so", "res_pjsip_endpoint_identifier_ip.so",
+    "res_pjsip_registrar.so", "res_pjsip_sdp_rtp.so", "res_pjsip_caller_id.so",
+    "res_pjsip_nat.so", "res_pjsip_dtmf_info.so", "res_pjsip_rfc3326.so",
+    "res_pjsip_diversion.so", "res_pjsip_refer.so", "res_pjsip_path.so",
+    "res_pjsip_pubsub.so", "res_pjsip_mwi.so", "res_pjsip_mwi_body_generator.so",
+    "res_pjsip_exten_state.so", "res_pjsip_outbound_publish.so",
+    "res_pjsip_pidf_body_generator.so",
+    "res_pjsip_dialog_info_body_generator.so", "res_pjsip_send_to_voicemail.so",
+    "res_pjsip_header_funcs.so", "res_pjsip_logger.so", "res_pjsip_t38.so",
+    "chan_pjsip.so", "func_pjsip_endpoint.so", "func_pjsip_aor.so", "func_pjsip_contact.so",
+)
+
+# Modules per configured codec. Debian ships no g729/iLBC translator: those two are passed
+# through only.
+_CODEC_MODULES: dict[Codec, tuple[str, ...]] = {
+    Codec.ULAW: ("codec_ulaw.so",),
+    Codec.ALAW: ("codec_alaw.so",),
+    Codec.G722: ("codec_g722.so",),
+    Codec.G729: ("res_format_attr_g729.so", "format_g729.so"),
+    Codec.OPUS: ("codec_opus_open_source.so", "res_format_attr_opus.so",
+                 "format_ogg_opus_open_source.so"),
+    Codec.GSM: ("codec_gsm.so", "format_gsm.so"),
+    Codec.ILBC: ("res_format_attr_ilbc.so", "format_ilbc.so"),
+    Codec.G726: ("codec_g726.so", "format_g726.so"),
+    Codec.SPEEX: ("codec_speex.so",),
+}
+
+_TYPES = {"endpoint", "aor", "auth", "transport", "identify", "registration", "contact",
+          "domain_alias", "global", "system", "acl", "outbound-publish",
+          "inbound-publishment", "asterisk-publication", "resource_list", "phoneprov"}
+_REFERENCES = (("aors", "aor"), ("auth", "auth"), ("outbound_auth", "auth"),
+               ("transport", "transport"), ("endpoint", "endpoint"))
+
+
+@dataclass(frozen=True)
+class Transport:
+    name: str
+    protocol: str
+    bind: str
+    local_nets: list[str]
+    external_address: str | None
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    auth: str
+    username: str
+    password: str
+    aor: str
+    callerid: str
+    language: str
+    context: str
+    codecs: str
+    mailbox: str
+
+
+def codecs(site: Site) -> list[Codec]:
+    sip = site.system.sip_rtp
+    ordered: list[Codec] = []
+    for codec in [*sip.lan_codecs, *sip.remote_codecs]:
+        if codec not in ordered:
+            ordered.append(codec)
+    return ordered
+
+
+def _view(given: RenderInput) -> View:
+    site = given.site
+    sip = site.system.sip_rtp
+    missing = [Problem(f"users[{i}].sip_password",
+                       f"extension {u.extension} has a phone but no SIP password; fill the "
+                       "generated ones first (secrets_vault.with_secrets)")
+               for i, u in enumerate(site.users) if u.type.has_phone and u.sip_password is None]
+    if missing:
+        names = ", ".join(p.location for p in missing)
+        raise RenderError(f"cannot render: missing SIP password for {names}", missing)
+    allow = ",".join(str(c) for c in codecs(site))
+    external = str(sip.external_address) if sip.external_address is not None else None
+    bind = f"{sip.bind_address}:{sip.sip_port}"
+    nets = [str(n) for n in sip.lan_networks]
+    default_language = site.system.language_region.language
+    endpoints = [
+        Endpoint(name=u.extension, auth=f"{u.extension}-auth", username=u.extension,
+                 password=u.sip_password or "", aor=u.extension,
+                 callerid=f'"{u.name}" <{u.extension}>',
+                 language=u.language or default_language,
+                 context=procedure_context(u.dialplan), codecs=allow,
+                 mailbox=mailbox(u.extension))
+        for u in site.users if u.type.has_phone]
+    return {
+        "pbx_name": site.system.pbx_name,
+        "transports": [Transport(f"transport-{proto}", proto, bind, nets, external)
+                       for proto in ("udp", "tcp")],
+        "endpoints": endpoints,
+    }
+
+
+def _modules(site: Site) -> Iterable[str]:
+    yield from _STACK
+    for codec in codecs(site):
+        yield from _CODEC_MODULES[codec]
+
+
+def _checks(sections: list[Section]) -> list[Problem]:
+    """Sections without a known type, and references to objects that do not exist."""
+    problems: list[Problem] = []
+    by_type: dict[str, set[str]] = {}
+    for s in sections:
+        kind = s.get("type")
+        if kind is None:
+            problems.append(Problem(f"pjsip.conf line {s.line}", f"[{s.name}] has no type="))
+        elif kind not in _TYPES:
+            problems.append(Problem(f"pjsip.conf line {s.line}",
+                                    f"[{s.name}] has unknown type={kind}"))
+        else:
+            by_type.setdefault(kind, set()).add(s.name)
+    for s in sections:
+        kind = s.get("type")
+        if kind not in ("endpoint", "identify", "registration"):
+            continue
+        for key, target in _REFERENCES:
+            value = s.get(key)
+            if not value or (kind == "endpoint" and key == "endpoint"):
+                continue
+            for name in (v.strip() for v in value.split(",") if v.strip()):
+                if name not in by_type.get(target, set()):
+                    problems.append(Problem(f"pjsip.conf line {s.line}",
+                                            f"[{s.name}] {key}={name}: no {target} {name!r}"))
+    return problems
+
+
+def objects(sections: list[Section], kind: str) -> dict[str, tuple[tuple[str, str], ...]]:
+    return {s.name: tuple(s.items) for s in sections if s.get("type") == kind}
+
+
+def _expects(sections: list[Section]) -> ObjectKinds:
+    return {"endpoint": set(objects(sections, "endpoint")), "aor": set(objects(sections, "aor"))}
+
+
+def transport_changes(old: list[Section], new: list[Section]) -> list[str]:
+    """PJSIP transports added, removed or changed."""
+    before, after = objects(old, "transport"), objects(new, "transport")
+    out = [f"transport {n!r} added" for n in sorted(after.keys() - before.keys())]
+    out += [f"transport {n!r} removed" for n in sorted(before.keys() - after.keys())]
+    out += [f"transport {n!r} changed" for n in sorted(before.keys() & after.keys())
+            if sorted(before[n]) != sorted(after[n])]
+    return out
+
+
+def _restart_needed(old: list[Section], new: list[Section]) -> list[str]:
+    changes = transport_changes(old, new)
+    if not changes:
+        return []
+    return [", ".join(changes) + " (PJSIP transports do not change on reload, and reloading "
+            "after a transport change can deadlock PJSIP, asterisk issue #436)"]
+
+
+FILE = ConfigFile(
+    name="pjsip.conf",
+    applied_by=Reload("res_pjsip.so", "module reload res_pjsip.so", order=30),
+    view=_view,
+    modules=_modules,
+    checks=_checks,
+    expects=_expects,
+    restart_needed=_restart_needed,
+)

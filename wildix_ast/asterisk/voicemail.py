@@ -1,0 +1,59 @@
+"""voicemail.conf: one mailbox per user with a phone (WMS Voicemail).
+
+The PIN written here is the extension; `*97` opens the caller's own mailbox without asking
+it (the caller is a PJSIP endpoint authenticated by SIP digest), and
+`passwordlocation=spooldir` keeps a PIN a user changes out of our file. Commas in a name would
+shift voicemail.conf fields, so the mailbox's full name has them replaced by spaces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from wildix_ast.asterisk.base import ConfigFile, Reload, RenderInput, View, static_modules
+from wildix_ast.asterisk.names import VOICEMAIL_CONTEXT, VOICEMAIL_ZONE
+
+
+@dataclass(frozen=True)
+class Mailbox:
+    number: str
+    pin: str
+    fullname: str
+    email: str
+    options: str
+
+
+def _view(given: RenderInput) -> View:
+    site = given.site
+    region = site.system.language_region
+    mailboxes: list[Mailbox] = []
+    for user in site.users:
+        if not user.type.has_phone:
+            continue
+        options = [f"tz={VOICEMAIL_ZONE}", f"language={user.language or region.language}"]
+        if user.email is not None:
+            options.append("attach=yes")
+        mailboxes.append(Mailbox(
+            number=user.extension, pin=user.extension,
+            fullname=" ".join(user.name.replace(",", " ").split()),
+            email=user.email or "", options="|".join(options)))
+    return {"pbx_name": site.system.pbx_name, "timezone": region.timezone,
+            "voicemail_context": VOICEMAIL_CONTEXT, "voicemail_zone": VOICEMAIL_ZONE,
+            "mailboxes": mailboxes}
+
+
+def _secret(section: str, key: str, op: str, value: str) -> tuple[str, str] | None:
+    # `mailbox => pin,name,email,...` in every mailbox context: the PIN is the secret
+    if section in ("general", "zonemessages", ""):
+        return None
+    pin, sep, rest = value.partition(",")
+    return pin, sep + rest
+
+
+FILE = ConfigFile(
+    name="voicemail.conf",
+    applied_by=Reload("app_voicemail.so", "module reload app_voicemail.so", order=20),
+    view=_view,
+    modules=static_modules("app_voicemail.so"),
+    secret=_secret,
+)
