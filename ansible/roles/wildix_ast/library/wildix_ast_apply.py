@@ -90,6 +90,10 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
+    # wildix-ast creates its SQLite store (generated secrets) with the caller's umask;
+    # whatever it creates for us is owner-only. The files it writes into Asterisk's folder
+    # get their own explicit mode (0640, group asterisk).
+    os.umask(0o077)
     dest = p["dest"]
     source = p["source"] or dest
     content = p["content"]
