@@ -95,9 +95,11 @@ class Deployment:
 
     def snapshot(self) -> dict[str, str]:
         """SHA-256 of every file wildix-ast owns on the host (Asterisk's and its own)."""
-        text = self.ssh("cd / && sha256sum etc/asterisk/*.conf etc/wildix-ast/site.yaml "
-                        "etc/asterisk/.wildix-ast-manifest.json")
-        return {line.split()[1]: line.split()[0] for line in text.splitlines()}
+        text = self.ssh("find /etc/asterisk /etc/wildix-ast -maxdepth 1 -type f "
+                        "-exec sha256sum {} +")
+        sums = {line.split()[1]: line.split()[0] for line in text.splitlines()}
+        assert "/etc/asterisk/pjsip.conf" in sums and "/etc/wildix-ast/site.yaml" in sums
+        return sums
 
     def endpoints(self) -> set[str]:
         text = self.ssh("asterisk -rx 'pjsip show endpoints'")
