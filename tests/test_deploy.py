@@ -9,7 +9,6 @@ The tests run in file order and share one host: each starts from what the previo
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -150,13 +149,20 @@ def deployment(tmp_path_factory: pytest.TempPathFactory,
         started = time.monotonic()
         host.down()
         deployment.timings["power off"] = time.monotonic() - started
-        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
-            reporter.write_line("")
-            reporter.write_line("deployment test steps (seconds):")
-            for step, seconds in deployment.timings.items():
-                reporter.write_line(f"  {seconds:6.1f}  {step}")
-        (work / "timings.json").write_text(json.dumps(deployment.timings, indent=2))
+        report_timings(request.config, deployment.timings)
+
+
+def report_timings(config: pytest.Config, timings: dict[str, float]) -> None:
+    """Each step's time on the terminal (CI logs), past output capturing."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None or capture is None:
+        return
+    with capture.global_and_fixture_disabled():
+        reporter.write_line("")
+        reporter.write_line(f"deployment steps, {sum(timings.values()):.0f} s in all:")
+        for step, seconds in timings.items():
+            reporter.write_line(f"  {seconds:6.1f} s  {step}")
 
 
 def test_first_run_deploys(deployment: Deployment) -> None:
