@@ -5,8 +5,9 @@ built once and cached by `wildix_ast.lab.rootfs`, keyed by its package list. Eac
 an overlay of it (the cache stays untouched; a host's changes live in its own folder) inside a
 private mount namespace, so the overlay vanishes with the process.
 
-The host shares this machine's network namespace (that is how nspawn boots here, see
-docs/deployment.md): everything it listens on must be on loopback ports no other run uses.
+The host shares this machine's network namespace (nspawn boots systemd here only with
+`SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 --register=no --keep-unit`, and without a private
+network): everything it listens on must be on loopback ports no other run uses.
 Ports come from the lab's slot allocator: the slot's SIP, AMI and RTP ports are meant for the
 Asterisk deployed on the host, and the slot's spare port `sip + 2` is its sshd.
 """
@@ -68,10 +69,8 @@ RECIPE = Recipe(suite=SUITE, packages=PACKAGES, kind="hosts",
 
 def default_state_dir() -> Path:
     """`$WILDIX_AST_DEPLOY_STATE`, else `~/.local/state/wildix-ast/deploy-lab`."""
-    configured = os.environ.get("WILDIX_AST_DEPLOY_STATE")
-    if configured:
-        return Path(configured).expanduser()
-    return Path.home() / ".local" / "state" / "wildix-ast" / "deploy-lab"
+    default = Path.home() / ".local/state/wildix-ast/deploy-lab"
+    return Path(os.environ.get("WILDIX_AST_DEPLOY_STATE") or default).expanduser()
 
 
 @dataclass(frozen=True)
