@@ -215,6 +215,11 @@ class DeployHost:
                         f"Port {ssh_port}\nListenAddress 127.0.0.1\n"
                         "PermitRootLogin prohibit-password\nPasswordAuthentication no\n",
                         encoding="utf-8")
+        # A real host resolves its own name to its address; without it Asterisk looks its
+        # name, then the root servers, up in DNS at every start (acl.c, ast_find_ourip).
+        hosts = mkdirs("etc") / "hosts"
+        hosts.write_text(f"127.0.0.1\tlocalhost\n{_primary_address()}\t{HOSTNAME}\n"
+                         "::1\tlocalhost ip6-localhost ip6-loopback\n", encoding="utf-8")
         ssh_dir = mkdirs("root") / ".ssh"
         ssh_dir.mkdir(mode=0o700)
         keys = ssh_dir / "authorized_keys"
@@ -319,6 +324,17 @@ def _children(pid: int) -> list[int]:
             text = (task / "children").read_text(encoding="utf-8")
             found.extend(int(p) for p in text.split())
     return found
+
+
+def _primary_address() -> str:
+    """This machine's address towards the outside (the host shares its network); a UDP
+    connect sends no packet, it only picks the route."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: never routed anywhere
+            return str(probe.getsockname()[0])
+        except OSError:
+            return "127.0.1.1"
 
 
 def _port_open(port: int) -> bool:
