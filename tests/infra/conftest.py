@@ -12,8 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import yaml
 from deployed_host import Deployed
+
+from wildix_ast.settings_file import parse_site
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -40,6 +41,6 @@ def deployed(host: Any, request: pytest.FixtureRequest) -> Deployed:
     text = host.file(path).content_string  # root's: connect as root, or pass --sudo
     sip_host = option("--pbx-sip-host") or getattr(host.backend, "hostname", "127.0.0.1")
     services = [s.strip() for s in option("--pbx-services").split(",") if s.strip()]
-    return Deployed(settings=yaml.safe_load(text), settings_path=path,
+    return Deployed(site=parse_site(text, path), settings_path=path,
                     home=option("--pbx-home"), db=option("--pbx-db"), sip_host=sip_host,
                     local_ip=option("--pbx-local-ip"), services=services)

@@ -1,16 +1,18 @@
-"""What a deployed host was deployed with, as the testinfra suite reads it from the host."""
+"""What a deployed host was deployed with, as the testinfra suite reads it from the host: its
+settings file, read through wildix-ast's own model (so defaults are the model's)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+
+from wildix_ast.site import Site
 
 
 @dataclass(frozen=True)
 class Deployed:
-    """What the host was deployed with, read from the host."""
+    """The site the host runs, and where the suite finds things on the host."""
 
-    settings: dict[str, Any]
+    site: Site
     settings_path: str
     home: str
     db: str
@@ -19,20 +21,20 @@ class Deployed:
     services: list[str]
 
     @property
-    def sip_rtp(self) -> dict[str, Any]:
-        return dict(self.settings.get("system", {}).get("sip_rtp", {}))
-
-    @property
     def bind_address(self) -> str:
-        return str(self.sip_rtp.get("bind_address", "0.0.0.0"))
+        return str(self.site.system.sip_rtp.bind_address)
 
     @property
     def sip_port(self) -> int:
-        return int(self.sip_rtp.get("sip_port", 5060))
+        return self.site.system.sip_rtp.sip_port
 
     @property
     def ami_port(self) -> int:
-        return int(self.settings.get("system", {}).get("manager", {}).get("port", 5038))
+        return self.site.system.manager.port
+
+    @property
+    def language(self) -> str:
+        return self.site.system.language_region.language
 
     @property
     def wildix_ast(self) -> str:

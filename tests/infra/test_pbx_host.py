@@ -91,8 +91,7 @@ def test_asterisk_loaded_our_configuration(host: Any, deployed: Deployed,
     for extension in passwords:
         assert re.search(rf"Endpoint:\s+{extension}\b", endpoints), extension
     assert "wildix-extensions" in asterisk_cli(host, "dialplan show wildix-extensions")
-    language = deployed.settings["system"]["language_region"]["language"]
-    assert re.search(rf"Default language:\s+{language}\b",
+    assert re.search(rf"Default language:\s+{deployed.language}\b",
                      asterisk_cli(host, "core show settings"))
     # autoload = no: exactly the modules our modules.conf lists
     wanted = set(re.findall(r"^load = (\S+)$",
