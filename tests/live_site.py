@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wildix_ast.ami import AmiClient
-from wildix_ast.lab.instance import Lab
+from wildix_ast.lab.instance import DEFAULT_NAMESERVER, Lab
 from wildix_ast.lab.rootfs import ensure_rootfs
+from wildix_ast.lab.tls import lab_certificate
 from wildix_ast.pipeline import Compiled, Target, compile_site, install_stored_site
 from wildix_ast.settings_file import load_site
-from wildix_ast.sip_test.sipp import SippDriver
+from wildix_ast.sip_test import SippDriver
 from wildix_ast.site import Site
 from wildix_ast.store import Store, open_store
 
@@ -74,12 +75,20 @@ class LiveSite:
 
 
 @contextmanager
-def live_site(work: Path, name: str, site: Site | None = None) -> Iterator[LiveSite]:
+def live_site(work: Path, name: str, site: Site | None = None, *,
+              nameserver: str = DEFAULT_NAMESERVER, tls: bool = False) -> Iterator[LiveSite]:
+    """`tls`: the site gets a TLS transport with a certificate made for the lab."""
     ensure_rootfs()
     store = open_store(str(work / "store.sqlite3"))
     site = site or example_site()
+    lab = Lab(name, work / "lab", nameserver=nameserver)
+    if tls:
+        cert, key = lab_certificate(lab)
+        sip = site.system.sip_rtp.model_copy(update={"tls_certificate": str(cert),
+                                                     "tls_private_key": str(key)})
+        site = site.model_copy(update={"system": site.system.model_copy(
+            update={"sip_rtp": sip})})
     store.import_site(site)
-    lab = Lab(name, work / "lab")
     compiled = compile_site(site, store, Target.lab(lab))
     install_stored_site(store, Target.lab(lab))
     lab.start()

@@ -18,10 +18,24 @@ from typing import Literal
 from wildix_ast.apply.state import TargetState
 from wildix_ast.asterisk import by_name
 from wildix_ast.asterisk.base import ConfigFile, Reload, Restart, secret_keys
-from wildix_ast.conf import ITEM_LINE, SECTION_LINE, ConfigSyntaxError, sections
+from wildix_ast.conf import (
+    ITEM_LINE,
+    SECTION_LINE,
+    ConfigSyntaxError,
+    Section,
+    changed_region,
+    chunk_changes,
+    chunks_named,
+    parse_chunks,
+    sections,
+    splittable,
+)
 from wildix_ast.errors import ApplyError, Problem
 
 MASK = "********"
+# Files smaller than this are parsed whole; larger ones only where they changed.
+WHOLE_PARSE_LIMIT = 64 * 1024
+_HUNK = re.compile(r"^@@ -(\d+)((?:,\d+)?) \+(\d+)((?:,\d+)?) @@")
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
 
 ChangeKind = Literal["add", "change", "remove", "unchanged"]
@@ -49,15 +63,15 @@ def _rules(name: str) -> ConfigFile | None:
 
 
 def _mask(text: str, name: str, reference: dict[tuple[str, str, int], str] | None = None,
-          ) -> tuple[list[str], dict[tuple[str, str, int], str]]:
-    """Lines of `text` with secret values replaced by MASK; a value that differs from the
-    one at the same place in `reference` is shown as `MASK (changed)`."""
+          section: str = "") -> tuple[list[str], dict[tuple[str, str, int], str]]:
+    """Lines of `text` (starting inside `section`) with secret values replaced by MASK; a
+    value that differs from the one at the same place in `reference` is shown as
+    `MASK (changed)`."""
     rules = _rules(name)
     is_secret = rules.secret if rules is not None else secret_keys
     lines: list[str] = []
     values: dict[tuple[str, str, int], str] = {}
     seen: dict[tuple[str, str], int] = {}
-    section = ""
     for raw in text.splitlines():
         stripped = raw.strip()
         if stripped.startswith("["):
@@ -132,14 +146,10 @@ class Plan:
 
     def diff(self) -> str:
         """Unified diff running → new of every touched file, secrets masked."""
-        chunks: list[str] = []
+        out: list[str] = []
         for change in self.touched:
-            old_lines, old_values = _mask(change.old or "", change.name)
-            new_lines, _ = _mask(change.new or "", change.name, old_values)
-            chunks.extend(difflib.unified_diff(
-                old_lines, new_lines, fromfile=f"running/{change.name}",
-                tofile=f"new/{change.name}", lineterm=""))
-        return "\n".join(chunks) + ("\n" if chunks else "")
+            out.extend(_file_diff(change))
+        return "\n".join(out) + ("\n" if out else "")
 
     def modules_to_reload(self) -> list[ReloadStep]:
         """The reloads the touched files need, each module once, in their declared order
@@ -164,7 +174,8 @@ class Plan:
                 reasons.append(f"{change.name}: {rules.applied_by.reason}")
             elif change.old is not None and change.new is not None:
                 try:
-                    needed = rules.restart_needed(sections(change.old), sections(change.new))
+                    old, new = changed_sections(change.old, change.new)
+                    needed = rules.restart_needed(old, new)
                 except ConfigSyntaxError:
                     continue  # reported by validate()
                 reasons += [f"{change.name}: {reason}" for reason in needed]
@@ -178,7 +189,7 @@ class Plan:
         if change is None or change.kind == "unchanged":
             return []
         try:
-            return transport_changes(sections(change.old or ""), sections(change.new or ""))
+            return transport_changes(*changed_sections(change.old or "", change.new or ""))
         except ConfigSyntaxError:
             return []
 
@@ -190,7 +201,7 @@ class Plan:
             if change.new is None:
                 continue
             try:
-                parsed = sections(change.new)
+                parsed = _sections_to_check(change.old, change.new)
             except ConfigSyntaxError as e:
                 problems.append(Problem(f"{change.name} line {e.line}", e.message))
                 continue
@@ -209,6 +220,80 @@ class Plan:
             "reloads": [r.cli for r in self.modules_to_reload()],
             "restart_needed": self.restart_reasons(),
         }
+
+
+def _partial(old: str | None, new: str) -> bool:
+    return (old is not None and len(new) > WHOLE_PARSE_LIMIT and splittable(old)
+            and splittable(new))
+
+
+def _items_by_name(parsed: list[Section]) -> dict[str, list[tuple[str, str]]]:
+    # pjsip.conf gives one name to an endpoint and its AOR: compare all sections of a name
+    out: dict[str, list[tuple[str, str]]] = {}
+    for section in parsed:
+        out.setdefault(section.name, []).extend(section.items)
+    return out
+
+
+def changed_sections(old: str, new: str) -> tuple[list[Section], list[Section]]:
+    """The sections of `old` and of `new` that differ (whole files when they are small)."""
+    if not _partial(old, new):
+        before, after = sections(old), sections(new)
+        old_items, new_items = _items_by_name(before), _items_by_name(after)
+        return ([x for x in before if old_items[x.name] != new_items.get(x.name)],
+                [x for x in after if new_items[x.name] != old_items.get(x.name)])
+    changes = chunk_changes(old, new)
+    return parse_chunks(list(changes.removed), old), parse_chunks(list(changes.added), new)
+
+
+def _sections_to_check(old: str | None, new: str) -> list[Section]:
+    """What the static checks look at: the whole new file when it is small or new; else its
+    changed sections plus the sections they name (an endpoint's AOR and auth), so references
+    are still checked. A section removed while an unchanged one still names it is left to
+    Asterisk and to the verification."""
+    if old is None or not _partial(old, new):
+        return sections(new)
+    changed = parse_chunks(list(chunk_changes(old, new).added), new)
+    names = {token.strip() for s in changed for _, value in s.items
+             for token in value.split(",")} - {s.name for s in changed}
+    named = chunks_named(new, {n for n in names if n and "[" not in n and "]" not in n})
+    return changed + (parse_chunks(named, new) if named else [])
+
+
+def _file_diff(change: FileChange) -> list[str]:
+    """The unified diff of one file, computed and masked only around what changed."""
+    old, new = change.old or "", change.new or ""
+    region = changed_region(old, new)
+    # three lines of context on each side, as unified diffs show
+    start = region.start
+    for _ in range(3):
+        if start == 0:
+            break
+        start = old.rfind("\n", 0, start - 1) + 1
+    old_end, new_end = region.old_end, region.new_end
+    for _ in range(3):
+        following = old.find("\n", old_end)
+        if following < 0:
+            break
+        new_end += following + 1 - old_end
+        old_end = following + 1
+    header_at = old.rfind("\n[", 0, start)
+    header = old[header_at + 1:old.find("\n", header_at + 1)] if header_at >= 0 else (
+        old[:old.find("\n")] if old.startswith("[") and start > 0 else "")
+    found = SECTION_LINE.match(header.strip()) if header else None
+    section = found["name"].strip() if found else ""
+    old_lines, old_values = _mask(old[start:old_end], change.name, section=section)
+    new_lines, _ = _mask(new[start:new_end], change.name, old_values, section=section)
+    offset = old.count("\n", 0, start)
+    out: list[str] = []
+    for line in difflib.unified_diff(old_lines, new_lines, fromfile=f"running/{change.name}",
+                                     tofile=f"new/{change.name}", lineterm=""):
+        hunk = _HUNK.match(line)
+        if hunk:
+            line = (f"@@ -{int(hunk[1]) + offset}{hunk[2]} "
+                    f"+{int(hunk[3]) + offset}{hunk[4]} @@")
+        out.append(line)
+    return out
 
 
 def make_plan(etc_dir: Path, files: Mapping[str, str]) -> Plan:

@@ -127,14 +127,17 @@ class ConfigTarget:
 
     # -- writing without Asterisk ---------------------------------------------------------
 
-    def install(self, plan: Plan, *, store_revision: int | None = None) -> Generation:
+    def install(self, plan: Plan, *, store_revision: int | None = None) -> Generation | None:
         """Write the plan for an Asterisk that is not running (a first start, or a host
-        whose Asterisk the caller restarts): atomic writes, manifest, a generation."""
+        whose Asterisk the caller restarts): atomic writes, manifest, and a generation when
+        something changed."""
         problems = plan.validate()
         if problems:
             raise ApplyError("the new configuration is invalid; nothing was written", problems)
         _put(self.etc_dir, {c.name: c.new for c in plan.touched})
         self.state.write_manifest(plan.new_files)
+        if not plan.has_changes and self.state.generations():
+            return None
         return self.state.record_generation(plan.new_files, "install", store_revision)
 
     # -- commit --------------------------------------------------------------------------------
@@ -181,12 +184,27 @@ class ConfigTarget:
                           "context": present.contexts})
             absent.add({"endpoint": gone.endpoints, "aor": gone.aors, "context": gone.contexts})
 
+        if restart:
+            # a restart reloads everything: everything must be back
+            expected = Expectation.from_files(plan.new_files)
         if also_expect is not None:
             expected.add({"endpoint": also_expect.endpoints, "aor": also_expect.aors,
                           "context": also_expect.contexts})
         # Log in before writing anything: an AMI that refuses us must leave the files as
         # they are.
         async with self._ami_client() as ami:
+            if not plan.has_changes and also_expect is None:
+                say("done", "nothing to change; Asterisk answers with our AMI account")
+                report.verified = True
+                if not self.state.generations():
+                    self.state.write_manifest(plan.new_files)
+                    revision = on_verified() if on_verified is not None else store_revision
+                    report.generation = self.state.record_generation(
+                        plan.new_files, kind, revision, from_generation)
+                elif on_verified is not None:
+                    on_verified()
+                report.total_seconds = time.monotonic() - started
+                return report
             journal = Journal(
                 started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), pid=os.getpid(),
                 command=_command_line(), step="writing",

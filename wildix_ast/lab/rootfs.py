@@ -161,12 +161,18 @@ def prepare_rootfs(root: Path) -> None:
     (root / "run" / "asterisk").mkdir(parents=True, exist_ok=True)
     for name in ("proc", "dev"):
         (root / name).mkdir(exist_ok=True)
-    # Without a hosts file every call makes Asterisk log failed look-ups of 'vm' and of
-    # the root servers (its ACL code resolves names); the lab shares the host's network.
+    # A base hosts file for the root filesystem. It does not name this machine (the cache
+    # is shared by machines of other names): each instance mounts its own hosts file naming
+    # it (Lab.start), since Asterisk's ACL code resolves the host name for every RTP session.
     hosts = root / "etc" / "hosts"
     if not hosts.exists():
         hosts.write_text("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
                          encoding="utf-8")
+    # Each instance bind-mounts its own resolv.conf here (Lab.start): the file must exist.
+    resolv = root / "etc" / "resolv.conf"
+    if not resolv.exists() or resolv.is_symlink():
+        resolv.unlink(missing_ok=True)
+        resolv.write_text("nameserver 127.0.0.1\n", encoding="utf-8")
 
 
 @contextmanager

@@ -1,0 +1,98 @@
+"""Large files are compared, checked and diffed only where they changed: the result must be
+the same as looking at the whole files (property tests over random edits)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wildix_ast.apply.plan import FileChange, _file_diff, changed_sections
+from wildix_ast.apply.verify import Expectation
+from wildix_ast.conf import chunk_changes, sections
+
+HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
+
+
+def pjsip(users: list[int], *, note: dict[int, str] | None = None) -> str:
+    parts = ["[global]\ntype = global\n\n[t-udp]\ntype = transport\nbind = 127.0.0.1:5060\n",
+             "[phone](!)\ntype = endpoint\ncontext = proc-users\n"]
+    for n in users:
+        extra = f"description = {note[n]}\n" if note and n in note else ""
+        parts.append(f"\n[{n}](phone)\naors = {n}\nauth = {n}-auth\ncallerid = u{n}\n{extra}"
+                     f"\n[{n}-auth]\ntype = auth\nusername = {n}\n\n[{n}]\ntype = aor\n")
+    return "".join(parts)
+
+
+def patch(old: str, diff: list[str]) -> str:
+    """Apply a unified diff to `old` (a tiny patch(1), enough for what difflib writes)."""
+    lines = old.splitlines()
+    out: list[str] = []
+    at = 0
+    i = 0
+    while i < len(diff):
+        found = HUNK.match(diff[i])
+        i += 1
+        if not found:
+            continue
+        start = int(found[1]) - (0 if found[2] == "0" else 1)
+        out.extend(lines[at:start])
+        at = start
+        while i < len(diff) and not diff[i].startswith("@@"):
+            line = diff[i]
+            if line.startswith(" "):
+                out.append(line[1:])
+                at += 1
+            elif line.startswith("-"):
+                at += 1
+            elif line.startswith("+"):
+                out.append(line[1:])
+            i += 1
+    out.extend(lines[at:])
+    return "\n".join(out) + "\n"
+
+
+BASE = list(range(1000, 1600))
+
+
+@settings(max_examples=60, deadline=None)
+@given(removed=st.sets(st.sampled_from(BASE), max_size=3),
+       added=st.sets(st.integers(2000, 2100), max_size=3),
+       noted=st.dictionaries(st.sampled_from(BASE), st.sampled_from(["a", "b c"]),
+                             max_size=3))
+def test_partial_view_equals_whole_view(removed: set[int], added: set[int],
+                                        noted: dict[int, str]) -> None:
+    old = pjsip(BASE)
+    new = pjsip(sorted((set(BASE) - removed) | added), note=noted)
+    assert len(old) > 64 * 1024  # large enough to be looked at in parts
+
+    # the diff, made around the changes only, turns the old text into the new one
+    diff = _file_diff(FileChange("pjsip.conf", "change", old, new))
+    assert patch(old, diff) == new
+
+    # the changed sections are exactly those whose content differs
+    before, after = changed_sections(old, new)
+    whole_old = {(s.name, s.get("type")): s.items for s in sections(old)}
+    whole_new = {(s.name, s.get("type")): s.items for s in sections(new)}
+    differs_new = {k for k, v in whole_new.items() if whole_old.get(k) != v}
+    assert differs_new <= {(s.name, s.get("type")) for s in after}
+    differs_old = {k for k, v in whole_old.items() if whole_new.get(k) != v}
+    assert differs_old <= {(s.name, s.get("type")) for s in before}
+
+    # verification asks for what changed and for the removed objects to be gone
+    present, gone = Expectation.of_change("pjsip.conf", old, new)
+    assert gone.endpoints == {str(n) for n in removed}
+    assert {str(n) for n in added} | {str(n) for n in noted if n not in removed} \
+        <= present.endpoints
+    assert len(present.endpoints) <= len(added) + len(noted)
+
+
+def test_chunks_cover_the_text_and_keep_line_numbers(tmp_path: Path) -> None:
+    old = pjsip(BASE)
+    new = old.replace("callerid = u1200\n", "callerid = renamed\n")
+    changes = chunk_changes(old, new)
+    assert [c.name for c in changes.added] == ["1200"] == [c.name for c in changes.removed]
+    line = changes.added[0].line
+    assert new.splitlines()[line - 1] == "[1200](phone)"
