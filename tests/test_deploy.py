@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from wildix_ast.deploy_lab.host import DeployHost, HostInfo
-from wildix_ast.sip_test.sipp import free_port
+from wildix_ast.ports import free_port
 
 pytestmark = [pytest.mark.deploy, pytest.mark.timeout(900)]
 
@@ -32,11 +32,8 @@ REPO = Path(__file__).resolve().parent.parent
 ANSIBLE = REPO / "ansible"
 EXAMPLE = REPO / "examples" / "site.yaml"
 VENV_BIN = Path(sys.executable).parent
-#: The unit mechanism needs a service to show it works; none of wildix-ast's exists yet, so
-#: the test deploys a oneshot that re-validates the deployed settings file at boot.
-TEST_SERVICE = {"name": "wildix-ast-settings-check", "type": "oneshot",
-                "description": "wildix-ast: the deployed settings file validates",
-                "command": "validate /etc/wildix-ast/site.yaml"}
+#: The role's default services (deploy/systemd/), checked by the testinfra suite.
+SERVICES = ("wildix-ast-agi", "wildix-ast-runtime")
 RECAP = re.compile(r"^(?P<host>\S+)\s+:\s+ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+"
                    r"unreachable=(?P<unreachable>\d+)\s+failed=(?P<failed>\d+)", re.M)
 
@@ -73,7 +70,8 @@ class Deployment:
         port = self.info.ssh_port if port is None else port
         wheels = sorted(self.wheel_dir.glob("wildix_ast-*.whl"))
         all_vars = {"wildix_ast_site_file": str(self.site),
-                    "wildix_ast_services": [TEST_SERVICE],
+                    # FastAGI on the slot's spare port: the host shares this network
+                    "wildix_ast_agi_port": self.info.ports.sip + 3,
                     "wildix_ast_build_dir": str(self.wheel_dir),
                     **({"wildix_ast_wheel": str(wheels[0])} if wheels else {}), **variables}
         data = {"pbx": {"hosts": {"forky": {
@@ -201,7 +199,7 @@ def test_testinfra_suite_passes(deployment: Deployment) -> None:
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/infra",
          f"--hosts=ssh://root@127.0.0.1:{info.ssh_port}",
          f"--ssh-identity-file={info.key}", f"--ssh-config={ssh_config}",
-         f"--pbx-services={TEST_SERVICE['name']}"],
+         f"--pbx-services={','.join(SERVICES)}"],
         cwd=REPO, capture_output=True, text=True, check=False, timeout=300)
     deployment.timings["testinfra suite"] = time.monotonic() - started
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]

@@ -30,8 +30,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     "address testinfra connects to)")
     group.addoption("--pbx-local-ip", default="127.0.0.1",
                     help="this machine's address as the host sees it (SIPp's contact)")
-    group.addoption("--pbx-services", default="",
-                    help="comma-separated wildix-ast units that must be enabled and active")
+    group.addoption("--pbx-services", default="wildix-ast-agi,wildix-ast-runtime",
+                    help="comma-separated wildix-ast units that must be enabled and active "
+                    "(wildix_ast_services)")
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wildix_ast.errors import LabError
-from wildix_ast.lab.ports import LabPorts, PortReservation, allocate_ports, port_in_use
+from wildix_ast.lab.ports import LabPorts, PortReservation, allocate_ports
 from wildix_ast.lab.rootfs import (
     ProgressCallback,
     Recipe,
@@ -35,6 +35,7 @@ from wildix_ast.lab.rootfs import (
     require_root,
     require_tool,
 )
+from wildix_ast.ports import port_in_use
 
 #: What the cached target carries. Asterisk is preinstalled (the role's `apt` step then has
 #: nothing to do) because fetching 120 MB of packages on every CI run would dominate it.
