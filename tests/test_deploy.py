@@ -199,7 +199,8 @@ def test_testinfra_suite_passes(deployment: Deployment) -> None:
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/infra",
          f"--hosts=ssh://root@127.0.0.1:{info.ssh_port}",
          f"--ssh-identity-file={info.key}", f"--ssh-config={ssh_config}",
-         f"--pbx-services={','.join(SERVICES)}"],
+         f"--pbx-services={','.join(SERVICES)}",
+         f"--pbx-agi=127.0.0.1:{info.ports.sip + 3}"],
         cwd=REPO, capture_output=True, text=True, check=False, timeout=300)
     deployment.timings["testinfra suite"] = time.monotonic() - started
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]

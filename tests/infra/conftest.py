@@ -30,6 +30,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     "address testinfra connects to)")
     group.addoption("--pbx-local-ip", default="127.0.0.1",
                     help="this machine's address as the host sees it (SIPp's contact)")
+    group.addoption("--pbx-agi", default="127.0.0.1:4573",
+                    help="where the FastAGI service listens (wildix_ast_agi_host:port)")
     group.addoption("--pbx-services", default="wildix-ast-agi,wildix-ast-runtime",
                     help="comma-separated wildix-ast units that must be enabled and active "
                     "(wildix_ast_services)")
@@ -44,4 +46,5 @@ def deployed(host: Any, request: pytest.FixtureRequest) -> Deployed:
     services = [s.strip() for s in option("--pbx-services").split(",") if s.strip()]
     return Deployed(site=parse_site(text, path), settings_path=path,
                     home=option("--pbx-home"), db=option("--pbx-db"), sip_host=sip_host,
-                    local_ip=option("--pbx-local-ip"), services=services)
+                    local_ip=option("--pbx-local-ip"), services=services,
+                    agi=option("--pbx-agi"))

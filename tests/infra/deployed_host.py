@@ -19,6 +19,7 @@ class Deployed:
     sip_host: str
     local_ip: str
     services: list[str]
+    agi: str  # host:port of the FastAGI service, when it is deployed
 
     @property
     def bind_address(self) -> str:

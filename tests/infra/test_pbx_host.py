@@ -33,13 +33,13 @@ def wildix_ast_json(host: Any, deployed: Deployed, *args: str) -> dict[str, Any]
     return data
 
 
-def asterisk_sockets(host: Any) -> set[tuple[str, str, int]]:
-    """(protocol, address, port) of every socket the asterisk process listens on or has
+def process_sockets(host: Any, process: str = "asterisk") -> set[tuple[str, str, int]]:
+    """(protocol, address, port) of every socket a process of that name listens on or has
     bound (UDP). ss shows the owning process only for the host's own processes, so this
     works on a host sharing its network namespace too."""
     found: set[tuple[str, str, int]] = set()
     for line in host.check_output("ss -H -tulpn").splitlines():
-        if '"asterisk"' not in line:
+        if f'"{process}"' not in line:
             continue
         fields = line.split()
         address, _, port = fields[4].rpartition(":")
@@ -100,12 +100,17 @@ def test_asterisk_loaded_our_configuration(host: Any, deployed: Deployed,
 
 
 def test_listening_sockets_exactly_as_configured(host: Any, deployed: Deployed) -> None:
-    sockets = asterisk_sockets(host)
+    sockets = process_sockets(host)
     bind, sip, ami = deployed.bind_address, deployed.sip_port, deployed.ami_port
     fixed = {s for s in sockets if s[2] not in EPHEMERAL_PORTS}
     assert fixed == {("tcp", bind, sip), ("udp", bind, sip), ("tcp", "127.0.0.1", ami)}
     # the rest are UDP client sockets (DNS), never a TCP listener
     assert all(s[0] == "udp" for s in sockets - fixed), sockets - fixed
+    if "wildix-ast-agi" in deployed.services:
+        address, _, port = deployed.agi.rpartition(":")
+        listening = {s for s in process_sockets(host, "wildix-ast") if s[0] == "tcp"}
+        assert ("tcp", address, int(port)) in listening, listening
+        assert all(s[1] in ("127.0.0.1", "::1") for s in listening), listening
 
 
 def test_ami_not_reachable_off_loopback(host: Any, deployed: Deployed) -> None:
