@@ -236,6 +236,8 @@ def test_bad_settings_fail_the_play_and_keep_the_host(deployment: Deployment) ->
     # wildix-ast's own message, located in the file the integrator edits
     assert "wildix-ast:" in play.output and "101" in play.output, str(play)
     assert str(deployment.site) in play.output
+    assert re.search(r"users\[\d+\]\.extension \(site\.yaml line \d+\)", play.output), str(play)
+    assert ".candidate" not in play.output
     assert deployment.snapshot() == before
     assert deployment.ssh("systemctl is-active asterisk").strip() == "active"
 

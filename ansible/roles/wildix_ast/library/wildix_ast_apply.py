@@ -60,8 +60,12 @@ def run_json(module, argv, shown_path, source):
     if not isinstance(data, dict):
         module.fail_json(msg="wildix-ast printed no JSON result (exit %d): %s"
                          % (rc, (stderr or stdout).strip()[-2000:]), rc=rc, cmd=argv)
-    text = json.dumps(data).replace(shown_path, source)
-    return rc, json.loads(text), stderr.replace(shown_path, source)
+    def named(text):
+        # full path first, then the bare file name that problem locations use
+        text = text.replace(shown_path, source)
+        return text.replace(os.path.basename(shown_path), os.path.basename(source))
+
+    return rc, json.loads(named(json.dumps(data))), named(stderr)
 
 
 def describe_failure(data, rc, stderr):
