@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import string
+from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
 from wildix_ast.passwords import generate_password
@@ -19,6 +20,14 @@ class SecretVault(Protocol):
     def get_secret(self, key: str) -> str | None: ...
 
     def put_secret(self, key: str, value: str) -> None: ...
+
+    def get_secrets(self, keys: Iterable[str]) -> dict[str, str]:
+        """The kept values of `keys` (absent ones left out)."""
+        ...
+
+    def put_secrets(self, values: Mapping[str, str]) -> None:
+        """Keep every value at once (one transaction: 10,000 new PINs are one commit)."""
+        ...
 
 
 class MemoryVault:
@@ -33,6 +42,12 @@ class MemoryVault:
     def put_secret(self, key: str, value: str) -> None:
         self.secrets[key] = value
 
+    def get_secrets(self, keys: Iterable[str]) -> dict[str, str]:
+        return {k: self.secrets[k] for k in keys if k in self.secrets}
+
+    def put_secrets(self, values: Mapping[str, str]) -> None:
+        self.secrets.update(values)
+
 
 def _kept_or_generated(vault: SecretVault, key: str) -> str:
     value = vault.get_secret(key)
@@ -46,18 +61,27 @@ def user_secret_key(extension: str, kind: str) -> str:
     return f"user:{extension}:{kind}"
 
 
+def _kept_or_generated_all(vault: SecretVault, keys: list[str],
+                           generate: Callable[[], str]) -> dict[str, str]:
+    """key -> value for every key: kept ones read at once, missing ones generated and kept
+    at once."""
+    kept = vault.get_secrets(keys)
+    missing = {key: generate() for key in keys if key not in kept}
+    if missing:
+        vault.put_secrets(missing)
+    return {**kept, **missing}
+
+
 def with_secrets(site: Site, vault: SecretVault) -> Site:
     """`site` with every missing SIP password filled from the vault (generated if new)."""
-    users = []
-    for user in site.users:
-        if not user.type.has_phone:  # a parking slot neither registers nor logs in
-            users.append(user)
-            continue
-        if user.sip_password is None:
-            users.append(user.model_copy(update={"sip_password": _kept_or_generated(
-                vault, user_secret_key(user.extension, "sip"))}))
-        else:
-            users.append(user)
+    # a parking slot neither registers nor logs in
+    wanting = [u for u in site.users if u.type.has_phone and u.sip_password is None]
+    if not wanting:
+        return site
+    values = _kept_or_generated_all(
+        vault, [user_secret_key(u.extension, "sip") for u in wanting], generate_password)
+    users = [u.model_copy(update={"sip_password": values[user_secret_key(u.extension, "sip")]})
+             if u.type.has_phone and u.sip_password is None else u for u in site.users]
     return site.model_copy(update={"users": users})
 
 
@@ -67,17 +91,11 @@ VOICEMAIL_PIN_DIGITS = 6
 def voicemail_pins(site: Site, vault: SecretVault) -> dict[str, str]:
     """extension -> voicemail PIN of every user with a phone: random digits, generated once
     and kept in the vault (key `user:<extension>:voicemail_pin`) like SIP passwords."""
-    pins: dict[str, str] = {}
-    for user in site.users:
-        if not user.type.has_phone:
-            continue
-        key = user_secret_key(user.extension, "voicemail_pin")
-        pin = vault.get_secret(key)
-        if pin is None:
-            pin = "".join(secrets.choice(string.digits) for _ in range(VOICEMAIL_PIN_DIGITS))
-            vault.put_secret(key, pin)
-        pins[user.extension] = pin
-    return pins
+    phones = [u.extension for u in site.users if u.type.has_phone]
+    values = _kept_or_generated_all(
+        vault, [user_secret_key(ext, "voicemail_pin") for ext in phones],
+        lambda: "".join(secrets.choice(string.digits) for _ in range(VOICEMAIL_PIN_DIGITS)))
+    return {ext: values[user_secret_key(ext, "voicemail_pin")] for ext in phones}
 
 
 def manager_secret(vault: SecretVault, username: str) -> str:

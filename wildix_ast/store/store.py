@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
@@ -168,6 +168,10 @@ def _hash_web_passwords(connection: Connection, entries: list[Entry]) -> None:
         for entry, value in zip(texts, pool.map(hashed, texts), strict=True):
             entry.item = entry.item.model_copy(update={"web_password": value})
             entry.digest = sections.digest(entry.item)
+
+
+# Keys per query when reading secrets in bulk (SQLite allows 999 parameters).
+_SECRET_BATCH = 500
 
 
 class Store:
@@ -452,6 +456,77 @@ class Store:
                 select(t.secrets.c.value).where(t.secrets.c.key == key)).scalar()
             connection.rollback()
         return None if value is None else str(value)
+
+    def get_secrets(self, keys: Iterable[str]) -> dict[str, str]:
+        """The kept values of `keys`, read in a few queries (not one per key)."""
+        wanted = list(dict.fromkeys(keys))
+        found: dict[str, str] = {}
+        if self._path is not None and self._url is None:
+            with self._sqlite("reading secrets") as connection:
+                for start in range(0, len(wanted), _SECRET_BATCH):
+                    batch = wanted[start:start + _SECRET_BATCH]
+                    marks = ",".join("?" * len(batch))
+                    found.update((str(k), str(v)) for k, v in connection.execute(
+                        f"SELECT key, value FROM secrets WHERE key IN ({marks})", batch))
+            return found
+        from sqlalchemy import select
+
+        from wildix_ast.store import tables as t
+        from wildix_ast.store.database import translated
+
+        with translated(self.where, "reading secrets"), self.engine.connect() as connection:
+            for start in range(0, len(wanted), _SECRET_BATCH):
+                batch = wanted[start:start + _SECRET_BATCH]
+                found.update((str(k), str(v)) for k, v in connection.execute(
+                    select(t.secrets.c.key, t.secrets.c.value).where(
+                        t.secrets.c.key.in_(batch))))
+            connection.rollback()
+        return found
+
+    def put_secrets(self, values: Mapping[str, str]) -> None:
+        """Keep every value in one transaction."""
+        if not values:
+            return
+        if self._path is not None and self._url is None:
+            with self._sqlite("saving secrets") as connection:
+                connection.execute("BEGIN IMMEDIATE")
+                connection.executemany(
+                    "INSERT INTO secrets (key, value) VALUES (?, ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    list(values.items()))
+                connection.execute("COMMIT")
+            return
+        from sqlalchemy import bindparam, insert, select
+        from sqlalchemy import update as sql_update
+        from sqlalchemy.exc import IntegrityError
+
+        from wildix_ast.store import tables as t
+        from wildix_ast.store.database import translated, writing
+
+        for attempt in range(2):
+            try:
+                with translated(self.where, "saving secrets"), \
+                        writing(self.engine) as connection:
+                    keys = list(values)
+                    existing: set[str] = set()
+                    for start in range(0, len(keys), _SECRET_BATCH):
+                        existing.update(str(k) for (k,) in connection.execute(
+                            select(t.secrets.c.key).where(
+                                t.secrets.c.key.in_(keys[start:start + _SECRET_BATCH]))))
+                    updates = [{"k": k, "v": v} for k, v in values.items() if k in existing]
+                    inserts = [{"key": k, "value": v} for k, v in values.items()
+                               if k not in existing]
+                    if updates:
+                        connection.execute(sql_update(t.secrets).where(
+                            t.secrets.c.key == bindparam("k")).values(value=bindparam("v")),
+                            updates)
+                    if inserts:
+                        connection.execute(insert(t.secrets), inserts)
+                return
+            except StoreError as exc:
+                # Another process inserted one of the keys meanwhile: update it instead.
+                if attempt or not isinstance(exc.__cause__, IntegrityError):
+                    raise
 
     def put_secret(self, key: str, value: str) -> None:
         """Keep `value` under `key`, committed at once."""
