@@ -10,6 +10,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
+from wildix_ast.call_classes import DialplanGeneral
 from wildix_ast.fields import FreeText, Identifier, _pattern
 from wildix_ast.system import STRICT
 from wildix_ast.users import DEFAULT_PROCEDURE
@@ -30,6 +31,7 @@ class Dialplan(BaseModel):
 
     model_config = STRICT
 
+    general: DialplanGeneral = Field(default_factory=DialplanGeneral)
     echo_test: FeatureCode = "*43"
     voicemail: FeatureCode = "*97"
     ring_timeout: Annotated[int, Field(ge=5, le=300)] = 20

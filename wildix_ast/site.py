@@ -12,6 +12,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 from wildix_ast.dialplan import Dialplan
 from wildix_ast.groups import DEFAULT_GROUP, Group
 from wildix_ast.system import STRICT, System
+from wildix_ast.trunks import Trunk, TrunkGroup
 from wildix_ast.users import DEFAULT_PROCEDURE, User
 
 
@@ -24,6 +25,8 @@ class Site(BaseModel):
     groups: list[Group] = Field(default_factory=lambda: [Group(name=DEFAULT_GROUP)])
     dialplan: Dialplan = Field(default_factory=Dialplan)
     users: list[User] = Field(default_factory=list)
+    trunks: list[Trunk] = Field(default_factory=list)
+    trunk_groups: list[TrunkGroup] = Field(default_factory=list)
 
     @model_validator(mode="wrap")
     @classmethod
@@ -40,7 +43,9 @@ class Site(BaseModel):
             errors = [*invalid.errors(), *(e for e in extra if tuple(e["loc"]) not in known)]
             raise ValidationError.from_exception_data(
                 cls.__name__, errors) from None  # type: ignore[arg-type]
-        problems = list(_reference_errors(_RawView.of_site(site)))
+        from wildix_ast.routing import routing_errors
+
+        problems = [*_reference_errors(_RawView.of_site(site)), *routing_errors(site)]
         if problems:
             raise ValidationError.from_exception_data(cls.__name__, problems)
         return site

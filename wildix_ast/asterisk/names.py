@@ -19,3 +19,25 @@ def procedure_context(name: str) -> str:
 
 def mailbox(extension: str) -> str:
     return f"{extension}@{VOICEMAIL_CONTEXT}"
+
+
+OUTGOING_CONTEXT = "wildix-outgoing"
+ROUTE_CONTEXT = "wildix-route"
+
+
+def acl_context(group: str) -> str:
+    """Holds one extension per call class the ACL group may call."""
+    return f"acl-{group}"
+
+
+def trunk_endpoint(trunk: str) -> str:
+    """The PJSIP endpoint (and AOR) of a trunk; a prefix keeps trunks apart from users."""
+    return f"trunk-{trunk}"
+
+
+def trunk_context(trunk: str) -> str:
+    return f"wildix-trunk-{trunk}"
+
+
+def trunk_group_context(group: str) -> str:
+    return f"wildix-tg-{group}"

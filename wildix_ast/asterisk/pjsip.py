@@ -1,5 +1,5 @@
-"""pjsip.conf: transports, and one endpoint + auth + AOR per user with a phone (WMS SIP-RTP,
-Users).
+"""pjsip.conf: transports, one endpoint + auth + AOR per user with a phone (WMS SIP-RTP,
+Users), and per trunk an endpoint + AOR with a registration + auth or an identify (Trunks).
 
 Codecs: every endpoint allows the LAN codecs, then the remote codecs not already listed;
 choosing codecs per network (LAN vs remote phone) will come with the AGI service.
@@ -11,7 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from wildix_ast.asterisk.base import ConfigFile, ObjectKinds, Reload, RenderInput, View
-from wildix_ast.asterisk.names import mailbox, procedure_context
+from wildix_ast.asterisk.names import DID_CONTEXT, mailbox, procedure_context
+from wildix_ast.asterisk.outgoing import pjsip_trunks
 from wildix_ast.conf import Section
 from wildix_ast.errors import Problem, RenderError
 from wildix_ast.site import Site
@@ -76,6 +77,8 @@ class Endpoint:
     context: str
     codecs: str
     mailbox: str
+    variables: list[str]
+    """`set_var` lines: the ACL group and office DID the dialplan reads for outgoing calls."""
 
 
 def codecs(site: Site) -> list[Codec]:
@@ -108,19 +111,24 @@ def _view(given: RenderInput) -> View:
                  callerid=f'"{u.name}" <{u.extension}>',
                  language=u.language or default_language,
                  context=procedure_context(u.dialplan), codecs=allow,
-                 mailbox=mailbox(u.extension))
+                 mailbox=mailbox(u.extension),
+                 variables=[f"WILDIX_GROUP={u.group}",
+                            *([f"WILDIX_DID={u.office_did}"] if u.office_did else [])])
         for u in site.users if u.type.has_phone]
     return {
         "pbx_name": site.system.pbx_name,
         "transports": [Transport(f"transport-{proto}", proto, bind, nets, external)
                        for proto in ("udp", "tcp")],
         "endpoints": endpoints,
+        "trunks": pjsip_trunks(site, DID_CONTEXT),
     }
 
 
 def _modules(site: Site) -> Iterable[str]:
     yield from _STACK
-    for codec in codecs(site):
+    if site.trunks:
+        yield "res_pjsip_outbound_registration.so"
+    for codec in dict.fromkeys([*codecs(site), *(c for t in site.trunks for c in t.codecs)]):
         yield from _CODEC_MODULES[codec]
 
 

@@ -74,7 +74,7 @@ __all__ = [
 ]
 
 Transport = Literal["udp", "tcp"]
-Behaviour = Literal["answer", "busy", "ignore"]
+Behaviour = Literal["answer", "busy", "ignore", "unavailable", "registrar"]
 Expect = Literal["connect", "reject", "cancel"]
 
 #: SIPp's documented exit codes.
@@ -94,6 +94,9 @@ _SCENARIOS = {
     "answer": "uas_answer.xml",
     "busy": "uas_busy.xml",
     "ignore": "uas_ring.xml",
+    # providers (SIP trunks): one that refuses calls with 503, a registrar that challenges
+    "unavailable": "uas_unavailable.xml",
+    "registrar": "uas_registrar.xml",
     "phone": "phone.xml",
 }
 
@@ -707,7 +710,10 @@ def _completed_uas_calls(messages: Sequence[SipMessage], behaviour: Behaviour) -
 
     if behaviour == "answer":
         return ids(lambda m: m.direction == "sent" and m.status == 200 and m.method == "BYE")
-    final = 486 if behaviour == "busy" else 487
+    if behaviour == "registrar":
+        return ids(lambda m: m.direction == "sent" and m.status in (200, 403)
+                   and m.method == "REGISTER")
+    final = {"busy": 486, "unavailable": 503}.get(behaviour, 487)
     refused = ids(lambda m: m.direction == "sent" and m.status == final)
     acked = ids(lambda m: m.direction == "received" and m.request_method == "ACK")
     return refused & acked
@@ -1007,6 +1013,7 @@ class SippDriver:
         rtp_echo: bool = False,
         password: str | None = None,
         expires: int = 300,
+        keys: Mapping[str, str] | None = None,
     ) -> UasHandle:
         """Start (in the background) a UAS that handles ``calls`` calls to ``ext``.
 
@@ -1014,7 +1021,9 @@ class SippDriver:
         ``"busy"`` (486 Busy Here) or ``"ignore"`` (180, then 200 to the CANCEL and 487
         to the INVITE).  Out-of-dialog OPTIONS (Asterisk's qualify) are answered 200
         and not counted.  ``calls=0`` runs until :meth:`UasHandle.stop`.
-        ``rtp_echo`` echoes the RTP it receives.
+        ``rtp_echo`` echoes the RTP it receives.  ``"unavailable"`` refuses calls with
+        503 and ``"registrar"`` challenges a REGISTER and checks it against
+        ``keys={"secret": ...}`` (``ext`` is the account): SIP providers for trunks.
 
         With ``password`` the UAS registers ``ext`` itself (digest auth, ``expires``
         seconds) from its own socket before any call, and returns once the REGISTER
@@ -1031,7 +1040,7 @@ class SippDriver:
                 f"uas-{behaviour}-{ext}",
                 behaviour,
                 port=uas_port,
-                keys={"user": ext},
+                keys={"user": ext, **(keys or {})},
                 client=False,
                 timeout=timeout,
                 extra=extra,

@@ -1,0 +1,128 @@
+"""Outgoing routing across sections: numbering plan, ACL groups, trunks and trunk groups.
+
+`routing_errors` is what `validate` reports about them (each problem located); `outgoing`
+resolves, for the renderers, which trunk group each external call class leaves on."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from wildix_ast.call_classes import CallClass, NumberingPlan, NumberRule, Shape, matches
+
+if TYPE_CHECKING:
+    from wildix_ast.site import Site
+
+Location = tuple[str | int, ...]
+
+
+def _error(loc: Location, message: str) -> InitErrorDetails:
+    return {"type": PydanticCustomError("reference", message), "loc": loc, "input": None}
+
+
+def numbering_plan(site: Site) -> NumberingPlan:
+    return NumberingPlan.of(site.dialplan.general, site.system.language_region.country_code)
+
+
+def outgoing(site: Site) -> dict[CallClass, str]:
+    """External class -> the trunk group its calls leave on (classes without one: refused)."""
+    general = site.dialplan.general
+    routes: dict[CallClass, str] = {}
+    for call_class in CallClass:
+        if call_class is CallClass.INTERNAL:
+            continue
+        group = general.class_trunk_groups.get(call_class, general.trunk_group)
+        if group is not None:
+            routes[call_class] = group
+    return routes
+
+
+def _overlaps(rules: list[NumberRule], where: Location) -> Iterator[InitErrorDetails]:
+    shapes = [Shape.parse(r.pattern) for r in rules]
+    for i, shape in enumerate(shapes):
+        for j in range(i):
+            if shape.overlaps(shapes[j]):
+                yield _error((*where, i, "pattern"),
+                             f"pattern {rules[i].pattern!r} overlaps {rules[j].pattern!r} "
+                             f"({'.'.join(map(str, where))}[{j}]): a number would have two "
+                             "classes")
+
+
+def routing_errors(site: Site) -> Iterator[InitErrorDetails]:
+    general = site.dialplan.general
+    here: Location = ("dialplan", "general")
+
+    for i, group in enumerate(site.groups):
+        for call_class in sorted(set(group.allow) & set(group.deny)):
+            yield _error(("groups", i, "deny"), f"{call_class} is both allowed and denied")
+        if CallClass.EMERGENCY in group.deny:
+            yield _error(("groups", i, "deny"), "emergency calls always go out; they cannot "
+                         "be denied")
+
+    trunks: dict[str, int] = {}
+    addresses: dict[str, str] = {}
+    for i, trunk in enumerate(site.trunks):
+        if trunk.name in trunks:
+            yield _error(("trunks", i, "name"),
+                         f"trunk {trunk.name!r} already defined at trunks[{trunks[trunk.name]}]")
+        trunks.setdefault(trunk.name, i)
+        if trunk.auth == "ip":
+            for address in trunk.identify_addresses:
+                if address in addresses:
+                    yield _error(("trunks", i, "addresses"), f"{address} already identifies "
+                                 f"{addresses[address]}: calls from it would match two trunks")
+                addresses.setdefault(address, f"trunks[{i}]")
+
+    groups: dict[str, int] = {}
+    for i, trunk_group in enumerate(site.trunk_groups):
+        if trunk_group.name in groups:
+            yield _error(("trunk_groups", i, "name"), f"trunk group {trunk_group.name!r} "
+                         f"already defined at trunk_groups[{groups[trunk_group.name]}]")
+        groups.setdefault(trunk_group.name, i)
+        seen: set[str] = set()
+        for j, name in enumerate(trunk_group.trunks):
+            if name not in trunks:
+                yield _error(("trunk_groups", i, "trunks", j),
+                             f"trunk {name!r} is not defined in trunks")
+            elif name in seen:
+                yield _error(("trunk_groups", i, "trunks", j), f"trunk {name!r} listed twice")
+            seen.add(name)
+
+    if general.trunk_group is not None and general.trunk_group not in groups:
+        yield _error((*here, "trunk_group"),
+                     f"trunk group {general.trunk_group!r} is not defined in trunk_groups")
+    for call_class, name in general.class_trunk_groups.items():
+        if call_class is CallClass.INTERNAL:
+            yield _error((*here, "class_trunk_groups", str(call_class)),
+                         "internal calls never leave on a trunk")
+        elif name not in groups:
+            yield _error((*here, "class_trunk_groups", str(call_class)),
+                         f"trunk group {name!r} is not defined in trunk_groups")
+    for call_class in general.class_limits:
+        if call_class in (CallClass.INTERNAL, CallClass.EMERGENCY):
+            yield _error((*here, "class_limits", str(call_class)),
+                         f"{call_class} calls are never limited")
+
+    if general.number_rules is not None:
+        yield from _overlaps(general.number_rules, (*here, "number_rules"))
+    if general.short_numbers is not None:
+        yield from _overlaps(general.short_numbers, (*here, "short_numbers"))
+    plan = numbering_plan(site)
+    for i, number in enumerate(plan.emergency_numbers):
+        for rule in plan.short_numbers:
+            if matches(rule.pattern, number):
+                loc = (*here, "emergency_numbers", i) if general.emergency_numbers is not None \
+                    else (*here, "short_numbers")
+                yield _error(loc, f"emergency number {number} also matches short number "
+                             f"pattern {rule.pattern!r}")
+    internal = {site.dialplan.echo_test: ("dialplan", "echo_test"),
+                site.dialplan.voicemail: ("dialplan", "voicemail")}
+    for i, user in enumerate(site.users):
+        internal.setdefault(user.extension, ("users", i, "extension"))
+    for number, loc in internal.items():
+        found = plan.classify(number)
+        if found is not None:
+            yield _error(loc, f"{number} is also an external number ({found[0]} in the "
+                         "numbering plan): change one of them")
