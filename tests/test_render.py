@@ -138,11 +138,15 @@ def test_transports(site: Site) -> None:
 def test_dialplan(site: Site, files: dict[str, str]) -> None:
     ext = sections(files, "extensions.conf")
     assert set(ext) == {"general", "globals", "wildix-call-user", "wildix-voicemail-main",
-                        "wildix-extensions", "wildix-did", "proc-users", "proc-reception"}
+                        "wildix-extensions", "wildix-did", "proc-users", "proc-reception",
+                        "wildix-outgoing", "wildix-route", "acl-default", "acl-direction",
+                        "acl-stagiaires", "wildix-tg-sortants", "wildix-trunk-operateur",
+                        "wildix-trunk-secours"}
     assert ext["globals"][0] == {"COUNTRY_CODE": ["33"], "TONE_ZONE": ["fr"],
                                  "RING_TIMEOUT": ["25"]}
-    for proc in ("proc-users", "proc-reception"):
-        assert ext[proc][0] == {"include": ["wildix-extensions"]}
+    # only the users' procedure calls out: named procedures carry no applications yet
+    assert ext["proc-users"][0] == {"include": ["wildix-extensions", "wildix-outgoing"]}
+    assert ext["proc-reception"][0] == {"include": ["wildix-extensions"]}
     lines = ext["wildix-extensions"][0]["exten"]
     assert "*43,1,Answer()" in lines and "*97,1,Answer()" in lines
     for user in site.users:

@@ -117,7 +117,7 @@ def routing_errors(site: Site) -> Iterator[InitErrorDetails]:
                     else (*here, "short_numbers")
                 yield _error(loc, f"emergency number {number} also matches short number "
                              f"pattern {rule.pattern!r}")
-    internal = {site.dialplan.echo_test: ("dialplan", "echo_test"),
+    internal: dict[str, Location] = {site.dialplan.echo_test: ("dialplan", "echo_test"),
                 site.dialplan.voicemail: ("dialplan", "voicemail")}
     for i, user in enumerate(site.users):
         internal.setdefault(user.extension, ("users", i, "extension"))

@@ -13,7 +13,7 @@ from enum import StrEnum
 from ipaddress import IPv4Address
 from typing import Annotated, Self
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from wildix_ast.fields import FreeText, Identifier, PhoneNumber, Port, _pattern
 from wildix_ast.system import STRICT, Codec
@@ -51,12 +51,23 @@ class NumberFormat(StrEnum):
     NATIONAL = "national"
 
 
+_SUFFIXES = ("-auth", "-reg", "-identify")
+
+
+def _no_object_suffix(value: str) -> str:
+    # A trunk's auth, registration and identify are named `trunk-<name>-auth` etc.: a trunk
+    # named `x-auth` would collide with trunk `x`'s auth object.
+    if value.endswith(_SUFFIXES):
+        raise ValueError(f"a trunk name may not end with {', '.join(_SUFFIXES)}")
+    return value
+
+
 class Trunk(BaseModel):
     """One SIP trunk."""
 
     model_config = STRICT
 
-    name: Identifier
+    name: Annotated[Identifier, AfterValidator(_no_object_suffix)]
     description: FreeText | None = None
     auth: TrunkAuth
     host: Host

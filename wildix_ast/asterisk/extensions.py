@@ -95,8 +95,8 @@ FILE = ConfigFile(
     applied_by=Reload("pbx_config.so", "dialplan reload", order=90),
     view=_view,
     modules=static_modules(
-        "pbx_config.so", "app_dial.so",
-        "func_groupcount.so", "func_dialplan.so", "app_exec.so", "app_stack.so", "app_echo.so", "app_playback.so",
+        "pbx_config.so", "app_dial.so", "app_stack.so", "app_echo.so", "app_playback.so",
+        "app_exec.so", "func_groupcount.so", "func_dialplan.so",
         "app_verbose.so", "func_strings.so", "func_callerid.so", "func_channel.so",
         "func_logic.so", "func_global.so", "func_hangupcause.so", "func_devstate.so"),
     checks=_checks,

@@ -81,8 +81,9 @@ def _forms(plan: NumberingPlan) -> list[Extension]:
         route(number, CallClass.EMERGENCY, number)
         if out:  # emergency numbers also go out without the outside-line prefix
             route(out + number, CallClass.EMERGENCY, number)
+    short = f"${{EXTEN:{skip}}}" if skip else "${EXTEN}"
     for rule in plan.short_numbers:
-        route(asterisk_pattern(out + rule.pattern), rule.call_class, f"${{EXTEN:{skip}}}")
+        route(asterisk_pattern(out + rule.pattern), rule.call_class, short)
     for rule in plan.number_rules:
         p = rule.pattern
         for prefix in (nat, intl + cc, "+" + cc):
