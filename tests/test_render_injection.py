@@ -431,9 +431,9 @@ def test_every_string_field_of_the_model_is_covered() -> None:
     """A new string field in the model must be added to FIELDS."""
     from wildix_ast.call_classes import DialplanGeneral, NumberRule
     from wildix_ast.dialplan import Dialplan, Procedure
-    from wildix_ast.trunks import Trunk, TrunkGroup
     from wildix_ast.groups import Group
     from wildix_ast.system import LanguageRegion, Manager, System
+    from wildix_ast.trunks import Trunk, TrunkGroup
     from wildix_ast.users import User
 
     def strings(model: Any) -> set[str]:
