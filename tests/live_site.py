@@ -21,7 +21,7 @@ from wildix_ast.pipeline import (
     install_stored_site,
 )
 from wildix_ast.settings_file import load_site
-from wildix_ast.sip_test.sipp import SippDriver
+from wildix_ast.sip_test import SippDriver
 from wildix_ast.site import Site
 from wildix_ast.store import Store, open_store
 

@@ -26,6 +26,8 @@ from typing import Any
 
 import pytest
 
+from wildix_ast.ports import free_port
+
 INSTALL_DB = Path("/usr/bin/mariadb-install-db")
 MARIADBD = Path("/usr/sbin/mariadbd")
 INSTALL_HINT = "run .ci/install-system-packages (it installs Debian's mariadb-server package)"
@@ -35,13 +37,6 @@ START_TIMEOUT = 60
 # Fast and small: nothing here needs to survive a crash.
 TUNING = ("--innodb-flush-log-at-trx-commit=0", "--innodb-doublewrite=0",
           "--innodb-log-file-size=8M", "--innodb-buffer-pool-size=32M", "--skip-name-resolve")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class MariaDBServer:
@@ -85,7 +80,7 @@ class MariaDBServer:
             raise RuntimeError(f"{' '.join(install)} failed ({result.returncode}):\n"
                                f"{result.stdout[-2000:]}{result.stderr[-2000:]}")
         for attempt in range(3):
-            self.port = _free_port()
+            self.port = free_port()
             try:
                 self._start_server()
                 break

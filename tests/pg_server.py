@@ -11,7 +11,6 @@ import os
 import pwd
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -19,16 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from wildix_ast.ports import free_port
+
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 INSTALL_HINT = "run .ci/install-system-packages (it installs Debian's postgresql package)"
 SERVER_USER = "postgres"
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class PostgresServer:
@@ -78,7 +72,7 @@ class PostgresServer:
                   f"--pwfile={password_file}", "--no-sync")
         password_file.unlink()
         for attempt in range(3):
-            self.port = _free_port()
+            self.port = free_port()
             options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} "
                        "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
             try:

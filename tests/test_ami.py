@@ -7,7 +7,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from wildix_ast.asterisk_paths import AsteriskPaths
 from wildix_ast.errors import AmiError
 from wildix_ast.lab.instance import Lab
 from wildix_ast.lab.rootfs import ensure_rootfs
+from wildix_ast.ports import free_port
 
 AMI_USER = "lab"  # the account lab_fixtures.manager_conf writes
 AMI_SECRET = "t3st-Secr3t"
@@ -87,12 +87,6 @@ MODULES = (
     "app_echo.so", "app_dial.so", "app_playback.so", "codec_ulaw.so",
     "res_timing_timerfd.so", "bridge_simple.so", "bridge_native_rtp.so",
 )
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 from wildix_ast.errors import LabError
 from wildix_ast.lab.cli import app
 from wildix_ast.lab.instance import Lab
-from wildix_ast.lab.ports import allocate_ports, port_in_use
+from wildix_ast.lab.ports import allocate_ports
 from wildix_ast.lab.rootfs import (
     MOUNT_POINT,
     ensure_rootfs,
@@ -35,6 +35,7 @@ from wildix_ast.lab.rootfs import (
     require_tool,
     rootfs_info,
 )
+from wildix_ast.ports import port_in_use
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
 

@@ -15,7 +15,8 @@ from live_site import LiveSite, example_site, live_site
 
 from wildix_ast.call_classes import CallClass, DialplanGeneral
 from wildix_ast.groups import Group
-from wildix_ast.sip_test.sipp import CallResult, SipMessage, SippDriver, UasHandle, free_port
+from wildix_ast.ports import free_port
+from wildix_ast.sip_test import CallResult, SipMessage, SippDriver, UasHandle
 from wildix_ast.site import Site
 from wildix_ast.trunks import Trunk, TrunkGroup
 

@@ -9,6 +9,7 @@ Every live test ends with no channel left on Asterisk.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import shutil
 import struct
@@ -17,12 +18,34 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import get_args
 
 import pytest
 from live_site import TEST_RING_TIMEOUT, LiveSite, live_site
 
-from wildix_ast.sip_test import sipp
-from wildix_ast.sip_test.sipp import CallResult, SippDriver, SippError
+from wildix_ast.ports import free_port
+from wildix_ast.sip_test import (
+    AUDIO_PCAP,
+    UAS_BEHAVIOURS,
+    Behaviour,
+    CallResult,
+    Line,
+    PhoneLoad,
+    SipMessage,
+    SippDriver,
+    SippError,
+    parse_message_trace,
+    parse_stat_csv,
+    scenario_path,
+    scenarios,
+    write_dtmf_pcap,
+)
+from wildix_ast.sip_test.results import (
+    completed_uas_calls,
+    percentile,
+    post_dial_delays,
+    register_outcome,
+)
 
 # ------------------------------------------------------------------ offline checks
 
@@ -40,13 +63,25 @@ from wildix_ast.sip_test.sipp import CallResult, SippDriver, SippError
     ],
 )
 def test_scenarios_are_shipped_and_well_formed(name: str) -> None:
-    root = ET.parse(sipp.scenario_path(name)).getroot()
+    root = ET.parse(scenario_path(name)).getroot()
     assert root.tag == "scenario"
 
 
-def test_call_scenario_hold_is_rewritable() -> None:
-    text = sipp.scenario_path("uac_call.xml").read_text()
-    assert len(sipp._HOLD.findall(text)) == 1
+def test_every_uas_behaviour_has_its_scenario() -> None:
+    assert set(UAS_BEHAVIOURS) == set(get_args(Behaviour))
+    for behaviour in UAS_BEHAVIOURS.values():
+        assert behaviour.scenario.path.is_file()
+
+
+def test_hold_ring_time_and_media_are_rewritten() -> None:
+    held = scenarios.CALL.edited(wait_ms=2500, media="<nop/>")
+    assert '<recv request="BYE" timeout="2500"' in held
+    assert "<nop/>" in held and scenarios.MEDIA_MARK not in held
+    assert scenarios.CANCEL.edited(wait_ms=700).count('<pause milliseconds="700"/>') == 2
+    with pytest.raises(SippError, match="no hold/ring time"):
+        scenarios.REGISTER.edited(wait_ms=1000)
+    with pytest.raises(SippError, match="no place for media"):
+        scenarios.CANCEL.edited(media="<nop/>")
 
 
 def test_parse_message_trace_and_stats() -> None:
@@ -64,25 +99,18 @@ def test_parse_message_trace_and_stats() -> None:
         "UDP message received [474] bytes :\n\n"
         "SIP/2.0 200 OK\ni: 1-2@127.0.0.1\nCSeq: 2 INVITE\nContent-Length:  0\n\n"
     )
-    messages = sipp.parse_message_trace(trace)
+    messages = parse_message_trace(trace)
     assert [m.start_line.split()[1] for m in messages] == ["sip:102@127.0.0.1:5060", "401", "200"]
     assert messages[0].direction == "sent" and messages[0].body == "v=0"
     assert messages[1].method == "INVITE" and messages[1].status == 401
     assert messages[2].call_id == "1-2@127.0.0.1" and messages[2].cseq == (2, "INVITE")
-    stats = sipp.parse_stat_csv("StartTime;SuccessfulCall(C);FailedCall(C);\na;0;0;\nb;7;2;\n")
+    stats = parse_stat_csv("StartTime;SuccessfulCall(C);FailedCall(C);\na;0;0;\nb;7;2;\n")
     assert stats["SuccessfulCall(C)"] == "7" and stats["FailedCall(C)"] == "2"
-
-
-def test_free_ports_are_distinct_and_free() -> None:
-    ports = {sipp.free_port() for _ in range(20)}
-    assert len(ports) == 20
-    media = sipp.free_port(span=4, even=True)
-    assert media % 2 == 0
 
 
 @pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp is not installed")
 def test_timeouts_when_nobody_answers(tmp_path: Path) -> None:
-    silent = sipp.free_port()  # nothing listens there
+    silent = free_port()  # nothing listens there
     driver = SippDriver(silent, work_dir=tmp_path, timeout=2)
     started = time.monotonic()
     call = driver.call("101", "pw", "102", timeout=2)
@@ -94,8 +122,8 @@ def test_timeouts_when_nobody_answers(tmp_path: Path) -> None:
     assert not uas.success and uas.invites == 0
 
 
-def _register_response(number: int, status: int) -> sipp.SipMessage:
-    return sipp.SipMessage(
+def _register_response(number: int, status: int) -> SipMessage:
+    return SipMessage(
         direction="received",
         timestamp="",
         start_line=f"SIP/2.0 {status} Whatever",
@@ -105,7 +133,7 @@ def _register_response(number: int, status: int) -> sipp.SipMessage:
 
 
 def test_phone_registration_outcome_from_the_trace() -> None:
-    outcome = sipp._register_outcome
+    outcome = register_outcome
     challenge, ok = _register_response(1, 401), _register_response(2, 200)
     assert outcome([], unregister=False) is None
     assert outcome([challenge], unregister=False) is None  # still to be answered
@@ -119,13 +147,67 @@ def test_phone_registration_outcome_from_the_trace() -> None:
     assert outcome([*messages, _register_response(4, 200)], unregister=True) == 200
 
 
+def _msg(at: float, direction: str, start_line: str, call_id: str, cseq: str) -> SipMessage:
+    stamp = f"2026-11-27 10:00:{at:09.6f}"
+    return SipMessage(
+        direction="sent" if direction == "sent" else "received",
+        timestamp=stamp,
+        start_line=start_line,
+        headers=(("Call-ID", call_id), ("CSeq", cseq)),
+        body="",
+    )
+
+
+def test_post_dial_delay_runs_from_first_invite_to_ringing() -> None:
+    invite = "INVITE sip:102@127.0.0.1 SIP/2.0"
+    messages = [
+        # call a: challenged, then rings 0.25 s after its first INVITE, then answered
+        _msg(1.00, "sent", invite, "a", "1 INVITE"),
+        _msg(1.01, "received", "SIP/2.0 401 Unauthorized", "a", "1 INVITE"),
+        _msg(1.02, "sent", invite, "a", "2 INVITE"),
+        _msg(1.25, "received", "SIP/2.0 180 Ringing", "a", "2 INVITE"),
+        _msg(2.00, "received", "SIP/2.0 200 OK", "a", "2 INVITE"),
+        # call b: answered at once without ringing (an echo test): its 200 counts
+        _msg(3.00, "sent", invite, "b", "1 INVITE"),
+        _msg(3.05, "received", "SIP/2.0 100 Trying", "b", "1 INVITE"),
+        _msg(3.50, "received", "SIP/2.0 200 OK", "b", "1 INVITE"),
+        # call c: never answered: no delay to count
+        _msg(4.00, "sent", invite, "c", "1 INVITE"),
+        _msg(4.01, "received", "SIP/2.0 407 Proxy Authentication Required", "c", "1 INVITE"),
+        # a BYE's 200 is not an INVITE answer
+        _msg(5.00, "received", "SIP/2.0 200 OK", "d", "1 BYE"),
+    ]
+    delays = post_dial_delays(messages)
+    assert [round(d, 3) for d in delays] == [0.25, 0.5]
+    assert percentile([], 50) is None
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == 50.0 and percentile(values, 99) == 99.0
+    assert percentile(values, 100) == 100.0 and percentile([7.0], 90) == 7.0
+
+
+def test_uas_completed_calls_follow_the_behaviour() -> None:
+    invite = "INVITE sip:102@127.0.0.1 SIP/2.0"
+    ack = "ACK sip:102@127.0.0.1 SIP/2.0"
+    busy = [
+        _msg(1, "received", invite, "x", "1 INVITE"),
+        _msg(1, "sent", "SIP/2.0 486 Busy Here", "x", "1 INVITE"),
+        _msg(1, "received", ack, "x", "1 ACK"),
+        _msg(2, "received", invite, "y", "1 INVITE"),
+        _msg(2, "sent", "SIP/2.0 486 Busy Here", "y", "1 INVITE"),  # not ACKed yet
+    ]
+    assert completed_uas_calls(busy, "busy") == {"x"}
+    assert completed_uas_calls(busy, "ignore") == set()  # refuses with 487, not 486
+    answered = [_msg(3, "sent", "SIP/2.0 200 OK", "z", "2 BYE")]
+    assert completed_uas_calls(answered, "answer") == {"z"}
+
+
 def test_missing_sipp_binary_is_reported() -> None:
     with pytest.raises(SippError):
         SippDriver(5060, sipp_binary="no-such-sipp-binary")
 
 
 def test_dtmf_pcap_has_rising_sequence_and_timestamps(tmp_path: Path) -> None:
-    length = sipp.write_dtmf_pcap(tmp_path / "d.pcap", "1010#", tone=0.1, gap=0.4)
+    length = write_dtmf_pcap(tmp_path / "d.pcap", "1010#", tone=0.1, gap=0.4)
     assert length == pytest.approx(2.5)
     data = (tmp_path / "d.pcap").read_bytes()
     offset, rtp = 24, []
@@ -142,7 +224,7 @@ def test_dtmf_pcap_has_rising_sequence_and_timestamps(tmp_path: Path) -> None:
     events = [p[12] for p in rtp if p[1] & 0x80]  # marker bit: first packet of an event
     assert events == [1, 0, 1, 0, 11]
     with pytest.raises(SippError):
-        sipp.write_dtmf_pcap(tmp_path / "x.pcap", "12A")
+        write_dtmf_pcap(tmp_path / "x.pcap", "12A")
 
 
 # ------------------------------------------------------------------ live Asterisk
@@ -213,16 +295,21 @@ def _wait_for_app(site: LiveSite, app: str, timeout: float = 10.0) -> None:
     raise AssertionError(f"no channel in {app}: {_applications(site)}")
 
 
-def _channel_stats(site: LiveSite) -> tuple[int, int]:
-    """RTP packets (received, sent) of 101's channel in ``pjsip show channelstats``."""
+def _channel_stats(site: LiveSite, ext: str = "101") -> tuple[int, int]:
+    """RTP packets (received, sent) of ``ext``'s channels in ``pjsip show channelstats``."""
     out = site.lab.cli("pjsip show channelstats")
+    received = sent = 0
+    found = False
     for line in out.splitlines():
         fields = line.split()
         # [BridgeId] ChannelId UpTime Codec RxCount RxLost RxPct RxJitter TxCount ...
         for i, value in enumerate(fields):
-            if value.startswith("101-") and len(fields) >= i + 8:
-                return int(fields[i + 3]), int(fields[i + 7])
-    raise AssertionError(f"no channel of 101 in: {out}")
+            if value.startswith(f"{ext}-") and len(fields) >= i + 8:
+                received += int(fields[i + 3])
+                sent += int(fields[i + 7])
+                found = True
+    assert found, f"no channel of {ext} in: {out}"
+    return received, sent
 
 
 @pytest.mark.lab
@@ -336,6 +423,39 @@ def test_call_load_between_two_phones(site: LiveSite, driver: SippDriver) -> Non
 
 
 @pytest.mark.lab
+def test_phone_load_with_rtp_reports_answers_and_post_dial_delay(
+    site: LiveSite, driver: SippDriver
+) -> None:
+    """The benchmark's load: calls at a small rate between two registered phones, the
+    caller playing G.711 and the callee echoing it (RTP seen both ways on Asterisk)."""
+    calls = 6
+    caller, callee = Line("101", site.password("101")), Line("102", site.password("102"))
+    rtp = {"101": (0, 0), "102": (0, 0)}
+    with PhoneLoad(driver, caller, callee, calls=calls, rate=3, hold_seconds=2) as run:
+        while run.running():
+            for ext, (rx, tx) in rtp.items():
+                with contextlib.suppress(AssertionError):  # between calls: no channel
+                    now_rx, now_tx = _channel_stats(site, ext)
+                    rtp[ext] = (max(rx, now_rx), max(tx, now_tx))
+            time.sleep(0.3)
+        result = run.wait()
+    assert (result.answered, result.failed) == (calls, 0), result.load.run.describe()
+    assert result.callee.answered == calls and result.callee.success
+    assert "Retransmissions(C)" in result.load.run.stats  # read, not defaulted
+    assert len(result.load.post_dial_delays) == calls
+    pdd = result.post_dial_delay_ms()
+    assert pdd["p50"] is not None and pdd["max"] is not None
+    assert 0 < pdd["p50"] <= pdd["max"] < 3000, pdd
+    assert result.summary()["answered"] == calls
+    for ext, (rx, tx) in rtp.items():
+        assert rx > 20 and tx > 20, (ext, rtp)
+    # Asterisk found its own address in the lab's hosts file: no DNS query per call
+    # (with an unreachable resolver each one stalled calls for 5 s under load)
+    logs = "".join(f.read_text(errors="replace") for f in site.lab.log_dir.glob("*") if f.is_file())
+    assert "Unable to lookup" not in logs
+
+
+@pytest.mark.lab
 def test_call_load_counts_rejected_calls(site: LiveSite, driver: SippDriver) -> None:
     load = driver.call_load("101", "Wr0ng#Password", "102", calls=3, rate=10, limit=3)
     assert not load.success
@@ -365,7 +485,7 @@ def test_call_load_survives_dialplan_reloads(site: LiveSite, driver: SippDriver)
 def test_echo_test_echoes_audio(site: LiveSite, driver: SippDriver) -> None:
     thread, results = _in_background(
         lambda: driver.call(
-            "101", site.password("101"), "*43", hold_seconds=3, audio=sipp.AUDIO_PCAP
+            "101", site.password("101"), "*43", hold_seconds=3, audio=AUDIO_PCAP
         )
     )
     _wait_for_app(site, "Echo")
@@ -383,7 +503,7 @@ def test_two_way_audio_through_the_bridge(site: LiveSite, driver: SippDriver) ->
     with driver.phone("102", site.password("102"), rtp_echo=True) as phone:
         thread, results = _in_background(
             lambda: driver.call(
-                "101", site.password("101"), "102", hold_seconds=3, audio=sipp.AUDIO_PCAP
+                "101", site.password("101"), "102", hold_seconds=3, audio=AUDIO_PCAP
             )
         )
         time.sleep(2.5)

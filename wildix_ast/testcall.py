@@ -15,7 +15,7 @@ from wildix_ast.secrets_vault import SecretVault
 from wildix_ast.site import Site
 
 if TYPE_CHECKING:
-    from wildix_ast.sip_test.sipp import CallResult
+    from wildix_ast.sip_test import CallResult
 
 
 @dataclass
@@ -39,7 +39,7 @@ class TestCallResult:
 def test_call(lab: Lab, site: Site, vault: SecretVault, caller: str, callee: str, *,
               hold: float = 2.0) -> TestCallResult:
     """Register both users, call, answer, hold, hang up; then no channel may be left."""
-    from wildix_ast.sip_test.sipp import SippDriver, SippError
+    from wildix_ast.sip_test import SippDriver, SippError
 
     compiled = compile_site(site, vault, Target.lab(lab))
     users = {u.extension: u for u in compiled.site.users}

@@ -193,6 +193,18 @@ class ConfigTarget:
         # Log in before writing anything: an AMI that refuses us must leave the files as
         # they are.
         async with self._ami_client() as ami:
+            if not plan.has_changes and also_expect is None:
+                say("done", "nothing to change; Asterisk answers with our AMI account")
+                report.verified = True
+                if not self.state.generations():
+                    self.state.write_manifest(plan.new_files)
+                    revision = on_verified() if on_verified is not None else store_revision
+                    report.generation = self.state.record_generation(
+                        plan.new_files, kind, revision, from_generation)
+                elif on_verified is not None:
+                    on_verified()
+                report.total_seconds = time.monotonic() - started
+                return report
             journal = Journal(
                 started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), pid=os.getpid(),
                 command=_command_line(), step="writing",

@@ -1,32 +1,35 @@
-"""Free loopback ports for a lab instance: SIP (UDP and TCP), AMI (TCP) and an RTP range.
+"""The loopback ports of a lab instance: SIP (UDP and TCP), AMI (TCP) and an RTP range.
 
-Several test runs may share one machine. Ports are picked at random from fixed slots below
-the kernel's ephemeral range (so no outgoing connection is handed one of them), each checked
-by binding it, and the slot is reserved with an `fcntl` lock on a file in a shared folder.
-The reservation's file descriptor is inherited by Asterisk (see `Lab.start`), so the slot
-stays taken exactly as long as the instance, or the process that allocated it, lives.
+A lab takes one whole slot of the project's port allocator (`wildix_ast/ports.py`: random
+slots below the kernel's ephemeral range, each reserved with an `fcntl` lock in a shared
+folder) and lays its ports out in it. The reservation's file descriptor is inherited by
+Asterisk (see `Lab.start`), so the slot stays taken exactly as long as the instance, or the
+process that allocated it, lives.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import os
 import random
-import socket
-import tempfile
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from wildix_ast.errors import LabError
+from wildix_ast.ports import (
+    FIRST_SLOT_PORT,
+    LAST_PORT,
+    LOOPBACK,
+    SLOT_SIZE,
+    lock_slot,
+    port_in_use,
+    reserve_slot,
+    slot_base,
+    slot_of,
+)
 
-LOOPBACK = "127.0.0.1"
-SLOT_SIZE = 256          # ports per slot: SIP, AMI, spare, then the RTP range
+# SIP, AMI, spare, then the RTP range, in a slot of SLOT_SIZE ports
 RTP_OFFSET = 16
 RTP_COUNT = 200
-FIRST_SLOT_PORT = 10240  # below: well-known and commonly used ports
-LAST_PORT = 32767        # Linux's ephemeral range starts at 32768 by default
 
 
 @dataclass(frozen=True)
@@ -63,22 +66,6 @@ class LabPorts:
                 f"RTP {self.rtp_start}-{self.rtp_end}")
 
 
-def port_in_use(protocol: str, port: int, host: str = LOOPBACK) -> bool:
-    """True when binding `host:port` fails because someone holds it."""
-    kind = socket.SOCK_DGRAM if protocol == "udp" else socket.SOCK_STREAM
-    with socket.socket(socket.AF_INET, kind) as probe:
-        if kind == socket.SOCK_STREAM:
-            # like Asterisk's listeners: TIME_WAIT leftovers do not count as taken
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as error:
-            if error.errno in (errno.EADDRINUSE, errno.EACCES):
-                return True
-            raise
-    return False
-
-
 def check_ports_free(ports: LabPorts) -> None:
     """Raise LabError naming the first listening port another program already holds."""
     for protocol, port, purpose in ports.listening():
@@ -86,14 +73,6 @@ def check_ports_free(ports: LabPorts) -> None:
             raise LabError(f"port {port}/{protocol} ({purpose}) on {ports.host} is already "
                            f"in use by another program (see `ss -lnp{protocol[0]} "
                            f"sport = :{port}`); stop it, or let the lab pick free ports")
-
-
-def reservations_dir() -> Path:
-    """The folder shared by every wildix-ast process on this machine for slot locks."""
-    path = Path(os.environ.get("WILDIX_AST_PORT_LOCKS",
-                               Path(tempfile.gettempdir()) / "wildix-ast-ports"))
-    path.mkdir(mode=0o1777, parents=True, exist_ok=True)
-    return path
 
 
 class PortReservation:
@@ -114,54 +93,35 @@ class PortReservation:
             self.release()
 
 
-def _slot_ports(slot: int) -> LabPorts:
-    base = FIRST_SLOT_PORT + slot * SLOT_SIZE
+def _layout(base: int) -> LabPorts:
     return LabPorts(sip=base, ami=base + 1, rtp_start=base + RTP_OFFSET,
                     rtp_end=base + RTP_OFFSET + RTP_COUNT - 1)
 
 
-def _slot_free(ports: LabPorts) -> bool:
+def _slot_free(base: int) -> bool:
+    ports = _layout(base)
     if any(port_in_use(protocol, port, ports.host) for protocol, port, _ in ports.listening()):
         return False
     return not any(port_in_use("udp", port, ports.host)
                    for port in range(ports.rtp_start, ports.rtp_end + 1))
 
 
-def _lock_slot(slot: int) -> int | None:
-    path = reservations_dir() / f"slot-{slot}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
-
-
 def reserve_slot_of(ports: LabPorts) -> PortReservation | None:
     """Reserve again the slot `ports` came from (a restart); None if another run holds it.
     Ports that are not one of our slots (chosen by hand) are returned without a lock."""
-    offset = ports.sip - FIRST_SLOT_PORT
-    slot = offset // SLOT_SIZE
-    if offset < 0 or offset % SLOT_SIZE or _slot_ports(slot) != ports:
+    slot = slot_of(ports.sip)
+    if slot is None or _layout(slot_base(slot)) != ports:
         return PortReservation(ports, None)
-    fd = _lock_slot(slot)
+    fd = lock_slot(slot)
     return PortReservation(ports, fd) if fd is not None else None
 
 
 def allocate_ports(rng: random.Random | None = None, attempts: int = 64) -> PortReservation:
     """Pick a random free slot of loopback ports and reserve it."""
-    chooser = rng or random.SystemRandom()
-    slots = list(range((LAST_PORT + 1 - FIRST_SLOT_PORT) // SLOT_SIZE))
-    chooser.shuffle(slots)
-    for slot in slots[:attempts]:
-        fd = _lock_slot(slot)
-        if fd is None:
-            continue  # another wildix-ast instance holds it
-        ports = _slot_ports(slot)
-        if _slot_free(ports):
-            return PortReservation(ports, fd)
-        os.close(fd)
-    raise LabError(f"found no free block of {SLOT_SIZE} loopback ports between "
-                   f"{FIRST_SLOT_PORT} and {LAST_PORT} after {attempts} tries: stop some "
-                   "lab instances (wildix-ast lab status / down)")
+    reserved = reserve_slot(_slot_free, rng=rng, attempts=attempts)
+    if reserved is None:
+        raise LabError(f"found no free block of {SLOT_SIZE} loopback ports between "
+                       f"{FIRST_SLOT_PORT} and {LAST_PORT} after {attempts} tries: stop some "
+                       "lab instances (wildix-ast lab status / down)")
+    slot, fd = reserved
+    return PortReservation(_layout(slot_base(slot)), fd)

@@ -139,8 +139,9 @@ def prepare_rootfs(root: Path) -> None:
     (root / "run" / "asterisk").mkdir(parents=True, exist_ok=True)
     for name in ("proc", "dev"):
         (root / name).mkdir(exist_ok=True)
-    # Without a hosts file every call makes Asterisk log failed look-ups of 'vm' and of
-    # the root servers (its ACL code resolves names); the lab shares the host's network.
+    # A base hosts file for the root filesystem. It does not name this machine (the cache
+    # is shared by machines of other names): each instance mounts its own hosts file naming
+    # it (Lab.start), since Asterisk's ACL code resolves the host name for every RTP session.
     hosts = root / "etc" / "hosts"
     if not hosts.exists():
         hosts.write_text("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
