@@ -32,6 +32,7 @@ class Providers:
         self.backup = free_port(BACKUP)
         self.dead = free_port(DEAD)
         self.registrar = free_port("127.0.0.1")
+        self.strict_registrar = free_port("127.0.0.1")
 
 
 def routing_site(p: Providers) -> Site:
@@ -43,6 +44,8 @@ def routing_site(p: Providers) -> Site:
         Trunk(name="dead", auth="ip", host=DEAD, port=p.dead),
         Trunk(name="account", auth="registration", host="127.0.0.1", port=p.registrar,
               username=ACCOUNT, secret=SECRET),
+        Trunk(name="mistyped", auth="registration", host="127.0.0.1",
+              port=p.strict_registrar, username=ACCOUNT, secret="Not-The-Secret-1"),
     ]
     groups = [Group(name="default"), Group(name="direction", allow=[CallClass.INTERNATIONAL]),
               Group(name="stagiaires", deny=[CallClass.MOBILE])]
@@ -77,7 +80,18 @@ def registrar(providers: Providers, tmp_path_factory: pytest.TempPathFactory
 
 
 @pytest.fixture(scope="module")
-def live(providers: Providers, registrar: UasHandle,
+def strict_registrar(providers: Providers, tmp_path_factory: pytest.TempPathFactory
+                     ) -> Iterator[UasHandle]:
+    """The provider of the trunk whose secret is mistyped."""
+    driver = SippDriver(0, work_dir=tmp_path_factory.mktemp("strict-registrar"))
+    handle = driver.answer(ACCOUNT, behaviour="registrar", port=providers.strict_registrar,
+                           calls=1, timeout=120, keys={"secret": SECRET})
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture(scope="module")
+def live(providers: Providers, registrar: UasHandle, strict_registrar: UasHandle,
          tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:
     with live_site(tmp_path_factory.mktemp("routing"), "routing", routing_site(providers),
                    from_store=False) as site:
@@ -195,6 +209,12 @@ def test_registration_trunk_answers_the_providers_challenge(clean: LiveSite,
     assert "Registered" in asyncio.run(registrations())
 
 
+def test_registration_with_a_wrong_secret_is_refused_by_the_provider(
+        clean: LiveSite, strict_registrar: UasHandle) -> None:
+    seen = strict_registrar.wait(timeout=30)
+    assert [m.status for m in seen.run.responses("REGISTER", "sent")][:2] == [401, 403]
+
+
 def test_ip_trunk_calls_are_accepted_only_from_its_address(clean: LiveSite) -> None:
     port = clean.lab.ports.sip
     work = clean.work / "inbound"
@@ -206,8 +226,32 @@ def test_ip_trunk_calls_are_accepted_only_from_its_address(clean: LiveSite) -> N
     assert not stranger.connected and stranger.final_status in (401, 403)
 
 
-def test_group_denying_a_class_refuses_it_but_not_emergency(tmp_path: Path) -> None:
+def test_group_denying_a_class_keeps_emergency() -> None:
     site = routing_site(Providers())
     stagiaires = next(g for g in site.groups if g.name == "stagiaires")
     assert CallClass.MOBILE not in stagiaires.allowed
     assert CallClass.EMERGENCY in stagiaires.allowed
+
+
+def test_emergency_goes_out_for_every_group_and_premium_is_denied(clean: LiveSite,
+                                                                   providers: Providers) -> None:
+    with provider(clean, PRIMARY, providers.primary) as uas:
+        premium = call(clean, "102", "3631", expect="reject")
+        emergency = call(clean, "102", "112", hold_seconds=0.5)
+        uas.wait(timeout=15)
+    assert premium.final_status == 403, premium.run.describe()
+    assert emergency.connected, emergency.run.describe()
+    assert [request_user(m) for m in invites(uas)] == ["112"]  # as dialled, not E.164
+
+
+def test_unknown_national_number_is_refused_as_unallocated(clean: LiveSite) -> None:
+    refused = call(clean, "102", "0033123", expect="reject")
+    assert refused.final_status == 404, refused.run.describe()
+
+
+def test_asterisk_loaded_the_routing_without_a_warning(live: LiveSite) -> None:
+    log = (live.lab.log_dir / "messages.log").read_text(encoding="utf-8", errors="replace")
+    warnings = [line for line in log.splitlines() if "WARNING" in line
+                # the trunk with a mistyped secret, refused on purpose
+                and "403 Forbidden fatal response" not in line]
+    assert warnings == []
