@@ -102,8 +102,8 @@ COUNTRY_TABLES: dict[str, CountryTable] = {
         country_code="39", national_prefix="", international_prefix="00",
         emergency_numbers=("112", "113", "114", "115", "118", "1515", "1530"),
         number_rules=_rules(("0XXXXX.", C.NATIONAL), ("3XXXXXXXX.", C.MOBILE),
-                            ("80XXXX.", C.NATIONAL), ("89XXXX.", C.PREMIUM),
-                            ("84XXXX.", C.PREMIUM)),
+                            ("80XXX.", C.NATIONAL), ("89XXX.", C.PREMIUM),
+                            ("84XXX.", C.PREMIUM)),
         short_numbers=_rules(("12XX", C.PREMIUM), ("4XXX.", C.PREMIUM)),
     ),
 }

@@ -1,0 +1,199 @@
+"""Call classes, number normalisation, ACL groups, trunks: the model and its validation
+(the live calls are in test_routing_calls.py)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from wildix_ast.asterisk import by_name
+from wildix_ast.call_classes import CallClass, DialplanGeneral, NumberingPlan, Shape, matches
+from wildix_ast.errors import SettingsError
+from wildix_ast.groups import Group
+from wildix_ast.render import render_site
+from wildix_ast.secrets_vault import MemoryVault, with_secrets
+from wildix_ast.settings_file import parse_site
+
+C = CallClass
+FRANCE = NumberingPlan.of(DialplanGeneral(), "33")
+ITALY = NumberingPlan.of(DialplanGeneral(), "39")
+
+
+@pytest.mark.parametrize(("dialled", "expected"), [
+    ("0140000000", (C.NATIONAL, "+33140000000")),
+    ("0033140000000", (C.NATIONAL, "+33140000000")),
+    ("+33140000000", (C.NATIONAL, "+33140000000")),
+    ("0612345678", (C.MOBILE, "+33612345678")),
+    ("0033712345678", (C.MOBILE, "+33712345678")),
+    ("0899123456", (C.PREMIUM, "+33899123456")),
+    ("0912345678", (C.NATIONAL, "+33912345678")),
+    ("3631", (C.PREMIUM, "3631")),
+    ("118712", (C.PREMIUM, "118712")),
+    ("112", (C.EMERGENCY, "112")),
+    ("15", (C.EMERGENCY, "15")),
+    ("0044201234567", (C.INTERNATIONAL, "+44201234567")),
+    ("+12125551234", (C.INTERNATIONAL, "+12125551234")),
+    ("014000000", None),  # one digit short
+    ("0033123", None),
+    ("123", None),
+])
+def test_france(dialled: str, expected: tuple[CallClass, str] | None) -> None:
+    assert FRANCE.classify(dialled) == expected
+
+
+@pytest.mark.parametrize(("dialled", "expected"), [
+    ("0612345678", (C.NATIONAL, "+390612345678")),  # Rome: the 0 belongs to the number
+    ("00390612345678", (C.NATIONAL, "+390612345678")),
+    ("3331234567", (C.MOBILE, "+393331234567")),
+    ("+393331234567", (C.MOBILE, "+393331234567")),
+    ("800123456", (C.NATIONAL, "+39800123456")),
+    ("892123", (C.PREMIUM, "+39892123")),
+    ("113", (C.EMERGENCY, "113")),
+    ("0033140000000", (C.INTERNATIONAL, "+33140000000")),
+])
+def test_italy(dialled: str, expected: tuple[CallClass, str] | None) -> None:
+    assert ITALY.classify(dialled) == expected
+
+
+def test_outside_line_prefix_is_stripped_and_emergency_needs_none() -> None:
+    plan = NumberingPlan.of(DialplanGeneral(outside_line_prefix="0"), "33")
+    assert plan.classify("00140000000") == (C.NATIONAL, "+33140000000")
+    assert plan.classify("112") == plan.classify("0112") == (C.EMERGENCY, "112")
+    assert plan.classify("0140000000") is None  # without the outside-line prefix
+
+
+def test_a_site_replaces_a_table() -> None:
+    general = DialplanGeneral.model_validate({
+        "number_rules": [{"pattern": "1XXXXXXXX", "call_class": "local"},
+                         {"pattern": "[2-5]XXXXXXXX", "call_class": "national"}],
+        "emergency_numbers": ["112"]})
+    plan = NumberingPlan.of(general, "33")
+    assert plan.classify("0140000000") == (C.LOCAL, "+33140000000")
+    assert plan.classify("0240000000") == (C.NATIONAL, "+33240000000")
+    assert plan.classify("0612345678") is None and plan.classify("15") is None
+
+
+def test_patterns() -> None:
+    assert matches("[1-5]XXXXXXXX", "140000000") and not matches("[1-5]XXXXXXXX", "640000000")
+    assert matches("0XXXXX.", "0612345678") and not matches("0XXXXX.", "06123")
+    overlap = [("[1-5]XXX", "1XXX", True), ("[1-5]XXX", "6XXX", False),
+               ("1XXX", "1XXXX", False), ("1X.", "1XXXX", True), ("1X.", "1X", False),
+               ("NXX", "1XX", False), ("ZXX", "1XX", True), ("8X.", "89X.", True)]
+    for a, b, expected in overlap:
+        assert Shape.parse(a).overlaps(Shape.parse(b)) is expected, (a, b)
+        assert Shape.parse(b).overlaps(Shape.parse(a)) is expected, (b, a)
+
+
+def test_groups_fail_closed() -> None:
+    plain = Group(name="g")
+    assert plain.allowed == {C.INTERNAL, C.LOCAL, C.NATIONAL, C.MOBILE, C.EMERGENCY}
+    granted = Group(name="g", allow=[C.INTERNATIONAL], deny=[C.MOBILE])
+    assert C.INTERNATIONAL in granted.allowed and C.MOBILE not in granted.allowed
+    assert C.PREMIUM not in granted.allowed
+
+
+SITE = """\
+system:
+  language_region: {country_code: "33"}
+groups:
+  - name: default
+  - name: sales
+    allow: [international]
+trunks:
+  - {name: op, auth: registration, host: sip.example.net, username: acme, secret: Give-n-42}
+  - {name: backup, auth: ip, host: 192.0.2.10, caller_id: main_number,
+     main_number: "+33140000000"}
+trunk_groups:
+  - {name: out, trunks: [op, backup]}
+dialplan:
+  general: {trunk_group: out, class_limits: {international: 2}}
+users:
+  - {name: Alice, extension: "101", group: sales}
+"""
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(SettingsError) as caught:
+        parse_site(text, "site.yaml")
+    return [str(p) for p in caught.value.problems]
+
+
+def test_good_routing_site() -> None:
+    site = parse_site(SITE)
+    assert [t.name for t in site.trunks] == ["op", "backup"]
+    assert site.trunks[1].identify_addresses == ["192.0.2.10"]
+
+
+@pytest.mark.parametrize(("change", "location", "words"), [
+    (("trunks: [op, backup]", "trunks: [op, gone]"), "trunk_groups[0].trunks[1]",
+     "trunk 'gone' is not defined"),
+    (("trunks: [op, backup]", "trunks: [op, op]"), "trunk_groups[0].trunks[1]", "twice"),
+    (("{trunk_group: out,", "{trunk_group: nowhere,"), "dialplan.general.trunk_group",
+     "'nowhere' is not defined"),
+    (("class_limits: {international: 2}", "class_limits: {emergency: 2}"),
+     "dialplan.general.class_limits.emergency", "never limited"),
+    (("allow: [international]", "allow: [international]\n    deny: [international, "
+      "emergency]"), "groups[1].deny", "emergency calls always go out"),
+    (("allow: [international]", "allow: [mobile]\n    deny: [mobile]"), "groups[1].deny",
+     "both allowed and denied"),
+    (("{name: backup,", "{name: op,"), "trunks[1].name", "already defined"),
+    (('extension: "101"', 'extension: "112"'), "users[0].extension",
+     "also an external number (emergency"),
+    (("class_limits:", "number_rules: [{pattern: '1XXXXXXXX', call_class: local}, "
+      "{pattern: '[1-5]XXXXXXXX', call_class: national}], class_limits:"),
+     "dialplan.general.number_rules[1].pattern", "overlaps '1XXXXXXXX'"),
+    (("username: acme, secret: Give-n-42", "username: acme"), "trunks[0]",
+     "needs username and secret"),
+    (("host: 192.0.2.10,", "host: backup.example.net,"), "trunks[1]", "needs addresses"),
+    (("{name: backup,", "{name: op-auth,"), "trunks[1].name", "may not end with"),
+    (("secret: Give-n-42", "secret: 'Give;n-42'"), "trunks[0].secret", "trunk secret"),
+])
+def test_routing_problems_are_located(change: tuple[str, str], location: str,
+                                      words: str) -> None:
+    old, new = change
+    assert old in SITE
+    found = problems(SITE.replace(old, new, 1))
+    assert any(location in p and words in p for p in found), found
+
+
+def test_trunk_secret_is_masked_in_plan_diffs() -> None:
+    site = with_secrets(parse_site(SITE), MemoryVault())
+    text = render_site(site, manager_secret="Mgr-s3cret.Value")["pjsip.conf"]
+    assert "password = Give-n-42" in text
+    pjsip = by_name()["pjsip.conf"]
+    assert pjsip.secret("trunk-op-auth", "password", "=", "Give-n-42") == ("Give-n-42", "")
+
+
+def test_ip_trunk_is_identified_by_address_only_and_registration_by_line() -> None:
+    site = with_secrets(parse_site(SITE), MemoryVault())
+    text = render_site(site, manager_secret="Mgr-s3cret.Value")["pjsip.conf"]
+    assert "[trunk-backup-identify]" in text and "match = 192.0.2.10" in text
+    assert "[trunk-op-identify]" not in text
+    assert text.count("identify_by = ip") == 2
+    registration = text[text.index("[trunk-op-reg]"):]
+    assert "line = yes" in registration and "endpoint = trunk-op" in registration
+
+
+ASTERISKLINT = Path(sys.executable).parent / "asterisklint"
+
+
+@pytest.mark.parametrize(("country", "outside"), [("33", None), ("39", "9"), ("44", None)])
+def test_asterisklint_accepts_the_routing_of_every_table(country: str, outside: str | None,
+                                                         tmp_path: Path) -> None:
+    """asterisklint is a dev dependency (GPL: run as a program, never imported)."""
+    assert ASTERISKLINT.exists(), "asterisklint (dev dependency) is not installed"
+    text = SITE.replace('country_code: "33"', f'country_code: "{country}"')
+    if outside:
+        text = text.replace("{trunk_group: out,", f'{{outside_line_prefix: "{outside}", '
+                            "trunk_group: out,")
+    site = with_secrets(parse_site(text), MemoryVault())
+    dialplan = render_site(site, manager_secret="Mgr-s3cret.Value")["extensions.conf"]
+    (tmp_path / "extensions.conf").write_text(dialplan, encoding="utf-8")
+    result = subprocess.run([str(ASTERISKLINT), "dialplan-check", "--asterisk-version", "22",
+                             str(tmp_path / "extensions.conf")],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "[wildix-trunk-op]" in dialplan
