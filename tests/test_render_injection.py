@@ -317,8 +317,8 @@ FIELDS: dict[str, Setter] = {
                                                  "international_prefix"),
     "dialplan.general.outside_line_prefix": _at("dialplan", "general", "outside_line_prefix"),
     "dialplan.general.trunk_group": _at("dialplan", "general", "trunk_group"),
-    "dialplan.general.class_trunk_groups": _at("dialplan", "general", "class_trunk_groups",
-                                               "premium"),
+    "dialplan.general.classes[].trunk_group": _at("dialplan", "general", "classes", 0,
+                                                  "trunk_group"),
     "dialplan.general.emergency_numbers[]": _in_list("dialplan", "general",
                                                      "emergency_numbers"),
     "dialplan.general.number_rules[].pattern": _rule("number_rules"),
@@ -379,6 +379,7 @@ EXTRAS: dict[str, st.SearchStrategy[str]] = {
     "trunks[].secret": _password,
     "trunks[].main_number": _digits,
     "trunk_groups[].trunks[]": st.sampled_from(["operateur", "secours"]),
+    "dialplan.general.classes[].trunk_group": st.sampled_from(["sortants", "nope"]),
     "dialplan.voicemail": _feature,
 }
 
@@ -429,7 +430,7 @@ def test_no_accepted_value_changes_the_structure(field_name: str) -> None:
 
 def test_every_string_field_of_the_model_is_covered() -> None:
     """A new string field in the model must be added to FIELDS."""
-    from wildix_ast.call_classes import DialplanGeneral, NumberRule
+    from wildix_ast.call_classes import ClassSettings, DialplanGeneral, NumberRule
     from wildix_ast.dialplan import Dialplan, Procedure
     from wildix_ast.groups import Group
     from wildix_ast.system import LanguageRegion, Manager, System
@@ -442,7 +443,7 @@ def test_every_string_field_of_the_model_is_covered() -> None:
 
     covered = {name.rsplit(".", 1)[-1].removesuffix("[]") for name in FIELDS}
     for model in (System, LanguageRegion, Manager, Group, Dialplan, Procedure, User, Trunk,
-                  TrunkGroup, DialplanGeneral, NumberRule):
+                  TrunkGroup, DialplanGeneral, NumberRule, ClassSettings):
         missing = strings(model) - covered
         assert not missing, f"{model.__name__}: {missing} not exercised"
 

@@ -109,7 +109,7 @@ trunks:
 trunk_groups:
   - {name: out, trunks: [op, backup]}
 dialplan:
-  general: {trunk_group: out, class_limits: {international: 2}}
+  general: {trunk_group: out, classes: [{call_class: international, max_calls: 2}]}
 users:
   - {name: Alice, extension: "101", group: sales}
 """
@@ -133,8 +133,15 @@ def test_good_routing_site() -> None:
     (("trunks: [op, backup]", "trunks: [op, op]"), "trunk_groups[0].trunks[1]", "twice"),
     (("{trunk_group: out,", "{trunk_group: nowhere,"), "dialplan.general.trunk_group",
      "'nowhere' is not defined"),
-    (("class_limits: {international: 2}", "class_limits: {emergency: 2}"),
-     "dialplan.general.class_limits.emergency", "never limited"),
+    (("{call_class: international, max_calls: 2}", "{call_class: emergency, max_calls: 2}"),
+     "dialplan.general.classes[0].max_calls", "never limited"),
+    (("max_calls: 2}]", "max_calls: 2}, {call_class: international}]"),
+     "dialplan.general.classes[1].call_class", "already set"),
+    (("max_calls: 2}]", "max_calls: 2}, {call_class: premium, trunk_group: nope}]"),
+     "dialplan.general.classes[1].trunk_group", "'nope' is not defined"),
+    (("{trunk_group: out, classes: [{call_class: international, max_calls: 2}]}",
+      "{classes: [{call_class: premium, trunk_group: out}]}"),
+     "dialplan.general.trunk_group", "emergency calls have no trunk group"),
     (("allow: [international]", "allow: [international]\n    deny: [international, "
       "emergency]"), "groups[1].deny", "emergency calls always go out"),
     (("allow: [international]", "allow: [mobile]\n    deny: [mobile]"), "groups[1].deny",
@@ -142,8 +149,8 @@ def test_good_routing_site() -> None:
     (("{name: backup,", "{name: op,"), "trunks[1].name", "already defined"),
     (('extension: "101"', 'extension: "112"'), "users[0].extension",
      "also an external number (emergency"),
-    (("class_limits:", "number_rules: [{pattern: '1XXXXXXXX', call_class: local}, "
-      "{pattern: '[1-5]XXXXXXXX', call_class: national}], class_limits:"),
+    (("classes:", "number_rules: [{pattern: '1XXXXXXXX', call_class: local}, "
+      "{pattern: '[1-5]XXXXXXXX', call_class: national}], classes:"),
      "dialplan.general.number_rules[1].pattern", "overlaps '1XXXXXXXX'"),
     (("username: acme, secret: Give-n-42", "username: acme"), "trunks[0]",
      "needs username and secret"),

@@ -48,8 +48,9 @@ def routing_site(p: Providers) -> Site:
     ]
     groups = [Group(name="default"), Group(name="direction", allow=[CallClass.INTERNATIONAL]),
               Group(name="stagiaires", deny=[CallClass.MOBILE])]
-    general = DialplanGeneral(trunk_group="main", class_limits={CallClass.INTERNATIONAL: 1},
-                              class_trunk_groups={CallClass.MOBILE: "failover"})
+    general = DialplanGeneral.model_validate({"trunk_group": "main", "classes": [
+        {"call_class": "international", "max_calls": 1},
+        {"call_class": "mobile", "trunk_group": "failover"}]})
     dialplan = base.dialplan.model_copy(update={"general": general})
     return Site.model_validate({
         **base.model_dump(exclude={"trunks", "trunk_groups", "groups", "dialplan"}),

@@ -109,6 +109,23 @@ COUNTRY_TABLES: dict[str, CountryTable] = {
 }
 
 
+GroupName = Annotated[str, _pattern(r"[A-Za-z][A-Za-z0-9_-]{0,39}", "identifier (a letter, "
+                                    "then letters, digits, '_' or '-', 40 at most)")]
+
+
+class ClassSettings(BaseModel):
+    """What a site sets for one call class."""
+
+    model_config = STRICT
+
+    call_class: CallClass
+    trunk_group: GroupName | None = None
+    """Where this class leaves, instead of the general `trunk_group`."""
+    max_calls: Annotated[int, Field(ge=0, le=10000)] | None = None
+    """At most this many simultaneous calls of the class on the whole PBX (a toll-fraud
+    brake)."""
+
+
 class DialplanGeneral(BaseModel):
     """Dialplan -> General settings. Left out, prefixes and tables come from the country
     table of `system.language_region.country_code` (France 33, Italy 39)."""
@@ -123,15 +140,10 @@ class DialplanGeneral(BaseModel):
     emergency_numbers: list[ShortNumber] | None = None
     number_rules: list[NumberRule] | None = None
     short_numbers: list[NumberRule] | None = None
-    class_limits: dict[CallClass, Annotated[int, Field(ge=0, le=10000)]] = Field(
-        default_factory=dict)
-    """At most this many simultaneous calls of a class on the whole PBX (toll-fraud brake)."""
-    trunk_group: Annotated[str, _pattern(r"[A-Za-z][A-Za-z0-9_-]{0,39}", "identifier")] \
-        | None = None
+    trunk_group: GroupName | None = None
     """The trunk group external calls leave on."""
-    class_trunk_groups: dict[CallClass, Annotated[str, _pattern(
-        r"[A-Za-z][A-Za-z0-9_-]{0,39}", "identifier")]] = Field(default_factory=dict)
-    """Per class, another trunk group than `trunk_group`."""
+    classes: list[ClassSettings] = Field(default_factory=list)
+    """Per call class: another trunk group, a limit of simultaneous calls."""
 
 
 @dataclass(frozen=True)

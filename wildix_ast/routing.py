@@ -33,7 +33,8 @@ def outgoing(site: Site) -> dict[CallClass, str]:
     for call_class in CallClass:
         if call_class is CallClass.INTERNAL:
             continue
-        group = general.class_trunk_groups.get(call_class, general.trunk_group)
+        group = next((c.trunk_group for c in general.classes
+                      if c.call_class is call_class and c.trunk_group), general.trunk_group)
         if group is not None:
             routes[call_class] = group
     return routes
@@ -93,18 +94,25 @@ def routing_errors(site: Site) -> Iterator[InitErrorDetails]:
     if general.trunk_group is not None and general.trunk_group not in groups:
         yield _error((*here, "trunk_group"),
                      f"trunk group {general.trunk_group!r} is not defined in trunk_groups")
-    for call_class, name in general.class_trunk_groups.items():
+    seen_classes: dict[CallClass, int] = {}
+    for i, settings in enumerate(general.classes):
+        at = (*here, "classes", i)
+        call_class = settings.call_class
+        if call_class in seen_classes:
+            yield _error((*at, "call_class"), f"{call_class} already set at dialplan.general."
+                         f"classes[{seen_classes[call_class]}]")
+        seen_classes.setdefault(call_class, i)
         if call_class is CallClass.INTERNAL:
-            yield _error((*here, "class_trunk_groups", str(call_class)),
-                         "internal calls never leave on a trunk")
-        elif name not in groups:
-            yield _error((*here, "class_trunk_groups", str(call_class)),
-                         f"trunk group {name!r} is not defined in trunk_groups")
-    for call_class in general.class_limits:
-        if call_class in (CallClass.INTERNAL, CallClass.EMERGENCY):
-            yield _error((*here, "class_limits", str(call_class)),
-                         f"{call_class} calls are never limited")
-
+            yield _error((*at, "call_class"), "internal calls never leave on a trunk")
+        if settings.trunk_group is not None and settings.trunk_group not in groups:
+            yield _error((*at, "trunk_group"),
+                         f"trunk group {settings.trunk_group!r} is not defined in trunk_groups")
+        if settings.max_calls is not None and call_class is CallClass.EMERGENCY:
+            yield _error((*at, "max_calls"), "emergency calls are never limited")
+    routes = outgoing(site)
+    if routes and CallClass.EMERGENCY not in routes:
+        yield _error((*here, "trunk_group"), "emergency calls have no trunk group while other "
+                     "classes do: set trunk_group, or one for emergency in classes")
     if general.number_rules is not None:
         yield from _overlaps(general.number_rules, (*here, "number_rules"))
     if general.short_numbers is not None:

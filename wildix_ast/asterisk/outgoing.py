@@ -99,7 +99,8 @@ def _forms(plan: NumberingPlan) -> list[Extension]:
 
 def _route(site: Site) -> list[Extension]:
     routes = outgoing(site)
-    limits = site.dialplan.general.class_limits
+    limits = {c.call_class: c.max_calls for c in site.dialplan.general.classes
+              if c.max_calls is not None}
     found: list[Extension] = []
     for call_class in CallClass:
         if call_class is CallClass.INTERNAL:

@@ -23,7 +23,8 @@ _STACK = (
     "res_pjproject.so", "res_pjsip.so", "res_pjsip_session.so",
     "res_pjsip_authenticator_digest.so", "res_pjsip_outbound_authenticator_digest.so",
     "res_pjsip_endpoint_identifier_user.so", "res_pjsip_endpoint_identifier_ip.so",
-    "res_pjsip_registrar.so", "res_pjsip_sdp_rtp.so", "res_pjsip_caller_id.so",
+    "res_pjsip_registrar.so", "res_pjsip_outbound_registration.so", "res_pjsip_sdp_rtp.so",
+    "res_pjsip_caller_id.so",
     "res_pjsip_nat.so", "res_pjsip_dtmf_info.so", "res_pjsip_rfc3326.so",
     "res_pjsip_diversion.so", "res_pjsip_refer.so", "res_pjsip_path.so",
     "res_pjsip_pubsub.so", "res_pjsip_mwi.so", "res_pjsip_mwi_body_generator.so",
@@ -126,8 +127,6 @@ def _view(given: RenderInput) -> View:
 
 def _modules(site: Site) -> Iterable[str]:
     yield from _STACK
-    if site.trunks:
-        yield "res_pjsip_outbound_registration.so"
     for codec in dict.fromkeys([*codecs(site), *(c for t in site.trunks for c in t.codecs)]):
         yield from _CODEC_MODULES[codec]
 
