@@ -166,6 +166,17 @@ def test_routing_problems_are_located(change: tuple[str, str], location: str,
     assert any(location in p and words in p for p in found), found
 
 
+def test_short_numbers_must_not_shadow_national_numbers_without_a_prefix() -> None:
+    text = SITE.replace('country_code: "33"', 'country_code: "39"').replace(
+        "{trunk_group: out,", "{short_numbers: [{pattern: '3XXX.', call_class: premium}], "
+        "trunk_group: out,")
+    found = problems(text)
+    assert any("dialplan.general.short_numbers[0].pattern" in p
+               and "also matches national numbers dialled as 3XXXXXXXX." in p
+               for p in found), found
+    assert parse_site(SITE.replace('country_code: "33"', 'country_code: "39"'))
+
+
 def test_trunk_secret_is_masked_in_plan_diffs() -> None:
     site = with_secrets(parse_site(SITE), MemoryVault())
     text = render_site(site, manager_secret="Mgr-s3cret.Value")["pjsip.conf"]
@@ -204,3 +215,16 @@ def test_asterisklint_accepts_the_routing_of_every_table(country: str, outside: 
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "[wildix-trunk-op]" in dialplan
+
+
+def test_registrar_and_outbound_proxy() -> None:
+    text = SITE.replace("host: sip.example.net,", "host: sip.example.net, registrar: "
+                        "reg.example.net, outbound_proxy: proxy.example.net,")
+    site = with_secrets(parse_site(text), MemoryVault())
+    pjsip = render_site(site, manager_secret="Mgr-s3cret.Value")["pjsip.conf"]
+    registration = pjsip[pjsip.index("[trunk-op-reg]"):]
+    assert "server_uri = sip:reg.example.net:5060" in registration
+    assert "client_uri = sip:acme@sip.example.net:5060" in registration
+    assert pjsip.count("outbound_proxy = sip:proxy.example.net;lr") == 2
+    assert "registrar is for registration trunks" in " ".join(problems(SITE.replace(
+        "host: 192.0.2.10,", "host: 192.0.2.10, registrar: x.example.net,")))

@@ -125,6 +125,17 @@ def routing_errors(site: Site) -> Iterator[InitErrorDetails]:
                     else (*here, "short_numbers")
                 yield _error(loc, f"emergency number {number} also matches short number "
                              f"pattern {rule.pattern!r}")
+    # Dialled as-is, short numbers must not look like a national number (Italy has no
+    # national prefix: a short '3XXX.' would shadow mobiles '3XXXXXXXX.').
+    national_forms = [(r, Shape.parse(plan.national_prefix + r.pattern))
+                      for r in plan.number_rules]
+    for i, short in enumerate(plan.short_numbers):
+        for rule, form in national_forms:
+            if Shape.parse(short.pattern).overlaps(form):
+                yield _error((*here, "short_numbers", i, "pattern") if general.short_numbers
+                             is not None else (*here, "short_numbers"),
+                             f"short number pattern {short.pattern!r} also matches national "
+                             f"numbers dialled as {plan.national_prefix}{rule.pattern}")
     internal: dict[str, Location] = {site.dialplan.echo_test: ("dialplan", "echo_test"),
                 site.dialplan.voicemail: ("dialplan", "voicemail")}
     for i, user in enumerate(site.users):

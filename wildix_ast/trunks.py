@@ -72,6 +72,10 @@ class Trunk(BaseModel):
     auth: TrunkAuth
     host: Host
     port: Port = 5060
+    registrar: Host | None = None
+    """Registration trunks: where to register, when not `host`."""
+    outbound_proxy: Host | None = None
+    """A proxy every request to the provider goes through (loose routing)."""
     username: SipUser | None = None
     secret: TrunkSecret | None = Field(default=None, repr=False)
     addresses: list[IPv4Address] = Field(default_factory=list)
@@ -90,7 +94,9 @@ class Trunk(BaseModel):
                 raise ValueError("a registration trunk needs username and secret")
             if self.addresses:
                 raise ValueError("addresses are for IP trunks (auth: ip)")
-        else:
+        elif self.registrar is not None:
+            raise ValueError("registrar is for registration trunks")
+        if self.auth is TrunkAuth.IP:
             if self.secret is not None:
                 raise ValueError("an IP trunk has no secret (the provider is known by its "
                                  "address)")

@@ -201,6 +201,7 @@ class PjsipTrunk:
     client_uri: str | None
     identify: str | None
     match: list[str]
+    outbound_proxy: str | None
     anonymous: bool
 
 
@@ -221,9 +222,10 @@ def pjsip_trunks(site: Site, context: str) -> list[PjsipTrunk]:
             username=t.username if registration else None,
             secret=t.secret if registration else None,
             registration=f"{endpoint}-reg" if registration else None,
-            server_uri=f"sip:{hostport}" if registration else None,
+            server_uri=f"sip:{t.registrar or t.host}:{t.port}" if registration else None,
             client_uri=f"sip:{t.username}@{hostport}" if registration else None,
             identify=f"{endpoint}-identify" if match else None,
             match=match,
+            outbound_proxy=f"sip:{t.outbound_proxy};lr" if t.outbound_proxy else None,
             anonymous=t.caller_id is CallerIdMode.ANONYMOUS))
     return out
