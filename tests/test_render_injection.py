@@ -228,6 +228,8 @@ def _render(data: dict[str, Any], manager_secret: str = MANAGER_SECRET) -> dict[
 
 
 BENIGN = _example()
+# optional trunk settings present, so that setting them changes no structure
+BENIGN["trunks"][0].update(registrar="127.0.0.1", outbound_proxy="127.0.0.1")
 BENIGN_FILES = _render(BENIGN)
 BENIGN_SHAPE = signature(BENIGN_FILES)
 BENIGN_TABLES = BENIGN_SHAPE.pop("<tables>")

@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_settings import problems
 
 from wildix_ast.asterisk import by_name
 from wildix_ast.call_classes import CallClass, DialplanGeneral, NumberingPlan, Shape, matches
-from wildix_ast.errors import SettingsError
 from wildix_ast.groups import Group
 from wildix_ast.render import render_site
 from wildix_ast.secrets_vault import MemoryVault, with_secrets
@@ -113,12 +113,6 @@ dialplan:
 users:
   - {name: Alice, extension: "101", group: sales}
 """
-
-
-def problems(text: str) -> list[str]:
-    with pytest.raises(SettingsError) as caught:
-        parse_site(text, "site.yaml")
-    return [str(p) for p in caught.value.problems]
 
 
 def test_good_routing_site() -> None:

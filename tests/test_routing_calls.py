@@ -8,6 +8,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from live_site import LiveSite, example_site, live_site
@@ -68,26 +69,27 @@ def providers() -> Providers:
     return Providers()
 
 
+def start_registrar(port: int, work: Path) -> UasHandle:
+    """A provider's registrar knowing the account ACCOUNT / SECRET, up before Asterisk
+    starts and registers."""
+    return SippDriver(0, work_dir=work).answer(ACCOUNT, behaviour="registrar", port=port,
+                                               calls=1, timeout=120, keys={"secret": SECRET})
+
+
 @pytest.fixture(scope="module")
 def registrar(providers: Providers, tmp_path_factory: pytest.TempPathFactory
               ) -> Iterator[UasHandle]:
-    """The registration trunk's provider, up before Asterisk starts and registers."""
-    driver = SippDriver(0, work_dir=tmp_path_factory.mktemp("registrar"))
-    handle = driver.answer(ACCOUNT, behaviour="registrar", port=providers.registrar,
-                           calls=1, timeout=120, keys={"secret": SECRET})
-    yield handle
-    handle.stop()
+    with start_registrar(providers.registrar, tmp_path_factory.mktemp("registrar")) as handle:
+        yield handle
 
 
 @pytest.fixture(scope="module")
 def strict_registrar(providers: Providers, tmp_path_factory: pytest.TempPathFactory
                      ) -> Iterator[UasHandle]:
     """The provider of the trunk whose secret is mistyped."""
-    driver = SippDriver(0, work_dir=tmp_path_factory.mktemp("strict-registrar"))
-    handle = driver.answer(ACCOUNT, behaviour="registrar", port=providers.strict_registrar,
-                           calls=1, timeout=120, keys={"secret": SECRET})
-    yield handle
-    handle.stop()
+    with start_registrar(providers.strict_registrar,
+                         tmp_path_factory.mktemp("strict-registrar")) as handle:
+        yield handle
 
 
 @pytest.fixture(scope="module")

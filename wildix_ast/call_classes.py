@@ -137,8 +137,8 @@ class DialplanGeneral(BaseModel):
     international_prefix: Prefix | None = None
     outside_line_prefix: Prefix | None = None
     """Dialled before every external number (WMS 'prefix for outside line'), stripped."""
-    emergency_numbers: list[ShortNumber] | None = None
-    number_rules: list[NumberRule] | None = None
+    emergency_numbers: Annotated[list[ShortNumber], Field(min_length=1)] | None = None
+    number_rules: Annotated[list[NumberRule], Field(min_length=1)] | None = None
     short_numbers: list[NumberRule] | None = None
     trunk_group: GroupName | None = None
     """The trunk group external calls leave on."""
