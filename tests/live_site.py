@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wildix_ast.ami import AmiClient
-from wildix_ast.lab.instance import Lab
+from wildix_ast.lab.instance import DEFAULT_NAMESERVER, Lab
 from wildix_ast.lab.rootfs import ensure_rootfs
+from wildix_ast.lab.tls import lab_certificate
 from wildix_ast.pipeline import (
     Compiled,
     Target,
@@ -81,14 +82,22 @@ class LiveSite:
 
 @contextmanager
 def live_site(work: Path, name: str, site: Site | None = None, *,
+              nameserver: str = DEFAULT_NAMESERVER, tls: bool = False,
               from_store: bool = True) -> Iterator[LiveSite]:
-    """`from_store=False` installs `site` as given rather than as the store reads it back
+    """`tls`: the site gets a TLS transport with a certificate made for the lab.
+    `from_store=False` installs `site` as given rather than as the store reads it back
     (sections the store does not keep yet: trunks, routing)."""
     ensure_rootfs()
     store = open_store(str(work / "store.sqlite3"))
     site = site or example_site()
+    lab = Lab(name, work / "lab", nameserver=nameserver)
+    if tls:
+        cert, key = lab_certificate(lab)
+        sip = site.system.sip_rtp.model_copy(update={"tls_certificate": str(cert),
+                                                     "tls_private_key": str(key)})
+        site = site.model_copy(update={"system": site.system.model_copy(
+            update={"sip_rtp": sip})})
     store.import_site(site)
-    lab = Lab(name, work / "lab")
     compiled = compile_site(site, store, Target.lab(lab))
     if from_store:
         install_stored_site(store, Target.lab(lab))

@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 from wildix_ast.errors import LabError
 from wildix_ast.lab.cli import app
 from wildix_ast.lab.instance import Lab
-from wildix_ast.lab.ports import allocate_ports
+from wildix_ast.lab.ports import RTP_COUNT, allocate_ports
 from wildix_ast.lab.rootfs import (
     MOUNT_POINT,
     ensure_rootfs,
@@ -80,7 +80,7 @@ def test_port_slots_are_random_free_and_reserved() -> None:
     first = allocate_ports(random.Random(1))
     try:
         ports = first.ports
-        assert ports.rtp_end - ports.rtp_start + 1 == 200
+        assert ports.rtp_end - ports.rtp_start + 1 == RTP_COUNT
         assert len({ports.sip, ports.ami, ports.rtp_start}) == 3
         assert not port_in_use("udp", ports.sip) and not port_in_use("tcp", ports.ami)
         # the same random sequence must skip the slot we hold

@@ -120,10 +120,16 @@ _PRIORITY = re.compile(r"([0-9]+|n(?:\+[0-9]+)?)(?:\(([A-Za-z0-9_-]+)\))?,([A-Za
                        r"\((.*)\)")
 
 
+_HINT = re.compile(r"hint,PJSIP/[0-9]+")
+
+
 def dialplan_line(value: str, *, same: bool = False) -> tuple[str, str, str | None, str, int]:
     """`exten => EXT,PRIO(label),App(args)` (or `same => PRIO(label),App(args)`) ->
     (EXT, PRIO, label, App, number of args)."""
     ext, rest = ("", value) if same else value.split(",", 1) if "," in value else (value, "")
+    hint = _HINT.fullmatch(rest)
+    if hint is not None and not same:  # `exten => EXT,hint,PJSIP/EXT` (a BLF hint)
+        return ext, "hint", None, "PJSIP/<number>", 1
     match = _PRIORITY.fullmatch(rest)
     if match is None or (not same and not ext):
         raise ConfSyntaxError(f"not a dialplan line: {value!r}")

@@ -275,7 +275,7 @@ def check_schema(url: str) -> None:
                 "include_object": lambda obj, name, type_, reflected, other:
                     type_ != "table" or name in ours})
             assert compare_metadata(context, metadata) == []
-            assert context.get_current_heads() == ("0001",)
+            assert context.get_current_heads() == ("0002",)
             unique = {tuple(u["column_names"])
                       for u in inspect(connection).get_unique_constraints("users")}
             assert {("extension",), ("email_key",), ("login_key",)} <= unique
@@ -502,7 +502,7 @@ def test_newer_schema_is_refused(db_path: Path) -> None:
     with sqlite3.connect(db_path) as raw:
         raw.execute("UPDATE alembic_version SET version_num = '9999'")
     message = store_error(str(db_path))
-    assert "schema revision 9999, newer than this wildix-ast knows (up to 0001)" in message
+    assert "schema revision 9999, newer than this wildix-ast knows (up to 0002)" in message
     assert "upgrade wildix-ast" in message
 
 

@@ -417,17 +417,41 @@ class AmiClient:
 
     # -- conveniences ------------------------------------------------------------------
 
+    # Endpoints, AORs, modules and reloads go through the CLI (`Command`): the AMI actions
+    # for them need the `system` class, which also allows GetConfig (every SIP password in
+    # pjsip.conf). wildix-ast's account has only `command` and `reporting`.
+
+    async def _listed(self, cli_command: str, label: str) -> set[str]:
+        output = await self.command(cli_command, timeout=self.bulk_timeout)
+        names: set[str] = set()
+        for line in output.splitlines():
+            fields = line.split()
+            if len(fields) >= 2 and fields[0] == label and not fields[1].startswith("<"):
+                names.add(fields[1].split("/", 1)[0])  # `101/101`: name/caller ID
+        return names
+
     async def endpoints(self) -> set[str]:
-        events = await self.action_list("PJSIPShowEndpoints", "EndpointListComplete",
-                                        timeout=self.bulk_timeout,
-                                        empty_messages=("No endpoints found",))
-        return {e["ObjectName"] for e in events if e.get("Event") == "EndpointList"}
+        return await self._listed("pjsip list endpoints", "Endpoint:")
+
+    async def endpoint_aors(self, name: str) -> set[str] | None:
+        """The AORs Asterisk attached to endpoint `name`, or None if it has no such
+        endpoint."""
+        output = await self.command(f"pjsip show endpoint {name}")
+        found = aors = False
+        attached: set[str] = set()
+        for line in output.splitlines():
+            fields = line.split()
+            if len(fields) < 2 or fields[1].startswith("<"):
+                continue
+            if fields[0] == "Endpoint:":
+                found = fields[1].split("/", 1)[0] == name
+                aors = found
+            elif fields[0] == "Aor:" and aors:
+                attached.add(fields[1])
+        return attached if found else None
 
     async def aors(self) -> set[str]:
-        events = await self.action_list("PJSIPShowAors", "AorListComplete",
-                                        timeout=self.bulk_timeout,
-                                        empty_messages=("No AORs found",))
-        return {e["ObjectName"] for e in events if e.get("Event") == "AorList"}
+        return await self._listed("pjsip list aors", "Aor:")
 
     async def contexts(self, registrar: str | None = None) -> set[str]:
         """Dialplan contexts (optionally only those created by `registrar`, e.g.
@@ -445,17 +469,17 @@ class AmiClient:
         return sum(1 for e in events if e.get("Event") == "CoreShowChannel")
 
     async def module_loaded(self, module: str) -> bool:
-        reply = await self.action("ModuleCheck", check=False, Module=module)
-        return reply.get("Response") == "Success"
+        output = await self.command(f"module show like {module}")
+        return any(line.split()[:1] == [module] for line in output.splitlines())
 
     async def reload_module(self, module: str, *, timeout: float | None = None) -> None:
-        """`Action: Reload` of one module (or a built-in: manager, logger, indications,
-        cdr, cel, features, ...); AmiError when Asterisk says it could not."""
-        reply = await self.action("Reload", timeout=timeout or self.bulk_timeout, check=False,
-                                  Module=module)
-        if reply.get("Response") != "Success":
+        """Reload one module (or a built-in: manager, logger, indications, cdr, cel,
+        features, ...); AmiError when Asterisk says it could not."""
+        output = await self.command(f"module reload {module}",
+                                    timeout=timeout or self.bulk_timeout)
+        if "reloaded successfully" not in output and "request queued" not in output:
             raise AmiError(f"Asterisk could not reload {module}: "
-                           f"{reply.get('Message', reply.get('Response', '?'))}")
+                           f"{output.strip() or 'no answer'}")
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

@@ -32,6 +32,13 @@ class AsteriskPaths:
                    key=prefix / "lib/keys", spool=prefix / "spool", run=prefix / "run",
                    log=prefix / "log", cache=prefix / "cache")
 
+    def directories(self) -> list[tuple[str, PurePosixPath]]:
+        """(asterisk.conf key, path) of each folder, in asterisk.conf's order."""
+        return [("astetcdir", self.etc), ("astmoddir", self.modules),
+                ("astvarlibdir", self.var_lib), ("astdbdir", self.db), ("astkeydir", self.key),
+                ("astdatadir", self.data), ("astagidir", self.agi), ("astspooldir", self.spool),
+                ("astrundir", self.run), ("astlogdir", self.log), ("astcachedir", self.cache)]
+
     @property
     def writable(self) -> list[PurePosixPath]:
         """Folders Asterisk writes to, which must exist before it starts."""

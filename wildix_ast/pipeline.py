@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from wildix_ast.asterisk_paths import AsteriskPaths
-from wildix_ast.secrets_vault import SecretVault, manager_secret, with_secrets
+from wildix_ast.secrets_vault import SecretVault, manager_secret, voicemail_pins, with_secrets
 from wildix_ast.site import Site
 
 if TYPE_CHECKING:
@@ -41,6 +41,8 @@ class Ports(Protocol):
     def rtp_start(self) -> int: ...
     @property
     def rtp_end(self) -> int: ...
+    @property
+    def tls(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,8 @@ class Target:
         if self.ports is None:
             return site
         return site.with_ports(sip=self.ports.sip, rtp_start=self.ports.rtp_start,
-                               rtp_end=self.ports.rtp_end, ami=self.ports.ami)
+                               rtp_end=self.ports.rtp_end, ami=self.ports.ami,
+                               tls=self.ports.tls)
 
 
 @dataclass(frozen=True)
@@ -96,7 +99,7 @@ def compile_site(site: Site, vault: SecretVault, target: Target,
     manager = running.system.manager
     secret = manager_secret(vault, manager.username)
     files = render_site(running, manager_secret=secret, paths=target.paths,
-                        templates=templates)
+                        templates=templates, voicemail_pins=voicemail_pins(running, vault))
     return Compiled(site=running, files=files, ami_host=target.ami_host, ami_port=manager.port,
                     ami_username=manager.username, ami_secret=secret)
 

@@ -31,7 +31,9 @@ from pathlib import Path
 from wildix_ast.errors import LabError
 
 LOOPBACK = "127.0.0.1"
-SLOT_SIZE = 256
+# A lab instance lays SIP, AMI, SIP TLS and 1000 RTP ports out in one slot
+# (wildix_ast/lab/ports.py).
+SLOT_SIZE = 1024
 FIRST_SLOT_PORT = 10240  # below: well-known and commonly used ports
 LAST_PORT = 32767        # Linux's ephemeral range starts at 32768 by default
 SLOT_COUNT = (LAST_PORT + 1 - FIRST_SLOT_PORT) // SLOT_SIZE

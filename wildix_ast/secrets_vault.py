@@ -5,6 +5,8 @@ render so the output stays byte-identical and phones stay registered."""
 
 from __future__ import annotations
 
+import secrets
+import string
 from typing import Protocol
 
 from wildix_ast.passwords import generate_password
@@ -56,6 +58,25 @@ def with_secrets(site: Site, vault: SecretVault) -> Site:
                 update[field] = _kept_or_generated(vault, user_secret_key(user.extension, kind))
         users.append(user.model_copy(update=update) if update else user)
     return site.model_copy(update={"users": users})
+
+
+VOICEMAIL_PIN_DIGITS = 6
+
+
+def voicemail_pins(site: Site, vault: SecretVault) -> dict[str, str]:
+    """extension -> voicemail PIN of every user with a phone: random digits, generated once
+    and kept in the vault (key `user:<extension>:voicemail_pin`) like SIP passwords."""
+    pins: dict[str, str] = {}
+    for user in site.users:
+        if not user.type.has_phone:
+            continue
+        key = user_secret_key(user.extension, "voicemail_pin")
+        pin = vault.get_secret(key)
+        if pin is None:
+            pin = "".join(secrets.choice(string.digits) for _ in range(VOICEMAIL_PIN_DIGITS))
+            vault.put_secret(key, pin)
+        pins[user.extension] = pin
+    return pins
 
 
 def manager_secret(vault: SecretVault, username: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from ipaddress import IPv4Address
 from typing import Any, Self
 
 from pydantic import BaseModel, Field, model_validator
@@ -54,10 +55,13 @@ class Site(BaseModel):
         return next((u for u in self.users if u.extension == extension), None)
 
     def with_ports(self, *, sip: int, rtp_start: int, rtp_end: int, ami: int,
-                   bind: str = "127.0.0.1") -> Self:
+                   bind: str = "127.0.0.1", tls: int | None = None) -> Self:
         """The same site listening elsewhere (the lab runs it on free loopback ports)."""
-        sip_rtp = self.system.sip_rtp.model_copy(update={
-            "bind_address": bind, "sip_port": sip, "rtp_start": rtp_start, "rtp_end": rtp_end})
+        update: dict[str, object] = {"bind_address": IPv4Address(bind), "sip_port": sip,
+                                     "rtp_start": rtp_start, "rtp_end": rtp_end}
+        if tls is not None:
+            update["tls_port"] = tls
+        sip_rtp = self.system.sip_rtp.model_copy(update=update)
         manager = self.system.manager.model_copy(update={"port": ami})
         system = self.system.model_copy(update={"sip_rtp": sip_rtp, "manager": manager})
         return self.model_copy(update={"system": system})

@@ -8,7 +8,15 @@ from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network
 from typing import Annotated, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from wildix_ast.fields import CountryCode, Identifier, Language, Port, ToneZone
 
@@ -21,10 +29,8 @@ class Codec(StrEnum):
     ULAW = "ulaw"
     ALAW = "alaw"
     G722 = "g722"
-    G729 = "g729"
     OPUS = "opus"
     GSM = "gsm"
-    ILBC = "ilbc"
     G726 = "g726"
     SPEEX = "speex"
 
@@ -74,8 +80,33 @@ class LanguageRegion(BaseModel):
     timezone: Timezone = "UTC"
 
 
+# Codecs Debian's Asterisk 22 can only pass through: it has no translator for them
+# (`core show translation`), so a call between a phone that speaks only one of them and any
+# other phone fails ("No path to translate"). They are not `Codec`s: never offered.
+NOT_CARRIED = ("g729", "ilbc")
+
+#: RTP ports one call through Asterisk holds: two legs, each an RTP and an RTCP port.
+RTP_PORTS_PER_CALL = 4
+
+
+def _carried(value: object) -> object:
+    if isinstance(value, str) and value.lower() in NOT_CARRIED:
+        raise ValueError(f"{value} cannot be carried: Asterisk has no translator for it, a "
+                         "call to a phone that speaks only it would fail; remove it (one of "
+                         f"{', '.join(c.value for c in Codec)})")
+    return value
+
+
+CarriedCodecs = Annotated[list[Annotated[Codec, BeforeValidator(_carried)]], Field(min_length=1)]
+
+#: An absolute file path as the Asterisk host sees it (certificates).
+FilePath = Annotated[str, Field(max_length=255),
+                     StringConstraints(pattern=r"/[A-Za-z0-9._/-]+")]
+
+
 class SipRtp(BaseModel):
-    """PBX -> SIP-RTP: where Asterisk listens and which codecs it offers where."""
+    """PBX -> SIP-RTP: where Asterisk listens, which codecs it offers, how long silent or
+    vanished phones keep a call, and the TLS transport for remote phones."""
 
     model_config = STRICT
 
@@ -84,12 +115,29 @@ class SipRtp(BaseModel):
     rtp_start: Port = 10000
     rtp_end: Port = 20000
     external_address: IPv4Address | None = None
+    #: The address RTP binds to and announces (the host's LAN address). Left out: the
+    #: bind address when it is not 0.0.0.0; else the wildcard, and then Asterisk resolves
+    #: the host name on every call (keep it in /etc/hosts).
+    media_address: IPv4Address | None = None
     lan_networks: list[IPv4Network] = Field(default_factory=lambda: [
         IPv4Network("10.0.0.0/8"), IPv4Network("172.16.0.0/12"), IPv4Network("192.168.0.0/16")])
-    lan_codecs: list[Codec] = Field(default_factory=lambda: [Codec.ALAW, Codec.ULAW, Codec.G722],
-                                    min_length=1)
-    remote_codecs: list[Codec] = Field(default_factory=lambda: [Codec.G729, Codec.ALAW,
-                                                                Codec.ULAW], min_length=1)
+    lan_codecs: CarriedCodecs = Field(default_factory=lambda: [Codec.ALAW, Codec.ULAW,
+                                                               Codec.G722])
+    remote_codecs: CarriedCodecs = Field(default_factory=lambda: [Codec.OPUS, Codec.ALAW,
+                                                                  Codec.ULAW])
+    #: Calls the site must carry at once: the RTP range must hold 4 ports for each.
+    concurrent_calls: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    #: Seconds without RTP before Asterisk hangs a call up (0: never), and on hold.
+    rtp_timeout: Annotated[int, Field(ge=0, le=3600)] = 60
+    rtp_hold_timeout: Annotated[int, Field(ge=0, le=86400)] = 600
+    #: SIP session timer (RFC 4028): a call whose far end stops refreshing ends.
+    session_expires: Annotated[int, Field(ge=90, le=86400)] = 1800
+    #: Seconds between OPTIONS to each registered phone (0: off): presence and NAT pinholes.
+    qualify_frequency: Annotated[int, Field(ge=0, le=3600)] = 60
+    #: TLS transport (remote phones; SRTP is then offered to phones that ask for it).
+    tls_port: Port = 5061
+    tls_certificate: FilePath | None = None
+    tls_private_key: FilePath | None = None
 
     @model_validator(mode="after")
     def _rtp_range(self) -> Self:
@@ -98,7 +146,31 @@ class SipRtp(BaseModel):
                              f"({self.rtp_start})")
         if self.rtp_start <= self.sip_port <= self.rtp_end:
             raise ValueError(f"sip_port {self.sip_port} lies inside the RTP range")
+        ports = self.rtp_end - self.rtp_start + 1
+        if self.concurrent_calls is not None and \
+                ports < self.concurrent_calls * RTP_PORTS_PER_CALL:
+            raise ValueError(
+                f"the RTP range {self.rtp_start}-{self.rtp_end} holds {ports} ports, "
+                f"{self.concurrent_calls} concurrent calls need "
+                f"{self.concurrent_calls * RTP_PORTS_PER_CALL} ({RTP_PORTS_PER_CALL} a call)")
+        if (self.tls_certificate is None) != (self.tls_private_key is None):
+            raise ValueError("tls_certificate and tls_private_key go together")
+        if self.tls_certificate is not None and \
+                (self.tls_port == self.sip_port or self.rtp_start <= self.tls_port <= self.rtp_end):
+            raise ValueError(f"tls_port {self.tls_port} collides with the SIP port or the RTP "
+                             "range")
         return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_certificate is not None
+
+    @property
+    def rtp_address(self) -> IPv4Address | None:
+        """Where RTP binds: the media address, else a concrete bind address, else None."""
+        if self.media_address is not None:
+            return self.media_address
+        return None if self.bind_address.is_unspecified else self.bind_address
 
 
 class Manager(BaseModel):

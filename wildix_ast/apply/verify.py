@@ -76,14 +76,13 @@ class Expectation:
 
 
 async def _endpoint(ami: AmiClient, name: str) -> tuple[bool, set[str]]:
-    """Whether endpoint `name` exists, and the AORs Asterisk attached to it."""
+    """Whether endpoint `name` exists, and the AORs Asterisk attached to it (through the
+    CLI: PJSIPShowEndpoint needs the AMI class `system`, which wildix-ast's account lacks)."""
     try:
-        events = await ami.action_list("PJSIPShowEndpoint", "EndpointDetailComplete",
-                                       Endpoint=name)
+        aors = await ami.endpoint_aors(name)
     except AmiError:
         return False, set()
-    aors = {e.get("ObjectName", "") for e in events if e.get("Event") == "AorDetail"}
-    return any(e.get("Event") == "EndpointDetail" for e in events), aors
+    return aors is not None, aors or set()
 
 
 async def _context(ami: AmiClient, name: str) -> bool:

@@ -8,12 +8,7 @@ from wildix_ast.asterisk.base import ConfigFile, Directory, RenderInput, Restart
 def _view(given: RenderInput) -> View:
     paths = given.paths
     return {
-        "directories": [Directory(key, path) for key, path in (
-            ("astetcdir", paths.etc), ("astmoddir", paths.modules),
-            ("astvarlibdir", paths.var_lib), ("astdbdir", paths.db), ("astkeydir", paths.key),
-            ("astdatadir", paths.data), ("astagidir", paths.agi),
-            ("astspooldir", paths.spool), ("astrundir", paths.run), ("astlogdir", paths.log),
-            ("astcachedir", paths.cache))],
+        "directories": [Directory(key, path) for key, path in paths.directories()],
         "language": given.site.system.language_region.language,
     }
 

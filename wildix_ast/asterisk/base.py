@@ -33,6 +33,8 @@ class RenderInput:
     site: Site
     manager_secret: str
     paths: AsteriskPaths = field(default_factory=AsteriskPaths)
+    #: extension -> voicemail PIN, kept in the vault (secrets_vault.voicemail_pins)
+    voicemail_pins: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

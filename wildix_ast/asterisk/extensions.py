@@ -3,7 +3,9 @@
 A user's procedure is the context `proc-<name>`. Each procedure context includes
 `wildix-extensions`, which holds one extension per user with a phone plus the feature codes,
 so the list of users is written once whatever the number of procedures. Calling a user is the
-shared subroutine `wildix-call-user`. Nothing typed by an administrator but digits
+shared subroutine `wildix-call-user`, which sends a user with no reachable phone to voicemail
+at once (Dial would log errors first) and a user without a mailbox (fax, meeting room)
+nowhere. Nothing typed by an administrator but digits
 (extensions, DIDs, feature codes) and identifiers (procedure names) reaches this file: names
 never do.
 """
@@ -38,20 +40,26 @@ class Call:
 
     number: str
     extension: str
+    #: the user's mailbox number, empty when it has none (fax, meeting room)
+    mailbox: str
 
 
 def _view(given: RenderInput) -> View:
     site = given.site
     region = site.system.language_region
     phones = [u for u in site.users if u.type.has_phone]
+    box = {u.extension: u.extension if names.has_mailbox(u) else "" for u in phones}
     return {
         "country_code": region.country_code,
         "tone_zone": region.tone_zone,
         "ring_timeout": site.dialplan.ring_timeout,
         "echo_test": site.dialplan.echo_test,
         "voicemail_main": site.dialplan.voicemail,
-        "calls": [Call(u.extension, u.extension) for u in phones],
-        "dids": [Call(u.office_did, u.extension) for u in phones if u.office_did is not None],
+        "calls": [Call(u.extension, u.extension, box[u.extension]) for u in phones],
+        "dids": [Call(u.office_did, u.extension, box[u.extension]) for u in phones
+                 if u.office_did is not None],
+        # BLF: every user with a phone has a hint its colleagues' keys subscribe to
+        "hints": [u.extension for u in phones],
         "procedure_contexts": sorted({names.procedure_context(p)
                                       for p in site.dialplan.procedure_names}),
         "voicemail_context": names.VOICEMAIL_CONTEXT,

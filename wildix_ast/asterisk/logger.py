@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wildix_ast.asterisk.base import ConfigFile, Reload, RenderInput, View
+from wildix_ast.asterisk.base import ConfigFile, Reload, RenderInput, View, static_modules
 
 
 def _view(given: RenderInput) -> View:
@@ -13,4 +13,7 @@ FILE = ConfigFile(
     name="logger.conf",
     applied_by=Reload("logger", "logger reload", order=0),
     view=_view,
+    # the `security` channel stays empty without it (failed logins, ACL refusals: what
+    # SIP bans need)
+    modules=static_modules("res_security_log.so"),
 )

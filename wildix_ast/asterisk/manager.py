@@ -29,12 +29,12 @@ def _view(given: RenderInput) -> View:
     return {
         "manager_bind": AMI_BIND,
         "manager_port": manager.port,
+        # What wildix-ast sends: Command (the CLI), CoreStatus and CoreShowChannels
+        # (reporting), Ping. Not `system` nor `config`: both allow GetConfig (every SIP
+        # password); not `originate`. Runtime services get accounts of their own.
         "manager_accounts": [Account(
             username=manager.username, secret=given.manager_secret,
-            read="system,call,log,verbose,command,agent,user,config,dtmf,reporting,cdr,"
-                 "dialplan,originate",
-            write="system,call,command,agent,user,config,reporting,originate,message",
-            writetimeout=5000)],
+            read="system,reporting", write="command,reporting", writetimeout=5000)],
     }
 
 

@@ -3,6 +3,8 @@ pjsip.conf points endpoints to, the voicemail context both use...)."""
 
 from __future__ import annotations
 
+from wildix_ast.users import User, UserType
+
 VOICEMAIL_CONTEXT = "default"
 VOICEMAIL_ZONE = "site"
 CALL_USER_CONTEXT = "wildix-call-user"
@@ -19,6 +21,11 @@ def procedure_context(name: str) -> str:
 
 def mailbox(extension: str) -> str:
     return f"{extension}@{VOICEMAIL_CONTEXT}"
+
+
+def has_mailbox(user: User) -> bool:
+    """People have a mailbox; fax machines, meeting rooms and park orbits do not."""
+    return user.type in (UserType.ADMIN, UserType.USER)
 
 
 OUTGOING_CONTEXT = "wildix-outgoing"

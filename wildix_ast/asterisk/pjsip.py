@@ -1,8 +1,15 @@
 """pjsip.conf: transports, one endpoint + auth + AOR per user with a phone (WMS SIP-RTP,
 Users), and per trunk an endpoint + AOR with a registration + auth or an identify (Trunks).
 
-Codecs: every endpoint allows the LAN codecs, then the remote codecs not already listed;
+Codecs: every endpoint allows the LAN codecs, then the remote codecs not already listed, all
+of them codecs Asterisk can translate (`system.NOT_CARRIED` are refused by the model);
 choosing codecs per network (LAN vs remote phone) will come with the AGI service.
+
+Phones: RTP binds to the site's media address (else its bind address): bound to the
+wildcard, Asterisk resolves the host name for every RTP instance (ast_find_ourip when it
+turns RTCP on), DNS queries per call on a host whose name is not in /etc/hosts. Every phone
+is qualified (presence, NAT pinholes), a call without RTP ends after `rtp_timeout`, and
+with a TLS transport every endpoint offers SDES-SRTP to phones that ask for it.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from wildix_ast.asterisk.base import ConfigFile, ObjectKinds, Reload, RenderInput, View
-from wildix_ast.asterisk.names import DID_CONTEXT, mailbox, procedure_context
+from wildix_ast.asterisk.names import DID_CONTEXT, has_mailbox, mailbox, procedure_context
 from wildix_ast.asterisk.outgoing import pjsip_trunks
 from wildix_ast.conf import Section
 from wildix_ast.errors import Problem, RenderError
@@ -33,19 +40,18 @@ _STACK = (
     "res_pjsip_dialog_info_body_generator.so", "res_pjsip_send_to_voicemail.so",
     "res_pjsip_header_funcs.so", "res_pjsip_logger.so", "res_pjsip_t38.so",
     "chan_pjsip.so", "func_pjsip_endpoint.so", "func_pjsip_aor.so", "func_pjsip_contact.so",
+    # SDES-SRTP for phones on the TLS transport
+    "res_srtp.so",
 )
 
-# Modules per configured codec. Debian ships no g729/iLBC translator: those two are passed
-# through only.
+# Modules per configured codec (each has a translator: Asterisk can carry it).
 _CODEC_MODULES: dict[Codec, tuple[str, ...]] = {
     Codec.ULAW: ("codec_ulaw.so",),
     Codec.ALAW: ("codec_alaw.so",),
     Codec.G722: ("codec_g722.so",),
-    Codec.G729: ("res_format_attr_g729.so", "format_g729.so"),
     Codec.OPUS: ("codec_opus_open_source.so", "res_format_attr_opus.so",
                  "format_ogg_opus_open_source.so"),
     Codec.GSM: ("codec_gsm.so", "format_gsm.so"),
-    Codec.ILBC: ("res_format_attr_ilbc.so", "format_ilbc.so"),
     Codec.G726: ("codec_g726.so", "format_g726.so"),
     Codec.SPEEX: ("codec_speex.so",),
 }
@@ -64,6 +70,9 @@ class Transport:
     bind: str
     local_nets: list[str]
     external_address: str | None
+    #: TLS only: certificate and private key files as the Asterisk host sees them
+    cert_file: str | None = None
+    priv_key_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -77,7 +86,15 @@ class Endpoint:
     language: str
     context: str
     codecs: str
+    #: `user@context`, or empty for users without a mailbox (fax, meeting room)
     mailbox: str
+    #: the address RTP binds to and announces, None for the wildcard
+    media_address: str | None
+    rtp_timeout: int
+    rtp_hold_timeout: int
+    session_expires: int
+    #: offer SDES-SRTP to phones that ask for it (a TLS transport is configured)
+    srtp: bool
     variables: list[str]
     """`set_var` lines: the ACL group and office DID the dialplan reads for outgoing calls."""
 
@@ -105,6 +122,12 @@ def _view(given: RenderInput) -> View:
     external = str(sip.external_address) if sip.external_address is not None else None
     bind = f"{sip.bind_address}:{sip.sip_port}"
     nets = [str(n) for n in sip.lan_networks]
+    transports = [Transport(f"transport-{proto}", proto, bind, nets, external)
+                  for proto in ("udp", "tcp")]
+    if sip.tls_certificate is not None:
+        transports.append(Transport("transport-tls", "tls", f"{sip.bind_address}:{sip.tls_port}",
+                                    nets, external, sip.tls_certificate, sip.tls_private_key))
+    rtp_address = sip.rtp_address
     default_language = site.system.language_region.language
     endpoints = [
         Endpoint(name=u.extension, auth=f"{u.extension}-auth", username=u.extension,
@@ -112,16 +135,19 @@ def _view(given: RenderInput) -> View:
                  callerid=f'"{u.name}" <{u.extension}>',
                  language=u.language or default_language,
                  context=procedure_context(u.dialplan), codecs=allow,
-                 mailbox=mailbox(u.extension),
+                 mailbox=mailbox(u.extension) if has_mailbox(u) else "",
+                 media_address=None if rtp_address is None else str(rtp_address),
+                 rtp_timeout=sip.rtp_timeout, rtp_hold_timeout=sip.rtp_hold_timeout,
+                 session_expires=sip.session_expires, srtp=sip.tls,
                  variables=[f"WILDIX_GROUP={u.group}",
                             *([f"WILDIX_DID={u.office_did}"] if u.office_did else [])])
         for u in site.users if u.type.has_phone]
     return {
         "pbx_name": site.system.pbx_name,
-        "transports": [Transport(f"transport-{proto}", proto, bind, nets, external)
-                       for proto in ("udp", "tcp")],
+        "transports": transports,
         "endpoints": endpoints,
         "trunks": pjsip_trunks(site, DID_CONTEXT),
+        "qualify_frequency": sip.qualify_frequency,
     }
 
 

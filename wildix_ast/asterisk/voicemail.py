@@ -1,17 +1,21 @@
-"""voicemail.conf: one mailbox per user with a phone (WMS Voicemail).
+"""voicemail.conf: one mailbox per person (admin and user types; WMS Voicemail).
 
-The PIN written here is the extension; `*97` opens the caller's own mailbox without asking
-it (the caller is a PJSIP endpoint authenticated by SIP digest), and
+Each PIN is random, generated once and kept in the vault like SIP passwords
+(`secrets_vault.voicemail_pins`); `*97` opens the caller's own mailbox without asking it
+(the caller is a PJSIP endpoint authenticated by SIP digest), and
 `passwordlocation=spooldir` keeps a PIN a user changes out of our file. Commas in a name would
 shift voicemail.conf fields, so the mailbox's full name has them replaced by spaces.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from dataclasses import dataclass
 
 from wildix_ast.asterisk.base import ConfigFile, Reload, RenderInput, View, static_modules
-from wildix_ast.asterisk.names import VOICEMAIL_CONTEXT, VOICEMAIL_ZONE
+from wildix_ast.asterisk.names import VOICEMAIL_CONTEXT, VOICEMAIL_ZONE, has_mailbox
+from wildix_ast.secrets_vault import VOICEMAIL_PIN_DIGITS
 
 
 @dataclass(frozen=True)
@@ -23,21 +27,33 @@ class Mailbox:
     options: str
 
 
+def _derived_pin(manager_secret: str, extension: str) -> str:
+    # Renders without a vault (tests, benchmarks): a PIN nobody can guess from the
+    # extension, the same on every render of the same site.
+    digest = hmac.new(manager_secret.encode(), f"voicemail:{extension}".encode(),
+                      hashlib.sha256).digest()
+    number = int.from_bytes(digest[:8], "big") % 10**VOICEMAIL_PIN_DIGITS
+    return str(number).zfill(VOICEMAIL_PIN_DIGITS)
+
+
 def _view(given: RenderInput) -> View:
     site = given.site
     region = site.system.language_region
     mailboxes: list[Mailbox] = []
     for user in site.users:
-        if not user.type.has_phone:
+        if not has_mailbox(user):
             continue
         options = [f"tz={VOICEMAIL_ZONE}", f"language={user.language or region.language}"]
         if user.email is not None:
             options.append("attach=yes")
         mailboxes.append(Mailbox(
-            number=user.extension, pin=user.extension,
+            number=user.extension,
+            pin=given.voicemail_pins.get(user.extension)
+            or _derived_pin(given.manager_secret, user.extension),
             fullname=" ".join(user.name.replace(",", " ").split()),
             email=user.email or "", options="|".join(options)))
     return {"pbx_name": site.system.pbx_name, "timezone": region.timezone,
+            "serveremail": f"{site.system.pbx_name}@localhost",
             "voicemail_context": VOICEMAIL_CONTEXT, "voicemail_zone": VOICEMAIL_ZONE,
             "mailboxes": mailboxes}
 

@@ -54,9 +54,15 @@ DEFAULT_NAME = "default"
 LOG_TAIL_LINES = 30
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 # In the namespace: mount proc and /dev, bind the instance folder, then become Asterisk.
+# The instance's own hosts and resolv.conf hide the shared root filesystem's: Asterisk
+# resolves the host name (ast_find_ourip) and must find it in the hosts file, and a look-up
+# that still happens goes to a loopback resolver, never to the host's DNS server.
 _LAUNCH = ('set -e; mount -t proc proc "$1/proc"; mount --rbind /dev "$1/dev"; '
            'mount --bind "$2" "$1$3"; mount --bind "$6" "$1/etc/hosts"; '
-           'exec chroot "$1" "$4" -f -n -C "$5"')
+           'mount --bind "$7" "$1/etc/resolv.conf"; exec chroot "$1" "$4" -f -n -C "$5"')
+#: Where a lab Asterisk sends DNS queries: loopback, where nothing answers unless a test
+#: listens there (a query then fails at once instead of stalling a SIP worker).
+DEFAULT_NAMESERVER = "127.0.0.1"
 
 
 def default_state_dir() -> Path:
@@ -119,7 +125,8 @@ class Lab:
     are `paths`, listening on `ports`), then `start()`, `cli(...)`, `stop()`."""
 
     def __init__(self, name: str = DEFAULT_NAME, state_dir: Path | None = None, *,
-                 rootfs: Path | None = None, ports: LabPorts | None = None) -> None:
+                 rootfs: Path | None = None, ports: LabPorts | None = None,
+                 nameserver: str = DEFAULT_NAMESERVER) -> None:
         if not _NAME.match(name):
             raise LabError(f"invalid lab name {name!r}: use letters, digits, '.', '_', '-'")
         self.name = name
@@ -129,6 +136,7 @@ class Lab:
         self._reservation: PortReservation | None = None
         self._explicit_ports = ports
         self._process: subprocess.Popen[bytes] | None = None
+        self.nameserver = nameserver
 
     def __repr__(self) -> str:
         return f"Lab({self.name!r}, {str(self.dir.parent)!r})"
@@ -146,20 +154,6 @@ class Lab:
         except ValueError:
             raise LabError(f"{path} is not inside the instance folder {MOUNT_POINT}") from None
         return self.srv_dir / relative
-
-    def _write_hosts(self, rootfs: Path) -> Path:
-        """The root filesystem's hosts file plus this machine's name, mounted over it in
-        the instance's namespace. Asterisk resolves the host name for every RTP session
-        (acl.c ast_find_ourip); unknown to the hosts file, that is a DNS query leaving
-        loopback, and then one for A.ROOT-SERVERS.NET: with an unreachable resolver each
-        waits 5 s, which stalled every call of a 20 calls/s load for 5 s."""
-        hosts = (rootfs / "etc" / "hosts").read_text(encoding="utf-8")
-        name = socket.gethostname()
-        if name and name not in hosts.split():
-            hosts = hosts.rstrip("\n") + f"\n127.0.1.1\t{name}\n"
-        path = self.dir / "hosts"
-        path.write_text(hosts, encoding="utf-8")
-        return path
 
     def prepare(self) -> None:
         """Create the instance's private Asterisk folders (idempotent)."""
@@ -181,6 +175,24 @@ class Lab:
     def log_path(self) -> Path:
         """Everything Asterisk printed on its standard output and error."""
         return self.dir / "asterisk.out"
+
+    @property
+    def hosts_path(self) -> Path:
+        """The hosts file Asterisk sees as /etc/hosts: localhost and this host's name."""
+        return self.dir / "hosts"
+
+    @property
+    def resolv_conf_path(self) -> Path:
+        """The resolv.conf Asterisk sees: only `nameserver`, one short try."""
+        return self.dir / "resolv.conf"
+
+    def _write_name_files(self) -> None:
+        name = socket.gethostname()
+        names = "localhost" if name in ("", "localhost") else f"localhost {name}"
+        self.hosts_path.write_text(f"127.0.0.1\t{names}\n::1\tlocalhost ip6-localhost "
+                                   "ip6-loopback\n", encoding="utf-8")
+        self.resolv_conf_path.write_text(f"nameserver {self.nameserver}\n"
+                                         "options timeout:1 attempts:1\n", encoding="utf-8")
 
     @property
     def state_path(self) -> Path:
@@ -312,6 +324,7 @@ class Lab:
             raise LabError(f"{rootfs} is not a complete lab root filesystem: "
                            "run `wildix-ast lab build`")
         self.prepare()
+        self._write_name_files()
         run_dir = self.host_path(self.paths.run)
         for leftover in ("asterisk.ctl", "asterisk.pid"):
             (run_dir / leftover).unlink(missing_ok=True)
@@ -321,7 +334,7 @@ class Lab:
         command = [unshare, "--mount", "--propagation", "private", "--", "sh", "-c", _LAUNCH,
                    "wildix-ast-lab", str(rootfs), str(self.srv_dir), str(MOUNT_POINT),
                    str(ASTERISK_BINARY), str(self.paths.etc / "asterisk.conf"),
-                   str(self._write_hosts(rootfs))]
+                   str(self.hosts_path), str(self.resolv_conf_path)]
         output: IO[bytes]
         with open(self.log_path, "ab") as output:
             output.write(f"\n=== wildix-ast lab {self.name}: start "

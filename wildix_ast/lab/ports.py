@@ -27,9 +27,11 @@ from wildix_ast.ports import (
     slot_of,
 )
 
-# SIP, AMI, spare, then the RTP range, in a slot of SLOT_SIZE ports
+# SIP, AMI, SIP TLS, then the RTP range, in a slot of SLOT_SIZE ports.
 RTP_OFFSET = 16
-RTP_COUNT = 200
+# 4 ports a call (two legs, RTP + RTCP each): 250 calls at once, what bench/load.py's
+# 100 calls/s need (200 ports failed 52 of 300 calls at 25 calls/s with 488).
+RTP_COUNT = 1000
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,11 @@ class LabPorts:
 
         return cls(sip=number("sip"), ami=number("ami"), rtp_start=number("rtp_start"),
                    rtp_end=number("rtp_end"), host=str(data.get("host", LOOPBACK)))
+
+    @property
+    def tls(self) -> int:
+        """The SIP TLS port (the slot's spare port), bound only by sites with TLS."""
+        return self.sip + 2
 
     def listening(self) -> list[tuple[str, int, str]]:
         """(protocol, port, purpose) of each port Asterisk binds at start."""

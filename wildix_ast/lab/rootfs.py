@@ -146,6 +146,11 @@ def prepare_rootfs(root: Path) -> None:
     if not hosts.exists():
         hosts.write_text("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
                          encoding="utf-8")
+    # Each instance bind-mounts its own resolv.conf here (Lab.start): the file must exist.
+    resolv = root / "etc" / "resolv.conf"
+    if not resolv.exists() or resolv.is_symlink():
+        resolv.unlink(missing_ok=True)
+        resolv.write_text("nameserver 127.0.0.1\n", encoding="utf-8")
 
 
 @contextmanager

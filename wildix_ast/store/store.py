@@ -359,6 +359,11 @@ def _user_data(row: RowMapping) -> dict[str, Any]:
     return {key: value for key, value in data.items() if value is not None}
 
 
+# SIP-RTP settings stored as they are, one column each (issue 6).
+_PHONE_SETTINGS = ("concurrent_calls", "rtp_timeout", "rtp_hold_timeout", "session_expires",
+                   "qualify_frequency", "tls_port", "tls_certificate", "tls_private_key")
+
+
 def _site_rows(site: Site) -> dict[Table, list[dict[str, Any]]]:
     system, dialplan = site.system, site.dialplan
     region, sip, manager = system.language_region, system.sip_rtp, system.manager
@@ -370,6 +375,8 @@ def _site_rows(site: Site) -> dict[Table, list[dict[str, Any]]]:
             "sip_port": sip.sip_port, "rtp_start": sip.rtp_start, "rtp_end": sip.rtp_end,
             "external_address": None if sip.external_address is None
             else str(sip.external_address),
+            "media_address": None if sip.media_address is None else str(sip.media_address),
+            **{name: getattr(sip, name) for name in _PHONE_SETTINGS},
             "manager_port": manager.port, "manager_username": manager.username}],
         t.lan_networks: [{"position": i, "network": str(network)}
                          for i, network in enumerate(sip.lan_networks)],
@@ -482,6 +489,8 @@ class Store:
                     "bind_address": s["bind_address"], "sip_port": s["sip_port"],
                     "rtp_start": s["rtp_start"], "rtp_end": s["rtp_end"],
                     "external_address": s["external_address"],
+                    "media_address": s["media_address"],
+                    **{name: s[name] for name in _PHONE_SETTINGS},
                     "lan_networks": [r["network"] for r in networks],
                     "lan_codecs": [r["codec"] for r in codecs if r["scope"] == "lan"],
                     "remote_codecs": [r["codec"] for r in codecs if r["scope"] == "remote"]},
