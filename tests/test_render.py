@@ -314,14 +314,19 @@ def test_minimal_site_renders() -> None:
 ASTERISKLINT = Path(sys.executable).parent / "asterisklint"
 
 
+def asterisklint(dialplan: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """`asterisklint dialplan-check` (GPL: run as a program, never imported) on a dialplan.
+    asterisklint does not implement hints yet (it says so, I_NOTIMPL_HINT)."""
+    (tmp_path / "extensions.conf").write_text(dialplan, encoding="utf-8")
+    return subprocess.run([str(ASTERISKLINT), "dialplan-check", "--asterisk-version", "22",
+                           str(tmp_path / "extensions.conf")],
+                          capture_output=True, text=True, timeout=60, check=False,
+                          env={**os.environ, "ALINT_IGNORE": "I_NOTIMPL_HINT"})
+
+
 @pytest.mark.skipif(not ASTERISKLINT.exists(), reason="asterisklint not installed")
 def test_asterisklint_accepts_the_dialplan(files: dict[str, str], tmp_path: Path) -> None:
-    (tmp_path / "extensions.conf").write_text(files["extensions.conf"], encoding="utf-8")
-    # asterisklint does not implement hints yet (it says so, I_NOTIMPL_HINT)
-    result = subprocess.run([str(ASTERISKLINT), "dialplan-check", "--asterisk-version", "22",
-                             str(tmp_path / "extensions.conf")],
-                            capture_output=True, text=True, timeout=60, check=False,
-                            env={**os.environ, "ALINT_IGNORE": "I_NOTIMPL_HINT"})
+    result = asterisklint(files["extensions.conf"], tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

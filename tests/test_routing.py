@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from test_render import ASTERISKLINT, asterisklint
 from test_settings import problems
 
 from wildix_ast.asterisk import by_name
@@ -189,9 +188,6 @@ def test_ip_trunk_is_identified_by_address_only_and_registration_by_line() -> No
     assert "line = yes" in registration and "endpoint = trunk-op" in registration
 
 
-ASTERISKLINT = Path(sys.executable).parent / "asterisklint"
-
-
 @pytest.mark.parametrize(("country", "outside"), [("33", None), ("39", "9"), ("44", None)])
 def test_asterisklint_accepts_the_routing_of_every_table(country: str, outside: str | None,
                                                          tmp_path: Path) -> None:
@@ -203,10 +199,7 @@ def test_asterisklint_accepts_the_routing_of_every_table(country: str, outside: 
                             "trunk_group: out,")
     site = with_secrets(parse_site(text), MemoryVault())
     dialplan = render_site(site, manager_secret="Mgr-s3cret.Value")["extensions.conf"]
-    (tmp_path / "extensions.conf").write_text(dialplan, encoding="utf-8")
-    result = subprocess.run([str(ASTERISKLINT), "dialplan-check", "--asterisk-version", "22",
-                             str(tmp_path / "extensions.conf")],
-                            capture_output=True, text=True, timeout=60, check=False)
+    result = asterisklint(dialplan, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "[wildix-trunk-op]" in dialplan
 
