@@ -23,6 +23,7 @@ from wildix_ast.trunks import Trunk, TrunkGroup
 pytestmark = pytest.mark.lab
 
 PRIMARY, BACKUP, DEAD, STRANGER = "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"
+TINY = "127.0.0.6"  # a trunk of one call at a time that hides the caller
 ACCOUNT, SECRET = "0140000000", "Provider-Secret-42"
 
 
@@ -31,6 +32,7 @@ class Providers:
         self.primary = free_port(PRIMARY)
         self.backup = free_port(BACKUP)
         self.dead = free_port(DEAD)
+        self.tiny = free_port(TINY)
         self.registrar = free_port("127.0.0.1")
         self.strict_registrar = free_port("127.0.0.1")
 
@@ -42,16 +44,20 @@ def routing_site(p: Providers) -> Site:
         Trunk(name="backup", auth="ip", host=BACKUP, port=p.backup, caller_id="main_number",
               main_number="+33140000000", number_format="national"),
         Trunk(name="dead", auth="ip", host=DEAD, port=p.dead),
+        Trunk(name="tiny", auth="ip", host=TINY, port=p.tiny, max_calls=1,
+              caller_id="anonymous"),
         Trunk(name="account", auth="registration", host="127.0.0.1", port=p.registrar,
               username=ACCOUNT, secret=SECRET),
         Trunk(name="mistyped", auth="registration", host="127.0.0.1",
               port=p.strict_registrar, username=ACCOUNT, secret="Not-The-Secret-1"),
     ]
-    groups = [Group(name="default"), Group(name="direction", allow=[CallClass.INTERNATIONAL]),
+    groups = [Group(name="default"),
+              Group(name="direction", allow=[CallClass.INTERNATIONAL, CallClass.PREMIUM]),
               Group(name="stagiaires", deny=[CallClass.MOBILE])]
     general = DialplanGeneral.model_validate({"trunk_group": "main", "classes": [
         {"call_class": "international", "max_calls": 1},
-        {"call_class": "mobile", "trunk_group": "failover"}]})
+        {"call_class": "mobile", "trunk_group": "failover"},
+        {"call_class": "premium", "trunk_group": "capped"}]})
     dialplan = base.dialplan.model_copy(update={"general": general})
     return Site.model_validate({
         **base.model_dump(exclude={"trunks", "trunk_groups", "groups", "dialplan"}),
@@ -60,7 +66,8 @@ def routing_site(p: Providers) -> Site:
         "trunks": [t.model_dump() for t in trunks],
         "trunk_groups": [TrunkGroup(name="main", trunks=["primary"]).model_dump(),
                          TrunkGroup(name="failover", trunks=["dead", "backup"]).model_dump(),
-                         TrunkGroup(name="registered", trunks=["account"]).model_dump()],
+                         TrunkGroup(name="registered", trunks=["account"]).model_dump(),
+                         TrunkGroup(name="capped", trunks=["tiny", "backup"]).model_dump()],
     })
 
 
@@ -194,6 +201,30 @@ def test_trunk_group_fails_over_from_503_to_the_next_trunk(clean: LiveSite,
     assert request_user(invite) == "0612345678"
     assert from_user(invite) == "0140000000"
     assert answered.answered == 1
+
+
+def test_a_full_trunk_passes_to_the_next_and_anonymous_hides_the_caller(
+        clean: LiveSite, providers: Providers) -> None:
+    with provider(clean, TINY, providers.tiny) as tiny, \
+            provider(clean, BACKUP, providers.backup) as backup:
+        first: dict[str, CallResult] = {}
+        thread = threading.Thread(target=lambda: first.update(
+            call=call(clean, "101", "3631", hold_seconds=4)))
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not invites(tiny) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        second = call(clean, "101", "3631", hold_seconds=0.5)  # tiny is full: backup
+        thread.join()
+        tiny.wait(timeout=15)
+        backup.wait(timeout=15)
+    assert first["call"].connected and second.connected, second.run.describe()
+    (hidden,) = invites(tiny)
+    assert "anonymous" in (hidden.header("From") or "").lower()
+    assert hidden.header("P-Asserted-Identity") is None
+    assert "101" not in (hidden.header("From") or "")
+    (shown,) = invites(backup)
+    assert request_user(shown) == "3631" and from_user(shown) == "0140000000"
 
 
 def test_registration_trunk_answers_the_providers_challenge(clean: LiveSite,
