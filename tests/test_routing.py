@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from wildix_ast.asterisk import by_name
 from wildix_ast.call_classes import CallClass, DialplanGeneral, NumberingPlan, Shape, matches
 from wildix_ast.groups import Group
 from wildix_ast.render import render_site
+from wildix_ast.routing import numbering_plan
 from wildix_ast.secrets_vault import MemoryVault, with_secrets
 from wildix_ast.settings_file import parse_site
 
@@ -215,3 +217,63 @@ def test_registrar_and_outbound_proxy() -> None:
     assert pjsip.count("outbound_proxy = sip:proxy.example.net;lr") == 2
     assert "registrar is for registration trunks" in " ".join(problems(SITE.replace(
         "host: 192.0.2.10,", "host: 192.0.2.10, registrar: x.example.net,")))
+
+
+# --- the generated dialplan decides like NumberingPlan.classify --------------------------------
+
+def _positions(pattern: str) -> tuple[list[frozenset[str]], bool]:
+    shape = Shape.parse(pattern.lstrip("_").replace("+", "P"))
+    return [frozenset("+") if s == {"P"} else s for s in shape.positions], shape.open_end
+
+
+def _match(extension: str, number: str) -> tuple[int, ...] | None:
+    """None if `extension` does not match `number`, else its sort key as Asterisk orders
+    matching patterns: position by position, fewer possible digits first, '.' last."""
+    if not extension.startswith("_"):
+        return (1,) * len(number) if extension == number else None
+    positions, open_end = _positions(extension)
+    if len(number) < len(positions) + open_end or (not open_end
+                                                    and len(number) != len(positions)):
+        return None
+    if not all(c in s for c, s in zip(number, positions, strict=False)):
+        return None
+    return tuple(len(s) for s in positions) + ((11,) if open_end else ())
+
+
+def dialplan_decision(dialplan: str, number: str) -> tuple[str, str] | None:
+    """(class, number routed) the rendered `wildix-outgoing` context gives `number`."""
+    context = dialplan.split("[wildix-outgoing]\n", 1)[1].split("\n\n[", 1)[0]
+    best: tuple[tuple[int, ...], str] | None = None
+    for line in context.splitlines():
+        if not line.startswith("exten => "):
+            continue
+        extension, _, app = line.removeprefix("exten => ").split(",", 2)
+        key = _match(extension, number)
+        if key is not None and (best is None or key < best[0]):
+            best = (key, app)
+    if best is None or best[1].startswith("Hangup("):
+        return None
+    call_class, _, argument = best[1].removeprefix("Gosub(wildix-route,").partition(",1(")
+    routed = re.sub(r"\$\{EXTEN(?::(\d+))?\}", lambda m: number[int(m.group(1) or 0):],
+                    argument.removesuffix("))"))
+    return call_class, routed
+
+
+@pytest.mark.parametrize(("country", "outside"), [("33", None), ("33", "0"), ("39", None)])
+def test_dialplan_and_model_classify_alike(country: str, outside: str | None) -> None:
+    text = SITE.replace('country_code: "33"', f'country_code: "{country}"')
+    if outside:
+        text = text.replace("{trunk_group: out,", f'{{outside_line_prefix: "{outside}", '
+                            "trunk_group: out,")
+    site = with_secrets(parse_site(text), MemoryVault())
+    dialplan = render_site(site, manager_secret="Mgr-s3cret.Value")["extensions.conf"]
+    plan = numbering_plan(site)
+    numbers = ["0140000000", "0033140000000", "+33140000000", "0612345678", "0899123456",
+               "3631", "118712", "112", "15", "113", "0044201234567", "+12125551234",
+               "0612345678", "3331234567", "00393331234567", "892123", "0033123", "000",
+               "+0", "0390612345678", "1234", "06123"]
+    numbers += [(outside or "") + n for n in numbers]
+    for number in numbers:
+        expected = plan.classify(number)
+        found = dialplan_decision(dialplan, number)
+        assert found == (None if expected is None else (str(expected[0]), expected[1])), number

@@ -204,7 +204,8 @@ class NumberingPlan:
             nsn = number[len(intl) + len(cc):]
         elif number.startswith("+") or number.startswith(intl):
             rest = number[1:] if number.startswith("+") else number[len(intl):]
-            if rest[:1] in "123456789" and rest[:1] and rest.isdigit() and len(rest) >= 3:
+            # the dialplan's `_00Z.` / `_+Z.`: a country code never starts with 0
+            if matches("Z.", rest):
                 return CallClass.INTERNATIONAL, "+" + rest
             return None
         elif number.startswith(nat):

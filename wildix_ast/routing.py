@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from wildix_ast.call_classes import CallClass, NumberingPlan, NumberRule, Shape, matches
+from wildix_ast.trunks import TrunkAuth
 
 if TYPE_CHECKING:
     from wildix_ast.site import Site
@@ -69,7 +70,7 @@ def routing_errors(site: Site) -> Iterator[InitErrorDetails]:
             yield _error(("trunks", i, "name"),
                          f"trunk {trunk.name!r} already defined at trunks[{trunks[trunk.name]}]")
         trunks.setdefault(trunk.name, i)
-        if trunk.auth == "ip":
+        if trunk.auth is TrunkAuth.IP:
             for address in trunk.identify_addresses:
                 if address in addresses:
                     yield _error(("trunks", i, "addresses"), f"{address} already identifies "
