@@ -17,6 +17,7 @@ from wildix_ast.render import render_site
 from wildix_ast.routing import numbering_plan
 from wildix_ast.secrets_vault import MemoryVault, with_secrets
 from wildix_ast.settings_file import parse_site
+from wildix_ast.site import Site
 
 C = CallClass
 FRANCE = NumberingPlan.of(DialplanGeneral(), "33")
@@ -190,17 +191,22 @@ def test_ip_trunk_is_identified_by_address_only_and_registration_by_line() -> No
     assert "line = yes" in registration and "endpoint = trunk-op" in registration
 
 
-@pytest.mark.parametrize(("country", "outside"), [("33", None), ("39", "9"), ("44", None)])
-def test_asterisklint_accepts_the_routing_of_every_table(country: str, outside: str | None,
-                                                         tmp_path: Path) -> None:
-    """asterisklint is a dev dependency (GPL: run as a program, never imported)."""
-    assert ASTERISKLINT.exists(), "asterisklint (dev dependency) is not installed"
+def site_for(country: str, outside: str | None) -> tuple[Site, str]:
+    """SITE in another country, with an outside-line prefix: the site and its dialplan."""
     text = SITE.replace('country_code: "33"', f'country_code: "{country}"')
     if outside:
         text = text.replace("{trunk_group: out,", f'{{outside_line_prefix: "{outside}", '
                             "trunk_group: out,")
     site = with_secrets(parse_site(text), MemoryVault())
-    dialplan = render_site(site, manager_secret="Mgr-s3cret.Value")["extensions.conf"]
+    return site, render_site(site, manager_secret="Mgr-s3cret.Value")["extensions.conf"]
+
+
+@pytest.mark.parametrize(("country", "outside"), [("33", None), ("39", "9"), ("44", None)])
+def test_asterisklint_accepts_the_routing_of_every_table(country: str, outside: str | None,
+                                                         tmp_path: Path) -> None:
+    """asterisklint is a dev dependency (GPL: run as a program, never imported)."""
+    assert ASTERISKLINT.exists(), "asterisklint (dev dependency) is not installed"
+    _, dialplan = site_for(country, outside)
     result = asterisklint(dialplan, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "[wildix-trunk-op]" in dialplan
@@ -261,12 +267,7 @@ def dialplan_decision(dialplan: str, number: str) -> tuple[str, str] | None:
 
 @pytest.mark.parametrize(("country", "outside"), [("33", None), ("33", "0"), ("39", None)])
 def test_dialplan_and_model_classify_alike(country: str, outside: str | None) -> None:
-    text = SITE.replace('country_code: "33"', f'country_code: "{country}"')
-    if outside:
-        text = text.replace("{trunk_group: out,", f'{{outside_line_prefix: "{outside}", '
-                            "trunk_group: out,")
-    site = with_secrets(parse_site(text), MemoryVault())
-    dialplan = render_site(site, manager_secret="Mgr-s3cret.Value")["extensions.conf"]
+    site, dialplan = site_for(country, outside)
     plan = numbering_plan(site)
     numbers = ["0140000000", "0033140000000", "+33140000000", "0612345678", "0899123456",
                "3631", "118712", "112", "15", "113", "0044201234567", "+12125551234",

@@ -138,6 +138,21 @@ def call(live: LiveSite, ext: str, number: str, **kwargs: object) -> CallResult:
     return live.sipp().call(ext, live.password(ext), number, **kwargs)  # type: ignore[arg-type]
 
 
+def while_a_call_is_up(live: LiveSite, uas: UasHandle, ext: str, number: str,
+                       then: str, **kwargs: object) -> tuple[CallResult, CallResult]:
+    """(the first call, held 4 s, that `uas` receives; a second call placed meanwhile)."""
+    first: dict[str, CallResult] = {}
+    thread = threading.Thread(target=lambda: first.update(
+        call=call(live, ext, number, hold_seconds=4)))
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not invites(uas) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    second = call(live, ext, then, **kwargs)
+    thread.join()
+    return first["call"], second
+
+
 def test_national_number_leaves_normalised_with_the_users_did(clean: LiveSite,
                                                               providers: Providers) -> None:
     with provider(clean, PRIMARY, providers.primary) as uas:
@@ -172,17 +187,10 @@ def test_default_group_cannot_call_abroad_and_no_invite_reaches_the_trunk(
 def test_granted_group_calls_abroad_within_the_class_limit(clean: LiveSite,
                                                           providers: Providers) -> None:
     with provider(clean, PRIMARY, providers.primary) as uas:
-        first: dict[str, CallResult] = {}
-        thread = threading.Thread(target=lambda: first.update(
-            call=call(clean, "101", "0044201234567", hold_seconds=4)))
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not invites(uas) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        second = call(clean, "101", "+12125551234", expect="reject")
-        thread.join()
+        first, second = while_a_call_is_up(clean, uas, "101", "0044201234567",
+                                           then="+12125551234", expect="reject")
         uas.wait(timeout=15)
-    assert first["call"].connected, first["call"].run.describe()
+    assert first.connected, first.run.describe()
     assert [request_user(m) for m in invites(uas)] == ["+44201234567"]
     assert second.final_status == 503, second.run.describe()  # over the limit of 1
 
@@ -207,18 +215,12 @@ def test_a_full_trunk_passes_to_the_next_and_anonymous_hides_the_caller(
         clean: LiveSite, providers: Providers) -> None:
     with provider(clean, TINY, providers.tiny) as tiny, \
             provider(clean, BACKUP, providers.backup) as backup:
-        first: dict[str, CallResult] = {}
-        thread = threading.Thread(target=lambda: first.update(
-            call=call(clean, "101", "3631", hold_seconds=4)))
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not invites(tiny) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        second = call(clean, "101", "3631", hold_seconds=0.5)  # tiny is full: backup
-        thread.join()
+        # tiny is full with the first call: the second leaves on backup
+        first, second = while_a_call_is_up(clean, tiny, "101", "3631", then="3631",
+                                           hold_seconds=0.5)
         tiny.wait(timeout=15)
         backup.wait(timeout=15)
-    assert first["call"].connected and second.connected, second.run.describe()
+    assert first.connected and second.connected, second.run.describe()
     (hidden,) = invites(tiny)
     assert "anonymous" in (hidden.header("From") or "").lower()
     assert hidden.header("P-Asserted-Identity") is None
