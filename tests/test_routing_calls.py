@@ -57,7 +57,8 @@ def routing_site(p: Providers) -> Site:
     general = DialplanGeneral.model_validate({"trunk_group": "main", "classes": [
         {"call_class": "international", "max_calls": 1},
         {"call_class": "mobile", "trunk_group": "failover"},
-        {"call_class": "premium", "trunk_group": "capped"}]})
+        {"call_class": "premium", "trunk_group": "capped"},
+        {"call_class": "emergency", "trunk_group": "capped"}]})
     dialplan = base.dialplan.model_copy(update={"general": general})
     return Site.model_validate({
         **base.model_dump(exclude={"trunks", "trunk_groups", "groups", "dialplan"}),
@@ -268,15 +269,22 @@ def test_group_denying_a_class_keeps_emergency() -> None:
     assert CallClass.EMERGENCY in stagiaires.allowed
 
 
-def test_emergency_goes_out_for_every_group_and_premium_is_denied(clean: LiveSite,
-                                                                   providers: Providers) -> None:
-    with provider(clean, PRIMARY, providers.primary) as uas:
+def test_emergency_goes_out_showing_the_caller_and_premium_is_denied(
+        clean: LiveSite, providers: Providers) -> None:
+    with provider(clean, PRIMARY, providers.primary, calls=0) as primary, \
+            provider(clean, TINY, providers.tiny) as tiny:
         premium = call(clean, "102", "3631", expect="reject")
         emergency = call(clean, "102", "112", hold_seconds=0.5)
-        uas.wait(timeout=15)
+        tiny.wait(timeout=15)
+        time.sleep(0.3)
+        primary.stop()
     assert premium.final_status == 403, premium.run.describe()
+    assert invites(primary) == []
     assert emergency.connected, emergency.run.describe()
-    assert [request_user(m) for m in invites(uas)] == ["112"]  # as dialled, not E.164
+    (invite,) = invites(tiny)
+    assert request_user(invite) == "112"  # as dialled, not E.164
+    # the trunk hides callers (caller_id: anonymous), but not from emergency services
+    assert from_user(invite) == "+33140000102"
 
 
 def test_unknown_national_number_is_refused_as_unallocated(clean: LiveSite) -> None:

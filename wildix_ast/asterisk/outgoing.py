@@ -17,7 +17,8 @@ or a counter, which the dialplan does natively and without a round trip per call
    (SIP 503). GROUP()/GROUP_COUNT() live in Asterisk's memory and leave with the channel
    when it hangs up, so a crashed call never holds a place.
 3. `wildix-tg-<group>`: the trunks in order; a trunk returns only to fail over.
-4. `wildix-trunk-<trunk>`: its own counter (max_calls), caller ID, number format, Dial.
+4. `wildix-trunk-<trunk>`: its own counter (max_calls), caller ID (an anonymous trunk still
+   shows the caller to emergency services), number format, Dial.
    CHANUNAVAIL (unreachable, 4xx/5xx the channel reports as unavailable) and CONGESTION
    (503, 5xx congestion) fail over; BUSY and other outcomes end the call.
 """
@@ -106,7 +107,9 @@ def _route(site: Site) -> list[Extension]:
         if call_class is CallClass.INTERNAL:
             continue
         steps: list[str | tuple[str, str]] = []
-        if call_class is not CallClass.EMERGENCY:
+        if call_class is CallClass.EMERGENCY:  # trunks that hide callers show them here
+            steps.append("Set(WILDIX_EMERGENCY=1)")
+        else:
             steps += [f"GotoIf(${{DIALPLAN_EXISTS({acl_context('${WILDIX_GROUP}')},"
                       f"{call_class},1)}}?allowed)",
                       f"Hangup({REJECTED})", ("allowed", "NoOp()")]
@@ -139,20 +142,21 @@ def _trunk(trunk: Trunk, plan: NumberingPlan) -> Extension:
     if trunk.max_calls is not None:
         steps += [f"Set(GROUP(trunk)={trunk.name})",
                   f"GotoIf($[${{GROUP_COUNT({trunk.name}@trunk)}} > {trunk.max_calls}]?next)"]
+    main = trunk.main_number
     if trunk.caller_id is CallerIdMode.ANONYMOUS:
-        steps.append("Set(CALLERID(pres)=prohib)")
-    else:
-        steps.append("Set(CALLERID(pres)=allowed)")
-        main = trunk.main_number
-        if trunk.caller_id is CallerIdMode.MAIN_NUMBER:
-            steps.append(f"Set(CID={main})")
-        else:
-            steps.append("Set(CID=${WILDIX_DID})")
-            fallback = f"Set(CID={main})" if main else "Set(CALLERID(pres)=prohib)"
-            steps += ['GotoIf($["${CID}" != ""]?cid)', fallback, ("cid", "NoOp()")]
-        if trunk.number_format is NumberFormat.NATIONAL:
-            steps += _format(plan, "CID", "cidfmt")
-        steps.append('ExecIf($["${CID}" != ""]?Set(CALLERID(num)=${CID}))')
+        # hidden, except from emergency services, which must be able to call back
+        steps += ['GotoIf($["${WILDIX_EMERGENCY}" = "1"]?cid-shown)',
+                  "Set(CALLERID(pres)=prohib)", "Goto(cid-done)", ("cid-shown", "NoOp()")]
+    steps.append("Set(CALLERID(pres)=allowed)")
+    if trunk.caller_id is CallerIdMode.MAIN_NUMBER:
+        steps.append(f"Set(CID={main})")
+    else:  # the user's office DID, else the trunk's main number, else hidden
+        steps.append("Set(CID=${WILDIX_DID})")
+        fallback = f"Set(CID={main})" if main else "Set(CALLERID(pres)=prohib)"
+        steps += ['GotoIf($["${CID}" != ""]?cid)', fallback, ("cid", "NoOp()")]
+    if trunk.number_format is NumberFormat.NATIONAL:
+        steps += _format(plan, "CID", "cidfmt")
+    steps += ['ExecIf($["${CID}" != ""]?Set(CALLERID(num)=${CID}))', ("cid-done", "NoOp()")]
     if trunk.number_format is NumberFormat.NATIONAL:
         steps += _format(plan, "DEST", "destfmt")
     steps += [f"Dial(PJSIP/${{DEST}}@{trunk_endpoint(trunk.name)})",
