@@ -34,6 +34,43 @@ MINIMAL_MODULES = (
     "res_rtp_asterisk.so",
 )
 
+#: Added to MINIMAL_MODULES for PJSIP endpoints that register with a password.
+PJSIP_MODULES = (
+    "res_sorcery_memory.so", "res_sorcery_astdb.so", "res_pjsip.so", "res_pjsip_session.so",
+    "res_pjsip_authenticator_digest.so", "res_pjsip_endpoint_identifier_user.so",
+    "res_pjsip_registrar.so", "res_pjsip_sdp_rtp.so", "res_pjsip_pubsub.so", "chan_pjsip.so",
+    "codec_ulaw.so", "bridge_simple.so",
+)
+
+
+def pjsip_phone_conf(ext: str, password: str, context: str) -> str:
+    """pjsip.conf: a UDP transport on the lab's SIP port (@SIP_PORT@, filled in by
+    `write_minimal_config`) and one phone `ext` that authenticates with `password`."""
+    return f"""\
+[transport-udp]
+type = transport
+protocol = udp
+bind = 127.0.0.1:@SIP_PORT@
+
+[{ext}]
+type = endpoint
+context = {context}
+disallow = all
+allow = ulaw
+auth = {ext}
+aors = {ext}
+
+[{ext}]
+type = aor
+max_contacts = 1
+
+[{ext}]
+type = auth
+auth_type = userpass
+username = {ext}
+password = {password}
+"""
+
 
 def asterisk_conf(paths: AsteriskPaths) -> str:
     """asterisk.conf whose [directories] are `paths`."""
@@ -108,28 +145,37 @@ exten => 600,1,Answer()
 """
 
 
-def write_minimal_config(lab: Lab, *, with_manager: bool = True) -> None:
+def write_minimal_config(lab: Lab, *, with_manager: bool = True,
+                         extra_modules: tuple[str, ...] = (),
+                         extra_files: dict[str, str] | None = None) -> None:
     """Write the minimal configuration (asterisk.conf, modules.conf, logger.conf,
-    extensions.conf, rtp.conf and, optionally, manager.conf) into `lab.etc_dir`."""
+    extensions.conf, rtp.conf and, optionally, manager.conf) into `lab.etc_dir`, plus
+    `extra_modules` to load and `extra_files` (which win over the minimal ones; @SIP_PORT@
+    in them becomes the lab's SIP port)."""
     etc = lab.etc_dir
     files = {
         "asterisk.conf": asterisk_conf(lab.paths),
-        "modules.conf": modules_conf(),
+        "modules.conf": modules_conf(MINIMAL_MODULES + extra_modules),
         "logger.conf": LOGGER_CONF,
         "extensions.conf": EXTENSIONS_CONF,
         "rtp.conf": rtp_conf(lab.ports),
     }
     if with_manager:
         files["manager.conf"] = manager_conf(lab.ports)
+    files.update({name: text.replace("@SIP_PORT@", str(lab.ports.sip))
+                  for name, text in (extra_files or {}).items()})
     for name, text in files.items():
         (etc / name).write_text(text, encoding="utf-8")
 
 
 @contextmanager
-def running_lab(state_dir: Path, name: str = "test", timeout: float = 30.0) -> Iterator[Lab]:
-    """A started lab with the minimal configuration; stopped (and checked clean) on exit."""
+def running_lab(state_dir: Path, name: str = "test", timeout: float = 30.0, *,
+                extra_modules: tuple[str, ...] = (),
+                extra_files: dict[str, str] | None = None) -> Iterator[Lab]:
+    """A started lab with the minimal configuration (see `write_minimal_config` for the
+    extras); stopped (and checked clean) on exit."""
     lab = Lab(name, state_dir)
-    write_minimal_config(lab)
+    write_minimal_config(lab, extra_modules=extra_modules, extra_files=extra_files)
     lab.start(timeout=timeout)
     try:
         yield lab

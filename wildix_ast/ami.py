@@ -212,6 +212,11 @@ class AmiClient:
         """Connected, logged in, and not found hung by the heartbeat."""
         return self._manager is not None and self._broken is None and not self._closing
 
+    @property
+    def problem(self) -> AmiError | None:
+        """Why the connection became unusable (lost, hung), if it did."""
+        return self._broken
+
     # -- connection --------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:

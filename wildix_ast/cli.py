@@ -414,6 +414,17 @@ def _mount_lab() -> None:
 _mount_lab()
 
 
+def _mount_services() -> None:
+    from wildix_ast.agi import cli as agi_cli
+    from wildix_ast.runtime import cli as runtime_cli
+
+    app.add_typer(agi_cli.app, name="agi")
+    app.add_typer(runtime_cli.app, name="runtime")
+
+
+_mount_services()
+
+
 def main() -> None:
     """Entry point: WildixError becomes a message and an exit code, never a traceback."""
     try:

@@ -67,3 +67,9 @@ class TargetBusyError(WildixError):
     """Another wildix-ast process holds the target's lock (an apply or a rollback)."""
 
     exit_code = 8
+
+
+class ServiceError(WildixError):
+    """A runtime service (FastAGI, AMI monitor) cannot start or does not answer."""
+
+    exit_code = 9

@@ -1,0 +1,215 @@
+"""The AMI service against a real Asterisk 22: reconnection after a restart and after a hang,
+the per-call log of real calls, and bans from real failed SIP REGISTERs (SIPp)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+from lab_fixtures import PJSIP_MODULES, pjsip_phone_conf, running_lab
+
+from wildix_ast.ami import AmiClient
+from wildix_ast.lab.instance import Lab
+from wildix_ast.runtime.call_log import format_call, read_log_files
+from wildix_ast.runtime.security import BanPolicy, banned_networks
+from wildix_ast.runtime.service import (
+    CALLS_FILE,
+    MonitorService,
+    ServiceConfig,
+    lift_ban,
+    load_bans,
+    read_status,
+)
+from wildix_ast.runtime.supervisor import AmiSettings
+from wildix_ast.sip_test import SippDriver
+
+pytestmark = pytest.mark.lab
+
+EXTENSIONS = """\
+[general]
+static = yes
+writeprotect = yes
+
+[debug]
+exten => 700,1,Answer()
+ same => n,Wait(0.3)
+ same => n,Hangup()
+exten => hold,1,Answer()
+ same => n,Wait(60)
+"""
+
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root (chroot, mount namespaces)")
+    files = {"extensions.conf": EXTENSIONS,
+             "pjsip.conf": pjsip_phone_conf("101", "Right-Passw0rd-101", "debug")}
+    modules = (*PJSIP_MODULES, "func_devstate.so", "res_manager_devicestate.so")
+    with running_lab(tmp_path_factory.mktemp("runtime-lab"), "runtime", extra_modules=modules,
+                     extra_files=files) as running:
+        yield running
+
+
+def settings(lab: Lab) -> AmiSettings:
+    return AmiSettings("127.0.0.1", lab.ports.ami, "lab", "lab-secret", timeout=1.0,
+                       heartbeat=0.5)
+
+
+@contextlib.asynccontextmanager
+async def service_on(lab: Lab, state_dir: Path, policy: BanPolicy | None = None
+                     ) -> AsyncIterator[MonitorService]:
+    config = ServiceConfig(settings(lab), state_dir, policy or BanPolicy(),
+                           status_interval=0.2)
+    service = MonitorService(config)
+    task = asyncio.create_task(service.run())
+    try:
+        await until(lambda: service.supervisor.connected, 10)
+        yield service
+    finally:
+        service.stop()
+        await asyncio.wait_for(task, 10)
+
+
+async def until(condition: Callable[[], bool], timeout: float,
+                what: Callable[[], object] = lambda: "") -> float:
+    """Seconds until `condition()` held; AssertionError (showing `what()`) after `timeout`."""
+    start = time.monotonic()
+    while not condition():
+        assert time.monotonic() - start < timeout, f"not true within {timeout} s: {what()}"
+        await asyncio.sleep(0.05)
+    return time.monotonic() - start
+
+
+async def ami_action(lab: Lab, name: str, **fields: str | list[str]) -> None:
+    async with AmiClient("127.0.0.1", lab.ports.ami, "lab", "lab-secret") as ami:
+        await ami.action(name, **fields)
+
+
+async def channels_left(lab: Lab) -> int:
+    async with AmiClient("127.0.0.1", lab.ports.ami, "lab", "lab-secret") as ami:
+        deadline = time.monotonic() + 5
+        while (count := await ami.channels_count()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        return count
+
+
+def test_state_is_right_again_within_5_s_of_an_asterisk_restart(lab: Lab, tmp_path: Path
+                                                               ) -> None:
+    async def go() -> float:
+        async with service_on(lab, tmp_path) as service:
+            await ami_action(lab, "Setvar", Variable="DEVICE_STATE(Custom:lamp)", Value="INUSE")
+            await ami_action(lab, "Originate", Channel="Local/hold@debug", Application="Wait",
+                             Data="60", Async="true")
+            await until(lambda: service.state.devices.get("Custom:lamp") == "INUSE"
+                        and len(service.state.channels) == 2, 10)
+            await asyncio.to_thread(lab.stop)
+            await until(lambda: not service.supervisor.connected, 5)
+            assert read_status(tmp_path)["ami"]["connected"] is False
+            await asyncio.to_thread(lab.start, timeout=60)
+            ready = time.monotonic()
+
+            def right() -> bool:
+                status = read_status(tmp_path)
+                pbx = status["pbx"]
+                return bool(status["ami"]["connected"] and pbx["channels"] == []
+                            and pbx["devices"].get("Custom:lamp") == "INUSE"
+                            and status["ami"]["connections"] == 2)
+
+            await until(right, 5, lambda: read_status(tmp_path))
+            seconds = time.monotonic() - ready
+            # events flow on the new connection
+            await ami_action(lab, "Setvar", Variable="DEVICE_STATE(Custom:lamp)",
+                             Value="NOT_INUSE")
+            await until(lambda: service.state.devices.get("Custom:lamp") == "NOT_INUSE", 2)
+            return seconds
+
+    seconds = asyncio.run(go())
+    print(f"status right {seconds:.2f} s after Asterisk was ready again")
+    assert asyncio.run(channels_left(lab)) == 0
+
+
+def test_a_hung_asterisk_is_detected_and_the_connection_remade(lab: Lab, tmp_path: Path
+                                                              ) -> None:
+    async def go() -> tuple[float, float]:
+        async with service_on(lab, tmp_path) as service:
+            pid = lab.pid
+            assert pid is not None
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                detected = await until(lambda: not service.supervisor.connected, 5)
+                await until(lambda: "stopped answering pings" in
+                            service.supervisor.last_error, 1)
+                assert service.state.channels == {} and service.state.devices == {}
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            back = await until(lambda: service.supervisor.connected, 5)
+            assert service.supervisor.connections == 2
+            return detected, back
+
+    detected, back = asyncio.run(go())
+    print(f"hang detected after {detected:.2f} s, reconnected {back:.2f} s after SIGCONT")
+
+
+def test_the_events_of_a_real_call_are_logged_and_printed(lab: Lab, tmp_path: Path) -> None:
+    async def go() -> None:
+        async with service_on(lab, tmp_path) as service:
+            await ami_action(lab, "Originate", Channel="Local/700@debug", Application="Wait",
+                             Data="1", CallerID='"Debug" <555>', Async="true")
+            await until(lambda: bool(service.calls.find("700")) and any(
+                e.name == "Hangup" for _, events in service.calls.calls() for e in events), 10)
+            await until(lambda: len([e for e in service.calls.call(service.calls.find("700")[0])
+                                     if e.name == "Hangup"]) == 2, 10)
+            await asyncio.sleep(0.3)  # one status tick: the log file is flushed
+
+    asyncio.run(go())
+    log = read_log_files(tmp_path / CALLS_FILE)
+    found = log.find("700")
+    assert len(found) == 1
+    text = format_call(log.call(found[0]))
+    print(text)
+    assert "Local/700@debug-" in text
+    assert "Application=Wait" in text and "AppData=0.3" in text
+    assert text.count("Hangup ") >= 2
+    assert asyncio.run(channels_left(lab)) == 0
+
+
+def test_twenty_failed_registers_ban_an_address_but_never_a_lan_one(lab: Lab, tmp_path: Path
+                                                                    ) -> None:
+    attacker, lan = "127.0.0.2", "127.0.0.3"
+    policy = BanPolicy(threshold=20, window=120, ban_time=600,
+                       never_ban=(ipaddress.ip_network(f"{lan}/32"),))
+
+    def fail_registers(address: str, count: int) -> None:
+        driver = SippDriver(lab.ports.sip, local_ip=address, work_dir=tmp_path / address)
+        for _ in range(count):
+            assert driver.register("101", "wrong-password", expect="rejected").ok
+
+    async def go() -> None:
+        async with service_on(lab, tmp_path, policy) as service:
+            await asyncio.to_thread(fail_registers, attacker, 19)
+            await asyncio.sleep(0.3)
+            assert banned_networks(service.security, time.time()) == []
+            await asyncio.to_thread(fail_registers, attacker, 1)
+            await until(lambda: bool(service.security.bans), 3)
+            assert banned_networks(service.security, time.time()) == [
+                ipaddress.ip_network(f"{attacker}/32")]
+            await until(lambda: [b["address"] for b in read_status(tmp_path)["bans"]]
+                        == [attacker], 2)
+            assert "ChallengeResponseFailed" in load_bans(tmp_path)[attacker].reason
+            assert lift_ban(tmp_path, attacker)
+            await until(lambda: not service.security.bans, 2)
+            await asyncio.to_thread(fail_registers, lan, 25)
+            await asyncio.sleep(0.3)
+            assert service.security.bans == {}
+            assert len(service.security.attempts[lan]) == 20  # counted, never banned
+
+    asyncio.run(go())

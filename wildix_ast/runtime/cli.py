@@ -1,0 +1,211 @@
+"""`wildix-ast runtime ...`: the AMI service and what a person asks it."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from wildix_ast.console import out
+from wildix_ast.errors import ServiceError
+from wildix_ast.runtime.call_log import format_call, read_log_files
+from wildix_ast.runtime.security import BanPolicy
+from wildix_ast.runtime.service import (
+    CALLS_FILE,
+    MonitorService,
+    ServiceConfig,
+    lift_ban,
+    load_bans,
+    read_status,
+)
+from wildix_ast.runtime.supervisor import AmiSettings
+from wildix_ast.sdnotify import keep_alive, notify
+
+app = typer.Typer(help="The AMI service: live PBX state, per-call debug log, SIP bans.",
+                  no_args_is_help=True)
+
+StateDir = Annotated[Path, typer.Option(
+    "--state-dir", envvar="WILDIX_AST_RUNTIME_STATE", show_envvar=True,
+    help="The service's files (status, call log, bans).")]
+DEFAULT_STATE = Path("/var/lib/wildix-ast/runtime")
+
+
+def _ami_settings(host: str, port: int | None, user: str | None, secret_file: Path | None,
+                  db: str | None) -> AmiSettings:
+    """The AMI account: as given, else the stored site's manager account and its generated
+    secret (the store is the one the site was applied from)."""
+    secret = os.environ.get("WILDIX_AST_AMI_SECRET", "")
+    if secret_file is not None:
+        try:
+            secret = secret_file.read_text(encoding="utf-8").strip()
+        except OSError as e:
+            raise ServiceError(f"cannot read the AMI secret from {secret_file}: "
+                               f"{e.strerror}") from None
+    if secret and port is not None and user is not None:
+        return AmiSettings(host, port, user, secret)
+    from wildix_ast.secrets_vault import manager_secret
+    from wildix_ast.store import open_store
+
+    with open_store(db) as store:
+        if not store.has_site():
+            raise ServiceError("no AMI account given (--ami-port, --ami-user, --secret-file) "
+                               "and the store holds no site to take it from")
+        manager = store.export_site().system.manager
+        user = user or manager.username
+        return AmiSettings(host, port or manager.port, user,
+                           secret or manager_secret(store, user))
+
+
+@app.command()
+def serve(
+    state_dir: StateDir = DEFAULT_STATE,
+    ami_host: Annotated[str, typer.Option(envvar="WILDIX_AST_AMI_HOST")] = "127.0.0.1",
+    ami_port: Annotated[int | None, typer.Option(
+        envvar="WILDIX_AST_AMI_PORT", help="Default: the stored site's manager port.")] = None,
+    ami_user: Annotated[str | None, typer.Option(
+        envvar="WILDIX_AST_AMI_USER", help="Default: the stored site's manager account.")]
+    = None,
+    secret_file: Annotated[Path | None, typer.Option(
+        envvar="WILDIX_AST_AMI_SECRET_FILE", help="File holding the AMI secret (else "
+        "$WILDIX_AST_AMI_SECRET, else the store's).")] = None,
+    db: Annotated[str | None, typer.Option(
+        "--db", envvar="WILDIX_AST_DB", help="The store (for the AMI account).")] = None,
+    never_ban: Annotated[list[str] | None, typer.Option(
+        "--never-ban", help="A LAN or trunk network (CIDR) never banned; repeat.")] = None,
+    threshold: Annotated[int, typer.Option(min=1, help="Attempts that ban.")] = 20,
+    window: Annotated[float, typer.Option(min=1, help="…within this many seconds.")] = 60.0,
+    ban_time: Annotated[float, typer.Option(min=1, help="Seconds a ban lasts.")] = 3600.0,
+) -> None:
+    """Run until stopped: keep the AMI connection, the PBX state, the call log and bans."""
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        policy = BanPolicy.with_networks(never_ban or [], threshold=threshold, window=window,
+                                         ban_time=ban_time)
+    except ValueError as e:
+        raise ServiceError(f"--never-ban: {e}") from None
+    settings = _ami_settings(ami_host, ami_port, ami_user, secret_file, db)
+    asyncio.run(_serve(ServiceConfig(settings, state_dir, policy)))
+
+
+async def _serve(config: ServiceConfig) -> None:
+    service = MonitorService(config)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, service.stop)
+    watchdog = asyncio.create_task(keep_alive())
+
+    def ready() -> None:
+        notify("READY=1")
+        out.print(f"AMI service for {config.ami.where} running; state in {config.state_dir}")
+
+    try:
+        await service.run(ready)
+    finally:
+        notify("STOPPING=1")
+        watchdog.cancel()
+
+
+@app.command()
+def status(
+    state_dir: StateDir = DEFAULT_STATE,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The live PBX as the AMI service sees it; exit 9 when the service is down or cut off
+    from Asterisk."""
+    data = read_status(state_dir)
+    ami = data["ami"]
+    if as_json:
+        print(json.dumps(data, indent=2))
+    else:
+        pbx = data["pbx"]
+        state = "[green]connected[/]" if ami["connected"] else "[red]not connected[/]"
+        out.print(f"AMI {ami['address']}: {state}, Asterisk {pbx.get('version') or '?'}, "
+                  f"{ami['connections']} connection(s)"
+                  + (f", last error: {escape(ami['last_error'])}" if ami["last_error"] else ""))
+        table = Table(title="devices", show_edge=False)
+        table.add_column("device")
+        table.add_column("state")
+        for device, device_state in pbx["devices"].items():
+            colour = "grey50" if device_state in ("UNAVAILABLE", "INVALID", "UNKNOWN") \
+                else "green"
+            table.add_row(escape(device), f"[{colour}]{device_state}[/]")
+        out.print(table)
+        out.print(f"{len(pbx['channels'])} channel(s) active, {len(data['bans'])} ban(s)")
+    if not ami["connected"]:
+        raise ServiceError(f"the AMI service is not connected to Asterisk at {ami['address']}"
+                           f": {ami['last_error']}")
+
+
+@app.command()
+def call(
+    uniqueid: Annotated[str | None, typer.Argument(help="A Uniqueid or Linkedid.")] = None,
+    number: Annotated[str | None, typer.Option(help="A number that called or was called.")]
+    = None,
+    at: Annotated[str | None, typer.Option(help="Around this time (HH:MM or ISO date-time).")]
+    = None,
+    state_dir: StateDir = DEFAULT_STATE,
+) -> None:
+    """WMS "Debug": print the events of one call (by id, or the last call of a number)."""
+    log = read_log_files(state_dir / CALLS_FILE)
+    if uniqueid:
+        events = log.call(uniqueid)
+        if not events:
+            raise ServiceError(f"no call {uniqueid} in the log of {state_dir}")
+    elif number:
+        around = _when(at) if at else None
+        found = log.find(number, around=around)
+        if not found:
+            raise ServiceError(f"no call of {number} in the log"
+                               + (f" around {at}" if at else ""))
+        events = log.call(found[-1])
+    else:
+        raise ServiceError("give a Uniqueid or --number")
+    print(format_call(events))
+
+
+def _when(text: str) -> float:
+    try:
+        if len(text) <= 5:
+            hour, minute = (int(p) for p in text.split(":"))
+            return dt.datetime.now().replace(hour=hour, minute=minute, second=0).timestamp()
+        return dt.datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise ServiceError(f"--at {text!r}: give HH:MM or an ISO date-time") from None
+
+
+@app.command()
+def bans(state_dir: StateDir = DEFAULT_STATE) -> None:
+    """WMS "SIP bloqués": the addresses banned now."""
+    now = time.time()
+    table = Table(title="banned addresses", show_edge=False)
+    for column in ("address", "since", "until", "attempts", "reason"):
+        table.add_column(column)
+    for ban in sorted(load_bans(state_dir).values(), key=lambda b: b.since):
+        if ban.until > now:
+            table.add_row(ban.address, dt.datetime.fromtimestamp(ban.since).strftime("%F %T"),
+                          dt.datetime.fromtimestamp(ban.until).strftime("%F %T"),
+                          str(ban.attempts), escape(ban.reason))
+    out.print(table)
+
+
+@app.command()
+def unban(address: str, state_dir: StateDir = DEFAULT_STATE) -> None:
+    """Lift the ban of one address."""
+    try:
+        lifted = lift_ban(state_dir, address)
+    except ValueError:
+        raise ServiceError(f"{address!r} is not an IP address") from None
+    if not lifted:
+        raise ServiceError(f"{address} is not banned")
+    out.print(f"[green]✓[/] {address} unbanned")

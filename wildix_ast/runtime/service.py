@@ -1,0 +1,285 @@
+"""The AMI service (`wildix-ast runtime serve`): one supervised AMI connection feeding the
+live PBX state, the per-call event log and the security-event counter with its bans.
+
+It keeps its files in a state folder, for the commands a person runs from another process:
+
+* `status.json`: connection, Asterisk version, devices, contacts, channels, bans; rewritten
+  every `status_interval` seconds (its age tells whether the service runs);
+* `calls.jsonl` (+ `calls.jsonl.1`): every channel event, one JSON line each;
+* `bans.json`: the bans in force, kept across restarts; `unban` edits it under a lock and
+  the service picks the change up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wildix_ast.ami import AmiClient, AmiMessage
+from wildix_ast.errors import AmiError, ServiceError
+from wildix_ast.files import write_atomic
+from wildix_ast.runtime.call_log import CallLog, LoggedEvent, LogWriter, wanted
+from wildix_ast.runtime.security import (
+    Ban,
+    BanPolicy,
+    SecurityState,
+    active_bans,
+    expire,
+    is_attempt,
+    record_event,
+    unban,
+)
+from wildix_ast.runtime.state import PbxState, apply_event, snapshot
+from wildix_ast.runtime.supervisor import AmiSettings, AmiSupervisor
+
+log = logging.getLogger(__name__)
+
+STATUS_FILE = "status.json"
+CALLS_FILE = "calls.jsonl"
+BANS_FILE = "bans.json"
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    ami: AmiSettings
+    state_dir: Path
+    policy: BanPolicy = BanPolicy()
+    status_interval: float = 1.0
+
+
+@contextlib.contextmanager
+def _locked(state_dir: Path) -> Iterator[None]:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with open(state_dir / ".bans.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def load_bans(state_dir: Path) -> dict[str, Ban]:
+    try:
+        data = json.loads((state_dir / BANS_FILE).read_text(encoding="utf-8"))
+        return {b["address"]: Ban.from_json(b) for b in data.get("bans", [])}
+    except FileNotFoundError:
+        return {}
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ServiceError(f"{state_dir / BANS_FILE} is not a bans file: {e}") from None
+
+
+def save_bans(state_dir: Path, bans: dict[str, Ban]) -> None:
+    text = json.dumps({"bans": [b.to_json() for b in sorted(bans.values(),
+                                                              key=lambda b: b.since)]},
+                      indent=2)
+    write_atomic(state_dir / BANS_FILE, text + "\n", mode=0o644)
+
+
+def lift_ban(state_dir: Path, address: str) -> bool:
+    """`unban`: remove one ban from the state folder (the running service follows)."""
+    with _locked(state_dir):
+        bans = load_bans(state_dir)
+        state, lifted = unban(SecurityState(bans=bans), address)
+        if lifted:
+            save_bans(state_dir, dict(state.bans))
+    return lifted
+
+
+async def _optional_list(client: AmiClient, name: str, complete: str,
+                         empty_messages: tuple[str, ...] = ()) -> list[AmiMessage]:
+    try:
+        return await client.action_list(name, complete, timeout=client.bulk_timeout,
+                                        empty_messages=empty_messages)
+    except AmiError as e:
+        if "Invalid/unknown command" not in e.message:
+            raise
+        log.warning("Asterisk has no %s action (module not loaded): %s", name, e.message)
+        return []
+
+
+class MonitorService:
+    def __init__(self, config: ServiceConfig, *, clock: Callable[[], float] = time.time
+                 ) -> None:
+        self.config = config
+        self.clock = clock
+        self.state = PbxState()
+        self.security = SecurityState(bans=load_bans(config.state_dir))
+        self.calls = CallLog()
+        self.events_seen = 0
+        self._bans_mtime = self._mtime()
+        self._buffer: list[AmiMessage] | None = None
+        self._resnapshot_task: asyncio.Task[None] | None = None
+        self._snapshot_lock = asyncio.Lock()
+        self._writer: LogWriter | None = None
+        self.supervisor = AmiSupervisor(config.ami, on_event=self.on_event,
+                                        on_connect=self._on_connect,
+                                        on_disconnect=self._on_disconnect)
+
+    # -- events --------------------------------------------------------------------------
+
+    def on_event(self, event: AmiMessage) -> None:
+        self.events_seen += 1
+        now = self.clock()
+        if event.get("Event") == "FullyBooted":
+            self._resnapshot()
+        if self._buffer is not None:
+            self._buffer.append(event)  # applied on top of the snapshot being taken
+        else:
+            self.state = apply_event(self.state, event)
+        if wanted(event):
+            logged = LoggedEvent(now, event)
+            self.calls.add(logged)
+            if self._writer is not None:
+                self._writer.write(logged)
+        if is_attempt(event):
+            self.security, ban = record_event(self.security, self.config.policy, event, now)
+            if ban is not None:
+                log.warning("banned %s for %g s after %d attempts in %g s (%s)", ban.address,
+                            self.config.policy.ban_time, ban.attempts,
+                            self.config.policy.window, ban.reason)
+                self._save_bans()
+
+    async def _on_connect(self, client: AmiClient) -> None:
+        async with self._snapshot_lock:  # the FullyBooted re-snapshot waits for this one
+            await self._snapshot(client)
+
+    async def _snapshot(self, client: AmiClient) -> None:
+        self._buffer = []
+        try:
+            # Each list needs its module (res_manager_devicestate, res_pjsip); a PBX without
+            # one shows nothing there rather than no state at all.
+            devices = await _optional_list(client, "DeviceStateList", "DeviceStateListComplete")
+            contacts = await _optional_list(client, "PJSIPShowContacts", "ContactListComplete",
+                                            empty_messages=("No Contacts found",))
+            channels = await client.action_list("CoreShowChannels", "CoreShowChannelsComplete")
+            state = snapshot(client.version or "", devices, contacts, channels)
+            for event in self._buffer:
+                state = apply_event(state, event)
+            self.state = state
+        finally:
+            self._buffer = None
+
+    def _resnapshot(self) -> None:
+        """Asterisk's AMI accepts logins while it still loads modules: a snapshot taken
+        then misses what later modules list (device states). FullyBooted says the boot is
+        over (it also comes to sessions opened after boot; a second snapshot is harmless)."""
+        client = self.supervisor.client
+        if client is None or self._resnapshot_task is not None:
+            return
+
+        async def again() -> None:
+            try:
+                await self._on_connect(client)
+            except AmiError as e:
+                log.warning("AMI snapshot after FullyBooted failed: %s", e.message)
+            finally:
+                self._resnapshot_task = None
+
+        self._resnapshot_task = asyncio.get_running_loop().create_task(again())
+
+    def _on_disconnect(self, _reason: str) -> None:
+        # Nothing known about a PBX we cannot see: no stale channels or phones shown green.
+        self.state = PbxState()
+
+    # -- files ---------------------------------------------------------------------------
+
+    def _mtime(self) -> float:
+        try:
+            return (self.config.state_dir / BANS_FILE).stat().st_mtime
+        except FileNotFoundError:
+            return 0.0
+
+    def _save_bans(self) -> None:
+        with _locked(self.config.state_dir):
+            save_bans(self.config.state_dir, dict(self.security.bans))
+            self._bans_mtime = self._mtime()
+
+    def _follow_ban_file(self) -> None:
+        """Pick up an `unban` done by another process."""
+        if self._mtime() == self._bans_mtime:
+            return
+        with _locked(self.config.state_dir):
+            bans = load_bans(self.config.state_dir)
+            self._bans_mtime = self._mtime()
+        attempts = {a: t for a, t in self.security.attempts.items() if a in bans or
+                    a not in self.security.bans}
+        self.security = SecurityState(attempts=attempts, bans=bans)
+
+    def status(self) -> dict[str, Any]:
+        supervisor = self.supervisor
+        now = self.clock()
+        return {
+            "service": "wildix-ast runtime",
+            "pid": os.getpid(),
+            "updated": now,
+            "ami": {"address": supervisor.settings.where, "connected": supervisor.connected,
+                    "connected_since": supervisor.connected_since,
+                    "connections": supervisor.connections,
+                    "last_error": supervisor.last_error},
+            "events": self.events_seen,
+            "pbx": self.state.to_json(),
+            "bans": [b.to_json() for b in active_bans(self.security, now)],
+        }
+
+    def write_status(self) -> None:
+        # Renamed into place but not fsynced: it is rewritten every second, and an fsync
+        # stalling the loop past Asterisk's 100 ms writetimeout would cost the AMI session.
+        path = self.config.state_dir / STATUS_FILE
+        temp = path.with_name(f".{STATUS_FILE}.{os.getpid()}.tmp")
+        temp.write_text(json.dumps(self.status(), indent=2) + "\n", encoding="utf-8")
+        os.replace(temp, path)
+
+    # -- running -------------------------------------------------------------------------
+
+    async def run(self, ready: Callable[[], None] | None = None) -> None:
+        self.config.state_dir.mkdir(parents=True, exist_ok=True)
+        self._writer = LogWriter(self.config.state_dir / CALLS_FILE)
+        connection = asyncio.create_task(self.supervisor.run())
+        if ready is not None:
+            ready()
+        try:
+            while not connection.done():
+                self._follow_ban_file()
+                before = self.security
+                self.security = expire(self.security, self.config.policy, self.clock())
+                if before.bans != self.security.bans:
+                    self._save_bans()
+                self._writer.flush()
+                self.write_status()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.config.status_interval):
+                        await asyncio.shield(connection)
+        finally:
+            self.supervisor.stop()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5):
+                    await connection
+            self._writer.close()
+            self._writer = None
+            self.write_status()
+
+    def stop(self) -> None:
+        self.supervisor.stop()
+
+
+def read_status(state_dir: Path, max_age: float = 15.0) -> dict[str, Any]:
+    """The service's last status; ServiceError if there is none or it is stale."""
+    path = state_dir / STATUS_FILE
+    try:
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ServiceError(f"no AMI service status in {state_dir}: is `wildix-ast runtime "
+                           "serve` running with this --state-dir?") from None
+    except ValueError as e:
+        raise ServiceError(f"{path} is not a status file: {e}") from None
+    age = time.time() - float(data.get("updated", 0))
+    if age > max_age:
+        raise ServiceError(f"the AMI service's status in {state_dir} is {age:.0f} s old: "
+                           "the service is not running (or hung)")
+    return data
