@@ -125,6 +125,15 @@ def test_stored_g729_is_dropped_by_the_migration(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite3"
     with open_store(str(path)) as store:
         store.import_site(load_site(EXAMPLE))
+    from alembic import command
+    from sqlalchemy import create_engine
+
+    from wildix_ast.store.database import _alembic_config
+
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.begin() as connection:  # the later migrations undone first
+        command.downgrade(_alembic_config(connection), "0002")
+    engine.dispose()
     with sqlite3.connect(path) as db:  # a store written before issue 6
         db.execute("DELETE FROM sip_codecs WHERE scope = 'remote'")
         db.execute("INSERT INTO sip_codecs VALUES ('remote', 0, 'g729')")

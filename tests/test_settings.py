@@ -119,7 +119,9 @@ def test_vault_fills_missing_passwords_once() -> None:
     second = with_secrets(site, vault)
     assert first == second
     phones = [u for u in first.users if u.type.has_phone]
-    assert phones and all(u.sip_password and u.web_password for u in phones)
+    assert phones and all(u.sip_password for u in phones)
+    # WEB passwords are never generated: only their hash is kept, nobody could be told one.
+    assert all(u.web_password is None for u in first.users)
     assert all(u.sip_password is None for u in first.users if not u.type.has_phone)
     assert manager_secret(vault, "wildix-ast") == manager_secret(vault, "wildix-ast")
 
@@ -147,3 +149,45 @@ def test_procedure_names_are_unique_and_not_the_builtin() -> None:
         "choose another name",
         "dialplan.procedures[2].name (site.yaml line 15): procedure 'night' already defined "
         "at dialplan.procedures[1]"]
+
+
+def test_web_password_may_be_its_hash_and_the_policy_checks_only_text() -> None:
+    from wildix_ast.passwords import hash_password, is_password_hash, password_matches
+
+    hashed = hash_password("short1!A")
+    assert is_password_hash(hashed) and "short1!A" not in hashed
+    assert password_matches(hashed, "short1!A") and not password_matches(hashed, "short1!B")
+    site = parse_site(GOOD.replace("name: Alice Martin,", f"name: Alice Martin, "
+                                   f"web_password: '{hashed}',"))
+    assert site.users[0].web_password == hashed
+    # A hash is no SIP password, and a malformed hash is checked as a password.
+    malformed = hashed.replace("argon2id", "argon2i")
+    found = problems(GOOD.replace("name: Alice Martin,", f"name: Alice Martin, "
+                                  f"sip_password: '{hashed}', web_password: '{malformed}',"))
+    assert sorted(p.split(" (")[0] for p in found) == ["users[0].sip_password",
+                                                       "users[0].web_password"]
+
+
+def test_defaults_count_in_raw_input_with_other_errors() -> None:
+    """The one walker reads partly invalid input with the model's defaults: a user without
+    a group is in 'default' (defined here), a left-out dialplan keeps echo_test *43."""
+    text = GOOD.replace("  - name: default\n", "") \
+        .replace('extension: "700"', 'extension: "*43x"')
+    found = problems(text + "dialplan:\n  procedures: [{name: night}, {name: 5}]\n")
+    assert any(p.startswith("users[0].group") and "'default' is not defined" in p
+               for p in found)
+    assert any(p.startswith("users[2].extension") for p in found)
+    assert any(p.startswith("dialplan.procedures[1].name") for p in found)
+    assert not any(p.startswith("users[1].group") for p in found)  # sales is defined
+
+
+def test_a_reference_is_one_declaration() -> None:
+    """The walker is driven by the declarations: a new referenced section needs no code."""
+    from wildix_ast import references
+
+    assert {r.path for r in references.REFERENCES} >= {"users[].group", "users[].dialplan",
+                                                        "users[].fax_dialplan"}
+    site = parse_site(GOOD)
+    assert [(loc, v) for loc, v in references.values_at(site, type(site), "users[].group")] \
+        == [(("users", 0, "group"), "default"), (("users", 1, "group"), "sales"),
+            (("users", 2, "group"), "default")]

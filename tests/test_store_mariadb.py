@@ -109,7 +109,7 @@ def test_concurrent_first_opens_and_imports(mariadb_url: str,  # noqa: F811
     errors = [p.communicate(timeout=120)[1] for p in processes]
     assert [p.returncode for p in processes] == [0] * 4, errors
     with open_store(mariadb_url) as store:
-        assert store.site_generation() == 4
+        assert store.revision() == 4
         assert len(store.import_history()) == 4
         (only,) = store.export_site().users
         assert only.extension in {"100", "101", "102", "103"}

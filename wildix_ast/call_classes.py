@@ -24,7 +24,7 @@ from typing import Annotated, Self
 from pydantic import BaseModel, Field, model_validator
 
 from wildix_ast.fields import NumberText, _pattern
-from wildix_ast.system import STRICT
+from wildix_ast.model import STRICT
 
 
 class CallClass(StrEnum):

@@ -11,12 +11,11 @@ from typing import Annotated
 from pydantic import BaseModel, Field
 
 from wildix_ast.call_classes import DialplanGeneral
-from wildix_ast.fields import FreeText, Identifier, _pattern
-from wildix_ast.system import STRICT
-from wildix_ast.users import DEFAULT_PROCEDURE
+from wildix_ast.fields import FreeText, Identifier, Width, _pattern
+from wildix_ast.model import DEFAULT_PROCEDURE, STRICT
 
-FeatureCode = Annotated[str, _pattern(r"\*[0-9]{1,4}|[0-9]{2,8}", "feature code ('*' and up "
-                                      "to 4 digits, or 2 to 8 digits)")]
+FeatureCode = Annotated[str, Width(8), _pattern(
+    r"\*[0-9]{1,4}|[0-9]{2,8}", "feature code ('*' and up to 4 digits, or 2 to 8 digits)")]
 
 
 class Procedure(BaseModel):

@@ -6,9 +6,21 @@ none can carry a newline, a comment, a section header or a dialplan expression i
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Annotated
 
 from pydantic import AfterValidator, BeforeValidator, Field
+
+
+@dataclass(frozen=True)
+class Width:
+    """How many characters a stored value of this type takes (the store sizes its columns
+    from it; pydantic ignores it). `exact` values are compared byte for byte (names and
+    numbers that identify something), whatever the database's default collation."""
+
+    chars: int
+    exact: bool = False
+
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # Characters with a meaning in Asterisk configuration files or dialplan expressions.
@@ -47,24 +59,27 @@ def _pattern(regex: str, what: str) -> AfterValidator:
     return AfterValidator(check)
 
 
-FreeText = Annotated[str, Field(min_length=1, max_length=80), AfterValidator(_free_text)]
+FreeText = Annotated[str, Width(80), Field(min_length=1, max_length=80),
+                     AfterValidator(_free_text)]
 """A person's or department's name: any printable text but Asterisk's special characters."""
 
-Identifier = Annotated[str, _pattern(r"[A-Za-z][A-Za-z0-9_-]{0,39}", "identifier "
-                                     "(a letter, then letters, digits, '_' or '-', 40 at most)")]
+Identifier = Annotated[str, Width(40, exact=True), _pattern(
+    r"[A-Za-z][A-Za-z0-9_-]{0,39}",
+    "identifier (a letter, then letters, digits, '_' or '-', 40 at most)")]
 """A name that becomes an Asterisk object or context name (groups, dialplan procedures)."""
 
-Extension = Annotated[str, NumberText, _pattern(r"[0-9]{2,8}", "extension (2 to 8 digits)")]
-PhoneNumber = Annotated[str, NumberText, _pattern(
+Extension = Annotated[str, Width(8, exact=True), NumberText, _pattern(
+    r"[0-9]{2,8}", "extension (2 to 8 digits)")]
+PhoneNumber = Annotated[str, Width(21, exact=True), NumberText, _pattern(
     r"\+?[0-9]{3,20}", "phone number (3 to 20 digits, optionally after '+')")]
-Email = Annotated[str, Field(max_length=254), _pattern(
+Email = Annotated[str, Width(255), Field(max_length=254), _pattern(
     r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+", "email address")]
-Login = Annotated[str, _pattern(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}", "login (letters, digits, "
-                                "'.', '_', '@', '-')")]
-Language = Annotated[str, _pattern(r"[a-z]{2}(_[A-Z]{2})?", "language code (like 'fr' or "
-                                   "'en_GB')")]
-ToneZone = Annotated[str, _pattern(r"[a-z]{2}", "tone zone (a two-letter country code like "
-                                   "'fr')")]
-CountryCode = Annotated[str, NumberText, _pattern(
+Login = Annotated[str, Width(64), _pattern(
+    r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}", "login (letters, digits, '.', '_', '@', '-')")]
+Language = Annotated[str, Width(5), _pattern(
+    r"[a-z]{2}(_[A-Z]{2})?", "language code (like 'fr' or 'en_GB')")]
+ToneZone = Annotated[str, Width(2), _pattern(
+    r"[a-z]{2}", "tone zone (a two-letter country code like 'fr')")]
+CountryCode = Annotated[str, Width(4), NumberText, _pattern(
     r"[1-9][0-9]{0,3}", "country calling code (like '33')")]
 Port = Annotated[int, Field(ge=1, le=65535)]

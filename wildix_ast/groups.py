@@ -6,9 +6,7 @@ from pydantic import BaseModel, Field
 
 from wildix_ast.call_classes import DEFAULT_ALLOWED, CallClass
 from wildix_ast.fields import FreeText, Identifier
-from wildix_ast.system import STRICT
-
-DEFAULT_GROUP = "default"
+from wildix_ast.model import STRICT
 
 
 class Group(BaseModel):

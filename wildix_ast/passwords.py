@@ -57,3 +57,37 @@ def generate_password(length: int = GENERATED_LENGTH) -> str:
         candidate = "".join(secrets.choice(alphabet) for _ in range(length))
         if not password_problems(candidate):
             return candidate
+
+
+# --- WEB passwords at rest -------------------------------------------------------------------
+# Nothing needs a WEB password back, so the store keeps only an argon2id hash of it. The cost
+# is OWASP's recommended minimum for argon2id (19 MiB, 2 passes, 1 lane): about 40 ms here.
+HASH_MEMORY_KIB = 19 * 1024
+HASH_TIME_COST = 2
+_HASH = re.compile(r"\$argon2id\$v=19\$m=[0-9]{1,8},t=[0-9]{1,4},p=[0-9]{1,3}"
+                   r"\$[A-Za-z0-9+/]{11,64}\$[A-Za-z0-9+/]{16,128}")
+
+
+def is_password_hash(value: str) -> bool:
+    """Whether `value` is an argon2id hash (what the store and an export hold), not a
+    password."""
+    return _HASH.fullmatch(value) is not None
+
+
+def hash_password(password: str) -> str:
+    """A salted argon2id hash of `password`."""
+    from argon2 import PasswordHasher  # argon2 loads only when a password is hashed
+
+    return PasswordHasher(time_cost=HASH_TIME_COST, memory_cost=HASH_MEMORY_KIB,
+                          parallelism=1).hash(password)
+
+
+def password_matches(hashed: str, password: str) -> bool:
+    """Whether `password` is the one `hashed` was made from."""
+    from argon2 import PasswordHasher
+    from argon2.exceptions import InvalidHashError, VerificationError
+
+    try:
+        return PasswordHasher().verify(hashed, password)
+    except (VerificationError, InvalidHashError):
+        return False

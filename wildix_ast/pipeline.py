@@ -147,12 +147,13 @@ class ApplyOutcome:
 
 
 def _revision(store: Store) -> int | None:
-    return store.site_generation() if store.has_site() else None
+    return store.revision() if store.has_site() else None
 
 
 def _snapshot(config: ConfigTarget, generation: Generation | None, site: Site) -> None:
-    """Keep the settings (without passwords) beside the generation: a rollback puts the
-    store back to the same site as the files."""
+    """Keep the settings beside the generation (owner-only, like the store: the passwords
+    the file gave, WEB ones as hashes; generated ones stay in the vault): a rollback puts
+    the store back to the same site as the files."""
     from wildix_ast.files import write_atomic
     from wildix_ast.settings_file import dump_site
 
@@ -160,7 +161,7 @@ def _snapshot(config: ConfigTarget, generation: Generation | None, site: Site) -
         return
     folder = config.state.dir / "generations" / str(generation.number)
     if folder.is_dir():
-        write_atomic(folder / SITE_SNAPSHOT, dump_site(site, include_secrets=False), mode=0o600)
+        write_atomic(folder / SITE_SNAPSHOT, dump_site(site, include_secrets=True), mode=0o600)
 
 
 def apply_site(site: Site, store: Store, target: Target, *, source_text: str | None = None,

@@ -63,38 +63,21 @@ def routing_errors(site: Site) -> Iterator[InitErrorDetails]:
             yield _error(("groups", i, "deny"), "emergency calls always go out; they cannot "
                          "be denied")
 
-    trunks: dict[str, int] = {}
+    # Names (unique trunks and trunk groups, references to them) are declared in
+    # wildix_ast/references.py; here the rules that need the routing's meaning.
     addresses: dict[str, str] = {}
     for i, trunk in enumerate(site.trunks):
-        if trunk.name in trunks:
-            yield _error(("trunks", i, "name"),
-                         f"trunk {trunk.name!r} already defined at trunks[{trunks[trunk.name]}]")
-        trunks.setdefault(trunk.name, i)
         if trunk.auth is TrunkAuth.IP:
             for address in trunk.identify_addresses:
                 if address in addresses:
                     yield _error(("trunks", i, "addresses"), f"{address} already identifies "
                                  f"{addresses[address]}: calls from it would match two trunks")
                 addresses.setdefault(address, f"trunks[{i}]")
-
-    groups: dict[str, int] = {}
     for i, trunk_group in enumerate(site.trunk_groups):
-        if trunk_group.name in groups:
-            yield _error(("trunk_groups", i, "name"), f"trunk group {trunk_group.name!r} "
-                         f"already defined at trunk_groups[{groups[trunk_group.name]}]")
-        groups.setdefault(trunk_group.name, i)
-        seen: set[str] = set()
         for j, name in enumerate(trunk_group.trunks):
-            if name not in trunks:
-                yield _error(("trunk_groups", i, "trunks", j),
-                             f"trunk {name!r} is not defined in trunks")
-            elif name in seen:
+            if name in trunk_group.trunks[:j]:
                 yield _error(("trunk_groups", i, "trunks", j), f"trunk {name!r} listed twice")
-            seen.add(name)
 
-    if general.trunk_group is not None and general.trunk_group not in groups:
-        yield _error((*here, "trunk_group"),
-                     f"trunk group {general.trunk_group!r} is not defined in trunk_groups")
     seen_classes: dict[CallClass, int] = {}
     for i, settings in enumerate(general.classes):
         at = (*here, "classes", i)
@@ -105,9 +88,6 @@ def routing_errors(site: Site) -> Iterator[InitErrorDetails]:
         seen_classes.setdefault(call_class, i)
         if call_class is CallClass.INTERNAL:
             yield _error((*at, "call_class"), "internal calls never leave on a trunk")
-        if settings.trunk_group is not None and settings.trunk_group not in groups:
-            yield _error((*at, "trunk_group"),
-                         f"trunk group {settings.trunk_group!r} is not defined in trunk_groups")
         if settings.max_calls is not None and call_class is CallClass.EMERGENCY:
             yield _error((*at, "max_calls"), "emergency calls are never limited")
     routes = outgoing(site)

@@ -1,7 +1,9 @@
-"""Generated secrets (SIP and WEB passwords left out of the settings file, the AMI secret).
+"""Generated secrets (SIP passwords left out of the settings file, the AMI secret).
 
 They are generated once, kept by a vault (the store in production), and reused on every
-render so the output stays byte-identical and phones stay registered."""
+render so the output stays byte-identical and phones stay registered. WEB passwords are not
+generated: the store keeps only their hash, so a generated one could never be told to anyone
+(a user without one cannot log in to the WEB interface until an administrator sets it)."""
 
 from __future__ import annotations
 
@@ -45,18 +47,17 @@ def user_secret_key(extension: str, kind: str) -> str:
 
 
 def with_secrets(site: Site, vault: SecretVault) -> Site:
-    """`site` with every missing user password filled from the vault (generated if new)."""
+    """`site` with every missing SIP password filled from the vault (generated if new)."""
     users = []
     for user in site.users:
         if not user.type.has_phone:  # a parking slot neither registers nor logs in
             users.append(user)
             continue
-        update = {}
-        for kind in ("sip", "web"):
-            field = f"{kind}_password"
-            if getattr(user, field) is None:
-                update[field] = _kept_or_generated(vault, user_secret_key(user.extension, kind))
-        users.append(user.model_copy(update=update) if update else user)
+        if user.sip_password is None:
+            users.append(user.model_copy(update={"sip_password": _kept_or_generated(
+                vault, user_secret_key(user.extension, "sip"))}))
+        else:
+            users.append(user)
     return site.model_copy(update={"users": users})
 
 

@@ -12,15 +12,13 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     StringConstraints,
     model_validator,
 )
 
-from wildix_ast.fields import CountryCode, Identifier, Language, Port, ToneZone
-
-STRICT = ConfigDict(extra="forbid", str_strip_whitespace=False, frozen=True)
+from wildix_ast.fields import CountryCode, Identifier, Language, Port, ToneZone, Width
+from wildix_ast.model import STRICT
 
 
 class Codec(StrEnum):
@@ -47,7 +45,7 @@ def _known_timezone(value: str) -> str:
     return value
 
 
-Timezone = Annotated[str, AfterValidator(_known_timezone)]
+Timezone = Annotated[str, Width(64), AfterValidator(_known_timezone)]
 
 # The zones templates/asterisk/indications.conf.j2 defines (ISO country codes; Asterisk's
 # sample calls the United Kingdom "uk").
@@ -100,7 +98,7 @@ def _carried(value: object) -> object:
 CarriedCodecs = Annotated[list[Annotated[Codec, BeforeValidator(_carried)]], Field(min_length=1)]
 
 #: An absolute file path as the Asterisk host sees it (certificates).
-FilePath = Annotated[str, Field(max_length=255),
+FilePath = Annotated[str, Width(255), Field(max_length=255),
                      StringConstraints(pattern=r"/[A-Za-z0-9._/-]+")]
 
 

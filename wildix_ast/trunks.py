@@ -16,7 +16,8 @@ from typing import Annotated, Self
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from wildix_ast.fields import FreeText, Identifier, PhoneNumber, Port, _pattern
-from wildix_ast.system import STRICT, Codec
+from wildix_ast.model import STRICT
+from wildix_ast.system import Codec
 
 Host = Annotated[str, _pattern(
     r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9][A-Za-z0-9-]{0,62})*",

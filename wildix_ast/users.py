@@ -8,11 +8,8 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, Field
 
 from wildix_ast.fields import Email, Extension, FreeText, Identifier, Language, Login, PhoneNumber
-from wildix_ast.groups import DEFAULT_GROUP
-from wildix_ast.passwords import password_problems
-from wildix_ast.system import STRICT
-
-DEFAULT_PROCEDURE = "users"
+from wildix_ast.model import DEFAULT_GROUP, DEFAULT_PROCEDURE, STRICT
+from wildix_ast.passwords import is_password_hash, password_problems
 
 
 class UserType(StrEnum):
@@ -35,12 +32,20 @@ def _policy(value: str) -> str:
     return value
 
 
+def _policy_unless_hash(value: str) -> str:
+    # An export carries the stored hash of a WEB password; importing it back keeps it.
+    return value if is_password_hash(value) else _policy(value)
+
+
 Password = Annotated[str, AfterValidator(_policy)]
+WebPassword = Annotated[str, AfterValidator(_policy_unless_hash)]
+"""A WEB password as written by a person (the policy applies), or its argon2id hash."""
 
 
 class User(BaseModel):
-    """A WMS user. Passwords left out of the settings file are generated once and kept in
-    the store, so they survive re-imports and are never printed unless exported."""
+    """A WMS user. SIP passwords left out of the settings file are generated once and kept
+    in the store, so they survive re-imports and are never printed unless exported. WEB
+    passwords are stored as an argon2id hash only; without one the WEB login stays locked."""
 
     model_config = STRICT
 
@@ -57,5 +62,5 @@ class User(BaseModel):
     department: FreeText | None = None
     dialplan: Identifier = DEFAULT_PROCEDURE
     fax_dialplan: Identifier = DEFAULT_PROCEDURE
-    web_password: Password | None = Field(default=None, repr=False)
+    web_password: WebPassword | None = Field(default=None, repr=False)
     sip_password: Password | None = Field(default=None, repr=False)

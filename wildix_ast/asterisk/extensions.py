@@ -27,7 +27,7 @@ from wildix_ast.asterisk.base import (
 from wildix_ast.asterisk.outgoing import dialplan_contexts
 from wildix_ast.conf import Section
 from wildix_ast.errors import Problem
-from wildix_ast.users import DEFAULT_PROCEDURE
+from wildix_ast.model import DEFAULT_PROCEDURE
 
 _NOT_CONTEXTS = ("general", "globals")
 _EXTEN = re.compile(r"^[^,]+,\s*(\d+|n|hint|n\+\d+)(\([^)]*\))?\s*,.*$")

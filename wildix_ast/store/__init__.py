@@ -1,4 +1,4 @@
-"""The store: sqlmodel tables, alembic migrations, import/export of the site."""
+"""The store: tables derived from the models, alembic migrations, import/export, lookups."""
 
 from wildix_ast.store.store import ImportReport, Store, default_location, open_store
 

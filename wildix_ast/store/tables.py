@@ -1,19 +1,37 @@
-"""The store's tables: one table per model section, one column per field.
+"""The store's tables, one per model section, their columns derived from the pydantic models.
 
-The schema is made by the alembic migrations in `migrations/versions/` only; these classes
-describe it for queries (and for the test that checks the migrations match them).
-Lists keep their order in a `position` column so a site reads back exactly as imported."""
+A `Section` says where a model lives in the site (`users`, `dialplan.procedures`, a list of
+plain values such as `system.sip_rtp.lan_networks`), which columns identify a row among its
+siblings, and the few things a model cannot say (a column renamed because its field name is
+an SQL word, a nested model flattened into its parent's row, lower-cased copies that carry
+a case-insensitive unique constraint). Every other column comes from the model's fields:
+a new field of `User` is a new column of `users` without touching this file (only a
+migration, which `tests/test_store.py` checks against these tables).
+
+Ordered lists keep a `position` column; a list inside a list item (the routing issue's
+ordered applications of a procedure) is a child section whose rows carry their parent's
+key, so its order survives too.
+
+The schema is made by the alembic migrations in `migrations/versions/` only."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import enum
+import functools
+import typing
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
-    ForeignKey,
+    ForeignKeyConstraint,
     Integer,
+    MetaData,
     String,
     Table,
     Text,
@@ -21,18 +39,20 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeEngine
-from sqlmodel import Field, SQLModel
 
-# Lengths follow the field types of wildix_ast.fields (VARCHAR needs one on MariaDB).
-FREE_TEXT = 80
-IDENTIFIER = 40
-EXTENSION = 8
-PHONE = 21
-EMAIL = 255
-LOGIN = 64
-LANGUAGE = 5
+from wildix_ast.dialplan import Dialplan, Procedure
+from wildix_ast.fields import Width
+from wildix_ast.groups import Group
+from wildix_ast.system import System
+from wildix_ast.users import User
+
 # MariaDB indexes at most 767 bytes on old row formats: 191 utf8mb4 characters.
 SECRET_KEY = 191
+ENUM = 16
+DIGEST = 32
+_ADDRESS = {IPv4Address: 15, IPv4Network: 18}
+
+metadata = MetaData()
 
 
 def key_string(length: int) -> TypeEngine[str]:
@@ -42,193 +62,223 @@ def key_string(length: int) -> TypeEngine[str]:
                                        "mysql", "mariadb")
 
 
-class SiteState(SQLModel, table=True):
-    """One row, always present: every import updates it first, which serialises imports
-    on every database (row lock on PostgreSQL/MariaDB, write lock on SQLite)."""
+# --- model fields -> columns -----------------------------------------------------------------
 
-    __tablename__ = "site_state"
-    __table_args__ = (CheckConstraint("id = 1", name="ck_site_state_single_row"),)
+@dataclass(frozen=True)
+class Scalar:
+    """A model field stored in one column."""
 
-    id: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
-    generation: int = Field(sa_column=Column(Integer, nullable=False))
-
-
-class SystemSettings(SQLModel, table=True):
-    """Settings -> PBX (one row when a site is stored)."""
-
-    __tablename__ = "system_settings"
-    __table_args__ = (CheckConstraint("id = 1", name="ck_system_settings_single_row"),)
-
-    id: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
-    pbx_name: str = Field(sa_column=Column(key_string(IDENTIFIER), nullable=False))
-    language: str = Field(sa_column=Column(String(LANGUAGE), nullable=False))
-    tone_zone: str = Field(sa_column=Column(String(2), nullable=False))
-    country_code: str = Field(sa_column=Column(String(4), nullable=False))
-    timezone: str = Field(sa_column=Column(String(64), nullable=False))
-    bind_address: str = Field(sa_column=Column(String(15), nullable=False))
-    sip_port: int = Field(sa_column=Column(Integer, nullable=False))
-    rtp_start: int = Field(sa_column=Column(Integer, nullable=False))
-    rtp_end: int = Field(sa_column=Column(Integer, nullable=False))
-    external_address: str | None = Field(sa_column=Column(String(15), nullable=True))
-    media_address: str | None = Field(sa_column=Column(String(15), nullable=True))
-    concurrent_calls: int | None = Field(sa_column=Column(Integer, nullable=True))
-    rtp_timeout: int = Field(sa_column=Column(Integer, nullable=False))
-    rtp_hold_timeout: int = Field(sa_column=Column(Integer, nullable=False))
-    session_expires: int = Field(sa_column=Column(Integer, nullable=False))
-    qualify_frequency: int = Field(sa_column=Column(Integer, nullable=False))
-    tls_port: int = Field(sa_column=Column(Integer, nullable=False))
-    tls_certificate: str | None = Field(sa_column=Column(String(255), nullable=True))
-    tls_private_key: str | None = Field(sa_column=Column(String(255), nullable=True))
-    manager_port: int = Field(sa_column=Column(Integer, nullable=False))
-    manager_username: str = Field(sa_column=Column(key_string(IDENTIFIER), nullable=False))
+    type: TypeEngine[Any]
+    nullable: bool
+    convert: Callable[[Any], Any] | None
+    """Model value -> column value, when the column holds another type (enums, addresses)."""
 
 
-class LanNetwork(SQLModel, table=True):
-    """Settings -> PBX -> SIP-RTP: the networks treated as LAN, in order."""
-
-    __tablename__ = "lan_networks"
-
-    position: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
-    network: str = Field(sa_column=Column(String(18), nullable=False))
+def _width(annotation: Any, extra: list[Any]) -> Width | None:
+    found = [m for m in extra if isinstance(m, Width)]
+    if typing.get_origin(annotation) is typing.Annotated:
+        found += [m for m in typing.get_args(annotation)[1:] if isinstance(m, Width)]
+    return found[0] if found else None
 
 
-class SipCodec(SQLModel, table=True):
-    """Settings -> PBX -> SIP-RTP: codecs offered on the LAN or remotely, in order."""
-
-    __tablename__ = "sip_codecs"
-    __table_args__ = (CheckConstraint("scope IN ('lan', 'remote')", name="ck_sip_codecs_scope"),)
-
-    scope: str = Field(sa_column=Column(String(6), primary_key=True))
-    position: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
-    codec: str = Field(sa_column=Column(String(16), nullable=False))
-
-
-class DialplanSettings(SQLModel, table=True):
-    """Dialplan -> general settings (one row when a site is stored)."""
-
-    __tablename__ = "dialplan_settings"
-    __table_args__ = (CheckConstraint("id = 1", name="ck_dialplan_settings_single_row"),)
-
-    id: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
-    echo_test: str = Field(sa_column=Column(String(EXTENSION), nullable=False))
-    voicemail: str = Field(sa_column=Column(String(EXTENSION), nullable=False))
-    ring_timeout: int = Field(sa_column=Column(Integer, nullable=False))
-
-
-class DialplanProcedure(SQLModel, table=True):
-    __tablename__ = "dialplan_procedures"
-    __table_args__ = (
-        UniqueConstraint("name", name="uq_dialplan_procedures_name"),
-        UniqueConstraint("position", name="uq_dialplan_procedures_position"),
-    )
-
-    id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
-    position: int = Field(sa_column=Column(Integer, nullable=False))
-    name: str = Field(sa_column=Column(key_string(IDENTIFIER), nullable=False))
-    description: str | None = Field(sa_column=Column(String(FREE_TEXT), nullable=True))
+def scalar(annotation: Any, extra: list[Any]) -> Scalar | None:
+    """How a field of this annotation is stored; None for lists and nested models."""
+    nullable = False
+    arguments = typing.get_args(annotation)
+    if type(None) in arguments and typing.get_origin(annotation) is not typing.Annotated:
+        nullable = True
+        (annotation,) = [a for a in arguments if a is not type(None)]
+    base = typing.get_args(annotation)[0] \
+        if typing.get_origin(annotation) is typing.Annotated else annotation
+    if not isinstance(base, type) or issubclass(base, BaseModel | list):
+        return None
+    if issubclass(base, enum.Enum):
+        return Scalar(String(ENUM), nullable, lambda value: value.value)
+    if base in _ADDRESS:
+        return Scalar(String(_ADDRESS[base]), nullable, str)
+    if issubclass(base, int):
+        return Scalar(Integer(), nullable, None)
+    width = _width(annotation, extra)
+    if width is None:
+        return Scalar(Text(), nullable, None)
+    return Scalar(key_string(width.chars) if width.exact else String(width.chars), nullable,
+                  None)
 
 
-class AclGroup(SQLModel, table=True):
-    """Users -> Groups ("groups" is a reserved word in MySQL 8, hence the prefix)."""
+@dataclass(frozen=True)
+class FieldColumn:
+    """One stored field: where it is in the item (a path through flattened models)."""
 
-    __tablename__ = "acl_groups"
-    __table_args__ = (
-        UniqueConstraint("name", name="uq_acl_groups_name"),
-        UniqueConstraint("position", name="uq_acl_groups_position"),
-    )
-
-    id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
-    position: int = Field(sa_column=Column(Integer, nullable=False))
-    name: str = Field(sa_column=Column(key_string(IDENTIFIER), nullable=False))
-    description: str | None = Field(sa_column=Column(String(FREE_TEXT), nullable=True))
+    column: str
+    path: tuple[str, ...]
+    scalar: Scalar
 
 
-class UserRow(SQLModel, table=True):
-    """One WMS user, one column per field of wildix_ast.users.User.
+@dataclass(frozen=True, eq=False)
+class Section:
+    """Where one model section lives in the site and in the store."""
 
-    `email_key` and `login_key` hold the lower-cased email and login: their unique
-    constraints enforce in the database the same case-insensitive rule as the model, on
-    every backend whatever its collation."""
+    table_name: str
+    path: str
+    """In the parent section's item (or the site): dotted through nested models."""
+    model: type[BaseModel] | None
+    """The model of one item; None for a list of plain values (`value` says its column)."""
+    key: tuple[str, ...]
+    """The columns that identify a row among its siblings (compared on re-import)."""
+    many: bool = True
+    parent: Section | None = None
+    parent_key: tuple[tuple[str, str], ...] = ()
+    """(this table's column, the parent's key column): the parent item a row belongs to."""
+    flatten: Mapping[str, str] = field(default_factory=dict)
+    """A nested model's fields stored in this row: field -> column prefix."""
+    renames: Mapping[str, str] = field(default_factory=dict)
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+    """Columns with one value for the whole section (single rows, a shared table's scope)."""
+    folded: Mapping[str, str] = field(default_factory=dict)
+    """column -> the column it holds lower-cased (case-insensitive unique constraints)."""
+    value: tuple[str, Scalar] | None = None
+    schema: MetaData = field(default_factory=lambda: metadata)
+    """The metadata holding the section's table (the store's, unless a test makes its own)."""
 
-    __tablename__ = "users"
-    __table_args__ = (
-        UniqueConstraint("position", name="uq_users_position"),
-        UniqueConstraint("extension", name="uq_users_extension"),
-        UniqueConstraint("email_key", name="uq_users_email"),
-        UniqueConstraint("login_key", name="uq_users_login"),
-        UniqueConstraint("office_did", name="uq_users_office_did"),
-        UniqueConstraint("fax_did", name="uq_users_fax_did"),
-    )
+    @functools.cached_property
+    def fields(self) -> tuple[FieldColumn, ...]:
+        if self.model is None:
+            assert self.value is not None
+            return (FieldColumn(self.value[0], (), self.value[1]),)
+        return tuple(self._fields(self.model, (), ""))
 
-    id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
-    position: int = Field(sa_column=Column(Integer, nullable=False))
-    type: str = Field(sa_column=Column(String(16), nullable=False))
-    name: str = Field(sa_column=Column(String(FREE_TEXT), nullable=False))
-    login: str | None = Field(sa_column=Column(String(LOGIN), nullable=True))
-    login_key: str | None = Field(sa_column=Column(key_string(LOGIN), nullable=True))
-    extension: str = Field(sa_column=Column(key_string(EXTENSION), nullable=False))
-    office_did: str | None = Field(sa_column=Column(key_string(PHONE), nullable=True))
-    fax_did: str | None = Field(sa_column=Column(key_string(PHONE), nullable=True))
-    email: str | None = Field(sa_column=Column(String(EMAIL), nullable=True))
-    email_key: str | None = Field(sa_column=Column(key_string(EMAIL), nullable=True))
-    mobile: str | None = Field(sa_column=Column(String(PHONE), nullable=True))
-    language: str | None = Field(sa_column=Column(String(LANGUAGE), nullable=True))
-    group_name: str = Field(sa_column=Column(
-        key_string(IDENTIFIER), ForeignKey("acl_groups.name", name="fk_users_group_name"),
-        nullable=False))
-    department: str | None = Field(sa_column=Column(String(FREE_TEXT), nullable=True))
-    dialplan: str = Field(sa_column=Column(String(IDENTIFIER), nullable=False))
-    fax_dialplan: str = Field(sa_column=Column(String(IDENTIFIER), nullable=False))
-    web_password: str | None = Field(sa_column=Column(Text, nullable=True))
-    sip_password: str | None = Field(sa_column=Column(Text, nullable=True))
+    def _fields(self, model: type[BaseModel], at: tuple[str, ...],
+                prefix: str) -> Iterator[FieldColumn]:
+        for name, info in model.model_fields.items():
+            dotted = ".".join((*at, name))
+            if dotted in self.flatten:
+                nested = next(a for a in (info.annotation, *typing.get_args(info.annotation))
+                              if isinstance(a, type) and issubclass(a, BaseModel))
+                yield from self._fields(nested, (*at, name), self.flatten[dotted])
+                continue
+            stored = scalar(info.annotation, list(info.metadata))
+            if stored is not None:
+                column = self.renames.get(dotted, prefix + name)
+                yield FieldColumn(column, (*at, name), stored)
 
+    def columns(self) -> list[Column[Any]]:
+        """The derived columns: the model's fields, the lower-cased copies, and for model
+        items the digest of the item (what a re-import compares instead of every column)."""
+        made: list[Column[Any]] = [Column(f.column, f.scalar.type, nullable=f.scalar.nullable)
+                                   for f in self.fields]
+        by_name = {f.column: f for f in self.fields}
+        for column, source in self.folded.items():
+            length = getattr(by_name[source].scalar.type, "length", None)
+            assert isinstance(length, int), f"{column}: {source} needs a Width"
+            made.append(Column(column, key_string(length), nullable=True))
+        if self.model is not None:
+            made.append(Column("digest", String(DIGEST), nullable=True))
+        return made
 
-class StoredSecret(SQLModel, table=True):
-    """Generated secrets (see wildix_ast.secrets_vault): kept across imports."""
-
-    __tablename__ = "secrets"
-
-    key: str = Field(sa_column=Column(key_string(SECRET_KEY), primary_key=True))
-    value: str = Field(sa_column=Column(Text, nullable=False))
-
-
-class ImportRecord(SQLModel, table=True):
-    """The history of imports: when, what text (its SHA-256), and what changed."""
-
-    __tablename__ = "imports"
-
-    id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
-    imported_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
-    source_sha256: str | None = Field(sa_column=Column(String(64), nullable=True))
-    users: int = Field(sa_column=Column(Integer, nullable=False))
-    groups: int = Field(sa_column=Column(Integer, nullable=False))
-    procedures: int = Field(sa_column=Column(Integer, nullable=False))
-    added: int = Field(sa_column=Column(Integer, nullable=False))
-    changed: int = Field(sa_column=Column(Integer, nullable=False))
-    removed: int = Field(sa_column=Column(Integer, nullable=False))
-
-
-def table(model: type[SQLModel]) -> Table:
-    """The Core table of a table model (typed, for queries)."""
-    result = model.__table__  # type: ignore[attr-defined]
-    assert isinstance(result, Table)
-    return result
+    @property
+    def table(self) -> Table:
+        return self.schema.tables[self.table_name]
 
 
-site_state = table(SiteState)
-system_settings = table(SystemSettings)
-lan_networks = table(LanNetwork)
-sip_codecs = table(SipCodec)
-dialplan_settings = table(DialplanSettings)
-dialplan_procedures = table(DialplanProcedure)
-acl_groups = table(AclGroup)
-users = table(UserRow)
-secrets = table(StoredSecret)
-imports = table(ImportRecord)
+# --- the sections ----------------------------------------------------------------------------
+
+SYSTEM = Section("system_settings", "system", System, key=("id",), many=False,
+                 flatten={"language_region": "", "sip_rtp": "", "manager": "manager_"},
+                 fixed={"id": 1})
+LAN_NETWORKS = Section("lan_networks", "sip_rtp.lan_networks", None, key=("position",),
+                       parent=SYSTEM, value=("network", Scalar(String(18), False, str)))
+_CODEC = Scalar(String(ENUM), False, lambda codec: codec.value)
+LAN_CODECS = Section("sip_codecs", "sip_rtp.lan_codecs", None, key=("position",),
+                     parent=SYSTEM, fixed={"scope": "lan"}, value=("codec", _CODEC))
+REMOTE_CODECS = Section("sip_codecs", "sip_rtp.remote_codecs", None, key=("position",),
+                        parent=SYSTEM, fixed={"scope": "remote"}, value=("codec", _CODEC))
+GROUPS = Section("acl_groups", "groups", Group, key=("name",))
+DIALPLAN = Section("dialplan_settings", "dialplan", Dialplan, key=("id",), many=False,
+                   fixed={"id": 1})
+PROCEDURES = Section("dialplan_procedures", "procedures", Procedure, key=("name",),
+                     parent=DIALPLAN)
+USERS = Section("users", "users", User, key=("extension",),
+                renames={"group": "group_name"},  # GROUP is an SQL word
+                folded={"login_key": "login", "email_key": "email"})
+
+SECTIONS: tuple[Section, ...] = (SYSTEM, LAN_NETWORKS, LAN_CODECS, REMOTE_CODECS, GROUPS,
+                                 DIALPLAN, PROCEDURES, USERS)
+"""Parents before children, referenced before referencing (users name groups)."""
+
+
+def _single_row(section: Section) -> Table:
+    """The table of a section with one item (settings): its one row has id 1."""
+    name = section.table_name
+    return Table(name, metadata, Column("id", Integer, primary_key=True, autoincrement=False),
+                 *section.columns(), CheckConstraint("id = 1", name=f"ck_{name}_single_row"))
+
+
+def _list(section: Section, *unique: str,
+          constraints: tuple[ForeignKeyConstraint, ...] = ()) -> Table:
+    """The table of a list section: rows in `position` order, `unique` columns unique."""
+    name = section.table_name
+    return Table(name, metadata, Column("id", Integer, primary_key=True),
+                 Column("position", Integer, nullable=False), *section.columns(),
+                 UniqueConstraint("position", name=f"uq_{name}_position"),
+                 *(UniqueConstraint(column, name=f"uq_{name}_{column.removesuffix('_key')}")
+                   for column in unique), *constraints)
+
+
+site_state = Table(
+    "site_state", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("revision", Integer, nullable=False),
+    Column("digest", String(DIGEST), nullable=True),
+    CheckConstraint("id = 1", name="ck_site_state_single_row"),
+)
+"""One row, always present: every import updates it first, which serialises imports on
+every database (row lock on PostgreSQL/MariaDB, write lock on SQLite). `revision` grows
+with every import that changed something; `digest` is the stored site's (see
+`Store.import_site`)."""
+
+system_settings = _single_row(SYSTEM)
+lan_networks = Table(
+    "lan_networks", metadata,
+    Column("position", Integer, primary_key=True, autoincrement=False),
+    *LAN_NETWORKS.columns(),
+)
+sip_codecs = Table(
+    "sip_codecs", metadata,
+    Column("scope", String(6), primary_key=True),
+    Column("position", Integer, primary_key=True, autoincrement=False),
+    *LAN_CODECS.columns(),
+    CheckConstraint("scope IN ('lan', 'remote')", name="ck_sip_codecs_scope"),
+)
+dialplan_settings = _single_row(DIALPLAN)
+dialplan_procedures = _list(PROCEDURES, "name")
+acl_groups = _list(GROUPS, "name")
+users = _list(USERS, "extension", "email_key", "login_key", "office_did", "fax_did", constraints=(
+    # A user's group must exist: enforced by the database too.
+    ForeignKeyConstraint(["group_name"], ["acl_groups.name"], name="fk_users_group_name"),))
+secrets = Table(
+    "secrets", metadata,
+    Column("key", key_string(SECRET_KEY), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+"""Generated secrets (see wildix_ast.secrets_vault): kept across imports."""
+imports = Table(
+    "imports", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("imported_at", DateTime(timezone=True), nullable=False),
+    Column("source_sha256", String(64), nullable=True),
+    Column("users", Integer, nullable=False),
+    Column("groups", Integer, nullable=False),
+    Column("procedures", Integer, nullable=False),
+    Column("added", Integer, nullable=False),
+    Column("changed", Integer, nullable=False),
+    Column("removed", Integer, nullable=False),
+    Column("revision", Integer, nullable=True),
+)
+"""The history of imports: when, the SHA-256 of the text (never the text), what changed,
+and the store revision it left."""
 
 STORE_TABLES: tuple[Table, ...] = (
     site_state, system_settings, lan_networks, sip_codecs, dialplan_settings,
     dialplan_procedures, acl_groups, users, secrets, imports)
 """Every table of the store, parents before children."""
 
-metadata = SQLModel.metadata

@@ -17,7 +17,7 @@ _OURS = {t.name for t in STORE_TABLES}
 
 def _include_object(obj: object, name: str | None, type_: str, reflected: bool,
                     compare_to: object) -> bool:
-    # Other SQLModel tables may share the metadata: only the store's are migrated here.
+    # Only the store's tables are migrated here, whatever else a database holds.
     return type_ != "table" or name in _OURS
 
 

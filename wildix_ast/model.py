@@ -1,0 +1,17 @@
+"""What every WMS menu model shares: the pydantic configuration and the built-in names.
+
+The menu modules (system, groups, dialplan, users) sit side by side and import only this
+module and `fields`; the rules that span them live in `references`."""
+
+from __future__ import annotations
+
+from pydantic import ConfigDict
+
+STRICT = ConfigDict(extra="forbid", str_strip_whitespace=False, frozen=True)
+"""Unknown settings are errors, text is kept as written, models are values."""
+
+DEFAULT_GROUP = "default"
+"""The ACL group of a user whose settings name none (WMS 'Profil' by default)."""
+
+DEFAULT_PROCEDURE = "users"
+"""The built-in dialplan procedure: calls to users by extension."""

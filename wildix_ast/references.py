@@ -1,0 +1,225 @@
+"""The rules that span settings sections, declared once and checked by one walker.
+
+`UNIQUE` lists the values that must be distinct within a space (group names, dialplan numbers,
+emails...); `REFERENCES` lists the fields that must name a value of a space (a user's group,
+its procedure). Paths read like locations: `users[].group` is the `group` of every user.
+Adding a section that others reference (trunks, time frames, IVRs) is one `Unique` line for
+its names and one `Reference` line per field that names it.
+
+The walker reads a valid `Site` or the raw, partly invalid mapping a settings file gave
+(settings left out take the model's own defaults; values that are not strings are left to
+the field validators), so a person gets every problem in one pass."""
+
+from __future__ import annotations
+
+import functools
+import operator
+import typing
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from wildix_ast.model import DEFAULT_PROCEDURE
+
+Location = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Unique:
+    """Values at `path` must be distinct within `space` (shared by several paths)."""
+
+    space: str
+    path: str
+    message: str = "{value} already used by {first}"
+    """For a repeat: {value}, {first} (the first field holding it), {first_item} (its list
+    item)."""
+    fold_case: bool = False
+    builtin: tuple[str, ...] = ()
+    """Names the space holds without a declaration: valid targets, refused as new names."""
+    builtin_message: str = "{value!r} is built in; choose another name"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Values at `path` must name a value of `space`."""
+
+    path: str
+    space: str
+    message: str
+
+
+UNIQUE: tuple[Unique, ...] = (
+    Unique("group", "groups[].name", "group {value!r} already defined at {first_item}"),
+    Unique("procedure", "dialplan.procedures[].name",
+           "procedure {value!r} already defined at {first_item}", builtin=(DEFAULT_PROCEDURE,),
+           builtin_message="{value!r} is the built-in procedure; choose another name"),
+    Unique("number", "dialplan.echo_test"),
+    Unique("number", "dialplan.voicemail", "same feature code as {first}"),
+    Unique("number", "users[].extension"),
+    Unique("number", "users[].office_did"),
+    Unique("number", "users[].fax_did"),
+    Unique("trunk", "trunks[].name", "trunk {value!r} already defined at {first_item}"),
+    Unique("trunk_group", "trunk_groups[].name",
+           "trunk group {value!r} already defined at {first_item}"),
+    Unique("email", "users[].email", "already used by {first_item}", fold_case=True),
+    Unique("login", "users[].login", "already used by {first_item}", fold_case=True),
+)
+
+REFERENCES: tuple[Reference, ...] = (
+    Reference("trunk_groups[].trunks[]", "trunk", "trunk {value!r} is not defined in trunks"),
+    Reference("dialplan.general.trunk_group", "trunk_group",
+              "trunk group {value!r} is not defined in trunk_groups"),
+    Reference("dialplan.general.classes[].trunk_group", "trunk_group",
+              "trunk group {value!r} is not defined in trunk_groups"),
+    Reference("users[].group", "group", "group {value!r} is not defined in groups"),
+    Reference("users[].dialplan", "procedure",
+              "dialplan procedure {value!r} is not defined in dialplan.procedures"),
+    Reference("users[].fax_dialplan", "procedure",
+              "dialplan procedure {value!r} is not defined in dialplan.procedures"),
+)
+
+
+# --- paths -----------------------------------------------------------------------------------
+
+@functools.cache
+def _split(path: str) -> tuple[str, tuple[str, ...]]:
+    """'users[].email' -> ('users[]', ('email',)): the list holding the values (or '' for the
+    top) and the path from one of its items to the value."""
+    if path.endswith("[]"):  # 'a[].names[]': the items of the list are the values
+        return (path, ())
+    container, _, leaf = path.rpartition("[].")
+    return (container + "[]" if container else "", tuple(leaf.split(".")))
+
+
+def _models_in(annotation: Any) -> Iterator[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield annotation
+    for argument in typing.get_args(annotation):  # list[X], X | None, Annotated[X, ...]
+        yield from _models_in(argument)
+
+
+@functools.cache
+def _field(model: type[BaseModel] | None, name: str) -> tuple[FieldInfo | None,
+                                                               type[BaseModel] | None]:
+    """A field of `model` and the model its values are (or hold), when there is one."""
+    info = model.model_fields.get(name) if model is not None else None
+    if info is None:
+        return None, None
+    return info, next(_models_in(info.annotation), None)
+
+
+_ABSENT = object()
+
+
+def _child(value: object, model: type[BaseModel] | None, name: str) -> object:
+    """`value.name` of a model object, or of raw input (a setting left out: its default)."""
+    if isinstance(value, BaseModel):
+        return getattr(value, name, _ABSENT)
+    if not isinstance(value, dict):
+        return _ABSENT
+    if name in value:
+        return value[name]
+    info, _ = _field(model, name)
+    return _ABSENT if info is None or info.is_required() \
+        else info.get_default(call_default_factory=True)
+
+
+Item = tuple[Location, object, "type[BaseModel] | None"]
+
+
+def _items(root: object, model: type[BaseModel], container: str) -> list[Item]:
+    """Every item of the list at `container` ('users[]', 'a[].b[]'; '' is the root itself)
+    with its location and model, in document order."""
+    found: list[Item] = [((), root, model)]
+    for part in container.split(".") if container else ():
+        name, many = part.removesuffix("[]"), part.endswith("[]")
+        deeper: list[Item] = []
+        for loc, value, current in found:
+            child = _child(value, current, name)
+            inner = _field(current, name)[1]
+            if not many:
+                deeper.append(((*loc, name), child, inner))
+            elif isinstance(child, list):
+                deeper.extend(((*loc, name, i), item, inner) for i, item in enumerate(child))
+        found = deeper
+    return found
+
+
+def _leaf(item: object, model: type[BaseModel] | None, leaf: tuple[str, ...]) -> object:
+    value = item
+    for name in leaf:
+        value, model = _child(value, model, name), _field(model, name)[1]
+    return value
+
+
+def values_at(root: object, model: type[BaseModel], path: str) -> Iterator[tuple[Location,
+                                                                                  object]]:
+    """Every (location, value) at `path` in a model object or in raw input for `model`."""
+    container, leaf = _split(path)
+    if not leaf:
+        for loc, item, _ in _items(root, model, container):
+            yield loc, item
+        return
+    get = operator.attrgetter(".".join(leaf))
+    for loc, item, current in _items(root, model, container):
+        value = get(item) if isinstance(item, BaseModel) else _leaf(item, current, leaf)
+        if value is not _ABSENT:
+            yield (*loc, *leaf), value
+
+
+# --- the walker ------------------------------------------------------------------------------
+
+def _where(loc: Location) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+def _error(loc: Location, message: str) -> InitErrorDetails:
+    return {"type": PydanticCustomError("reference", message), "loc": loc, "input": None}
+
+
+def reference_errors(root: object, model: type[BaseModel]) -> Iterable[InitErrorDetails]:
+    """Every repeated value and dangling reference of `root` (a `model` or raw input)."""
+    # space -> value -> (the item holding it first, the path from that item to the value)
+    spaces: dict[str, dict[str, tuple[Location, tuple[str, ...]]]] = {}
+    for rule in UNIQUE:
+        spaces.setdefault(rule.space, {}).update(dict.fromkeys(rule.builtin, ((), ())))
+    by_container: dict[str, list[Unique]] = {}
+    for rule in UNIQUE:
+        by_container.setdefault(_split(rule.path)[0], []).append(rule)
+    # Document order (item by item, fields as declared), so the first of two equal values
+    # is the one a person reads first.
+    for container, rules in by_container.items():
+        leaves = [_split(rule.path)[1] for rule in rules]
+        get = operator.attrgetter(*(".".join(leaf) for leaf in leaves))
+        for item_loc, item, current in _items(root, model, container):
+            values: Sequence[object]
+            if isinstance(item, BaseModel):  # a valid site: one call reads every field
+                values = get(item) if len(leaves) > 1 else (get(item),)
+            else:
+                values = [_leaf(item, current, leaf) for leaf in leaves]
+            for rule, leaf, value in zip(rules, leaves, values, strict=True):
+                if not isinstance(value, str):
+                    continue
+                seen = spaces[rule.space]
+                key = value.lower() if rule.fold_case else value
+                if value in rule.builtin:
+                    yield _error((*item_loc, *leaf), rule.builtin_message.format(value=value))
+                elif key in seen:
+                    first_item, first_leaf = seen[key]
+                    yield _error((*item_loc, *leaf), rule.message.format(
+                        value=value, first=_where((*first_item, *first_leaf)),
+                        first_item=_where(first_item)))
+                else:
+                    seen[key] = (item_loc, leaf)
+    for reference in REFERENCES:
+        names = spaces[reference.space]
+        for loc, value in values_at(root, model, reference.path):
+            if isinstance(value, str) and value not in names:
+                yield _error(loc, reference.message.format(value=value))
