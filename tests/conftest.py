@@ -7,6 +7,10 @@ from collections.abc import Iterator
 import pytest
 from live_site import LiveSite, live_site
 
+# tests/infra is the testinfra suite of a deployed host: it runs against a host given with
+# --hosts (tests/test_deploy.py runs it against the booted forky host), not on its own.
+collect_ignore = ["infra"]
+
 
 @pytest.fixture(scope="session")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:

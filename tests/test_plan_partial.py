@@ -9,7 +9,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wildix_ast.apply.plan import FileChange, _file_diff, changed_sections
+from wildix_ast.apply.plan import FileChange, Plan, _file_diff, changed_sections
 from wildix_ast.apply.verify import Expectation
 from wildix_ast.conf import chunk_changes, sections
 
@@ -71,6 +71,16 @@ def test_partial_view_equals_whole_view(removed: set[int], added: set[int],
     # the diff, made around the changes only, turns the old text into the new one
     diff = _file_diff(FileChange("pjsip.conf", "change", old, new))
     assert patch(old, diff) == new
+
+    # checked where it changed, the valid new text has no problem (references to the AOR
+    # and auth of a changed endpoint are found although they did not change)
+    plan = Plan(Path("/nonexistent"), (FileChange("pjsip.conf", "change", old, new),))
+    assert plan.validate() == []
+    broken = new.replace(f"aors = {BASE[-1]}\n", "aors = nowhere\n")
+    if broken != new:
+        problems = Plan(Path("/nonexistent"),
+                        (FileChange("pjsip.conf", "change", old, broken),)).validate()
+        assert [p.message for p in problems] == [f"[{BASE[-1]}] aors=nowhere: no aor 'nowhere'"]
 
     # the changed sections are exactly those whose content differs
     before, after = changed_sections(old, new)

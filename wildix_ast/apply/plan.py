@@ -253,10 +253,15 @@ def _sections_to_check(old: str | None, new: str) -> list[Section]:
     Asterisk and to the verification."""
     if old is None or not _partial(old, new):
         return sections(new)
-    changed = parse_chunks(list(chunk_changes(old, new).added), new)
+    added = list(chunk_changes(old, new).added)
+    changed = parse_chunks(added, new)
     names = {token.strip() for s in changed for _, value in s.items
-             for token in value.split(",")} - {s.name for s in changed}
-    named = chunks_named(new, {n for n in names if n and "[" not in n and "]" not in n})
+             for token in value.split(",")}
+    # an endpoint and its AOR share a name: look for every section of a named name
+    lines = {c.line for c in added}
+    named = [c for c in chunks_named(new, {n for n in names if n and "[" not in n
+                                           and "]" not in n and "\n" not in n})
+             if c.line not in lines]
     return changed + (parse_chunks(named, new) if named else [])
 
 

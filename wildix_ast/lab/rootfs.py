@@ -39,6 +39,35 @@ LOG_TAIL_LINES = 25
 
 
 @dataclass(frozen=True)
+class Recipe:
+    """What one cached root filesystem is made of.
+
+    `kind` is the cache subfolder: builds of one kind replace each other (the lab's and the
+    booted deployment target's do not). `script` names the debootstrap script when the
+    host's debootstrap does not know the suite (bookworm's has none for forky; sid's fits).
+    `customize` runs on the finished tree before it is marked complete; `revision` names
+    its version, so changing it rebuilds."""
+
+    suite: str = SUITE
+    packages: tuple[str, ...] = PACKAGES
+    variant: str = VARIANT
+    kind: str = "rootfs"
+    script: str | None = None
+    revision: str = ""
+    customize: Callable[[Path], None] | None = None
+
+    def key(self) -> str:
+        """A short hash naming this build (the lab's stays what it always was)."""
+        fields = [self.suite, self.variant, *sorted(self.packages)]
+        if self.script or self.revision:
+            fields += [f"script={self.script or ''}", f"revision={self.revision}"]
+        return hashlib.sha256("\n".join(fields).encode()).hexdigest()[:12]
+
+
+LAB = Recipe()
+
+
+@dataclass(frozen=True)
 class BuildStep:
     """One line of progress from a root filesystem build.
 
@@ -67,16 +96,9 @@ def cache_dir() -> Path:
     return Path.home() / ".cache" / "wildix-ast"
 
 
-def rootfs_key(suite: str = SUITE, packages: tuple[str, ...] = PACKAGES,
-               variant: str = VARIANT) -> str:
-    """A short hash naming one (suite, variant, package list) build."""
-    text = "\n".join([suite, variant, *sorted(packages)])
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def rootfs_path(suite: str = SUITE, packages: tuple[str, ...] = PACKAGES) -> Path:
-    """Where the root filesystem for this suite and package list lives (built or not)."""
-    return cache_dir() / "rootfs" / rootfs_key(suite, packages)
+def rootfs_path(recipe: Recipe = LAB) -> Path:
+    """Where the root filesystem of this recipe lives (built or not)."""
+    return cache_dir() / recipe.kind / recipe.key()
 
 
 def host_mirror(sources_dir: Path = Path("/etc/apt")) -> str:
@@ -198,16 +220,18 @@ def _stage_of(line: str) -> str:
     return text.split(" ", 1)[0].rstrip(".:") if text else ""
 
 
-def _debootstrap(target: Path, mirror: str, log_path: Path, progress: ProgressCallback,
-                 started: float) -> None:
+def _debootstrap(recipe: Recipe, target: Path, mirror: str, log_path: Path,
+                 progress: ProgressCallback, started: float) -> None:
     debootstrap = require_tool("debootstrap", "debootstrap")
     unshare = require_tool("unshare", "util-linux")
     # In a private mount namespace: the proc/sys mounts debootstrap makes inside the
     # target vanish with it even when it fails or is killed.
     command = [unshare, "--mount", "--propagation", "private", "--",
-               debootstrap, f"--variant={VARIANT}", "--include=" + ",".join(PACKAGES),
-               SUITE, str(target), mirror]
-    progress(BuildStep("build", f"debootstrap {SUITE} from {mirror} into {target}",
+               debootstrap, f"--variant={recipe.variant}",
+               "--include=" + ",".join(recipe.packages), recipe.suite, str(target), mirror]
+    if recipe.script:
+        command.append(recipe.script)
+    progress(BuildStep("build", f"debootstrap {recipe.suite} from {mirror} into {target}",
                        time.monotonic() - started, True))
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C"}
     with open(log_path, "w", encoding="utf-8") as log:
@@ -233,13 +257,13 @@ def _debootstrap(target: Path, mirror: str, log_path: Path, progress: ProgressCa
             kept = log_path.with_suffix(".inner.log")
             shutil.copyfile(inner, kept)
             details += f"\n--- last lines of {kept}:\n{_tail(inner, 12)}"
-        raise LabError(f"debootstrap failed (exit {returncode}) building the lab root "
-                       f"filesystem from {mirror} (check the mirror, the network, or set "
+        raise LabError(f"debootstrap failed (exit {returncode}) building the {recipe.suite} "
+                       f"root filesystem from {mirror} (check the mirror, the network, or set "
                        f"WILDIX_AST_MIRROR); full log: {log_path}\n{details}")
 
 
 def ensure_rootfs(progress: ProgressCallback | None = None, *, mirror: str | None = None,
-                  suite: str = SUITE, packages: tuple[str, ...] = PACKAGES) -> Path:
+                  recipe: Recipe = LAB) -> Path:
     """The cached root filesystem, built first if missing; returns its path.
 
     A completed build is reused at once. Otherwise this needs root and `debootstrap`, takes
@@ -247,7 +271,7 @@ def ensure_rootfs(progress: ProgressCallback | None = None, *, mirror: str | Non
     Debian mirror is `mirror`, else `$WILDIX_AST_MIRROR`, else the host's own."""
     report: ProgressCallback = progress or (lambda step: None)
     started = time.monotonic()
-    root = rootfs_path(suite, packages)
+    root = rootfs_path(recipe)
     if is_built(root):
         prepare_rootfs(root)
         report(BuildStep("reuse", f"root filesystem ready: {root}", 0.0, True))
@@ -270,14 +294,17 @@ def ensure_rootfs(progress: ProgressCallback | None = None, *, mirror: str | Non
         temp = Path(tempfile.mkdtemp(prefix=f".{root.name}.building-", dir=parent))
         log_path = parent / f"{root.name}.debootstrap.log"
         try:
-            _debootstrap(temp, chosen, log_path, report, started)
+            _debootstrap(recipe, temp, chosen, log_path, report, started)
             if not (temp / ASTERISK_BINARY.relative_to("/")).is_file():
                 raise LabError(f"debootstrap finished but {ASTERISK_BINARY} is missing from "
                                f"the root filesystem; see {log_path}")
             prepare_rootfs(temp)
+            if recipe.customize is not None:
+                recipe.customize(temp)
             version = _package_version(temp, "asterisk")
             (temp / MARKER).write_text(json.dumps({
-                "suite": suite, "variant": VARIANT, "packages": list(packages),
+                "suite": recipe.suite, "variant": recipe.variant,
+                "packages": list(recipe.packages), "revision": recipe.revision,
                 "mirror": chosen, "asterisk": version,
                 "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "seconds": round(time.monotonic() - started, 1)}, indent=2) + "\n")

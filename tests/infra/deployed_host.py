@@ -1,0 +1,42 @@
+"""What a deployed host was deployed with, as the testinfra suite reads it from the host: its
+settings file, read through wildix-ast's own model (so defaults are the model's)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from wildix_ast.site import Site
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """The site the host runs, and where the suite finds things on the host."""
+
+    site: Site
+    settings_path: str
+    home: str
+    db: str
+    sip_host: str
+    local_ip: str
+    services: list[str]
+    agi: str  # host:port of the FastAGI service, when it is deployed
+
+    @property
+    def bind_address(self) -> str:
+        return str(self.site.system.sip_rtp.bind_address)
+
+    @property
+    def sip_port(self) -> int:
+        return self.site.system.sip_rtp.sip_port
+
+    @property
+    def ami_port(self) -> int:
+        return self.site.system.manager.port
+
+    @property
+    def language(self) -> str:
+        return self.site.system.language_region.language
+
+    @property
+    def wildix_ast(self) -> str:
+        return f"{self.home}/venv/bin/wildix-ast"
