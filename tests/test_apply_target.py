@@ -63,8 +63,10 @@ def phones_in_store(live: LiveSite) -> set[str]:
 
 
 def endpoints_in_files(live: LiveSite) -> set[str]:
+    """The users' endpoints (trunks have their own, named trunk-<name>)."""
     text = (live.lab.etc_dir / "pjsip.conf").read_text(encoding="utf-8")
-    return {s.name for s in sections(text) if s.get("type") == "endpoint"}
+    return {s.name for s in sections(text) if s.get("type") == "endpoint"
+            and not s.name.startswith("trunk-")}
 
 
 def endpoints_in_asterisk(live: LiveSite) -> set[str]:
@@ -72,7 +74,7 @@ def endpoints_in_asterisk(live: LiveSite) -> set[str]:
         async with live.ami() as ami:
             return await ami.endpoints()
 
-    return asyncio.run(ask())
+    return {name for name in asyncio.run(ask()) if not name.startswith("trunk-")}
 
 
 def assert_agree(live: LiveSite) -> set[str]:
@@ -158,7 +160,8 @@ def test_json_error_is_one_object_with_the_exit_code(live: LiveSite, tmp_path: P
 def test_concurrent_applies_leave_one_consistent_site(live: LiveSite, tmp_path: Path) -> None:
     """Six applies at once, each adding a different user: each waits its turn; every one
     that says it succeeded had its configuration live; the end state agrees with itself."""
-    extensions = [str(n) for n in range(110, 116)]
+    # not 110-115: 112 and 115 are French emergency numbers, refused as extensions
+    extensions = [str(n) for n in range(130, 136)]
     procs = [start(live, "apply", str(site_with(tmp_path, ext)), "--lab", "target", "--json",
                    "--lock-timeout", "170") for ext in extensions]
     results = []

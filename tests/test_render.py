@@ -140,11 +140,15 @@ def test_transports(site: Site) -> None:
 def test_dialplan(site: Site, files: dict[str, str]) -> None:
     ext = sections(files, "extensions.conf")
     assert set(ext) == {"general", "globals", "wildix-call-user", "wildix-voicemail-main",
-                        "wildix-extensions", "wildix-did", "proc-users", "proc-reception"}
+                        "wildix-extensions", "wildix-did", "proc-users", "proc-reception",
+                        "wildix-outgoing", "wildix-route", "acl-default", "acl-direction",
+                        "acl-stagiaires", "wildix-tg-sortants", "wildix-trunk-operateur",
+                        "wildix-trunk-secours"}
     assert ext["globals"][0] == {"COUNTRY_CODE": ["33"], "TONE_ZONE": ["fr"],
                                  "RING_TIMEOUT": ["25"]}
-    for proc in ("proc-users", "proc-reception"):
-        assert ext[proc][0] == {"include": ["wildix-extensions"]}
+    # only the users' procedure calls out: named procedures carry no applications yet
+    assert ext["proc-users"][0] == {"include": ["wildix-extensions", "wildix-outgoing"]}
+    assert ext["proc-reception"][0] == {"include": ["wildix-extensions"]}
     lines = ext["wildix-extensions"][0]["exten"]
     assert "*43,1,Answer()" in lines and "*97,1,Answer()" in lines
     for user in site.users:
@@ -310,14 +314,19 @@ def test_minimal_site_renders() -> None:
 ASTERISKLINT = Path(sys.executable).parent / "asterisklint"
 
 
+def asterisklint(dialplan: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """`asterisklint dialplan-check` (GPL: run as a program, never imported) on a dialplan.
+    asterisklint does not implement hints yet (it says so, I_NOTIMPL_HINT)."""
+    (tmp_path / "extensions.conf").write_text(dialplan, encoding="utf-8")
+    return subprocess.run([str(ASTERISKLINT), "dialplan-check", "--asterisk-version", "22",
+                           str(tmp_path / "extensions.conf")],
+                          capture_output=True, text=True, timeout=60, check=False,
+                          env={**os.environ, "ALINT_IGNORE": "I_NOTIMPL_HINT"})
+
+
 @pytest.mark.skipif(not ASTERISKLINT.exists(), reason="asterisklint not installed")
 def test_asterisklint_accepts_the_dialplan(files: dict[str, str], tmp_path: Path) -> None:
-    (tmp_path / "extensions.conf").write_text(files["extensions.conf"], encoding="utf-8")
-    # asterisklint does not implement hints yet (it says so, I_NOTIMPL_HINT)
-    result = subprocess.run([str(ASTERISKLINT), "dialplan-check", "--asterisk-version", "22",
-                             str(tmp_path / "extensions.conf")],
-                            capture_output=True, text=True, timeout=60, check=False,
-                            env={**os.environ, "ALINT_IGNORE": "I_NOTIMPL_HINT"})
+    result = asterisklint(files["extensions.conf"], tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

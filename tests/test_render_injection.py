@@ -144,13 +144,26 @@ def _section_class(file: str, name: str) -> str:
         return "<number>-auth"
     if name.startswith("proc-"):
         return "proc-<name>"
+    for prefix in ("acl-", "wildix-tg-", "wildix-trunk-"):
+        if name.startswith(prefix):
+            return prefix + "<name>"
+    if file == "pjsip.conf" and name.startswith("trunk-"):
+        return "trunk-<name>" + next((s for s in ("-auth", "-reg", "-identify")
+                                      if name.endswith(s)), "")
     if file == "manager.conf" and name != "general":
         return "<account>"
     return name
 
 
 def _number_class(text: str) -> str:
-    return "<number>" if re.fullmatch(r"[+*]?[0-9]+", text) else text
+    if re.fullmatch(r"[+*]?[0-9]+", text):
+        return "<number>"
+    return "<pattern>" if re.fullmatch(r"_[0-9XZN\[\]+.-]+", text) else text
+
+
+# Contexts whose line count follows the number tables (a country code, a site's own table):
+# compared as the set of line shapes they use, which must stay within the benign one's.
+_TABLE_CONTEXTS = ("wildix-outgoing",)
 
 
 def signature(files: dict[str, str]) -> dict[str, list[Any]]:
@@ -174,6 +187,9 @@ def signature(files: dict[str, str]) -> dict[str, list[Any]]:
                 entries.append(entry)
             if file == "extensions.conf" and section.name.startswith("proc-"):
                 continue  # one per procedure: checked by procedure_contexts()
+            if file == "extensions.conf" and section.name in _TABLE_CONTEXTS:
+                shape.setdefault("<tables>", []).extend(entries)
+                continue
             sections.append((_section_class(file, section.name), section.options, entries))
         shape[file] = sections
     return shape
@@ -218,8 +234,11 @@ def _render(data: dict[str, Any], manager_secret: str = MANAGER_SECRET) -> dict[
 
 
 BENIGN = _example()
+# optional trunk settings present, so that setting them changes no structure
+BENIGN["trunks"][0].update(registrar="127.0.0.1", outbound_proxy="127.0.0.1")
 BENIGN_FILES = _render(BENIGN)
 BENIGN_SHAPE = signature(BENIGN_FILES)
+BENIGN_TABLES = BENIGN_SHAPE.pop("<tables>")
 
 Setter = Callable[[dict[str, Any], str], None]
 
@@ -250,6 +269,35 @@ def _procedure_name(data: dict[str, Any], value: str) -> None:
                 user[key] = value
 
 
+def _trunk_name(data: dict[str, Any], value: str) -> None:
+    old = data["trunks"][0]["name"]
+    data["trunks"][0]["name"] = value
+    for group in data["trunk_groups"]:
+        group["trunks"] = [value if t == old else t for t in group["trunks"]]
+
+
+def _trunk_group_name(data: dict[str, Any], value: str) -> None:
+    data["trunk_groups"][0]["name"] = value
+    data["dialplan"]["general"]["trunk_group"] = value
+
+
+def _in_list(*path: str | int) -> Setter:
+    set_list = _at(*path)
+
+    def set_value(data: dict[str, Any], value: str) -> None:
+        set_list(data, [value])  # type: ignore[arg-type]
+    return set_value
+
+
+def _rule(key: str) -> Setter:
+    def set_value(data: dict[str, Any], value: str) -> None:
+        data["dialplan"]["general"][key] = [
+            {"pattern": value, "call_class": "national"},
+            {"pattern": "7XXXXXXX" if value[:1] != "7" else "6XXXXXXX",
+             "call_class": "mobile"}]
+    return set_value
+
+
 # Two users whose fields are mutated: 101 (admin, every field set) and 102.
 FIELDS: dict[str, Setter] = {
     "system.pbx_name": _at("system", "pbx_name"),
@@ -264,6 +312,27 @@ FIELDS: dict[str, Setter] = {
     "dialplan.voicemail": _at("dialplan", "voicemail"),
     "dialplan.procedures[].name": _procedure_name,
     "dialplan.procedures[].description": _at("dialplan", "procedures", 0, "description"),
+    "trunks[].name": _trunk_name,
+    "trunks[].description": _at("trunks", 1, "description"),
+    "trunks[].host": _at("trunks", 0, "host"),
+    "trunks[].registrar": _at("trunks", 0, "registrar"),
+    "trunks[].outbound_proxy": _at("trunks", 0, "outbound_proxy"),
+    "trunks[].username": _at("trunks", 0, "username"),
+    "trunks[].secret": _at("trunks", 0, "secret"),
+    "trunks[].main_number": _at("trunks", 1, "main_number"),
+    "trunk_groups[].name": _trunk_group_name,
+    "trunk_groups[].trunks[]": _at("trunk_groups", 0, "trunks", 1),
+    "dialplan.general.national_prefix": _at("dialplan", "general", "national_prefix"),
+    "dialplan.general.international_prefix": _at("dialplan", "general",
+                                                 "international_prefix"),
+    "dialplan.general.outside_line_prefix": _at("dialplan", "general", "outside_line_prefix"),
+    "dialplan.general.trunk_group": _at("dialplan", "general", "trunk_group"),
+    "dialplan.general.classes[].trunk_group": _at("dialplan", "general", "classes", 0,
+                                                  "trunk_group"),
+    "dialplan.general.emergency_numbers[]": _in_list("dialplan", "general",
+                                                     "emergency_numbers"),
+    "dialplan.general.number_rules[].pattern": _rule("number_rules"),
+    "dialplan.general.short_numbers[].pattern": _rule("short_numbers"),
     **{f"users[{index}].{name}": _at("users", index, name)
        for index, name in ((0, "name"), (1, "name"), (0, "login"), (1, "extension"),
                            (0, "office_did"), (4, "fax_did"), (0, "email"), (0, "mobile"),
@@ -286,6 +355,7 @@ _password = st.builds(lambda body, tail: "Aa1" + body + tail,
                       st.sampled_from([*SPECIALS, "!"]))
 _timezone = st.sampled_from(sorted(zoneinfo.available_timezones()))
 _language = st.from_regex(r"[a-z]{2}(_[A-Z]{2})?", fullmatch=True)
+_pattern = st.from_regex(r"([0-9XZN]|\[[0-9](-[0-9])?\]){1,9}\.?", fullmatch=True)
 
 CANDIDATES = st.one_of(_text, _any_text, _digits, _feature, _identifier, _email, _password,
                        _timezone, _language, st.builds(generate_password),
@@ -308,6 +378,19 @@ EXTRAS: dict[str, st.SearchStrategy[str]] = {
     "users[1].sip_password": _good_password,
     "users[1].extension": st.from_regex(r"[0-9]{2,8}", fullmatch=True),
     "dialplan.echo_test": _feature,
+    "dialplan.general.national_prefix": st.from_regex(r"[0-9]{0,4}", fullmatch=True),
+    "dialplan.general.international_prefix": st.from_regex(r"[0-9]{1,4}", fullmatch=True),
+    "dialplan.general.outside_line_prefix": st.from_regex(r"[0-9]{1,4}", fullmatch=True),
+    "dialplan.general.emergency_numbers[]": st.from_regex(r"[0-9]{2,8}", fullmatch=True),
+    "dialplan.general.number_rules[].pattern": _pattern,
+    "dialplan.general.short_numbers[].pattern": _pattern,
+    "trunks[].host": st.from_regex(r"[a-z0-9][a-z0-9.-]{0,20}", fullmatch=True),
+    "trunks[].registrar": st.from_regex(r"[a-z0-9][a-z0-9.-]{0,20}", fullmatch=True),
+    "trunks[].username": st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,10}", fullmatch=True),
+    "trunks[].secret": _password,
+    "trunks[].main_number": _digits,
+    "trunk_groups[].trunks[]": st.sampled_from(["operateur", "secours"]),
+    "dialplan.general.classes[].trunk_group": st.sampled_from(["sortants", "nope"]),
     "dialplan.voicemail": _feature,
 }
 
@@ -320,10 +403,15 @@ def _check(field_name: str, value: str) -> None:
     except ValidationError:
         return  # refused by the model: fine, as long as it is nothing else
     files = render_site(with_secrets(site, MemoryVault()), manager_secret=MANAGER_SECRET)
-    assert signature(files) == BENIGN_SHAPE, f"{field_name}={value!r} changed the structure"
-    # a context per procedure (a procedure named like the built-in `users` is the same one)
+    shape = signature(files)
+    tables = shape.pop("<tables>")
+    assert set(tables) <= set(BENIGN_TABLES), f"{field_name}={value!r} added a table line"
+    assert shape == BENIGN_SHAPE, f"{field_name}={value!r} changed the structure"
+    # a context per procedure (a procedure named like the built-in `users` is the same one);
+    # the users' procedure also reaches outgoing calls
     assert procedure_contexts(files) == {
-        f"proc-{name}": [("include", "=>", "wildix-extensions")]
+        f"proc-{name}": [("include", "=>", "wildix-extensions"),
+                         *([("include", "=>", "wildix-outgoing")] if name == "users" else [])]
         for name in site.dialplan.procedure_names}
     # where the value is written, it reads back unchanged
     if field_name == "users[0].name":
@@ -332,6 +420,10 @@ def _check(field_name: str, value: str) -> None:
         assert fullname == " ".join(value.replace(",", " ").split())
     if field_name == "users[1].sip_password":
         assert values(files, "pjsip.conf", "102-auth", "password") == [value]
+    if field_name == "trunks[].secret":
+        assert values(files, "pjsip.conf", "trunk-operateur-auth", "password") == [value]
+    if field_name == "trunks[].username":
+        assert values(files, "pjsip.conf", "trunk-operateur-auth", "username") == [value]
     if field_name == "users[0].email":
         assert values(files, "voicemail.conf", "default", "101")[0].split(",")[2] == value
 
@@ -349,17 +441,20 @@ def test_no_accepted_value_changes_the_structure(field_name: str) -> None:
 
 def test_every_string_field_of_the_model_is_covered() -> None:
     """A new string field in the model must be added to FIELDS."""
+    from wildix_ast.call_classes import ClassSettings, DialplanGeneral, NumberRule
     from wildix_ast.dialplan import Dialplan, Procedure
     from wildix_ast.groups import Group
     from wildix_ast.system import LanguageRegion, Manager, System
+    from wildix_ast.trunks import Trunk, TrunkGroup
     from wildix_ast.users import User
 
     def strings(model: Any) -> set[str]:
         return {name for name, info in model.model_fields.items()
                 if "str" in repr(info.annotation) or name.endswith("password")}
 
-    covered = {name.rsplit(".", 1)[-1] for name in FIELDS}
-    for model in (System, LanguageRegion, Manager, Group, Dialplan, Procedure, User):
+    covered = {name.rsplit(".", 1)[-1].removesuffix("[]") for name in FIELDS}
+    for model in (System, LanguageRegion, Manager, Group, Dialplan, Procedure, User, Trunk,
+                  TrunkGroup, DialplanGeneral, NumberRule, ClassSettings):
         missing = strings(model) - covered
         assert not missing, f"{model.__name__}: {missing} not exercised"
 
@@ -371,7 +466,8 @@ def test_manager_secret_either_renders_the_same_or_is_refused(secret: str) -> No
         files = _render(BENIGN, manager_secret=secret)
     except RenderError:
         return
-    assert signature(files) == BENIGN_SHAPE
+    shape = signature(files)
+    assert shape.pop("<tables>") == BENIGN_TABLES and shape == BENIGN_SHAPE
     assert values(files, "manager.conf", "wildix-ast", "secret") == [secret]
 
 

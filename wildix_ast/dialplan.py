@@ -10,6 +10,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
+from wildix_ast.call_classes import DialplanGeneral
 from wildix_ast.fields import FreeText, Identifier, Width, _pattern
 from wildix_ast.model import DEFAULT_PROCEDURE, STRICT
 
@@ -29,6 +30,7 @@ class Dialplan(BaseModel):
 
     model_config = STRICT
 
+    general: DialplanGeneral = Field(default_factory=DialplanGeneral)
     echo_test: FeatureCode = "*43"
     voicemail: FeatureCode = "*97"
     ring_timeout: Annotated[int, Field(ge=5, le=300)] = 20

@@ -1,9 +1,10 @@
-"""WMS Users -> Groups: ACL groups. Rules and call classes come with the dialplan work."""
+"""WMS Users -> Groups: ACL groups, each allowing or denying call classes."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from wildix_ast.call_classes import DEFAULT_ALLOWED, CallClass
 from wildix_ast.fields import FreeText, Identifier
 from wildix_ast.model import STRICT
 
@@ -15,3 +16,11 @@ class Group(BaseModel):
 
     name: Identifier
     description: FreeText | None = None
+    allow: list[CallClass] = Field(default_factory=list)
+    """Classes granted beyond the fail-closed defaults (international, premium)."""
+    deny: list[CallClass] = Field(default_factory=list)
+    """Default classes taken away; emergency cannot be (it always goes out)."""
+
+    @property
+    def allowed(self) -> frozenset[CallClass]:
+        return (DEFAULT_ALLOWED | set(self.allow)) - set(self.deny) | {CallClass.EMERGENCY}

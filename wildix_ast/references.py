@@ -62,11 +62,19 @@ UNIQUE: tuple[Unique, ...] = (
     Unique("number", "users[].extension"),
     Unique("number", "users[].office_did"),
     Unique("number", "users[].fax_did"),
+    Unique("trunk", "trunks[].name", "trunk {value!r} already defined at {first_item}"),
+    Unique("trunk_group", "trunk_groups[].name",
+           "trunk group {value!r} already defined at {first_item}"),
     Unique("email", "users[].email", "already used by {first_item}", fold_case=True),
     Unique("login", "users[].login", "already used by {first_item}", fold_case=True),
 )
 
 REFERENCES: tuple[Reference, ...] = (
+    Reference("trunk_groups[].trunks[]", "trunk", "trunk {value!r} is not defined in trunks"),
+    Reference("dialplan.general.trunk_group", "trunk_group",
+              "trunk group {value!r} is not defined in trunk_groups"),
+    Reference("dialplan.general.classes[].trunk_group", "trunk_group",
+              "trunk group {value!r} is not defined in trunk_groups"),
     Reference("users[].group", "group", "group {value!r} is not defined in groups"),
     Reference("users[].dialplan", "procedure",
               "dialplan procedure {value!r} is not defined in dialplan.procedures"),
@@ -81,6 +89,8 @@ REFERENCES: tuple[Reference, ...] = (
 def _split(path: str) -> tuple[str, tuple[str, ...]]:
     """'users[].email' -> ('users[]', ('email',)): the list holding the values (or '' for the
     top) and the path from one of its items to the value."""
+    if path.endswith("[]"):  # 'a[].names[]': the items of the list are the values
+        return (path, ())
     container, _, leaf = path.rpartition("[].")
     return (container + "[]" if container else "", tuple(leaf.split(".")))
 
@@ -150,6 +160,10 @@ def values_at(root: object, model: type[BaseModel], path: str) -> Iterator[tuple
                                                                                   object]]:
     """Every (location, value) at `path` in a model object or in raw input for `model`."""
     container, leaf = _split(path)
+    if not leaf:
+        for loc, item, _ in _items(root, model, container):
+            yield loc, item
+        return
     get = operator.attrgetter(".".join(leaf))
     for loc, item, current in _items(root, model, container):
         value = get(item) if isinstance(item, BaseModel) else _leaf(item, current, leaf)

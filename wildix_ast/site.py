@@ -14,6 +14,7 @@ from wildix_ast.groups import Group
 from wildix_ast.model import DEFAULT_GROUP, STRICT
 from wildix_ast.references import reference_errors
 from wildix_ast.system import System
+from wildix_ast.trunks import Trunk, TrunkGroup
 from wildix_ast.users import User
 
 
@@ -26,6 +27,8 @@ class Site(BaseModel):
     groups: list[Group] = Field(default_factory=lambda: [Group(name=DEFAULT_GROUP)])
     dialplan: Dialplan = Field(default_factory=Dialplan)
     users: list[User] = Field(default_factory=list)
+    trunks: list[Trunk] = Field(default_factory=list)
+    trunk_groups: list[TrunkGroup] = Field(default_factory=list)
 
     @model_validator(mode="wrap")
     @classmethod
@@ -42,7 +45,9 @@ class Site(BaseModel):
             errors = [*invalid.errors(), *(e for e in extra if tuple(e["loc"]) not in known)]
             raise ValidationError.from_exception_data(
                 cls.__name__, errors) from None  # type: ignore[arg-type]
-        problems = list(reference_errors(site, cls))
+        from wildix_ast.routing import routing_errors
+
+        problems = [*reference_errors(site, cls), *routing_errors(site)]
         if problems:
             raise ValidationError.from_exception_data(cls.__name__, problems)
         return site

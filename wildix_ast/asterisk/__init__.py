@@ -14,7 +14,7 @@ import pkgutil
 
 from wildix_ast.asterisk.base import ConfigFile
 
-_NOT_FILES = frozenset({"base", "names"})
+_NOT_FILES = frozenset({"base", "names", "outgoing"})
 
 
 @functools.cache

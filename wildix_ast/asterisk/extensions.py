@@ -24,8 +24,10 @@ from wildix_ast.asterisk.base import (
     View,
     static_modules,
 )
+from wildix_ast.asterisk.outgoing import dialplan_contexts
 from wildix_ast.conf import Section
 from wildix_ast.errors import Problem
+from wildix_ast.model import DEFAULT_PROCEDURE
 
 _NOT_CONTEXTS = ("general", "globals")
 _EXTEN = re.compile(r"^[^,]+,\s*(\d+|n|hint|n\+\d+)(\([^)]*\))?\s*,.*$")
@@ -65,6 +67,9 @@ def _view(given: RenderInput) -> View:
         "call_user_context": names.CALL_USER_CONTEXT,
         "voicemail_main_context": names.VOICEMAIL_MAIN_CONTEXT,
         "did_context": names.DID_CONTEXT,
+        "outgoing_context": names.OUTGOING_CONTEXT,
+        "outgoing_procedure": names.procedure_context(DEFAULT_PROCEDURE),
+        "routing": dialplan_contexts(site),
     }
 
 
@@ -99,6 +104,7 @@ FILE = ConfigFile(
     view=_view,
     modules=static_modules(
         "pbx_config.so", "app_dial.so", "app_stack.so", "app_echo.so", "app_playback.so",
+        "app_exec.so", "func_groupcount.so", "func_dialplan.so",
         "app_verbose.so", "func_strings.so", "func_callerid.so", "func_channel.so",
         "func_logic.so", "func_global.so", "func_hangupcause.so", "func_devstate.so"),
     checks=_checks,

@@ -26,3 +26,25 @@ def mailbox(extension: str) -> str:
 def has_mailbox(user: User) -> bool:
     """People have a mailbox; fax machines, meeting rooms and park orbits do not."""
     return user.type in (UserType.ADMIN, UserType.USER)
+
+
+OUTGOING_CONTEXT = "wildix-outgoing"
+ROUTE_CONTEXT = "wildix-route"
+
+
+def acl_context(group: str) -> str:
+    """Holds one extension per call class the ACL group may call."""
+    return f"acl-{group}"
+
+
+def trunk_endpoint(trunk: str) -> str:
+    """The PJSIP endpoint (and AOR) of a trunk; a prefix keeps trunks apart from users."""
+    return f"trunk-{trunk}"
+
+
+def trunk_context(trunk: str) -> str:
+    return f"wildix-trunk-{trunk}"
+
+
+def trunk_group_context(group: str) -> str:
+    return f"wildix-tg-{group}"

@@ -1,5 +1,5 @@
-"""pjsip.conf: transports, and one endpoint + auth + AOR per user with a phone (WMS SIP-RTP,
-Users).
+"""pjsip.conf: transports, one endpoint + auth + AOR per user with a phone (WMS SIP-RTP,
+Users), and per trunk an endpoint + AOR with a registration + auth or an identify (Trunks).
 
 Codecs: every endpoint allows the LAN codecs, then the remote codecs not already listed, all
 of them codecs Asterisk can translate (`system.NOT_CARRIED` are refused by the model);
@@ -18,7 +18,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from wildix_ast.asterisk.base import ConfigFile, ObjectKinds, Reload, RenderInput, View
-from wildix_ast.asterisk.names import has_mailbox, mailbox, procedure_context
+from wildix_ast.asterisk.names import DID_CONTEXT, has_mailbox, mailbox, procedure_context
+from wildix_ast.asterisk.outgoing import pjsip_trunks
 from wildix_ast.conf import Section
 from wildix_ast.errors import Problem, RenderError
 from wildix_ast.site import Site
@@ -29,7 +30,8 @@ _STACK = (
     "res_pjproject.so", "res_pjsip.so", "res_pjsip_session.so",
     "res_pjsip_authenticator_digest.so", "res_pjsip_outbound_authenticator_digest.so",
     "res_pjsip_endpoint_identifier_user.so", "res_pjsip_endpoint_identifier_ip.so",
-    "res_pjsip_registrar.so", "res_pjsip_sdp_rtp.so", "res_pjsip_caller_id.so",
+    "res_pjsip_registrar.so", "res_pjsip_outbound_registration.so", "res_pjsip_sdp_rtp.so",
+    "res_pjsip_caller_id.so",
     "res_pjsip_nat.so", "res_pjsip_dtmf_info.so", "res_pjsip_rfc3326.so",
     "res_pjsip_diversion.so", "res_pjsip_refer.so", "res_pjsip_path.so",
     "res_pjsip_pubsub.so", "res_pjsip_mwi.so", "res_pjsip_mwi_body_generator.so",
@@ -93,6 +95,8 @@ class Endpoint:
     session_expires: int
     #: offer SDES-SRTP to phones that ask for it (a TLS transport is configured)
     srtp: bool
+    variables: list[str]
+    """`set_var` lines: the ACL group and office DID the dialplan reads for outgoing calls."""
 
 
 def codecs(site: Site) -> list[Codec]:
@@ -134,19 +138,22 @@ def _view(given: RenderInput) -> View:
                  mailbox=mailbox(u.extension) if has_mailbox(u) else "",
                  media_address=None if rtp_address is None else str(rtp_address),
                  rtp_timeout=sip.rtp_timeout, rtp_hold_timeout=sip.rtp_hold_timeout,
-                 session_expires=sip.session_expires, srtp=sip.tls)
+                 session_expires=sip.session_expires, srtp=sip.tls,
+                 variables=[f"WILDIX_GROUP={u.group}",
+                            *([f"WILDIX_DID={u.office_did}"] if u.office_did else [])])
         for u in site.users if u.type.has_phone]
     return {
         "pbx_name": site.system.pbx_name,
         "transports": transports,
         "endpoints": endpoints,
+        "trunks": pjsip_trunks(site, DID_CONTEXT),
         "qualify_frequency": sip.qualify_frequency,
     }
 
 
 def _modules(site: Site) -> Iterable[str]:
     yield from _STACK
-    for codec in codecs(site):
+    for codec in dict.fromkeys([*codecs(site), *(c for t in site.trunks for c in t.codecs)]):
         yield from _CODEC_MODULES[codec]
 
 

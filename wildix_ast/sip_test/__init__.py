@@ -37,10 +37,10 @@ Roles of :class:`SippDriver`:
 
 Adding a role
 -------------
-* A new way for a phone to treat an INVITE (say 503 Service Unavailable): write
-  ``scenarios/uas_unavailable.xml`` (copy ``uas_busy.xml``: it answers OPTIONS and
-  NOTIFY too), add ``"unavailable"`` to ``Behaviour`` and one line to
-  ``UAS_BEHAVIOURS`` with the status it refuses with (``503``).  ``answer``/``phone``
+* A new way for a phone or provider to treat an INVITE (as ``unavailable``: 503): write
+  ``scenarios/uas_<name>.xml`` (copy ``uas_busy.xml``: it answers OPTIONS and NOTIFY
+  too), add ``"<name>"`` to ``Behaviour`` and one line to ``UAS_BEHAVIOURS`` with the
+  status it refuses with.  ``answer``/``phone``
   and the UAS result (which calls completed) then know it.
 * A new client scenario (REGISTER challenges, a DTMF dialogue, a transfer): the XML in
   ``scenarios/``, a :class:`Scenario` constant next to ``CALL`` (with its ``wait``

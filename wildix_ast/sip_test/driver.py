@@ -203,6 +203,7 @@ class SippDriver:
         rtp_echo: bool = False,
         password: str | None = None,
         expires: int = 300,
+        keys: Mapping[str, str] | None = None,
     ) -> UasHandle:
         """Start (in the background) a UAS that handles ``calls`` calls to ``ext``.
 
@@ -211,7 +212,9 @@ class SippDriver:
         (486 Busy Here) or ``"ignore"`` (180, then 200 to the CANCEL and 487 to the
         INVITE).  Out-of-dialog OPTIONS (Asterisk's qualify) are answered 200 and not
         counted.  ``calls=0`` runs until :meth:`UasHandle.stop`.
-        ``rtp_echo`` echoes the RTP it receives.
+        ``rtp_echo`` echoes the RTP it receives.  SIP providers: ``"unavailable"``
+        refuses calls with 503; ``"registrar"`` challenges a REGISTER for the account
+        ``ext`` and checks it against ``keys={"secret": ...}`` (200, or 403).
 
         With ``password`` the UAS registers ``ext`` itself (digest auth, ``expires``
         seconds) from its own socket before any call, and returns once the REGISTER
@@ -227,7 +230,7 @@ class SippDriver:
                 f"uas-{behaviour}-{ext}",
                 uas_scenario,
                 port=uas_port,
-                keys={"user": ext},
+                keys={"user": ext, **(keys or {})},
                 client=False,
                 timeout=timeout,
                 extra=extra,

@@ -295,6 +295,9 @@ def completed_uas_calls(messages: Sequence[SipMessage], behaviour: Behaviour) ->
     def ids(pred: Callable[[SipMessage], bool]) -> set[str]:
         return {m.call_id for m in messages if m.call_id is not None and pred(m)}
 
+    if UAS_BEHAVIOURS[behaviour].registrar:
+        return ids(lambda m: m.direction == "sent" and m.method == "REGISTER"
+                   and m.status is not None and m.status >= 200 and m.status != 401)
     final = UAS_BEHAVIOURS[behaviour].refuses_with
     if final is None:
         return ids(lambda m: m.direction == "sent" and m.status == 200 and m.method == "BYE")

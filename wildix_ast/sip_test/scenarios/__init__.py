@@ -72,7 +72,7 @@ CANCEL = Scenario(
     wait_count=2,
 )
 
-Behaviour = Literal["answer", "busy", "ignore"]
+Behaviour = Literal["answer", "busy", "ignore", "unavailable", "registrar"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,8 @@ class UasBehaviour:
     #: the final status it refuses a call with (ACKed by the caller), or None when it
     #: answers 200 and the call ends with a BYE
     refuses_with: int | None
+    #: a registrar handles REGISTERs, not calls: done once it gave a final answer
+    registrar: bool = False
 
 
 #: what a UAS does with an INVITE: answer (180, 200 + SDP, waits for the BYE), busy
@@ -89,6 +91,10 @@ UAS_BEHAVIOURS: dict[Behaviour, UasBehaviour] = {
     "answer": UasBehaviour(Scenario("uas_answer.xml"), None),
     "busy": UasBehaviour(Scenario("uas_busy.xml"), 486),
     "ignore": UasBehaviour(Scenario("uas_ring.xml"), 487),
+    # SIP providers for trunks: refuses every call (a trunk group fails over), and a
+    # registrar that challenges the REGISTER and checks it against -key secret
+    "unavailable": UasBehaviour(Scenario("uas_unavailable.xml"), 503),
+    "registrar": UasBehaviour(Scenario("uas_registrar.xml"), None, registrar=True),
 }
 
 ALL: tuple[Scenario, ...] = (

@@ -1,0 +1,235 @@
+"""Outgoing calls as Asterisk objects: the dialplan of the `users` procedure's external
+numbers and the PJSIP trunks. Shared by extensions.py and pjsip.py (not a generated file).
+
+The call path, all in dialplan (no AGI: every decision is a pattern match, a variable test
+or a counter, which the dialplan does natively and without a round trip per call):
+
+1. `wildix-outgoing`: one extension per dialled form of each number-table row (national,
+   `00<cc>`, `+<cc>`, with the outside-line prefix if any) normalises the number to E.164
+   (`${EXTEN:n}` slices) and calls `wildix-route,<class>` with it. Unknown numbers get cause
+   1 (SIP 404). Internal numbers never get here: the procedure includes the users' context
+   first.
+2. `wildix-route,<class>`: the caller's ACL group (the endpoint's `set_var WILDIX_GROUP`,
+   which a SIP client cannot set) must have the class in `acl-<group>`; emergency skips the
+   check. Denied: cause 21 (SIP 403), no trunk is touched. Then the class counter: the call
+   joins `GROUP(class)` first and counts after, so two calls racing for the last place both
+   count each other and neither slips through (fail closed); over the limit: cause 34
+   (SIP 503). GROUP()/GROUP_COUNT() live in Asterisk's memory and leave with the channel
+   when it hangs up, so a crashed call never holds a place.
+3. `wildix-tg-<group>`: the trunks in order; a trunk returns only to fail over.
+4. `wildix-trunk-<trunk>`: its own counter (max_calls), caller ID (an anonymous trunk still
+   shows the caller to emergency services), number format, Dial.
+   CHANUNAVAIL (unreachable, 4xx/5xx the channel reports as unavailable) and CONGESTION
+   (503, 5xx congestion) fail over; BUSY and other outcomes end the call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from wildix_ast.asterisk.names import (
+    OUTGOING_CONTEXT,
+    ROUTE_CONTEXT,
+    acl_context,
+    trunk_context,
+    trunk_endpoint,
+    trunk_group_context,
+)
+from wildix_ast.call_classes import CallClass, NumberingPlan, asterisk_pattern
+from wildix_ast.routing import numbering_plan, outgoing
+from wildix_ast.site import Site
+from wildix_ast.trunks import CallerIdMode, NumberFormat, Trunk, TrunkAuth
+
+# Q.850 causes; chan_pjsip answers them as the SIP status in the comment.
+UNALLOCATED = 1  # 404 Not Found
+NO_ROUTE = 3  # 404 Not Found
+BUSY = 17  # 486 Busy Here
+REJECTED = 21  # 403 Forbidden
+CONGESTION = 34  # 503 Service Unavailable
+
+
+@dataclass(frozen=True)
+class Extension:
+    """`exten => name,1,<first>` then `same => n,<step>` for each further step; a step
+    may carry a label: `same => n(label),<app>`."""
+
+    name: str
+    steps: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Context:
+    name: str
+    extensions: tuple[Extension, ...]
+
+
+def _ext(name: str, *steps: str | tuple[str, str]) -> Extension:
+    return Extension(name, tuple(s if isinstance(s, tuple) else ("", s) for s in steps))
+
+
+def _forms(plan: NumberingPlan) -> list[Extension]:
+    """The dialled forms of every number and how each becomes the number routed."""
+    out = plan.outside_line_prefix
+    skip = len(out)
+    cc, intl, nat = plan.country_code, plan.international_prefix, plan.national_prefix
+    found: list[Extension] = []
+
+    def route(pattern: str, call_class: CallClass, number: str) -> None:
+        found.append(_ext(pattern, f"Gosub({ROUTE_CONTEXT},{call_class},1({number}))",
+                          "Hangup()"))
+
+    for number in plan.emergency_numbers:
+        route(number, CallClass.EMERGENCY, number)
+        if out:  # emergency numbers also go out without the outside-line prefix
+            route(out + number, CallClass.EMERGENCY, number)
+    short = f"${{EXTEN:{skip}}}" if skip else "${EXTEN}"
+    for rule in plan.short_numbers:
+        route(asterisk_pattern(out + rule.pattern), rule.call_class, short)
+    for rule in plan.number_rules:
+        p = rule.pattern
+        for prefix in (nat, intl + cc, "+" + cc):
+            start = skip + len(prefix)
+            route(f"_{out}{prefix}{p}", rule.call_class, f"+{cc}${{EXTEN:{start}}}")
+    route(f"_{out}{intl}Z.", CallClass.INTERNATIONAL, f"+${{EXTEN:{skip + len(intl)}}}")
+    route(f"_{out}+Z.", CallClass.INTERNATIONAL, f"+${{EXTEN:{skip + 1}}}")
+    # Unknown numbers of the own country: refused rather than mistaken for international.
+    unknown = [f"_{out}{intl}{cc}.", f"_{out}+{cc}."] + ([f"_{out}{nat}."] if nat else [])
+    found += [_ext(p, f"Hangup({UNALLOCATED})") for p in unknown]
+    return found
+
+
+def _route(site: Site) -> list[Extension]:
+    routes = outgoing(site)
+    limits = {c.call_class: c.max_calls for c in site.dialplan.general.classes
+              if c.max_calls is not None}
+    found: list[Extension] = []
+    for call_class in CallClass:
+        if call_class is CallClass.INTERNAL:
+            continue
+        steps: list[str | tuple[str, str]] = []
+        if call_class is CallClass.EMERGENCY:  # trunks that hide callers show them here
+            steps.append("Set(WILDIX_EMERGENCY=1)")
+        else:
+            steps += [f"GotoIf(${{DIALPLAN_EXISTS({acl_context('${WILDIX_GROUP}')},"
+                      f"{call_class},1)}}?allowed)",
+                      f"Hangup({REJECTED})", ("allowed", "NoOp()")]
+        limit = limits.get(call_class)
+        if limit is not None:
+            steps += [f"Set(GROUP(class)={call_class})",
+                      f"GotoIf($[${{GROUP_COUNT({call_class}@class)}} > {limit}]?full)"]
+        group = routes.get(call_class)
+        steps += [f"Gosub({trunk_group_context(group)},s,1(${{ARG1}}))" if group
+                  else f"Hangup({NO_ROUTE})", "Return()"]
+        if limit is not None:
+            steps.append(("full", f"Hangup({CONGESTION})"))
+        found.append(_ext(str(call_class), *steps))
+    return found
+
+
+def _format(plan: NumberingPlan, variable: str, label: str) -> list[str | tuple[str, str]]:
+    """E.164 in `variable` -> the national format (own country) or international prefix."""
+    cc = "+" + plan.country_code
+    return [f'GotoIf($["${{{variable}:0:{len(cc)}}}" != "{cc}"]?{label})',
+            f"Set({variable}={plan.national_prefix}${{{variable}:{len(cc)}}})",
+            f"Goto({label}-done)",
+            (label, f'GotoIf($["${{{variable}:0:1}}" != "+"]?{label}-done)'),
+            f"Set({variable}={plan.international_prefix}${{{variable}:1}})",
+            (f"{label}-done", "NoOp()")]
+
+
+def _trunk(trunk: Trunk, plan: NumberingPlan) -> Extension:
+    steps: list[str | tuple[str, str]] = ["Set(DEST=${ARG1})"]
+    if trunk.max_calls is not None:
+        steps += [f"Set(GROUP(trunk)={trunk.name})",
+                  f"GotoIf($[${{GROUP_COUNT({trunk.name}@trunk)}} > {trunk.max_calls}]?next)"]
+    main = trunk.main_number
+    if trunk.caller_id is CallerIdMode.ANONYMOUS:
+        # hidden, except from emergency services, which must be able to call back
+        steps += ['GotoIf($["${WILDIX_EMERGENCY}" = "1"]?cid-shown)',
+                  "Set(CALLERID(pres)=prohib)", "Goto(cid-done)", ("cid-shown", "NoOp()")]
+    steps.append("Set(CALLERID(pres)=allowed)")
+    if trunk.caller_id is CallerIdMode.MAIN_NUMBER:
+        steps.append(f"Set(CID={main})")
+    else:  # the user's office DID, else the trunk's main number, else hidden
+        steps.append("Set(CID=${WILDIX_DID})")
+        fallback = f"Set(CID={main})" if main else "Set(CALLERID(pres)=prohib)"
+        steps += ['GotoIf($["${CID}" != ""]?cid)', fallback, ("cid", "NoOp()")]
+    if trunk.number_format is NumberFormat.NATIONAL:
+        steps += _format(plan, "CID", "cidfmt")
+    steps += ['ExecIf($["${CID}" != ""]?Set(CALLERID(num)=${CID}))', ("cid-done", "NoOp()")]
+    if trunk.number_format is NumberFormat.NATIONAL:
+        steps += _format(plan, "DEST", "destfmt")
+    steps += [f"Dial(PJSIP/${{DEST}}@{trunk_endpoint(trunk.name)})",
+              'GotoIf($["${DIALSTATUS}" = "CHANUNAVAIL"]?next)',
+              'GotoIf($["${DIALSTATUS}" = "CONGESTION"]?next)',
+              'GotoIf($["${DIALSTATUS}" = "BUSY"]?busy)',
+              "Hangup()",
+              ("busy", f"Hangup({BUSY})"),
+              ("next", "Return(next)")]
+    return _ext("s", *steps)
+
+
+def dialplan_contexts(site: Site) -> list[Context]:
+    """Every context of outgoing routing, in file order."""
+    plan = numbering_plan(site)
+    contexts = [Context(OUTGOING_CONTEXT, tuple(_forms(plan))),
+                Context(ROUTE_CONTEXT, tuple(_route(site)))]
+    for group in site.groups:
+        contexts.append(Context(acl_context(group.name), tuple(
+            _ext(str(c), "NoOp()") for c in CallClass if c in group.allowed)))
+    for trunk_group in site.trunk_groups:
+        steps: list[str | tuple[str, str]] = []
+        for name in trunk_group.trunks:
+            steps += [f"Gosub({trunk_context(name)},s,1(${{ARG1}}))",
+                      'GotoIf($["${GOSUB_RETVAL}" != "next"]?done)']
+        steps += [f"Hangup({CONGESTION})", ("done", "Return()")]
+        contexts.append(Context(trunk_group_context(trunk_group.name), (_ext("s", *steps),)))
+    for trunk in site.trunks:
+        contexts.append(Context(trunk_context(trunk.name), (_trunk(trunk, plan),)))
+    return contexts
+
+
+# --- pjsip.conf ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PjsipTrunk:
+    endpoint: str
+    codecs: str
+    context: str
+    contact: str
+    auth: str | None
+    username: str | None
+    secret: str | None
+    registration: str | None
+    server_uri: str | None
+    client_uri: str | None
+    identify: str | None
+    match: list[str]
+    outbound_proxy: str | None
+    anonymous: bool
+
+
+def pjsip_trunks(site: Site, context: str) -> list[PjsipTrunk]:
+    """The PJSIP objects of each trunk; incoming calls enter `context`."""
+    out: list[PjsipTrunk] = []
+    for t in site.trunks:
+        endpoint = trunk_endpoint(t.name)
+        hostport = f"{t.host}:{t.port}"
+        registration = t.auth is TrunkAuth.REGISTRATION
+        # A registration trunk's calls are told apart by the `line` parameter of the contact
+        # it registered, never by address: its registrar may share an address with phones.
+        match = [] if registration else t.identify_addresses
+        out.append(PjsipTrunk(
+            endpoint=endpoint, codecs=",".join(str(c) for c in t.codecs), context=context,
+            contact=f"sip:{hostport}",
+            auth=f"{endpoint}-auth" if registration else None,
+            username=t.username if registration else None,
+            secret=t.secret if registration else None,
+            registration=f"{endpoint}-reg" if registration else None,
+            server_uri=f"sip:{t.registrar or t.host}:{t.port}" if registration else None,
+            client_uri=f"sip:{t.username}@{hostport}" if registration else None,
+            identify=f"{endpoint}-identify" if match else None,
+            match=match,
+            outbound_proxy=f"sip:{t.outbound_proxy};lr" if t.outbound_proxy else None,
+            anonymous=t.caller_id is CallerIdMode.ANONYMOUS))
+    return out
