@@ -23,6 +23,7 @@ from wildix_ast.errors import StoreError
 from wildix_ast.groups import Group
 from wildix_ast.site import Site
 from wildix_ast.store import Store, open_store
+from wildix_ast.store.tables import STORE_TABLES
 
 
 def test_server_defaults_to_latin1(mariadb_server: MariaDBServer) -> None:  # noqa: F811
@@ -43,7 +44,7 @@ def test_migration_creates_the_schema_from_empty(mariadb_server: MariaDBServer, 
     tables = mariadb_server.execute(
         "SELECT table_name, engine, table_collation FROM information_schema.tables "
         f"WHERE table_schema = '{database}' AND table_name <> 'alembic_version'")
-    assert len(tables) == 10
+    assert len(tables) == len(STORE_TABLES)
     assert {(engine, collation) for _, engine, collation in tables} == \
         {("InnoDB", "utf8mb4_unicode_ci")}
     keys = mariadb_server.execute(
@@ -51,7 +52,7 @@ def test_migration_creates_the_schema_from_empty(mariadb_server: MariaDBServer, 
         f"WHERE table_schema = '{database}' AND column_name IN ('extension', 'name', 'key')")
     assert {(table, column) for table, column, _ in keys} == {
         ("users", "extension"), ("users", "name"), ("acl_groups", "name"),
-        ("dialplan_procedures", "name"), ("secrets", "key")}
+        ("dialplan_procedures", "name"), ("secrets", "key"), ("documents", "name")}
     assert {(table, column, collation) for table, column, collation in keys
             if collation != "utf8mb4_bin"} == {("users", "name", "utf8mb4_unicode_ci")}
 

@@ -158,4 +158,6 @@ def dump_site(site: Site, *, include_secrets: bool) -> str:
         for user in data["users"]:
             user.pop("web_password", None)
             user.pop("sip_password", None)
+        for trunk in data.get("trunks", []):
+            trunk.pop("secret", None)
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)

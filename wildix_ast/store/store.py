@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from wildix_ast.store.sections import Changes, Entry
     from wildix_ast.users import User
 
-SCHEMA_HEAD = "0003"
+SCHEMA_HEAD = "0004"
 """The newest migration (a test checks it is alembic's head): a store at this revision opens
 without loading alembic (nor SQLAlchemy, for a SQLite file)."""
 DB_ENV = "WILDIX_AST_DB"
@@ -174,6 +174,66 @@ def _hash_web_passwords(connection: Connection, entries: list[Entry]) -> None:
 _SECRET_BATCH = 500
 
 
+def _documents(site: Site) -> dict[str, str]:
+    """The sections without tables yet, as JSON documents (see tables.documents)."""
+    import json
+
+    general = site.dialplan.general
+    return {
+        "trunks": json.dumps([t.model_dump(mode="json") for t in site.trunks]),
+        "trunk_groups": json.dumps([g.model_dump(mode="json") for g in site.trunk_groups]),
+        "group_acl": json.dumps({g.name: {"allow": [str(c) for c in g.allow],
+                                          "deny": [str(c) for c in g.deny]}
+                                 for g in site.groups if g.allow or g.deny}),
+        "dialplan_general": general.model_dump_json(exclude_unset=True),
+    }
+
+
+def _read_documents(connection: Connection) -> dict[str, str]:
+    from sqlalchemy import select
+
+    from wildix_ast.store import tables as t
+
+    return {str(name): str(body) for name, body in connection.execute(
+        select(t.documents.c.name, t.documents.c.body))}
+
+
+def _write_documents(connection: Connection, documents: dict[str, str]) -> bool:
+    """Write the documents that differ; whether any did."""
+    from sqlalchemy import insert, update
+
+    from wildix_ast.store import tables as t
+
+    stored = _read_documents(connection)
+    wrote = False
+    for name, body in documents.items():
+        if stored.get(name) == body:
+            continue
+        if name in stored:
+            connection.execute(update(t.documents).where(t.documents.c.name == name)
+                               .values(body=body))
+        else:
+            connection.execute(insert(t.documents).values(name=name, body=body))
+        wrote = True
+    return wrote
+
+
+def _with_documents(data: dict[str, Any], documents: dict[str, str]) -> dict[str, Any]:
+    import json
+
+    if "trunks" in documents:
+        data["trunks"] = json.loads(documents["trunks"])
+    if "trunk_groups" in documents:
+        data["trunk_groups"] = json.loads(documents["trunk_groups"])
+    acl = json.loads(documents.get("group_acl", "{}"))
+    for group in data.get("groups", []):
+        group.update(acl.get(group.get("name"), {}))
+    general = json.loads(documents.get("dialplan_general", "{}"))
+    if general:
+        data.setdefault("dialplan", {})["general"] = general
+    return data
+
+
 class Store:
     """The persisted site and the generated secrets (a `SecretVault`)."""
 
@@ -267,9 +327,10 @@ class Store:
 
         with self._reading("exporting the site") as connection:
             rows = {section: read_rows(connection, section) for section in SECTIONS}
+            documents = _read_documents(connection)
         if not rows[SYSTEM]:
             raise StoreError(f"the store {self.where} holds no site yet: import one first")
-        return self._valid(Site, site_data(rows))
+        return self._valid(Site, _with_documents(site_data(rows), documents))
 
     def _valid(self, model: type[_Model], data: Any) -> _Model:
         from pydantic import ValidationError
@@ -343,13 +404,14 @@ class Store:
         syncs = [sections.compare(section, sections.stored_rows(connection, section),
                                   new_entries[section]) for section in t.SECTIONS]
         sections.write_changes(connection, syncs, sections.insert_rows)
+        wrote_documents = _write_documents(connection, _documents(site))
         users = syncs[t.SECTIONS.index(t.USERS)].changes
         gone = [user_secret_key(extension, kind)
                 for (extension,) in users.removed for kind in USER_SECRET_KINDS]
         for start in range(0, len(gone), sections.BATCH):
             connection.execute(t.secrets.delete().where(
                 t.secrets.c.key.in_(gone[start:start + sections.BATCH])))
-        return users, any(sync.changes.any for sync in syncs)
+        return users, wrote_documents or any(sync.changes.any for sync in syncs)
 
     def import_history(self) -> list[ImportReport]:
         """Every import, oldest first."""

@@ -261,6 +261,14 @@ secrets = Table(
     Column("value", Text, nullable=False),
 )
 """Generated secrets (see wildix_ast.secrets_vault): kept across imports."""
+documents = Table(
+    "documents", metadata,
+    Column("name", key_string(64), primary_key=True),
+    Column("body", Text, nullable=False),
+)
+"""Sections kept as one JSON document each until they get tables of their own (the
+outgoing-routing settings: trunks, trunk groups, group ACLs, dialplan general settings):
+stored whole and given back exactly, so nothing a settings file says is lost."""
 imports = Table(
     "imports", metadata,
     Column("id", Integer, primary_key=True),
@@ -279,6 +287,6 @@ and the store revision it left."""
 
 STORE_TABLES: tuple[Table, ...] = (
     site_state, system_settings, lan_networks, sip_codecs, dialplan_settings,
-    dialplan_procedures, acl_groups, users, secrets, imports)
+    dialplan_procedures, acl_groups, users, secrets, documents, imports)
 """Every table of the store, parents before children."""
 
