@@ -32,7 +32,7 @@ def test_offline_apply_twice_then_history(tmp_path: Path) -> None:
     history = json.loads(run("history", "--etc", str(etc), "--json").stdout)
     assert [g["number"] for g in history["generations"]] == [1]
     assert history["generations"][0]["kind"] == "install"
-    snapshot = etc / ".wildix-ast" / "generations" / "1" / "site.yaml"
+    snapshot = etc / ".wildix-ast" / "generations" / "1" / "site.json"
     assert stat.S_IMODE(snapshot.stat().st_mode) == 0o600
     # generated passwords stay in the store's vault, never in a snapshot
     assert "sip_password" not in snapshot.read_text(encoding="utf-8")

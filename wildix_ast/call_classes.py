@@ -16,6 +16,7 @@ specificity, not by position).
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -262,8 +263,14 @@ class Shape:
         return all(x & y for x, y in zip(a.positions, b.positions, strict=False))
 
 
+@functools.lru_cache(maxsize=1024)
+def _shape(pattern: str) -> Shape:
+    # validation classifies every extension of a site: parse each table pattern once
+    return Shape.parse(pattern)
+
+
 def matches(pattern: str, number: str) -> bool:
-    shape = Shape.parse(pattern)
+    shape = _shape(pattern)
     if not number.isdigit() or len(number) < shape.min_length:
         return False
     if not shape.open_end and len(number) != len(shape.positions):

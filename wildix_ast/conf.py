@@ -318,24 +318,29 @@ def _template_chunks(text: str) -> tuple[Chunk, ...]:
     return tuple(found)
 
 
+_HEADER_NAME = re.compile(r"(?m)^\[([^\]\n]+)\]")
+
+
+@functools.lru_cache(maxsize=16)
+def _header_index(text: str) -> dict[str, tuple[int, ...]]:
+    """Section name -> offsets of its header lines (one regex pass, cached per text)."""
+    index: dict[str, list[int]] = {}
+    for found in _HEADER_NAME.finditer(text):
+        index.setdefault(found[1].strip(), []).append(found.start())
+    return {name: tuple(offsets) for name, offsets in index.items()}
+
+
 def chunks_named(text: str, names: set[str]) -> list[Chunk]:
-    """The sections of `text` whose name is in `names` (found by searching their headers)."""
+    """The sections of `text` whose name is in `names` (found through an index of the
+    header lines; names that are no section are ignored)."""
+    index = _header_index(text)
     found: list[Chunk] = []
-    for name in sorted(names):
-        at = text.find(f"\n[{name}]")
-        if text.startswith(f"[{name}]"):
-            at = -1
-        elif at < 0:
-            continue
-        while True:
-            start = at + 1
+    for name in sorted(names & index.keys()):
+        for start in index[name]:
             end = text.find("\n[", start)
             piece = text[start:end + 1 if end >= 0 else len(text)]
             found.append(Chunk(name, piece.split("\n", 1)[0].strip(),
                                text.count("\n", 0, start) + 1, piece))
-            at = text.find(f"\n[{name}]", start)
-            if at < 0:
-                break
     return found
 
 
