@@ -106,3 +106,30 @@ def test_chunks_cover_the_text_and_keep_line_numbers(tmp_path: Path) -> None:
     assert [c.name for c in changes.added] == ["1200"] == [c.name for c in changes.removed]
     line = changes.added[0].line
     assert new.splitlines()[line - 1] == "[1200](phone)"
+
+
+def _naive_prefix(a: str, b: str) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+
+
+@settings(max_examples=80, deadline=None)
+@given(base=st.text(alphabet="ab[\n", max_size=300), repeat=st.sampled_from([1, 400]),
+       edits=st.lists(st.tuples(st.floats(0, 1), st.sampled_from(["x", "", "yz"])),
+                      max_size=3))
+def test_common_prefix_and_suffix_are_exact(base: str, repeat: int,
+                                            edits: list[tuple[float, str]]) -> None:
+    """The block-wise search gives what a character-by-character scan gives."""
+    from wildix_ast.conf import _common_prefix, _common_suffix
+
+    old = base * repeat  # up to 120,000 characters: several 64 KiB blocks
+    new = old
+    for where, text in edits:
+        at = int(where * len(new))
+        new = new[:at] + text + new[at + 1:]
+    prefix = _common_prefix(old, new)
+    assert prefix == _naive_prefix(old, new)
+    suffix = _common_suffix(old, new, prefix)
+    assert suffix == _naive_prefix(old[prefix:][::-1], new[prefix:][::-1])

@@ -222,27 +222,48 @@ def splittable(text: str) -> bool:
     return ";--" not in text
 
 
+# Compared a block at a time: equal blocks cost a memcmp; only the first differing block is
+# searched (binary search of slices of the whole text would copy megabytes each step).
+_BLOCK = 64 * 1024
+
+
 def _common_prefix(a: str, b: str) -> int:
-    """Length of the longest common prefix (binary search over C-speed slice compares)."""
-    low, high = 0, min(len(a), len(b))
-    while low < high:
-        mid = (low + high + 1) // 2
-        if a[:mid] == b[:mid]:
-            low = mid
-        else:
-            high = mid - 1
-    return low
+    """Length of the longest common prefix."""
+    n = min(len(a), len(b))
+    start = 0
+    while start < n:
+        end = min(start + _BLOCK, n)
+        if a[start:end] != b[start:end]:
+            low, high = start, end - 1
+            while low < high:
+                mid = (low + high + 1) // 2
+                if a[start:mid] == b[start:mid]:
+                    low = mid
+                else:
+                    high = mid - 1
+            return low
+        start = end
+    return n
 
 
 def _common_suffix(a: str, b: str, limit: int) -> int:
-    low, high = 0, min(len(a), len(b)) - limit
-    while low < high:
-        mid = (low + high + 1) // 2
-        if a[len(a) - mid:] == b[len(b) - mid:]:
-            low = mid
-        else:
-            high = mid - 1
-    return low
+    """Length of the longest common suffix not reaching into the first `limit` characters."""
+    n = min(len(a), len(b)) - limit
+    la, lb = len(a), len(b)
+    done = 0
+    while done < n:
+        end = min(done + _BLOCK, n)
+        if a[la - end:la - done] != b[lb - end:lb - done]:
+            low, high = done, end - 1
+            while low < high:
+                mid = (low + high + 1) // 2
+                if a[la - mid:la - done] == b[lb - mid:lb - done]:
+                    low = mid
+                else:
+                    high = mid - 1
+            return low
+        done = end
+    return n
 
 
 @dataclass(frozen=True)
