@@ -58,7 +58,6 @@ class Journal:
     command: str
     step: str
     touched: list[str]
-    absent_before: list[str]
     reloads: list[str]
     restart: bool
     store_revision_before: int | None

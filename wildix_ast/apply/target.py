@@ -180,16 +180,14 @@ class ConfigTarget:
         expected, absent = Expectation(), Expectation()
         for change in plan.touched:
             present, gone = Expectation.of_change(change.name, change.old, change.new)
-            expected.add({"endpoint": present.endpoints, "aor": present.aors,
-                          "context": present.contexts})
-            absent.add({"endpoint": gone.endpoints, "aor": gone.aors, "context": gone.contexts})
+            expected.update(present)
+            absent.update(gone)
 
         if restart:
             # a restart reloads everything: everything must be back
             expected = Expectation.from_files(plan.new_files)
         if also_expect is not None:
-            expected.add({"endpoint": also_expect.endpoints, "aor": also_expect.aors,
-                          "context": also_expect.contexts})
+            expected.update(also_expect)
         # Log in before writing anything: an AMI that refuses us must leave the files as
         # they are.
         async with self._ami_client() as ami:
@@ -209,7 +207,6 @@ class ConfigTarget:
                 started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), pid=os.getpid(),
                 command=_command_line(), step="writing",
                 touched=[c.name for c in plan.touched],
-                absent_before=[c.name for c in plan.touched if c.old is None],
                 reloads=[r.module for r in reloads], restart=bool(restart),
                 store_revision_before=store_revision,
                 new_files={n: digest(t) for n, t in plan.new_files.items()})
@@ -284,7 +281,7 @@ class ConfigTarget:
         for change in touched:
             if change.old is not None:
                 with contextlib.suppress(ApplyError):
-                    old.add(_objects(change.name, change.old))
+                    old.update(Expectation.of_change(change.name, None, change.old)[0])
         try:
             missing, _, _ = await verify(ami, old, timeout=2.0)
         except AmiError as e:
@@ -367,11 +364,6 @@ class ConfigTarget:
                                    store_revision=store_revision, kind="rollback",
                                    from_generation=chosen.number)
         return report, chosen
-
-
-def _objects(name: str, text: str) -> dict[str, set[str]]:
-    present, _ = Expectation.of_change(name, None, text)
-    return {"endpoint": present.endpoints, "aor": present.aors, "context": present.contexts}
 
 
 def _describe(expected: Expectation, absent: Expectation) -> str:

@@ -38,6 +38,11 @@ class Expectation:
         self.aors.update(kinds.get("aor", ()))
         self.contexts.update(kinds.get("context", ()))
 
+    def update(self, other: Expectation) -> None:
+        self.endpoints |= other.endpoints
+        self.aors |= other.aors
+        self.contexts |= other.contexts
+
     @classmethod
     def from_files(cls, files: Mapping[str, str]) -> Expectation:
         """Everything the given files define."""
