@@ -585,3 +585,15 @@ def test_read_only_disk(tmp_path: Path) -> None:
     assert "check that its disk is writable" in lines["EXISTING"]
     with open_store(str(folder / "site.sqlite3")) as store:
         assert store.export_site() == as_stored(sample_site(), store.export_site())
+
+
+def test_sounds_survive_the_store_in_order(tmp_path: Path) -> None:
+    from wildix_ast.site import Site
+    from wildix_ast.store import open_store
+
+    site = Site.model_validate({"sounds": [
+        {"name": "welcome", "files": {"fr": "sons/accueil.wav", "en": "sons/welcome.mp3"}},
+        {"name": "attente", "kind": "music_on_hold", "files": {"fr": "sons/attente.mp3"}}]})
+    with open_store(str(tmp_path / "db.sqlite3")) as store:
+        store.import_site(site)
+        assert store.export_site().sounds == site.sounds

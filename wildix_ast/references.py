@@ -65,6 +65,7 @@ UNIQUE: tuple[Unique, ...] = (
     Unique("trunk", "trunks[].name", "trunk {value!r} already defined at {first_item}"),
     Unique("trunk_group", "trunk_groups[].name",
            "trunk group {value!r} already defined at {first_item}"),
+    Unique("sound", "sounds[].name", "sound {value!r} already defined at {first_item}"),
     Unique("email", "users[].email", "already used by {first_item}", fold_case=True),
     Unique("login", "users[].login", "already used by {first_item}", fold_case=True),
 )

@@ -13,6 +13,7 @@ from wildix_ast.dialplan import Dialplan
 from wildix_ast.groups import Group
 from wildix_ast.model import DEFAULT_GROUP, STRICT
 from wildix_ast.references import reference_errors
+from wildix_ast.sounds import Sound
 from wildix_ast.system import System
 from wildix_ast.trunks import Trunk, TrunkGroup
 from wildix_ast.users import User
@@ -29,6 +30,7 @@ class Site(BaseModel):
     users: list[User] = Field(default_factory=list)
     trunks: list[Trunk] = Field(default_factory=list)
     trunk_groups: list[TrunkGroup] = Field(default_factory=list)
+    sounds: list[Sound] = Field(default_factory=list)
 
     @model_validator(mode="wrap")
     @classmethod

@@ -13,6 +13,16 @@ EXTENSIONS_CONTEXT = "wildix-extensions"
 DID_CONTEXT = "wildix-did"
 
 
+SOUND_FOLDER = "wildix-ast"
+"""Under Asterisk's sounds folder and each language's (`<sounds>/fr/wildix-ast/...`)."""
+
+
+def sound_file(name: str) -> str:
+    """What Playback() and Background() take for a site sound: Asterisk adds the language
+    and the format."""
+    return f"{SOUND_FOLDER}/{name}"
+
+
 def procedure_context(name: str) -> str:
     """The extensions.conf context of a dialplan procedure. A prefix, so no procedure can be
     named like Asterisk's reserved `[general]`/`[globals]` or one of our `wildix-*` helpers."""

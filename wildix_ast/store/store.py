@@ -174,14 +174,18 @@ def _hash_web_passwords(connection: Connection, entries: list[Entry]) -> None:
 _SECRET_BATCH = 500
 
 
+LIST_DOCUMENTS = ("trunks", "trunk_groups", "sounds")
+"""Top-level list sections of the site kept whole as one JSON document each."""
+
+
 def _documents(site: Site) -> dict[str, str]:
     """The sections without tables yet, as JSON documents (see tables.documents)."""
     import json
 
     general = site.dialplan.general
     return {
-        "trunks": json.dumps([t.model_dump(mode="json") for t in site.trunks]),
-        "trunk_groups": json.dumps([g.model_dump(mode="json") for g in site.trunk_groups]),
+        **{name: json.dumps([item.model_dump(mode="json") for item in getattr(site, name)])
+           for name in LIST_DOCUMENTS},
         "group_acl": json.dumps({g.name: {"allow": [str(c) for c in g.allow],
                                           "deny": [str(c) for c in g.deny]}
                                  for g in site.groups if g.allow or g.deny}),
@@ -221,10 +225,9 @@ def _write_documents(connection: Connection, documents: dict[str, str]) -> bool:
 def _with_documents(data: dict[str, Any], documents: dict[str, str]) -> dict[str, Any]:
     import json
 
-    if "trunks" in documents:
-        data["trunks"] = json.loads(documents["trunks"])
-    if "trunk_groups" in documents:
-        data["trunk_groups"] = json.loads(documents["trunk_groups"])
+    for name in LIST_DOCUMENTS:
+        if name in documents:
+            data[name] = json.loads(documents[name])
     acl = json.loads(documents.get("group_acl", "{}"))
     for group in data.get("groups", []):
         group.update(acl.get(group.get("name"), {}))
