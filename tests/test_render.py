@@ -143,12 +143,26 @@ def test_dialplan(site: Site, files: dict[str, str]) -> None:
                         "wildix-extensions", "wildix-did", "proc-users", "proc-reception",
                         "wildix-outgoing", "wildix-route", "acl-default", "acl-direction",
                         "acl-stagiaires", "wildix-tg-sortants", "wildix-trunk-operateur",
-                        "wildix-trunk-secours"}
+                        "wildix-trunk-secours",
+                        # procedures, their numbers, time frames, call groups, IVRs, trunks in
+                        "proc-main", "wildix-pn-main-0", "wildix-pn-main-1", "proc-ferme",
+                        "wildix-pn-ferme-0", "proc-mobiles", "wildix-pn-mobiles-0",
+                        "wildix-tf-bureau", "wildix-cg-ventes", "wildix-cg-support",
+                        "wildix-cg-direction", "wildix-cg-standard", "wildix-ivr-accueil",
+                        "wildix-in-operateur", "wildix-indid-operateur",
+                        "wildix-inrange-operateur", "wildix-in-secours",
+                        "wildix-indid-secours", "wildix-inrange-secours"}
     assert ext["globals"][0] == {"COUNTRY_CODE": ["33"], "TONE_ZONE": ["fr"],
                                  "RING_TIMEOUT": ["25"]}
-    # only the users' procedure calls out: named procedures carry no applications yet
+    # only the users' procedure calls out; a procedure's numbers come first, in order
     assert ext["proc-users"][0] == {"include": ["wildix-extensions", "wildix-outgoing"]}
     assert ext["proc-reception"][0] == {"include": ["wildix-extensions"]}
+    assert ext["proc-main"][0] == {"include": ["wildix-pn-main-0", "wildix-pn-main-1",
+                                               "wildix-extensions"]}
+    # a trunk's calls reach users' office DIDs first, then its DID ranges
+    assert ext["wildix-indid-operateur"][0] == {"include": ["wildix-did",
+                                                            "wildix-inrange-operateur"]}
+    assert ext["wildix-inrange-operateur"][0]["exten"][0].startswith("_+331400000XX,1,")
     lines = ext["wildix-extensions"][0]["exten"]
     assert "*43,1,Answer()" in lines and "*97,1,Answer()" in lines
     for user in site.users:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import re
+import typing
 import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -144,7 +145,9 @@ def _section_class(file: str, name: str) -> str:
         return "<number>-auth"
     if name.startswith("proc-"):
         return "proc-<name>"
-    for prefix in ("acl-", "wildix-tg-", "wildix-trunk-"):
+    for prefix in ("acl-", "wildix-tg-", "wildix-trunk-", "wildix-pn-", "wildix-tf-",
+                   "wildix-cg-", "wildix-ivr-", "wildix-indid-", "wildix-inrange-",
+                   "wildix-in-"):
         if name.startswith(prefix):
             return prefix + "<name>"
     if file == "pjsip.conf" and name.startswith("trunk-"):
@@ -156,14 +159,17 @@ def _section_class(file: str, name: str) -> str:
 
 
 def _number_class(text: str) -> str:
-    if re.fullmatch(r"[+*]?[0-9]+", text):
+    # a called number may be exact or a pattern: either is one extension
+    if re.fullmatch(r"[+*]?[0-9]+", text) or re.fullmatch(r"_[0-9XZN\[\]+.*#-]+", text):
         return "<number>"
-    return "<pattern>" if re.fullmatch(r"_[0-9XZN\[\]+.-]+", text) else text
+    return text
 
 
 # Contexts whose line count follows the number tables (a country code, a site's own table):
 # compared as the set of line shapes they use, which must stay within the benign one's.
 _TABLE_CONTEXTS = ("wildix-outgoing",)
+# A trunk's DID ranges: as many patterns as the ranges need.
+_RANGE_CONTEXT = "wildix-inrange-"
 
 
 def signature(files: dict[str, str]) -> dict[str, list[Any]]:
@@ -187,7 +193,8 @@ def signature(files: dict[str, str]) -> dict[str, list[Any]]:
                 entries.append(entry)
             if file == "extensions.conf" and section.name.startswith("proc-"):
                 continue  # one per procedure: checked by procedure_contexts()
-            if file == "extensions.conf" and section.name in _TABLE_CONTEXTS:
+            if file == "extensions.conf" and (section.name in _TABLE_CONTEXTS
+                                              or section.name.startswith(_RANGE_CONTEXT)):
                 shape.setdefault("<tables>", []).extend(entries)
                 continue
             sections.append((_section_class(file, section.name), section.options, entries))
@@ -236,6 +243,7 @@ def _render(data: dict[str, Any], manager_secret: str = MANAGER_SECRET) -> dict[
 BENIGN = _example()
 # optional trunk settings present, so that setting them changes no structure
 BENIGN["trunks"][0].update(registrar="127.0.0.1", outbound_proxy="127.0.0.1")
+BENIGN["dialplan"]["procedures"][1]["numbers"][0]["applications"][1]["if_match"] = "mobiles"
 BENIGN_FILES = _render(BENIGN)
 BENIGN_SHAPE = signature(BENIGN_FILES)
 BENIGN_TABLES = BENIGN_SHAPE.pop("<tables>")
@@ -260,13 +268,33 @@ def _group_name(data: dict[str, Any], value: str) -> None:
             user["group"] = value
 
 
-def _procedure_name(data: dict[str, Any], value: str) -> None:
-    old = data["dialplan"]["procedures"][0]["name"]
-    data["dialplan"]["procedures"][0]["name"] = value
-    for user in data["users"]:
-        for key in ("dialplan", "fax_dialplan"):
-            if user.get(key) == old:
-                user[key] = value
+def _rename(node: Any, keys: tuple[str, ...], old: str, new: str) -> None:
+    """Every reference to `old` under `keys` anywhere in the settings becomes `new`."""
+    if isinstance(node, list):
+        for item in node:
+            _rename(item, keys, old, new)
+    elif isinstance(node, dict):
+        for key, item in node.items():
+            if key in keys and item == old:
+                node[key] = new
+            else:
+                _rename(item, keys, old, new)
+
+
+def _renamed(keys: tuple[str, ...], *path: str | int) -> Setter:
+    """Sets the name at `path` and every reference to it (keys naming that kind)."""
+    def set_value(data: dict[str, Any], value: str) -> None:
+        node: Any = data
+        for part in path[:-1]:
+            node = node[part]
+        old = node[path[-1]]
+        _rename(data, keys, old, value)
+        node[path[-1]] = value
+    return set_value
+
+
+_procedure_name = _renamed(("dialplan", "fax_dialplan", "procedure", "if_match",
+                            "if_no_match"), "dialplan", "procedures", 0, "name")
 
 
 def _trunk_name(data: dict[str, Any], value: str) -> None:
@@ -274,11 +302,13 @@ def _trunk_name(data: dict[str, Any], value: str) -> None:
     data["trunks"][0]["name"] = value
     for group in data["trunk_groups"]:
         group["trunks"] = [value if t == old else t for t in group["trunks"]]
+    _rename(data["dialplan"], ("trunk",), old, value)
 
 
 def _trunk_group_name(data: dict[str, Any], value: str) -> None:
+    old = data["trunk_groups"][0]["name"]
     data["trunk_groups"][0]["name"] = value
-    data["dialplan"]["general"]["trunk_group"] = value
+    _rename(data["dialplan"], ("trunk_group",), old, value)
 
 
 def _in_list(*path: str | int) -> Setter:
@@ -298,8 +328,48 @@ def _rule(key: str) -> Setter:
     return set_value
 
 
+_MAIN = ("dialplan", "procedures", 1, "numbers")  # main: +33140000000, +331400002XX
+_MOBILES = ("dialplan", "procedures", 3, "numbers", 0, "applications")
+_ACCUEIL = ("ivrs", 0)
+
 # Two users whose fields are mutated: 101 (admin, every field set) and 102.
 FIELDS: dict[str, Setter] = {
+    # procedures: a called number and every application field that names or writes
+    "dialplan.procedures[].numbers[].number": _at(*_MAIN, 1, "number"),
+    "applications[].language": _at(*_MAIN, 0, "applications", 0, "language"),
+    "applications[].time_frame": _at(*_MAIN, 0, "applications", 1, "time_frame"),
+    "applications[].if_match": _at(*_MAIN, 0, "applications", 1, "if_match"),
+    "applications[].if_no_match": _at(*_MAIN, 0, "applications", 1, "if_no_match"),
+    "applications[].ivr": _at(*_MAIN, 0, "applications", 2, "ivr"),
+    "applications[].call_group": _at(*_MAIN, 0, "applications", 3, "call_group"),
+    "applications[].user": _at(*_MAIN, 0, "applications", 4, "user"),
+    "applications[].sound": _at(*_MAIN, 1, "applications", 1, "sound"),
+    "applications[].procedure": _at(*_MAIN, 1, "applications", 4, "procedure"),
+    "applications[].number": _at(*_MOBILES, 1, "number"),
+    "applications[].name": _at(*_MOBILES, 2, "name"),
+    "applications[].prepend": _at(*_MOBILES, 3, "prepend"),
+    "applications[].trunk": _at(*_MOBILES, 4, "trunk"),
+    "applications[].trunk_group": _at(*_MOBILES, 5, "trunk_group"),
+    "time_frames[].name": _renamed(("time_frame",), "time_frames", 0, "name"),
+    "time_frames[].description": _at("time_frames", 0, "description"),
+    "time_frames[].weekly[].start": _at("time_frames", 0, "weekly", 0, "start"),
+    "time_frames[].weekly[].end": _at("time_frames", 0, "weekly", 1, "end"),
+    "time_frames[].holidays[].description": _at("time_frames", 0, "holidays", 0,
+                                                "description"),
+    "call_groups[].name": _renamed(("call_group",), "call_groups", 0, "name"),
+    "call_groups[].description": _at("call_groups", 0, "description"),
+    "call_groups[].members[]": _at("call_groups", 0, "members", 1),
+    "ivrs[].name": _renamed(("ivr",), *_ACCUEIL, "name"),
+    "ivrs[].description": _at(*_ACCUEIL, "description"),
+    "ivrs[].prompt": _at(*_ACCUEIL, "prompt"),
+    "ivrs[].options[].digit": _at(*_ACCUEIL, "options", 1, "digit"),
+    "ivrs[].options[].call_group": _at(*_ACCUEIL, "options", 0, "call_group"),
+    "ivrs[].options[].user": _at(*_ACCUEIL, "options", 3, "user"),
+    "ivrs[].options[].voicemail": _at(*_ACCUEIL, "options", 4, "voicemail"),
+    "ivrs[].options[].procedure": _at(*_ACCUEIL, "options", 5, "procedure"),
+    "ivrs[].on_timeout.call_group": _at(*_ACCUEIL, "on_timeout", "call_group"),
+    "trunks[].dids[]": _in_list("trunks", 0, "dids"),
+    "trunks[].procedure": _at("trunks", 1, "procedure"),
     "system.pbx_name": _at("system", "pbx_name"),
     "system.language_region.language": _at("system", "language_region", "language"),
     "system.language_region.tone_zone": _at("system", "language_region", "tone_zone"),
@@ -392,6 +462,33 @@ EXTRAS: dict[str, st.SearchStrategy[str]] = {
     "trunk_groups[].trunks[]": st.sampled_from(["operateur", "secours"]),
     "dialplan.general.classes[].trunk_group": st.sampled_from(["sortants", "nope"]),
     "dialplan.voicemail": _feature,
+    # values of the site's own names, so references are accepted too
+    **{f"applications[].{key}": st.sampled_from(names) for key, names in (
+        ("time_frame", ["bureau"]), ("if_match", ["ferme", "mobiles", "reception"]),
+        ("if_no_match", ["ferme", "mobiles"]), ("ivr", ["accueil"]),
+        ("call_group", ["ventes", "support", "standard"]), ("user", ["101", "102"]),
+        ("sound", ["ferme", "accueil-svi"]), ("procedure", ["ferme", "mobiles"]),
+        ("trunk", ["secours", "operateur"]), ("trunk_group", ["sortants"]),
+        ("language", ["en", "it", "fr_FR"]))},
+    "applications[].name": st.from_regex(r"[\w .'+-]{1,30}", fullmatch=True),
+    "applications[].number": _digits,
+    "applications[].prepend": st.from_regex(r"\+?[0-9]{0,8}", fullmatch=True),
+    "dialplan.procedures[].numbers[].number": st.one_of(_pattern, _digits, st.from_regex(
+        r"\+?([0-9XZN*#]|\[[0-9](-[0-9])?\]){1,12}\.?", fullmatch=True)),
+    "time_frames[].weekly[].start": st.from_regex(r"[0-2][0-9]:[0-5][0-9]", fullmatch=True),
+    "time_frames[].weekly[].end": st.from_regex(r"[0-2][0-9]:[0-5][0-9]", fullmatch=True),
+    "call_groups[].members[]": st.sampled_from(["100", "101", "102", "150"]),
+    "ivrs[].prompt": st.sampled_from(["ferme", "accueil-svi"]),
+    "ivrs[].options[].digit": st.from_regex(r"[0-9*#]", fullmatch=True),
+    "ivrs[].options[].call_group": st.sampled_from(["ventes", "direction"]),
+    "ivrs[].options[].user": st.sampled_from(["101", "102", "150"]),
+    "ivrs[].options[].voicemail": st.sampled_from(["101", "102", "150"]),
+    "ivrs[].options[].procedure": st.sampled_from(["main", "mobiles"]),
+    "ivrs[].on_timeout.call_group": st.sampled_from(["ventes", "direction"]),
+    "trunks[].dids[]": st.from_regex(r"\+33140000[0-9]{3}(-[0-9]{1,3})?", fullmatch=True),
+    "trunks[].procedure": st.sampled_from(["main", "ferme", "mobiles", "users"]),
+    "time_frames[].name": _identifier, "call_groups[].name": _identifier,
+    "ivrs[].name": _identifier,
 }
 
 
@@ -407,10 +504,13 @@ def _check(field_name: str, value: str) -> None:
     tables = shape.pop("<tables>")
     assert set(tables) <= set(BENIGN_TABLES), f"{field_name}={value!r} added a table line"
     assert shape == BENIGN_SHAPE, f"{field_name}={value!r} changed the structure"
-    # a context per procedure (a procedure named like the built-in `users` is the same one);
-    # the users' procedure also reaches outgoing calls
+    # a context per procedure (a procedure named like the built-in `users` is the same one):
+    # its numbers in order, the users; the users' procedure also reaches outgoing calls
+    numbers = {p.name: len(p.numbers) for p in site.dialplan.procedures}
     assert procedure_contexts(files) == {
-        f"proc-{name}": [("include", "=>", "wildix-extensions"),
+        f"proc-{name}": [*(("include", "=>", f"wildix-pn-{name}-{i}")
+                           for i in range(numbers.get(name, 0))),
+                         ("include", "=>", "wildix-extensions"),
                          *([("include", "=>", "wildix-outgoing")] if name == "users" else [])]
         for name in site.dialplan.procedure_names}
     # where the value is written, it reads back unchanged
@@ -424,6 +524,8 @@ def _check(field_name: str, value: str) -> None:
         assert values(files, "pjsip.conf", "trunk-operateur-auth", "password") == [value]
     if field_name == "trunks[].username":
         assert values(files, "pjsip.conf", "trunk-operateur-auth", "username") == [value]
+    if field_name == "applications[].name":
+        assert f"Set(CALLERID(name)={value})" in files["extensions.conf"]
     if field_name == "users[0].email":
         assert values(files, "voicemail.conf", "default", "101")[0].split(",")[2] == value
 
@@ -441,10 +543,14 @@ def test_no_accepted_value_changes_the_structure(field_name: str) -> None:
 
 def test_every_string_field_of_the_model_is_covered() -> None:
     """A new string field in the model must be added to FIELDS."""
+    from wildix_ast import procedures
     from wildix_ast.call_classes import ClassSettings, DialplanGeneral, NumberRule
+    from wildix_ast.call_groups import CallGroup
     from wildix_ast.dialplan import Dialplan, Procedure
     from wildix_ast.groups import Group
+    from wildix_ast.ivrs import Ivr, IvrOption, IvrTarget
     from wildix_ast.system import LanguageRegion, Manager, System
+    from wildix_ast.time_frames import Holiday, TimeFrame, WeeklyRule
     from wildix_ast.trunks import Trunk, TrunkGroup
     from wildix_ast.users import User
 
@@ -453,8 +559,11 @@ def test_every_string_field_of_the_model_is_covered() -> None:
                 if "str" in repr(info.annotation) or name.endswith("password")}
 
     covered = {name.rsplit(".", 1)[-1].removesuffix("[]") for name in FIELDS}
+    applications = typing.get_args(typing.get_args(procedures.Application)[0])
     for model in (System, LanguageRegion, Manager, Group, Dialplan, Procedure, User, Trunk,
-                  TrunkGroup, DialplanGeneral, NumberRule, ClassSettings):
+                  TrunkGroup, DialplanGeneral, NumberRule, ClassSettings, procedures.Number,
+                  *applications, TimeFrame, WeeklyRule, Holiday, CallGroup, Ivr, IvrOption,
+                  IvrTarget):
         missing = strings(model) - covered
         assert not missing, f"{model.__name__}: {missing} not exercised"
 

@@ -1,8 +1,7 @@
 """WMS Dialplan: general settings and procedures.
 
-Only the built-in `users` procedure is routed for now; named procedures are declared so users
-can reference them, and will carry their ordered applications (time frames, call groups,
-IVRs, trunks) when the dialplan work lands."""
+A procedure (its called numbers and their ordered applications) is `procedures.Procedure`;
+the built-in `users` procedure holds every user's extension and the outgoing routes."""
 
 from __future__ import annotations
 
@@ -11,18 +10,12 @@ from typing import Annotated
 from pydantic import BaseModel, Field
 
 from wildix_ast.call_classes import DialplanGeneral
-from wildix_ast.fields import FreeText, Identifier, Width, _pattern
+from wildix_ast.fields import Width, _pattern
 from wildix_ast.model import DEFAULT_PROCEDURE, STRICT
+from wildix_ast.procedures import Procedure as Procedure  # where the store finds it
 
 FeatureCode = Annotated[str, Width(8), _pattern(
     r"\*[0-9]{1,4}|[0-9]{2,8}", "feature code ('*' and up to 4 digits, or 2 to 8 digits)")]
-
-
-class Procedure(BaseModel):
-    model_config = STRICT
-
-    name: Identifier
-    description: FreeText | None = None
 
 
 class Dialplan(BaseModel):

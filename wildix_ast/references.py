@@ -41,6 +41,8 @@ class Unique:
     builtin: tuple[str, ...] = ()
     """Names the space holds without a declaration: valid targets, refused as new names."""
     builtin_message: str = "{value!r} is built in; choose another name"
+    report: bool = True
+    """False: only gathers the names of a space whose repeats another rule reports."""
 
 
 @dataclass(frozen=True)
@@ -66,9 +68,17 @@ UNIQUE: tuple[Unique, ...] = (
     Unique("trunk_group", "trunk_groups[].name",
            "trunk group {value!r} already defined at {first_item}"),
     Unique("sound", "sounds[].name", "sound {value!r} already defined at {first_item}"),
+    Unique("time_frame", "time_frames[].name",
+           "time frame {value!r} already defined at {first_item}"),
+    Unique("call_group", "call_groups[].name",
+           "call group {value!r} already defined at {first_item}"),
+    Unique("ivr", "ivrs[].name", "IVR {value!r} already defined at {first_item}"),
+    Unique("user", "users[].extension", report=False),
     Unique("email", "users[].email", "already used by {first_item}", fold_case=True),
     Unique("login", "users[].login", "already used by {first_item}", fold_case=True),
 )
+
+_NO_PROCEDURE = "dialplan procedure {value!r} is not defined in dialplan.procedures"
 
 REFERENCES: tuple[Reference, ...] = (
     Reference("trunk_groups[].trunks[]", "trunk", "trunk {value!r} is not defined in trunks"),
@@ -81,6 +91,25 @@ REFERENCES: tuple[Reference, ...] = (
               "dialplan procedure {value!r} is not defined in dialplan.procedures"),
     Reference("users[].fax_dialplan", "procedure",
               "dialplan procedure {value!r} is not defined in dialplan.procedures"),
+    # procedures, incoming calls, call groups, IVRs
+    *(Reference(f"{where}.{field}", space, message) for where in (
+        "dialplan.procedures[].numbers[].applications[]", "ivrs[].options[]",
+        "ivrs[].on_timeout", "ivrs[].on_invalid")
+      for field, space, message in (
+        ("user", "user", "user {value!r} is not defined in users"),
+        ("voicemail", "user", "user {value!r} is not defined in users"),
+        ("call_group", "call_group", "call group {value!r} is not defined in call_groups"),
+        ("procedure", "procedure", _NO_PROCEDURE),
+        ("ivr", "ivr", "IVR {value!r} is not defined in ivrs"),
+        ("trunk", "trunk", "trunk {value!r} is not defined in trunks"),
+        ("trunk_group", "trunk_group", "trunk group {value!r} is not defined in trunk_groups"),
+        ("sound", "sound", "sound {value!r} is not defined in sounds"),
+        ("time_frame", "time_frame", "time frame {value!r} is not defined in time_frames"),
+        ("if_match", "procedure", _NO_PROCEDURE),
+        ("if_no_match", "procedure", _NO_PROCEDURE))),
+    Reference("ivrs[].prompt", "sound", "sound {value!r} is not defined in sounds"),
+    Reference("call_groups[].members[]", "user", "user {value!r} is not defined in users"),
+    Reference("trunks[].procedure", "procedure", _NO_PROCEDURE),
 )
 
 
@@ -167,7 +196,10 @@ def values_at(root: object, model: type[BaseModel], path: str) -> Iterator[tuple
         return
     get = operator.attrgetter(".".join(leaf))
     for loc, item, current in _items(root, model, container):
-        value = get(item) if isinstance(item, BaseModel) else _leaf(item, current, leaf)
+        try:
+            value = get(item) if isinstance(item, BaseModel) else _leaf(item, current, leaf)
+        except AttributeError:  # an optional model left out, or another member of a union
+            value = _leaf(item, current, leaf)
         if value is not _ABSENT:
             yield (*loc, *leaf), value
 
@@ -210,7 +242,9 @@ def reference_errors(root: object, model: type[BaseModel]) -> Iterable[InitError
                     continue
                 seen = spaces[rule.space]
                 key = value.lower() if rule.fold_case else value
-                if value in rule.builtin:
+                if not rule.report:
+                    seen.setdefault(key, (item_loc, leaf))
+                elif value in rule.builtin:
                     yield _error((*item_loc, *leaf), rule.builtin_message.format(value=value))
                 elif key in seen:
                     first_item, first_leaf = seen[key]

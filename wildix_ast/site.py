@@ -9,12 +9,15 @@ from typing import Self
 from pydantic import BaseModel, Field, model_validator
 from pydantic_core import ValidationError
 
+from wildix_ast.call_groups import CallGroup
 from wildix_ast.dialplan import Dialplan
 from wildix_ast.groups import Group
+from wildix_ast.ivrs import Ivr
 from wildix_ast.model import DEFAULT_GROUP, STRICT
 from wildix_ast.references import reference_errors
 from wildix_ast.sounds import Sound
 from wildix_ast.system import System
+from wildix_ast.time_frames import TimeFrame
 from wildix_ast.trunks import Trunk, TrunkGroup
 from wildix_ast.users import User
 
@@ -31,6 +34,9 @@ class Site(BaseModel):
     trunks: list[Trunk] = Field(default_factory=list)
     trunk_groups: list[TrunkGroup] = Field(default_factory=list)
     sounds: list[Sound] = Field(default_factory=list)
+    time_frames: list[TimeFrame] = Field(default_factory=list)
+    call_groups: list[CallGroup] = Field(default_factory=list)
+    ivrs: list[Ivr] = Field(default_factory=list)
 
     @model_validator(mode="wrap")
     @classmethod
@@ -47,9 +53,10 @@ class Site(BaseModel):
             errors = [*invalid.errors(), *(e for e in extra if tuple(e["loc"]) not in known)]
             raise ValidationError.from_exception_data(
                 cls.__name__, errors) from None  # type: ignore[arg-type]
+        from wildix_ast.dialplan_rules import dialplan_errors
         from wildix_ast.routing import routing_errors
 
-        problems = [*reference_errors(site, cls), *routing_errors(site)]
+        problems = [*reference_errors(site, cls), *routing_errors(site), *dialplan_errors(site)]
         if problems:
             raise ValidationError.from_exception_data(cls.__name__, problems)
         return site

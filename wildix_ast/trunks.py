@@ -15,7 +15,7 @@ from typing import Annotated, Self
 
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
-from wildix_ast.fields import FreeText, Identifier, PhoneNumber, Port, _pattern
+from wildix_ast.fields import FreeText, Identifier, NumberText, PhoneNumber, Port, _pattern
 from wildix_ast.model import STRICT
 from wildix_ast.system import Codec
 
@@ -29,6 +29,21 @@ SipUser = Annotated[str, _pattern(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}",
 TrunkSecret = Annotated[str, Field(min_length=4, max_length=128), _pattern(
     r"[!-:<-Z\\^-~](?:[ !-:<-Z\\^-~]*[!-:<-Z\\^-~])?", "trunk secret (printable, no ';', "
     "'[' or ']', no spaces at either end)")]
+
+
+DidRange = Annotated[str, NumberText, _pattern(
+    r"\+[0-9]{3,20}(?:-[0-9]{1,20})?",
+    "DID or DID range in E.164 ('+33140000000', or '+33140000100-199': the last digits "
+    "of the range's end)")]
+"""A DID or a range of DIDs the trunk carries, in E.164."""
+
+
+def did_bounds(value: str) -> tuple[int, int, int]:
+    """(first, last, digits) of a DID range: '+33140000100-199' -> the numbers
+    33140000100 to 33140000199, 11 digits each."""
+    first, _, tail = value[1:].partition("-")
+    last = first[:len(first) - len(tail)] + tail if tail else first
+    return int(first), int(last), len(first)
 
 
 class TrunkAuth(StrEnum):
@@ -87,9 +102,19 @@ class Trunk(BaseModel):
     codecs: list[Codec] = Field(default_factory=lambda: [Codec.ALAW, Codec.ULAW],
                                 min_length=1)
     max_calls: Annotated[int, Field(ge=1, le=10000)] | None = None
+    dids: list[DidRange] = Field(default_factory=list)
+    """The DIDs the provider sends calls to (none: any number); a call to another number
+    is refused (404)."""
+    procedure: Identifier | None = None
+    """The dialplan procedure incoming calls enter (a user's office DID rings the user
+    first); none: only office DIDs are answered."""
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
+        for did in self.dids:
+            first, last, _ = did_bounds(did)
+            if last < first or len(did.partition("-")[2]) > len(str(first)):
+                raise ValueError(f"DID range {did} ends before it starts")
         if self.auth is TrunkAuth.REGISTRATION:
             if self.username is None or self.secret is None:
                 raise ValueError("a registration trunk needs username and secret")

@@ -25,9 +25,9 @@ from wildix_ast.asterisk.base import (
     static_modules,
 )
 from wildix_ast.asterisk.outgoing import dialplan_contexts
+from wildix_ast.asterisk.procedures import dialplan_contexts as procedure_contexts
 from wildix_ast.conf import Section
 from wildix_ast.errors import Problem
-from wildix_ast.model import DEFAULT_PROCEDURE
 
 _NOT_CONTEXTS = ("general", "globals")
 _EXTEN = re.compile(r"^[^,]+,\s*(\d+|n|hint|n\+\d+)(\([^)]*\))?\s*,.*$")
@@ -60,15 +60,12 @@ def _view(given: RenderInput) -> View:
                  if u.office_did is not None],
         # BLF: every user with a phone has a hint its colleagues' keys subscribe to
         "hints": [u.extension for u in phones],
-        "procedure_contexts": sorted({names.procedure_context(p)
-                                      for p in site.dialplan.procedure_names}),
         "voicemail_context": names.VOICEMAIL_CONTEXT,
         "extensions_context": names.EXTENSIONS_CONTEXT,
         "call_user_context": names.CALL_USER_CONTEXT,
         "voicemail_main_context": names.VOICEMAIL_MAIN_CONTEXT,
         "did_context": names.DID_CONTEXT,
-        "outgoing_context": names.OUTGOING_CONTEXT,
-        "outgoing_procedure": names.procedure_context(DEFAULT_PROCEDURE),
+        "procedures": procedure_contexts(site),
         "routing": dialplan_contexts(site),
     }
 
@@ -106,7 +103,8 @@ FILE = ConfigFile(
         "pbx_config.so", "app_dial.so", "app_stack.so", "app_echo.so", "app_playback.so",
         "app_exec.so", "func_groupcount.so", "func_dialplan.so",
         "app_verbose.so", "func_strings.so", "func_callerid.so", "func_channel.so",
-        "func_logic.so", "func_global.so", "func_hangupcause.so", "func_devstate.so"),
+        "func_logic.so", "func_global.so", "func_hangupcause.so", "func_devstate.so",
+        "func_rand.so"),
     checks=_checks,
     expects=_expects,
 )

@@ -58,3 +58,38 @@ def trunk_context(trunk: str) -> str:
 
 def trunk_group_context(group: str) -> str:
     return f"wildix-tg-{group}"
+
+
+# --- procedures and incoming calls (wildix_ast/asterisk/procedures.py) ------------------------
+
+def number_context(procedure: str, index: int) -> str:
+    """One called number of a procedure: the procedure context includes them in order, so
+    the first number that matches wins (in one context Asterisk prefers the most specific
+    pattern). A name ends with '-<digits>', so splitting at the last '-' gives it back."""
+    return f"wildix-pn-{procedure}-{index}"
+
+
+def time_frame_context(name: str) -> str:
+    return f"wildix-tf-{name}"
+
+
+def call_group_context(name: str) -> str:
+    return f"wildix-cg-{name}"
+
+
+def ivr_context(name: str) -> str:
+    return f"wildix-ivr-{name}"
+
+
+def trunk_incoming_context(trunk: str) -> str:
+    """Where a trunk's calls enter (its PJSIP endpoint's context)."""
+    return f"wildix-in-{trunk}"
+
+
+def trunk_did_context(trunk: str) -> str:
+    """The DIDs a trunk's calls may reach: users' office DIDs, then its ranges."""
+    return f"wildix-indid-{trunk}"
+
+
+def trunk_range_context(trunk: str) -> str:
+    return f"wildix-inrange-{trunk}"

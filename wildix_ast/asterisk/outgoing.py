@@ -34,6 +34,7 @@ from wildix_ast.asterisk.names import (
     trunk_context,
     trunk_endpoint,
     trunk_group_context,
+    trunk_incoming_context,
 )
 from wildix_ast.call_classes import CallClass, NumberingPlan, asterisk_pattern
 from wildix_ast.routing import numbering_plan, outgoing
@@ -61,6 +62,8 @@ class Extension:
 class Context:
     name: str
     extensions: tuple[Extension, ...]
+    includes: tuple[str, ...] = ()
+    """Searched after the context's own extensions, in this order."""
 
 
 def _ext(name: str, *steps: str | tuple[str, str]) -> Extension:
@@ -209,8 +212,8 @@ class PjsipTrunk:
     anonymous: bool
 
 
-def pjsip_trunks(site: Site, context: str) -> list[PjsipTrunk]:
-    """The PJSIP objects of each trunk; incoming calls enter `context`."""
+def pjsip_trunks(site: Site) -> list[PjsipTrunk]:
+    """The PJSIP objects of each trunk; incoming calls enter the trunk's own context."""
     out: list[PjsipTrunk] = []
     for t in site.trunks:
         endpoint = trunk_endpoint(t.name)
@@ -220,7 +223,8 @@ def pjsip_trunks(site: Site, context: str) -> list[PjsipTrunk]:
         # it registered, never by address: its registrar may share an address with phones.
         match = [] if registration else t.identify_addresses
         out.append(PjsipTrunk(
-            endpoint=endpoint, codecs=",".join(str(c) for c in t.codecs), context=context,
+            endpoint=endpoint, codecs=",".join(str(c) for c in t.codecs),
+            context=trunk_incoming_context(t.name),
             contact=f"sip:{hostport}",
             auth=f"{endpoint}-auth" if registration else None,
             username=t.username if registration else None,

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from wildix_ast.asterisk.base import ConfigFile, ObjectKinds, Reload, RenderInput, View
-from wildix_ast.asterisk.names import DID_CONTEXT, has_mailbox, mailbox, procedure_context
+from wildix_ast.asterisk.names import has_mailbox, mailbox, procedure_context
 from wildix_ast.asterisk.outgoing import pjsip_trunks
 from wildix_ast.conf import Section
 from wildix_ast.errors import Problem, RenderError
@@ -146,7 +146,7 @@ def _view(given: RenderInput) -> View:
         "pbx_name": site.system.pbx_name,
         "transports": transports,
         "endpoints": endpoints,
-        "trunks": pjsip_trunks(site, DID_CONTEXT),
+        "trunks": pjsip_trunks(site),
         "qualify_frequency": sip.qualify_frequency,
     }
 

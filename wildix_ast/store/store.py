@@ -174,7 +174,7 @@ def _hash_web_passwords(connection: Connection, entries: list[Entry]) -> None:
 _SECRET_BATCH = 500
 
 
-LIST_DOCUMENTS = ("trunks", "trunk_groups", "sounds")
+LIST_DOCUMENTS = ("trunks", "trunk_groups", "sounds", "time_frames", "call_groups", "ivrs")
 """Top-level list sections of the site kept whole as one JSON document each."""
 
 
@@ -190,6 +190,10 @@ def _documents(site: Site) -> dict[str, str]:
                                           "deny": [str(c) for c in g.deny]}
                                  for g in site.groups if g.allow or g.deny}),
         "dialplan_general": general.model_dump_json(exclude_unset=True),
+        # a procedure's row keeps its name; its ordered numbers and applications live here
+        "procedure_numbers": json.dumps({
+            p.name: [n.model_dump(mode="json", exclude_defaults=True) for n in p.numbers]
+            for p in site.dialplan.procedures if p.numbers}),
     }
 
 
@@ -234,6 +238,10 @@ def _with_documents(data: dict[str, Any], documents: dict[str, str]) -> dict[str
     general = json.loads(documents.get("dialplan_general", "{}"))
     if general:
         data.setdefault("dialplan", {})["general"] = general
+    numbers = json.loads(documents.get("procedure_numbers", "{}"))
+    for procedure in data.get("dialplan", {}).get("procedures", []):
+        if procedure.get("name") in numbers:
+            procedure["numbers"] = numbers[procedure["name"]]
     return data
 
 

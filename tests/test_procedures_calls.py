@@ -1,0 +1,249 @@
+"""Incoming calls through dialplan procedures, on a live Asterisk 22: a SIPp provider calls
+the site's DIDs over an IP trunk; SIPp phones (registered users) answer or ring.
+
+Time frames are built around the current time in the PBX time zone, so the same tests pass
+at any hour: `ouvert` is open now (today, from an hour ago to an hour from now), `ferie` has
+the same hours but today is a holiday, `demain` is open tomorrow only.
+Every test ends with no channel left on Asterisk."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import struct
+import threading
+import time
+import wave
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from live_site import LiveSite, example_site, live_site
+
+from wildix_ast.ports import free_port
+from wildix_ast.sip_test import CallResult, SipMessage, SippDriver
+from wildix_ast.sip_test.driver import Phone
+from wildix_ast.site import Site
+
+pytestmark = pytest.mark.lab
+
+PROVIDER = "127.0.0.8"
+MAIN, HOLIDAY, TOMORROW, HUNT = ("+33140000000", "+33140000001", "+33140000002",
+                                 "+33140000003")
+PROMPT = "test-procedures-menu"
+
+
+def _clock(moment: datetime) -> str:
+    return moment.strftime("%H:%M")
+
+
+def time_frames(timezone: str) -> list[dict[str, object]]:
+    now = datetime.now(ZoneInfo(timezone))
+    day = now.strftime("%a").lower()
+    tomorrow = (now + timedelta(days=1)).strftime("%a").lower()
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    start = max(midnight, now - timedelta(hours=1))
+    end = min(midnight + timedelta(hours=23, minutes=59), now + timedelta(hours=1))
+    hours = {"days": [day], "start": _clock(start), "end": _clock(end)}
+    return [
+        {"name": "ouvert", "weekly": [hours]},
+        {"name": "ferie", "weekly": [hours],
+         "holidays": [{"date": now.date().isoformat(), "description": "Today"}]},
+        {"name": "demain", "weekly": [{"days": [tomorrow]}]},
+    ]
+
+
+def _number(number: str, frame: str, ivr: str) -> dict[str, object]:
+    return {"number": number, "applications": [
+        {"app": "check_time_frame", "time_frame": frame, "if_no_match": "ferme"},
+        {"app": "ivr", "ivr": ivr},
+        {"app": "hangup"}]}
+
+
+def procedures_site(provider_port: int) -> Site:
+    base = example_site()
+    data = base.model_dump(mode="json", exclude={"trunks", "trunk_groups", "time_frames",
+                                                 "call_groups", "ivrs", "sounds"})
+    timezone = base.system.language_region.timezone
+    data["dialplan"]["procedures"] = [
+        {"name": "reception"},
+        {"name": "entrant", "numbers": [
+            _number(MAIN, "ouvert", "menu"), _number(HOLIDAY, "ferie", "menu"),
+            _number(TOMORROW, "demain", "menu"), _number(HUNT, "ouvert", "menu-hunt")]},
+        {"name": "ferme", "numbers": [{"number": "+X.", "applications": [
+            {"app": "voicemail", "user": "101"}, {"app": "hangup"}]}]},
+    ]
+    data["dialplan"]["general"].pop("trunk_group", None)
+    data["dialplan"]["general"].pop("classes", None)
+    data.update(
+        trunks=[{"name": "provider", "auth": "ip", "host": PROVIDER, "port": provider_port,
+                 "dids": ["+33140000000-199"], "procedure": "entrant"}],
+        time_frames=time_frames(timezone),
+        call_groups=[
+            {"name": "sales", "members": ["101", "102"], "strategy": "ring_all",
+             "timeout": 15},
+            {"name": "sales-hunt", "members": ["101", "102"], "strategy": "hunt",
+             "member_timeout": 3, "timeout": 20}],
+        ivrs=[{"name": name, "prompt": PROMPT, "timeout": 5, "repeat": 0,
+               "options": [{"digit": "1", "call_group": group}]}
+              for name, group in (("menu", "sales"), ("menu-hunt", "sales-hunt"))],
+        sounds=[{"name": PROMPT, "files": {"fr": "menu.wav"}}],
+    )
+    return Site.model_validate(data)
+
+
+def install_prompt(rootfs: Path) -> None:
+    """The IVR's prompt where Asterisk looks for `wildix-ast/<name>` (installing a site's
+    sounds is the sounds pipeline's job; this test only needs one half-second tone)."""
+    frames = b"".join(struct.pack("<h", int(6000 * math.sin(2 * math.pi * 440 * i / 8000)))
+                      for i in range(4000))
+    # without a file in the channel's language, Asterisk plays the one outside any
+    folder = rootfs / "usr/share/asterisk/sounds/wildix-ast"
+    folder.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(folder / f"{PROMPT}.wav"), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(frames)
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:
+    from wildix_ast.lab.rootfs import ensure_rootfs
+
+    install_prompt(ensure_rootfs())
+    site = procedures_site(free_port(PROVIDER))
+    with live_site(tmp_path_factory.mktemp("procedures"), "procedures", site) as running:
+        yield running
+
+
+@pytest.fixture
+def clean(live: LiveSite) -> Iterator[LiveSite]:
+    yield live
+    left = live.wait_no_channels()
+    if left:
+        async def show() -> str:
+            async with live.ami() as ami:
+                return await ami.command("core show channels verbose")
+        print(asyncio.run(show()))
+    assert left == 0, "channels left on Asterisk after the test"
+
+
+def from_provider(live: LiveSite, did: str, caller: str = "0612345678",
+                  **kwargs: object) -> CallResult:
+    """A call from the provider to `did`, from `caller` (a national number)."""
+    driver = SippDriver(live.lab.ports.sip, local_ip=PROVIDER, work_dir=live.work / "provider")
+    return driver.call(caller, "unused-Secret-1", did, **kwargs)  # type: ignore[arg-type]
+
+
+def from_user(message: SipMessage) -> str:
+    value = message.header("From") or ""
+    return value.split("sip:", 1)[1].split("@")[0]
+
+
+def applications(live: LiveSite) -> set[tuple[str, str]]:
+    """(application, its data) of every channel now."""
+    async def read() -> set[tuple[str, str]]:
+        async with live.ami() as ami:
+            events = await ami.action_list("CoreShowChannels", "CoreShowChannelsComplete")
+        return {(str(e.get("Application", "")), str(e.get("ApplicationData", "")))
+                for e in events if e.get("Event") == "CoreShowChannel"}
+    return asyncio.run(read())
+
+
+def while_calling(live: LiveSite, place: Callable[[], CallResult],
+                  seen: Callable[[set[tuple[str, str]]], bool],
+                  timeout: float = 10.0) -> tuple[CallResult, bool]:
+    """Place a call in the background and watch the channels until `seen` is true."""
+    result: dict[str, CallResult] = {}
+    thread = threading.Thread(target=lambda: result.update(call=place()))
+    thread.start()
+    found = False
+    deadline = time.monotonic() + timeout
+    while thread.is_alive() and time.monotonic() < deadline and not found:
+        found = seen(applications(live))
+        time.sleep(0.2)
+    thread.join()
+    return result["call"], found
+
+
+def invites(phone: Phone) -> list[SipMessage]:
+    return [m for m in phone.uas.messages()
+            if m.request_method == "INVITE" and m.direction == "received"]
+
+
+def cancels(phone: Phone) -> list[SipMessage]:
+    return [m for m in phone.uas.messages()
+            if m.request_method == "CANCEL" and m.direction == "received"]
+
+
+def test_inside_the_time_frame_the_ivr_answers_and_1_rings_sales_all_at_once(
+        clean: LiveSite) -> None:
+    driver = clean.sipp()
+    with driver.phone("101", clean.password("101"), behaviour="answer") as alice, \
+            driver.phone("102", clean.password("102"), behaviour="ignore") as bruno:
+        call, in_ivr = while_calling(
+            clean, lambda: from_provider(clean, MAIN, dtmf="1", dtmf_delay=1.0,
+                                         hold_seconds=3),
+            lambda apps: ("BackGround", f"wildix-ast/{PROMPT}") in apps)
+        alice.uas.wait(timeout=20)
+        bruno.uas.wait(timeout=20)
+    assert in_ivr, "the IVR's prompt never played"
+    assert call.connected, call.run.describe()
+    (rung_alice,), (rung_bruno,) = invites(alice), invites(bruno)
+    # ring all: both phones ring together; 102 is cancelled once 101 answers
+    assert rung_alice.time is not None and rung_bruno.time is not None
+    assert abs(rung_alice.time - rung_bruno.time) < 1.0
+    assert len(cancels(bruno)) == 1
+    # the provider's national caller number reaches the phones in E.164
+    assert from_user(rung_alice) == from_user(rung_bruno) == "+33612345678"
+
+
+def test_hunt_rings_the_members_one_after_the_other(clean: LiveSite) -> None:
+    driver = clean.sipp()
+    with driver.phone("101", clean.password("101"), behaviour="ignore") as alice, \
+            driver.phone("102", clean.password("102"), behaviour="answer") as bruno:
+        call = from_provider(clean, HUNT, dtmf="1", dtmf_delay=1.0, hold_seconds=6)
+        alice.uas.wait(timeout=20)
+        bruno.uas.wait(timeout=20)
+    assert call.connected, call.run.describe()
+    (rung_alice,), (rung_bruno,) = invites(alice), invites(bruno)
+    assert len(cancels(alice)) == 1  # 101 rang its 3 seconds, then the next member
+    assert rung_alice.time is not None and rung_bruno.time is not None
+    assert 2.5 <= rung_bruno.time - rung_alice.time <= 6.0
+
+
+@pytest.mark.parametrize("did", [HOLIDAY, TOMORROW], ids=["holiday", "another-day"])
+def test_outside_the_time_frame_the_caller_reaches_voicemail(clean: LiveSite,
+                                                             did: str) -> None:
+    driver = clean.sipp()
+    with driver.phone("101", clean.password("101"), behaviour="answer", calls=0) as alice:
+        call, in_voicemail = while_calling(
+            clean, lambda: from_provider(clean, did, hold_seconds=3),
+            lambda apps: any(app == "VoiceMail" and data.startswith("101@default")
+                             for app, data in apps))
+    assert call.connected, call.run.describe()
+    assert in_voicemail, "the call never reached 101's voicemail"
+    assert invites(alice) == []  # nobody was rung: neither the IVR nor a group ran
+
+
+def test_a_users_office_did_rings_that_user(clean: LiveSite) -> None:
+    driver = clean.sipp()
+    with driver.phone("102", clean.password("102"), behaviour="answer") as bruno:
+        call = from_provider(clean, "0140000102", hold_seconds=1)  # national: normalised
+        bruno.uas.wait(timeout=20)
+    assert call.connected, call.run.describe()
+    (invite,) = invites(bruno)
+    assert from_user(invite) == "+33612345678"
+
+
+def test_a_did_the_trunk_does_not_carry_is_refused(clean: LiveSite) -> None:
+    refused = from_provider(clean, "+33150000000", expect="reject")
+    assert refused.final_status == 404, refused.run.describe()
+
+
+def test_asterisk_loaded_the_procedures_without_a_warning(live: LiveSite) -> None:
+    log = (live.lab.log_dir / "messages.log").read_text(encoding="utf-8", errors="replace")
+    assert [line for line in log.splitlines() if "WARNING" in line] == []
