@@ -160,7 +160,7 @@ def _section_class(file: str, name: str) -> str:
 
 def _number_class(text: str) -> str:
     # a called number may be exact or a pattern: either is one extension
-    if re.fullmatch(r"[+*]?[0-9]+", text) or re.fullmatch(r"_[0-9XZN\[\]+.*#-]+", text):
+    if re.fullmatch(r"[+*]?[0-9]+|[*#]", text) or re.fullmatch(r"_[0-9XZN\[\]+.*#-]+", text):
         return "<number>"
     return text
 

@@ -59,7 +59,9 @@ def routing_site(p: Providers) -> Site:
         {"call_class": "mobile", "trunk_group": "failover"},
         {"call_class": "premium", "trunk_group": "capped"},
         {"call_class": "emergency", "trunk_group": "capped"}]})
-    dialplan = base.dialplan.model_copy(update={"general": general})
+    # the example's `mobiles` procedure dials its trunks, replaced here
+    procedures = [p for p in base.dialplan.procedures if p.name != "mobiles"]
+    dialplan = base.dialplan.model_copy(update={"general": general, "procedures": procedures})
     return Site.model_validate({
         **base.model_dump(exclude={"trunks", "trunk_groups", "groups", "dialplan"}),
         "groups": [g.model_dump() for g in groups],

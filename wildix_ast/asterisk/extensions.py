@@ -1,13 +1,15 @@
 """extensions.conf: the dialplan (WMS Dialplan procedures, feature codes, inbound numbers).
 
-A user's procedure is the context `proc-<name>`. Each procedure context includes
+A user's procedure is the context `proc-<name>` (its called numbers and applications:
+`procedures.py`). Each procedure context includes, after its own numbers,
 `wildix-extensions`, which holds one extension per user with a phone plus the feature codes,
 so the list of users is written once whatever the number of procedures. Calling a user is the
 shared subroutine `wildix-call-user`, which sends a user with no reachable phone to voicemail
 at once (Dial would log errors first) and a user without a mailbox (fax, meeting room)
 nowhere. Nothing typed by an administrator but digits
-(extensions, DIDs, feature codes) and identifiers (procedure names) reaches this file: names
-never do.
+(extensions, DIDs, feature codes, called numbers), identifiers (procedure, call group, IVR,
+time frame, sound names), time zones and checked caller names reaches this file: people's
+names never do.
 """
 
 from __future__ import annotations

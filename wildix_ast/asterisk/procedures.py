@@ -249,12 +249,14 @@ def to_e164(plan: NumberingPlan, variable: str, label: str) -> list[Step]:
     steps: list[Step] = [
         f'GotoIf($[${{REGEX("^[0-9]{{6,}}$" {value})}} = 0]?{label}-done)',
         f'GotoIf($["${{{variable}:0:{len(intl)}}}" != "{intl}"]?{label}-nat)',
-        f"Set({variable}=+${{{variable}:{len(intl)}}})", f"Goto({label}-done)",
-        # without a national prefix (Italy) the test is always false: every number is
-        # national
-        (f"{label}-nat",
-         f'GotoIf($["${{{variable}:0:{len(nat)}}}" != "{nat}"]?{label}-done)'),
-        f"Set({variable}=+{cc}${{{variable}:{len(nat)}}})"]
+        f"Set({variable}=+${{{variable}:{len(intl)}}})", f"Goto({label}-done)"]
+    if nat:
+        steps += [(f"{label}-nat",
+                   f'GotoIf($["${{{variable}:0:{len(nat)}}}" != "{nat}"]?{label}-done)'),
+                  f"Set({variable}=+{cc}${{{variable}:{len(nat)}}})"]
+    else:  # no national prefix (Italy): every other number is national; same steps
+        steps += [(f"{label}-nat", f'GotoIf($["{value}" = ""]?{label}-done)'),
+                  f"Set({variable}=+{cc}{value})"]
     steps.append((f"{label}-done", "NoOp()"))
     return steps
 
