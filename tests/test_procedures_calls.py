@@ -30,8 +30,8 @@ from wildix_ast.site import Site
 pytestmark = pytest.mark.lab
 
 PROVIDER = "127.0.0.8"
-MAIN, HOLIDAY, TOMORROW, HUNT = ("+33140000000", "+33140000001", "+33140000002",
-                                 "+33140000003")
+MAIN, HOLIDAY, TOMORROW, HUNT, ROUND = ("+33140000000", "+33140000001", "+33140000002",
+                                        "+33140000003", "+33140000004")
 PROMPT = "test-procedures-menu"
 
 
@@ -71,7 +71,8 @@ def procedures_site(provider_port: int) -> Site:
         {"name": "reception"},
         {"name": "entrant", "numbers": [
             _number(MAIN, "ouvert", "menu"), _number(HOLIDAY, "ferie", "menu"),
-            _number(TOMORROW, "demain", "menu"), _number(HUNT, "ouvert", "menu-hunt")]},
+            _number(TOMORROW, "demain", "menu"), _number(HUNT, "ouvert", "menu-hunt"),
+            _number(ROUND, "ouvert", "menu-rr")]},
         {"name": "ferme", "numbers": [{"number": "+X.", "applications": [
             {"app": "voicemail", "user": "101"}, {"app": "hangup"}]}]},
     ]
@@ -85,10 +86,15 @@ def procedures_site(provider_port: int) -> Site:
             {"name": "sales", "members": ["101", "102"], "strategy": "ring_all",
              "timeout": 15},
             {"name": "sales-hunt", "members": ["101", "102"], "strategy": "hunt",
-             "member_timeout": 3, "timeout": 20}],
-        ivrs=[{"name": name, "prompt": PROMPT, "timeout": 5, "repeat": 0,
-               "options": [{"digit": "1", "call_group": group}]}
-              for name, group in (("menu", "sales"), ("menu-hunt", "sales-hunt"))],
+             "member_timeout": 3, "timeout": 20},
+            {"name": "sales-rr", "members": ["101", "102"], "strategy": "round_robin",
+             "member_timeout": 5, "timeout": 20}],
+        ivrs=[{"name": name, "prompt": PROMPT, "timeout": 3, "repeat": 1,
+               "options": [{"digit": "1", "call_group": group}],
+               # no key after the prompt and one replay: 102's voicemail
+               "on_timeout": {"voicemail": "102"}}
+              for name, group in (("menu", "sales"), ("menu-hunt", "sales-hunt"),
+                                  ("menu-rr", "sales-rr"))],
         sounds=[{"name": PROMPT, "files": {"fr": "menu.wav"}}],
     )
     return Site.model_validate(data)
@@ -213,6 +219,37 @@ def test_hunt_rings_the_members_one_after_the_other(clean: LiveSite) -> None:
     assert len(cancels(alice)) == 1  # 101 rang its 3 seconds, then the next member
     assert rung_alice.time is not None and rung_bruno.time is not None
     assert 2.5 <= rung_bruno.time - rung_alice.time <= 6.0
+
+
+def test_round_robin_starts_each_call_one_member_further(clean: LiveSite) -> None:
+    driver = clean.sipp()
+    with driver.phone("101", clean.password("101"), behaviour="answer", calls=0) as alice, \
+            driver.phone("102", clean.password("102"), behaviour="answer", calls=0) as bruno:
+        first = from_provider(clean, ROUND, dtmf="1", dtmf_delay=1.0, hold_seconds=1)
+        after_first = (len(invites(alice)), len(invites(bruno)))
+        second = from_provider(clean, ROUND, dtmf="1", dtmf_delay=1.0, hold_seconds=1)
+        after_second = (len(invites(alice)), len(invites(bruno)))
+    assert first.connected and second.connected, second.run.describe()
+    assert after_first == (1, 0)  # 101 first, answered
+    assert after_second == (1, 1)  # then 102 first, answered
+
+
+def test_no_key_replays_the_prompt_then_goes_to_the_timeout_target(clean: LiveSite
+                                                                   ) -> None:
+    prompts: list[float] = []
+
+    def seen(apps: set[tuple[str, str]]) -> bool:
+        if ("BackGround", f"wildix-ast/{PROMPT}") in apps and (
+                not prompts or time.monotonic() - prompts[-1] > 2.0):
+            prompts.append(time.monotonic())
+        return any(app == "VoiceMail" and data.startswith("102@default") for app, data in apps)
+
+    call, in_voicemail = while_calling(clean, lambda: from_provider(clean, MAIN,
+                                                                    hold_seconds=12),
+                                       seen, timeout=20)
+    assert call.connected, call.run.describe()
+    assert in_voicemail, "no key: the call never reached the timeout target"
+    assert len(prompts) == 2  # played, then replayed once (repeat: 1)
 
 
 @pytest.mark.parametrize("did", [HOLIDAY, TOMORROW], ids=["holiday", "another-day"])

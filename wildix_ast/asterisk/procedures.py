@@ -231,7 +231,9 @@ def _target(site: Site, target: IvrTarget) -> list[Step]:
 def _ivr(site: Site, ivr: Ivr) -> Context:
     extensions = [_ext("s", "Set(WILDIX_IVR_TRIES=0)", "Answer()",
                        ("prompt", f"Background({names.sound_file(ivr.prompt)})"),
-                       f"WaitExten({ivr.timeout})", "Return()")]
+                       # last: with a priority after it, WaitExten would continue there
+                       # on timeout instead of going to `t`
+                       f"WaitExten({ivr.timeout})")]
     extensions += [_ext(o.digit, *_target(site, o), "Return()") for o in ivr.options]
     for name, target in (("t", ivr.on_timeout), ("i", ivr.on_invalid)):
         extensions.append(_ext(
