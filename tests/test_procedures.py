@@ -74,6 +74,10 @@ def test_store_round_trip_keeps_numbers_applications_and_new_sections(tmp_path: 
         assert (back.time_frames, back.call_groups, back.ivrs) == (
             site.time_frames, site.call_groups, site.ivrs)
         assert [t.dids for t in back.trunks] == [t.dids for t in site.trunks]
+        # a call-time look-up gets the numbers too (user 100's procedure is `reception`)
+        reception = store.procedure_of("100")
+        assert reception is not None and reception.name == "reception"
+        assert reception == site.dialplan.procedures[0]
         # reordered applications come back reordered
         procedures = list(site.dialplan.procedures)
         number = procedures[1].numbers[0]

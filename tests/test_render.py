@@ -145,7 +145,7 @@ def test_dialplan(site: Site, files: dict[str, str]) -> None:
                         "acl-stagiaires", "wildix-tg-sortants", "wildix-trunk-operateur",
                         "wildix-trunk-secours",
                         # procedures, their numbers, time frames, call groups, IVRs, trunks in
-                        "proc-main", "wildix-pn-main-0", "wildix-pn-main-1", "proc-ferme",
+                        "wildix-pn-reception-0", "proc-main", "wildix-pn-main-0", "wildix-pn-main-1", "proc-ferme",
                         "wildix-pn-ferme-0", "proc-mobiles", "wildix-pn-mobiles-0",
                         "wildix-tf-bureau", "wildix-cg-ventes", "wildix-cg-support",
                         "wildix-cg-direction", "wildix-cg-standard", "wildix-ivr-accueil",
@@ -156,7 +156,8 @@ def test_dialplan(site: Site, files: dict[str, str]) -> None:
                                  "RING_TIMEOUT": ["25"]}
     # only the users' procedure calls out; a procedure's numbers come first, in order
     assert ext["proc-users"][0] == {"include": ["wildix-extensions", "wildix-outgoing"]}
-    assert ext["proc-reception"][0] == {"include": ["wildix-extensions"]}
+    assert ext["proc-reception"][0] == {"include": ["wildix-pn-reception-0",
+                                                    "wildix-extensions"]}
     assert ext["proc-main"][0] == {"include": ["wildix-pn-main-0", "wildix-pn-main-1",
                                                "wildix-extensions"]}
     # a trunk's calls reach users' office DIDs first, then its DID ranges

@@ -489,15 +489,25 @@ class Store:
         from wildix_ast.store.sections import item_data, read_rows
         from wildix_ast.store.tables import PROCEDURES, users
 
+        import json
+
+        from wildix_ast.store.tables import documents
+
         column = users.c.fax_dialplan if fax else users.c.dialplan
         with self._reading("looking a procedure up") as connection:
             name = connection.execute(select(column).where(
                 users.c.extension == extension)).scalar()
             rows = [] if name is None else read_rows(
                 connection, PROCEDURES, PROCEDURES.table.c.name == name)
+            numbers = connection.execute(select(documents.c.body).where(
+                documents.c.name == "procedure_numbers")).scalar() if rows else None
         if name == DEFAULT_PROCEDURE:
             return Procedure(name=DEFAULT_PROCEDURE)
-        return self._valid(Procedure, item_data(PROCEDURES, rows[0])) if rows else None
+        if not rows:
+            return None
+        data = item_data(PROCEDURES, rows[0])
+        data["numbers"] = json.loads(numbers or "{}").get(name, [])
+        return self._valid(Procedure, data)
 
     # SecretVault: through sqlite3 on a SQLite file (render needs nothing else).
 
