@@ -220,8 +220,8 @@ def test_did_ranges_become_the_fewest_patterns(did: str, patterns: list[str]) ->
     # every number of the range matches exactly one pattern, no other number does
     for number in range(first - 3, last + 4):
         text = str(number)
-        matching = [p for p in patterns
-                    if len(p) == len(text) and all(c in ("X", d) for c, d in zip(p, text))]
+        matching = [p for p in patterns if len(p) == len(text)
+                    and all(c in ("X", d) for c, d in zip(p, text, strict=True))]
         assert len(matching) == (1 if first <= number <= last else 0)
 
 

@@ -145,7 +145,8 @@ def test_dialplan(site: Site, files: dict[str, str]) -> None:
                         "acl-stagiaires", "wildix-tg-sortants", "wildix-trunk-operateur",
                         "wildix-trunk-secours",
                         # procedures, their numbers, time frames, call groups, IVRs, trunks in
-                        "wildix-pn-reception-0", "proc-main", "wildix-pn-main-0", "wildix-pn-main-1", "proc-ferme",
+                        "wildix-pn-reception-0", "proc-main", "wildix-pn-main-0",
+                        "wildix-pn-main-1", "proc-ferme",
                         "wildix-pn-ferme-0", "proc-mobiles", "wildix-pn-mobiles-0",
                         "wildix-tf-bureau", "wildix-cg-ventes", "wildix-cg-support",
                         "wildix-cg-direction", "wildix-cg-standard", "wildix-ivr-accueil",

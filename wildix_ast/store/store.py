@@ -482,16 +482,14 @@ class Store:
 
     def procedure_of(self, extension: str, *, fax: bool = False) -> Procedure | None:
         """The dialplan procedure (the fax one with `fax`) of the user at `extension`."""
+        import json
+
         from sqlalchemy import select
 
         from wildix_ast.dialplan import Procedure
         from wildix_ast.model import DEFAULT_PROCEDURE
         from wildix_ast.store.sections import item_data, read_rows
-        from wildix_ast.store.tables import PROCEDURES, users
-
-        import json
-
-        from wildix_ast.store.tables import documents
+        from wildix_ast.store.tables import PROCEDURES, documents, users
 
         column = users.c.fax_dialplan if fax else users.c.dialplan
         with self._reading("looking a procedure up") as connection:
