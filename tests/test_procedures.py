@@ -292,3 +292,12 @@ def test_numbers_from_a_provider_become_e164() -> None:
 
 def test_site_without_the_new_sections_is_unchanged() -> None:
     assert Site().time_frames == [] and Site().ivrs == [] and Site().call_groups == []
+
+
+def test_an_office_did_written_nationally_is_reached_in_e164() -> None:
+    from wildix_ast.asterisk.extensions import e164
+
+    plan = NumberingPlan.of(DialplanGeneral(), "33")
+    assert e164(plan, "0140000101") == "+33140000101"
+    assert e164(plan, "+33140000101") == "+33140000101"
+    assert e164(plan, "3631") == "3631"  # short numbers stay as they are

@@ -28,8 +28,10 @@ from wildix_ast.asterisk.base import (
 )
 from wildix_ast.asterisk.outgoing import dialplan_contexts
 from wildix_ast.asterisk.procedures import dialplan_contexts as procedure_contexts
+from wildix_ast.call_classes import NumberingPlan
 from wildix_ast.conf import Section
 from wildix_ast.errors import Problem
+from wildix_ast.routing import numbering_plan
 
 _NOT_CONTEXTS = ("general", "globals")
 _EXTEN = re.compile(r"^[^,]+,\s*(\d+|n|hint|n\+\d+)(\([^)]*\))?\s*,.*$")
@@ -46,8 +48,15 @@ class Call:
     mailbox: str
 
 
+def e164(plan: NumberingPlan, number: str) -> str:
+    """An office DID written nationally (`0140000101`) as trunks' calls carry it."""
+    found = None if number.startswith("+") else plan.classify(number)
+    return found[1] if found is not None and found[1].startswith("+") else number
+
+
 def _view(given: RenderInput) -> View:
     site = given.site
+    plan = numbering_plan(site)
     region = site.system.language_region
     phones = [u for u in site.users if u.type.has_phone]
     box = {u.extension: u.extension if names.has_mailbox(u) else "" for u in phones}
@@ -58,7 +67,8 @@ def _view(given: RenderInput) -> View:
         "echo_test": site.dialplan.echo_test,
         "voicemail_main": site.dialplan.voicemail,
         "calls": [Call(u.extension, u.extension, box[u.extension]) for u in phones],
-        "dids": [Call(u.office_did, u.extension, box[u.extension]) for u in phones
+        # trunks' calls arrive with their DID in E.164 (procedures.to_e164)
+        "dids": [Call(e164(plan, u.office_did), u.extension, box[u.extension]) for u in phones
                  if u.office_did is not None],
         # BLF: every user with a phone has a hint its colleagues' keys subscribe to
         "hints": [u.extension for u in phones],
