@@ -62,7 +62,7 @@ def _number(number: str, frame: str, ivr: str) -> dict[str, object]:
         {"app": "hangup"}]}
 
 
-def procedures_site(provider_port: int) -> Site:
+def procedures_site(provider_port: int, prompt: Path) -> Site:
     base = example_site()
     data = base.model_dump(mode="json", exclude={"trunks", "trunk_groups", "time_frames",
                                                  "call_groups", "ivrs", "sounds"})
@@ -95,33 +95,41 @@ def procedures_site(provider_port: int) -> Site:
                "on_timeout": {"voicemail": "102"}}
               for name, group in (("menu", "sales"), ("menu-hunt", "sales-hunt"),
                                   ("menu-rr", "sales-rr"))],
-        sounds=[{"name": PROMPT, "files": {"fr": "menu.wav"}}],
+        sounds=[{"name": PROMPT, "files": {"fr": str(prompt)}}],
     )
     return Site.model_validate(data)
 
 
-def install_prompt(rootfs: Path) -> None:
-    """The IVR's prompt where Asterisk looks for `wildix-ast/<name>` (installing a site's
-    sounds is the sounds pipeline's job; this test only needs one half-second tone)."""
+def tone(path: Path) -> Path:
+    """Half a second of 440 Hz, the IVR's prompt."""
     frames = b"".join(struct.pack("<h", int(6000 * math.sin(2 * math.pi * 440 * i / 8000)))
                       for i in range(4000))
-    # without a file in the channel's language, Asterisk plays the one outside any
-    folder = rootfs / "usr/share/asterisk/sounds/wildix-ast"
-    folder.mkdir(parents=True, exist_ok=True)
-    with wave.open(str(folder / f"{PROMPT}.wav"), "wb") as out:
+    with wave.open(str(path), "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(8000)
         out.writeframes(frames)
+    return path
+
+
+def install_prompt(rootfs: Path, prompt: Path) -> None:
+    """The prompt where Asterisk looks for `wildix-ast/<name>` without a file in the
+    channel's language (installing a site's sounds is the sounds pipeline's job; until it
+    runs in the lab, the test puts its one prompt there itself)."""
+    folder = rootfs / "usr/share/asterisk/sounds/wildix-ast"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{PROMPT}.wav").write_bytes(prompt.read_bytes())
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:
     from wildix_ast.lab.rootfs import ensure_rootfs
 
-    install_prompt(ensure_rootfs())
-    site = procedures_site(free_port(PROVIDER))
-    with live_site(tmp_path_factory.mktemp("procedures"), "procedures", site) as running:
+    work = tmp_path_factory.mktemp("procedures")
+    prompt = tone(work / "menu.wav")
+    install_prompt(ensure_rootfs(), prompt)
+    site = procedures_site(free_port(PROVIDER), prompt)
+    with live_site(work, "procedures", site) as running:
         yield running
 
 
