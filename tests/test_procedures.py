@@ -13,10 +13,10 @@ import pytest
 import yaml
 from test_settings import problems
 
-from wildix_ast.asterisk.procedures import did_patterns, to_e164
+from wildix_ast.asterisk.procedures import application_steps, did_patterns, to_e164
 from wildix_ast.call_classes import DialplanGeneral, NumberingPlan, Shape
 from wildix_ast.dialplan_rules import covers
-from wildix_ast.procedures import CheckTimeFrame, DialUser, Hangup, VoicemailApp
+from wildix_ast.procedures import CheckTimeFrame, DialUser, Greeting, Hangup, VoicemailApp
 from wildix_ast.render import render_site
 from wildix_ast.secrets_vault import MemoryVault, with_secrets
 from wildix_ast.settings_file import parse_site
@@ -272,12 +272,11 @@ def test_the_rendered_dialplan_follows_the_model() -> None:
 
 def test_applications_render_their_steps() -> None:
     site = parse_site(EXAMPLE.read_text(encoding="utf-8"))
-    from wildix_ast.asterisk.procedures import _application
-
-    assert _application(site, DialUser(app="dial_user", user="150"), 0) == [
+    # a meeting room has no mailbox: the call-user subroutine gets none
+    assert application_steps(site, DialUser(app="dial_user", user="150"), 0) == [
         "Gosub(wildix-call-user,s,1(150,))", 'GotoIf($["${DIALSTATUS}" = "ANSWER"]?end)']
-    assert _application(site, VoicemailApp(app="voicemail", user="102", greeting="busy"),
-                        0)[0] == "VoiceMail(102@default,b)"
+    busy = VoicemailApp(app="voicemail", user="102", greeting=Greeting.BUSY)
+    assert application_steps(site, busy, 0)[0] == "VoiceMail(102@default,b)"
 
 
 def test_numbers_from_a_provider_become_e164() -> None:

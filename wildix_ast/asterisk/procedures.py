@@ -86,7 +86,9 @@ def _voicemail(extension: str, greeting: Greeting = Greeting.UNAVAILABLE) -> str
     return f"VoiceMail({names.mailbox(extension)},{_GREETING[greeting]})"
 
 
-def _application(site: Site, app: Application, j: int) -> list[Step]:
+def application_steps(site: Site, app: Application, j: int) -> list[Step]:
+    """The dialplan steps of one application, the `j`th of its number (labels inside one
+    extension must be distinct)."""
     match app:
         case Answer():
             return ["Answer()"]
@@ -143,7 +145,7 @@ def _procedure(site: Site, procedure: Procedure) -> list[Context]:
     for i, number in enumerate(procedure.numbers):
         steps: list[Step] = ["Set(WILDIX_CALLED=${EXTEN})"]
         for j, app in enumerate(number.applications):
-            steps += _application(site, app, j)
+            steps += application_steps(site, app, j)
         steps.append(("end", "Hangup()"))
         found.append(Context(names.number_context(procedure.name, i),
                              (_ext(extension_name(number.number), *steps),)))
