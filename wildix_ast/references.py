@@ -79,6 +79,19 @@ UNIQUE: tuple[Unique, ...] = (
 )
 
 _NO_PROCEDURE = "dialplan procedure {value!r} is not defined in dialplan.procedures"
+_NAMED = (  # (field, the space of what it names, the message when it is not there)
+    ("user", "user", "user {value!r} is not defined in users"),
+    ("voicemail", "user", "user {value!r} is not defined in users"),
+    ("call_group", "call_group", "call group {value!r} is not defined in call_groups"),
+    ("procedure", "procedure", _NO_PROCEDURE),
+    ("ivr", "ivr", "IVR {value!r} is not defined in ivrs"),
+    ("trunk", "trunk", "trunk {value!r} is not defined in trunks"),
+    ("trunk_group", "trunk_group", "trunk group {value!r} is not defined in trunk_groups"),
+    ("sound", "sound", "sound {value!r} is not defined in sounds"),
+    ("time_frame", "time_frame", "time frame {value!r} is not defined in time_frames"),
+    ("if_match", "procedure", _NO_PROCEDURE),
+    ("if_no_match", "procedure", _NO_PROCEDURE),
+)
 
 REFERENCES: tuple[Reference, ...] = (
     Reference("trunk_groups[].trunks[]", "trunk", "trunk {value!r} is not defined in trunks"),
@@ -91,22 +104,15 @@ REFERENCES: tuple[Reference, ...] = (
               "dialplan procedure {value!r} is not defined in dialplan.procedures"),
     Reference("users[].fax_dialplan", "procedure",
               "dialplan procedure {value!r} is not defined in dialplan.procedures"),
-    # procedures, incoming calls, call groups, IVRs
-    *(Reference(f"{where}.{field}", space, message) for where in (
-        "dialplan.procedures[].numbers[].applications[]", "ivrs[].options[]",
-        "ivrs[].on_timeout", "ivrs[].on_invalid")
-      for field, space, message in (
-        ("user", "user", "user {value!r} is not defined in users"),
-        ("voicemail", "user", "user {value!r} is not defined in users"),
-        ("call_group", "call_group", "call group {value!r} is not defined in call_groups"),
-        ("procedure", "procedure", _NO_PROCEDURE),
-        ("ivr", "ivr", "IVR {value!r} is not defined in ivrs"),
-        ("trunk", "trunk", "trunk {value!r} is not defined in trunks"),
-        ("trunk_group", "trunk_group", "trunk group {value!r} is not defined in trunk_groups"),
-        ("sound", "sound", "sound {value!r} is not defined in sounds"),
-        ("time_frame", "time_frame", "time frame {value!r} is not defined in time_frames"),
-        ("if_match", "procedure", _NO_PROCEDURE),
-        ("if_no_match", "procedure", _NO_PROCEDURE))),
+    # procedures' applications and IVR targets name users, call groups, procedures...
+    *(Reference(f"dialplan.procedures[].numbers[].applications[].{field}", space, message)
+      for field, space, message in _NAMED
+      if field in ("user", "call_group", "procedure", "ivr", "trunk", "trunk_group", "sound",
+                   "time_frame", "if_match", "if_no_match")),
+    *(Reference(f"{where}.{field}", space, message)
+      for where in ("ivrs[].options[]", "ivrs[].on_timeout", "ivrs[].on_invalid")
+      for field, space, message in _NAMED
+      if field in ("user", "voicemail", "call_group", "procedure")),
     Reference("ivrs[].prompt", "sound", "sound {value!r} is not defined in sounds"),
     Reference("call_groups[].members[]", "user", "user {value!r} is not defined in users"),
     Reference("trunks[].procedure", "procedure", _NO_PROCEDURE),
