@@ -365,6 +365,19 @@ def chunks_named(text: str, names: set[str]) -> list[Chunk]:
     return found
 
 
+@functools.lru_cache(maxsize=64)
+def _parsed_chunk(text: str) -> tuple[Section, ...]:
+    # One apply parses the same changed chunks several times (restart rules, static
+    # checks, expected objects); in voicemail.conf one chunk is the context of every
+    # mailbox. Callers get copies (`_copy`): these stay as parsed.
+    return tuple(_parse_conf(text))
+
+
+def _copy(section: Section) -> Section:
+    return Section(section.name, section.line, section.template, section.append,
+                   list(section.inherits), list(section.items))
+
+
 def parse_chunks(selected: list[Chunk], whole: str) -> list[Section]:
     """The concrete sections of `selected` chunks of `whole`, templates applied (every
     template chunk of `whole` is parsed too, so inheritance resolves). Line numbers are those
@@ -376,7 +389,7 @@ def parse_chunks(selected: list[Chunk], whole: str) -> list[Section]:
     own: set[int] = set()
     for chunk in sorted([*templates, *selected], key=lambda c: c.line):
         try:
-            found = _parse_conf(chunk.text)
+            found = [_copy(s) for s in _parsed_chunk(chunk.text)]
         except ConfigSyntaxError as e:
             raise ConfigSyntaxError(e.line + chunk.line - 1, e.message) from None
         for section in found:
