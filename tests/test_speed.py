@@ -127,3 +127,24 @@ def test_template_bytecode_cache_unusable_is_only_slower(tmp_path: Path) -> None
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_generations_share_unchanged_files(tmp_path: Path) -> None:
+    from wildix_ast.apply.state import TargetState
+
+    state = TargetState(tmp_path, keep=2)
+    first = {"a.conf": "[a]\nx = 1\n", "b.conf": "[b]\ny = 2\n"}
+    second = {**first, "a.conf": "[a]\nx = 3\n"}
+    third = {**second, "b.conf": "[b]\ny = 4\n", "c.conf": "[c]\n"}
+    numbers = [state.record_generation(files, "apply", None).number
+               for files in (first, second, third)]
+    folder = state.dir / "generations"
+    assert [g.number for g in state.generations()] == numbers[1:]  # the oldest is gone
+    assert state.generation_files(numbers[1]) == second
+    assert state.generation_files(numbers[2]) == third
+    shared = [(folder / str(n) / "files" / "a.conf").stat() for n in numbers[1:]]
+    assert shared[0].st_ino == shared[1].st_ino  # unchanged: one copy
+    assert shared[0].st_mode & 0o777 == 0o600
+    changed = [(folder / str(n) / "files" / "b.conf").stat().st_ino for n in numbers[1:]]
+    assert changed[0] != changed[1]
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]
