@@ -148,3 +148,34 @@ def test_generations_share_unchanged_files(tmp_path: Path) -> None:
     changed = [(folder / str(n) / "files" / "b.conf").stat().st_ino for n in numbers[1:]]
     assert changed[0] != changed[1]
     assert not [p for p in folder.iterdir() if p.name.startswith(".")]
+
+
+_POOL = st.sampled_from(["default", "sales", "users", "Sales", "support"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(groups=st.lists(_POOL, min_size=1, max_size=4),
+       users=st.lists(st.tuples(st.sampled_from(["100", "101", "102"]), _POOL,
+                                st.sampled_from([None, "a@x.org", "A@x.org", "b@x.org"]),
+                                st.sampled_from([None, "+3314000", "101"])), max_size=5))
+def test_reference_shortcut_agrees_with_the_walker(groups: list[str],
+                                                   users: list[tuple[str, str, str | None,
+                                                                     str | None]]) -> None:
+    """Valid sites (no repeat) take a shortcut; it must find what the walker of raw input
+    finds, in the same order and places."""
+    from wildix_ast.groups import Group
+    from wildix_ast.references import reference_errors
+    from wildix_ast.site import Site
+    from wildix_ast.users import User
+
+    raw_users = [{"name": f"U {i}", "extension": ext, "group": group,
+                  **({"email": email} if email else {}), **({"office_did": did} if did else {})}
+                 for i, (ext, group, email, did) in enumerate(users)]
+    raw = {"groups": [{"name": g} for g in groups], "users": raw_users}
+    model = Site.model_construct(groups=[Group.model_validate(g) for g in raw["groups"]],
+                                 users=[User.model_validate(u) for u in raw_users])
+
+    def seen(found: object) -> list[tuple[object, str]]:
+        return [(e["loc"], str(e["type"])) for e in found]  # type: ignore[attr-defined]
+
+    assert seen(reference_errors(model, Site)) == seen(reference_errors(raw, Site))
