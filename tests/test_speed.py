@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -179,3 +180,26 @@ def test_reference_shortcut_agrees_with_the_walker(groups: list[str],
         return [(e["loc"], str(e["type"])) for e in found]  # type: ignore[attr-defined]
 
     assert seen(reference_errors(model, Site)) == seen(reference_errors(raw, Site))
+
+
+_TEMPLATE_HEADER = re.compile(r"(?m)^\[[^\]\n]*\]\s*\([^)\n]*!")
+"""How conf.py found template headers before (every position tried): the reference."""
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(st.sampled_from([*"[]()!\n a;=", "[t](!)\n", "\n[", "](", "(!"]),
+                max_size=40).map("".join))
+def test_template_headers_found_as_by_the_line_regex(text: str) -> None:
+    assert list(conf._template_starts(text)) == [
+        m.start() for m in _TEMPLATE_HEADER.finditer(text)]
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(st.sampled_from([*"[]()!\n a;=", "[t]\n", "\n[", "[s] ", "x[y]"]),
+                max_size=40).map("".join))
+def test_header_index_as_by_the_line_regex(text: str) -> None:
+    index: dict[str, list[int]] = {}
+    for found in re.finditer(r"(?m)^\[([^\]\n]+)\]", text):
+        index.setdefault(found[1].strip(), []).append(found.start())
+    conf._header_index.cache_clear()
+    assert conf._header_index(text) == {k: tuple(v) for k, v in index.items()}

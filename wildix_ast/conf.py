@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 
@@ -324,22 +325,35 @@ def chunk_changes(old: str, new: str) -> ChunkChanges:
     return ChunkChanges(added, removed)
 
 
-_TEMPLATE_HEADER = re.compile(r"(?m)^\[[^\]\n]*\]\s*\([^)\n]*!")
+# Template headers (`[name](!...)`, the options may follow on a later line) found from
+# their "]": a literal the regex engine skips to, where `(?m)^\[[^\]\n]*\]...` tried every
+# position of a 2 MB file. `_template_starts` keeps the "]" that closes a "[" at the start
+# of its line.
+_TEMPLATE_OPTIONS = re.compile(r"\]\s*\([^)\n]*!")
+
+
+def _template_starts(text: str) -> Iterator[int]:
+    for match in _TEMPLATE_OPTIONS.finditer(text):
+        start = text.rfind("\n", 0, match.start()) + 1
+        if text.startswith("[", start) and text.find("]", start) == match.start():
+            yield start
 
 
 @functools.lru_cache(maxsize=16)
 def _template_chunks(text: str) -> tuple[Chunk, ...]:
     found: list[Chunk] = []
-    for match in _TEMPLATE_HEADER.finditer(text):
-        end = text.find("\n[", match.start())
-        piece = text[match.start():end + 1 if end >= 0 else len(text)]
+    for start in _template_starts(text):
+        end = text.find("\n[", start)
+        piece = text[start:end + 1 if end >= 0 else len(text)]
         first = piece.split("\n", 1)[0].strip()
         found.append(Chunk(first[1:].partition("]")[0].strip(), first,
-                           text.count("\n", 0, match.start()) + 1, piece))
+                           text.count("\n", 0, start) + 1, piece))
     return tuple(found)
 
 
-_HEADER_NAME = re.compile(r"(?m)^\[([^\]\n]+)\]")
+# `[name]` anywhere: the engine skips to each "[" (anchored at line starts, the pattern was
+# tried at every position); `_header_index` keeps those at the start of a line.
+_HEADER_NAME = re.compile(r"\[([^\]\n]+)\]")
 
 
 @functools.lru_cache(maxsize=16)
@@ -347,7 +361,9 @@ def _header_index(text: str) -> dict[str, tuple[int, ...]]:
     """Section name -> offsets of its header lines (one regex pass, cached per text)."""
     index: dict[str, list[int]] = {}
     for found in _HEADER_NAME.finditer(text):
-        index.setdefault(found[1].strip(), []).append(found.start())
+        start = found.start()
+        if start == 0 or text[start - 1] == "\n":
+            index.setdefault(found[1].strip(), []).append(start)
     return {name: tuple(offsets) for name, offsets in index.items()}
 
 
