@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from wildix_ast import __version__
 from wildix_ast.console import emit_json, err, mode, out, progress, report_error
@@ -18,6 +17,8 @@ from wildix_ast.secrets_vault import with_secrets
 from wildix_ast.settings_file import dump_site, load_site
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from wildix_ast.apply import Plan
     from wildix_ast.lab.instance import Lab
     from wildix_ast.pipeline import Target
@@ -187,13 +188,20 @@ def render(
     out.print(f"[green]✓[/] wrote {len(written)} files into {out_dir}")
 
 
+def _table(title: str) -> Table:
+    # rich.table loads only for a verb that prints one (render and validate do not)
+    from rich.table import Table
+
+    return Table(title=title, show_edge=False)
+
+
 def _show_plan(change: Plan) -> None:
     touched = change.touched
     if not touched:
         out.print(f"[green]no changes[/]: the {len(change.changes)} files Asterisk runs are "
                   "up to date")
     else:
-        table = Table(title="plan", show_edge=False)
+        table = _table("plan")
         table.add_column("file")
         table.add_column("change")
         colours = {"add": "green", "change": "yellow", "remove": "red"}
@@ -340,7 +348,7 @@ def history(
     if not generations:
         out.print(f"no generation kept for {target.name} yet")
     else:
-        table = Table(title=f"generations of {target.name}", show_edge=False)
+        table = _table(f"generations of {target.name}")
         for column in ("#", "applied at", "kind", "files", "store revision"):
             table.add_column(column)
         for g in generations:
@@ -386,7 +394,7 @@ def call(
 
     with open_store(db) as store:
         result = test_call(_lab(lab), _stored_site(store), store, caller, callee, hold=hold)
-    table = Table(title=f"test call {caller} → {callee}", show_edge=False)
+    table = _table(f"test call {caller} → {callee}")
     table.add_column("step")
     table.add_column("result")
     for step, ok, detail in result.steps:
@@ -411,9 +419,6 @@ def _mount_lab() -> None:
     app.add_typer(lab_cli.app, name="lab")
 
 
-_mount_lab()
-
-
 def _mount_services() -> None:
     from wildix_ast.agi import cli as agi_cli
     from wildix_ast.runtime import cli as runtime_cli
@@ -422,12 +427,28 @@ def _mount_services() -> None:
     app.add_typer(runtime_cli.app, name="runtime")
 
 
-_mount_services()
+def _own_verbs() -> set[str]:
+    from typer.main import get_command_name
+
+    names = {c.name or get_command_name(c.callback.__name__) for c in app.registered_commands
+             if c.callback is not None}
+    return names | {g.name for g in app.registered_groups if g.name}
+
+
+def mount_subcommands(argv: list[str]) -> None:
+    """Add the command groups whose modules are heavy (lab, agi, runtime) unless `argv`
+    runs a verb defined here: `render` and `apply` then start without importing them, and
+    `--help`, a group or an unknown word still see every command."""
+    if argv and argv[0] in _own_verbs():
+        return
+    _mount_lab()
+    _mount_services()
 
 
 def main() -> None:
     """Entry point: WildixError becomes a message and an exit code, never a traceback."""
     try:
+        mount_subcommands(sys.argv[1:])
         app()
     except WildixError as error:
         report_error(error)
@@ -443,4 +464,4 @@ def main() -> None:
         sys.exit(70)
 
 
-__all__ = ["SettingsError", "Table", "app", "main", "progress"]
+__all__ = ["SettingsError", "app", "main", "mount_subcommands", "progress"]

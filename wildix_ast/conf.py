@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 
@@ -324,22 +325,35 @@ def chunk_changes(old: str, new: str) -> ChunkChanges:
     return ChunkChanges(added, removed)
 
 
-_TEMPLATE_HEADER = re.compile(r"(?m)^\[[^\]\n]*\]\s*\([^)\n]*!")
+# Template headers (`[name](!...)`, the options may follow on a later line) found from
+# their "]": a literal the regex engine skips to, where `(?m)^\[[^\]\n]*\]...` tried every
+# position of a 2 MB file. `_template_starts` keeps the "]" that closes a "[" at the start
+# of its line.
+_TEMPLATE_OPTIONS = re.compile(r"\]\s*\([^)\n]*!")
+
+
+def _template_starts(text: str) -> Iterator[int]:
+    for match in _TEMPLATE_OPTIONS.finditer(text):
+        start = text.rfind("\n", 0, match.start()) + 1
+        if text.startswith("[", start) and text.find("]", start) == match.start():
+            yield start
 
 
 @functools.lru_cache(maxsize=16)
 def _template_chunks(text: str) -> tuple[Chunk, ...]:
     found: list[Chunk] = []
-    for match in _TEMPLATE_HEADER.finditer(text):
-        end = text.find("\n[", match.start())
-        piece = text[match.start():end + 1 if end >= 0 else len(text)]
+    for start in _template_starts(text):
+        end = text.find("\n[", start)
+        piece = text[start:end + 1 if end >= 0 else len(text)]
         first = piece.split("\n", 1)[0].strip()
         found.append(Chunk(first[1:].partition("]")[0].strip(), first,
-                           text.count("\n", 0, match.start()) + 1, piece))
+                           text.count("\n", 0, start) + 1, piece))
     return tuple(found)
 
 
-_HEADER_NAME = re.compile(r"(?m)^\[([^\]\n]+)\]")
+# `[name]` anywhere: the engine skips to each "[" (anchored at line starts, the pattern was
+# tried at every position); `_header_index` keeps those at the start of a line.
+_HEADER_NAME = re.compile(r"\[([^\]\n]+)\]")
 
 
 @functools.lru_cache(maxsize=16)
@@ -347,7 +361,9 @@ def _header_index(text: str) -> dict[str, tuple[int, ...]]:
     """Section name -> offsets of its header lines (one regex pass, cached per text)."""
     index: dict[str, list[int]] = {}
     for found in _HEADER_NAME.finditer(text):
-        index.setdefault(found[1].strip(), []).append(found.start())
+        start = found.start()
+        if start == 0 or text[start - 1] == "\n":
+            index.setdefault(found[1].strip(), []).append(start)
     return {name: tuple(offsets) for name, offsets in index.items()}
 
 
@@ -365,6 +381,19 @@ def chunks_named(text: str, names: set[str]) -> list[Chunk]:
     return found
 
 
+@functools.lru_cache(maxsize=64)
+def _parsed_chunk(text: str) -> tuple[Section, ...]:
+    # One apply parses the same changed chunks several times (restart rules, static
+    # checks, expected objects); in voicemail.conf one chunk is the context of every
+    # mailbox. Callers get copies (`_copy`): these stay as parsed.
+    return tuple(_parse_conf(text))
+
+
+def _copy(section: Section) -> Section:
+    return Section(section.name, section.line, section.template, section.append,
+                   list(section.inherits), list(section.items))
+
+
 def parse_chunks(selected: list[Chunk], whole: str) -> list[Section]:
     """The concrete sections of `selected` chunks of `whole`, templates applied (every
     template chunk of `whole` is parsed too, so inheritance resolves). Line numbers are those
@@ -376,7 +405,7 @@ def parse_chunks(selected: list[Chunk], whole: str) -> list[Section]:
     own: set[int] = set()
     for chunk in sorted([*templates, *selected], key=lambda c: c.line):
         try:
-            found = _parse_conf(chunk.text)
+            found = [_copy(s) for s in _parsed_chunk(chunk.text)]
         except ConfigSyntaxError as e:
             raise ConfigSyntaxError(e.line + chunk.line - 1, e.message) from None
         for section in found:

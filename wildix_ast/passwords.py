@@ -25,8 +25,24 @@ _SPECIAL = re.compile(r"[^\w\s]|_")
 _FORBIDDEN = re.compile("[" + re.escape("".join(sorted(FORBIDDEN))) + r"\s]")
 
 
+# A password that surely complies, in one regex pass (a 10,000-user file checks 20,000 of
+# them on every validate, render and apply): long enough, an upper-case letter, a lower-case
+# one, a digit, a special character, nothing forbidden, no default word. Anything else takes
+# the detailed checks below, which decide.
+_SURELY_FINE = re.compile(
+    "(?=[^A-Z]*[A-Z])(?=[^a-z]*[a-z])(?=[^0-9]*[0-9])(?=.*[" + re.escape(SPECIALS) + "])"
+    "(?!.*(?i:" + "|".join(_DEFAULT_WORDS) + "))"
+    "[A-Za-z0-9" + re.escape(SPECIALS) + f"]{{{MIN_LENGTH},}}")
+
+
 def password_problems(password: str) -> list[str]:
     """Why `password` breaks the policy; empty when it complies."""
+    if _SURELY_FINE.fullmatch(password):
+        return []
+    return _detailed_problems(password)
+
+
+def _detailed_problems(password: str) -> list[str]:
     problems: list[str] = []
     lowered = password.lower()
     if lowered in _KNOWN_WEAK or any(word in lowered for word in _DEFAULT_WORDS):

@@ -223,8 +223,67 @@ def _error(loc: Location, message: str) -> InitErrorDetails:
     return {"type": PydanticCustomError("reference", message), "loc": loc, "input": None}
 
 
+def _plain_values(root: BaseModel, path: str) -> list[object]:
+    """The values at `path` of a model object, in document order, without their locations
+    (a valid site of 10,000 users: building every location tuple cost more than checking)."""
+    container, leaf = _split(path)
+    items: list[object] = [root]
+    for part in container.split(".") if container else ():
+        name, many = part.removesuffix("[]"), part.endswith("[]")
+        children = [getattr(item, name) for item in items]
+        items = [x for child in children for x in child] if many else children
+    if not leaf:
+        return items
+    get = operator.attrgetter(".".join(leaf))
+    return [get(item) for item in items]
+
+
+def _names_if_distinct(root: BaseModel) -> dict[str, set[str]] | None:
+    """Every space's names (built-in ones included) when no value repeats nor takes a
+    built-in name; else None, and the walker below finds and locates the problems."""
+    spaces: dict[str, set[str]] = {}
+    for rule in UNIQUE:
+        spaces.setdefault(rule.space, set()).update(rule.builtin)
+    for rule in UNIQUE:
+        seen = spaces[rule.space]
+        values = [v for v in _plain_values(root, rule.path) if isinstance(v, str)]
+        keys = [v.lower() for v in values] if rule.fold_case else values
+        before = len(seen)
+        seen.update(keys)
+        if len(seen) != before + len(keys):
+            return None
+    return spaces
+
+
+def _dangling_if_distinct(root: BaseModel, model: type[BaseModel]
+                          ) -> list[InitErrorDetails] | None:
+    """The problems of a model object whose unique values are distinct (located by the
+    walker only for a reference that names something missing); None when some value
+    repeats, or a path does not lead through model objects and lists."""
+    try:
+        names = _names_if_distinct(root)
+        if names is None:
+            return None
+        problems: list[InitErrorDetails] = []
+        for reference in REFERENCES:
+            known = names[reference.space]
+            if any(isinstance(v, str) and v not in known
+                   for v in _plain_values(root, reference.path)):
+                problems += [_error(loc, reference.message.format(value=value))
+                             for loc, value in values_at(root, model, reference.path)
+                             if isinstance(value, str) and value not in known]
+    except (AttributeError, TypeError):
+        return None
+    return problems
+
+
 def reference_errors(root: object, model: type[BaseModel]) -> Iterable[InitErrorDetails]:
     """Every repeated value and dangling reference of `root` (a `model` or raw input)."""
+    if isinstance(root, BaseModel):
+        found = _dangling_if_distinct(root, model)
+        if found is not None:
+            yield from found
+            return
     # space -> value -> (the item holding it first, the path from that item to the value)
     spaces: dict[str, dict[str, tuple[Location, tuple[str, ...]]]] = {}
     for rule in UNIQUE:

@@ -22,7 +22,12 @@ class UserType(StrEnum):
     @property
     def has_phone(self) -> bool:
         """Park orbits are parking slots, not phones: they get no SIP endpoint."""
-        return self is not UserType.PARK_ORBIT
+        # a module global: reading a member off the class costs a descriptor call on 3.11,
+        # and renderers ask this of every user of a large site several times
+        return self is not _PARK_ORBIT
+
+
+_PARK_ORBIT = UserType.PARK_ORBIT
 
 
 def _policy(value: str) -> str:

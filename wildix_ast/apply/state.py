@@ -72,6 +72,26 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
+def _write_durable(path: Path, text: str) -> None:
+    """Write a new file of a staging folder: no temporary file nor rename, since nothing
+    reads the folder before it is renamed into place (its files are synced first)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
+    with os.fdopen(fd, "wb") as out:
+        out.write(text.encode("utf-8", "surrogateescape"))
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def _linked(kept: Path, path: Path) -> bool:
+    """Share the previous generation's copy of an unchanged file (a hard link: nothing
+    rewrites a kept file in place); False when it cannot be shared."""
+    try:
+        os.link(kept, path)
+    except OSError:
+        return False
+    return True
+
+
 class TargetState:
     def __init__(self, etc_dir: Path, keep: int = DEFAULT_KEEP) -> None:
         self.etc_dir = etc_dir
@@ -164,9 +184,17 @@ class TargetState:
         staging = root / f".{number}.{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
         (staging / "files").mkdir(mode=PRIVATE_DIR, parents=True)
+        previous = existing[-1] if existing else None
         for name, text in files.items():
-            self._write(staging / "files" / name, text)
-        self._write(staging / "meta.json", json.dumps(generation.to_json(), indent=2) + "\n")
+            kept = root / str(previous.number) / "files" / name if previous else None
+            if kept is not None and previous is not None \
+                    and previous.files.get(name) == generation.files[name] \
+                    and _linked(kept, staging / "files" / name):
+                continue
+            _write_durable(staging / "files" / name, text)
+        _write_durable(staging / "meta.json", json.dumps(generation.to_json(), indent=2) + "\n")
+        fsync_dir(staging / "files")
+        fsync_dir(staging)
         os.chmod(staging, PRIVATE_DIR)
         os.replace(staging, root / str(number))
         fsync_dir(root)

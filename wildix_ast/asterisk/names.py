@@ -33,9 +33,12 @@ def mailbox(extension: str) -> str:
     return f"{extension}@{VOICEMAIL_CONTEXT}"
 
 
+_WITH_MAILBOX = frozenset({UserType.ADMIN, UserType.USER})
+
+
 def has_mailbox(user: User) -> bool:
     """People have a mailbox; fax machines, meeting rooms and park orbits do not."""
-    return user.type in (UserType.ADMIN, UserType.USER)
+    return user.type in _WITH_MAILBOX
 
 
 OUTGOING_CONTEXT = "wildix-outgoing"

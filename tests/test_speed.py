@@ -1,0 +1,205 @@
+"""The shortcuts taken for speed decide exactly as the paths they shortcut."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wildix_ast import cli, conf
+from wildix_ast.fields import TEXT_FORBIDDEN, _free_text
+from wildix_ast.passwords import (
+    _DEFAULT_WORDS,
+    SPECIALS,
+    _detailed_problems,
+    generate_password,
+    password_problems,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "examples" / "site.yaml"
+
+# Characters that reach every branch of the checks: classes, forbidden ones, white space,
+# controls, non-ASCII letters and digits, and the default words.
+_CHARS = st.sampled_from([
+    *"aZ9", *SPECIALS, *sorted(TEXT_FORBIDDEN), *" \t\n\x00\x7f\u2028éÉ٣ß",
+    "wildix", "ADMIN", "Passw0rd"])
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(_CHARS, max_size=24).map("".join))
+def test_password_shortcut_agrees_with_the_detailed_policy(candidate: str) -> None:
+    assert password_problems(candidate) == _detailed_problems(candidate)
+
+
+def test_password_shortcut_on_generated_and_default_passwords() -> None:
+    for candidate in [generate_password() for _ in range(200)] + [
+            f"{w.capitalize()}#2026x" for w in _DEFAULT_WORDS] + ["Sip#0000001xY"]:
+        assert password_problems(candidate) == _detailed_problems(candidate)
+
+
+def _free_text_outcome(value: str) -> str:
+    try:
+        return "ok:" + _free_text(value)
+    except ValueError as error:
+        return "error:" + str(error)
+
+
+def _detailed_free_text(value: str) -> str:
+    # the checks of fields._free_text without its one-regex shortcut
+    from wildix_ast.fields import _CONTROL
+
+    if _CONTROL.search(value):
+        return "error:must not contain control characters or line breaks"
+    bad = sorted({c for c in value if c in TEXT_FORBIDDEN})
+    if bad:
+        return f"error:must not contain {' '.join(repr(c) for c in bad)}"
+    if value != value.strip():
+        return "error:must not start or end with white space"
+    return "ok:" + value
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(_CHARS, max_size=12).map("".join))
+def test_free_text_shortcut_agrees_with_the_detailed_checks(value: str) -> None:
+    assert _free_text_outcome(value) == _detailed_free_text(value)
+
+
+def test_parsed_chunks_are_copies() -> None:
+    text = "[t](!)\na = 1\n[s](t)\nb = 2\n"
+    whole = conf.chunks(text)
+    first = conf.parse_chunks([whole[1]], text)
+    first[0].items.append(("c", "3"))
+    first[0].line = 99
+    again = conf.parse_chunks([whole[1]], text)
+    assert again[0].items == [("a", "1"), ("b", "2")] and again[0].line == 3
+
+
+def test_cli_mounts_heavy_groups_only_when_needed() -> None:
+    probe = ("import sys; from wildix_ast import cli; cli.mount_subcommands(sys.argv[1:]); "
+             "print(sorted(m for m in sys.modules if m.startswith('wildix_ast.') "
+             "and m.endswith('.cli')))")
+    render = subprocess.run([sys.executable, "-c", probe, "render"], capture_output=True,
+                            text=True, check=True).stdout
+    assert render.strip() == "['wildix_ast.cli']"
+    # help, groups and unknown words see every command
+    for argv in ([], ["--help"], ["lab"], ["no-such-verb"]):
+        mounted = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True,
+                                 text=True, check=True).stdout
+        assert "wildix_ast.lab.cli" in mounted and "wildix_ast.runtime.cli" in mounted
+
+
+def test_cli_help_lists_every_group() -> None:
+    result = subprocess.run([sys.executable, "-m", "wildix_ast", "--help"],
+                            capture_output=True, text=True, check=True,
+                            env={**os.environ, "COLUMNS": "200"})
+    for verb in ("render", "apply", "lab", "agi", "runtime", "password"):
+        assert f" {verb} " in result.stdout
+    assert cli.app.registered_commands
+
+
+def _render(out: Path, cache: Path, db: Path) -> dict[str, bytes]:
+    env = {**os.environ, "WILDIX_AST_CACHE": str(cache), "WILDIX_AST_DB": str(db)}
+    subprocess.run([sys.executable, "-m", "wildix_ast", "render", str(EXAMPLE), "--out",
+                    str(out)], env=env, capture_output=True, text=True, check=True)
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+
+
+def test_template_bytecode_cache_gives_the_same_files(tmp_path: Path) -> None:
+    cache, db = tmp_path / "cache", tmp_path / "store.sqlite3"
+    cold = _render(tmp_path / "cold", cache, db)
+    assert list((cache / "jinja").iterdir()), "compiled templates were not kept"
+    warm = _render(tmp_path / "warm", cache, db)
+    assert warm == cold
+
+
+def test_template_bytecode_cache_unusable_is_only_slower(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x", encoding="utf-8")
+    db = tmp_path / "store.sqlite3"
+    assert _render(tmp_path / "a", blocker, db) == _render(tmp_path / "b", tmp_path / "c", db)
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_generations_share_unchanged_files(tmp_path: Path) -> None:
+    from wildix_ast.apply.state import TargetState
+
+    state = TargetState(tmp_path, keep=2)
+    first = {"a.conf": "[a]\nx = 1\n", "b.conf": "[b]\ny = 2\n"}
+    second = {**first, "a.conf": "[a]\nx = 3\n"}
+    third = {**second, "b.conf": "[b]\ny = 4\n", "c.conf": "[c]\n"}
+    numbers = [state.record_generation(files, "apply", None).number
+               for files in (first, second, third)]
+    folder = state.dir / "generations"
+    assert [g.number for g in state.generations()] == numbers[1:]  # the oldest is gone
+    assert state.generation_files(numbers[1]) == second
+    assert state.generation_files(numbers[2]) == third
+    shared = [(folder / str(n) / "files" / "a.conf").stat() for n in numbers[1:]]
+    assert shared[0].st_ino == shared[1].st_ino  # unchanged: one copy
+    assert shared[0].st_mode & 0o777 == 0o600
+    changed = [(folder / str(n) / "files" / "b.conf").stat().st_ino for n in numbers[1:]]
+    assert changed[0] != changed[1]
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]
+
+
+_POOL = st.sampled_from(["default", "sales", "users", "Sales", "support"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(groups=st.lists(_POOL, min_size=1, max_size=4),
+       users=st.lists(st.tuples(st.sampled_from(["100", "101", "102"]), _POOL,
+                                st.sampled_from([None, "a@x.org", "A@x.org", "b@x.org"]),
+                                st.sampled_from([None, "+3314000", "101"])), max_size=5))
+def test_reference_shortcut_agrees_with_the_walker(groups: list[str],
+                                                   users: list[tuple[str, str, str | None,
+                                                                     str | None]]) -> None:
+    """Valid sites (no repeat) take a shortcut; it must find what the walker of raw input
+    finds, in the same order and places."""
+    from wildix_ast.groups import Group
+    from wildix_ast.references import reference_errors
+    from wildix_ast.site import Site
+    from wildix_ast.users import User
+
+    raw_users = [{"name": f"U {i}", "extension": ext, "group": group,
+                  **({"email": email} if email else {}), **({"office_did": did} if did else {})}
+                 for i, (ext, group, email, did) in enumerate(users)]
+    raw = {"groups": [{"name": g} for g in groups], "users": raw_users}
+    model = Site.model_construct(groups=[Group.model_validate(g) for g in raw["groups"]],
+                                 users=[User.model_validate(u) for u in raw_users])
+
+    def seen(found: object) -> list[tuple[object, str]]:
+        return [(e["loc"], str(e["type"])) for e in found]  # type: ignore[attr-defined]
+
+    assert seen(reference_errors(model, Site)) == seen(reference_errors(raw, Site))
+
+
+_TEMPLATE_HEADER = re.compile(r"(?m)^\[[^\]\n]*\]\s*\([^)\n]*!")
+"""How conf.py found template headers before (every position tried): the reference."""
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(st.sampled_from([*"[]()!\n a;=", "[t](!)\n", "\n[", "](", "(!"]),
+                max_size=40).map("".join))
+def test_template_headers_found_as_by_the_line_regex(text: str) -> None:
+    assert list(conf._template_starts(text)) == [
+        m.start() for m in _TEMPLATE_HEADER.finditer(text)]
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(st.sampled_from([*"[]()!\n a;=", "[t]\n", "\n[", "[s] ", "x[y]"]),
+                max_size=40).map("".join))
+def test_header_index_as_by_the_line_regex(text: str) -> None:
+    index: dict[str, list[int]] = {}
+    for found in re.finditer(r"(?m)^\[([^\]\n]+)\]", text):
+        index.setdefault(found[1].strip(), []).append(found.start())
+    conf._header_index.cache_clear()
+    assert conf._header_index(text) == {k: tuple(v) for k, v in index.items()}
