@@ -108,10 +108,13 @@ def import_(site_file: SiteFile, db: DbUrl = None) -> None:
     """Validate a settings file and store it (one transaction: all or nothing)."""
     from wildix_ast.store import open_store
 
+    from wildix_ast.pipeline import site_sounds
+
     site = load_site(site_file)
     text = site_file.read_text(encoding="utf-8")
     with open_store(db) as store:
-        report = store.import_site(site, source_text=text)
+        report = store.import_site(site, source_text=text,
+                                   sounds=site_sounds(site, site_file, store))
         # New users get their SIP and WEB passwords now, so every later view agrees.
         with_secrets(site, store)
     out.print(f"[green]✓[/] imported {site_file}: {report}")
@@ -189,9 +192,11 @@ def render(
 
 def _show_plan(change: Plan) -> None:
     touched = change.touched
-    if not touched:
+    if not change.has_changes:
         out.print(f"[green]no changes[/]: the {len(change.changes)} files Asterisk runs are "
                   "up to date")
+    elif not touched:
+        out.print(f"configuration files unchanged; {len(change.media)} sound files change")
     else:
         table = Table(title="plan", show_edge=False)
         table.add_column("file")
@@ -247,7 +252,7 @@ def apply(
     Only the modules whose files changed are reloaded, and only what changed is verified.
     One apply at a time per target; the store is updated once Asterisk has taken the new
     configuration, and each configuration that went live is kept as a generation."""
-    from wildix_ast.pipeline import apply_site
+    from wildix_ast.pipeline import apply_site, site_sounds
     from wildix_ast.store import open_store
 
     _json(as_json)
@@ -256,6 +261,7 @@ def apply(
     target = _target(lab, etc_dir)
     with open_store(db) as store:
         outcome = apply_site(site, store, target, source_text=text, templates=templates,
+                             sounds=site_sounds(site, site_file, store),
                              dry_run=dry_run, offline=offline, allow_restart=restart,
                              lock_timeout=lock_timeout, progress=_apply_progress,
                              show_plan=None if as_json else _show_plan)
