@@ -25,6 +25,7 @@ from wildix_ast.asterisk.base import (
     static_modules,
 )
 from wildix_ast.asterisk.outgoing import dialplan_contexts
+from wildix_ast.asterisk.res_parking import orbits
 from wildix_ast.conf import Section
 from wildix_ast.errors import Problem
 from wildix_ast.model import DEFAULT_PROCEDURE
@@ -60,6 +61,7 @@ def _view(given: RenderInput) -> View:
                  if u.office_did is not None],
         # BLF: every user with a phone has a hint its colleagues' keys subscribe to
         "hints": [u.extension for u in phones],
+        "orbits": orbits(site),
         "procedure_contexts": sorted({names.procedure_context(p)
                                       for p in site.dialplan.procedure_names}),
         "voicemail_context": names.VOICEMAIL_CONTEXT,
