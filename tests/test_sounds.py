@@ -18,7 +18,7 @@ from wildix_ast.apply.target import ConfigTarget
 from wildix_ast.asterisk.base import RenderInput
 from wildix_ast.asterisk.musiconhold import classes
 from wildix_ast.settings_file import load_site, locator
-from wildix_ast.sound_audio import Audio, SoundFileError, prepare
+from wildix_ast.sound_audio import Audio, prepare
 from wildix_ast.sound_install import media_files, plan_media, put_media
 from wildix_ast.store import open_store
 

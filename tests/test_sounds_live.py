@@ -50,7 +50,7 @@ def plays(live: LiveSite, extension: str, application: str, fragment: str) -> st
     with live.sipp().phone(extension, live.password(extension)) as phone:
         live.lab.cli(f"channel originate PJSIP/{extension} application {application}")
         path = opened(live, fragment)
-        live.lab.cli(f"channel request hangup all")
+        live.lab.cli("channel request hangup all")
         phone.uas.wait()
     assert live.wait_no_channels() == 0
     return path

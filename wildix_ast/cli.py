@@ -106,9 +106,8 @@ def password_check() -> None:
 @app.command("import")
 def import_(site_file: SiteFile, db: DbUrl = None) -> None:
     """Validate a settings file and store it (one transaction: all or nothing)."""
-    from wildix_ast.store import open_store
-
     from wildix_ast.pipeline import site_sounds
+    from wildix_ast.store import open_store
 
     site = load_site(site_file)
     text = site_file.read_text(encoding="utf-8")
