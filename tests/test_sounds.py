@@ -3,6 +3,7 @@ file, the store keeping audio by content, where the files go, the plan, hold mus
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -177,3 +178,24 @@ def test_hold_music_classes_follow_the_site(tmp_path: Path) -> None:
                         manager_secret="x")
     assert [(c.name, str(c.directory)) for c in classes(given)] == [
         ("default", "/usr/share/asterisk/wildix-ast-moh/default")]
+
+
+def test_apply_as_a_person_runs_it_installs_the_sounds(tmp_path: Path) -> None:
+    path = site_with_sounds(tmp_path / "settings")
+    etc, data = tmp_path / "etc", tmp_path / "data"
+    etc.mkdir()
+    env = {**os.environ, "WILDIX_AST_DB": str(tmp_path / "store.sqlite3"), "NO_COLOR": "1"}
+    command = [sys.executable, "-m", "wildix_ast", "apply", str(path), "--etc", str(etc),
+               "--data", str(data), "--offline", "--json"]
+    result = subprocess.run(command, capture_output=True, text=True, check=False,
+                            timeout=120, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert {"path": "sounds/fr/wildix-ast/accueil.wav", "change": "add"} in report["sounds"]
+    assert _format((data / "sounds/fr/wildix-ast/accueil.wav").read_bytes())[:3] == \
+        (8000, 1, 2)
+    assert "directory = /usr/share/asterisk/wildix-ast-moh/attente" in \
+        (etc / "musiconhold.conf").read_text()
+    again = subprocess.run(command, capture_output=True, text=True, check=False,
+                           timeout=120, env=env)
+    assert json.loads(again.stdout)["sounds"] == []  # converted once, installed once

@@ -166,10 +166,10 @@ def _lab_state_dir() -> Path | None:
     return Path(value) if value else None
 
 
-def _target(lab_name: str | None, etc_dir: Path) -> Target:
+def _target(lab_name: str | None, etc_dir: Path, data_dir: Path | None = None) -> Target:
     from wildix_ast.pipeline import Target
 
-    return Target.lab(_lab(lab_name)) if lab_name else Target.host(etc_dir)
+    return Target.lab(_lab(lab_name)) if lab_name else Target.host(etc_dir, data_dir)
 
 
 @app.command()
@@ -245,6 +245,9 @@ def apply(
     templates: TemplatesDir = None,
     db: DbUrl = None,
     as_json: JsonOutput = False,
+    data_dir: Annotated[Path, typer.Option(
+        "--data", help="Asterisk's data folder on this host (without --lab): the site's "
+        "sound files go under it.")] = Path("/usr/share/asterisk"),
 ) -> None:
     """Render, show the plan, write, reload, verify through AMI; roll back on failure.
 
@@ -257,7 +260,7 @@ def apply(
     _json(as_json)
     site = load_site(site_file)
     text = site_file.read_text(encoding="utf-8")
-    target = _target(lab, etc_dir)
+    target = _target(lab, etc_dir, data_dir)
     with open_store(db) as store:
         outcome = apply_site(site, store, target, source_text=text, templates=templates,
                              sounds=site_sounds(site, site_file, store),

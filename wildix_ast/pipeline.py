@@ -60,10 +60,11 @@ class Target:
     data_dir: Path | None = None
 
     @classmethod
-    def host(cls, etc_dir: Path = Path("/etc/asterisk")) -> Target:
+    def host(cls, etc_dir: Path = Path("/etc/asterisk"),
+             data_dir: Path | None = None) -> Target:
         paths = AsteriskPaths()
         return cls(name=f"host {etc_dir}", etc_dir=etc_dir, paths=paths,
-                   data_dir=Path(str(paths.data)))
+                   data_dir=data_dir or Path(str(paths.data)))
 
     @classmethod
     def lab(cls, lab: Lab) -> Target:
