@@ -253,6 +253,13 @@ def main() -> None:
     ratio = (sum(r.completed_per_second for r in ours) / len(ours)) / \
         (sum(r.completed_per_second for r in theirs) / len(theirs))
     failed = sum(r.failed for r in rows)
+
+    def median_pdd(selected: list[Row]) -> float:
+        values = sorted(r.pdd_p50_ms for r in selected if r.pdd_p50_ms is not None)
+        return values[len(values) // 2] if values else float("nan")
+
+    console.print(f"post-dial delay p50 (median of runs): routing {median_pdd(ours):.1f} ms, "
+                  f"static {median_pdd(theirs):.1f} ms")
     dns = sorted({q for r in rows for q in r.dns_queries})
     console.print(f"completed calls/s, routing / static: {ratio:.2f} (target >= 0.9); "
                   f"failed calls: {failed} (target 0); DNS names looked up on the call path: "
