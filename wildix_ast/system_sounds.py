@@ -41,7 +41,3 @@ def packages(languages: Iterable[str]) -> list[str]:
     return sorted(f"asterisk-core-sounds-{lang}{flavour}" for lang in wanted
                   for flavour in FLAVOURS)
 
-
-def unpackaged(languages: Iterable[str]) -> list[str]:
-    """Languages no Debian package carries prompts for (their callers hear English)."""
-    return sorted({base_language(lang) for lang in languages} - set(PACKAGED_LANGUAGES))
