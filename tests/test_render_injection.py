@@ -122,6 +122,7 @@ _PRIORITY = re.compile(r"([0-9]+|n(?:\+[0-9]+)?)(?:\(([A-Za-z0-9_-]+)\))?,([A-Za
 
 
 _HINT = re.compile(r"hint,PJSIP/[0-9]+")
+_PARK_HINT = re.compile(r"hint,park:[0-9]+@orbit-[0-9]+")  # a park orbit's BLF
 
 
 def dialplan_line(value: str, *, same: bool = False) -> tuple[str, str, str | None, str, int]:
@@ -131,6 +132,8 @@ def dialplan_line(value: str, *, same: bool = False) -> tuple[str, str, str | No
     hint = _HINT.fullmatch(rest)
     if hint is not None and not same:  # `exten => EXT,hint,PJSIP/EXT` (a BLF hint)
         return ext, "hint", None, "PJSIP/<number>", 1
+    if _PARK_HINT.fullmatch(rest) is not None and not same:
+        return ext, "hint", None, "park:<orbit>", 1
     match = _PRIORITY.fullmatch(rest)
     if match is None or (not same and not ext):
         raise ConfSyntaxError(f"not a dialplan line: {value!r}")

@@ -27,8 +27,10 @@ class AsteriskPaths:
     @classmethod
     def private_under(cls, prefix: PurePosixPath) -> AsteriskPaths:
         """An instance whose writable state all lives under `prefix` (several labs can share
-        one root filesystem); modules and sounds stay the packaged ones."""
+        one root filesystem); modules stay the packaged ones. Its data folder is its own too
+        (each lab installs its site's sounds there), made of links to the packaged one."""
         return cls(etc=prefix / "etc", var_lib=prefix / "lib", db=prefix / "lib",
+                   data=prefix / "data",
                    key=prefix / "lib/keys", spool=prefix / "spool", run=prefix / "run",
                    log=prefix / "log", cache=prefix / "cache")
 

@@ -107,12 +107,14 @@ def password_check() -> None:
 @app.command("import")
 def import_(site_file: SiteFile, db: DbUrl = None) -> None:
     """Validate a settings file and store it (one transaction: all or nothing)."""
+    from wildix_ast.pipeline import site_sounds
     from wildix_ast.store import open_store
 
     site = load_site(site_file)
     text = site_file.read_text(encoding="utf-8")
     with open_store(db) as store:
-        report = store.import_site(site, source_text=text)
+        report = store.import_site(site, source_text=text,
+                                   sounds=site_sounds(site, site_file, store))
         # New users get their SIP and WEB passwords now, so every later view agrees.
         with_secrets(site, store)
     out.print(f"[green]✓[/] imported {site_file}: {report}")
@@ -165,10 +167,10 @@ def _lab_state_dir() -> Path | None:
     return Path(value) if value else None
 
 
-def _target(lab_name: str | None, etc_dir: Path) -> Target:
+def _target(lab_name: str | None, etc_dir: Path, data_dir: Path | None = None) -> Target:
     from wildix_ast.pipeline import Target
 
-    return Target.lab(_lab(lab_name)) if lab_name else Target.host(etc_dir)
+    return Target.lab(_lab(lab_name)) if lab_name else Target.host(etc_dir, data_dir)
 
 
 @app.command()
@@ -197,9 +199,11 @@ def _table(title: str) -> Table:
 
 def _show_plan(change: Plan) -> None:
     touched = change.touched
-    if not touched:
+    if not change.has_changes:
         out.print(f"[green]no changes[/]: the {len(change.changes)} files Asterisk runs are "
                   "up to date")
+    elif not touched:
+        out.print(f"configuration files unchanged; {len(change.media)} sound files change")
     else:
         table = _table("plan")
         table.add_column("file")
@@ -249,21 +253,25 @@ def apply(
     templates: TemplatesDir = None,
     db: DbUrl = None,
     as_json: JsonOutput = False,
+    data_dir: Annotated[Path, typer.Option(
+        "--data", help="Asterisk's data folder on this host (without --lab): the site's "
+        "sound files go under it.")] = Path("/usr/share/asterisk"),
 ) -> None:
     """Render, show the plan, write, reload, verify through AMI; roll back on failure.
 
     Only the modules whose files changed are reloaded, and only what changed is verified.
     One apply at a time per target; the store is updated once Asterisk has taken the new
     configuration, and each configuration that went live is kept as a generation."""
-    from wildix_ast.pipeline import apply_site
+    from wildix_ast.pipeline import apply_site, site_sounds
     from wildix_ast.store import open_store
 
     _json(as_json)
     site = load_site(site_file)
     text = site_file.read_text(encoding="utf-8")
-    target = _target(lab, etc_dir)
+    target = _target(lab, etc_dir, data_dir)
     with open_store(db) as store:
         outcome = apply_site(site, store, target, source_text=text, templates=templates,
+                             sounds=site_sounds(site, site_file, store),
                              dry_run=dry_run, offline=offline, allow_restart=restart,
                              lock_timeout=lock_timeout, progress=_apply_progress,
                              show_plan=None if as_json else _show_plan)

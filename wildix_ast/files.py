@@ -23,6 +23,11 @@ def fsync_dir(path: Path) -> None:
 def write_atomic(path: Path, text: str, mode: int = FILE_MODE) -> None:
     """Write through a temporary file in the same folder, fsync, rename over `path`.
     The owner and group of the file it replaces (else of the folder) are kept."""
+    write_atomic_bytes(path, text.encode("utf-8", "surrogateescape"), mode)
+
+
+def write_atomic_bytes(path: Path, data: bytes, mode: int = FILE_MODE) -> None:
+    """`write_atomic` for binary content (sound files)."""
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -30,7 +35,7 @@ def write_atomic(path: Path, text: str, mode: int = FILE_MODE) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as out:
-            out.write(text.encode("utf-8", "surrogateescape"))
+            out.write(data)
             out.flush()
             os.fchmod(out.fileno(), mode)
             with contextlib.suppress(PermissionError):

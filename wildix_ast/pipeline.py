@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from wildix_ast.ami import AmiClient
     from wildix_ast.apply import ApplyReport, ConfigTarget, Generation, Plan
     from wildix_ast.lab.instance import Lab
+    from wildix_ast.sound_audio import SoundLibrary
     from wildix_ast.store import Store
 
 Progress = Callable[[str, str], None]
@@ -54,15 +55,21 @@ class Target:
     paths: AsteriskPaths
     ports: Ports | None = None  # None: listen where the site says
     ami_host: str = "127.0.0.1"
+    #: Asterisk's data folder as this host sees it: sound files go there (None: not
+    #: installed, e.g. `render` into a folder)
+    data_dir: Path | None = None
 
     @classmethod
-    def host(cls, etc_dir: Path = Path("/etc/asterisk")) -> Target:
-        return cls(name=f"host {etc_dir}", etc_dir=etc_dir, paths=AsteriskPaths())
+    def host(cls, etc_dir: Path = Path("/etc/asterisk"),
+             data_dir: Path | None = None) -> Target:
+        paths = AsteriskPaths()
+        return cls(name=f"host {etc_dir}", etc_dir=etc_dir, paths=paths,
+                   data_dir=data_dir or Path(str(paths.data)))
 
     @classmethod
     def lab(cls, lab: Lab) -> Target:
         return cls(name=f"lab {lab.name}", etc_dir=lab.etc_dir, paths=lab.paths,
-                   ports=lab.ports)
+                   ports=lab.ports, data_dir=lab.data_dir)
 
     def adapt(self, site: Site) -> Site:
         if self.ports is None:
@@ -82,6 +89,8 @@ class Compiled:
     ami_port: int
     ami_username: str
     ami_secret: str
+    media: dict[str, bytes] | None = None
+    """The sound files (path under the data folder -> bytes); None: left alone."""
 
     def ami(self, timeout: float = 5.0) -> AmiClient:
         from wildix_ast.ami import AmiClient
@@ -91,24 +100,43 @@ class Compiled:
 
 
 def compile_site(site: Site, vault: SecretVault, target: Target,
-                 templates: Path | None = None) -> Compiled:
-    """The files `site` renders to on `target`; generated secrets are kept in `vault`."""
+                 templates: Path | None = None,
+                 sounds: SoundLibrary | None = None) -> Compiled:
+    """The files `site` renders to on `target`; generated secrets are kept in `vault`.
+    `sounds`: the converted audio of the site's sounds (the sound files are installed
+    only with it)."""
     from wildix_ast.render import render_site
+    from wildix_ast.sound_install import media_files
 
     running = target.adapt(with_secrets(site, vault))
     manager = running.system.manager
     secret = manager_secret(vault, manager.username)
     files = render_site(running, manager_secret=secret, paths=target.paths,
-                        templates=templates, voicemail_pins=voicemail_pins(running, vault))
+                        templates=templates, voicemail_pins=voicemail_pins(running, vault),
+                        sounds=sounds)
+    media = None if sounds is None else media_files(
+        running.sounds, running.system.language_region.language, sounds)
     return Compiled(site=running, files=files, ami_host=target.ami_host, ami_port=manager.port,
-                    ami_username=manager.username, ami_secret=secret)
+                    ami_username=manager.username, ami_secret=secret, media=media)
+
+
+def site_sounds(site: Site, site_file: Path, store: Store) -> SoundLibrary:
+    """The converted audio of the sounds `site_file` names (relative to its folder): what
+    the store already has is reused, the rest goes through sox. A missing or undecodable
+    file raises before anything is stored."""
+    from wildix_ast.settings_file import locator
+    from wildix_ast.sound_audio import prepare
+
+    if not site.sounds:
+        return {}
+    return prepare(site, site_file.resolve().parent, store.sound_audio, locator(site_file))
 
 
 def config_target(target: Target, compiled: Compiled | None) -> ConfigTarget:
     from wildix_ast.apply import ConfigTarget
 
     return ConfigTarget(target.etc_dir, compiled.ami if compiled is not None else None,
-                        name=target.name)
+                        name=target.name, media_dir=target.data_dir)
 
 
 def render_to_folder(site: Site, vault: SecretVault, out_dir: Path, *,
@@ -169,15 +197,22 @@ def apply_site(site: Site, store: Store, target: Target, *, source_text: str | N
                templates: Path | None = None, dry_run: bool = False, offline: bool = False,
                allow_restart: bool = False, lock_timeout: float = 120.0,
                progress: Progress = _quiet,
-               show_plan: Callable[[Plan], None] | None = None) -> ApplyOutcome:
+               show_plan: Callable[[Plan], None] | None = None,
+               sounds: SoundLibrary | None = None) -> ApplyOutcome:
     """Render for `target`, plan, and (unless a dry run) commit; the store takes the site
-    once Asterisk has its configuration (offline: once the files are written)."""
+    once Asterisk has its configuration (offline: once the files are written). `sounds`:
+    the site's converted sound files (`sound_audio.prepare`); None takes the store's."""
     from wildix_ast.ami import run
 
-    compiled = compile_site(site, store, target, templates)
+    if sounds is None:
+        sounds = store.stored_sounds()
+        given = None
+    else:
+        given = sounds
+    compiled = compile_site(site, store, target, templates, sounds)
     config = config_target(target, compiled)
     if dry_run:
-        plan = config.plan(compiled.files)
+        plan = config.plan(compiled.files, compiled.media)
         journal = config.interrupted()
         outcome = ApplyOutcome(target.name, plan, dry_run=True)
         if journal is not None:
@@ -189,7 +224,7 @@ def apply_site(site: Site, store: Store, target: Target, *, source_text: str | N
         return outcome
 
     def record() -> int | None:
-        report = store.import_site(site, source_text=source_text)
+        report = store.import_site(site, source_text=source_text, sounds=given)
         outcome.store = str(report)
         return _revision(store)
 
@@ -198,7 +233,7 @@ def apply_site(site: Site, store: Store, target: Target, *, source_text: str | N
         if config.interrupted() is not None:
             recovered = run(config.recover(store_revision=_revision(store), progress=progress)) \
                 if not offline else config.discard()
-        plan = config.plan(compiled.files)
+        plan = config.plan(compiled.files, compiled.media)
         outcome = ApplyOutcome(target.name, plan, offline=offline, recovered=recovered)
         if show_plan is not None:
             show_plan(plan)
@@ -273,11 +308,11 @@ def rollback_target(store: Store, target: Target, *, to: int | None = None,
 def install_stored_site(store: Store, target: Target) -> None:
     """Write the stored site's files for an Asterisk about to start (the lab's `lab up`)."""
     site = stored_site(store)
-    compiled = compile_site(site, store, target)
+    compiled = compile_site(site, store, target, sounds=store.stored_sounds())
     config = config_target(target, compiled)
     with config.locked():
         if config.interrupted() is not None:
             config.discard()
-        generation = config.install(config.plan(compiled.files),
+        generation = config.install(config.plan(compiled.files, compiled.media),
                                     store_revision=_revision(store))
         _snapshot(config, generation, site)

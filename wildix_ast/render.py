@@ -26,6 +26,7 @@ from wildix_ast.asterisk_paths import AsteriskPaths
 from wildix_ast.errors import Problem, RenderError
 from wildix_ast.files import write_atomic
 from wildix_ast.site import Site
+from wildix_ast.sound_audio import SoundLibrary
 
 TEMPLATES_ENV = "WILDIX_AST_TEMPLATES"
 TEMPLATE_SUFFIX = ".j2"
@@ -136,14 +137,16 @@ def render_files(given: RenderInput, templates: Path | None = None) -> dict[str,
 
 def render_site(site: Site, *, manager_secret: str, paths: AsteriskPaths | None = None,
                 templates: Path | None = None,
-                voicemail_pins: Mapping[str, str] | None = None) -> dict[str, str]:
+                voicemail_pins: Mapping[str, str] | None = None,
+                sounds: SoundLibrary | None = None) -> dict[str, str]:
     """Every generated file for `site`. Every user with a phone must have its `sip_password`
     (use `secrets_vault.with_secrets` first), or RenderError names them. `voicemail_pins`
     come from the vault (`secrets_vault.voicemail_pins`); without them each PIN is derived
     from the manager secret."""
     given = RenderInput(site=site, manager_secret=manager_secret,
                         paths=paths if paths is not None else AsteriskPaths(),
-                        voicemail_pins=dict(voicemail_pins or {}))
+                        voicemail_pins=dict(voicemail_pins or {}),
+                        sound_digests={k: a.digest for k, a in (sounds or {}).items()})
     return render_files(given, templates)
 
 

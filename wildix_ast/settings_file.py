@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -161,3 +162,23 @@ def dump_site(site: Site, *, include_secrets: bool) -> str:
         for trunk in data.get("trunks", []):
             trunk.pop("secret", None)
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+
+
+def locator(path: Path) -> Callable[[tuple[str | int, ...]], str]:
+    """Names a place in the settings file at `path` like a validation problem
+    (`sounds[0].files.fr (site.yaml line 12)`); the file is parsed again only when a place
+    is asked for (something went wrong)."""
+    root: list[yaml.Node | None] = []
+
+    def locate(loc: tuple[str | int, ...]) -> str:
+        if not root:
+            try:
+                root.append(yaml.compose(path.read_text(encoding="utf-8"),
+                                         Loader=_StrictLoader))
+            except (OSError, UnicodeDecodeError, yaml.YAMLError):
+                root.append(None)
+        line = _line_of(root[0], loc)
+        where = location(loc)
+        return f"{where} ({path.name} line {line})" if line is not None else where
+
+    return locate

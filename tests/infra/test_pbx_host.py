@@ -61,6 +61,18 @@ def test_asterisk_22_from_the_distribution(host: Any) -> None:
     assert re.match(r"(\d+:)?22\.", package.version), package.version
 
 
+def test_system_prompts_of_the_sites_languages(host: Any, deployed: Deployed) -> None:
+    from wildix_ast.system_sounds import PACKAGED_LANGUAGES, site_languages
+
+    languages = [lang for lang in site_languages(deployed.site) if lang in PACKAGED_LANGUAGES]
+    assert languages
+    for language in languages:
+        for flavour in ("", "-wav", "-g722"):
+            assert host.package(f"asterisk-core-sounds-{language}{flavour}").is_installed
+        # the folder Asterisk looks in for a channel of that language
+        assert host.file(f"/usr/share/asterisk/sounds/{language}/vm-intro.wav").exists
+
+
 def test_asterisk_enabled_active_as_its_own_user(host: Any) -> None:
     service = host.service("asterisk")
     assert service.is_enabled and service.is_running

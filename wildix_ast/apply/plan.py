@@ -31,6 +31,7 @@ from wildix_ast.conf import (
     splittable,
 )
 from wildix_ast.errors import ApplyError, Problem
+from wildix_ast.sound_install import MediaChange, describe
 
 MASK = "********"
 # Files smaller than this are parsed whole; larger ones only where they changed.
@@ -108,6 +109,8 @@ class Plan:
     etc_dir: Path
     changes: tuple[FileChange, ...]
     drifted: tuple[str, ...] = ()
+    media: tuple[MediaChange, ...] = ()
+    """Sound files to write or remove under Asterisk's data folder (wildix_ast.sound_install)."""
 
     def _names(self, kind: ChangeKind) -> list[str]:
         return [c.name for c in self.changes if c.kind == kind]
@@ -134,7 +137,7 @@ class Plan:
 
     @property
     def has_changes(self) -> bool:
-        return bool(self.touched)
+        return bool(self.touched) or bool(self.media)
 
     @property
     def new_files(self) -> dict[str, str]:
@@ -149,6 +152,8 @@ class Plan:
         out: list[str] = []
         for change in self.touched:
             out.extend(_file_diff(change))
+        if self.media:
+            out += ["sound files (under Asterisk's data folder):", *describe(self.media)]
         return "\n".join(out) + ("\n" if out else "")
 
     def modules_to_reload(self) -> list[ReloadStep]:
@@ -216,6 +221,7 @@ class Plan:
             "files": [{"name": c.name, "change": c.kind} for c in self.touched],
             "unchanged": len(self.unchanged),
             "drifted": list(self.drifted),
+            "sounds": [{"path": c.path, "change": c.kind} for c in self.media],
             "diff": self.diff(),
             "reloads": [r.cli for r in self.modules_to_reload()],
             "restart_needed": self.restart_reasons(),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import sys
 import time
@@ -27,6 +28,7 @@ from wildix_ast.apply.verify import Expectation, verify
 from wildix_ast.crash_points import crash_point
 from wildix_ast.errors import AmiError, ApplyError
 from wildix_ast.files import fsync_dir, write_atomic
+from wildix_ast.sound_install import MediaChange, plan_media, put_media
 
 Progress = Callable[[str, str], None]
 """progress(step, message); steps: recover, check, validate, backup, write, reload, restart,
@@ -92,16 +94,28 @@ class ConfigTarget:
     """One Asterisk configuration folder and the Asterisk that reads it."""
 
     def __init__(self, etc_dir: Path, ami: AmiFactory | None = None, *,
-                 keep: int = DEFAULT_KEEP, name: str | None = None) -> None:
+                 keep: int = DEFAULT_KEEP, name: str | None = None,
+                 media_dir: Path | None = None) -> None:
         self.etc_dir = etc_dir
+        #: Asterisk's data folder as this host sees it, where sound files go (None: none)
+        self.media_dir = media_dir
         self.name = name or str(etc_dir)
         self.state = TargetState(etc_dir, keep)
         self._ami = ami
 
     # -- reading -------------------------------------------------------------------------------
 
-    def plan(self, files: Mapping[str, str]) -> Plan:
-        return make_plan(self.etc_dir, files)
+    def plan(self, files: Mapping[str, str], media: Mapping[str, bytes] | None = None) -> Plan:
+        """`media`: the sound files the target must hold (path under the data folder ->
+        bytes); None leaves the sound files alone."""
+        plan = make_plan(self.etc_dir, files)
+        if media is None or self.media_dir is None:
+            return plan
+        return dataclasses.replace(plan, media=plan_media(self.media_dir, media))
+
+    def _put_media(self, changes: tuple[MediaChange, ...], new: bool = True) -> None:
+        if self.media_dir is not None and changes:
+            put_media(self.media_dir, {c.path: c.new if new else c.old for c in changes})
 
     def history(self) -> list[Generation]:
         return self.state.generations()
@@ -124,6 +138,7 @@ class ConfigTarget:
         problems = plan.validate()
         if problems:
             raise ApplyError("the new configuration is invalid; nothing was written", problems)
+        self._put_media(plan.media)
         _put(self.etc_dir, {c.name: c.new for c in plan.touched})
         self.state.write_manifest(plan.new_files)
         if not plan.has_changes and self.state.generations():
@@ -206,6 +221,11 @@ class ConfigTarget:
             for change in plan.touched:
                 say("write", f"{change.kind} {change.name}")
             crash_point("before-write")
+            # Sounds first: once the dialplan or hold music that plays them is reloaded,
+            # they are there.
+            for media in plan.media:
+                say("write", f"{media.kind} sound {media.path}")
+            self._put_media(plan.media)
             _put(self.etc_dir, {c.name: c.new for c in plan.touched})
             crash_point("after-write")
             report.files_written = [c.name for c in plan.touched if c.new is not None]
@@ -231,6 +251,7 @@ class ConfigTarget:
 
             if failure is not None:
                 say("rollback", failure)
+                self._put_media(plan.media, new=False)
                 restored = await self._undo(ami, plan.touched, reloads, bool(restart), say,
                                             restart_timeout)
                 self.state.end()

@@ -35,6 +35,9 @@ class RenderInput:
     paths: AsteriskPaths = field(default_factory=AsteriskPaths)
     #: extension -> voicemail PIN, kept in the vault (secrets_vault.voicemail_pins)
     voicemail_pins: Mapping[str, str] = field(default_factory=dict)
+    #: (sound, language) -> digest of its converted audio (wildix_ast.sound_audio); empty
+    #: when the sounds are not installed (render into a folder)
+    sound_digests: Mapping[tuple[str, str], str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from wildix_ast.asterisk.base import (
 )
 from wildix_ast.asterisk.outgoing import dialplan_contexts
 from wildix_ast.asterisk.procedures import dialplan_contexts as procedure_contexts
+from wildix_ast.asterisk.res_parking import orbits
 from wildix_ast.call_classes import NumberingPlan
 from wildix_ast.conf import Section
 from wildix_ast.errors import Problem
@@ -72,6 +73,7 @@ def _view(given: RenderInput) -> View:
                  if u.office_did is not None],
         # BLF: every user with a phone has a hint its colleagues' keys subscribe to
         "hints": [u.extension for u in phones],
+        "orbits": orbits(site),
         "voicemail_context": names.VOICEMAIL_CONTEXT,
         "extensions_context": names.EXTENSIONS_CONTEXT,
         "call_user_context": names.CALL_USER_CONTEXT,

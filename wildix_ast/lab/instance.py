@@ -65,6 +65,31 @@ _LAUNCH = ('set -e; mount -t proc proc "$1/proc"; mount --rbind /dev "$1/dev"; '
 DEFAULT_NAMESERVER = "127.0.0.1"
 
 
+def _in_root(root: Path, path: PurePosixPath, hops: int = 40) -> Path:
+    """The host path of `path` as seen inside the root filesystem `root`, its symbolic
+    links followed there (Debian's `sounds/en` -> /etc/alternatives/... -> the voice)."""
+    pending = list(path.parts[1:])
+    current = root
+    while pending:
+        part = pending.pop(0)
+        if part == "..":
+            current = current.parent if current != root else root
+            continue
+        candidate = current / part
+        if candidate.is_symlink():
+            hops -= 1
+            if hops < 0:
+                raise LabError(f"{path}: too many symbolic links in the root filesystem")
+            target = PurePosixPath(os.readlink(candidate))
+            if target.is_absolute():
+                current, pending = root, [*target.parts[1:], *pending]
+            else:
+                pending = [*target.parts, *pending]
+        else:
+            current = candidate
+    return current
+
+
 def default_state_dir() -> Path:
     """`$WILDIX_AST_LAB_STATE`, else `~/.local/state/wildix-ast/lab`."""
     configured = os.environ.get("WILDIX_AST_LAB_STATE")
@@ -165,6 +190,41 @@ class Lab:
         """Host folder where configuration files must be written (created on first use)."""
         self.prepare()
         return self.host_path(self.paths.etc)
+
+    @property
+    def data_dir(self) -> Path:
+        """Host folder Asterisk sees as its data folder (sounds, hold music): links to the
+        root filesystem's, plus the site's sounds (`link_packaged_data`)."""
+        return self.host_path(self.paths.data)
+
+    def link_packaged_data(self, rootfs: Path) -> None:
+        """Fill the private data folder with links to the packaged one, so Asterisk finds
+        its prompts, music and documentation there, while the site's sounds are written
+        into the instance's own folders (never into the shared root filesystem).
+
+        Each language folder of `sounds/` is a real folder of links (one per prompt and
+        subfolder), so `sounds/<language>/wildix-ast/` can be the instance's own. Links point
+        at paths as Asterisk sees them inside the root filesystem; existing entries (the
+        site's sounds, links made before) are kept, so this is idempotent."""
+        packaged = PurePosixPath("/usr/share/asterisk")
+        data = self.data_dir
+        data.mkdir(parents=True, exist_ok=True)
+        for entry in sorted(_in_root(rootfs, packaged).iterdir()):
+            if entry.name != "sounds" and not os.path.lexists(data / entry.name):
+                (data / entry.name).symlink_to(packaged / entry.name)
+        sounds = packaged / "sounds"
+        (data / "sounds").mkdir(exist_ok=True)
+        for entry in sorted(_in_root(rootfs, sounds).iterdir()):
+            resolved = _in_root(rootfs, sounds / entry.name)
+            own = data / "sounds" / entry.name
+            if not resolved.is_dir() or entry.name in ("custom", "recordings"):
+                if not os.path.lexists(own):
+                    own.symlink_to(sounds / entry.name)
+                continue
+            own.mkdir(exist_ok=True)
+            for child in resolved.iterdir():
+                if not os.path.lexists(own / child.name):
+                    (own / child.name).symlink_to(sounds / entry.name / child.name)
 
     @property
     def log_dir(self) -> Path:
@@ -324,6 +384,7 @@ class Lab:
             raise LabError(f"{rootfs} is not a complete lab root filesystem: "
                            "run `wildix-ast lab build`")
         self.prepare()
+        self.link_packaged_data(rootfs)
         self._write_name_files()
         run_dir = self.host_path(self.paths.run)
         for leftover in ("asterisk.ctl", "asterisk.pid"):

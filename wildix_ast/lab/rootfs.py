@@ -24,12 +24,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from wildix_ast import system_sounds
 from wildix_ast.errors import LabError
 
 SUITE = "sid"
 VARIANT = "minbase"
+#: Every language's system prompts are in the lab (a site of any language can run there);
+#: the list is part of the cache key, so changing it builds a new root filesystem.
 PACKAGES: tuple[str, ...] = ("asterisk", "asterisk-modules", "asterisk-config", "sox",
-                             "ca-certificates", "asterisk-moh-opsound-gsm")
+                             "ca-certificates", "asterisk-moh-opsound-gsm",
+                             *system_sounds.packages(system_sounds.PACKAGED_LANGUAGES))
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 #: Where every instance's private folder is bind-mounted inside the root filesystem.
 MOUNT_POINT = PurePosixPath("/srv/wildix-ast")

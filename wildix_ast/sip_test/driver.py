@@ -244,7 +244,7 @@ class SippDriver:
                 f"phone-{behaviour}-{ext}",
                 scenarios.PHONE,
                 port=uas_port,
-                keys={"user": ext, "expires": str(expires)},
+                keys={"user": ext, "expires": str(expires), **(keys or {})},
                 client=True,
                 timeout=timeout,
                 extra=[
@@ -300,6 +300,7 @@ class SippDriver:
         calls: int = 1,
         timeout: float = 60.0,
         rtp_echo: bool = False,
+        keys: Mapping[str, str] | None = None,
     ) -> Iterator[Phone]:
         """A registered phone: a UAS that registered ``ext`` from its own socket (the
         REGISTER checked: 200); at the end it unregisters from that socket and stops.
@@ -311,6 +312,7 @@ class SippDriver:
             timeout=timeout,
             rtp_echo=rtp_echo,
             password=password,
+            keys=keys,
         )
         try:
             assert uas.registration is not None

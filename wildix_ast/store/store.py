@@ -36,10 +36,11 @@ if TYPE_CHECKING:
 
     from wildix_ast.dialplan import Procedure
     from wildix_ast.groups import Group
+    from wildix_ast.sound_audio import Audio, SoundKey, SoundLibrary
     from wildix_ast.store.sections import Changes, Entry
     from wildix_ast.users import User
 
-SCHEMA_HEAD = "0004"
+SCHEMA_HEAD = "0006"
 """The newest migration (a test checks it is alembic's head): a store at this revision opens
 without loading alembic (nor SQLAlchemy, for a SQLite file)."""
 DB_ENV = "WILDIX_AST_DB"
@@ -246,6 +247,34 @@ def _with_documents(data: dict[str, Any], documents: dict[str, str]) -> dict[str
     return data
 
 
+def _write_sounds(connection: Connection, sounds: SoundLibrary) -> bool:
+    """Make sound_files name exactly `sounds`, adding the audio not kept yet and dropping
+    audio nothing names any more; whether anything changed."""
+    from sqlalchemy import delete, insert, select
+
+    from wildix_ast.store import tables as t
+
+    files = t.sound_files.c
+    stored = {(str(s), str(lang)): str(d) for s, lang, d in connection.execute(
+        select(files.sound, files.language, files.digest))}
+    wanted = {key: audio.digest for key, audio in sounds.items()}
+    if stored == wanted:
+        return False
+    kept = {str(d) for (d,) in connection.execute(select(t.sound_audio.c.digest))}
+    new_audio = {a.digest: a for a in sounds.values() if a.digest not in kept}
+    if new_audio:
+        connection.execute(insert(t.sound_audio), [
+            {"digest": a.digest, "wav": a.wav, "wav16": a.wav16} for a in new_audio.values()])
+    connection.execute(delete(t.sound_files))
+    if wanted:
+        connection.execute(insert(t.sound_files), [
+            {"sound": s, "language": lang, "digest": d} for (s, lang), d in wanted.items()])
+    unused = sorted((kept | set(new_audio)) - set(wanted.values()))
+    if unused:
+        connection.execute(delete(t.sound_audio).where(t.sound_audio.c.digest.in_(unused)))
+    return True
+
+
 class Store:
     """The persisted site and the generated secrets (a `SecretVault`)."""
 
@@ -356,9 +385,12 @@ class Store:
                              f"{first['msg']}; {exc.error_count()} problem(s)): import a valid "
                              "settings file again") from None
 
-    def import_site(self, site: Site, source_text: str | None = None) -> ImportReport:
+    def import_site(self, site: Site, source_text: str | None = None,
+                    sounds: SoundLibrary | None = None) -> ImportReport:
         """Make the store hold `site`, in one transaction: all or nothing. Only the rows that
-        differ are written; the revision grows only if something did.
+        differ are written; the revision grows only if something did. `sounds`: the
+        converted audio of the site's sound files (`sound_audio.prepare`); None keeps the
+        stored audio as it is.
 
         Secrets are kept, except those of users that are gone (matched by extension)."""
         from sqlalchemy import insert, select, update
@@ -383,11 +415,12 @@ class Store:
                 connection.execute(update(t.site_state).where(t.site_state.c.id == 1)
                                    .values(revision=t.site_state.c.revision))
                 stored_digest = connection.execute(select(t.site_state.c.digest)).scalar_one()
-                if whole is None or whole != stored_digest:
+                wrote_sounds = sounds is not None and _write_sounds(connection, sounds)
+                if whole is None or whole != stored_digest or wrote_sounds:
                     users, wrote = self._write_rows(connection, site)
                     connection.execute(update(t.site_state).where(t.site_state.c.id == 1)
-                                       .values(revision=t.site_state.c.revision + int(wrote),
-                                               digest=whole))
+                                       .values(revision=t.site_state.c.revision
+                                               + int(wrote or wrote_sounds), digest=whole))
                 revision = int(connection.execute(select(t.site_state.c.revision)).scalar_one())
                 report = ImportReport(
                     users=len(site.users), groups=len(site.groups),
@@ -405,6 +438,38 @@ class Store:
             raise StoreError(f"import failed, the store {self.where} is unchanged: "
                              f"{type(exc).__name__}: {exc}") from exc
         return report
+
+    def sound_audio(self, digests: Iterable[str]) -> dict[str, Audio]:
+        """The converted audio kept under each of `digests` (those the store has)."""
+        from sqlalchemy import select
+
+        from wildix_ast.sound_audio import Audio
+        from wildix_ast.store import tables as t
+
+        wanted = sorted(set(digests))
+        found: dict[str, Audio] = {}
+        audio = t.sound_audio.c
+        with self._reading("reading sounds") as connection:
+            for start in range(0, len(wanted), _SECRET_BATCH):
+                for digest, wav, wav16 in connection.execute(
+                        select(audio.digest, audio.wav, audio.wav16).where(
+                            audio.digest.in_(wanted[start:start + _SECRET_BATCH]))):
+                    found[str(digest)] = Audio(str(digest), bytes(wav), bytes(wav16))
+        return found
+
+    def stored_sounds(self) -> dict[SoundKey, Audio]:
+        """The audio of every file of the stored site's sounds: (sound, language) -> Audio."""
+        from sqlalchemy import select
+
+        from wildix_ast.sound_audio import Audio
+        from wildix_ast.store import tables as t
+
+        files, audio = t.sound_files.c, t.sound_audio.c
+        with self._reading("reading sounds") as connection:
+            return {(str(s), str(lang)): Audio(str(d), bytes(wav), bytes(wav16))
+                    for s, lang, d, wav, wav16 in connection.execute(
+                        select(files.sound, files.language, files.digest, audio.wav,
+                               audio.wav16).join(t.sound_audio, audio.digest == files.digest))}
 
     def _write_rows(self, connection: Connection, site: Site) -> tuple[Changes, bool]:
         """Write the rows of `site` that differ from the stored ones: what changed in users,

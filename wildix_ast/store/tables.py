@@ -29,8 +29,10 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
+    ForeignKey,
     ForeignKeyConstraint,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -269,6 +271,26 @@ documents = Table(
 """Sections kept as one JSON document each until they get tables of their own (the
 outgoing-routing settings: trunks, trunk groups, group ACLs, dialplan general settings):
 stored whole and given back exactly, so nothing a settings file says is lost."""
+def _blob() -> TypeEngine[bytes]:
+    return LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
+
+
+sound_audio = Table(
+    "sound_audio", metadata,
+    Column("digest", key_string(64), primary_key=True),
+    Column("wav", _blob(), nullable=False),
+    Column("wav16", _blob(), nullable=False),
+)
+"""Converted sounds (wildix_ast.sound_audio), by the digest of their source file."""
+sound_files = Table(
+    "sound_files", metadata,
+    Column("sound", key_string(64), primary_key=True),
+    Column("language", key_string(16), primary_key=True),
+    Column("digest", key_string(64), ForeignKey("sound_audio.digest",
+                                                name="fk_sound_files_digest"), nullable=False),
+)
+"""Which audio each file of the stored site's sounds is (replaced on every import that
+brings the audio)."""
 imports = Table(
     "imports", metadata,
     Column("id", Integer, primary_key=True),
@@ -287,6 +309,7 @@ and the store revision it left."""
 
 STORE_TABLES: tuple[Table, ...] = (
     site_state, system_settings, lan_networks, sip_codecs, dialplan_settings,
-    dialplan_procedures, acl_groups, users, secrets, documents, imports)
+    dialplan_procedures, acl_groups, users, secrets, documents, sound_audio, sound_files,
+    imports)
 """Every table of the store, parents before children."""
 

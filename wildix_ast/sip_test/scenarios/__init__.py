@@ -72,7 +72,7 @@ CANCEL = Scenario(
     wait_count=2,
 )
 
-Behaviour = Literal["answer", "busy", "ignore", "unavailable", "registrar"]
+Behaviour = Literal["answer", "busy", "ignore", "unavailable", "registrar", "transfer"]
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,8 @@ UAS_BEHAVIOURS: dict[Behaviour, UasBehaviour] = {
     # registrar that challenges the REGISTER and checks it against -key secret
     "unavailable": UasBehaviour(Scenario("uas_unavailable.xml"), 503),
     "registrar": UasBehaviour(Scenario("uas_registrar.xml"), None, registrar=True),
+    # a phone that answers, then blind-transfers the caller (REFER) to -key target
+    "transfer": UasBehaviour(Scenario("uas_transfer.xml"), None),
 }
 
 ALL: tuple[Scenario, ...] = (
