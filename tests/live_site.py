@@ -20,6 +20,7 @@ from wildix_ast.pipeline import (
     compile_site,
     config_target,
     install_stored_site,
+    site_sounds,
 )
 from wildix_ast.settings_file import load_site
 from wildix_ast.sip_test import SippDriver
@@ -97,8 +98,10 @@ def live_site(work: Path, name: str, site: Site | None = None, *,
                                                      "tls_private_key": str(key)})
         site = site.model_copy(update={"system": site.system.model_copy(
             update={"sip_rtp": sip})})
-    store.import_site(site)
-    compiled = compile_site(site, store, Target.lab(lab))
+    # Sound files named relative to the example's folder, converted as `import` does.
+    sounds = site_sounds(site, EXAMPLE, store)
+    store.import_site(site, sounds=sounds)
+    compiled = compile_site(site, store, Target.lab(lab), sounds=sounds)
     if from_store:
         install_stored_site(store, Target.lab(lab))
     else:

@@ -18,8 +18,7 @@ def tone(path: Path, seconds: float, frequency: int, rate: int = 44100,
     return path
 
 
-SOUNDS_SECTION = """
-sounds:
+SOUNDS = """\
   - name: accueil
     description: greeting
     files: {fr: sons/accueil-fr.wav, en: sons/welcome-en.mp3}
@@ -35,6 +34,10 @@ def site_with_sounds(folder: Path, example: Path = EXAMPLE) -> Path:
     tone(folder / "sons" / "accueil-fr.wav", 3.0, 440)
     tone(folder / "sons" / "welcome-en.mp3", 1.0, 880)
     tone(folder / "sons" / "attente.mp3", 4.0, 330)
+    for shipped in (example.parent / "sons").glob("*"):  # the example's own sounds
+        (folder / "sons" / shipped.name).write_bytes(shipped.read_bytes())
+    text = example.read_text(encoding="utf-8")
+    assert text.count("\nsounds:\n") == 1, "the example has one sounds section"
     site = folder / "site.yaml"
-    site.write_text(example.read_text(encoding="utf-8") + SOUNDS_SECTION, encoding="utf-8")
+    site.write_text(text.replace("\nsounds:\n", "\nsounds:\n" + SOUNDS, 1), encoding="utf-8")
     return site

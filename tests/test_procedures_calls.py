@@ -112,22 +112,10 @@ def tone(path: Path) -> Path:
     return path
 
 
-def install_prompt(rootfs: Path, prompt: Path) -> None:
-    """The prompt where Asterisk looks for `wildix-ast/<name>` without a file in the
-    channel's language (installing a site's sounds is the sounds pipeline's job; until it
-    runs in the lab, the test puts its one prompt there itself)."""
-    folder = rootfs / "usr/share/asterisk/sounds/wildix-ast"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{PROMPT}.wav").write_bytes(prompt.read_bytes())
-
-
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:
-    from wildix_ast.lab.rootfs import ensure_rootfs
-
     work = tmp_path_factory.mktemp("procedures")
-    prompt = tone(work / "menu.wav")
-    install_prompt(ensure_rootfs(), prompt)
+    prompt = tone(work / "menu.wav")  # installed by the sounds pipeline like any site sound
     site = procedures_site(free_port(PROVIDER), prompt)
     with live_site(work, "procedures", site) as running:
         yield running

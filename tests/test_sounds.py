@@ -38,7 +38,8 @@ def test_wav_and_mp3_become_8_and_16_khz_mono_16_bit(tmp_path: Path) -> None:
     path = site_with_sounds(tmp_path)
     site = load_site(path)
     library = prepare(site, tmp_path, _none_known)
-    assert set(library) == {("accueil", "fr"), ("accueil", "en"), ("attente", "fr")}
+    assert set(library) == {("accueil", "fr"), ("accueil", "en"), ("attente", "fr"),
+                            ("accueil-svi", "fr"), ("ferme", "fr")}  # + the example's
     fr = library[("accueil", "fr")]
     rate, channels, width, seconds = _format(fr.wav)
     assert (rate, channels, width) == (8000, 1, 2)
@@ -122,7 +123,8 @@ def test_files_go_where_asterisk_looks_per_language(tmp_path: Path) -> None:
     # without the caller's language: the PBX's (fr), not English
     assert media["sounds/wildix-ast/accueil.wav"] == fr.wav
     assert media["wildix-ast-moh/attente/attente.wav"] == library[("attente", "fr")].wav
-    assert len(media) == 12
+    # each sound: wav + wav16 per language and for no language; the example's two fr prompts
+    assert len(media) == 12 + 8
     with pytest.raises(Exception, match="no converted audio in the store"):
         media_files(site.sounds, "fr", {})
 
@@ -138,7 +140,7 @@ def test_plan_shows_sound_files_and_apply_removes_those_gone(tmp_path: Path) -> 
     etc.mkdir()
     target = ConfigTarget(etc, media_dir=data)
     plan = target.plan({"x.conf": "[x]\n"}, media)
-    assert len(plan.media) == 12 and {c.kind for c in plan.media} == {"add"}
+    assert len(plan.media) == 12 + 8 and {c.kind for c in plan.media} == {"add"}
     assert "+ sounds/fr/wildix-ast/accueil.wav (" in plan.diff()
     assert plan.to_json()["sounds"][0] == {"path": "sounds/en/wildix-ast/accueil.wav",
                                           "change": "add"}

@@ -74,7 +74,7 @@ def applied(live: LiveSite) -> Site:
     assert paths["sounds/fr/wildix-ast/accueil.wav"] == "add"
     assert paths["wildix-ast-moh/attente/attente.wav16"] == "add"
     assert "+ sounds/en/wildix-ast/accueil.wav16 (" in shown.plan.diff()
-    assert not (live.lab.data_dir / "sounds/fr/wildix-ast").exists()  # a dry run
+    assert not (live.lab.data_dir / "sounds/fr/wildix-ast/accueil.wav").exists()  # dry run
     outcome = apply_site(site, live.store, live.target, sounds=sounds)
     assert outcome.report is not None and outcome.report.verified
     assert (live.lab.data_dir / "sounds/fr/wildix-ast/accueil.wav").is_file()
