@@ -54,6 +54,7 @@ def serve(
 
 
 async def _serve(host: str, port: int, limits: Limits, lookup: StoreLookup) -> None:
+    await asyncio.to_thread(lookup.warm_up)
     server = AgiServer(default_routes(lookup), limits)
     try:
         bound = await server.start(host, port)
