@@ -520,6 +520,8 @@ class Store:
     def preferences_of(self, extension: str) -> Preferences | None:
         """The preferences of the user at `extension` (None if there is no such user): one
         primary-key query, what the FastAGI service reads on every call."""
+        import json
+
         from sqlalchemy import select
 
         from wildix_ast.preferences import Preferences
@@ -532,8 +534,6 @@ class Store:
                 .where(users.c.extension == extension)).first()
         if found is None:
             return None
-        import json
-
         return self._valid(Preferences, json.loads(found.body or "{}"))
 
     def change_preferences(self, extension: str,
