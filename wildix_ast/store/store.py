@@ -321,6 +321,30 @@ class Store:
             with connection.begin():
                 yield connection
 
+    def revision_reader(self) -> Callable[[], int]:
+        """A function returning `revision()` as cheaply as the database allows, for a
+        service that checks it on every call: on a SQLite file, one kept sqlite3 connection
+        (each SELECT sees the last commit; ~0.04 ms against ~1 ms through SQLAlchemy)."""
+        if self._path is None or self._url is not None:
+            return self.revision
+        import threading
+
+        connection = sqlite3.connect(self._path, timeout=SQLITE_TIMEOUT, isolation_level=None,
+                                     check_same_thread=False)
+        lock = threading.Lock()
+
+        def read() -> int:
+            with lock:
+                try:
+                    found = connection.execute("SELECT revision FROM site_state").fetchone()
+                except sqlite3.Error as exc:
+                    from wildix_ast.store.database import explain
+
+                    raise explain(exc, self.where, "reading the store revision") from exc
+            return int(found[0])
+
+        return read
+
     def has_site(self) -> bool:
         """Whether a site has been imported."""
         from sqlalchemy import select
