@@ -474,20 +474,25 @@ class Store:
     # Lookups for call-time services: one indexed query each, not the whole site.
 
     def _user_where(self, condition: Any) -> User | None:
-        """One user, with its preferences (two primary-key reads in one snapshot)."""
-        from wildix_ast.store.sections import item_data, read_rows
-        from wildix_ast.store.tables import PREFERENCES, USERS, user_preferences
+        """One user, with its preferences: one query (the preferences row joined)."""
+        from sqlalchemy import select
+
+        from wildix_ast.store.sections import item_data
+        from wildix_ast.store.tables import PREFERENCES, USERS, user_preferences, users
         from wildix_ast.users import User
 
+        body = user_preferences.c.body.label("preferences_body")
         with self._reading("looking a user up") as connection:
-            rows = read_rows(connection, USERS, condition)
-            if not rows:
-                return None
-            data = item_data(USERS, rows[0])
-            stored = read_rows(connection, PREFERENCES,
-                               user_preferences.c.extension == data["extension"])
-        if stored:
-            data["preferences"] = item_data(PREFERENCES, stored[0])
+            found = connection.execute(
+                select(users, body).outerjoin(
+                    user_preferences, user_preferences.c.extension == users.c.extension)
+                .where(condition)).first()
+        if found is None:
+            return None
+        row = found._mapping
+        data = item_data(USERS, row)
+        if row["preferences_body"] is not None:
+            data["preferences"] = item_data(PREFERENCES, {"body": row["preferences_body"]})
         return self._valid(User, data)
 
     def user_by_extension(self, extension: str) -> User | None:
