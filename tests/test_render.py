@@ -152,9 +152,11 @@ def test_dialplan(site: Site, files: dict[str, str]) -> None:
                         "wildix-cg-direction", "wildix-cg-standard", "wildix-ivr-accueil",
                         "wildix-in-operateur", "wildix-indid-operateur",
                         "wildix-inrange-operateur", "wildix-in-secours",
-                        "wildix-indid-secours", "wildix-inrange-secours"}
+                        "wildix-indid-secours", "wildix-inrange-secours",
+                        # the users' preferences: forwards, ringtones
+                        "wildix-forward", "wildix-alert-info"}
     assert ext["globals"][0] == {"COUNTRY_CODE": ["33"], "TONE_ZONE": ["fr"],
-                                 "RING_TIMEOUT": ["25"]}
+                                 "RING_TIMEOUT": ["25"], "WILDIX_AGI": ["agi://127.0.0.1:4573"]}
     # only the users' procedure calls out; a procedure's numbers come first, in order
     assert ext["proc-users"][0] == {"include": ["wildix-extensions", "wildix-outgoing"]}
     assert ext["proc-reception"][0] == {"include": ["wildix-pn-reception-0",
@@ -173,13 +175,16 @@ def test_dialplan(site: Site, files: dict[str, str]) -> None:
         assert (call in lines) == user.type.has_phone
         hint = f"{user.extension},hint,PJSIP/{user.extension}"
         assert (hint in lines) == user.type.has_phone
+    # trunk calls are external calls for the users' preferences
     assert ext["wildix-did"][0]["exten"] == [
-        "+33140000101,1,Gosub(wildix-call-user,s,1(101,101))",
-        "+33140000102,1,Gosub(wildix-call-user,s,1(102,102))"]
+        "+33140000101,1,Set(__WILDIX_CALLTYPE=external)",
+        "+33140000102,1,Set(__WILDIX_CALLTYPE=external)"]
+    assert "n,Gosub(wildix-call-user,s,1(102,102))" in ext["wildix-did"][0]["same"]
     text = files["extensions.conf"]
     sub = text[text.index("[wildix-call-user]"):text.index("[wildix-voicemail-main]")]
     assert "Dial(PJSIP/${ARG1},${RING_TIMEOUT})" in sub
-    assert "VoiceMail(${ARG2}@default,b)" in sub and "VoiceMail(${ARG2}@default,u)" in sub
+    assert "VoiceMail(${ARG2}@default,${greeting})" in sub
+    assert "AGI(${WILDIX_AGI}/call-user,${ARG1},${WILDIX_CALLTYPE})" in sub
     # names never reach the dialplan
     for user in site.users:
         assert user.name not in text

@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from wildix_ast.agi.probe import probe
-from wildix_ast.agi.routes import default_routes
+from wildix_ast.agi.routes import StoreLookup, default_routes
 from wildix_ast.agi.server import HEALTH_ROUTE, OK, STATUS_VARIABLE, AgiServer, Limits
 from wildix_ast.console import out
 from wildix_ast.errors import ServiceError
@@ -38,16 +38,24 @@ def serve(
                                               "answering FAILED.")] = Limits.max_sessions,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every session.")]
     = False,
+    db: Annotated[str | None, typer.Option(
+        "--db", envvar="WILDIX_AST_DB", show_envvar=True,
+        help="The store (users' preferences): a SQLite path or a database URL.")] = None,
 ) -> None:
     """Answer FastAGI requests until stopped (SIGTERM or Ctrl-C)."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     limits = Limits(backlog=backlog, max_sessions=max_sessions)
-    asyncio.run(_serve(host, port, limits))
+    lookup = StoreLookup(db)
+    try:
+        asyncio.run(_serve(host, port, limits, lookup))
+    finally:
+        lookup.close()
 
 
-async def _serve(host: str, port: int, limits: Limits) -> None:
-    server = AgiServer(default_routes(), limits)
+async def _serve(host: str, port: int, limits: Limits, lookup: StoreLookup) -> None:
+    await asyncio.to_thread(lookup.warm_up)
+    server = AgiServer(default_routes(lookup), limits)
     try:
         bound = await server.start(host, port)
     except OSError as e:

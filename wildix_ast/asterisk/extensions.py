@@ -26,10 +26,11 @@ from wildix_ast.asterisk.base import (
     View,
     static_modules,
 )
-from wildix_ast.asterisk.outgoing import dialplan_contexts
+from wildix_ast.asterisk.outgoing import REJECTED, dialplan_contexts
 from wildix_ast.asterisk.procedures import dialplan_contexts as procedure_contexts
 from wildix_ast.asterisk.res_parking import orbits
 from wildix_ast.call_classes import NumberingPlan
+from wildix_ast.call_user import CALL_USER_ROUTE, MAX_FORWARDS
 from wildix_ast.conf import Section
 from wildix_ast.errors import Problem
 from wildix_ast.routing import numbering_plan
@@ -80,6 +81,13 @@ def _view(given: RenderInput) -> View:
         "voicemail_main_context": names.VOICEMAIL_MAIN_CONTEXT,
         "did_context": names.DID_CONTEXT,
         "procedures": procedure_contexts(site),
+        "fastagi": f"{site.system.fastagi.host}:{site.system.fastagi.port}",
+        "call_user_route": CALL_USER_ROUTE,
+        "forward_context": names.FORWARD_CONTEXT,
+        "alert_info_context": names.ALERT_INFO_CONTEXT,
+        "procedure_prefix": names.PROCEDURE_PREFIX,
+        "max_forwards": MAX_FORWARDS,
+        "rejected_cause": REJECTED,
         "routing": dialplan_contexts(site),
     }
 
@@ -118,7 +126,7 @@ FILE = ConfigFile(
         "app_exec.so", "func_groupcount.so", "func_dialplan.so",
         "app_verbose.so", "func_strings.so", "func_callerid.so", "func_channel.so",
         "func_logic.so", "func_global.so", "func_hangupcause.so", "func_devstate.so",
-        "func_rand.so"),
+        "func_rand.so", "res_agi.so", "app_voicemail.so", "res_pjsip_header_funcs.so"),
     checks=_checks,
     expects=_expects,
 )

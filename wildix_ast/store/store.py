@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
@@ -25,7 +25,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from wildix_ast.crash_points import crash_point
-from wildix_ast.errors import StoreError
+from wildix_ast.errors import Problem, StoreError, WildixError
 from wildix_ast.passwords import hash_password, is_password_hash, password_matches
 from wildix_ast.secrets_vault import user_secret_key
 from wildix_ast.site import Site
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
     from wildix_ast.dialplan import Procedure
     from wildix_ast.groups import Group
+    from wildix_ast.preferences import Preferences
     from wildix_ast.sound_audio import Audio, SoundKey, SoundLibrary
     from wildix_ast.store.sections import Changes, Entry
     from wildix_ast.users import User
@@ -275,6 +276,21 @@ def _write_sounds(connection: Connection, sounds: SoundLibrary) -> bool:
     return True
 
 
+def _located(location: tuple[int | str, ...], message: str) -> Problem:
+    """A problem of a user's preferences: rules across the user's fields say their field
+    first (`preferences.hotline.number: ...`), which becomes the location."""
+    where = ".".join(str(part) for part in location)
+    if not where and message.startswith("preferences.") and ": " in message:
+        where, message = message.split(": ", 1)
+    return Problem(where.removeprefix("preferences."), message)
+
+
+class UnknownUserError(WildixError):
+    """A command names an extension no user has."""
+
+    exit_code = 1
+
+
 class Store:
     """The persisted site and the generated secrets (a `SecretVault`)."""
 
@@ -341,6 +357,30 @@ class Store:
                 connection = connection.execution_options(isolation_level="REPEATABLE READ")
             with connection.begin():
                 yield connection
+
+    def revision_reader(self) -> Callable[[], int]:
+        """A function returning `revision()` as cheaply as the database allows, for a
+        service that checks it on every call: on a SQLite file, one kept sqlite3 connection
+        (each SELECT sees the last commit; ~0.04 ms against ~1 ms through SQLAlchemy)."""
+        if self._path is None or self._url is not None:
+            return self.revision
+        import threading
+
+        connection = sqlite3.connect(self._path, timeout=SQLITE_TIMEOUT, isolation_level=None,
+                                     check_same_thread=False)
+        lock = threading.Lock()
+
+        def read() -> int:
+            with lock:
+                try:
+                    found = connection.execute("SELECT revision FROM site_state").fetchone()
+                except sqlite3.Error as exc:
+                    from wildix_ast.store.database import explain
+
+                    raise explain(exc, self.where, "reading the store revision") from exc
+            return int(found[0])
+
+        return read
 
     def has_site(self) -> bool:
         """Whether a site has been imported."""
@@ -507,13 +547,26 @@ class Store:
     # Lookups for call-time services: one indexed query each, not the whole site.
 
     def _user_where(self, condition: Any) -> User | None:
-        from wildix_ast.store.sections import item_data, read_rows
-        from wildix_ast.store.tables import USERS
+        """One user, with its preferences: one query (the preferences row joined)."""
+        from sqlalchemy import select
+
+        from wildix_ast.store.sections import item_data
+        from wildix_ast.store.tables import PREFERENCES, USERS, user_preferences, users
         from wildix_ast.users import User
 
+        body = user_preferences.c.body.label("preferences_body")
         with self._reading("looking a user up") as connection:
-            rows = read_rows(connection, USERS, condition)
-        return self._valid(User, item_data(USERS, rows[0])) if rows else None
+            found = connection.execute(
+                select(users, body).outerjoin(
+                    user_preferences, user_preferences.c.extension == users.c.extension)
+                .where(condition)).first()
+        if found is None:
+            return None
+        row = found._mapping
+        data = item_data(USERS, row)
+        if row["preferences_body"] is not None:
+            data["preferences"] = item_data(PREFERENCES, {"body": row["preferences_body"]})
+        return self._valid(User, data)
 
     def user_by_extension(self, extension: str) -> User | None:
         from wildix_ast.store.tables import users
@@ -573,6 +626,93 @@ class Store:
         data = item_data(PROCEDURES, rows[0])
         data["numbers"] = json.loads(numbers or "{}").get(name, [])
         return self._valid(Procedure, data)
+
+    def preferences_of(self, extension: str) -> Preferences | None:
+        """The preferences of the user at `extension` (None if there is no such user): one
+        primary-key query, what the FastAGI service reads on every call."""
+        import json
+
+        from sqlalchemy import select
+
+        from wildix_ast.preferences import Preferences
+        from wildix_ast.store.tables import user_preferences, users
+
+        with self._reading("looking preferences up") as connection:
+            found = connection.execute(
+                select(users.c.extension, user_preferences.c.body)
+                .outerjoin(user_preferences, user_preferences.c.extension == users.c.extension)
+                .where(users.c.extension == extension)).first()
+        if found is None:
+            return None
+        return self._valid(Preferences, json.loads(found.body or "{}"))
+
+    def change_preferences(self, extension: str,
+                           change: Callable[[Preferences], Preferences]) -> Preferences:
+        """Replace the preferences of the user at `extension` with `change(current)`, in one
+        transaction that holds the store's write lock from the read to the write: two changes
+        at once both apply, one after the other, and an error (a refused value, a lost
+        database) leaves the stored preferences as they were. The result is checked with
+        the user's own fields (wildix_ast.users.User) before it is written.
+
+        The revision grows (call-time services see the change on the next call; no Asterisk
+        reload is involved) and the stored site digest is dropped, so the next import of a
+        settings file sets the preferences it gives even if the file itself is unchanged."""
+        from pydantic import ValidationError
+        from sqlalchemy import insert, update
+
+        from wildix_ast.errors import SettingsError
+        from wildix_ast.preferences import Preferences
+        from wildix_ast.store.database import translated, writing
+        from wildix_ast.store.sections import item_data, read_rows
+        from wildix_ast.store.tables import (
+            PREFERENCES,
+            USERS,
+            preferences_json,
+            site_state,
+            user_preferences,
+        )
+        from wildix_ast.users import User
+
+        try:
+            with translated(self.where, "changing preferences"), \
+                    writing(self.engine) as connection:
+                # First a write: the lock that serialises imports and other changes.
+                connection.execute(update(site_state).where(site_state.c.id == 1)
+                                   .values(revision=site_state.c.revision))
+                rows = read_rows(connection, USERS, USERS.table.c.extension == extension)
+                if not rows:
+                    raise UnknownUserError(f"no user has extension {extension}")
+                stored = read_rows(connection, PREFERENCES,
+                                   user_preferences.c.extension == extension)
+                current = self._valid(Preferences, item_data(PREFERENCES, stored[0])
+                                      if stored else {})
+                wanted = change(current)
+                user = item_data(USERS, rows[0])
+                try:
+                    User.model_validate({**user, "preferences": wanted.model_dump()})
+                except ValidationError as exc:
+                    problems = [_located(e["loc"], e["msg"].removeprefix("Value error, "))
+                                for e in exc.errors(include_url=False)]
+                    raise SettingsError(f"the preferences of user {extension} are not "
+                                        "valid; nothing was changed", problems) from None
+                body = preferences_json(wanted)
+                if stored and stored[0]["body"] == body:
+                    return wanted
+                if stored:
+                    connection.execute(update(user_preferences).where(
+                        user_preferences.c.extension == extension).values(body=body))
+                else:
+                    connection.execute(insert(user_preferences).values(
+                        extension=extension, body=body))
+                crash_point("preferences-before-commit")
+                connection.execute(update(site_state).where(site_state.c.id == 1).values(
+                    revision=site_state.c.revision + 1, digest=None))
+        except WildixError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"changing the preferences of {extension} failed, they are "
+                             f"unchanged: {type(exc).__name__}: {exc}") from exc
+        return wanted
 
     # SecretVault: through sqlite3 on a SQLite file (render needs nothing else).
 
