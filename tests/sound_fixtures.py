@@ -34,10 +34,18 @@ def site_with_sounds(folder: Path, example: Path = EXAMPLE) -> Path:
     tone(folder / "sons" / "accueil-fr.wav", 3.0, 440)
     tone(folder / "sons" / "welcome-en.mp3", 1.0, 880)
     tone(folder / "sons" / "attente.mp3", 4.0, 330)
-    for shipped in (example.parent / "sons").glob("*"):  # the example's own sounds
-        (folder / "sons" / shipped.name).write_bytes(shipped.read_bytes())
+    copy_example_sounds(folder)
     text = example.read_text(encoding="utf-8")
     assert text.count("\nsounds:\n") == 1, "the example has one sounds section"
     site = folder / "site.yaml"
     site.write_text(text.replace("\nsounds:\n", "\nsounds:\n" + SOUNDS, 1), encoding="utf-8")
     return site
+
+
+def copy_example_sounds(folder: Path) -> None:
+    """The example's sound files into `folder/sons`, for a copy of the example settings
+    file written in `folder` (its sound paths are relative to the file)."""
+    target = folder / "sons"
+    target.mkdir(parents=True, exist_ok=True)
+    for shipped in (EXAMPLE.parent / "sons").glob("*"):
+        (target / shipped.name).write_bytes(shipped.read_bytes())

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from live_site import LiveSite, live_site
+from sound_fixtures import copy_example_sounds
 from test_cli import EXAMPLE, assert_no_traceback
 
 from wildix_ast.apply import STATE_DIR, ConfigTarget, TargetState
@@ -30,6 +31,7 @@ def site_with(tmp: Path, *extensions: str, name: str | None = None) -> Path:
     """The example settings file plus temporary users (the example ends with its users)."""
     extra = "".join(f'  - name: Temp {ext}\n    extension: "{ext}"\n' for ext in extensions)
     path = tmp / (name or f"site-{'-'.join(extensions) or 'example'}.yaml")
+    copy_example_sounds(tmp)
     path.write_text(EXAMPLE_TEXT + extra, encoding="utf-8")
     return path
 

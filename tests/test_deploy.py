@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 import yaml
+from sound_fixtures import copy_example_sounds
 
 from wildix_ast.deploy_lab.host import DeployHost, HostInfo
 from wildix_ast.ports import free_port
@@ -137,6 +138,7 @@ def write_site(path: Path, info: HostInfo, *, extra_users: tuple[str, ...] = (),
         site["users"].append({"name": "Copy of Alice", "extension": "101"})
     path.write_text(yaml.safe_dump(site, allow_unicode=True, sort_keys=False),
                     encoding="utf-8")
+    copy_example_sounds(path.parent)
 
 
 @pytest.fixture(scope="module")

@@ -34,8 +34,12 @@ def prefs_site(provider_port: int) -> Site:
     base = example_site()
     trunk = Trunk(name="secours", auth="ip", host=TRUNK, port=provider_port,
                   caller_id="main_number", main_number="+33140000000")
+    # the example's `mobiles` procedure dials its trunks, replaced here
+    procedures = [p for p in base.dialplan.procedures if p.name != "mobiles"]
+    dialplan = base.dialplan.model_copy(update={"procedures": procedures})
     return Site.model_validate({
-        **base.model_dump(exclude={"trunks", "trunk_groups"}),
+        **base.model_dump(exclude={"trunks", "trunk_groups", "dialplan"}),
+        "dialplan": dialplan.model_dump(),
         "trunks": [trunk.model_dump()],
         "trunk_groups": [TrunkGroup(name="sortants", trunks=["secours"]).model_dump()]})
 

@@ -177,9 +177,10 @@ def test_dialplan(site: Site, files: dict[str, str]) -> None:
         assert (hint in lines) == user.type.has_phone
     # trunk calls are external calls for the users' preferences
     assert ext["wildix-did"][0]["exten"] == [
-        "+33140000101,1,Set(__WILDIX_CALLTYPE=external)",
-        "+33140000102,1,Set(__WILDIX_CALLTYPE=external)"]
-    assert "n,Gosub(wildix-call-user,s,1(102,102))" in ext["wildix-did"][0]["same"]
+        "+33140000101,1,Gosub(wildix-call-user,s,1(101,101))",
+        "+33140000102,1,Gosub(wildix-call-user,s,1(102,102))"]
+    # the trunk's entry context marks its calls external before anything else
+    assert "in,1,Set(__WILDIX_CALLTYPE=external)" in ext["wildix-in-operateur"][0]["exten"]
     text = files["extensions.conf"]
     sub = text[text.index("[wildix-call-user]"):text.index("[wildix-voicemail-main]")]
     assert "Dial(PJSIP/${ARG1},${RING_TIMEOUT})" in sub

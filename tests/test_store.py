@@ -21,6 +21,7 @@ from alembic.runtime.migration import MigrationContext
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
+from sound_fixtures import copy_example_sounds
 from sqlalchemy import create_engine, inspect
 
 from wildix_ast.dialplan import Dialplan, Procedure
@@ -602,6 +603,7 @@ def test_import_killed_before_commit_leaves_the_previous_site(tmp_path: Path) ->
     db = tmp_path / "db.sqlite3"
     example = Path(__file__).parent.parent / "examples" / "site.yaml"
     bigger = tmp_path / "bigger.yaml"
+    copy_example_sounds(tmp_path)
     bigger.write_text(example.read_text(encoding="utf-8") + "".join(
         f'  - name: Temp {n}\n    extension: "{n}"\n' for n in range(300, 500)),
         encoding="utf-8")
