@@ -25,11 +25,14 @@ from wildix_ast.asterisk.base import (
     static_modules,
 )
 from wildix_ast.asterisk.outgoing import dialplan_contexts
+from wildix_ast.asterisk.services import service_contexts
 from wildix_ast.conf import Section
 from wildix_ast.errors import Problem
 from wildix_ast.model import DEFAULT_PROCEDURE
 
 _NOT_CONTEXTS = ("general", "globals")
+AGI_URL = "agi://127.0.0.1:4573"
+"""Where the dialplan finds `wildix-ast agi serve` (its default address)."""
 _EXTEN = re.compile(r"^[^,]+,\s*(\d+|n|hint|n\+\d+)(\([^)]*\))?\s*,.*$")
 _SAME = re.compile(r"^(n|\d+|n\+\d+)(\([^)]*\))?\s*,.*$")
 
@@ -70,6 +73,9 @@ def _view(given: RenderInput) -> View:
         "outgoing_context": names.OUTGOING_CONTEXT,
         "outgoing_procedure": names.procedure_context(DEFAULT_PROCEDURE),
         "routing": dialplan_contexts(site),
+        "services_context": names.SERVICES_CONTEXT,
+        "services": service_contexts(site),
+        "agi_url": AGI_URL,
     }
 
 
@@ -106,7 +112,8 @@ FILE = ConfigFile(
         "pbx_config.so", "app_dial.so", "app_stack.so", "app_echo.so", "app_playback.so",
         "app_exec.so", "func_groupcount.so", "func_dialplan.so",
         "app_verbose.so", "func_strings.so", "func_callerid.so", "func_channel.so",
-        "func_logic.so", "func_global.so", "func_hangupcause.so", "func_devstate.so"),
+        "func_logic.so", "func_global.so", "func_hangupcause.so", "func_devstate.so",
+        "app_read.so"),
     checks=_checks,
     expects=_expects,
 )

@@ -58,3 +58,11 @@ def trunk_context(trunk: str) -> str:
 
 def trunk_group_context(group: str) -> str:
     return f"wildix-tg-{group}"
+
+
+# WMS services (wildix_ast/asterisk/services.py)
+SERVICES_CONTEXT = "wildix-services"
+"""The feature codes' extensions; every procedure includes it."""
+FEATURE_CODE_CONTEXT = "wildix-feature-code"
+MOBILITY_CONTEXT = "wildix-mobility"
+MOBILITY_CONFIRM_CONTEXT = "wildix-mobility-confirm"

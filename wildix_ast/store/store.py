@@ -191,6 +191,8 @@ def _documents(site: Site) -> dict[str, str]:
                                           "deny": [str(c) for c in g.deny]}
                                  for g in site.groups if g.allow or g.deny}),
         "dialplan_general": general.model_dump_json(exclude_unset=True),
+        "dialplan_feature_codes": site.dialplan.feature_codes.model_dump_json(
+            exclude_unset=True),
     }
 
 
@@ -235,6 +237,9 @@ def _with_documents(data: dict[str, Any], documents: dict[str, str]) -> dict[str
     general = json.loads(documents.get("dialplan_general", "{}"))
     if general:
         data.setdefault("dialplan", {})["general"] = general
+    codes = json.loads(documents.get("dialplan_feature_codes", "{}"))
+    if codes:
+        data.setdefault("dialplan", {})["feature_codes"] = codes
     return data
 
 

@@ -1,0 +1,125 @@
+"""WMS services in the dialplan: the feature codes (DND, forwards) and mobility.
+Not a generated file: extensions.py lays these contexts out (like outgoing.py's).
+
+Feature codes: the dialplan only collects digits. Each code is a handful of patterns of
+digits, '*' and '+' (nothing else a phone sends can match, so nothing else reaches the
+FastAGI route); `wildix-feature-code` asks the route `feature-code` with the caller's PJSIP
+endpoint (never its caller ID: a phone can claim any) and plays what it answers. The route
+writes the store, so the next call follows the change without any reload.
+
+Mobility: the call-user subroutine adds `&Local/<extension>@wildix-mobility/n` to its Dial
+when the call's class has mobility on. That leg asks the route `mobility` for the user's
+mobile, delay, confirmation and ACL group, waits the delay unanswered (the caller's Dial
+keeps ringing the phone), then takes the ordinary outgoing route of the mobile number (call
+classes, the user's ACL group, class limits, trunk failover). With confirmation the trunk's
+Dial runs `U(wildix-mobility-confirm)` on the mobile's channel once it answers: it says who
+calls and waits for `*`. The Local leg is answered only when that subroutine returns, so
+until `*` the caller's Dial still sees a ringing leg, and a mobile's voicemail (which answers
+but presses nothing) is hung up (`GOSUB_RESULT=ABORT`) while the phone keeps ringing. A
+mobility leg that fails (service down, class refused) only ends itself.
+"""
+
+from __future__ import annotations
+
+from wildix_ast.asterisk.names import (
+    FEATURE_CODE_CONTEXT,
+    MOBILITY_CONFIRM_CONTEXT,
+    MOBILITY_CONTEXT,
+    OUTGOING_CONTEXT,
+    SERVICES_CONTEXT,
+)
+from wildix_ast.asterisk.outgoing import Context, _ext
+from wildix_ast.feature_codes import VOICEMAIL
+from wildix_ast.site import Site
+
+AGI_URL = "${WILDIX_AGI_URL}"
+"""The FastAGI service's base URL, a dialplan global (`agi://127.0.0.1:4573`)."""
+TRUNK_DIAL_OPTIONS = "WILDIX_TRUNK_DIAL_OPTIONS"
+"""Options the trunk's Dial takes from the channel (only the mobility leg sets them)."""
+CONFIRM_SECONDS = 5
+CONFIRM_ATTEMPTS = 2
+
+
+def _agi(route: str, *args: str) -> list[str | tuple[str, str]]:
+    """The fail-safe AGI call: the status is cleared first, so only the service's own OK
+    counts."""
+    return ["Set(WILDIX_AGI_STATUS=)", f"AGI({AGI_URL}/{route}{''.join(',' + a for a in args)})"]
+
+
+def feature_code_extensions(site: Site) -> list[tuple[str, str, str]]:
+    """(extension or `_` pattern, service, option) of every feature code: the option is
+    what follows the code (`${EXTEN:n}`), or the word VOICEMAIL for the code followed by
+    `*2*` and the voicemail code (an exact extension, so it wins over the number pattern
+    when the voicemail code is digits)."""
+    found: list[tuple[str, str, str]] = []
+    for service, code in site.dialplan.feature_codes.by_service().items():
+        rest = f"${{EXTEN:{len(code)}}}"
+        found += [(code, service, ""), (f"_{code}*X", service, rest)]
+        if service.is_forward:
+            found += [(f"_{code}*2*X.", service, rest), (f"_{code}*2*+X.", service, rest),
+                      (f"{code}*2*{site.dialplan.voicemail}", service, f"*2*{VOICEMAIL}")]
+    return found
+
+
+def _services(site: Site) -> Context:
+    return Context(SERVICES_CONTEXT, tuple(
+        _ext(exten, f"Gosub({FEATURE_CODE_CONTEXT},s,1({service},{option}))", "Hangup()")
+        for exten, service, option in feature_code_extensions(site)))
+
+
+def _feature_code() -> Context:
+    steps: list[str | tuple[str, str]] = [
+        "Answer()",
+        *_agi("feature-code", "${CHANNEL(endpoint)}", "${ARG1}", "${ARG2}"),
+        'GotoIf($["${WILDIX_AGI_STATUS}" != "OK"]?failed)',
+        "Playback(${WILDIX_FC_PLAYBACK})",
+        'ExecIf($["${WILDIX_FC_DIGITS}" != ""]?SayDigits(${WILDIX_FC_DIGITS}))',
+        "Return()",
+        # the service is down: nothing changed, and the caller hears it
+        ("failed", "Playback(beeperr&invalid)"),
+        "Return()",
+    ]
+    return Context(FEATURE_CODE_CONTEXT, (_ext("s", *steps),))
+
+
+def _mobility() -> Context:
+    steps: list[str | tuple[str, str]] = [
+        *_agi("mobility", "${EXTEN}", "${WILDIX_CALLTYPE}"),
+        'GotoIf($["${WILDIX_AGI_STATUS}" != "OK"]?off)',
+        'GotoIf($["${WILDIX_MOBILE}" = ""]?off)',
+        # the user's own ACL group decides whether the mobile's class may be called
+        "Set(WILDIX_GROUP=${WILDIX_MOBILITY_GROUP})",
+        "Set(WILDIX_DID=${WILDIX_MOBILITY_DID})",
+        # inherited by the mobile's channel: what the confirmation says (digits only)
+        "Set(_WILDIX_MOBILITY_CALLER=${FILTER(0-9,${CALLERID(num)})})",
+        'GotoIf($["${WILDIX_MOBILITY_CONFIRM}" != "1"]?wait)',
+        f"Set({TRUNK_DIAL_OPTIONS}=U({MOBILITY_CONFIRM_CONTEXT}))",
+        ("wait", "Wait(${WILDIX_MOBILITY_DELAY})"),
+        f"Goto({OUTGOING_CONTEXT},${{WILDIX_MOBILE}},1)",
+        ("off", "Hangup()"),
+    ]
+    return Context(MOBILITY_CONTEXT, (_ext("_X.", *steps),))
+
+
+def _confirm() -> Context:
+    steps: list[str | tuple[str, str]] = [
+        "Playback(followme/call-from)",
+        'ExecIf($["${WILDIX_MOBILITY_CALLER}" != ""]?SayDigits(${WILDIX_MOBILITY_CALLER}))',
+        f"Read(WILDIX_KEY,vm-press&digits/star,1,,{CONFIRM_ATTEMPTS},{CONFIRM_SECONDS})",
+        'GotoIf($["${WILDIX_KEY}" = "*"]?accept)',
+        # not accepted (a voicemail answered, or the person declined): end this leg only
+        "Set(GOSUB_RESULT=ABORT)",
+        ("accept", "Return()"),
+    ]
+    return Context(MOBILITY_CONFIRM_CONTEXT, (_ext("s", *steps),))
+
+
+def service_contexts(site: Site) -> list[Context]:
+    """Every context of the services, in file order."""
+    return [_services(site), _feature_code(), _mobility(), _confirm()]
+
+
+def mobility_leg(extension: str) -> str:
+    """What the call-user subroutine appends to its Dial string when mobility is on."""
+    return f"&Local/{extension}@{MOBILITY_CONTEXT}/n"
+
