@@ -143,12 +143,15 @@ def test_dialplan(site: Site, files: dict[str, str]) -> None:
                         "wildix-extensions", "wildix-did", "proc-users", "proc-reception",
                         "wildix-outgoing", "wildix-route", "acl-default", "acl-direction",
                         "acl-stagiaires", "wildix-tg-sortants", "wildix-trunk-operateur",
-                        "wildix-trunk-secours"}
+                        "wildix-trunk-secours", "wildix-services", "wildix-feature-code",
+                        "wildix-mobility", "wildix-mobility-confirm"}
     assert ext["globals"][0] == {"COUNTRY_CODE": ["33"], "TONE_ZONE": ["fr"],
-                                 "RING_TIMEOUT": ["25"]}
+                                 "RING_TIMEOUT": ["25"],
+                                 "WILDIX_AGI_URL": ["agi://127.0.0.1:4573"]}
     # only the users' procedure calls out: named procedures carry no applications yet
-    assert ext["proc-users"][0] == {"include": ["wildix-extensions", "wildix-outgoing"]}
-    assert ext["proc-reception"][0] == {"include": ["wildix-extensions"]}
+    assert ext["proc-users"][0] == {"include": ["wildix-extensions", "wildix-services",
+                                                "wildix-outgoing"]}
+    assert ext["proc-reception"][0] == {"include": ["wildix-extensions", "wildix-services"]}
     lines = ext["wildix-extensions"][0]["exten"]
     assert "*43,1,Answer()" in lines and "*97,1,Answer()" in lines
     for user in site.users:

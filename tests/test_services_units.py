@@ -1,0 +1,136 @@
+"""WMS services without Asterisk: feature codes (parse, change, what the caller hears), the
+dialplan they render, and the missed-call mail queue."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from live_site import example_site
+
+from wildix_ast.asterisk.services import feature_code_extensions, mobility_leg
+from wildix_ast.errors import SettingsError
+from wildix_ast.feature_codes import (
+    VOICEMAIL,
+    Action,
+    InvalidCode,
+    Service,
+    ServiceRequest,
+    ServiceState,
+    announce,
+    change,
+    parse,
+)
+from wildix_ast.missed_calls import MailSpool, MissedCall
+from wildix_ast.settings_file import parse_site
+from wildix_ast.site import Site
+
+
+@pytest.mark.parametrize(("service", "option", "expected"), [
+    (Service.DND, "", ServiceRequest(Service.DND, Action.STATUS)),
+    (Service.DND, "*1", ServiceRequest(Service.DND, Action.ON)),
+    (Service.DND, "*0", ServiceRequest(Service.DND, Action.OFF)),
+    (Service.FORWARD_ALL, "*2*0612345678",
+     ServiceRequest(Service.FORWARD_ALL, Action.SET, "0612345678")),
+    (Service.FORWARD_ALL, "*2*+33612345678",
+     ServiceRequest(Service.FORWARD_ALL, Action.SET, "+33612345678")),
+    (Service.FORWARD_BUSY, "*2*VOICEMAIL",
+     ServiceRequest(Service.FORWARD_BUSY, Action.SET, VOICEMAIL)),
+])
+def test_options_parse(service: Service, option: str, expected: ServiceRequest) -> None:
+    assert parse(service, option) == expected
+
+
+@pytest.mark.parametrize(("service", "option"), [
+    (Service.DND, "*2*0612345678"),   # DND has no destination
+    (Service.DND, "*2"),               # WMS "away": not modelled
+    (Service.FORWARD_ALL, "*2*"),
+    (Service.FORWARD_ALL, "*2*1"),      # too short a number
+    (Service.FORWARD_ALL, "*2*06*12"),
+    (Service.FORWARD_ALL, "*3"),
+    (Service.FORWARD_ALL, "1"),
+])
+def test_anything_else_is_refused(service: Service, option: str) -> None:
+    with pytest.raises(InvalidCode):
+        parse(service, option)
+
+
+def test_forward_on_needs_a_destination_and_off_keeps_none() -> None:
+    off = ServiceState(False)
+    with pytest.raises(InvalidCode):
+        change(off, ServiceRequest(Service.FORWARD_ALL, Action.ON))
+    on = change(off, ServiceRequest(Service.FORWARD_ALL, Action.SET, "103"))
+    assert on == ServiceState(True, "103")
+    assert change(on, ServiceRequest(Service.FORWARD_ALL, Action.STATUS)) == on
+    assert change(on, ServiceRequest(Service.FORWARD_ALL, Action.OFF)).active is False
+    assert change(off, ServiceRequest(Service.DND, Action.ON)) == ServiceState(True)
+
+
+def test_announcements_use_asterisk_prompts_and_say_the_number() -> None:
+    said = announce(Service.FORWARD_ALL, ServiceState(True, "+33612345678"))
+    assert said.playback == "call-fwd-unconditional&activated&to-extension"
+    assert said.digits == "33612345678"
+    assert announce(Service.FORWARD_ALL, ServiceState(True, VOICEMAIL)).digits == ""
+    assert announce(Service.DND, ServiceState(False)).playback == "do-not-disturb&de-activated"
+
+
+def test_feature_codes_render_digit_patterns_only() -> None:
+    found = feature_code_extensions(example_site())
+    assert ("63", "forward_all", "") in found
+    assert ("_63*2*X.", "forward_all", "${EXTEN:2}") in found
+    assert ("63*2**97", "forward_all", "*2*VOICEMAIL") in found
+    assert ("_60*X", "dnd", "${EXTEN:2}") in found
+    # nothing but digits, '*', '+' and Asterisk's pattern letters reaches the dialplan
+    assert all(set(e.lstrip("_")) <= set("0123456789*+X.") for e, _, _ in found)
+    assert mobility_leg("102") == "&Local/102@wildix-mobility/n"
+
+
+def _with_codes(site: Site, **codes: str) -> str:
+    text = json.loads(site.model_dump_json(exclude_unset=True, exclude_none=True))
+    text["dialplan"]["feature_codes"] = codes
+    return json.dumps(text)
+
+
+def test_feature_codes_are_unique_among_numbers() -> None:
+    site = example_site()
+    taken = site.users[0].extension
+    with pytest.raises(SettingsError) as raised:
+        parse_site(_with_codes(site, forward_all=taken), "site.yaml")
+    assert any("dialplan.feature_codes.forward_all" in str(p) for p in raised.value.problems)
+    with pytest.raises(SettingsError):
+        parse_site(_with_codes(site, status="61"), "site.yaml")  # same as forward_busy
+
+
+def _missed(uniqueid: str = "1764270000.42") -> MissedCall:
+    return MissedCall(uniqueid=uniqueid, user_extension="102", user_name="Bob Martin",
+                      user_email="bob@example.com", caller_number="+33612345678",
+                      caller_name="Alice", call_type="external",
+                      at=datetime(2026, 11, 27, 20, 5, 1, tzinfo=UTC))
+
+
+def test_a_missed_call_queues_exactly_one_message(tmp_path: Path) -> None:
+    spool = MailSpool(tmp_path / "spool")
+    results: list[bool] = []
+    threads = [threading.Thread(target=lambda: results.append(spool.queue_missed_call(
+        _missed()))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False] * 7 + [True]
+    (message,) = spool.pending()
+    assert message.to == "bob@example.com"
+    assert "Alice (+33612345678)" in message.subject
+    assert "2026-11-27 20:05:01 UTC" in message.body
+    assert message.call["user"] == "102" and message.call["call_type"] == "external"
+    assert list((tmp_path / "spool" / "tmp").iterdir()) == []  # nothing half-written left
+    assert spool.queue_missed_call(_missed("1764270000.43"))
+    assert len(spool.pending()) == 2
+
+
+def test_the_spool_refuses_names_that_are_not_ids(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        MailSpool(tmp_path).queue_missed_call(_missed("../../etc/passwd"))
