@@ -5,11 +5,12 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from wildix_ast.fields import Email, Extension, FreeText, Identifier, Language, Login, PhoneNumber
 from wildix_ast.model import DEFAULT_GROUP, DEFAULT_PROCEDURE, STRICT
 from wildix_ast.passwords import is_password_hash, password_problems
+from wildix_ast.preferences import Preferences
 
 
 class UserType(StrEnum):
@@ -64,3 +65,19 @@ class User(BaseModel):
     fax_dialplan: Identifier = DEFAULT_PROCEDURE
     web_password: WebPassword | None = Field(default=None, repr=False)
     sip_password: Password | None = Field(default=None, repr=False)
+    preferences: Preferences = Field(default_factory=Preferences)
+
+    @model_validator(mode="after")
+    def _preferences_fit(self) -> User:
+        # Rules between the preferences and the user's own fields (wildix_ast.preferences).
+        for where, number in self.preferences.forward_targets():
+            if number == self.extension:
+                raise ValueError(f"preferences.{where}: {number} is this user's own "
+                                 "extension (the call would loop)")
+        for name in ("internal", "external"):
+            if getattr(self.preferences, name).mobility and self.mobile is None:
+                raise ValueError(f"preferences.{name}.mobility needs the user's mobile number")
+        if self.preferences.shared_voicemail == self.extension:
+            raise ValueError("preferences.shared_voicemail: a user's own mailbox is already "
+                             "theirs")
+        return self

@@ -168,7 +168,10 @@ def _layout(section: Section) -> tuple[list[tuple[str, str]], list[tuple[str, st
 def item_data(section: Section, row: RowMapping | Row) -> Any:
     """One item's data (for `model_validate`) from its row; NULL columns are left out."""
     if section.model is None:
-        return row[section.fields[0].column]
+        (stored,) = section.fields
+        value = row[stored.column]
+        restore = stored.scalar.restore
+        return restore(value) if restore is not None and value is not None else value
     top, nested = _layout(section)
     data = {name: value for column, name in top if (value := row[column]) is not None}
     for column, dotted in nested:

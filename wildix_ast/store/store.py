@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
@@ -25,7 +25,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from wildix_ast.crash_points import crash_point
-from wildix_ast.errors import StoreError
+from wildix_ast.errors import StoreError, WildixError
 from wildix_ast.passwords import hash_password, is_password_hash, password_matches
 from wildix_ast.secrets_vault import user_secret_key
 from wildix_ast.site import Site
@@ -36,10 +36,11 @@ if TYPE_CHECKING:
 
     from wildix_ast.dialplan import Procedure
     from wildix_ast.groups import Group
+    from wildix_ast.preferences import Preferences
     from wildix_ast.store.sections import Changes, Entry
     from wildix_ast.users import User
 
-SCHEMA_HEAD = "0004"
+SCHEMA_HEAD = "0005"
 """The newest migration (a test checks it is alembic's head): a store at this revision opens
 without loading alembic (nor SQLAlchemy, for a SQLite file)."""
 DB_ENV = "WILDIX_AST_DB"
@@ -241,6 +242,12 @@ def _with_documents(data: dict[str, Any], documents: dict[str, str]) -> dict[str
     if codes:
         data.setdefault("dialplan", {})["feature_codes"] = codes
     return data
+
+
+class UnknownUserError(WildixError):
+    """A command names an extension no user has."""
+
+    exit_code = 1
 
 
 class Store:
@@ -497,6 +504,95 @@ class Store:
         if name == DEFAULT_PROCEDURE:
             return Procedure(name=DEFAULT_PROCEDURE)
         return self._valid(Procedure, item_data(PROCEDURES, rows[0])) if rows else None
+
+    def preferences_of(self, extension: str) -> Preferences | None:
+        """The preferences of the user at `extension` (None if there is no such user): one
+        primary-key query, what the FastAGI service reads on every call."""
+        from sqlalchemy import select
+
+        from wildix_ast.preferences import Preferences
+        from wildix_ast.store.tables import user_preferences, users
+
+        with self._reading("looking preferences up") as connection:
+            found = connection.execute(
+                select(users.c.extension, user_preferences.c.body)
+                .outerjoin(user_preferences, user_preferences.c.extension == users.c.extension)
+                .where(users.c.extension == extension)).first()
+        if found is None:
+            return None
+        import json
+
+        return self._valid(Preferences, json.loads(found.body or "{}"))
+
+    def change_preferences(self, extension: str,
+                           change: Callable[[Preferences], Preferences]) -> Preferences:
+        """Replace the preferences of the user at `extension` with `change(current)`, in one
+        transaction that holds the store's write lock from the read to the write: two changes
+        at once both apply, one after the other, and an error (a refused value, a lost
+        database) leaves the stored preferences as they were. The result is checked with
+        the user's own fields (wildix_ast.users.User) before it is written.
+
+        The revision grows (call-time services see the change on the next call; no Asterisk
+        reload is involved) and the stored site digest is dropped, so the next import of a
+        settings file sets the preferences it gives even if the file itself is unchanged."""
+        from pydantic import ValidationError
+        from sqlalchemy import insert, update
+
+        from wildix_ast.errors import Problem, SettingsError
+        from wildix_ast.preferences import Preferences
+        from wildix_ast.store.database import translated, writing
+        from wildix_ast.store.sections import item_data, read_rows
+        from wildix_ast.store.tables import (
+            PREFERENCES,
+            USERS,
+            preferences_json,
+            site_state,
+            user_preferences,
+        )
+        from wildix_ast.users import User
+
+        try:
+            with translated(self.where, "changing preferences"), \
+                    writing(self.engine) as connection:
+                # First a write: the lock that serialises imports and other changes.
+                connection.execute(update(site_state).where(site_state.c.id == 1)
+                                   .values(revision=site_state.c.revision))
+                rows = read_rows(connection, USERS, USERS.table.c.extension == extension)
+                if not rows:
+                    raise UnknownUserError(f"no user has extension {extension}")
+                stored = read_rows(connection, PREFERENCES,
+                                   user_preferences.c.extension == extension)
+                current = self._valid(Preferences, item_data(PREFERENCES, stored[0])
+                                      if stored else {})
+                wanted = change(current)
+                user = item_data(USERS, rows[0])
+                try:
+                    User.model_validate({**user, "preferences": wanted.model_dump()})
+                except ValidationError as exc:
+                    problems = [Problem(".".join(str(p) for p in e["loc"]),
+                                        e["msg"].removeprefix("Value error, "))
+                                for e in exc.errors(include_url=False)]
+                    raise SettingsError(f"user {extension}: "
+                                        + "; ".join(str(p) for p in problems),
+                                        problems) from None
+                body = preferences_json(wanted)
+                if stored and stored[0]["body"] == body:
+                    return wanted
+                if stored:
+                    connection.execute(update(user_preferences).where(
+                        user_preferences.c.extension == extension).values(body=body))
+                else:
+                    connection.execute(insert(user_preferences).values(
+                        extension=extension, body=body))
+                crash_point("preferences-before-commit")
+                connection.execute(update(site_state).where(site_state.c.id == 1).values(
+                    revision=site_state.c.revision + 1, digest=None))
+        except WildixError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"changing the preferences of {extension} failed, they are "
+                             f"unchanged: {type(exc).__name__}: {exc}") from exc
+        return wanted
 
     # SecretVault: through sqlite3 on a SQLite file (render needs nothing else).
 

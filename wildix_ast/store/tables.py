@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import json
 import typing
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ from sqlalchemy.types import TypeEngine
 from wildix_ast.dialplan import Dialplan, Procedure
 from wildix_ast.fields import Width
 from wildix_ast.groups import Group
+from wildix_ast.preferences import Preferences
 from wildix_ast.system import System
 from wildix_ast.users import User
 
@@ -72,6 +74,9 @@ class Scalar:
     nullable: bool
     convert: Callable[[Any], Any] | None
     """Model value -> column value, when the column holds another type (enums, addresses)."""
+    restore: Callable[[Any], Any] | None = None
+    """Column value -> the data the model validates, when `convert` is not undone by the
+    model itself (a nested model kept as JSON text)."""
 
 
 def _width(annotation: Any, extra: list[Any]) -> Width | None:
@@ -201,8 +206,20 @@ USERS = Section("users", "users", User, key=("extension",),
                 renames={"group": "group_name"},  # GROUP is an SQL word
                 folded={"login_key": "login", "email_key": "email"})
 
+
+
+def preferences_json(preferences: Preferences) -> str:
+    return preferences.model_dump_json(exclude_defaults=True)
+
+
+PREFERENCES = Section("user_preferences", "preferences", None, key=(), many=False,
+                      parent=USERS, parent_key=(("extension", "extension"),),
+                      value=("body", Scalar(Text(), False, preferences_json, json.loads)))
+"""One row per user: its preferences as JSON (only what differs from the defaults), so a
+preference added later needs no migration; read whole by the call-time look-up."""
+
 SECTIONS: tuple[Section, ...] = (SYSTEM, LAN_NETWORKS, LAN_CODECS, REMOTE_CODECS, GROUPS,
-                                 DIALPLAN, PROCEDURES, USERS)
+                                 DIALPLAN, PROCEDURES, USERS, PREFERENCES)
 """Parents before children, referenced before referencing (users name groups)."""
 
 
@@ -255,6 +272,13 @@ acl_groups = _list(GROUPS, "name")
 users = _list(USERS, "extension", "email_key", "login_key", "office_did", "fax_did", constraints=(
     # A user's group must exist: enforced by the database too.
     ForeignKeyConstraint(["group_name"], ["acl_groups.name"], name="fk_users_group_name"),))
+user_preferences = Table(
+    "user_preferences", metadata,
+    Column("extension", key_string(8), primary_key=True),
+    *PREFERENCES.columns(),
+    ForeignKeyConstraint(["extension"], ["users.extension"],
+                         name="fk_user_preferences_extension"),
+)
 secrets = Table(
     "secrets", metadata,
     Column("key", key_string(SECRET_KEY), primary_key=True),
@@ -287,6 +311,6 @@ and the store revision it left."""
 
 STORE_TABLES: tuple[Table, ...] = (
     site_state, system_settings, lan_networks, sip_codecs, dialplan_settings,
-    dialplan_procedures, acl_groups, users, secrets, documents, imports)
+    dialplan_procedures, acl_groups, users, user_preferences, secrets, documents, imports)
 """Every table of the store, parents before children."""
 
