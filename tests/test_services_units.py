@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from live_site import example_site
 
+from wildix_ast.agi.protocol import AgiRequest
+from wildix_ast.agi.services import feature_code, missed_call, mobility
 from wildix_ast.asterisk.services import feature_code_extensions, mobility_leg
 from wildix_ast.errors import SettingsError
 from wildix_ast.feature_codes import (
-    VOICEMAIL,
     Action,
     InvalidCode,
     Service,
@@ -25,8 +27,10 @@ from wildix_ast.feature_codes import (
     parse,
 )
 from wildix_ast.missed_calls import MailSpool, MissedCall
+from wildix_ast.preferences import VOICEMAIL, Preferences
 from wildix_ast.settings_file import parse_site
 from wildix_ast.site import Site
+from wildix_ast.store import Store, open_store
 
 
 @pytest.mark.parametrize(("service", "option", "expected"), [
@@ -134,3 +138,79 @@ def test_a_missed_call_queues_exactly_one_message(tmp_path: Path) -> None:
 def test_the_spool_refuses_names_that_are_not_ids(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         MailSpool(tmp_path).queue_missed_call(_missed("../../etc/passwd"))
+
+
+# --- the FastAGI routes over a real store ---------------------------------------------------
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    with open_store(str(tmp_path / "store.sqlite3")) as opened:
+        opened.import_site(example_site())
+        yield opened
+
+
+def _request(route: str, *args: str, uniqueid: str = "1764270000.7",
+             callerid: str = "101") -> AgiRequest:
+    return AgiRequest(headers={"agi_uniqueid": uniqueid, "agi_callerid": callerid,
+                               "agi_calleridname": "Alice"}, route=route, args=args)
+
+
+def test_feature_code_route_changes_the_store_in_one_transaction(store: Store) -> None:
+    before = store.revision()
+    said = feature_code(store, _request("feature-code", "102", "forward_all", "*2*0612345678"))
+    assert said.variables["WILDIX_FC_RESULT"] == "ok"
+    assert said.variables["WILDIX_FC_PLAYBACK"] == "call-fwd-unconditional&activated&to-extension"
+    prefs = store.preferences_of("102")
+    assert prefs is not None
+    assert prefs.internal.forward_always == prefs.external.forward_always == "0612345678"
+    assert store.revision() == before + 1
+    status = feature_code(store, _request("feature-code", "102", "forward_all", ""))
+    assert status.variables["WILDIX_FC_DIGITS"] == "0612345678"
+    feature_code(store, _request("feature-code", "102", "forward_all", "*0"))
+    assert store.preferences_of("102").internal.forward_always is None  # type: ignore[union-attr]
+    feature_code(store, _request("feature-code", "102", "dnd", "*1"))
+    assert store.preferences_of("102").dnd is True  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("args", [
+    ("102", "forward_all", "*2*102"),       # to its own extension: the call would loop
+    ("102", "forward_all", "*1"),           # on, but no destination was ever given
+    ("102", "forward_all", "*2*12*3"),
+    ("999", "dnd", "*1"),                   # no such user
+    ("trunk-operateur", "dnd", "*1"),       # not a user's phone
+    ("102", "reboot", "*1"),
+])
+def test_feature_code_route_refusals_change_nothing(store: Store,
+                                                    args: tuple[str, ...]) -> None:
+    before = store.revision()
+    said = feature_code(store, _request("feature-code", *args))
+    assert said.variables["WILDIX_FC_RESULT"] == "invalid"
+    assert said.variables["WILDIX_FC_PLAYBACK"] == "beeperr&invalid"
+    assert store.revision() == before
+
+
+def test_mobility_route_follows_the_class_preferences(store: Store) -> None:
+    assert mobility(store, _request("mobility", "101", "")).variables == {"WILDIX_MOBILE": ""}
+
+    def on(p: Preferences) -> Preferences:
+        return p.model_copy(update={"external": p.external.model_copy(update={
+            "mobility": True, "mobility_delay": 5, "mobility_confirmation": True})})
+
+    store.change_preferences("101", on)
+    assert mobility(store, _request("mobility", "101", "")).variables == {"WILDIX_MOBILE": ""}
+    leg = mobility(store, _request("mobility", "101", "external")).variables
+    assert leg == {"WILDIX_MOBILE": "+33612345678", "WILDIX_MOBILITY_DELAY": "5",
+                   "WILDIX_MOBILITY_CONFIRM": "1", "WILDIX_MOBILITY_GROUP": "direction",
+                   "WILDIX_MOBILITY_DID": "+33140000101"}
+
+
+def test_missed_call_route_queues_one_mail_when_asked(store: Store, tmp_path: Path) -> None:
+    spool = MailSpool(tmp_path / "spool")
+    ask = _request("missed-call", "102", "")
+    assert missed_call(store, spool, ask).variables == {"WILDIX_MISSED_QUEUED": "0"}
+    store.change_preferences("102", lambda p: p.model_copy(update={
+        "internal": p.internal.model_copy(update={"missed_call_email": True})}))
+    assert missed_call(store, spool, ask).variables == {"WILDIX_MISSED_QUEUED": "1"}
+    assert missed_call(store, spool, ask).variables == {"WILDIX_MISSED_QUEUED": "0"}
+    (message,) = spool.pending()
+    assert message.to == "bruno.lefevre@acme.fr" and message.call["caller_number"] == "101"

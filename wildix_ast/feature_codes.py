@@ -28,15 +28,13 @@ from typing import Annotated
 
 from pydantic import BaseModel
 
+from wildix_ast.errors import WildixError
 from wildix_ast.fields import Width, _pattern
 from wildix_ast.model import STRICT
+from wildix_ast.preferences import VOICEMAIL, Preferences
 
 FeatureCode = Annotated[str, Width(8), _pattern(
     r"\*[0-9]{1,4}|[0-9]{2,8}", "feature code ('*' and up to 4 digits, or 2 to 8 digits)")]
-
-VOICEMAIL = "VOICEMAIL"
-"""The destination word of WMS forwards: the user's own mailbox."""
-
 
 class Service(StrEnum):
     DND = "dnd"
@@ -80,8 +78,11 @@ class ServiceRequest:
     destination: str | None = None
 
 
-class InvalidCode(ValueError):
-    """Dialled digits that are no service request (the caller hears an error)."""
+class InvalidCode(WildixError):
+    """Dialled digits that are no service request, or one that cannot apply (the caller
+    hears an error; a store change it was part of is rolled back)."""
+
+    exit_code = 2
 
 
 _NUMBER = re.compile(r"\+?[0-9]{2,20}")
@@ -163,3 +164,38 @@ def announce(service: Service, state: ServiceState) -> Announcement:
 
 
 FAILURE = Announcement(("beeperr", "invalid"))
+
+
+# --- the preferences a service reads and writes -----------------------------------------------
+
+_FORWARD_FIELD = {Service.FORWARD_ALL: "forward_always", Service.FORWARD_BUSY: "forward_busy",
+                  Service.FORWARD_UNAVAILABLE: "forward_unavailable"}
+_CLASSES = ("internal", "external")
+"""A code sets a forward for both call classes, as WMS's codes do without a class option."""
+
+
+def state_of(preferences: Preferences, service: Service) -> ServiceState:
+    if service is Service.DND:
+        return ServiceState(preferences.dnd)
+    field = _FORWARD_FIELD[service]
+    found = [getattr(getattr(preferences, c), field) for c in _CLASSES]
+    destination = next((d for d in found if d is not None), None)
+    return ServiceState(destination is not None, destination)
+
+
+def with_state(preferences: Preferences, service: Service, state: ServiceState) -> Preferences:
+    """`preferences` with `service` in `state`. A forward switched off is cleared (the
+    model keeps no destination apart from its on/off state)."""
+    if service is Service.DND:
+        return preferences.model_copy(update={"dnd": state.active})
+    field = _FORWARD_FIELD[service]
+    destination = state.destination if state.active else None
+    return preferences.model_copy(update={
+        c: getattr(preferences, c).model_copy(update={field: destination}) for c in _CLASSES})
+
+
+def apply(preferences: Preferences, request: ServiceRequest) -> tuple[Preferences, Announcement]:
+    """The preferences after `request` and what the caller hears; InvalidCode if it
+    cannot apply."""
+    state = change(state_of(preferences, request.service), request)
+    return with_state(preferences, request.service, state), announce(request.service, state)

@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import signal
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -14,10 +15,12 @@ from rich.table import Table
 
 from wildix_ast.agi.probe import probe
 from wildix_ast.agi.routes import default_routes
-from wildix_ast.agi.server import HEALTH_ROUTE, OK, STATUS_VARIABLE, AgiServer, Limits
+from wildix_ast.agi.server import HEALTH_ROUTE, OK, STATUS_VARIABLE, AgiServer, Limits, Route
 from wildix_ast.console import out
-from wildix_ast.errors import ServiceError
+from wildix_ast.errors import ServiceError, WildixError
+from wildix_ast.missed_calls import SPOOL_ENV, MailSpool, default_spool
 from wildix_ast.sdnotify import keep_alive, notify
+from wildix_ast.store import Store, open_store
 
 app = typer.Typer(help="The FastAGI service: call-time decisions for the dialplan.",
                   no_args_is_help=True)
@@ -38,16 +41,38 @@ def serve(
                                               "answering FAILED.")] = Limits.max_sessions,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every session.")]
     = False,
+    db: Annotated[str | None, typer.Option(
+        "--db", envvar="WILDIX_AST_DB", show_envvar=True,
+        help="The store the call-time routes read and change (preferences, feature "
+             "codes). Default: the default store, when it opens.")] = None,
+    mail_spool: Annotated[Path | None, typer.Option(
+        "--mail-spool", envvar=SPOOL_ENV, show_envvar=True,
+        help="Where missed-call mails are queued. Default: "
+             "~/.local/share/wildix-ast/mail-spool.")] = None,
 ) -> None:
     """Answer FastAGI requests until stopped (SIGTERM or Ctrl-C)."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     limits = Limits(backlog=backlog, max_sessions=max_sessions)
-    asyncio.run(_serve(host, port, limits))
+    routes = default_routes(_store(db), MailSpool(mail_spool or default_spool()))
+    asyncio.run(_serve(host, port, limits, routes))
 
 
-async def _serve(host: str, port: int, limits: Limits) -> None:
-    server = AgiServer(default_routes(), limits)
+def _store(db: str | None) -> Store | None:
+    """The store named (an error if it cannot open), else the default one if it opens: the
+    routes that need none still answer, and the dialplan falls back for the others."""
+    if db is not None:
+        return open_store(db)
+    try:
+        return open_store()
+    except WildixError as e:
+        logging.getLogger(__name__).error(
+            "no store: the preference and feature-code routes are off (%s)", e)
+        return None
+
+
+async def _serve(host: str, port: int, limits: Limits, routes: dict[str, Route]) -> None:
+    server = AgiServer(routes, limits)
     try:
         bound = await server.start(host, port)
     except OSError as e:

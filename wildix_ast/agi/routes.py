@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from wildix_ast.agi.protocol import AgiRequest
 from wildix_ast.agi.server import Decision, Route
+from wildix_ast.agi.services import service_routes
+from wildix_ast.missed_calls import MailSpool, default_spool
 from wildix_ast.popup_url import PopupCall, expand
+from wildix_ast.store import Store
 
 POPUP_VARIABLE = "WILDIX_POPUP_URL"
 
@@ -33,6 +36,11 @@ def popup(request: AgiRequest) -> Decision:
     return Decision({POPUP_VARIABLE: expand(_arg(request, 0), call)})
 
 
-def default_routes() -> dict[str, Route]:
-    """Every route of the service (besides the server's built-in `health`)."""
-    return {"popup": Route.of(popup)}
+def default_routes(store: Store | None = None,
+                   spool: MailSpool | None = None) -> dict[str, Route]:
+    """Every route of the service (besides the server's built-in `health`); the routes
+    that read or change the store need one."""
+    routes = {"popup": Route.of(popup)}
+    if store is not None:
+        routes.update(service_routes(store, spool or MailSpool(default_spool())))
+    return routes

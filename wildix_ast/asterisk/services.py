@@ -29,7 +29,7 @@ from wildix_ast.asterisk.names import (
     SERVICES_CONTEXT,
 )
 from wildix_ast.asterisk.outgoing import Context, _ext
-from wildix_ast.feature_codes import VOICEMAIL
+from wildix_ast.preferences import VOICEMAIL
 from wildix_ast.site import Site
 
 AGI_URL = "${WILDIX_AGI_URL}"
