@@ -146,8 +146,7 @@ def test_dialplan(site: Site, files: dict[str, str]) -> None:
                         "wildix-trunk-secours", "wildix-services", "wildix-feature-code",
                         "wildix-mobility", "wildix-mobility-confirm"}
     assert ext["globals"][0] == {"COUNTRY_CODE": ["33"], "TONE_ZONE": ["fr"],
-                                 "RING_TIMEOUT": ["25"],
-                                 "WILDIX_AGI_URL": ["agi://127.0.0.1:4573"]}
+                                 "RING_TIMEOUT": ["25"]}
     # only the users' procedure calls out: named procedures carry no applications yet
     assert ext["proc-users"][0] == {"include": ["wildix-extensions", "wildix-services",
                                                 "wildix-outgoing"]}

@@ -42,5 +42,5 @@ def default_routes(store: Store | None = None,
     that read or change the store need one."""
     routes = {"popup": Route.of(popup)}
     if store is not None:
-        routes.update(service_routes(store, spool or MailSpool(default_spool())))
+        routes.update(service_routes(lambda: store, spool or MailSpool(default_spool())))
     return routes

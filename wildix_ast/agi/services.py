@@ -12,6 +12,7 @@ answers FAILED (the dialplan then plays the same error prompts).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from wildix_ast.agi.protocol import AgiRequest
@@ -92,9 +93,10 @@ def missed_call(store: Store, spool: MailSpool, request: AgiRequest) -> Decision
     return Decision({"WILDIX_MISSED_QUEUED": "1" if queued else "0"})
 
 
-def service_routes(store: Store, spool: MailSpool) -> dict[str, Route]:
+def service_routes(store: Callable[[], Store], spool: MailSpool) -> dict[str, Route]:
+    """The services' routes; `store()` gives the store (opened on first use)."""
     return {
-        "feature-code": Route.blocking(lambda r: feature_code(store, r), timeout=3.0),
-        "mobility": Route.blocking(lambda r: mobility(store, r)),
-        "missed-call": Route.blocking(lambda r: missed_call(store, spool, r), timeout=3.0),
+        "feature-code": Route.blocking(lambda r: feature_code(store(), r), timeout=3.0),
+        "mobility": Route.blocking(lambda r: mobility(store(), r)),
+        "missed-call": Route.blocking(lambda r: missed_call(store(), spool, r), timeout=3.0),
     }

@@ -31,8 +31,6 @@ from wildix_ast.errors import Problem
 from wildix_ast.model import DEFAULT_PROCEDURE
 
 _NOT_CONTEXTS = ("general", "globals")
-AGI_URL = "agi://127.0.0.1:4573"
-"""Where the dialplan finds `wildix-ast agi serve` (its default address)."""
 _EXTEN = re.compile(r"^[^,]+,\s*(\d+|n|hint|n\+\d+)(\([^)]*\))?\s*,.*$")
 _SAME = re.compile(r"^(n|\d+|n\+\d+)(\([^)]*\))?\s*,.*$")
 
@@ -75,7 +73,6 @@ def _view(given: RenderInput) -> View:
         "routing": dialplan_contexts(site),
         "services_context": names.SERVICES_CONTEXT,
         "services": service_contexts(site),
-        "agi_url": AGI_URL,
     }
 
 

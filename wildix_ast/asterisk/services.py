@@ -32,8 +32,8 @@ from wildix_ast.asterisk.outgoing import Context, _ext
 from wildix_ast.preferences import VOICEMAIL
 from wildix_ast.site import Site
 
-AGI_URL = "${WILDIX_AGI_URL}"
-"""The FastAGI service's base URL, a dialplan global (`agi://127.0.0.1:4573`)."""
+AGI_URL = "${WILDIX_AGI}"
+"""The FastAGI service's base URL, a dialplan global (`agi://<system.fastagi>`)."""
 TRUNK_DIAL_OPTIONS = "WILDIX_TRUNK_DIAL_OPTIONS"
 """Options the trunk's Dial takes from the channel (only the mobility leg sets them)."""
 CONFIRM_SECONDS = 5
