@@ -144,7 +144,8 @@ def test_dialplan(site: Site, files: dict[str, str]) -> None:
                         "wildix-outgoing", "wildix-route", "acl-default", "acl-direction",
                         "acl-stagiaires", "wildix-tg-sortants", "wildix-trunk-operateur",
                         "wildix-trunk-secours", "wildix-services", "wildix-feature-code",
-                        "wildix-mobility", "wildix-mobility-confirm"}
+                        "wildix-mobility", "wildix-mobility-confirm",
+                        "wildix-shared-voicemail", "wildix-shared-voicemail-of"}
     assert ext["globals"][0] == {"COUNTRY_CODE": ["33"], "TONE_ZONE": ["fr"],
                                  "RING_TIMEOUT": ["25"]}
     # only the users' procedure calls out: named procedures carry no applications yet

@@ -28,6 +28,8 @@ from wildix_ast.feature_codes import (
 )
 from wildix_ast.missed_calls import MailSpool, MissedCall
 from wildix_ast.preferences import VOICEMAIL, Preferences
+from wildix_ast.render import render_site
+from wildix_ast.secrets_vault import MemoryVault, with_secrets
 from wildix_ast.settings_file import parse_site
 from wildix_ast.site import Site
 from wildix_ast.store import Store, open_store
@@ -214,3 +216,17 @@ def test_missed_call_route_queues_one_mail_when_asked(store: Store, tmp_path: Pa
     assert missed_call(store, spool, ask).variables == {"WILDIX_MISSED_QUEUED": "0"}
     (message,) = spool.pending()
     assert message.to == "bruno.lefevre@acme.fr" and message.call["caller_number"] == "101"
+
+
+def test_shared_voicemail_shows_on_the_phone_and_opens_without_pin() -> None:
+    site = example_site()
+    bruno = site.users[1]
+    shared = bruno.model_copy(update={"preferences": bruno.preferences.model_copy(
+        update={"shared_voicemail": "101"})})
+    site = site.model_copy(update={"users": [site.users[0], shared, *site.users[2:]]})
+    files = render_site(with_secrets(site, MemoryVault()), manager_secret="Mgr-s3cret.Value")
+    assert "mailboxes = 102@default,101@default" in files["pjsip.conf"]
+    assert "mailboxes = 101@default\n" in files["pjsip.conf"]
+    dialplan = files["extensions.conf"]
+    assert "exten => 102*101,1,NoOp()" in dialplan
+    assert "exten => _*97*X.,1,Answer()" in dialplan

@@ -38,6 +38,16 @@ def has_mailbox(user: User) -> bool:
     return user.type in (UserType.ADMIN, UserType.USER)
 
 
+def subscribed_mailboxes(user: User, mailboxes: set[str]) -> str:
+    """The mailboxes a user's phone shows (MWI): its own, then the one it shares (WMS
+    "Boîte vocale partagée"), when that is a mailbox (`mailboxes`: extensions having one)."""
+    found = [mailbox(user.extension)] if has_mailbox(user) else []
+    shared = user.preferences.shared_voicemail
+    if shared is not None and shared in mailboxes and shared != user.extension:
+        found.append(mailbox(shared))
+    return ",".join(found)
+
+
 OUTGOING_CONTEXT = "wildix-outgoing"
 ROUTE_CONTEXT = "wildix-route"
 
@@ -66,3 +76,6 @@ SERVICES_CONTEXT = "wildix-services"
 FEATURE_CODE_CONTEXT = "wildix-feature-code"
 MOBILITY_CONTEXT = "wildix-mobility"
 MOBILITY_CONFIRM_CONTEXT = "wildix-mobility-confirm"
+SHARED_VOICEMAIL_CONTEXT = "wildix-shared-voicemail"
+SHARED_VOICEMAIL_OF_CONTEXT = "wildix-shared-voicemail-of"
+"""One extension `<user>*<shared mailbox>` per user that shares another's mailbox."""

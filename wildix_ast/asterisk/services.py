@@ -27,8 +27,12 @@ from wildix_ast.asterisk.names import (
     MOBILITY_CONTEXT,
     OUTGOING_CONTEXT,
     SERVICES_CONTEXT,
+    SHARED_VOICEMAIL_CONTEXT,
+    SHARED_VOICEMAIL_OF_CONTEXT,
+    VOICEMAIL_CONTEXT,
+    has_mailbox,
 )
-from wildix_ast.asterisk.outgoing import Context, _ext
+from wildix_ast.asterisk.outgoing import Context, Extension, _ext
 from wildix_ast.preferences import VOICEMAIL
 from wildix_ast.site import Site
 
@@ -62,9 +66,39 @@ def feature_code_extensions(site: Site) -> list[tuple[str, str, str]]:
 
 
 def _services(site: Site) -> Context:
-    return Context(SERVICES_CONTEXT, tuple(
+    return Context(SERVICES_CONTEXT, (*(
         _ext(exten, f"Gosub({FEATURE_CODE_CONTEXT},s,1({service},{option}))", "Hangup()")
-        for exten, service, option in feature_code_extensions(site)))
+        for exten, service, option in feature_code_extensions(site)),
+        _shared_voicemail_code(site)))
+
+
+def _shared_voicemail_code(site: Site) -> Extension:
+    """`<voicemail code>*<mailbox>` opens a mailbox (see `_shared_voicemail`)."""
+    code = site.dialplan.voicemail
+    return _ext(f"_{code}*X.", "Answer()",
+                f"Gosub({SHARED_VOICEMAIL_CONTEXT},s,1(${{EXTEN:{len(code) + 1}}}))",
+                "Hangup()")
+
+
+def _shared_voicemail(site: Site) -> list[Context]:
+    """A mailbox opens without PIN for the user who shares it (the caller's endpoint,
+    authenticated by SIP digest, is looked up in a rendered list: MWI needs a PJSIP render
+    anyway), with the mailbox's PIN for anyone else."""
+    boxes = {u.extension for u in site.users if has_mailbox(u)}
+    pairs = [(u.extension, u.preferences.shared_voicemail) for u in site.users
+             if u.type.has_phone and u.preferences.shared_voicemail in boxes]
+    mailbox = f"${{ARG1}}@{VOICEMAIL_CONTEXT}"
+    return [
+        Context(SHARED_VOICEMAIL_CONTEXT, (_ext(
+            "s",
+            f"GotoIf(${{DIALPLAN_EXISTS({SHARED_VOICEMAIL_OF_CONTEXT},"
+            "${CHANNEL(endpoint)}*${ARG1},1)}?shared)",
+            f"VoiceMailMain({mailbox})", "Return()",
+            ("shared", f"VoiceMailMain({mailbox},s)"), "Return()"),)),
+        # `s` keeps the context defined when nobody shares (it never matches `<user>*<box>`)
+        Context(SHARED_VOICEMAIL_OF_CONTEXT, (_ext("s", "NoOp()"), *(
+            _ext(f"{user}*{shared}", "NoOp()") for user, shared in pairs))),
+    ]
 
 
 def _feature_code() -> Context:
@@ -116,7 +150,8 @@ def _confirm() -> Context:
 
 def service_contexts(site: Site) -> list[Context]:
     """Every context of the services, in file order."""
-    return [_services(site), _feature_code(), _mobility(), _confirm()]
+    return [_services(site), *_shared_voicemail(site), _feature_code(), _mobility(),
+            _confirm()]
 
 
 def mobility_leg(extension: str) -> str:
