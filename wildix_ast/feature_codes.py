@@ -63,6 +63,9 @@ class FeatureCodes(BaseModel):
     forward_busy: FeatureCode = "61"
     forward_unavailable: FeatureCode = "62"
     forward_all: FeatureCode = "63"
+    hotline: FeatureCode = "*50"
+    """What a hotline phone calls the moment it is lifted (WMS has no code of its own: its
+    phones are provisioned with the number); the PBX then waits the user's delay."""
 
     def by_service(self) -> dict[Service, str]:
         return {Service.DND: self.status, Service.FORWARD_BUSY: self.forward_busy,

@@ -64,6 +64,7 @@ UNIQUE: tuple[Unique, ...] = (
     Unique("number", "dialplan.feature_codes.forward_unavailable",
            "same feature code as {first}"),
     Unique("number", "dialplan.feature_codes.forward_all", "same feature code as {first}"),
+    Unique("number", "dialplan.feature_codes.hotline", "same feature code as {first}"),
     Unique("number", "users[].extension"),
     Unique("number", "users[].office_did"),
     Unique("number", "users[].fax_did"),

@@ -93,10 +93,22 @@ def missed_call(store: Store, spool: MailSpool, request: AgiRequest) -> Decision
     return Decision({"WILDIX_MISSED_QUEUED": "1" if queued else "0"})
 
 
+def hotline(store: Store, request: AgiRequest) -> Decision:
+    """`hotline ENDPOINT`: the number the lifted phone calls and after how many seconds
+    (WILDIX_HOTLINE empty: the user has no hotline)."""
+    endpoint = _arg(request, 0)
+    preferences = store.preferences_of(endpoint) if endpoint.isdigit() else None
+    line = preferences.hotline if preferences is not None else None
+    if line is None:
+        return Decision({"WILDIX_HOTLINE": ""})
+    return Decision({"WILDIX_HOTLINE": line.number, "WILDIX_HOTLINE_DELAY": str(line.delay)})
+
+
 def service_routes(store: Callable[[], Store], spool: MailSpool) -> dict[str, Route]:
     """The services' routes; `store()` gives the store (opened on first use)."""
     return {
         "feature-code": Route.blocking(lambda r: feature_code(store(), r), timeout=3.0),
         "mobility": Route.blocking(lambda r: mobility(store(), r)),
+        "hotline": Route.blocking(lambda r: hotline(store(), r)),
         "missed-call": Route.blocking(lambda r: missed_call(store(), spool, r), timeout=3.0),
     }

@@ -32,7 +32,7 @@ from wildix_ast.asterisk.names import (
     VOICEMAIL_CONTEXT,
     has_mailbox,
 )
-from wildix_ast.asterisk.outgoing import Context, Extension, _ext
+from wildix_ast.asterisk.outgoing import UNALLOCATED, Context, Extension, _ext
 from wildix_ast.preferences import VOICEMAIL
 from wildix_ast.site import Site
 
@@ -69,7 +69,7 @@ def _services(site: Site) -> Context:
     return Context(SERVICES_CONTEXT, (*(
         _ext(exten, f"Gosub({FEATURE_CODE_CONTEXT},s,1({service},{option}))", "Hangup()")
         for exten, service, option in feature_code_extensions(site)),
-        _shared_voicemail_code(site)))
+        _shared_voicemail_code(site), _hotline(site)))
 
 
 def _shared_voicemail_code(site: Site) -> Extension:
@@ -99,6 +99,27 @@ def _shared_voicemail(site: Site) -> list[Context]:
         Context(SHARED_VOICEMAIL_OF_CONTEXT, (_ext("s", "NoOp()"), *(
             _ext(f"{user}*{shared}", "NoOp()") for user, shared in pairs))),
     ]
+
+
+def _hotline(site: Site) -> Extension:
+    """WMS hotline. A SIP phone sends nothing when it is lifted, so the phone is set to call
+    the hotline code at once when lifted (its own hotline setting, delay 0); the PBX plays
+    dial tone for the user's delay (early media, unanswered): digits dialled meanwhile are
+    called as usual, silence calls the hotline number. Both go through the user's own
+    procedure (its PJSIP endpoint's context), so its call classes apply."""
+    procedure = "${PJSIP_ENDPOINT(${CHANNEL(endpoint)},context)}"
+    return _ext(
+        site.dialplan.feature_codes.hotline,
+        *_agi("hotline", "${CHANNEL(endpoint)}"),
+        'GotoIf($["${WILDIX_AGI_STATUS}" != "OK" | "${WILDIX_HOTLINE}" = ""]?off)',
+        "Set(WILDIX_DIALLED=)",
+        'GotoIf($["${WILDIX_HOTLINE_DELAY}" = "0"]?call)',
+        "Progress()",
+        "Read(WILDIX_DIALLED,dial,20,in,1,${WILDIX_HOTLINE_DELAY})",
+        'GotoIf($["${WILDIX_DIALLED}" = ""]?call)',
+        f"Goto({procedure},${{FILTER(0-9*#+,${{WILDIX_DIALLED}})}},1)",
+        ("call", f"Goto({procedure},${{WILDIX_HOTLINE}},1)"),
+        ("off", f"Hangup({UNALLOCATED})"))
 
 
 def _feature_code() -> Context:
