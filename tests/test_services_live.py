@@ -1,0 +1,231 @@
+"""WMS services on a live Asterisk 22 with the FastAGI service reading the site's store:
+feature codes dialled from a SIPp phone change the preferences and the next call follows
+them with no reload (must show 4); mobility rings a provider's UAS (the mobile) after the
+delay and, with confirmation, connects only after its `*` (must show 2); a missed call
+queues one mail. Every test ends with no channel left on Asterisk."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import pytest
+from agi_fixtures import AgiService, agi_service
+from live_site import LiveSite, example_site, live_site
+
+from wildix_ast.call_classes import DialplanGeneral
+from wildix_ast.missed_calls import MailSpool
+from wildix_ast.ports import free_port
+from wildix_ast.preferences import Preferences
+from wildix_ast.sip_test import SipMessage, SippDriver, UasHandle
+from wildix_ast.site import Site
+from wildix_ast.trunks import Trunk, TrunkGroup
+
+pytestmark = pytest.mark.lab
+
+PROVIDER = "127.0.0.2"
+MOBILE = "+33698765432"
+MOBILITY_DELAY = 5
+
+
+def services_site(provider_port: int, agi_port: int) -> Site:
+    """The example site with one loopback IP trunk (the provider's UAS) for every external
+    call, and 102 owning a mobile."""
+    base = example_site(ring_timeout=8)
+    users = [u.model_copy(update={"mobile": MOBILE}) if u.extension == "102" else u
+             for u in base.users]
+    dialplan = base.dialplan.model_copy(update={"general": DialplanGeneral(trunk_group="main")})
+    system = base.system.model_copy(update={"fastagi": base.system.fastagi.model_copy(
+        update={"port": agi_port})})
+    return Site.model_validate({
+        **base.model_dump(exclude={"trunks", "trunk_groups", "dialplan", "users", "system"}),
+        "system": system.model_dump(),
+        "users": [u.model_dump() for u in users],
+        "dialplan": dialplan.model_dump(),
+        "trunks": [Trunk(name="primary", auth="ip", host=PROVIDER,
+                         port=provider_port).model_dump()],
+        "trunk_groups": [TrunkGroup(name="main", trunks=["primary"]).model_dump()],
+    })
+
+
+class Services:
+    def __init__(self, live: LiveSite, agi: AgiService, provider_port: int,
+                 spool: MailSpool) -> None:
+        self.live, self.agi, self.provider_port, self.spool = live, agi, provider_port, spool
+
+    def sipp(self) -> SippDriver:
+        return self.live.sipp()
+
+    def provider(self, **kwargs: object) -> UasHandle:
+        driver = SippDriver(self.live.lab.ports.sip, local_ip=PROVIDER,
+                            work_dir=self.live.work / "providers")
+        return driver.answer("mobile", port=self.provider_port, timeout=90,  # type: ignore[arg-type]
+                             **kwargs)
+
+    def preferences(self, extension: str) -> Preferences:
+        found = self.live.store.preferences_of(extension)
+        assert found is not None
+        return found
+
+    def reload_time(self) -> str:
+        async def ask() -> str:
+            async with self.live.ami() as ami:
+                reply = await ami.action("CoreStatus")
+                return f"{reply.get('CoreReloadDate')} {reply.get('CoreReloadTime')}"
+
+        return asyncio.run(ask())
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+    work = tmp_path_factory.mktemp("services")
+    provider_port = free_port(PROVIDER)
+    agi_port = free_port()
+    spool = MailSpool(work / "spool")
+    site = services_site(provider_port, agi_port)
+    with live_site(work, "services", site, from_store=False) as live, \
+            agi_service("--db", str(work / "store.sqlite3"), "--mail-spool", str(spool.root),
+                        "--port", str(agi_port)) as agi:
+        assert agi.port == agi_port
+        yield Services(live, agi, provider_port, spool)
+
+
+@pytest.fixture
+def clean(services: Services) -> Iterator[Services]:
+    yield services
+    assert services.live.wait_no_channels() == 0, "channels left on Asterisk after the test"
+
+
+def invites(messages: list[SipMessage]) -> list[SipMessage]:
+    return [m for m in messages if m.request_method == "INVITE"]
+
+
+def dial(services: Services, ext: str, number: str, **kwargs: object) -> object:
+    return services.sipp().call(ext, services.live.password(ext), number,  # type: ignore[arg-type]
+                                **kwargs)
+
+
+# --- must show 4: forward-all by feature code, no reload ------------------------------------
+
+def test_forward_all_by_feature_code_is_followed_by_the_next_call_without_reload(
+        clean: Services) -> None:
+    live = clean.live
+    reloaded = clean.reload_time()
+    sipp = clean.sipp()
+    set_on = sipp.call("102", live.password("102"), "63*2*101", hold_seconds=4)
+    assert set_on.connected, set_on.run.describe()
+    prefs = clean.preferences("102")
+    assert prefs.internal.forward_always == prefs.external.forward_always == "101"
+    with sipp.phone("101", live.password("101")) as alice, \
+            sipp.phone("102", live.password("102"), calls=0) as bruno:
+        forwarded = sipp.call("100", live.password("100"), "102", hold_seconds=1)
+        alice.uas.wait(timeout=20)
+        assert forwarded.connected, forwarded.run.describe()
+        assert len(invites(alice.uas.messages())) == 1
+        assert invites(bruno.uas.messages()) == []  # the forward: 102's phone never rang
+    off = sipp.call("102", live.password("102"), "63*0", hold_seconds=3)
+    assert off.connected
+    assert clean.preferences("102").internal.forward_always is None
+    with sipp.phone("102", live.password("102")) as bruno:
+        direct = sipp.call("100", live.password("100"), "102", hold_seconds=1)
+        bruno.uas.wait(timeout=20)
+        assert direct.connected and len(invites(bruno.uas.messages())) == 1
+    assert clean.reload_time() == reloaded  # no reload happened
+
+
+def test_dnd_by_feature_code_sends_calls_to_the_busy_path(clean: Services) -> None:
+    live = clean.live
+    sipp = clean.sipp()
+    assert sipp.call("102", live.password("102"), "60*1", hold_seconds=3).connected
+    assert clean.preferences("102").dnd is True
+    try:
+        with sipp.phone("102", live.password("102"), calls=0) as bruno:
+            # busy path: 102's busy mailbox answers, the phone never rings
+            busy = sipp.call("100", live.password("100"), "102", hold_seconds=2)
+            assert busy.connected
+            assert invites(bruno.uas.messages()) == []
+    finally:
+        assert sipp.call("102", live.password("102"), "60*0", hold_seconds=3).connected
+    assert clean.preferences("102").dnd is False
+
+
+def test_a_code_that_cannot_apply_changes_nothing(clean: Services) -> None:
+    live = clean.live
+    before = live.store.revision()
+    heard = clean.sipp().call("102", live.password("102"), "63*2*102", hold_seconds=3)
+    assert heard.connected  # the error prompts play
+    assert live.store.revision() == before
+
+
+# --- must show 2: mobility, with confirmation -------------------------------------------------
+
+def _mobility(services: Services, *, confirm: bool) -> None:
+    def on(p: Preferences) -> Preferences:
+        return p.model_copy(update={"internal": p.internal.model_copy(update={
+            "mobility": True, "mobility_delay": MOBILITY_DELAY,
+            "mobility_confirmation": confirm, "call_timeout": 40})})
+
+    services.live.store.change_preferences("102", on)
+
+
+def test_mobility_rings_the_mobile_after_the_delay_and_connects_after_star(
+        clean: Services) -> None:
+    live = clean.live
+    _mobility(clean, confirm=True)
+    sipp = clean.sipp()
+    with sipp.phone("102", live.password("102"), behaviour="ignore") as bruno, \
+            clean.provider(dtmf="*", dtmf_delay=6.0) as mobile:
+        started = time.time()
+        result = sipp.call("101", live.password("101"), "102", hold_seconds=2, timeout=60)
+        mobile.wait(timeout=30)
+        bruno_saw = bruno.uas.messages()
+    assert result.connected, result.run.describe()
+    (invite,) = invites(mobile.messages())
+    assert invite.start_line.split()[1].startswith(f"sip:{MOBILE}@")
+    assert invite.time is not None and invite.time - started >= MOBILITY_DELAY - 0.5
+    answered = [m for m in result.run.messages if m.status == 200 and m.method == "INVITE"]
+    assert answered and answered[0].time is not None
+    # connected only once the mobile pressed * (6 s after it answered), not when it answered
+    assert answered[0].time - invite.time >= 6.0, (answered[0].time, invite.time)
+    assert any(m.request_method == "CANCEL" for m in bruno_saw)  # the phone stops ringing
+
+
+def test_mobility_without_star_never_connects_the_caller_to_the_mobile(
+        clean: Services) -> None:
+    live = clean.live
+    _mobility(clean, confirm=True)
+    sipp = clean.sipp()
+    with sipp.phone("102", live.password("102"), behaviour="ignore") as bruno, \
+            clean.provider() as mobile:  # answers (like a mobile's voicemail), presses nothing
+        result = sipp.call("101", live.password("101"), "102", cancel_after=25, timeout=60)
+        seen = mobile.wait(timeout=30)
+        del bruno
+    assert not result.connected, result.run.describe()
+    assert len(invites(mobile.messages())) == 1
+    # Asterisk hung the mobile up after the unanswered confirmation (not the caller's cancel)
+    byes = [m for m in mobile.messages() if m.request_method == "BYE"]
+    assert byes and seen.answered == 1
+
+
+# --- missed calls -----------------------------------------------------------------------------
+
+def test_a_missed_call_queues_exactly_one_mail(clean: Services) -> None:
+    live = clean.live
+    live.store.change_preferences("102", lambda p: p.model_copy(update={
+        "internal": p.internal.model_copy(update={"missed_call_email": True,
+                                                   "mobility": False})}))
+    before = len(clean.spool.pending())
+    sipp = clean.sipp()
+    with sipp.phone("102", live.password("102"), behaviour="ignore"):
+        result = sipp.call("101", live.password("101"), "102", cancel_after=3)
+    assert not result.connected
+    deadline = time.monotonic() + 5
+    while len(clean.spool.pending()) == before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    pending = clean.spool.pending()
+    assert len(pending) == before + 1
+    message = pending[-1]
+    assert message.to == "bruno.lefevre@acme.fr"
+    assert message.call["caller_number"] == "101" and message.call["user"] == "102"
+
