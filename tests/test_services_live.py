@@ -17,7 +17,7 @@ from live_site import LiveSite, example_site, live_site
 from wildix_ast.call_classes import DialplanGeneral
 from wildix_ast.missed_calls import MailSpool
 from wildix_ast.ports import free_port
-from wildix_ast.preferences import Preferences
+from wildix_ast.preferences import Hotline, Preferences
 from wildix_ast.sip_test import SipMessage, SippDriver, UasHandle
 from wildix_ast.site import Site
 from wildix_ast.trunks import Trunk, TrunkGroup
@@ -198,7 +198,7 @@ def test_mobility_without_star_never_connects_the_caller_to_the_mobile(
     sipp = clean.sipp()
     with sipp.phone("102", live.password("102"), behaviour="ignore") as bruno, \
             clean.provider() as mobile:  # answers (like a mobile's voicemail), presses nothing
-        result = sipp.call("101", live.password("101"), "102", cancel_after=25, timeout=60)
+        result = sipp.call("101", live.password("101"), "102", cancel_after=30, timeout=60)
         seen = mobile.wait(timeout=30)
         del bruno
     assert not result.connected, result.run.describe()
@@ -206,6 +206,27 @@ def test_mobility_without_star_never_connects_the_caller_to_the_mobile(
     # Asterisk hung the mobile up after the unanswered confirmation (not the caller's cancel)
     byes = [m for m in mobile.messages() if m.request_method == "BYE"]
     assert byes and seen.answered == 1
+
+
+# --- hotline ---------------------------------------------------------------------------------
+
+def test_hotline_calls_its_number_after_the_delay_of_silence(clean: Services) -> None:
+    live = clean.live
+    live.store.change_preferences("101", lambda p: p.model_copy(update={
+        "hotline": Hotline(number="102", delay=2)}))
+    sipp = clean.sipp()
+    try:
+        with sipp.phone("102", live.password("102")) as bruno:
+            started = time.time()
+            result = sipp.call("101", live.password("101"), "*50", hold_seconds=1)
+            bruno.uas.wait(timeout=20)
+            (invite,) = invites(bruno.uas.messages())
+    finally:
+        live.store.change_preferences("101", lambda p: p.model_copy(update={"hotline": None}))
+    assert result.connected, result.run.describe()
+    # dial tone first (early media, unanswered), the hotline number after 2 s of silence
+    assert any(m.status == 183 for m in result.run.messages)
+    assert invite.time is not None and invite.time - started >= 1.8
 
 
 # --- missed calls -----------------------------------------------------------------------------
