@@ -172,10 +172,11 @@ def test_a_change_is_kept_and_counted(store: Store) -> None:
 
 def test_a_refused_change_leaves_them(store: Store) -> None:
     before, revision = store.preferences_of("101"), store.revision()
-    with pytest.raises(SettingsError, match="101 is this user's own extension") as caught:
+    with pytest.raises(SettingsError, match="nothing was changed") as caught:
         store.change_preferences("101", lambda p: p.model_copy(update={
             "internal": ClassPreferences(forward_always="101")}))
     assert caught.value.exit_code == 2
+    assert "101 is this user's own extension" in str(caught.value.problems[0])
     with pytest.raises(StoreError, match="they are unchanged: RuntimeError: x"):
         store.change_preferences("101", lambda p: (_ for _ in ()).throw(RuntimeError("x")))
     with pytest.raises(UnknownUserError, match="no user has extension 555"):

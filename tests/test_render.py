@@ -143,11 +143,12 @@ def test_dialplan(site: Site, files: dict[str, str]) -> None:
                         "wildix-extensions", "wildix-did", "proc-users", "proc-reception",
                         "wildix-outgoing", "wildix-route", "acl-default", "acl-direction",
                         "acl-stagiaires", "wildix-tg-sortants", "wildix-trunk-operateur",
-                        "wildix-trunk-secours", "wildix-services", "wildix-feature-code",
+                        "wildix-trunk-secours", "wildix-forward", "wildix-alert-info",
+                        "wildix-services", "wildix-feature-code",
                         "wildix-mobility", "wildix-mobility-confirm",
                         "wildix-shared-voicemail", "wildix-shared-voicemail-of"}
     assert ext["globals"][0] == {"COUNTRY_CODE": ["33"], "TONE_ZONE": ["fr"],
-                                 "RING_TIMEOUT": ["25"]}
+                                 "RING_TIMEOUT": ["25"], "WILDIX_AGI": ["agi://127.0.0.1:4573"]}
     # only the users' procedure calls out: named procedures carry no applications yet
     assert ext["proc-users"][0] == {"include": ["wildix-extensions", "wildix-services",
                                                 "wildix-outgoing"]}
@@ -160,13 +161,16 @@ def test_dialplan(site: Site, files: dict[str, str]) -> None:
         assert (call in lines) == user.type.has_phone
         hint = f"{user.extension},hint,PJSIP/{user.extension}"
         assert (hint in lines) == user.type.has_phone
+    # trunk calls are external calls for the users' preferences
     assert ext["wildix-did"][0]["exten"] == [
-        "+33140000101,1,Gosub(wildix-call-user,s,1(101,101))",
-        "+33140000102,1,Gosub(wildix-call-user,s,1(102,102))"]
+        "+33140000101,1,Set(__WILDIX_CALLTYPE=external)",
+        "+33140000102,1,Set(__WILDIX_CALLTYPE=external)"]
+    assert "n,Gosub(wildix-call-user,s,1(102,102))" in ext["wildix-did"][0]["same"]
     text = files["extensions.conf"]
     sub = text[text.index("[wildix-call-user]"):text.index("[wildix-voicemail-main]")]
     assert "Dial(PJSIP/${ARG1},${RING_TIMEOUT})" in sub
-    assert "VoiceMail(${ARG2}@default,b)" in sub and "VoiceMail(${ARG2}@default,u)" in sub
+    assert "VoiceMail(${ARG2}@default,${greeting})" in sub
+    assert "AGI(${WILDIX_AGI}/call-user,${ARG1},${WILDIX_CALLTYPE})" in sub
     # names never reach the dialplan
     for user in site.users:
         assert user.name not in text

@@ -181,6 +181,17 @@ class Manager(BaseModel):
     username: Annotated[Identifier, AfterValidator(_not_reserved_section)] = "wildix-ast"
 
 
+class FastAgi(BaseModel):
+    """Where Asterisk reaches the FastAGI service (`wildix-ast agi serve`) for call-time
+    decisions (users' preferences). When it does not answer, calls take the dialplan's own
+    path: users are rung directly."""
+
+    model_config = STRICT
+
+    host: IPv4Address = IPv4Address("127.0.0.1")
+    port: Port = 4573
+
+
 class System(BaseModel):
     """The `system` section of the settings file."""
 
@@ -190,3 +201,4 @@ class System(BaseModel):
     language_region: LanguageRegion = Field(default_factory=LanguageRegion)
     sip_rtp: SipRtp = Field(default_factory=SipRtp)
     manager: Manager = Field(default_factory=Manager)
+    fastagi: FastAgi = Field(default_factory=FastAgi)

@@ -14,13 +14,12 @@ import typer
 from rich.table import Table
 
 from wildix_ast.agi.probe import probe
-from wildix_ast.agi.routes import default_routes
-from wildix_ast.agi.server import HEALTH_ROUTE, OK, STATUS_VARIABLE, AgiServer, Limits, Route
+from wildix_ast.agi.routes import StoreLookup, default_routes
+from wildix_ast.agi.server import HEALTH_ROUTE, OK, STATUS_VARIABLE, AgiServer, Limits
 from wildix_ast.console import out
-from wildix_ast.errors import ServiceError, WildixError
+from wildix_ast.errors import ServiceError
 from wildix_ast.missed_calls import SPOOL_ENV, MailSpool, default_spool
 from wildix_ast.sdnotify import keep_alive, notify
-from wildix_ast.store import Store, open_store
 
 app = typer.Typer(help="The FastAGI service: call-time decisions for the dialplan.",
                   no_args_is_help=True)
@@ -43,8 +42,7 @@ def serve(
     = False,
     db: Annotated[str | None, typer.Option(
         "--db", envvar="WILDIX_AST_DB", show_envvar=True,
-        help="The store the call-time routes read and change (preferences, feature "
-             "codes). Default: the default store, when it opens.")] = None,
+        help="The store (users' preferences): a SQLite path or a database URL.")] = None,
     mail_spool: Annotated[Path | None, typer.Option(
         "--mail-spool", envvar=SPOOL_ENV, show_envvar=True,
         help="Where missed-call mails are queued. Default: "
@@ -54,25 +52,17 @@ def serve(
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     limits = Limits(backlog=backlog, max_sessions=max_sessions)
-    routes = default_routes(_store(db), MailSpool(mail_spool or default_spool()))
-    asyncio.run(_serve(host, port, limits, routes))
-
-
-def _store(db: str | None) -> Store | None:
-    """The store named (an error if it cannot open), else the default one if it opens: the
-    routes that need none still answer, and the dialplan falls back for the others."""
-    if db is not None:
-        return open_store(db)
+    lookup = StoreLookup(db)
+    spool = MailSpool(mail_spool or default_spool())
     try:
-        return open_store()
-    except WildixError as e:
-        logging.getLogger(__name__).error(
-            "no store: the preference and feature-code routes are off (%s)", e)
-        return None
+        asyncio.run(_serve(host, port, limits, lookup, spool))
+    finally:
+        lookup.close()
 
 
-async def _serve(host: str, port: int, limits: Limits, routes: dict[str, Route]) -> None:
-    server = AgiServer(routes, limits)
+async def _serve(host: str, port: int, limits: Limits, lookup: StoreLookup,
+                 spool: MailSpool) -> None:
+    server = AgiServer(default_routes(lookup, spool), limits)
     try:
         bound = await server.start(host, port)
     except OSError as e:

@@ -1,19 +1,24 @@
 """The routes `wildix-ast agi serve` answers: thin adapters from an AGI request to the pure
 functions that decide (each unit-tested without Asterisk).
-
-The user-preference routes (forwarding, reject, mobility per call class) join here once the
-routing work's call classes and the store's preference tables exist; they will be
-`Route.blocking` adapters over pure functions of (preferences, call) -> Decision.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+
 from wildix_ast.agi.protocol import AgiRequest
 from wildix_ast.agi.server import Decision, Route
 from wildix_ast.agi.services import service_routes
+from wildix_ast.call_user import CALL_USER_ROUTE, IncomingCall, decide
 from wildix_ast.missed_calls import MailSpool, default_spool
 from wildix_ast.popup_url import PopupCall, expand
-from wildix_ast.store import Store
+from wildix_ast.store import Store, open_store
+from wildix_ast.users import User
+
+#: A call-user decision slower than this gets the safe answer (the phone rings directly).
+CALL_USER_TIMEOUT = 0.5
+UserLookup = Callable[[str], User | None]
 
 POPUP_VARIABLE = "WILDIX_POPUP_URL"
 
@@ -36,11 +41,52 @@ def popup(request: AgiRequest) -> Decision:
     return Decision({POPUP_VARIABLE: expand(_arg(request, 0), call)})
 
 
-def default_routes(store: Store | None = None,
+def call_user(lookup: UserLookup) -> Callable[[AgiRequest], Decision]:
+    """`AGI(agi://.../call-user,EXTENSION,CALLTYPE)`: the preferences of the called user
+    for this call (the caller from the channel's caller ID), as channel variables."""
+    def handler(request: AgiRequest) -> Decision:
+        call = IncomingCall(call_type=_arg(request, 1), caller=request.callerid)
+        return Decision(decide(lookup(_arg(request, 0)), call))
+
+    return handler
+
+
+class StoreLookup:
+    """`user_by_extension` of the store at `location`, opened on the first call that needs
+    it (a service answering only `health` never touches the store) and again after a
+    failure: a database that was down is used as soon as it is back."""
+
+    def __init__(self, location: str | None) -> None:
+        self.location = location
+        self._store: Store | None = None
+        self._opening = threading.Lock()
+
+    def __call__(self, extension: str) -> User | None:
+        return self.store().user_by_extension(extension)
+
+    def store(self) -> Store:
+        """The store, opened now if it is not yet (the services' routes change it)."""
+        store = self._store
+        if store is None:
+            with self._opening:
+                if self._store is None:
+                    self._store = open_store(self.location)
+                store = self._store
+        return store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+
+def default_routes(lookup: UserLookup | None = None,
                    spool: MailSpool | None = None) -> dict[str, Route]:
-    """Every route of the service (besides the server's built-in `health`); the routes
-    that read or change the store need one."""
+    """Every route of the service (besides the server's built-in `health`); `lookup` finds
+    a user by extension (the store's `user_by_extension`), for `call-user`; a StoreLookup
+    also gives the services' routes (feature codes, mobility, hotline, missed calls)."""
     routes = {"popup": Route.of(popup)}
-    if store is not None:
-        routes.update(service_routes(lambda: store, spool or MailSpool(default_spool())))
+    if lookup is not None:
+        routes[CALL_USER_ROUTE] = Route.blocking(call_user(lookup), timeout=CALL_USER_TIMEOUT)
+    if isinstance(lookup, StoreLookup):
+        routes.update(service_routes(lookup.store, spool or MailSpool(default_spool())))
     return routes

@@ -24,8 +24,9 @@ from wildix_ast.asterisk.base import (
     View,
     static_modules,
 )
-from wildix_ast.asterisk.outgoing import dialplan_contexts
+from wildix_ast.asterisk.outgoing import REJECTED, dialplan_contexts
 from wildix_ast.asterisk.services import service_contexts
+from wildix_ast.call_user import CALL_USER_ROUTE, MAX_FORWARDS
 from wildix_ast.conf import Section
 from wildix_ast.errors import Problem
 from wildix_ast.model import DEFAULT_PROCEDURE
@@ -68,6 +69,13 @@ def _view(given: RenderInput) -> View:
         "call_user_context": names.CALL_USER_CONTEXT,
         "voicemail_main_context": names.VOICEMAIL_MAIN_CONTEXT,
         "did_context": names.DID_CONTEXT,
+        "fastagi": f"{site.system.fastagi.host}:{site.system.fastagi.port}",
+        "call_user_route": CALL_USER_ROUTE,
+        "forward_context": names.FORWARD_CONTEXT,
+        "alert_info_context": names.ALERT_INFO_CONTEXT,
+        "procedure_prefix": names.PROCEDURE_PREFIX,
+        "max_forwards": MAX_FORWARDS,
+        "rejected_cause": REJECTED,
         "outgoing_context": names.OUTGOING_CONTEXT,
         "outgoing_procedure": names.procedure_context(DEFAULT_PROCEDURE),
         "routing": dialplan_contexts(site),
@@ -110,7 +118,7 @@ FILE = ConfigFile(
         "app_exec.so", "func_groupcount.so", "func_dialplan.so",
         "app_verbose.so", "func_strings.so", "func_callerid.so", "func_channel.so",
         "func_logic.so", "func_global.so", "func_hangupcause.so", "func_devstate.so",
-        "app_read.so"),
+        "res_agi.so", "app_voicemail.so", "res_pjsip_header_funcs.so", "app_read.so"),
     checks=_checks,
     expects=_expects,
 )

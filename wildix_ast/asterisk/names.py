@@ -11,6 +11,9 @@ CALL_USER_CONTEXT = "wildix-call-user"
 VOICEMAIL_MAIN_CONTEXT = "wildix-voicemail-main"
 EXTENSIONS_CONTEXT = "wildix-extensions"
 DID_CONTEXT = "wildix-did"
+FORWARD_CONTEXT = "wildix-forward"
+ALERT_INFO_CONTEXT = "wildix-alert-info"
+PROCEDURE_PREFIX = "proc-"
 
 
 SOUND_FOLDER = "wildix-ast"
@@ -26,7 +29,7 @@ def sound_file(name: str) -> str:
 def procedure_context(name: str) -> str:
     """The extensions.conf context of a dialplan procedure. A prefix, so no procedure can be
     named like Asterisk's reserved `[general]`/`[globals]` or one of our `wildix-*` helpers."""
-    return f"proc-{name}"
+    return f"{PROCEDURE_PREFIX}{name}"
 
 
 def mailbox(extension: str) -> str:

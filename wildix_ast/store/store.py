@@ -446,13 +446,21 @@ class Store:
     # Lookups for call-time services: one indexed query each, not the whole site.
 
     def _user_where(self, condition: Any) -> User | None:
+        """One user, with its preferences (two primary-key reads in one snapshot)."""
         from wildix_ast.store.sections import item_data, read_rows
-        from wildix_ast.store.tables import USERS
+        from wildix_ast.store.tables import PREFERENCES, USERS, user_preferences
         from wildix_ast.users import User
 
         with self._reading("looking a user up") as connection:
             rows = read_rows(connection, USERS, condition)
-        return self._valid(User, item_data(USERS, rows[0])) if rows else None
+            if not rows:
+                return None
+            data = item_data(USERS, rows[0])
+            stored = read_rows(connection, PREFERENCES,
+                               user_preferences.c.extension == data["extension"])
+        if stored:
+            data["preferences"] = item_data(PREFERENCES, stored[0])
+        return self._valid(User, data)
 
     def user_by_extension(self, extension: str) -> User | None:
         from wildix_ast.store.tables import users
@@ -572,9 +580,8 @@ class Store:
                     problems = [Problem(".".join(str(p) for p in e["loc"]),
                                         e["msg"].removeprefix("Value error, "))
                                 for e in exc.errors(include_url=False)]
-                    raise SettingsError(f"user {extension}: "
-                                        + "; ".join(str(p) for p in problems),
-                                        problems) from None
+                    raise SettingsError(f"the preferences of user {extension} are not "
+                                        "valid; nothing was changed", problems) from None
                 body = preferences_json(wanted)
                 if stored and stored[0]["body"] == body:
                     return wanted

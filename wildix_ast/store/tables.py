@@ -188,7 +188,8 @@ class Section:
 # --- the sections ----------------------------------------------------------------------------
 
 SYSTEM = Section("system_settings", "system", System, key=("id",), many=False,
-                 flatten={"language_region": "", "sip_rtp": "", "manager": "manager_"},
+                 flatten={"language_region": "", "sip_rtp": "", "manager": "manager_",
+                          "fastagi": "fastagi_"},
                  fixed={"id": 1})
 LAN_NETWORKS = Section("lan_networks", "sip_rtp.lan_networks", None, key=("position",),
                        parent=SYSTEM, value=("network", Scalar(String(18), False, str)))

@@ -1,4 +1,5 @@
-"""User preferences (WMS "Préférences utilisateur"): one row per user, the preferences as JSON.
+"""User preferences (WMS "Préférences utilisateur"): one row per user, the preferences as JSON;
+where the FastAGI service that reads them listens (system.fastagi).
 
 Revision ID: 0005
 Revises: 0004
@@ -39,7 +40,15 @@ def upgrade() -> None:
     )
     # Users already stored have the default preferences.
     op.execute("INSERT INTO user_preferences (extension, body) SELECT extension, '{}' FROM users")
+    with op.batch_alter_table("system_settings") as table:
+        table.add_column(sa.Column("fastagi_host", sa.String(15), nullable=False,
+                                   server_default="127.0.0.1"))
+        table.add_column(sa.Column("fastagi_port", sa.Integer, nullable=False,
+                                   server_default="4573"))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("system_settings") as table:
+        table.drop_column("fastagi_port")
+        table.drop_column("fastagi_host")
     op.drop_table("user_preferences")
