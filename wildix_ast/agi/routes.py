@@ -45,7 +45,8 @@ def call_user(lookup: UserLookup) -> Callable[[AgiRequest], Decision]:
     """`AGI(agi://.../call-user,EXTENSION,CALLTYPE)`: the preferences of the called user
     for this call (the caller from the channel's caller ID), as channel variables."""
     def handler(request: AgiRequest) -> Decision:
-        call = IncomingCall(call_type=_arg(request, 1), caller=request.callerid)
+        call = IncomingCall(call_type=_arg(request, 1), caller=request.callerid,
+                            caller_name=request.calleridname)
         return Decision(decide(lookup(_arg(request, 0)), call))
 
     return handler

@@ -80,6 +80,8 @@ def _view(given: RenderInput) -> View:
         "outgoing_procedure": names.procedure_context(DEFAULT_PROCEDURE),
         "routing": dialplan_contexts(site),
         "services_context": names.SERVICES_CONTEXT,
+        "mobility_context": names.MOBILITY_CONTEXT,
+        "missed_call_context": names.MISSED_CALL_CONTEXT,
         "services": service_contexts(site),
     }
 

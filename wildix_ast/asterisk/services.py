@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from wildix_ast.asterisk.names import (
     FEATURE_CODE_CONTEXT,
+    MISSED_CALL_CONTEXT,
     MOBILITY_CONFIRM_CONTEXT,
     MOBILITY_CONTEXT,
     OUTGOING_CONTEXT,
@@ -169,10 +170,23 @@ def _confirm() -> Context:
     return Context(MOBILITY_CONFIRM_CONTEXT, (_ext("s", *steps),))
 
 
+def _missed_call() -> Context:
+    """The caller's hang-up handler (ARG1: the user): the user's own Dial was not answered
+    (WILDIX_USER_DIALSTATUS; empty when the caller hung up during it: then DIALSTATUS,
+    CANCEL) -> the route queues the mail (once per call)."""
+    status = ('${IF($["${WILDIX_USER_DIALSTATUS}" = ""]?${DIALSTATUS}'
+              ':${WILDIX_USER_DIALSTATUS})}')
+    return Context(MISSED_CALL_CONTEXT, (_ext(
+        "s", f"Set(LOCAL(status)={status})",
+        'GotoIf($["${status}" = "ANSWER"]?done)',
+        *_agi("missed-call", "${ARG1}", "${WILDIX_CALLTYPE}"),
+        ("done", "Return()")),))
+
+
 def service_contexts(site: Site) -> list[Context]:
     """Every context of the services, in file order."""
     return [_services(site), *_shared_voicemail(site), _feature_code(), _mobility(),
-            _confirm()]
+            _confirm(), _missed_call()]
 
 
 def mobility_leg(extension: str) -> str:
