@@ -210,7 +210,7 @@ def test_manager(files: dict[str, str]) -> None:
     assert account["permit"] == ["127.0.0.1/255.255.255.255"]
     assert int(account["writetimeout"][0]) >= 1000
     # least privilege: what wildix-ast sends, no `config` (GetConfig shows SIP passwords)
-    assert account["read"] == ["system,reporting"]
+    assert account["read"] == ["system,reporting,user"]
     assert account["write"] == ["command,reporting"]
 
 

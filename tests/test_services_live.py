@@ -14,6 +14,7 @@ import pytest
 from agi_fixtures import AgiService, agi_service
 from live_site import LiveSite, example_site, live_site
 
+from wildix_ast.ami import AmiClient
 from wildix_ast.call_classes import DialplanGeneral
 from wildix_ast.missed_calls import MailSpool
 from wildix_ast.ports import free_port
@@ -206,6 +207,38 @@ def test_mobility_without_star_never_connects_the_caller_to_the_mobile(
     # Asterisk hung the mobile up after the unanswered confirmation (not the caller's cancel)
     byes = [m for m in mobile.messages() if m.request_method == "BYE"]
     assert byes and seen.answered == 1
+
+
+# --- popup URL --------------------------------------------------------------------------------
+
+def test_popup_url_is_expanded_per_call_and_published_to_ami_clients(clean: Services) -> None:
+    live = clean.live
+    live.store.change_preferences("102", lambda p: p.model_copy(update={
+        "popup_url": "https://crm.example/call?n={CALLERNUM}&short={CALLERNUM:1}&t={CALLTYPE}",
+        "internal": p.internal.model_copy(update={"mobility": False})}))
+    seen: list[dict[str, str]] = []
+
+    async def listen() -> None:
+        c = live.compiled
+        async with AmiClient(c.ami_host, c.ami_port, c.ami_username, c.ami_secret,
+                             events=True) as ami:
+            ami.on_event("UserEvent", lambda event: seen.append(dict(event)))
+            sipp = clean.sipp()
+            with sipp.phone("102", live.password("102")):
+                result = await asyncio.to_thread(
+                    sipp.call, "101", live.password("101"), "102", hold_seconds=1)
+            assert result.connected
+            await asyncio.sleep(0.5)
+
+    try:
+        asyncio.run(listen())
+    finally:
+        live.store.change_preferences("102", lambda p: p.model_copy(
+            update={"popup_url": None}))
+    popups = [e for e in seen if e.get("UserEvent") == "WildixPopup"]
+    assert len(popups) == 1, seen
+    assert popups[0]["Extension"] == "102"
+    assert popups[0]["URL"] == "https://crm.example/call?n=101&short=01&t=internal"
 
 
 # --- hotline ---------------------------------------------------------------------------------

@@ -120,7 +120,8 @@ FILE = ConfigFile(
         "app_exec.so", "func_groupcount.so", "func_dialplan.so",
         "app_verbose.so", "func_strings.so", "func_callerid.so", "func_channel.so",
         "func_logic.so", "func_global.so", "func_hangupcause.so", "func_devstate.so",
-        "res_agi.so", "app_voicemail.so", "res_pjsip_header_funcs.so", "app_read.so"),
+        "res_agi.so", "app_voicemail.so", "res_pjsip_header_funcs.so", "app_read.so",
+        "app_userevent.so"),
     checks=_checks,
     expects=_expects,
 )
