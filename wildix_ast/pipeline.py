@@ -43,6 +43,8 @@ class Ports(Protocol):
     def rtp_end(self) -> int: ...
     @property
     def tls(self) -> int: ...
+    @property
+    def agi(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,7 @@ class Target:
             return site
         return site.with_ports(sip=self.ports.sip, rtp_start=self.ports.rtp_start,
                                rtp_end=self.ports.rtp_end, ami=self.ports.ami,
-                               tls=self.ports.tls)
+                               tls=self.ports.tls, agi=self.ports.agi)
 
 
 @dataclass(frozen=True)

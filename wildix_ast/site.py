@@ -58,8 +58,10 @@ class Site(BaseModel):
         return next((u for u in self.users if u.extension == extension), None)
 
     def with_ports(self, *, sip: int, rtp_start: int, rtp_end: int, ami: int,
-                   bind: str = "127.0.0.1", tls: int | None = None) -> Self:
-        """The same site listening elsewhere (the lab runs it on free loopback ports)."""
+                   bind: str = "127.0.0.1", tls: int | None = None,
+                   agi: int | None = None) -> Self:
+        """The same site listening elsewhere (the lab runs it on free loopback ports); `agi`:
+        where its dialplan asks the FastAGI service (on loopback)."""
         update: dict[str, object] = {"bind_address": IPv4Address(bind), "sip_port": sip,
                                      "rtp_start": rtp_start, "rtp_end": rtp_end}
         if tls is not None:
@@ -67,4 +69,8 @@ class Site(BaseModel):
         sip_rtp = self.system.sip_rtp.model_copy(update=update)
         manager = self.system.manager.model_copy(update={"port": ami})
         system = self.system.model_copy(update={"sip_rtp": sip_rtp, "manager": manager})
+        if agi is not None:
+            fastagi = system.fastagi.model_copy(update={"host": IPv4Address("127.0.0.1"),
+                                                        "port": agi})
+            system = system.model_copy(update={"fastagi": fastagi})
         return self.model_copy(update={"system": system})

@@ -62,6 +62,7 @@ def serve(
 
 async def _serve(host: str, port: int, limits: Limits, lookup: StoreLookup,
                  spool: MailSpool) -> None:
+    await asyncio.to_thread(lookup.warm_up)
     server = AgiServer(default_routes(lookup, spool), limits)
     try:
         bound = await server.start(host, port)

@@ -4,6 +4,7 @@ functions that decide (each unit-tested without Asterisk).
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 
@@ -18,6 +19,7 @@ from wildix_ast.users import User
 
 #: A call-user decision slower than this gets the safe answer (the phone rings directly).
 CALL_USER_TIMEOUT = 0.5
+log = logging.getLogger(__name__)
 UserLookup = Callable[[str], User | None]
 
 POPUP_VARIABLE = "WILDIX_POPUP_URL"
@@ -74,6 +76,17 @@ class StoreLookup:
                     self._store = open_store(self.location)
                 store = self._store
         return store
+
+    def warm_up(self) -> None:
+        """Open the store and run one look-up now: the first call must not pay for loading
+        the database layer (hundreds of milliseconds, past the route's timeout). A store
+        that cannot be opened is logged; calls then take the dialplan's direct path until
+        it can."""
+        try:
+            self("")
+        except Exception as e:  # any failure here is reported, never fatal
+            log.error("FastAGI: the store %s cannot be read (%s); calls to users ring them "
+                      "directly until it can", self.location or "(default)", e)
 
     def close(self) -> None:
         if self._store is not None:

@@ -63,6 +63,13 @@ class LabPorts:
         """The SIP TLS port (the slot's spare port), bound only by sites with TLS."""
         return self.sip + 2
 
+    @property
+    def agi(self) -> int:
+        """Where the lab's dialplan asks the FastAGI service (a test or a person starts
+        `wildix-ast agi serve --port` there); nothing listens by default, so calls take the
+        dialplan's direct path, never another lab's service."""
+        return self.sip + 3
+
     def listening(self) -> list[tuple[str, int, str]]:
         """(protocol, port, purpose) of each port Asterisk binds at start."""
         return [("udp", self.sip, "SIP UDP"), ("tcp", self.sip, "SIP TCP"),
