@@ -30,18 +30,15 @@ MOBILE = "+33698765432"
 MOBILITY_DELAY = 5
 
 
-def services_site(provider_port: int, agi_port: int) -> Site:
+def services_site(provider_port: int) -> Site:
     """The example site with one loopback IP trunk (the provider's UAS) for every external
     call, and 102 owning a mobile."""
     base = example_site(ring_timeout=8)
     users = [u.model_copy(update={"mobile": MOBILE}) if u.extension == "102" else u
              for u in base.users]
     dialplan = base.dialplan.model_copy(update={"general": DialplanGeneral(trunk_group="main")})
-    system = base.system.model_copy(update={"fastagi": base.system.fastagi.model_copy(
-        update={"port": agi_port})})
     return Site.model_validate({
-        **base.model_dump(exclude={"trunks", "trunk_groups", "dialplan", "users", "system"}),
-        "system": system.model_dump(),
+        **base.model_dump(exclude={"trunks", "trunk_groups", "dialplan", "users"}),
         "users": [u.model_dump() for u in users],
         "dialplan": dialplan.model_dump(),
         "trunks": [Trunk(name="primary", auth="ip", host=PROVIDER,
@@ -82,13 +79,12 @@ class Services:
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     work = tmp_path_factory.mktemp("services")
     provider_port = free_port(PROVIDER)
-    agi_port = free_port()
     spool = MailSpool(work / "spool")
-    site = services_site(provider_port, agi_port)
+    site = services_site(provider_port)
     with live_site(work, "services", site, from_store=False) as live, \
             agi_service("--db", str(work / "store.sqlite3"), "--mail-spool", str(spool.root),
-                        "--port", str(agi_port)) as agi:
-        assert agi.port == agi_port
+                        "--port", str(live.lab.ports.agi)) as agi:
+        assert agi.port == live.lab.ports.agi  # where the lab's dialplan asks
         yield Services(live, agi, provider_port, spool)
 
 
