@@ -205,6 +205,19 @@ def test_mobility_without_star_never_connects_the_caller_to_the_mobile(
     assert byes and seen.answered == 1
 
 
+def test_mobility_rings_the_mobile_when_the_phone_is_offline(clean: Services) -> None:
+    live = clean.live
+    clean.live.store.change_preferences("102", lambda p: p.model_copy(update={
+        "internal": p.internal.model_copy(update={
+            "mobility": True, "mobility_delay": 0, "mobility_confirmation": False})}))
+    with clean.provider() as mobile:  # 102 has no phone registered
+        result = clean.sipp().call("101", live.password("101"), "102", hold_seconds=1)
+        mobile.wait(timeout=20)
+    assert result.connected, result.run.describe()
+    (invite,) = invites(mobile.messages())
+    assert invite.start_line.split()[1].startswith(f"sip:{MOBILE}@")
+
+
 # --- popup URL --------------------------------------------------------------------------------
 
 def test_popup_url_is_expanded_per_call_and_published_to_ami_clients(clean: Services) -> None:
