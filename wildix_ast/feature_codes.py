@@ -36,6 +36,7 @@ from wildix_ast.preferences import VOICEMAIL, Preferences
 FeatureCode = Annotated[str, Width(8), _pattern(
     r"\*[0-9]{1,4}|[0-9]{2,8}", "feature code ('*' and up to 4 digits, or 2 to 8 digits)")]
 
+
 class Service(StrEnum):
     DND = "dnd"
     FORWARD_ALL = "forward_all"
