@@ -147,7 +147,7 @@ def test_dialplan(site: Site, files: dict[str, str]) -> None:
                         "wildix-services", "wildix-feature-code",
                         "wildix-mobility", "wildix-mobility-confirm",
                         "wildix-shared-voicemail", "wildix-shared-voicemail-of",
-                        "wildix-missed-call"}
+                        "wildix-missed-call", "wildix-cw-beep", "wildix-cw-beep-play"}
     assert ext["globals"][0] == {"COUNTRY_CODE": ["33"], "TONE_ZONE": ["fr"],
                                  "RING_TIMEOUT": ["25"], "WILDIX_AGI": ["agi://127.0.0.1:4573"]}
     # only the users' procedure calls out: named procedures carry no applications yet

@@ -7,6 +7,7 @@ queues one mail. Every test ends with no channel left on Asterisk."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Iterator
 
@@ -248,6 +249,40 @@ def test_popup_url_is_expanded_per_call_and_published_to_ami_clients(clean: Serv
     assert len(popups) == 1, seen
     assert popups[0]["Extension"] == "102"
     assert popups[0]["URL"] == "https://crm.example/call?n=101&short=01&t=internal"
+
+
+# --- call-waiting beep ----------------------------------------------------------------------
+
+def test_a_second_call_beeps_into_the_call_the_user_is_on(clean: Services) -> None:
+    live = clean.live
+
+    async def cli(command: str) -> str:
+        async with live.ami() as ami:
+            return await ami.command(command)
+
+    # Asterisk's own account of what ChanSpy did, in a log file of this test
+    asyncio.run(cli("core set verbose 3"))
+    asyncio.run(cli("logger add channel services-beep verbose"))
+    sipp = clean.sipp()
+    try:
+        with sipp.phone("102", live.password("102"), calls=2):
+            first: dict[str, object] = {}
+            talk = threading.Thread(target=lambda: first.update(call=sipp.call(
+                "100", live.password("100"), "102", hold_seconds=7)))
+            talk.start()
+            time.sleep(3)  # 100 and 102 are talking
+            second = sipp.call("101", live.password("101"), "102", hold_seconds=1)
+            talk.join()
+    finally:
+        asyncio.run(cli("logger remove channel services-beep"))
+    assert second.connected and first["call"].connected  # type: ignore[attr-defined]
+    (log,) = live.lab.dir.rglob("services-beep")
+    lines = log.read_text(errors="replace").splitlines()
+    # the user's bridged channel of the first call, never the second call's ringing one
+    spied = [line for line in lines if "app_chanspy.c: Spying on channel PJSIP/102-" in line]
+    played = [line for line in lines if "Playing 'beep" in line]
+    assert len(spied) == 1 and len(played) == 1, (spied, played)
+    assert spied[0][:25] <= played[0][:25]  # whispering before the beep starts
 
 
 # --- hotline ---------------------------------------------------------------------------------

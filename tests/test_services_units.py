@@ -15,6 +15,7 @@ from live_site import example_site
 from wildix_ast.agi.protocol import AgiRequest
 from wildix_ast.agi.services import feature_code, missed_call, mobility
 from wildix_ast.asterisk.services import feature_code_extensions, mobility_leg
+from wildix_ast.call_user import IncomingCall, decide
 from wildix_ast.errors import SettingsError
 from wildix_ast.feature_codes import (
     Action,
@@ -230,3 +231,21 @@ def test_shared_voicemail_shows_on_the_phone_and_opens_without_pin() -> None:
     dialplan = files["extensions.conf"]
     assert "exten => 102*101,1,NoOp()" in dialplan
     assert "exten => _*97*X.,1,Answer()" in dialplan
+
+
+def test_call_user_decision_carries_the_services() -> None:
+    site = example_site()
+    alice = site.users[0]  # has a mobile and an email
+    prefs = alice.preferences.model_copy(update={
+        "call_waiting_beep": False, "popup_url": "https://crm/x?n={CALLERNUM:1},{CALLTYPE}",
+        "external": alice.preferences.external.model_copy(update={
+            "mobility": True, "missed_call_email": True})})
+    user = alice.model_copy(update={"preferences": prefs})
+    external = decide(user, IncomingCall(call_type="external", caller="+33612345678"))
+    assert external["WILDIX_MOBILITY"] == "1" and external["WILDIX_MISSED_MAIL"] == "1"
+    assert external["WILDIX_CW_BEEP"] == ""
+    assert external["WILDIX_POPUP_URL"] == "https://crm/x?n=33612345678%2Cexternal"
+    internal = decide(user, IncomingCall(call_type="", caller="102"))
+    assert internal["WILDIX_MOBILITY"] == internal["WILDIX_MISSED_MAIL"] == ""
+    plain = decide(site.users[1], IncomingCall(call_type="", caller="101"))
+    assert plain["WILDIX_CW_BEEP"] == "1" and plain["WILDIX_POPUP_URL"] == ""

@@ -60,9 +60,10 @@ FORWARD_DID = "WILDIX_FWD_DID"
 MOBILITY = "WILDIX_MOBILITY"
 MISSED_MAIL = "WILDIX_MISSED_MAIL"
 POPUP = "WILDIX_POPUP_URL"
+CALL_WAITING_BEEP = "WILDIX_CW_BEEP"
 VARIABLES = (ACTION, FORWARD, FORWARD_BUSY, FORWARD_UNAVAILABLE, TIMEOUT, CALL_WAITING,
              RINGTONE, FORWARD_GROUP, FORWARD_PROCEDURE, FORWARD_DID, MOBILITY, MISSED_MAIL,
-             POPUP)
+             POPUP, CALL_WAITING_BEEP)
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,7 @@ def decide(user: User | None, call: IncomingCall) -> dict[str, str]:
         MOBILITY: "1" if mobility_leg_of(user, preferences, call.call_type) else "",
         MISSED_MAIL: "1" if functions.missed_call_email and user.email else "",
         POPUP: popup_url_of(user, call),
+        CALL_WAITING_BEEP: "1" if preferences.call_waiting_beep else "",
     })
     return decision
 

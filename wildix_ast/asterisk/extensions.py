@@ -82,6 +82,8 @@ def _view(given: RenderInput) -> View:
         "services_context": names.SERVICES_CONTEXT,
         "mobility_context": names.MOBILITY_CONTEXT,
         "missed_call_context": names.MISSED_CALL_CONTEXT,
+        "cw_beep_context": names.CW_BEEP_CONTEXT,
+        "cw_beep_play_context": names.CW_BEEP_PLAY_CONTEXT,
         "services": service_contexts(site),
     }
 
@@ -121,7 +123,7 @@ FILE = ConfigFile(
         "app_verbose.so", "func_strings.so", "func_callerid.so", "func_channel.so",
         "func_logic.so", "func_global.so", "func_hangupcause.so", "func_devstate.so",
         "res_agi.so", "app_voicemail.so", "res_pjsip_header_funcs.so", "app_read.so",
-        "app_userevent.so"),
+        "app_userevent.so", "app_originate.so", "app_chanspy.so"),
     checks=_checks,
     expects=_expects,
 )

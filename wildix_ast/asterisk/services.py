@@ -22,6 +22,8 @@ mobility leg that fails (service down, class refused) only ends itself.
 from __future__ import annotations
 
 from wildix_ast.asterisk.names import (
+    CW_BEEP_CONTEXT,
+    CW_BEEP_PLAY_CONTEXT,
     FEATURE_CODE_CONTEXT,
     MISSED_CALL_CONTEXT,
     MOBILITY_CONFIRM_CONTEXT,
@@ -183,10 +185,24 @@ def _missed_call() -> Context:
         ("done", "Return()")),))
 
 
+def _call_waiting_beep() -> list[Context]:
+    """WMS "Bip de double appel". The call-user subroutine originates a Local channel when
+    a second call rings a user already in a call: its ;2 side whispers (ChanSpy `W`, it
+    cannot listen) into the user's *bridged* channel (`b`: never the new ringing one),
+    what its ;1 side plays: a beep. Both end with the beep."""
+    return [
+        Context(CW_BEEP_CONTEXT, (_ext(
+            "_X.", "UserEvent(WildixCallWaitingBeep,Extension: ${EXTEN})",
+            "ChanSpy(PJSIP/${EXTEN}-,qbWES)", "Hangup()"),)),
+        Context(CW_BEEP_PLAY_CONTEXT, (_ext(
+            "s", "Wait(0.6)", "Playback(beep)", "Hangup()"),)),
+    ]
+
+
 def service_contexts(site: Site) -> list[Context]:
     """Every context of the services, in file order."""
     return [_services(site), *_shared_voicemail(site), _feature_code(), _mobility(),
-            _confirm(), _missed_call()]
+            _confirm(), _missed_call(), *_call_waiting_beep()]
 
 
 def mobility_leg(extension: str) -> str:
