@@ -8,12 +8,13 @@ from __future__ import annotations
 import asyncio
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from agi_fixtures import AgiService, agi_service
-from live_site import LiveSite, example_site, live_site
+from live_site import TEST_RING_TIMEOUT, LiveSite, example_site, live_site
 from test_calls import call_watching_applications
 
 from wildix_ast.agi.probe import probe
@@ -148,6 +149,57 @@ def test_forward_to_an_external_number_uses_the_forwarding_users_routing(
         uas.stop()
     assert not refused.connected, refused.run.describe()
     assert invites(uas) == []
+
+
+def test_timeout_ringtone_then_forward_unavailable(clean: LiveSite,
+                                                   service: AgiService) -> None:
+    """102 rings 2 s (not the site's 6 s) with its ringtone for internal calls, then the
+    call goes to 100, who answers."""
+    prefer(clean, "102", internal={"call_timeout": 2, "ringtone": "inside",
+                                   "forward_unavailable": "100"})
+    driver = clean.sipp()
+    with driver.phone("102", clean.password("102"), behaviour="ignore") as ringing, \
+            driver.phone("100", clean.password("100"), behaviour="answer") as other:
+        started = time.monotonic()
+        result = call(clean, "101", "102", hold_seconds=1)
+        elapsed = time.monotonic() - started
+        ringing.uas.wait(timeout=15)
+        seen = other.uas.wait(timeout=15)
+    assert result.connected, result.run.describe()
+    assert seen.answered == 1
+    assert elapsed < TEST_RING_TIMEOUT + 1, f"{elapsed:.1f} s: the site's ring timeout ran"
+    (invite,) = invites(ringing.uas)
+    assert invite.header("Alert-Info") == "<http://127.0.0.1>;info=inside"
+
+
+def test_call_waiting_off_and_do_not_disturb(clean: LiveSite, service: AgiService) -> None:
+    prefer(clean, "102", internal={"call_waiting": False})
+    driver = clean.sipp()
+    with driver.phone("102", clean.password("102"), behaviour="answer") as phone:
+        first: dict[str, CallResult] = {}
+        thread = threading.Thread(target=lambda: first.update(
+            call=call(clean, "101", "102", hold_seconds=5)))
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not invites(phone.uas) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
+        second, apps = call_watching_applications(clean, driver, "100", "102", hold=1)
+        thread.join()
+        phone.uas.wait(timeout=15)
+    assert first["call"].connected, first["call"].run.describe()
+    assert second.connected, second.run.describe()
+    assert ("VoiceMail", "102@default,b") in apps  # busy: no second call on the phone
+    assert len(invites(phone.uas)) == 1
+
+    prefer(clean, "102", dnd=True)
+    with driver.phone("102", clean.password("102"), behaviour="answer", calls=0) as phone:
+        result, apps = call_watching_applications(clean, driver, "101", "102", hold=1)
+        time.sleep(0.3)
+        phone.uas.stop()
+    assert result.connected, result.run.describe()
+    assert ("VoiceMail", "102@default,b") in apps
+    assert invites(phone.uas) == []
 
 
 # --- must-show 3: reject external calls, white and black lists -------------------------------

@@ -52,7 +52,8 @@ def test_migration_creates_the_schema_from_empty(mariadb_server: MariaDBServer, 
         f"WHERE table_schema = '{database}' AND column_name IN ('extension', 'name', 'key')")
     assert {(table, column) for table, column, _ in keys} == {
         ("users", "extension"), ("users", "name"), ("acl_groups", "name"),
-        ("dialplan_procedures", "name"), ("secrets", "key"), ("documents", "name")}
+        ("dialplan_procedures", "name"), ("secrets", "key"), ("documents", "name"),
+        ("user_preferences", "extension")}
     assert {(table, column, collation) for table, column, collation in keys
             if collation != "utf8mb4_bin"} == {("users", "name", "utf8mb4_unicode_ci")}
 

@@ -420,6 +420,9 @@ def _mount_services() -> None:
 
     app.add_typer(agi_cli.app, name="agi")
     app.add_typer(runtime_cli.app, name="runtime")
+    from wildix_ast import preferences_cli
+
+    app.add_typer(preferences_cli.app, name="user")
 
 
 _mount_services()

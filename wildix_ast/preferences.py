@@ -12,7 +12,8 @@ integer or a boolean: none can carry a comma, a parenthesis or an expression."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import re
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -138,3 +139,73 @@ def caller_matches(pattern: str, caller: str) -> bool:
     if pattern.endswith("*"):
         return caller.startswith(pattern[:-1])
     return caller == pattern
+
+
+def edit(preferences: Preferences, assignments: list[str]) -> Preferences:
+    """`preferences` changed by assignments as a person types them: `KEY=VALUE` sets,
+    `KEY=` puts the default back, `KEY+=VALUE` / `KEY-=VALUE` add to / remove from a list
+    (whitelist, blacklist). KEY is dotted (`external.forward_busy`, `hotline.delay`).
+    Raises SettingsError naming the assignment or the field."""
+    from pydantic import ValidationError
+
+    from wildix_ast.errors import Problem, SettingsError
+
+    data: dict[str, Any] = preferences.model_dump(mode="json", exclude_defaults=True)
+    problems: list[Problem] = []
+    for assignment in assignments:
+        found = _ASSIGNMENT.fullmatch(assignment)
+        if found is None:
+            problems.append(Problem(assignment, "write KEY=VALUE, KEY= (default), KEY+=VALUE "
+                                    "or KEY-=VALUE (lists)"))
+            continue
+        key, operator, value = found["key"], found["op"], found["value"]
+        *parents, name = key.split(".")
+        owner = data
+        for part in parents:
+            inner = owner.setdefault(part, {})
+            if not isinstance(inner, dict):
+                problems.append(Problem(key, f"{part} is a single setting, not a group"))
+                break
+            owner = inner
+        else:
+            problem = _assign(owner, name, operator, value, preferences, key)
+            if problem is not None:
+                problems.append(Problem(key, problem))
+    if problems:
+        raise SettingsError("the preferences were not changed", problems)
+    try:
+        return Preferences.model_validate(data)
+    except ValidationError as exc:
+        located = [Problem(".".join(str(p) for p in e["loc"]),
+                           e["msg"].removeprefix("Value error, "))
+                   for e in exc.errors(include_url=False)]
+        raise SettingsError("the preferences were not changed", located) from None
+
+
+_ASSIGNMENT = re.compile(r"(?P<key>[a-z_]+(?:\.[a-z_]+)*)(?P<op>\+=|-=|=)(?P<value>.*)",
+                         re.DOTALL)
+_LISTS = ("whitelist", "blacklist")
+
+
+def _assign(owner: dict[str, Any], name: str, operator: str, value: str,
+            preferences: Preferences, key: str) -> str | None:
+    """One assignment into the data of the preferences; a problem, or None."""
+    if operator == "=":
+        if value == "":
+            owner.pop(name, None)
+        elif key in _LISTS:
+            owner[name] = [v for v in value.split(",") if v]
+        else:
+            owner[name] = value
+        return None
+    if key not in _LISTS:
+        return f"{operator} works on lists ({', '.join(_LISTS)}) only"
+    current: list[str] = list(owner.get(name, getattr(preferences, name)))
+    if operator == "+=":
+        owner[name] = current + [v for v in value.split(",") if v and v not in current]
+        return None
+    missing = [v for v in value.split(",") if v and v not in current]
+    if missing:
+        return f"{', '.join(missing)} is not in the {name}"
+    owner[name] = [v for v in current if v not in value.split(",")]
+    return None

@@ -76,8 +76,9 @@ class User(BaseModel):
                                  "extension (the call would loop)")
         for name in ("internal", "external"):
             if getattr(self.preferences, name).mobility and self.mobile is None:
-                raise ValueError(f"preferences.{name}.mobility needs the user's mobile number")
+                raise ValueError(f"preferences.{name}.mobility: needs the user's mobile "
+                                 "number")
         if self.preferences.shared_voicemail == self.extension:
-            raise ValueError("preferences.shared_voicemail: a user's own mailbox is already "
-                             "theirs")
+            raise ValueError("preferences.shared_voicemail: a user's own mailbox is "
+                             "already theirs")
         return self

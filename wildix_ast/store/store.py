@@ -25,7 +25,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from wildix_ast.crash_points import crash_point
-from wildix_ast.errors import StoreError, WildixError
+from wildix_ast.errors import Problem, StoreError, WildixError
 from wildix_ast.passwords import hash_password, is_password_hash, password_matches
 from wildix_ast.secrets_vault import user_secret_key
 from wildix_ast.site import Site
@@ -242,6 +242,15 @@ def _with_documents(data: dict[str, Any], documents: dict[str, str]) -> dict[str
     if codes:
         data.setdefault("dialplan", {})["feature_codes"] = codes
     return data
+
+
+def _located(location: tuple[int | str, ...], message: str) -> Problem:
+    """A problem of a user's preferences: rules across the user's fields say their field
+    first (`preferences.hotline.number: ...`), which becomes the location."""
+    where = ".".join(str(part) for part in location)
+    if not where and message.startswith("preferences.") and ": " in message:
+        where, message = message.split(": ", 1)
+    return Problem(where.removeprefix("preferences."), message)
 
 
 class UnknownUserError(WildixError):
@@ -546,7 +555,7 @@ class Store:
         from pydantic import ValidationError
         from sqlalchemy import insert, update
 
-        from wildix_ast.errors import Problem, SettingsError
+        from wildix_ast.errors import SettingsError
         from wildix_ast.preferences import Preferences
         from wildix_ast.store.database import translated, writing
         from wildix_ast.store.sections import item_data, read_rows
@@ -577,8 +586,7 @@ class Store:
                 try:
                     User.model_validate({**user, "preferences": wanted.model_dump()})
                 except ValidationError as exc:
-                    problems = [Problem(".".join(str(p) for p in e["loc"]),
-                                        e["msg"].removeprefix("Value error, "))
+                    problems = [_located(e["loc"], e["msg"].removeprefix("Value error, "))
                                 for e in exc.errors(include_url=False)]
                     raise SettingsError(f"the preferences of user {extension} are not "
                                         "valid; nothing was changed", problems) from None
