@@ -84,7 +84,8 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     site = services_site(provider_port)
     with live_site(work, "services", site, from_store=False) as live, \
             agi_service("--db", str(work / "store.sqlite3"), "--mail-spool", str(spool.root),
-                        "--port", str(live.lab.ports.agi)) as agi:
+                        "--port", str(live.lab.ports.agi),
+                        timeout=60.0) as agi:  # a loaded machine starts Python slowly
         assert agi.port == live.lab.ports.agi  # where the lab's dialplan asks
         yield Services(live, agi, provider_port, spool)
 
@@ -327,3 +328,18 @@ def test_a_missed_call_queues_exactly_one_mail(clean: Services) -> None:
     assert message.to == "bruno.lefevre@acme.fr"
     assert message.call["caller_number"] == "101" and message.call["user"] == "102"
 
+
+
+def test_a_call_to_an_offline_phone_is_missed_too(clean: Services) -> None:
+    live = clean.live
+    live.store.change_preferences("102", lambda p: p.model_copy(update={
+        "internal": p.internal.model_copy(update={"missed_call_email": True,
+                                                   "mobility": False})}))
+    before = len(clean.spool.pending())
+    # 102 has no phone registered: its mailbox answers at once
+    result = clean.sipp().call("101", live.password("101"), "102", hold_seconds=1)
+    assert result.connected
+    deadline = time.monotonic() + 5
+    while len(clean.spool.pending()) == before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(clean.spool.pending()) == before + 1
