@@ -156,9 +156,10 @@ def _section_class(file: str, name: str) -> str:
 
 
 def _number_class(text: str) -> str:
-    if re.fullmatch(r"[+*]?[0-9]+", text):
+    # feature codes and their options are numbers too: '*50', '63*2**97'
+    if re.fullmatch(r"[+*]?[0-9][0-9*]*", text):
         return "<number>"
-    return "<pattern>" if re.fullmatch(r"_[0-9XZN\[\]+.-]+", text) else text
+    return "<pattern>" if re.fullmatch(r"_[0-9XZN\[\]+.*-]+", text) else text
 
 
 # Contexts whose line count follows the number tables (a country code, a site's own table):
@@ -411,6 +412,7 @@ def _check(field_name: str, value: str) -> None:
     # the users' procedure also reaches outgoing calls
     assert procedure_contexts(files) == {
         f"proc-{name}": [("include", "=>", "wildix-extensions"),
+                         ("include", "=>", "wildix-services"),
                          *([("include", "=>", "wildix-outgoing")] if name == "users" else [])]
         for name in site.dialplan.procedure_names}
     # where the value is written, it reads back unchanged
