@@ -7,10 +7,12 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 _LISTENING = re.compile(r"listening on (?P<host>[\d.]+):(?P<port>\d+)")
 
@@ -35,6 +37,9 @@ class AgiService:
 def agi_service(*args: str, timeout: float = 20.0) -> Iterator[AgiService]:
     """Start `wildix-ast agi serve` on a free loopback port; stopped on exit."""
     env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
+    # The service opens its store at start: never the shared default one in a test.
+    env.setdefault("WILDIX_AST_DB", str(Path(tempfile.mkdtemp(prefix="agi-store-"))
+                                        / "store.sqlite3"))
     process = subprocess.Popen(
         [sys.executable, "-m", "wildix_ast", "agi", "serve", "--host", "127.0.0.1",
          "--port", "0", *args],

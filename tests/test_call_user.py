@@ -176,3 +176,25 @@ def test_route_with_the_store_unreachable_answers_failed(tmp_path: Any) -> None:
     variables = asyncio.run(ask())
     assert variables["WILDIX_AGI_STATUS"] == "FAILED"
     assert ACTION not in variables
+
+
+def test_lookup_keeps_users_until_the_store_changes(tmp_path: Any) -> None:
+    path = str(tmp_path / "store.sqlite3")
+    store = open_store(path)
+    site = 'users:\n  - {name: Bob, extension: "102", preferences: {dnd: %s}}\n'
+    store.import_site(parse_site(site % "false"))
+    lookup = StoreLookup(path)
+    try:
+        first = lookup("102")
+        assert first is not None and not first.preferences.dnd
+        assert lookup("102") is first  # kept: same revision
+        store.import_site(parse_site(site % "true"))  # an import changes the revision
+        second = lookup("102")
+        assert second is not None and second.preferences.dnd
+        store.change_preferences("102", lambda p: Preferences())
+        third = lookup("102")
+        assert third is not None and not third.preferences.dnd
+        assert lookup("555") is None
+    finally:
+        lookup.close()
+        store.close()

@@ -202,6 +202,17 @@ def test_call_waiting_off_and_do_not_disturb(clean: LiveSite, service: AgiServic
     assert invites(phone.uas) == []
 
 
+def test_a_forwarding_loop_ends_in_a_mailbox(clean: LiveSite, service: AgiService) -> None:
+    """102 forwards to 100, 100 to 102: the call follows 3 forwards, then the user it has
+    reached takes it in their mailbox (no endless Local channels)."""
+    prefer(clean, "102", internal={"forward_always": "100"})
+    prefer(clean, "100", internal={"forward_always": "102"})
+    result, apps = call_watching_applications(clean, clean.sipp(), "101", "102", hold=2)
+    assert result.connected, result.run.describe()
+    assert ("VoiceMail", "100@default,u") in apps
+    assert ("Dial", "Local/102@wildix-forward") in apps  # it did go round
+
+
 # --- must-show 3: reject external calls, white and black lists -------------------------------
 
 def test_reject_all_external_but_internal_rings(clean: LiveSite, service: AgiService) -> None:

@@ -19,6 +19,7 @@ from wildix_ast.users import User
 
 #: A call-user decision slower than this gets the safe answer (the phone rings directly).
 CALL_USER_TIMEOUT = 0.5
+MAX_CACHED_USERS = 100_000
 log = logging.getLogger(__name__)
 UserLookup = Callable[[str], User | None]
 
@@ -57,25 +58,47 @@ def call_user(lookup: UserLookup) -> Callable[[AgiRequest], Decision]:
 class StoreLookup:
     """`user_by_extension` of the store at `location`, opened on the first call that needs
     it (a service answering only `health` never touches the store) and again after a
-    failure: a database that was down is used as soon as it is back."""
+    failure: a database that was down is used as soon as it is back.
+
+    Users are kept in memory while the store's revision stays the same: every call reads
+    the revision (one cheap query), and any change of the store (an import, `user set`, a
+    feature code) grows it, so the next call reads the user again."""
 
     def __init__(self, location: str | None) -> None:
         self.location = location
         self._store: Store | None = None
+        self._revision: Callable[[], int] | None = None
         self._opening = threading.Lock()
+        self._cached: dict[str, User | None] = {}
+        self._cached_at = -1
+        self._caching = threading.Lock()
+
+    def _open(self) -> tuple[Store, Callable[[], int]]:
+        with self._opening:
+            if self._store is None or self._revision is None:
+                store = open_store(self.location)
+                self._revision = store.revision_reader()
+                self._store = store
+            return self._store, self._revision
 
     def __call__(self, extension: str) -> User | None:
-        return self.store().user_by_extension(extension)
+        store, read_revision = self._open()
+        revision = read_revision()  # before the user: a change meanwhile is seen next call
+        with self._caching:
+            if revision != self._cached_at:
+                self._cached, self._cached_at = {}, revision
+            elif extension in self._cached:
+                return self._cached[extension]
+        user = store.user_by_extension(extension)
+        with self._caching:
+            if revision == self._cached_at and len(self._cached) < MAX_CACHED_USERS:
+                self._cached[extension] = user
+        return user
 
     def store(self) -> Store:
-        """The store, opened now if it is not yet (the services' routes change it)."""
-        store = self._store
-        if store is None:
-            with self._opening:
-                if self._store is None:
-                    self._store = open_store(self.location)
-                store = self._store
-        return store
+        """The store, opened now if it is not yet (the services' routes change it: each
+        change grows the revision, so the cached users are dropped on the next call)."""
+        return self._open()[0]
 
     def warm_up(self) -> None:
         """Open the store and run one look-up now: the first call must not pay for loading

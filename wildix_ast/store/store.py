@@ -326,6 +326,30 @@ class Store:
             with connection.begin():
                 yield connection
 
+    def revision_reader(self) -> Callable[[], int]:
+        """A function returning `revision()` as cheaply as the database allows, for a
+        service that checks it on every call: on a SQLite file, one kept sqlite3 connection
+        (each SELECT sees the last commit; ~0.04 ms against ~1 ms through SQLAlchemy)."""
+        if self._path is None or self._url is not None:
+            return self.revision
+        import threading
+
+        connection = sqlite3.connect(self._path, timeout=SQLITE_TIMEOUT, isolation_level=None,
+                                     check_same_thread=False)
+        lock = threading.Lock()
+
+        def read() -> int:
+            with lock:
+                try:
+                    found = connection.execute("SELECT revision FROM site_state").fetchone()
+                except sqlite3.Error as exc:
+                    from wildix_ast.store.database import explain
+
+                    raise explain(exc, self.where, "reading the store revision") from exc
+            return int(found[0])
+
+        return read
+
     def has_site(self) -> bool:
         """Whether a site has been imported."""
         from sqlalchemy import select
@@ -455,20 +479,25 @@ class Store:
     # Lookups for call-time services: one indexed query each, not the whole site.
 
     def _user_where(self, condition: Any) -> User | None:
-        """One user, with its preferences (two primary-key reads in one snapshot)."""
-        from wildix_ast.store.sections import item_data, read_rows
-        from wildix_ast.store.tables import PREFERENCES, USERS, user_preferences
+        """One user, with its preferences: one query (the preferences row joined)."""
+        from sqlalchemy import select
+
+        from wildix_ast.store.sections import item_data
+        from wildix_ast.store.tables import PREFERENCES, USERS, user_preferences, users
         from wildix_ast.users import User
 
+        body = user_preferences.c.body.label("preferences_body")
         with self._reading("looking a user up") as connection:
-            rows = read_rows(connection, USERS, condition)
-            if not rows:
-                return None
-            data = item_data(USERS, rows[0])
-            stored = read_rows(connection, PREFERENCES,
-                               user_preferences.c.extension == data["extension"])
-        if stored:
-            data["preferences"] = item_data(PREFERENCES, stored[0])
+            found = connection.execute(
+                select(users, body).outerjoin(
+                    user_preferences, user_preferences.c.extension == users.c.extension)
+                .where(condition)).first()
+        if found is None:
+            return None
+        row = found._mapping
+        data = item_data(USERS, row)
+        if row["preferences_body"] is not None:
+            data["preferences"] = item_data(PREFERENCES, {"body": row["preferences_body"]})
         return self._valid(User, data)
 
     def user_by_extension(self, extension: str) -> User | None:
@@ -525,6 +554,8 @@ class Store:
     def preferences_of(self, extension: str) -> Preferences | None:
         """The preferences of the user at `extension` (None if there is no such user): one
         primary-key query, what the FastAGI service reads on every call."""
+        import json
+
         from sqlalchemy import select
 
         from wildix_ast.preferences import Preferences
@@ -537,8 +568,6 @@ class Store:
                 .where(users.c.extension == extension)).first()
         if found is None:
             return None
-        import json
-
         return self._valid(Preferences, json.loads(found.body or "{}"))
 
     def change_preferences(self, extension: str,
