@@ -239,7 +239,8 @@ def test_the_rendered_dialplan_follows_the_model() -> None:
     text = rendered()
     assert section(text, "proc-main") == ["include => wildix-pn-main-0",
                                           "include => wildix-pn-main-1",
-                                          "include => wildix-extensions"]
+                                          "include => wildix-extensions",
+                                          "include => wildix-services"]
     main = section(text, "wildix-pn-main-0")
     assert main[0] == "exten => +33140000000,1,Set(WILDIX_CALLED=${EXTEN})"
     assert main[1:4] == [

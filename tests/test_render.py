@@ -153,16 +153,21 @@ def test_dialplan(site: Site, files: dict[str, str]) -> None:
                         "wildix-in-operateur", "wildix-indid-operateur",
                         "wildix-inrange-operateur", "wildix-in-secours",
                         "wildix-indid-secours", "wildix-inrange-secours",
-                        # the users' preferences: forwards, ringtones
-                        "wildix-forward", "wildix-alert-info"}
+                        # the users' preferences: forwards, ringtones; the WMS services
+                        "wildix-forward", "wildix-alert-info",
+                        "wildix-services", "wildix-feature-code",
+                        "wildix-mobility", "wildix-mobility-confirm",
+                        "wildix-shared-voicemail", "wildix-shared-voicemail-of",
+                        "wildix-missed-call", "wildix-cw-beep", "wildix-cw-beep-play"}
     assert ext["globals"][0] == {"COUNTRY_CODE": ["33"], "TONE_ZONE": ["fr"],
                                  "RING_TIMEOUT": ["25"], "WILDIX_AGI": ["agi://127.0.0.1:4573"]}
     # only the users' procedure calls out; a procedure's numbers come first, in order
-    assert ext["proc-users"][0] == {"include": ["wildix-extensions", "wildix-outgoing"]}
+    assert ext["proc-users"][0] == {"include": ["wildix-extensions", "wildix-services",
+                                                "wildix-outgoing"]}
     assert ext["proc-reception"][0] == {"include": ["wildix-pn-reception-0",
-                                                    "wildix-extensions"]}
+                                                    "wildix-extensions", "wildix-services"]}
     assert ext["proc-main"][0] == {"include": ["wildix-pn-main-0", "wildix-pn-main-1",
-                                               "wildix-extensions"]}
+                                               "wildix-extensions", "wildix-services"]}
     # a trunk's calls reach users' office DIDs first, then its DID ranges
     assert ext["wildix-indid-operateur"][0] == {"include": ["wildix-did",
                                                             "wildix-inrange-operateur"]}
@@ -224,7 +229,7 @@ def test_manager(files: dict[str, str]) -> None:
     assert account["permit"] == ["127.0.0.1/255.255.255.255"]
     assert int(account["writetimeout"][0]) >= 1000
     # least privilege: what wildix-ast sends, no `config` (GetConfig shows SIP passwords)
-    assert account["read"] == ["system,reporting"]
+    assert account["read"] == ["system,reporting,user"]
     assert account["write"] == ["command,reporting"]
 
 

@@ -162,8 +162,10 @@ def _section_class(file: str, name: str) -> str:
 
 
 def _number_class(text: str) -> str:
-    # a called number may be exact or a pattern: either is one extension
-    if re.fullmatch(r"[+*]?[0-9]+|[*#]", text) or re.fullmatch(r"_[0-9XZN\[\]+.*#-]+", text):
+    # a called number may be exact or a pattern: either is one extension; feature codes
+    # and their options are numbers too: '*50', '63*2**97'
+    if re.fullmatch(r"[+*]?[0-9][0-9*]*|[*#]", text) or re.fullmatch(
+            r"_[0-9XZN\[\]+.*#-]+", text):
         return "<number>"
     return text
 
@@ -514,6 +516,7 @@ def _check(field_name: str, value: str) -> None:
         f"proc-{name}": [*(("include", "=>", f"wildix-pn-{name}-{i}")
                            for i in range(numbers.get(name, 0))),
                          ("include", "=>", "wildix-extensions"),
+                         ("include", "=>", "wildix-services"),
                          *([("include", "=>", "wildix-outgoing")] if name == "users" else [])]
         for name in site.dialplan.procedure_names}
     # where the value is written, it reads back unchanged

@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from wildix_ast.mobility import mobility_leg_of
+from wildix_ast.popup_url import PopupCall, expand
 from wildix_ast.preferences import Preferences, caller_matches
 from wildix_ast.users import User
 
@@ -53,8 +55,15 @@ RINGTONE = "WILDIX_RINGTONE"
 FORWARD_GROUP = "WILDIX_FWD_GROUP"
 FORWARD_PROCEDURE = "WILDIX_FWD_PROC"
 FORWARD_DID = "WILDIX_FWD_DID"
+# WMS services (the features branch): the mobile leg's presence, the missed-call mail, the
+# popup URL expanded for this call (its commas encoded: AMI UserEvent splits on them)
+MOBILITY = "WILDIX_MOBILITY"
+MISSED_MAIL = "WILDIX_MISSED_MAIL"
+POPUP = "WILDIX_POPUP_URL"
+CALL_WAITING_BEEP = "WILDIX_CW_BEEP"
 VARIABLES = (ACTION, FORWARD, FORWARD_BUSY, FORWARD_UNAVAILABLE, TIMEOUT, CALL_WAITING,
-             RINGTONE, FORWARD_GROUP, FORWARD_PROCEDURE, FORWARD_DID)
+             RINGTONE, FORWARD_GROUP, FORWARD_PROCEDURE, FORWARD_DID, MOBILITY, MISSED_MAIL,
+             POPUP, CALL_WAITING_BEEP)
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,7 @@ class IncomingCall:
 
     call_type: str
     caller: str
+    caller_name: str = ""
 
     @property
     def external(self) -> bool:
@@ -112,5 +122,21 @@ def decide(user: User | None, call: IncomingCall) -> dict[str, str]:
         FORWARD_GROUP: user.group,
         FORWARD_PROCEDURE: user.dialplan,
         FORWARD_DID: user.office_did or "",
+        MOBILITY: "1" if mobility_leg_of(user, preferences, call.call_type) else "",
+        MISSED_MAIL: "1" if functions.missed_call_email and user.email else "",
+        POPUP: popup_url_of(user, call),
+        CALL_WAITING_BEEP: "1" if preferences.call_waiting_beep else "",
     })
     return decision
+
+
+def popup_url_of(user: User, call: IncomingCall) -> str:
+    """The user's popup URL expanded for this call ('' without one)."""
+    template = user.preferences.popup_url
+    if template is None:
+        return ""
+    expanded = expand(template, PopupCall(
+        caller_number=call.caller, caller_name=call.caller_name,
+        user_number=user.extension, user_name=user.name,
+        call_type="external" if call.external else "internal"))
+    return expanded.replace(",", "%2C")

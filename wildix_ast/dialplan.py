@@ -10,12 +10,9 @@ from typing import Annotated
 from pydantic import BaseModel, Field
 
 from wildix_ast.call_classes import DialplanGeneral
-from wildix_ast.fields import Width, _pattern
+from wildix_ast.feature_codes import FeatureCode, FeatureCodes
 from wildix_ast.model import DEFAULT_PROCEDURE, STRICT
 from wildix_ast.procedures import Procedure as Procedure  # where the store finds it
-
-FeatureCode = Annotated[str, Width(8), _pattern(
-    r"\*[0-9]{1,4}|[0-9]{2,8}", "feature code ('*' and up to 4 digits, or 2 to 8 digits)")]
 
 
 class Dialplan(BaseModel):
@@ -27,6 +24,8 @@ class Dialplan(BaseModel):
     echo_test: FeatureCode = "*43"
     voicemail: FeatureCode = "*97"
     ring_timeout: Annotated[int, Field(ge=5, le=300)] = 20
+    #: WMS services from the handset (DND, forwards): wildix_ast/feature_codes.py
+    feature_codes: FeatureCodes = Field(default_factory=FeatureCodes)
     procedures: list[Procedure] = Field(default_factory=list)
 
     @property

@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import signal
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -17,6 +18,7 @@ from wildix_ast.agi.routes import StoreLookup, default_routes
 from wildix_ast.agi.server import HEALTH_ROUTE, OK, STATUS_VARIABLE, AgiServer, Limits
 from wildix_ast.console import out
 from wildix_ast.errors import ServiceError
+from wildix_ast.missed_calls import SPOOL_ENV, MailSpool, default_spool
 from wildix_ast.sdnotify import keep_alive, notify
 
 app = typer.Typer(help="The FastAGI service: call-time decisions for the dialplan.",
@@ -41,21 +43,27 @@ def serve(
     db: Annotated[str | None, typer.Option(
         "--db", envvar="WILDIX_AST_DB", show_envvar=True,
         help="The store (users' preferences): a SQLite path or a database URL.")] = None,
+    mail_spool: Annotated[Path | None, typer.Option(
+        "--mail-spool", envvar=SPOOL_ENV, show_envvar=True,
+        help="Where missed-call mails are queued. Default: "
+             "~/.local/share/wildix-ast/mail-spool.")] = None,
 ) -> None:
     """Answer FastAGI requests until stopped (SIGTERM or Ctrl-C)."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     limits = Limits(backlog=backlog, max_sessions=max_sessions)
     lookup = StoreLookup(db)
+    spool = MailSpool(mail_spool or default_spool())
     try:
-        asyncio.run(_serve(host, port, limits, lookup))
+        asyncio.run(_serve(host, port, limits, lookup, spool))
     finally:
         lookup.close()
 
 
-async def _serve(host: str, port: int, limits: Limits, lookup: StoreLookup) -> None:
+async def _serve(host: str, port: int, limits: Limits, lookup: StoreLookup,
+                 spool: MailSpool) -> None:
     await asyncio.to_thread(lookup.warm_up)
-    server = AgiServer(default_routes(lookup), limits)
+    server = AgiServer(default_routes(lookup, spool), limits)
     try:
         bound = await server.start(host, port)
     except OSError as e:

@@ -10,7 +10,9 @@ from collections.abc import Callable
 
 from wildix_ast.agi.protocol import AgiRequest
 from wildix_ast.agi.server import Decision, Route
+from wildix_ast.agi.services import service_routes
 from wildix_ast.call_user import CALL_USER_ROUTE, IncomingCall, decide
+from wildix_ast.missed_calls import MailSpool, default_spool
 from wildix_ast.popup_url import PopupCall, expand
 from wildix_ast.store import Store, open_store
 from wildix_ast.users import User
@@ -46,7 +48,8 @@ def call_user(lookup: UserLookup) -> Callable[[AgiRequest], Decision]:
     """`AGI(agi://.../call-user,EXTENSION,CALLTYPE)`: the preferences of the called user
     for this call (the caller from the channel's caller ID), as channel variables."""
     def handler(request: AgiRequest) -> Decision:
-        call = IncomingCall(call_type=_arg(request, 1), caller=request.callerid)
+        call = IncomingCall(call_type=_arg(request, 1), caller=request.callerid,
+                            caller_name=request.calleridname)
         return Decision(decide(lookup(_arg(request, 0)), call))
 
     return handler
@@ -92,6 +95,11 @@ class StoreLookup:
                 self._cached[extension] = user
         return user
 
+    def store(self) -> Store:
+        """The store, opened now if it is not yet (the services' routes change it: each
+        change grows the revision, so the cached users are dropped on the next call)."""
+        return self._open()[0]
+
     def warm_up(self) -> None:
         """Open the store and run one look-up now: the first call must not pay for loading
         the database layer (hundreds of milliseconds, past the route's timeout). A store
@@ -108,10 +116,14 @@ class StoreLookup:
             self._store.close()
 
 
-def default_routes(lookup: UserLookup | None = None) -> dict[str, Route]:
+def default_routes(lookup: UserLookup | None = None,
+                   spool: MailSpool | None = None) -> dict[str, Route]:
     """Every route of the service (besides the server's built-in `health`); `lookup` finds
-    a user by extension (the store's `user_by_extension`), for `call-user`."""
+    a user by extension (the store's `user_by_extension`), for `call-user`; a StoreLookup
+    also gives the services' routes (feature codes, mobility, hotline, missed calls)."""
     routes = {"popup": Route.of(popup)}
     if lookup is not None:
         routes[CALL_USER_ROUTE] = Route.blocking(call_user(lookup), timeout=CALL_USER_TIMEOUT)
+    if isinstance(lookup, StoreLookup):
+        routes.update(service_routes(lookup.store, spool or MailSpool(default_spool())))
     return routes

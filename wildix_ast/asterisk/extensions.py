@@ -29,6 +29,7 @@ from wildix_ast.asterisk.base import (
 from wildix_ast.asterisk.outgoing import REJECTED, dialplan_contexts
 from wildix_ast.asterisk.procedures import dialplan_contexts as procedure_contexts
 from wildix_ast.asterisk.res_parking import orbits
+from wildix_ast.asterisk.services import service_contexts
 from wildix_ast.call_classes import NumberingPlan
 from wildix_ast.call_user import CALL_USER_ROUTE, MAX_FORWARDS
 from wildix_ast.conf import Section
@@ -89,6 +90,11 @@ def _view(given: RenderInput) -> View:
         "max_forwards": MAX_FORWARDS,
         "rejected_cause": REJECTED,
         "routing": dialplan_contexts(site),
+        "mobility_context": names.MOBILITY_CONTEXT,
+        "missed_call_context": names.MISSED_CALL_CONTEXT,
+        "cw_beep_context": names.CW_BEEP_CONTEXT,
+        "cw_beep_play_context": names.CW_BEEP_PLAY_CONTEXT,
+        "services": service_contexts(site),
     }
 
 
@@ -126,7 +132,8 @@ FILE = ConfigFile(
         "app_exec.so", "func_groupcount.so", "func_dialplan.so",
         "app_verbose.so", "func_strings.so", "func_callerid.so", "func_channel.so",
         "func_logic.so", "func_global.so", "func_hangupcause.so", "func_devstate.so",
-        "func_rand.so", "res_agi.so", "app_voicemail.so", "res_pjsip_header_funcs.so"),
+        "func_rand.so", "res_agi.so", "app_voicemail.so", "res_pjsip_header_funcs.so",
+        "app_read.so", "app_userevent.so", "app_originate.so", "app_chanspy.so"),
     checks=_checks,
     expects=_expects,
 )

@@ -31,10 +31,11 @@ def _view(given: RenderInput) -> View:
         "manager_port": manager.port,
         # What wildix-ast sends: Command (the CLI), CoreStatus and CoreShowChannels
         # (reporting), Ping. Not `system` nor `config`: both allow GetConfig (every SIP
-        # password); not `originate`. Runtime services get accounts of their own.
+        # password); not `originate`. Runtime services get accounts of their own. Reads
+        # `user` too: the UserEvents the dialplan publishes (WildixPopup).
         "manager_accounts": [Account(
             username=manager.username, secret=given.manager_secret,
-            read="system,reporting", write="command,reporting", writetimeout=5000)],
+            read="system,reporting,user", write="command,reporting", writetimeout=5000)],
     }
 
 

@@ -44,6 +44,16 @@ def has_mailbox(user: User) -> bool:
     return user.type in _WITH_MAILBOX
 
 
+def subscribed_mailboxes(user: User, mailboxes: set[str]) -> str:
+    """The mailboxes a user's phone shows (MWI): its own, then the one it shares (WMS
+    "Boîte vocale partagée"), when that is a mailbox (`mailboxes`: extensions having one)."""
+    found = [mailbox(user.extension)] if has_mailbox(user) else []
+    shared = user.preferences.shared_voicemail
+    if shared is not None and shared in mailboxes and shared != user.extension:
+        found.append(mailbox(shared))
+    return ",".join(found)
+
+
 OUTGOING_CONTEXT = "wildix-outgoing"
 ROUTE_CONTEXT = "wildix-route"
 
@@ -99,3 +109,18 @@ def trunk_did_context(trunk: str) -> str:
 
 def trunk_range_context(trunk: str) -> str:
     return f"wildix-inrange-{trunk}"
+
+
+# WMS services (wildix_ast/asterisk/services.py)
+SERVICES_CONTEXT = "wildix-services"
+"""The feature codes' extensions; every procedure includes it."""
+FEATURE_CODE_CONTEXT = "wildix-feature-code"
+MOBILITY_CONTEXT = "wildix-mobility"
+MOBILITY_CONFIRM_CONTEXT = "wildix-mobility-confirm"
+CW_BEEP_CONTEXT = "wildix-cw-beep"
+CW_BEEP_PLAY_CONTEXT = "wildix-cw-beep-play"
+MISSED_CALL_CONTEXT = "wildix-missed-call"
+"""A hang-up handler of the caller's channel: the missed-call mail."""
+SHARED_VOICEMAIL_CONTEXT = "wildix-shared-voicemail"
+SHARED_VOICEMAIL_OF_CONTEXT = "wildix-shared-voicemail-of"
+"""One extension `<user>*<shared mailbox>` per user that shares another's mailbox."""

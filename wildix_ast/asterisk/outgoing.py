@@ -162,7 +162,9 @@ def _trunk(trunk: Trunk, plan: NumberingPlan) -> Extension:
     steps += ['ExecIf($["${CID}" != ""]?Set(CALLERID(num)=${CID}))', ("cid-done", "NoOp()")]
     if trunk.number_format is NumberFormat.NATIONAL:
         steps += _format(plan, "DEST", "destfmt")
-    steps += [f"Dial(PJSIP/${{DEST}}@{trunk_endpoint(trunk.name)})",
+    # WILDIX_TRUNK_DIAL_OPTIONS: only a mobility leg sets it (its confirmation, services.py)
+    steps += [f"Dial(PJSIP/${{DEST}}@{trunk_endpoint(trunk.name)},,"
+              "${WILDIX_TRUNK_DIAL_OPTIONS})",
               'GotoIf($["${DIALSTATUS}" = "CHANUNAVAIL"]?next)',
               'GotoIf($["${DIALSTATUS}" = "CONGESTION"]?next)',
               'GotoIf($["${DIALSTATUS}" = "BUSY"]?busy)',

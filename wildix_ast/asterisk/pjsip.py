@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from wildix_ast.asterisk.base import ConfigFile, ObjectKinds, Reload, RenderInput, View
-from wildix_ast.asterisk.names import has_mailbox, mailbox, procedure_context
+from wildix_ast.asterisk.names import has_mailbox, procedure_context, subscribed_mailboxes
 from wildix_ast.asterisk.outgoing import pjsip_trunks
 from wildix_ast.conf import Section
 from wildix_ast.errors import Problem, RenderError
@@ -86,7 +86,7 @@ class Endpoint:
     language: str
     context: str
     codecs: str
-    #: `user@context`, or empty for users without a mailbox (fax, meeting room)
+    #: `user@context` (then a shared mailbox), or empty for users without a mailbox
     mailbox: str
     #: the address RTP binds to and announces, None for the wildcard
     media_address: str | None
@@ -129,13 +129,14 @@ def _view(given: RenderInput) -> View:
                                     nets, external, sip.tls_certificate, sip.tls_private_key))
     rtp_address = sip.rtp_address
     default_language = site.system.language_region.language
+    boxes = {u.extension for u in site.users if has_mailbox(u)}
     endpoints = [
         Endpoint(name=u.extension, auth=f"{u.extension}-auth", username=u.extension,
                  password=u.sip_password or "", aor=u.extension,
                  callerid=f'"{u.name}" <{u.extension}>',
                  language=u.language or default_language,
                  context=procedure_context(u.dialplan), codecs=allow,
-                 mailbox=mailbox(u.extension) if has_mailbox(u) else "",
+                 mailbox=subscribed_mailboxes(u, boxes),
                  media_address=None if rtp_address is None else str(rtp_address),
                  rtp_timeout=sip.rtp_timeout, rtp_hold_timeout=sip.rtp_hold_timeout,
                  session_expires=sip.session_expires, srtp=sip.tls,

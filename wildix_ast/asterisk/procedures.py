@@ -154,11 +154,12 @@ def _procedure(site: Site, procedure: Procedure) -> list[Context]:
 
 def procedure_contexts(site: Site) -> list[Context]:
     """Every procedure (the built-in `users` too): its numbers first, then the users'
-    extensions (and, for `users`, the outgoing routes)."""
+    extensions and feature codes (and, for `users`, the outgoing routes)."""
     contexts: list[Context] = []
     for procedure in [Procedure(name=DEFAULT_PROCEDURE), *site.dialplan.procedures]:
         numbers = _procedure(site, procedure)
-        includes = [c.name for c in numbers] + [names.EXTENSIONS_CONTEXT]
+        includes = [c.name for c in numbers] + [names.EXTENSIONS_CONTEXT,
+                                                names.SERVICES_CONTEXT]
         if procedure.name == DEFAULT_PROCEDURE:
             includes.append(names.OUTGOING_CONTEXT)
         contexts.append(Context(names.procedure_context(procedure.name), (),

@@ -204,6 +204,8 @@ class SippDriver:
         password: str | None = None,
         expires: int = 300,
         keys: Mapping[str, str] | None = None,
+        dtmf: str = "",
+        dtmf_delay: float = 1.0,
     ) -> UasHandle:
         """Start (in the background) a UAS that handles ``calls`` calls to ``ext``.
 
@@ -221,7 +223,13 @@ class SippDriver:
         got its final answer (``handle.registration``; not checked here).  Stopping
         it unregisters from that socket (``handle.unregistration``).  Without one,
         nothing registers: the UAS answers what is sent to ``handle.port``.
+
+        ``dtmf`` (``"answer"`` without ``password`` only): digits sent as RFC 2833 events
+        ``dtmf_delay`` seconds after the ACK, like a person pressing keys once connected
+        (a mobile confirming a call with ``*``).
         """
+        if dtmf and (behaviour != "answer" or password is not None):
+            raise SippError("dtmf: only a plain UAS that answers sends digits")
         uas_port = port if port is not None else free_port(self.local_ip)
         extra = ["-rtp_echo"] if rtp_echo else []
         uas_scenario = UAS_BEHAVIOURS[behaviour].scenario
@@ -234,6 +242,7 @@ class SippDriver:
                 client=False,
                 timeout=timeout,
                 extra=extra,
+                media=media_xml(None, dtmf, dtmf_delay) if dtmf else None,
             )
             control_call_id = None
         else:

@@ -197,6 +197,8 @@ def _documents(site: Site) -> dict[str, str]:
         "procedure_numbers": json.dumps({
             p.name: [n.model_dump(mode="json", exclude_defaults=True) for n in p.numbers]
             for p in site.dialplan.procedures if p.numbers}),
+        "dialplan_feature_codes": site.dialplan.feature_codes.model_dump_json(
+            exclude_unset=True),
     }
 
 
@@ -245,6 +247,9 @@ def _with_documents(data: dict[str, Any], documents: dict[str, str]) -> dict[str
     for procedure in data.get("dialplan", {}).get("procedures", []):
         if procedure.get("name") in numbers:
             procedure["numbers"] = numbers[procedure["name"]]
+    codes = json.loads(documents.get("dialplan_feature_codes", "{}"))
+    if codes:
+        data.setdefault("dialplan", {})["feature_codes"] = codes
     return data
 
 

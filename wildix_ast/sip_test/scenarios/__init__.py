@@ -88,7 +88,7 @@ class UasBehaviour:
 #: what a UAS does with an INVITE: answer (180, 200 + SDP, waits for the BYE), busy
 #: (486), ignore (180 until the CANCEL, then 487)
 UAS_BEHAVIOURS: dict[Behaviour, UasBehaviour] = {
-    "answer": UasBehaviour(Scenario("uas_answer.xml"), None),
+    "answer": UasBehaviour(Scenario("uas_answer.xml", media=True), None),
     "busy": UasBehaviour(Scenario("uas_busy.xml"), 486),
     "ignore": UasBehaviour(Scenario("uas_ring.xml"), 487),
     # SIP providers for trunks: refuses every call (a trunk group fails over), and a
