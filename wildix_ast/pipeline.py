@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from wildix_ast.asterisk_paths import AsteriskPaths
+from wildix_ast.asterisk.manager import runtime_account
 from wildix_ast.secrets_vault import SecretVault, manager_secret, voicemail_pins, with_secrets
 from wildix_ast.site import Site
 
@@ -99,7 +100,8 @@ def compile_site(site: Site, vault: SecretVault, target: Target,
     manager = running.system.manager
     secret = manager_secret(vault, manager.username)
     files = render_site(running, manager_secret=secret, paths=target.paths,
-                        templates=templates, voicemail_pins=voicemail_pins(running, vault))
+                        templates=templates, voicemail_pins=voicemail_pins(running, vault),
+                        runtime_secret=manager_secret(vault, runtime_account(manager.username)))
     return Compiled(site=running, files=files, ami_host=target.ami_host, ami_port=manager.port,
                     ami_username=manager.username, ami_secret=secret)
 

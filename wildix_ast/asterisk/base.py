@@ -35,6 +35,9 @@ class RenderInput:
     paths: AsteriskPaths = field(default_factory=AsteriskPaths)
     #: extension -> voicemail PIN, kept in the vault (secrets_vault.voicemail_pins)
     voicemail_pins: Mapping[str, str] = field(default_factory=dict)
+    #: the AMI service's own account's secret (manager.runtime_account); empty: derived
+    #: from manager_secret
+    runtime_secret: str = ""
 
 
 @dataclass(frozen=True)
