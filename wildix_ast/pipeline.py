@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from wildix_ast.asterisk_paths import AsteriskPaths
 from wildix_ast.asterisk.manager import runtime_account
+from wildix_ast.asterisk_paths import AsteriskPaths
 from wildix_ast.secrets_vault import SecretVault, manager_secret, voicemail_pins, with_secrets
 from wildix_ast.site import Site
 

@@ -7,7 +7,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
-from wildix_ast.asterisk.base import ConfigFile, Reload, RenderInput, View
+from wildix_ast.asterisk.base import ConfigFile, Reload, RenderInput, View, static_modules
 from wildix_ast.errors import Problem, RenderError
 from wildix_ast.passwords import password_problems
 
@@ -70,4 +70,6 @@ FILE = ConfigFile(
     name="manager.conf",
     applied_by=Reload("manager", "manager reload", order=0),
     view=_view,
+    # DeviceStateList and DeviceStateChange: the AMI service's green/gray phones
+    modules=static_modules("res_manager_devicestate.so"),
 )

@@ -101,10 +101,15 @@ async def _optional_list(client: AmiClient, name: str, complete: str,
         return await client.action_list(name, complete, timeout=client.bulk_timeout,
                                         empty_messages=empty_messages)
     except AmiError as e:
-        if "Invalid/unknown command" not in e.message:
-            raise
-        log.warning("Asterisk has no %s action (module not loaded): %s", name, e.message)
-        return []
+        if "Invalid/unknown command" in e.message:
+            log.warning("Asterisk has no %s action (module not loaded): %s", name, e.message)
+            return []
+        if "Permission denied" in e.message:
+            # The least-privilege account has no `system` write class (it would allow
+            # GetConfig): contacts then come from ContactStatus events only.
+            log.info("%s not allowed to this AMI account; skipped", name)
+            return []
+        raise
 
 
 class MonitorService:
