@@ -7,7 +7,6 @@ import datetime as dt
 import json
 import logging
 import signal
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -25,8 +24,6 @@ from wildix_ast.runtime.service import (
     CALLS_FILE,
     MonitorService,
     ServiceConfig,
-    lift_ban,
-    load_bans,
     read_status,
 )
 from wildix_ast.sdnotify import keep_alive, notify
@@ -166,30 +163,3 @@ def _when(text: str) -> float:
         return dt.datetime.fromisoformat(text).timestamp()
     except ValueError:
         raise ServiceError(f"--at {text!r}: give HH:MM or an ISO date-time") from None
-
-
-@app.command()
-def bans(state_dir: StateDir = DEFAULT_STATE) -> None:
-    """WMS "SIP bloqués": the addresses banned now."""
-    now = time.time()
-    table = Table(title="banned addresses", show_edge=False)
-    for column in ("address", "since", "until", "attempts", "reason"):
-        table.add_column(column)
-    for ban in sorted(load_bans(state_dir).values(), key=lambda b: b.since):
-        if ban.until > now:
-            table.add_row(ban.address, dt.datetime.fromtimestamp(ban.since).strftime("%F %T"),
-                          dt.datetime.fromtimestamp(ban.until).strftime("%F %T"),
-                          str(ban.attempts), escape(ban.reason))
-    out.print(table)
-
-
-@app.command()
-def unban(address: str, state_dir: StateDir = DEFAULT_STATE) -> None:
-    """Lift the ban of one address."""
-    try:
-        lifted = lift_ban(state_dir, address)
-    except ValueError:
-        raise ServiceError(f"{address!r} is not an IP address") from None
-    if not lifted:
-        raise ServiceError(f"{address} is not banned")
-    out.print(f"[green]✓[/] {address} unbanned")
