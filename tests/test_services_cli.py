@@ -192,7 +192,7 @@ def test_status_shows_users_calls_and_services(tmp_path: Path) -> None:
 
     async def with_agi() -> subprocess.CompletedProcess[str]:
         server = AgiServer({})
-        host, agi_port = await server.start("127.0.0.1", 0)
+        _host, agi_port = await server.start("127.0.0.1", 0)
         try:
             return await asyncio.to_thread(
                 wildix_ast, "status", "--state-dir", str(tmp_path), "--agi-port",
