@@ -26,7 +26,7 @@ from wildix_ast.lab.instance import Lab
 
 pytestmark = pytest.mark.lab
 
-AGI_MODULES = ("res_speech.so", "res_agi.so", "app_userevent.so")
+AGI_MODULES = ("res_speech.so", "res_agi.so", "app_userevent.so", "func_base64.so")
 
 # The fail-safe pattern: clear the status, ask, act only on OK; anything else (FAILED, or
 # empty because the service was down, hung up on us, or sent garbage) takes the fallback.
@@ -41,7 +41,7 @@ exten => s,1,NoOp(AGI test ${TAG})
  same => n,AGI(agi://127.0.0.1:${AGIPORT}/${ROUTE},${ARG})
  same => n,GotoIf($["${WILDIX_AGI_STATUS}" != "OK"]?fallback)
  same => n,GotoIf($["${WILDIX_TARGET}" != ""]?targets,${WILDIX_TARGET},1)
- same => n,UserEvent(WildixAgiTest,Tag: ${TAG},Branch: decided,Popup: ${WILDIX_POPUP_URL})
+ same => n,UserEvent(WildixAgiTest,Tag: ${TAG},Branch: decided,Popup: ${WILDIX_POPUP_URL},B64: ${BASE64_ENCODE(${WILDIX_POPUP_URL})})
  same => n,Hangup()
  same => n(fallback),UserEvent(WildixAgiTest,Tag: ${TAG},Branch: fallback,@FALLBACK@)
  same => n,Hangup()
@@ -143,6 +143,29 @@ def test_the_answer_changes_the_call(lab: Lab) -> None:
                 assert placed[1]["Branch"] == "decided"
                 assert placed[1]["Popup"] == "https://crm/?n=33123456789"
                 assert server.stats.answered == 4 and server.stats.failed == 0
+        finally:
+            await server.close()
+
+    asyncio.run(go())
+
+
+#: A decision's values reach the channel literally through the one-round-trip EXEC MSet:
+#: separators, quotes, brackets, backslashes, and dialplan expressions never evaluated.
+TRICKY = 'https://crm/?a=1,b="2"&c=(3)[4]\\x ${EXTEN} $[1+1] ${SHELL(id)} é'
+
+
+def test_decision_values_arrive_literally(lab: Lab) -> None:
+    import base64
+
+    async def go() -> None:
+        server = AgiServer({"tricky": Route.of(
+            lambda _r: Decision({"WILDIX_OTHER": "x,y", "WILDIX_POPUP_URL": TRICKY}))})
+        port = (await server.start("127.0.0.1", 0))[1]
+        try:
+            async with calls_on(lab) as calls:
+                placed = await calls.place(port, "tricky")
+                assert placed is not None and placed[1]["Branch"] == "decided", placed
+                assert base64.b64decode(placed[1]["B64"]).decode() == TRICKY
         finally:
             await server.close()
 

@@ -15,8 +15,8 @@ import pytest
 from agi_fixtures import AgiService, agi_service
 
 from wildix_ast.agi.cli import check
-from wildix_ast.agi.probe import handshake, probe
-from wildix_ast.agi.protocol import MAX_HEADER_BYTES, AgiRequest
+from wildix_ast.agi.probe import answer, handshake, probe
+from wildix_ast.agi.protocol import MAX_HEADER_BYTES, AgiRequest, parse_mset, split_command
 from wildix_ast.agi.server import (
     ERROR_VARIABLE,
     FAILED,
@@ -152,7 +152,9 @@ async def fake_asterisk(port: int, route: str, answers: list[bytes]) -> list[byt
 
 
 @pytest.mark.parametrize(("answers", "counter"), [
-    ([b"HANGUP\n200 result=1\n", b"511 Command Not Permitted on a dead channel\n"], "hangups"),
+    # the decision is one command (EXEC MSet): its answer decides
+    ([b"HANGUP\n511 Command Not Permitted on a dead channel\n"], "hangups"),
+    ([b"511 Command Not Permitted on a dead channel\n"], "hangups"),
     ([b"garbage\n"], "failed"),
     ([b"510 Invalid or unknown command\n"], "failed"),
     ([b"520-Invalid command syntax.  Proper usage follows:\nUsage: x\n"
@@ -296,9 +298,12 @@ def test_100_simultaneous_sessions_none_refused(service: AgiService) -> None:
         writer.write(handshake("popup", ["{USERNUM}"]))
         variables = {}
         while line := await asyncio.wait_for(reader.readline(), 5):
-            words = line.decode().split('"')
-            variables[words[1]] = words[3]
-            writer.write(b"200 result=1\n")
+            words = split_command(line.decode().rstrip("\n"))
+            if words[:2] == ["EXEC", "MSet"]:
+                variables.update(parse_mset(words[2]))
+            elif words[:2] == ["SET", "VARIABLE"]:
+                variables[words[2]] = words[3]
+            writer.write(answer(words, variables))
         writer.close()
         return variables.get(STATUS_VARIABLE, "")
 
