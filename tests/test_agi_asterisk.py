@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import socket
 import time
@@ -15,9 +16,10 @@ from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
 import pytest
-from agi_fixtures import agi_service
+from agi_fixtures import agi_service, attack
 from lab_fixtures import running_lab
 
+from wildix_ast.agi.cli import check
 from wildix_ast.agi.protocol import AgiRequest
 from wildix_ast.agi.routes import default_routes
 from wildix_ast.agi.server import AgiServer, Decision, Route
@@ -276,3 +278,64 @@ def test_fastagi_connect_is_bounded_by_2_seconds(lab: Lab) -> None:
         for filler in fillers:
             filler.close()
         listener.close()
+
+
+def test_calls_are_answered_within_1_s_during_1000_garbage_handshakes(lab: Lab) -> None:
+    """Issue 8, must show 6, with Asterisk: while 20 peers throw 1,000 truncated or garbage
+    handshakes at `wildix-ast agi serve`, real calls keep getting their decision, each
+    within 1 s."""
+    async def go() -> None:
+        with agi_service() as service:
+            async with calls_on(lab) as calls:
+                attackers = asyncio.gather(*(
+                    attack(service.host, service.port, random.Random(seed), 50)
+                    for seed in range(20)))
+                waits = []
+                while not attackers.done():
+                    placed = await calls.place(service.port, "popup", "{USERNUM}", wait=2)
+                    assert placed is not None, "a call got no decision within 2 s"
+                    assert placed[1]["Branch"] == "decided", placed[1]
+                    waits.append(placed[0])
+                await attackers
+            health = await check(service.host, service.port, 2.0)
+        assert len(waits) >= 20
+        assert max(waits) < 1.0, f"a call waited {max(waits):.3f} s for its decision"
+        assert int(health["WILDIX_AGI_BAD_HANDSHAKES"]) == 1000
+        assert int(health["WILDIX_AGI_FAILED"]) == 0
+
+    asyncio.run(go())
+
+
+def test_100_simultaneous_calls_no_refused_connection_no_stalled_loop(lab: Lab) -> None:
+    """100 calls reach the AGI route at once (Local channels originated together): every
+    one gets the service's decision (none refused, none failed), and a health check made
+    meanwhile is answered at once (the event loop never stalls)."""
+    async def go() -> None:
+        with agi_service() as service:
+            async with calls_on(lab) as calls:
+                async def health_checks(stop: asyncio.Event) -> list[float]:
+                    seen = []
+                    while not stop.is_set():
+                        start = time.monotonic()
+                        await check(service.host, service.port, 1.0)
+                        seen.append(time.monotonic() - start)
+                        await asyncio.sleep(0.02)
+                    return seen
+
+                stop = asyncio.Event()
+                checker = asyncio.create_task(health_checks(stop))
+                placed = await asyncio.gather(*(
+                    calls.place(service.port, "popup", "{USERNUM}", wait=15)
+                    for _ in range(100)))
+                stop.set()
+                checks = await checker
+            health = await check(service.host, service.port, 2.0)
+        missing = [p for p in placed if p is None]
+        assert not missing, f"{len(missing)} calls got no decision"
+        branches = [p[1]["Branch"] for p in placed if p is not None]
+        assert branches == ["decided"] * 100, [b for b in branches if b != "decided"][:5]
+        assert int(health["WILDIX_AGI_FAILED"]) == 0
+        assert int(health["WILDIX_AGI_ANSWERED"]) >= 100 + len(checks)
+        assert checks and max(checks) < 1.0, f"a health check waited {max(checks):.3f} s"
+
+    asyncio.run(go())
