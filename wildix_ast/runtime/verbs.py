@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import os
 import time
 from pathlib import Path
@@ -186,11 +185,12 @@ security_app = typer.Typer(help='WMS "SIP bloqués": addresses banned after fail
 @security_app.command("bans")
 def bans(state_dir: StateDir = DEFAULT_STATE, as_json: JsonOutput = False) -> None:
     """The addresses banned now (the AMI service's, enforced by its firewall chain)."""
+    mode.json = as_json
     now = time.time()
     active = sorted((b for b in load_bans(state_dir).values() if b.until > now),
                     key=lambda b: b.since)
     if as_json:
-        print(json.dumps({"ok": True, "bans": [b.to_json() for b in active]}))
+        emit_json({"ok": True, "bans": [b.to_json() for b in active]})
         return
     table = Table(title="banned addresses", show_edge=False)
     for column in ("address", "since", "until", "attempts", "reason"):
