@@ -228,3 +228,40 @@ def test_stale_lock_holder_does_not_block(live: LiveSite) -> None:
     with ConfigTarget(live.lab.etc_dir).locked(timeout=2):
         pass
     assert time.monotonic() - started < 1
+
+
+@pytest.mark.parametrize("step", ["after-write", "before-store", "after-store"])
+def test_rollback_killed_midway_is_finished_or_undone(live: LiveSite, tmp_path: Path,
+                                                     step: str) -> None:
+    """A rollback is a commit like an apply: SIGKILLed midway, the next command finishes it
+    (it reached the store) or undoes it, and everything agrees."""
+    with_user = site_with(tmp_path, "121")
+    as_json(cli(live, "apply", str(EXAMPLE), "--lab", "target", "--json"))
+    as_json(cli(live, "apply", str(with_user), "--lab", "target", "--json"))
+    assert assert_agree(live) == BASE | {"121"}
+    killed = cli(live, "rollback", "--lab", "target", env={"WILDIX_AST_CRASH_AT": step})
+    assert killed.returncode == -signal.SIGKILL
+
+    recovered = as_json(cli(live, "apply", str(with_user), "--lab", "target", "--json"))
+    finished = step == "after-store"
+    assert str(recovered["recovered"]).startswith("finished" if finished else "undid")
+    # Finished: the rollback had taken 121 away, so this apply adds it again; undone: the
+    # site still had 121 and the apply has nothing to do.
+    assert recovered["changed"] is finished
+    assert assert_agree(live) == BASE | {"121"}
+
+
+def test_rollback_and_apply_at_once_leave_one_consistent_site(live: LiveSite,
+                                                              tmp_path: Path) -> None:
+    as_json(cli(live, "apply", str(EXAMPLE), "--lab", "target", "--json"))
+    as_json(cli(live, "apply", str(site_with(tmp_path, "122")), "--lab", "target", "--json"))
+    procs = [start(live, "rollback", "--lab", "target", "--json", "--lock-timeout", "170"),
+             start(live, "apply", str(site_with(tmp_path, "123")), "--lab", "target",
+                   "--json", "--lock-timeout", "170")]
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=200)
+        assert proc.returncode == 0, stderr
+        assert json.loads(stdout)["verified"] is True
+    final = assert_agree(live)
+    # Whichever ran last decided: the apply's site, or the generation before the apply.
+    assert final in (BASE | {"123"}, BASE | {"122"}), final

@@ -588,12 +588,39 @@ def test_read_only_disk(tmp_path: Path) -> None:
 
 
 def test_sounds_survive_the_store_in_order(tmp_path: Path) -> None:
-    from wildix_ast.site import Site
-    from wildix_ast.store import open_store
-
     site = Site.model_validate({"sounds": [
         {"name": "welcome", "files": {"fr": "sons/accueil.wav", "en": "sons/welcome.mp3"}},
         {"name": "attente", "kind": "music_on_hold", "files": {"fr": "sons/attente.mp3"}}]})
     with open_store(str(tmp_path / "db.sqlite3")) as store:
         store.import_site(site)
         assert store.export_site().sounds == site.sounds
+
+
+def test_import_killed_before_commit_leaves_the_previous_site(tmp_path: Path) -> None:
+    """`wildix-ast import` SIGKILLed inside its transaction (every row written, not committed):
+    the store still holds the previous site, whole, and takes the next import."""
+    db = tmp_path / "db.sqlite3"
+    example = Path(__file__).parent.parent / "examples" / "site.yaml"
+    bigger = tmp_path / "bigger.yaml"
+    bigger.write_text(example.read_text(encoding="utf-8") + "".join(
+        f'  - name: Temp {n}\n    extension: "{n}"\n' for n in range(300, 500)),
+        encoding="utf-8")
+    env = {**os.environ, "WILDIX_AST_DB": str(db), "NO_COLOR": "1"}
+
+    def run(path: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "wildix_ast", "import", str(path)],
+                              capture_output=True, text=True, env={**env, **extra},
+                              timeout=120, check=False)
+
+    assert run(example).returncode == 0
+    with open_store(str(db)) as store:
+        before, revision, imports = store.export_site(), store.revision(), \
+            len(store.import_history())
+    killed = run(bigger, WILDIX_AST_CRASH_AT="import-before-commit")
+    assert killed.returncode == -9
+    with open_store(str(db)) as store:
+        assert store.export_site() == before
+        assert store.revision() == revision and len(store.import_history()) == imports
+    assert run(bigger).returncode == 0
+    with open_store(str(db)) as store:
+        assert len(store.export_site().users) == len(before.users) + 200

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -25,6 +24,7 @@ from wildix_ast.ami import AmiClient
 from wildix_ast.apply.plan import FileChange, Plan, ReloadStep, make_plan
 from wildix_ast.apply.state import DEFAULT_KEEP, Generation, Journal, TargetState, digest
 from wildix_ast.apply.verify import Expectation, verify
+from wildix_ast.crash_points import crash_point
 from wildix_ast.errors import AmiError, ApplyError
 from wildix_ast.files import fsync_dir, write_atomic
 
@@ -34,16 +34,6 @@ verify, record, rollback, done."""
 AmiFactory = Callable[[], AmiClient]
 
 DEFAULT_LOCK_TIMEOUT = 120.0
-# Fault injection for the tests that kill an apply at each step (a real SIGKILL of the real
-# process, not a simulation): `WILDIX_AST_CRASH_AT=<step>`.
-CRASH_ENV = "WILDIX_AST_CRASH_AT"
-
-
-def _crash_point(step: str) -> None:
-    if os.environ.get(CRASH_ENV) == step:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
 def _quiet(_step: str, _message: str) -> None:
     pass
 
@@ -215,9 +205,9 @@ class ConfigTarget:
             say("backup", f"running files kept in {self.state.dir / 'journal'}")
             for change in plan.touched:
                 say("write", f"{change.kind} {change.name}")
-            _crash_point("before-write")
+            crash_point("before-write")
             _put(self.etc_dir, {c.name: c.new for c in plan.touched})
-            _crash_point("after-write")
+            crash_point("after-write")
             report.files_written = [c.name for c in plan.touched if c.new is not None]
             report.files_removed = plan.removed
 
@@ -229,7 +219,7 @@ class ConfigTarget:
                     report.restarted = True
                 else:
                     report.reloads = await _reload_all(ami, reloads, say)
-                _crash_point("after-reload")
+                crash_point("after-reload")
                 self.state.step(journal, "verifying")
                 say("verify", _describe(expected, absent))
                 missing, report.verify_attempts, report.verify_seconds = await verify(
@@ -248,9 +238,9 @@ class ConfigTarget:
 
         report.verified = True
         self.state.step(journal, "recording")
-        _crash_point("before-store")
+        crash_point("before-store")
         revision = on_verified() if on_verified is not None else store_revision
-        _crash_point("after-store")
+        crash_point("after-store")
         self.state.write_manifest(plan.new_files)
         if plan.has_changes or not self.state.generations():
             say("record", "keeping this configuration as a new generation")

@@ -24,6 +24,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
+from wildix_ast.crash_points import crash_point
 from wildix_ast.errors import StoreError
 from wildix_ast.passwords import hash_password, is_password_hash, password_matches
 from wildix_ast.secrets_vault import user_secret_key
@@ -385,6 +386,7 @@ class Store:
                     procedures=len(site.dialplan.procedures), added=len(users.added),
                     changed=len(users.changed), removed=len(users.removed), imported_at=now,
                     source_sha256=sha256, revision=revision)
+                crash_point("import-before-commit")
                 connection.execute(insert(t.imports).values(
                     imported_at=now, source_sha256=sha256, users=report.users,
                     groups=report.groups, procedures=report.procedures, added=report.added,
