@@ -259,3 +259,9 @@ def test_the_site_gives_the_runtime_account_never_banned_networks_and_sip_ports(
     assert [str(n) for n in site.system.sip_rtp.lan_networks] == \
         list(runtime.never_ban[:len(site.system.sip_rtp.lan_networks)])
     assert runtime.sip_ports[0] == site.system.sip_rtp.sip_port
+
+
+def test_only_the_hosts_own_loopback_address_is_protected() -> None:
+    """The lab's simulated remote phones use other 127/8 addresses: those are bannable."""
+    assert never_banned(BanPolicy.with_networks([]), "127.0.0.1")
+    assert not never_banned(BanPolicy.with_networks([]), "127.0.0.9")

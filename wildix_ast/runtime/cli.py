@@ -16,7 +16,13 @@ from rich.table import Table
 
 from wildix_ast.console import out
 from wildix_ast.errors import ServiceError
-from wildix_ast.runtime.account import ami_settings, given_secret, never_ban_networks, sip_ports
+from wildix_ast.runtime.account import (
+    ami_settings,
+    given_secret,
+    never_ban_networks,
+    running_lab,
+    sip_ports,
+)
 from wildix_ast.runtime.call_log import format_call, read_log_files
 from wildix_ast.runtime.firewall import DEFAULT_CHAIN, Firewall
 from wildix_ast.runtime.security import BanPolicy
@@ -44,8 +50,8 @@ def serve(
     ami_port: Annotated[int | None, typer.Option(
         envvar="WILDIX_AST_AMI_PORT", help="Default: the stored site's manager port.")] = None,
     ami_user: Annotated[str | None, typer.Option(
-        envvar="WILDIX_AST_AMI_USER", help="Default: the stored site's manager account.")]
-    = None,
+        envvar="WILDIX_AST_AMI_USER", help="Default: the AMI service's own account in the "
+        "stored site's manager.conf (<manager>-runtime).")] = None,
     secret_file: Annotated[Path | None, typer.Option(
         envvar="WILDIX_AST_AMI_SECRET_FILE", help="File holding the AMI secret (else "
         "$WILDIX_AST_AMI_SECRET, else the store's).")] = None,
@@ -65,10 +71,18 @@ def serve(
     threshold: Annotated[int, typer.Option(min=1, help="Attempts that ban.")] = 20,
     window: Annotated[float, typer.Option(min=1, help="…within this many seconds.")] = 60.0,
     ban_time: Annotated[float, typer.Option(min=1, help="Seconds a ban lasts.")] = 3600.0,
+    lab: Annotated[str | None, typer.Option(
+        help="Serve this lab instance: its AMI and SIP ports, a firewall chain of its own.",
+        show_default=False)] = None,
 ) -> None:
     """Run until stopped: keep the AMI connection, the PBX state, the call log and bans."""
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if lab is not None:
+        ports = running_lab(lab).ports
+        ami_port = ami_port or ports.ami
+        sip_port = sip_port or [ports.sip]
+        chain = f"wildix-ast-lab-{ports.sip}" if chain == DEFAULT_CHAIN else chain
     policy = BanPolicy.with_networks(never_ban_networks(never_ban, db), threshold=threshold,
                                      window=window, ban_time=ban_time)
     try:

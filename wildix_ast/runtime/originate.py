@@ -52,6 +52,8 @@ class TestCallOutcome:
     duration: float | None         # seconds from the answer to the hang-up
     elapsed: float
     channels_left: int
+    dial_status: str = ""          # the called side's last Dial (BUSY, NOANSWER, ...)
+    application: str = ""          # the last application the called side ran (VoiceMail)
 
     @property
     def ok(self) -> bool:
@@ -103,25 +105,35 @@ def outcome(events: Sequence[tuple[float, AmiMessage]], ours: str, other: str,
     called = hangups.get(other) or hangups.get(ours)
     cause = int(called[1].get("Cause", "0") or 0) if called else None
     cause_text = called[1].get("Cause-txt", "") if called else ""
+    dial_status = next((e.get("DialStatus", "") for _, e in reversed(events)
+                        if e.get("Event") == "DialEnd" and e.get("Uniqueid") == other), "")
+    application = next((e.get("Application", "") for _, e in reversed(events)
+                        if e.get("Event") == "Newexten" and e.get("Uniqueid") == other
+                        and e.get("Application") not in (None, "", "Hangup", "Return")), "")
     reason_code = int(response.get("Reason", "0") or 0) if response else 0
     reason = _REASONS.get(reason_code, f"reason {reason_code}")
     if response is None:
         result, reason = "failed", "no OriginateResponse from Asterisk"
     elif response.get("Response") == "Success":
         result = "answered"
-    elif reason_code == 5 or cause == 17:
+    elif reason_code == 5 or cause == 17 or dial_status == "BUSY":
         result = "busy"
-    elif reason_code == 3 or cause in (18, 19):
+    elif reason_code == 3 or cause in (18, 19) or dial_status == "NOANSWER":
         result = "no answer"
     else:
         result = "failed"
+        if dial_status:
+            reason = f"Dial: {dial_status}"
+        elif called is not None:
+            reason = "the dialplan ended the call without answering"
     ended = hangups.get(ours, called)
     duration = (ended[0] - answered_at) if (ended and answered_at is not None) else None
     last = max((t for t, _ in events), default=started)
     return TestCallOutcome(
         result=result, reason=reason, cause=cause, cause_text=cause_text,
         answered_after=None if answered_at is None else answered_at - started,
-        duration=duration, elapsed=last - started, channels_left=channels_left)
+        duration=duration, elapsed=last - started, channels_left=channels_left,
+        dial_status=dial_status, application=application)
 
 
 async def place(client: AmiClient, request: TestCallRequest) -> TestCallOutcome:

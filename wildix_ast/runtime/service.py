@@ -112,6 +112,16 @@ async def _optional_list(client: AmiClient, name: str, complete: str,
         raise
 
 
+async def _asterisk_version(client: AmiClient) -> str:
+    """Asterisk's own version (CoreSettings, `reporting` class); the AMI banner gives only
+    the manager protocol's (11.0.0 on Asterisk 22)."""
+    try:
+        settings = await client.action("CoreSettings")
+    except AmiError:
+        return f"AMI {client.version or '?'}"
+    return settings.get("AsteriskVersion", "") or f"AMI {client.version or '?'}"
+
+
 class MonitorService:
     def __init__(self, config: ServiceConfig, *, clock: Callable[[], float] = time.time
                  ) -> None:
@@ -171,7 +181,7 @@ class MonitorService:
             contacts = await _optional_list(client, "PJSIPShowContacts", "ContactListComplete",
                                             empty_messages=("No Contacts found",))
             channels = await client.action_list("CoreShowChannels", "CoreShowChannelsComplete")
-            state = snapshot(client.version or "", devices, contacts, channels)
+            state = snapshot(await _asterisk_version(client), devices, contacts, channels)
             for event in self._buffer:
                 state = apply_event(state, event)
             self.state = state

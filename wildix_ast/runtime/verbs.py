@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
 import time
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -134,7 +132,7 @@ def test_call(
     """WMS "Générer un appel": the PBX places a call through a dialplan procedure (to a
     number, a user's phone or the echo test) and prints what happened: answered (and for
     how long), busy, no answer or failed, with Asterisk's cause. Exit 1 unless answered."""
-    from wildix_ast.runtime.account import ami_settings
+    from wildix_ast.runtime.account import ami_settings, running_lab
     from wildix_ast.runtime.originate import place, request_for
 
     mode.json = as_json
@@ -142,13 +140,7 @@ def test_call(
     request = request_for(site, number, caller=caller, procedure=procedure, echo=echo,
                           ring_timeout=ring_timeout, hold=hold)
     if lab is not None:
-        from wildix_ast.lab.instance import Lab
-
-        state = os.environ.get("WILDIX_AST_LAB_STATE")
-        instance = Lab(lab, Path(state) if state else None)
-        if not instance.is_running():
-            raise WildixError(f"lab {lab!r} is not running: start it with `wildix-ast lab up`")
-        ami_port = instance.ports.ami
+        ami_port = running_lab(lab).ports.ami
     settings = ami_settings("127.0.0.1", ami_port, None, "", db, timeout=5.0)
 
     async def run() -> Any:
@@ -160,22 +152,29 @@ def test_call(
         emit_json({**result.to_json(), "number": request.number, "context": request.context})
     else:
         colour = "green" if result.ok else "red"
-        cause = f", cause {result.cause} {result.cause_text}" if result.cause is not None \
-            else ""
-        timing = ""
-        if result.answered_after is not None:
-            timing = f", answered after {result.answered_after:.1f} s"
-        if result.duration is not None:
-            timing += f", lasted {result.duration:.1f} s"
-        out.print(f"[{colour}]{result.result}[/]: {request.number} through "
-                  f"{request.context} ({result.reason}{cause}{timing}); "
-                  f"{result.channels_left} channel(s) left")
+        out.print(f"[{colour}]{result.result}[/]: {request.number} through {request.context}"
+                  f" ({_describe(result)}); {result.channels_left} channel(s) left")
     if not result.ok and as_json:
         raise typer.Exit(WildixError.exit_code)  # the JSON printed is the answer
     if not result.ok:
         raise WildixError(f"the test call to {request.number} was not answered: "
-                          f"{result.result} ({result.reason})" if result.result != "answered"
+                          f"{result.result}" if result.result != "answered"
                           else f"{result.channels_left} channel(s) of the test call left")
+
+
+def _describe(result: Any) -> str:
+    parts = []
+    if result.result == "answered":
+        if result.application:
+            parts.append(f"by {result.application}")
+        parts.append(f"after {result.answered_after:.1f} s")
+        if result.duration is not None:
+            parts.append(f"lasted {result.duration:.1f} s")
+    else:
+        parts.append(result.reason)
+        if result.cause:
+            parts.append(f"cause {result.cause} {result.cause_text}")
+    return ", ".join(parts)
 
 
 security_app = typer.Typer(help='WMS "SIP bloqués": addresses banned after failed SIP '
