@@ -140,6 +140,7 @@ class MonitorService:
         #: What the firewall drops now (None: not written yet since start).
         self.enforced: frozenset[str] | None = None
         self.enforce_error = ""
+        self._enforce_retry = 0.0  # after a failure, not before this time (monotonic)
         self.supervisor = AmiSupervisor(config.ami, on_event=self.on_event,
                                         on_connect=self._on_connect,
                                         on_disconnect=self._on_disconnect)
@@ -274,6 +275,7 @@ class MonitorService:
             ready()
         try:
             while not connection.done():
+                self._wake.clear()  # a ban from here on wakes the next round at once
                 self._follow_ban_file()
                 before = self.security
                 self.security = expire(self.security, self.config.policy, self.clock())
@@ -282,7 +284,6 @@ class MonitorService:
                 await self._enforce()
                 self._writer.flush()
                 self.write_status()
-                self._wake.clear()
                 wake = asyncio.ensure_future(self._wake.wait())
                 await asyncio.wait({connection, wake}, timeout=self.config.status_interval,
                                    return_when=asyncio.FIRST_COMPLETED)
@@ -306,7 +307,7 @@ class MonitorService:
             return
         networks = banned_networks(self.security, self.clock())
         wanted_now = frozenset(str(n.network_address) for n in networks)
-        if wanted_now == self.enforced:
+        if wanted_now == self.enforced or time.monotonic() < self._enforce_retry:
             return
         try:
             # iptables takes tens of milliseconds: off the loop, whose AMI session Asterisk
@@ -316,6 +317,7 @@ class MonitorService:
             if e.message != self.enforce_error:
                 log.error("%s", e.message)
             self.enforce_error = e.message
+            self._enforce_retry = time.monotonic() + 10  # a missing iptables stays missing
             return
         before: frozenset[str] = self.enforced or frozenset()
         lifted = before - wanted_now
