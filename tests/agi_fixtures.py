@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import random
 import re
 import signal
 import subprocess
@@ -13,6 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from wildix_ast.agi.probe import handshake
 
 _LISTENING = re.compile(r"listening on (?P<host>[\d.]+):(?P<port>\d+)")
 
@@ -65,3 +69,41 @@ def agi_service(*args: str, timeout: float = 20.0) -> Iterator[AgiService]:
         elif process.poll() is None:
             process.kill()
             process.wait()
+
+
+def garbage(rng: random.Random) -> tuple[bytes, bool]:
+    """One of the bad handshakes a port scanner, a hung-up caller or a broken peer sends,
+    and whether the peer then closes (else it stays open, silent)."""
+    full = handshake("popup", ["{CALLERNUM}"])
+    kind = rng.randrange(6)
+    if kind == 0:
+        return b"", True
+    if kind == 1:
+        return full[:rng.randrange(1, len(full) - 1)], True
+    if kind == 2:
+        return bytes(rng.randrange(256) for _ in range(rng.randrange(1, 300))), True
+    if kind == 3:
+        return b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", True
+    if kind == 4:
+        return b"agi_x: " + b"z" * rng.randrange(5000, 40000), False
+    return full[:rng.randrange(1, len(full) - 1)], False
+
+
+async def attack(host: str, port: int, rng: random.Random, count: int) -> None:
+    """`count` bad handshakes, one after another with short random pauses; the silent ones
+    are closed within 2.5 s."""
+    loop = asyncio.get_running_loop()
+    for _ in range(count):
+        data, close = garbage(rng)
+        _reader, writer = await asyncio.open_connection(host, port)
+        writer.write(data)
+        if close:
+            writer.write_eof()
+            if rng.random() < 0.5:
+                writer.transport.abort()
+            else:
+                writer.close()
+        else:
+            loop.call_later(rng.uniform(0, 2.5), writer.transport.abort)
+        await asyncio.sleep(rng.uniform(0, 0.1))
+    await asyncio.sleep(2.6)  # the silent ones are all closed by now

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import socket
 import time
@@ -15,9 +16,10 @@ from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
 import pytest
-from agi_fixtures import agi_service
+from agi_fixtures import agi_service, attack
 from lab_fixtures import running_lab
 
+from wildix_ast.agi.cli import check
 from wildix_ast.agi.protocol import AgiRequest
 from wildix_ast.agi.routes import default_routes
 from wildix_ast.agi.server import AgiServer, Decision, Route
@@ -26,7 +28,7 @@ from wildix_ast.lab.instance import Lab
 
 pytestmark = pytest.mark.lab
 
-AGI_MODULES = ("res_speech.so", "res_agi.so", "app_userevent.so")
+AGI_MODULES = ("res_speech.so", "res_agi.so", "app_userevent.so", "func_base64.so")
 
 # The fail-safe pattern: clear the status, ask, act only on OK; anything else (FAILED, or
 # empty because the service was down, hung up on us, or sent garbage) takes the fallback.
@@ -41,7 +43,9 @@ exten => s,1,NoOp(AGI test ${TAG})
  same => n,AGI(agi://127.0.0.1:${AGIPORT}/${ROUTE},${ARG})
  same => n,GotoIf($["${WILDIX_AGI_STATUS}" != "OK"]?fallback)
  same => n,GotoIf($["${WILDIX_TARGET}" != ""]?targets,${WILDIX_TARGET},1)
- same => n,UserEvent(WildixAgiTest,Tag: ${TAG},Branch: decided,Popup: ${WILDIX_POPUP_URL})
+ same => n,Set(P=${WILDIX_POPUP_URL})
+ same => n,Set(B64=${BASE64_ENCODE(${P})})
+ same => n,UserEvent(WildixAgiTest,Tag: ${TAG},Branch: decided,Popup: ${P},B64: ${B64})
  same => n,Hangup()
  same => n(fallback),UserEvent(WildixAgiTest,Tag: ${TAG},Branch: fallback,@FALLBACK@)
  same => n,Hangup()
@@ -143,6 +147,29 @@ def test_the_answer_changes_the_call(lab: Lab) -> None:
                 assert placed[1]["Branch"] == "decided"
                 assert placed[1]["Popup"] == "https://crm/?n=33123456789"
                 assert server.stats.answered == 4 and server.stats.failed == 0
+        finally:
+            await server.close()
+
+    asyncio.run(go())
+
+
+#: A decision's values reach the channel literally through the one-round-trip EXEC MSet:
+#: separators, quotes, brackets, backslashes, and dialplan expressions never evaluated.
+TRICKY = 'https://crm/?a=1,b="2"&c=(3)[4]\\x ${EXTEN} $[1+1] ${SHELL(id)} é'
+
+
+def test_decision_values_arrive_literally(lab: Lab) -> None:
+    import base64
+
+    async def go() -> None:
+        server = AgiServer({"tricky": Route.of(
+            lambda _r: Decision({"WILDIX_OTHER": "x,y", "WILDIX_POPUP_URL": TRICKY}))})
+        port = (await server.start("127.0.0.1", 0))[1]
+        try:
+            async with calls_on(lab) as calls:
+                placed = await calls.place(port, "tricky")
+                assert placed is not None and placed[1]["Branch"] == "decided", placed
+                assert base64.b64decode(placed[1]["B64"]).decode() == TRICKY
         finally:
             await server.close()
 
@@ -251,3 +278,64 @@ def test_fastagi_connect_is_bounded_by_2_seconds(lab: Lab) -> None:
         for filler in fillers:
             filler.close()
         listener.close()
+
+
+def test_calls_are_answered_within_1_s_during_1000_garbage_handshakes(lab: Lab) -> None:
+    """Issue 8, must show 6, with Asterisk: while 20 peers throw 1,000 truncated or garbage
+    handshakes at `wildix-ast agi serve`, real calls keep getting their decision, each
+    within 1 s."""
+    async def go() -> None:
+        with agi_service() as service:
+            async with calls_on(lab) as calls:
+                attackers = asyncio.gather(*(
+                    attack(service.host, service.port, random.Random(seed), 50)
+                    for seed in range(20)))
+                waits = []
+                while not attackers.done():
+                    placed = await calls.place(service.port, "popup", "{USERNUM}", wait=2)
+                    assert placed is not None, "a call got no decision within 2 s"
+                    assert placed[1]["Branch"] == "decided", placed[1]
+                    waits.append(placed[0])
+                await attackers
+            health = await check(service.host, service.port, 2.0)
+        assert len(waits) >= 20
+        assert max(waits) < 1.0, f"a call waited {max(waits):.3f} s for its decision"
+        assert int(health["WILDIX_AGI_BAD_HANDSHAKES"]) == 1000
+        assert int(health["WILDIX_AGI_FAILED"]) == 0
+
+    asyncio.run(go())
+
+
+def test_100_simultaneous_calls_no_refused_connection_no_stalled_loop(lab: Lab) -> None:
+    """100 calls reach the AGI route at once (Local channels originated together): every
+    one gets the service's decision (none refused, none failed), and a health check made
+    meanwhile is answered at once (the event loop never stalls)."""
+    async def go() -> None:
+        with agi_service() as service:
+            async with calls_on(lab) as calls:
+                async def health_checks(stop: asyncio.Event) -> list[float]:
+                    seen = []
+                    while not stop.is_set():
+                        start = time.monotonic()
+                        await check(service.host, service.port, 1.0)
+                        seen.append(time.monotonic() - start)
+                        await asyncio.sleep(0.02)
+                    return seen
+
+                stop = asyncio.Event()
+                checker = asyncio.create_task(health_checks(stop))
+                placed = await asyncio.gather(*(
+                    calls.place(service.port, "popup", "{USERNUM}", wait=15)
+                    for _ in range(100)))
+                stop.set()
+                checks = await checker
+            health = await check(service.host, service.port, 2.0)
+        missing = [p for p in placed if p is None]
+        assert not missing, f"{len(missing)} calls got no decision"
+        branches = [p[1]["Branch"] for p in placed if p is not None]
+        assert branches == ["decided"] * 100, [b for b in branches if b != "decided"][:5]
+        assert int(health["WILDIX_AGI_FAILED"]) == 0
+        assert int(health["WILDIX_AGI_ANSWERED"]) >= 100 + len(checks)
+        assert checks and max(checks) < 1.0, f"a health check waited {max(checks):.3f} s"
+
+    asyncio.run(go())

@@ -11,7 +11,9 @@ from wildix_ast.agi.protocol import (
     MAX_LINE_BYTES,
     AgiProtocolError,
     format_command,
+    mset_argument,
     parse_header_line,
+    parse_mset,
     parse_request,
     parse_response,
     quote_argument,
@@ -152,3 +154,19 @@ def test_popup_route_adapts_the_request() -> None:
         "popup", ["https://crm/{CALLERNUM}/{USERNUM}/{USERNAME}/{TAGS}", "", "Bob", "internal",
                   "a,,b"])))
     assert popup(request) == Decision({POPUP_VARIABLE: "https://crm/101/102/Bob/a%2Cb"})
+
+
+@pytest.mark.parametrize("value", ["", "plain", "a,b", 'say "hi"', "f(x,y)", "[1,2]",
+                                   "back\\slash", "${EXTEN}$[1+1]", "k=v,w=z", "é ü 中",
+                                   "\\,\\\\\\", ")(", '"'])
+def test_mset_argument_round_trips_through_asterisks_parser(value: str) -> None:
+    variables = {"WILDIX_X": value, "WILDIX_Y": "2", "WILDIX_AGI_STATUS": "OK"}
+    assert parse_mset(mset_argument(variables)) == variables
+    assert list(parse_mset(mset_argument(variables))) == list(variables)  # order kept
+
+
+def test_mset_refuses_what_it_cannot_carry() -> None:
+    with pytest.raises(ValueError):
+        mset_argument({"bad name": "x"})
+    with pytest.raises(ValueError):
+        mset_argument({f"V{i}": "x" for i in range(25)})

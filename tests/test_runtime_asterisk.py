@@ -18,6 +18,7 @@ from lab_fixtures import PJSIP_MODULES, pjsip_phone_conf, running_lab
 from wildix_ast.ami import AmiClient
 from wildix_ast.lab.instance import Lab
 from wildix_ast.runtime.call_log import format_call, read_log_files
+from wildix_ast.runtime.firewall import Firewall, enforced
 from wildix_ast.runtime.security import BanPolicy, banned_networks
 from wildix_ast.runtime.service import (
     CALLS_FILE,
@@ -28,7 +29,7 @@ from wildix_ast.runtime.service import (
     read_status,
 )
 from wildix_ast.runtime.supervisor import AmiSettings
-from wildix_ast.sip_test import SippDriver
+from wildix_ast.sip_test import SippDriver, SippError
 
 pytestmark = pytest.mark.lab
 
@@ -65,10 +66,10 @@ def settings(lab: Lab) -> AmiSettings:
 
 
 @contextlib.asynccontextmanager
-async def service_on(lab: Lab, state_dir: Path, policy: BanPolicy | None = None
-                     ) -> AsyncIterator[MonitorService]:
+async def service_on(lab: Lab, state_dir: Path, policy: BanPolicy | None = None,
+                     firewall: Firewall | None = None) -> AsyncIterator[MonitorService]:
     config = ServiceConfig(settings(lab), state_dir, policy or BanPolicy(),
-                           status_interval=0.2)
+                           status_interval=0.2, firewall=firewall)
     service = MonitorService(config)
     task = asyncio.create_task(service.run())
     try:
@@ -184,17 +185,38 @@ def test_the_events_of_a_real_call_are_logged_and_printed(lab: Lab, tmp_path: Pa
 
 def test_twenty_failed_registers_ban_an_address_but_never_a_lan_one(lab: Lab, tmp_path: Path
                                                                     ) -> None:
+    """Must-show 7: banned, listed, enforced (the kernel drops the address's SIP packets, so
+    even its right password no longer registers), unbanned (it registers again); a LAN
+    address is counted but never banned."""
     attacker, lan = "127.0.0.2", "127.0.0.3"
     policy = BanPolicy(threshold=20, window=120, ban_time=600,
                        never_ban=(ipaddress.ip_network(f"{lan}/32"),))
+    # a chain of this lab's own, closing only its SIP port: other labs on the machine
+    # (and 127.0.0.1) are untouched
+    firewall = Firewall((lab.ports.sip,), chain=f"wxa-test-{lab.ports.sip}")
+
+    def driver(address: str) -> SippDriver:
+        return SippDriver(lab.ports.sip, local_ip=address, work_dir=tmp_path / address)
 
     def fail_registers(address: str, count: int) -> None:
-        driver = SippDriver(lab.ports.sip, local_ip=address, work_dir=tmp_path / address)
         for _ in range(count):
-            assert driver.register("101", "wrong-password", expect="rejected").ok
+            assert driver(address).register("101", "wrong-password", expect="rejected").ok
+
+    def register(address: str) -> int | None:
+        """The final status of a REGISTER with the right password (None: no answer)."""
+        phone = driver(address)
+        try:
+            result = phone.register("101", "Right-Passw0rd-101", timeout=4)
+        except SippError:
+            return None  # SIPp gave up waiting
+        if result.registered:  # the AOR keeps one contact: make room for the next one
+            assert phone.unregister("101", "Right-Passw0rd-101",
+                                    contact_port=result.contact_port).registered
+        return result.status
 
     async def go() -> None:
-        async with service_on(lab, tmp_path, policy) as service:
+        async with service_on(lab, tmp_path, policy, firewall) as service:
+            assert await asyncio.to_thread(register, attacker) == 200
             await asyncio.to_thread(fail_registers, attacker, 19)
             await asyncio.sleep(0.3)
             assert banned_networks(service.security, time.time()) == []
@@ -205,11 +227,45 @@ def test_twenty_failed_registers_ban_an_address_but_never_a_lan_one(lab: Lab, tm
             await until(lambda: [b["address"] for b in read_status(tmp_path)["bans"]]
                         == [attacker], 2)
             assert "ChallengeResponseFailed" in load_bans(tmp_path)[attacker].reason
+            await until(lambda: service.enforced == {attacker}, 3)
+            assert enforced(firewall.chain) == [attacker]
+            assert read_status(tmp_path)["enforcement"]["enforced"] == [attacker]
+            assert await asyncio.to_thread(register, attacker) is None  # not even answered
             assert lift_ban(tmp_path, attacker)
-            await until(lambda: not service.security.bans, 2)
+            await until(lambda: not service.security.bans and service.enforced == set(), 3)
+            assert enforced(firewall.chain) == []
+            assert await asyncio.to_thread(register, attacker) == 200
             await asyncio.to_thread(fail_registers, lan, 25)
             await asyncio.sleep(0.3)
             assert service.security.bans == {}
             assert len(service.security.attempts[lan]) == 20  # counted, never banned
+            assert enforced(firewall.chain) == []
+            assert await asyncio.to_thread(register, lan) == 200
 
-    asyncio.run(go())
+    try:
+        asyncio.run(go())
+    finally:
+        firewall.remove()
+    assert enforced(firewall.chain) == []
+
+
+def test_an_expired_ban_is_lifted_from_the_firewall(lab: Lab, tmp_path: Path) -> None:
+    attacker = "127.0.0.4"
+    policy = BanPolicy(threshold=3, window=60, ban_time=2, never_ban=())
+    firewall = Firewall((lab.ports.sip,), chain=f"wxa-test-{lab.ports.sip}-x")
+
+    async def go() -> None:
+        async with service_on(lab, tmp_path, policy, firewall) as service:
+            for _ in range(3):
+                await asyncio.to_thread(
+                    SippDriver(lab.ports.sip, local_ip=attacker, work_dir=tmp_path).register,
+                    "101", "wrong-password", expect="rejected")
+            await until(lambda: service.enforced == {attacker}, 3)
+            assert enforced(firewall.chain) == [attacker]
+            await until(lambda: service.enforced == set(), 5)
+            assert enforced(firewall.chain) == []
+
+    try:
+        asyncio.run(go())
+    finally:
+        firewall.remove()

@@ -228,3 +228,40 @@ def test_log_file_round_trip_rotation_and_torn_line(tmp_path: Path) -> None:
     assert [call for call, _ in log.calls()] == ["100.1", "200.1"]
     assert log.call("200.1")[0].fields["CallerIDNum"] == "Élise"
     assert read_log(["garbage", "{}"]).call("x") == []
+
+
+def test_the_firewall_chain_is_rendered_whole_from_the_bans() -> None:
+    from wildix_ast.runtime.firewall import Firewall
+
+    firewall = Firewall((5061, 5060), chain="wildix-ast-bans")
+    banned = [ipaddress.ip_network("203.0.113.7/32"), ipaddress.ip_network("2001:db8::1/128")]
+    text = firewall.render(banned, 4)
+    assert text == (
+        "*filter\n:wildix-ast-bans - [0:0]\n"
+        "-A wildix-ast-bans -s 203.0.113.7/32 -p udp -m multiport --dports 5060,5061 -j DROP\n"
+        "-A wildix-ast-bans -s 203.0.113.7/32 -p tcp -m multiport --dports 5060,5061 -j DROP\n"
+        "COMMIT\n")
+    assert "2001:db8::1/128 -p udp" in firewall.render(banned, 6)
+    assert "-A" not in firewall.render([], 4)  # nothing banned: the chain is emptied
+    with pytest.raises(ValueError):
+        Firewall((5060,), chain="x; rm -rf /")
+    with pytest.raises(ValueError):
+        Firewall(())
+
+
+def test_the_site_gives_the_runtime_account_never_banned_networks_and_sip_ports() -> None:
+    from wildix_ast.runtime.account import site_runtime
+    from wildix_ast.settings_file import load_site
+
+    site = load_site(Path(__file__).parent.parent / "examples" / "site.yaml")
+    runtime = site_runtime(site)
+    assert runtime.ami_user == f"{site.system.manager.username}-runtime"
+    assert [str(n) for n in site.system.sip_rtp.lan_networks] == \
+        list(runtime.never_ban[:len(site.system.sip_rtp.lan_networks)])
+    assert runtime.sip_ports[0] == site.system.sip_rtp.sip_port
+
+
+def test_only_the_hosts_own_loopback_address_is_protected() -> None:
+    """The lab's simulated remote phones use other 127/8 addresses: those are bannable."""
+    assert never_banned(BanPolicy.with_networks([]), "127.0.0.1")
+    assert not never_banned(BanPolicy.with_networks([]), "127.0.0.9")

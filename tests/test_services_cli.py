@@ -1,5 +1,5 @@
 """The services as processes: systemd notifications (readiness, watchdog), the overload
-answer, and `wildix-ast runtime` reading a state folder."""
+answer, `wildix-ast runtime` and `security` reading a state folder, `wildix-ast status`."""
 
 from __future__ import annotations
 
@@ -25,10 +25,18 @@ from wildix_ast.agi.server import (
     Route,
 )
 from wildix_ast.agi.session import AgiSession
-from wildix_ast.errors import ServiceError
+from wildix_ast.errors import ServiceError, SettingsError, WildixError
 from wildix_ast.runtime.call_log import LoggedEvent, LogWriter
 from wildix_ast.runtime.security import Ban
 from wildix_ast.runtime.service import BANS_FILE, CALLS_FILE, STATUS_FILE, save_bans
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "site.yaml"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def wildix_ast(*args: str, env: dict[str, str] | None = None
@@ -138,11 +146,67 @@ def test_runtime_commands_read_the_state_folder(tmp_path: Path) -> None:
 
     save_bans(tmp_path, {"198.51.100.7": Ban("198.51.100.7", now, now + 600, 20,
                                              "InvalidAccountID")})
+    assert "198.51.100.7" in wildix_ast("security", "bans", "--state-dir", str(tmp_path)).stdout
+    listed = json.loads(wildix_ast("security", "bans", "--json", "--state-dir",
+                                   str(tmp_path)).stdout)
+    assert [b["address"] for b in listed["bans"]] == ["198.51.100.7"]
     assert "198.51.100.7" in wildix_ast("runtime", "bans", "--state-dir", str(tmp_path)).stdout
-    assert wildix_ast("runtime", "unban", "198.51.100.7", "--state-dir",
+    assert wildix_ast("security", "unban", "198.51.100.7", "--state-dir",
                       str(tmp_path)).returncode == 0
     assert json.loads((tmp_path / BANS_FILE).read_text()) == {"bans": []}
-    again = wildix_ast("runtime", "unban", "198.51.100.7", "--state-dir", str(tmp_path))
-    assert again.returncode == ServiceError.exit_code and "is not banned" in again.stderr
-    bad = wildix_ast("runtime", "unban", "nope", "--state-dir", str(tmp_path))
-    assert bad.returncode == ServiceError.exit_code and "not an IP address" in bad.stderr
+    again = wildix_ast("security", "unban", "198.51.100.7", "--state-dir", str(tmp_path))
+    assert again.returncode == WildixError.exit_code and "is not banned" in again.stderr
+    bad = wildix_ast("security", "unban", "nope", "--state-dir", str(tmp_path))
+    assert bad.returncode == SettingsError.exit_code and "not an IP address" in bad.stderr
+
+
+def test_status_shows_users_calls_and_services(tmp_path: Path) -> None:
+    db = tmp_path / "store.sqlite3"
+    env = {"WILDIX_AST_DB": str(db)}
+    assert wildix_ast("import", str(EXAMPLE), env=env).returncode == 0
+    now = time.time()
+    status = {"updated": now, "pid": 1, "events": 5,
+              "ami": {"address": "127.0.0.1:5038", "connected": True, "connected_since": now,
+                      "connections": 1, "last_error": ""},
+              "pbx": {"version": "22.10.1",
+                      "devices": {"PJSIP/101": "NOT_INUSE", "PJSIP/102": "UNAVAILABLE"},
+                      "contacts": {},
+                      "channels": [{"uniqueid": "1.1", "linkedid": "1.1", "name": "PJSIP/101-1",
+                                    "state": "Up", "caller": "101", "exten": "102",
+                                    "context": "users"}]},
+              "bans": [], "enforcement": {"kind": "iptables", "chain": "wildix-ast-bans",
+                                          "enforced": [], "error": ""}}
+    (tmp_path / STATUS_FILE).write_text(json.dumps(status))
+    port = free_port()  # nothing listens there: the FastAGI service is down
+    done = wildix_ast("status", "--json", "--state-dir", str(tmp_path), "--agi-port",
+                      str(port), env=env)
+    assert done.returncode == ServiceError.exit_code, done.stderr
+    view = json.loads(done.stdout)
+    colours = {u["extension"]: u["colour"] for u in view["users"]}
+    assert colours["101"] == "green" and colours["102"] == "gray"
+    assert view["calls"][0]["caller"] == "101" and view["calls"][0]["callee"] == "102"
+    health = {s["name"]: s["ok"] for s in view["services"]}
+    assert health == {"AMI service": True, "Asterisk": True, "SIP bans": True,
+                      "FastAGI service": False}
+    assert "FastAGI service" in done.stderr
+
+    async def with_agi() -> subprocess.CompletedProcess[str]:
+        server = AgiServer({})
+        _host, agi_port = await server.start("127.0.0.1", 0)
+        try:
+            return await asyncio.to_thread(
+                wildix_ast, "status", "--state-dir", str(tmp_path), "--agi-port",
+                str(agi_port), env=env)
+        finally:
+            await server.close()
+
+    done = asyncio.run(with_agi())
+    assert done.returncode == 0, done.stderr
+    assert "101" in done.stdout and "1 of" in done.stdout and "FastAGI service" in done.stdout
+
+    (tmp_path / STATUS_FILE).unlink()  # the AMI service is not running: all gray
+    done = wildix_ast("status", "--json", "--state-dir", str(tmp_path), "--agi-port",
+                      str(port), env=env)
+    view = json.loads(done.stdout)
+    assert done.returncode == ServiceError.exit_code
+    assert {u["colour"] for u in view["users"]} == {"gray"} and view["ok"] is False

@@ -430,9 +430,17 @@ def _mount_lab() -> None:
 def _mount_services() -> None:
     from wildix_ast.agi import cli as agi_cli
     from wildix_ast.runtime import cli as runtime_cli
+    from wildix_ast.runtime import verbs
 
     app.add_typer(agi_cli.app, name="agi")
     app.add_typer(runtime_cli.app, name="runtime")
+    app.command("status")(verbs.status)
+    app.command("test-call")(verbs.test_call)
+    app.add_typer(verbs.security_app, name="security")
+    # the earlier spelling, kept for scripts
+    runtime_cli.app.command("bans", hidden=True)(verbs.bans)
+    runtime_cli.app.command("unban", hidden=True)(verbs.unban)
+
     from wildix_ast import preferences_cli
 
     app.add_typer(preferences_cli.app, name="user")

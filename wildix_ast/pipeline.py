@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from wildix_ast.asterisk.manager import runtime_account
 from wildix_ast.asterisk_paths import AsteriskPaths
 from wildix_ast.secrets_vault import SecretVault, manager_secret, voicemail_pins, with_secrets
 from wildix_ast.site import Site
@@ -115,7 +116,8 @@ def compile_site(site: Site, vault: SecretVault, target: Target,
     secret = manager_secret(vault, manager.username)
     files = render_site(running, manager_secret=secret, paths=target.paths,
                         templates=templates, voicemail_pins=voicemail_pins(running, vault),
-                        sounds=sounds)
+                        sounds=sounds,
+                        runtime_secret=manager_secret(vault, runtime_account(manager.username)))
     media = None if sounds is None else media_files(
         running.sounds, running.system.language_region.language, sounds)
     return Compiled(site=running, files=files, ami_host=target.ami_host, ami_port=manager.port,

@@ -138,7 +138,8 @@ def render_files(given: RenderInput, templates: Path | None = None) -> dict[str,
 def render_site(site: Site, *, manager_secret: str, paths: AsteriskPaths | None = None,
                 templates: Path | None = None,
                 voicemail_pins: Mapping[str, str] | None = None,
-                sounds: SoundLibrary | None = None) -> dict[str, str]:
+                sounds: SoundLibrary | None = None,
+                runtime_secret: str = "") -> dict[str, str]:
     """Every generated file for `site`. Every user with a phone must have its `sip_password`
     (use `secrets_vault.with_secrets` first), or RenderError names them. `voicemail_pins`
     come from the vault (`secrets_vault.voicemail_pins`); without them each PIN is derived
@@ -146,7 +147,8 @@ def render_site(site: Site, *, manager_secret: str, paths: AsteriskPaths | None 
     given = RenderInput(site=site, manager_secret=manager_secret,
                         paths=paths if paths is not None else AsteriskPaths(),
                         voicemail_pins=dict(voicemail_pins or {}),
-                        sound_digests={k: a.digest for k, a in (sounds or {}).items()})
+                        sound_digests={k: a.digest for k, a in (sounds or {}).items()},
+                        runtime_secret=runtime_secret)
     return render_files(given, templates)
 
 

@@ -8,7 +8,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from wildix_ast.agi.protocol import AgiProtocolError, split_command
+from wildix_ast.agi.protocol import AgiProtocolError, parse_mset, split_command
 
 
 @dataclass
@@ -51,10 +51,13 @@ def handshake(route: str, args: Sequence[str] = (), *, port: int = 4573,
 
 
 def answer(words: Sequence[str], channel: Mapping[str, str]) -> bytes:
-    """Asterisk's answer to one command (SET/GET VARIABLE and VERBOSE; others are 510)."""
+    """Asterisk's answer to one command (SET/GET VARIABLE, EXEC MSet and VERBOSE; others
+    are 510)."""
     verb = " ".join(words[:2]).upper()
     if verb == "SET VARIABLE" and len(words) == 4:
         return b"200 result=1\n"
+    if verb == "EXEC MSET" and len(words) == 3:
+        return b"200 result=0\n"
     if verb == "GET VARIABLE" and len(words) == 3:
         value = channel.get(words[2])
         return b"200 result=0\n" if value is None else f"200 result=1 ({value})\n".encode()
@@ -83,9 +86,13 @@ async def probe(host: str, port: int, route: str, args: Sequence[str] = (), *,
                 text = line.decode("utf-8").rstrip("\n")
                 result.commands.append(text)
                 words = split_command(text)
-                if " ".join(words[:2]).upper() == "SET VARIABLE" and len(words) == 4:
+                verb = " ".join(words[:2]).upper()
+                if verb == "SET VARIABLE" and len(words) == 4:
                     result.variables[words[2]] = words[3]
                     known[words[2]] = words[3]
+                elif verb == "EXEC MSET" and len(words) == 3:
+                    result.variables.update(parse_mset(words[2]))
+                    known.update(parse_mset(words[2]))
                 elif len(words) < 1:
                     raise AgiProtocolError("empty command line")
                 writer.write(answer(words, known))

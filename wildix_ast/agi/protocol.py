@@ -184,6 +184,54 @@ def check_variable_name(name: str) -> str:
     return name
 
 
+#: Characters Asterisk's application argument parser (`ast_app_separate_args`) treats
+#: specially: escaped with a backslash, each is taken literally.
+_APP_SPECIAL = re.compile(r'([\\,"()\[\]])')
+#: MSet takes at most 24 name=value pairs.
+MSET_MAX_VARIABLES = 24
+
+
+def mset_argument(variables: Mapping[str, str]) -> str:
+    """The argument of `EXEC MSet` that sets `variables` in order, values taken literally
+    (MSet does no variable substitution; separators, quotes and brackets are escaped)."""
+    if len(variables) > MSET_MAX_VARIABLES:
+        raise ValueError(f"MSet sets at most {MSET_MAX_VARIABLES} variables")
+    return ",".join(f"{check_variable_name(name)}={_escape_app_argument(value)}"
+                    for name, value in variables.items())
+
+
+def _escape_app_argument(value: str) -> str:
+    return _APP_SPECIAL.sub(r"\\\1", value)
+
+
+def parse_mset(argument: str) -> dict[str, str]:
+    """What Asterisk's MSet sets for `argument` (`ast_app_separate_args` with its quote,
+    bracket and backslash rules, then each pair split at its first '='): the Asterisk side,
+    for the probe and the tests."""
+    pairs: list[str] = []
+    current: list[str] = []
+    depth = quoted = 0
+    chars = iter(argument)
+    for char in chars:
+        if char == "\\":
+            current.append(next(chars, ""))
+        elif char == '"':
+            quoted ^= 1
+        elif char in "([":
+            depth += 1
+            current.append(char)
+        elif char in ")]":
+            depth = max(0, depth - 1)
+            current.append(char)
+        elif char == "," and not depth and not quoted:
+            pairs.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    pairs.append("".join(current))
+    return dict(pair.split("=", 1) for pair in pairs if "=" in pair)
+
+
 def split_command(line: str) -> list[str]:
     """A command line split into words as Asterisk's `parse_args` does: blanks separate,
     double quotes group, a backslash takes the next character literally. (The Asterisk side

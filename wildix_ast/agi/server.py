@@ -237,9 +237,8 @@ class AgiServer:
                              command_timeout=self.limits.command_timeout)
         try:
             decision = await self._decide(session)
-            for name, value in decision.variables.items():
-                await session.set_variable(name, value)
-            await session.set_variable(STATUS_VARIABLE, OK)
+            # OK last: it means every variable of the decision was set
+            await session.set_variables({**decision.variables, STATUS_VARIABLE: OK})
         except _Failure as failure:
             self.stats.failed += 1
             log.error("FastAGI %s for %s (%s): %s; the dialplan takes its fallback",
@@ -286,5 +285,5 @@ class AgiServer:
 
     async def _safe_answer(self, session: AgiSession, reason: str) -> None:
         with contextlib.suppress(AgiProtocolError, AgiHangup, AgiCommandError):
-            await session.set_variable(ERROR_VARIABLE, reason[:200])
-            await session.set_variable(STATUS_VARIABLE, FAILED)
+            await session.set_variables({ERROR_VARIABLE: reason[:200],
+                                         STATUS_VARIABLE: FAILED})

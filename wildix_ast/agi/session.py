@@ -8,10 +8,12 @@ time (`asyncio.timeout`). A peer that closes, stalls or sends garbage ends the s
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 
 from wildix_ast.agi.protocol import (
     MAX_HEADER_BYTES,
     MAX_HEADER_LINES,
+    MSET_MAX_VARIABLES,
     AgiCommandError,
     AgiHangup,
     AgiProtocolError,
@@ -19,6 +21,7 @@ from wildix_ast.agi.protocol import (
     AgiResponse,
     check_variable_name,
     format_command,
+    mset_argument,
     parse_request,
     parse_response,
 )
@@ -26,6 +29,8 @@ from wildix_ast.agi.protocol import (
 #: 520 usage errors end with this line.
 _USAGE_END = "520 End of proper usage."
 _MAX_USAGE_LINES = 64
+#: res_agi reads a command into a 2048-byte buffer (AGI_BUF_LEN); keep a margin.
+MAX_COMMAND_BYTES = 2000
 
 
 async def _read_line(reader: asyncio.StreamReader) -> bytes:
@@ -121,6 +126,19 @@ class AgiSession:
 
     async def set_variable(self, name: str, value: str) -> None:
         await self.command("SET VARIABLE", check_variable_name(name), value)
+
+    async def set_variables(self, variables: Mapping[str, str]) -> None:
+        """Set `variables` in their order, in one round trip when they fit one `EXEC MSet`
+        (Asterisk reads one command per wake-up from a buffered stream, so commands cannot
+        be pipelined: each is a round trip), else one SET VARIABLE each."""
+        if len(variables) <= MSET_MAX_VARIABLES:
+            argument = mset_argument(variables)
+            if len(format_command("EXEC", "MSet", argument)) <= MAX_COMMAND_BYTES:
+                response = await self.command("EXEC", "MSet", argument)
+                if response.result != "-2":  # -2: Asterisk has no MSet application
+                    return
+        for name, value in variables.items():
+            await self.set_variable(name, value)
 
     async def get_variable(self, name: str) -> str | None:
         """A channel variable's value, None when it is not set."""

@@ -38,6 +38,9 @@ class RenderInput:
     #: (sound, language) -> digest of its converted audio (wildix_ast.sound_audio); empty
     #: when the sounds are not installed (render into a folder)
     sound_digests: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    #: the AMI service's own account's secret (manager.runtime_account); empty: derived
+    #: from manager_secret
+    runtime_secret: str = ""
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,7 @@ import asyncio
 import datetime as dt
 import json
 import logging
-import os
 import signal
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -18,17 +16,22 @@ from rich.table import Table
 
 from wildix_ast.console import out
 from wildix_ast.errors import ServiceError
+from wildix_ast.runtime.account import (
+    ami_settings,
+    given_secret,
+    never_ban_networks,
+    running_lab,
+    sip_ports,
+)
 from wildix_ast.runtime.call_log import format_call, read_log_files
+from wildix_ast.runtime.firewall import DEFAULT_CHAIN, Firewall
 from wildix_ast.runtime.security import BanPolicy
 from wildix_ast.runtime.service import (
     CALLS_FILE,
     MonitorService,
     ServiceConfig,
-    lift_ban,
-    load_bans,
     read_status,
 )
-from wildix_ast.runtime.supervisor import AmiSettings
 from wildix_ast.sdnotify import keep_alive, notify
 
 app = typer.Typer(help="The AMI service: live PBX state, per-call debug log, SIP bans.",
@@ -40,32 +43,6 @@ StateDir = Annotated[Path, typer.Option(
 DEFAULT_STATE = Path("/var/lib/wildix-ast/runtime")
 
 
-def _ami_settings(host: str, port: int | None, user: str | None, secret_file: Path | None,
-                  db: str | None) -> AmiSettings:
-    """The AMI account: as given, else the stored site's manager account and its generated
-    secret (the store is the one the site was applied from)."""
-    secret = os.environ.get("WILDIX_AST_AMI_SECRET", "")
-    if secret_file is not None:
-        try:
-            secret = secret_file.read_text(encoding="utf-8").strip()
-        except OSError as e:
-            raise ServiceError(f"cannot read the AMI secret from {secret_file}: "
-                               f"{e.strerror}") from None
-    if secret and port is not None and user is not None:
-        return AmiSettings(host, port, user, secret)
-    from wildix_ast.secrets_vault import manager_secret
-    from wildix_ast.store import open_store
-
-    with open_store(db) as store:
-        if not store.has_site():
-            raise ServiceError("no AMI account given (--ami-port, --ami-user, --secret-file) "
-                               "and the store holds no site to take it from")
-        manager = store.export_site().system.manager
-        user = user or manager.username
-        return AmiSettings(host, port or manager.port, user,
-                           secret or manager_secret(store, user))
-
-
 @app.command()
 def serve(
     state_dir: StateDir = DEFAULT_STATE,
@@ -73,29 +50,47 @@ def serve(
     ami_port: Annotated[int | None, typer.Option(
         envvar="WILDIX_AST_AMI_PORT", help="Default: the stored site's manager port.")] = None,
     ami_user: Annotated[str | None, typer.Option(
-        envvar="WILDIX_AST_AMI_USER", help="Default: the stored site's manager account.")]
-    = None,
+        envvar="WILDIX_AST_AMI_USER", help="Default: the AMI service's own account in the "
+        "stored site's manager.conf (<manager>-runtime).")] = None,
     secret_file: Annotated[Path | None, typer.Option(
         envvar="WILDIX_AST_AMI_SECRET_FILE", help="File holding the AMI secret (else "
         "$WILDIX_AST_AMI_SECRET, else the store's).")] = None,
     db: Annotated[str | None, typer.Option(
         "--db", envvar="WILDIX_AST_DB", help="The store (for the AMI account).")] = None,
     never_ban: Annotated[list[str] | None, typer.Option(
-        "--never-ban", help="A LAN or trunk network (CIDR) never banned; repeat.")] = None,
+        "--never-ban", help="A LAN or trunk network (CIDR) never banned; repeat. Default: "
+        "the stored site's LAN networks and IP trunk addresses (loopback always).")] = None,
+    firewall: Annotated[bool, typer.Option(
+        "--firewall/--no-firewall", help="Enforce bans: iptables drops a banned address's "
+        "SIP packets (needs CAP_NET_ADMIN).")] = True,
+    sip_port: Annotated[list[int] | None, typer.Option(
+        "--sip-port", min=1, max=65535, help="A SIP port a ban closes (UDP and TCP); repeat. "
+        "Default: the stored site's SIP and TLS ports.")] = None,
+    chain: Annotated[str, typer.Option(help="The iptables chain of the bans.")]
+    = DEFAULT_CHAIN,
     threshold: Annotated[int, typer.Option(min=1, help="Attempts that ban.")] = 20,
     window: Annotated[float, typer.Option(min=1, help="…within this many seconds.")] = 60.0,
     ban_time: Annotated[float, typer.Option(min=1, help="Seconds a ban lasts.")] = 3600.0,
+    lab: Annotated[str | None, typer.Option(
+        help="Serve this lab instance: its AMI and SIP ports, a firewall chain of its own.",
+        show_default=False)] = None,
 ) -> None:
     """Run until stopped: keep the AMI connection, the PBX state, the call log and bans."""
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if lab is not None:
+        ports = running_lab(lab).ports
+        ami_port = ami_port or ports.ami
+        sip_port = sip_port or [ports.sip]
+        chain = f"wildix-ast-lab-{ports.sip}" if chain == DEFAULT_CHAIN else chain
+    policy = BanPolicy.with_networks(never_ban_networks(never_ban, db), threshold=threshold,
+                                     window=window, ban_time=ban_time)
     try:
-        policy = BanPolicy.with_networks(never_ban or [], threshold=threshold, window=window,
-                                         ban_time=ban_time)
+        enforcement = Firewall(sip_ports(sip_port, db), chain) if firewall else None
     except ValueError as e:
-        raise ServiceError(f"--never-ban: {e}") from None
-    settings = _ami_settings(ami_host, ami_port, ami_user, secret_file, db)
-    asyncio.run(_serve(ServiceConfig(settings, state_dir, policy)))
+        raise ServiceError(f"--chain / --sip-port: {e}") from None
+    settings = ami_settings(ami_host, ami_port, ami_user, given_secret(secret_file), db)
+    asyncio.run(_serve(ServiceConfig(settings, state_dir, policy, firewall=enforcement)))
 
 
 async def _serve(config: ServiceConfig) -> None:
@@ -182,30 +177,3 @@ def _when(text: str) -> float:
         return dt.datetime.fromisoformat(text).timestamp()
     except ValueError:
         raise ServiceError(f"--at {text!r}: give HH:MM or an ISO date-time") from None
-
-
-@app.command()
-def bans(state_dir: StateDir = DEFAULT_STATE) -> None:
-    """WMS "SIP bloqués": the addresses banned now."""
-    now = time.time()
-    table = Table(title="banned addresses", show_edge=False)
-    for column in ("address", "since", "until", "attempts", "reason"):
-        table.add_column(column)
-    for ban in sorted(load_bans(state_dir).values(), key=lambda b: b.since):
-        if ban.until > now:
-            table.add_row(ban.address, dt.datetime.fromtimestamp(ban.since).strftime("%F %T"),
-                          dt.datetime.fromtimestamp(ban.until).strftime("%F %T"),
-                          str(ban.attempts), escape(ban.reason))
-    out.print(table)
-
-
-@app.command()
-def unban(address: str, state_dir: StateDir = DEFAULT_STATE) -> None:
-    """Lift the ban of one address."""
-    try:
-        lifted = lift_ban(state_dir, address)
-    except ValueError:
-        raise ServiceError(f"{address!r} is not an IP address") from None
-    if not lifted:
-        raise ServiceError(f"{address} is not banned")
-    out.print(f"[green]✓[/] {address} unbanned")

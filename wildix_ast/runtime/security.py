@@ -33,7 +33,9 @@ FAILURE_EVENTS = frozenset({
     "RequestNotAllowed",
 })
 
-LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+#: The host itself (Asterisk, the services, local tools). Only the canonical addresses: other
+#: 127/8 addresses are what the lab's simulated remote phones use, and bannable like them.
+LOOPBACK = (ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("::1/128"))
 
 
 @dataclass(frozen=True)

@@ -28,11 +28,13 @@ from wildix_ast.ami import AmiClient, AmiMessage
 from wildix_ast.errors import AmiError, ServiceError
 from wildix_ast.files import write_atomic
 from wildix_ast.runtime.call_log import CallLog, LoggedEvent, LogWriter, wanted
+from wildix_ast.runtime.firewall import Firewall
 from wildix_ast.runtime.security import (
     Ban,
     BanPolicy,
     SecurityState,
     active_bans,
+    banned_networks,
     expire,
     is_attempt,
     record_event,
@@ -54,6 +56,8 @@ class ServiceConfig:
     state_dir: Path
     policy: BanPolicy = BanPolicy()
     status_interval: float = 1.0
+    #: Where bans are enforced (None: counted and listed only).
+    firewall: Firewall | None = None
 
 
 @contextlib.contextmanager
@@ -97,10 +101,25 @@ async def _optional_list(client: AmiClient, name: str, complete: str,
         return await client.action_list(name, complete, timeout=client.bulk_timeout,
                                         empty_messages=empty_messages)
     except AmiError as e:
-        if "Invalid/unknown command" not in e.message:
-            raise
-        log.warning("Asterisk has no %s action (module not loaded): %s", name, e.message)
-        return []
+        if "Invalid/unknown command" in e.message:
+            log.warning("Asterisk has no %s action (module not loaded): %s", name, e.message)
+            return []
+        if "Permission denied" in e.message:
+            # The least-privilege account has no `system` write class (it would allow
+            # GetConfig): contacts then come from ContactStatus events only.
+            log.info("%s not allowed to this AMI account; skipped", name)
+            return []
+        raise
+
+
+async def _asterisk_version(client: AmiClient) -> str:
+    """Asterisk's own version (CoreSettings, `reporting` class); the AMI banner gives only
+    the manager protocol's (11.0.0 on Asterisk 22)."""
+    try:
+        settings = await client.action("CoreSettings")
+    except AmiError:
+        return f"AMI {client.version or '?'}"
+    return settings.get("AsteriskVersion", "") or f"AMI {client.version or '?'}"
 
 
 class MonitorService:
@@ -117,6 +136,11 @@ class MonitorService:
         self._resnapshot_task: asyncio.Task[None] | None = None
         self._snapshot_lock = asyncio.Lock()
         self._writer: LogWriter | None = None
+        self._wake = asyncio.Event()
+        #: What the firewall drops now (None: not written yet since start).
+        self.enforced: frozenset[str] | None = None
+        self.enforce_error = ""
+        self._enforce_retry = 0.0  # after a failure, not before this time (monotonic)
         self.supervisor = AmiSupervisor(config.ami, on_event=self.on_event,
                                         on_connect=self._on_connect,
                                         on_disconnect=self._on_disconnect)
@@ -158,7 +182,7 @@ class MonitorService:
             contacts = await _optional_list(client, "PJSIPShowContacts", "ContactListComplete",
                                             empty_messages=("No Contacts found",))
             channels = await client.action_list("CoreShowChannels", "CoreShowChannelsComplete")
-            state = snapshot(client.version or "", devices, contacts, channels)
+            state = snapshot(await _asterisk_version(client), devices, contacts, channels)
             for event in self._buffer:
                 state = apply_event(state, event)
             self.state = state
@@ -225,6 +249,12 @@ class MonitorService:
             "events": self.events_seen,
             "pbx": self.state.to_json(),
             "bans": [b.to_json() for b in active_bans(self.security, now)],
+            "enforcement": {
+                "kind": "iptables" if self.config.firewall else "none",
+                "chain": self.config.firewall.chain if self.config.firewall else "",
+                "enforced": sorted(self.enforced or ()),
+                "error": self.enforce_error,
+            },
         }
 
     def write_status(self) -> None:
@@ -245,16 +275,19 @@ class MonitorService:
             ready()
         try:
             while not connection.done():
+                self._wake.clear()  # a ban from here on wakes the next round at once
                 self._follow_ban_file()
                 before = self.security
                 self.security = expire(self.security, self.config.policy, self.clock())
                 if before.bans != self.security.bans:
                     self._save_bans()
+                await self._enforce()
                 self._writer.flush()
                 self.write_status()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.config.status_interval):
-                        await asyncio.shield(connection)
+                wake = asyncio.ensure_future(self._wake.wait())
+                await asyncio.wait({connection, wake}, timeout=self.config.status_interval,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                wake.cancel()
         finally:
             self.supervisor.stop()
             with contextlib.suppress(TimeoutError):
@@ -266,6 +299,34 @@ class MonitorService:
 
     def stop(self) -> None:
         self.supervisor.stop()
+
+    async def _enforce(self) -> None:
+        """Make the firewall drop exactly the bans in force (a no-op when unchanged)."""
+        firewall = self.config.firewall
+        if firewall is None:
+            return
+        networks = banned_networks(self.security, self.clock())
+        wanted_now = frozenset(str(n.network_address) for n in networks)
+        if wanted_now == self.enforced or time.monotonic() < self._enforce_retry:
+            return
+        try:
+            # iptables takes tens of milliseconds: off the loop, whose AMI session Asterisk
+            # drops after 100 ms without reading.
+            await asyncio.to_thread(firewall.apply, networks)
+        except ServiceError as e:
+            if e.message != self.enforce_error:
+                log.error("%s", e.message)
+            self.enforce_error = e.message
+            self._enforce_retry = time.monotonic() + 10  # a missing iptables stays missing
+            return
+        before: frozenset[str] = self.enforced or frozenset()
+        lifted = before - wanted_now
+        if wanted_now != before:
+            log.warning("firewall chain %s: dropping %s%s", firewall.chain,
+                        ", ".join(sorted(wanted_now)) or "nothing",
+                        f" (lifted {', '.join(sorted(lifted))})" if lifted else "")
+        self.enforced = wanted_now
+        self.enforce_error = ""
 
 
 def read_status(state_dir: Path, max_age: float = 15.0) -> dict[str, Any]:

@@ -1,0 +1,130 @@
+"""Enforcing WMS "SIP bloqués" bans: the kernel drops a banned address's SIP packets.
+
+Data flows one way: the service's ban state -> `render` (an iptables-restore text of one
+chain of our own) -> the kernel. The chain is rewritten whole on every change (atomically:
+one `iptables-restore --noflush` replaces it and touches no other chain), so what is enforced
+is always exactly the bans in force, also after a restart of the service or a lost update.
+
+Why a firewall rule and not a PJSIP ACL (researched in Asterisk 22's source):
+
+* a global PJSIP `type=acl` object is read when res_pjsip loads its configuration: every ban
+  and unban would need a res_pjsip reload;
+* a named ACL in acl.conf (`module reload acl`) is followed by res_pjsip only for endpoints:
+  on the named-ACL change event it force-reloads *every endpoint* from pjsip.conf
+  (`ast_sorcery_force_reload_object(sip_sorcery, "endpoint")`), and an endpoint ACL does
+  not stop REGISTERs for unknown endpoints, the usual scan;
+* both reloads need the AMI `config` or `system` write class (or `command`), which also
+  allow `GetConfig` (every SIP password): the AMI service's least-privilege account
+  could no longer be least-privilege.
+
+A firewall rule costs Asterisk nothing (no reload; a flood from a banned address never
+reaches res_pjsip's threads), is changed without AMI, and keeps the AMI account read-mostly.
+It needs CAP_NET_ADMIN (the unit keeps it) and iptables (Debian's uses nf_tables).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+import shutil
+import subprocess
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from wildix_ast.errors import ServiceError
+
+log = logging.getLogger(__name__)
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+#: iptables chain names: at most 28 characters.
+_CHAIN = re.compile(r"^[A-Za-z0-9_.-]{1,28}$")
+DEFAULT_CHAIN = "wildix-ast-bans"
+
+
+@dataclass(frozen=True)
+class Firewall:
+    """One iptables chain (IPv4 and IPv6) hooked into INPUT, dropping banned addresses'
+    packets to the SIP ports (UDP and TCP)."""
+
+    ports: tuple[int, ...]
+    chain: str = DEFAULT_CHAIN
+    timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not _CHAIN.match(self.chain):
+            raise ValueError(f"not an iptables chain name: {self.chain!r}")
+        if not self.ports or any(not 0 < p < 65536 for p in self.ports):
+            raise ValueError("the SIP ports to protect must be 1..65535")
+
+    def render(self, banned: Iterable[IpNetwork], version: int) -> str:
+        """The iptables-restore text that makes the chain drop exactly `banned` (of one IP
+        version)."""
+        ports = ",".join(str(p) for p in sorted(set(self.ports)))
+        lines = ["*filter", f":{self.chain} - [0:0]"]
+        for network in sorted((n for n in banned if n.version == version), key=str):
+            for protocol in ("udp", "tcp"):
+                lines.append(f"-A {self.chain} -s {network} -p {protocol} -m multiport "
+                             f"--dports {ports} -j DROP")
+        lines.append("COMMIT")
+        return "\n".join(lines) + "\n"
+
+    def apply(self, banned: Sequence[IpNetwork]) -> None:
+        """Make the kernel drop exactly `banned` (both IP versions); ServiceError if
+        iptables is missing or refuses."""
+        for version, program in ((4, "iptables"), (6, "ip6tables")):
+            if version == 6 and not any(n.version == 6 for n in banned) \
+                    and shutil.which(program) is None:
+                continue  # no IPv6 tooling and nothing to ban there
+            self._run([f"{program}-restore", "-w", "5", "--noflush"],
+                      self.render(banned, version))
+            jump = ["-j", self.chain]
+            if self._run([program, "-w", "5", "-C", "INPUT", *jump], check=False) != 0:
+                self._run([program, "-w", "5", "-I", "INPUT", "1", *jump])
+
+    def remove(self) -> None:
+        """Unhook and delete the chain (nothing banned any more, nothing of ours left)."""
+        for program in ("iptables", "ip6tables"):
+            if shutil.which(program) is None:
+                continue
+            while self._run([program, "-w", "5", "-D", "INPUT", "-j", self.chain],
+                            check=False) == 0:
+                pass
+            self._run([program, "-w", "5", "-F", self.chain], check=False)
+            self._run([program, "-w", "5", "-X", self.chain], check=False)
+
+    def _run(self, command: list[str], text: str = "", *, check: bool = True) -> int:
+        try:
+            done = subprocess.run(command, input=text, capture_output=True, text=True,
+                                  timeout=self.timeout, check=False)
+        except FileNotFoundError:
+            raise ServiceError(f"cannot enforce SIP bans: {command[0]} is not installed "
+                               "(Debian package iptables)") from None
+        except subprocess.TimeoutExpired:
+            raise ServiceError(f"cannot enforce SIP bans: {' '.join(command)} did not end "
+                               f"within {self.timeout:g} s") from None
+        if check and done.returncode != 0:
+            raise ServiceError(f"cannot enforce SIP bans: {' '.join(command)} failed: "
+                               f"{(done.stderr or done.stdout).strip()[:300]}")
+        return done.returncode
+
+
+def enforced(chain: str = DEFAULT_CHAIN) -> list[str]:
+    """The source addresses the chain drops now (for `status` and tests)."""
+    found: list[str] = []
+    for program in ("iptables", "ip6tables"):
+        if shutil.which(program) is None:
+            continue
+        done = subprocess.run([program, "-w", "5", "-S", chain], capture_output=True,
+                              text=True, check=False)
+        for line in done.stdout.splitlines():
+            words = line.split()
+            if words[:2] == ["-A", chain] and "-s" in words:
+                address = words[words.index("-s") + 1]
+                network = ipaddress.ip_network(address, strict=False)
+                text = str(network.network_address) if network.num_addresses == 1 \
+                    else str(network)
+                if text not in found:
+                    found.append(text)
+    return found
