@@ -279,4 +279,8 @@ def test_a_did_the_trunk_does_not_carry_is_refused(clean: LiveSite) -> None:
 
 def test_asterisk_loaded_the_procedures_without_a_warning(live: LiveSite) -> None:
     log = (live.lab.log_dir / "messages.log").read_text(encoding="utf-8", errors="replace")
-    assert [line for line in log.splitlines() if "WARNING" in line] == []
+    warnings = [line for line in log.splitlines() if "WARNING" in line
+                # no FastAGI service runs here: calls to users take the direct path, loudly
+                and "res_agi.c: Connecting to" not in line
+                and "FastAGI failed" not in line]
+    assert warnings == []

@@ -37,7 +37,10 @@ def services_site(provider_port: int) -> Site:
     base = example_site(ring_timeout=8)
     users = [u.model_copy(update={"mobile": MOBILE}) if u.extension == "102" else u
              for u in base.users]
-    dialplan = base.dialplan.model_copy(update={"general": DialplanGeneral(trunk_group="main")})
+    # the example's `mobiles` procedure dials its trunks, replaced here
+    procedures = [p for p in base.dialplan.procedures if p.name != "mobiles"]
+    dialplan = base.dialplan.model_copy(update={"general": DialplanGeneral(trunk_group="main"),
+                                                "procedures": procedures})
     return Site.model_validate({
         **base.model_dump(exclude={"trunks", "trunk_groups", "dialplan", "users"}),
         "users": [u.model_dump() for u in users],
