@@ -165,6 +165,35 @@ def test_put_media_writes_readable_files(tmp_path: Path) -> None:
     assert (tmp_path / "sounds/fr/wildix-ast/a.wav").stat().st_mode & 0o777 == 0o644
 
 
+def test_put_media_folders_are_readable_under_a_strict_umask(tmp_path: Path) -> None:
+    """The Ansible module runs wildix-ast with umask 077; Asterisk reads as its own user."""
+    old = os.umask(0o077)
+    try:
+        put_media(tmp_path, {"wildix-ast-moh/attente/attente.wav": b"RIFF"})
+    finally:
+        os.umask(old)
+    for folder in ("wildix-ast-moh", "wildix-ast-moh/attente"):
+        assert (tmp_path / folder).stat().st_mode & 0o777 == 0o755, folder
+
+
+def test_linked_language_folders_change_nothing_once_installed(tmp_path: Path) -> None:
+    """Debian: sounds/fr and sounds/fr_CA both link to the fr_CA_f_June prompts. The files
+    seen through the other links are the wanted ones, not files to remove."""
+    sounds = tmp_path / "sounds"
+    (sounds / "fr_CA_f_June").mkdir(parents=True)
+    (sounds / "fr").symlink_to("fr_CA_f_June")
+    (sounds / "fr_CA").symlink_to("fr_CA_f_June")
+    wanted = {"sounds/fr/wildix-ast/a.wav": b"RIFF", "sounds/wildix-ast/a.wav": b"RIFF"}
+    put_media(tmp_path, wanted)
+    assert plan_media(tmp_path, wanted) == ()
+    # a file the site no longer has is removed once, under one of its names
+    gone = plan_media(tmp_path, {"sounds/wildix-ast/a.wav": b"RIFF"})
+    assert [c.kind for c in gone] == ["remove"]
+    put_media(tmp_path, {c.path: None for c in gone})
+    assert not (sounds / "fr_CA_f_June" / "wildix-ast").exists()
+    assert plan_media(tmp_path, {"sounds/wildix-ast/a.wav": b"RIFF"}) == ()
+
+
 def test_hold_music_classes_follow_the_site(tmp_path: Path) -> None:
     site = load_site(site_with_sounds(tmp_path))
     library = prepare(site, tmp_path, _none_known)

@@ -14,12 +14,15 @@ folder.
 
 Everything here is under folders wildix-ast owns (`sounds/*/wildix-ast/`,
 `sounds/wildix-ast/`, `wildix-ast-moh/`): a file found there that the site no longer has is
-removed.
+removed. Debian's language folders are links to its prompt packages (`sounds/fr` and
+`sounds/fr_CA` both lead to `fr_CA_f_June`): one file shows under several of those names,
+so files are told apart by where they really are.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +37,8 @@ from wildix_ast.sounds import Sound, SoundKind
 MOH_FOLDER = "wildix-ast-moh"
 #: Sound files are read by Asterisk only; nothing in them is secret.
 MEDIA_MODE = 0o644
+#: Asterisk runs as its own user: it must get through every folder to the files.
+FOLDER_MODE = 0o755
 
 MediaKind = Literal["add", "change", "remove"]
 
@@ -98,11 +103,30 @@ def plan_media(root: Path, wanted: Mapping[str, bytes]) -> tuple[MediaChange, ..
         if old != wanted[path]:
             changes.append(MediaChange(path, "add" if old is None else "change", old,
                                        wanted[path]))
+    # A wanted file reached through another link is no file to remove: removing it would
+    # remove the wanted one, and every apply would put it back.
+    seen = {(root / path).resolve() for path in wanted}
     for found in sorted(_owned(root)):
-        path = found.relative_to(root).as_posix()
-        if path not in wanted:
-            changes.append(MediaChange(path, "remove", found.read_bytes(), None))
+        real = found.resolve()
+        if real in seen:
+            continue
+        seen.add(real)
+        changes.append(MediaChange(found.relative_to(root).as_posix(), "remove",
+                                   found.read_bytes(), None))
     return tuple(changes)
+
+
+def _make_folders(folder: Path) -> None:
+    """Create `folder` and its missing parents with FOLDER_MODE: mkdir's mode is cut by the
+    umask, and the Ansible module runs wildix-ast under 077."""
+    missing: list[Path] = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for path in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            path.mkdir()
+        os.chmod(path, FOLDER_MODE)
 
 
 def put_media(root: Path, contents: Mapping[str, bytes | None]) -> None:
@@ -115,7 +139,7 @@ def put_media(root: Path, contents: Mapping[str, bytes | None]) -> None:
             with contextlib.suppress(OSError):
                 target.parent.rmdir()  # only when empty
             continue
-        target.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+        _make_folders(target.parent)
         write_atomic_bytes(target, data, mode=MEDIA_MODE)
 
 
