@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -10,6 +11,17 @@ from live_site import LiveSite, live_site
 # tests/infra is the testinfra suite of a deployed host: it runs against a host given with
 # --hosts (tests/test_deploy.py runs it against the booted forky host), not on its own.
 collect_ignore = ["infra"]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """In CI a skipped test is a failure: a missing package or no root must not pass as
+    green."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter is not None else []
+    if os.environ.get("CI") and skipped and exitstatus == 0:
+        reporter.write_line(f"CI: {len(skipped)} test(s) skipped; skips fail the run",
+                            red=True)
+        session.exitstatus = 1
 
 
 @pytest.fixture(scope="session")

@@ -39,6 +39,14 @@ def example_site(ring_timeout: int = TEST_RING_TIMEOUT) -> Site:
     return site.model_copy(update={"dialplan": dialplan})
 
 
+def without_trunk_procedures(site: Site) -> Site:
+    """The example's `mobiles` procedure dials the example's trunks: tests that replace the
+    trunks with their own providers drop it."""
+    procedures = [p for p in site.dialplan.procedures if p.name != "mobiles"]
+    return site.model_copy(update={"dialplan": site.dialplan.model_copy(
+        update={"procedures": procedures})})
+
+
 @dataclass
 class LiveSite:
     lab: Lab

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from agi_fixtures import AgiService, agi_service
-from live_site import TEST_RING_TIMEOUT, LiveSite, example_site, live_site
+from live_site import TEST_RING_TIMEOUT, LiveSite, example_site, live_site, without_trunk_procedures
 from test_calls import call_watching_applications
 
 from wildix_ast.agi.probe import probe
@@ -31,15 +31,11 @@ TRUNK = "127.0.0.2"  # the provider's address: calls from it are the trunk's (ex
 
 def prefs_site(provider_port: int) -> Site:
     """The example site with one IP trunk, whose provider is a SIPp UAS on TRUNK."""
-    base = example_site()
+    base = without_trunk_procedures(example_site())
     trunk = Trunk(name="secours", auth="ip", host=TRUNK, port=provider_port,
                   caller_id="main_number", main_number="+33140000000")
-    # the example's `mobiles` procedure dials its trunks, replaced here
-    procedures = [p for p in base.dialplan.procedures if p.name != "mobiles"]
-    dialplan = base.dialplan.model_copy(update={"procedures": procedures})
     return Site.model_validate({
-        **base.model_dump(exclude={"trunks", "trunk_groups", "dialplan"}),
-        "dialplan": dialplan.model_dump(),
+        **base.model_dump(exclude={"trunks", "trunk_groups"}),
         "trunks": [trunk.model_dump()],
         "trunk_groups": [TrunkGroup(name="sortants", trunks=["secours"]).model_dump()]})
 

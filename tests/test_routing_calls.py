@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from live_site import LiveSite, example_site, live_site
+from live_site import LiveSite, example_site, live_site, without_trunk_procedures
 
 from wildix_ast.call_classes import CallClass, DialplanGeneral
 from wildix_ast.groups import Group
@@ -38,7 +38,7 @@ class Providers:
 
 
 def routing_site(p: Providers) -> Site:
-    base = example_site()
+    base = without_trunk_procedures(example_site())
     trunks = [
         Trunk(name="primary", auth="ip", host=PRIMARY, port=p.primary),
         Trunk(name="backup", auth="ip", host=BACKUP, port=p.backup, caller_id="main_number",
@@ -59,9 +59,7 @@ def routing_site(p: Providers) -> Site:
         {"call_class": "mobile", "trunk_group": "failover"},
         {"call_class": "premium", "trunk_group": "capped"},
         {"call_class": "emergency", "trunk_group": "capped"}]})
-    # the example's `mobiles` procedure dials its trunks, replaced here
-    procedures = [p for p in base.dialplan.procedures if p.name != "mobiles"]
-    dialplan = base.dialplan.model_copy(update={"general": general, "procedures": procedures})
+    dialplan = base.dialplan.model_copy(update={"general": general})
     return Site.model_validate({
         **base.model_dump(exclude={"trunks", "trunk_groups", "groups", "dialplan"}),
         "groups": [g.model_dump() for g in groups],

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 from agi_fixtures import AgiService, agi_service
-from live_site import LiveSite, example_site, live_site
+from live_site import LiveSite, example_site, live_site, without_trunk_procedures
 
 from wildix_ast.ami import AmiClient
 from wildix_ast.call_classes import DialplanGeneral
@@ -34,13 +34,10 @@ MOBILITY_DELAY = 5
 def services_site(provider_port: int) -> Site:
     """The example site with one loopback IP trunk (the provider's UAS) for every external
     call, and 102 owning a mobile."""
-    base = example_site(ring_timeout=8)
+    base = without_trunk_procedures(example_site(ring_timeout=8))
     users = [u.model_copy(update={"mobile": MOBILE}) if u.extension == "102" else u
              for u in base.users]
-    # the example's `mobiles` procedure dials its trunks, replaced here
-    procedures = [p for p in base.dialplan.procedures if p.name != "mobiles"]
-    dialplan = base.dialplan.model_copy(update={"general": DialplanGeneral(trunk_group="main"),
-                                                "procedures": procedures})
+    dialplan = base.dialplan.model_copy(update={"general": DialplanGeneral(trunk_group="main")})
     return Site.model_validate({
         **base.model_dump(exclude={"trunks", "trunk_groups", "dialplan", "users"}),
         "users": [u.model_dump() for u in users],
