@@ -85,6 +85,75 @@ def test_one_user_changed_is_one_row_written(store: Store) -> None:
     assert store.export_site() == changed
 
 
+def _renamed_swapped_added(site: Site) -> Site:
+    """One user renamed, two swapped, one removed, one added (with a WEB password text)."""
+    users = list(site.users)
+    users[3] = users[3].model_copy(update={"name": "Renamed"})
+    users[4], users[5] = users[5], users[4]
+    return site.model_copy(update={"users": [
+        *users[:-1], user("999", "Added", web_password=PASSWORDS[2])]})
+
+
+def _report(report: Any) -> tuple[Any, ...]:
+    return (report.users, report.added, report.changed, report.removed, report.revision)
+
+
+def test_a_prepared_import_writes_what_a_plain_one_writes(tmp_path: Path) -> None:
+    """`prepare_import` (an apply does it while Asterisk reloads) then `import_site` with
+    it: the same statements, report and stored site as an import done in one go."""
+    site = big_site(20)
+    changed = _renamed_swapped_added(site)
+    outcomes = []
+    for name, prepare in (("plain", False), ("prepared", True)):
+        with open_store(str(tmp_path / name / "store.sqlite3")) as opened:
+            opened.import_site(site)
+            prepared = opened.prepare_import(changed) if prepare else None
+            writes = Writes(opened)
+            reads: list[str] = []
+            event.listen(opened.engine, "before_cursor_execute",
+                         lambda _c, _k, statement, *_, to=reads: to.append(statement))
+            report = opened.import_site(changed, prepared=prepared)
+            # prepared, the import only writes: the users were compared beforehand
+            assert any(r.startswith("SELECT") and "FROM users" in r for r in reads) \
+                is not prepare
+            exported = opened.export_site()
+            # the added user's WEB password is hashed with a random salt: compared apart
+            assert exported == as_stored(changed, exported)
+            outcomes.append((writes.statements, _report(report)))
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][1][1:4] == (1, 1, 1)
+
+
+def test_a_prepared_import_compares_again_when_the_store_changed_meanwhile(
+        store: Store) -> None:
+    """Another writer between the preparation and the import (another import, a
+    preference change): the import does not trust the stale comparison."""
+    site = big_site(20)
+    store.import_site(site)
+    changed = _renamed_swapped_added(site)
+    prepared = store.prepare_import(changed)
+    meanwhile = site.model_copy(update={"users": site.users[2:]})  # 1000, 1001 removed
+    store.import_site(meanwhile)
+    report = store.import_site(changed, prepared=prepared)
+    assert (report.added, report.removed) == (3, 1)  # 1000, 1001 and 999 back; 1019 gone
+    assert store.export_site() == as_stored(changed, store.export_site())
+
+    prepared = store.prepare_import(site)
+    store.change_preferences("1003", lambda p: p.model_copy(update={"dnd": True}))
+    store.import_site(site, prepared=prepared)
+    assert store.export_site() == site  # the preference set meanwhile is replaced
+
+
+def test_revision_and_has_site_agree_with_sqlalchemy(store: Store) -> None:
+    """On a SQLite file they are read through sqlite3 (an apply reads them before loading
+    SQLAlchemy); the store opened by URL reads them through SQLAlchemy."""
+    by_url = open_store(f"sqlite:///{store.where}")
+    assert (store.has_site(), by_url.has_site()) == (False, False)
+    store.import_site(big_site(3))
+    assert (store.has_site(), store.revision()) == (by_url.has_site(), by_url.revision())
+    by_url.close()
+
+
 def test_rows_trade_unique_values_and_places_in_one_import(store: Store) -> None:
     """Two users swap emails, a user is inserted at the top (every position moves), a group
     is renamed and its users follow: all in one import, constraints hold throughout."""

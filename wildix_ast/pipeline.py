@@ -9,6 +9,7 @@ concurrent applies, and an apply that reports success had its configuration live
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from wildix_ast.lab.instance import Lab
     from wildix_ast.sound_audio import SoundLibrary
     from wildix_ast.store import Store
+    from wildix_ast.store.store import ImportReport, PreparedImport
 
 Progress = Callable[[str, str], None]
 SITE_SNAPSHOT = "site.json"
@@ -182,19 +184,49 @@ def _revision(store: Store) -> int | None:
     return store.revision() if store.has_site() else None
 
 
-def _snapshot(config: ConfigTarget, generation: Generation | None, site: Site) -> None:
-    """Keep the settings beside the generation (owner-only, like the store: the passwords
-    the file gave, WEB ones as hashes; generated ones stay in the vault): a rollback puts
-    the store back to the same site as the files."""
+def _snapshot_text(site: Site) -> str:
+    # JSON through pydantic's own serializer: YAML for 10,000 users took seconds
+    return site.model_dump_json(exclude_defaults=True) + "\n"
+
+
+def _snapshot(config: ConfigTarget, generation: Generation | None, text: str) -> None:
+    """Keep the settings (`_snapshot_text`) beside the generation (owner-only, like the
+    store: the passwords the file gave, WEB ones as hashes; generated ones stay in the
+    vault): a rollback puts the store back to the same site as the files."""
     from wildix_ast.files import write_atomic
 
     if generation is None:
         return
     folder = config.state.dir / "generations" / str(generation.number)
     if folder.is_dir():
-        # JSON through pydantic's own serializer: YAML for 10,000 users took seconds
-        write_atomic(folder / SITE_SNAPSHOT, site.model_dump_json(exclude_defaults=True) + "\n",
-                     mode=0o600)
+        write_atomic(folder / SITE_SNAPSHOT, text, mode=0o600)
+
+
+class _StoreUpdate:
+    """The store update of an apply or rollback: `prepare` (run while Asterisk reloads)
+    reads and compares what the import needs and serialises the snapshot; `record` (once
+    Asterisk shows the new configuration) writes. A failed preparation is left to `record`,
+    which does the whole import itself and meets the same error there."""
+
+    def __init__(self, store: Store, site: Site, source_text: str | None = None,
+                 sounds: SoundLibrary | None = None) -> None:
+        self.store, self.site, self.source_text, self.sounds = store, site, source_text, sounds
+        self.prepared: PreparedImport | None = None
+        self.snapshot: str | None = None
+        self.report: ImportReport | None = None
+
+    def prepare(self) -> None:
+        with contextlib.suppress(Exception):
+            self.prepared = self.store.prepare_import(self.site)
+        self.snapshot = _snapshot_text(self.site)
+
+    def record(self) -> int | None:
+        self.report = self.store.import_site(self.site, source_text=self.source_text,
+                                             sounds=self.sounds, prepared=self.prepared)
+        return self.report.revision
+
+    def snapshot_text(self) -> str:
+        return self.snapshot if self.snapshot is not None else _snapshot_text(self.site)
 
 
 def apply_site(site: Site, store: Store, target: Target, *, source_text: str | None = None,
@@ -227,10 +259,12 @@ def apply_site(site: Site, store: Store, target: Target, *, source_text: str | N
             show_plan(plan)
         return outcome
 
+    update = _StoreUpdate(store, site, source_text, given)
+
     def record() -> int | None:
-        report = store.import_site(site, source_text=source_text, sounds=given)
-        outcome.store = str(report)
-        return _revision(store)
+        revision = update.record()
+        outcome.store = str(update.report)
+        return revision
 
     with config.locked(lock_timeout):
         recovered = None
@@ -246,9 +280,10 @@ def apply_site(site: Site, store: Store, target: Target, *, source_text: str | N
         else:
             outcome.report = run(config.commit(
                 plan, progress=progress, allow_restart=allow_restart,
-                store_revision=_revision(store), on_verified=record))
+                store_revision=_revision(store), on_verified=record,
+                alongside=update.prepare))
             outcome.generation = outcome.report.generation
-        _snapshot(config, outcome.generation, site)
+        _snapshot(config, outcome.generation, update.snapshot_text())
     return outcome
 
 
@@ -294,17 +329,20 @@ def rollback_target(store: Store, target: Target, *, to: int | None = None,
         restored_site = (Site.model_validate_json(snapshot.read_bytes())
                          if snapshot.is_file() else None)
         store_note: list[str] = []
+        update = _StoreUpdate(store, restored_site) if restored_site is not None else None
 
         def record() -> int | None:
-            if restored_site is not None:
-                store_note.append(str(store.import_site(restored_site)))
+            if update is not None:
+                update.record()
+                store_note.append(str(update.report))
             return _revision(store)
 
         report = run(config.commit(plan, progress=progress, allow_restart=True,
                                    store_revision=_revision(store), on_verified=record,
-                                   kind="rollback", from_generation=chosen.number))
-        if restored_site is not None:
-            _snapshot(config, report.generation, restored_site)
+                                   kind="rollback", from_generation=chosen.number,
+                                   alongside=update.prepare if update is not None else None))
+        if update is not None:
+            _snapshot(config, report.generation, update.snapshot_text())
     return RollbackOutcome(target.name, plan, chosen.number, report,
                            store_note[0] if store_note else None)
 
@@ -319,4 +357,4 @@ def install_stored_site(store: Store, target: Target) -> None:
             config.discard()
         generation = config.install(config.plan(compiled.files, compiled.media),
                                     store_revision=_revision(store))
-        _snapshot(config, generation, site)
+        _snapshot(config, generation, _snapshot_text(site))

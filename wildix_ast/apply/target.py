@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -84,6 +85,14 @@ def _put(etc: Path, contents: Mapping[str, str | None]) -> None:
         else:
             write_atomic(etc / name, text)
     fsync_dir(etc)
+
+
+def _in_thread(work: Callable[[], object] | None) -> threading.Thread:
+    """Start `work` in a thread (a daemon: Ctrl-C does not wait for it); join() it."""
+    thread = threading.Thread(target=work or (lambda: None), name="wildix-ast-alongside",
+                              daemon=True)
+    thread.start()
+    return thread
 
 
 def _command_line() -> str:
@@ -158,11 +167,15 @@ class ConfigTarget:
                      restart_timeout: float = 60.0, store_revision: int | None = None,
                      on_verified: Callable[[], int | None] | None = None,
                      kind: str = "apply", from_generation: int | None = None,
-                     also_expect: Expectation | None = None) -> ApplyReport:
+                     also_expect: Expectation | None = None,
+                     alongside: Callable[[], object] | None = None) -> ApplyReport:
         """Apply `plan` (made under the same lock); see the module documentation.
         `on_verified` runs once Asterisk shows the new configuration, before the generation
         is recorded; it returns the store revision the generation came from. `also_expect`:
-        objects Asterisk must show besides those the changed files define."""
+        objects Asterisk must show besides those the changed files define. `alongside`:
+        work that changes nothing (e.g. reading what the store update needs), run in a
+        thread while Asterisk reloads (the process only waits then) and finished before
+        `on_verified`; it must not raise."""
         say = progress
         started = time.monotonic()
         report = ApplyReport()
@@ -232,8 +245,9 @@ class ConfigTarget:
             report.files_removed = plan.removed
 
             failure: str | None = None
+            self.state.step(journal, "reloading")
+            helper = _in_thread(alongside)
             try:
-                self.state.step(journal, "reloading")
                 if restart:
                     await _restart(ami, say, restart_timeout)
                     report.restarted = True
@@ -255,8 +269,10 @@ class ConfigTarget:
                 restored = await self._undo(ami, plan.touched, reloads, bool(restart), say,
                                             restart_timeout)
                 self.state.end()
+                helper.join()
                 raise ApplyError(f"{failure}; {restored}")
 
+        helper.join()
         report.verified = True
         self.state.step(journal, "recording")
         crash_point("before-store")

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from wildix_ast.groups import Group
     from wildix_ast.preferences import Preferences
     from wildix_ast.sound_audio import Audio, SoundKey, SoundLibrary
-    from wildix_ast.store.sections import Changes, Entry
+    from wildix_ast.store.sections import Changes, Entry, Sync
     from wildix_ast.users import User
 
 SCHEMA_HEAD = "0006"
@@ -77,6 +77,22 @@ class ImportReport:
         return (f"{self.users} users ({self.added} added, {self.changed} changed, "
                 f"{self.removed} removed), {self.groups} groups, "
                 f"{self.procedures} dialplan procedures")
+
+
+@dataclass(frozen=True)
+class PreparedImport:
+    """The reading and comparing half of an import of `site`, done ahead (while Asterisk
+    reloads), without the write lock. The import uses it only if the store still is as it
+    was read (same revision and site digest: every change to the site's rows moves one of
+    them); otherwise it compares again under the lock, so the result is the same."""
+
+    site: Site
+    whole: str | None
+    """The digest of the whole site (None: a WEB password text in it, compared row-wise)."""
+    revision: int
+    stored_digest: str | None
+    syncs: list[Sync] | None
+    """Each section's differences (None: the stored digest says the rows are equal)."""
 
 
 # --- opening ---------------------------------------------------------------------------------
@@ -200,6 +216,16 @@ def _documents(site: Site) -> dict[str, str]:
         "dialplan_feature_codes": site.dialplan.feature_codes.model_dump_json(
             exclude_unset=True),
     }
+
+
+def _site_digest(site: Site) -> str | None:
+    """The digest of the whole site as it will be stored: a re-import of the same site
+    compares one value. None with a WEB password text in it (stored, a digest of the text
+    would be a fast hash of the password): such a site takes the row-wise path."""
+    from wildix_ast.store import sections
+
+    return None if any(u.web_password is not None and not is_password_hash(u.web_password)
+                       for u in site.users) else sections.digest(site)
 
 
 def _read_documents(connection: Connection) -> dict[str, str]:
@@ -389,6 +415,10 @@ class Store:
 
     def has_site(self) -> bool:
         """Whether a site has been imported."""
+        if self._path is not None and self._url is None:
+            with self._sqlite("reading the site") as connection:
+                return connection.execute("SELECT id FROM system_settings").fetchone() \
+                    is not None
         from sqlalchemy import select
 
         from wildix_ast.store import tables as t
@@ -399,6 +429,10 @@ class Store:
     def revision(self) -> int:
         """A number that grows with every import that changed something: what a generated
         configuration came from, and a cheap poll for runtime services."""
+        if self._path is not None and self._url is None:
+            # sqlite3: an apply reads it before reloading, when SQLAlchemy is not loaded yet
+            with self._sqlite("reading the store revision") as connection:
+                return int(connection.execute("SELECT revision FROM site_state").fetchone()[0])
         from sqlalchemy import select
 
         from wildix_ast.store import tables as t
@@ -430,12 +464,30 @@ class Store:
                              f"{first['msg']}; {exc.error_count()} problem(s)): import a valid "
                              "settings file again") from None
 
+    def prepare_import(self, site: Site) -> PreparedImport:
+        """Read and compare what an import of `site` needs, in one read snapshot and without
+        the write lock: `import_site(site, prepared=...)` then only writes (see
+        `PreparedImport`). Errors are those `import_site` would meet."""
+        from sqlalchemy import select
+
+        from wildix_ast.store import tables as t
+
+        whole = _site_digest(site)
+        with self._reading("importing the site") as connection:
+            revision, stored_digest = connection.execute(
+                select(t.site_state.c.revision, t.site_state.c.digest)).one()
+            syncs = None if whole is not None and whole == stored_digest \
+                else self._syncs(connection, site)
+        return PreparedImport(site, whole, int(revision), stored_digest, syncs)
+
     def import_site(self, site: Site, source_text: str | None = None,
-                    sounds: SoundLibrary | None = None) -> ImportReport:
+                    sounds: SoundLibrary | None = None,
+                    prepared: PreparedImport | None = None) -> ImportReport:
         """Make the store hold `site`, in one transaction: all or nothing. Only the rows that
         differ are written; the revision grows only if something did. `sounds`: the
         converted audio of the site's sound files (`sound_audio.prepare`); None keeps the
-        stored audio as it is.
+        stored audio as it is. `prepared`: `prepare_import(site)` done earlier, used if the
+        store has not changed since.
 
         Secrets are kept, except those of users that are gone (matched by extension)."""
         from sqlalchemy import insert, select, update
@@ -446,11 +498,9 @@ class Store:
 
         sha256 = None if source_text is None \
             else hashlib.sha256(source_text.encode("utf-8")).hexdigest()
-        # The digest of the whole site as it will be stored: a re-import of the same site
-        # compares one value. Not with a WEB password text in it (stored, a digest of the
-        # text would be a fast hash of the password): such a site takes the row-wise path.
-        whole = None if any(u.web_password is not None and not is_password_hash(u.web_password)
-                            for u in site.users) else sections.digest(site)
+        if prepared is not None and prepared.site is not site:
+            prepared = None
+        whole = prepared.whole if prepared is not None else _site_digest(site)
         users = sections.Changes()
         now = datetime.now(UTC)
         try:
@@ -459,10 +509,15 @@ class Store:
                 # First a write: it takes the lock that serialises concurrent imports.
                 connection.execute(update(t.site_state).where(t.site_state.c.id == 1)
                                    .values(revision=t.site_state.c.revision))
-                stored_digest = connection.execute(select(t.site_state.c.digest)).scalar_one()
+                stored_revision, stored_digest = connection.execute(
+                    select(t.site_state.c.revision, t.site_state.c.digest)).one()
+                if prepared is not None and (prepared.revision, prepared.stored_digest) \
+                        != (stored_revision, stored_digest):
+                    prepared = None  # written meanwhile: compare again, under the lock
                 wrote_sounds = sounds is not None and _write_sounds(connection, sounds)
                 if whole is None or whole != stored_digest or wrote_sounds:
-                    users, wrote = self._write_rows(connection, site)
+                    syncs = prepared.syncs if prepared is not None else None
+                    users, wrote = self._write_rows(connection, site, syncs)
                     connection.execute(update(t.site_state).where(t.site_state.c.id == 1)
                                        .values(revision=t.site_state.c.revision
                                                + int(wrote or wrote_sounds), digest=whole))
@@ -516,16 +571,26 @@ class Store:
                         select(files.sound, files.language, files.digest, audio.wav,
                                audio.wav16).join(t.sound_audio, audio.digest == files.digest))}
 
-    def _write_rows(self, connection: Connection, site: Site) -> tuple[Changes, bool]:
-        """Write the rows of `site` that differ from the stored ones: what changed in users,
-        and whether anything was written."""
+    def _syncs(self, connection: Connection, site: Site) -> list[Sync]:
+        """Each section's stored rows compared with the rows of `site`."""
         from wildix_ast.store import sections
         from wildix_ast.store import tables as t
 
         new_entries = sections.entries(site)
         _hash_web_passwords(connection, new_entries[t.USERS])
-        syncs = [sections.compare(section, sections.stored_rows(connection, section),
-                                  new_entries[section]) for section in t.SECTIONS]
+        return [sections.compare(section, sections.stored_rows(connection, section),
+                                 new_entries[section]) for section in t.SECTIONS]
+
+    def _write_rows(self, connection: Connection, site: Site,
+                    syncs: list[Sync] | None = None) -> tuple[Changes, bool]:
+        """Write the rows of `site` that differ from the stored ones (`syncs`: compared
+        already, against the rows the store still holds): what changed in users, and
+        whether anything was written."""
+        from wildix_ast.store import sections
+        from wildix_ast.store import tables as t
+
+        if syncs is None:
+            syncs = self._syncs(connection, site)
         sections.write_changes(connection, syncs, sections.insert_rows)
         wrote_documents = _write_documents(connection, _documents(site))
         users = syncs[t.SECTIONS.index(t.USERS)].changes
