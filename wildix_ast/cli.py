@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import gc
 import os
 import sys
 from pathlib import Path
@@ -466,6 +468,9 @@ def mount_subcommands(argv: list[str]) -> None:
 
 def main() -> None:
     """Entry point: WildixError becomes a message and an exit code, never a traceback."""
+    # The process ends with the command: the interpreter's last garbage collection would
+    # walk every object of a large site (0.1-0.2 s at 10,000 users) only to free it.
+    atexit.register(gc.freeze)
     try:
         mount_subcommands(sys.argv[1:])
         app()

@@ -218,8 +218,11 @@ def _chunks_cached(text: str) -> tuple[Chunk, ...]:
     return tuple(out)
 
 
+@functools.lru_cache(maxsize=16)
 def splittable(text: str) -> bool:
     """Whether chunks can be parsed one by one: no block comment may span sections."""
+    # cached: in a 10,000-user pjsip.conf (8 MB, ";" and "-" everywhere) one search takes
+    # ~25 ms, and an apply asks about the same texts several times
     return ";--" not in text
 
 

@@ -8,7 +8,9 @@ comes from the file's declaration in `wildix_ast.asterisk`.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -61,6 +63,15 @@ class ReloadStep:
 
 def _rules(name: str) -> ConfigFile | None:
     return by_name().get(name)
+
+
+_DEFAULT_RULES = {f.name: f.default for f in dataclasses.fields(ConfigFile)}
+
+
+def declares(rules: ConfigFile, rule: str) -> bool:
+    """Whether the file declares its own `rule` (checks, expects, restart_needed): the
+    defaults find nothing, so the changed sections need not be parsed for them."""
+    return getattr(rules, rule) is not _DEFAULT_RULES[rule]
 
 
 def _mask(text: str, name: str, reference: dict[tuple[str, str, int], str] | None = None,
@@ -177,7 +188,8 @@ class Plan:
                 reasons.append(f"{change.name}: no known reload for this file")
             elif isinstance(rules.applied_by, Restart):
                 reasons.append(f"{change.name}: {rules.applied_by.reason}")
-            elif change.old is not None and change.new is not None:
+            elif change.old is not None and change.new is not None \
+                    and declares(rules, "restart_needed"):
                 try:
                     old, new = changed_sections(change.old, change.new)
                     needed = rules.restart_needed(old, new)
@@ -205,13 +217,14 @@ class Plan:
         for change in self.touched:
             if change.new is None:
                 continue
+            rules = _rules(change.name)
+            checked = rules is not None and declares(rules, "checks")
             try:
-                parsed = _sections_to_check(change.old, change.new)
+                parsed = _sections_to_check(change.old, change.new, referenced=checked)
             except ConfigSyntaxError as e:
                 problems.append(Problem(f"{change.name} line {e.line}", e.message))
                 continue
-            rules = _rules(change.name)
-            if rules is not None:
+            if rules is not None and checked:
                 problems += rules.checks(parsed)
         return problems
 
@@ -243,24 +256,38 @@ def _items_by_name(parsed: list[Section]) -> dict[str, list[tuple[str, str]]]:
 
 def changed_sections(old: str, new: str) -> tuple[list[Section], list[Section]]:
     """The sections of `old` and of `new` that differ (whole files when they are small)."""
+    before, after = _changed_sections(old, new)
+    return list(before), list(after)
+
+
+@functools.lru_cache(maxsize=8)
+def _changed_sections(old: str, new: str) -> tuple[tuple[Section, ...], tuple[Section, ...]]:
+    # An apply asks for the same file's changes several times (the plan shown, restart
+    # reasons, transports, expected objects): on a 10,000-user pjsip.conf each look scans
+    # megabytes. The sections are only read by the file rules.
     if not _partial(old, new):
         before, after = sections(old), sections(new)
         old_items, new_items = _items_by_name(before), _items_by_name(after)
-        return ([x for x in before if old_items[x.name] != new_items.get(x.name)],
-                [x for x in after if new_items[x.name] != old_items.get(x.name)])
+        return (tuple(x for x in before if old_items[x.name] != new_items.get(x.name)),
+                tuple(x for x in after if new_items[x.name] != old_items.get(x.name)))
     changes = chunk_changes(old, new)
-    return parse_chunks(list(changes.removed), old), parse_chunks(list(changes.added), new)
+    return (tuple(parse_chunks(list(changes.removed), old)),
+            tuple(parse_chunks(list(changes.added), new)))
 
 
-def _sections_to_check(old: str | None, new: str) -> list[Section]:
+def _sections_to_check(old: str | None, new: str, *, referenced: bool = True,
+                       ) -> list[Section]:
     """What the static checks look at: the whole new file when it is small or new; else its
-    changed sections plus the sections they name (an endpoint's AOR and auth), so references
-    are still checked. A section removed while an unchanged one still names it is left to
-    Asterisk and to the verification."""
+    changed sections plus, if `referenced`, the sections they name (an endpoint's AOR and
+    auth), so references are still checked (a file without checks needs only its syntax
+    checked). A section removed while an unchanged one still names it is left to Asterisk
+    and to the verification."""
     if old is None or not _partial(old, new):
         return sections(new)
     added = list(chunk_changes(old, new).added)
     changed = parse_chunks(added, new)
+    if not referenced:
+        return changed
     names = {token.strip() for s in changed for _, value in s.items
              for token in value.split(",")}
     # an endpoint and its AOR share a name: look for every section of a named name

@@ -59,11 +59,11 @@ class Expectation:
         """(objects to check, objects that must be gone) for one file going old → new:
         objects added or whose section changed, and objects removed. Only the sections that
         differ are parsed (a one-user change on a 10,000-user file parses a few)."""
-        from wildix_ast.apply.plan import changed_sections
+        from wildix_ast.apply.plan import changed_sections, declares
 
         rules = by_name().get(name)
         present, gone = cls(), cls()
-        if rules is None:
+        if rules is None or not declares(rules, "expects"):
             return present, gone
         try:
             before, after = changed_sections(old or "", new or "")
