@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from wildix_ast import cli, conf
@@ -203,3 +203,21 @@ def test_header_index_as_by_the_line_regex(text: str) -> None:
         index.setdefault(found[1].strip(), []).append(found.start())
     conf._header_index.cache_clear()
     assert conf._header_index(text) == {k: tuple(v) for k, v in index.items()}
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(st.sampled_from([*"[]()!\n a;=\tts", "[t]\n", "\n[", "[s] ", "x[y]", "[ t ]",
+                                 "[t-a]", "[t.a]", "\xa0"]), max_size=40).map("".join),
+       st.sets(st.sampled_from(["t", "s", "y", "t-a", "t.a", "a", "x[y", " t", ""]),
+               max_size=4))
+@example("[t\n]\n[ t ]\nx [t]\n[t\xa0]\n[t-a]\n[\tt]", {"t", "t-a"})
+def test_few_headers_found_as_through_the_index(text: str, names: set[str]) -> None:
+    """`chunks_named` searches for a few names directly: the same sections as the index
+    of every header gives."""
+    index = conf._header_index(text)
+    expected = [(name, start) for name in sorted(names & index.keys())
+                for start in index[name]]
+    assert [(c.name, c.line, c.text) for c in conf.chunks_named(text, names)] == [
+        (name, text.count("\n", 0, start) + 1,
+         text[start:(end + 1) if (end := text.find("\n[", start)) >= 0 else len(text)])
+        for name, start in expected]

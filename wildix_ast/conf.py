@@ -370,10 +370,31 @@ def _header_index(text: str) -> dict[str, tuple[int, ...]]:
     return {name: tuple(offsets) for name, offsets in index.items()}
 
 
+# Up to this many names are looked for directly (one regex of the names: ~7 ms on an 8 MB
+# pjsip.conf, against ~60 ms for indexing every header); more take the index.
+_FEW_NAMES = 64
+
+
+def _headers_of(text: str, names: set[str]) -> dict[str, tuple[int, ...]]:
+    """`_header_index(text)` restricted to `names` (names without "[", "]" or a line break),
+    found by searching for those headers only: `[`, blanks, the name, blanks, `]` at the
+    start of a line is exactly a header line whose stripped name it is."""
+    pattern = re.compile(r"\[[^\S\n]*(" + "|".join(re.escape(n) for n in sorted(names))
+                         + r")[^\S\n]*\]")
+    index: dict[str, list[int]] = {}
+    for found in pattern.finditer(text):
+        start = found.start()
+        if start == 0 or text[start - 1] == "\n":
+            index.setdefault(found[1], []).append(start)
+    return {name: tuple(offsets) for name, offsets in index.items()}
+
+
 def chunks_named(text: str, names: set[str]) -> list[Chunk]:
-    """The sections of `text` whose name is in `names` (found through an index of the
-    header lines; names that are no section are ignored)."""
-    index = _header_index(text)
+    """The sections of `text` whose name is in `names` (names that are no section are
+    ignored): a few names are searched for, many through an index of the header lines."""
+    plain = {n for n in names if n and n == n.strip() and not any(c in n for c in "[]\n")}
+    index = _headers_of(text, plain) if len(names) <= _FEW_NAMES and plain == names \
+        else _header_index(text)
     found: list[Chunk] = []
     for name in sorted(names & index.keys()):
         for start in index[name]:
