@@ -9,7 +9,12 @@ update, generation), the time Asterisk itself takes to reload the modules that c
 (`Reload` of res_pjsip.so and app_voicemail.so through AMI, the same instance, right after),
 and their ratio (target <= 1.25). Then the wall time of `wildix-ast render` processes for the
 example site (target < 0.4 s) and for the large site (target < 1 s). Each process's CPU time
-(user + system) is shown too: on a shared machine it moves less than wall time."""
+(user + system) is shown too: on a shared machine it moves less than wall time.
+
+The apply's wall time is split by the moments its progress lines (standard error) arrive:
+before its first reload (start, load, render, plan, checks, journal, writes), reloading
+(until it starts verifying: Asterisk's work, while the store update is prepared alongside),
+and after (verification, store update, generation, exit)."""
 
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +54,8 @@ class Run:
     wall: float
     cpu: float
     """user + system seconds of the process: steadier than wall time on a shared machine."""
+    phases: tuple[float, float, float] | None = None
+    """An apply's (before its first reload, reloading, after) in seconds of wall time."""
 
 
 def _children_cpu() -> float:
@@ -64,6 +72,33 @@ def _run(args: list[str], env: dict[str, str]) -> Run:
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
     return Run(elapsed, _children_cpu() - cpu)
+
+
+def _run_apply(args: list[str], env: dict[str, str]) -> Run:
+    """`_run` of an apply, timing when its progress lines arrive (standard error is read
+    as the process writes it; standard output is drained by a thread so it never blocks)."""
+    cpu = _children_cpu()
+    started = time.perf_counter()
+    process = subprocess.Popen([*WILDIX, *args], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    assert process.stdout is not None and process.stderr is not None
+    drained = threading.Thread(target=process.stdout.read, daemon=True)
+    drained.start()
+    seen: dict[str, float] = {}
+    lines = []
+    for line in process.stderr:
+        lines.append(line)
+        step = line.lstrip("• ").partition(":")[0]
+        seen.setdefault(step, time.perf_counter() - started)
+    process.wait()
+    drained.join()
+    elapsed = time.perf_counter() - started
+    if process.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed ({process.returncode}):\n{''.join(lines)}")
+    phases = None
+    if "reload" in seen and "verify" in seen:
+        phases = (seen["reload"], seen["verify"] - seen["reload"], elapsed - seen["verify"])
+    return Run(elapsed, _children_cpu() - cpu, phases)
 
 
 async def _asterisk_reload(compiled_ami: object, modules: list[str]) -> float:
@@ -84,7 +119,7 @@ def main() -> None:
     parser.add_argument("--renders", type=int, default=5,
                         help="render processes per site (median and best are shown)")
     args = parser.parse_args()
-    console = Console(width=120)
+    console = Console(width=160)
     ensure_rootfs()
     with tempfile.TemporaryDirectory(prefix="wildix-bench-apply-") as tmp_name:
         tmp = Path(tmp_name)
@@ -109,20 +144,21 @@ def main() -> None:
                       f"{time.perf_counter() - started:.1f} s")
         table = Table(title=f"one-user rename, {args.users:,} users", show_edge=False)
         for column in ("round", "wildix-ast apply (process)", "its CPU", "Asterisk reload",
-                       "ratio", "target"):
+                       "ratio", "target", "apply: before reload", "reloading", "after"):
             table.add_column(column, justify="right")
         ratios: list[float] = []
         try:
             for n in range(args.rounds):
                 for label, path in (("rename", renamed), ("back", original)):
-                    whole = _run(["apply", str(path), "--lab", "benchapply"], env)
+                    whole = _run_apply(["apply", str(path), "--lab", "benchapply"], env)
                     reload = asyncio.run(_asterisk_reload(
                         ami(), ["res_pjsip.so", "app_voicemail.so"]))
                     ratio = whole.wall / reload
                     ratios.append(ratio)
+                    phases = [f"{p:.2f} s" for p in whole.phases] if whole.phases else ["?"] * 3
                     table.add_row(f"{n + 1} {label}", f"{whole.wall:.2f} s",
                                   f"{whole.cpu:.2f} s", f"{reload:.2f} s", f"{ratio:.2f}×",
-                                  "≤ 1.25×")
+                                  "≤ 1.25×", *phases)
         finally:
             lab.stop()
         console.print(table)

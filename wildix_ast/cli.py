@@ -66,6 +66,13 @@ JsonOutput = Annotated[bool, typer.Option(
     "the Ansible role; messages for people go to standard error.")]
 
 
+def _short_lived() -> None:
+    """For a command that ends within seconds: no cyclic garbage collection. Its passes walk
+    every object of a large site again and again (0.5 s of CPU in an apply of 10,000 users,
+    with the same peak memory without them); the process returns its memory at exit."""
+    gc.disable()
+
+
 def _json(enabled: bool) -> bool:
     mode.json = enabled
     return enabled
@@ -267,6 +274,7 @@ def apply(
     from wildix_ast.pipeline import apply_site, site_sounds
     from wildix_ast.store import open_store
 
+    _short_lived()
     _json(as_json)
     site = load_site(site_file)
     text = site_file.read_text(encoding="utf-8")
@@ -318,6 +326,7 @@ def rollback(
     from wildix_ast.pipeline import rollback_target
     from wildix_ast.store import open_store
 
+    _short_lived()
     _json(as_json)
     target = _target(lab, etc_dir)
     with open_store(db) as store:
