@@ -6,9 +6,13 @@ own reload of the same modules in the same run; and whole-process `wildix-ast re
 Prints, for each round: the wall time of the `wildix-ast apply` process (what a person waits
 for: interpreter start, load, store, render, plan, write, reloads, AMI verification, store
 update, generation), the time Asterisk itself takes to reload the modules that change
-(`Reload` of res_pjsip.so and app_voicemail.so through AMI, the same instance, right after),
-and their ratio (target <= 1.25). Then the wall time of `wildix-ast render` processes for the
-example site (target < 0.4 s) and for the large site (target < 1 s). Each process's CPU time
+(`module reload` of res_pjsip.so and app_voicemail.so through AMI, the same instance, right
+after, their files' modification time moved as a change moves it), and their ratio (target
+<= 1.25). Asterisk skips most of res_pjsip's reload when pjsip.conf did not change since its
+last load (measured here: 1.9 s against 4.0 s at 10,000 users): the reload of the unchanged
+files is shown too, with the ratio against it (what this benchmark printed before).
+Then the wall time of `wildix-ast render` processes for the example site (target < 0.4 s)
+and for the large site (target < 1 s). Each process's CPU time
 (user + system) is shown too: on a shared machine it moves less than wall time.
 
 The apply's wall time is split by the moments its progress lines (standard error) arrive:
@@ -28,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,10 +106,15 @@ def _run_apply(args: list[str], env: dict[str, str]) -> Run:
     return Run(elapsed, _children_cpu() - cpu, phases)
 
 
-async def _asterisk_reload(compiled_ami: object, modules: list[str]) -> float:
+async def _asterisk_reload(compiled_ami: object, modules: list[str],
+                           touch: Sequence[Path] = ()) -> float:
+    """Seconds Asterisk takes to reload `modules` one after the other, after moving the
+    modification time of the `touch` files (Asterisk then reads them as changed)."""
     from wildix_ast.ami import AmiClient
 
     assert isinstance(compiled_ami, AmiClient)
+    for path in touch:
+        os.utime(path)
     async with compiled_ami as ami:
         started = time.perf_counter()
         for module in modules:
@@ -119,7 +129,7 @@ def main() -> None:
     parser.add_argument("--renders", type=int, default=5,
                         help="render processes per site (median and best are shown)")
     args = parser.parse_args()
-    console = Console(width=160)
+    console = Console(width=200)
     ensure_rootfs()
     with tempfile.TemporaryDirectory(prefix="wildix-bench-apply-") as tmp_name:
         tmp = Path(tmp_name)
@@ -144,26 +154,33 @@ def main() -> None:
                       f"{time.perf_counter() - started:.1f} s")
         table = Table(title=f"one-user rename, {args.users:,} users", show_edge=False)
         for column in ("round", "wildix-ast apply (process)", "its CPU", "Asterisk reload",
-                       "ratio", "target", "apply: before reload", "reloading", "after"):
+                       "ratio", "target", "apply: before reload", "reloading", "after",
+                       "reload (unchanged)", "ratio to it"):
             table.add_column(column, justify="right")
+        modules = ["res_pjsip.so", "app_voicemail.so"]
+        changed = [lab.etc_dir / "pjsip.conf", lab.etc_dir / "voicemail.conf"]
         ratios: list[float] = []
+        unchanged_ratios: list[float] = []
         try:
             for n in range(args.rounds):
                 for label, path in (("rename", renamed), ("back", original)):
                     whole = _run_apply(["apply", str(path), "--lab", "benchapply"], env)
-                    reload = asyncio.run(_asterisk_reload(
-                        ami(), ["res_pjsip.so", "app_voicemail.so"]))
-                    ratio = whole.wall / reload
-                    ratios.append(ratio)
+                    reload = asyncio.run(_asterisk_reload(ami(), modules, changed))
+                    unchanged = asyncio.run(_asterisk_reload(ami(), modules))
+                    ratios.append(whole.wall / reload)
+                    unchanged_ratios.append(whole.wall / unchanged)
                     phases = [f"{p:.2f} s" for p in whole.phases] if whole.phases else ["?"] * 3
                     table.add_row(f"{n + 1} {label}", f"{whole.wall:.2f} s",
-                                  f"{whole.cpu:.2f} s", f"{reload:.2f} s", f"{ratio:.2f}×",
-                                  "≤ 1.25×", *phases)
+                                  f"{whole.cpu:.2f} s", f"{reload:.2f} s",
+                                  f"{ratios[-1]:.2f}×", "≤ 1.25×", *phases,
+                                  f"{unchanged:.2f} s", f"{unchanged_ratios[-1]:.2f}×")
         finally:
             lab.stop()
         console.print(table)
         console.print(f"ratio: median {statistics.median(ratios):.2f}×, best "
-                      f"{min(ratios):.2f}× (target ≤ 1.25×)")
+                      f"{min(ratios):.2f}× (target ≤ 1.25×); against the reload of unchanged "
+                      f"files: median {statistics.median(unchanged_ratios):.2f}×, best "
+                      f"{min(unchanged_ratios):.2f}×")
 
         renders = Table(title=f"wildix-ast render (whole process, {args.renders} runs)",
                         show_edge=False)
