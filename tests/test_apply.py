@@ -11,7 +11,14 @@ import pytest
 from test_ami import AsteriskUnderTest, asterisk, lab
 
 from wildix_ast.ami import run
-from wildix_ast.apply import STATE_DIR, ApplyReport, ConfigTarget, Expectation
+from wildix_ast.apply import (
+    STATE_DIR,
+    ApplyReport,
+    ConfigTarget,
+    Expectation,
+    Journal,
+    TargetState,
+)
 from wildix_ast.apply import make_plan as plan
 from wildix_ast.apply.state import LEGACY_MANIFEST, digest
 from wildix_ast.errors import ApplyError
@@ -136,6 +143,24 @@ def test_atomic_write_mode_and_no_temp_files(tmp_path: Path,
 
 
 # -- commit against a real Asterisk -------------------------------------------------------------
+
+def test_journal_shares_the_newest_generation_copy_of_a_running_file(tmp_path: Path) -> None:
+    """The saved running file is the newest generation's copy (a hard link, owner-only) when
+    it has the same digest; a file edited since (drift) is saved as it runs now."""
+    state = TargetState(tmp_path)
+    state.record_generation({"pjsip.conf": PJSIP, "extensions.conf": "[a]\n"}, "apply", 1)
+    kept = tmp_path / STATE_DIR / "generations" / "1" / "files"
+    journal = Journal(started_at="now", pid=1, command="test", step="writing", touched=[],
+                      reloads=[], restart=False, store_revision_before=1)
+    state.begin(journal, {"pjsip.conf": PJSIP, "extensions.conf": "[a]\n; edited\n"})
+    saved = tmp_path / STATE_DIR / "journal" / "before"
+    assert (saved / "pjsip.conf").stat().st_ino == (kept / "pjsip.conf").stat().st_ino
+    assert (saved / "extensions.conf").stat().st_ino != (kept / "extensions.conf").stat().st_ino
+    assert state.saved_before() == {"pjsip.conf": PJSIP, "extensions.conf": "[a]\n; edited\n"}
+    assert {stat.S_IMODE(p.stat().st_mode) for p in saved.iterdir()} == {0o600}
+    state.end()
+    assert (kept / "pjsip.conf").read_text() == PJSIP  # the generation keeps its copy
+
 
 def _target(lab: AsteriskUnderTest) -> ConfigTarget:
     return ConfigTarget(lab.etc_dir, lab.client)

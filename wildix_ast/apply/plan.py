@@ -343,16 +343,17 @@ def make_plan(etc_dir: Path, files: Mapping[str, str]) -> Plan:
                              "(plain file names inside the configuration folder only)")
     manifest = state.manifest()
     changes: list[FileChange] = []
+    running: dict[str, str | None] = {}  # each running file read once (pjsip.conf: 8 MB)
     for name in sorted(files):
-        old = state.read(name)
+        old = running[name] = state.read(name)
         new = files[name]
         kind: ChangeKind = "add" if old is None else ("unchanged" if old == new else "change")
         changes.append(FileChange(name, kind, old, new))
     for name in sorted(set(manifest) - set(files)):
-        old = state.read(name)
+        old = running[name] = state.read(name)
         if old is not None:
             changes.append(FileChange(name, "remove", old, None))
     drifted = tuple(sorted(
         name for name, digest in manifest.items()
-        if (text := state.read(name)) is not None and state.digest(text) != digest))
+        if (text := running[name]) is not None and state.digest(text) != digest))
     return Plan(etc_dir=etc_dir, changes=tuple(changes), drifted=drifted)

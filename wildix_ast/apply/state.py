@@ -230,9 +230,24 @@ class TargetState:
         saved = self._journal_dir / "before"
         saved.mkdir(mode=PRIVATE_DIR, parents=True)
         os.chmod(self._journal_dir, PRIVATE_DIR)
+        kept = self._newest_generation_files()
         for name, text in before.items():
-            self._write(saved / name, text)
+            # A running file is normally the newest generation's copy: share it (a hard
+            # link, as generations do) rather than write and sync megabytes again.
+            copy = kept.get((name, digest(text)))
+            if copy is None or not _linked(copy, saved / name):
+                self._write(saved / name, text)
+        fsync_dir(saved)
         self._write(self._journal_dir / "journal.json", json.dumps(asdict(journal)) + "\n")
+
+    def _newest_generation_files(self) -> dict[tuple[str, str], Path]:
+        """(name, sha256) -> the newest generation's copy of that file."""
+        generations = self.generations()
+        if not generations:
+            return {}
+        newest = generations[-1]
+        folder = self.dir / "generations" / str(newest.number) / "files"
+        return {(name, sha): folder / name for name, sha in newest.files.items()}
 
     def step(self, journal: Journal, step: str) -> None:
         journal.step = step
