@@ -144,6 +144,26 @@ def test_a_prepared_import_compares_again_when_the_store_changed_meanwhile(
     assert store.export_site() == site  # the preference set meanwhile is replaced
 
 
+def test_the_apply_store_update_writes_what_it_prepared(store: Store) -> None:
+    """The apply's store update (pipeline): prepared while Asterisk reloads, it then only
+    writes; the settings snapshot is serialised by the preparation too."""
+    from wildix_ast.pipeline import _snapshot_text, _StoreUpdate
+
+    site = big_site(20)
+    store.import_site(site)
+    changed = _renamed_swapped_added(site)
+    update = _StoreUpdate(store, changed)
+    update.prepare()
+    assert update.prepared is not None and update.snapshot_text() == _snapshot_text(changed)
+    reads: list[str] = []
+    event.listen(store.engine, "before_cursor_execute",
+                 lambda _c, _k, statement, *_: reads.append(statement))
+    revision = update.record()
+    assert not any(r.startswith("SELECT") and "FROM users" in r for r in reads)
+    assert update.report is not None and update.report.changed == 1
+    assert revision == update.report.revision == store.revision()
+
+
 def test_revision_and_has_site_agree_with_sqlalchemy(store: Store) -> None:
     """On a SQLite file they are read through sqlite3 (an apply reads them before loading
     SQLAlchemy); a store opened by a URL with options reads them through SQLAlchemy."""
