@@ -17,6 +17,7 @@ from lab_fixtures import PJSIP_MODULES, pjsip_phone_conf, running_lab
 
 from wildix_ast.ami import AmiClient
 from wildix_ast.lab.instance import Lab
+from wildix_ast.runtime.ban_file import lift_ban, load_bans
 from wildix_ast.runtime.call_log import format_call, read_log_files
 from wildix_ast.runtime.firewall import Firewall, enforced
 from wildix_ast.runtime.security import BanPolicy, banned_networks
@@ -24,8 +25,6 @@ from wildix_ast.runtime.service import (
     CALLS_FILE,
     MonitorService,
     ServiceConfig,
-    lift_ban,
-    load_bans,
     read_status,
 )
 from wildix_ast.runtime.supervisor import AmiSettings

@@ -24,7 +24,7 @@ from wildix_ast.runtime.account import (
     sip_ports,
 )
 from wildix_ast.runtime.call_log import format_call, read_log_files
-from wildix_ast.runtime.firewall import DEFAULT_CHAIN, Firewall
+from wildix_ast.runtime.firewall import DEFAULT_CHAIN, Firewall, lab_chain
 from wildix_ast.runtime.security import BanPolicy
 from wildix_ast.runtime.service import (
     CALLS_FILE,
@@ -82,7 +82,7 @@ def serve(
         ports = running_lab(lab).ports
         ami_port = ami_port or ports.ami
         sip_port = sip_port or [ports.sip]
-        chain = f"wildix-ast-lab-{ports.sip}" if chain == DEFAULT_CHAIN else chain
+        chain = lab_chain(ports.sip) if chain == DEFAULT_CHAIN else chain
     policy = BanPolicy.with_networks(never_ban_networks(never_ban, db), threshold=threshold,
                                      window=window, ban_time=ban_time)
     try:
