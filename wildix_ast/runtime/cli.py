@@ -74,6 +74,9 @@ def serve(
     lab: Annotated[str | None, typer.Option(
         help="Serve this lab instance: its AMI and SIP ports, a firewall chain of its own.",
         show_default=False)] = None,
+    popup_http: Annotated[bool, typer.Option(
+        "--popup-http/--no-popup-http", help="GET the popup URL of users whose preferences "
+        "ask for it (popup_http) when their phone rings; --no-popup-http: never.")] = True,
 ) -> None:
     """Run until stopped: keep the AMI connection, the PBX state, the call log and bans."""
     logging.basicConfig(level=logging.INFO,
@@ -90,7 +93,15 @@ def serve(
     except ValueError as e:
         raise ServiceError(f"--chain / --sip-port: {e}") from None
     settings = ami_settings(ami_host, ami_port, ami_user, given_secret(secret_file), db)
-    asyncio.run(_serve(ServiceConfig(settings, state_dir, policy, firewall=enforcement)))
+    from wildix_ast.agi.routes import StoreLookup  # here: other verbs never pay for it
+
+    lookup = StoreLookup(db) if popup_http else None
+    try:
+        asyncio.run(_serve(ServiceConfig(settings, state_dir, policy, firewall=enforcement,
+                                         popup_lookup=lookup)))
+    finally:
+        if lookup is not None:
+            lookup.close()
 
 
 async def _serve(config: ServiceConfig) -> None:

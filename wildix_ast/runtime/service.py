@@ -43,6 +43,7 @@ from wildix_ast.runtime.ban_file import (
 )
 from wildix_ast.runtime.call_log import CallLog, LoggedEvent, LogWriter, wanted
 from wildix_ast.runtime.firewall import Firewall
+from wildix_ast.runtime.popup_http import PopupHttpSettings, PopupNotifier, UserLookup
 from wildix_ast.runtime.security import (
     BanPolicy,
     SecurityState,
@@ -69,6 +70,9 @@ class ServiceConfig:
     status_interval: float = 1.0
     #: Where bans are enforced (None: counted and listed only).
     firewall: Firewall | None = None
+    #: The users by extension, for popups notified by HTTP (None: none is sent).
+    popup_lookup: UserLookup | None = None
+    popup_http: PopupHttpSettings = PopupHttpSettings()
 
 
 async def _optional_list(client: AmiClient, name: str, complete: str,
@@ -118,6 +122,8 @@ class MonitorService:
         self.enforce_error = ""
         self._enforce_retry = 0.0  # after a failure, not before this time (monotonic)
         self._stopping = False  # a requested stop (not a crash): the chain is removed
+        self.popups = PopupNotifier(config.popup_lookup, config.popup_http) \
+            if config.popup_lookup is not None else None
         self.supervisor = AmiSupervisor(config.ami, on_event=self.on_event,
                                         on_connect=self._on_connect,
                                         on_disconnect=self._on_disconnect)
@@ -138,6 +144,8 @@ class MonitorService:
             self.calls.add(logged)
             if self._writer is not None:
                 self._writer.write(logged)
+        if self.popups is not None:
+            self.popups.on_event(event)
         if is_attempt(event):
             self.security, ban = record_event(self.security, self.config.policy, event, now)
             if ban is not None:
@@ -245,6 +253,7 @@ class MonitorService:
                 "enforced": sorted(self.enforced or ()),
                 "error": self.enforce_error,
             },
+            "popup_http": self.popups.status() if self.popups is not None else None,
         }
 
     def write_status(self) -> None:
@@ -282,6 +291,8 @@ class MonitorService:
                     await connection
             self._writer.close()
             self._writer = None
+            if self.popups is not None:
+                await self.popups.close()
             if self._stopping:
                 await self._remove_firewall()
             self.write_status()
