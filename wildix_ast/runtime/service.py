@@ -331,6 +331,7 @@ class MonitorService:
         wanted_now = frozenset(str(n.network_address) for n in networks)
         if wanted_now == self.enforced or time.monotonic() < self._enforce_retry:
             return
+
         def apply() -> None:
             with firewall_lock(self.config.state_dir):
                 firewall.apply(networks)
