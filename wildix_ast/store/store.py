@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -111,11 +112,24 @@ def _sqlite_head(path: Path) -> str | None:
     return str(found[0][0]) if len(found) == 1 else None
 
 
+_PLAIN_SQLITE_URL = re.compile(r"sqlite(?:\+pysqlite)?:///(?P<path>[^?#]+)")
+
+
+def _as_sqlite_path(location: str) -> str:
+    """A plain SQLite file URL (`sqlite:///PATH`, no options) as its path: the store then
+    takes the same sqlite3 fast paths as for a path (the FastAGI service reads the revision
+    on every call; through SQLAlchemy that costs ~1.8 ms instead of ~0.01 ms)."""
+    found = _PLAIN_SQLITE_URL.fullmatch(location)
+    if found is None or found["path"] == ":memory:" or found["path"].startswith("file:"):
+        return location
+    return found["path"]
+
+
 def open_store(url: str | None = None) -> Store:
     """Open (creating and migrating as needed) the store at `url`: a database URL
     (sqlite:///PATH, postgresql+psycopg2://..., mysql+pymysql://...) or a SQLite file path.
     None means `$WILDIX_AST_DB`, else ~/.local/share/wildix-ast/wildix-ast.sqlite3."""
-    location = url or default_location()
+    location = _as_sqlite_path(url or default_location())
     if "://" not in location:
         path = Path(location).expanduser().absolute()
         _owner_only(path)
