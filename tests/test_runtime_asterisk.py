@@ -8,6 +8,8 @@ import contextlib
 import ipaddress
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -17,15 +19,14 @@ from lab_fixtures import PJSIP_MODULES, pjsip_phone_conf, running_lab
 
 from wildix_ast.ami import AmiClient
 from wildix_ast.lab.instance import Lab
+from wildix_ast.runtime.ban_file import lift_ban, load_bans
 from wildix_ast.runtime.call_log import format_call, read_log_files
-from wildix_ast.runtime.firewall import Firewall, enforced
+from wildix_ast.runtime.firewall import Firewall, enforced, lab_chain
 from wildix_ast.runtime.security import BanPolicy, banned_networks
 from wildix_ast.runtime.service import (
     CALLS_FILE,
     MonitorService,
     ServiceConfig,
-    lift_ban,
-    load_bans,
     read_status,
 )
 from wildix_ast.runtime.supervisor import AmiSettings
@@ -269,3 +270,80 @@ def test_an_expired_ban_is_lifted_from_the_firewall(lab: Lab, tmp_path: Path) ->
         asyncio.run(go())
     finally:
         firewall.remove()
+
+
+def test_lab_down_removes_the_chain_a_killed_service_left(tmp_path: Path) -> None:
+    """`runtime serve --lab` bans two addresses from real failed REGISTERs and is killed
+    (SIGKILL: no clean stop, its chain stays); `security unban` lifts one at once (that
+    address registers again); `lab down` then leaves no trace of the chain or its jump in
+    `iptables -S`, also when run a second time."""
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root (chroot, mount namespaces)")
+    labs, state = tmp_path / "labs", tmp_path / "runtime"
+    name = f"fw{os.getpid()}"
+    env = {**os.environ, "WILDIX_AST_LAB_STATE": str(labs), "WILDIX_AST_AMI_SECRET":
+           "lab-secret", "WILDIX_AST_DB": str(tmp_path / "none.sqlite3"), "NO_COLOR": "1",
+           "COLUMNS": "200"}
+
+    def wildix_ast(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "wildix_ast", *args], env=env,
+                              capture_output=True, text=True, timeout=120, check=False)
+
+    def trace(chain: str) -> list[str]:
+        return [line for program in ("iptables", "ip6tables")
+                for line in subprocess.run([program, "-w", "5", "-S"], capture_output=True,
+                                           text=True, check=True).stdout.splitlines()
+                if chain in line]
+
+    attackers = ("127.0.0.5", "127.0.0.6")
+    with running_lab(labs, name, extra_modules=PJSIP_MODULES, extra_files={
+            "extensions.conf": EXTENSIONS,
+            "pjsip.conf": pjsip_phone_conf("101", "Right-Passw0rd-101", "debug")}) as lab:
+        chain = lab_chain(lab.ports.sip)
+        service = subprocess.Popen(
+            [sys.executable, "-m", "wildix_ast", "runtime", "serve", "--lab", name,
+             "--ami-user", "lab", "--never-ban", "10.255.255.0/24", "--threshold", "3",
+             "--state-dir", str(state)], env=env, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while not ((state / "status.json").exists()
+                       and read_status(state)["ami"]["connected"]):
+                assert service.poll() is None and time.monotonic() < deadline, \
+                    service.stderr.read() if service.poll() is not None else "not connected"
+                time.sleep(0.1)
+            for address in attackers:
+                for _ in range(3):
+                    assert SippDriver(lab.ports.sip, local_ip=address,
+                                      work_dir=tmp_path / address).register(
+                        "101", "wrong-password", expect="rejected").ok
+            while sorted(enforced(chain)) != list(attackers):
+                assert time.monotonic() < deadline, enforced(chain)
+                time.sleep(0.1)
+        finally:
+            service.kill()
+            service.wait(10)
+        assert sorted(enforced(chain)) == list(attackers)  # a killed service leaves it
+
+        done = wildix_ast("security", "unban", attackers[0], "--state-dir", str(state))
+        assert done.returncode == 0 and f"chain {chain} no longer drops it" in done.stdout, \
+            done.stdout + done.stderr
+        assert enforced(chain) == [attackers[1]]
+        phone = SippDriver(lab.ports.sip, local_ip=attackers[0], work_dir=tmp_path / "again")
+        registered = phone.register("101", "Right-Passw0rd-101", timeout=4)
+        assert registered.status == 200
+        assert phone.unregister("101", "Right-Passw0rd-101",
+                                contact_port=registered.contact_port).registered
+
+        try:
+            down = wildix_ast("lab", "down", "--name", name)
+            assert down.returncode == 0 and f"firewall chain {chain} removed" in down.stdout, \
+                down.stdout + down.stderr
+            assert trace(chain) == []
+            again = wildix_ast("lab", "down", "--name", name)
+            assert again.returncode == 0 and "was not running" in again.stdout \
+                and "firewall" not in again.stdout, again.stdout + again.stderr
+            assert trace(chain) == []
+        finally:
+            Firewall((lab.ports.sip,), chain).remove()
+    assert trace(chain) == []

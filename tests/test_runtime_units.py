@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from wildix_ast.runtime.ban_file import lift_ban, load_bans, save_bans, update_bans
 from wildix_ast.runtime.call_log import (
     CallLog,
     LoggedEvent,
@@ -18,6 +19,7 @@ from wildix_ast.runtime.call_log import (
     wanted,
 )
 from wildix_ast.runtime.security import (
+    Ban,
     BanPolicy,
     SecurityState,
     active_bans,
@@ -29,7 +31,6 @@ from wildix_ast.runtime.security import (
     source_address,
     unban,
 )
-from wildix_ast.runtime.service import lift_ban, load_bans, save_bans
 from wildix_ast.runtime.state import PbxState, apply_event, snapshot
 
 POLICY = BanPolicy.with_networks(["192.168.1.0/24", "203.0.113.10"], threshold=5, window=60,
@@ -130,6 +131,63 @@ def test_bans_file_round_trip_and_unban(tmp_path: Path) -> None:
     assert load_bans(tmp_path) == {}
     assert not lift_ban(tmp_path, "198.51.100.7")
 
+
+
+def test_the_service_never_undoes_an_unban_made_since_it_last_read_the_file(
+        tmp_path: Path) -> None:
+    """The lost update this guards against: the service bans Y with its own copy of the bans
+    still holding X, which `unban` lifted meanwhile; X must stay lifted."""
+    from wildix_ast.runtime.service import MonitorService, ServiceConfig
+    from wildix_ast.runtime.supervisor import AmiSettings
+
+    clock = [1000.0]
+    policy = BanPolicy(threshold=2, window=60, ban_time=600, never_ban=())
+    service = MonitorService(ServiceConfig(AmiSettings("127.0.0.1", 1, "u", "s"), tmp_path,
+                                           policy), clock=lambda: clock[0])
+
+    def fail(address: str) -> None:
+        for _ in range(2):
+            service.on_event({"Event": "InvalidAccountID",
+                              "RemoteAddress": f"IPV4/UDP/{address}/5060"})
+
+    fail("198.51.100.1")
+    assert set(load_bans(tmp_path)) == {"198.51.100.1"}
+    assert lift_ban(tmp_path, "198.51.100.1")  # another process, before the service follows
+    fail("198.51.100.2")
+    assert set(load_bans(tmp_path)) == {"198.51.100.2"}
+    assert set(service.security.bans) == {"198.51.100.2"}
+    # an expiry goes through the file too: it never resurrects what was lifted meanwhile
+    assert lift_ban(tmp_path, "198.51.100.2")
+    clock[0] += 601
+    service._expire(clock[0])
+    assert load_bans(tmp_path) == {} and service.security.bans == {}
+
+
+def test_concurrent_bans_and_unbans_lose_nothing(tmp_path: Path) -> None:
+    """Writers in threads (flock is per open file, so threads contend as processes do): every
+    ban added and every unban made is in the final file."""
+    import threading
+
+    seeded = {f"198.51.100.{i}": Ban(f"198.51.100.{i}", 0, 9e9, 20, "seed")
+              for i in range(40)}
+    save_bans(tmp_path, seeded)
+
+    def add(first: int) -> None:
+        for i in range(first, first + 40):
+            address = f"203.0.113.{i}"
+            update_bans(tmp_path, lambda b, a=address: {**b, a: Ban(a, 1, 9e9, 20, "new")})
+
+    def lift() -> None:
+        for address in seeded:
+            assert lift_ban(tmp_path, address)
+
+    threads = [threading.Thread(target=add, args=(0,)), threading.Thread(target=add, args=(40,)),
+               threading.Thread(target=lift)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert set(load_bans(tmp_path)) == {f"203.0.113.{i}" for i in range(80)}
 
 # -- PBX state -------------------------------------------------------------------------------
 

@@ -26,9 +26,10 @@ from wildix_ast.agi.server import (
 )
 from wildix_ast.agi.session import AgiSession
 from wildix_ast.errors import ServiceError, SettingsError, WildixError
+from wildix_ast.runtime.ban_file import BANS_FILE, save_bans
 from wildix_ast.runtime.call_log import LoggedEvent, LogWriter
 from wildix_ast.runtime.security import Ban
-from wildix_ast.runtime.service import BANS_FILE, CALLS_FILE, STATUS_FILE, save_bans
+from wildix_ast.runtime.service import CALLS_FILE, STATUS_FILE
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "site.yaml"
 

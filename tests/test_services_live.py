@@ -7,19 +7,25 @@ queues one mail. Every test ends with no channel left on Asterisk."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from agi_fixtures import AgiService, agi_service
 from live_site import LiveSite, example_site, live_site, without_trunk_procedures
 
+from wildix_ast.agi.routes import StoreLookup
 from wildix_ast.ami import AmiClient
 from wildix_ast.call_classes import DialplanGeneral
 from wildix_ast.missed_calls import MailSpool
 from wildix_ast.ports import free_port
 from wildix_ast.preferences import Hotline, Preferences
+from wildix_ast.runtime.account import ami_settings
+from wildix_ast.runtime.popup_http import PopupHttpSettings
+from wildix_ast.runtime.service import MonitorService, ServiceConfig
 from wildix_ast.sip_test import SipMessage, SippDriver, UasHandle
 from wildix_ast.site import Site
 from wildix_ast.trunks import Trunk, TrunkGroup
@@ -251,6 +257,90 @@ def test_popup_url_is_expanded_per_call_and_published_to_ami_clients(clean: Serv
     assert popups[0]["Extension"] == "102"
     assert popups[0]["URL"] == "https://crm.example/call?n=101&short=01&t=internal"
 
+
+
+def test_popup_url_is_notified_by_http_off_the_call_path(clean: Services) -> None:
+    """With popup_http on, the AMI service (its own least-privilege account, the store for
+    the user's template) sends one GET with the expanded query for a real call to 102; with
+    the server silent (accepts, never answers) or down, the calls connect all the same."""
+    live = clean.live
+    paths: list[str] = []
+
+    class Recorder(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            paths.append(self.path)
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    down = free_port("127.0.0.1")
+    db = str(live.work / "store.sqlite3")
+    # the lab's AMI port; the account and secret the store keeps for the AMI service
+    config = ServiceConfig(ami_settings("127.0.0.1", live.compiled.ami_port, None, "", db,
+                                        timeout=2.0),
+                           live.work / "runtime-popup", status_interval=0.2,
+                           popup_lookup=StoreLookup(db),
+                           popup_http=PopupHttpSettings(timeout=1.0))
+
+    def point_to(port: int) -> None:
+        live.store.change_preferences("102", lambda p: p.model_copy(update={
+            "popup_url": f"http://127.0.0.1:{port}/call?n={{CALLERNUM}}&short={{CALLERNUM:1}}"
+                         "&t={CALLTYPE}",
+            "popup_http": True,
+            "internal": p.internal.model_copy(update={"mobility": False})}))
+
+    async def call() -> bool:
+        sipp = clean.sipp()
+        with sipp.phone("102", live.password("102")):
+            result = await asyncio.to_thread(sipp.call, "101", live.password("101"), "102",
+                                             hold_seconds=1)
+        return bool(result.connected)
+
+    async def go() -> dict[str, int]:
+        service = MonitorService(config)
+        task = asyncio.create_task(service.run())
+        try:
+            deadline = time.monotonic() + 20
+            while not service.supervisor.connected:
+                assert not task.done() and time.monotonic() < deadline, \
+                    service.supervisor.last_error
+                await asyncio.sleep(0.05)
+            point_to(httpd.server_address[1])
+            assert await call()
+            for _ in range(60):
+                if paths:
+                    break
+                await asyncio.sleep(0.05)
+            for port in (silent.getsockname()[1], down):
+                point_to(port)
+                assert await call()  # the call never waits on the notification
+            assert service.popups is not None
+            for _ in range(60):
+                if not service.popups.status()["pending"]:
+                    break
+                await asyncio.sleep(0.05)
+            return service.popups.status()
+        finally:
+            service.stop()
+            await asyncio.wait_for(task, 10)
+
+    try:
+        counts = asyncio.run(go())
+    finally:
+        live.store.change_preferences("102", lambda p: p.model_copy(
+            update={"popup_url": None, "popup_http": False}))
+        httpd.shutdown()
+        httpd.server_close()
+        silent.close()
+    assert paths == ["/call?n=101&short=01&t=internal"]
+    assert counts == {"sent": 1, "failed": 2, "refused": 0, "dropped": 0, "pending": 0}
 
 # --- call-waiting beep ----------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from wildix_ast.mobility import mobility_leg_of
-from wildix_ast.popup_url import PopupCall, expand
+from wildix_ast.popup_url import PopupCall, published
 from wildix_ast.preferences import Preferences, caller_matches
 from wildix_ast.users import User
 
@@ -135,8 +135,7 @@ def popup_url_of(user: User, call: IncomingCall) -> str:
     template = user.preferences.popup_url
     if template is None:
         return ""
-    expanded = expand(template, PopupCall(
+    return published(template, PopupCall(
         caller_number=call.caller, caller_name=call.caller_name,
         user_number=user.extension, user_name=user.name,
         call_type="external" if call.external else "internal"))
-    return expanded.replace(",", "%2C")

@@ -58,3 +58,53 @@ def expand(template: str, call: PopupCall) -> str:
         return quote(value, safe="")
 
     return _PLACEHOLDER.sub(replace, template)
+
+
+# Ascii letters, digits and -._~ stay; everything else becomes %XX: what `quote(value,
+# safe="")` can produce for one placeholder's value.
+_ENCODED_VALUE = r"[A-Za-z0-9._~%-]*"
+
+
+def published(template: str, call: PopupCall) -> str:
+    """The URL as the dialplan publishes it (AMI UserEvent splits fields on commas, so the
+    template's own commas are encoded too)."""
+    return expand(template, call).replace(",", "%2C")
+
+
+def is_expansion_of(template: str, url: str) -> bool:
+    """Whether `url` is `template` as `published` expands it for some call: its literal
+    parts as written, each placeholder an encoded value (which holds no '/', '?', '@', ':'
+    nor '#', so no value can change the host, the path's shape or the query's keys)."""
+    pattern: list[str] = []
+    position = 0
+    for found in _PLACEHOLDER.finditer(template):
+        pattern.append(re.escape(template[position:found.start()].replace(",", "%2C")))
+        pattern.append(_ENCODED_VALUE if found["name"] in PLACEHOLDERS
+                       else re.escape(found[0]))
+        position = found.end()
+    pattern.append(re.escape(template[position:].replace(",", "%2C")))
+    return re.fullmatch("".join(pattern), url) is not None
+
+
+def http_problem(template: str) -> str | None:
+    """Why the AMI service cannot send an HTTP GET for `template` (None: it can): an
+    http(s) URL whose scheme, host and port are written out, not placeholders (the request
+    goes only where the template says), in ASCII, without credentials."""
+    from urllib.parse import urlsplit
+
+    if not template.isascii():
+        return "an HTTP notification needs an ASCII URL (percent-encode the rest)"
+    parts = urlsplit(template)
+    if parts.scheme not in ("http", "https"):
+        return "an HTTP notification needs an http:// or https:// URL"
+    if "{" in parts.netloc or "}" in parts.netloc:
+        return "the host of an HTTP notification's URL is written out, not a placeholder"
+    if not parts.hostname:
+        return "an HTTP notification's URL needs a host"
+    if "@" in parts.netloc:
+        return "an HTTP notification's URL carries no user or password"
+    try:
+        parts.port  # noqa: B018 - raises on a port that is no number or out of range
+    except ValueError as e:
+        return f"an HTTP notification's URL has a bad port: {e}"
+    return None

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from wildix_ast.fields import Extension, NumberText
 from wildix_ast.fields import _pattern as pattern
@@ -108,6 +108,10 @@ class Preferences(BaseModel):
     hotline: Hotline | None = None
     call_waiting_beep: bool = True
     popup_url: PopupUrl | None = None
+    popup_http: bool = False
+    """Also notify the popup URL by HTTP: the AMI service sends a GET to it, expanded for
+    the call, when the phone starts ringing (WMS popup trigger "Ringing"), besides the AMI
+    event the user's clients open."""
 
     @model_validator(mode="after")
     def _lists_apart(self) -> Preferences:
@@ -115,6 +119,18 @@ class Preferences(BaseModel):
         if both:
             raise ValueError(f"{', '.join(both)} in both the whitelist and the blacklist")
         return self
+
+    @field_validator("popup_http")
+    @classmethod
+    def _popup_http_has_a_target(cls, on: bool, info: ValidationInfo) -> bool:
+        from wildix_ast.popup_url import http_problem
+
+        template = info.data.get("popup_url")  # validated before: declared before
+        if on:
+            problem = "needs a popup_url" if template is None else http_problem(template)
+            if problem is not None:
+                raise ValueError(problem)
+        return on
 
     def of_class(self, call_type: str) -> ClassPreferences:
         """The functions for a call of `call_type` (`external`, else internal)."""

@@ -33,7 +33,7 @@ def set_(
              "forward_busy, forward_unavailable, forward_always [number or VOICEMAIL], "
              "call_waiting, call_timeout, mobility, mobility_delay, mobility_confirmation, "
              "missed_call_email, ringtone); settings: dnd, shared_voicemail, hotline.number, "
-             "hotline.delay, call_waiting_beep, popup_url.", show_default=False)],
+             "hotline.delay, call_waiting_beep, popup_url, popup_http.", show_default=False)],
     db: DbUrl = None,
     as_json: JsonOutput = False,
 ) -> None:

@@ -14,7 +14,7 @@ from rich.status import Status
 from rich.table import Table
 
 from wildix_ast.console import emit_json, err, mode, out
-from wildix_ast.errors import LabError
+from wildix_ast.errors import LabError, ServiceError
 from wildix_ast.lab.instance import DEFAULT_NAME, Lab, default_state_dir, list_labs
 from wildix_ast.lab.ports import RTP_COUNT, RTP_OFFSET, LabPorts
 from wildix_ast.lab.rootfs import BuildStep, ensure_rootfs, rootfs_info
@@ -127,7 +127,46 @@ def up_lab(name: str = DEFAULT_NAME, state_dir: Path | None = None, *,
         if writer is not None:
             writer(lab)
     lab.start(timeout=timeout)
+    # A chain left for this SIP port by a lab whose down never ran (a killed test run)
+    # would silently drop some loopback addresses' packets to the new instance.
+    remove_ban_chain(lab)
     return lab
+
+
+def remove_ban_chain(lab: Lab, ports: LabPorts | None = None) -> str:
+    """Remove the firewall chain (and its jump from INPUT) that an AMI service serving this
+    lab (`runtime serve --lab`) may have left: that service removes it when stopped, not
+    when killed. `ports`: the lab's (default: its saved ones). The chain's name, when one
+    was removed, else ''."""
+    from wildix_ast.runtime.firewall import Firewall, lab_chain
+
+    ports = ports or lab.saved_ports
+    if ports is None:
+        return ""
+    firewall = Firewall((ports.sip,), lab_chain(ports.sip))
+    try:
+        return firewall.chain if firewall.remove() else ""
+    except ServiceError as e:
+        raise LabError(f"lab {lab.name!r}: its SIP bans' firewall chain {firewall.chain} "
+                       f"cannot be removed: {e.message}") from None
+
+
+def down_lab(name: str = DEFAULT_NAME, state_dir: Path | None = None, *,
+             remove: bool = False) -> tuple[bool, str]:
+    """Stop a lab instance (and delete its folder with `remove`) and remove what the
+    project added to the host's firewall for it: (whether it was running, the chain
+    removed or '')."""
+    lab = Lab(name, state_dir)
+    was_running, ports = lab.is_running(), lab.saved_ports  # before --remove deletes them
+    try:
+        if remove:
+            lab.remove()
+        else:
+            lab.stop()
+    finally:
+        # also when stopping failed: the instance is gone or not, the chain is ours alone
+        chain = remove_ban_chain(lab, ports)
+    return was_running, chain
 
 
 @app.command()
@@ -171,15 +210,12 @@ def down(name: Name = DEFAULT_NAME, state_dir: StateDir = None,
          remove: Annotated[bool, typer.Option(
              "--remove", help="Also delete the instance's folder (configuration, logs).")]
          = False) -> None:
-    """Stop a lab instance (gracefully, then by signal); its mounts vanish with it."""
-    lab = Lab(name, state_dir)
-    if remove:
-        was_running = lab.is_running()
-        lab.remove()
-    else:
-        was_running = lab.stop()
+    """Stop a lab instance (gracefully, then by signal); its mounts vanish with it, and so
+    does the SIP bans' firewall chain of an AMI service that served it."""
+    was_running, chain = down_lab(name, state_dir, remove=remove)
     out.print(f"[green]✓[/] lab {name!r} " + ("stopped" if was_running else "was not running")
-              + (", files removed" if remove else ""))
+              + (", files removed" if remove else "")
+              + (f", firewall chain {chain} removed" if chain else ""))
 
 
 def _uptime(seconds: float) -> str:
@@ -245,5 +281,5 @@ def cli_(command: Annotated[str, typer.Argument(help="An Asterisk console comman
     print(Lab(name, state_dir).cli(command), end="")
 
 
-__all__ = ["Configurator", "app", "build_rootfs", "copy_config", "set_configurator",
-           "up_lab"]
+__all__ = ["Configurator", "app", "build_rootfs", "copy_config", "down_lab",
+           "remove_ban_chain", "set_configurator", "up_lab"]

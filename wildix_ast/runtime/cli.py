@@ -24,7 +24,7 @@ from wildix_ast.runtime.account import (
     sip_ports,
 )
 from wildix_ast.runtime.call_log import format_call, read_log_files
-from wildix_ast.runtime.firewall import DEFAULT_CHAIN, Firewall
+from wildix_ast.runtime.firewall import DEFAULT_CHAIN, Firewall, lab_chain
 from wildix_ast.runtime.security import BanPolicy
 from wildix_ast.runtime.service import (
     CALLS_FILE,
@@ -74,6 +74,9 @@ def serve(
     lab: Annotated[str | None, typer.Option(
         help="Serve this lab instance: its AMI and SIP ports, a firewall chain of its own.",
         show_default=False)] = None,
+    popup_http: Annotated[bool, typer.Option(
+        "--popup-http/--no-popup-http", help="GET the popup URL of users whose preferences "
+        "ask for it (popup_http) when their phone rings; --no-popup-http: never.")] = True,
 ) -> None:
     """Run until stopped: keep the AMI connection, the PBX state, the call log and bans."""
     logging.basicConfig(level=logging.INFO,
@@ -82,7 +85,7 @@ def serve(
         ports = running_lab(lab).ports
         ami_port = ami_port or ports.ami
         sip_port = sip_port or [ports.sip]
-        chain = f"wildix-ast-lab-{ports.sip}" if chain == DEFAULT_CHAIN else chain
+        chain = lab_chain(ports.sip) if chain == DEFAULT_CHAIN else chain
     policy = BanPolicy.with_networks(never_ban_networks(never_ban, db), threshold=threshold,
                                      window=window, ban_time=ban_time)
     try:
@@ -90,7 +93,15 @@ def serve(
     except ValueError as e:
         raise ServiceError(f"--chain / --sip-port: {e}") from None
     settings = ami_settings(ami_host, ami_port, ami_user, given_secret(secret_file), db)
-    asyncio.run(_serve(ServiceConfig(settings, state_dir, policy, firewall=enforcement)))
+    from wildix_ast.agi.routes import StoreLookup  # here: other verbs never pay for it
+
+    lookup = StoreLookup(db) if popup_http else None
+    try:
+        asyncio.run(_serve(ServiceConfig(settings, state_dir, policy, firewall=enforcement,
+                                         popup_lookup=lookup)))
+    finally:
+        if lookup is not None:
+            lookup.close()
 
 
 async def _serve(config: ServiceConfig) -> None:

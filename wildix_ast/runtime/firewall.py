@@ -77,26 +77,61 @@ class Firewall:
             if version == 6 and not any(n.version == 6 for n in banned) \
                     and shutil.which(program) is None:
                 continue  # no IPv6 tooling and nothing to ban there
-            self._run([f"{program}-restore", "-w", "5", "--noflush"],
-                      self.render(banned, version))
+            self._restore(program, self.render(banned, version))
             jump = ["-j", self.chain]
-            if self._run([program, "-w", "5", "-C", "INPUT", *jump], check=False) != 0:
+            if self._call([program, "-w", "5", "-C", "INPUT", *jump]).returncode != 0:
                 self._run([program, "-w", "5", "-I", "INPUT", "1", *jump])
 
-    def remove(self) -> None:
-        """Unhook and delete the chain (nothing banned any more, nothing of ours left)."""
+    def refresh(self, banned: Sequence[IpNetwork]) -> bool:
+        """`apply`, but only where the chain is in place now (never creating nor hooking
+        one): what `security unban` does while the service is not running. False when no
+        chain was there (nothing enforced, nothing to lift)."""
+        found = False
+        for version, program in ((4, "iptables"), (6, "ip6tables")):
+            if shutil.which(program) is None or not self.installed(program)[0]:
+                continue
+            self._restore(program, self.render(banned, version))
+            found = True
+        return found
+
+    def remove(self) -> bool:
+        """Unhook and delete the chain: exactly what `apply` added (the jump from INPUT,
+        the chain and its rules), nothing else. Idempotent; True when something was
+        there. ServiceError when iptables refuses (no CAP_NET_ADMIN)."""
+        removed = False
         for program in ("iptables", "ip6tables"):
             if shutil.which(program) is None:
                 continue
-            while self._run([program, "-w", "5", "-D", "INPUT", "-j", self.chain],
-                            check=False) == 0:
-                pass
-            self._run([program, "-w", "5", "-F", self.chain], check=False)
-            self._run([program, "-w", "5", "-X", self.chain], check=False)
+            exists, jumps = self.installed(program)
+            for _ in range(jumps):
+                self._run([program, "-w", "5", "-D", "INPUT", "-j", self.chain])
+            if exists:
+                self._run([program, "-w", "5", "-F", self.chain])
+                self._run([program, "-w", "5", "-X", self.chain])
+            removed = removed or exists or jumps > 0
+        return removed
 
-    def _run(self, command: list[str], text: str = "", *, check: bool = True) -> int:
+    def installed(self, program: str = "iptables") -> tuple[bool, int]:
+        """(whether the chain exists, how many jumps from INPUT lead to it), read from the
+        whole filter table: `iptables -S CHAIN` cannot tell a missing chain from a refusal
+        (iptables-nft answers a missing one with "incompatible")."""
+        listing = self._run([program, "-w", "5", "-S"], what="cannot read the firewall")
+        exists, jumps = False, 0
+        for line in listing.splitlines():
+            words = line.split()
+            if words == ["-N", self.chain]:
+                exists = True
+            elif words == ["-A", "INPUT", "-j", self.chain]:
+                jumps += 1
+        return exists, jumps
+
+    def _restore(self, program: str, text: str) -> None:
+        # --noflush: only the chain named in `text` is replaced, no other rule is touched
+        self._run([f"{program}-restore", "-w", "5", "--noflush"], text)
+
+    def _call(self, command: list[str], text: str = "") -> subprocess.CompletedProcess[str]:
         try:
-            done = subprocess.run(command, input=text, capture_output=True, text=True,
+            return subprocess.run(command, input=text, capture_output=True, text=True,
                                   timeout=self.timeout, check=False)
         except FileNotFoundError:
             raise ServiceError(f"cannot enforce SIP bans: {command[0]} is not installed "
@@ -104,10 +139,21 @@ class Firewall:
         except subprocess.TimeoutExpired:
             raise ServiceError(f"cannot enforce SIP bans: {' '.join(command)} did not end "
                                f"within {self.timeout:g} s") from None
-        if check and done.returncode != 0:
-            raise ServiceError(f"cannot enforce SIP bans: {' '.join(command)} failed: "
+
+    def _run(self, command: list[str], text: str = "", *,
+             what: str = "cannot enforce SIP bans") -> str:
+        done = self._call(command, text)
+        if done.returncode != 0:
+            raise ServiceError(f"{what}: {' '.join(command)} failed: "
                                f"{(done.stderr or done.stdout).strip()[:300]}")
-        return done.returncode
+        return done.stdout
+
+
+def lab_chain(sip_port: int) -> str:
+    """The chain of the AMI service serving a lab (`runtime serve --lab`): one per lab SIP
+    port, so parallel labs and the host's own `wildix-ast-bans` never touch each other's;
+    `lab down` removes it."""
+    return f"wildix-ast-lab-{sip_port}"
 
 
 def enforced(chain: str = DEFAULT_CHAIN) -> list[str]:

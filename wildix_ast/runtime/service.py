@@ -6,31 +6,45 @@ It keeps its files in a state folder, for the commands a person runs from anothe
 * `status.json`: connection, Asterisk version, devices, contacts, channels, bans; rewritten
   every `status_interval` seconds (its age tells whether the service runs);
 * `calls.jsonl` (+ `calls.jsonl.1`): every channel event, one JSON line each;
-* `bans.json`: the bans in force, kept across restarts; `unban` edits it under a lock and
-  the service picks the change up.
+* `bans.json`: the bans in force, kept across restarts; the service and `unban` change it
+  by locked read-modify-writes (`ban_file`), and the service picks others' changes up.
+
+Its firewall chain is removed when it is stopped (SIGTERM, SIGINT): a stopped service can
+no longer expire bans, so leaving them enforced would keep them forever (iptables rules
+outlive the process, and a disabled or removed service would leave them to the next
+reboot). The bans themselves stay in `bans.json` and are enforced again in the first second
+of the next start, before the AMI connection: a restart leaves banned addresses a window of
+about the interpreter's start-up. A crash or a watchdog kill leaves the chain in place (the
+unit restarts the service, which rewrites it), as does any exit but a requested stop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from wildix_ast.ami import AmiClient, AmiMessage
 from wildix_ast.errors import AmiError, ServiceError
-from wildix_ast.files import write_atomic
+from wildix_ast.runtime.ban_file import (
+    BANS_FILE,
+    Bans,
+    bans_lock,
+    firewall_lock,
+    load_bans,
+    update_bans,
+)
 from wildix_ast.runtime.call_log import CallLog, LoggedEvent, LogWriter, wanted
 from wildix_ast.runtime.firewall import Firewall
+from wildix_ast.runtime.popup_http import PopupHttpSettings, PopupNotifier, UserLookup
 from wildix_ast.runtime.security import (
-    Ban,
     BanPolicy,
     SecurityState,
     active_bans,
@@ -38,7 +52,6 @@ from wildix_ast.runtime.security import (
     expire,
     is_attempt,
     record_event,
-    unban,
 )
 from wildix_ast.runtime.state import PbxState, apply_event, snapshot
 from wildix_ast.runtime.supervisor import AmiSettings, AmiSupervisor
@@ -47,7 +60,6 @@ log = logging.getLogger(__name__)
 
 STATUS_FILE = "status.json"
 CALLS_FILE = "calls.jsonl"
-BANS_FILE = "bans.json"
 
 
 @dataclass(frozen=True)
@@ -58,41 +70,9 @@ class ServiceConfig:
     status_interval: float = 1.0
     #: Where bans are enforced (None: counted and listed only).
     firewall: Firewall | None = None
-
-
-@contextlib.contextmanager
-def _locked(state_dir: Path) -> Iterator[None]:
-    state_dir.mkdir(parents=True, exist_ok=True)
-    with open(state_dir / ".bans.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
-
-
-def load_bans(state_dir: Path) -> dict[str, Ban]:
-    try:
-        data = json.loads((state_dir / BANS_FILE).read_text(encoding="utf-8"))
-        return {b["address"]: Ban.from_json(b) for b in data.get("bans", [])}
-    except FileNotFoundError:
-        return {}
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise ServiceError(f"{state_dir / BANS_FILE} is not a bans file: {e}") from None
-
-
-def save_bans(state_dir: Path, bans: dict[str, Ban]) -> None:
-    text = json.dumps({"bans": [b.to_json() for b in sorted(bans.values(),
-                                                              key=lambda b: b.since)]},
-                      indent=2)
-    write_atomic(state_dir / BANS_FILE, text + "\n", mode=0o644)
-
-
-def lift_ban(state_dir: Path, address: str) -> bool:
-    """`unban`: remove one ban from the state folder (the running service follows)."""
-    with _locked(state_dir):
-        bans = load_bans(state_dir)
-        state, lifted = unban(SecurityState(bans=bans), address)
-        if lifted:
-            save_bans(state_dir, dict(state.bans))
-    return lifted
+    #: The users by extension, for popups notified by HTTP (None: none is sent).
+    popup_lookup: UserLookup | None = None
+    popup_http: PopupHttpSettings = PopupHttpSettings()
 
 
 async def _optional_list(client: AmiClient, name: str, complete: str,
@@ -141,6 +121,9 @@ class MonitorService:
         self.enforced: frozenset[str] | None = None
         self.enforce_error = ""
         self._enforce_retry = 0.0  # after a failure, not before this time (monotonic)
+        self._stopping = False  # a requested stop (not a crash): the chain is removed
+        self.popups = PopupNotifier(config.popup_lookup, config.popup_http) \
+            if config.popup_lookup is not None else None
         self.supervisor = AmiSupervisor(config.ami, on_event=self.on_event,
                                         on_connect=self._on_connect,
                                         on_disconnect=self._on_disconnect)
@@ -161,13 +144,15 @@ class MonitorService:
             self.calls.add(logged)
             if self._writer is not None:
                 self._writer.write(logged)
+        if self.popups is not None:
+            self.popups.on_event(event)
         if is_attempt(event):
             self.security, ban = record_event(self.security, self.config.policy, event, now)
             if ban is not None:
                 log.warning("banned %s for %g s after %d attempts in %g s (%s)", ban.address,
                             self.config.policy.ban_time, ban.attempts,
                             self.config.policy.window, ban.reason)
-                self._save_bans()
+                self._change_bans(lambda bans: {**bans, ban.address: ban})
 
     async def _on_connect(self, client: AmiClient) -> None:
         async with self._snapshot_lock:  # the FullyBooted re-snapshot waits for this one
@@ -219,18 +204,29 @@ class MonitorService:
         except FileNotFoundError:
             return 0.0
 
-    def _save_bans(self) -> None:
-        with _locked(self.config.state_dir):
-            save_bans(self.config.state_dir, dict(self.security.bans))
-            self._bans_mtime = self._mtime()
+    def _change_bans(self, change: Callable[[Bans], Bans]) -> None:
+        """Apply `change` to the file's bans (not to this process's copy, which may miss an
+        `unban` made since it last read them) and adopt the result."""
+        bans = update_bans(self.config.state_dir, change)
+        self._bans_mtime = self._mtime()
+        self._adopt(bans)
 
     def _follow_ban_file(self) -> None:
         """Pick up an `unban` done by another process."""
         if self._mtime() == self._bans_mtime:
             return
-        with _locked(self.config.state_dir):
+        with bans_lock(self.config.state_dir):
             bans = load_bans(self.config.state_dir)
             self._bans_mtime = self._mtime()
+        self._adopt(bans)
+
+    def _expire(self, now: float) -> None:
+        if any(b.until <= now for b in self.security.bans.values()):
+            self._change_bans(lambda bans: {a: b for a, b in bans.items() if b.until > now})
+        self.security = expire(self.security, self.config.policy, now)
+
+    def _adopt(self, bans: Bans) -> None:
+        # an address unbanned elsewhere starts counting afresh, as `unban` says
         attempts = {a: t for a, t in self.security.attempts.items() if a in bans or
                     a not in self.security.bans}
         self.security = SecurityState(attempts=attempts, bans=bans)
@@ -252,9 +248,12 @@ class MonitorService:
             "enforcement": {
                 "kind": "iptables" if self.config.firewall else "none",
                 "chain": self.config.firewall.chain if self.config.firewall else "",
+                # what `security unban` needs to rewrite the chain while the service is down
+                "ports": list(self.config.firewall.ports) if self.config.firewall else [],
                 "enforced": sorted(self.enforced or ()),
                 "error": self.enforce_error,
             },
+            "popup_http": self.popups.status() if self.popups is not None else None,
         }
 
     def write_status(self) -> None:
@@ -277,10 +276,7 @@ class MonitorService:
             while not connection.done():
                 self._wake.clear()  # a ban from here on wakes the next round at once
                 self._follow_ban_file()
-                before = self.security
-                self.security = expire(self.security, self.config.policy, self.clock())
-                if before.bans != self.security.bans:
-                    self._save_bans()
+                self._expire(self.clock())
                 await self._enforce()
                 self._writer.flush()
                 self.write_status()
@@ -295,10 +291,36 @@ class MonitorService:
                     await connection
             self._writer.close()
             self._writer = None
+            if self.popups is not None:
+                await self.popups.close()
+            if self._stopping:
+                await self._remove_firewall()
             self.write_status()
 
     def stop(self) -> None:
+        self._stopping = True
         self.supervisor.stop()
+
+    async def _remove_firewall(self) -> None:
+        firewall = self.config.firewall
+        if firewall is None:
+            return
+
+        def remove() -> bool:
+            with firewall_lock(self.config.state_dir):
+                return firewall.remove()
+
+        try:
+            removed = await asyncio.to_thread(remove)
+        except ServiceError as e:
+            log.error("stopping: the firewall chain %s stays in place: %s", firewall.chain,
+                      e.message)
+            self.enforce_error = e.message
+            return
+        if removed:
+            log.warning("stopping: firewall chain %s removed (the bans stay in %s and are "
+                        "enforced again when the service starts)", firewall.chain, BANS_FILE)
+        self.enforced = None
 
     async def _enforce(self) -> None:
         """Make the firewall drop exactly the bans in force (a no-op when unchanged)."""
@@ -309,10 +331,15 @@ class MonitorService:
         wanted_now = frozenset(str(n.network_address) for n in networks)
         if wanted_now == self.enforced or time.monotonic() < self._enforce_retry:
             return
+
+        def apply() -> None:
+            with firewall_lock(self.config.state_dir):
+                firewall.apply(networks)
+
         try:
             # iptables takes tens of milliseconds: off the loop, whose AMI session Asterisk
             # drops after 100 ms without reading.
-            await asyncio.to_thread(firewall.apply, networks)
+            await asyncio.to_thread(apply)
         except ServiceError as e:
             if e.message != self.enforce_error:
                 log.error("%s", e.message)
@@ -329,8 +356,9 @@ class MonitorService:
         self.enforce_error = ""
 
 
-def read_status(state_dir: Path, max_age: float = 15.0) -> dict[str, Any]:
-    """The service's last status; ServiceError if there is none or it is stale."""
+def last_status(state_dir: Path) -> dict[str, Any]:
+    """The service's last status, however old (also after it stopped); ServiceError if
+    there is none."""
     path = state_dir / STATUS_FILE
     try:
         data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
@@ -339,6 +367,12 @@ def read_status(state_dir: Path, max_age: float = 15.0) -> dict[str, Any]:
                            "serve` running with this --state-dir?") from None
     except ValueError as e:
         raise ServiceError(f"{path} is not a status file: {e}") from None
+    return data
+
+
+def read_status(state_dir: Path, max_age: float = 15.0) -> dict[str, Any]:
+    """The service's last status; ServiceError if there is none or it is stale."""
+    data = last_status(state_dir)
     age = time.time() - float(data.get("updated", 0))
     if age > max_age:
         raise ServiceError(f"the AMI service's status in {state_dir} is {age:.0f} s old: "

@@ -1,6 +1,6 @@
 """The top-level verbs a person runs against the live PBX: `wildix-ast status`,
 `wildix-ast test-call` and `wildix-ast security bans|unban`. Thin: they gather, call the
-use cases (`overview`, `originate`, `service.lift_ban`) and print."""
+use cases (`overview`, `originate`, `unban.unban_now`) and print."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from rich.table import Table
 
 from wildix_ast.console import emit_json, err, mode, out
 from wildix_ast.errors import ServiceError, SettingsError, WildixError
+from wildix_ast.runtime.ban_file import load_bans
 from wildix_ast.runtime.cli import DEFAULT_STATE, StateDir
-from wildix_ast.runtime.service import lift_ban, load_bans, read_status
+from wildix_ast.runtime.service import read_status
 
 JsonOutput = Annotated[bool, typer.Option(
     "--json", help="One JSON object on standard output (errors too).")]
@@ -204,11 +205,28 @@ def bans(state_dir: StateDir = DEFAULT_STATE, as_json: JsonOutput = False) -> No
 @security_app.command("unban")
 def unban(address: Annotated[str, typer.Argument(help="The banned IP address.")],
           state_dir: StateDir = DEFAULT_STATE) -> None:
-    """Lift one ban (the running AMI service removes its firewall rule within a second)."""
+    """Lift one ban, in the ban list and in the firewall at once (also while the AMI
+    service is not running). Exit 9 when the firewall rule could not be lifted."""
+    from wildix_ast.runtime.unban import Kernel, unban_now
+
     try:
-        lifted = lift_ban(state_dir, address)
+        done = unban_now(state_dir, address)
     except ValueError:
         raise SettingsError(f"{address!r} is not an IP address") from None
-    if not lifted:
-        raise WildixError(f"{address} is not banned")
-    out.print(f"[green]✓[/] {address} unbanned")
+    if not done.banned_before:
+        raise WildixError(f"{done.address} is not banned")
+    chain = f"firewall chain {done.chain}"
+    if done.kernel is Kernel.FAILED:
+        raise ServiceError(f"{done.address} is unbanned in {state_dir}, but the {chain} still "
+                           f"drops its SIP packets until the AMI service runs again: "
+                           f"{done.error}")
+    kernel = {
+        Kernel.LIFTED: f"the {chain} no longer drops it",
+        Kernel.NOT_DROPPED: f"the {chain} was not dropping it",
+        Kernel.NO_CHAIN: f"no {chain} in place: nothing was enforced",
+        Kernel.NOT_ENFORCED: "the AMI service does not enforce bans (--no-firewall)",
+        Kernel.UNKNOWN: "the AMI service's firewall is not known here (no status in "
+                        f"{state_dir}); a running service lifts its rule within a second",
+    }[done.kernel]
+    listed = "" if done.listed else " (it was no longer listed)"
+    out.print(f"[green]✓[/] {done.address} unbanned{listed}; {escape(kernel)}")
