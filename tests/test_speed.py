@@ -203,3 +203,56 @@ def test_header_index_as_by_the_line_regex(text: str) -> None:
         index.setdefault(found[1].strip(), []).append(found.start())
     conf._header_index.cache_clear()
     assert conf._header_index(text) == {k: tuple(v) for k, v in index.items()}
+
+
+_SQLITE_URLS = ["sqlite:////tmp/x y/store.db", "sqlite:///rel.db", "sqlite:///a@b:c",
+                "sqlite:///~/x", "sqlite+pysqlite:////t#x", "sqlite:///./a/../b.db"]
+
+
+def test_sqlite_url_shortcut_reads_the_file_sqlalchemy_reads() -> None:
+    from wildix_ast.store.database import parse_url, sqlite_path
+    from wildix_ast.store.store import _sqlite_file
+
+    for url in _SQLITE_URLS:
+        assert _sqlite_file(url) == sqlite_path(parse_url(url)), url
+    # anything SQLAlchemy would read differently takes the full path
+    for url in ("sqlite://", "sqlite:///:memory:", "sqlite:///a%20b", "sqlite:///a?mode=ro",
+                "sqlite:///file:x?mode=ro&uri=true", "SQLITE:////tmp/x",
+                "postgresql://u@h/db", "mysql+pymysql://u@h/db"):
+        assert _sqlite_file(url) is None, url
+
+
+def test_secrets_through_sqlite3_equal_those_through_sqlalchemy(tmp_path: Path) -> None:
+    from wildix_ast.secrets_vault import manager_secret, voicemail_pins, with_secrets
+    from wildix_ast.settings_file import load_site
+    from wildix_ast.store import Store, open_store
+    from wildix_ast.store.database import parse_url
+
+    url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    site = load_site(EXAMPLE)
+    with open_store(url) as made:  # a new store: migrated through alembic
+        made.import_site(site)
+        generated = (with_secrets(site, made), voicemail_pins(site, made),
+                     manager_secret(made, "wildix-ast"))
+    fast = open_store(url)
+    full = Store(fast.where, tmp_path / "store.sqlite3", parse_url(url))
+    assert fast._url is None, "a store at head opened through SQLAlchemy"
+    for vault in (fast, full):
+        with vault:
+            assert (with_secrets(site, vault), voicemail_pins(site, vault),
+                    manager_secret(vault, "wildix-ast")) == generated
+            keys = [f"user:{u.extension}:{k}" for u in site.users for k in ("sip", "x")]
+            assert vault.get_secrets(keys) == fast.get_secrets(keys) != {}
+
+
+def test_render_of_a_current_sqlite_url_store_needs_no_sqlalchemy(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    probe = ("import sys; from wildix_ast.cli import main\ntry: main()\nexcept SystemExit: "
+             "pass\nprint(sorted(m for m in sys.modules if m.split('.')[0] in "
+             "('sqlalchemy', 'alembic')))")
+    args = [sys.executable, "-c", probe, "render", str(EXAMPLE), "--out", str(tmp_path / "o"),
+            "--db", url]
+    first = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    assert "'sqlalchemy'" in first  # a new store is made through alembic
+    again = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    assert again.strip().endswith("[]"), again

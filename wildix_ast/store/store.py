@@ -111,13 +111,32 @@ def _sqlite_head(path: Path) -> str | None:
     return str(found[0][0]) if len(found) == 1 else None
 
 
+_SQLITE_URL_PREFIXES = ("sqlite:///", "sqlite+pysqlite:///")
+
+
+def _sqlite_file(location: str) -> Path | None:
+    """The SQLite file `location` names when reading it needs no SQLAlchemy: a plain path,
+    or a `sqlite:///PATH` URL spelt simply (no query, no %-escapes, no `file:` URI, not in
+    memory), read as SQLAlchemy reads it (a test holds them equal). None: anything else."""
+    if "://" not in location:
+        return Path(location).expanduser().absolute()
+    prefix = next((p for p in _SQLITE_URL_PREFIXES if location.startswith(p)), None)
+    if prefix is None:
+        return None
+    database = location[len(prefix):]
+    if not database or database == ":memory:" or database.startswith("file:") \
+            or any(c in database for c in "%?"):
+        return None
+    return Path(database)
+
+
 def open_store(url: str | None = None) -> Store:
     """Open (creating and migrating as needed) the store at `url`: a database URL
     (sqlite:///PATH, postgresql+psycopg2://..., mysql+pymysql://...) or a SQLite file path.
     None means `$WILDIX_AST_DB`, else ~/.local/share/wildix-ast/wildix-ast.sqlite3."""
     location = url or default_location()
-    if "://" not in location:
-        path = Path(location).expanduser().absolute()
+    path = _sqlite_file(location)
+    if path is not None:
         _owner_only(path)
         if _sqlite_head(path) == SCHEMA_HEAD:
             return Store(str(path), path)
