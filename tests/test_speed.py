@@ -256,3 +256,30 @@ def test_render_of_a_current_sqlite_url_store_needs_no_sqlalchemy(tmp_path: Path
     assert "'sqlalchemy'" in first  # a new store is made through alembic
     again = subprocess.run(args, capture_output=True, text=True, check=True).stdout
     assert again.strip().endswith("[]"), again
+
+
+def _matches_by_shape(pattern: str, number: str) -> bool:
+    # call_classes.matches without its compiled regex: the shape's positions one by one
+    from wildix_ast.call_classes import Shape
+
+    shape = Shape.parse(pattern)
+    if not number.isdigit() or len(number) < shape.min_length:
+        return False
+    if not shape.open_end and len(number) != len(shape.positions):
+        return False
+    return all(d in s for d, s in zip(number, shape.positions, strict=False))
+
+
+_PATTERN_TOKENS = st.sampled_from(["0", "1", "3", "9", "X", "Z", "N", "[1-5]", "[67]",
+                                   "[0-9]", "[5-1]", "[2]"])
+_NUMBER_CHARS = st.sampled_from([*"0123456789", "+", "a", "٣", "²", " "])
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(_PATTERN_TOKENS, min_size=1, max_size=6).map("".join), st.booleans(),
+       st.lists(_NUMBER_CHARS, max_size=9).map("".join))
+def test_pattern_regex_agrees_with_the_shape(body: str, open_end: bool, number: str) -> None:
+    from wildix_ast.call_classes import matches
+
+    pattern = body + ("." if open_end else "")
+    assert matches(pattern, number) == _matches_by_shape(pattern, number)
