@@ -283,3 +283,31 @@ def test_pattern_regex_agrees_with_the_shape(body: str, open_end: bool, number: 
 
     pattern = body + ("." if open_end else "")
     assert matches(pattern, number) == _matches_by_shape(pattern, number)
+
+
+def test_time_zone_shortcut_only_accepts_listed_zones(tmp_path: Path) -> None:
+    import zoneinfo
+
+    from wildix_ast.system import _listed_zone
+
+    listed = zoneinfo.available_timezones()
+    assert listed and all(_listed_zone(zone) for zone in listed)
+    for value in ("Europe/../Europe/Paris", "./Europe/Paris", "Europe//Paris", "/Europe/Paris",
+                  "posixrules", "right/Europe/Paris", "posix/Europe/Paris", "Europe",
+                  "Europe/Paris/", "zone.tab", "Mars/Olympus", "", "europe/paris"):
+        assert _listed_zone(value) == (value in listed), value
+    # a zone file under a linked folder, a file not in TZif: the walk lists neither
+    root = tmp_path / "zoneinfo"
+    (root / "Real").mkdir(parents=True)
+    (root / "Real" / "Zone").write_bytes(b"TZif2...")
+    (root / "Real" / "Text").write_bytes(b"# not a zone")
+    (root / "Linked").symlink_to(root / "Real")
+    (root / "Top").write_bytes(b"TZif2...")
+    zoneinfo.reset_tzpath([str(root)])
+    try:
+        listed = zoneinfo.available_timezones()
+        assert listed == {"Real/Zone", "Top"}
+        for value in ("Real/Zone", "Real/Text", "Linked/Zone", "Top", "Real"):
+            assert _listed_zone(value) == (value in listed), value
+    finally:
+        zoneinfo.reset_tzpath()
