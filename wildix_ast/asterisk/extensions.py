@@ -15,7 +15,7 @@ names never do.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from wildix_ast.asterisk import names
 from wildix_ast.asterisk.base import (
@@ -41,9 +41,9 @@ _EXTEN = re.compile(r"^[^,]+,\s*(\d+|n|hint|n\+\d+)(\([^)]*\))?\s*,.*$")
 _SAME = re.compile(r"^(n|\d+|n\+\d+)(\([^)]*\))?\s*,.*$")
 
 
-@dataclass(frozen=True)
-class Call:
-    """A dialplan extension that calls a user through the shared subroutine."""
+class Call(NamedTuple):
+    """A dialplan extension that calls a user through the shared subroutine (a named tuple:
+    immutable, and cheap to build by the thousand)."""
 
     number: str
     extension: str
