@@ -311,3 +311,15 @@ def test_time_zone_shortcut_only_accepts_listed_zones(tmp_path: Path) -> None:
             assert _listed_zone(value) == (value in listed), value
     finally:
         zoneinfo.reset_tzpath()
+
+
+def test_default_preferences_need_none_of_the_user_checks() -> None:
+    # users._preferences_fit skips the shared defaults: they must give it nothing to check
+    from wildix_ast.preferences import NO_PREFERENCES, Preferences
+    from wildix_ast.users import User
+
+    assert Preferences() == NO_PREFERENCES
+    assert NO_PREFERENCES.forward_targets() == []
+    assert not NO_PREFERENCES.internal.mobility and not NO_PREFERENCES.external.mobility
+    assert NO_PREFERENCES.shared_voicemail is None
+    assert User(name="A", extension="101").preferences is NO_PREFERENCES

@@ -16,15 +16,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from wildix_ast.asterisk.base import ConfigFile, ObjectKinds, Reload, RenderInput, View
 from wildix_ast.asterisk.names import has_mailbox, procedure_context, subscribed_mailboxes
 from wildix_ast.asterisk.outgoing import pjsip_trunks
-from wildix_ast.conf import Section
 from wildix_ast.errors import Problem, RenderError
 from wildix_ast.site import Site
 from wildix_ast.system import Codec
+
+if TYPE_CHECKING:
+    from wildix_ast.conf import Section
 
 _STACK = (
     "res_sorcery_config.so", "res_sorcery_memory.so", "res_sorcery_astdb.so",
