@@ -194,6 +194,8 @@ def _hash_web_passwords(connection: Connection, entries: list[Entry]) -> None:
 
 # Keys per query when reading secrets in bulk (SQLite allows 999 parameters).
 _SECRET_BATCH = 500
+# Beyond this many keys, a SQLite store's secrets are read in one pass over the table.
+_SECRET_SCAN = 2000
 
 
 LIST_DOCUMENTS = ("trunks", "trunk_groups", "sounds", "time_frames", "call_groups", "ivrs")
@@ -775,6 +777,13 @@ class Store:
         found: dict[str, str] = {}
         if self._path is not None and self._url is None:
             with self._sqlite("reading secrets") as connection:
+                if len(wanted) > _SECRET_SCAN:
+                    # a render of a large site asks for most of the table: one pass over
+                    # it takes half the time of the batches of keys
+                    keys = set(wanted)
+                    found.update((str(k), str(v)) for k, v in connection.execute(
+                        "SELECT key, value FROM secrets") if k in keys)
+                    return found
                 for start in range(0, len(wanted), _SECRET_BATCH):
                     batch = wanted[start:start + _SECRET_BATCH]
                     marks = ",".join("?" * len(batch))
