@@ -323,3 +323,21 @@ def test_default_preferences_need_none_of_the_user_checks() -> None:
     assert not NO_PREFERENCES.internal.mobility and not NO_PREFERENCES.external.mobility
     assert NO_PREFERENCES.shared_voicemail is None
     assert User(name="A", extension="101").preferences is NO_PREFERENCES
+
+
+def test_secrets_read_in_one_pass_equal_those_read_by_keys(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    from wildix_ast.store import open_store
+    from wildix_ast.store import store as store_module
+
+    with open_store(str(tmp_path / "store.sqlite3")) as store:
+        store.put_secrets({f"user:{n}:{kind}": f"v{n}{kind}" for n in range(1500)
+                           for kind in ("sip", "voicemail_pin")} | {"manager:x": "m"})
+        wanted = [f"user:{n}:{kind}" for n in range(0, 3000, 2)
+                  for kind in ("sip", "voicemail_pin", "web")] + ["manager:x"]
+        assert len(wanted) > store_module._SECRET_SCAN
+        scanned = store.get_secrets(wanted)
+        monkeypatch.setattr(store_module, "_SECRET_SCAN", len(wanted))
+        assert scanned == store.get_secrets(wanted)
+        assert len(scanned) == 1501 and scanned["user:2:sip"] == "v2sip"

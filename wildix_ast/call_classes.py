@@ -25,7 +25,7 @@ from typing import Annotated, Self
 from pydantic import BaseModel, Field, model_validator
 
 from wildix_ast.fields import NumberText, _pattern
-from wildix_ast.model import STRICT
+from wildix_ast.model import STRICT, empty_list
 
 
 class CallClass(StrEnum):
@@ -143,7 +143,7 @@ class DialplanGeneral(BaseModel):
     short_numbers: list[NumberRule] | None = None
     trunk_group: GroupName | None = None
     """The trunk group external calls leave on."""
-    classes: list[ClassSettings] = Field(default_factory=list)
+    classes: list[ClassSettings] = Field(default_factory=empty_list)
     """Per call class: another trunk group, a limit of simultaneous calls."""
 
 

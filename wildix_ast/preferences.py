@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from wildix_ast.fields import Extension, NumberText
 from wildix_ast.fields import _pattern as pattern
-from wildix_ast.model import STRICT
+from wildix_ast.model import STRICT, empty_list
 
 VOICEMAIL = "VOICEMAIL"
 """A forward to the user's own mailbox (the WMS word for it)."""
@@ -98,9 +98,9 @@ class Preferences(BaseModel):
     internal: ClassPreferences = Field(default_factory=ClassPreferences)
     external: ClassPreferences = Field(default_factory=ClassPreferences)
     whitelist: Annotated[list[CallerPattern], Field(max_length=500)] = Field(
-        default_factory=list)
+        default_factory=empty_list)
     blacklist: Annotated[list[CallerPattern], Field(max_length=500)] = Field(
-        default_factory=list)
+        default_factory=empty_list)
     dnd: bool = False
     """Do not disturb: calls take the busy path (forward-busy, else the busy mailbox)."""
     shared_voicemail: Extension | None = None
