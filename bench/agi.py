@@ -14,10 +14,11 @@
    project's sip_test driver) at a fixed rate, each held `--hold` seconds (rate × hold
    calls up at once: 100 by default), through a route decided by `wildix-ast agi serve`
    (its `popup` route, the service as the unit runs it) and through the same route decided
-   in pure dialplan, interleaved, `--rounds` times. The dialplan stamps the time around the
-   decision: printed are the decision latency p50/p99 as Asterisk saw it, the calls that
+   in pure dialplan, and through the `call-user` route every call to a user asks (the
+   example site's store), interleaved, `--rounds` times. The dialplan stamps the time around
+   the decision: printed are the decision latency p50/p99 as Asterisk saw it, the calls that
    took the fallback (refused or failed sessions), connected calls per second of offered
-   time for each route and their ratio, and post-dial delays.
+   time for each route and the popup/pure ratio, and post-dial delays.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ from wildix_ast.agi.server import OK, STATUS_VARIABLE
 from wildix_ast.ami import AmiClient
 
 HOST = "127.0.0.1"
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "site.yaml"
+WILDIX = [sys.executable, "-m", "wildix_ast"]
 
 
 def free_port() -> int:
@@ -78,11 +81,14 @@ asyncio.run(main())
 """
 
 
-def start_server(port: int, kind: str) -> subprocess.Popen[bytes]:
-    """`wildix-ast agi serve` (kind "ours") or the panoramisk baseline, answering."""
-    command = [sys.executable, "-m", "wildix_ast", "agi", "serve", "--host", HOST, "--port",
+def start_server(port: int, kind: str, db: str | None = None) -> subprocess.Popen[bytes]:
+    """`wildix-ast agi serve` (kind "ours", reading the store `db` if given) or the
+    panoramisk baseline, answering."""
+    command = [*WILDIX, "agi", "serve", "--host", HOST, "--port",
                str(port)] if kind == "ours" else [sys.executable, "-c", PANORAMISK_SERVER,
                                                   str(port)]
+    if db is not None:
+        command += ["--db", db]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -227,7 +233,10 @@ def measure_latency(console: Console, concurrency: int, sessions: int) -> None:
 #: One phone (101) calls 600 (the route decided in pure dialplan) or 601 (the same route
 #: decided by `wildix-ast agi serve`'s popup route: the caller's popup URL). Both stamp the
 #: time around the decision and report it in a UserEvent, so the only difference between
-#: them is the FastAGI session. The call is answered and held until SIPp hangs up.
+#: them is the FastAGI session. 602 asks the `call-user` route the calls to a user take (the
+#: example site's 102 read from a store, the store's revision read on every call), so the
+#: decision latency of a real call is measured too. The call is answered and held until
+#: SIPp hangs up.
 EXTENSIONS = """\
 [general]
 static = yes
@@ -242,6 +251,10 @@ exten => 601,1,Set(T0=${{STRFTIME(,,%s.%6q)}})
  same => n,Set(WILDIX_AGI_STATUS=)
  same => n,AGI(agi://127.0.0.1:{port}/popup,https://crm.example/?n={{CALLERNUM}})
  same => n,Goto(decided,s,1)
+exten => 602,1,Set(T0=${{STRFTIME(,,%s.%6q)}})
+ same => n,Set(WILDIX_AGI_STATUS=)
+ same => n,AGI(agi://127.0.0.1:{port}/call-user,102,)
+ same => n,Goto(decided,s,1)
 
 [decided]
 exten => s,1,Set(T1=${{STRFTIME(,,%s.%6q)}})
@@ -252,6 +265,9 @@ exten => s,1,Set(T1=${{STRFTIME(,,%s.%6q)}})
  same => n,Wait(120)
  same => n,Hangup()
 """
+POPUP = "FastAGI popup"
+CALL_USER = "FastAGI call-user"
+ROUTES = (("pure dialplan", "600"), (POPUP, "601"), (CALL_USER, "602"))
 BENCH_MODULES = ("res_speech.so", "res_agi.so", "app_userevent.so", "func_strings.so",
                  "func_callerid.so")
 
@@ -309,11 +325,15 @@ def measure_calls(console: Console, calls: int, rate: float, hold: float,
     with tempfile.TemporaryDirectory(prefix="wildix-bench-agi-") as tmp, \
             running_lab(Path(tmp), "bench-agi", extra_modules=BENCH_MODULES + PJSIP_MODULES,
                         extra_files=files) as lab:
-        # `wildix-ast agi serve`, as the unit runs it: its own process
-        server_process = start_server(agi_port, "ours")
+        # `wildix-ast agi serve`, as the unit runs it: its own process, with the example
+        # site in its store for the call-user route
+        db = f"sqlite:///{tmp}/store.sqlite3"
+        subprocess.run([*WILDIX, "import", str(EXAMPLE), "--db", db], check=True,
+                       stdout=subprocess.DEVNULL)
+        server_process = start_server(agi_port, "ours", db)
         try:
-            for index in range(rounds):  # interleaved: a neighbour's load hits both alike
-                for label, number in (("pure dialplan", "600"), ("FastAGI", "601")):
+            for index in range(rounds):  # interleaved: a neighbour's load hits all alike
+                for label, number in ROUTES:
                     result, decisions, elapsed = asyncio.run(sip_run(
                         lab.ports.ami, lab.ports.sip, number, calls, rate, hold,
                         Path(tmp) / f"sipp-{number}-{index}"))
@@ -344,18 +364,21 @@ def measure_calls(console: Console, calls: int, rate: float, hold: float,
                       f"{(result.post_dial_delay(50) or 0) * 1000:.0f}",
                       f"{(result.post_dial_delay(99) or 0) * 1000:.0f}")
     console.print(table)
-    agi = latencies["FastAGI"] or [float("nan")]
-    ratio = statistics.fmean(rates["FastAGI"]) / statistics.fmean(rates["pure dialplan"])
+    ratio = statistics.fmean(rates[POPUP]) / statistics.fmean(rates["pure dialplan"])
+    for route in (POPUP, CALL_USER):
+        agi = latencies[route] or [float("nan")]
+        console.print(
+            f"{route} decision at ~{concurrency} concurrent calls, as Asterisk saw it (AGI() "
+            f"start to end): p50 {percentile(agi, 0.5) * 1000:.2f} ms, p99 "
+            f"{percentile(agi, 0.99) * 1000:.2f} ms (target < 5 ms)")
+    fallbacks = sum(d.fallbacks for label, _r, d, _e in rows if label != "pure dialplan")
     console.print(
-        f"FastAGI decision at ~{concurrency} concurrent calls, as Asterisk saw it (AGI() "
-        f"start to end): p50 {percentile(agi, 0.5) * 1000:.2f} ms, p99 "
-        f"{percentile(agi, 0.99) * 1000:.2f} ms (target < 5 ms); the service's own p99 "
-        f"(handshake read → last answer): {server['WILDIX_AGI_P99_MS']} ms; refused or "
-        f"failed sessions: {sum(d.fallbacks for label, _r, d, _e in rows if label == 'FastAGI')}"
+        f"the service's own p99 over both routes (handshake read → last answer): "
+        f"{server['WILDIX_AGI_P99_MS']} ms; refused or failed sessions: {fallbacks}"
         f" fallbacks, service counters: {server['WILDIX_AGI_CONNECTIONS']} connections, "
         f"{server['WILDIX_AGI_FAILED']} failed, {server['WILDIX_AGI_BAD_HANDSHAKES']} bad "
         "handshakes")
-    console.print(f"call setup rate, FastAGI-decided vs pure dialplan (same run, fixed "
+    console.print(f"call setup rate, {POPUP}-decided vs pure dialplan (same run, fixed "
                   f"offered rate): ratio {ratio:.2f} (target ≥ 0.9)")
 
 

@@ -92,7 +92,9 @@ def procedures_site(provider_port: int, prompt: Path) -> Site:
         ivrs=[{"name": name, "prompt": PROMPT, "timeout": 3, "repeat": 1,
                "options": [{"digit": "1", "call_group": group}],
                # no key after the prompt and one replay: 102's voicemail
-               "on_timeout": {"voicemail": "102"}}
+               "on_timeout": {"voicemail": "102"},
+               # a wrong key replays the prompt once; a second one: 101's voicemail
+               "on_invalid": {"voicemail": "101"}}
               for name, group in (("menu", "sales"), ("menu-hunt", "sales-hunt"),
                                   ("menu-rr", "sales-rr"))],
         sounds=[{"name": PROMPT, "files": {"fr": str(prompt)}}],
@@ -246,6 +248,25 @@ def test_no_key_replays_the_prompt_then_goes_to_the_timeout_target(clean: LiveSi
     assert call.connected, call.run.describe()
     assert in_voicemail, "no key: the call never reached the timeout target"
     assert len(prompts) == 2  # played, then replayed once (repeat: 1)
+
+
+@pytest.mark.parametrize(("keys", "mailbox"), [("77", "101"), ("7", "102")],
+                         ids=["two-wrong-keys", "one-wrong-key-then-none"])
+def test_a_wrong_key_replays_the_prompt_then_goes_to_the_invalid_target(
+        clean: LiveSite, keys: str, mailbox: str) -> None:
+    """7 is no option. The first wrong key replays the prompt (repeat: 1); a second one
+    leaves for the invalid target (101's voicemail), while no key after the replay leaves
+    for the timeout target (102's): wrong keys and timeouts share the tries."""
+    def seen(apps: set[tuple[str, str]]) -> bool:
+        return any(app == "VoiceMail" and data.startswith(f"{mailbox}@default")
+                   for app, data in apps)
+
+    call, in_voicemail = while_calling(
+        clean, lambda: from_provider(clean, MAIN, dtmf=keys, dtmf_delay=1.0,
+                                     hold_seconds=9),
+        seen, timeout=15)
+    assert call.connected, call.run.describe()
+    assert in_voicemail, f"keys {keys!r}: the call never reached {mailbox}'s voicemail"
 
 
 @pytest.mark.parametrize("did", [HOLIDAY, TOMORROW], ids=["holiday", "another-day"])

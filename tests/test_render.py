@@ -141,9 +141,9 @@ def test_dialplan(site: Site, files: dict[str, str]) -> None:
     ext = sections(files, "extensions.conf")
     assert set(ext) == {"general", "globals", "wildix-call-user", "wildix-voicemail-main",
                         "wildix-extensions", "wildix-did", "proc-users", "proc-reception",
-                        "wildix-outgoing", "wildix-route", "acl-default", "acl-direction",
-                        "acl-stagiaires", "wildix-tg-sortants", "wildix-trunk-operateur",
-                        "wildix-trunk-secours",
+                        "wildix-outgoing", "wildix-route", "wildix-class-limit",
+                        "acl-default", "acl-direction", "acl-stagiaires", "wildix-tg-sortants",
+                        "wildix-trunk-operateur", "wildix-trunk-secours",
                         # procedures, their numbers, time frames, call groups, IVRs, trunks in
                         "wildix-pn-reception-0", "proc-main", "wildix-pn-main-0",
                         "wildix-pn-main-1", "proc-ferme",

@@ -60,10 +60,22 @@ def routing_site(p: Providers) -> Site:
         {"call_class": "premium", "trunk_group": "capped"},
         {"call_class": "emergency", "trunk_group": "capped"}]})
     dialplan = base.dialplan.model_copy(update={"general": general})
+    # 103 dials abroad through a procedure of its own (9 + the international number) that
+    # sets the class itself and dials a trunk: the class limit must hold there too.
+    sortie = {"name": "sortie", "numbers": [{"number": "9.", "applications": [
+        {"app": "set_call_class", "call_class": "international"},
+        {"app": "correct_called_number", "remove": 1, "prepend": "+"},
+        {"app": "dial_trunk", "trunk": "primary"},
+        {"app": "hangup", "cause": 34}]}]}
+    users = [*base.model_dump()["users"], {
+        "type": "user", "name": "Zoé Martin", "extension": "103", "group": "direction",
+        "dialplan": "sortie", "email": "zoe@acme.example"}]
     return Site.model_validate({
-        **base.model_dump(exclude={"trunks", "trunk_groups", "groups", "dialplan"}),
+        **base.model_dump(exclude={"trunks", "trunk_groups", "groups", "dialplan", "users"}),
+        "users": users,
         "groups": [g.model_dump() for g in groups],
-        "dialplan": dialplan.model_dump(),
+        "dialplan": {**dialplan.model_dump(),
+                     "procedures": [*dialplan.model_dump()["procedures"], sortie]},
         "trunks": [t.model_dump() for t in trunks],
         "trunk_groups": [TrunkGroup(name="main", trunks=["primary"]).model_dump(),
                          TrunkGroup(name="failover", trunks=["dead", "backup"]).model_dump(),
@@ -185,15 +197,31 @@ def test_default_group_cannot_call_abroad_and_no_invite_reaches_the_trunk(
     assert invites(uas) == []
 
 
-def test_granted_group_calls_abroad_within_the_class_limit(clean: LiveSite,
-                                                          providers: Providers) -> None:
-    with provider(clean, PRIMARY, providers.primary) as uas:
-        first, second = while_a_call_is_up(clean, uas, "101", "0044201234567",
-                                           then="+12125551234", expect="reject")
+def assert_second_call_over_the_limit(live: LiveSite, providers: Providers, ext: str,
+                                      first_number: str, second_number: str) -> None:
+    """With `ext`'s first international call (+44201234567) up at the primary provider, a
+    second one is refused with 503 (the class limit of 1) and never reaches the trunk."""
+    with provider(live, PRIMARY, providers.primary) as uas:
+        first, second = while_a_call_is_up(live, uas, ext, first_number,
+                                           then=second_number, expect="reject")
         uas.wait(timeout=15)
     assert first.connected, first.run.describe()
     assert [request_user(m) for m in invites(uas)] == ["+44201234567"]
-    assert second.final_status == 503, second.run.describe()  # over the limit of 1
+    assert second.final_status == 503, second.run.describe()
+
+
+def test_granted_group_calls_abroad_within_the_class_limit(clean: LiveSite,
+                                                          providers: Providers) -> None:
+    assert_second_call_over_the_limit(clean, providers, "101", "0044201234567",
+                                      "+12125551234")
+
+
+def test_a_procedures_trunk_dial_keeps_the_class_limit(clean: LiveSite,
+                                                       providers: Providers) -> None:
+    """The class a procedure sets is counted like outgoing routing counts it: with one
+    international call up, a second one from the procedure never reaches the trunk."""
+    assert_second_call_over_the_limit(clean, providers, "103", "944201234567",
+                                      "912125551234")
 
 
 def test_trunk_group_fails_over_from_503_to_the_next_trunk(clean: LiveSite,

@@ -89,6 +89,25 @@ def test_a_bad_file_is_located_and_nothing_is_stored(tmp_path: Path, damage: str
         assert store.stored_sounds() == {}
 
 
+def test_validate_names_every_missing_or_empty_sound_file(tmp_path: Path) -> None:
+    path = site_with_sounds(tmp_path)
+    (tmp_path / "sons" / "welcome-en.mp3").unlink()
+    (tmp_path / "sons" / "accueil-fr.wav").write_bytes(b"")
+    result = subprocess.run([sys.executable, "-m", "wildix_ast", "validate", str(path),
+                             "--json"], capture_output=True, text=True, check=False,
+                            timeout=120, env={**os.environ, "NO_COLOR": "1"})
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    problems = json.loads(result.stdout)["error"]["problems"]
+    lines = {name: next(n for n, text in enumerate(path.read_text().splitlines(), 1)
+                        if name in text) for name in ("welcome-en.mp3", "accueil-fr.wav")}
+    assert {p["location"] for p in problems} == {
+        f"sounds[0].files.en (site.yaml line {lines['welcome-en.mp3']})",
+        f"sounds[0].files.fr (site.yaml line {lines['accueil-fr.wav']})"}
+    assert any("no such file" in p["message"] for p in problems)
+    assert any("is empty" in p["message"] for p in problems)
+
+
 def test_the_store_keeps_audio_by_content_and_drops_what_is_gone(tmp_path: Path) -> None:
     path = site_with_sounds(tmp_path)
     site = load_site(path)

@@ -310,6 +310,29 @@ def store(db_path: Path) -> Iterator[Store]:
         yield opened
 
 
+@pytest.mark.parametrize("spelling", ["sqlite:///{path}", "sqlite+pysqlite:///{path}", "{path}"])
+def test_a_plain_sqlite_url_reads_the_revision_like_a_path(store: Store, db_path: Path,
+                                                            spelling: str) -> None:
+    """The FastAGI service reads the revision on every call: a `sqlite:///PATH` store must
+    take the sqlite3 path (no SQLAlchemy loaded), and still see other writers' commits."""
+    location = spelling.format(path=db_path)
+    probe = ("import sys; from wildix_ast.store import open_store; "
+             f"s = open_store({location!r}); read = s.revision_reader(); "
+             "print(read(), 'sqlalchemy' in sys.modules)")
+    before = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            check=True).stdout.split()
+    assert before == [str(store.revision()), "False"]
+    store.import_site(Site())
+    after = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                           check=True).stdout.split()
+    assert after == [str(store.revision()), "False"] and after[0] != before[0]
+
+
+def test_a_sqlite_url_with_options_still_opens(store: Store, db_path: Path) -> None:
+    with open_store(f"sqlite:///{db_path}?timeout=5") as opened:
+        assert opened.revision() == store.revision()
+
+
 def test_migration_creates_the_schema_from_empty(db_path: Path) -> None:
     assert not db_path.parent.exists()
     open_store(f"sqlite:///{db_path}").close()

@@ -74,6 +74,11 @@ def validate(site_file: SiteFile, as_json: JsonOutput = False) -> None:
     """Check a settings file; list every problem with its location."""
     _json(as_json)
     site = load_site(site_file)
+    if site.sounds:
+        from wildix_ast.settings_file import locator
+        from wildix_ast.sound_audio import check_files
+
+        check_files(site, site_file.resolve().parent, locator(site_file))
     phones = sum(1 for u in site.users if u.type.has_phone)
     if as_json:
         emit_json({"ok": True, "problems": [], "users": len(site.users), "phones": phones,

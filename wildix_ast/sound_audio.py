@@ -99,21 +99,46 @@ def convert(data: bytes, suffix: str, where: str) -> Audio:
     return Audio(digest_of(data), out["wav"], out["wav16"])
 
 
+def _unreadable(path: Path, error: OSError) -> str:
+    if isinstance(error, FileNotFoundError):
+        return f"{path}: no such file"
+    if isinstance(error, IsADirectoryError):
+        return f"{path} is a folder, not a sound file"
+    if isinstance(error, PermissionError):
+        return f"{path}: permission denied"
+    return f"{path}: {error.strerror}"
+
+
 def _read(path: Path, where: str) -> bytes:
     try:
         return path.read_bytes()
-    except FileNotFoundError:
-        message = f"{path}: no such file"
-    except IsADirectoryError:
-        message = f"{path} is a folder, not a sound file"
-    except PermissionError:
-        message = f"{path}: permission denied"
     except OSError as e:
-        message = f"{path}: {e.strerror}"
+        message = _unreadable(path, e)
     raise SoundFileError(f"{where}: {message}", [Problem(where, message)])
 
 
 Locate = Callable[[tuple[str | int, ...]], str]
+
+
+def check_files(site: Site, base_dir: Path, locate: Locate | None = None) -> None:
+    """`validate`'s check of the sound files (no conversion: that needs sox and the store):
+    every file the site names can be read, all problems reported at once, each located."""
+    where = locate or (lambda loc: ".".join(str(p) for p in loc))
+    problems: list[Problem] = []
+    for index, sound in enumerate(site.sounds):
+        for language, name in sound.files.items():
+            place = where(("sounds", index, "files", language))
+            path = Path(name) if Path(name).is_absolute() else base_dir / name
+            try:
+                with path.open("rb") as file:
+                    if not file.read(1):
+                        problems.append(Problem(place, f"{path} is empty"))
+            except OSError as e:
+                problems.append(Problem(place, _unreadable(path, e)))
+    if len(problems) == 1:
+        raise SoundFileError(f"{problems[0].location}: {problems[0].message}", problems)
+    if problems:
+        raise SoundFileError(f"{len(problems)} sound files cannot be used", problems)
 
 
 def prepare(site: Site, base_dir: Path, known: Callable[[Iterable[str]], Mapping[str, Audio]],

@@ -56,6 +56,7 @@ def subscribed_mailboxes(user: User, mailboxes: set[str]) -> str:
 
 OUTGOING_CONTEXT = "wildix-outgoing"
 ROUTE_CONTEXT = "wildix-route"
+CLASS_LIMIT_CONTEXT = "wildix-class-limit"
 
 
 def acl_context(group: str) -> str:

@@ -11,8 +11,9 @@ or a counter, which the dialplan does natively and without a round trip per call
    first.
 2. `wildix-route,<class>`: the caller's ACL group (the endpoint's `set_var WILDIX_GROUP`,
    which a SIP client cannot set) must have the class in `acl-<group>`; emergency skips the
-   check. Denied: cause 21 (SIP 403), no trunk is touched. Then the class counter: the call
-   joins `GROUP(class)` first and counts after, so two calls racing for the last place both
+   check. Denied: cause 21 (SIP 403), no trunk is touched. Then the class counter
+   (`wildix-class-limit`, also asked by a procedure's trunk dials): the call joins
+   `GROUP(class)` first and counts after, so two calls racing for the last place both
    count each other and neither slips through (fail closed); over the limit: cause 34
    (SIP 503). GROUP()/GROUP_COUNT() live in Asterisk's memory and leave with the channel
    when it hangs up, so a crashed call never holds a place.
@@ -28,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from wildix_ast.asterisk.names import (
+    CLASS_LIMIT_CONTEXT,
     OUTGOING_CONTEXT,
     ROUTE_CONTEXT,
     acl_context,
@@ -101,10 +103,28 @@ def _forms(plan: NumberingPlan) -> list[Extension]:
     return found
 
 
+def class_limits(site: Site) -> dict[CallClass, int]:
+    """The classes whose calls at once are limited (WMS "appels simultanés max")."""
+    return {c.call_class: c.max_calls for c in site.dialplan.general.classes
+            if c.max_calls is not None}
+
+
+#: What `Gosub(wildix-class-limit,<class>,1)` returns when the class has no place left.
+CLASS_FULL = "full"
+
+
+def _class_limits(site: Site) -> list[Extension]:
+    """One extension per limited class: the call joins the class's group, then counts
+    (fail closed), and returns CLASS_FULL past the limit."""
+    return [_ext(str(call_class), f"Set(GROUP(class)={call_class})",
+                 f"Return(${{IF($[${{GROUP_COUNT({call_class}@class)}} > {limit}]"
+                 f"?{CLASS_FULL}:)}})")
+            for call_class, limit in class_limits(site).items()]
+
+
 def _route(site: Site) -> list[Extension]:
     routes = outgoing(site)
-    limits = {c.call_class: c.max_calls for c in site.dialplan.general.classes
-              if c.max_calls is not None}
+    limits = class_limits(site)
     found: list[Extension] = []
     for call_class in CallClass:
         if call_class is CallClass.INTERNAL:
@@ -118,8 +138,8 @@ def _route(site: Site) -> list[Extension]:
                       f"Hangup({REJECTED})", ("allowed", "NoOp()")]
         limit = limits.get(call_class)
         if limit is not None:
-            steps += [f"Set(GROUP(class)={call_class})",
-                      f"GotoIf($[${{GROUP_COUNT({call_class}@class)}} > {limit}]?full)"]
+            steps += [f"Gosub({CLASS_LIMIT_CONTEXT},{call_class},1)",
+                      f'GotoIf($["${{GOSUB_RETVAL}}" = "{CLASS_FULL}"]?full)']
         group = routes.get(call_class)
         steps += [f"Gosub({trunk_group_context(group)},s,1(${{ARG1}}))" if group
                   else f"Hangup({NO_ROUTE})", "Return()"]
@@ -178,7 +198,8 @@ def dialplan_contexts(site: Site) -> list[Context]:
     """Every context of outgoing routing, in file order."""
     plan = numbering_plan(site)
     contexts = [Context(OUTGOING_CONTEXT, tuple(_forms(plan))),
-                Context(ROUTE_CONTEXT, tuple(_route(site)))]
+                Context(ROUTE_CONTEXT, tuple(_route(site))),
+                Context(CLASS_LIMIT_CONTEXT, tuple(_class_limits(site)))]
     for group in site.groups:
         contexts.append(Context(acl_context(group.name), tuple(
             _ext(str(c), "NoOp()") for c in CallClass if c in group.allowed)))

@@ -23,7 +23,7 @@ Only digits, identifiers, time zones and checked names reach these lines."""
 from __future__ import annotations
 
 from wildix_ast.asterisk import names
-from wildix_ast.asterisk.outgoing import Context, Extension, _ext
+from wildix_ast.asterisk.outgoing import CLASS_FULL, Context, Extension, _ext
 from wildix_ast.call_classes import NumberingPlan
 from wildix_ast.call_groups import CallGroup, Strategy
 from wildix_ast.ivrs import Ivr, IvrTarget
@@ -114,10 +114,16 @@ def application_steps(site: Site, app: Application, j: int) -> list[Step]:
             trunks = [app.trunk] if isinstance(app, DialTrunk) else next(
                 g.trunks for g in site.trunk_groups if g.name == app.trunk_group)
             # A class set earlier must be one the caller's ACL group allows (a trunk's
-            # caller has no group: refused); a trunk returns only to fail over.
+            # caller has no group: refused) and must have a place left under its limit
+            # (the class counter outgoing routing uses); a trunk returns only to fail over.
             acl = names.acl_context("${WILDIX_GROUP}")
+            limited = f"${{DIALPLAN_EXISTS({names.CLASS_LIMIT_CONTEXT},${{WILDIX_CLASS}},1)}}"
             return [f'GotoIf($["${{WILDIX_CLASS}}" != "" & '
                     f'"${{DIALPLAN_EXISTS({acl},${{WILDIX_CLASS}},1)}}" = "0"]?skip-{j})',
+                    f'GotoIf($["${{WILDIX_CLASS}}" = "" | "{limited}" = "0"]?dial-{j})',
+                    f"Gosub({names.CLASS_LIMIT_CONTEXT},${{WILDIX_CLASS}},1)",
+                    f'GotoIf($["${{GOSUB_RETVAL}}" = "{CLASS_FULL}"]?skip-{j})',
+                    (f"dial-{j}", "NoOp()"),
                     *(f"Gosub({names.trunk_context(t)},s,1(${{WILDIX_CALLED}}))"
                       for t in trunks),
                     (f"skip-{j}", "NoOp()")]

@@ -117,7 +117,9 @@ _SQLITE_URL_PREFIXES = ("sqlite:///", "sqlite+pysqlite:///")
 def _sqlite_file(location: str) -> Path | None:
     """The SQLite file `location` names when reading it needs no SQLAlchemy: a plain path,
     or a `sqlite:///PATH` URL spelt simply (no query, no %-escapes, no `file:` URI, not in
-    memory), read as SQLAlchemy reads it (a test holds them equal). None: anything else."""
+    memory), read as SQLAlchemy reads it (a test holds them equal). None: anything else.
+    A render then reads its secrets, and the FastAGI service the revision on every call
+    (~0.01 ms instead of ~1.8 ms), through sqlite3."""
     if "://" not in location:
         return Path(location).expanduser().absolute()
     prefix = next((p for p in _SQLITE_URL_PREFIXES if location.startswith(p)), None)
