@@ -1,7 +1,7 @@
 """Whole-process `wildix-ast apply` of a one-user change on a large site, against Asterisk's
 own reload of the same modules in the same run; and whole-process `wildix-ast render`.
 
-    .venv/bin/python bench/apply.py [--users 10000] [--rounds 2] [--renders 5]
+    .venv/bin/python bench/apply.py [--users 10000] [--rounds 2] [--renders 5] [--renders-only]
 
 Prints, for each round: the wall time of the `wildix-ast apply` process (what a person waits
 for: interpreter start, load, store, render, plan, write, reloads, AMI verification, store
@@ -18,7 +18,8 @@ and for the large site (target < 1 s). Each process's CPU time
 The apply's wall time is split by the moments its progress lines (standard error) arrive:
 before its first reload (start, load, render, plan, checks, journal, writes), reloading
 (until it starts verifying: Asterisk's work, while the store update is prepared alongside),
-and after (verification, store update, generation, exit)."""
+and after (verification, store update, generation, exit). `--renders-only` skips the lab and
+the apply rounds (the render figures alone)."""
 
 from __future__ import annotations
 
@@ -122,15 +123,63 @@ async def _asterisk_reload(compiled_ami: object, modules: list[str],
         return time.perf_counter() - started
 
 
+def _apply_rounds(args: argparse.Namespace, console: Console, env: dict[str, str], tmp: Path,
+                  original: Path, renamed: Path, text: str) -> None:
+    """The apply rounds: a lab with the site, then one-user renames and back."""
+    site = parse_site(text)
+    with open_store(env["WILDIX_AST_DB"]) as store:
+        store.import_site(site)
+        lab = Lab("benchapply", tmp / "labs")
+        target = Target.lab(lab)
+        install_stored_site(store, target)
+        ami = compile_site(site, store, target).ami
+    started = time.perf_counter()
+    lab.start(timeout=300)
+    console.print(f"lab Asterisk with {args.users:,} users booted in "
+                  f"{time.perf_counter() - started:.1f} s")
+    table = Table(title=f"one-user rename, {args.users:,} users", show_edge=False)
+    for column in ("round", "wildix-ast apply (process)", "its CPU", "Asterisk reload",
+                   "ratio", "target", "apply: before reload", "reloading", "after",
+                   "reload (unchanged)", "ratio to it"):
+        table.add_column(column, justify="right")
+    modules = ["res_pjsip.so", "app_voicemail.so"]
+    changed = [lab.etc_dir / "pjsip.conf", lab.etc_dir / "voicemail.conf"]
+    ratios: list[float] = []
+    unchanged_ratios: list[float] = []
+    try:
+        for n in range(args.rounds):
+            for label, path in (("rename", renamed), ("back", original)):
+                whole = _run_apply(["apply", str(path), "--lab", "benchapply"], env)
+                reload = asyncio.run(_asterisk_reload(ami(), modules, changed))
+                unchanged = asyncio.run(_asterisk_reload(ami(), modules))
+                ratios.append(whole.wall / reload)
+                unchanged_ratios.append(whole.wall / unchanged)
+                phases = [f"{p:.2f} s" for p in whole.phases] if whole.phases else ["?"] * 3
+                table.add_row(f"{n + 1} {label}", f"{whole.wall:.2f} s",
+                              f"{whole.cpu:.2f} s", f"{reload:.2f} s",
+                              f"{ratios[-1]:.2f}×", "≤ 1.25×", *phases,
+                              f"{unchanged:.2f} s", f"{unchanged_ratios[-1]:.2f}×")
+    finally:
+        lab.stop()
+    console.print(table)
+    console.print(f"ratio: median {statistics.median(ratios):.2f}×, best "
+                  f"{min(ratios):.2f}× (target ≤ 1.25×); against the reload of unchanged "
+                  f"files: median {statistics.median(unchanged_ratios):.2f}×, best "
+                  f"{min(unchanged_ratios):.2f}×")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--renders", type=int, default=5,
                         help="render processes per site (median and best are shown)")
+    parser.add_argument("--renders-only", action="store_true",
+                        help="only the render processes (no lab, no apply rounds)")
     args = parser.parse_args()
     console = Console(width=200)
-    ensure_rootfs()
+    if not args.renders_only:
+        ensure_rootfs()
     with tempfile.TemporaryDirectory(prefix="wildix-bench-apply-") as tmp_name:
         tmp = Path(tmp_name)
         env = {**os.environ, "WILDIX_AST_DB": str(tmp / "store.sqlite3"),
@@ -141,46 +190,8 @@ def main() -> None:
         renamed = tmp / "renamed.yaml"
         renamed.write_text(text.replace("name: User 0 Dupont-Martin",
                                         "name: User 0 Renamed", 1), encoding="utf-8")
-        site = parse_site(text)
-        with open_store(env["WILDIX_AST_DB"]) as store:
-            store.import_site(site)
-            lab = Lab("benchapply", tmp / "labs")
-            target = Target.lab(lab)
-            install_stored_site(store, target)
-            ami = compile_site(site, store, target).ami
-        started = time.perf_counter()
-        lab.start(timeout=300)
-        console.print(f"lab Asterisk with {args.users:,} users booted in "
-                      f"{time.perf_counter() - started:.1f} s")
-        table = Table(title=f"one-user rename, {args.users:,} users", show_edge=False)
-        for column in ("round", "wildix-ast apply (process)", "its CPU", "Asterisk reload",
-                       "ratio", "target", "apply: before reload", "reloading", "after",
-                       "reload (unchanged)", "ratio to it"):
-            table.add_column(column, justify="right")
-        modules = ["res_pjsip.so", "app_voicemail.so"]
-        changed = [lab.etc_dir / "pjsip.conf", lab.etc_dir / "voicemail.conf"]
-        ratios: list[float] = []
-        unchanged_ratios: list[float] = []
-        try:
-            for n in range(args.rounds):
-                for label, path in (("rename", renamed), ("back", original)):
-                    whole = _run_apply(["apply", str(path), "--lab", "benchapply"], env)
-                    reload = asyncio.run(_asterisk_reload(ami(), modules, changed))
-                    unchanged = asyncio.run(_asterisk_reload(ami(), modules))
-                    ratios.append(whole.wall / reload)
-                    unchanged_ratios.append(whole.wall / unchanged)
-                    phases = [f"{p:.2f} s" for p in whole.phases] if whole.phases else ["?"] * 3
-                    table.add_row(f"{n + 1} {label}", f"{whole.wall:.2f} s",
-                                  f"{whole.cpu:.2f} s", f"{reload:.2f} s",
-                                  f"{ratios[-1]:.2f}×", "≤ 1.25×", *phases,
-                                  f"{unchanged:.2f} s", f"{unchanged_ratios[-1]:.2f}×")
-        finally:
-            lab.stop()
-        console.print(table)
-        console.print(f"ratio: median {statistics.median(ratios):.2f}×, best "
-                      f"{min(ratios):.2f}× (target ≤ 1.25×); against the reload of unchanged "
-                      f"files: median {statistics.median(unchanged_ratios):.2f}×, best "
-                      f"{min(unchanged_ratios):.2f}×")
+        if not args.renders_only:
+            _apply_rounds(args, console, env, tmp, original, renamed, text)
 
         renders = Table(title=f"wildix-ast render (whole process, {args.renders} runs)",
                         show_edge=False)

@@ -321,6 +321,28 @@ def test_write_rendered(files: dict[str, str], tmp_path: Path) -> None:
         write_rendered({"../evil.conf": ""}, tmp_path / "etc")
 
 
+def test_write_rendered_failing_midway_leaves_no_temporary_file(
+        files: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "etc"
+    write_rendered({name: "old\n" for name in files}, out)
+    real_replace, done = os.replace, []
+
+    def third_fails(src: str, dst: str) -> None:
+        if len(done) == 2:
+            raise OSError("disk on fire")
+        done.append(dst)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", third_fails)
+    with pytest.raises(OSError, match="disk on fire"):
+        write_rendered(files, out)
+    # each file is the old text or the new one, never a temporary beside it
+    assert sorted(p.name for p in out.iterdir()) == sorted(files)
+    texts = {p.name: p.read_text(encoding="utf-8") for p in out.iterdir()}
+    assert [n for n in sorted(files) if texts[n] == files[n]] == sorted(files)[:2]
+    assert all(texts[n] == "old\n" for n in sorted(files)[2:])
+
+
 def test_render_command(tmp_path: Path) -> None:
     vault = MemoryVault()
     written = render_to_folder(load_site(EXAMPLE), vault, tmp_path / "out")

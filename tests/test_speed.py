@@ -221,3 +221,141 @@ def test_few_headers_found_as_through_the_index(text: str, names: set[str]) -> N
         (name, text.count("\n", 0, start) + 1,
          text[start:(end + 1) if (end := text.find("\n[", start)) >= 0 else len(text)])
         for name, start in expected]
+
+
+_SQLITE_URLS = ["sqlite:////tmp/x y/store.db", "sqlite:///rel.db", "sqlite:///a@b:c",
+                "sqlite:///~/x", "sqlite+pysqlite:////t#x", "sqlite:///./a/../b.db"]
+
+
+def test_sqlite_url_shortcut_reads_the_file_sqlalchemy_reads() -> None:
+    from wildix_ast.store.database import parse_url, sqlite_path
+    from wildix_ast.store.store import _sqlite_file
+
+    for url in _SQLITE_URLS:
+        assert _sqlite_file(url) == sqlite_path(parse_url(url)), url
+    # anything SQLAlchemy would read differently takes the full path
+    for url in ("sqlite://", "sqlite:///:memory:", "sqlite:///a%20b", "sqlite:///a?mode=ro",
+                "sqlite:///file:x?mode=ro&uri=true", "SQLITE:////tmp/x",
+                "postgresql://u@h/db", "mysql+pymysql://u@h/db"):
+        assert _sqlite_file(url) is None, url
+
+
+def test_secrets_through_sqlite3_equal_those_through_sqlalchemy(tmp_path: Path) -> None:
+    from wildix_ast.secrets_vault import manager_secret, voicemail_pins, with_secrets
+    from wildix_ast.settings_file import load_site
+    from wildix_ast.store import Store, open_store
+    from wildix_ast.store.database import parse_url
+
+    url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    site = load_site(EXAMPLE)
+    with open_store(url) as made:  # a new store: migrated through alembic
+        made.import_site(site)
+        generated = (with_secrets(site, made), voicemail_pins(site, made),
+                     manager_secret(made, "wildix-ast"))
+    fast = open_store(url)
+    full = Store(fast.where, tmp_path / "store.sqlite3", parse_url(url))
+    assert fast._url is None, "a store at head opened through SQLAlchemy"
+    for vault in (fast, full):
+        with vault:
+            assert (with_secrets(site, vault), voicemail_pins(site, vault),
+                    manager_secret(vault, "wildix-ast")) == generated
+            keys = [f"user:{u.extension}:{k}" for u in site.users for k in ("sip", "x")]
+            assert vault.get_secrets(keys) == fast.get_secrets(keys) != {}
+
+
+def test_render_of_a_current_sqlite_url_store_needs_no_sqlalchemy(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    probe = ("import sys; from wildix_ast.cli import main\ntry: main()\nexcept SystemExit: "
+             "pass\nprint(sorted(m for m in sys.modules if m.split('.')[0] in "
+             "('sqlalchemy', 'alembic')))")
+    args = [sys.executable, "-c", probe, "render", str(EXAMPLE), "--out", str(tmp_path / "o"),
+            "--db", url]
+    first = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    assert "'sqlalchemy'" in first  # a new store is made through alembic
+    again = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    assert again.strip().endswith("[]"), again
+
+
+def _matches_by_shape(pattern: str, number: str) -> bool:
+    # call_classes.matches without its compiled regex: the shape's positions one by one
+    from wildix_ast.call_classes import Shape
+
+    shape = Shape.parse(pattern)
+    if not number.isdigit() or len(number) < shape.min_length:
+        return False
+    if not shape.open_end and len(number) != len(shape.positions):
+        return False
+    return all(d in s for d, s in zip(number, shape.positions, strict=False))
+
+
+_PATTERN_TOKENS = st.sampled_from(["0", "1", "3", "9", "X", "Z", "N", "[1-5]", "[67]",
+                                   "[0-9]", "[5-1]", "[2]"])
+_NUMBER_CHARS = st.sampled_from([*"0123456789", "+", "a", "٣", "²", " "])
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(_PATTERN_TOKENS, min_size=1, max_size=6).map("".join), st.booleans(),
+       st.lists(_NUMBER_CHARS, max_size=9).map("".join))
+def test_pattern_regex_agrees_with_the_shape(body: str, open_end: bool, number: str) -> None:
+    from wildix_ast.call_classes import matches
+
+    pattern = body + ("." if open_end else "")
+    assert matches(pattern, number) == _matches_by_shape(pattern, number)
+
+
+def test_time_zone_shortcut_only_accepts_listed_zones(tmp_path: Path) -> None:
+    import zoneinfo
+
+    from wildix_ast.system import _listed_zone
+
+    listed = zoneinfo.available_timezones()
+    assert listed and all(_listed_zone(zone) for zone in listed)
+    for value in ("Europe/../Europe/Paris", "./Europe/Paris", "Europe//Paris", "/Europe/Paris",
+                  "posixrules", "right/Europe/Paris", "posix/Europe/Paris", "Europe",
+                  "Europe/Paris/", "zone.tab", "Mars/Olympus", "", "europe/paris"):
+        assert _listed_zone(value) == (value in listed), value
+    # a zone file under a linked folder, a file not in TZif: the walk lists neither
+    root = tmp_path / "zoneinfo"
+    (root / "Real").mkdir(parents=True)
+    (root / "Real" / "Zone").write_bytes(b"TZif2...")
+    (root / "Real" / "Text").write_bytes(b"# not a zone")
+    (root / "Linked").symlink_to(root / "Real")
+    (root / "Top").write_bytes(b"TZif2...")
+    zoneinfo.reset_tzpath([str(root)])
+    try:
+        listed = zoneinfo.available_timezones()
+        assert listed == {"Real/Zone", "Top"}
+        for value in ("Real/Zone", "Real/Text", "Linked/Zone", "Top", "Real"):
+            assert _listed_zone(value) == (value in listed), value
+    finally:
+        zoneinfo.reset_tzpath()
+
+
+def test_default_preferences_need_none_of_the_user_checks() -> None:
+    # users._preferences_fit skips the shared defaults: they must give it nothing to check
+    from wildix_ast.preferences import NO_PREFERENCES, Preferences
+    from wildix_ast.users import User
+
+    assert Preferences() == NO_PREFERENCES
+    assert NO_PREFERENCES.forward_targets() == []
+    assert not NO_PREFERENCES.internal.mobility and not NO_PREFERENCES.external.mobility
+    assert NO_PREFERENCES.shared_voicemail is None
+    assert User(name="A", extension="101").preferences is NO_PREFERENCES
+
+
+def test_secrets_read_in_one_pass_equal_those_read_by_keys(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    from wildix_ast.store import open_store
+    from wildix_ast.store import store as store_module
+
+    with open_store(str(tmp_path / "store.sqlite3")) as store:
+        store.put_secrets({f"user:{n}:{kind}": f"v{n}{kind}" for n in range(1500)
+                           for kind in ("sip", "voicemail_pin")} | {"manager:x": "m"})
+        wanted = [f"user:{n}:{kind}" for n in range(0, 3000, 2)
+                  for kind in ("sip", "voicemail_pin", "web")] + ["manager:x"]
+        assert len(wanted) > store_module._SECRET_SCAN
+        scanned = store.get_secrets(wanted)
+        monkeypatch.setattr(store_module, "_SECRET_SCAN", len(wanted))
+        assert scanned == store.get_secrets(wanted)
+        assert len(scanned) == 1501 and scanned["user:2:sip"] == "v2sip"

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from wildix_ast.call_classes import DialplanGeneral
 from wildix_ast.feature_codes import FeatureCode, FeatureCodes
-from wildix_ast.model import DEFAULT_PROCEDURE, STRICT
+from wildix_ast.model import DEFAULT_PROCEDURE, STRICT, empty_list
 from wildix_ast.procedures import Procedure as Procedure  # where the store finds it
 
 
@@ -26,7 +26,7 @@ class Dialplan(BaseModel):
     ring_timeout: Annotated[int, Field(ge=5, le=300)] = 20
     #: WMS services from the handset (DND, forwards): wildix_ast/feature_codes.py
     feature_codes: FeatureCodes = Field(default_factory=FeatureCodes)
-    procedures: list[Procedure] = Field(default_factory=list)
+    procedures: list[Procedure] = Field(default_factory=empty_list)
 
     @property
     def procedure_names(self) -> set[str]:

@@ -6,7 +6,7 @@ from pydantic import BaseModel, Field
 
 from wildix_ast.call_classes import DEFAULT_ALLOWED, CallClass
 from wildix_ast.fields import FreeText, Identifier
-from wildix_ast.model import STRICT
+from wildix_ast.model import STRICT, empty_list
 
 
 class Group(BaseModel):
@@ -16,9 +16,9 @@ class Group(BaseModel):
 
     name: Identifier
     description: FreeText | None = None
-    allow: list[CallClass] = Field(default_factory=list)
+    allow: list[CallClass] = Field(default_factory=empty_list)
     """Classes granted beyond the fail-closed defaults (international, premium)."""
-    deny: list[CallClass] = Field(default_factory=list)
+    deny: list[CallClass] = Field(default_factory=empty_list)
     """Default classes taken away; emergency cannot be (it always goes out)."""
 
     @property

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_va
 
 from wildix_ast.fields import Extension, NumberText
 from wildix_ast.fields import _pattern as pattern
-from wildix_ast.model import STRICT
+from wildix_ast.model import STRICT, empty_list
 
 VOICEMAIL = "VOICEMAIL"
 """A forward to the user's own mailbox (the WMS word for it)."""
@@ -98,9 +98,9 @@ class Preferences(BaseModel):
     internal: ClassPreferences = Field(default_factory=ClassPreferences)
     external: ClassPreferences = Field(default_factory=ClassPreferences)
     whitelist: Annotated[list[CallerPattern], Field(max_length=500)] = Field(
-        default_factory=list)
+        default_factory=empty_list)
     blacklist: Annotated[list[CallerPattern], Field(max_length=500)] = Field(
-        default_factory=list)
+        default_factory=empty_list)
     dnd: bool = False
     """Do not disturb: calls take the busy path (forward-busy, else the busy mailbox)."""
     shared_voicemail: Extension | None = None
@@ -148,6 +148,16 @@ class Preferences(BaseModel):
         if self.hotline is not None:
             found.append(("hotline.number", self.hotline.number))
         return found
+
+
+NO_PREFERENCES = Preferences()
+"""Every default: what a user whose settings give no preferences has. Models are frozen
+values, so all those users share this one (building one per user took a quarter of the
+validation of a 10,000-user site)."""
+
+
+def no_preferences() -> Preferences:
+    return NO_PREFERENCES
 
 
 def caller_matches(pattern: str, caller: str) -> bool:

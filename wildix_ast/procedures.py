@@ -27,7 +27,7 @@ from wildix_ast.fields import (
     Width,
     _pattern,
 )
-from wildix_ast.model import STRICT
+from wildix_ast.model import STRICT, empty_list
 
 _TOKEN = r"(?:[0-9*#XZN]|\[(?:[0-9](?:-[0-9])?)+\])"
 CalledNumber = Annotated[str, Width(32, exact=True), NumberText, _pattern(
@@ -184,7 +184,7 @@ class Procedure(BaseModel):
 
     name: Identifier
     description: FreeText | None = None
-    numbers: list[Number] = Field(default_factory=list)
+    numbers: list[Number] = Field(default_factory=empty_list)
 
     def goes_to(self) -> list[tuple[int, int, str]]:
         """(number index, application index, procedure) of every jump to a procedure."""

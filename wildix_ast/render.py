@@ -24,7 +24,7 @@ from wildix_ast.asterisk import registry
 from wildix_ast.asterisk.base import HEADER, RenderInput
 from wildix_ast.asterisk_paths import AsteriskPaths
 from wildix_ast.errors import Problem, RenderError
-from wildix_ast.files import write_atomic
+from wildix_ast.files import write_atomic_all
 from wildix_ast.site import Site
 from wildix_ast.sound_audio import SoundLibrary
 
@@ -156,10 +156,9 @@ def write_rendered(files: dict[str, str], out_dir: Path) -> list[Path]:
     """Write each file atomically into `out_dir` (mode 0640: the files hold secrets).
     Returns the written paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    for name, text in sorted(files.items()):
+    ordered = dict(sorted(files.items()))
+    for name in ordered:
         if "/" in name or name.startswith("."):
             raise RenderError(f"refusing to write {name!r} outside {out_dir}")
-        write_atomic(out_dir / name, text)
-        written.append(out_dir / name)
-    return written
+    write_atomic_all(out_dir, ordered)
+    return [out_dir / name for name in ordered]

@@ -2,44 +2,52 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
 import yaml_rs
 from pydantic import ValidationError
 
 from wildix_ast.errors import Problem, SettingsError
 from wildix_ast.site import Site
 
+if TYPE_CHECKING:
+    import yaml
+
 MAX_SIZE = 64 * 1024 * 1024
 
 
-_Base: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class _StrictLoader(_Base):  # type: ignore[valid-type,misc]
+# PyYAML (a fifth of a short command's imports) is loaded only to explain a problem or to
+# write a settings file: yaml-rs reads them.
+@functools.cache
+def _strict_loader() -> type[yaml.SafeLoader]:
     """The safe loader (libyaml's when present: 50,000 users parse in seconds, not minutes)
     that refuses duplicate keys instead of silently keeping the last one."""
+    import yaml
 
+    base: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode,
-                       deep: bool = False) -> dict[Any, Any]:
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r} (first at line {seen[key] + 1})",
-                key_node.start_mark)
-        seen[key] = key_node.start_mark.line
-    mapping: dict[Any, Any] = loader.construct_mapping(node, deep=deep)
-    return mapping
+    class StrictLoader(base):  # type: ignore[valid-type,misc]
+        pass
 
+    def construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode,
+                          deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first at line {seen[key] + 1})",
+                    key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        mapping: dict[Any, Any] = loader.construct_mapping(node, deep=deep)
+        return mapping
 
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-                              _construct_mapping)
+    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+                                 construct_mapping)
+    return StrictLoader
 
 
 def location(loc: tuple[str | int, ...]) -> str:
@@ -54,6 +62,8 @@ def location(loc: tuple[str | int, ...]) -> str:
 
 
 def _line_of(root: yaml.Node | None, loc: tuple[str | int, ...]) -> int | None:
+    import yaml
+
     node = root
     line = None
     for part in loc:
@@ -92,8 +102,10 @@ def problems_from(error: ValidationError, root: yaml.Node | None = None,
 
 
 def _located_yaml_problem(text: str, source: str, fast_error: Exception) -> Problem:
+    import yaml
+
     try:
-        yaml.load(text, Loader=_StrictLoader)
+        yaml.load(text, Loader=_strict_loader())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
@@ -123,9 +135,11 @@ def parse_site(text: str, source: str = "<settings>") -> Site:
     except ValidationError as exc:
         # Line numbers cost a second parse, paid only when there is something to report.
         # PyYAML (YAML 1.1) refuses a few texts yaml-rs (YAML 1.2) reads: then no lines.
+        import yaml
+
         root: yaml.Node | None
         try:
-            root = yaml.compose(text, Loader=_StrictLoader)
+            root = yaml.compose(text, Loader=_strict_loader())
         except yaml.YAMLError:
             root = None
         problems = problems_from(exc, root, f"{Path(source).name} ")
@@ -153,6 +167,8 @@ def load_site(path: Path) -> Site:
 
 def dump_site(site: Site, *, include_secrets: bool) -> str:
     """The settings file for `site`: defaults left out, so it reads like what a person wrote."""
+    import yaml
+
     data = site.model_dump(mode="json", exclude_defaults=True)
     data.setdefault("users", [])
     if not include_secrets:
@@ -171,10 +187,12 @@ def locator(path: Path) -> Callable[[tuple[str | int, ...]], str]:
     root: list[yaml.Node | None] = []
 
     def locate(loc: tuple[str | int, ...]) -> str:
+        import yaml
+
         if not root:
             try:
                 root.append(yaml.compose(path.read_text(encoding="utf-8"),
-                                         Loader=_StrictLoader))
+                                         Loader=_strict_loader()))
             except (OSError, UnicodeDecodeError, yaml.YAMLError):
                 root.append(None)
         line = _line_of(root[0], loc)

@@ -13,7 +13,7 @@ from wildix_ast.call_groups import CallGroup
 from wildix_ast.dialplan import Dialplan
 from wildix_ast.groups import Group
 from wildix_ast.ivrs import Ivr
-from wildix_ast.model import DEFAULT_GROUP, STRICT
+from wildix_ast.model import DEFAULT_GROUP, STRICT, empty_list
 from wildix_ast.references import reference_errors
 from wildix_ast.sounds import Sound
 from wildix_ast.system import System
@@ -30,13 +30,13 @@ class Site(BaseModel):
     system: System = Field(default_factory=System)
     groups: list[Group] = Field(default_factory=lambda: [Group(name=DEFAULT_GROUP)])
     dialplan: Dialplan = Field(default_factory=Dialplan)
-    users: list[User] = Field(default_factory=list)
-    trunks: list[Trunk] = Field(default_factory=list)
-    trunk_groups: list[TrunkGroup] = Field(default_factory=list)
-    sounds: list[Sound] = Field(default_factory=list)
-    time_frames: list[TimeFrame] = Field(default_factory=list)
-    call_groups: list[CallGroup] = Field(default_factory=list)
-    ivrs: list[Ivr] = Field(default_factory=list)
+    users: list[User] = Field(default_factory=empty_list)
+    trunks: list[Trunk] = Field(default_factory=empty_list)
+    trunk_groups: list[TrunkGroup] = Field(default_factory=empty_list)
+    sounds: list[Sound] = Field(default_factory=empty_list)
+    time_frames: list[TimeFrame] = Field(default_factory=empty_list)
+    call_groups: list[CallGroup] = Field(default_factory=empty_list)
+    ivrs: list[Ivr] = Field(default_factory=empty_list)
 
     @model_validator(mode="wrap")
     @classmethod

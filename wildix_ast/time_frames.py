@@ -14,7 +14,7 @@ from typing import Annotated, Self
 from pydantic import BaseModel, BeforeValidator, Field, model_validator
 
 from wildix_ast.fields import FreeText, Identifier, _pattern
-from wildix_ast.model import STRICT
+from wildix_ast.model import STRICT, empty_list
 
 
 class Weekday(StrEnum):
@@ -91,4 +91,4 @@ class TimeFrame(BaseModel):
     name: Identifier
     description: FreeText | None = None
     weekly: Annotated[list[WeeklyRule], Field(min_length=1)]
-    holidays: list[Holiday] = Field(default_factory=list)
+    holidays: list[Holiday] = Field(default_factory=empty_list)

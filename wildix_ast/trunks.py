@@ -16,7 +16,7 @@ from typing import Annotated, Self
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from wildix_ast.fields import FreeText, Identifier, NumberText, PhoneNumber, Port, _pattern
-from wildix_ast.model import STRICT
+from wildix_ast.model import STRICT, empty_list
 from wildix_ast.system import Codec
 
 Host = Annotated[str, _pattern(
@@ -94,7 +94,7 @@ class Trunk(BaseModel):
     """A proxy every request to the provider goes through (loose routing)."""
     username: SipUser | None = None
     secret: TrunkSecret | None = Field(default=None, repr=False)
-    addresses: list[IPv4Address] = Field(default_factory=list)
+    addresses: list[IPv4Address] = Field(default_factory=empty_list)
     """IP trunks: the provider's addresses (default: `host`, when it is an address)."""
     caller_id: CallerIdMode = CallerIdMode.OFFICE_DID
     main_number: PhoneNumber | None = None
@@ -102,7 +102,7 @@ class Trunk(BaseModel):
     codecs: list[Codec] = Field(default_factory=lambda: [Codec.ALAW, Codec.ULAW],
                                 min_length=1)
     max_calls: Annotated[int, Field(ge=1, le=10000)] | None = None
-    dids: list[DidRange] = Field(default_factory=list)
+    dids: list[DidRange] = Field(default_factory=empty_list)
     """The DIDs the provider sends calls to (none: any number); a call to another number
     is refused (404)."""
     procedure: Identifier | None = None

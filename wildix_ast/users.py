@@ -10,7 +10,7 @@ from pydantic import AfterValidator, BaseModel, Field, model_validator
 from wildix_ast.fields import Email, Extension, FreeText, Identifier, Language, Login, PhoneNumber
 from wildix_ast.model import DEFAULT_GROUP, DEFAULT_PROCEDURE, STRICT
 from wildix_ast.passwords import is_password_hash, password_problems
-from wildix_ast.preferences import Preferences
+from wildix_ast.preferences import NO_PREFERENCES, Preferences, no_preferences
 
 
 class UserType(StrEnum):
@@ -70,11 +70,13 @@ class User(BaseModel):
     fax_dialplan: Identifier = DEFAULT_PROCEDURE
     web_password: WebPassword | None = Field(default=None, repr=False)
     sip_password: Password | None = Field(default=None, repr=False)
-    preferences: Preferences = Field(default_factory=Preferences)
+    preferences: Preferences = Field(default_factory=no_preferences)
 
     @model_validator(mode="after")
     def _preferences_fit(self) -> User:
         # Rules between the preferences and the user's own fields (wildix_ast.preferences).
+        if self.preferences is NO_PREFERENCES:
+            return self  # the defaults forward nowhere, ring no mobile, share no mailbox
         for where, number in self.preferences.forward_targets():
             if number == self.extension:
                 raise ValueError(f"preferences.{where}: {number} is this user's own "

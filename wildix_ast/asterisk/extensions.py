@@ -15,7 +15,7 @@ names never do.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
 
 from wildix_ast.asterisk import names
 from wildix_ast.asterisk.base import (
@@ -32,18 +32,20 @@ from wildix_ast.asterisk.res_parking import orbits
 from wildix_ast.asterisk.services import service_contexts
 from wildix_ast.call_classes import NumberingPlan
 from wildix_ast.call_user import CALL_USER_ROUTE, MAX_FORWARDS
-from wildix_ast.conf import Section
 from wildix_ast.errors import Problem
 from wildix_ast.routing import numbering_plan
+
+if TYPE_CHECKING:
+    from wildix_ast.conf import Section
 
 _NOT_CONTEXTS = ("general", "globals")
 _EXTEN = re.compile(r"^[^,]+,\s*(\d+|n|hint|n\+\d+)(\([^)]*\))?\s*,.*$")
 _SAME = re.compile(r"^(n|\d+|n\+\d+)(\([^)]*\))?\s*,.*$")
 
 
-@dataclass(frozen=True)
-class Call:
-    """A dialplan extension that calls a user through the shared subroutine."""
+class Call(NamedTuple):
+    """A dialplan extension that calls a user through the shared subroutine (a named tuple:
+    immutable, and cheap to build by the thousand)."""
 
     number: str
     extension: str

@@ -16,14 +16,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
 
 from wildix_ast.asterisk.base import ConfigFile, ObjectKinds, Reload, RenderInput, View
 from wildix_ast.asterisk.names import has_mailbox, procedure_context, subscribed_mailboxes
 from wildix_ast.asterisk.outgoing import pjsip_trunks
-from wildix_ast.conf import Section
 from wildix_ast.errors import Problem, RenderError
 from wildix_ast.site import Site
 from wildix_ast.system import Codec
+
+if TYPE_CHECKING:
+    from wildix_ast.conf import Section
 
 _STACK = (
     "res_sorcery_config.so", "res_sorcery_memory.so", "res_sorcery_astdb.so",
@@ -75,8 +78,10 @@ class Transport:
     priv_key_file: str | None = None
 
 
-@dataclass(frozen=True)
-class Endpoint:
+class Endpoint(NamedTuple):
+    """A user's phone: its endpoint, auth and AOR. A named tuple, immutable like the other
+    views' dataclasses but built in a quarter of the time (one per user)."""
+
     name: str
     auth: str
     username: str
@@ -130,16 +135,19 @@ def _view(given: RenderInput) -> View:
     rtp_address = sip.rtp_address
     default_language = site.system.language_region.language
     boxes = {u.extension for u in site.users if has_mailbox(u)}
+    # the same for every endpoint: read once, not once per user
+    media_address = None if rtp_address is None else str(rtp_address)
+    rtp_timeout, rtp_hold_timeout = sip.rtp_timeout, sip.rtp_hold_timeout
+    session_expires, srtp = sip.session_expires, sip.tls
     endpoints = [
         Endpoint(name=u.extension, auth=f"{u.extension}-auth", username=u.extension,
                  password=u.sip_password or "", aor=u.extension,
                  callerid=f'"{u.name}" <{u.extension}>',
                  language=u.language or default_language,
                  context=procedure_context(u.dialplan), codecs=allow,
-                 mailbox=subscribed_mailboxes(u, boxes),
-                 media_address=None if rtp_address is None else str(rtp_address),
-                 rtp_timeout=sip.rtp_timeout, rtp_hold_timeout=sip.rtp_hold_timeout,
-                 session_expires=sip.session_expires, srtp=sip.tls,
+                 mailbox=subscribed_mailboxes(u, boxes), media_address=media_address,
+                 rtp_timeout=rtp_timeout, rtp_hold_timeout=rtp_hold_timeout,
+                 session_expires=session_expires, srtp=srtp,
                  variables=[f"WILDIX_GROUP={u.group}",
                             *([f"WILDIX_DID={u.office_did}"] if u.office_did else [])])
         for u in site.users if u.type.has_phone]
