@@ -24,7 +24,7 @@ from typing import Annotated, Self
 
 from pydantic import BaseModel, Field, model_validator
 
-from wildix_ast.fields import NumberText, _pattern
+from wildix_ast.fields import pattern
 from wildix_ast.model import STRICT, empty_list
 
 
@@ -47,10 +47,10 @@ EXTERNAL_CLASSES = tuple(c for c in CallClass if c is not CallClass.INTERNAL)
 # WMS / Asterisk pattern syntax without the leading '_': digits, X (0-9), Z (1-9), N (2-9),
 # [..] sets of digits and ranges, and a trailing '.' (one or more digits).
 _TOKEN = r"(?:[0-9XZN]|\[(?:[0-9](?:-[0-9])?)+\])"
-NumberPattern = Annotated[str, NumberText, _pattern(
+NumberPattern = Annotated[str, pattern(
     rf"{_TOKEN}{{1,20}}\.?", "number pattern (digits, X, Z, N, [1-5] sets, a final '.')")]
-Prefix = Annotated[str, NumberText, _pattern(r"[0-9]{1,4}", "prefix (1 to 4 digits)")]
-ShortNumber = Annotated[str, NumberText, _pattern(r"[0-9]{2,8}", "short number (2 to 8 "
+Prefix = Annotated[str, pattern(r"[0-9]{1,4}", "prefix (1 to 4 digits)")]
+ShortNumber = Annotated[str, pattern(r"[0-9]{2,8}", "short number (2 to 8 "
                                                   "digits)")]
 
 
@@ -110,7 +110,7 @@ COUNTRY_TABLES: dict[str, CountryTable] = {
 }
 
 
-GroupName = Annotated[str, _pattern(r"[A-Za-z][A-Za-z0-9_-]{0,39}", "identifier (a letter, "
+GroupName = Annotated[str, pattern(r"[A-Za-z][A-Za-z0-9_-]{0,39}", "identifier (a letter, "
                                     "then letters, digits, '_' or '-', 40 at most)")]
 
 
@@ -133,7 +133,7 @@ class DialplanGeneral(BaseModel):
 
     model_config = STRICT
 
-    national_prefix: Annotated[str, NumberText, _pattern(
+    national_prefix: Annotated[str, pattern(
         r"[0-9]{0,4}", "national prefix (up to 4 digits; '' where there is none)")] | None = None
     international_prefix: Prefix | None = None
     outside_line_prefix: Prefix | None = None
