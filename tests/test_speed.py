@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
 from wildix_ast import cli, conf, fields
+from wildix_ast.call_classes import COUNTRY_TABLES, NumberRule, first_match, matches
 from wildix_ast.fields import TEXT_FORBIDDEN, FreeText
 from wildix_ast.passwords import (
     _DEFAULT_WORDS,
@@ -381,3 +382,17 @@ def test_secrets_read_in_one_pass_equal_those_read_by_keys(tmp_path: Path,
         monkeypatch.setattr(store_module, "_SECRET_SCAN", len(wanted))
         assert scanned == store.get_secrets(wanted)
         assert len(scanned) == 1501 and scanned["user:2:sip"] == "v2sip"
+
+
+def _first_by_loop(rules: tuple[NumberRule, ...], number: str) -> NumberRule | None:
+    return next((r for r in rules if matches(r.pattern, number)), None)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.sampled_from(sorted(COUNTRY_TABLES)), st.booleans(),
+       st.text(alphabet="0123456789+", min_size=0, max_size=14))
+def test_one_regex_finds_the_first_rule_like_the_loop(country: str, short: bool,
+                                                      number: str) -> None:
+    table = COUNTRY_TABLES[country]
+    rules = table.short_numbers if short else table.number_rules
+    assert first_match(rules)(number) == _first_by_loop(rules, number)
