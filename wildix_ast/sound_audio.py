@@ -79,8 +79,9 @@ def convert(data: bytes, suffix: str, where: str) -> Audio:
         for fmt, rate in FORMATS.items():
             target = Path(tmp) / f"out-{fmt}.wav"
             try:
+                # -R: the same dither every time, so the same file converts to the same bytes
                 done = subprocess.run(
-                    [sox, "-q", str(source), "-r", str(rate), "-c", "1", "-b", "16",
+                    [sox, "-q", "-R", str(source), "-r", str(rate), "-c", "1", "-b", "16",
                      "-e", "signed-integer", "-t", "wav", str(target)],
                     capture_output=True, text=True, timeout=SOX_TIMEOUT, check=False)
             except subprocess.TimeoutExpired:
