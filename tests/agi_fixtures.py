@@ -40,10 +40,17 @@ class AgiService:
 @contextmanager
 def agi_service(*args: str, timeout: float = 20.0) -> Iterator[AgiService]:
     """Start `wildix-ast agi serve` on a free loopback port; stopped on exit."""
-    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
-    # The service opens its store at start: never the shared default one in a test.
-    env.setdefault("WILDIX_AST_DB", str(Path(tempfile.mkdtemp(prefix="agi-store-"))
-                                        / "store.sqlite3"))
+    with tempfile.TemporaryDirectory(prefix="agi-store-") as scratch:
+        env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
+        # The service opens its store at start: never the shared default one in a test.
+        env.setdefault("WILDIX_AST_DB", str(Path(scratch) / "store.sqlite3"))
+        with _agi_process(args, env, timeout) as service:
+            yield service
+
+
+@contextmanager
+def _agi_process(args: tuple[str, ...], env: dict[str, str], timeout: float
+                 ) -> Iterator[AgiService]:
     process = subprocess.Popen(
         [sys.executable, "-m", "wildix_ast", "agi", "serve", "--host", "127.0.0.1",
          "--port", "0", *args],
