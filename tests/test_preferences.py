@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
+from wildix_ast import fields
 from wildix_ast.errors import SettingsError, StoreError
 from wildix_ast.preferences import (
     CallerPattern,
@@ -58,7 +59,7 @@ def user(**preferences: Any) -> User:
 
 
 def problems(error: ValidationError) -> list[tuple[str, str]]:
-    return [(".".join(str(p) for p in e["loc"]), e["msg"]) for e in error.errors()]
+    return [(".".join(str(p) for p in e["loc"]), fields.message(e)) for e in error.errors()]
 
 
 # --- the model -------------------------------------------------------------------------------
@@ -88,7 +89,7 @@ def test_the_settings_file_sets_every_field() -> None:
      "not a valid ringtone name"),
     ({"internal": {"mobility_delay": 500}}, "preferences.internal.mobility_delay",
      "less than or equal to 120"),
-    ({"external": {"rejects": True}}, "preferences.external.rejects", "Extra inputs"),
+    ({"external": {"rejects": True}}, "preferences.external.rejects", "unknown setting"),
     ({"blacklist": ["+33 6"]}, "preferences.blacklist.0", "not a valid caller number"),
     ({"hotline": {"number": "${EXTEN}"}}, "preferences.hotline.number",
      "not a valid number to dial"),

@@ -37,7 +37,7 @@ def test_edit_assignments() -> None:
 
 
 @pytest.mark.parametrize(("assignment", "where", "message"), [
-    ("external.rejects=1", "external.rejects", "Extra inputs are not permitted"),
+    ("external.rejects=1", "external.rejects", "unknown setting"),
     ("dnd+=1", "dnd", "+= works on lists"),
     ("external.call_timeout=abc", "external.call_timeout", "valid integer"),
     ("blacklist-=+339", "blacklist", "+339 is not in the blacklist"),

@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from pydantic import TypeAdapter, ValidationError
 
-from wildix_ast import cli, conf
-from wildix_ast.fields import TEXT_FORBIDDEN, _free_text
+from wildix_ast import cli, conf, fields
+from wildix_ast.call_classes import COUNTRY_TABLES, NumberRule, first_match, matches
+from wildix_ast.fields import TEXT_FORBIDDEN, FreeText
 from wildix_ast.passwords import (
     _DEFAULT_WORDS,
     SPECIALS,
@@ -44,15 +46,18 @@ def test_password_shortcut_on_generated_and_default_passwords() -> None:
         assert password_problems(candidate) == _detailed_problems(candidate)
 
 
+_FREE_TEXT = TypeAdapter(FreeText)
+
+
 def _free_text_outcome(value: str) -> str:
     try:
-        return "ok:" + _free_text(value)
-    except ValueError as error:
-        return "error:" + str(error)
+        return "ok:" + _FREE_TEXT.validate_python(value)
+    except ValidationError as error:
+        return "error:" + fields.message(error.errors()[0])
 
 
 def _detailed_free_text(value: str) -> str:
-    # the checks of fields._free_text without its one-regex shortcut
+    # what FreeText's one Rust pattern stands for, in Python's own terms
     from wildix_ast.fields import _CONTROL
 
     if _CONTROL.search(value):
@@ -66,9 +71,27 @@ def _detailed_free_text(value: str) -> str:
 
 
 @settings(max_examples=1000, deadline=None)
-@given(st.lists(_CHARS, max_size=12).map("".join))
-def test_free_text_shortcut_agrees_with_the_detailed_checks(value: str) -> None:
+@given(st.lists(_CHARS, min_size=1, max_size=12).map("".join))
+def test_free_text_pattern_agrees_with_the_detailed_checks(value: str) -> None:
     assert _free_text_outcome(value) == _detailed_free_text(value)
+
+
+def test_free_text_pattern_agrees_on_every_character() -> None:
+    # Rust's Unicode classes against Python's str.strip() and the forbidden set, for each
+    # code point inside a name and at its end
+    from wildix_ast.fields import _CONTROL
+
+    chars = [chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000]
+    inside = {c for c in chars if _CONTROL.match(c) or c in TEXT_FORBIDDEN}
+    at_end = inside | {c for c in chars if not c.strip()}
+    for form, expected in (("a{}a", inside), ("a{}", at_end)):
+        values = [form.format(c) for c in chars]
+        try:
+            TypeAdapter(list[FreeText]).validate_python(values)
+            refused = set()
+        except ValidationError as error:
+            refused = {chars[int(e["loc"][0])] for e in error.errors()}
+        assert refused == expected, sorted(refused ^ expected)[:5]
 
 
 def test_parsed_chunks_are_copies() -> None:
@@ -359,3 +382,17 @@ def test_secrets_read_in_one_pass_equal_those_read_by_keys(tmp_path: Path,
         monkeypatch.setattr(store_module, "_SECRET_SCAN", len(wanted))
         assert scanned == store.get_secrets(wanted)
         assert len(scanned) == 1501 and scanned["user:2:sip"] == "v2sip"
+
+
+def _first_by_loop(rules: tuple[NumberRule, ...], number: str) -> NumberRule | None:
+    return next((r for r in rules if matches(r.pattern, number)), None)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.sampled_from(sorted(COUNTRY_TABLES)), st.booleans(),
+       st.text(alphabet="0123456789+", min_size=0, max_size=14))
+def test_one_regex_finds_the_first_rule_like_the_loop(country: str, short: bool,
+                                                      number: str) -> None:
+    table = COUNTRY_TABLES[country]
+    rules = table.short_numbers if short else table.number_rules
+    assert first_match(rules)(number) == _first_by_loop(rules, number)

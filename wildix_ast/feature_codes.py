@@ -29,11 +29,11 @@ from typing import Annotated
 from pydantic import BaseModel
 
 from wildix_ast.errors import WildixError
-from wildix_ast.fields import Width, _pattern
+from wildix_ast.fields import Width, pattern
 from wildix_ast.model import STRICT
 from wildix_ast.preferences import VOICEMAIL, Preferences
 
-FeatureCode = Annotated[str, Width(8), _pattern(
+FeatureCode = Annotated[str, Width(8), pattern(
     r"\*[0-9]{1,4}|[0-9]{2,8}", "feature code ('*' and up to 4 digits, or 2 to 8 digits)")]
 
 

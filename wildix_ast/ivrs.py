@@ -6,10 +6,10 @@ from typing import Annotated, Self
 
 from pydantic import BaseModel, Field, model_validator
 
-from wildix_ast.fields import Extension, FreeText, Identifier, _pattern
+from wildix_ast.fields import Extension, FreeText, Identifier, pattern
 from wildix_ast.model import STRICT
 
-Digit = Annotated[str, _pattern(r"[0-9*#]", "key (one of 0-9, * or #)")]
+Digit = Annotated[str, pattern(r"[0-9*#]", "key (one of 0-9, * or #)")]
 
 TARGET_FIELDS = ("user", "call_group", "procedure", "voicemail")
 

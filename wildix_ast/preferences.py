@@ -17,21 +17,21 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
-from wildix_ast.fields import Extension, NumberText
-from wildix_ast.fields import _pattern as pattern
+from wildix_ast import fields
+from wildix_ast.fields import Extension, pattern
 from wildix_ast.model import STRICT, empty_list
 
 VOICEMAIL = "VOICEMAIL"
 """A forward to the user's own mailbox (the WMS word for it)."""
 
 
-ForwardTarget = Annotated[str, NumberText, pattern(
+ForwardTarget = Annotated[str, pattern(
     r"VOICEMAIL|\+?[0-9]{2,20}",
     "forward destination (an extension, a phone number, or VOICEMAIL)")]
 """Where a forward sends the call: a number dialled with the user's own rights (an external
 number goes through the user's outgoing routing and ACL group), or VOICEMAIL."""
 
-CallerPattern = Annotated[str, NumberText, pattern(
+CallerPattern = Annotated[str, pattern(
     r"\+?[0-9]{2,20}\*?",
     "caller number (an extension, or a number in E.164 like '+33612345678'; a final '*' "
     "matches every number that starts so)")]
@@ -84,7 +84,7 @@ class Hotline(BaseModel):
 
     model_config = STRICT
 
-    number: Annotated[str, NumberText, pattern(
+    number: Annotated[str, pattern(
         r"\+?[0-9]{2,20}", "number to dial (an extension or a phone number)")]
     delay: Delay = 0
 
@@ -202,8 +202,7 @@ def edit(preferences: Preferences, assignments: list[str]) -> Preferences:
     try:
         return Preferences.model_validate(data)
     except ValidationError as exc:
-        located = [Problem(".".join(str(p) for p in e["loc"]),
-                           e["msg"].removeprefix("Value error, "))
+        located = [Problem(".".join(str(p) for p in e["loc"]), fields.message(e))
                    for e in exc.errors(include_url=False)]
         raise SettingsError("the preferences were not changed", located) from None
 

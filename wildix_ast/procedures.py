@@ -22,22 +22,21 @@ from wildix_ast.fields import (
     FreeText,
     Identifier,
     Language,
-    NumberText,
     PhoneNumber,
     Width,
-    _pattern,
+    pattern,
 )
 from wildix_ast.model import STRICT, empty_list
 
 _TOKEN = r"(?:[0-9*#XZN]|\[(?:[0-9](?:-[0-9])?)+\])"
-CalledNumber = Annotated[str, Width(32, exact=True), NumberText, _pattern(
+CalledNumber = Annotated[str, Width(32, exact=True), pattern(
     rf"\+?{_TOKEN}{{1,24}}\.?",
     "called number (digits, '*', '#', an optional leading '+', X, Z, N, [1-5] sets, "
     "a final '.')")]
-CallerName = Annotated[str, Field(min_length=1, max_length=40), _pattern(
+CallerName = Annotated[str, Field(min_length=1, max_length=40), pattern(
     r"[\w.'+-](?:[\w .'+-]*[\w.'+-])?", "caller name (letters, digits, spaces, . ' + -)")]
 """Printed into Set(CALLERID(name)=...): no comma, parenthesis or '$' can reach it."""
-Prefix = Annotated[str, NumberText, _pattern(r"\+?[0-9]{0,20}", "digits to prepend "
+Prefix = Annotated[str, pattern(r"\+?[0-9]{0,20}", "digits to prepend "
                                              "(an optional '+' and up to 20 digits)")]
 
 

@@ -72,7 +72,7 @@ class _BytecodeCache(jinja2.FileSystemBytecodeCache):
 
 
 def _bytecode_cache() -> jinja2.BytecodeCache | None:
-    from wildix_ast.lab.rootfs import cache_dir
+    from wildix_ast.cache import cache_dir
 
     folder = cache_dir() / "jinja"
     try:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import yaml_rs
 from pydantic import ValidationError
 
+from wildix_ast import fields
 from wildix_ast.errors import Problem, SettingsError
 from wildix_ast.site import Site
 
@@ -88,11 +89,7 @@ def problems_from(error: ValidationError, root: yaml.Node | None = None,
     problems = []
     for err in error.errors(include_url=False):
         loc = tuple(err["loc"])
-        message = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            loc, message = loc, "unknown setting (check its spelling and its section)"
-        elif err["type"] == "missing":
-            message = "is required"
+        message = fields.message(err)
         where = location(loc)
         line = _line_of(root, loc) if root is not None else None
         if line is not None:

@@ -13,10 +13,10 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
-from wildix_ast.fields import FreeText, Identifier, Language, Width, _pattern
+from wildix_ast.fields import FreeText, Identifier, Language, Width, pattern
 from wildix_ast.model import STRICT
 
-SourceFile = Annotated[str, Width(255), Field(min_length=1, max_length=255), _pattern(
+SourceFile = Annotated[str, Width(255), Field(min_length=1, max_length=255), pattern(
     r"[^\x00-\x1f\x7f]*\.(?:wav|WAV|mp3|MP3)", "path of a .wav or .mp3 file")]
 """Relative paths are read from the settings file's folder."""
 

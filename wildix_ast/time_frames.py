@@ -13,7 +13,7 @@ from typing import Annotated, Self
 
 from pydantic import BaseModel, BeforeValidator, Field, model_validator
 
-from wildix_ast.fields import FreeText, Identifier, _pattern
+from wildix_ast.fields import FreeText, Identifier, pattern
 from wildix_ast.model import STRICT, empty_list
 
 
@@ -34,7 +34,7 @@ def _quoted_time(value: object) -> object:
     return value
 
 
-ClockTime = Annotated[str, BeforeValidator(_quoted_time), _pattern(
+ClockTime = Annotated[str, BeforeValidator(_quoted_time), pattern(
     r"(?:[01][0-9]|2[0-3]):[0-5][0-9]", "time of day (HH:MM, 00:00 to 23:59)")]
 
 _MINUTES = re.compile(r"(\d\d):(\d\d)")

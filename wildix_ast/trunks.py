@@ -15,23 +15,23 @@ from typing import Annotated, Self
 
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
-from wildix_ast.fields import FreeText, Identifier, NumberText, PhoneNumber, Port, _pattern
+from wildix_ast.fields import FreeText, Identifier, PhoneNumber, Port, pattern
 from wildix_ast.model import STRICT, empty_list
 from wildix_ast.system import Codec
 
-Host = Annotated[str, _pattern(
-    r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9][A-Za-z0-9-]{0,62})*",
+Host = Annotated[str, Field(max_length=253), pattern(
+    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9][A-Za-z0-9-]{0,62})*",
     "host name or IPv4 address")]
-SipUser = Annotated[str, _pattern(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}",
+SipUser = Annotated[str, pattern(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}",
                                   "SIP user name (letters, digits, '.', '_', '+', '-')")]
 # A provider's secret is given, not generated: any printable text but what would end or
 # escape a pjsip.conf value (';' starts a comment, '[' a section; no spaces at either end).
-TrunkSecret = Annotated[str, Field(min_length=4, max_length=128), _pattern(
+TrunkSecret = Annotated[str, Field(min_length=4, max_length=128), pattern(
     r"[!-:<-Z\\^-~](?:[ !-:<-Z\\^-~]*[!-:<-Z\\^-~])?", "trunk secret (printable, no ';', "
     "'[' or ']', no spaces at either end)")]
 
 
-DidRange = Annotated[str, NumberText, _pattern(
+DidRange = Annotated[str, pattern(
     r"\+[0-9]{3,20}(?:-[0-9]{1,20})?",
     "DID or DID range in E.164 ('+33140000000', or '+33140000100-199': the last digits "
     "of the range's end)")]

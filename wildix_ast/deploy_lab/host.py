@@ -25,12 +25,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from wildix_ast.cache import cache_dir
 from wildix_ast.errors import LabError
 from wildix_ast.lab.ports import LabPorts, PortReservation, allocate_ports
 from wildix_ast.lab.rootfs import (
     ProgressCallback,
     Recipe,
-    cache_dir,
     ensure_rootfs,
     require_root,
     require_tool,

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from wildix_ast import system_sounds
+from wildix_ast.cache import cache_dir
 from wildix_ast.errors import LabError
 
 SUITE = "sid"
@@ -90,14 +91,6 @@ class BuildStep:
 
 
 ProgressCallback = Callable[[BuildStep], None]
-
-
-def cache_dir() -> Path:
-    """The wildix-ast cache: `$WILDIX_AST_CACHE`, else `~/.cache/wildix-ast`."""
-    configured = os.environ.get("WILDIX_AST_CACHE")
-    if configured:
-        return Path(configured).expanduser()
-    return Path.home() / ".cache" / "wildix-ast"
 
 
 def rootfs_path(recipe: Recipe = LAB) -> Path:

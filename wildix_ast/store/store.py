@@ -16,7 +16,6 @@ import hashlib
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
+from wildix_ast import fields
 from wildix_ast.crash_points import crash_point
 from wildix_ast.errors import Problem, StoreError, WildixError
 from wildix_ast.passwords import hash_password, is_password_hash, password_matches
@@ -181,6 +181,8 @@ def _hash_web_passwords(connection: Connection, entries: list[Entry]) -> None:
     """Make every user entry that carries a WEB password text carry its argon2id hash: the
     stored hash when the text is the same (so an unchanged user stays unchanged), a new one
     otherwise. Only these users' stored hashes are read."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from sqlalchemy import select
 
     from wildix_ast.store import sections
@@ -484,8 +486,8 @@ class Store:
             first = exc.errors(include_url=False)[0]
             where = ".".join(str(part) for part in first["loc"])
             raise StoreError(f"the store {self.where} holds an invalid site ({where}: "
-                             f"{first['msg']}; {exc.error_count()} problem(s)): import a valid "
-                             "settings file again") from None
+                             f"{fields.message(first)}; {exc.error_count()} problem(s)): "
+                             "import a valid settings file again") from None
 
     def prepare_import(self, site: Site) -> PreparedImport:
         """Read and compare what an import of `site` needs, in one read snapshot and without
@@ -784,7 +786,7 @@ class Store:
                 try:
                     User.model_validate({**user, "preferences": wanted.model_dump()})
                 except ValidationError as exc:
-                    problems = [_located(e["loc"], e["msg"].removeprefix("Value error, "))
+                    problems = [_located(e["loc"], fields.message(e))
                                 for e in exc.errors(include_url=False)]
                     raise SettingsError(f"the preferences of user {extension} are not "
                                         "valid; nothing was changed", problems) from None
