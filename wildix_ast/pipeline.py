@@ -216,15 +216,15 @@ def _snapshot(config: ConfigTarget, generation: Generation | None, text: str,
                      mode=0o600)
 
 
-def _snapshot_sounds(config: ConfigTarget, number: int) -> SoundLibrary | None:
-    """The audio of generation `number`'s sounds, from the sound files it kept (None: it
-    did not keep them)."""
+def _snapshot_sounds(config: ConfigTarget, number: int,
+                     media: dict[str, bytes] | None) -> SoundLibrary | None:
+    """The audio of generation `number`'s sounds, from `media`, the sound files a plan puts
+    back from it (None: no sound file is put back, and the store keeps its audio)."""
     import json
 
     from wildix_ast.sound_install import library_from_media
 
     path = config.state.dir / "generations" / str(number) / SOUNDS_SNAPSHOT
-    media = config.state.generation_sounds(number)
     if media is None or not path.is_file():
         return None
     digests = json.loads(path.read_text(encoding="utf-8"))
@@ -376,7 +376,7 @@ def rollback_target(store: Store, target: Target, *, to: int | None = None,
         restored_site = (Site.model_validate_json(snapshot.read_bytes())
                          if snapshot.is_file() else None)
         # the audio of the sound files the plan puts back (None: the store keeps its own)
-        restored_sounds = _snapshot_sounds(config, chosen.number)
+        restored_sounds = _snapshot_sounds(config, chosen.number, plan.new_media)
         store_note: list[str] = []
         update = (_StoreUpdate(store, restored_site, sounds=restored_sounds)
                   if restored_site is not None else None)
