@@ -9,6 +9,7 @@ Every test ends with no channel left on Asterisk."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import struct
 import threading
@@ -30,8 +31,9 @@ from wildix_ast.site import Site
 pytestmark = pytest.mark.lab
 
 PROVIDER = "127.0.0.8"
-MAIN, HOLIDAY, TOMORROW, HUNT, ROUND = ("+33140000000", "+33140000001", "+33140000002",
-                                        "+33140000003", "+33140000004")
+MAIN, HOLIDAY, TOMORROW, HUNT, ROUND, RANDOM = (
+    "+33140000000", "+33140000001", "+33140000002", "+33140000003", "+33140000004",
+    "+33140000005")
 PROMPT = "test-procedures-menu"
 
 
@@ -72,7 +74,7 @@ def procedures_site(provider_port: int, prompt: Path) -> Site:
         {"name": "entrant", "numbers": [
             _number(MAIN, "ouvert", "menu"), _number(HOLIDAY, "ferie", "menu"),
             _number(TOMORROW, "demain", "menu"), _number(HUNT, "ouvert", "menu-hunt"),
-            _number(ROUND, "ouvert", "menu-rr")]},
+            _number(ROUND, "ouvert", "menu-rr"), _number(RANDOM, "ouvert", "menu-random")]},
         {"name": "ferme", "numbers": [{"number": "+X.", "applications": [
             {"app": "voicemail", "user": "101"}, {"app": "hangup"}]}]},
     ]
@@ -88,6 +90,8 @@ def procedures_site(provider_port: int, prompt: Path) -> Site:
             {"name": "sales-hunt", "members": ["101", "102"], "strategy": "hunt",
              "member_timeout": 3, "timeout": 20},
             {"name": "sales-rr", "members": ["101", "102"], "strategy": "round_robin",
+             "member_timeout": 5, "timeout": 20},
+            {"name": "sales-random", "members": ["101", "102"], "strategy": "random",
              "member_timeout": 5, "timeout": 20}],
         ivrs=[{"name": name, "prompt": PROMPT, "timeout": 3, "repeat": 1,
                "options": [{"digit": "1", "call_group": group}],
@@ -96,7 +100,7 @@ def procedures_site(provider_port: int, prompt: Path) -> Site:
                # a wrong key replays the prompt once; a second one: 101's voicemail
                "on_invalid": {"voicemail": "101"}}
               for name, group in (("menu", "sales"), ("menu-hunt", "sales-hunt"),
-                                  ("menu-rr", "sales-rr"))],
+                                  ("menu-rr", "sales-rr"), ("menu-random", "sales-random"))],
         sounds=[{"name": PROMPT, "files": {"fr": str(prompt)}}],
     )
     return Site.model_validate(data)
@@ -230,6 +234,26 @@ def test_round_robin_starts_each_call_one_member_further(clean: LiveSite) -> Non
     assert first.connected and second.connected, second.run.describe()
     assert after_first == (1, 0)  # 101 first, answered
     assert after_second == (1, 1)  # then 102 first, answered
+
+
+def test_random_starts_each_call_with_a_member_picked_at_random(clean: LiveSite) -> None:
+    # Both members answer: whoever rings first takes the call. Over 14 calls both must be
+    # first at least once (a correct random start fails this once in 8,192 runs); a start
+    # that never moves (hunt) or alternates (round robin) is told apart by the order.
+    driver = clean.sipp()
+    firsts: list[str] = []
+    with driver.phone("101", clean.password("101"), behaviour="answer", calls=0) as alice, \
+            driver.phone("102", clean.password("102"), behaviour="answer", calls=0) as bruno:
+        for _ in range(14):
+            before = (len(invites(alice)), len(invites(bruno)))
+            call = from_provider(clean, RANDOM, dtmf="1", dtmf_delay=1.0, hold_seconds=1)
+            assert call.connected, call.run.describe()
+            rung = (len(invites(alice)) - before[0], len(invites(bruno)) - before[1])
+            assert rung in ((1, 0), (0, 1)), rung  # one member rang, and answered
+            firsts.append("101" if rung == (1, 0) else "102")
+    assert set(firsts) == {"101", "102"}, firsts
+    alternating = all(a != b for a, b in itertools.pairwise(firsts))
+    assert not alternating, firsts  # round robin's pattern, 1 in 8,192 by chance
 
 
 def test_no_key_replays_the_prompt_then_goes_to_the_timeout_target(clean: LiveSite

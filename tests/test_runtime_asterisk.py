@@ -272,6 +272,65 @@ def test_an_expired_ban_is_lifted_from_the_firewall(lab: Lab, tmp_path: Path) ->
         firewall.remove()
 
 
+class _LabCli:
+    """`wildix-ast` processes against a lab of their own (its state under `tmp_path`)."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.labs, self.state = tmp_path / "labs", tmp_path / "runtime"
+        self.name = f"fw{os.getpid()}"
+        self.env = {**os.environ, "WILDIX_AST_LAB_STATE": str(self.labs),
+                    "WILDIX_AST_AMI_SECRET": "lab-secret",
+                    "WILDIX_AST_DB": str(tmp_path / "none.sqlite3"), "NO_COLOR": "1",
+                    "COLUMNS": "200"}
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "wildix_ast", *args], env=self.env,
+                              capture_output=True, text=True, timeout=120, check=False)
+
+    @contextlib.contextmanager
+    def lab(self) -> Iterator[Lab]:
+        with running_lab(self.labs, self.name, extra_modules=PJSIP_MODULES, extra_files={
+                "extensions.conf": EXTENSIONS,
+                "pjsip.conf": pjsip_phone_conf("101", "Right-Passw0rd-101", "debug")}) as lab:
+            yield lab
+
+    def serve(self) -> subprocess.Popen[str]:
+        """`runtime serve --lab`, connected to the lab's AMI (bans after 3 failures)."""
+        service = subprocess.Popen(
+            [sys.executable, "-m", "wildix_ast", "runtime", "serve", "--lab", self.name,
+             "--ami-user", "lab", "--never-ban", "10.255.255.0/24", "--threshold", "3",
+             "--state-dir", str(self.state)], env=self.env, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not ((self.state / "status.json").exists()
+                   and read_status(self.state)["ami"]["connected"]):
+            if service.poll() is not None or time.monotonic() > deadline:
+                service.kill()
+                raise AssertionError(service.communicate(timeout=10)[1] or "not connected")
+            time.sleep(0.1)
+        return service
+
+
+def _trace(chain: str) -> list[str]:
+    """Every iptables and ip6tables rule that names `chain`."""
+    return [line for program in ("iptables", "ip6tables")
+            for line in subprocess.run([program, "-w", "5", "-S"], capture_output=True,
+                                       text=True, check=True).stdout.splitlines()
+            if chain in line]
+
+
+def _ban(lab: Lab, addresses: tuple[str, ...], chain: str, work: Path) -> None:
+    """Real failed REGISTERs from each address until the service's chain drops them all."""
+    for address in addresses:
+        for _ in range(3):
+            assert SippDriver(lab.ports.sip, local_ip=address, work_dir=work / address
+                              ).register("101", "wrong-password", expect="rejected").ok
+    deadline = time.monotonic() + 30
+    while sorted(enforced(chain)) != sorted(addresses):
+        assert time.monotonic() < deadline, enforced(chain)
+        time.sleep(0.1)
+
+
 def test_lab_down_removes_the_chain_a_killed_service_left(tmp_path: Path) -> None:
     """`runtime serve --lab` bans two addresses from real failed REGISTERs and is killed
     (SIGKILL: no clean stop, its chain stays); `security unban` lifts one at once (that
@@ -279,53 +338,19 @@ def test_lab_down_removes_the_chain_a_killed_service_left(tmp_path: Path) -> Non
     `iptables -S`, also when run a second time."""
     if os.geteuid() != 0:
         pytest.skip("the lab needs root (chroot, mount namespaces)")
-    labs, state = tmp_path / "labs", tmp_path / "runtime"
-    name = f"fw{os.getpid()}"
-    env = {**os.environ, "WILDIX_AST_LAB_STATE": str(labs), "WILDIX_AST_AMI_SECRET":
-           "lab-secret", "WILDIX_AST_DB": str(tmp_path / "none.sqlite3"), "NO_COLOR": "1",
-           "COLUMNS": "200"}
-
-    def wildix_ast(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "wildix_ast", *args], env=env,
-                              capture_output=True, text=True, timeout=120, check=False)
-
-    def trace(chain: str) -> list[str]:
-        return [line for program in ("iptables", "ip6tables")
-                for line in subprocess.run([program, "-w", "5", "-S"], capture_output=True,
-                                           text=True, check=True).stdout.splitlines()
-                if chain in line]
-
+    cli = _LabCli(tmp_path)
     attackers = ("127.0.0.5", "127.0.0.6")
-    with running_lab(labs, name, extra_modules=PJSIP_MODULES, extra_files={
-            "extensions.conf": EXTENSIONS,
-            "pjsip.conf": pjsip_phone_conf("101", "Right-Passw0rd-101", "debug")}) as lab:
+    with cli.lab() as lab:
         chain = lab_chain(lab.ports.sip)
-        service = subprocess.Popen(
-            [sys.executable, "-m", "wildix_ast", "runtime", "serve", "--lab", name,
-             "--ami-user", "lab", "--never-ban", "10.255.255.0/24", "--threshold", "3",
-             "--state-dir", str(state)], env=env, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, text=True)
+        service = cli.serve()
         try:
-            deadline = time.monotonic() + 60
-            while not ((state / "status.json").exists()
-                       and read_status(state)["ami"]["connected"]):
-                assert service.poll() is None and time.monotonic() < deadline, \
-                    service.stderr.read() if service.poll() is not None else "not connected"
-                time.sleep(0.1)
-            for address in attackers:
-                for _ in range(3):
-                    assert SippDriver(lab.ports.sip, local_ip=address,
-                                      work_dir=tmp_path / address).register(
-                        "101", "wrong-password", expect="rejected").ok
-            while sorted(enforced(chain)) != list(attackers):
-                assert time.monotonic() < deadline, enforced(chain)
-                time.sleep(0.1)
+            _ban(lab, attackers, chain, tmp_path)
         finally:
             service.kill()
             service.wait(10)
         assert sorted(enforced(chain)) == list(attackers)  # a killed service leaves it
 
-        done = wildix_ast("security", "unban", attackers[0], "--state-dir", str(state))
+        done = cli.run("security", "unban", attackers[0], "--state-dir", str(cli.state))
         assert done.returncode == 0 and f"chain {chain} no longer drops it" in done.stdout, \
             done.stdout + done.stderr
         assert enforced(chain) == [attackers[1]]
@@ -336,14 +361,46 @@ def test_lab_down_removes_the_chain_a_killed_service_left(tmp_path: Path) -> Non
                                 contact_port=registered.contact_port).registered
 
         try:
-            down = wildix_ast("lab", "down", "--name", name)
+            down = cli.run("lab", "down", "--name", cli.name)
             assert down.returncode == 0 and f"firewall chain {chain} removed" in down.stdout, \
                 down.stdout + down.stderr
-            assert trace(chain) == []
-            again = wildix_ast("lab", "down", "--name", name)
+            assert _trace(chain) == []
+            again = cli.run("lab", "down", "--name", cli.name)
             assert again.returncode == 0 and "was not running" in again.stdout \
                 and "firewall" not in again.stdout, again.stdout + again.stderr
-            assert trace(chain) == []
+            assert _trace(chain) == []
         finally:
             Firewall((lab.ports.sip,), chain).remove()
-    assert trace(chain) == []
+    assert _trace(chain) == []
+
+
+def test_lab_down_stops_the_service_that_serves_it(tmp_path: Path) -> None:
+    """`runtime serve --lab` holds a ban; `lab down` removes the chain, and the service,
+    its lab gone for good, stops by itself (exit 0) without writing the chain again. The
+    ban stays in bans.json, for the next start."""
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root (chroot, mount namespaces)")
+    cli = _LabCli(tmp_path)
+    with cli.lab() as lab:
+        chain = lab_chain(lab.ports.sip)
+        service = cli.serve()
+        try:
+            _ban(lab, ("127.0.0.7",), chain, tmp_path)
+            down = cli.run("lab", "down", "--name", cli.name)
+            assert down.returncode == 0 and f"firewall chain {chain} removed" in down.stdout, \
+                down.stdout + down.stderr
+            stopped = time.monotonic()
+            _, errors = service.communicate(timeout=40)
+            assert service.returncode == 0, errors
+            # the grace a restarting lab gets, then the stop
+            assert 5 <= time.monotonic() - stopped <= 30, errors
+            assert "the served lab has been down" in errors, errors
+            assert _trace(chain) == []
+            time.sleep(2)
+            assert _trace(chain) == []
+            assert "127.0.0.7" in load_bans(cli.state)
+        finally:
+            if service.poll() is None:
+                service.kill()
+                service.wait(10)
+            Firewall((lab.ports.sip,), chain).remove()

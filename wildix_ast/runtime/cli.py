@@ -19,6 +19,7 @@ from wildix_ast.errors import ServiceError
 from wildix_ast.runtime.account import (
     ami_settings,
     given_secret,
+    lab_gone,
     never_ban_networks,
     running_lab,
     sip_ports,
@@ -81,11 +82,13 @@ def serve(
     """Run until stopped: keep the AMI connection, the PBX state, the call log and bans."""
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    served_gone = None
     if lab is not None:
         ports = running_lab(lab).ports
         ami_port = ami_port or ports.ami
         sip_port = sip_port or [ports.sip]
         chain = lab_chain(ports.sip) if chain == DEFAULT_CHAIN else chain
+        served_gone = lab_gone(lab)  # `lab down` stops this service too
     policy = BanPolicy.with_networks(never_ban_networks(never_ban, db), threshold=threshold,
                                      window=window, ban_time=ban_time)
     try:
@@ -98,7 +101,7 @@ def serve(
     lookup = StoreLookup(db) if popup_http else None
     try:
         asyncio.run(_serve(ServiceConfig(settings, state_dir, policy, firewall=enforcement,
-                                         popup_lookup=lookup)))
+                                         popup_lookup=lookup, served_gone=served_gone)))
     finally:
         if lookup is not None:
             lookup.close()

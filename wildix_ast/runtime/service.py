@@ -73,6 +73,11 @@ class ServiceConfig:
     #: The users by extension, for popups notified by HTTP (None: none is sent).
     popup_lookup: UserLookup | None = None
     popup_http: PopupHttpSettings = PopupHttpSettings()
+    #: For a service of a lab instance: whether that instance is down. Down for
+    #: `gone_grace` seconds (longer than a restart) while the AMI is cut, the service stops
+    #: as if asked; meanwhile it leaves the firewall alone (`lab down` removes the chain).
+    served_gone: Callable[[], bool] | None = None
+    gone_grace: float = 10.0
 
 
 async def _optional_list(client: AmiClient, name: str, complete: str,
@@ -122,6 +127,7 @@ class MonitorService:
         self.enforce_error = ""
         self._enforce_retry = 0.0  # after a failure, not before this time (monotonic)
         self._stopping = False  # a requested stop (not a crash): the chain is removed
+        self._gone_since: float | None = None  # monotonic time the served lab was seen down
         self.popups = PopupNotifier(config.popup_lookup, config.popup_http) \
             if config.popup_lookup is not None else None
         self.supervisor = AmiSupervisor(config.ami, on_event=self.on_event,
@@ -277,7 +283,13 @@ class MonitorService:
                 self._wake.clear()  # a ban from here on wakes the next round at once
                 self._follow_ban_file()
                 self._expire(self.clock())
-                await self._enforce()
+                if self._served_gone():
+                    log.warning("the served lab has been down for %.0f s: stopping",
+                                self.config.gone_grace)
+                    self.stop()
+                    break
+                if self._gone_since is None:
+                    await self._enforce()
                 self._writer.flush()
                 self.write_status()
                 wake = asyncio.ensure_future(self._wake.wait())
@@ -300,6 +312,16 @@ class MonitorService:
     def stop(self) -> None:
         self._stopping = True
         self.supervisor.stop()
+
+    def _served_gone(self) -> bool:
+        """The served lab is down for good (see ServiceConfig.served_gone)."""
+        check = self.config.served_gone
+        if check is None or self.supervisor.connected or not check():
+            self._gone_since = None
+            return False
+        if self._gone_since is None:
+            self._gone_since = time.monotonic()
+        return time.monotonic() - self._gone_since >= self.config.gone_grace
 
     async def _remove_firewall(self) -> None:
         firewall = self.config.firewall
