@@ -20,7 +20,7 @@ from wildix_ast.apply import (
     TargetState,
 )
 from wildix_ast.apply import make_plan as plan
-from wildix_ast.apply.state import LEGACY_MANIFEST, digest
+from wildix_ast.apply.state import LEGACY_MANIFEST, digest, media_digest
 from wildix_ast.errors import ApplyError
 from wildix_ast.files import write_atomic
 
@@ -160,6 +160,58 @@ def test_journal_shares_the_newest_generation_copy_of_a_running_file(tmp_path: P
     assert {stat.S_IMODE(p.stat().st_mode) for p in saved.iterdir()} == {0o600}
     state.end()
     assert (kept / "pjsip.conf").read_text() == PJSIP  # the generation keeps its copy
+
+
+def test_generations_keep_sound_files_by_content(tmp_path: Path) -> None:
+    """One owner-only copy per content, shared with older generations by hard links; a
+    generation pruned away takes none of the copies the kept ones share."""
+    state = TargetState(tmp_path, keep=2)
+    a, b, c = b"RIFF a", b"RIFF b", b"RIFF c"
+    first = state.record_generation({"x.conf": "[x]\n"}, "apply", 1, sounds={
+        "sounds/fr/wildix-ast/p.wav": a, "sounds/wildix-ast/p.wav": a, "moh/m.wav": b})
+    assert first.sounds == {"moh/m.wav": media_digest(b),
+                            "sounds/fr/wildix-ast/p.wav": media_digest(a),
+                            "sounds/wildix-ast/p.wav": media_digest(a)}
+    root = tmp_path / STATE_DIR / "generations"
+    assert sorted(os.listdir(root / "1" / "sounds")) == sorted(
+        {media_digest(a), media_digest(b)})
+    state.record_generation({"x.conf": "[x]\n"}, "apply", 2, sounds={
+        "sounds/fr/wildix-ast/p.wav": c, "moh/m.wav": b})
+    assert (root / "2" / "sounds" / media_digest(b)).stat().st_ino == \
+        (root / "1" / "sounds" / media_digest(b)).stat().st_ino
+    assert state.generation_sounds(1) == {"sounds/fr/wildix-ast/p.wav": a,
+                                          "sounds/wildix-ast/p.wav": a, "moh/m.wav": b}
+    assert state.generation_sounds(2) == {"sounds/fr/wildix-ast/p.wav": c, "moh/m.wav": b}
+    third = state.record_generation({"x.conf": "[x]\n"}, "apply", 3)
+    assert third.sounds is None and state.generation_sounds(3) is None  # not recorded
+    assert [g.number for g in state.generations()] == [2, 3]
+    assert state.generation_sounds(2) == {"sounds/fr/wildix-ast/p.wav": c, "moh/m.wav": b}
+    for path in (root / "2" / "sounds").iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE((root / "2" / "sounds").stat().st_mode) == 0o700
+
+
+def test_journal_saves_the_sound_files_an_apply_changes(tmp_path: Path) -> None:
+    """The journal keeps the previous bytes of each sound file the apply writes or removes
+    (shared with the newest generation when the same), and which ones did not exist."""
+    state = TargetState(tmp_path)
+    old = b"RIFF old"
+    state.record_generation({}, "apply", 1, sounds={"sounds/wildix-ast/a.wav": old})
+    journal = Journal(started_at="now", pid=1, command="test", step="writing", touched=[],
+                      reloads=[], restart=False, store_revision_before=1,
+                      media_dir=str(tmp_path / "data"))
+    state.begin(journal, {}, {"sounds/wildix-ast/a.wav": old, "sounds/wildix-ast/b.wav": None})
+    kept = state.journal()
+    assert kept is not None and kept.sounds_before == {
+        "sounds/wildix-ast/a.wav": media_digest(old), "sounds/wildix-ast/b.wav": None}
+    assert state.saved_sounds(kept) == {"sounds/wildix-ast/a.wav": old,
+                                        "sounds/wildix-ast/b.wav": None}
+    copy = tmp_path / STATE_DIR / "journal" / "sounds" / media_digest(old)
+    generation = tmp_path / STATE_DIR / "generations" / "1" / "sounds" / media_digest(old)
+    assert copy.stat().st_ino == generation.stat().st_ino
+    assert stat.S_IMODE(copy.stat().st_mode) == 0o600
+    state.end()
+    assert generation.read_bytes() == old
 
 
 def _target(lab: AsteriskUnderTest) -> ConfigTarget:

@@ -11,11 +11,14 @@ from typing import Any
 
 import pytest
 from live_site import LiveSite, example_site, live_site
+from sound_fixtures import tone
 
 from wildix_ast import pipeline
 from wildix_ast.errors import ApplyError
 from wildix_ast.pipeline import compile_site
 from wildix_ast.site import Site
+from wildix_ast.sound_audio import convert
+from wildix_ast.sound_install import media_files, plan_media
 from wildix_ast.users import User
 
 pytestmark = pytest.mark.lab
@@ -66,15 +69,20 @@ def test_new_user_is_live_after_apply(lab: LiveSite) -> None:
     assert "103" not in endpoints(lab)
 
 
-def test_rejected_configuration_is_rolled_back(lab: LiveSite, tmp_path: Path) -> None:
+def refused_templates(folder: Path) -> Path:
+    """An engineer's override that Asterisk refuses: an invalid value on every endpoint."""
     builtin = Path(__file__).resolve().parent.parent / "templates" / "asterisk"
-    override = tmp_path / "templates"
+    override = folder / "templates"
     override.mkdir()
-    # An engineer's override that Asterisk refuses: an invalid value on every endpoint.
     text = (builtin / "pjsip.conf.j2").read_text().replace(
         "direct_media = no", "direct_media = no\ndtmf_mode = carrier-pigeon")
     assert "carrier-pigeon" in text
     (override / "pjsip.conf.j2").write_text(text)
+    return override
+
+
+def test_rejected_configuration_is_rolled_back(lab: LiveSite, tmp_path: Path) -> None:
+    override = refused_templates(tmp_path)
     before = {p.name: p.read_bytes() for p in lab.lab.etc_dir.iterdir() if p.is_file()}
     with pytest.raises(ApplyError, match="restored"):
         apply_site(lab, with_users(example_site(), "104"), templates=override)
@@ -108,3 +116,23 @@ def test_calls_survive_five_applies(lab: LiveSite) -> None:
     assert loaded.failed == 0 and loaded.successful == calls, loaded.run.describe()
     assert loaded.connected == calls
     apply_site(lab, example_site())
+
+
+def test_rejected_configuration_puts_the_sound_files_back(lab: LiveSite,
+                                                          tmp_path: Path) -> None:
+    """An apply that changes a sound and that Asterisk refuses: the previous sound bytes are
+    back with the previous files, and the store keeps the previous audio."""
+    data = lab.lab.data_dir
+    site = lab.store.export_site()
+    stored = dict(lab.store.stored_sounds())
+    ferme = data / "sounds/fr/wildix-ast/ferme.wav"
+    old = ferme.read_bytes()
+    other = convert(tone(tmp_path / "other.wav", 0.5, 900).read_bytes(), ".wav", "test")
+    with pytest.raises(ApplyError, match="sound files"):
+        pipeline.apply_site(with_users(example_site(), "105"), lab.store, lab.target,
+                            templates=refused_templates(tmp_path),
+                            sounds={**stored, ("ferme", "fr"): other})
+    assert ferme.read_bytes() == old != other.wav
+    assert lab.store.stored_sounds() == stored
+    wanted = media_files(site.sounds, site.system.language_region.language, stored)
+    assert plan_media(data, wanted) == ()

@@ -16,12 +16,15 @@ from pathlib import Path
 
 import pytest
 from live_site import LiveSite, live_site
-from sound_fixtures import copy_example_sounds
+from sound_fixtures import copy_example_sounds, tone
 from test_cli import EXAMPLE, assert_no_traceback
+from test_sounds_live import played
 
 from wildix_ast.apply import STATE_DIR, ConfigTarget, TargetState
+from wildix_ast.apply.state import media_digest
 from wildix_ast.conf import sections
 from wildix_ast.errors import TargetBusyError
+from wildix_ast.sound_install import media_files, plan_media
 
 pytestmark = pytest.mark.lab
 EXAMPLE_TEXT = EXAMPLE.read_text(encoding="utf-8")
@@ -33,6 +36,25 @@ def site_with(tmp: Path, *extensions: str, name: str | None = None) -> Path:
     path = tmp / (name or f"site-{'-'.join(extensions) or 'example'}.yaml")
     copy_example_sounds(tmp)
     path.write_text(EXAMPLE_TEXT + extra, encoding="utf-8")
+    return path
+
+
+FERME_LINE = "  - {name: ferme, description: Message de fermeture, files: {fr: sons/ferme.wav}}\n"
+
+
+def site_with_sound(tmp: Path, *extensions: str, hertz: int, extra_sound: bool = False,
+                    ) -> Path:
+    """`site_with` in a folder of its own whose `ferme` prompt is another tone, with an
+    `extra` sound too if asked (the example's other files are the same)."""
+    folder = tmp / f"ferme-{hertz}-{'-'.join(extensions)}{'-extra' * extra_sound}"
+    path = site_with(folder, *extensions)
+    tone(folder / "sons" / "ferme.wav", 0.5, hertz, rate=8000, channels=1)
+    if extra_sound:
+        tone(folder / "sons" / "extra.wav", 0.5, hertz + 100, rate=8000, channels=1)
+        text = path.read_text(encoding="utf-8")
+        assert FERME_LINE in text
+        path.write_text(text.replace(FERME_LINE, FERME_LINE + "  - {name: extra, files: "
+                                     "{fr: sons/extra.wav}}\n"), encoding="utf-8")
     return path
 
 
@@ -79,13 +101,25 @@ def endpoints_in_asterisk(live: LiveSite) -> set[str]:
     return {name for name in asyncio.run(ask()) if not name.startswith("trunk-")}
 
 
+def sound_files(live: LiveSite) -> dict[str, bytes]:
+    """The sound files the store's site and audio put in the data folder."""
+    site = live.store.export_site()
+    return media_files(site.sounds, site.system.language_region.language,
+                       live.store.stored_sounds())
+
+
 def assert_agree(live: LiveSite) -> set[str]:
-    """The store, the files and what Asterisk runs describe the same users."""
+    """The store, the files and what Asterisk runs describe the same users, and the data
+    folder holds exactly the store's sound files."""
     stored, written, running = phones_in_store(live), endpoints_in_files(live), \
         endpoints_in_asterisk(live)
     assert stored == written == running, (stored, written, running)
     assert not (live.lab.etc_dir / STATE_DIR / "journal").exists()
+    assert plan_media(live.lab.data_dir, sound_files(live)) == ()
     return stored
+
+
+FERME = "sounds/fr/wildix-ast/ferme.wav"
 
 
 @pytest.fixture(scope="module")
@@ -192,26 +226,60 @@ def test_a_second_apply_waits_then_names_the_holder(live: LiveSite) -> None:
         assert_no_traceback(result)
 
 
-@pytest.mark.parametrize("step", ["before-write", "after-write", "after-reload",
-                                  "before-store", "after-store"])
+@pytest.mark.parametrize("step", ["before-write", "after-sounds", "after-write",
+                                  "after-reload", "before-store", "after-store"])
 def test_apply_killed_at_each_step_is_finished_or_undone(live: LiveSite, tmp_path: Path,
                                                          step: str) -> None:
-    """SIGKILL in the middle of an apply: the next command says so, and the next apply
-    brings the store, the files and Asterisk back into agreement."""
+    """SIGKILL in the middle of an apply that adds a user and changes a sound: the next
+    command says so, and the next apply finishes or undoes it, sound files included, so
+    that the store, the files, the sounds and Asterisk agree again (that apply then has
+    nothing left to change)."""
     as_json(cli(live, "apply", str(EXAMPLE), "--lab", "target", "--json"))
     before = assert_agree(live)
-    killed = cli(live, "apply", str(site_with(tmp_path, "120")), "--lab", "target",
+    old_sound = (live.lab.data_dir / FERME).read_bytes()
+    killed_site = site_with_sound(tmp_path, "120", hertz=600)
+    killed = cli(live, "apply", str(killed_site), "--lab", "target",
                  env={"WILDIX_AST_CRASH_AT": step})
     assert killed.returncode == -signal.SIGKILL
+    if step != "before-write":  # the new sound is on disk
+        assert (live.lab.data_dir / FERME).read_bytes() != old_sound
     history = as_json(cli(live, "history", "--lab", "target", "--json"))
     assert history["interrupted"] is not None and "interrupted" in str(history["interrupted"])
     plan = as_json(cli(live, "apply", str(EXAMPLE), "--lab", "target", "--dry-run", "--json"))
     assert plan["interrupted"] is not None  # a plan says so too
 
-    recovered = as_json(cli(live, "apply", str(EXAMPLE), "--lab", "target", "--json"))
-    assert recovered["recovered"] is not None
-    expected_word = "finished" if step == "after-store" else "undid"
-    assert str(recovered["recovered"]).startswith(expected_word), recovered["recovered"]
+    finished = step == "after-store"
+    # the site the store holds once the interrupted apply is finished or undone
+    recovered = as_json(cli(live, "apply", str(killed_site if finished else EXAMPLE),
+                            "--lab", "target", "--json"))
+    assert str(recovered["recovered"]).startswith("finished" if finished else "undid"), \
+        recovered["recovered"]
+    assert recovered["changed"] is False and recovered["sounds"] == []
+    assert assert_agree(live) == (before | {"120"} if finished else before)
+    assert ((live.lab.data_dir / FERME).read_bytes() == old_sound) is not finished
+    if finished:  # its generation keeps the sounds it wrote, for a later rollback
+        generations = as_json(cli(live, "history", "--lab", "target", "--json"))["generations"]
+        assert isinstance(generations, list)
+        newest = generations[-1]
+        assert newest["kind"] == "recovered"
+        assert newest["sounds"] == {p: media_digest(b) for p, b in sound_files(live).items()}
+        kept = live.lab.etc_dir / STATE_DIR / "generations" / str(newest["number"])
+        assert (kept / "site.json").is_file() and (kept / "sounds.json").is_file()
+
+
+def test_apply_killed_after_its_sounds_then_offline_apply(live: LiveSite,
+                                                          tmp_path: Path) -> None:
+    """`apply --offline` discards an interrupted apply without Asterisk: its saved files and
+    sound files go back."""
+    as_json(cli(live, "apply", str(EXAMPLE), "--lab", "target", "--json"))
+    before = assert_agree(live)
+    killed = cli(live, "apply", str(site_with_sound(tmp_path, "124", hertz=650)), "--lab",
+                 "target", env={"WILDIX_AST_CRASH_AT": "after-sounds"})
+    assert killed.returncode == -signal.SIGKILL
+    offline = as_json(cli(live, "apply", str(EXAMPLE), "--lab", "target", "--offline",
+                          "--json"))
+    assert str(offline["recovered"]).startswith("discarded"), offline["recovered"]
+    assert offline["changed"] is False and offline["sounds"] == []
     assert assert_agree(live) == before
 
 
@@ -232,25 +300,71 @@ def test_stale_lock_holder_does_not_block(live: LiveSite) -> None:
     assert time.monotonic() - started < 1
 
 
-@pytest.mark.parametrize("step", ["after-write", "before-store", "after-store"])
+@pytest.mark.parametrize("step", ["after-sounds", "after-write", "before-store",
+                                  "after-store"])
 def test_rollback_killed_midway_is_finished_or_undone(live: LiveSite, tmp_path: Path,
                                                      step: str) -> None:
     """A rollback is a commit like an apply: SIGKILLed midway, the next command finishes it
-    (it reached the store) or undoes it, and everything agrees."""
-    with_user = site_with(tmp_path, "121")
+    (it reached the store) or undoes it, sound files included, and everything agrees."""
+    with_user = site_with_sound(tmp_path, "121", hertz=700)
     as_json(cli(live, "apply", str(EXAMPLE), "--lab", "target", "--json"))
     as_json(cli(live, "apply", str(with_user), "--lab", "target", "--json"))
     assert assert_agree(live) == BASE | {"121"}
     killed = cli(live, "rollback", "--lab", "target", env={"WILDIX_AST_CRASH_AT": step})
     assert killed.returncode == -signal.SIGKILL
 
-    recovered = as_json(cli(live, "apply", str(with_user), "--lab", "target", "--json"))
     finished = step == "after-store"
+    # Finished: the rollback had taken 121 and the new sound away (the example's site is
+    # back); undone: the site still has them. Either way that site's apply has nothing left
+    # to change.
+    recovered = as_json(cli(live, "apply", str(EXAMPLE if finished else with_user),
+                            "--lab", "target", "--json"))
     assert str(recovered["recovered"]).startswith("finished" if finished else "undid")
-    # Finished: the rollback had taken 121 away, so this apply adds it again; undone: the
-    # site still had 121 and the apply has nothing to do.
-    assert recovered["changed"] is finished
-    assert assert_agree(live) == BASE | {"121"}
+    assert recovered["changed"] is False and recovered["sounds"] == []
+    assert assert_agree(live) == (BASE if finished else BASE | {"121"})
+
+
+def test_rollback_restores_the_sound_files_and_their_audio(live: LiveSite,
+                                                           tmp_path: Path) -> None:
+    """Apply a changed and an added sound, roll back: the previous bytes are back (Asterisk
+    plays them), the added sound is gone, the store has the previous audio; rolling back
+    again brings the newer sounds back, the removed one included."""
+    as_json(cli(live, "apply", str(EXAMPLE), "--lab", "target", "--json"))
+    data = live.lab.data_dir
+    old_sound, old_audio = (data / FERME).read_bytes(), live.store.stored_sounds()
+    newer = as_json(cli(live, "apply", str(site_with_sound(tmp_path, hertz=750,
+                                                           extra_sound=True)),
+                        "--lab", "target", "--json"))
+    changes = {s["path"]: s["change"] for s in newer["sounds"]}  # type: ignore[union-attr]
+    assert changes[FERME] == "change" and changes["sounds/fr/wildix-ast/extra.wav"] == "add"
+    assert newer["files"] == []  # prompts change no configuration file
+    new_sound = (data / FERME).read_bytes()
+    assert new_sound != old_sound
+    assert played(live, "101", "Playback wildix-ast/ferme", "ferme.")[1] == new_sound
+
+    back = as_json(cli(live, "rollback", "--lab", "target", "--json"))
+    assert {s["path"]: s["change"] for s in back["sounds"]} == {  # type: ignore[union-attr]
+        path: {"change": "change", "add": "remove"}[kind] for path, kind in changes.items()}
+    assert back["verified"] is True
+    result = back["result"]
+    assert isinstance(result, dict) and FERME in result["sounds_written"]
+    assert "sounds/fr/wildix-ast/extra.wav" in result["sounds_removed"]
+    assert (data / FERME).read_bytes() == old_sound
+    assert not (data / "sounds/fr/wildix-ast/extra.wav").exists()
+    assert live.store.stored_sounds() == old_audio
+    assert_agree(live)
+    path, bytes_played = played(live, "101", "Playback wildix-ast/ferme", "ferme.")
+    assert path.endswith(FERME) and bytes_played == old_sound
+
+    again = as_json(cli(live, "rollback", "--lab", "target", "--json"))
+    assert again["restored_generation"] == newer["generation"]
+    assert (data / FERME).read_bytes() == new_sound
+    assert (data / "sounds/fr/wildix-ast/extra.wav").is_file()
+    assert ("extra", "fr") in live.store.stored_sounds()
+    assert_agree(live)
+    history = as_json(cli(live, "history", "--lab", "target", "--json"))["generations"]
+    assert history[-1]["sounds"] == history[-3]["sounds"]  # type: ignore[index]
+    as_json(cli(live, "apply", str(EXAMPLE), "--lab", "target", "--json"))
 
 
 def test_rollback_and_apply_at_once_leave_one_consistent_site(live: LiveSite,

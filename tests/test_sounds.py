@@ -20,7 +20,7 @@ from wildix_ast.asterisk.base import RenderInput
 from wildix_ast.asterisk.musiconhold import classes
 from wildix_ast.settings_file import load_site, locator
 from wildix_ast.sound_audio import Audio, prepare
-from wildix_ast.sound_install import media_files, plan_media, put_media
+from wildix_ast.sound_install import library_from_media, media_files, plan_media, put_media
 from wildix_ast.store import open_store
 
 
@@ -187,6 +187,50 @@ def test_plan_shows_sound_files_and_apply_removes_those_gone(tmp_path: Path) -> 
     assert not (data / "sounds/en/wildix-ast").exists()
     assert (data / "sounds/fr/packaged.wav").read_bytes() == b"not ours"
     assert plan_media(data, fewer) == ()
+
+
+def test_rollback_plan_puts_back_the_sound_files_of_its_generation(tmp_path: Path) -> None:
+    """Without Asterisk: the plan back to a generation lists its sound files changed,
+    added and removed like an apply's, and writing it leaves exactly those files."""
+    etc, data = tmp_path / "etc", tmp_path / "data"
+    etc.mkdir()
+    target = ConfigTarget(etc, media_dir=data)
+    old = {"sounds/fr/wildix-ast/a.wav": b"RIFF old a", "sounds/fr/wildix-ast/gone.wav": b"RIFF g",
+           "wildix-ast-moh/m/m.wav": b"RIFF music"}
+    new = {"sounds/fr/wildix-ast/a.wav": b"RIFF new a", "sounds/en/wildix-ast/added.wav": b"RIFF +",
+           "wildix-ast-moh/m/m.wav": b"RIFF music"}
+    target.install(target.plan({"x.conf": "[x]\n"}, old))
+    target.install(target.plan({"x.conf": "[y]\n"}, new))
+    plan, chosen = target.rollback_plan()
+    assert chosen.number == 1
+    assert [(c.kind, c.path) for c in plan.media] == [
+        ("change", "sounds/fr/wildix-ast/a.wav"), ("add", "sounds/fr/wildix-ast/gone.wav"),
+        ("remove", "sounds/en/wildix-ast/added.wav")]
+    assert plan.to_json()["sounds"] == [
+        {"path": "sounds/fr/wildix-ast/a.wav", "change": "change"},
+        {"path": "sounds/fr/wildix-ast/gone.wav", "change": "add"},
+        {"path": "sounds/en/wildix-ast/added.wav", "change": "remove"}]
+    assert "~ sounds/fr/wildix-ast/a.wav (10 bytes)" in plan.diff()
+    target.install(plan)
+    assert {p.relative_to(data).as_posix(): p.read_bytes()
+            for p in data.rglob("*") if p.is_file()} == old
+    assert not (data / "sounds/en/wildix-ast").exists()
+    assert target.history()[-1].sounds == target.history()[0].sounds
+    # a generation that did not record its sound files leaves them alone
+    target.install(target.plan({"x.conf": "[z]\n"}))
+    plan, _ = target.rollback_plan(4)
+    assert plan.media == () and plan.media_after is None
+
+
+def test_the_audio_of_installed_files_goes_back_to_the_store(tmp_path: Path) -> None:
+    """A rollback gives the store the audio of the sound files it restores."""
+    site = load_site(site_with_sounds(tmp_path))
+    library = prepare(site, tmp_path, _none_known)
+    media = media_files(site.sounds, "fr", library)
+    digests = {key: audio.digest for key, audio in library.items()}
+    assert library_from_media(digests, media) == library
+    del media["sounds/en/wildix-ast/accueil.wav16"]
+    assert library_from_media(digests, media) is None
 
 
 def test_put_media_writes_readable_files(tmp_path: Path) -> None:

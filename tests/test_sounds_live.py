@@ -27,8 +27,9 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:
         yield site
 
 
-def opened(live: LiveSite, fragment: str, timeout: float = 5.0) -> str:
-    """The path of the first file Asterisk holds open whose path has `fragment`."""
+def opened(live: LiveSite, fragment: str, timeout: float = 5.0) -> tuple[str, bytes]:
+    """The path of the first file Asterisk holds open whose path has `fragment`, and its
+    bytes read through Asterisk's own descriptor (what it plays, whatever the path holds)."""
     pid = live.lab.pid
     assert pid is not None
     deadline = time.monotonic() + timeout
@@ -36,24 +37,30 @@ def opened(live: LiveSite, fragment: str, timeout: float = 5.0) -> str:
         for fd in os.listdir(f"/proc/{pid}/fd"):
             try:
                 path = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if fragment in path:
+                    return path, Path(f"/proc/{pid}/fd/{fd}").read_bytes()
             except OSError:
                 continue
-            if fragment in path:
-                return path
         time.sleep(0.02)
     raise AssertionError(f"Asterisk opened no file like {fragment!r} within {timeout} s")
 
 
-def plays(live: LiveSite, extension: str, application: str, fragment: str) -> str:
+def played(live: LiveSite, extension: str, application: str,
+           fragment: str) -> tuple[str, bytes]:
     """Call `extension`'s phone (it answers) and run `application` on the call; the sound
-    file Asterisk opens for it."""
+    file Asterisk opens for it, and its bytes."""
     with live.sipp().phone(extension, live.password(extension)) as phone:
         live.lab.cli(f"channel originate PJSIP/{extension} application {application}")
-        path = opened(live, fragment)
+        found = opened(live, fragment)
         live.lab.cli("channel request hangup all")
         phone.uas.wait()
     assert live.wait_no_channels() == 0
-    return path
+    return found
+
+
+def plays(live: LiveSite, extension: str, application: str, fragment: str) -> str:
+    """The path of the sound file Asterisk opens (`played`)."""
+    return played(live, extension, application, fragment)[0]
 
 
 def sounds_site(folder: Path) -> tuple[Site, Path]:

@@ -250,6 +250,9 @@ def _show_plan(change: Plan) -> None:
 
 EtcDir = Annotated[Path, typer.Option(
     "--etc", help="The Asterisk configuration folder of this host (without --lab).")]
+DataDir = Annotated[Path, typer.Option(
+    "--data", help="Asterisk's data folder on this host (without --lab): the site's "
+    "sound files go under it.")]
 LockTimeout = Annotated[float, typer.Option(
     "--lock-timeout", min=0, help="Seconds to wait for another apply or rollback on the "
     "same target before giving up (exit 8).")]
@@ -272,9 +275,7 @@ def apply(
     templates: TemplatesDir = None,
     db: DbUrl = None,
     as_json: JsonOutput = False,
-    data_dir: Annotated[Path, typer.Option(
-        "--data", help="Asterisk's data folder on this host (without --lab): the site's "
-        "sound files go under it.")] = Path("/usr/share/asterisk"),
+    data_dir: DataDir = Path("/usr/share/asterisk"),
 ) -> None:
     """Render, show the plan, write, reload, verify through AMI; roll back on failure.
 
@@ -316,7 +317,8 @@ def apply(
     assert report is not None
     reloaded = ", ".join(r.cli for r in report.reloads) or "nothing to reload"
     out.print(f"[green]✓[/] applied to {target.name} in {report.total_seconds:.2f} s: "
-              f"{len(report.files_written)} files written, {reloaded}; verified in "
+              f"{len(report.files_written)} files and {len(report.sounds_written)} sound files "
+              f"written, {reloaded}; verified in "
               f"{report.verify_seconds:.2f} s; {generation}; store: {outcome.store}")
 
 
@@ -330,15 +332,16 @@ def rollback(
     lock_timeout: LockTimeout = 120.0,
     db: DbUrl = None,
     as_json: JsonOutput = False,
+    data_dir: DataDir = Path("/usr/share/asterisk"),
 ) -> None:
-    """Restore an earlier generation, reload, verify, and record it (the store goes back to
-    the site that generation came from)."""
+    """Restore an earlier generation (its configuration and sound files), reload, verify,
+    and record it (the store goes back to the site that generation came from)."""
     from wildix_ast.pipeline import rollback_target
     from wildix_ast.store import open_store
 
     _short_lived()
     _json(as_json)
-    target = _target(lab, etc_dir)
+    target = _target(lab, etc_dir, data_dir)
     with open_store(db) as store:
         outcome = rollback_target(store, target, to=to, lock_timeout=lock_timeout,
                                   progress=_apply_progress,
@@ -378,11 +381,12 @@ def history(
         out.print(f"no generation kept for {target.name} yet")
     else:
         table = _table(f"generations of {target.name}")
-        for column in ("#", "applied at", "kind", "files", "store revision"):
+        for column in ("#", "applied at", "kind", "files", "sound files", "store revision"):
             table.add_column(column)
         for g in generations:
             kind = g.kind + (f" of {g.from_generation}" if g.from_generation else "")
             table.add_row(str(g.number), g.applied_at, kind, str(len(g.files)),
+                          "not kept" if g.sounds is None else str(len(g.sounds)),
                           "" if g.store_revision is None else str(g.store_revision))
         out.print(table)
     if interrupted:

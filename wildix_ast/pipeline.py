@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 
 Progress = Callable[[str, str], None]
 SITE_SNAPSHOT = "site.json"
+#: Beside the site snapshot: each sound file's audio digest ({sound: {language: sha256}}),
+#: so that a rollback gives the store back the audio of the sound files it restores.
+SOUNDS_SNAPSHOT = "sounds.json"
 
 
 def _quiet(_step: str, _message: str) -> None:
@@ -189,17 +192,65 @@ def _snapshot_text(site: Site) -> str:
     return site.model_dump_json(exclude_defaults=True) + "\n"
 
 
-def _snapshot(config: ConfigTarget, generation: Generation | None, text: str) -> None:
+def _snapshot(config: ConfigTarget, generation: Generation | None, text: str,
+              sounds: SoundLibrary | None = None) -> None:
     """Keep the settings (`_snapshot_text`) beside the generation (owner-only, like the
     store: the passwords the file gave, WEB ones as hashes; generated ones stay in the
-    vault): a rollback puts the store back to the same site as the files."""
+    vault), and which audio its sounds are: a rollback puts the store back to the same
+    site and sounds as the files."""
+    import json
+
     from wildix_ast.files import write_atomic
 
     if generation is None:
         return
     folder = config.state.dir / "generations" / str(generation.number)
-    if folder.is_dir():
-        write_atomic(folder / SITE_SNAPSHOT, text, mode=0o600)
+    if not folder.is_dir():
+        return
+    write_atomic(folder / SITE_SNAPSHOT, text, mode=0o600)
+    if sounds is not None and generation.sounds is not None:
+        digests: dict[str, dict[str, str]] = {}
+        for (name, language), audio in sorted(sounds.items()):
+            digests.setdefault(name, {})[language] = audio.digest
+        write_atomic(folder / SOUNDS_SNAPSHOT, json.dumps(digests, indent=2) + "\n",
+                     mode=0o600)
+
+
+def _snapshot_sounds(config: ConfigTarget, number: int,
+                     media: dict[str, bytes] | None) -> SoundLibrary | None:
+    """The audio of generation `number`'s sounds, from `media`, the sound files a plan puts
+    back from it (None: no sound file is put back, and the store keeps its audio)."""
+    import json
+
+    from wildix_ast.sound_install import library_from_media
+
+    path = config.state.dir / "generations" / str(number) / SOUNDS_SNAPSHOT
+    if media is None or not path.is_file():
+        return None
+    digests = json.loads(path.read_text(encoding="utf-8"))
+    return library_from_media({(name, language): digest
+                               for name, languages in digests.items()
+                               for language, digest in languages.items()}, media)
+
+
+def _recover(config: ConfigTarget, store: Store, progress: Progress,
+             offline: bool = False) -> str | None:
+    """Finish or undo an interrupted apply on `config` (under its lock); offline: put its
+    saved files back without Asterisk. A finished one's generation gets the store's site
+    and sounds as its snapshot, as if the apply had ended itself."""
+    from wildix_ast.ami import run
+
+    if config.interrupted() is None:
+        return None
+    if offline:
+        return config.discard()
+    newest = [g.number for g in config.history()][-1:]
+    done = run(config.recover(store_revision=_revision(store), progress=progress))
+    recorded = config.history()
+    if recorded and [recorded[-1].number] != newest and store.has_site():
+        _snapshot(config, recorded[-1], _snapshot_text(store.export_site()),
+                  store.stored_sounds())
+    return done
 
 
 class _StoreUpdate:
@@ -267,10 +318,7 @@ def apply_site(site: Site, store: Store, target: Target, *, source_text: str | N
         return revision
 
     with config.locked(lock_timeout):
-        recovered = None
-        if config.interrupted() is not None:
-            recovered = run(config.recover(store_revision=_revision(store), progress=progress)) \
-                if not offline else config.discard()
+        recovered = _recover(config, store, progress, offline)
         plan = config.plan(compiled.files, compiled.media)
         outcome = ApplyOutcome(target.name, plan, offline=offline, recovered=recovered)
         if show_plan is not None:
@@ -283,7 +331,7 @@ def apply_site(site: Site, store: Store, target: Target, *, source_text: str | N
                 store_revision=_revision(store), on_verified=record,
                 alongside=update.prepare))
             outcome.generation = outcome.report.generation
-        _snapshot(config, outcome.generation, update.snapshot_text())
+        _snapshot(config, outcome.generation, update.snapshot_text(), sounds)
     return outcome
 
 
@@ -320,16 +368,18 @@ def rollback_target(store: Store, target: Target, *, to: int | None = None,
     compiled = compile_site(stored_site(store), store, target)
     config = config_target(target, compiled)
     with config.locked(lock_timeout):
-        if config.interrupted() is not None:
-            run(config.recover(store_revision=_revision(store), progress=progress))
+        _recover(config, store, progress)
         plan, chosen = config.rollback_plan(to)
         if show_plan is not None:
             show_plan(plan)
         snapshot = config.state.dir / "generations" / str(chosen.number) / SITE_SNAPSHOT
         restored_site = (Site.model_validate_json(snapshot.read_bytes())
                          if snapshot.is_file() else None)
+        # the audio of the sound files the plan puts back (None: the store keeps its own)
+        restored_sounds = _snapshot_sounds(config, chosen.number, plan.new_media)
         store_note: list[str] = []
-        update = _StoreUpdate(store, restored_site) if restored_site is not None else None
+        update = (_StoreUpdate(store, restored_site, sounds=restored_sounds)
+                  if restored_site is not None else None)
 
         def record() -> int | None:
             if update is not None:
@@ -342,7 +392,7 @@ def rollback_target(store: Store, target: Target, *, to: int | None = None,
                                    kind="rollback", from_generation=chosen.number,
                                    alongside=update.prepare if update is not None else None))
         if update is not None:
-            _snapshot(config, report.generation, update.snapshot_text())
+            _snapshot(config, report.generation, update.snapshot_text(), restored_sounds)
     return RollbackOutcome(target.name, plan, chosen.number, report,
                            store_note[0] if store_note else None)
 
@@ -350,11 +400,11 @@ def rollback_target(store: Store, target: Target, *, to: int | None = None,
 def install_stored_site(store: Store, target: Target) -> None:
     """Write the stored site's files for an Asterisk about to start (the lab's `lab up`)."""
     site = stored_site(store)
-    compiled = compile_site(site, store, target, sounds=store.stored_sounds())
+    compiled_sounds = store.stored_sounds()
+    compiled = compile_site(site, store, target, sounds=compiled_sounds)
     config = config_target(target, compiled)
     with config.locked():
-        if config.interrupted() is not None:
-            config.discard()
+        _recover(config, store, _quiet, offline=True)
         generation = config.install(config.plan(compiled.files, compiled.media),
                                     store_revision=_revision(store))
-        _snapshot(config, generation, _snapshot_text(site))
+        _snapshot(config, generation, _snapshot_text(site), compiled_sounds)

@@ -62,6 +62,10 @@ def moh_folder(name: str) -> str:
     return f"{MOH_FOLDER}/{name}"
 
 
+def _language_file(name: str, language: str, fmt: str) -> str:
+    return f"sounds/{language}/{SOUND_FOLDER}/{name}.{fmt}"
+
+
 def media_files(sounds: list[Sound], site_language: str,
                 audio: Mapping[SoundKey, Audio]) -> dict[str, bytes]:
     """Path under the data folder -> bytes, for every sound file of the site."""
@@ -75,12 +79,27 @@ def media_files(sounds: list[Sound], site_language: str,
         fallback = audio[(sound.name, fallback_language(sound, site_language))]
         for language in sound.files:
             for fmt, data in audio[(sound.name, language)].formats().items():
-                out[f"sounds/{language}/{SOUND_FOLDER}/{sound.name}.{fmt}"] = data
+                out[_language_file(sound.name, language, fmt)] = data
         for fmt, data in fallback.formats().items():
             out[f"sounds/{SOUND_FOLDER}/{sound.name}.{fmt}"] = data
             if sound.kind is SoundKind.MUSIC_ON_HOLD:
                 out[f"{moh_folder(sound.name)}/{sound.name}.{fmt}"] = data
     return out
+
+
+def library_from_media(digests: Mapping[SoundKey, str],
+                       media: Mapping[str, bytes]) -> dict[SoundKey, Audio] | None:
+    """`media_files` backwards: the converted audio of each (sound, language) whose audio
+    digest `digests` gives, read from the sound files `media` installed (a rollback gives
+    the store back the audio of the generation it restores). None when a file is missing."""
+    library: dict[SoundKey, Audio] = {}
+    for (name, language), digest in digests.items():
+        wav = media.get(_language_file(name, language, "wav"))
+        wav16 = media.get(_language_file(name, language, "wav16"))
+        if wav is None or wav16 is None:
+            return None
+        library[(name, language)] = Audio(digest, wav, wav16)
+    return library
 
 
 def _owned(root: Path) -> list[Path]:

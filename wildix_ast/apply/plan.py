@@ -122,6 +122,9 @@ class Plan:
     drifted: tuple[str, ...] = ()
     media: tuple[MediaChange, ...] = ()
     """Sound files to write or remove under Asterisk's data folder (wildix_ast.sound_install)."""
+    media_after: tuple[tuple[str, bytes], ...] | None = None
+    """Every sound file the data folder holds once the plan is applied, (path, bytes) by
+    path: what the generation records. None: the sound files are left alone."""
 
     def _names(self, kind: ChangeKind) -> list[str]:
         return [c.name for c in self.changes if c.kind == kind]
@@ -154,6 +157,12 @@ class Plan:
     def new_files(self) -> dict[str, str]:
         """Every file the target holds once the plan is applied."""
         return {c.name: c.new for c in self.changes if c.new is not None}
+
+    @property
+    def new_media(self) -> dict[str, bytes] | None:
+        """Every sound file the data folder holds once the plan is applied (None: the plan
+        leaves them alone)."""
+        return None if self.media_after is None else dict(self.media_after)
 
     def file(self, name: str) -> FileChange | None:
         return next((c for c in self.changes if c.name == name), None)

@@ -3,9 +3,12 @@
 * `manifest.json`: the files wildix-ast owns and their SHA-256 (a hand edit shows as drift;
   only owned files are ever removed);
 * `generations/<n>/`: each configuration that went live (files + `meta.json`: time, kind,
-  store revision), the newest `keep` of them, for `history` and `rollback`;
-* `journal/`: the apply in progress (its step, the files as they were before it); a journal
-  left behind means an apply was killed, and the next command finishes or undoes it;
+  store revision), the newest `keep` of them, for `history` and `rollback`, with the sound
+  files it had under Asterisk's data folder: `sounds/<sha256>`, one copy per content (a
+  hard link to an older generation's copy of the same bytes), named by path in `meta.json`;
+* `journal/`: the apply in progress (its step, the files and sound files as they were
+  before it); a journal left behind means an apply was killed, and the next command
+  finishes or undoes it;
 * `lock`: one apply at a time per target (an fcntl lock: the kernel drops it when its holder
   dies, so a killed apply never blocks the next) and `lock-holder.json`, who holds it.
 """
@@ -35,6 +38,7 @@ LEGACY_PREVIOUS = ".wildix-ast-previous"
 DEFAULT_KEEP = 5
 PRIVATE_DIR = 0o700
 PRIVATE_FILE = 0o600
+SOUNDS = "sounds"  # the sound files of a generation or journal, by sha256
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,10 @@ class Generation:
     files: dict[str, str]  # name -> sha256
     store_revision: int | None = None
     from_generation: int | None = None
+    sounds: dict[str, str] | None = None
+    """Sound file path under Asterisk's data folder -> sha256; None: the sound files were
+    not recorded (a target without a data folder, or a generation older than this field),
+    and a rollback to it leaves them alone."""
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -63,6 +71,13 @@ class Journal:
     restart: bool
     store_revision_before: int | None
     new_files: dict[str, str] = field(default_factory=dict)  # name -> sha256
+    #: Asterisk's data folder the sound files below are under (None: sounds left alone)
+    media_dir: str | None = None
+    #: each sound file the apply writes or removes -> sha256 of its saved previous bytes
+    #: (`journal/sounds/<sha256>`), None when it did not exist
+    sounds_before: dict[str, str | None] = field(default_factory=dict)
+    #: every sound file the target holds once the apply is done -> sha256 (None: left alone)
+    new_sounds: dict[str, str] | None = None
 
 
 @functools.lru_cache(maxsize=64)
@@ -72,16 +87,24 @@ def digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 
+@functools.lru_cache(maxsize=256)
+def media_digest(data: bytes) -> str:
+    # cached like `digest`: the journal, the generation and the recovery ask for the same
+    # sound files (an hour of hold music is 170 MB)
+    return hashlib.sha256(data).hexdigest()
+
+
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-def _write_durable(path: Path, text: str) -> None:
+def _write_durable(path: Path, text: str | bytes) -> None:
     """Write a new file of a staging folder: no temporary file nor rename, since nothing
     reads the folder before it is renamed into place (its files are synced first)."""
+    data = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
     with os.fdopen(fd, "wb") as out:
-        out.write(text.encode("utf-8", "surrogateescape"))
+        out.write(data)
         out.flush()
         os.fsync(out.fileno())
 
@@ -172,18 +195,40 @@ class TargetState:
         return {p.name: p.read_bytes().decode("utf-8", "surrogateescape")
                 for p in sorted(folder.iterdir())}
 
+    def generation_sounds(self, number: int) -> dict[str, bytes] | None:
+        """The sound files generation `number` had (path under Asterisk's data folder ->
+        bytes); None when it did not record them."""
+        found = [g for g in self.generations() if g.number == number]
+        if not found or found[0].sounds is None:
+            return None
+        folder = self.dir / "generations" / str(number) / SOUNDS
+        by_digest: dict[str, bytes] = {}
+        out: dict[str, bytes] = {}
+        for path, sha in sorted(found[0].sounds.items()):
+            if sha not in by_digest:
+                try:
+                    by_digest[sha] = (folder / sha).read_bytes()
+                except FileNotFoundError:
+                    raise ApplyError(f"generation {number} on {self.etc_dir} lost its copy "
+                                     f"of the sound file {path}") from None
+            out[path] = by_digest[sha]
+        return out
+
     def record_generation(self, files: Mapping[str, str], kind: str,
                           store_revision: int | None,
-                          from_generation: int | None = None) -> Generation:
-        """Keep `files` as the newest generation (written aside, then renamed into place)
-        and forget the oldest beyond `keep`."""
+                          from_generation: int | None = None,
+                          sounds: Mapping[str, bytes] | None = None) -> Generation:
+        """Keep `files` and `sounds` (None: not recorded) as the newest generation (written
+        aside, then renamed into place) and forget the oldest beyond `keep`."""
         self.ensure()
         existing = self.generations()
         number = (existing[-1].number + 1) if existing else 1
         generation = Generation(number=number, applied_at=_now(), kind=kind,
                                 files={n: digest(t) for n, t in sorted(files.items())},
                                 store_revision=store_revision,
-                                from_generation=from_generation)
+                                from_generation=from_generation,
+                                sounds=None if sounds is None else {
+                                    p: media_digest(b) for p, b in sorted(sounds.items())})
         root = self.dir / "generations"
         staging = root / f".{number}.{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
@@ -196,6 +241,10 @@ class TargetState:
                     and _linked(kept, staging / "files" / name):
                 continue
             _write_durable(staging / "files" / name, text)
+        if sounds is not None and generation.sounds is not None:
+            (staging / SOUNDS).mkdir(mode=PRIVATE_DIR)
+            self._keep_sounds(staging / SOUNDS, {generation.sounds[p]: data
+                                                 for p, data in sounds.items()})
         _write_durable(staging / "meta.json", json.dumps(generation.to_json(), indent=2) + "\n")
         fsync_dir(staging / "files")
         fsync_dir(staging)
@@ -205,6 +254,25 @@ class TargetState:
         for old in [*existing, generation][:-self.keep]:
             shutil.rmtree(root / str(old.number), ignore_errors=True)
         return generation
+
+    def _kept_sounds(self) -> dict[str, Path]:
+        """sha256 -> a kept generation's copy of a sound file with that content."""
+        found: dict[str, Path] = {}
+        for generation in self.generations():
+            folder = self.dir / "generations" / str(generation.number) / SOUNDS
+            found.update({sha: folder / sha for sha in (generation.sounds or {}).values()})
+        return found
+
+    def _keep_sounds(self, folder: Path, by_digest: Mapping[str, bytes]) -> None:
+        """One owner-only copy per content in `folder`, named by its sha256: a hard link to
+        a kept generation's copy when there is one (hold music is large, and most applies
+        change no sound)."""
+        kept = self._kept_sounds() if by_digest else {}
+        for sha, data in by_digest.items():
+            copy = kept.get(sha)
+            if copy is None or not _linked(copy, folder / sha):
+                _write_durable(folder / sha, data)
+        fsync_dir(folder)
 
     # -- journal -------------------------------------------------------------------------------
 
@@ -222,14 +290,23 @@ class TargetState:
             raise ApplyError(f"{path} is unreadable ({e}): an interrupted apply left it; "
                              f"its saved files are in {self._journal_dir / 'before'}") from None
 
-    def begin(self, journal: Journal, before: Mapping[str, str]) -> None:
-        """Save the running versions of the files about to change, then the journal: once
-        journal.json exists, everything needed to undo the apply is on disk."""
+    def begin(self, journal: Journal, before: Mapping[str, str],
+              sounds_before: Mapping[str, bytes | None] | None = None) -> None:
+        """Save the running versions of the files about to change (and of the sound files,
+        None for one that does not exist yet), then the journal: once journal.json exists,
+        everything needed to undo the apply is on disk."""
         self.ensure()
         shutil.rmtree(self._journal_dir, ignore_errors=True)
         saved = self._journal_dir / "before"
         saved.mkdir(mode=PRIVATE_DIR, parents=True)
         os.chmod(self._journal_dir, PRIVATE_DIR)
+        if sounds_before:
+            journal.sounds_before = {p: None if data is None else media_digest(data)
+                                     for p, data in sounds_before.items()}
+            (self._journal_dir / SOUNDS).mkdir(mode=PRIVATE_DIR)
+            self._keep_sounds(self._journal_dir / SOUNDS, {
+                media_digest(data): data for data in sounds_before.values()
+                if data is not None})
         kept = self._newest_generation_files()
         for name, text in before.items():
             # A running file is normally the newest generation's copy: share it (a hard
@@ -257,6 +334,12 @@ class TargetState:
         folder = self._journal_dir / "before"
         return {p.name: p.read_bytes().decode("utf-8", "surrogateescape")
                 for p in sorted(folder.iterdir())} if folder.is_dir() else {}
+
+    def saved_sounds(self, journal: Journal) -> dict[str, bytes | None]:
+        """The sound files as they were before the journal's apply (None: absent)."""
+        folder = self._journal_dir / SOUNDS
+        return {path: None if sha is None else (folder / sha).read_bytes()
+                for path, sha in journal.sounds_before.items()}
 
     def end(self) -> None:
         with contextlib.suppress(FileNotFoundError):

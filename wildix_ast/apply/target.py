@@ -7,6 +7,10 @@ what changed, runs the caller's `on_verified` (the store update) and only then r
 generation. On a failure it puts the previous files back, reloads and verifies them. If the
 process is killed, the journal stays: the next command on the target finds it, and `apply`
 or `rollback` finish it (the store already took the new site) or undo it.
+
+Sound files under Asterisk's data folder go the same way as the configuration files: the
+journal saves those the apply changes or removes, a failure or an undo puts them back, and
+each generation keeps the sound files it had, so that a rollback restores them too.
 """
 
 from __future__ import annotations
@@ -24,12 +28,19 @@ from pathlib import Path
 
 from wildix_ast.ami import AmiClient
 from wildix_ast.apply.plan import FileChange, Plan, ReloadStep, make_plan
-from wildix_ast.apply.state import DEFAULT_KEEP, Generation, Journal, TargetState, digest
+from wildix_ast.apply.state import (
+    DEFAULT_KEEP,
+    Generation,
+    Journal,
+    TargetState,
+    digest,
+    media_digest,
+)
 from wildix_ast.apply.verify import Expectation, verify
 from wildix_ast.crash_points import crash_point
 from wildix_ast.errors import AmiError, ApplyError
 from wildix_ast.files import fsync_dir, write_atomic
-from wildix_ast.sound_install import MediaChange, plan_media, put_media
+from wildix_ast.sound_install import plan_media, put_media
 
 Progress = Callable[[str, str], None]
 """progress(step, message); steps: recover, check, validate, backup, write, reload, restart,
@@ -57,6 +68,8 @@ class ReloadResult:
 class ApplyReport:
     files_written: list[str] = field(default_factory=list)
     files_removed: list[str] = field(default_factory=list)
+    sounds_written: list[str] = field(default_factory=list)
+    sounds_removed: list[str] = field(default_factory=list)
     reloads: list[ReloadResult] = field(default_factory=list)
     restarted: bool = False
     verified: bool | None = None
@@ -69,6 +82,7 @@ class ApplyReport:
     def to_json(self) -> dict[str, object]:
         return {
             "files_written": self.files_written, "files_removed": self.files_removed,
+            "sounds_written": self.sounds_written, "sounds_removed": self.sounds_removed,
             "reloads": [r.to_json() for r in self.reloads], "restarted": self.restarted,
             "verified": self.verified, "verify_seconds": round(self.verify_seconds, 3),
             "total_seconds": round(self.total_seconds, 3),
@@ -85,6 +99,15 @@ def _put(etc: Path, contents: Mapping[str, str | None]) -> None:
         else:
             write_atomic(etc / name, text)
     fsync_dir(etc)
+
+
+def _read_sounds(root: Path, paths: Mapping[str, str]) -> dict[str, bytes]:
+    """The sound files now at `paths` under `root` (those missing are left out)."""
+    found: dict[str, bytes] = {}
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            found[path] = (root / path).read_bytes()
+    return found
 
 
 def _in_thread(work: Callable[[], object] | None) -> threading.Thread:
@@ -120,11 +143,12 @@ class ConfigTarget:
         plan = make_plan(self.etc_dir, files)
         if media is None or self.media_dir is None:
             return plan
-        return dataclasses.replace(plan, media=plan_media(self.media_dir, media))
+        return dataclasses.replace(plan, media=plan_media(self.media_dir, media),
+                                   media_after=tuple(sorted(media.items())))
 
-    def _put_media(self, changes: tuple[MediaChange, ...], new: bool = True) -> None:
-        if self.media_dir is not None and changes:
-            put_media(self.media_dir, {c.path: c.new if new else c.old for c in changes})
+    def _put_media(self, plan: Plan) -> None:
+        if self.media_dir is not None and plan.media:
+            put_media(self.media_dir, {c.path: c.new for c in plan.media})
 
     def history(self) -> list[Generation]:
         return self.state.generations()
@@ -147,12 +171,13 @@ class ConfigTarget:
         problems = plan.validate()
         if problems:
             raise ApplyError("the new configuration is invalid; nothing was written", problems)
-        self._put_media(plan.media)
+        self._put_media(plan)
         _put(self.etc_dir, {c.name: c.new for c in plan.touched})
         self.state.write_manifest(plan.new_files)
         if not plan.has_changes and self.state.generations():
             return None
-        return self.state.record_generation(plan.new_files, "install", store_revision)
+        return self.state.record_generation(plan.new_files, "install", store_revision,
+                                            sounds=plan.new_media)
 
     # -- commit --------------------------------------------------------------------------------
 
@@ -216,7 +241,7 @@ class ConfigTarget:
                     self.state.write_manifest(plan.new_files)
                     revision = on_verified() if on_verified is not None else store_revision
                     report.generation = self.state.record_generation(
-                        plan.new_files, kind, revision, from_generation)
+                        plan.new_files, kind, revision, from_generation, plan.new_media)
                 elif on_verified is not None:
                     on_verified()
                 report.total_seconds = time.monotonic() - started
@@ -227,9 +252,13 @@ class ConfigTarget:
                 touched=[c.name for c in plan.touched],
                 reloads=[r.module for r in reloads], restart=bool(restart),
                 store_revision_before=store_revision,
-                new_files={n: digest(t) for n, t in plan.new_files.items()})
+                new_files={n: digest(t) for n, t in plan.new_files.items()},
+                media_dir=None if self.media_dir is None else str(self.media_dir),
+                new_sounds=None if plan.media_after is None else {
+                    p: media_digest(b) for p, b in plan.media_after})
+            sounds_before = {c.path: c.old for c in plan.media}
             self.state.begin(journal, {c.name: c.old for c in plan.touched
-                                       if c.old is not None})
+                                       if c.old is not None}, sounds_before)
             say("backup", f"running files kept in {self.state.dir / 'journal'}")
             for change in plan.touched:
                 say("write", f"{change.kind} {change.name}")
@@ -238,11 +267,14 @@ class ConfigTarget:
             # they are there.
             for media in plan.media:
                 say("write", f"{media.kind} sound {media.path}")
-            self._put_media(plan.media)
+            self._put_media(plan)
+            crash_point("after-sounds")
             _put(self.etc_dir, {c.name: c.new for c in plan.touched})
             crash_point("after-write")
             report.files_written = [c.name for c in plan.touched if c.new is not None]
             report.files_removed = plan.removed
+            report.sounds_written = [c.path for c in plan.media if c.new is not None]
+            report.sounds_removed = [c.path for c in plan.media if c.new is None]
 
             failure: str | None = None
             self.state.step(journal, "reloading")
@@ -265,9 +297,8 @@ class ConfigTarget:
 
             if failure is not None:
                 say("rollback", failure)
-                self._put_media(plan.media, new=False)
                 restored = await self._undo(ami, plan.touched, reloads, bool(restart), say,
-                                            restart_timeout)
+                                            restart_timeout, self.media_dir, sounds_before)
                 self.state.end()
                 helper.join()
                 raise ApplyError(f"{failure}; {restored}")
@@ -282,20 +313,31 @@ class ConfigTarget:
         if plan.has_changes or not self.state.generations():
             say("record", "keeping this configuration as a new generation")
             report.generation = self.state.record_generation(
-                plan.new_files, kind, revision, from_generation)
+                plan.new_files, kind, revision, from_generation, plan.new_media)
         self.state.end()
         report.total_seconds = time.monotonic() - started
         say("done", f"applied in {report.total_seconds:.2f} s")
         return report
 
     async def _undo(self, ami: AmiClient, touched: list[FileChange], reloads: list[ReloadStep],
-                    restart: bool, say: Progress, restart_timeout: float) -> str:
+                    restart: bool, say: Progress, restart_timeout: float,
+                    media_dir: Path | None = None,
+                    sounds: Mapping[str, bytes | None] | None = None) -> str:
+        """Put back the previous files and sound files (`sounds`: path -> previous bytes,
+        None for one that did not exist), reload and verify."""
         names = ", ".join(c.name for c in touched)
+        sounds = sounds if media_dir is not None and sounds else {}
+        if sounds:
+            names += f" and {len(sounds)} sound files"
         try:
+            # The previous sounds before the previous configuration that plays them is
+            # reloaded; the sounds it does not know only once it no longer plays them.
+            if sounds and media_dir is not None:
+                put_media(media_dir, {p: b for p, b in sounds.items() if b is not None})
             _put(self.etc_dir, {c.name: c.old for c in touched})
         except OSError as e:
             return (f"RESTORING THE PREVIOUS FILES FAILED ({e}); they are kept in "
-                    f"{self.state.dir / 'journal' / 'before'}")
+                    f"{self.state.dir / 'journal'}")
         try:
             if restart:
                 await _restart(ami, say, restart_timeout)
@@ -304,6 +346,10 @@ class ConfigTarget:
         except AmiError as e:
             return (f"the previous files were restored ({names}) but reloading them failed: "
                     f"{e.message}")
+        finally:
+            if sounds and media_dir is not None:
+                with contextlib.suppress(OSError):
+                    put_media(media_dir, {p: None for p, b in sounds.items() if b is None})
         old = Expectation()
         for change in touched:
             if change.old is not None:
@@ -332,26 +378,39 @@ class ConfigTarget:
                 f"started {journal.started_at}: {journal.command})")
         stored = (store_revision is not None and journal.store_revision_before is not None
                   and store_revision > journal.store_revision_before)
+        media_dir = Path(journal.media_dir) if journal.media_dir else None
         if journal.step == "recording" and stored:
             files = {n: t for n in journal.new_files if (t := self.state.read(n)) is not None}
+            # the apply wrote its sounds before its files: they are on disk
+            sounds = (None if journal.new_sounds is None or media_dir is None
+                      else _read_sounds(media_dir, journal.new_sounds))
             self.state.write_manifest(files)
-            self.state.record_generation(files, "recovered", store_revision)
+            self.state.record_generation(files, "recovered", store_revision, sounds=sounds)
             self.state.end()
             return f"finished {what}: Asterisk and the store already had its configuration"
         progress("recover", f"undoing {what}")
+        if self._ami is None:
+            self._put_back(journal)
+            self.state.end()
+            return f"undid {what}: the previous files are back (Asterisk not contacted)"
         saved = self.state.saved_before()
         touched = [FileChange(n, "change", saved.get(n), self.state.read(n))
                    for n in journal.touched]
         reloads = [ReloadStep(m, f"module reload {m}", ()) for m in journal.reloads]
-        if self._ami is None:
-            _put(self.etc_dir, {c.name: c.old for c in touched})
-            self.state.end()
-            return f"undid {what}: the previous files are back (Asterisk not contacted)"
         async with self._ami_client() as ami:
             result = await self._undo(ami, touched, reloads, journal.restart, progress,
-                                      restart_timeout)
+                                      restart_timeout, media_dir,
+                                      self.state.saved_sounds(journal))
         self.state.end()
         return f"undid {what}: {result}"
+
+    def _put_back(self, journal: Journal) -> None:
+        """The files and sound files as they were before the journal's apply, written
+        without Asterisk."""
+        if journal.media_dir and journal.sounds_before:
+            put_media(Path(journal.media_dir), self.state.saved_sounds(journal))
+        saved = self.state.saved_before()
+        _put(self.etc_dir, {n: saved.get(n) for n in journal.touched})
 
     def discard(self) -> str | None:
         """NAPALM's discard: drop what is not committed. A plan is only a value, so the one
@@ -360,8 +419,7 @@ class ConfigTarget:
         journal = self.state.journal()
         if journal is None:
             return None
-        saved = self.state.saved_before()
-        _put(self.etc_dir, {n: saved.get(n) for n in journal.touched})
+        self._put_back(journal)
         self.state.end()
         return f"discarded the apply started {journal.started_at} (pid {journal.pid})"
 
@@ -379,7 +437,8 @@ class ConfigTarget:
                 kept = ", ".join(str(g.number) for g in generations) or "none"
                 raise ApplyError(f"{self.name}: generation {to} is not kept (kept: {kept})")
             chosen = found[0]
-        return self.plan(self.state.generation_files(chosen.number)), chosen
+        files = self.state.generation_files(chosen.number)
+        return self.plan(files, self.state.generation_sounds(chosen.number)), chosen
 
     async def rollback(self, to: int | None = None, *, progress: Progress = _quiet,
                        allow_restart: bool = True, store_revision: int | None = None,
