@@ -244,13 +244,13 @@ def _recover(config: ConfigTarget, store: Store, progress: Progress,
         return None
     if offline:
         return config.discard()
-    newest = [g.number for g in config.history()][-1:]
     done = run(config.recover(store_revision=_revision(store), progress=progress))
-    recorded = config.history()
-    if recorded and [recorded[-1].number] != newest and store.has_site():
-        _snapshot(config, recorded[-1], _snapshot_text(store.export_site()),
+    if done is None:
+        return None
+    if done.generation is not None and store.has_site():
+        _snapshot(config, done.generation, _snapshot_text(store.export_site()),
                   store.stored_sounds())
-    return done
+    return done.message
 
 
 class _StoreUpdate:

@@ -64,6 +64,15 @@ class ReloadResult:
                 "status": self.status}
 
 
+@dataclass(frozen=True)
+class Recovery:
+    """What `recover` did with an interrupted apply."""
+
+    message: str
+    generation: Generation | None = None
+    """The generation a finished apply was recorded as (None: it was undone)."""
+
+
 @dataclass
 class ApplyReport:
     files_written: list[str] = field(default_factory=list)
@@ -367,7 +376,7 @@ class ConfigTarget:
     # -- recovery, discard, rollback ---------------------------------------------------------
 
     async def recover(self, *, store_revision: int | None, progress: Progress = _quiet,
-                      restart_timeout: float = 60.0) -> str | None:
+                      restart_timeout: float = 60.0) -> Recovery | None:
         """Finish or undo an interrupted apply (call under the lock). Finish when it was
         verified and the store already took the new site; undo otherwise. Returns what was
         done, or None when there was nothing to recover."""
@@ -385,14 +394,17 @@ class ConfigTarget:
             sounds = (None if journal.new_sounds is None or media_dir is None
                       else _read_sounds(media_dir, journal.new_sounds))
             self.state.write_manifest(files)
-            self.state.record_generation(files, "recovered", store_revision, sounds=sounds)
+            generation = self.state.record_generation(files, "recovered", store_revision,
+                                                      sounds=sounds)
             self.state.end()
-            return f"finished {what}: Asterisk and the store already had its configuration"
+            return Recovery(f"finished {what}: Asterisk and the store already had its "
+                            "configuration", generation)
         progress("recover", f"undoing {what}")
         if self._ami is None:
             self._put_back(journal)
             self.state.end()
-            return f"undid {what}: the previous files are back (Asterisk not contacted)"
+            return Recovery(f"undid {what}: the previous files are back (Asterisk not "
+                            "contacted)")
         saved = self.state.saved_before()
         touched = [FileChange(n, "change", saved.get(n), self.state.read(n))
                    for n in journal.touched]
@@ -402,7 +414,7 @@ class ConfigTarget:
                                       restart_timeout, media_dir,
                                       self.state.saved_sounds(journal))
         self.state.end()
-        return f"undid {what}: {result}"
+        return Recovery(f"undid {what}: {result}")
 
     def _put_back(self, journal: Journal) -> None:
         """The files and sound files as they were before the journal's apply, written

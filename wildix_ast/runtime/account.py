@@ -7,7 +7,6 @@ from __future__ import annotations
 import functools
 import ipaddress
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -104,16 +103,6 @@ def sip_ports(given: list[int] | None, db: str | None) -> tuple[int, ...]:
         return tuple(given)
     stored = stored_runtime(db)
     return stored[0].sip_ports if stored else (5060,)
-
-
-def lab_gone(name: str) -> Callable[[], bool]:
-    """Whether the lab instance `name` is down now (a cheap check: its state file and its
-    Asterisk's process)."""
-    from wildix_ast.lab.instance import Lab
-
-    state = os.environ.get("WILDIX_AST_LAB_STATE")
-    lab = Lab(name, Path(state) if state else None)
-    return lambda: not lab.is_running()
 
 
 def running_lab(name: str) -> Lab:

@@ -19,7 +19,6 @@ from wildix_ast.errors import ServiceError
 from wildix_ast.runtime.account import (
     ami_settings,
     given_secret,
-    lab_gone,
     never_ban_networks,
     running_lab,
     sip_ports,
@@ -84,11 +83,14 @@ def serve(
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     served_gone = None
     if lab is not None:
-        ports = running_lab(lab).ports
+        served = running_lab(lab)
+        ports = served.ports
         ami_port = ami_port or ports.ami
         sip_port = sip_port or [ports.sip]
         chain = lab_chain(ports.sip) if chain == DEFAULT_CHAIN else chain
-        served_gone = lab_gone(lab)  # `lab down` stops this service too
+
+        def served_gone() -> bool:  # `lab down` stops this service too
+            return not served.is_running()
     policy = BanPolicy.with_networks(never_ban_networks(never_ban, db), threshold=threshold,
                                      window=window, ban_time=ban_time)
     try:
