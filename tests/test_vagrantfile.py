@@ -1,6 +1,6 @@
 """The top-level Vagrantfile: `vagrant validate` accepts it (with the libvirt provider's own
 checks), and it refuses a settings file whose RTP range is too wide to forward port by port.
-Booting the VM is not part of CI (see README, "Test with Vagrant")."""
+Booting the VM is not part of CI (see docs/deploy.md, "Test with Vagrant")."""
 
 from __future__ import annotations
 

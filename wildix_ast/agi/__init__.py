@@ -32,7 +32,7 @@ panoramisk's sessions/s over five runs (0.79x, p99 1.38x, in the last), one at a
 bursts of 100 it was as fast or faster; both are bound by the machine (a few hundred
 sessions/s, client included), not by the protocol.
 
-Fail-safe contract with the dialplan: see `server` and the README ("Runtime services").
+Fail-safe contract with the dialplan: see `server` and docs/runtime.md.
 Asterisk 22 bounds the FastAGI *connect* to 2 s (res_agi's MAX_AGI_CONNECT) but waits for
 answers on an accepted connection without limit, so the server bounds itself and the systemd
 unit's watchdog restarts a stalled process (`sdnotify`).

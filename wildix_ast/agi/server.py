@@ -1,6 +1,6 @@
 """The FastAGI server: routes to handlers, limits on everything, a safe answer on failure.
 
-The dialplan contract (README "Runtime services"):
+The dialplan contract (docs/runtime.md):
 
 * before `AGI(agi://HOST:PORT/ROUTE,...)` the dialplan clears `WILDIX_AGI_STATUS`;
 * on success the server sets the decision's variables, then `WILDIX_AGI_STATUS=OK` last, so
