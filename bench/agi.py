@@ -5,7 +5,7 @@
                                   [--no-asterisk]
 
 1. `wildix-ast agi serve` runs as its own process; clients playing Asterisk's side of the
-   protocol (`wildix_ast.agi.probe`) hold FastAGI sessions on the `popup` route: one at a
+   protocol (`wildix_ast.services.agi.probe`) hold FastAGI sessions on the `popup` route: one at a
    time, bursts of N connecting at once, N back to back (saturation), and N per second while
    N other connections are held open. Printed: p50/p99/max of a whole session (connect,
    handshake, decision, answers, close), refused connections, errors, sessions/s. Baseline,
@@ -42,10 +42,10 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 
-from wildix_ast.agi.cli import check
-from wildix_ast.agi.probe import probe
-from wildix_ast.agi.server import OK, STATUS_VARIABLE
 from wildix_ast.ami import AmiClient
+from wildix_ast.cli.agi import check
+from wildix_ast.services.agi.probe import probe
+from wildix_ast.services.agi.server import OK, STATUS_VARIABLE
 
 HOST = "127.0.0.1"
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "site.yaml"
@@ -291,7 +291,7 @@ async def sip_run(ami_port: int, sip_port: int, number: str, calls: int, rate: f
                   hold: float, work_dir: Path) -> tuple[Any, Decisions, float]:
     """SIPp phone 101 calls `number` `calls` times at a fixed `rate`, each held `hold` s
     (so rate × hold calls are up at once), while AMI collects the decisions."""
-    from wildix_ast.sip_test import SippDriver
+    from wildix_ast.lab.sipp import SippDriver
 
     decisions = Decisions()
     concurrency = max(1, round(rate * hold))

@@ -46,10 +46,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from sites import site_yaml
 
+from wildix_ast.apply.pipeline import Target, compile_site, install_stored_site
 from wildix_ast.lab.instance import Lab
 from wildix_ast.lab.rootfs import ensure_rootfs
-from wildix_ast.pipeline import Target, compile_site, install_stored_site
-from wildix_ast.settings_file import parse_site
+from wildix_ast.model.settings_file import parse_site
 from wildix_ast.store import open_store
 
 REPO = Path(__file__).resolve().parent.parent

@@ -28,11 +28,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from bare_asterisk import write_bare_config
 
+from wildix_ast.apply.pipeline import Target, compile_site, install_stored_site
 from wildix_ast.lab.instance import Lab
 from wildix_ast.lab.rootfs import ensure_rootfs
-from wildix_ast.pipeline import Target, compile_site, install_stored_site
-from wildix_ast.settings_file import load_site
-from wildix_ast.sip_test import Line, PhoneLoad, SippDriver
+from wildix_ast.lab.sipp import Line, PhoneLoad, SippDriver
+from wildix_ast.model.settings_file import load_site
 from wildix_ast.store import open_store
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "site.yaml"

@@ -29,9 +29,9 @@ def measure_one(users: int) -> dict[str, float]:
 
     from sites import site_yaml
 
-    from wildix_ast.asterisk_paths import AsteriskPaths
-    from wildix_ast.render import render_site
-    from wildix_ast.settings_file import load_site
+    from wildix_ast.asterisk.paths import AsteriskPaths
+    from wildix_ast.asterisk.render import render_site
+    from wildix_ast.model.settings_file import load_site
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "site.yaml"

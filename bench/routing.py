@@ -35,18 +35,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from bare_asterisk import write_bare_config
 from dns_counter import DnsCounter
 
-from wildix_ast.call_classes import CallClass, DialplanGeneral, NumberRule
+from wildix_ast.apply.pipeline import Target, compile_site, install_stored_site
+from wildix_ast.lab.allocator import free_port
 from wildix_ast.lab.instance import Lab
 from wildix_ast.lab.rootfs import ensure_rootfs
-from wildix_ast.pipeline import Target, compile_site, install_stored_site
-from wildix_ast.ports import free_port
-from wildix_ast.settings_file import load_site
-from wildix_ast.sip_test import SippDriver
-from wildix_ast.sip_test.processes import UasHandle
-from wildix_ast.sip_test.results import LoadResult
-from wildix_ast.site import Site
+from wildix_ast.lab.sipp import SippDriver
+from wildix_ast.lab.sipp.processes import UasHandle
+from wildix_ast.lab.sipp.results import LoadResult
+from wildix_ast.model.call_classes import CallClass, DialplanGeneral, NumberRule
+from wildix_ast.model.settings_file import load_site
+from wildix_ast.model.site import Site
+from wildix_ast.model.trunks import Trunk, TrunkGroup
 from wildix_ast.store import open_store
-from wildix_ast.trunks import Trunk, TrunkGroup
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "site.yaml"
 CALLER = "101"

@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from sites import site_yaml
 
-from wildix_ast.passwords import hash_password, password_matches
-from wildix_ast.settings_file import parse_site
+from wildix_ast.model.passwords import hash_password, password_matches
+from wildix_ast.model.settings_file import parse_site
 from wildix_ast.store import open_store
 
 LOOKUPS = 500

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from wildix_ast.agi.probe import handshake
+from wildix_ast.services.agi.probe import handshake
 
 _LISTENING = re.compile(r"listening on (?P<host>[\d.]+):(?P<port>\d+)")
 

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from wildix_ast.asterisk_paths import AsteriskPaths
+from wildix_ast.asterisk.paths import AsteriskPaths
 from wildix_ast.lab.instance import Lab, processes_in_mount_ns
 from wildix_ast.lab.ports import LabPorts
 

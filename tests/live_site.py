@@ -11,10 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wildix_ast.ami import AmiClient
-from wildix_ast.lab.instance import DEFAULT_NAMESERVER, Lab
-from wildix_ast.lab.rootfs import ensure_rootfs
-from wildix_ast.lab.tls import lab_certificate
-from wildix_ast.pipeline import (
+from wildix_ast.apply.pipeline import (
     Compiled,
     Target,
     compile_site,
@@ -22,9 +19,12 @@ from wildix_ast.pipeline import (
     install_stored_site,
     site_sounds,
 )
-from wildix_ast.settings_file import load_site
-from wildix_ast.sip_test import SippDriver
-from wildix_ast.site import Site
+from wildix_ast.lab.instance import DEFAULT_NAMESERVER, Lab
+from wildix_ast.lab.rootfs import ensure_rootfs
+from wildix_ast.lab.sipp import SippDriver
+from wildix_ast.lab.tls import lab_certificate
+from wildix_ast.model.settings_file import load_site
+from wildix_ast.model.site import Site
 from wildix_ast.store import Store, open_store
 
 REPO = Path(__file__).resolve().parent.parent

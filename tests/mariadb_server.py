@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from wildix_ast.ports import free_port
+from wildix_ast.lab.allocator import free_port
 
 INSTALL_DB = Path("/usr/bin/mariadb-install-db")
 MARIADBD = Path("/usr/sbin/mariadbd")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from wildix_ast.ports import free_port
+from wildix_ast.lab.allocator import free_port
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 INSTALL_HINT = "run .ci/install-system-packages (it installs Debian's postgresql package)"

@@ -19,12 +19,12 @@ import pytest
 from agi_fixtures import agi_service, attack
 from lab_fixtures import running_lab
 
-from wildix_ast.agi.cli import check
-from wildix_ast.agi.protocol import AgiRequest
-from wildix_ast.agi.routes import default_routes
-from wildix_ast.agi.server import AgiServer, Decision, Route
 from wildix_ast.ami import AmiClient
+from wildix_ast.cli.agi import check
 from wildix_ast.lab.instance import Lab
+from wildix_ast.services.agi.protocol import AgiRequest
+from wildix_ast.services.agi.routes import default_routes
+from wildix_ast.services.agi.server import AgiServer, Decision, Route
 
 pytestmark = pytest.mark.lab
 

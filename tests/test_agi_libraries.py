@@ -1,4 +1,4 @@
-"""Evidence behind wildix_ast.agi's choice of its own FastAGI server (see its docstring):
+"""Evidence behind wildix_ast.services.agi's choice of its own FastAGI server (see its docstring):
 the defects of panoramisk 1.4's and pyst2 0.5.1's FastAGI on this Python, reproduced.
 
 If one of these starts failing, a release fixed the defect: re-read the decision."""

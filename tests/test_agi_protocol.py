@@ -6,8 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wildix_ast.agi.probe import handshake
-from wildix_ast.agi.protocol import (
+from wildix_ast.calls.popup_url import PopupCall, expand, substring
+from wildix_ast.services.agi.probe import handshake
+from wildix_ast.services.agi.protocol import (
     MAX_LINE_BYTES,
     AgiProtocolError,
     format_command,
@@ -19,9 +20,8 @@ from wildix_ast.agi.protocol import (
     quote_argument,
     split_command,
 )
-from wildix_ast.agi.routes import POPUP_VARIABLE, popup
-from wildix_ast.agi.server import Decision
-from wildix_ast.popup_url import PopupCall, expand, substring
+from wildix_ast.services.agi.routes import POPUP_VARIABLE, popup
+from wildix_ast.services.agi.server import Decision
 
 
 def lines_of(data: bytes) -> list[bytes]:

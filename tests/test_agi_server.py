@@ -14,10 +14,11 @@ from contextlib import asynccontextmanager
 import pytest
 from agi_fixtures import AgiService, agi_service, attack
 
-from wildix_ast.agi.cli import check
-from wildix_ast.agi.probe import answer, handshake, probe
-from wildix_ast.agi.protocol import MAX_HEADER_BYTES, AgiRequest, parse_mset, split_command
-from wildix_ast.agi.server import (
+from wildix_ast.cli.agi import check
+from wildix_ast.errors import ServiceError
+from wildix_ast.services.agi.probe import answer, handshake, probe
+from wildix_ast.services.agi.protocol import MAX_HEADER_BYTES, AgiRequest, parse_mset, split_command
+from wildix_ast.services.agi.server import (
     ERROR_VARIABLE,
     FAILED,
     OK,
@@ -27,8 +28,7 @@ from wildix_ast.agi.server import (
     Limits,
     Route,
 )
-from wildix_ast.agi.session import AgiSession
-from wildix_ast.errors import ServiceError
+from wildix_ast.services.agi.session import AgiSession
 
 HOST = "127.0.0.1"
 

@@ -24,11 +24,11 @@ from lab_fixtures import (
 )
 
 from wildix_ast.ami import AmiClient, run
-from wildix_ast.asterisk_paths import AsteriskPaths
+from wildix_ast.asterisk.paths import AsteriskPaths
 from wildix_ast.errors import AmiError
+from wildix_ast.lab.allocator import free_port
 from wildix_ast.lab.instance import Lab
 from wildix_ast.lab.rootfs import ensure_rootfs
-from wildix_ast.ports import free_port
 
 AMI_USER = "lab"  # the account lab_fixtures.manager_conf writes
 AMI_SECRET = "t3st-Secr3t"

@@ -13,13 +13,13 @@ import pytest
 from live_site import LiveSite, example_site, live_site
 from sound_fixtures import tone
 
-from wildix_ast import pipeline
+from wildix_ast.apply import pipeline
+from wildix_ast.apply.pipeline import compile_site
 from wildix_ast.errors import ApplyError
-from wildix_ast.pipeline import compile_site
-from wildix_ast.site import Site
-from wildix_ast.sound_audio import convert
-from wildix_ast.sound_install import media_files, plan_media
-from wildix_ast.users import User
+from wildix_ast.model.site import Site
+from wildix_ast.model.users import User
+from wildix_ast.sounds.audio import convert
+from wildix_ast.sounds.install import media_files, plan_media
 
 pytestmark = pytest.mark.lab
 

@@ -24,7 +24,7 @@ from wildix_ast.apply import STATE_DIR, ConfigTarget, TargetState
 from wildix_ast.apply.state import media_digest
 from wildix_ast.conf import sections
 from wildix_ast.errors import TargetBusyError
-from wildix_ast.sound_install import media_files, plan_media
+from wildix_ast.sounds.install import media_files, plan_media
 
 pytestmark = pytest.mark.lab
 EXAMPLE_TEXT = EXAMPLE.read_text(encoding="utf-8")

@@ -11,10 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wildix_ast.agi.probe import probe
-from wildix_ast.agi.routes import StoreLookup, default_routes
-from wildix_ast.agi.server import AgiServer
-from wildix_ast.call_user import (
+from wildix_ast.calls.call_user import (
     ACTION,
     CALL_USER_ROUTE,
     CALL_WAITING,
@@ -30,10 +27,13 @@ from wildix_ast.call_user import (
     IncomingCall,
     decide,
 )
-from wildix_ast.preferences import Preferences
-from wildix_ast.settings_file import parse_site
+from wildix_ast.model.preferences import Preferences
+from wildix_ast.model.settings_file import parse_site
+from wildix_ast.model.users import User
+from wildix_ast.services.agi.probe import probe
+from wildix_ast.services.agi.routes import StoreLookup, default_routes
+from wildix_ast.services.agi.server import AgiServer
 from wildix_ast.store import open_store
-from wildix_ast.users import User
 
 INTERNAL = IncomingCall("", "101")
 EXTERNAL = IncomingCall("external", "+33612345678")

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from live_site import TEST_RING_TIMEOUT, LiveSite
 
-from wildix_ast.sip_test import CallResult, SippDriver
+from wildix_ast.lab.sipp import CallResult, SippDriver
 
 pytestmark = pytest.mark.lab
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from wildix_ast.site import Site
+from wildix_ast.model.site import Site
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "site.yaml"
@@ -89,7 +89,7 @@ def test_store_keeps_the_routing_sections(tmp_path: Path) -> None:
     """Trunks, trunk groups, group call classes and dialplan.general survive the store
     (kept as JSON documents until they get tables), and an export without secrets has no
     trunk secret."""
-    from wildix_ast.settings_file import load_site
+    from wildix_ast.model.settings_file import load_site
 
     env = {"WILDIX_AST_DB": str(tmp_path / "store.sqlite3")}
     assert run("import", str(EXAMPLE), env=env).returncode == 0
@@ -114,7 +114,7 @@ def test_import_export_round_trip_and_failed_import_keeps_the_store(tmp_path: Pa
     assert with_secrets.stdout.count("sip_password") == 5  # the users with a phone
     again = tmp_path / "again.yaml"
     again.write_text(with_secrets.stdout)
-    from wildix_ast.settings_file import load_site
+    from wildix_ast.model.settings_file import load_site
 
     assert without_user_passwords(load_site(again)) == load_site(EXAMPLE)
 

@@ -24,8 +24,8 @@ import pytest
 import yaml
 from sound_fixtures import copy_example_sounds
 
-from wildix_ast.deploy_lab.host import DeployHost, HostInfo
-from wildix_ast.ports import free_port
+from wildix_ast.lab.allocator import free_port
+from wildix_ast.testing.deploy_host.host import DeployHost, HostInfo
 
 pytestmark = [pytest.mark.deploy, pytest.mark.timeout(900)]
 

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from wildix_ast.ports import free_port
-from wildix_ast.runtime.ban_file import load_bans, save_bans
-from wildix_ast.runtime.firewall import Firewall, enforced
-from wildix_ast.runtime.security import Ban, BanPolicy
-from wildix_ast.runtime.service import MonitorService, ServiceConfig
-from wildix_ast.runtime.supervisor import AmiSettings
+from wildix_ast.lab.allocator import free_port
+from wildix_ast.services.ami.ban_file import load_bans, save_bans
+from wildix_ast.services.ami.firewall import Firewall, enforced
+from wildix_ast.services.ami.security import Ban, BanPolicy
+from wildix_ast.services.ami.service import MonitorService, ServiceConfig
+from wildix_ast.services.ami.supervisor import AmiSettings
 
 pytestmark = pytest.mark.lab
 

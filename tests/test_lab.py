@@ -23,8 +23,9 @@ from lab_fixtures import (
 )
 from typer.testing import CliRunner
 
+from wildix_ast.cli.lab import app
 from wildix_ast.errors import LabError
-from wildix_ast.lab.cli import app
+from wildix_ast.lab.allocator import port_in_use
 from wildix_ast.lab.instance import Lab
 from wildix_ast.lab.ports import RTP_COUNT, allocate_ports
 from wildix_ast.lab.rootfs import (
@@ -35,7 +36,6 @@ from wildix_ast.lab.rootfs import (
     require_tool,
     rootfs_info,
 )
-from wildix_ast.ports import port_in_use
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from wildix_ast import cli
+from wildix_ast.cli import main as cli
 from wildix_ast.errors import LabError
 from wildix_ast.lab.instance import Lab
 

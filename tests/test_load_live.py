@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from live_site import LiveSite
 
-from wildix_ast.sip_test import Line, PhoneLoad
+from wildix_ast.lab.sipp import Line, PhoneLoad
 
 pytestmark = pytest.mark.lab
 

@@ -10,13 +10,13 @@ import pytest
 from pydantic import ValidationError
 from test_render_injection import parse_conf
 
+from wildix_ast.asterisk.render import render_site
 from wildix_ast.errors import SettingsError
-from wildix_ast.render import render_site
-from wildix_ast.secrets_vault import MemoryVault, voicemail_pins, with_secrets
-from wildix_ast.settings_file import load_site, parse_site
-from wildix_ast.site import Site
+from wildix_ast.model.settings_file import load_site, parse_site
+from wildix_ast.model.site import Site
+from wildix_ast.model.system import SipRtp
 from wildix_ast.store import open_store
-from wildix_ast.system import SipRtp
+from wildix_ast.store.vault import MemoryVault, voicemail_pins, with_secrets
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "site.yaml"
 SECRET = "Manager#Secret42"

@@ -19,7 +19,7 @@ from dns_counter import DnsCounter
 from live_site import LiveSite, example_site, live_site
 from sip_ua import Agent, sdp
 
-from wildix_ast.sip_test import SippDriver
+from wildix_ast.lab.sipp import SippDriver
 
 pytestmark = pytest.mark.lab
 

@@ -14,11 +14,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from wildix_ast.calls.popup_url import PopupCall, http_problem, is_expansion_of, published
 from wildix_ast.errors import SettingsError
-from wildix_ast.popup_url import PopupCall, http_problem, is_expansion_of, published
-from wildix_ast.preferences import Preferences, edit
-from wildix_ast.runtime.popup_http import PopupHttpSettings, PopupNotifier
-from wildix_ast.users import User
+from wildix_ast.model.preferences import Preferences, edit
+from wildix_ast.model.users import User
+from wildix_ast.services.ami.popup_http import PopupHttpSettings, PopupNotifier
 
 TEMPLATE = "http://127.0.0.1:{port}/call?n={CALLERNUM}&short={CALLERNUM:1}&who={CALLERNAME}"
 

@@ -1,4 +1,4 @@
-"""The project's one port allocator (wildix_ast/ports.py): slots locked across processes,
+"""The project's one port allocator (wildix_ast/lab/allocator.py): slots locked across processes,
 ports handed out in turn inside them and checked by binding."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from wildix_ast.ports import (
+from wildix_ast.lab.allocator import (
     FIRST_SLOT_PORT,
     LAST_PORT,
     SLOT_SIZE,
@@ -54,7 +54,7 @@ def test_pool_slot_is_locked_against_other_processes() -> None:
     try:
         assert lock_slot(slot) is None  # another run (or a lab) cannot take it
         child = subprocess.run(
-            [sys.executable, "-c", "from wildix_ast.ports import free_port; print(free_port())"],
+            [sys.executable, "-c", "from wildix_ast.lab.allocator import free_port; print(free_port())"],
             capture_output=True, text=True, check=True, timeout=60,
         )
         assert _slot(int(child.stdout)) != slot

@@ -17,9 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
-from wildix_ast import fields
 from wildix_ast.errors import SettingsError, StoreError
-from wildix_ast.preferences import (
+from wildix_ast.model import fields
+from wildix_ast.model.preferences import (
     CallerPattern,
     ClassPreferences,
     ForwardTarget,
@@ -28,11 +28,11 @@ from wildix_ast.preferences import (
     Ringtone,
     caller_matches,
 )
-from wildix_ast.settings_file import dump_site, parse_site
-from wildix_ast.site import Site
+from wildix_ast.model.settings_file import dump_site, parse_site
+from wildix_ast.model.site import Site
+from wildix_ast.model.users import User
 from wildix_ast.store import Store, open_store
 from wildix_ast.store.store import UnknownUserError
-from wildix_ast.users import User
 
 SITE = """\
 users:

@@ -17,12 +17,12 @@ from agi_fixtures import AgiService, agi_service
 from live_site import TEST_RING_TIMEOUT, LiveSite, example_site, live_site, without_trunk_procedures
 from test_calls import call_watching_applications
 
-from wildix_ast.agi.probe import probe
-from wildix_ast.ports import free_port
-from wildix_ast.preferences import Preferences
-from wildix_ast.sip_test import CallResult, SipMessage, SippDriver, UasHandle
-from wildix_ast.site import Site
-from wildix_ast.trunks import Trunk, TrunkGroup
+from wildix_ast.lab.allocator import free_port
+from wildix_ast.lab.sipp import CallResult, SipMessage, SippDriver, UasHandle
+from wildix_ast.model.preferences import Preferences
+from wildix_ast.model.site import Site
+from wildix_ast.model.trunks import Trunk, TrunkGroup
+from wildix_ast.services.agi.probe import probe
 
 pytestmark = pytest.mark.lab
 

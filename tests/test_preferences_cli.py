@@ -9,7 +9,7 @@ import pytest
 from test_cli import assert_no_traceback, run
 
 from wildix_ast.errors import SettingsError
-from wildix_ast.preferences import Preferences, edit
+from wildix_ast.model.preferences import Preferences, edit
 from wildix_ast.store import open_store
 
 SITE = 'users:\n  - {name: Ann, extension: "101"}\n  - {name: Ben, extension: "102"}\n'

@@ -13,16 +13,16 @@ import pytest
 import yaml
 from test_settings import problems
 
-from wildix_ast.asterisk.procedures import application_steps, did_patterns, to_e164
-from wildix_ast.call_classes import DialplanGeneral, NumberingPlan, Shape
-from wildix_ast.dialplan_rules import covers
-from wildix_ast.procedures import CheckTimeFrame, DialUser, Greeting, Hangup, VoicemailApp
-from wildix_ast.render import render_site
-from wildix_ast.secrets_vault import MemoryVault, with_secrets
-from wildix_ast.settings_file import parse_site
-from wildix_ast.site import Site
+from wildix_ast.asterisk.procedure_contexts import application_steps, did_patterns, to_e164
+from wildix_ast.asterisk.render import render_site
+from wildix_ast.model.call_classes import DialplanGeneral, NumberingPlan, Shape
+from wildix_ast.model.dialplan_rules import covers
+from wildix_ast.model.procedures import CheckTimeFrame, DialUser, Greeting, Hangup, VoicemailApp
+from wildix_ast.model.settings_file import parse_site
+from wildix_ast.model.site import Site
+from wildix_ast.model.trunks import did_bounds
 from wildix_ast.store import open_store
-from wildix_ast.trunks import did_bounds
+from wildix_ast.store.vault import MemoryVault, with_secrets
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "site.yaml"
 Data = dict[str, Any]

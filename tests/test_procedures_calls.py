@@ -23,10 +23,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from live_site import LiveSite, example_site, live_site
 
-from wildix_ast.ports import free_port
-from wildix_ast.sip_test import CallResult, SipMessage, SippDriver
-from wildix_ast.sip_test.driver import Phone
-from wildix_ast.site import Site
+from wildix_ast.lab.allocator import free_port
+from wildix_ast.lab.sipp import CallResult, SipMessage, SippDriver
+from wildix_ast.lab.sipp.driver import Phone
+from wildix_ast.model.site import Site
 
 pytestmark = pytest.mark.lab
 

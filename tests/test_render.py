@@ -12,20 +12,20 @@ from pathlib import Path, PurePosixPath
 import pytest
 from test_render_injection import parse_conf, values
 
-from wildix_ast.asterisk_paths import AsteriskPaths
-from wildix_ast.errors import RenderError
-from wildix_ast.pipeline import render_to_folder
-from wildix_ast.render import (
+from wildix_ast.apply.pipeline import render_to_folder
+from wildix_ast.asterisk.paths import AsteriskPaths
+from wildix_ast.asterisk.render import (
     TEMPLATES_ENV,
     builtin_templates_dir,
     render_site,
     write_rendered,
 )
-from wildix_ast.secrets_vault import MemoryVault, with_secrets
-from wildix_ast.settings_file import load_site, parse_site
-from wildix_ast.site import Site
-from wildix_ast.system import SUPPORTED_TONE_ZONES
-from wildix_ast.users import UserType
+from wildix_ast.errors import RenderError
+from wildix_ast.model.settings_file import load_site, parse_site
+from wildix_ast.model.site import Site
+from wildix_ast.model.system import SUPPORTED_TONE_ZONES
+from wildix_ast.model.users import UserType
+from wildix_ast.store.vault import MemoryVault, with_secrets
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "site.yaml"
 SECRET = "Mgr-s3cret.Value"

@@ -23,12 +23,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from wildix_ast.asterisk.render import render_site
 from wildix_ast.errors import RenderError
-from wildix_ast.passwords import SPECIALS, generate_password
-from wildix_ast.render import render_site
-from wildix_ast.secrets_vault import MemoryVault, with_secrets
-from wildix_ast.site import Site
-from wildix_ast.system import SUPPORTED_TONE_ZONES
+from wildix_ast.model.passwords import SPECIALS, generate_password
+from wildix_ast.model.site import Site
+from wildix_ast.model.system import SUPPORTED_TONE_ZONES
+from wildix_ast.store.vault import MemoryVault, with_secrets
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "site.yaml"
 MANAGER_SECRET = "Mgr-s3cret.Value"
@@ -549,16 +549,16 @@ def test_no_accepted_value_changes_the_structure(field_name: str) -> None:
 
 def test_every_string_field_of_the_model_is_covered() -> None:
     """A new string field in the model must be added to FIELDS."""
-    from wildix_ast import procedures
-    from wildix_ast.call_classes import ClassSettings, DialplanGeneral, NumberRule
-    from wildix_ast.call_groups import CallGroup
-    from wildix_ast.dialplan import Dialplan, Procedure
-    from wildix_ast.groups import Group
-    from wildix_ast.ivrs import Ivr, IvrOption, IvrTarget
-    from wildix_ast.system import LanguageRegion, Manager, System
-    from wildix_ast.time_frames import Holiday, TimeFrame, WeeklyRule
-    from wildix_ast.trunks import Trunk, TrunkGroup
-    from wildix_ast.users import User
+    from wildix_ast.model import procedures
+    from wildix_ast.model.call_classes import ClassSettings, DialplanGeneral, NumberRule
+    from wildix_ast.model.call_groups import CallGroup
+    from wildix_ast.model.dialplan import Dialplan, Procedure
+    from wildix_ast.model.groups import Group
+    from wildix_ast.model.ivrs import Ivr, IvrOption, IvrTarget
+    from wildix_ast.model.system import LanguageRegion, Manager, System
+    from wildix_ast.model.time_frames import Holiday, TimeFrame, WeeklyRule
+    from wildix_ast.model.trunks import Trunk, TrunkGroup
+    from wildix_ast.model.users import User
 
     def strings(model: Any) -> set[str]:
         return {name for name, info in model.model_fields.items()

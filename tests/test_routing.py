@@ -11,13 +11,13 @@ from test_render import ASTERISKLINT, asterisklint
 from test_settings import problems
 
 from wildix_ast.asterisk import by_name
-from wildix_ast.call_classes import CallClass, DialplanGeneral, NumberingPlan, Shape, matches
-from wildix_ast.groups import Group
-from wildix_ast.render import render_site
-from wildix_ast.routing import numbering_plan
-from wildix_ast.secrets_vault import MemoryVault, with_secrets
-from wildix_ast.settings_file import parse_site
-from wildix_ast.site import Site
+from wildix_ast.asterisk.render import render_site
+from wildix_ast.model.call_classes import CallClass, DialplanGeneral, NumberingPlan, Shape, matches
+from wildix_ast.model.groups import Group
+from wildix_ast.model.routing import numbering_plan
+from wildix_ast.model.settings_file import parse_site
+from wildix_ast.model.site import Site
+from wildix_ast.store.vault import MemoryVault, with_secrets
 
 C = CallClass
 FRANCE = NumberingPlan.of(DialplanGeneral(), "33")

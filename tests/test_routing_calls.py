@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from live_site import LiveSite, example_site, live_site, without_trunk_procedures
 
-from wildix_ast.call_classes import CallClass, DialplanGeneral
-from wildix_ast.groups import Group
-from wildix_ast.ports import free_port
-from wildix_ast.sip_test import CallResult, SipMessage, SippDriver, UasHandle
-from wildix_ast.site import Site
-from wildix_ast.trunks import Trunk, TrunkGroup
+from wildix_ast.lab.allocator import free_port
+from wildix_ast.lab.sipp import CallResult, SipMessage, SippDriver, UasHandle
+from wildix_ast.model.call_classes import CallClass, DialplanGeneral
+from wildix_ast.model.groups import Group
+from wildix_ast.model.site import Site
+from wildix_ast.model.trunks import Trunk, TrunkGroup
 
 pytestmark = pytest.mark.lab
 

@@ -16,10 +16,10 @@ from live_site import LiveSite
 from wildix_ast.ami import AmiClient
 from wildix_ast.asterisk.manager import runtime_account
 from wildix_ast.errors import AmiError
-from wildix_ast.runtime.account import site_runtime
-from wildix_ast.runtime.service import MonitorService, ServiceConfig
-from wildix_ast.runtime.supervisor import AmiSettings
-from wildix_ast.secrets_vault import manager_secret
+from wildix_ast.services.ami.account import site_runtime
+from wildix_ast.services.ami.service import MonitorService, ServiceConfig
+from wildix_ast.services.ami.supervisor import AmiSettings
+from wildix_ast.store.vault import manager_secret
 
 pytestmark = pytest.mark.lab
 

@@ -19,18 +19,13 @@ from lab_fixtures import PJSIP_MODULES, pjsip_phone_conf, running_lab
 
 from wildix_ast.ami import AmiClient
 from wildix_ast.lab.instance import Lab
-from wildix_ast.runtime.ban_file import lift_ban, load_bans
-from wildix_ast.runtime.call_log import format_call, read_log_files
-from wildix_ast.runtime.firewall import Firewall, enforced, lab_chain
-from wildix_ast.runtime.security import BanPolicy, banned_networks
-from wildix_ast.runtime.service import (
-    CALLS_FILE,
-    MonitorService,
-    ServiceConfig,
-    read_status,
-)
-from wildix_ast.runtime.supervisor import AmiSettings
-from wildix_ast.sip_test import SippDriver, SippError
+from wildix_ast.lab.sipp import SippDriver, SippError
+from wildix_ast.services.ami.ban_file import lift_ban, load_bans
+from wildix_ast.services.ami.call_log import format_call, read_log_files
+from wildix_ast.services.ami.firewall import Firewall, enforced, lab_chain
+from wildix_ast.services.ami.security import BanPolicy, banned_networks
+from wildix_ast.services.ami.service import CALLS_FILE, MonitorService, ServiceConfig, read_status
+from wildix_ast.services.ami.supervisor import AmiSettings
 
 pytestmark = pytest.mark.lab
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from wildix_ast.runtime.ban_file import lift_ban, load_bans, save_bans, update_bans
-from wildix_ast.runtime.call_log import (
+from wildix_ast.services.ami.ban_file import lift_ban, load_bans, save_bans, update_bans
+from wildix_ast.services.ami.call_log import (
     CallLog,
     LoggedEvent,
     LogWriter,
@@ -18,7 +18,8 @@ from wildix_ast.runtime.call_log import (
     read_log_files,
     wanted,
 )
-from wildix_ast.runtime.security import (
+from wildix_ast.services.ami.pbx_state import PbxState, apply_event, snapshot
+from wildix_ast.services.ami.security import (
     Ban,
     BanPolicy,
     SecurityState,
@@ -31,7 +32,6 @@ from wildix_ast.runtime.security import (
     source_address,
     unban,
 )
-from wildix_ast.runtime.state import PbxState, apply_event, snapshot
 
 POLICY = BanPolicy.with_networks(["192.168.1.0/24", "203.0.113.10"], threshold=5, window=60,
                                  ban_time=600)
@@ -137,8 +137,8 @@ def test_the_service_never_undoes_an_unban_made_since_it_last_read_the_file(
         tmp_path: Path) -> None:
     """The lost update this guards against: the service bans Y with its own copy of the bans
     still holding X, which `unban` lifted meanwhile; X must stay lifted."""
-    from wildix_ast.runtime.service import MonitorService, ServiceConfig
-    from wildix_ast.runtime.supervisor import AmiSettings
+    from wildix_ast.services.ami.service import MonitorService, ServiceConfig
+    from wildix_ast.services.ami.supervisor import AmiSettings
 
     clock = [1000.0]
     policy = BanPolicy(threshold=2, window=60, ban_time=600, never_ban=())
@@ -289,7 +289,7 @@ def test_log_file_round_trip_rotation_and_torn_line(tmp_path: Path) -> None:
 
 
 def test_the_firewall_chain_is_rendered_whole_from_the_bans() -> None:
-    from wildix_ast.runtime.firewall import Firewall
+    from wildix_ast.services.ami.firewall import Firewall
 
     firewall = Firewall((5061, 5060), chain="wildix-ast-bans")
     banned = [ipaddress.ip_network("203.0.113.7/32"), ipaddress.ip_network("2001:db8::1/128")]
@@ -308,8 +308,8 @@ def test_the_firewall_chain_is_rendered_whole_from_the_bans() -> None:
 
 
 def test_the_site_gives_the_runtime_account_never_banned_networks_and_sip_ports() -> None:
-    from wildix_ast.runtime.account import site_runtime
-    from wildix_ast.settings_file import load_site
+    from wildix_ast.model.settings_file import load_site
+    from wildix_ast.services.ami.account import site_runtime
 
     site = load_site(Path(__file__).parent.parent / "examples" / "site.yaml")
     runtime = site_runtime(site)

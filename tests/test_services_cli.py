@@ -14,8 +14,9 @@ import sys
 import time
 from pathlib import Path
 
-from wildix_ast.agi.probe import probe
-from wildix_ast.agi.server import (
+from wildix_ast.errors import ServiceError, SettingsError, WildixError
+from wildix_ast.services.agi.probe import probe
+from wildix_ast.services.agi.server import (
     ERROR_VARIABLE,
     FAILED,
     STATUS_VARIABLE,
@@ -24,12 +25,11 @@ from wildix_ast.agi.server import (
     Limits,
     Route,
 )
-from wildix_ast.agi.session import AgiSession
-from wildix_ast.errors import ServiceError, SettingsError, WildixError
-from wildix_ast.runtime.ban_file import BANS_FILE, save_bans
-from wildix_ast.runtime.call_log import LoggedEvent, LogWriter
-from wildix_ast.runtime.security import Ban
-from wildix_ast.runtime.service import CALLS_FILE, STATUS_FILE
+from wildix_ast.services.agi.session import AgiSession
+from wildix_ast.services.ami.ban_file import BANS_FILE, save_bans
+from wildix_ast.services.ami.call_log import LoggedEvent, LogWriter
+from wildix_ast.services.ami.security import Ban
+from wildix_ast.services.ami.service import CALLS_FILE, STATUS_FILE
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "site.yaml"
 

@@ -17,18 +17,18 @@ import pytest
 from agi_fixtures import AgiService, agi_service
 from live_site import LiveSite, example_site, live_site, without_trunk_procedures
 
-from wildix_ast.agi.routes import StoreLookup
 from wildix_ast.ami import AmiClient
-from wildix_ast.call_classes import DialplanGeneral
-from wildix_ast.missed_calls import MailSpool
-from wildix_ast.ports import free_port
-from wildix_ast.preferences import Hotline, Preferences
-from wildix_ast.runtime.account import ami_settings
-from wildix_ast.runtime.popup_http import PopupHttpSettings
-from wildix_ast.runtime.service import MonitorService, ServiceConfig
-from wildix_ast.sip_test import SipMessage, SippDriver, UasHandle
-from wildix_ast.site import Site
-from wildix_ast.trunks import Trunk, TrunkGroup
+from wildix_ast.calls.missed_calls import MailSpool
+from wildix_ast.lab.allocator import free_port
+from wildix_ast.lab.sipp import SipMessage, SippDriver, UasHandle
+from wildix_ast.model.call_classes import DialplanGeneral
+from wildix_ast.model.preferences import Hotline, Preferences
+from wildix_ast.model.site import Site
+from wildix_ast.model.trunks import Trunk, TrunkGroup
+from wildix_ast.services.agi.routes import StoreLookup
+from wildix_ast.services.ami.account import ami_settings
+from wildix_ast.services.ami.popup_http import PopupHttpSettings
+from wildix_ast.services.ami.service import MonitorService, ServiceConfig
 
 pytestmark = pytest.mark.lab
 

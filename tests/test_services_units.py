@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from live_site import example_site
 
-from wildix_ast.agi.protocol import AgiRequest
-from wildix_ast.agi.services import feature_code, missed_call, mobility
-from wildix_ast.asterisk.services import feature_code_extensions, mobility_leg
-from wildix_ast.call_user import IncomingCall, decide
+from wildix_ast.asterisk.render import render_site
+from wildix_ast.asterisk.service_contexts import feature_code_extensions, mobility_leg
+from wildix_ast.calls.call_user import IncomingCall, decide
+from wildix_ast.calls.missed_calls import MailSpool, MissedCall
 from wildix_ast.errors import SettingsError
-from wildix_ast.feature_codes import (
+from wildix_ast.model.feature_codes import (
     Action,
     InvalidCode,
     Service,
@@ -27,13 +27,13 @@ from wildix_ast.feature_codes import (
     change,
     parse,
 )
-from wildix_ast.missed_calls import MailSpool, MissedCall
-from wildix_ast.preferences import VOICEMAIL, Preferences
-from wildix_ast.render import render_site
-from wildix_ast.secrets_vault import MemoryVault, with_secrets
-from wildix_ast.settings_file import parse_site
-from wildix_ast.site import Site
+from wildix_ast.model.preferences import VOICEMAIL, Preferences
+from wildix_ast.model.settings_file import parse_site
+from wildix_ast.model.site import Site
+from wildix_ast.services.agi.protocol import AgiRequest
+from wildix_ast.services.agi.service_routes import feature_code, missed_call, mobility
 from wildix_ast.store import Store, open_store
+from wildix_ast.store.vault import MemoryVault, with_secrets
 
 
 @pytest.mark.parametrize(("service", "option", "expected"), [

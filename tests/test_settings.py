@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from wildix_ast.errors import SettingsError
-from wildix_ast.passwords import generate_password, password_problems
-from wildix_ast.secrets_vault import MemoryVault, manager_secret, with_secrets
-from wildix_ast.settings_file import dump_site, load_site, parse_site
+from wildix_ast.model.passwords import generate_password, password_problems
+from wildix_ast.model.settings_file import dump_site, load_site, parse_site
+from wildix_ast.store.vault import MemoryVault, manager_secret, with_secrets
 
 GOOD = """\
 system:
@@ -152,7 +152,7 @@ def test_procedure_names_are_unique_and_not_the_builtin() -> None:
 
 
 def test_web_password_may_be_its_hash_and_the_policy_checks_only_text() -> None:
-    from wildix_ast.passwords import hash_password, is_password_hash, password_matches
+    from wildix_ast.model.passwords import hash_password, is_password_hash, password_matches
 
     hashed = hash_password("short1!A")
     assert is_password_hash(hashed) and "short1!A" not in hashed
@@ -183,7 +183,7 @@ def test_defaults_count_in_raw_input_with_other_errors() -> None:
 
 def test_a_reference_is_one_declaration() -> None:
     """The walker is driven by the declarations: a new referenced section needs no code."""
-    from wildix_ast import references
+    from wildix_ast.model import references
 
     assert {r.path for r in references.REFERENCES} >= {"users[].group", "users[].dialplan",
                                                         "users[].fax_dialplan"}

@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from wildix_ast.errors import SettingsError
-from wildix_ast.settings_file import parse_site
-from wildix_ast.site import Site
+from wildix_ast.model.settings_file import parse_site
+from wildix_ast.model.site import Site
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False),
                     st.text(max_size=12), st.sampled_from(["101", "fr", "default", "users",

@@ -23,8 +23,8 @@ from typing import get_args
 import pytest
 from live_site import TEST_RING_TIMEOUT, LiveSite, live_site
 
-from wildix_ast.ports import free_port
-from wildix_ast.sip_test import (
+from wildix_ast.lab.allocator import free_port
+from wildix_ast.lab.sipp import (
     AUDIO_PCAP,
     UAS_BEHAVIOURS,
     Behaviour,
@@ -40,7 +40,7 @@ from wildix_ast.sip_test import (
     scenarios,
     write_dtmf_pcap,
 )
-from wildix_ast.sip_test.results import (
+from wildix_ast.lab.sipp.results import (
     completed_uas_calls,
     percentile,
     post_dial_delays,

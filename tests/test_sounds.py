@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 from sound_fixtures import site_with_sounds, tone
 
-from wildix_ast import sound_audio
 from wildix_ast.apply.target import ConfigTarget
 from wildix_ast.asterisk.base import RenderInput
 from wildix_ast.asterisk.musiconhold import classes
-from wildix_ast.settings_file import load_site, locator
-from wildix_ast.sound_audio import Audio, prepare
-from wildix_ast.sound_install import library_from_media, media_files, plan_media, put_media
+from wildix_ast.model.settings_file import load_site, locator
+from wildix_ast.sounds import audio as sound_audio
+from wildix_ast.sounds.audio import Audio, prepare
+from wildix_ast.sounds.install import library_from_media, media_files, plan_media, put_media
 from wildix_ast.store import open_store
 
 

@@ -14,9 +14,9 @@ import pytest
 from live_site import LiveSite, live_site
 from sound_fixtures import site_with_sounds, tone
 
-from wildix_ast.pipeline import apply_site, site_sounds
-from wildix_ast.settings_file import load_site
-from wildix_ast.site import Site
+from wildix_ast.apply.pipeline import apply_site, site_sounds
+from wildix_ast.model.settings_file import load_site
+from wildix_ast.model.site import Site
 
 pytestmark = pytest.mark.lab
 

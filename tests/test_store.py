@@ -24,19 +24,19 @@ from pydantic import TypeAdapter, ValidationError
 from sound_fixtures import copy_example_sounds
 from sqlalchemy import create_engine, inspect
 
-from wildix_ast.dialplan import Dialplan, Procedure
 from wildix_ast.errors import StoreError
-from wildix_ast.fields import FreeText
-from wildix_ast.groups import Group
-from wildix_ast.passwords import is_password_hash, password_matches, password_problems
-from wildix_ast.secrets_vault import SecretVault, manager_secret, user_secret_key, with_secrets
-from wildix_ast.settings_file import parse_site
-from wildix_ast.site import Site
+from wildix_ast.model.dialplan import Dialplan, Procedure
+from wildix_ast.model.fields import FreeText
+from wildix_ast.model.groups import Group
+from wildix_ast.model.passwords import is_password_hash, password_matches, password_problems
+from wildix_ast.model.settings_file import parse_site
+from wildix_ast.model.site import Site
+from wildix_ast.model.system import Codec, LanguageRegion, Manager, SipRtp, System
+from wildix_ast.model.users import User, UserType
 from wildix_ast.store import Store, database, open_store, sections
 from wildix_ast.store.store import SCHEMA_HEAD
 from wildix_ast.store.tables import STORE_TABLES, metadata
-from wildix_ast.system import Codec, LanguageRegion, Manager, SipRtp, System
-from wildix_ast.users import User, UserType
+from wildix_ast.store.vault import SecretVault, manager_secret, user_secret_key, with_secrets
 
 # --- sites -----------------------------------------------------------------------------------
 
@@ -421,9 +421,9 @@ def test_default_location_from_env_then_home(tmp_path: Path,
 
 CONCURRENT = """
 import sys, time
-from wildix_ast.site import Site
+from wildix_ast.model.site import Site
 from wildix_ast.store import open_store
-from wildix_ast.users import User
+from wildix_ast.model.users import User
 start = float(sys.argv[3])
 time.sleep(max(0.0, start - time.time()))
 with open_store(sys.argv[1]) as store:
@@ -571,7 +571,7 @@ def test_read_only_store(db_path: Path) -> None:
 READ_ONLY_DISK = """
 import sys
 from wildix_ast.errors import StoreError
-from wildix_ast.site import Site
+from wildix_ast.model.site import Site
 from wildix_ast.store import open_store
 try:
     open_store(sys.argv[1] + "/new/site.sqlite3")

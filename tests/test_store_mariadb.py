@@ -20,8 +20,8 @@ from test_store import (
 )
 
 from wildix_ast.errors import StoreError
-from wildix_ast.groups import Group
-from wildix_ast.site import Site
+from wildix_ast.model.groups import Group
+from wildix_ast.model.site import Site
 from wildix_ast.store import Store, open_store
 from wildix_ast.store.tables import STORE_TABLES
 

@@ -17,15 +17,15 @@ from typing import Any
 from sqlalchemy import create_engine, event
 from test_store import PASSWORDS, as_stored, db_path, sample_site, store, user  # noqa: F401
 
-from wildix_ast.dialplan import Dialplan, Procedure
-from wildix_ast.groups import Group
-from wildix_ast.passwords import is_password_hash, password_matches
-from wildix_ast.secrets_vault import user_secret_key
-from wildix_ast.settings_file import dump_site, parse_site
-from wildix_ast.site import Site
+from wildix_ast.model.dialplan import Dialplan, Procedure
+from wildix_ast.model.groups import Group
+from wildix_ast.model.passwords import is_password_hash, password_matches
+from wildix_ast.model.settings_file import dump_site, parse_site
+from wildix_ast.model.site import Site
 from wildix_ast.store import Store, open_store
 from wildix_ast.store import database as store_database
 from wildix_ast.store.store import SCHEMA_HEAD
+from wildix_ast.store.vault import user_secret_key
 
 
 class Writes:
@@ -147,7 +147,7 @@ def test_a_prepared_import_compares_again_when_the_store_changed_meanwhile(
 def test_the_apply_store_update_writes_what_it_prepared(store: Store) -> None:
     """The apply's store update (pipeline): prepared while Asterisk reloads, it then only
     writes; the settings snapshot is serialised by the preparation too."""
-    from wildix_ast.pipeline import _snapshot_text, _StoreUpdate
+    from wildix_ast.apply.pipeline import _snapshot_text, _StoreUpdate
 
     site = big_site(20)
     store.import_site(site)
@@ -417,7 +417,7 @@ def test_an_ordered_list_inside_list_items_keeps_its_order(tmp_path: Path) -> No
     from pydantic import BaseModel, ConfigDict
     from sqlalchemy import Column, ForeignKeyConstraint, Integer, MetaData, String, Table
 
-    from wildix_ast.fields import Identifier
+    from wildix_ast.model.fields import Identifier
     from wildix_ast.store import sections
     from wildix_ast.store.tables import Section
 

@@ -19,7 +19,7 @@ from test_store import (
     sites,
 )
 
-from wildix_ast.site import Site
+from wildix_ast.model.site import Site
 from wildix_ast.store import open_store
 
 SERVERS = {"postgresql": ("postgres_url", "postgres_server"),

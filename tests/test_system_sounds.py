@@ -6,8 +6,8 @@ from __future__ import annotations
 import dataclasses
 
 from wildix_ast.lab.rootfs import LAB
-from wildix_ast.settings_file import parse_site
-from wildix_ast.system_sounds import PACKAGED_LANGUAGES, packages, site_languages
+from wildix_ast.model.settings_file import parse_site
+from wildix_ast.sounds.prompts import PACKAGED_LANGUAGES, packages, site_languages
 
 
 def test_the_sites_languages_are_its_own_then_its_users() -> None:

@@ -1,3 +1,3 @@
-from wildix_ast.cli import main
+from wildix_ast.cli.main import main
 
 main()

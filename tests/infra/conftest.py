@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from deployed_host import Deployed
 
-from wildix_ast.settings_file import parse_site
+from wildix_ast.model.settings_file import parse_site
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from wildix_ast.site import Site
+from wildix_ast.model.site import Site
 
 
 @dataclass(frozen=True)

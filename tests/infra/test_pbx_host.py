@@ -62,7 +62,7 @@ def test_asterisk_22_from_the_distribution(host: Any) -> None:
 
 
 def test_system_prompts_of_the_sites_languages(host: Any, deployed: Deployed) -> None:
-    from wildix_ast.system_sounds import PACKAGED_LANGUAGES, site_languages
+    from wildix_ast.sounds.prompts import PACKAGED_LANGUAGES, site_languages
 
     languages = [lang for lang in site_languages(deployed.site) if lang in PACKAGED_LANGUAGES]
     assert languages
@@ -165,7 +165,7 @@ def test_no_default_or_short_secret(host: Any) -> None:
 
 def test_call_answered_through_the_deployed_asterisk(host: Any, deployed: Deployed,
                                                      passwords: dict[str, str]) -> None:
-    from wildix_ast.sip_test import SippDriver
+    from wildix_ast.lab.sipp import SippDriver
 
     caller, callee = "101", "102"
     driver = SippDriver(deployed.sip_port, server_host=deployed.sip_host,

@@ -33,7 +33,7 @@ from wildix_ast.conf import (
     splittable,
 )
 from wildix_ast.errors import ApplyError, Problem
-from wildix_ast.sound_install import MediaChange, describe
+from wildix_ast.sounds.install import MediaChange, describe
 
 MASK = "********"
 # Files smaller than this are parsed whole; larger ones only where they changed.
@@ -121,7 +121,7 @@ class Plan:
     changes: tuple[FileChange, ...]
     drifted: tuple[str, ...] = ()
     media: tuple[MediaChange, ...] = ()
-    """Sound files to write or remove under Asterisk's data folder (wildix_ast.sound_install)."""
+    """Sound files to write or remove under Asterisk's data folder (wildix_ast.sounds.install)."""
     media_after: tuple[tuple[str, bytes], ...] | None = None
     """Every sound file the data folder holds once the plan is applied, (path, bytes) by
     path: what the generation records. None: the sound files are left alone."""

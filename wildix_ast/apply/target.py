@@ -37,10 +37,10 @@ from wildix_ast.apply.state import (
     media_digest,
 )
 from wildix_ast.apply.verify import Expectation, verify
-from wildix_ast.crash_points import crash_point
 from wildix_ast.errors import AmiError, ApplyError
 from wildix_ast.files import fsync_dir, write_atomic
-from wildix_ast.sound_install import plan_media, put_media
+from wildix_ast.sounds.install import plan_media, put_media
+from wildix_ast.testing.crash_points import crash_point
 
 Progress = Callable[[str, str], None]
 """progress(step, message); steps: recover, check, validate, backup, write, reload, restart,

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
-from wildix_ast.asterisk_paths import AsteriskPaths
+from wildix_ast.asterisk.paths import AsteriskPaths
 from wildix_ast.errors import Problem
-from wildix_ast.site import Site
+from wildix_ast.model.site import Site
 
 if TYPE_CHECKING:
     # parsed sections are read only by the checks run before a write, not by a render
@@ -39,7 +39,7 @@ class RenderInput:
     paths: AsteriskPaths = field(default_factory=AsteriskPaths)
     #: extension -> voicemail PIN, kept in the vault (secrets_vault.voicemail_pins)
     voicemail_pins: Mapping[str, str] = field(default_factory=dict)
-    #: (sound, language) -> digest of its converted audio (wildix_ast.sound_audio); empty
+    #: (sound, language) -> digest of its converted audio (wildix_ast.sounds.audio); empty
     #: when the sounds are not installed (render into a folder)
     sound_digests: Mapping[tuple[str, str], str] = field(default_factory=dict)
     #: the AMI service's own account's secret (manager.runtime_account); empty: derived

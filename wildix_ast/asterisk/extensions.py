@@ -27,13 +27,13 @@ from wildix_ast.asterisk.base import (
     static_modules,
 )
 from wildix_ast.asterisk.outgoing import REJECTED, dialplan_contexts
-from wildix_ast.asterisk.procedures import dialplan_contexts as procedure_contexts
+from wildix_ast.asterisk.procedure_contexts import dialplan_contexts as procedure_contexts
 from wildix_ast.asterisk.res_parking import orbits
-from wildix_ast.asterisk.services import service_contexts
-from wildix_ast.call_classes import NumberingPlan
-from wildix_ast.call_user import CALL_USER_ROUTE, MAX_FORWARDS
+from wildix_ast.asterisk.service_contexts import service_contexts
+from wildix_ast.calls.call_user import CALL_USER_ROUTE, MAX_FORWARDS
 from wildix_ast.errors import Problem
-from wildix_ast.routing import numbering_plan
+from wildix_ast.model.call_classes import NumberingPlan
+from wildix_ast.model.routing import numbering_plan
 
 if TYPE_CHECKING:
     from wildix_ast.conf import Section

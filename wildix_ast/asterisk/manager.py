@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from wildix_ast.asterisk.base import ConfigFile, Reload, RenderInput, View, static_modules
 from wildix_ast.errors import Problem, RenderError
-from wildix_ast.passwords import password_problems
+from wildix_ast.model.passwords import password_problems
 
 AMI_BIND = "127.0.0.1"
 

@@ -1,6 +1,6 @@
 """musiconhold.conf: hold music classes: `default` (Debian's music, unless the site has a
 music-on-hold sound named `default`) and one class per music-on-hold sound of the site
-(WMS Sounds), named like the sound, playing its folder (wildix_ast.sound_install)."""
+(WMS Sounds), named like the sound, playing its folder (wildix_ast.sounds.install)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from wildix_ast.asterisk.base import ConfigFile, Reload, RenderInput, View, static_modules
-from wildix_ast.sound_install import fallback_language, moh_folder
-from wildix_ast.sounds import SoundKind
+from wildix_ast.model.sounds import SoundKind
+from wildix_ast.sounds.install import fallback_language, moh_folder
 
 DEFAULT_CLASS = "default"
 

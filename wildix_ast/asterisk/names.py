@@ -3,7 +3,7 @@ pjsip.conf points endpoints to, the voicemail context both use...)."""
 
 from __future__ import annotations
 
-from wildix_ast.users import User, UserType
+from wildix_ast.model.users import User, UserType
 
 VOICEMAIL_CONTEXT = "default"
 VOICEMAIL_ZONE = "site"
@@ -77,7 +77,7 @@ def trunk_group_context(group: str) -> str:
     return f"wildix-tg-{group}"
 
 
-# --- procedures and incoming calls (wildix_ast/asterisk/procedures.py) ------------------------
+# --- procedures and incoming calls (asterisk/procedure_contexts.py) ------------------------
 
 def number_context(procedure: str, index: int) -> str:
     """One called number of a procedure: the procedure context includes them in order, so
@@ -112,7 +112,7 @@ def trunk_range_context(trunk: str) -> str:
     return f"wildix-inrange-{trunk}"
 
 
-# WMS services (wildix_ast/asterisk/services.py)
+# WMS services (wildix_ast/asterisk/service_contexts.py)
 SERVICES_CONTEXT = "wildix-services"
 """The feature codes' extensions; every procedure includes it."""
 FEATURE_CODE_CONTEXT = "wildix-feature-code"

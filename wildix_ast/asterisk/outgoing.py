@@ -38,10 +38,10 @@ from wildix_ast.asterisk.names import (
     trunk_group_context,
     trunk_incoming_context,
 )
-from wildix_ast.call_classes import CallClass, NumberingPlan, asterisk_pattern
-from wildix_ast.routing import numbering_plan, outgoing
-from wildix_ast.site import Site
-from wildix_ast.trunks import CallerIdMode, NumberFormat, Trunk, TrunkAuth
+from wildix_ast.model.call_classes import CallClass, NumberingPlan, asterisk_pattern
+from wildix_ast.model.routing import numbering_plan, outgoing
+from wildix_ast.model.site import Site
+from wildix_ast.model.trunks import CallerIdMode, NumberFormat, Trunk, TrunkAuth
 
 # Q.850 causes; chan_pjsip answers them as the SIP status in the comment.
 UNALLOCATED = 1  # 404 Not Found

@@ -22,8 +22,8 @@ from wildix_ast.asterisk.base import ConfigFile, ObjectKinds, Reload, RenderInpu
 from wildix_ast.asterisk.names import has_mailbox, procedure_context, subscribed_mailboxes
 from wildix_ast.asterisk.outgoing import pjsip_trunks
 from wildix_ast.errors import Problem, RenderError
-from wildix_ast.site import Site
-from wildix_ast.system import Codec
+from wildix_ast.model.site import Site
+from wildix_ast.model.system import Codec
 
 if TYPE_CHECKING:
     from wildix_ast.conf import Section

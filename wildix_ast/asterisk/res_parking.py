@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from wildix_ast.asterisk.base import ConfigFile, Reload, RenderInput, View, static_modules
-from wildix_ast.site import Site
-from wildix_ast.users import UserType
+from wildix_ast.model.site import Site
+from wildix_ast.model.users import UserType
 
 PARKING_TIME = 45  # seconds before a parked call rings back whoever parked it
 

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 from wildix_ast.asterisk.base import ConfigFile, Reload, RenderInput, View, static_modules
 from wildix_ast.asterisk.names import VOICEMAIL_CONTEXT, VOICEMAIL_ZONE, has_mailbox
-from wildix_ast.secrets_vault import VOICEMAIL_PIN_DIGITS
+from wildix_ast.store.vault import VOICEMAIL_PIN_DIGITS
 
 
 class Mailbox(NamedTuple):

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from wildix_ast.asterisk_paths import AsteriskPaths
+from wildix_ast.asterisk.paths import AsteriskPaths
 from wildix_ast.conf import ConfigSyntaxError, directories
 from wildix_ast.errors import LabError
 from wildix_ast.lab.ports import (

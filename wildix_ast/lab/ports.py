@@ -1,6 +1,6 @@
 """The loopback ports of a lab instance: SIP (UDP and TCP), AMI (TCP) and an RTP range.
 
-A lab takes one whole slot of the project's port allocator (`wildix_ast/ports.py`: random
+A lab takes one whole slot of the project's port allocator (`wildix_ast/lab/allocator.py`: random
 slots below the kernel's ephemeral range, each reserved with an `fcntl` lock in a shared
 folder) and lays its ports out in it. The reservation's file descriptor is inherited by
 Asterisk (see `Lab.start`), so the slot stays taken exactly as long as the instance, or the
@@ -15,7 +15,7 @@ import random
 from dataclasses import asdict, dataclass
 
 from wildix_ast.errors import LabError
-from wildix_ast.ports import (
+from wildix_ast.lab.allocator import (
     FIRST_SLOT_PORT,
     LAST_PORT,
     LOOPBACK,

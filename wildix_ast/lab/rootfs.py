@@ -24,9 +24,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from wildix_ast import system_sounds
 from wildix_ast.cache import cache_dir
 from wildix_ast.errors import LabError
+from wildix_ast.sounds import prompts as system_sounds
 
 SUITE = "sid"
 VARIANT = "minbase"

@@ -23,30 +23,30 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
-from wildix_ast import fields
-from wildix_ast.crash_points import crash_point
 from wildix_ast.errors import Problem, StoreError, WildixError
-from wildix_ast.passwords import hash_password, is_password_hash, password_matches
-from wildix_ast.secrets_vault import user_secret_key
-from wildix_ast.site import Site
+from wildix_ast.model import fields
+from wildix_ast.model.passwords import hash_password, is_password_hash, password_matches
+from wildix_ast.model.site import Site
+from wildix_ast.store.vault import user_secret_key
+from wildix_ast.testing.crash_points import crash_point
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection, Engine
     from sqlalchemy.engine import URL
 
-    from wildix_ast.dialplan import Procedure
-    from wildix_ast.groups import Group
-    from wildix_ast.preferences import Preferences
-    from wildix_ast.sound_audio import Audio, SoundKey, SoundLibrary
+    from wildix_ast.model.dialplan import Procedure
+    from wildix_ast.model.groups import Group
+    from wildix_ast.model.preferences import Preferences
+    from wildix_ast.model.users import User
+    from wildix_ast.sounds.audio import Audio, SoundKey, SoundLibrary
     from wildix_ast.store.sections import Changes, Entry, Sync
-    from wildix_ast.users import User
 
 SCHEMA_HEAD = "0006"
 """The newest migration (a test checks it is alembic's head): a store at this revision opens
 without loading alembic (nor SQLAlchemy, for a SQLite file)."""
 DB_ENV = "WILDIX_AST_DB"
 DEFAULT_PATH = Path("~/.local/share/wildix-ast/wildix-ast.sqlite3")
-# The per-user secrets of wildix_ast.secrets_vault, deleted with their user ("web": 0001).
+# The per-user secrets of wildix_ast.store.vault, deleted with their user ("web": 0001).
 USER_SECRET_KINDS = ("sip", "web", "voicemail_pin")
 SQLITE_TIMEOUT = 30  # seconds to wait for another writer
 _Model = TypeVar("_Model")
@@ -568,7 +568,7 @@ class Store:
         """The converted audio kept under each of `digests` (those the store has)."""
         from sqlalchemy import select
 
-        from wildix_ast.sound_audio import Audio
+        from wildix_ast.sounds.audio import Audio
         from wildix_ast.store import tables as t
 
         wanted = sorted(set(digests))
@@ -586,7 +586,7 @@ class Store:
         """The audio of every file of the stored site's sounds: (sound, language) -> Audio."""
         from sqlalchemy import select
 
-        from wildix_ast.sound_audio import Audio
+        from wildix_ast.sounds.audio import Audio
         from wildix_ast.store import tables as t
 
         files, audio = t.sound_files.c, t.sound_audio.c
@@ -645,9 +645,9 @@ class Store:
         """One user, with its preferences: one query (the preferences row joined)."""
         from sqlalchemy import select
 
+        from wildix_ast.model.users import User
         from wildix_ast.store.sections import item_data
         from wildix_ast.store.tables import PREFERENCES, USERS, user_preferences, users
-        from wildix_ast.users import User
 
         body = user_preferences.c.body.label("preferences_body")
         with self._reading("looking a user up") as connection:
@@ -686,7 +686,7 @@ class Store:
         """The ACL group of the user at `extension` (None if there is no such user)."""
         from sqlalchemy import select
 
-        from wildix_ast.groups import Group
+        from wildix_ast.model.groups import Group
         from wildix_ast.store.sections import item_data, read_rows
         from wildix_ast.store.tables import GROUPS, acl_groups, users
 
@@ -701,8 +701,8 @@ class Store:
 
         from sqlalchemy import select
 
-        from wildix_ast.dialplan import Procedure
-        from wildix_ast.model import DEFAULT_PROCEDURE
+        from wildix_ast.model.common import DEFAULT_PROCEDURE
+        from wildix_ast.model.dialplan import Procedure
         from wildix_ast.store.sections import item_data, read_rows
         from wildix_ast.store.tables import PROCEDURES, documents, users
 
@@ -729,7 +729,7 @@ class Store:
 
         from sqlalchemy import select
 
-        from wildix_ast.preferences import Preferences
+        from wildix_ast.model.preferences import Preferences
         from wildix_ast.store.tables import user_preferences, users
 
         with self._reading("looking preferences up") as connection:
@@ -747,7 +747,7 @@ class Store:
         transaction that holds the store's write lock from the read to the write: two changes
         at once both apply, one after the other, and an error (a refused value, a lost
         database) leaves the stored preferences as they were. The result is checked with
-        the user's own fields (wildix_ast.users.User) before it is written.
+        the user's own fields (wildix_ast.model.users.User) before it is written.
 
         The revision grows (call-time services see the change on the next call; no Asterisk
         reload is involved) and the stored site digest is dropped, so the next import of a
@@ -756,7 +756,8 @@ class Store:
         from sqlalchemy import insert, update
 
         from wildix_ast.errors import SettingsError
-        from wildix_ast.preferences import Preferences
+        from wildix_ast.model.preferences import Preferences
+        from wildix_ast.model.users import User
         from wildix_ast.store.database import translated, writing
         from wildix_ast.store.sections import item_data, read_rows
         from wildix_ast.store.tables import (
@@ -766,7 +767,6 @@ class Store:
             site_state,
             user_preferences,
         )
-        from wildix_ast.users import User
 
         try:
             with translated(self.where, "changing preferences"), \

@@ -43,12 +43,12 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeEngine
 
-from wildix_ast.dialplan import Dialplan, Procedure
-from wildix_ast.fields import Width
-from wildix_ast.groups import Group
-from wildix_ast.preferences import Preferences
-from wildix_ast.system import System
-from wildix_ast.users import User
+from wildix_ast.model.dialplan import Dialplan, Procedure
+from wildix_ast.model.fields import Width
+from wildix_ast.model.groups import Group
+from wildix_ast.model.preferences import Preferences
+from wildix_ast.model.system import System
+from wildix_ast.model.users import User
 
 # MariaDB indexes at most 767 bytes on old row formats: 191 utf8mb4 characters.
 SECRET_KEY = 191
@@ -287,7 +287,7 @@ secrets = Table(
     Column("key", key_string(SECRET_KEY), primary_key=True),
     Column("value", Text, nullable=False),
 )
-"""Generated secrets (see wildix_ast.secrets_vault): kept across imports."""
+"""Generated secrets (see wildix_ast.store.vault): kept across imports."""
 documents = Table(
     "documents", metadata,
     Column("name", key_string(64), primary_key=True),
@@ -306,7 +306,7 @@ sound_audio = Table(
     Column("wav", _blob(), nullable=False),
     Column("wav16", _blob(), nullable=False),
 )
-"""Converted sounds (wildix_ast.sound_audio), by the digest of their source file."""
+"""Converted sounds (wildix_ast.sounds.audio), by the digest of their source file."""
 sound_files = Table(
     "sound_files", metadata,
     Column("sound", key_string(64), primary_key=True),

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import sqlalchemy as sa
 from alembic import op
 
-from wildix_ast.passwords import hash_password, is_password_hash
+from wildix_ast.model.passwords import hash_password, is_password_hash
 
 revision = "0003"
 down_revision: str | None = "0002"

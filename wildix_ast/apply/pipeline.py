@@ -1,0 +1,410 @@
+"""The one-way pipeline as use cases: settings → model (+ kept secrets) → rendered files → a
+target Asterisk → the store.
+
+The CLI verbs are thin over these functions, and the tests call them too, so what is tested is
+what a person runs. `apply_site` holds the target's lock from the plan to the store update:
+the store, the files and what Asterisk runs describe the same site after any mix of
+concurrent applies, and an apply that reports success had its configuration live.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from wildix_ast.asterisk.manager import runtime_account
+from wildix_ast.asterisk.paths import AsteriskPaths
+from wildix_ast.model.site import Site
+from wildix_ast.store.vault import SecretVault, manager_secret, voicemail_pins, with_secrets
+
+if TYPE_CHECKING:
+    from wildix_ast.ami import AmiClient
+    from wildix_ast.apply import ApplyReport, ConfigTarget, Generation, Plan
+    from wildix_ast.lab.instance import Lab
+    from wildix_ast.sounds.audio import SoundLibrary
+    from wildix_ast.store import Store
+    from wildix_ast.store.store import ImportReport, PreparedImport
+
+Progress = Callable[[str, str], None]
+SITE_SNAPSHOT = "site.json"
+#: Beside the site snapshot: each sound file's audio digest ({sound: {language: sha256}}),
+#: so that a rollback gives the store back the audio of the sound files it restores.
+SOUNDS_SNAPSHOT = "sounds.json"
+
+
+def _quiet(_step: str, _message: str) -> None:
+    pass
+
+
+class Ports(Protocol):
+    @property
+    def sip(self) -> int: ...
+    @property
+    def ami(self) -> int: ...
+    @property
+    def rtp_start(self) -> int: ...
+    @property
+    def rtp_end(self) -> int: ...
+    @property
+    def tls(self) -> int: ...
+    @property
+    def agi(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a configuration goes: the lab, or the Asterisk of this host."""
+
+    name: str
+    etc_dir: Path
+    paths: AsteriskPaths
+    ports: Ports | None = None  # None: listen where the site says
+    ami_host: str = "127.0.0.1"
+    #: Asterisk's data folder as this host sees it: sound files go there (None: not
+    #: installed, e.g. `render` into a folder)
+    data_dir: Path | None = None
+
+    @classmethod
+    def host(cls, etc_dir: Path = Path("/etc/asterisk"),
+             data_dir: Path | None = None) -> Target:
+        paths = AsteriskPaths()
+        return cls(name=f"host {etc_dir}", etc_dir=etc_dir, paths=paths,
+                   data_dir=data_dir or Path(str(paths.data)))
+
+    @classmethod
+    def lab(cls, lab: Lab) -> Target:
+        return cls(name=f"lab {lab.name}", etc_dir=lab.etc_dir, paths=lab.paths,
+                   ports=lab.ports, data_dir=lab.data_dir)
+
+    def adapt(self, site: Site) -> Site:
+        if self.ports is None:
+            return site
+        return site.with_ports(sip=self.ports.sip, rtp_start=self.ports.rtp_start,
+                               rtp_end=self.ports.rtp_end, ami=self.ports.ami,
+                               tls=self.ports.tls, agi=self.ports.agi)
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """Everything a target needs: the site as it will run, its files, and the AMI login."""
+
+    site: Site
+    files: dict[str, str]
+    ami_host: str
+    ami_port: int
+    ami_username: str
+    ami_secret: str
+    media: dict[str, bytes] | None = None
+    """The sound files (path under the data folder -> bytes); None: left alone."""
+
+    def ami(self, timeout: float = 5.0) -> AmiClient:
+        from wildix_ast.ami import AmiClient
+
+        return AmiClient(self.ami_host, self.ami_port, self.ami_username, self.ami_secret,
+                         timeout=timeout)
+
+
+def compile_site(site: Site, vault: SecretVault, target: Target,
+                 templates: Path | None = None,
+                 sounds: SoundLibrary | None = None) -> Compiled:
+    """The files `site` renders to on `target`; generated secrets are kept in `vault`.
+    `sounds`: the converted audio of the site's sounds (the sound files are installed
+    only with it)."""
+    from wildix_ast.asterisk.render import render_site
+    from wildix_ast.sounds.install import media_files
+
+    running = target.adapt(with_secrets(site, vault))
+    manager = running.system.manager
+    secret = manager_secret(vault, manager.username)
+    files = render_site(running, manager_secret=secret, paths=target.paths,
+                        templates=templates, voicemail_pins=voicemail_pins(running, vault),
+                        sounds=sounds,
+                        runtime_secret=manager_secret(vault, runtime_account(manager.username)))
+    media = None if sounds is None else media_files(
+        running.sounds, running.system.language_region.language, sounds)
+    return Compiled(site=running, files=files, ami_host=target.ami_host, ami_port=manager.port,
+                    ami_username=manager.username, ami_secret=secret, media=media)
+
+
+def site_sounds(site: Site, site_file: Path, store: Store) -> SoundLibrary:
+    """The converted audio of the sounds `site_file` names (relative to its folder): what
+    the store already has is reused, the rest goes through sox. A missing or undecodable
+    file raises before anything is stored."""
+    from wildix_ast.model.settings_file import locator
+    from wildix_ast.sounds.audio import prepare
+
+    if not site.sounds:
+        return {}
+    return prepare(site, site_file.resolve().parent, store.sound_audio, locator(site_file))
+
+
+def config_target(target: Target, compiled: Compiled | None) -> ConfigTarget:
+    from wildix_ast.apply import ConfigTarget
+
+    return ConfigTarget(target.etc_dir, compiled.ami if compiled is not None else None,
+                        name=target.name, media_dir=target.data_dir)
+
+
+def render_to_folder(site: Site, vault: SecretVault, out_dir: Path, *,
+                     templates: Path | None = None,
+                     paths: AsteriskPaths | None = None) -> list[Path]:
+    """`wildix-ast render`: the files of `site` written into `out_dir`."""
+    from wildix_ast.asterisk.render import write_rendered
+
+    target = Target(name=f"folder {out_dir}", etc_dir=out_dir, paths=paths or AsteriskPaths())
+    return write_rendered(compile_site(site, vault, target, templates).files, out_dir)
+
+
+@dataclass
+class ApplyOutcome:
+    target: str
+    plan: Plan
+    dry_run: bool = False
+    offline: bool = False
+    report: ApplyReport | None = None
+    generation: Generation | None = None
+    store: str | None = None
+    recovered: str | None = None
+    interrupted: str | None = None  # an interrupted apply seen by a dry run
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        report = self.report.to_json() if self.report is not None else None
+        return {
+            "ok": True, "target": self.target, "dry_run": self.dry_run,
+            "offline": self.offline, **self.plan.to_json(),
+            "verified": self.report.verified if self.report is not None else None,
+            "generation": self.generation.number if self.generation is not None else None,
+            "result": report, "store": self.store, "recovered": self.recovered,
+            "interrupted": self.interrupted, "error": None,
+        }
+
+
+def _revision(store: Store) -> int | None:
+    return store.revision() if store.has_site() else None
+
+
+def _snapshot_text(site: Site) -> str:
+    # JSON through pydantic's own serializer: YAML for 10,000 users took seconds
+    return site.model_dump_json(exclude_defaults=True) + "\n"
+
+
+def _snapshot(config: ConfigTarget, generation: Generation | None, text: str,
+              sounds: SoundLibrary | None = None) -> None:
+    """Keep the settings (`_snapshot_text`) beside the generation (owner-only, like the
+    store: the passwords the file gave, WEB ones as hashes; generated ones stay in the
+    vault), and which audio its sounds are: a rollback puts the store back to the same
+    site and sounds as the files."""
+    import json
+
+    from wildix_ast.files import write_atomic
+
+    if generation is None:
+        return
+    folder = config.state.dir / "generations" / str(generation.number)
+    if not folder.is_dir():
+        return
+    write_atomic(folder / SITE_SNAPSHOT, text, mode=0o600)
+    if sounds is not None and generation.sounds is not None:
+        digests: dict[str, dict[str, str]] = {}
+        for (name, language), audio in sorted(sounds.items()):
+            digests.setdefault(name, {})[language] = audio.digest
+        write_atomic(folder / SOUNDS_SNAPSHOT, json.dumps(digests, indent=2) + "\n",
+                     mode=0o600)
+
+
+def _snapshot_sounds(config: ConfigTarget, number: int,
+                     media: dict[str, bytes] | None) -> SoundLibrary | None:
+    """The audio of generation `number`'s sounds, from `media`, the sound files a plan puts
+    back from it (None: no sound file is put back, and the store keeps its audio)."""
+    import json
+
+    from wildix_ast.sounds.install import library_from_media
+
+    path = config.state.dir / "generations" / str(number) / SOUNDS_SNAPSHOT
+    if media is None or not path.is_file():
+        return None
+    digests = json.loads(path.read_text(encoding="utf-8"))
+    return library_from_media({(name, language): digest
+                               for name, languages in digests.items()
+                               for language, digest in languages.items()}, media)
+
+
+def _recover(config: ConfigTarget, store: Store, progress: Progress,
+             offline: bool = False) -> str | None:
+    """Finish or undo an interrupted apply on `config` (under its lock); offline: put its
+    saved files back without Asterisk. A finished one's generation gets the store's site
+    and sounds as its snapshot, as if the apply had ended itself."""
+    from wildix_ast.ami import run
+
+    if config.interrupted() is None:
+        return None
+    if offline:
+        return config.discard()
+    done = run(config.recover(store_revision=_revision(store), progress=progress))
+    if done is None:
+        return None
+    if done.generation is not None and store.has_site():
+        _snapshot(config, done.generation, _snapshot_text(store.export_site()),
+                  store.stored_sounds())
+    return done.message
+
+
+class _StoreUpdate:
+    """The store update of an apply or rollback: `prepare` (run while Asterisk reloads)
+    reads and compares what the import needs and serialises the snapshot; `record` (once
+    Asterisk shows the new configuration) writes. A failed preparation is left to `record`,
+    which does the whole import itself and meets the same error there."""
+
+    def __init__(self, store: Store, site: Site, source_text: str | None = None,
+                 sounds: SoundLibrary | None = None) -> None:
+        self.store, self.site, self.source_text, self.sounds = store, site, source_text, sounds
+        self.prepared: PreparedImport | None = None
+        self.snapshot: str | None = None
+        self.report: ImportReport | None = None
+
+    def prepare(self) -> None:
+        with contextlib.suppress(Exception):
+            self.prepared = self.store.prepare_import(self.site)
+        self.snapshot = _snapshot_text(self.site)
+
+    def record(self) -> int | None:
+        self.report = self.store.import_site(self.site, source_text=self.source_text,
+                                             sounds=self.sounds, prepared=self.prepared)
+        return self.report.revision
+
+    def snapshot_text(self) -> str:
+        return self.snapshot if self.snapshot is not None else _snapshot_text(self.site)
+
+
+def apply_site(site: Site, store: Store, target: Target, *, source_text: str | None = None,
+               templates: Path | None = None, dry_run: bool = False, offline: bool = False,
+               allow_restart: bool = False, lock_timeout: float = 120.0,
+               progress: Progress = _quiet,
+               show_plan: Callable[[Plan], None] | None = None,
+               sounds: SoundLibrary | None = None) -> ApplyOutcome:
+    """Render for `target`, plan, and (unless a dry run) commit; the store takes the site
+    once Asterisk has its configuration (offline: once the files are written). `sounds`:
+    the site's converted sound files (`sound_audio.prepare`); None takes the store's."""
+    from wildix_ast.ami import run
+
+    if sounds is None:
+        sounds = store.stored_sounds()
+        given = None
+    else:
+        given = sounds
+    compiled = compile_site(site, store, target, templates, sounds)
+    config = config_target(target, compiled)
+    if dry_run:
+        plan = config.plan(compiled.files, compiled.media)
+        journal = config.interrupted()
+        outcome = ApplyOutcome(target.name, plan, dry_run=True)
+        if journal is not None:
+            outcome.interrupted = (f"an apply was interrupted at step '{journal.step}' (pid "
+                                   f"{journal.pid}, {journal.started_at}); the next apply or "
+                                   "rollback finishes or undoes it")
+        if show_plan is not None:
+            show_plan(plan)
+        return outcome
+
+    update = _StoreUpdate(store, site, source_text, given)
+
+    def record() -> int | None:
+        revision = update.record()
+        outcome.store = str(update.report)
+        return revision
+
+    with config.locked(lock_timeout):
+        recovered = _recover(config, store, progress, offline)
+        plan = config.plan(compiled.files, compiled.media)
+        outcome = ApplyOutcome(target.name, plan, offline=offline, recovered=recovered)
+        if show_plan is not None:
+            show_plan(plan)
+        if offline:
+            outcome.generation = config.install(plan, store_revision=record())
+        else:
+            outcome.report = run(config.commit(
+                plan, progress=progress, allow_restart=allow_restart,
+                store_revision=_revision(store), on_verified=record,
+                alongside=update.prepare))
+            outcome.generation = outcome.report.generation
+        _snapshot(config, outcome.generation, update.snapshot_text(), sounds)
+    return outcome
+
+
+@dataclass
+class RollbackOutcome:
+    target: str
+    plan: Plan
+    restored: int
+    report: ApplyReport
+    store: str | None
+
+    def to_json(self) -> dict[str, object]:
+        return {"ok": True, "target": self.target, "restored_generation": self.restored,
+                **self.plan.to_json(), "verified": self.report.verified,
+                "generation": self.report.generation.number if self.report.generation else None,
+                "result": self.report.to_json(), "store": self.store, "error": None}
+
+
+def stored_site(store: Store) -> Site:
+    from wildix_ast.errors import WildixError
+
+    if not store.has_site():
+        raise WildixError("the store holds no site yet: run `wildix-ast import SITE` first")
+    return store.export_site()
+
+
+def rollback_target(store: Store, target: Target, *, to: int | None = None,
+                    lock_timeout: float = 120.0, progress: Progress = _quiet,
+                    show_plan: Callable[[Plan], None] | None = None) -> RollbackOutcome:
+    """Put generation `to` (default: the previous one) back on `target`, verify it, and
+    bring the store back to the site it came from."""
+    from wildix_ast.ami import run
+
+    compiled = compile_site(stored_site(store), store, target)
+    config = config_target(target, compiled)
+    with config.locked(lock_timeout):
+        _recover(config, store, progress)
+        plan, chosen = config.rollback_plan(to)
+        if show_plan is not None:
+            show_plan(plan)
+        snapshot = config.state.dir / "generations" / str(chosen.number) / SITE_SNAPSHOT
+        restored_site = (Site.model_validate_json(snapshot.read_bytes())
+                         if snapshot.is_file() else None)
+        # the audio of the sound files the plan puts back (None: the store keeps its own)
+        restored_sounds = _snapshot_sounds(config, chosen.number, plan.new_media)
+        store_note: list[str] = []
+        update = (_StoreUpdate(store, restored_site, sounds=restored_sounds)
+                  if restored_site is not None else None)
+
+        def record() -> int | None:
+            if update is not None:
+                update.record()
+                store_note.append(str(update.report))
+            return _revision(store)
+
+        report = run(config.commit(plan, progress=progress, allow_restart=True,
+                                   store_revision=_revision(store), on_verified=record,
+                                   kind="rollback", from_generation=chosen.number,
+                                   alongside=update.prepare if update is not None else None))
+        if update is not None:
+            _snapshot(config, report.generation, update.snapshot_text(), restored_sounds)
+    return RollbackOutcome(target.name, plan, chosen.number, report,
+                           store_note[0] if store_note else None)
+
+
+def install_stored_site(store: Store, target: Target) -> None:
+    """Write the stored site's files for an Asterisk about to start (the lab's `lab up`)."""
+    site = stored_site(store)
+    compiled_sounds = store.stored_sounds()
+    compiled = compile_site(site, store, target, sounds=compiled_sounds)
+    config = config_target(target, compiled)
+    with config.locked():
+        _recover(config, store, _quiet, offline=True)
+        generation = config.install(config.plan(compiled.files, compiled.media),
+                                    store_revision=_revision(store))
+        _snapshot(config, generation, _snapshot_text(site), compiled_sounds)

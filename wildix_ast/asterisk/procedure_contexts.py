@@ -1,0 +1,337 @@
+"""Dialplan procedures, time frames, call groups, IVRs and incoming trunk calls as
+extensions.conf contexts (used by extensions.py; not a generated file). All in dialplan, no
+AGI: every step is a pattern match, a clock test or a Dial, which the dialplan does natively.
+
+- `proc-<name>` includes one context per called number (`wildix-pn-<name>-<i>`) in order,
+  then the users' extensions: Asterisk searches includes in order, so the first number that
+  matches wins, as in WMS (within one context it would prefer the most specific pattern).
+  Each number's applications are steps of one extension; one that fails or times out falls
+  through to the next; an answered call ends at `end`. `WILDIX_CALLED` holds the called
+  number ('correct called number' edits it; 'go to procedure' and trunks take it).
+- `wildix-tf-<name>`: a subroutine returning 1 when its time frame matches now in the PBX
+  time zone (holidays by date with STRFTIME, since GotoIfTime has no year; weekly rules
+  with GotoIfTime and the time zone).
+- `wildix-cg-<name>`: a call group (members rung by Dial on their PJSIP endpoints, skipping
+  unreachable ones, which Dial would log as errors); DIALSTATUS tells the caller the outcome.
+- `wildix-ivr-<name>`: prompt, digit, target; timeout and invalid keys replay the prompt.
+- `wildix-in-<trunk>`: a trunk's calls: call type `external`, caller number and DID to
+  E.164, then `wildix-indid-<trunk>` (users' office DIDs, then the trunk's DID ranges, which
+  enter its procedure). Anything else: 404.
+
+Only digits, identifiers, time zones and checked names reach these lines."""
+
+from __future__ import annotations
+
+from wildix_ast.asterisk import names
+from wildix_ast.asterisk.outgoing import CLASS_FULL, Context, Extension, _ext
+from wildix_ast.model.call_classes import NumberingPlan
+from wildix_ast.model.call_groups import CallGroup, Strategy
+from wildix_ast.model.common import DEFAULT_PROCEDURE
+from wildix_ast.model.ivrs import Ivr, IvrTarget
+from wildix_ast.model.procedures import (
+    Answer,
+    Application,
+    CallGroupApp,
+    CheckTimeFrame,
+    CorrectCalledNumber,
+    DialTrunk,
+    DialTrunkGroup,
+    DialUser,
+    GotoProcedure,
+    Greeting,
+    Hangup,
+    IvrApp,
+    PlaySound,
+    Procedure,
+    SetCallClass,
+    SetCallerName,
+    SetCallerNumber,
+    SetLanguage,
+    VoicemailApp,
+    Wait,
+    is_pattern,
+)
+from wildix_ast.model.routing import numbering_plan
+from wildix_ast.model.site import Site
+from wildix_ast.model.time_frames import TimeFrame
+from wildix_ast.model.trunks import Trunk, did_bounds
+
+Step = str | tuple[str, str]
+ANSWERED = '$["${DIALSTATUS}" = "ANSWER"]'
+UNALLOCATED = 1  # 404 Not Found
+_GREETING = {Greeting.UNAVAILABLE: "u", Greeting.BUSY: "b", Greeting.NONE: ""}
+
+
+def extension_name(number: str) -> str:
+    """A called number as Asterisk writes it: patterns start with '_'."""
+    return "_" + number if is_pattern(number) else number
+
+
+def _enter(procedure: str, condition: str = "") -> str:
+    """Continue in `procedure` with the called number, when it has that number (a jump to a
+    missing extension would be a warning and a hang-up); otherwise the next step runs."""
+    context = names.procedure_context(procedure)
+    exists = f"${{DIALPLAN_EXISTS({context},${{WILDIX_CALLED}},1)}}"
+    test = f"$[{condition} & {exists}]" if condition else exists
+    return f"GotoIf({test}?{context},${{WILDIX_CALLED}},1)"
+
+
+def _call_user(site: Site, extension: str) -> str:
+    user = site.user_by_extension(extension)
+    box = extension if user is not None and names.has_mailbox(user) else ""
+    return f"Gosub({names.CALL_USER_CONTEXT},s,1({extension},{box}))"
+
+
+def _voicemail(extension: str, greeting: Greeting = Greeting.UNAVAILABLE) -> str:
+    return f"VoiceMail({names.mailbox(extension)},{_GREETING[greeting]})"
+
+
+def application_steps(site: Site, app: Application, j: int) -> list[Step]:
+    """The dialplan steps of one application, the `j`th of its number (labels inside one
+    extension must be distinct)."""
+    match app:
+        case Answer():
+            return ["Answer()"]
+        case SetCallClass():
+            return [f"Set(WILDIX_CLASS={app.call_class})"]
+        case CheckTimeFrame():
+            steps: list[Step] = [f"Gosub({names.time_frame_context(app.time_frame)},s,1)"]
+            for procedure, value in ((app.if_match, "1"), (app.if_no_match, "0")):
+                if procedure is not None:
+                    steps.append(_enter(procedure, f'"${{GOSUB_RETVAL}}" = "{value}"'))
+            return steps
+        case DialUser():
+            return [_call_user(site, app.user), f"GotoIf({ANSWERED}?end)"]
+        case CallGroupApp():
+            return [f"Gosub({names.call_group_context(app.call_group)},s,1)",
+                    f"GotoIf({ANSWERED}?end)"]
+        case IvrApp():
+            return [f"Gosub({names.ivr_context(app.ivr)},s,1)", f"GotoIf({ANSWERED}?end)"]
+        case VoicemailApp():
+            return [_voicemail(app.user, app.greeting),
+                    'GotoIf($["${VMSTATUS}" = "SUCCESS"]?end)']
+        case DialTrunk() | DialTrunkGroup():
+            trunks = [app.trunk] if isinstance(app, DialTrunk) else next(
+                g.trunks for g in site.trunk_groups if g.name == app.trunk_group)
+            # A class set earlier must be one the caller's ACL group allows (a trunk's
+            # caller has no group: refused) and must have a place left under its limit
+            # (the class counter outgoing routing uses); a trunk returns only to fail over.
+            acl = names.acl_context("${WILDIX_GROUP}")
+            limited = f"${{DIALPLAN_EXISTS({names.CLASS_LIMIT_CONTEXT},${{WILDIX_CLASS}},1)}}"
+            return [f'GotoIf($["${{WILDIX_CLASS}}" != "" & '
+                    f'"${{DIALPLAN_EXISTS({acl},${{WILDIX_CLASS}},1)}}" = "0"]?skip-{j})',
+                    f'GotoIf($["${{WILDIX_CLASS}}" = "" | "{limited}" = "0"]?dial-{j})',
+                    f"Gosub({names.CLASS_LIMIT_CONTEXT},${{WILDIX_CLASS}},1)",
+                    f'GotoIf($["${{GOSUB_RETVAL}}" = "{CLASS_FULL}"]?skip-{j})',
+                    (f"dial-{j}", "NoOp()"),
+                    *(f"Gosub({names.trunk_context(t)},s,1(${{WILDIX_CALLED}}))"
+                      for t in trunks),
+                    (f"skip-{j}", "NoOp()")]
+        case SetCallerNumber():
+            return [f"Set(CALLERID(num)={app.number})"]
+        case SetCallerName():
+            return [f"Set(CALLERID(name)={app.name})"]
+        case CorrectCalledNumber():
+            return [f"Set(WILDIX_CALLED={app.prepend}${{WILDIX_CALLED:{app.remove}}})"]
+        case SetLanguage():
+            return [f"Set(CHANNEL(language)={app.language})"]
+        case PlaySound():
+            return [f"Playback({names.sound_file(app.sound)})"]
+        case Wait():
+            return [f"Wait({app.seconds})"]
+        case GotoProcedure():
+            return [_enter(app.procedure)]
+        case Hangup():
+            return [f"Hangup({app.cause if app.cause is not None else ''})"]
+    raise AssertionError(app)  # pragma: no cover - the union is matched above
+
+
+def _procedure(site: Site, procedure: Procedure) -> list[Context]:
+    found: list[Context] = []
+    for i, number in enumerate(procedure.numbers):
+        steps: list[Step] = ["Set(WILDIX_CALLED=${EXTEN})"]
+        for j, app in enumerate(number.applications):
+            steps += application_steps(site, app, j)
+        steps.append(("end", "Hangup()"))
+        found.append(Context(names.number_context(procedure.name, i),
+                             (_ext(extension_name(number.number), *steps),)))
+    return found
+
+
+def procedure_contexts(site: Site) -> list[Context]:
+    """Every procedure (the built-in `users` too): its numbers first, then the users'
+    extensions and feature codes (and, for `users`, the outgoing routes)."""
+    contexts: list[Context] = []
+    for procedure in [Procedure(name=DEFAULT_PROCEDURE), *site.dialplan.procedures]:
+        numbers = _procedure(site, procedure)
+        includes = [c.name for c in numbers] + [names.EXTENSIONS_CONTEXT,
+                                                names.SERVICES_CONTEXT]
+        if procedure.name == DEFAULT_PROCEDURE:
+            includes.append(names.OUTGOING_CONTEXT)
+        contexts.append(Context(names.procedure_context(procedure.name), (),
+                                tuple(includes)))
+        contexts += numbers
+    return contexts
+
+
+def _time_frame(frame: TimeFrame, timezone: str) -> Context:
+    steps: list[Step] = [f"Set(WILDIX_TODAY=${{STRFTIME(${{EPOCH}},{timezone},%Y%m%d)}})"]
+    for holiday in frame.holidays:
+        first, last = (d.strftime("%Y%m%d") for d in (holiday.date, holiday.last))
+        steps.append(f"GotoIf($[${{WILDIX_TODAY}} >= {first} & ${{WILDIX_TODAY}} <= {last}]"
+                     "?closed)")
+    for rule in frame.weekly:
+        days = "&".join(str(d) for d in rule.days)
+        steps.append(f"GotoIfTime({rule.start}-{rule.end},{days},*,*,{timezone}?open)")
+    steps += [("closed", "Return(0)"), ("open", "Return(1)")]
+    return Context(names.time_frame_context(frame.name), (_ext("s", *steps),))
+
+
+def _device_up(extension: str) -> str:
+    return f'$["${{DEVICE_STATE(PJSIP/{extension})}}" != "UNAVAILABLE"]'
+
+
+def _call_group(group: CallGroup) -> Context:
+    steps: list[Step] = ["Set(DIALSTATUS=CHANUNAVAIL)"]
+    if group.strategy is Strategy.RING_ALL:
+        steps.append("Set(WILDIX_CG=)")
+        steps += [f"ExecIf({_device_up(m)}?Set(WILDIX_CG=${{WILDIX_CG}}&PJSIP/{m}))"
+                  for m in group.members]
+        steps += ['GotoIf($["${WILDIX_CG}" = ""]?done)',
+                  f"Dial(${{WILDIX_CG:1}},{group.timeout})", ("done", "Return()")]
+        return Context(names.call_group_context(group.name), (_ext("s", *steps),))
+    n = len(group.members)
+    # Hunt from member `WILDIX_CG_I` through the list and round to it again: the members
+    # are written twice so every start runs n slots forward.
+    start = {Strategy.HUNT: "0", Strategy.RANDOM: f"${{RAND(0,{n - 1})}}",
+             Strategy.ROUND_ROBIN: f"$[0${{GLOBAL(WILDIX_RR_{group.name})}} % {n}]"}
+    steps += [f"Set(WILDIX_CG_END=$[${{EPOCH}} + {group.timeout}])",
+              f"Set(WILDIX_CG_I={start[group.strategy]})", f"Set(WILDIX_CG_N={n})"]
+    if group.strategy is Strategy.ROUND_ROBIN:  # the next call starts one further
+        steps.append(f"Set(GLOBAL(WILDIX_RR_{group.name})=$[(${{WILDIX_CG_I}} + 1) % {n}])")
+    steps.append("Goto(m${WILDIX_CG_I})")
+    for k in range(2 * n):
+        member = group.members[k % n]
+        after = f"m{k + 1}" if k + 1 < 2 * n else "done"
+        left = "${WILDIX_CG_LEFT}"
+        steps += [(f"m{k}", "GotoIf($[${WILDIX_CG_N} <= 0]?done)"),
+                  "Set(WILDIX_CG_N=$[${WILDIX_CG_N} - 1])",
+                  "Set(WILDIX_CG_LEFT=$[${WILDIX_CG_END} - ${EPOCH}])",
+                  f"GotoIf($[{left} <= 0]?done)",
+                  f'GotoIf($["${{DEVICE_STATE(PJSIP/{member})}}" = "UNAVAILABLE"]?{after})',
+                  f"Dial(PJSIP/{member},${{IF($[{left} < {group.member_timeout}]?{left}:"
+                  f"{group.member_timeout})}})",
+                  f"GotoIf({ANSWERED}?done)"]
+    steps.append(("done", "Return()"))
+    return Context(names.call_group_context(group.name), (_ext("s", *steps),))
+
+
+def _target(site: Site, target: IvrTarget) -> list[Step]:
+    if target.user is not None:
+        return [_call_user(site, target.user)]
+    if target.call_group is not None:
+        return [f"Gosub({names.call_group_context(target.call_group)},s,1)"]
+    if target.procedure is not None:
+        return [_enter(target.procedure)]
+    assert target.voicemail is not None
+    return [_voicemail(target.voicemail)]
+
+
+def _ivr(site: Site, ivr: Ivr) -> Context:
+    extensions = [_ext("s", "Set(WILDIX_IVR_TRIES=0)", "Answer()",
+                       ("prompt", f"Background({names.sound_file(ivr.prompt)})"),
+                       # last: with a priority after it, WaitExten would continue there
+                       # on timeout instead of going to `t`
+                       f"WaitExten({ivr.timeout})")]
+    extensions += [_ext(o.digit, *_target(site, o), "Return()") for o in ivr.options]
+    for name, target in (("t", ivr.on_timeout), ("i", ivr.on_invalid)):
+        extensions.append(_ext(
+            name, "Set(WILDIX_IVR_TRIES=$[${WILDIX_IVR_TRIES} + 1])",
+            f"GotoIf($[${{WILDIX_IVR_TRIES}} <= {ivr.repeat}]?s,prompt)",
+            *(_target(site, target) if target is not None else []), "Return()"))
+    return Context(names.ivr_context(ivr.name), tuple(extensions))
+
+
+def to_e164(plan: NumberingPlan, variable: str, label: str) -> list[Step]:
+    """A number as the provider sent it (national, 00-international) -> E.164. Only
+    numbers of digits alone, 6 or more, are touched (short and anonymous ones are not)."""
+    intl, nat, cc = plan.international_prefix, plan.national_prefix, plan.country_code
+    value = f"${{{variable}}}"
+    steps: list[Step] = [
+        f'GotoIf($[${{REGEX("^[0-9]{{6,}}$" {value})}} = 0]?{label}-done)',
+        f'GotoIf($["${{{variable}:0:{len(intl)}}}" != "{intl}"]?{label}-nat)',
+        f"Set({variable}=+${{{variable}:{len(intl)}}})", f"Goto({label}-done)"]
+    if nat:
+        steps += [(f"{label}-nat",
+                   f'GotoIf($["${{{variable}:0:{len(nat)}}}" != "{nat}"]?{label}-done)'),
+                  f"Set({variable}=+{cc}${{{variable}:{len(nat)}}})"]
+    else:  # no national prefix (Italy): every other number is national; same steps
+        steps += [(f"{label}-nat", f'GotoIf($["{value}" = ""]?{label}-done)'),
+                  f"Set({variable}=+{cc}{value})"]
+    steps.append((f"{label}-done", "NoOp()"))
+    return steps
+
+
+def did_patterns(first: int, last: int, digits: int) -> list[str]:
+    """The fewest aligned patterns (digits, then X) covering first..last, numbers of
+    `digits` digits: 100-199 -> 1XX; 105-123 -> 105..109, 11X, 120..123."""
+    found: list[str] = []
+    start = first
+    while start <= last:
+        size, wild = 1, 0  # the largest aligned block from `start` inside the range
+        while start % (size * 10) == 0 and start + size * 10 - 1 <= last:
+            size, wild = size * 10, wild + 1
+        text = str(start).zfill(digits)
+        found.append(text[:digits - wild] + "X" * wild)
+        start += size
+    return found
+
+
+def _incoming(site: Site, trunk: Trunk, plan: NumberingPlan) -> list[Context]:
+    entry = names.trunk_incoming_context(trunk.name)
+    dids = names.trunk_did_context(trunk.name)
+    ranges = names.trunk_range_context(trunk.name)
+    steps: list[Step] = [
+        "Set(__WILDIX_CALLTYPE=external)",
+        "Set(WILDIX_NUM=${FILTER(0123456789+,${CALLERID(num)})})",
+        *to_e164(plan, "WILDIX_NUM", "cid"),
+        'ExecIf($["${WILDIX_NUM}" != ""]?Set(CALLERID(num)=${WILDIX_NUM}))',
+        "Set(WILDIX_IN=${FILTER(0123456789+,${WILDIX_IN})})",
+        *to_e164(plan, "WILDIX_IN", "did"),
+        f"GotoIf(${{DIALPLAN_EXISTS({dids},${{WILDIX_IN}},1)}}?{dids},${{WILDIX_IN}},1)",
+        f"Hangup({UNALLOCATED})"]
+    contexts = [Context(entry, (
+        _ext("_X.", "Set(WILDIX_IN=${EXTEN})", "Goto(in,1)"),
+        _ext("_+X.", "Set(WILDIX_IN=${EXTEN})", "Goto(in,1)"),
+        _ext("in", *steps)))]
+    includes = [names.DID_CONTEXT]
+    if trunk.procedure is not None:
+        includes.append(ranges)
+        patterns = [f"_+{p}" if "X" in p else f"+{p}"
+                    for did in trunk.dids for p in did_patterns(*did_bounds(did))] \
+            if trunk.dids else ["_+X."]
+        procedure = names.procedure_context(trunk.procedure)
+        # WILDIX_IN is this extension (the DID): guarded by DIALPLAN_EXISTS, which
+        # asterisklint cannot evaluate (it would check ${EXTEN} against a sample number)
+        enter = (f"GotoIf(${{DIALPLAN_EXISTS({procedure},${{WILDIX_IN}},1)}}"
+                 f"?{procedure},${{WILDIX_IN}},1)")
+        contexts.append(Context(ranges, tuple(
+            _ext(p, enter, f"Hangup({UNALLOCATED})") for p in patterns)))
+    contexts.append(Context(dids, (), tuple(includes)))
+    return contexts
+
+
+def dialplan_contexts(site: Site) -> list[Context]:
+    """Procedures, then what they call, then incoming trunk calls, in file order."""
+    timezone = site.system.language_region.timezone
+    plan = numbering_plan(site)
+    contexts = procedure_contexts(site)
+    contexts += [_time_frame(f, timezone) for f in site.time_frames]
+    contexts += [_call_group(g) for g in site.call_groups]
+    contexts += [_ivr(site, v) for v in site.ivrs]
+    for trunk in site.trunks:
+        contexts += _incoming(site, trunk, plan)
+    return contexts
+
+
+__all__ = ["Context", "Extension", "dialplan_contexts", "did_patterns", "extension_name"]

@@ -1,0 +1,164 @@
+"""Rendering: each generated file's view (wildix_ast/asterisk/) laid out by its Jinja2 template.
+
+Python builds every value a template prints (the `view` of each `ConfigFile`), already in the
+form Asterisk wants; the templates in `templates/asterisk/<file>.j2` only lay those values out
+in Asterisk syntax. An engineer overrides any template by putting a file of the same name in a
+folder passed as `templates` (`wildix-ast render --templates DIR`). A template found only in
+that folder is rendered too; it receives every built-in file's view merged (`header`,
+`endpoints`, `mailboxes`, `calls`...), since it has no module of its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import jinja2
+import jinja2.bccache
+
+from wildix_ast.asterisk import registry
+from wildix_ast.asterisk.base import HEADER, RenderInput
+from wildix_ast.asterisk.paths import AsteriskPaths
+from wildix_ast.errors import Problem, RenderError
+from wildix_ast.files import write_atomic_all
+from wildix_ast.model.site import Site
+from wildix_ast.sounds.audio import SoundLibrary
+
+TEMPLATES_ENV = "WILDIX_AST_TEMPLATES"
+TEMPLATE_SUFFIX = ".j2"
+
+
+def builtin_templates_dir() -> Path:
+    """The folder named by $WILDIX_AST_TEMPLATES, else `<repo>/templates/asterisk` (a
+    checkout or an editable install), else `<prefix>/share/wildix-ast/templates/asterisk`
+    (a wheel installs them there, e.g. for the Ansible role)."""
+    env = os.environ.get(TEMPLATES_ENV)
+    if env:
+        return Path(env)
+    checkout = Path(__file__).resolve().parents[2] / "templates" / "asterisk"
+    if checkout.is_dir():
+        return checkout
+    return Path(sys.prefix) / "share" / "wildix-ast" / "templates" / "asterisk"
+
+
+def environment(templates: Path | None = None) -> jinja2.Environment:
+    """The Jinja2 environment: `templates` (if any) first, then the built-in templates."""
+    if templates is not None and not templates.is_dir():
+        raise RenderError(f"template folder {templates} does not exist")
+    builtin = builtin_templates_dir()
+    if not builtin.is_dir():
+        raise RenderError(f"built-in template folder {builtin} does not exist "
+                          f"(set ${TEMPLATES_ENV})")
+    return _environment(None if templates is None else str(templates.resolve()),
+                        str(builtin.resolve()))
+
+
+class _BytecodeCache(jinja2.FileSystemBytecodeCache):
+    """Compiled templates kept across processes (compiling them took a fifth of a whole
+    `render`). Jinja2 checks each entry against the template's source and its own and
+    Python's versions; a cache that cannot be read or written is only a slower render."""
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        with contextlib.suppress(OSError, ValueError, EOFError):
+            super().load_bytecode(bucket)
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        with contextlib.suppress(OSError):
+            super().dump_bytecode(bucket)
+
+
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    from wildix_ast.cache import cache_dir
+
+    folder = cache_dir() / "jinja"
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError:
+        return None
+    return _BytecodeCache(str(folder))
+
+
+@functools.lru_cache(maxsize=16)
+def _environment(override: str | None, builtin: str) -> jinja2.Environment:
+    # Cached: compiled templates are reused; Jinja2 still reloads a template whose file
+    # changed (auto_reload).
+    loaders: list[jinja2.BaseLoader] = []
+    if override is not None:
+        loaders.append(jinja2.FileSystemLoader(override))
+    loaders.append(jinja2.FileSystemLoader(builtin))
+    return jinja2.Environment(
+        loader=jinja2.ChoiceLoader(loaders), undefined=jinja2.StrictUndefined,
+        autoescape=False, keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
+        bytecode_cache=_bytecode_cache())
+
+
+def _render_one(env: jinja2.Environment, name: str, context: dict[str, object]) -> str:
+    try:
+        return env.get_template(name).render(context)
+    except jinja2.TemplateNotFound as error:
+        raise RenderError(f"template {name} not found in the override folder nor in "
+                          f"{builtin_templates_dir()}") from error
+    except jinja2.TemplateError as error:
+        where = getattr(error, "lineno", None)
+        location = f"{name}:{where}" if where else name
+        raise RenderError(f"template {name} failed: {error}",
+                          [Problem(location, str(error))]) from error
+
+
+def _extra_templates(templates: Path | None) -> list[str]:
+    """Templates found only in the override folder."""
+    if templates is None:
+        return []
+    known = {f.template for f in registry()}
+    return sorted(p.name for p in templates.iterdir()
+                  if p.name.endswith(TEMPLATE_SUFFIX) and p.is_file()
+                  and not p.name.startswith(("_", ".")) and p.name not in known)
+
+
+def render_files(given: RenderInput, templates: Path | None = None) -> dict[str, str]:
+    """File name -> content of every generated file, sorted by name. The same input gives
+    byte-identical output."""
+    env = environment(templates)
+    views = {f.name: {"header": HEADER, **f.view(given)} for f in registry()}
+    files = {f.name: _render_one(env, f.template, views[f.name]) for f in registry()}
+    extra = _extra_templates(templates)
+    if extra:
+        merged: dict[str, object] = {}
+        for view in views.values():
+            merged.update(view)
+        for name in extra:
+            files[name.removesuffix(TEMPLATE_SUFFIX)] = _render_one(env, name, merged)
+    return dict(sorted(files.items()))
+
+
+def render_site(site: Site, *, manager_secret: str, paths: AsteriskPaths | None = None,
+                templates: Path | None = None,
+                voicemail_pins: Mapping[str, str] | None = None,
+                sounds: SoundLibrary | None = None,
+                runtime_secret: str = "") -> dict[str, str]:
+    """Every generated file for `site`. Every user with a phone must have its `sip_password`
+    (use `secrets_vault.with_secrets` first), or RenderError names them. `voicemail_pins`
+    come from the vault (`secrets_vault.voicemail_pins`); without them each PIN is derived
+    from the manager secret."""
+    given = RenderInput(site=site, manager_secret=manager_secret,
+                        paths=paths if paths is not None else AsteriskPaths(),
+                        voicemail_pins=dict(voicemail_pins or {}),
+                        sound_digests={k: a.digest for k, a in (sounds or {}).items()},
+                        runtime_secret=runtime_secret)
+    return render_files(given, templates)
+
+
+def write_rendered(files: dict[str, str], out_dir: Path) -> list[Path]:
+    """Write each file atomically into `out_dir` (mode 0640: the files hold secrets).
+    Returns the written paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ordered = dict(sorted(files.items()))
+    for name in ordered:
+        if "/" in name or name.startswith("."):
+            raise RenderError(f"refusing to write {name!r} outside {out_dir}")
+    write_atomic_all(out_dir, ordered)
+    return [out_dir / name for name in ordered]

@@ -1,0 +1,211 @@
+"""WMS services in the dialplan: the feature codes (DND, forwards) and mobility.
+Not a generated file: extensions.py lays these contexts out (like outgoing.py's).
+
+Feature codes: the dialplan only collects digits. Each code is a handful of patterns of
+digits, '*' and '+' (nothing else a phone sends can match, so nothing else reaches the
+FastAGI route); `wildix-feature-code` asks the route `feature-code` with the caller's PJSIP
+endpoint (never its caller ID: a phone can claim any) and plays what it answers. The route
+writes the store, so the next call follows the change without any reload.
+
+Mobility: the call-user subroutine adds `&Local/<extension>@wildix-mobility/n` to its Dial
+when the call's class has mobility on. That leg asks the route `mobility` for the user's
+mobile, delay, confirmation and ACL group, waits the delay unanswered (the caller's Dial
+keeps ringing the phone), then takes the ordinary outgoing route of the mobile number (call
+classes, the user's ACL group, class limits, trunk failover). With confirmation the trunk's
+Dial runs `U(wildix-mobility-confirm)` on the mobile's channel once it answers: it says who
+calls and waits for `*`. The Local leg is answered only when that subroutine returns, so
+until `*` the caller's Dial still sees a ringing leg, and a mobile's voicemail (which answers
+but presses nothing) is hung up (`GOSUB_RESULT=ABORT`) while the phone keeps ringing. A
+mobility leg that fails (service down, class refused) only ends itself.
+"""
+
+from __future__ import annotations
+
+from wildix_ast.asterisk.names import (
+    CW_BEEP_CONTEXT,
+    CW_BEEP_PLAY_CONTEXT,
+    FEATURE_CODE_CONTEXT,
+    MISSED_CALL_CONTEXT,
+    MOBILITY_CONFIRM_CONTEXT,
+    MOBILITY_CONTEXT,
+    OUTGOING_CONTEXT,
+    SERVICES_CONTEXT,
+    SHARED_VOICEMAIL_CONTEXT,
+    SHARED_VOICEMAIL_OF_CONTEXT,
+    VOICEMAIL_CONTEXT,
+    has_mailbox,
+)
+from wildix_ast.asterisk.outgoing import UNALLOCATED, Context, Extension, _ext
+from wildix_ast.model.preferences import VOICEMAIL
+from wildix_ast.model.site import Site
+
+AGI_URL = "${WILDIX_AGI}"
+"""The FastAGI service's base URL, a dialplan global (`agi://<system.fastagi>`)."""
+TRUNK_DIAL_OPTIONS = "WILDIX_TRUNK_DIAL_OPTIONS"
+"""Options the trunk's Dial takes from the channel (only the mobility leg sets them)."""
+CONFIRM_SECONDS = 5
+CONFIRM_ATTEMPTS = 2
+
+
+def _agi(route: str, *args: str) -> list[str | tuple[str, str]]:
+    """The fail-safe AGI call: the status is cleared first, so only the service's own OK
+    counts."""
+    return ["Set(WILDIX_AGI_STATUS=)", f"AGI({AGI_URL}/{route}{''.join(',' + a for a in args)})"]
+
+
+def feature_code_extensions(site: Site) -> list[tuple[str, str, str]]:
+    """(extension or `_` pattern, service, option) of every feature code: the option is
+    what follows the code (`${EXTEN:n}`), or the word VOICEMAIL for the code followed by
+    `*2*` and the voicemail code (an exact extension, so it wins over the number pattern
+    when the voicemail code is digits)."""
+    found: list[tuple[str, str, str]] = []
+    for service, code in site.dialplan.feature_codes.by_service().items():
+        rest = f"${{EXTEN:{len(code)}}}"
+        found += [(code, service, ""), (f"_{code}*X", service, rest)]
+        if service.is_forward:
+            found += [(f"_{code}*2*X.", service, rest), (f"_{code}*2*+X.", service, rest),
+                      (f"{code}*2*{site.dialplan.voicemail}", service, f"*2*{VOICEMAIL}")]
+    return found
+
+
+def _services(site: Site) -> Context:
+    return Context(SERVICES_CONTEXT, (*(
+        _ext(exten, f"Gosub({FEATURE_CODE_CONTEXT},s,1({service},{option}))", "Hangup()")
+        for exten, service, option in feature_code_extensions(site)),
+        _shared_voicemail_code(site), _hotline(site)))
+
+
+def _shared_voicemail_code(site: Site) -> Extension:
+    """`<voicemail code>*<mailbox>` opens a mailbox (see `_shared_voicemail`)."""
+    code = site.dialplan.voicemail
+    return _ext(f"_{code}*X.", "Answer()",
+                f"Gosub({SHARED_VOICEMAIL_CONTEXT},s,1(${{EXTEN:{len(code) + 1}}}))",
+                "Hangup()")
+
+
+def _shared_voicemail(site: Site) -> list[Context]:
+    """A mailbox opens without PIN for the user who shares it (the caller's endpoint,
+    authenticated by SIP digest, is looked up in a rendered list: MWI needs a PJSIP render
+    anyway), with the mailbox's PIN for anyone else."""
+    boxes = {u.extension for u in site.users if has_mailbox(u)}
+    pairs = [(u.extension, u.preferences.shared_voicemail) for u in site.users
+             if u.type.has_phone and u.preferences.shared_voicemail in boxes]
+    mailbox = f"${{ARG1}}@{VOICEMAIL_CONTEXT}"
+    return [
+        Context(SHARED_VOICEMAIL_CONTEXT, (_ext(
+            "s",
+            f"GotoIf(${{DIALPLAN_EXISTS({SHARED_VOICEMAIL_OF_CONTEXT},"
+            "${CHANNEL(endpoint)}*${ARG1},1)}?shared)",
+            f"VoiceMailMain({mailbox})", "Return()",
+            ("shared", f"VoiceMailMain({mailbox},s)"), "Return()"),)),
+        # `s` keeps the context defined when nobody shares (it never matches `<user>*<box>`)
+        Context(SHARED_VOICEMAIL_OF_CONTEXT, (_ext("s", "NoOp()"), *(
+            _ext(f"{user}*{shared}", "NoOp()") for user, shared in pairs))),
+    ]
+
+
+def _hotline(site: Site) -> Extension:
+    """WMS hotline. A SIP phone sends nothing when it is lifted, so the phone is set to call
+    the hotline code at once when lifted (its own hotline setting, delay 0); the PBX plays
+    dial tone for the user's delay (early media, unanswered): digits dialled meanwhile are
+    called as usual, silence calls the hotline number. Both go through the user's own
+    procedure (its PJSIP endpoint's context), so its call classes apply."""
+    procedure = "${PJSIP_ENDPOINT(${CHANNEL(endpoint)},context)}"
+    return _ext(
+        site.dialplan.feature_codes.hotline,
+        *_agi("hotline", "${CHANNEL(endpoint)}"),
+        'GotoIf($["${WILDIX_AGI_STATUS}" != "OK" | "${WILDIX_HOTLINE}" = ""]?off)',
+        "Set(WILDIX_DIALLED=)",
+        'GotoIf($["${WILDIX_HOTLINE_DELAY}" = "0"]?call)',
+        "Progress()",
+        "Read(WILDIX_DIALLED,dial,20,in,1,${WILDIX_HOTLINE_DELAY})",
+        'GotoIf($["${WILDIX_DIALLED}" = ""]?call)',
+        f"Goto({procedure},${{FILTER(0-9*#+,${{WILDIX_DIALLED}})}},1)",
+        ("call", f"Goto({procedure},${{WILDIX_HOTLINE}},1)"),
+        ("off", f"Hangup({UNALLOCATED})"))
+
+
+def _feature_code() -> Context:
+    steps: list[str | tuple[str, str]] = [
+        "Answer()",
+        *_agi("feature-code", "${CHANNEL(endpoint)}", "${ARG1}", "${ARG2}"),
+        'GotoIf($["${WILDIX_AGI_STATUS}" != "OK"]?failed)',
+        "Playback(${WILDIX_FC_PLAYBACK})",
+        'ExecIf($["${WILDIX_FC_DIGITS}" != ""]?SayDigits(${WILDIX_FC_DIGITS}))',
+        "Return()",
+        # the service is down: nothing changed, and the caller hears it
+        ("failed", "Playback(beeperr&invalid)"),
+        "Return()",
+    ]
+    return Context(FEATURE_CODE_CONTEXT, (_ext("s", *steps),))
+
+
+def _mobility() -> Context:
+    steps: list[str | tuple[str, str]] = [
+        *_agi("mobility", "${EXTEN}", "${WILDIX_CALLTYPE}"),
+        'GotoIf($["${WILDIX_AGI_STATUS}" != "OK"]?off)',
+        'GotoIf($["${WILDIX_MOBILE}" = ""]?off)',
+        # the user's own ACL group decides whether the mobile's class may be called
+        "Set(WILDIX_GROUP=${WILDIX_MOBILITY_GROUP})",
+        "Set(WILDIX_DID=${WILDIX_MOBILITY_DID})",
+        # inherited by the mobile's channel: what the confirmation says (digits only)
+        "Set(_WILDIX_MOBILITY_CALLER=${FILTER(0-9,${CALLERID(num)})})",
+        'GotoIf($["${WILDIX_MOBILITY_CONFIRM}" != "1"]?wait)',
+        f"Set({TRUNK_DIAL_OPTIONS}=U({MOBILITY_CONFIRM_CONTEXT}))",
+        ("wait", "Wait(${WILDIX_MOBILITY_DELAY})"),
+        f"Goto({OUTGOING_CONTEXT},${{WILDIX_MOBILE}},1)",
+        ("off", "Hangup()"),
+    ]
+    return Context(MOBILITY_CONTEXT, (_ext("_X.", *steps),))
+
+
+def _confirm() -> Context:
+    steps: list[str | tuple[str, str]] = [
+        "Playback(followme/call-from)",
+        'ExecIf($["${WILDIX_MOBILITY_CALLER}" != ""]?SayDigits(${WILDIX_MOBILITY_CALLER}))',
+        f"Read(WILDIX_KEY,vm-press&digits/star,1,,{CONFIRM_ATTEMPTS},{CONFIRM_SECONDS})",
+        'GotoIf($["${WILDIX_KEY}" = "*"]?accept)',
+        # not accepted (a voicemail answered, or the person declined): end this leg only
+        "Set(GOSUB_RESULT=ABORT)",
+        ("accept", "Return()"),
+    ]
+    return Context(MOBILITY_CONFIRM_CONTEXT, (_ext("s", *steps),))
+
+
+def _missed_call() -> Context:
+    """The caller's hang-up handler (ARG1: the user): the user's own Dial was not answered
+    (WILDIX_USER_DIALSTATUS; empty when the caller hung up during it: then DIALSTATUS,
+    CANCEL) -> the route queues the mail (once per call)."""
+    status = ('${IF($["${WILDIX_USER_DIALSTATUS}" = ""]?${DIALSTATUS}'
+              ':${WILDIX_USER_DIALSTATUS})}')
+    return Context(MISSED_CALL_CONTEXT, (_ext(
+        "s", f"Set(LOCAL(status)={status})",
+        'GotoIf($["${status}" = "ANSWER"]?done)',
+        *_agi("missed-call", "${ARG1}", "${WILDIX_CALLTYPE}"),
+        ("done", "Return()")),))
+
+
+def _call_waiting_beep() -> list[Context]:
+    """WMS "Bip de double appel". The call-user subroutine originates a Local channel when
+    a second call rings a user already in a call: its ;2 side whispers (ChanSpy `W`, it
+    cannot listen) into the user's *bridged* channel (`b`: never the new ringing one),
+    what its ;1 side plays: a beep. Both end with the beep."""
+    return [
+        Context(CW_BEEP_CONTEXT, (_ext(
+            "_X.", "UserEvent(WildixCallWaitingBeep,Extension: ${EXTEN})",
+            "ChanSpy(PJSIP/${EXTEN}-,qbWES)", "Hangup()"),)),
+        Context(CW_BEEP_PLAY_CONTEXT, (_ext(
+            "s", "Wait(0.6)", "Playback(beep)", "Hangup()"),)),
+    ]
+
+
+def service_contexts(site: Site) -> list[Context]:
+    """Every context of the services, in file order."""
+    return [_services(site), *_shared_voicemail(site), _feature_code(), _mobility(),
+            _confirm(), _missed_call(), *_call_waiting_beep()]
+
+
+def mobility_leg(extension: str) -> str:
+    """What the call-user subroutine appends to its Dial string when mobility is on."""
+    return f"&Local/{extension}@{MOBILITY_CONTEXT}/n"
+

@@ -1,0 +1,127 @@
+"""`wildix-ast agi ...`: run the FastAGI service, check that it answers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from wildix_ast.calls.missed_calls import SPOOL_ENV, MailSpool, default_spool
+from wildix_ast.cli.console import out
+from wildix_ast.errors import ServiceError
+from wildix_ast.services.agi.probe import probe
+from wildix_ast.services.agi.routes import StoreLookup, default_routes
+from wildix_ast.services.agi.server import HEALTH_ROUTE, OK, STATUS_VARIABLE, AgiServer, Limits
+from wildix_ast.services.sdnotify import keep_alive, notify
+
+app = typer.Typer(help="The FastAGI service: call-time decisions for the dialplan.",
+                  no_args_is_help=True)
+
+Host = Annotated[str, typer.Option("--host", envvar="WILDIX_AST_AGI_HOST", show_envvar=True,
+                                   help="Address to listen on / to check.")]
+Port = Annotated[int, typer.Option("--port", envvar="WILDIX_AST_AGI_PORT", show_envvar=True,
+                                   min=0, max=65535, help="TCP port (Asterisk's default 4573).")]
+
+
+@app.command()
+def serve(
+    host: Host = "127.0.0.1",
+    port: Port = 4573,
+    backlog: Annotated[int, typer.Option(min=16, max=65535, help="Listen queue length.")]
+    = Limits.backlog,
+    max_sessions: Annotated[int, typer.Option(min=1, help="Sessions at once before "
+                                              "answering FAILED.")] = Limits.max_sessions,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every session.")]
+    = False,
+    db: Annotated[str | None, typer.Option(
+        "--db", envvar="WILDIX_AST_DB", show_envvar=True,
+        help="The store (users' preferences): a SQLite path or a database URL.")] = None,
+    mail_spool: Annotated[Path | None, typer.Option(
+        "--mail-spool", envvar=SPOOL_ENV, show_envvar=True,
+        help="Where missed-call mails are queued. Default: "
+             "~/.local/share/wildix-ast/mail-spool.")] = None,
+) -> None:
+    """Answer FastAGI requests until stopped (SIGTERM or Ctrl-C)."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    limits = Limits(backlog=backlog, max_sessions=max_sessions)
+    lookup = StoreLookup(db)
+    spool = MailSpool(mail_spool or default_spool())
+    try:
+        asyncio.run(_serve(host, port, limits, lookup, spool))
+    finally:
+        lookup.close()
+
+
+async def _serve(host: str, port: int, limits: Limits, lookup: StoreLookup,
+                 spool: MailSpool) -> None:
+    await asyncio.to_thread(lookup.warm_up)
+    server = AgiServer(default_routes(lookup, spool), limits)
+    try:
+        bound = await server.start(host, port)
+    except OSError as e:
+        raise ServiceError(f"the FastAGI service cannot listen on {host}:{port}: "
+                           f"{e.strerror or e}") from None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    watchdog = asyncio.create_task(keep_alive())
+    notify(f"READY=1\nSTATUS=listening on {bound[0]}:{bound[1]}")
+    out.print(f"FastAGI service listening on {bound[0]}:{bound[1]} "
+              f"(routes: {', '.join(sorted(server.routes))})")
+    try:
+        await stop.wait()
+    finally:
+        notify("STOPPING=1")
+        watchdog.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watchdog
+        await server.close()
+
+
+@app.command()
+def status(
+    host: Host = "127.0.0.1",
+    port: Port = 4573,
+    timeout: Annotated[float, typer.Option(min=0.01, help="Seconds to wait.")] = 1.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Hold one FastAGI session on the `health` route, as Asterisk would; print the counters."""
+    variables = asyncio.run(check(host, port, timeout))
+    if as_json:
+        print(json.dumps({"ok": True, "address": f"{host}:{port}", **variables}))
+        return
+    table = Table(title=f"FastAGI service {host}:{port}", show_edge=False)
+    table.add_column("counter")
+    table.add_column("value", justify="right")
+    for name, value in variables.items():
+        table.add_row(name.removeprefix("WILDIX_AGI_").lower().replace("_", " "), value)
+    out.print(table)
+    out.print("[green]✓[/] the FastAGI service answers")
+
+
+async def check(host: str, port: int, timeout: float) -> dict[str, str]:
+    """The health route's variables; ServiceError if the service does not answer OK."""
+    where = f"{host}:{port}"
+    try:
+        result = await probe(host, port, HEALTH_ROUTE, timeout=timeout)
+    except TimeoutError:
+        raise ServiceError(f"the FastAGI service at {where} did not answer within "
+                           f"{timeout:g} s (hung or overloaded)") from None
+    except OSError as e:
+        raise ServiceError(f"the FastAGI service at {where} is not reachable: "
+                           f"{e.strerror or e}") from None
+    except Exception as e:  # garbage on the wire: the probe cannot parse it
+        raise ServiceError(f"the FastAGI service at {where} answered garbage: {e}") from None
+    if result.variables.get(STATUS_VARIABLE) != OK:
+        raise ServiceError(f"the FastAGI service at {where} did not answer OK: "
+                           f"{result.variables or result.commands}")
+    return {k: v for k, v in result.variables.items() if k != STATUS_VARIABLE}

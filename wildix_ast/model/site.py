@@ -1,0 +1,83 @@
+"""The whole site: every WMS menu in one model, and the rules that span sections."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from ipaddress import IPv4Address
+from typing import Self
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_core import ValidationError
+
+from wildix_ast.model.call_groups import CallGroup
+from wildix_ast.model.common import DEFAULT_GROUP, STRICT, empty_list
+from wildix_ast.model.dialplan import Dialplan
+from wildix_ast.model.groups import Group
+from wildix_ast.model.ivrs import Ivr
+from wildix_ast.model.references import reference_errors
+from wildix_ast.model.sounds import Sound
+from wildix_ast.model.system import System
+from wildix_ast.model.time_frames import TimeFrame
+from wildix_ast.model.trunks import Trunk, TrunkGroup
+from wildix_ast.model.users import User
+
+
+class Site(BaseModel):
+    """A PBX as the WMS administrator sees it."""
+
+    model_config = STRICT
+
+    system: System = Field(default_factory=System)
+    groups: list[Group] = Field(default_factory=lambda: [Group(name=DEFAULT_GROUP)])
+    dialplan: Dialplan = Field(default_factory=Dialplan)
+    users: list[User] = Field(default_factory=empty_list)
+    trunks: list[Trunk] = Field(default_factory=empty_list)
+    trunk_groups: list[TrunkGroup] = Field(default_factory=empty_list)
+    sounds: list[Sound] = Field(default_factory=empty_list)
+    time_frames: list[TimeFrame] = Field(default_factory=empty_list)
+    call_groups: list[CallGroup] = Field(default_factory=empty_list)
+    ivrs: list[Ivr] = Field(default_factory=empty_list)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _cross_checks(cls, data: object, handler: Callable[[object], Site]) -> Site:
+        try:
+            site = handler(data)
+        except ValidationError as invalid:
+            # Report the cross-section problems of the valid parts too: a person fixes
+            # everything in one pass instead of discovering duplicates one run later.
+            extra = list(reference_errors(data, cls)) if isinstance(data, dict) else []
+            if not extra:
+                raise
+            known = {tuple(e["loc"]) for e in invalid.errors()}
+            errors = [*invalid.errors(), *(e for e in extra if tuple(e["loc"]) not in known)]
+            raise ValidationError.from_exception_data(
+                cls.__name__, errors) from None  # type: ignore[arg-type]
+        from wildix_ast.model.dialplan_rules import dialplan_errors
+        from wildix_ast.model.routing import routing_errors
+
+        problems = [*reference_errors(site, cls), *routing_errors(site), *dialplan_errors(site)]
+        if problems:
+            raise ValidationError.from_exception_data(cls.__name__, problems)
+        return site
+
+    def user_by_extension(self, extension: str) -> User | None:
+        return next((u for u in self.users if u.extension == extension), None)
+
+    def with_ports(self, *, sip: int, rtp_start: int, rtp_end: int, ami: int,
+                   bind: str = "127.0.0.1", tls: int | None = None,
+                   agi: int | None = None) -> Self:
+        """The same site listening elsewhere (the lab runs it on free loopback ports); `agi`:
+        where its dialplan asks the FastAGI service (on loopback)."""
+        update: dict[str, object] = {"bind_address": IPv4Address(bind), "sip_port": sip,
+                                     "rtp_start": rtp_start, "rtp_end": rtp_end}
+        if tls is not None:
+            update["tls_port"] = tls
+        sip_rtp = self.system.sip_rtp.model_copy(update=update)
+        manager = self.system.manager.model_copy(update={"port": ami})
+        system = self.system.model_copy(update={"sip_rtp": sip_rtp, "manager": manager})
+        if agi is not None:
+            fastagi = system.fastagi.model_copy(update={"host": IPv4Address("127.0.0.1"),
+                                                        "port": agi})
+            system = system.model_copy(update={"fastagi": fastagi})
+        return self.model_copy(update={"system": system})

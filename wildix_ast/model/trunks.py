@@ -1,0 +1,153 @@
+"""WMS Trunks: SIP trunks to providers, and trunk groups (WMS 'Faisceaux').
+
+A trunk authenticates by registration (the provider gave a username and a secret; Asterisk
+registers and answers the provider's digest challenges) or by IP address (the provider sends
+from known addresses: PJSIP `identify`, and nothing else is accepted as that trunk). A trunk
+group tries its trunks in order and moves to the next one when a trunk is congested, out of
+reach or answers 5xx.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from ipaddress import IPv4Address
+from typing import Annotated, Self
+
+from pydantic import AfterValidator, BaseModel, Field, model_validator
+
+from wildix_ast.model.common import STRICT, empty_list
+from wildix_ast.model.fields import FreeText, Identifier, PhoneNumber, Port, pattern
+from wildix_ast.model.system import Codec
+
+Host = Annotated[str, Field(max_length=253), pattern(
+    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9][A-Za-z0-9-]{0,62})*",
+    "host name or IPv4 address")]
+SipUser = Annotated[str, pattern(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}",
+                                  "SIP user name (letters, digits, '.', '_', '+', '-')")]
+# A provider's secret is given, not generated: any printable text but what would end or
+# escape a pjsip.conf value (';' starts a comment, '[' a section; no spaces at either end).
+TrunkSecret = Annotated[str, Field(min_length=4, max_length=128), pattern(
+    r"[!-:<-Z\\^-~](?:[ !-:<-Z\\^-~]*[!-:<-Z\\^-~])?", "trunk secret (printable, no ';', "
+    "'[' or ']', no spaces at either end)")]
+
+
+DidRange = Annotated[str, pattern(
+    r"\+[0-9]{3,20}(?:-[0-9]{1,20})?",
+    "DID or DID range in E.164 ('+33140000000', or '+33140000100-199': the last digits "
+    "of the range's end)")]
+"""A DID or a range of DIDs the trunk carries, in E.164."""
+
+
+def did_bounds(value: str) -> tuple[int, int, int]:
+    """(first, last, digits) of a DID range: '+33140000100-199' -> the numbers
+    33140000100 to 33140000199, 11 digits each."""
+    first, _, tail = value[1:].partition("-")
+    last = first[:len(first) - len(tail)] + tail if tail else first
+    return int(first), int(last), len(first)
+
+
+class TrunkAuth(StrEnum):
+    REGISTRATION = "registration"
+    IP = "ip"
+
+
+class CallerIdMode(StrEnum):
+    """What the provider is told the caller is."""
+
+    OFFICE_DID = "office_did"
+    """The calling user's office DID, else the trunk's main number."""
+    MAIN_NUMBER = "main_number"
+    ANONYMOUS = "anonymous"
+
+
+class NumberFormat(StrEnum):
+    """How the trunk wants numbers (called and calling)."""
+
+    E164 = "e164"
+    NATIONAL = "national"
+
+
+_SUFFIXES = ("-auth", "-reg", "-identify")
+
+
+def _no_object_suffix(value: str) -> str:
+    # A trunk's auth, registration and identify are named `trunk-<name>-auth` etc.: a trunk
+    # named `x-auth` would collide with trunk `x`'s auth object.
+    if value.endswith(_SUFFIXES):
+        raise ValueError(f"a trunk name may not end with {', '.join(_SUFFIXES)}")
+    return value
+
+
+class Trunk(BaseModel):
+    """One SIP trunk."""
+
+    model_config = STRICT
+
+    name: Annotated[Identifier, AfterValidator(_no_object_suffix)]
+    description: FreeText | None = None
+    auth: TrunkAuth
+    host: Host
+    port: Port = 5060
+    registrar: Host | None = None
+    """Registration trunks: where to register, when not `host`."""
+    outbound_proxy: Host | None = None
+    """A proxy every request to the provider goes through (loose routing)."""
+    username: SipUser | None = None
+    secret: TrunkSecret | None = Field(default=None, repr=False)
+    addresses: list[IPv4Address] = Field(default_factory=empty_list)
+    """IP trunks: the provider's addresses (default: `host`, when it is an address)."""
+    caller_id: CallerIdMode = CallerIdMode.OFFICE_DID
+    main_number: PhoneNumber | None = None
+    number_format: NumberFormat = NumberFormat.E164
+    codecs: list[Codec] = Field(default_factory=lambda: [Codec.ALAW, Codec.ULAW],
+                                min_length=1)
+    max_calls: Annotated[int, Field(ge=1, le=10000)] | None = None
+    dids: list[DidRange] = Field(default_factory=empty_list)
+    """The DIDs the provider sends calls to (none: any number); a call to another number
+    is refused (404)."""
+    procedure: Identifier | None = None
+    """The dialplan procedure incoming calls enter (a user's office DID rings the user
+    first); none: only office DIDs are answered."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        for did in self.dids:
+            first, last, _ = did_bounds(did)
+            if last < first or len(did.partition("-")[2]) > len(str(first)):
+                raise ValueError(f"DID range {did} ends before it starts")
+        if self.auth is TrunkAuth.REGISTRATION:
+            if self.username is None or self.secret is None:
+                raise ValueError("a registration trunk needs username and secret")
+            if self.addresses:
+                raise ValueError("addresses are for IP trunks (auth: ip)")
+        elif self.registrar is not None:
+            raise ValueError("registrar is for registration trunks")
+        if self.auth is TrunkAuth.IP:
+            if self.secret is not None:
+                raise ValueError("an IP trunk has no secret (the provider is known by its "
+                                 "address)")
+            if not self.identify_addresses:
+                raise ValueError("an IP trunk needs addresses (or host as an IPv4 address)")
+        if self.caller_id is CallerIdMode.MAIN_NUMBER and self.main_number is None:
+            raise ValueError("caller_id main_number needs main_number")
+        if self.main_number is not None and not self.main_number.startswith("+"):
+            raise ValueError("main_number is written in E.164 ('+' and the country code)")
+        return self
+
+    @property
+    def identify_addresses(self) -> list[str]:
+        if self.addresses:
+            return [str(a) for a in self.addresses]
+        try:
+            return [str(IPv4Address(self.host))]
+        except ValueError:
+            return []
+
+
+class TrunkGroup(BaseModel):
+    """Trunks tried in order (WMS 'Faisceau')."""
+
+    model_config = STRICT
+
+    name: Identifier
+    trunks: list[Identifier] = Field(min_length=1)

@@ -1,0 +1,102 @@
+"""Generated secrets (SIP passwords left out of the settings file, the AMI secret).
+
+They are generated once, kept by a vault (the store in production), and reused on every
+render so the output stays byte-identical and phones stay registered. WEB passwords are not
+generated: the store keeps only their hash, so a generated one could never be told to anyone
+(a user without one cannot log in to the WEB interface until an administrator sets it)."""
+
+from __future__ import annotations
+
+import secrets
+import string
+from collections.abc import Callable, Iterable, Mapping
+from typing import Protocol
+
+from wildix_ast.model.passwords import generate_password
+from wildix_ast.model.site import Site
+
+
+class SecretVault(Protocol):
+    def get_secret(self, key: str) -> str | None: ...
+
+    def put_secret(self, key: str, value: str) -> None: ...
+
+    def get_secrets(self, keys: Iterable[str]) -> dict[str, str]:
+        """The kept values of `keys` (absent ones left out)."""
+        ...
+
+    def put_secrets(self, values: Mapping[str, str]) -> None:
+        """Keep every value at once (one transaction: 10,000 new PINs are one commit)."""
+        ...
+
+
+class MemoryVault:
+    """A vault that lives as long as the process: for tests and one-off renders."""
+
+    def __init__(self, initial: dict[str, str] | None = None) -> None:
+        self.secrets: dict[str, str] = dict(initial or {})
+
+    def get_secret(self, key: str) -> str | None:
+        return self.secrets.get(key)
+
+    def put_secret(self, key: str, value: str) -> None:
+        self.secrets[key] = value
+
+    def get_secrets(self, keys: Iterable[str]) -> dict[str, str]:
+        return {k: self.secrets[k] for k in keys if k in self.secrets}
+
+    def put_secrets(self, values: Mapping[str, str]) -> None:
+        self.secrets.update(values)
+
+
+def _kept_or_generated(vault: SecretVault, key: str) -> str:
+    value = vault.get_secret(key)
+    if value is None:
+        value = generate_password()
+        vault.put_secret(key, value)
+    return value
+
+
+def user_secret_key(extension: str, kind: str) -> str:
+    return f"user:{extension}:{kind}"
+
+
+def _kept_or_generated_all(vault: SecretVault, keys: list[str],
+                           generate: Callable[[], str]) -> dict[str, str]:
+    """key -> value for every key: kept ones read at once, missing ones generated and kept
+    at once."""
+    kept = vault.get_secrets(keys)
+    missing = {key: generate() for key in keys if key not in kept}
+    if missing:
+        vault.put_secrets(missing)
+    return {**kept, **missing}
+
+
+def with_secrets(site: Site, vault: SecretVault) -> Site:
+    """`site` with every missing SIP password filled from the vault (generated if new)."""
+    # a parking slot neither registers nor logs in
+    wanting = [u for u in site.users if u.type.has_phone and u.sip_password is None]
+    if not wanting:
+        return site
+    values = _kept_or_generated_all(
+        vault, [user_secret_key(u.extension, "sip") for u in wanting], generate_password)
+    users = [u.model_copy(update={"sip_password": values[user_secret_key(u.extension, "sip")]})
+             if u.type.has_phone and u.sip_password is None else u for u in site.users]
+    return site.model_copy(update={"users": users})
+
+
+VOICEMAIL_PIN_DIGITS = 6
+
+
+def voicemail_pins(site: Site, vault: SecretVault) -> dict[str, str]:
+    """extension -> voicemail PIN of every user with a phone: random digits, generated once
+    and kept in the vault (key `user:<extension>:voicemail_pin`) like SIP passwords."""
+    phones = [u.extension for u in site.users if u.type.has_phone]
+    values = _kept_or_generated_all(
+        vault, [user_secret_key(ext, "voicemail_pin") for ext in phones],
+        lambda: "".join(secrets.choice(string.digits) for _ in range(VOICEMAIL_PIN_DIGITS)))
+    return {ext: values[user_secret_key(ext, "voicemail_pin")] for ext in phones}
+
+
+def manager_secret(vault: SecretVault, username: str) -> str:
+    return _kept_or_generated(vault, f"manager:{username}")
