@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from sites import site_yaml
 
-from wildix_ast.apply.pipeline import Target, compile_site, install_stored_site
+from wildix_ast.apply.pipeline import compile_site, install_stored_site
 from wildix_ast.lab.instance import Lab
 from wildix_ast.lab.rootfs import ensure_rootfs
 from wildix_ast.model.settings_file import parse_site
@@ -144,7 +144,7 @@ def _apply_rounds(args: argparse.Namespace, console: Console, env: dict[str, str
     with open_store(env["WILDIX_AST_DB"]) as store:
         store.import_site(site)
         lab = Lab("benchapply", tmp / "labs")
-        target = Target.lab(lab)
+        target = lab.target()
         install_stored_site(store, target)
         ami = compile_site(site, store, target).ami
     started = time.perf_counter()

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from bare_asterisk import write_bare_config
 
-from wildix_ast.apply.pipeline import Target, compile_site, install_stored_site
+from wildix_ast.apply.pipeline import compile_site, install_stored_site
 from wildix_ast.lab.instance import Lab
 from wildix_ast.lab.rootfs import ensure_rootfs
 from wildix_ast.lab.sipp import Line, PhoneLoad, SippDriver
@@ -78,8 +78,8 @@ def site_asterisk(work: Path) -> Iterator[RunningAsterisk]:
     store = open_store(str(work / "store.sqlite3"))
     store.import_site(site)
     lab = Lab("load-site", work)
-    compiled = compile_site(site, store, Target.lab(lab))  # the generated SIP passwords
-    install_stored_site(store, Target.lab(lab))
+    compiled = compile_site(site, store, lab.target())  # the generated SIP passwords
+    install_stored_site(store, lab.target())
     passwords = {u.extension: u.sip_password for u in compiled.site.users
                  if u.extension in (CALLER, CALLEE) and u.sip_password is not None}
     lab.start(timeout=60)

@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from bare_asterisk import write_bare_config
 from dns_counter import DnsCounter
 
-from wildix_ast.apply.pipeline import Target, compile_site, install_stored_site
+from wildix_ast.apply.pipeline import compile_site, install_stored_site
 from wildix_ast.lab.allocator import free_port
 from wildix_ast.lab.instance import Lab
 from wildix_ast.lab.rootfs import ensure_rootfs
@@ -120,8 +120,8 @@ def site_asterisk(work: Path, provider_port: int, dns: DnsCounter) -> Iterator[R
     store = open_store(str(work / "store.sqlite3"))
     store.import_site(site)
     lab = Lab("bench-routing", work, nameserver=dns.address)
-    compiled = compile_site(site, store, Target.lab(lab))
-    install_stored_site(store, Target.lab(lab))
+    compiled = compile_site(site, store, lab.target())
+    install_stored_site(store, lab.target())
     caller = next(u for u in compiled.site.users if u.extension == CALLER)
     assert caller.sip_password is not None
     count = patterns(compiled.files["extensions.conf"],

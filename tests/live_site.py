@@ -56,7 +56,7 @@ class LiveSite:
 
     @property
     def target(self) -> Target:
-        return Target.lab(self.lab)
+        return self.lab.target()
 
     def password(self, extension: str) -> str:
         user = next(u for u in self.compiled.site.users if u.extension == extension)
@@ -109,11 +109,11 @@ def live_site(work: Path, name: str, site: Site | None = None, *,
     # Sound files named relative to the example's folder, converted as `import` does.
     sounds = site_sounds(site, EXAMPLE, store)
     store.import_site(site, sounds=sounds)
-    compiled = compile_site(site, store, Target.lab(lab), sounds=sounds)
+    compiled = compile_site(site, store, lab.target(), sounds=sounds)
     if from_store:
-        install_stored_site(store, Target.lab(lab))
+        install_stored_site(store, lab.target())
     else:
-        config = config_target(Target.lab(lab), compiled)
+        config = config_target(lab.target(), compiled)
         with config.locked():
             config.install(config.plan(compiled.files))
     lab.start()

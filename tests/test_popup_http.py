@@ -14,9 +14,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from wildix_ast.calls.popup_url import PopupCall, http_problem, is_expansion_of, published
+from wildix_ast.calls.popup_url import PopupCall, is_expansion_of, published
 from wildix_ast.errors import SettingsError
-from wildix_ast.model.preferences import Preferences, edit
+from wildix_ast.model.preferences import Preferences, edit, http_problem
 from wildix_ast.model.users import User
 from wildix_ast.services.ami.popup_http import PopupHttpSettings, PopupNotifier
 

@@ -54,7 +54,8 @@ def test_pool_slot_is_locked_against_other_processes() -> None:
     try:
         assert lock_slot(slot) is None  # another run (or a lab) cannot take it
         child = subprocess.run(
-            [sys.executable, "-c", "from wildix_ast.lab.allocator import free_port; print(free_port())"],
+            [sys.executable, "-c",
+             "from wildix_ast.lab.allocator import free_port; print(free_port())"],
             capture_output=True, text=True, check=True, timeout=60,
         )
         assert _slot(int(child.stdout)) != slot

@@ -24,7 +24,7 @@ from wildix_ast.model.settings_file import dump_site, parse_site
 from wildix_ast.model.site import Site
 from wildix_ast.store import Store, open_store
 from wildix_ast.store import database as store_database
-from wildix_ast.store.store import SCHEMA_HEAD
+from wildix_ast.store.schema import SCHEMA_HEAD
 from wildix_ast.store.vault import user_secret_key
 
 

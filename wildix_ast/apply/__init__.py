@@ -4,6 +4,9 @@
 * `state.py`: what is kept beside the target (manifest, generations, journal, lock);
 * `verify.py`: what Asterisk must show once the change is live, asked through AMI;
 * `target.py`: `ConfigTarget`, the NAPALM-like verbs over one configuration folder.
+
+Layer 6: imports Asterisk generation, the store, the sounds and the model; `pipeline`
+holds the use cases (render, apply with the store update inside, rollback, install).
 """
 
 from __future__ import annotations

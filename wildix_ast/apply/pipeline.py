@@ -23,7 +23,6 @@ from wildix_ast.store.vault import SecretVault, manager_secret, voicemail_pins, 
 if TYPE_CHECKING:
     from wildix_ast.ami import AmiClient
     from wildix_ast.apply import ApplyReport, ConfigTarget, Generation, Plan
-    from wildix_ast.lab.instance import Lab
     from wildix_ast.sounds.audio import SoundLibrary
     from wildix_ast.store import Store
     from wildix_ast.store.store import ImportReport, PreparedImport
@@ -56,7 +55,7 @@ class Ports(Protocol):
 
 @dataclass(frozen=True)
 class Target:
-    """Where a configuration goes: the lab, or the Asterisk of this host."""
+    """Where a configuration goes: the Asterisk of this host, or a lab's (`Lab.target`)."""
 
     name: str
     etc_dir: Path
@@ -73,11 +72,6 @@ class Target:
         paths = AsteriskPaths()
         return cls(name=f"host {etc_dir}", etc_dir=etc_dir, paths=paths,
                    data_dir=data_dir or Path(str(paths.data)))
-
-    @classmethod
-    def lab(cls, lab: Lab) -> Target:
-        return cls(name=f"lab {lab.name}", etc_dir=lab.etc_dir, paths=lab.paths,
-                   ports=lab.ports, data_dir=lab.data_dir)
 
     def adapt(self, site: Site) -> Site:
         if self.ports is None:

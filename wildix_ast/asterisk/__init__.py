@@ -4,6 +4,9 @@ Every module of this package that defines `FILE = ConfigFile(...)` is a generate
 (`base.ConfigFile` lists what it declares); its template is `templates/asterisk/<name>.j2`.
 Render, plan, apply and verification iterate `registry()`, so a new generated file is one
 module here and one template, nothing else.
+
+Layer 5: imports the model, the sounds, the store's vault and the call-time names
+(`calls`); `render` lays the views out with the templates.
 """
 
 from __future__ import annotations

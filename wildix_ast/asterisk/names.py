@@ -4,6 +4,7 @@ pjsip.conf points endpoints to, the voicemail context both use...)."""
 from __future__ import annotations
 
 from wildix_ast.model.users import User, UserType
+from wildix_ast.sounds.install import SOUND_FOLDER
 
 VOICEMAIL_CONTEXT = "default"
 VOICEMAIL_ZONE = "site"
@@ -14,10 +15,6 @@ DID_CONTEXT = "wildix-did"
 FORWARD_CONTEXT = "wildix-forward"
 ALERT_INFO_CONTEXT = "wildix-alert-info"
 PROCEDURE_PREFIX = "proc-"
-
-
-SOUND_FOLDER = "wildix-ast"
-"""Under Asterisk's sounds folder and each language's (`<sounds>/fr/wildix-ast/...`)."""
 
 
 def sound_file(name: str) -> str:

@@ -84,27 +84,3 @@ def is_expansion_of(template: str, url: str) -> bool:
         position = found.end()
     pattern.append(re.escape(template[position:].replace(",", "%2C")))
     return re.fullmatch("".join(pattern), url) is not None
-
-
-def http_problem(template: str) -> str | None:
-    """Why the AMI service cannot send an HTTP GET for `template` (None: it can): an
-    http(s) URL whose scheme, host and port are written out, not placeholders (the request
-    goes only where the template says), in ASCII, without credentials."""
-    from urllib.parse import urlsplit
-
-    if not template.isascii():
-        return "an HTTP notification needs an ASCII URL (percent-encode the rest)"
-    parts = urlsplit(template)
-    if parts.scheme not in ("http", "https"):
-        return "an HTTP notification needs an http:// or https:// URL"
-    if "{" in parts.netloc or "}" in parts.netloc:
-        return "the host of an HTTP notification's URL is written out, not a placeholder"
-    if not parts.hostname:
-        return "an HTTP notification's URL needs a host"
-    if "@" in parts.netloc:
-        return "an HTTP notification's URL carries no user or password"
-    try:
-        parts.port  # noqa: B018 - raises on a port that is no number or out of range
-    except ValueError as e:
-        return f"an HTTP notification's URL has a bad port: {e}"
-    return None

@@ -133,7 +133,8 @@ def test_call(
     """WMS "Générer un appel": the PBX places a call through a dialplan procedure (to a
     number, a user's phone or the echo test) and prints what happened: answered (and for
     how long), busy, no answer or failed, with Asterisk's cause. Exit 1 unless answered."""
-    from wildix_ast.services.ami.account import ami_settings, running_lab
+    from wildix_ast.lab.instance import running_lab
+    from wildix_ast.services.ami.account import ami_settings
     from wildix_ast.services.ami.originate import place, request_for
 
     mode.json = as_json

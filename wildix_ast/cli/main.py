@@ -193,7 +193,7 @@ def _lab_state_dir() -> Path | None:
 def _target(lab_name: str | None, etc_dir: Path, data_dir: Path | None = None) -> Target:
     from wildix_ast.apply.pipeline import Target
 
-    return Target.lab(_lab(lab_name)) if lab_name else Target.host(etc_dir, data_dir)
+    return _lab(lab_name).target() if lab_name else Target.host(etc_dir, data_dir)
 
 
 @app.command()
@@ -404,11 +404,11 @@ def _apply_progress(step: str, message: str) -> None:
 
 def _configure_lab(lab: Lab) -> None:
     """`lab up` renders the stored site for the lab."""
-    from wildix_ast.apply.pipeline import Target, install_stored_site
+    from wildix_ast.apply.pipeline import install_stored_site
     from wildix_ast.store import open_store
 
     with open_store(os.environ.get("WILDIX_AST_DB")) as store:
-        install_stored_site(store, Target.lab(lab))
+        install_stored_site(store, lab.target())
 
 
 @app.command()

@@ -16,11 +16,11 @@ from rich.table import Table
 
 from wildix_ast.cli.console import out
 from wildix_ast.errors import ServiceError
+from wildix_ast.lab.instance import running_lab
 from wildix_ast.services.ami.account import (
     ami_settings,
     given_secret,
     never_ban_networks,
-    running_lab,
     sip_ports,
 )
 from wildix_ast.services.ami.call_log import format_call, read_log_files

@@ -29,11 +29,11 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from wildix_ast.asterisk.paths import AsteriskPaths
 from wildix_ast.conf import ConfigSyntaxError, directories
-from wildix_ast.errors import LabError
+from wildix_ast.errors import LabError, WildixError
 from wildix_ast.lab.ports import (
     LabPorts,
     PortReservation,
@@ -49,6 +49,9 @@ from wildix_ast.lab.rootfs import (
     require_root,
     require_tool,
 )
+
+if TYPE_CHECKING:
+    from wildix_ast.apply.pipeline import Target
 
 DEFAULT_NAME = "default"
 LOG_TAIL_LINES = 30
@@ -149,6 +152,13 @@ class Lab:
     Typical use: write configuration into `etc_dir` (an asterisk.conf whose [directories]
     are `paths`, listening on `ports`), then `start()`, `cli(...)`, `stop()`."""
 
+
+    def target(self) -> Target:
+        """Where `apply` writes this lab's configuration and sound files."""
+        from wildix_ast.apply.pipeline import Target  # only the verbs that apply pay for it
+
+        return Target(name=f"lab {self.name}", etc_dir=self.etc_dir, paths=self.paths,
+                      ports=self.ports, data_dir=self.data_dir)
     def __init__(self, name: str = DEFAULT_NAME, state_dir: Path | None = None, *,
                  rootfs: Path | None = None, ports: LabPorts | None = None,
                  nameserver: str = DEFAULT_NAMESERVER) -> None:
@@ -579,3 +589,12 @@ def list_labs(state_dir: Path | None = None) -> list[Lab]:
         return []
     return [Lab(entry.name, root) for entry in sorted(root.iterdir())
             if (entry / "state.json").is_file()]
+
+
+def running_lab(name: str) -> Lab:
+    """The lab instance `name` (in $WILDIX_AST_LAB_STATE), which must be running."""
+    state = os.environ.get("WILDIX_AST_LAB_STATE")
+    lab = Lab(name, Path(state) if state else None)
+    if not lab.is_running():
+        raise WildixError(f"lab {name!r} is not running: start it with `wildix-ast lab up`")
+    return lab

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from wildix_ast.apply.pipeline import Compiled, Target, compile_site
+from wildix_ast.apply.pipeline import Compiled, compile_site
 from wildix_ast.errors import WildixError
 from wildix_ast.lab.instance import Lab
 from wildix_ast.model.site import Site
@@ -41,7 +41,7 @@ def test_call(lab: Lab, site: Site, vault: SecretVault, caller: str, callee: str
     """Register both users, call, answer, hold, hang up; then no channel may be left."""
     from wildix_ast.lab.sipp import SippDriver, SippError
 
-    compiled = compile_site(site, vault, Target.lab(lab))
+    compiled = compile_site(site, vault, lab.target())
     users = {u.extension: u for u in compiled.site.users}
     if caller not in users or not users[caller].type.has_phone:
         raise WildixError(f"{caller} is not the extension of a user with a phone")

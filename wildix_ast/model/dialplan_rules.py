@@ -18,7 +18,7 @@ from wildix_ast.model.sounds import SoundKind
 from wildix_ast.model.trunks import did_bounds
 
 if TYPE_CHECKING:
-    from wildix_ast.model.site import Site
+    from wildix_ast.model.sections import Sections
 
 Location = tuple[str | int, ...]
 
@@ -38,7 +38,7 @@ def covers(wide: Shape, narrow: Shape) -> bool:
     return all(n <= w for n, w in zip(narrow.positions, wide.positions, strict=False))
 
 
-def _numbers(site: Site) -> Iterator[InitErrorDetails]:
+def _numbers(site: Sections) -> Iterator[InitErrorDetails]:
     for p, procedure in enumerate(site.dialplan.procedures):
         shapes: list[tuple[str, Shape]] = []
         for i, number in enumerate(procedure.numbers):
@@ -56,7 +56,7 @@ def _numbers(site: Site) -> Iterator[InitErrorDetails]:
             shapes.append((number.number, shape))
 
 
-def _loops(site: Site) -> Iterator[InitErrorDetails]:
+def _loops(site: Sections) -> Iterator[InitErrorDetails]:
     """A cycle of 'go to procedure' and 'check time frame' jumps would spin a call
     forever (at some hour, for a time frame)."""
     edges: dict[str, list[tuple[str, Location]]] = {}
@@ -81,7 +81,7 @@ def _loops(site: Site) -> Iterator[InitErrorDetails]:
         yield from visit(name, [name])
 
 
-def _targets(site: Site) -> Iterator[InitErrorDetails]:
+def _targets(site: Sections) -> Iterator[InitErrorDetails]:
     users = {u.extension: u for u in site.users}
     sounds = {s.name: s for s in site.sounds}
 
@@ -126,7 +126,7 @@ def _targets(site: Site) -> Iterator[InitErrorDetails]:
                 yield from phone(target.user, (*loc, "user"))
 
 
-def _trunks(site: Site) -> Iterator[InitErrorDetails]:
+def _trunks(site: Sections) -> Iterator[InitErrorDetails]:
     claimed: list[tuple[int, int, int, str, str]] = []
     for t, trunk in enumerate(site.trunks):
         if trunk.procedure == DEFAULT_PROCEDURE:
@@ -141,7 +141,7 @@ def _trunks(site: Site) -> Iterator[InitErrorDetails]:
             claimed.append((first, last, digits, did, f"trunks[{t}].dids[{d}]"))
 
 
-def dialplan_errors(site: Site) -> Iterator[InitErrorDetails]:
+def dialplan_errors(site: Sections) -> Iterator[InitErrorDetails]:
     yield from _numbers(site)
     yield from _loops(site)
     yield from _targets(site)

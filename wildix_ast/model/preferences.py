@@ -123,8 +123,6 @@ class Preferences(BaseModel):
     @field_validator("popup_http")
     @classmethod
     def _popup_http_has_a_target(cls, on: bool, info: ValidationInfo) -> bool:
-        from wildix_ast.calls.popup_url import http_problem
-
         template = info.data.get("popup_url")  # validated before: declared before
         if on:
             problem = "needs a popup_url" if template is None else http_problem(template)
@@ -233,4 +231,28 @@ def _assign(owner: dict[str, Any], name: str, operator: str, value: str,
     if missing:
         return f"{', '.join(missing)} is not in the {name}"
     owner[name] = [v for v in current if v not in value.split(",")]
+    return None
+
+
+def http_problem(template: str) -> str | None:
+    """Why the AMI service cannot send an HTTP GET for `template` (None: it can): an
+    http(s) URL whose scheme, host and port are written out, not placeholders (the request
+    goes only where the template says), in ASCII, without credentials."""
+    from urllib.parse import urlsplit
+
+    if not template.isascii():
+        return "an HTTP notification needs an ASCII URL (percent-encode the rest)"
+    parts = urlsplit(template)
+    if parts.scheme not in ("http", "https"):
+        return "an HTTP notification needs an http:// or https:// URL"
+    if "{" in parts.netloc or "}" in parts.netloc:
+        return "the host of an HTTP notification's URL is written out, not a placeholder"
+    if not parts.hostname:
+        return "an HTTP notification's URL needs a host"
+    if "@" in parts.netloc:
+        return "an HTTP notification's URL carries no user or password"
+    try:
+        parts.port  # noqa: B018 - raises on a port that is no number or out of range
+    except ValueError as e:
+        return f"an HTTP notification's URL has a bad port: {e}"
     return None

@@ -14,7 +14,7 @@ from wildix_ast.model.call_classes import CallClass, NumberingPlan, NumberRule, 
 from wildix_ast.model.trunks import TrunkAuth
 
 if TYPE_CHECKING:
-    from wildix_ast.model.site import Site
+    from wildix_ast.model.sections import Sections
 
 Location = tuple[str | int, ...]
 
@@ -23,11 +23,11 @@ def _error(loc: Location, message: str) -> InitErrorDetails:
     return {"type": PydanticCustomError("reference", message), "loc": loc, "input": None}
 
 
-def numbering_plan(site: Site) -> NumberingPlan:
+def numbering_plan(site: Sections) -> NumberingPlan:
     return NumberingPlan.of(site.dialplan.general, site.system.language_region.country_code)
 
 
-def outgoing(site: Site) -> dict[CallClass, str]:
+def outgoing(site: Sections) -> dict[CallClass, str]:
     """External class -> the trunk group its calls leave on (classes without one: refused)."""
     general = site.dialplan.general
     routes: dict[CallClass, str] = {}
@@ -52,7 +52,7 @@ def _overlaps(rules: list[NumberRule], where: Location) -> Iterator[InitErrorDet
                              "classes")
 
 
-def routing_errors(site: Site) -> Iterator[InitErrorDetails]:
+def routing_errors(site: Sections) -> Iterator[InitErrorDetails]:
     general = site.dialplan.general
     here: Location = ("dialplan", "general")
 

@@ -6,37 +6,18 @@ from collections.abc import Callable
 from ipaddress import IPv4Address
 from typing import Self
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import model_validator
 from pydantic_core import ValidationError
 
-from wildix_ast.model.call_groups import CallGroup
-from wildix_ast.model.common import DEFAULT_GROUP, STRICT, empty_list
-from wildix_ast.model.dialplan import Dialplan
-from wildix_ast.model.groups import Group
-from wildix_ast.model.ivrs import Ivr
+from wildix_ast.model.dialplan_rules import dialplan_errors
 from wildix_ast.model.references import reference_errors
-from wildix_ast.model.sounds import Sound
-from wildix_ast.model.system import System
-from wildix_ast.model.time_frames import TimeFrame
-from wildix_ast.model.trunks import Trunk, TrunkGroup
+from wildix_ast.model.routing import routing_errors
+from wildix_ast.model.sections import Sections
 from wildix_ast.model.users import User
 
 
-class Site(BaseModel):
-    """A PBX as the WMS administrator sees it."""
-
-    model_config = STRICT
-
-    system: System = Field(default_factory=System)
-    groups: list[Group] = Field(default_factory=lambda: [Group(name=DEFAULT_GROUP)])
-    dialplan: Dialplan = Field(default_factory=Dialplan)
-    users: list[User] = Field(default_factory=empty_list)
-    trunks: list[Trunk] = Field(default_factory=empty_list)
-    trunk_groups: list[TrunkGroup] = Field(default_factory=empty_list)
-    sounds: list[Sound] = Field(default_factory=empty_list)
-    time_frames: list[TimeFrame] = Field(default_factory=empty_list)
-    call_groups: list[CallGroup] = Field(default_factory=empty_list)
-    ivrs: list[Ivr] = Field(default_factory=empty_list)
+class Site(Sections):
+    """A PBX as the WMS administrator sees it: its sections and the rules that span them."""
 
     @model_validator(mode="wrap")
     @classmethod
@@ -53,9 +34,6 @@ class Site(BaseModel):
             errors = [*invalid.errors(), *(e for e in extra if tuple(e["loc"]) not in known)]
             raise ValidationError.from_exception_data(
                 cls.__name__, errors) from None  # type: ignore[arg-type]
-        from wildix_ast.model.dialplan_rules import dialplan_errors
-        from wildix_ast.model.routing import routing_errors
-
         problems = [*reference_errors(site, cls), *routing_errors(site), *dialplan_errors(site)]
         if problems:
             raise ValidationError.from_exception_data(cls.__name__, problems)

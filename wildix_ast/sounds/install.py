@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from wildix_ast.asterisk.names import SOUND_FOLDER
 from wildix_ast.errors import WildixError
 from wildix_ast.files import write_atomic_bytes
 from wildix_ast.model.sounds import Sound, SoundKind
@@ -41,6 +40,9 @@ MEDIA_MODE = 0o644
 FOLDER_MODE = 0o755
 
 MediaKind = Literal["add", "change", "remove"]
+
+SOUND_FOLDER = "wildix-ast"
+"""Under Asterisk's sounds folder and each language's (`<sounds>/fr/wildix-ast/...`)."""
 
 
 @dataclass(frozen=True)

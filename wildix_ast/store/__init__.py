@@ -1,4 +1,7 @@
-"""The store: tables derived from the models, alembic migrations, import/export, lookups."""
+"""The store: tables derived from the models, alembic migrations, import/export, lookups.
+
+Layer 3: imports the model and the sounds.
+"""
 
 from wildix_ast.store.store import ImportReport, Store, default_location, open_store
 

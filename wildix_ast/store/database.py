@@ -17,7 +17,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 
 from wildix_ast.errors import StoreError
-from wildix_ast.store.store import SCHEMA_HEAD
+from wildix_ast.store.schema import SCHEMA_HEAD
 
 if TYPE_CHECKING:
     from alembic.config import Config

@@ -27,6 +27,7 @@ from wildix_ast.errors import Problem, StoreError, WildixError
 from wildix_ast.model import fields
 from wildix_ast.model.passwords import hash_password, is_password_hash, password_matches
 from wildix_ast.model.site import Site
+from wildix_ast.store.schema import SCHEMA_HEAD
 from wildix_ast.store.vault import user_secret_key
 from wildix_ast.testing.crash_points import crash_point
 
@@ -41,9 +42,6 @@ if TYPE_CHECKING:
     from wildix_ast.sounds.audio import Audio, SoundKey, SoundLibrary
     from wildix_ast.store.sections import Changes, Entry, Sync
 
-SCHEMA_HEAD = "0006"
-"""The newest migration (a test checks it is alembic's head): a store at this revision opens
-without loading alembic (nor SQLAlchemy, for a SQLite file)."""
 DB_ENV = "WILDIX_AST_DB"
 DEFAULT_PATH = Path("~/.local/share/wildix-ast/wildix-ast.sqlite3")
 # The per-user secrets of wildix_ast.store.vault, deleted with their user ("web": 0001).

@@ -1,5 +1,6 @@
 """FastAGI routes of the WMS services: thin adapters from the request to the pure functions
-(wildix_ast.model.feature_codes, wildix_ast.calls.mobility, wildix_ast.calls.missed_calls) and the store.
+(wildix_ast.model.feature_codes, wildix_ast.calls.mobility, wildix_ast.calls.missed_calls)
+and the store.
 
 `feature-code ENDPOINT SERVICE OPTION`: the caller is its PJSIP endpoint (authenticated by
 SIP digest; a caller ID proves nothing); the change goes through

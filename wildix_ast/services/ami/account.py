@@ -9,15 +9,11 @@ import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from wildix_ast.asterisk.manager import runtime_account
-from wildix_ast.errors import ServiceError, WildixError
+from wildix_ast.errors import ServiceError
 from wildix_ast.model.site import Site
 from wildix_ast.services.ami.supervisor import AmiSettings
-
-if TYPE_CHECKING:
-    from wildix_ast.lab.instance import Lab
 
 
 @dataclass(frozen=True)
@@ -104,13 +100,3 @@ def sip_ports(given: list[int] | None, db: str | None) -> tuple[int, ...]:
     stored = stored_runtime(db)
     return stored[0].sip_ports if stored else (5060,)
 
-
-def running_lab(name: str) -> Lab:
-    """The lab instance `name` (in $WILDIX_AST_LAB_STATE), which must be running."""
-    from wildix_ast.lab.instance import Lab
-
-    state = os.environ.get("WILDIX_AST_LAB_STATE")
-    lab = Lab(name, Path(state) if state else None)
-    if not lab.is_running():
-        raise WildixError(f"lab {name!r} is not running: start it with `wildix-ast lab up`")
-    return lab

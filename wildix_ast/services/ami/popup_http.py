@@ -36,7 +36,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from wildix_ast.calls.popup_url import http_problem, is_expansion_of
+from wildix_ast.calls.popup_url import is_expansion_of
+from wildix_ast.model.preferences import http_problem
 
 if TYPE_CHECKING:  # the model costs every CLI start ~0.2 s to import; only types here
     from wildix_ast.model.users import User
