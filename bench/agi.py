@@ -61,7 +61,7 @@ def free_port() -> int:
 #: The same decision served by panoramisk 1.4's FastAGI (the library this project did not
 #: take): the baseline of the latency table, measured in the same run with the same client.
 #: Only well-formed sessions are sent to it (a truncated one would freeze it, see
-#: tests/test_agi_libraries.py).
+#: tests/unit/test_agi_libraries.py).
 PANORAMISK_SERVER = """
 import asyncio, sys
 from panoramisk.fast_agi import Application
@@ -316,7 +316,7 @@ def measure_calls(console: Console, calls: int, rate: float, hold: float,
     if os.geteuid() != 0:
         console.print("[yellow]call rate skipped: the lab needs root[/]")
         return
-    from lab_fixtures import PJSIP_MODULES, pjsip_phone_conf, running_lab
+    from support.lab_fixtures import PJSIP_MODULES, pjsip_phone_conf, running_lab
 
     agi_port = free_port()
     files = {"extensions.conf": EXTENSIONS.format(port=agi_port),

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from bare_asterisk import write_bare_config
-from dns_counter import DnsCounter
+from support.dns_counter import DnsCounter
 
 from wildix_ast.apply.pipeline import compile_site, install_stored_site
 from wildix_ast.lab.allocator import free_port

@@ -1,15 +1,19 @@
-"""Shared fixtures: one live example site (real Asterisk 22 in the lab) for the session."""
+"""Shared fixtures: one live example site (real Asterisk 22 in the lab) for the session, and
+the store tests' SQLite stores."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from live_site import LiveSite, live_site
+from support.live_site import LiveSite, live_site
+
+from wildix_ast.store import Store, open_store
 
 # tests/infra is the testinfra suite of a deployed host: it runs against a host given with
-# --hosts (tests/test_deploy.py runs it against the booted forky host), not on its own.
+# --hosts (tests/live/test_deploy.py runs it against the booted forky host), not on its own.
 collect_ignore = ["infra"]
 
 
@@ -35,3 +39,32 @@ def clean_live(live: LiveSite) -> Iterator[LiveSite]:
     """The live site, checked after the test as Asterisk's testsuite does: no channel left."""
     yield live
     assert live.wait_no_channels() == 0, "channels left on Asterisk after the test"
+
+
+# --- the store tests' fixtures (tests/unit/test_store.py and the servers' tests) -------------
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "store" / "site.sqlite3"
+
+
+@pytest.fixture
+def store(db_path: Path) -> Iterator[Store]:
+    with open_store(str(db_path)) as opened:
+        yield opened
+
+
+@pytest.fixture(scope="module")
+def shared_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    with open_store(str(tmp_path_factory.mktemp("hypothesis") / "s.sqlite3")) as opened:
+        yield opened
+
+
+@pytest.fixture
+def unused_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

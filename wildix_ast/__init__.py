@@ -1,7 +1,7 @@
 """wildix-ast: the Wildix WMS administration model driving a plain Asterisk 22.
 
 Layers are folders, lowest first; a module imports its own layer and the ones below
-(`tests/test_layers.py` fails otherwise, and on any import circle):
+(`tests/unit/test_layers.py` fails otherwise, and on any import circle):
 
 0. plumbing here: `errors`, `files`, `cache`, `conf` (Asterisk's .conf syntax), `ami` (the
    AMI client), `testing.crash_points`;

@@ -63,7 +63,7 @@ def _explain_free_text(value: object) -> str:
 
 
 # Rust's \s is Unicode White_Space: the characters str.strip() removes, but for the
-# controls \x1c-\x1f that the class refuses anyway (tests/test_speed.py compares them all).
+# controls \x1c-\x1f that the class refuses anyway (tests/live/test_speed.py compares them all).
 _TEXT_CHAR = r'[^;\[\]"\\${}<>=`|\x00-\x1f\x7f-\x9f\u2028\u2029'  # TEXT_FORBIDDEN, controls
 FREE_TEXT_PATTERN = f"{_TEXT_CHAR}\\s](?:{_TEXT_CHAR}]*{_TEXT_CHAR}\\s])?"
 

@@ -6,7 +6,7 @@ siblings, and the few things a model cannot say (a column renamed because its fi
 an SQL word, a nested model flattened into its parent's row, lower-cased copies that carry
 a case-insensitive unique constraint). Every other column comes from the model's fields:
 a new field of `User` is a new column of `users` without touching this file (only a
-migration, which `tests/test_store.py` checks against these tables).
+migration, which `tests/unit/test_store.py` checks against these tables).
 
 Ordered lists keep a `position` column; a list inside a list item (the routing issue's
 ordered applications of a procedure) is a child section whose rows carry their parent's

@@ -2,7 +2,7 @@
 
 Decision: a small asyncio FastAGI server of our own (`protocol`, `session`, `server`), not
 panoramisk's or pyst2's. Evidence, reproduced on this project's Python 3.11 by
-`tests/test_agi_libraries.py`:
+`tests/unit/test_agi_libraries.py`:
 
 * panoramisk 1.4 `fast_agi.Application.handler` reads the handshake with
   `while b'\\n\\n' not in buffer: buffer += await reader.read(100)`. When the peer closes

@@ -1,0 +1,48 @@
+"""The `wildix-ast` command against a running lab: what a person sees when the AMI refuses
+the login, and real calls placed by `wildix-ast call`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from support.cli_run import EXAMPLE, assert_no_traceback, run
+
+
+@pytest.mark.lab
+def test_apply_when_the_ami_refuses_the_login(tmp_path: Path) -> None:
+    """A store whose AMI secret no longer matches the running Asterisk: one clear message,
+    exit code 5, nothing written."""
+    from support.live_site import live_site
+
+    with live_site(tmp_path, "amirefuse") as live:
+        live.store.put_secret("manager:wildix-ast", "Not#The0ne+Running")
+        before = {p.name: p.read_bytes() for p in live.lab.etc_dir.iterdir() if p.is_file()}
+        result = run("apply", str(EXAMPLE), "--lab", "amirefuse",
+                     env={"WILDIX_AST_DB": str(tmp_path / "store.sqlite3"),
+                          "WILDIX_AST_LAB_STATE": str(tmp_path / "lab")})
+        after = {p.name: p.read_bytes() for p in live.lab.etc_dir.iterdir() if p.is_file()}
+    assert result.returncode == 5, result.stderr
+    assert_no_traceback(result)
+    assert "AMI refused the login for user wildix-ast" in result.stderr
+    assert after == before
+
+
+@pytest.mark.lab
+def test_call_verb_places_real_calls(tmp_path: Path) -> None:
+    """`wildix-ast call` against a running lab: a user answers, and a feature code."""
+    from support.live_site import live_site
+
+    env = {"WILDIX_AST_DB": str(tmp_path / "store.sqlite3"),
+           "WILDIX_AST_LAB_STATE": str(tmp_path / "lab")}
+    with live_site(tmp_path, "callverb") as live:
+        to_user = run("call", "101", "102", "--lab", "callverb", "--hold", "1", env=env)
+        to_echo = run("call", "101", "*43", "--lab", "callverb", "--hold", "1", env=env)
+        not_a_phone = run("call", "701", "102", "--lab", "callverb", env=env)
+        assert live.wait_no_channels() == 0
+    assert to_user.returncode == 0, to_user.stdout + to_user.stderr
+    assert "102 rings and answers │ ✓ 1 INVITE, 1 answered, 1 BYE" in to_user.stdout
+    assert "connected and hung up cleanly" in to_user.stdout
+    assert to_echo.returncode == 0, to_echo.stdout + to_echo.stderr
+    assert not_a_phone.returncode == 1
+    assert "701 is not the extension of a user with a phone" in not_a_phone.stderr

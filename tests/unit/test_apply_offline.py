@@ -1,0 +1,103 @@
+"""`apply --offline` (a host whose Asterisk is stopped or not ours yet) through the real
+command: files written atomically with generations, a truthful `changed`, owner-only state."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+from support.cli_run import EXAMPLE, assert_no_traceback, run
+from support.sound_fixtures import site_with_sounds, tone
+
+
+def test_offline_apply_twice_then_history(tmp_path: Path) -> None:
+    env = {"WILDIX_AST_DB": str(tmp_path / "store.sqlite3")}
+    etc, data_dir = tmp_path / "etc", str(tmp_path / "data")
+    first = run("apply", str(EXAMPLE), "--etc", str(etc), "--data", data_dir, "--offline",
+                "--json", env=env)
+    assert first.returncode == 0, first.stderr
+    assert_no_traceback(first)
+    data = json.loads(first.stdout)
+    assert data["ok"] is True and data["offline"] is True and data["changed"] is True
+    assert data["generation"] == 1 and data["verified"] is None
+    assert {"asterisk.conf: asterisk.conf is read only at startup"} <= set(
+        data["restart_needed"])
+    assert (etc / "pjsip.conf").is_file()
+    assert stat.S_IMODE((etc / "pjsip.conf").stat().st_mode) == 0o640
+    assert stat.S_IMODE((etc / ".wildix-ast").stat().st_mode) == 0o700
+
+    second = json.loads(run("apply", str(EXAMPLE), "--etc", str(etc), "--data", data_dir,
+                            "--offline", "--json", env=env).stdout)
+    assert second["changed"] is False and second["generation"] is None
+
+    history = json.loads(run("history", "--etc", str(etc), "--json").stdout)
+    assert [g["number"] for g in history["generations"]] == [1]
+    assert history["generations"][0]["kind"] == "install"
+    snapshot = etc / ".wildix-ast" / "generations" / "1" / "site.json"
+    assert stat.S_IMODE(snapshot.stat().st_mode) == 0o600
+    # generated passwords stay in the store's vault, never in a snapshot
+    assert "sip_password" not in snapshot.read_text(encoding="utf-8")
+
+
+def test_dry_run_writes_nothing(tmp_path: Path) -> None:
+    env = {"WILDIX_AST_DB": str(tmp_path / "store.sqlite3")}
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    result = run("apply", str(EXAMPLE), "--etc", str(etc), "--data", str(tmp_path / "data"),
+                 "--dry-run", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["dry_run"] is True and data["changed"] is True
+    assert "+[101]" in data["diff"] and "password = ********" in data["diff"]
+    assert list(etc.iterdir()) == []
+
+
+def test_rollback_without_an_earlier_generation_is_one_message(tmp_path: Path) -> None:
+    env = {"WILDIX_AST_DB": str(tmp_path / "store.sqlite3")}
+    etc = tmp_path / "etc"
+    data = str(tmp_path / "data")
+    run("apply", str(EXAMPLE), "--etc", str(etc), "--data", data, "--offline", env=env)
+    result = run("rollback", "--etc", str(etc), "--data", data, "--json", env=env)
+    assert result.returncode == 6
+    assert_no_traceback(result)
+    error = json.loads(result.stdout)["error"]
+    assert "no earlier generation to roll back to" in error["message"]
+
+
+def test_generations_keep_the_sound_files_owner_only(tmp_path: Path) -> None:
+    """Each offline apply's generation records its sound files by content (the data folder
+    keeps them readable for Asterisk, the generation owner-only); an unchanged sound is a
+    hard link to the previous generation's copy."""
+    site = site_with_sounds(tmp_path / "settings")
+    env = {"WILDIX_AST_DB": str(tmp_path / "store.sqlite3")}
+    etc, data = tmp_path / "etc", tmp_path / "data"
+    command = ("apply", str(site), "--etc", str(etc), "--data", str(data), "--offline",
+               "--json")
+    assert run(*command, env=env).returncode == 0
+    tone(tmp_path / "settings" / "sons" / "welcome-en.mp3", 2.0, 660)  # the English prompt
+    second = json.loads(run(*command, env=env).stdout)
+    assert second["files"] == []  # only sound files change
+    assert {s["path"] for s in second["sounds"]} == {"sounds/en/wildix-ast/accueil.wav",
+                                                     "sounds/en/wildix-ast/accueil.wav16"}
+    assert second["result"] is None and second["generation"] == 2
+
+    history = json.loads(run("history", "--etc", str(etc), "--json").stdout)["generations"]
+    first, newest = history[0]["sounds"], history[1]["sounds"]
+    assert set(first) == set(newest) and len(first) == 12 + 8
+    changed = {p for p in first if first[p] != newest[p]}
+    assert changed == {"sounds/en/wildix-ast/accueil.wav", "sounds/en/wildix-ast/accueil.wav16"}
+    kept = etc / ".wildix-ast" / "generations"
+    for path, sha in newest.items():
+        copy = kept / "2" / "sounds" / sha
+        assert copy.read_bytes() == (data / path).read_bytes(), path
+        assert stat.S_IMODE(copy.stat().st_mode) == 0o600
+        assert stat.S_IMODE((data / path).stat().st_mode) == 0o644
+        if path not in changed:
+            assert copy.stat().st_ino == (kept / "1" / "sounds" / sha).stat().st_ino
+    assert stat.S_IMODE((kept / "2" / "sounds").stat().st_mode) == 0o700
+    sounds = json.loads((kept / "2" / "sounds.json").read_text(encoding="utf-8"))
+    assert set(sounds["accueil"]) == {"fr", "en"}
+    assert stat.S_IMODE((kept / "2" / "sounds.json").stat().st_mode) == 0o600
+    human = run("history", "--etc", str(etc))
+    assert "sound files" in human.stdout and " 20 " in human.stdout

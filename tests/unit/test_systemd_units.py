@@ -1,0 +1,41 @@
+"""The systemd unit templates render and pass `systemd-analyze verify`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import jinja2
+import pytest
+
+UNITS = Path(__file__).resolve().parents[2] / "deploy" / "systemd"
+
+
+def render(name: str, **variables: object) -> str:
+    environment = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    return environment.from_string((UNITS / name).read_text(encoding="utf-8")).render(
+        **variables)
+
+
+@pytest.mark.parametrize("name", ["wildix-ast-agi.service.j2", "wildix-ast-runtime.service.j2"])
+def test_unit_verifies(name: str, tmp_path: Path) -> None:
+    venv = str(Path(sys.executable).parent.parent)
+    text = render(name, wildix_ast_venv=venv, wildix_ast_db="/var/lib/wildix-ast/db.sqlite3",
+                  wildix_ast_never_ban=["192.168.1.0/24", "203.0.113.10"])
+    unit = tmp_path / name.removesuffix(".j2")
+    unit.write_text(text, encoding="utf-8")
+    done = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    problems = [line for line in done.stderr.splitlines()
+                if str(unit) in line or "Unknown" in line or "Invalid" in line]
+    assert done.returncode == 0 and not problems, done.stderr
+    assert "Type=notify" in text and "WatchdogSec=" in text
+    assert f"ExecStart={venv}/bin/wildix-ast " in text
+
+
+def test_runtime_unit_never_bans_the_given_networks() -> None:
+    text = render("wildix-ast-runtime.service.j2", wildix_ast_venv="/opt/v", wildix_ast_db="x",
+                  wildix_ast_never_ban=["192.168.1.0/24"])
+    assert "runtime serve --state-dir /var/lib/wildix-ast/runtime --never-ban 192.168.1.0/24\n" \
+        in text
