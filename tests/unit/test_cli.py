@@ -13,7 +13,7 @@ from wildix_ast.model.site import Site
 def test_help_lists_every_verb_with_a_description() -> None:
     result = run("--help")
     assert result.returncode == 0
-    for verb in ("validate", "import", "export", "render", "apply", "lab", "call",
+    for verb in ("validate", "import", "export", "render", "apply", "lab", "test-call",
                  "password"):
         line = next((ln for ln in result.stdout.splitlines() if f" {verb} " in ln), "")
         assert line.split(verb, 1)[1].strip(" │"), f"{verb} has no description"

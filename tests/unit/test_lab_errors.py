@@ -42,7 +42,7 @@ def test_commands_on_a_stopped_lab_say_so(monkeypatch: pytest.MonkeyPatch,
                                           tmp_path: Path) -> None:
     monkeypatch.setenv("WILDIX_AST_LAB_STATE", str(tmp_path))
     monkeypatch.setenv("WILDIX_AST_DB", str(tmp_path / "store.sqlite3"))
-    code, err = run_cli(monkeypatch, capsys, "call", "101", "102")
+    code, err = run_cli(monkeypatch, capsys, "lab", "call", "101", "102")
     assert code == 1 and "is not running" in err and "lab up" in err
 
 

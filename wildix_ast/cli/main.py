@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import atexit
+import functools
 import gc
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -411,7 +412,6 @@ def _configure_lab(lab: Lab) -> None:
         install_stored_site(store, lab.target())
 
 
-@app.command()
 def call(
     caller: Annotated[str, typer.Argument(help="Extension that calls.")],
     callee: Annotated[str, typer.Argument(help="Extension or feature code called "
@@ -450,10 +450,21 @@ def _stored_site(store: Store) -> Site:
     return stored_site(store)
 
 
+@app.command("call", hidden=True, deprecated=True)
+@functools.wraps(call)
+def call_deprecated(*args: Any, **kwargs: Any) -> None:
+    """`wildix-ast call`: the earlier name of `lab call`, kept for one release."""
+    err.print("[yellow]`wildix-ast call` is deprecated and goes in the next release: use "
+              "`wildix-ast lab call`[/]")
+    call(*args, **kwargs)
+
+
 def _mount_lab() -> None:
     from wildix_ast.cli import lab as lab_cli
 
     lab_cli.set_configurator(_configure_lab)
+    # a real SIP call between two lab phones; WMS "Générer un appel" is `test-call`
+    lab_cli.app.command("call")(call)
     app.add_typer(lab_cli.app, name="lab")
 
 
