@@ -450,7 +450,7 @@ def _stored_site(store: Store) -> Site:
     return stored_site(store)
 
 
-@app.command("call", hidden=True, deprecated=True)
+@app.command("call", hidden=True)
 @functools.wraps(call)
 def call_deprecated(*args: Any, **kwargs: Any) -> None:
     """`wildix-ast call`: the earlier name of `lab call`, kept for one release."""
