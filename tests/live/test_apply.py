@@ -18,6 +18,7 @@ from wildix_ast.apply import (
     Expectation,
     Journal,
     TargetState,
+    Timeouts,
 )
 from wildix_ast.apply import make_plan as plan
 from wildix_ast.apply.state import LEGACY_MANIFEST, digest, media_digest
@@ -225,7 +226,7 @@ def _apply(lab: AsteriskUnderTest, files: dict[str, str], also: Expectation | No
     with target.locked(5):
         return run(target.commit(target.plan(files), also_expect=also,
                                  progress=lambda step, msg: steps.append((step, msg)),
-                                 verify_timeout=verify_timeout)), steps
+                                 timeouts=Timeouts(verify=verify_timeout))), steps
 
 
 def _seen(lab: AsteriskUnderTest) -> tuple[set[str], set[str], set[str]]:
@@ -345,7 +346,8 @@ def test_transport_change_with_allow_restart(lab: AsteriskUnderTest) -> None:
     files["pjsip.conf"] = files["pjsip.conf"].replace("protocol=udp", "protocol=udp\ntos=ef")
 
     target = _target(lab)
-    report = run(target.commit(target.plan(files), allow_restart=True, restart_timeout=30.0))
+    report = run(target.commit(target.plan(files), allow_restart=True,
+                               timeouts=Timeouts(restart=30.0)))
     assert report.restarted and report.reloads == []
     tos = [line for line in lab.cli("pjsip show transport transport-udp").splitlines()
            if line.strip().startswith("tos ")]

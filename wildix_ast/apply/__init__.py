@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from wildix_ast.apply.plan import FileChange, Plan, ReloadStep, make_plan
 from wildix_ast.apply.state import STATE_DIR, Generation, Journal, TargetState
-from wildix_ast.apply.target import ApplyReport, ConfigTarget, ReloadResult
+from wildix_ast.apply.target import ApplyReport, ConfigTarget, Record, ReloadResult, Timeouts
 from wildix_ast.apply.verify import Expectation, verify
 
 __all__ = [
     "STATE_DIR", "ApplyReport", "ConfigTarget", "Expectation", "FileChange", "Generation",
-    "Journal", "Plan", "ReloadResult", "ReloadStep", "TargetState", "make_plan", "verify",
+    "Journal", "Plan", "Record", "ReloadResult", "ReloadStep", "TargetState", "Timeouts",
+    "make_plan", "verify",
 ]

@@ -194,20 +194,14 @@ def _snapshot(config: ConfigTarget, generation: Generation | None, text: str,
     site and sounds as the files."""
     import json
 
-    from wildix_ast.files import write_atomic
-
-    if generation is None:
+    if generation is None or not config.state.attach(generation.number, SITE_SNAPSHOT, text):
         return
-    folder = config.state.dir / "generations" / str(generation.number)
-    if not folder.is_dir():
-        return
-    write_atomic(folder / SITE_SNAPSHOT, text, mode=0o600)
     if sounds is not None and generation.sounds is not None:
         digests: dict[str, dict[str, str]] = {}
         for (name, language), audio in sorted(sounds.items()):
             digests.setdefault(name, {})[language] = audio.digest
-        write_atomic(folder / SOUNDS_SNAPSHOT, json.dumps(digests, indent=2) + "\n",
-                     mode=0o600)
+        config.state.attach(generation.number, SOUNDS_SNAPSHOT,
+                            json.dumps(digests, indent=2) + "\n")
 
 
 def _snapshot_sounds(config: ConfigTarget, number: int,
@@ -218,10 +212,10 @@ def _snapshot_sounds(config: ConfigTarget, number: int,
 
     from wildix_ast.sounds.install import library_from_media
 
-    path = config.state.dir / "generations" / str(number) / SOUNDS_SNAPSHOT
-    if media is None or not path.is_file():
+    kept = config.state.attachment(number, SOUNDS_SNAPSHOT)
+    if media is None or kept is None:
         return None
-    digests = json.loads(path.read_text(encoding="utf-8"))
+    digests = json.loads(kept)
     return library_from_media({(name, language): digest
                                for name, languages in digests.items()
                                for language, digest in languages.items()}, media)
@@ -284,6 +278,7 @@ def apply_site(site: Site, store: Store, target: Target, *, source_text: str | N
     once Asterisk has its configuration (offline: once the files are written). `sounds`:
     the site's converted sound files (`sound_audio.prepare`); None takes the store's."""
     from wildix_ast.ami import run
+    from wildix_ast.apply.target import Record
 
     if sounds is None:
         sounds = store.stored_sounds()
@@ -322,7 +317,7 @@ def apply_site(site: Site, store: Store, target: Target, *, source_text: str | N
         else:
             outcome.report = run(config.commit(
                 plan, progress=progress, allow_restart=allow_restart,
-                store_revision=_revision(store), on_verified=record,
+                record=Record(store_revision=_revision(store), on_verified=record),
                 alongside=update.prepare))
             outcome.generation = outcome.report.generation
         _snapshot(config, outcome.generation, update.snapshot_text(), sounds)
@@ -358,6 +353,7 @@ def rollback_target(store: Store, target: Target, *, to: int | None = None,
     """Put generation `to` (default: the previous one) back on `target`, verify it, and
     bring the store back to the site it came from."""
     from wildix_ast.ami import run
+    from wildix_ast.apply.target import Record
 
     compiled = compile_site(stored_site(store), store, target)
     config = config_target(target, compiled)
@@ -366,9 +362,8 @@ def rollback_target(store: Store, target: Target, *, to: int | None = None,
         plan, chosen = config.rollback_plan(to)
         if show_plan is not None:
             show_plan(plan)
-        snapshot = config.state.dir / "generations" / str(chosen.number) / SITE_SNAPSHOT
-        restored_site = (Site.model_validate_json(snapshot.read_bytes())
-                         if snapshot.is_file() else None)
+        snapshot = config.state.attachment(chosen.number, SITE_SNAPSHOT)
+        restored_site = Site.model_validate_json(snapshot) if snapshot is not None else None
         # the audio of the sound files the plan puts back (None: the store keeps its own)
         restored_sounds = _snapshot_sounds(config, chosen.number, plan.new_media)
         store_note: list[str] = []
@@ -381,10 +376,10 @@ def rollback_target(store: Store, target: Target, *, to: int | None = None,
                 store_note.append(str(update.report))
             return _revision(store)
 
-        report = run(config.commit(plan, progress=progress, allow_restart=True,
-                                   store_revision=_revision(store), on_verified=record,
-                                   kind="rollback", from_generation=chosen.number,
-                                   alongside=update.prepare if update is not None else None))
+        report = run(config.rollback(
+            plan, chosen, progress=progress,
+            record=Record(store_revision=_revision(store), on_verified=record),
+            alongside=update.prepare if update is not None else None))
         if update is not None:
             _snapshot(config, report.generation, update.snapshot_text(), restored_sounds)
     return RollbackOutcome(target.name, plan, chosen.number, report,

@@ -214,6 +214,24 @@ class TargetState:
             out[path] = by_digest[sha]
         return out
 
+    def attach(self, number: int, name: str, text: str) -> bool:
+        """Keep `text` as `name` beside generation `number` (owner-only: what the caller
+        keeps there, e.g. the settings a rollback gives back to the store, may hold
+        passwords); False when that generation is not kept. The one writer of generation
+        folders besides `record_generation`."""
+        folder = self.dir / "generations" / str(number)
+        if not folder.is_dir():
+            return False
+        write_atomic(folder / name, text, mode=0o600)
+        return True
+
+    def attachment(self, number: int, name: str) -> str | None:
+        """What `attach` kept as `name` beside generation `number` (None: nothing)."""
+        try:
+            return (self.dir / "generations" / str(number) / name).read_text(encoding="utf-8")
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
     def record_generation(self, files: Mapping[str, str], kind: str,
                           store_revision: int | None,
                           from_generation: int | None = None,

@@ -1,12 +1,14 @@
 """A configuration target (the lab's folder, or /etc/asterisk of a host) and the verbs
 integrators know from NAPALM: plan (compare), commit, discard, rollback, plus history.
 
-`commit` holds the target's lock, journals every step, writes each file atomically, reloads
-only the modules whose files changed (or restarts when a file needs it), verifies through AMI
-what changed, runs the caller's `on_verified` (the store update) and only then records the new
-generation. On a failure it puts the previous files back, reloads and verifies them. If the
-process is killed, the journal stays: the next command on the target finds it, and `apply`
-or `rollback` finish it (the store already took the new site) or undo it.
+`commit` runs under the target's lock, in small steps: `_refusals` (a plan made against other
+running files, an invalid one, a restart not allowed), `_write` (journal, then each file
+atomically), `_go_live` (reload only the modules whose files changed, or restart; verify
+through AMI what changed), and `_record` (the caller's `on_verified`, the store update, then
+the new generation). `rollback` is `commit` of a `rollback_plan`, recorded as such.
+On a failure it puts the previous files back, reloads and verifies them. If the process is
+killed, the journal stays: the next command on the target finds it, and `apply` or `rollback`
+finish it (the store already took the new site) or undo it.
 
 Sound files under Asterisk's data folder go the same way as the configuration files: the
 journal saves those the apply changes or removes, a failure or an undo puts them back, and
@@ -71,6 +73,31 @@ class Recovery:
     message: str
     generation: Generation | None = None
     """The generation a finished apply was recorded as (None: it was undone)."""
+
+
+@dataclass(frozen=True)
+class Record:
+    """How a commit is recorded: its generation's kind, the generation it restores, and the
+    store revision it came from: what `on_verified` returns (it runs once Asterisk shows the
+    new configuration: the store update), else `store_revision`, the store's revision when
+    the commit started (kept in the journal too)."""
+
+    kind: str = "apply"
+    from_generation: int | None = None
+    store_revision: int | None = None
+    on_verified: Callable[[], int | None] | None = None
+
+    def revision(self) -> int | None:
+        return self.on_verified() if self.on_verified is not None else self.store_revision
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds to wait for Asterisk to show the new configuration, and to come back from a
+    restart."""
+
+    verify: float = 5.0
+    restart: float = 60.0
 
 
 @dataclass
@@ -197,22 +224,44 @@ class ConfigTarget:
         return self._ami()
 
     async def commit(self, plan: Plan, *, progress: Progress = _quiet,
-                     allow_restart: bool = False, verify_timeout: float = 5.0,
-                     restart_timeout: float = 60.0, store_revision: int | None = None,
-                     on_verified: Callable[[], int | None] | None = None,
-                     kind: str = "apply", from_generation: int | None = None,
-                     also_expect: Expectation | None = None,
+                     allow_restart: bool = False, record: Record | None = None,
+                     timeouts: Timeouts | None = None, also_expect: Expectation | None = None,
                      alongside: Callable[[], object] | None = None) -> ApplyReport:
-        """Apply `plan` (made under the same lock); see the module documentation.
-        `on_verified` runs once Asterisk shows the new configuration, before the generation
-        is recorded; it returns the store revision the generation came from. `also_expect`:
-        objects Asterisk must show besides those the changed files define. `alongside`:
-        work that changes nothing (e.g. reading what the store update needs), run in a
-        thread while Asterisk reloads (the process only waits then) and finished before
-        `on_verified`; it must not raise."""
-        say = progress
+        """Apply `plan` (made under the same lock); see the module documentation. `record`:
+        how the new generation is recorded (its store revision comes from `on_verified`,
+        which runs once Asterisk shows the new configuration). `also_expect`: objects
+        Asterisk must show besides those the changed files define. `alongside`: work that
+        changes nothing (e.g. reading what the store update needs), run in a thread while
+        Asterisk reloads (the process only waits then) and finished before `on_verified`;
+        it must not raise."""
+        record, timeouts = record or Record(), timeouts or Timeouts()
         started = time.monotonic()
-        report = ApplyReport()
+        restart = self._refusals(plan, allow_restart, progress)
+        expected, absent = _expectations(plan, bool(restart), also_expect)
+        # Log in before writing anything: an AMI that refuses us must leave the files as
+        # they are.
+        async with self._ami_client() as ami:
+            if not plan.has_changes and also_expect is None:
+                return self._unchanged(plan, record, started, progress)
+            report = ApplyReport()
+            journal, before = self._write(plan, record, restart, report, progress)
+            helper = _in_thread(alongside)
+            failure = await self._go_live(ami, plan, journal, restart, (expected, absent),
+                                          timeouts, report, progress)
+            if failure is not None:
+                progress("rollback", failure)
+                restored = await self._undo(ami, plan.touched, plan.modules_to_reload(),
+                                            bool(restart), progress, timeouts.restart,
+                                            self.media_dir, before)
+                self.state.end()
+                helper.join()
+                raise ApplyError(f"{failure}; {restored}")
+        helper.join()
+        return self._record(plan, journal, record, report, started, progress)
+
+    def _refusals(self, plan: Plan, allow_restart: bool, say: Progress) -> list[str]:
+        """Refuse a plan made against other running files, an invalid one, or one that needs
+        a restart unless allowed; the reasons to restart (empty: reloads do)."""
         say("check", "comparing with the running files")
         moved = [c.name for c in plan.changes if self.state.read(c.name) != c.old]
         if moved:
@@ -228,101 +277,93 @@ class ConfigTarget:
             kind = "transport changed: " if plan.transport_changes() else ""
             raise ApplyError(f"{kind}restart required, refused without --restart; nothing "
                              "was written: " + "; ".join(restart))
-        reloads = plan.modules_to_reload()
-        expected, absent = Expectation(), Expectation()
+        return restart
+
+    def _unchanged(self, plan: Plan, record: Record, started: float,
+                   say: Progress) -> ApplyReport:
+        """Nothing to write: Asterisk answered our login; a target without history still
+        gets its first generation."""
+        say("done", "nothing to change; Asterisk answers with our AMI account")
+        report = ApplyReport(verified=True)
+        if not self.state.generations():
+            self.state.write_manifest(plan.new_files)
+            report.generation = self.state.record_generation(
+                plan.new_files, record.kind, record.revision(), record.from_generation,
+                plan.new_media)
+        elif record.on_verified is not None:
+            record.on_verified()
+        report.total_seconds = time.monotonic() - started
+        return report
+
+    def _write(self, plan: Plan, record: Record, restart: list[str], report: ApplyReport,
+               say: Progress) -> tuple[Journal, dict[str, bytes | None]]:
+        """Journal the running files and sound files, then write the new ones (sounds
+        first: once the dialplan or hold music that plays them is reloaded, they are
+        there). Returns the journal and the sound files as they were."""
+        journal = Journal(
+            started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), pid=os.getpid(),
+            command=_command_line(), step="writing",
+            touched=[c.name for c in plan.touched],
+            reloads=[r.module for r in plan.modules_to_reload()], restart=bool(restart),
+            store_revision_before=record.store_revision,
+            new_files={n: digest(t) for n, t in plan.new_files.items()},
+            media_dir=None if self.media_dir is None else str(self.media_dir),
+            new_sounds=None if plan.media_after is None else {
+                p: media_digest(b) for p, b in plan.media_after})
+        before = {c.path: c.old for c in plan.media}
+        self.state.begin(journal, {c.name: c.old for c in plan.touched if c.old is not None},
+                         before)
+        say("backup", f"running files kept in {self.state.dir / 'journal'}")
         for change in plan.touched:
-            present, gone = Expectation.of_change(change.name, change.old, change.new)
-            expected.update(present)
-            absent.update(gone)
+            say("write", f"{change.kind} {change.name}")
+        crash_point("before-write")
+        for media in plan.media:
+            say("write", f"{media.kind} sound {media.path}")
+        self._put_media(plan)
+        crash_point("after-sounds")
+        _put(self.etc_dir, {c.name: c.new for c in plan.touched})
+        crash_point("after-write")
+        report.files_written = [c.name for c in plan.touched if c.new is not None]
+        report.files_removed = plan.removed
+        report.sounds_written = [c.path for c in plan.media if c.new is not None]
+        report.sounds_removed = [c.path for c in plan.media if c.new is None]
+        return journal, before
 
-        if restart:
-            # a restart reloads everything: everything must be back
-            expected = Expectation.from_files(plan.new_files)
-        if also_expect is not None:
-            expected.update(also_expect)
-        # Log in before writing anything: an AMI that refuses us must leave the files as
-        # they are.
-        async with self._ami_client() as ami:
-            if not plan.has_changes and also_expect is None:
-                say("done", "nothing to change; Asterisk answers with our AMI account")
-                report.verified = True
-                if not self.state.generations():
-                    self.state.write_manifest(plan.new_files)
-                    revision = on_verified() if on_verified is not None else store_revision
-                    report.generation = self.state.record_generation(
-                        plan.new_files, kind, revision, from_generation, plan.new_media)
-                elif on_verified is not None:
-                    on_verified()
-                report.total_seconds = time.monotonic() - started
-                return report
-            journal = Journal(
-                started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), pid=os.getpid(),
-                command=_command_line(), step="writing",
-                touched=[c.name for c in plan.touched],
-                reloads=[r.module for r in reloads], restart=bool(restart),
-                store_revision_before=store_revision,
-                new_files={n: digest(t) for n, t in plan.new_files.items()},
-                media_dir=None if self.media_dir is None else str(self.media_dir),
-                new_sounds=None if plan.media_after is None else {
-                    p: media_digest(b) for p, b in plan.media_after})
-            sounds_before = {c.path: c.old for c in plan.media}
-            self.state.begin(journal, {c.name: c.old for c in plan.touched
-                                       if c.old is not None}, sounds_before)
-            say("backup", f"running files kept in {self.state.dir / 'journal'}")
-            for change in plan.touched:
-                say("write", f"{change.kind} {change.name}")
-            crash_point("before-write")
-            # Sounds first: once the dialplan or hold music that plays them is reloaded,
-            # they are there.
-            for media in plan.media:
-                say("write", f"{media.kind} sound {media.path}")
-            self._put_media(plan)
-            crash_point("after-sounds")
-            _put(self.etc_dir, {c.name: c.new for c in plan.touched})
-            crash_point("after-write")
-            report.files_written = [c.name for c in plan.touched if c.new is not None]
-            report.files_removed = plan.removed
-            report.sounds_written = [c.path for c in plan.media if c.new is not None]
-            report.sounds_removed = [c.path for c in plan.media if c.new is None]
+    async def _go_live(self, ami: AmiClient, plan: Plan, journal: Journal,
+                       restart: list[str], wanted: tuple[Expectation, Expectation],
+                       timeouts: Timeouts, report: ApplyReport, say: Progress) -> str | None:
+        """Reload what changed (or restart), then verify; the failure, or None."""
+        self.state.step(journal, "reloading")
+        expected, absent = wanted
+        try:
+            if restart:
+                await _restart(ami, say, timeouts.restart)
+                report.restarted = True
+            else:
+                report.reloads = await _reload_all(ami, plan.modules_to_reload(), say)
+            crash_point("after-reload")
+            self.state.step(journal, "verifying")
+            say("verify", _describe(expected, absent))
+            missing, report.verify_attempts, report.verify_seconds = await verify(
+                ami, expected, absent, timeout=timeouts.verify)
+        except AmiError as e:
+            return f"{'restart' if restart else 'reload'} failed: {e.message}"
+        return "verification failed: " + ", ".join(missing) if missing else None
 
-            failure: str | None = None
-            self.state.step(journal, "reloading")
-            helper = _in_thread(alongside)
-            try:
-                if restart:
-                    await _restart(ami, say, restart_timeout)
-                    report.restarted = True
-                else:
-                    report.reloads = await _reload_all(ami, reloads, say)
-                crash_point("after-reload")
-                self.state.step(journal, "verifying")
-                say("verify", _describe(expected, absent))
-                missing, report.verify_attempts, report.verify_seconds = await verify(
-                    ami, expected, absent, timeout=verify_timeout)
-                if missing:
-                    failure = "verification failed: " + ", ".join(missing)
-            except AmiError as e:
-                failure = f"{'restart' if restart else 'reload'} failed: {e.message}"
-
-            if failure is not None:
-                say("rollback", failure)
-                restored = await self._undo(ami, plan.touched, reloads, bool(restart), say,
-                                            restart_timeout, self.media_dir, sounds_before)
-                self.state.end()
-                helper.join()
-                raise ApplyError(f"{failure}; {restored}")
-
-        helper.join()
+    def _record(self, plan: Plan, journal: Journal, record: Record, report: ApplyReport,
+                started: float, say: Progress) -> ApplyReport:
+        """Asterisk shows the new configuration: update the store (`on_verified`), then
+        keep the new generation and close the journal."""
         report.verified = True
         self.state.step(journal, "recording")
         crash_point("before-store")
-        revision = on_verified() if on_verified is not None else store_revision
+        revision = record.revision()
         crash_point("after-store")
         self.state.write_manifest(plan.new_files)
         if plan.has_changes or not self.state.generations():
             say("record", "keeping this configuration as a new generation")
             report.generation = self.state.record_generation(
-                plan.new_files, kind, revision, from_generation, plan.new_media)
+                plan.new_files, record.kind, revision, record.from_generation, plan.new_media)
         self.state.end()
         report.total_seconds = time.monotonic() - started
         say("done", f"applied in {report.total_seconds:.2f} s")
@@ -452,16 +493,31 @@ class ConfigTarget:
         files = self.state.generation_files(chosen.number)
         return self.plan(files, self.state.generation_sounds(chosen.number)), chosen
 
-    async def rollback(self, to: int | None = None, *, progress: Progress = _quiet,
-                       allow_restart: bool = True, store_revision: int | None = None,
-                       ) -> tuple[ApplyReport, Generation]:
-        """Restore generation `to` (default: the previous one), reload, verify, and record it
-        as a new generation of kind `rollback`."""
-        plan, chosen = self.rollback_plan(to)
-        report = await self.commit(plan, progress=progress, allow_restart=allow_restart,
-                                   store_revision=store_revision, kind="rollback",
-                                   from_generation=chosen.number)
-        return report, chosen
+    async def rollback(self, plan: Plan, chosen: Generation, *, progress: Progress = _quiet,
+                       record: Record | None = None,
+                       alongside: Callable[[], object] | None = None) -> ApplyReport:
+        """NAPALM's rollback: commit `plan` (from `rollback_plan`, which shows it first), which
+        puts generation `chosen` back, and record it as a generation of kind `rollback`. A
+        rollback may restart Asterisk: the files it restores ran before."""
+        record = dataclasses.replace(record or Record(), kind="rollback",
+                                     from_generation=chosen.number)
+        return await self.commit(plan, progress=progress, allow_restart=True, record=record,
+                                 alongside=alongside)
+
+
+def _expectations(plan: Plan, restart: bool, also: Expectation | None,
+                  ) -> tuple[Expectation, Expectation]:
+    """What Asterisk must show once the plan is live, and what it must no longer show."""
+    expected, absent = Expectation(), Expectation()
+    for change in plan.touched:
+        present, gone = Expectation.of_change(change.name, change.old, change.new)
+        expected.update(present)
+        absent.update(gone)
+    if restart:  # a restart reloads everything: everything must be back
+        expected = Expectation.from_files(plan.new_files)
+    if also is not None:
+        expected.update(also)
+    return expected, absent
 
 
 def _describe(expected: Expectation, absent: Expectation) -> str:
