@@ -21,7 +21,7 @@ from wildix_ast.apply import (
     Timeouts,
 )
 from wildix_ast.apply import make_plan as plan
-from wildix_ast.apply.state import LEGACY_MANIFEST, digest, media_digest
+from wildix_ast.apply.state import LEGACY_MANIFEST, digest, sound_digest
 from wildix_ast.errors import ApplyError
 from wildix_ast.files import write_atomic
 
@@ -170,16 +170,16 @@ def test_generations_keep_sound_files_by_content(tmp_path: Path) -> None:
     a, b, c = b"RIFF a", b"RIFF b", b"RIFF c"
     first = state.record_generation({"x.conf": "[x]\n"}, "apply", 1, sounds={
         "sounds/fr/wildix-ast/p.wav": a, "sounds/wildix-ast/p.wav": a, "moh/m.wav": b})
-    assert first.sounds == {"moh/m.wav": media_digest(b),
-                            "sounds/fr/wildix-ast/p.wav": media_digest(a),
-                            "sounds/wildix-ast/p.wav": media_digest(a)}
+    assert first.sounds == {"moh/m.wav": sound_digest(b),
+                            "sounds/fr/wildix-ast/p.wav": sound_digest(a),
+                            "sounds/wildix-ast/p.wav": sound_digest(a)}
     root = tmp_path / STATE_DIR / "generations"
     assert sorted(os.listdir(root / "1" / "sounds")) == sorted(
-        {media_digest(a), media_digest(b)})
+        {sound_digest(a), sound_digest(b)})
     state.record_generation({"x.conf": "[x]\n"}, "apply", 2, sounds={
         "sounds/fr/wildix-ast/p.wav": c, "moh/m.wav": b})
-    assert (root / "2" / "sounds" / media_digest(b)).stat().st_ino == \
-        (root / "1" / "sounds" / media_digest(b)).stat().st_ino
+    assert (root / "2" / "sounds" / sound_digest(b)).stat().st_ino == \
+        (root / "1" / "sounds" / sound_digest(b)).stat().st_ino
     assert state.generation_sounds(1) == {"sounds/fr/wildix-ast/p.wav": a,
                                           "sounds/wildix-ast/p.wav": a, "moh/m.wav": b}
     assert state.generation_sounds(2) == {"sounds/fr/wildix-ast/p.wav": c, "moh/m.wav": b}
@@ -200,15 +200,15 @@ def test_journal_saves_the_sound_files_an_apply_changes(tmp_path: Path) -> None:
     state.record_generation({}, "apply", 1, sounds={"sounds/wildix-ast/a.wav": old})
     journal = Journal(started_at="now", pid=1, command="test", step="writing", touched=[],
                       reloads=[], restart=False, store_revision_before=1,
-                      media_dir=str(tmp_path / "data"))
+                      data_dir=str(tmp_path / "data"))
     state.begin(journal, {}, {"sounds/wildix-ast/a.wav": old, "sounds/wildix-ast/b.wav": None})
     kept = state.journal()
     assert kept is not None and kept.sounds_before == {
-        "sounds/wildix-ast/a.wav": media_digest(old), "sounds/wildix-ast/b.wav": None}
+        "sounds/wildix-ast/a.wav": sound_digest(old), "sounds/wildix-ast/b.wav": None}
     assert state.saved_sounds(kept) == {"sounds/wildix-ast/a.wav": old,
                                         "sounds/wildix-ast/b.wav": None}
-    copy = tmp_path / STATE_DIR / "journal" / "sounds" / media_digest(old)
-    generation = tmp_path / STATE_DIR / "generations" / "1" / "sounds" / media_digest(old)
+    copy = tmp_path / STATE_DIR / "journal" / "sounds" / sound_digest(old)
+    generation = tmp_path / STATE_DIR / "generations" / "1" / "sounds" / sound_digest(old)
     assert copy.stat().st_ino == generation.stat().st_ino
     assert stat.S_IMODE(copy.stat().st_mode) == 0o600
     state.end()

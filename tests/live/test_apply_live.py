@@ -19,7 +19,7 @@ from wildix_ast.errors import ApplyError
 from wildix_ast.model.site import Site
 from wildix_ast.model.users import User
 from wildix_ast.sounds.audio import convert
-from wildix_ast.sounds.install import media_files, plan_media
+from wildix_ast.sounds.install import files_to_install, plan_sound_files
 
 pytestmark = pytest.mark.lab
 
@@ -134,5 +134,5 @@ def test_rejected_configuration_puts_the_sound_files_back(lab: LiveSite,
                             sounds={**stored, ("ferme", "fr"): other})
     assert ferme.read_bytes() == old != other.wav
     assert lab.store.stored_sounds() == stored
-    wanted = media_files(site.sounds, site.system.language_region.language, stored)
-    assert plan_media(data, wanted) == ()
+    wanted = files_to_install(site.sounds, site.system.language_region.language, stored)
+    assert plan_sound_files(data, wanted) == ()

@@ -21,10 +21,10 @@ from support.sound_fixtures import copy_example_sounds, tone
 from test_sounds_live import played
 
 from wildix_ast.apply import STATE_DIR, ConfigTarget, TargetState
-from wildix_ast.apply.state import media_digest
+from wildix_ast.apply.state import sound_digest
 from wildix_ast.conf import sections
 from wildix_ast.errors import TargetBusyError
-from wildix_ast.sounds.install import media_files, plan_media
+from wildix_ast.sounds.install import files_to_install, plan_sound_files
 
 pytestmark = pytest.mark.lab
 EXAMPLE_TEXT = EXAMPLE.read_text(encoding="utf-8")
@@ -104,7 +104,7 @@ def endpoints_in_asterisk(live: LiveSite) -> set[str]:
 def sound_files(live: LiveSite) -> dict[str, bytes]:
     """The sound files the store's site and audio put in the data folder."""
     site = live.store.export_site()
-    return media_files(site.sounds, site.system.language_region.language,
+    return files_to_install(site.sounds, site.system.language_region.language,
                        live.store.stored_sounds())
 
 
@@ -115,7 +115,7 @@ def assert_agree(live: LiveSite) -> set[str]:
         endpoints_in_asterisk(live)
     assert stored == written == running, (stored, written, running)
     assert not (live.lab.etc_dir / STATE_DIR / "journal").exists()
-    assert plan_media(live.lab.data_dir, sound_files(live)) == ()
+    assert plan_sound_files(live.lab.data_dir, sound_files(live)) == ()
     return stored
 
 
@@ -262,7 +262,7 @@ def test_apply_killed_at_each_step_is_finished_or_undone(live: LiveSite, tmp_pat
         assert isinstance(generations, list)
         newest = generations[-1]
         assert newest["kind"] == "recovered"
-        assert newest["sounds"] == {p: media_digest(b) for p, b in sound_files(live).items()}
+        assert newest["sounds"] == {p: sound_digest(b) for p, b in sound_files(live).items()}
         kept = live.lab.etc_dir / STATE_DIR / "generations" / str(newest["number"])
         assert (kept / "site.json").is_file() and (kept / "sounds.json").is_file()
 

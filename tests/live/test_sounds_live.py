@@ -77,7 +77,7 @@ def applied(live: LiveSite) -> Site:
     site, site_file = sounds_site(live.work / "settings")
     sounds = site_sounds(site, site_file, live.store)
     shown = apply_site(site, live.store, live.target, sounds=sounds, dry_run=True)
-    paths = {c.path: c.kind for c in shown.plan.media}
+    paths = {c.path: c.kind for c in shown.plan.sound_files}
     assert paths["sounds/fr/wildix-ast/accueil.wav"] == "add"
     assert paths["wildix-ast-moh/attente/attente.wav16"] == "add"
     assert "+ sounds/en/wildix-ast/accueil.wav16 (" in shown.plan.diff()
@@ -121,7 +121,7 @@ def test_new_music_is_installed_and_its_class_reloaded(live: LiveSite, applied: 
     sounds = site_sounds(applied, site_file, live.store)
     outcome = apply_site(applied, live.store, live.target, sounds=sounds)
     assert outcome.report is not None
-    assert {c.path for c in outcome.plan.media} == {
+    assert {c.path for c in outcome.plan.sound_files} == {
         "wildix-ast-moh/attente/attente.wav", "wildix-ast-moh/attente/attente.wav16",
         "sounds/fr/wildix-ast/attente.wav", "sounds/fr/wildix-ast/attente.wav16",
         "sounds/wildix-ast/attente.wav", "sounds/wildix-ast/attente.wav16"}

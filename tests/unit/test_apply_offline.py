@@ -101,3 +101,21 @@ def test_generations_keep_the_sound_files_owner_only(tmp_path: Path) -> None:
     assert stat.S_IMODE((kept / "2" / "sounds.json").stat().st_mode) == 0o600
     human = run("history", "--etc", str(etc))
     assert "sound files" in human.stdout and " 20 " in human.stdout
+
+
+def test_a_journal_written_before_the_sound_files_rename_is_read(tmp_path: Path) -> None:
+    """0.1 named the journal's data folder `media_dir`: a killed 0.1 apply's journal must
+    still be finished or undone by this version, not called unreadable."""
+    from wildix_ast.apply import STATE_DIR, TargetState
+
+    state = TargetState(tmp_path)
+    state.ensure()
+    folder = tmp_path / STATE_DIR / "journal"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "journal.json").write_text(json.dumps({
+        "started_at": "now", "pid": 1, "command": "wildix-ast apply", "step": "writing",
+        "touched": ["pjsip.conf"], "reloads": ["res_pjsip.so"], "restart": False,
+        "store_revision_before": 3, "media_dir": "/var/lib/asterisk"}))
+    journal = state.journal()
+    assert journal is not None and journal.data_dir == "/var/lib/asterisk"
+    assert journal.touched == ["pjsip.conf"]

@@ -21,7 +21,7 @@ from wildix_ast.errors import SettingsError, StoreError
 from wildix_ast.model import fields
 from wildix_ast.model.preferences import (
     CallerPattern,
-    ClassPreferences,
+    CallTypePreferences,
     ForwardTarget,
     Hotline,
     Preferences,
@@ -72,7 +72,7 @@ def test_the_settings_file_sets_every_field() -> None:
     assert ann.internal.forward_unavailable == "102" and not ann.internal.call_waiting
     assert not ann.internal.reject and ann.internal.call_waiting is False
     assert ann.hotline == Hotline(number="102", delay=3)
-    assert ann.of_class("external") is ann.external and ann.of_class("") is ann.internal
+    assert ann.of_call_type("external") is ann.external and ann.of_call_type("") is ann.internal
     assert site.users[1].preferences == Preferences()
     # defaults are not written back
     assert "preferences" not in dump_site(Site(users=[site.users[1]]), include_secrets=False)
@@ -175,7 +175,7 @@ def test_a_refused_change_leaves_them(store: Store) -> None:
     before, revision = store.preferences_of("101"), store.revision()
     with pytest.raises(SettingsError, match="nothing was changed") as caught:
         store.change_preferences("101", lambda p: p.model_copy(update={
-            "internal": ClassPreferences(forward_always="101")}))
+            "internal": CallTypePreferences(forward_always="101")}))
     assert caught.value.exit_code == 2
     (problem,) = caught.value.problems
     assert problem.location == "internal.forward_always"

@@ -20,7 +20,12 @@ from wildix_ast.asterisk.musiconhold import classes
 from wildix_ast.model.settings_file import load_site, locator
 from wildix_ast.sounds import audio as sound_audio
 from wildix_ast.sounds.audio import Audio, prepare
-from wildix_ast.sounds.install import library_from_media, media_files, plan_media, put_media
+from wildix_ast.sounds.install import (
+    files_to_install,
+    library_from_files,
+    plan_sound_files,
+    put_sound_files,
+)
 from wildix_ast.store import open_store
 
 
@@ -144,18 +149,18 @@ def test_the_store_keeps_audio_by_content_and_drops_what_is_gone(tmp_path: Path)
 def test_files_go_where_asterisk_looks_per_language(tmp_path: Path) -> None:
     site = load_site(site_with_sounds(tmp_path))
     library = prepare(site, tmp_path, _none_known)
-    media = media_files(site.sounds, "fr", library)
+    sound_files = files_to_install(site.sounds, "fr", library)
     fr, en = library[("accueil", "fr")], library[("accueil", "en")]
-    assert media["sounds/fr/wildix-ast/accueil.wav"] == fr.wav
-    assert media["sounds/fr/wildix-ast/accueil.wav16"] == fr.wav16
-    assert media["sounds/en/wildix-ast/accueil.wav"] == en.wav
+    assert sound_files["sounds/fr/wildix-ast/accueil.wav"] == fr.wav
+    assert sound_files["sounds/fr/wildix-ast/accueil.wav16"] == fr.wav16
+    assert sound_files["sounds/en/wildix-ast/accueil.wav"] == en.wav
     # without the caller's language: the PBX's (fr), not English
-    assert media["sounds/wildix-ast/accueil.wav"] == fr.wav
-    assert media["wildix-ast-moh/attente/attente.wav"] == library[("attente", "fr")].wav
+    assert sound_files["sounds/wildix-ast/accueil.wav"] == fr.wav
+    assert sound_files["wildix-ast-moh/attente/attente.wav"] == library[("attente", "fr")].wav
     # each sound: wav + wav16 per language and for no language; the example's two fr prompts
-    assert len(media) == 12 + 8
+    assert len(sound_files) == 12 + 8
     with pytest.raises(Exception, match="no converted audio in the store"):
-        media_files(site.sounds, "fr", {})
+        files_to_install(site.sounds, "fr", {})
 
 
 def test_plan_shows_sound_files_and_apply_removes_those_gone(tmp_path: Path) -> None:
@@ -164,29 +169,29 @@ def test_plan_shows_sound_files_and_apply_removes_those_gone(tmp_path: Path) -> 
     data = tmp_path / "data"
     (data / "sounds" / "fr").mkdir(parents=True)
     (data / "sounds" / "fr" / "packaged.wav").write_bytes(b"not ours")
-    media = media_files(site.sounds, "fr", library)
+    sound_files = files_to_install(site.sounds, "fr", library)
     etc = tmp_path / "etc"
     etc.mkdir()
-    target = ConfigTarget(etc, media_dir=data)
-    plan = target.plan({"x.conf": "[x]\n"}, media)
-    assert len(plan.media) == 12 + 8 and {c.kind for c in plan.media} == {"add"}
+    target = ConfigTarget(etc, data_dir=data)
+    plan = target.plan({"x.conf": "[x]\n"}, sound_files)
+    assert len(plan.sound_files) == 12 + 8 and {c.kind for c in plan.sound_files} == {"add"}
     assert "+ sounds/fr/wildix-ast/accueil.wav (" in plan.diff()
     assert plan.to_json()["sounds"][0] == {"path": "sounds/en/wildix-ast/accueil.wav",
                                           "change": "add"}
     target.install(plan)
     assert (data / "sounds/fr/wildix-ast/accueil.wav").read_bytes() == \
         library[("accueil", "fr")].wav
-    assert target.plan({"x.conf": "[x]\n"}, media).has_changes is False
+    assert target.plan({"x.conf": "[x]\n"}, sound_files).has_changes is False
     # the English file leaves the site: its files go, packaged prompts stay
-    fewer = {p: b for p, b in media.items() if not p.startswith("sounds/en/")}
+    fewer = {p: b for p, b in sound_files.items() if not p.startswith("sounds/en/")}
     plan = target.plan({"x.conf": "[x]\n"}, fewer)
-    assert [(c.kind, c.path) for c in plan.media] == [
+    assert [(c.kind, c.path) for c in plan.sound_files] == [
         ("remove", "sounds/en/wildix-ast/accueil.wav"),
         ("remove", "sounds/en/wildix-ast/accueil.wav16")]
     target.install(plan)
     assert not (data / "sounds/en/wildix-ast").exists()
     assert (data / "sounds/fr/packaged.wav").read_bytes() == b"not ours"
-    assert plan_media(data, fewer) == ()
+    assert plan_sound_files(data, fewer) == ()
 
 
 def test_rollback_plan_puts_back_the_sound_files_of_its_generation(tmp_path: Path) -> None:
@@ -194,7 +199,7 @@ def test_rollback_plan_puts_back_the_sound_files_of_its_generation(tmp_path: Pat
     added and removed like an apply's, and writing it leaves exactly those files."""
     etc, data = tmp_path / "etc", tmp_path / "data"
     etc.mkdir()
-    target = ConfigTarget(etc, media_dir=data)
+    target = ConfigTarget(etc, data_dir=data)
     old = {"sounds/fr/wildix-ast/a.wav": b"RIFF old a", "sounds/fr/wildix-ast/gone.wav": b"RIFF g",
            "wildix-ast-moh/m/m.wav": b"RIFF music"}
     new = {"sounds/fr/wildix-ast/a.wav": b"RIFF new a", "sounds/en/wildix-ast/added.wav": b"RIFF +",
@@ -203,7 +208,7 @@ def test_rollback_plan_puts_back_the_sound_files_of_its_generation(tmp_path: Pat
     target.install(target.plan({"x.conf": "[y]\n"}, new))
     plan, chosen = target.rollback_plan()
     assert chosen.number == 1
-    assert [(c.kind, c.path) for c in plan.media] == [
+    assert [(c.kind, c.path) for c in plan.sound_files] == [
         ("change", "sounds/fr/wildix-ast/a.wav"), ("add", "sounds/fr/wildix-ast/gone.wav"),
         ("remove", "sounds/en/wildix-ast/added.wav")]
     assert plan.to_json()["sounds"] == [
@@ -219,30 +224,30 @@ def test_rollback_plan_puts_back_the_sound_files_of_its_generation(tmp_path: Pat
     # a generation that did not record its sound files leaves them alone
     target.install(target.plan({"x.conf": "[z]\n"}))
     plan, _ = target.rollback_plan(4)
-    assert plan.media == () and plan.media_after is None
+    assert plan.sound_files == () and plan.sound_files_after is None
 
 
 def test_the_audio_of_installed_files_goes_back_to_the_store(tmp_path: Path) -> None:
     """A rollback gives the store the audio of the sound files it restores."""
     site = load_site(site_with_sounds(tmp_path))
     library = prepare(site, tmp_path, _none_known)
-    media = media_files(site.sounds, "fr", library)
+    sound_files = files_to_install(site.sounds, "fr", library)
     digests = {key: audio.digest for key, audio in library.items()}
-    assert library_from_media(digests, media) == library
-    del media["sounds/en/wildix-ast/accueil.wav16"]
-    assert library_from_media(digests, media) is None
+    assert library_from_files(digests, sound_files) == library
+    del sound_files["sounds/en/wildix-ast/accueil.wav16"]
+    assert library_from_files(digests, sound_files) is None
 
 
-def test_put_media_writes_readable_files(tmp_path: Path) -> None:
-    put_media(tmp_path, {"sounds/fr/wildix-ast/a.wav": b"RIFF"})
+def test_put_sound_files_writes_readable_files(tmp_path: Path) -> None:
+    put_sound_files(tmp_path, {"sounds/fr/wildix-ast/a.wav": b"RIFF"})
     assert (tmp_path / "sounds/fr/wildix-ast/a.wav").stat().st_mode & 0o777 == 0o644
 
 
-def test_put_media_folders_are_readable_under_a_strict_umask(tmp_path: Path) -> None:
+def test_put_sound_files_folders_are_readable_under_a_strict_umask(tmp_path: Path) -> None:
     """The Ansible module runs wildix-ast with umask 077; Asterisk reads as its own user."""
     old = os.umask(0o077)
     try:
-        put_media(tmp_path, {"wildix-ast-moh/attente/attente.wav": b"RIFF"})
+        put_sound_files(tmp_path, {"wildix-ast-moh/attente/attente.wav": b"RIFF"})
     finally:
         os.umask(old)
     for folder in ("wildix-ast-moh", "wildix-ast-moh/attente"):
@@ -257,14 +262,14 @@ def test_linked_language_folders_change_nothing_once_installed(tmp_path: Path) -
     (sounds / "fr").symlink_to("fr_CA_f_June")
     (sounds / "fr_CA").symlink_to("fr_CA_f_June")
     wanted = {"sounds/fr/wildix-ast/a.wav": b"RIFF", "sounds/wildix-ast/a.wav": b"RIFF"}
-    put_media(tmp_path, wanted)
-    assert plan_media(tmp_path, wanted) == ()
+    put_sound_files(tmp_path, wanted)
+    assert plan_sound_files(tmp_path, wanted) == ()
     # a file the site no longer has is removed once, under one of its names
-    gone = plan_media(tmp_path, {"sounds/wildix-ast/a.wav": b"RIFF"})
+    gone = plan_sound_files(tmp_path, {"sounds/wildix-ast/a.wav": b"RIFF"})
     assert [c.kind for c in gone] == ["remove"]
-    put_media(tmp_path, {c.path: None for c in gone})
+    put_sound_files(tmp_path, {c.path: None for c in gone})
     assert not (sounds / "fr_CA_f_June" / "wildix-ast").exists()
-    assert plan_media(tmp_path, {"sounds/wildix-ast/a.wav": b"RIFF"}) == ()
+    assert plan_sound_files(tmp_path, {"sounds/wildix-ast/a.wav": b"RIFF"}) == ()
 
 
 def test_hold_music_classes_follow_the_site(tmp_path: Path) -> None:

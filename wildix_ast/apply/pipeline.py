@@ -91,7 +91,7 @@ class Compiled:
     ami_port: int
     ami_username: str
     ami_secret: str
-    media: dict[str, bytes] | None = None
+    sound_files: dict[str, bytes] | None = None
     """The sound files (path under the data folder -> bytes); None: left alone."""
 
     def ami(self, timeout: float = 5.0) -> AmiClient:
@@ -108,7 +108,7 @@ def compile_site(site: Site, vault: SecretVault, target: Target,
     `sounds`: the converted audio of the site's sounds (the sound files are installed
     only with it)."""
     from wildix_ast.asterisk.render import render_site
-    from wildix_ast.sounds.install import media_files
+    from wildix_ast.sounds.install import files_to_install
 
     running = target.adapt(with_secrets(site, vault))
     manager = running.system.manager
@@ -117,10 +117,10 @@ def compile_site(site: Site, vault: SecretVault, target: Target,
                         templates=templates, voicemail_pins=voicemail_pins(running, vault),
                         sounds=sounds,
                         runtime_secret=manager_secret(vault, runtime_account(manager.username)))
-    media = None if sounds is None else media_files(
+    sound_files = None if sounds is None else files_to_install(
         running.sounds, running.system.language_region.language, sounds)
     return Compiled(site=running, files=files, ami_host=target.ami_host, ami_port=manager.port,
-                    ami_username=manager.username, ami_secret=secret, media=media)
+                    ami_username=manager.username, ami_secret=secret, sound_files=sound_files)
 
 
 def site_sounds(site: Site, site_file: Path, store: Store) -> SoundLibrary:
@@ -139,7 +139,7 @@ def config_target(target: Target, compiled: Compiled | None) -> ConfigTarget:
     from wildix_ast.apply import ConfigTarget
 
     return ConfigTarget(target.etc_dir, compiled.ami if compiled is not None else None,
-                        name=target.name, media_dir=target.data_dir)
+                        name=target.name, data_dir=target.data_dir)
 
 
 def render_to_folder(site: Site, vault: SecretVault, out_dir: Path, *,
@@ -205,20 +205,20 @@ def _snapshot(config: ConfigTarget, generation: Generation | None, text: str,
 
 
 def _snapshot_sounds(config: ConfigTarget, number: int,
-                     media: dict[str, bytes] | None) -> SoundLibrary | None:
-    """The audio of generation `number`'s sounds, from `media`, the sound files a plan puts
+                     sound_files: dict[str, bytes] | None) -> SoundLibrary | None:
+    """The audio of generation `number`'s sounds, from `sound_files`, the sound files a plan puts
     back from it (None: no sound file is put back, and the store keeps its audio)."""
     import json
 
-    from wildix_ast.sounds.install import library_from_media
+    from wildix_ast.sounds.install import library_from_files
 
     kept = config.state.attachment(number, SOUNDS_SNAPSHOT)
-    if media is None or kept is None:
+    if sound_files is None or kept is None:
         return None
     digests = json.loads(kept)
-    return library_from_media({(name, language): digest
+    return library_from_files({(name, language): digest
                                for name, languages in digests.items()
-                               for language, digest in languages.items()}, media)
+                               for language, digest in languages.items()}, sound_files)
 
 
 def _recover(config: ConfigTarget, store: Store, progress: Progress,
@@ -288,7 +288,7 @@ def apply_site(site: Site, store: Store, target: Target, *, source_text: str | N
     compiled = compile_site(site, store, target, templates, sounds)
     config = config_target(target, compiled)
     if dry_run:
-        plan = config.plan(compiled.files, compiled.media)
+        plan = config.plan(compiled.files, compiled.sound_files)
         journal = config.interrupted()
         outcome = ApplyOutcome(target.name, plan, dry_run=True)
         if journal is not None:
@@ -308,7 +308,7 @@ def apply_site(site: Site, store: Store, target: Target, *, source_text: str | N
 
     with config.locked(lock_timeout):
         recovered = _recover(config, store, progress, offline)
-        plan = config.plan(compiled.files, compiled.media)
+        plan = config.plan(compiled.files, compiled.sound_files)
         outcome = ApplyOutcome(target.name, plan, offline=offline, recovered=recovered)
         if show_plan is not None:
             show_plan(plan)
@@ -365,7 +365,7 @@ def rollback_target(store: Store, target: Target, *, to: int | None = None,
         snapshot = config.state.attachment(chosen.number, SITE_SNAPSHOT)
         restored_site = Site.model_validate_json(snapshot) if snapshot is not None else None
         # the audio of the sound files the plan puts back (None: the store keeps its own)
-        restored_sounds = _snapshot_sounds(config, chosen.number, plan.new_media)
+        restored_sounds = _snapshot_sounds(config, chosen.number, plan.new_sound_files)
         store_note: list[str] = []
         update = (_StoreUpdate(store, restored_site, sounds=restored_sounds)
                   if restored_site is not None else None)
@@ -394,6 +394,6 @@ def install_stored_site(store: Store, target: Target) -> None:
     config = config_target(target, compiled)
     with config.locked():
         _recover(config, store, _quiet, offline=True)
-        generation = config.install(config.plan(compiled.files, compiled.media),
+        generation = config.install(config.plan(compiled.files, compiled.sound_files),
                                     store_revision=_revision(store))
         _snapshot(config, generation, _snapshot_text(site), compiled_sounds)

@@ -33,7 +33,7 @@ from wildix_ast.conf import (
     splittable,
 )
 from wildix_ast.errors import ApplyError, Problem
-from wildix_ast.sounds.install import MediaChange, describe
+from wildix_ast.sounds.install import SoundFileChange, describe
 
 MASK = "********"
 # Files smaller than this are parsed whole; larger ones only where they changed.
@@ -120,9 +120,9 @@ class Plan:
     etc_dir: Path
     changes: tuple[FileChange, ...]
     drifted: tuple[str, ...] = ()
-    media: tuple[MediaChange, ...] = ()
+    sound_files: tuple[SoundFileChange, ...] = ()
     """Sound files to write or remove under Asterisk's data folder (wildix_ast.sounds.install)."""
-    media_after: tuple[tuple[str, bytes], ...] | None = None
+    sound_files_after: tuple[tuple[str, bytes], ...] | None = None
     """Every sound file the data folder holds once the plan is applied, (path, bytes) by
     path: what the generation records. None: the sound files are left alone."""
 
@@ -151,7 +151,7 @@ class Plan:
 
     @property
     def has_changes(self) -> bool:
-        return bool(self.touched) or bool(self.media)
+        return bool(self.touched) or bool(self.sound_files)
 
     @property
     def new_files(self) -> dict[str, str]:
@@ -159,10 +159,10 @@ class Plan:
         return {c.name: c.new for c in self.changes if c.new is not None}
 
     @property
-    def new_media(self) -> dict[str, bytes] | None:
+    def new_sound_files(self) -> dict[str, bytes] | None:
         """Every sound file the data folder holds once the plan is applied (None: the plan
         leaves them alone)."""
-        return None if self.media_after is None else dict(self.media_after)
+        return None if self.sound_files_after is None else dict(self.sound_files_after)
 
     def file(self, name: str) -> FileChange | None:
         return next((c for c in self.changes if c.name == name), None)
@@ -172,8 +172,8 @@ class Plan:
         out: list[str] = []
         for change in self.touched:
             out.extend(_file_diff(change))
-        if self.media:
-            out += ["sound files (under Asterisk's data folder):", *describe(self.media)]
+        if self.sound_files:
+            out += ["sound files (under Asterisk's data folder):", *describe(self.sound_files)]
         return "\n".join(out) + ("\n" if out else "")
 
     def modules_to_reload(self) -> list[ReloadStep]:
@@ -243,7 +243,7 @@ class Plan:
             "files": [{"name": c.name, "change": c.kind} for c in self.touched],
             "unchanged": len(self.unchanged),
             "drifted": list(self.drifted),
-            "sounds": [{"path": c.path, "change": c.kind} for c in self.media],
+            "sounds": [{"path": c.path, "change": c.kind} for c in self.sound_files],
             "diff": self.diff(),
             "reloads": [r.cli for r in self.modules_to_reload()],
             "restart_needed": self.restart_reasons(),

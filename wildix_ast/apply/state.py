@@ -72,7 +72,7 @@ class Journal:
     store_revision_before: int | None
     new_files: dict[str, str] = field(default_factory=dict)  # name -> sha256
     #: Asterisk's data folder the sound files below are under (None: sounds left alone)
-    media_dir: str | None = None
+    data_dir: str | None = None
     #: each sound file the apply writes or removes -> sha256 of its saved previous bytes
     #: (`journal/sounds/<sha256>`), None when it did not exist
     sounds_before: dict[str, str | None] = field(default_factory=dict)
@@ -88,7 +88,7 @@ def digest(text: str) -> str:
 
 
 @functools.lru_cache(maxsize=256)
-def media_digest(data: bytes) -> str:
+def sound_digest(data: bytes) -> str:
     # cached like `digest`: the journal, the generation and the recovery ask for the same
     # sound files (an hour of hold music is 170 MB)
     return hashlib.sha256(data).hexdigest()
@@ -246,7 +246,7 @@ class TargetState:
                                 store_revision=store_revision,
                                 from_generation=from_generation,
                                 sounds=None if sounds is None else {
-                                    p: media_digest(b) for p, b in sorted(sounds.items())})
+                                    p: sound_digest(b) for p, b in sorted(sounds.items())})
         root = self.dir / "generations"
         staging = root / f".{number}.{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
@@ -301,7 +301,10 @@ class TargetState:
     def journal(self) -> Journal | None:
         path = self._journal_dir / "journal.json"
         try:
-            return Journal(**json.loads(path.read_text(encoding="utf-8")))
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(data, dict) and "media_dir" in data:  # written before 0.2
+                data["data_dir"] = data.pop("media_dir")
+            return Journal(**data)
         except FileNotFoundError:
             return None
         except (ValueError, TypeError) as e:
@@ -319,11 +322,11 @@ class TargetState:
         saved.mkdir(mode=PRIVATE_DIR, parents=True)
         os.chmod(self._journal_dir, PRIVATE_DIR)
         if sounds_before:
-            journal.sounds_before = {p: None if data is None else media_digest(data)
+            journal.sounds_before = {p: None if data is None else sound_digest(data)
                                      for p, data in sounds_before.items()}
             (self._journal_dir / SOUNDS).mkdir(mode=PRIVATE_DIR)
             self._keep_sounds(self._journal_dir / SOUNDS, {
-                media_digest(data): data for data in sounds_before.values()
+                sound_digest(data): data for data in sounds_before.values()
                 if data is not None})
         kept = self._newest_generation_files()
         for name, text in before.items():

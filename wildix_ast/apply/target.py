@@ -36,12 +36,12 @@ from wildix_ast.apply.state import (
     Journal,
     TargetState,
     digest,
-    media_digest,
+    sound_digest,
 )
 from wildix_ast.apply.verify import Expectation, verify
 from wildix_ast.errors import AmiError, ApplyError
 from wildix_ast.files import fsync_dir, write_atomic
-from wildix_ast.sounds.install import plan_media, put_media
+from wildix_ast.sounds.install import plan_sound_files, put_sound_files
 from wildix_ast.testing.crash_points import crash_point
 
 Progress = Callable[[str, str], None]
@@ -163,28 +163,29 @@ class ConfigTarget:
 
     def __init__(self, etc_dir: Path, ami: AmiFactory | None = None, *,
                  keep: int = DEFAULT_KEEP, name: str | None = None,
-                 media_dir: Path | None = None) -> None:
+                 data_dir: Path | None = None) -> None:
         self.etc_dir = etc_dir
         #: Asterisk's data folder as this host sees it, where sound files go (None: none)
-        self.media_dir = media_dir
+        self.data_dir = data_dir
         self.name = name or str(etc_dir)
         self.state = TargetState(etc_dir, keep)
         self._ami = ami
 
     # -- reading -------------------------------------------------------------------------------
 
-    def plan(self, files: Mapping[str, str], media: Mapping[str, bytes] | None = None) -> Plan:
-        """`media`: the sound files the target must hold (path under the data folder ->
+    def plan(self, files: Mapping[str, str],
+             sound_files: Mapping[str, bytes] | None = None) -> Plan:
+        """`sound_files`: the sound files the target must hold (path under the data folder ->
         bytes); None leaves the sound files alone."""
         plan = make_plan(self.etc_dir, files)
-        if media is None or self.media_dir is None:
+        if sound_files is None or self.data_dir is None:
             return plan
-        return dataclasses.replace(plan, media=plan_media(self.media_dir, media),
-                                   media_after=tuple(sorted(media.items())))
+        return dataclasses.replace(plan, sound_files=plan_sound_files(self.data_dir, sound_files),
+                                   sound_files_after=tuple(sorted(sound_files.items())))
 
-    def _put_media(self, plan: Plan) -> None:
-        if self.media_dir is not None and plan.media:
-            put_media(self.media_dir, {c.path: c.new for c in plan.media})
+    def _put_sound_files(self, plan: Plan) -> None:
+        if self.data_dir is not None and plan.sound_files:
+            put_sound_files(self.data_dir, {c.path: c.new for c in plan.sound_files})
 
     def history(self) -> list[Generation]:
         return self.state.generations()
@@ -207,13 +208,13 @@ class ConfigTarget:
         problems = plan.validate()
         if problems:
             raise ApplyError("the new configuration is invalid; nothing was written", problems)
-        self._put_media(plan)
+        self._put_sound_files(plan)
         _put(self.etc_dir, {c.name: c.new for c in plan.touched})
         self.state.write_manifest(plan.new_files)
         if not plan.has_changes and self.state.generations():
             return None
         return self.state.record_generation(plan.new_files, "install", store_revision,
-                                            sounds=plan.new_media)
+                                            sounds=plan.new_sound_files)
 
     # -- commit --------------------------------------------------------------------------------
 
@@ -252,7 +253,7 @@ class ConfigTarget:
                 progress("rollback", failure)
                 restored = await self._undo(ami, plan.touched, plan.modules_to_reload(),
                                             bool(restart), progress, timeouts.restart,
-                                            self.media_dir, before)
+                                            self.data_dir, before)
                 self.state.end()
                 helper.join()
                 raise ApplyError(f"{failure}; {restored}")
@@ -289,7 +290,7 @@ class ConfigTarget:
             self.state.write_manifest(plan.new_files)
             report.generation = self.state.record_generation(
                 plan.new_files, record.kind, record.revision(), record.from_generation,
-                plan.new_media)
+                plan.new_sound_files)
         elif record.on_verified is not None:
             record.on_verified()
         report.total_seconds = time.monotonic() - started
@@ -307,26 +308,26 @@ class ConfigTarget:
             reloads=[r.module for r in plan.modules_to_reload()], restart=bool(restart),
             store_revision_before=record.store_revision,
             new_files={n: digest(t) for n, t in plan.new_files.items()},
-            media_dir=None if self.media_dir is None else str(self.media_dir),
-            new_sounds=None if plan.media_after is None else {
-                p: media_digest(b) for p, b in plan.media_after})
-        before = {c.path: c.old for c in plan.media}
+            data_dir=None if self.data_dir is None else str(self.data_dir),
+            new_sounds=None if plan.sound_files_after is None else {
+                p: sound_digest(b) for p, b in plan.sound_files_after})
+        before = {c.path: c.old for c in plan.sound_files}
         self.state.begin(journal, {c.name: c.old for c in plan.touched if c.old is not None},
                          before)
         say("backup", f"running files kept in {self.state.dir / 'journal'}")
         for change in plan.touched:
             say("write", f"{change.kind} {change.name}")
         crash_point("before-write")
-        for media in plan.media:
-            say("write", f"{media.kind} sound {media.path}")
-        self._put_media(plan)
+        for sound_files in plan.sound_files:
+            say("write", f"{sound_files.kind} sound {sound_files.path}")
+        self._put_sound_files(plan)
         crash_point("after-sounds")
         _put(self.etc_dir, {c.name: c.new for c in plan.touched})
         crash_point("after-write")
         report.files_written = [c.name for c in plan.touched if c.new is not None]
         report.files_removed = plan.removed
-        report.sounds_written = [c.path for c in plan.media if c.new is not None]
-        report.sounds_removed = [c.path for c in plan.media if c.new is None]
+        report.sounds_written = [c.path for c in plan.sound_files if c.new is not None]
+        report.sounds_removed = [c.path for c in plan.sound_files if c.new is None]
         return journal, before
 
     async def _go_live(self, ami: AmiClient, plan: Plan, journal: Journal,
@@ -363,7 +364,7 @@ class ConfigTarget:
         if plan.has_changes or not self.state.generations():
             say("record", "keeping this configuration as a new generation")
             report.generation = self.state.record_generation(
-                plan.new_files, record.kind, revision, record.from_generation, plan.new_media)
+                plan.new_files, record.kind, revision, record.from_generation, plan.new_sound_files)
         self.state.end()
         report.total_seconds = time.monotonic() - started
         say("done", f"applied in {report.total_seconds:.2f} s")
@@ -371,19 +372,19 @@ class ConfigTarget:
 
     async def _undo(self, ami: AmiClient, touched: list[FileChange], reloads: list[ReloadStep],
                     restart: bool, say: Progress, restart_timeout: float,
-                    media_dir: Path | None = None,
+                    data_dir: Path | None = None,
                     sounds: Mapping[str, bytes | None] | None = None) -> str:
         """Put back the previous files and sound files (`sounds`: path -> previous bytes,
         None for one that did not exist), reload and verify."""
         names = ", ".join(c.name for c in touched)
-        sounds = sounds if media_dir is not None and sounds else {}
+        sounds = sounds if data_dir is not None and sounds else {}
         if sounds:
             names += f" and {len(sounds)} sound files"
         try:
             # The previous sounds before the previous configuration that plays them is
             # reloaded; the sounds it does not know only once it no longer plays them.
-            if sounds and media_dir is not None:
-                put_media(media_dir, {p: b for p, b in sounds.items() if b is not None})
+            if sounds and data_dir is not None:
+                put_sound_files(data_dir, {p: b for p, b in sounds.items() if b is not None})
             _put(self.etc_dir, {c.name: c.old for c in touched})
         except OSError as e:
             return (f"RESTORING THE PREVIOUS FILES FAILED ({e}); they are kept in "
@@ -397,9 +398,9 @@ class ConfigTarget:
             return (f"the previous files were restored ({names}) but reloading them failed: "
                     f"{e.message}")
         finally:
-            if sounds and media_dir is not None:
+            if sounds and data_dir is not None:
                 with contextlib.suppress(OSError):
-                    put_media(media_dir, {p: None for p, b in sounds.items() if b is None})
+                    put_sound_files(data_dir, {p: None for p, b in sounds.items() if b is None})
         old = Expectation()
         for change in touched:
             if change.old is not None:
@@ -428,12 +429,12 @@ class ConfigTarget:
                 f"started {journal.started_at}: {journal.command})")
         stored = (store_revision is not None and journal.store_revision_before is not None
                   and store_revision > journal.store_revision_before)
-        media_dir = Path(journal.media_dir) if journal.media_dir else None
+        data_dir = Path(journal.data_dir) if journal.data_dir else None
         if journal.step == "recording" and stored:
             files = {n: t for n in journal.new_files if (t := self.state.read(n)) is not None}
             # the apply wrote its sounds before its files: they are on disk
-            sounds = (None if journal.new_sounds is None or media_dir is None
-                      else _read_sounds(media_dir, journal.new_sounds))
+            sounds = (None if journal.new_sounds is None or data_dir is None
+                      else _read_sounds(data_dir, journal.new_sounds))
             self.state.write_manifest(files)
             generation = self.state.record_generation(files, "recovered", store_revision,
                                                       sounds=sounds)
@@ -452,7 +453,7 @@ class ConfigTarget:
         reloads = [ReloadStep(m, f"module reload {m}", ()) for m in journal.reloads]
         async with self._ami_client() as ami:
             result = await self._undo(ami, touched, reloads, journal.restart, progress,
-                                      restart_timeout, media_dir,
+                                      restart_timeout, data_dir,
                                       self.state.saved_sounds(journal))
         self.state.end()
         return Recovery(f"undid {what}: {result}")
@@ -460,8 +461,8 @@ class ConfigTarget:
     def _put_back(self, journal: Journal) -> None:
         """The files and sound files as they were before the journal's apply, written
         without Asterisk."""
-        if journal.media_dir and journal.sounds_before:
-            put_media(Path(journal.media_dir), self.state.saved_sounds(journal))
+        if journal.data_dir and journal.sounds_before:
+            put_sound_files(Path(journal.data_dir), self.state.saved_sounds(journal))
         saved = self.state.saved_before()
         _put(self.etc_dir, {n: saved.get(n) for n in journal.touched})
 

@@ -8,7 +8,7 @@ endpoint (never its caller ID: a phone can claim any) and plays what it answers.
 writes the store, so the next call follows the change without any reload.
 
 Mobility: the call-user subroutine adds `&Local/<extension>@wildix-mobility/n` to its Dial
-when the call's class has mobility on. That leg asks the route `mobility` for the user's
+when the call's type has mobility on. That leg asks the route `mobility` for the user's
 mobile, delay, confirmation and ACL group, waits the delay unanswered (the caller's Dial
 keeps ringing the phone), then takes the ordinary outgoing route of the mobile number (call
 classes, the user's ACL group, class limits, trunk failover). With confirmation the trunk's

@@ -88,7 +88,7 @@ def action_for(preferences: Preferences, call: IncomingCall) -> tuple[Action, st
     """(what to do, the forward-always destination when forwarding)."""
     if _listed(preferences.blacklist, call.caller):
         return Action.REJECT, ""
-    functions = preferences.of_class(call.call_type)
+    functions = preferences.of_call_type(call.call_type)
     trusted = _listed(preferences.whitelist, call.caller)
     if functions.reject and not trusted:
         return Action.REJECT, ""
@@ -107,7 +107,7 @@ def decide(user: User | None, call: IncomingCall) -> dict[str, str]:
         decision[ACTION] = Action.DIRECT
         return decision
     preferences = user.preferences
-    functions = preferences.of_class(call.call_type)
+    functions = preferences.of_call_type(call.call_type)
     action, forward = action_for(preferences, call)
     decision.update({
         ACTION: action.value,

@@ -228,7 +228,7 @@ def _show_plan(change: Plan) -> None:
         out.print(f"[green]no changes[/]: the {len(change.changes)} files Asterisk runs are "
                   "up to date")
     elif not touched:
-        out.print(f"configuration files unchanged; {len(change.media)} sound files change")
+        out.print(f"configuration files unchanged; {len(change.sound_files)} sound files change")
     else:
         table = _table("plan")
         table.add_column("file")

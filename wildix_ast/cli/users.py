@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from wildix_ast.cli.console import emit_json, mode, out
-from wildix_ast.model.preferences import ClassPreferences, Preferences, edit
+from wildix_ast.model.preferences import CallTypePreferences, Preferences, edit
 
 app = typer.Typer(help="A user's preferences (forwards, reject, lists, DND...), changed live.",
                   no_args_is_help=True)
@@ -77,7 +77,7 @@ def _print(extension: str, preferences: Preferences, as_json: bool, verb: str | 
     table.add_column("function")
     table.add_column("internal")
     table.add_column("external")
-    for name in ClassPreferences.model_fields:
+    for name in CallTypePreferences.model_fields:
         table.add_row(name, _text(getattr(preferences.internal, name)),
                       _text(getattr(preferences.external, name)))
     out.print(table)

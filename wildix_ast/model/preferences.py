@@ -1,10 +1,11 @@
-"""WMS user preferences ("Préférences utilisateur"): the phone functions per call class and
-the user's settings, kept per user in the store and read by the FastAGI service on each call.
+"""WMS user preferences ("Préférences utilisateur"): the phone functions per call type
+(internal, external) and the user's settings, kept per user in the store and read by the
+FastAGI service on each call.
 
-Classes: `internal` (a colleague calls) and `external` (a call from a trunk, the dialplan's
+Call types: `internal` (a colleague calls) and `external` (a call from a trunk, the dialplan's
 `WILDIX_CALLTYPE=external`), each with its own functions; plus a `whitelist` and a
 `blacklist` of caller numbers kept per user: a blacklisted caller is refused whatever the
-class, a whitelisted one goes through "reject all" and do-not-disturb.
+call type, a whitelisted one goes through "reject all" and do-not-disturb.
 
 Every value here can reach the dialplan at call time (through AGI channel variables that
 become Dial/Goto arguments), so each is a number, a fixed word, an identifier, a bounded
@@ -52,13 +53,13 @@ Seconds = Annotated[int, Field(ge=1, le=600)]
 Delay = Annotated[int, Field(ge=0, le=120)]
 
 
-class ClassPreferences(BaseModel):
-    """The phone functions for one call class (WMS "Fonctions")."""
+class CallTypePreferences(BaseModel):
+    """The phone functions for one call type, internal or external (WMS "Fonctions")."""
 
     model_config = STRICT
 
     reject: bool = False
-    """Refuse every call of this class (a whitelisted caller still rings)."""
+    """Refuse every call of this type (a whitelisted caller still rings)."""
     forward_busy: ForwardTarget | None = None
     forward_unavailable: ForwardTarget | None = None
     """No answer within the call timeout, or no phone reachable."""
@@ -90,13 +91,13 @@ class Hotline(BaseModel):
 
 
 class Preferences(BaseModel):
-    """A user's preferences: functions per class, caller lists, settings (WMS
+    """A user's preferences: functions per call type, caller lists, settings (WMS
     "Paramètres")."""
 
     model_config = STRICT
 
-    internal: ClassPreferences = Field(default_factory=ClassPreferences)
-    external: ClassPreferences = Field(default_factory=ClassPreferences)
+    internal: CallTypePreferences = Field(default_factory=CallTypePreferences)
+    external: CallTypePreferences = Field(default_factory=CallTypePreferences)
     whitelist: Annotated[list[CallerPattern], Field(max_length=500)] = Field(
         default_factory=empty_list)
     blacklist: Annotated[list[CallerPattern], Field(max_length=500)] = Field(
@@ -130,7 +131,7 @@ class Preferences(BaseModel):
                 raise ValueError(problem)
         return on
 
-    def of_class(self, call_type: str) -> ClassPreferences:
+    def of_call_type(self, call_type: str) -> CallTypePreferences:
         """The functions for a call of `call_type` (`external`, else internal)."""
         return self.external if call_type == "external" else self.internal
 
@@ -138,7 +139,7 @@ class Preferences(BaseModel):
         """(location, number) of every forward and hotline destination."""
         found: list[tuple[str, str]] = []
         for name in ("internal", "external"):
-            functions: ClassPreferences = getattr(self, name)
+            functions: CallTypePreferences = getattr(self, name)
             for kind in ("forward_busy", "forward_unavailable", "forward_always"):
                 value = getattr(functions, kind)
                 if value is not None:

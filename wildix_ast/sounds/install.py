@@ -46,7 +46,7 @@ SOUND_FOLDER = "wildix-ast"
 
 
 @dataclass(frozen=True)
-class MediaChange:
+class SoundFileChange:
     """One sound file to write or remove, relative to Asterisk's data folder."""
 
     path: str
@@ -68,7 +68,7 @@ def _language_file(name: str, language: str, fmt: str) -> str:
     return f"sounds/{language}/{SOUND_FOLDER}/{name}.{fmt}"
 
 
-def media_files(sounds: list[Sound], site_language: str,
+def files_to_install(sounds: list[Sound], site_language: str,
                 audio: Mapping[SoundKey, Audio]) -> dict[str, bytes]:
     """Path under the data folder -> bytes, for every sound file of the site."""
     out: dict[str, bytes] = {}
@@ -89,15 +89,15 @@ def media_files(sounds: list[Sound], site_language: str,
     return out
 
 
-def library_from_media(digests: Mapping[SoundKey, str],
-                       media: Mapping[str, bytes]) -> dict[SoundKey, Audio] | None:
-    """`media_files` backwards: the converted audio of each (sound, language) whose audio
-    digest `digests` gives, read from the sound files `media` installed (a rollback gives
+def library_from_files(digests: Mapping[SoundKey, str],
+                       sound_files: Mapping[str, bytes]) -> dict[SoundKey, Audio] | None:
+    """`files_to_install` backwards: the converted audio of each (sound, language) whose audio
+    digest `digests` gives, read from the sound files `sound_files` installed (a rollback gives
     the store back the audio of the generation it restores). None when a file is missing."""
     library: dict[SoundKey, Audio] = {}
     for (name, language), digest in digests.items():
-        wav = media.get(_language_file(name, language, "wav"))
-        wav16 = media.get(_language_file(name, language, "wav16"))
+        wav = sound_files.get(_language_file(name, language, "wav"))
+        wav16 = sound_files.get(_language_file(name, language, "wav16"))
         if wav is None or wav16 is None:
             return None
         library[(name, language)] = Audio(digest, wav, wav16)
@@ -113,16 +113,16 @@ def _owned(root: Path) -> list[Path]:
     return found
 
 
-def plan_media(root: Path, wanted: Mapping[str, bytes]) -> tuple[MediaChange, ...]:
+def plan_sound_files(root: Path, wanted: Mapping[str, bytes]) -> tuple[SoundFileChange, ...]:
     """What writing `wanted` under `root` changes (files compared byte for byte)."""
-    changes: list[MediaChange] = []
+    changes: list[SoundFileChange] = []
     for path in sorted(wanted):
         try:
             old: bytes | None = (root / path).read_bytes()
         except (FileNotFoundError, NotADirectoryError):
             old = None
         if old != wanted[path]:
-            changes.append(MediaChange(path, "add" if old is None else "change", old,
+            changes.append(SoundFileChange(path, "add" if old is None else "change", old,
                                        wanted[path]))
     # A wanted file reached through another link is no file to remove: removing it would
     # remove the wanted one, and every apply would put it back.
@@ -132,7 +132,7 @@ def plan_media(root: Path, wanted: Mapping[str, bytes]) -> tuple[MediaChange, ..
         if real in seen:
             continue
         seen.add(real)
-        changes.append(MediaChange(found.relative_to(root).as_posix(), "remove",
+        changes.append(SoundFileChange(found.relative_to(root).as_posix(), "remove",
                                    found.read_bytes(), None))
     return tuple(changes)
 
@@ -150,7 +150,7 @@ def _make_folders(folder: Path) -> None:
         os.chmod(path, FOLDER_MODE)
 
 
-def put_media(root: Path, contents: Mapping[str, bytes | None]) -> None:
+def put_sound_files(root: Path, contents: Mapping[str, bytes | None]) -> None:
     """Write (atomically) or remove each file; folders left empty are removed."""
     for path, data in contents.items():
         target = root / path
@@ -164,7 +164,7 @@ def put_media(root: Path, contents: Mapping[str, bytes | None]) -> None:
         write_atomic_bytes(target, data, mode=MEDIA_MODE)
 
 
-def describe(changes: tuple[MediaChange, ...]) -> list[str]:
+def describe(changes: tuple[SoundFileChange, ...]) -> list[str]:
     """Plan lines: `+ sounds/fr/wildix-ast/accueil.wav (12.3 kB)`."""
     sign = {"add": "+", "change": "~", "remove": "-"}
     return [f"{sign[c.kind]} {c.path} ({len(c.new if c.new is not None else c.old or b'')}"

@@ -78,13 +78,13 @@ def mobility(store: Store, request: AgiRequest) -> Decision:
 
 def missed_call(store: Store, spool: MailSpool, request: AgiRequest) -> Decision:
     """`missed-call EXTENSION CALLTYPE`, from the caller's hang-up handler when the user did
-    not answer: queues the mail if the call's class asks for it and the user has an email.
+    not answer: queues the mail if the call's type asks for it and the user has an email.
     WILDIX_MISSED_QUEUED: 1 queued, 0 not wanted or already queued for this call."""
     extension, call_type = _arg(request, 0), _arg(request, 1)
     user = store.user_by_extension(extension) if extension.isdigit() else None
     preferences = store.preferences_of(extension) if user is not None else None
     if user is None or preferences is None or user.email is None \
-            or not preferences.of_class(call_type).missed_call_email:
+            or not preferences.of_call_type(call_type).missed_call_email:
         return Decision({"WILDIX_MISSED_QUEUED": "0"})
     queued = spool.queue_missed_call(MissedCall(
         uniqueid=request.uniqueid, user_extension=user.extension, user_name=user.name,
