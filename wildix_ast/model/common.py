@@ -1,7 +1,9 @@
 """What every WMS menu model shares: the pydantic configuration and the built-in names.
 
-The menu modules (system, groups, dialplan, users) sit side by side and import only this
-module and `fields`; the rules that span them live in `references`."""
+Each menu module imports this module, `fields` and the models it contains (a user's
+preferences, a dialplan's procedures, a trunk's codecs), never a sibling section; the rules
+that span sections live in `references`, `routing` and `dialplan_rules`, which read
+`sections`."""
 
 from __future__ import annotations
 
