@@ -7,10 +7,10 @@ from ipaddress import IPv4Address
 from typing import Self
 
 from pydantic import BaseModel, Field, model_validator
-from pydantic_core import ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
 from wildix_ast.model.call_groups import CallGroup
-from wildix_ast.model.common import DEFAULT_GROUP, STRICT, empty_list
+from wildix_ast.model.common import DEFAULT_GROUP, STRICT, Srtp, empty_list
 from wildix_ast.model.dialplan import Dialplan
 from wildix_ast.model.groups import Group
 from wildix_ast.model.ivrs import Ivr
@@ -20,6 +20,18 @@ from wildix_ast.model.system import System
 from wildix_ast.model.time_frames import TimeFrame
 from wildix_ast.model.trunks import Trunk, TrunkGroup
 from wildix_ast.model.users import User
+
+
+def _srtp_errors(site: Site) -> list[InitErrorDetails]:
+    """A group cannot require SRTP on a site without TLS: SDES keys never travel over UDP
+    or TCP, so every call of its phones would be refused."""
+    if site.system.sip_rtp.tls:
+        return []
+    return [{"type": PydanticCustomError("srtp", "srtp: required needs TLS on the site "
+                                         "(system.sip_rtp.tls_certificate and tls_private_key)"
+                                         ": SDES keys are never sent over UDP or TCP"),
+             "loc": ("groups", i, "srtp"), "input": group.srtp}
+            for i, group in enumerate(site.groups) if group.srtp is Srtp.REQUIRED]
 
 
 class Site(BaseModel):
@@ -56,7 +68,8 @@ class Site(BaseModel):
         from wildix_ast.model.dialplan_rules import dialplan_errors
         from wildix_ast.model.routing import routing_errors
 
-        problems = [*reference_errors(site, cls), *routing_errors(site), *dialplan_errors(site)]
+        problems = [*reference_errors(site, cls), *routing_errors(site), *dialplan_errors(site),
+                    *_srtp_errors(site)]
         if problems:
             raise ValidationError.from_exception_data(cls.__name__, problems)
         return site
