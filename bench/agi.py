@@ -45,11 +45,26 @@ sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 from wildix_ast.ami import AmiClient
 from wildix_ast.cli.agi import check
 from wildix_ast.services.agi.probe import probe
-from wildix_ast.services.agi.server import OK, STATUS_VARIABLE
+from wildix_ast.services.agi.server import OK, STATUS_VARIABLE, request_signature
+from wildix_ast.store import open_store
+from wildix_ast.store.vault import fastagi_key
 
 HOST = "127.0.0.1"
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "site.yaml"
 WILDIX = [sys.executable, "-m", "wildix_ast"]
+
+
+#: port -> the FastAGI key of the `wildix-ast agi serve` listening there (its requests are
+#: signed, as the project's dialplan signs them); panoramisk's take the bare route
+KEYS: dict[int, str] = {}
+PROBE_UNIQUEID = "1700000000.1"  # the uniqueid of `probe.handshake`
+
+
+def route(port: int, name: str, args: list[str]) -> str:
+    key = KEYS.get(port)
+    if key is None:
+        return name
+    return f"{request_signature(key, PROBE_UNIQUEID, name, args)}/{name}"
 
 
 def free_port() -> int:
@@ -81,19 +96,22 @@ asyncio.run(main())
 """
 
 
-def start_server(port: int, kind: str, db: str | None = None) -> subprocess.Popen[bytes]:
-    """`wildix-ast agi serve` (kind "ours", reading the store `db` if given) or the
-    panoramisk baseline, answering."""
+def start_server(port: int, kind: str, db: str) -> subprocess.Popen[bytes]:
+    """`wildix-ast agi serve` (kind "ours", reading the store `db`, which gets a FastAGI
+    key) or the panoramisk baseline, answering."""
     command = [*WILDIX, "agi", "serve", "--host", HOST, "--port",
                str(port)] if kind == "ours" else [sys.executable, "-c", PANORAMISK_SERVER,
                                                   str(port)]
-    if db is not None:
+    if kind == "ours":
         command += ["--db", db]
+        with open_store(db) as store:
+            KEYS[port] = fastagi_key(store)
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
-            result = asyncio.run(probe(HOST, port, "popup", ["x"], timeout=1))
+            result = asyncio.run(probe(HOST, port, route(port, "popup", ["x"]), ["x"],
+                                       timeout=1))
             if result.variables.get(STATUS_VARIABLE) == OK:
                 return process
         except Exception:
@@ -127,7 +145,8 @@ class Tally:
 
     async def one(self, port: int) -> None:
         try:
-            result = await probe(HOST, port, "popup", ["{CALLERNUM:1}"], timeout=10)
+            result = await probe(HOST, port, route(port, "popup", ["{CALLERNUM:1}"]),
+                                 ["{CALLERNUM:1}"], timeout=10)
         except ConnectionRefusedError:
             self.refused += 1
             return
@@ -195,7 +214,9 @@ def measure_latency(console: Console, concurrency: int, sessions: int) -> None:
     figures: dict[str, Tally] = {}
     names = {"panoramisk": "panoramisk 1.4", "ours": "wildix-ast agi"}
     ports = {kind: free_port() for kind in names}
-    processes = {kind: start_server(ports[kind], kind) for kind in names}
+    scratch = tempfile.TemporaryDirectory(prefix="wildix-bench-agi-")
+    db = f"sqlite:///{scratch.name}/store.sqlite3"
+    processes = {kind: start_server(ports[kind], kind, db) for kind in names}
     scenarios: list[tuple[str, Callable[[int], Coroutine[Any, Any, Tally]]]] = [
         ("1 at a time", lambda port: back_to_back(port, 1, max(200, sessions // 20))),
         (f"bursts of {concurrency} at once",
@@ -219,6 +240,7 @@ def measure_latency(console: Console, concurrency: int, sessions: int) -> None:
         for process in processes.values():
             process.terminate()
             process.wait(timeout=15)
+        scratch.cleanup()
     console.print(table)
     ours = figures[f"ours:{concurrency} back to back"]
     theirs = figures[f"panoramisk:{concurrency} back to back"]
@@ -249,11 +271,11 @@ exten => 600,1,Set(T0=${{STRFTIME(,,%s.%6q)}})
  same => n,Goto(decided,s,1)
 exten => 601,1,Set(T0=${{STRFTIME(,,%s.%6q)}})
  same => n,Set(WILDIX_AGI_STATUS=)
- same => n,AGI(agi://127.0.0.1:{port}/popup,https://crm.example/?n={{CALLERNUM}})
+ same => n,AGI(agi://127.0.0.1:{port}/${{SHA1({key}|${{UNIQUEID}}|popup|https://crm.example/?n={{CALLERNUM}}|{key})}}/popup,https://crm.example/?n={{CALLERNUM}})
  same => n,Goto(decided,s,1)
 exten => 602,1,Set(T0=${{STRFTIME(,,%s.%6q)}})
  same => n,Set(WILDIX_AGI_STATUS=)
- same => n,AGI(agi://127.0.0.1:{port}/call-user,102,)
+ same => n,AGI(agi://127.0.0.1:{port}/${{SHA1({key}|${{UNIQUEID}}|call-user|102||{key})}}/call-user,102,)
  same => n,Goto(decided,s,1)
 
 [decided]
@@ -269,7 +291,7 @@ POPUP = "FastAGI popup"
 CALL_USER = "FastAGI call-user"
 ROUTES = (("pure dialplan", "600"), (POPUP, "601"), (CALL_USER, "602"))
 BENCH_MODULES = ("res_speech.so", "res_agi.so", "app_userevent.so", "func_strings.so",
-                 "func_callerid.so")
+                 "func_callerid.so", "func_sha1.so")
 
 
 class Decisions:
@@ -319,29 +341,32 @@ def measure_calls(console: Console, calls: int, rate: float, hold: float,
     from support.lab_fixtures import PJSIP_MODULES, pjsip_phone_conf, running_lab
 
     agi_port = free_port()
-    files = {"extensions.conf": EXTENSIONS.format(port=agi_port),
-             "pjsip.conf": pjsip_phone_conf("101", "Bench-Passw0rd-101", "sip-in")}
     rows: list[tuple[str, Any, Decisions, float]] = []
-    with tempfile.TemporaryDirectory(prefix="wildix-bench-agi-") as tmp, \
-            running_lab(Path(tmp), "bench-agi", extra_modules=BENCH_MODULES + PJSIP_MODULES,
-                        extra_files=files) as lab:
+    with tempfile.TemporaryDirectory(prefix="wildix-bench-agi-") as tmp:
         # `wildix-ast agi serve`, as the unit runs it: its own process, with the example
-        # site in its store for the call-user route
+        # site in its store for the call-user route, and its key (the dialplan signs with it)
         db = f"sqlite:///{tmp}/store.sqlite3"
         subprocess.run([*WILDIX, "import", str(EXAMPLE), "--db", db], check=True,
                        stdout=subprocess.DEVNULL)
-        server_process = start_server(agi_port, "ours", db)
-        try:
-            for index in range(rounds):  # interleaved: a neighbour's load hits all alike
-                for label, number in ROUTES:
-                    result, decisions, elapsed = asyncio.run(sip_run(
-                        lab.ports.ami, lab.ports.sip, number, calls, rate, hold,
-                        Path(tmp) / f"sipp-{number}-{index}"))
-                    rows.append((label, result, decisions, elapsed))
-            server = asyncio.run(check(HOST, agi_port, 2.0))
-        finally:
-            server_process.terminate()
-            server_process.wait(timeout=15)
+        with open_store(db) as store:
+            key = fastagi_key(store)
+        files = {"extensions.conf": EXTENSIONS.format(port=agi_port, key=key),
+                 "pjsip.conf": pjsip_phone_conf("101", "Bench-Passw0rd-101", "sip-in")}
+        with running_lab(Path(tmp), "bench-agi",
+                         extra_modules=BENCH_MODULES + PJSIP_MODULES,
+                         extra_files=files) as lab:
+            server_process = start_server(agi_port, "ours", db)
+            try:
+                for index in range(rounds):  # interleaved: a neighbour's load hits all alike
+                    for label, number in ROUTES:
+                        result, decisions, elapsed = asyncio.run(sip_run(
+                            lab.ports.ami, lab.ports.sip, number, calls, rate, hold,
+                            Path(tmp) / f"sipp-{number}-{index}"))
+                        rows.append((label, result, decisions, elapsed))
+                server = asyncio.run(check(HOST, agi_port, 2.0))
+            finally:
+                server_process.terminate()
+                server_process.wait(timeout=15)
     concurrency = round(rate * hold)
     table = Table(title=f"SIP calls through Asterisk 22 at a fixed {rate:g} calls/s, each "
                         f"held {hold:g} s (~{concurrency} up at once), {calls} per run")

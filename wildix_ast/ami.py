@@ -36,18 +36,17 @@ import asyncio
 import codecs
 import contextlib
 import logging
-import re
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 from panoramisk import Manager
 from panoramisk.actions import Action
 from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
+from wildix_ast.asterisk_cli import CliQueries
 from wildix_ast.errors import AmiError
 
 log = logging.getLogger(__name__)
@@ -58,7 +57,6 @@ AmiMessage = dict[str, str]
 EventCallback = Callable[[AmiMessage], None]
 
 _EOM = "\r\n\r\n"
-_CONTEXT_LINE = re.compile(r"^\[ Context '(?P<name>[^']+)' created by '(?P<registrar>[^']*)' \]$")
 
 
 def _as_dict(message: Any) -> AmiMessage:
@@ -173,7 +171,7 @@ class _Manager(Manager):  # type: ignore[misc]
         return None
 
 
-class AmiClient:
+class AmiClient(CliQueries):
     """One AMI session, as an async context manager.
 
     Every action waits at most `timeout` seconds; a closed port, a refused login, a hung
@@ -218,14 +216,6 @@ class AmiClient:
         return self._broken
 
     # -- connection --------------------------------------------------------------------
-
-    async def __aenter__(self) -> Self:
-        await self.connect()
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.close()
 
     async def connect(self) -> None:
         loop = asyncio.get_running_loop()
@@ -422,69 +412,12 @@ class AmiClient:
 
     # -- conveniences ------------------------------------------------------------------
 
-    # Endpoints, AORs, modules and reloads go through the CLI (`Command`): the AMI actions
-    # for them need the `system` class, which also allows GetConfig (every SIP password in
-    # pjsip.conf). wildix-ast's account has only `command` and `reporting`.
-
-    async def _listed(self, cli_command: str, label: str) -> set[str]:
-        output = await self.command(cli_command, timeout=self.bulk_timeout)
-        names: set[str] = set()
-        for line in output.splitlines():
-            fields = line.split()
-            if len(fields) >= 2 and fields[0] == label and not fields[1].startswith("<"):
-                names.add(fields[1].split("/", 1)[0])  # `101/101`: name/caller ID
-        return names
-
-    async def endpoints(self) -> set[str]:
-        return await self._listed("pjsip list endpoints", "Endpoint:")
-
-    async def endpoint_aors(self, name: str) -> set[str] | None:
-        """The AORs Asterisk attached to endpoint `name`, or None if it has no such
-        endpoint."""
-        output = await self.command(f"pjsip show endpoint {name}")
-        found = aors = False
-        attached: set[str] = set()
-        for line in output.splitlines():
-            fields = line.split()
-            if len(fields) < 2 or fields[1].startswith("<"):
-                continue
-            if fields[0] == "Endpoint:":
-                found = fields[1].split("/", 1)[0] == name
-                aors = found
-            elif fields[0] == "Aor:" and aors:
-                attached.add(fields[1])
-        return attached if found else None
-
-    async def aors(self) -> set[str]:
-        return await self._listed("pjsip list aors", "Aor:")
-
-    async def contexts(self, registrar: str | None = None) -> set[str]:
-        """Dialplan contexts (optionally only those created by `registrar`, e.g.
-        'pbx_config'), parsed from `dialplan show`."""
-        output = await self.command("dialplan show", timeout=self.bulk_timeout)
-        names: set[str] = set()
-        for line in output.splitlines():
-            found = _CONTEXT_LINE.match(line.strip())
-            if found and (registrar is None or found["registrar"] == registrar):
-                names.add(found["name"])
-        return names
+    # Endpoints, AORs, modules and reloads (`CliQueries`) go through the CLI, which no
+    # account the project creates may use: apply takes the control socket (`AsteriskCli`).
 
     async def channels_count(self) -> int:
         events = await self.action_list("CoreShowChannels", "CoreShowChannelsComplete")
         return sum(1 for e in events if e.get("Event") == "CoreShowChannel")
-
-    async def module_loaded(self, module: str) -> bool:
-        output = await self.command(f"module show like {module}")
-        return any(line.split()[:1] == [module] for line in output.splitlines())
-
-    async def reload_module(self, module: str, *, timeout: float | None = None) -> None:
-        """Reload one module (or a built-in: manager, logger, indications, cdr, cel,
-        features, ...); AmiError when Asterisk says it could not."""
-        output = await self.command(f"module reload {module}",
-                                    timeout=timeout or self.bulk_timeout)
-        if "reloaded successfully" not in output and "request queued" not in output:
-            raise AmiError(f"Asterisk could not reload {module}: "
-                           f"{output.strip() or 'no answer'}")
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

@@ -30,8 +30,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     "address testinfra connects to)")
     group.addoption("--pbx-local-ip", default="127.0.0.1",
                     help="this machine's address as the host sees it (SIPp's contact)")
-    group.addoption("--pbx-agi", default="127.0.0.1:4573",
-                    help="where the FastAGI service listens (wildix_ast_agi_host:port)")
+    group.addoption("--pbx-mail-spool", default="/var/lib/wildix-ast/mail-spool",
+                    help="where the FastAGI service queues missed-call mails "
+                    "(wildix_ast_mail_spool)")
     group.addoption("--pbx-services", default="wildix-ast-agi,wildix-ast-runtime",
                     help="comma-separated wildix-ast units that must be enabled and active "
                     "(wildix_ast_services)")
@@ -47,4 +48,4 @@ def deployed(host: Any, request: pytest.FixtureRequest) -> Deployed:
     return Deployed(site=parse_site(text, path), settings_path=path,
                     home=option("--pbx-home"), db=option("--pbx-db"), sip_host=sip_host,
                     local_ip=option("--pbx-local-ip"), services=services,
-                    agi=option("--pbx-agi"))
+                    mail_spool=option("--pbx-mail-spool"))

@@ -19,7 +19,17 @@ class Deployed:
     sip_host: str
     local_ip: str
     services: list[str]
-    agi: str  # host:port of the FastAGI service, when it is deployed
+    mail_spool: str  # where the FastAGI service queues missed-call mails
+
+    @property
+    def agi(self) -> str:
+        """host:port of the FastAGI service: where the site's dialplan asks it."""
+        fastagi = self.site.system.fastagi
+        return f"{fastagi.host}:{fastagi.port}"
+
+    @property
+    def store_folder(self) -> str:
+        return self.db.rpartition("/")[0]
 
     @property
     def bind_address(self) -> str:

@@ -18,6 +18,8 @@ from deployed_host import Deployed
 #: pjproject's DNS resolver keeps client sockets on kernel-chosen (ephemeral) ports.
 EPHEMERAL_PORTS = range(32768, 61000)
 SECRET_FILES = ("manager.conf", "pjsip.conf", "voicemail.conf")
+SERVICE_GROUP = "wildix-ast"
+SERVICE_USERS = {"wildix-ast-agi": "wildix-ast-agi", "wildix-ast-runtime": "wildix-ast-runtime"}
 KNOWN_DEFAULTS = {"wildix", "admin", "1234", "amp111", "secret", "password", "asterisk"}
 
 
@@ -143,12 +145,59 @@ def test_secrets_owner_only(host: Any, deployed: Deployed) -> None:
         conf = host.file(f"/etc/asterisk/{name}")
         assert conf.mode == 0o640 and conf.user == "asterisk" and conf.group == "asterisk", \
             (name, oct(conf.mode), conf.user, conf.group)
-    for path, mode in ((deployed.settings_path, 0o600), (deployed.db, 0o600),
-                       (str(Path(deployed.db).parent), 0o700),
-                       (str(Path(deployed.settings_path).parent), 0o700)):
+    # the settings file: root's only; the store (every generated secret): root's and the
+    # services' group's, in a folder of theirs (setgid: its -wal/-shm files stay the group's)
+    for path, mode, group in ((deployed.settings_path, 0o600, "root"),
+                              (str(Path(deployed.settings_path).parent), 0o700, "root"),
+                              (deployed.db, 0o660, SERVICE_GROUP),
+                              (deployed.store_folder, 0o2770, SERVICE_GROUP)):
         item = host.file(path)
-        assert item.exists and item.user == "root" and item.mode == mode, \
-            (path, oct(item.mode), item.user)
+        assert item.exists and item.user == "root" and item.group == group \
+            and item.mode == mode, (path, oct(item.mode), item.user, item.group)
+    # nothing in the state folder is readable by others, whoever created it
+    loose = host.check_output(f"find {deployed.store_folder} -perm /o=rwx")
+    assert loose == "", loose
+
+
+def unit_user(host: Any, unit: str) -> str:
+    pid = int(host.check_output(f"systemctl show -P MainPID {unit}"))
+    assert pid > 0, f"{unit} has no main process"
+    return str(host.process.get(pid=pid).user)
+
+
+def test_services_run_as_their_own_users(host: Any, deployed: Deployed) -> None:
+    owners = {unit: unit_user(host, f"{unit}.service") for unit in deployed.services}
+    assert owners == {unit: SERVICE_USERS[unit] for unit in deployed.services}, owners
+    assert unit_user(host, "asterisk.service") == "asterisk"
+    for unit in deployed.services:
+        # no account of a service can log in
+        passwd = host.user(SERVICE_USERS[unit])
+        assert passwd.shell == "/usr/sbin/nologin" and passwd.group == SERVICE_GROUP, unit
+    # the AMI service keeps CAP_NET_ADMIN (iptables bans) and nothing else; FastAGI none
+    if "wildix-ast-runtime" in deployed.services:
+        caps = host.check_output("systemctl show -P CapabilityBoundingSet "
+                                 "wildix-ast-runtime.service")
+        assert caps.split() == ["cap_net_admin"], caps
+    if "wildix-ast-agi" in deployed.services:
+        caps = host.check_output("systemctl show -P CapabilityBoundingSet wildix-ast-agi")
+        assert caps.strip() == "", caps
+
+
+def test_agi_service_is_healthy_with_its_store(host: Any, deployed: Deployed) -> None:
+    """Its health answer reads the store (it fails on a store the unit cannot use)."""
+    address, _, port = deployed.agi.rpartition(":")
+    status = host.run(f"{deployed.wildix_ast} agi status --host {address} --port {port} "
+                      "--json")
+    assert status.rc == 0, status.stdout + status.stderr
+    text = host.check_output("systemctl show -P StatusText wildix-ast-agi.service")
+    assert text == f"listening on {deployed.agi}", text
+    # `wildix-ast status` asks it where the stored site says, without being told
+    overview = host.run(f"WILDIX_AST_DB={deployed.db} {deployed.wildix_ast} status --json "
+                        f"--state-dir {deployed.store_folder}/runtime")
+    services = {s["name"]: s for s in json.loads(overview.stdout)["services"]}
+    assert services["FastAGI service"]["ok"], services
+    dialplan = host.file("/etc/asterisk/extensions.conf").content_string
+    assert f"agi://{deployed.agi}" in dialplan  # the one setting, in the dialplan too
 
 
 def test_no_default_or_short_secret(host: Any) -> None:
@@ -183,3 +232,92 @@ def test_call_answered_through_the_deployed_asterisk(host: Any, deployed: Deploy
             break
         time.sleep(0.2)
     assert re.search(r"^0 active channels", summary, re.M), summary
+
+
+def sipp(deployed: Deployed) -> Any:
+    from wildix_ast.lab.sipp import SippDriver
+
+    return SippDriver(deployed.sip_port, server_host=deployed.sip_host,
+                      local_ip=deployed.local_ip,
+                      work_dir=Path(tempfile.mkdtemp(prefix="wildix-infra-sipp-")))
+
+
+def invites(phone: Any) -> int:
+    return sum(1 for m in phone.uas.messages() if m.request_method == "INVITE")
+
+
+def preferences(host: Any, deployed: Deployed, extension: str) -> dict[str, Any]:
+    data = wildix_ast_json(host, deployed, "user", "show", extension)
+    assert data["ok"], data
+    prefs: dict[str, Any] = data["preferences"]
+    return prefs
+
+
+def no_channel_left(host: Any) -> None:
+    deadline = time.monotonic() + 5
+    while True:
+        summary = asterisk_cli(host, "core show channels count")
+        if re.search(r"^0 active channels", summary, re.M) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert re.search(r"^0 active channels", summary, re.M), summary
+
+
+def test_forward_all_set_by_feature_code_is_followed(host: Any, deployed: Deployed,
+                                                     passwords: dict[str, str]) -> None:
+    """Only the FastAGI service can route this: it stores the forward the phone dialled
+    (63*2*101) and then sends the next call to 102 to 101."""
+    if "wildix-ast-agi" not in deployed.services:
+        pytest.fail("the FastAGI service is not deployed on this host")
+    driver = sipp(deployed)
+    set_on = driver.call("102", passwords["102"], "63*2*101", hold_seconds=4)
+    assert set_on.connected, set_on.run.describe()
+    try:
+        prefs = preferences(host, deployed, "102")
+        assert prefs["internal"]["forward_always"] == "101", prefs
+        with driver.phone("101", passwords["101"]) as alice, \
+                driver.phone("102", passwords["102"], calls=0) as bruno:
+            forwarded = driver.call("100", passwords["100"], "102", hold_seconds=1)
+            alice.uas.wait(timeout=20)
+            assert forwarded.connected, forwarded.run.describe()
+            assert invites(alice) == 1
+            assert invites(bruno) == 0  # 102's own phone never rang
+    finally:
+        off = driver.call("102", passwords["102"], "63*0", hold_seconds=3)
+    assert off.connected, off.run.describe()
+    assert preferences(host, deployed, "102")["internal"]["forward_always"] is None
+    no_channel_left(host)
+
+
+def test_missed_call_mail_is_spooled_where_the_service_writes(
+        host: Any, deployed: Deployed, passwords: dict[str, str]) -> None:
+    if "wildix-ast-agi" not in deployed.services:
+        pytest.fail("the FastAGI service is not deployed on this host")
+    callee = deployed.site.user_by_extension("102")
+    assert callee is not None and callee.email, "the test needs user 102 with an e-mail"
+    settings = ("internal.missed_call_email=true", "internal.mobility=false")
+    assert wildix_ast_json(host, deployed, "user", "set", "102", *settings)["ok"]
+    new = f"{deployed.mail_spool}/new"
+    listing = f"find {new} -name '*-102.json' 2>/dev/null || true"
+    before = set(host.check_output(listing).split())
+    try:
+        driver = sipp(deployed)
+        with driver.phone("102", passwords["102"], behaviour="ignore"):
+            result = driver.call("101", passwords["101"], "102", cancel_after=3)
+        assert not result.connected, result.run.describe()
+        deadline = time.monotonic() + 10
+        while (added := set(host.check_output(listing).split()) - before) == set() \
+                and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        wildix_ast_json(host, deployed, "user", "set", "102", "internal.missed_call_email=",
+                        "internal.mobility=")
+    assert len(added) == 1, added
+    path = added.pop()
+    message = json.loads(host.file(path).content_string)
+    assert message["to"] == str(callee.email), message
+    assert message["call"]["caller_number"] == "101" and message["call"]["user"] == "102"
+    spooled = host.file(path)
+    assert spooled.user == SERVICE_USERS["wildix-ast-agi"] and not spooled.mode & 0o007, \
+        (spooled.user, oct(spooled.mode))
+    no_channel_left(host)

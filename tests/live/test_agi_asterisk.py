@@ -28,7 +28,8 @@ from wildix_ast.services.agi.server import AgiServer, Decision, Route
 
 pytestmark = pytest.mark.lab
 
-AGI_MODULES = ("res_speech.so", "res_agi.so", "app_userevent.so", "func_base64.so")
+AGI_MODULES = ("res_speech.so", "res_agi.so", "app_userevent.so", "func_base64.so",
+               "func_sha1.so", "func_logic.so")
 
 # The fail-safe pattern: clear the status, ask, act only on OK; anything else (FAILED, or
 # empty because the service was down, hung up on us, or sent garbage) takes the fallback.
@@ -40,7 +41,8 @@ writeprotect = yes
 [agitest]
 exten => s,1,NoOp(AGI test ${TAG})
  same => n,Set(WILDIX_AGI_STATUS=)
- same => n,AGI(agi://127.0.0.1:${AGIPORT}/${ROUTE},${ARG})
+ same => n,Set(SIG=${IF($["${KEY}" = ""]?:${SHA1(${KEY}|${UNIQUEID}|${ROUTE}|${ARG}|${KEY})}/)})
+ same => n,AGI(agi://127.0.0.1:${AGIPORT}/${SIG}${ROUTE},${ARG})
  same => n,GotoIf($["${WILDIX_AGI_STATUS}" != "OK"]?fallback)
  same => n,GotoIf($["${WILDIX_TARGET}" != ""]?targets,${WILDIX_TARGET},1)
  same => n,Set(P=${WILDIX_POPUP_URL})
@@ -82,7 +84,7 @@ class Calls:
             self.events[event.get("Tag", "")] = (time.monotonic(), event)
 
     async def place(self, port: int, route: str, arg: str = "", *, wait: float = 5.0,
-                    caller: str = "") -> tuple[float, dict[str, str]] | None:
+                    caller: str = "", key: str = "") -> tuple[float, dict[str, str]] | None:
         """Originate a call into the AGI dialplan; (seconds until the branch, its event),
         or None if the dialplan did not get past AGI within `wait`."""
         self.count += 1
@@ -91,7 +93,9 @@ class Calls:
         fields: dict[str, str | list[str]] = {
             "Channel": "Local/s@agitest", "Application": "Wait", "Data": "1",
             "Async": "true",
-            "Variable": [f"TAG={tag}", f"AGIPORT={port}", f"ROUTE={route}", f"ARG={arg}"]}
+            # KEY: the dialplan signs the request as the project's does (`agi_path`)
+            "Variable": [f"TAG={tag}", f"AGIPORT={port}", f"ROUTE={route}", f"ARG={arg}",
+                         f"KEY={key}"]}
         if caller:
             fields["CallerID"] = caller
         await self.ami.action("Originate", **fields)
@@ -223,17 +227,18 @@ def test_service_killed_or_hung(lab: Lab, tmp_path: Path) -> None:
     async def go() -> None:
         async with calls_on(lab) as calls:
             with agi_service() as service:
-                placed = await calls.place(service.port, "popup", "{USERNUM}")
+                placed = await calls.place(service.port, "popup", "{USERNUM}", key=service.key)
                 assert placed is not None and placed[1]["Branch"] == "decided"
                 service.process.kill()
                 service.process.wait()
-                placed = await calls.place(service.port, "popup", "{USERNUM}")
+                placed = await calls.place(service.port, "popup", "{USERNUM}", key=service.key)
                 assert placed is not None and placed[1]["Branch"] == "fallback"
                 assert placed[1]["AgiStatus"] == "FAILURE" and placed[0] < 0.5
             with agi_service() as service:
                 os.kill(service.process.pid, signal.SIGSTOP)
                 try:
-                    assert await calls.place(service.port, "popup", "x", wait=3.0) is None
+                    assert await calls.place(service.port, "popup", "x", key=service.key,
+                                             wait=3.0) is None
                 finally:
                     killed = time.monotonic()
                     service.process.kill()
@@ -292,7 +297,8 @@ def test_calls_are_answered_within_1_s_during_1000_garbage_handshakes(lab: Lab) 
                     for seed in range(20)))
                 waits = []
                 while not attackers.done():
-                    placed = await calls.place(service.port, "popup", "{USERNUM}", wait=2)
+                    placed = await calls.place(service.port, "popup", "{USERNUM}",
+                                               key=service.key, wait=2)
                     assert placed is not None, "a call got no decision within 2 s"
                     assert placed[1]["Branch"] == "decided", placed[1]
                     waits.append(placed[0])
@@ -325,7 +331,7 @@ def test_100_simultaneous_calls_no_refused_connection_no_stalled_loop(lab: Lab) 
                 stop = asyncio.Event()
                 checker = asyncio.create_task(health_checks(stop))
                 placed = await asyncio.gather(*(
-                    calls.place(service.port, "popup", "{USERNUM}", wait=15)
+                    calls.place(service.port, "popup", "{USERNUM}", key=service.key, wait=15)
                     for _ in range(100)))
                 stop.set()
                 checks = await checker

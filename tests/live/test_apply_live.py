@@ -49,7 +49,7 @@ def apply_site(live: LiveSite, site: Site, templates: Path | None = None) -> Any
 
 def endpoints(live: LiveSite) -> set[str]:
     async def ask() -> set[str]:
-        async with live.ami() as ami:
+        async with live.console() as ami:
             return await ami.endpoints()
 
     return asyncio.run(ask())

@@ -95,7 +95,7 @@ def endpoints_in_files(live: LiveSite) -> set[str]:
 
 def endpoints_in_asterisk(live: LiveSite) -> set[str]:
     async def ask() -> set[str]:
-        async with live.ami() as ami:
+        async with live.console() as ami:
             return await ami.endpoints()
 
     return {name for name in asyncio.run(ask()) if not name.startswith("trunk-")}

@@ -108,7 +108,7 @@ def test_echo_feature_code_answers(clean_live: LiveSite) -> None:
 
 def test_park_orbit_has_no_endpoint(clean_live: LiveSite) -> None:
     async def endpoints() -> set[str]:
-        async with clean_live.ami() as ami:
+        async with clean_live.console() as ami:
             return await ami.endpoints()
 
     found = asyncio.run(endpoints())

@@ -1,5 +1,5 @@
-"""The `wildix-ast` command against a running lab: what a person sees when the AMI refuses
-the login, and real calls placed by `wildix-ast lab call`."""
+"""The `wildix-ast` command against a running lab: what a person sees when Asterisk's
+console does not answer, and real calls placed by `wildix-ast lab call`."""
 
 from __future__ import annotations
 
@@ -10,21 +10,28 @@ from support.cli_run import EXAMPLE, assert_no_traceback, run
 
 
 @pytest.mark.lab
-def test_apply_when_the_ami_refuses_the_login(tmp_path: Path) -> None:
-    """A store whose AMI secret no longer matches the running Asterisk: one clear message,
-    exit code 5, nothing written."""
+def test_apply_when_asterisks_console_does_not_answer(tmp_path: Path) -> None:
+    """Apply reloads and verifies through Asterisk's console (no AMI account may): an
+    Asterisk that does not answer there gives one clear message, exit code 5, nothing
+    written."""
     from support.live_site import live_site
 
-    with live_site(tmp_path, "amirefuse") as live:
-        live.store.put_secret("manager:wildix-ast", "Not#The0ne+Running")
+    with live_site(tmp_path, "noconsole") as live:
+        live.store.put_secret("manager:wildix-ast", "Not#The0ne+Running")  # a change
         before = {p.name: p.read_bytes() for p in live.lab.etc_dir.iterdir() if p.is_file()}
-        result = run("apply", str(EXAMPLE), "--lab", "amirefuse",
-                     env={"WILDIX_AST_DB": str(tmp_path / "store.sqlite3"),
-                          "WILDIX_AST_LAB_STATE": str(tmp_path / "lab")})
+        control = live.lab.host_path(live.lab.paths.run) / "asterisk.ctl"
+        assert control.stat().st_mode & 0o777 == 0o600  # the owner's (root's) only
+        control.rename(control.with_name("moved.ctl"))
+        try:
+            result = run("apply", str(EXAMPLE), "--lab", "noconsole",
+                         env={"WILDIX_AST_DB": str(tmp_path / "store.sqlite3"),
+                              "WILDIX_AST_LAB_STATE": str(tmp_path / "lab")})
+        finally:
+            control.with_name("moved.ctl").rename(control)
         after = {p.name: p.read_bytes() for p in live.lab.etc_dir.iterdir() if p.is_file()}
     assert result.returncode == 5, result.stderr
     assert_no_traceback(result)
-    assert "AMI refused the login for user wildix-ast" in result.stderr
+    assert "Asterisk's console (lab noconsole)" in result.stderr, result.stderr
     assert after == before
 
 

@@ -9,8 +9,10 @@ The tests run in file order and share one host: each starts from what the previo
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -35,6 +37,13 @@ EXAMPLE = REPO / "examples" / "site.yaml"
 VENV_BIN = Path(sys.executable).parent
 #: The role's default services (deploy/systemd/), checked by the testinfra suite.
 SERVICES = ("wildix-ast-agi", "wildix-ast-runtime")
+#: Run on the host (python3, read-only): {table: row count} of the store.
+COUNT_ROWS = """
+import json, sqlite3
+db = sqlite3.connect("file:/var/lib/wildix-ast/wildix-ast.sqlite3?mode=ro", uri=True)
+tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+print(json.dumps({t: db.execute('SELECT count(*) FROM "%s"' % t).fetchone()[0] for t in tables}))
+"""
 RECAP = re.compile(r"^(?P<host>\S+)\s+:\s+ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+"
                    r"unreachable=(?P<unreachable>\d+)\s+failed=(?P<failed>\d+)", re.M)
 
@@ -71,8 +80,6 @@ class Deployment:
         port = self.info.ssh_port if port is None else port
         wheels = sorted(self.wheel_dir.glob("wildix_ast-*.whl"))
         all_vars = {"wildix_ast_site_file": str(self.site),
-                    # FastAGI on the slot's spare port: the host shares this network
-                    "wildix_ast_agi_port": self.info.ports.sip + 3,
                     "wildix_ast_build_dir": str(self.wheel_dir),
                     **({"wildix_ast_wheel": str(wheels[0])} if wheels else {}), **variables}
         data = {"pbx": {"hosts": {"forky": {
@@ -107,6 +114,19 @@ class Deployment:
         assert "/etc/asterisk/pjsip.conf" in sums and "/etc/wildix-ast/site.yaml" in sums
         return sums
 
+    def everything(self) -> tuple[dict[str, str], dict[str, int]]:
+        """`snapshot`, plus every file of the state folder (the store, its WAL, the mail
+        spool) and the row count of every table of the store. Left out: the AMI service's
+        live state (`runtime/`, rewritten every few seconds whatever else runs) and SQLite's
+        shared-memory index (`-shm`, which readers change)."""
+        text = self.ssh("find /var/lib/wildix-ast -path /var/lib/wildix-ast/runtime -prune "
+                        "-o -type f ! -name '*-shm' -exec sha256sum {} +")
+        sums = {line.split()[1]: line.split()[0] for line in text.splitlines()}
+        assert "/var/lib/wildix-ast/wildix-ast.sqlite3" in sums, sums
+        rows = json.loads(self.ssh("python3 -c " + shlex.quote(COUNT_ROWS)))
+        assert rows.get("secrets", 0) > 0 and rows.get("users", 0) > 0, rows
+        return {**self.snapshot(), **sums}, rows
+
     def endpoints(self) -> set[str]:
         text = self.ssh("asterisk -rx 'pjsip show endpoints'")
         return set(re.findall(r"^\s*Endpoint:\s+(\S+?)(?:/\S+)?\s", text, re.M))
@@ -130,6 +150,9 @@ def write_site(path: Path, info: HostInfo, *, extra_users: tuple[str, ...] = (),
     site["system"]["sip_rtp"].update(bind_address="127.0.0.1", sip_port=ports.sip,
                                      rtp_start=ports.rtp_start, rtp_end=ports.rtp_end)
     site["system"]["manager"] = {"port": ports.ami}
+    # FastAGI on the slot's spare port (the host shares this network): the role's unit
+    # listens where this setting (and so the dialplan) says
+    site["system"]["fastagi"] = {"host": "127.0.0.1", "port": ports.sip + 3}
     if ring_timeout is not None:
         site["dialplan"]["ring_timeout"] = ring_timeout
     for extension in extra_users:
@@ -198,19 +221,28 @@ def test_testinfra_suite_passes(deployment: Deployment) -> None:
                           f"  ControlPath {deployment.work}/ssh-%C\n", encoding="utf-8")
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/infra",
+        [sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider", "tests/infra",
          f"--hosts=ssh://root@127.0.0.1:{info.ssh_port}",
          f"--ssh-identity-file={info.key}", f"--ssh-config={ssh_config}",
-         f"--pbx-services={','.join(SERVICES)}",
-         f"--pbx-agi=127.0.0.1:{info.ports.sip + 3}"],
+         f"--pbx-services={','.join(SERVICES)}"],
         cwd=REPO, capture_output=True, text=True, check=False, timeout=300)
     deployment.timings["testinfra suite"] = time.monotonic() - started
+    (deployment.work / "testinfra.log").write_text(result.stdout + result.stderr,
+                                                   encoding="utf-8")
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     assert re.search(r"\b1[0-9] passed\b", result.stdout), result.stdout[-2000:]
+    passed = set(re.findall(r"^PASSED tests/infra/test_pbx_host\.py::(\w+)", result.stdout,
+                            re.M))
+    # the services really work on the host, as their own users
+    assert {"test_services_run_as_their_own_users", "test_agi_service_is_healthy_with_its_store",
+            "test_forward_all_set_by_feature_code_is_followed",
+            "test_missed_call_mail_is_spooled_where_the_service_writes"} <= passed, passed
 
 
 def test_check_diff_shows_the_change_and_changes_nothing(deployment: Deployment) -> None:
-    before = deployment.snapshot()
+    """A check run that adds a user (new secrets to generate) and changes a setting: /etc,
+    the state folder and every row of the store stay as they were."""
+    before = deployment.everything()
     write_site(deployment.site, deployment.info, ring_timeout=31, extra_users=("103",))
     try:
         play = deployment.play("--check --diff of a changed setting", "--check", "--diff")
@@ -222,7 +254,7 @@ def test_check_diff_shows_the_change_and_changes_nothing(deployment: Deployment)
     assert re.search(r"^\+\s+ring_timeout: 31$", play.output, re.M), str(play)
     assert re.search(r"^\+\[103\]$", play.output, re.M), str(play)
     assert "ring_timeout: 31" not in deployment.ssh("cat /etc/wildix-ast/site.yaml")
-    assert deployment.snapshot() == before
+    assert deployment.everything() == before
     assert "103" not in deployment.endpoints()
 
 

@@ -133,7 +133,7 @@ def clean(live: LiveSite) -> Iterator[LiveSite]:
     left = live.wait_no_channels()
     if left:
         async def show() -> str:
-            async with live.ami() as ami:
+            async with live.console() as ami:
                 return await ami.command("core show channels verbose")
         print(asyncio.run(show()))
     assert left == 0, "channels left on Asterisk after the test"

@@ -5,6 +5,7 @@ Every test ends with no channel left on Asterisk."""
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from support.live_site import LiveSite, example_site, live_site, without_trunk_procedures
+from support.sip_ua import Agent, sdp
 
 from wildix_ast.lab.allocator import free_port
 from wildix_ast.lab.sipp import CallResult, SipMessage, SippDriver, UasHandle
@@ -267,10 +269,38 @@ def test_registration_trunk_answers_the_providers_challenge(clean: LiveSite,
     assert [m.status for m in seen.run.responses("REGISTER", "sent")][:2] == [401, 200]
 
     async def registrations() -> str:
-        async with clean.ami() as ami:
+        async with clean.console() as ami:
             return await ami.command("pjsip show registrations")
 
     assert "Registered" in asyncio.run(registrations())
+
+
+def test_the_line_token_is_taken_only_from_the_providers_address(
+        clean: LiveSite, registrar: UasHandle) -> None:
+    """Issue 17, part 3: the registration trunk's calls are recognised by the `line` token
+    of its REGISTER's contact, which travels in clear; after the project's apply, a call
+    carrying it from another address is refused, from the provider's (its host, resolved at
+    apply) it is taken."""
+    seen = registrar.wait(timeout=30)
+    contact = seen.run.requests("REGISTER")[-1].header("Contact") or ""
+    token = re.search(r";line=([A-Za-z0-9]+)", contact)
+    assert token is not None, contact
+    statuses: dict[str, int | None] = {}
+    for source in (STRANGER, "127.0.0.1"):  # 127.0.0.1: the registrar's address
+        agent = Agent(ACCOUNT, "unused", clean.lab.ports.sip, local_ip=source,
+                      uri_params=f";line={token[1]}")
+        # the stranger's Via and Contact claim the provider's address: only the packets'
+        # source counts
+        agent.local_ip = "127.0.0.1"
+        try:
+            answer, call_id = agent.call("+33140000102", sdp(agent.local_port + 2,
+                                                             {8: "PCMA/8000"}))
+            statuses[source] = answer.status
+            if answer.status == 200:
+                agent.hangup(answer, call_id)
+        finally:
+            agent.close()
+    assert statuses == {STRANGER: 403, "127.0.0.1": 200}, statuses
 
 
 def test_registration_with_a_wrong_secret_is_refused_by_the_provider(

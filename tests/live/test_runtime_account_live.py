@@ -1,5 +1,5 @@
 """The AMI service's own account on the example site's rendered manager.conf, against a real
-Asterisk 22: it can do what the service needs (events, device states, channels, originate)
+Asterisk 22: it can do what the service needs (events, device states, channels)
 and nothing that reads configuration or secrets (Command, GetConfig, config-file functions),
 and the service runs on it."""
 

@@ -1,5 +1,6 @@
 """`wildix-ast test-call` (WMS "Générer un appel") on the example site running on a real
-Asterisk 22, through the AMI service's own account: the echo test and a user's phone are
+Asterisk 22, originated through the lab's console and followed with the AMI service's own
+account: the echo test and a user's phone are
 answered, a busy phone is reported busy with its cause, an unknown number fails; no channel
 is left."""
 
@@ -18,10 +19,11 @@ pytestmark = pytest.mark.lab
 
 def run_test_call(live: LiveSite, *args: str) -> tuple[int, dict[str, object]]:
     done = subprocess.run(
-        [sys.executable, "-m", "wildix_ast", "test-call", "--json", "--ami-port",
-         str(live.compiled.ami_port), *args],
+        [sys.executable, "-m", "wildix_ast", "test-call", "--json", "--lab", live.lab.name,
+         *args],
         capture_output=True, text=True, timeout=90, check=False,
-        env={**os.environ, "WILDIX_AST_DB": str(live.work / "store.sqlite3")})
+        env={**os.environ, "WILDIX_AST_DB": str(live.work / "store.sqlite3"),
+             "WILDIX_AST_LAB_STATE": str(live.lab.dir.parent)})
     assert done.stdout, done.stderr
     return done.returncode, json.loads(done.stdout)
 

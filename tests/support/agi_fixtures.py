@@ -17,7 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wildix_ast.services.agi.probe import handshake
+from wildix_ast.services.agi.server import request_signature
+from wildix_ast.store import open_store
+from wildix_ast.store.vault import fastagi_key
 
+PROBE_UNIQUEID = "1700000000.1"  # the uniqueid of `probe.handshake`
 _LISTENING = re.compile(r"listening on (?P<host>[\d.]+):(?P<port>\d+)")
 
 
@@ -26,6 +30,13 @@ class AgiService:
     process: subprocess.Popen[str]
     host: str
     port: int
+    #: the FastAGI key its store keeps (the applied dialplan signs every request with it)
+    key: str = ""
+
+    def route(self, name: str, *args: str, uniqueid: str = PROBE_UNIQUEID) -> str:
+        """`name` as the dialplan asks for it, signed for `args` and the channel
+        `uniqueid` (the probe's handshake's by default)."""
+        return f"{request_signature(self.key, uniqueid, name, args)}/{name}"
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process.poll() is None:
@@ -38,23 +49,31 @@ class AgiService:
 
 
 @contextmanager
-def agi_service(*args: str, timeout: float = 20.0) -> Iterator[AgiService]:
-    """Start `wildix-ast agi serve` on a free loopback port; stopped on exit."""
+def agi_service(*args: str, timeout: float = 20.0, log: Path | None = None,
+                ) -> Iterator[AgiService]:
+    """Start `wildix-ast agi serve` on a free loopback port; stopped on exit. Its store
+    (`--db`, else a scratch one) holds the FastAGI key (generated, as an apply would);
+    `log`: where its standard error goes."""
     with tempfile.TemporaryDirectory(prefix="agi-store-") as scratch:
         env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
         # The service opens its store at start: never the shared default one in a test.
         env.setdefault("WILDIX_AST_DB", str(Path(scratch) / "store.sqlite3"))
-        with _agi_process(args, env, timeout) as service:
+        db = args[args.index("--db") + 1] if "--db" in args else env["WILDIX_AST_DB"]
+        with open_store(db) as store:
+            key = fastagi_key(store)
+        with _agi_process(args, env, timeout, log) as service:
+            service.key = key
             yield service
 
 
 @contextmanager
-def _agi_process(args: tuple[str, ...], env: dict[str, str], timeout: float
-                 ) -> Iterator[AgiService]:
+def _agi_process(args: tuple[str, ...], env: dict[str, str], timeout: float,
+                 log: Path | None = None) -> Iterator[AgiService]:
+    errors = open(log, "w") if log is not None else subprocess.DEVNULL  # noqa: SIM115
     process = subprocess.Popen(
         [sys.executable, "-m", "wildix_ast", "agi", "serve", "--host", "127.0.0.1",
          "--port", "0", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+        stdout=subprocess.PIPE, stderr=errors, text=True, env=env)
     service: AgiService | None = None
     try:
         deadline = time.monotonic() + timeout
@@ -76,6 +95,8 @@ def _agi_process(args: tuple[str, ...], env: dict[str, str], timeout: float
         elif process.poll() is None:
             process.kill()
             process.wait()
+        if log is not None:
+            errors.close()  # type: ignore[union-attr]
 
 
 def garbage(rng: random.Random) -> tuple[bytes, bool]:

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from wildix_ast.ami import AmiClient
@@ -19,6 +20,7 @@ from wildix_ast.apply.pipeline import (
     install_stored_site,
     site_sounds,
 )
+from wildix_ast.asterisk_cli import AsteriskCli
 from wildix_ast.lab.instance import DEFAULT_NAMESERVER, Lab
 from wildix_ast.lab.rootfs import ensure_rootfs
 from wildix_ast.lab.sipp import SippDriver
@@ -29,6 +31,10 @@ from wildix_ast.store import Store, open_store
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "site.yaml"
+#: The external address a lab site with TLS announces to phones outside lan_networks (a
+#: documentation address, RFC 5737), and the network its test phones on 127.0.0.1 are in.
+LAB_EXTERNAL_ADDRESS = IPv4Address("203.0.113.7")
+LAB_LAN = IPv4Network("127.0.0.1/32")
 #: Short enough for no-answer tests to stay quick, long enough for SIPp to answer.
 TEST_RING_TIMEOUT = 6
 
@@ -69,6 +75,10 @@ class LiveSite:
     def ami(self) -> AmiClient:
         return self.compiled.ami()
 
+    def console(self) -> AsteriskCli:
+        """The lab's root-only console (CLI commands: no AMI account the site has may)."""
+        return self.target.console()
+
     def recompile(self, site: Site) -> Compiled:
         return compile_site(site, self.store, self.target)
 
@@ -102,8 +112,12 @@ def live_site(work: Path, name: str, site: Site | None = None, *,
     lab = Lab(name, work / "lab", nameserver=nameserver)
     if tls:
         cert, key = lab_certificate(lab)
-        sip = site.system.sip_rtp.model_copy(update={"tls_certificate": str(cert),
-                                                     "tls_private_key": str(key)})
+        # TLS is for phones outside lan_networks, which are told the external address:
+        # the test phones on 127.0.0.1 are inside, one on another loopback address outside
+        sip = site.system.sip_rtp.model_copy(update={
+            "tls_certificate": str(cert), "tls_private_key": str(key),
+            "external_address": site.system.sip_rtp.external_address or LAB_EXTERNAL_ADDRESS,
+            "lan_networks": [*site.system.sip_rtp.lan_networks, LAB_LAN]})
         site = site.model_copy(update={"system": site.system.model_copy(
             update={"sip_rtp": sip})})
     # Sound files named relative to the example's folder, converted as `import` does.

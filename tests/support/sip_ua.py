@@ -101,6 +101,10 @@ class Agent:
     transport: str = "udp"
     timeout: float = 10.0
     received: list[Message] = field(default_factory=list)
+    #: the address it sends from (UDP), e.g. a provider's or a stranger's on loopback
+    local_ip: str = "127.0.0.1"
+    #: parameters after the request URI's host:port (`;line=...`)
+    uri_params: str = ""
 
     def __post_init__(self) -> None:
         self.tag = secrets.token_hex(4)
@@ -114,7 +118,7 @@ class Agent:
             self.sock: socket.socket = context.wrap_socket(raw)
         else:
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            self.sock.bind(("127.0.0.1", 0))
+            self.sock.bind((self.local_ip, 0))
             self.sock.connect(("127.0.0.1", self.port))
         self.local_port = self.sock.getsockname()[1]
         self.via_transport = "TLS" if self.transport == "tls" else "UDP"
@@ -125,7 +129,7 @@ class Agent:
     @property
     def contact(self) -> str:
         suffix = ";transport=tls" if self.transport == "tls" else ""
-        return f"<sip:{self.user}@127.0.0.1:{self.local_port}{suffix}>"
+        return f"<sip:{self.user}@{self.local_ip}:{self.local_port}{suffix}>"
 
     def close(self) -> None:
         self.sock.close()
@@ -194,7 +198,7 @@ class Agent:
         self.cseq += 1
         branch = "z9hG4bK" + secrets.token_hex(8)
         lines = [f"{method} {uri} SIP/2.0",
-                 f"Via: SIP/2.0/{self.via_transport} 127.0.0.1:{self.local_port};"
+                 f"Via: SIP/2.0/{self.via_transport} {self.local_ip}:{self.local_port};"
                  f"branch={branch};rport",
                  "Max-Forwards: 70",
                  f"From: <{self.scheme}:{self.user}@127.0.0.1>;tag={self.tag}",
@@ -211,7 +215,7 @@ class Agent:
         """Send a request to `target` (a user part), answer the digest challenge once, and
         return the final response (a 1xx is skipped)."""
         call_id = call_id or secrets.token_hex(8)
-        uri = f"{self.scheme}:{target}@127.0.0.1:{self.port}"
+        uri = f"{self.scheme}:{target}@127.0.0.1:{self.port}{self.uri_params}"
         to = f"<{self.scheme}:{target}@127.0.0.1>"
         headers = list(extra or [])
         self.send(self._request_text(method, uri, to, call_id, headers, body))
@@ -267,7 +271,7 @@ class Agent:
         call_id = secrets.token_hex(8)
         response = self.request("INVITE", target, body=offer, call_id=call_id)
         if response.status == 200:
-            uri = f"{self.scheme}:{target}@127.0.0.1:{self.port}"
+            uri = f"{self.scheme}:{target}@127.0.0.1:{self.port}{self.uri_params}"
             self.ack(response, uri, f"<{self.scheme}:{target}@127.0.0.1>", call_id)
         return response, call_id
 

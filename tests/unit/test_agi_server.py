@@ -239,7 +239,8 @@ def test_1000_bad_handshakes_while_real_sessions_are_answered(service: AgiServic
         attackers = asyncio.gather(*(attack(service.host, service.port, random.Random(seed), 50)
                                      for seed in range(20)))
         while not attackers.done():
-            result = await probe(service.host, service.port, "popup", ["{CALLERNUM:1}"])
+            result = await probe(service.host, service.port,
+                                 service.route("popup", "{CALLERNUM:1}"), ["{CALLERNUM:1}"])
             assert result.variables == {"WILDIX_POPUP_URL": "01", STATUS_VARIABLE: OK}
             latencies.append(result.elapsed)
             await asyncio.sleep(0.01)
@@ -262,7 +263,7 @@ def test_100_simultaneous_sessions_none_refused(service: AgiService) -> None:
     async def one(gate: asyncio.Event) -> str:
         reader, writer = await asyncio.open_connection(service.host, service.port)
         await gate.wait()
-        writer.write(handshake("popup", ["{USERNUM}"]))
+        writer.write(handshake(service.route("popup", "{USERNUM}"), ["{USERNUM}"]))
         variables = {}
         while line := await asyncio.wait_for(reader.readline(), 5):
             words = split_command(line.decode().rstrip("\n"))

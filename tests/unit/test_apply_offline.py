@@ -3,12 +3,16 @@ command: files written atomically with generations, a truthful `changed`, owner-
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import sqlite3
 import stat
 from pathlib import Path
 
+import yaml
 from support.cli_run import EXAMPLE, assert_no_traceback, run
-from support.sound_fixtures import site_with_sounds, tone
+from support.sound_fixtures import copy_example_sounds, site_with_sounds, tone
 
 
 def test_offline_apply_twice_then_history(tmp_path: Path) -> None:
@@ -51,6 +55,50 @@ def test_dry_run_writes_nothing(tmp_path: Path) -> None:
     assert data["dry_run"] is True and data["changed"] is True
     assert "+[101]" in data["diff"] and "password = ********" in data["diff"]
     assert list(etc.iterdir()) == []
+
+
+def _fingerprint(store: Path, *folders: Path) -> tuple[dict[str, str], dict[str, int]]:
+    """SHA-256 of every file under `folders` and of the store file, and the row count of
+    every table of the store."""
+    files = {str(p): hashlib.sha256(p.read_bytes()).hexdigest()
+             for folder in folders for p in sorted(folder.rglob("*")) if p.is_file()}
+    files[str(store)] = hashlib.sha256(store.read_bytes()).hexdigest()
+    with contextlib.closing(sqlite3.connect(f"file:{store}?mode=ro", uri=True)) as db:
+        tables = [row[0] for row in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")]
+        rows = {t: int(db.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0])
+                for t in tables}
+    return files, rows
+
+
+def test_dry_run_adding_a_user_keeps_every_file_and_row(tmp_path: Path) -> None:
+    """A dry run that must generate secrets for a new user (SIP password, voicemail PIN)
+    renders them in memory only: the store, Asterisk's folder and the data folder keep
+    every byte and row; the real run then generates and keeps them."""
+    store = tmp_path / "store.sqlite3"
+    env = {"WILDIX_AST_DB": str(store)}
+    etc, data_dir = tmp_path / "etc", tmp_path / "data"
+    common = ("--etc", str(etc), "--data", str(data_dir), "--json")
+    assert run("apply", str(EXAMPLE), *common, "--offline", env=env).returncode == 0
+    site = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    site["users"].append({"name": "Temp 103", "extension": "103"})
+    changed = tmp_path / "site-103.yaml"
+    changed.write_text(yaml.safe_dump(site, allow_unicode=True), encoding="utf-8")
+    copy_example_sounds(tmp_path)
+    before = _fingerprint(store, etc, data_dir)
+    assert before[1]["secrets"] > 0
+
+    result = run("apply", str(changed), *common, "--dry-run", env=env)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["dry_run"] is True and "+[103]" in data["diff"]
+    assert "+password = ********" in data["diff"]  # the new user's, masked
+    assert _fingerprint(store, etc, data_dir) == before
+
+    applied = run("apply", str(changed), *common, "--offline", env=env)
+    assert applied.returncode == 0, applied.stderr
+    after = _fingerprint(store, etc, data_dir)[1]
+    assert after["secrets"] == before[1]["secrets"] + 2  # 103's SIP password and PIN
 
 
 def test_rollback_without_an_earlier_generation_is_one_message(tmp_path: Path) -> None:

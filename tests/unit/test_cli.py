@@ -116,5 +116,3 @@ def test_render_is_deterministic_with_the_store(tmp_path: Path) -> None:
     names = sorted(p.name for p in first.iterdir())
     assert "pjsip.conf" in names and "extensions.conf" in names
     assert all((first / n).read_bytes() == (second / n).read_bytes() for n in names)
-
-

@@ -12,6 +12,7 @@ from test_render_injection import parse_conf
 
 from wildix_ast.asterisk.render import render_site
 from wildix_ast.errors import SettingsError
+from wildix_ast.model.common import Srtp
 from wildix_ast.model.settings_file import load_site, parse_site
 from wildix_ast.model.site import Site
 from wildix_ast.model.system import SipRtp
@@ -60,6 +61,70 @@ def test_tls_needs_certificate_and_key_and_its_own_port() -> None:
         SipRtp(tls_certificate="relative.crt", tls_private_key="/k/a.key")
 
 
+TLS_FILES = {"tls_certificate": "/k/a.crt", "tls_private_key": "/k/a.key"}
+
+
+def test_tls_needs_an_external_address_and_srtp_required_needs_tls() -> None:
+    # Before: TLS rendered without external address (remote phones got private SDP), and
+    # nothing stopped SRTP being asked for where no transport could carry its keys.
+    with pytest.raises(ValidationError, match="external_address is required with TLS"):
+        SipRtp(**TLS_FILES)
+    with pytest.raises(ValidationError, match="srtp: required needs TLS"):
+        SipRtp(srtp="required")
+    SipRtp(**TLS_FILES, external_address="203.0.113.7", srtp="required")
+    with pytest.raises(SettingsError) as error:
+        parse_site("system: {sip_rtp: {tls_certificate: /k/a.crt, tls_private_key: /k/a.key}}"
+                   "\nusers: []\n")
+    assert any(p.location.startswith("system.sip_rtp") and "external_address" in p.message
+               for p in error.value.problems)
+    with pytest.raises(SettingsError) as error:
+        parse_site("groups:\n  - {name: default}\n  - {name: remote, srtp: required}\n"
+                   "users: []\n")
+    assert [p.location for p in error.value.problems if "srtp" in p.message] == \
+        ["groups[1].srtp (<settings> line 3)"]
+
+
+def test_srtp_per_site_and_group_renders() -> None:
+    site = with_secrets(load_site(EXAMPLE), MemoryVault())
+    site = with_sip(site, **TLS_FILES, external_address="203.0.113.7", srtp="required")
+    users = {u.extension: u.group for u in site.users}
+    other = next(g for g in site.groups if g.name != users["101"])
+    groups = [g.model_copy(update={"srtp": Srtp.OFF}) if g.name == other.name else g
+              for g in site.groups]
+    files = render_site(site.model_copy(update={"groups": groups}), manager_secret=SECRET)
+    tls = pjsip(files, "transport-tls", "transport")
+    assert tls["method"] == ["sslv23"]
+    assert set(tls["cipher"][0].split(",")) >= {"TLS_AES_128_GCM_SHA256",
+                                                  "ECDHE-RSA-AES128-GCM-SHA256"}
+    assert not [c for c in tls["cipher"][0].split(",") if "CBC" in c or c.endswith("-SHA")]
+    for extension, group in users.items():
+        if extension not in ("101", "102", "100"):
+            continue
+        endpoint = pjsip(files, extension, "endpoint")
+        if group == other.name:  # a LAN phone: no SRTP, lan_networks only, any transport
+            assert "media_encryption" not in endpoint, extension
+            assert "transport" not in endpoint
+            assert endpoint["context"][0].startswith("proc-")
+            assert endpoint["permit"] == ["192.168.1.0/24,10.20.0.0/16"]
+        else:  # a TLS phone: SRTP required, reached over TLS only, its calls gated
+            assert endpoint["media_encryption"] == ["sdes"], extension
+            assert endpoint["media_encryption_optimistic"] == ["no"], extension
+            assert endpoint["transport"] == ["transport-tls"]
+            assert endpoint["context"] == ["wildix-tls-users"]
+            assert endpoint["subscribe_context"] == ["proc-users"]
+            assert "permit" not in endpoint and "deny" not in endpoint
+    assert other.name in {users[e] for e in ("100", "101", "102")}
+    gate = next(s for s in parse_conf(files["extensions.conf"])
+                if s.name == "wildix-tls-users")
+    assert next(v for k, _, v in gate.entries if k == "exten").startswith(
+        '_[0-9#*+],1,GotoIf($["${CHANNEL(pjsip,secure)}" != "1"]?insecure)')
+    # without TLS: no gate, no ACL, no SRTP (srtp required is refused by validation)
+    plain = render_site(with_sip(site, srtp="off", tls_certificate=None, tls_private_key=None),
+                        manager_secret=SECRET)
+    assert "wildix-tls-" not in plain["extensions.conf"]
+    assert "permit" not in pjsip(plain, "101", "endpoint")
+
+
 def test_phone_settings_render() -> None:
     site = with_secrets(load_site(EXAMPLE), MemoryVault())
     plain = render_site(site, manager_secret=SECRET)
@@ -85,8 +150,10 @@ def test_phone_settings_render() -> None:
     assert endpoint["media_address"] == ["192.168.1.10"]
     assert endpoint["bind_rtp_to_media_address"] == ["yes"]
     assert endpoint["rtp_timeout"] == ["30"]
-    assert endpoint["media_encryption"] == ["sdes"]
-    assert endpoint["media_encryption_optimistic"] == ["yes"]
+    # SRTP off (the default): a LAN phone, held to lan_networks, no SDES
+    assert "media_encryption" not in endpoint and "transport" not in endpoint
+    assert endpoint["deny"] == ["0.0.0.0/0.0.0.0"]
+    assert endpoint["permit"] == ["192.168.1.0/24,10.20.0.0/16"]
     assert pjsip(files, "101", "aor")["qualify_frequency"] == ["20"]
     tls = pjsip(files, "transport-tls", "transport")
     assert tls["protocol"] == ["tls"] and tls["bind"] == ["192.168.1.10:5161"]
@@ -115,10 +182,18 @@ def test_store_keeps_phone_settings(tmp_path: Path) -> None:
                     rtp_timeout=45, rtp_hold_timeout=900, session_expires=600,
                     qualify_frequency=30, tls_port=5161,
                     tls_certificate="/etc/asterisk/keys/pbx.crt",
-                    tls_private_key="/etc/asterisk/keys/pbx.key")
+                    tls_private_key="/etc/asterisk/keys/pbx.key",
+                    external_address="203.0.113.7", srtp="required")
+    groups = [g.model_copy(update={"srtp": Srtp.OFF}) if i == 0 else g
+              for i, g in enumerate(site.groups)]
+    site = site.model_copy(update={"groups": groups})
     with open_store(str(tmp_path / "s.sqlite3")) as store:
         store.import_site(site)
-        assert store.export_site().system.sip_rtp == site.system.sip_rtp
+        exported = store.export_site()
+        assert exported.system.sip_rtp == site.system.sip_rtp
+        assert exported.system.sip_rtp.srtp is Srtp.REQUIRED
+        assert exported.groups == site.groups and exported.groups[0].srtp is Srtp.OFF
+        assert all(g.srtp is None for g in exported.groups[1:])
 
 
 def test_stored_g729_is_dropped_by_the_migration(tmp_path: Path) -> None:

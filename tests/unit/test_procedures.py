@@ -5,6 +5,10 @@ live calls are in test_procedures_calls.py)."""
 from __future__ import annotations
 
 import copy
+import os
+import re
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -160,6 +164,10 @@ def test_store_round_trip_keeps_numbers_applications_and_new_sections(tmp_path: 
      "DIDs +33140000250-260 overlap +33140000000-299 (trunks[0].dids[0])"),
     (lambda d: d["trunks"][1].update(procedure="users"), "trunks[1].procedure",
      "cannot enter the users' procedure"),
+    # an outside caller has no group: a trunk dial it reaches needs a class first
+    (lambda d: main_apps(d).insert(0, {"app": "dial_trunk", "trunk": "secours"}),
+     "dialplan.procedures[1].numbers[0].applications[0]", "takes outside callers (from a "
+     "trunk) and dials a trunk without a class"),
     (lambda d: d["trunks"][1].update(dids=["+33140000399-300"]), "trunks[1]",
      "ends before it starts"),
     # time frames, call groups, IVRs
@@ -184,6 +192,56 @@ def test_problems_are_located(change: Callable[[Data], None], where: str,
                               message: str) -> None:
     found = problems_after(change)
     assert located(found, where, message), found
+
+
+def test_a_trunk_dial_an_outside_caller_reaches_needs_a_class_first() -> None:
+    """Reached through a go-to (ferme -> mobiles) or an IVR's procedure key, not only as a
+    trunk's own procedure; a phone's procedure may dial without one (its caller's group is
+    checked by the class it sets, or the administrator chose so)."""
+    unclassed = "takes outside callers (from a trunk) and dials a trunk without a class"
+
+    def drop_class(data: Data) -> None:
+        data["dialplan"]["procedures"][3]["numbers"][0]["applications"].pop(0)
+
+    def valid(change: Callable[[Data], None]) -> bool:
+        data = example()
+        change(data)
+        return bool(parse_site(yaml.safe_dump(data, allow_unicode=True, sort_keys=False)))
+
+    assert valid(drop_class)  # mobiles: only phones reach it
+
+    def through_goto(data: Data) -> None:
+        drop_class(data)
+        data["dialplan"]["procedures"][2]["numbers"][0]["applications"].insert(
+            0, {"app": "goto_procedure", "procedure": "mobiles"})
+
+    found = problems_after(through_goto)
+    assert located(found, "dialplan.procedures[3].numbers[0].applications[3]", unclassed)
+
+    def through_ivr(data: Data) -> None:
+        drop_class(data)
+        data["ivrs"][0]["options"][5].update(procedure="mobiles")
+
+    found = problems_after(through_ivr)
+    assert located(found, "dialplan.procedures[3].numbers[0].applications[3]", unclassed)
+    # classed: the example as it is takes a trunk's caller into mobiles through its IVR
+    assert valid(lambda d: d["ivrs"][0]["options"][5].update(procedure="mobiles"))
+
+
+def test_validate_refuses_an_unclassed_trunk_dial_located_with_exit_2(tmp_path: Path
+                                                                      ) -> None:
+    data = example()
+    main_apps(data).insert(0, {"app": "dial_trunk", "trunk": "secours"})
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
+    result = subprocess.run([sys.executable, "-m", "wildix_ast", "validate", str(path)],
+                            capture_output=True, text=True, check=False, timeout=120,
+                            env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"})
+    assert result.returncode == 2
+    assert "Traceback" not in result.stdout + result.stderr
+    assert re.search(r"dialplan\.procedures\[1\]\.numbers\[0\]\.applications\[0\] "
+                     r"\(site\.yaml line \d+\): procedure 'main' takes outside callers",
+                     result.stderr), result.stderr
 
 
 def test_a_reference_problem_and_a_field_problem_come_in_one_pass() -> None:

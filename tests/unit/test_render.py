@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -20,6 +21,7 @@ from wildix_ast.asterisk.render import (
     render_site,
     write_rendered,
 )
+from wildix_ast.asterisk.service_contexts import KEY_LENGTH, KEY_OFFSET
 from wildix_ast.errors import RenderError
 from wildix_ast.model.settings_file import load_site, parse_site
 from wildix_ast.model.site import Site
@@ -32,7 +34,7 @@ SECRET = "Mgr-s3cret.Value"
 FILES = {"acl.conf", "asterisk.conf", "ccss.conf", "cdr.conf", "cel.conf", "extensions.conf",
          "features.conf", "indications.conf", "logger.conf", "manager.conf", "modules.conf",
          "musiconhold.conf", "pjproject.conf", "pjsip.conf", "res_parking.conf", "rtp.conf",
-         "stasis.conf", "udptl.conf", "voicemail.conf"}
+         "stasis.conf", "udptl.conf", "voicemail.conf", "wildix-fastagi.conf"}
 
 
 @pytest.fixture
@@ -43,6 +45,14 @@ def site() -> Site:
 @pytest.fixture
 def files(site: Site) -> dict[str, str]:
     return render_site(site, manager_secret=SECRET)
+
+
+def text_of(files: dict[str, str], context: str) -> str:
+    """The lines of one extensions.conf context."""
+    text = files["extensions.conf"]
+    start = text.index(f"[{context}]")
+    end = text.find("\n[", start + 1)
+    return text[start:end if end >= 0 else None]
 
 
 def sections(files: dict[str, str], name: str) -> dict[str, list[dict[str, list[str]]]]:
@@ -143,6 +153,8 @@ def test_dialplan(site: Site, files: dict[str, str]) -> None:
                         "wildix-extensions", "wildix-did", "proc-users", "proc-reception",
                         "wildix-outgoing", "wildix-route", "wildix-class-limit",
                         "acl-default", "acl-direction", "acl-stagiaires", "wildix-tg-sortants",
+                        "wildix-admit", "wildix-transfer-default", "wildix-transfer-direction",
+                        "wildix-transfer-stagiaires",
                         "wildix-trunk-operateur", "wildix-trunk-secours",
                         # procedures, their numbers, time frames, call groups, IVRs, trunks in
                         "wildix-pn-reception-0", "proc-main", "wildix-pn-main-0",
@@ -158,9 +170,19 @@ def test_dialplan(site: Site, files: dict[str, str]) -> None:
                         "wildix-services", "wildix-feature-code",
                         "wildix-mobility", "wildix-mobility-confirm",
                         "wildix-shared-voicemail", "wildix-shared-voicemail-of",
-                        "wildix-missed-call", "wildix-cw-beep", "wildix-cw-beep-play"}
+                        "wildix-missed-call", "wildix-cw-beep", "wildix-cw-beep-play",
+                        # where test-call originates (through the console)
+                        "wildix-test-call"}
+    agi = ext["globals"][0].pop("WILDIX_AGI")
     assert ext["globals"][0] == {"COUNTRY_CODE": ["33"], "TONE_ZONE": ["fr"],
-                                 "RING_TIMEOUT": ["25"], "WILDIX_AGI": ["agi://127.0.0.1:4573"]}
+                                 "RING_TIMEOUT": ["25"],
+                                 "WILDIX_AGI_KEY": ["/etc/asterisk/wildix-fastagi.conf"]}
+    # no key in the dialplan: it reads it from its file to sign each request
+    assert agi == ["agi://127.0.0.1:4573"]
+    key = files["wildix-fastagi.conf"].encode()[KEY_OFFSET:KEY_OFFSET + KEY_LENGTH].decode()
+    assert re.fullmatch(r"[0-9a-f]{48}", key) and key not in files["extensions.conf"]
+    assert f"${{FILE(${{WILDIX_AGI_KEY}},{KEY_OFFSET},{KEY_LENGTH})}}" in \
+        files["extensions.conf"]
     # only the users' procedure calls out; a procedure's numbers come first, in order
     assert ext["proc-users"][0] == {"include": ["wildix-extensions", "wildix-services",
                                                 "wildix-outgoing"]}
@@ -184,13 +206,18 @@ def test_dialplan(site: Site, files: dict[str, str]) -> None:
     assert ext["wildix-did"][0]["exten"] == [
         "+33140000101,1,Gosub(wildix-call-user,s,1(101,101))",
         "+33140000102,1,Gosub(wildix-call-user,s,1(102,102))"]
-    # the trunk's entry context marks its calls external before anything else
-    assert "in,1,Set(__WILDIX_CALLTYPE=external)" in ext["wildix-in-operateur"][0]["exten"]
+    # the trunk's entry context marks its calls external before anything else; a
+    # registration trunk's first refuses a call from elsewhere than its provider's address
+    assert "in,1,Set(__WILDIX_CALLTYPE=external)" in ext["wildix-in-secours"][0]["exten"]
+    entry = text_of(files, "wildix-in-operateur")
+    assert entry.index('ExecIf($[!("${WILDIX_SRC}" = "127.0.0.1")]?Hangup(21))') < \
+        entry.index("Set(__WILDIX_CALLTYPE=external)")
     text = files["extensions.conf"]
     sub = text[text.index("[wildix-call-user]"):text.index("[wildix-voicemail-main]")]
     assert "Dial(PJSIP/${ARG1},${RING_TIMEOUT})" in sub
     assert "VoiceMail(${ARG2}@default,${greeting})" in sub
-    assert "AGI(${WILDIX_AGI}/call-user,${ARG1},${WILDIX_CALLTYPE})" in sub
+    assert "|call-user|${ARG1}|${WILDIX_CALLTYPE}|" in sub
+    assert "/call-user,${ARG1},${WILDIX_CALLTYPE})" in sub
     # names never reach the dialplan
     for user in site.users:
         assert user.name not in text
@@ -230,7 +257,9 @@ def test_manager(files: dict[str, str]) -> None:
     assert int(account["writetimeout"][0]) >= 1000
     # least privilege: what wildix-ast sends, no `config` (GetConfig shows SIP passwords)
     assert account["read"] == ["system,reporting,user"]
-    assert account["write"] == ["command,reporting"]
+    # no CLI (`command`), no `system`/`config` (GetConfig), no `originate`: apply reloads
+    # through the root-only console
+    assert account["write"] == ["reporting"]
 
 
 def test_asterisk_conf_and_modules(files: dict[str, str]) -> None:

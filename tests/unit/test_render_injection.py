@@ -175,6 +175,9 @@ def _number_class(text: str) -> str:
 _TABLE_CONTEXTS = ("wildix-outgoing",)
 # A trunk's DID ranges: as many patterns as the ranges need.
 _RANGE_CONTEXT = "wildix-inrange-"
+# A group's transfer targets: the number table's forms of the classes it may call.
+_TRANSFER_CONTEXT = "wildix-transfer-"
+_ADMISSION = re.compile(r",(Set\(WILDIX_DIALLED=\$\{EXTEN\}\)|Gosub\(wildix-admit,[a-z]+,1\))$")
 
 
 def signature(files: dict[str, str]) -> dict[str, list[Any]]:
@@ -184,7 +187,17 @@ def signature(files: dict[str, str]) -> dict[str, list[Any]]:
         sections = []
         for section in parse_conf(text):
             entries: list[Any] = []
+            admitted = ""  # the extension whose admission steps were left out
             for key, operator, value in section.entries:
+                if file == "extensions.conf" and _ADMISSION.search(value):
+                    # the admission of an open-ended pattern: the same two steps, whatever
+                    # the site (they carry no value), present or not as the pattern is
+                    if key == "exten":
+                        admitted = value.split(",", 1)[0]
+                    continue
+                if admitted and key == "same":
+                    key, value = "exten", f"{admitted},1{value.removeprefix('n')}"
+                admitted = ""
                 entry: tuple[Any, ...] = (_number_class(key), operator)
                 if file == "extensions.conf" and key in ("exten", "same"):
                     ext, prio, label, app, nargs = dialplan_line(value, same=key == "same")
@@ -199,7 +212,8 @@ def signature(files: dict[str, str]) -> dict[str, list[Any]]:
             if file == "extensions.conf" and section.name.startswith("proc-"):
                 continue  # one per procedure: checked by procedure_contexts()
             if file == "extensions.conf" and (section.name in _TABLE_CONTEXTS
-                                              or section.name.startswith(_RANGE_CONTEXT)):
+                                              or section.name.startswith(_RANGE_CONTEXT)
+                                              or section.name.startswith(_TRANSFER_CONTEXT)):
                 shape.setdefault("<tables>", []).extend(entries)
                 continue
             sections.append((_section_class(file, section.name), section.options, entries))

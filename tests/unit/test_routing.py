@@ -246,14 +246,22 @@ def _match(extension: str, number: str) -> tuple[int, ...] | None:
     return tuple(len(s) for s in positions) + ((11,) if open_end else ())
 
 
+ADMISSION = ("Set(WILDIX_DIALLED=", "Gosub(wildix-admit,")
+
+
 def dialplan_decision(dialplan: str, number: str) -> tuple[str, str] | None:
     """(class, number routed) the rendered `wildix-outgoing` context gives `number`."""
     context = dialplan.split("[wildix-outgoing]\n", 1)[1].split("\n\n[", 1)[0]
     best: tuple[tuple[int, ...], str] | None = None
+    # each extension's first step past the admission of an open-ended pattern
+    routes: list[tuple[str, str]] = []
     for line in context.splitlines():
-        if not line.startswith("exten => "):
-            continue
-        extension, _, app = line.removeprefix("exten => ").split(",", 2)
+        if line.startswith("exten => "):
+            extension, _, app = line.removeprefix("exten => ").split(",", 2)
+            routes.append((extension, app))
+        elif line.startswith(" same => n,") and routes[-1][1].startswith(ADMISSION):
+            routes[-1] = (routes[-1][0], line.removeprefix(" same => n,"))
+    for extension, app in routes:
         key = _match(extension, number)
         if key is not None and (best is None or key < best[0]):
             best = (key, app)

@@ -22,7 +22,8 @@ def render(name: str, **variables: object) -> str:
 def test_unit_verifies(name: str, tmp_path: Path) -> None:
     venv = str(Path(sys.executable).parent.parent)
     text = render(name, wildix_ast_venv=venv, wildix_ast_db="/var/lib/wildix-ast/db.sqlite3",
-                  wildix_ast_never_ban=["192.168.1.0/24", "203.0.113.10"])
+                  wildix_ast_never_ban=["192.168.1.0/24", "203.0.113.10"],
+                  wildix_ast_fastagi={"host": "127.0.0.1", "port": 4573})
     unit = tmp_path / name.removesuffix(".j2")
     unit.write_text(text, encoding="utf-8")
     done = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)],
@@ -39,3 +40,14 @@ def test_runtime_unit_never_bans_the_given_networks() -> None:
                   wildix_ast_never_ban=["192.168.1.0/24"])
     assert "runtime serve --state-dir /var/lib/wildix-ast/runtime --never-ban 192.168.1.0/24\n" \
         in text
+
+
+def test_agi_unit_listens_where_the_site_says_as_its_own_user() -> None:
+    text = render("wildix-ast-agi.service.j2", wildix_ast_venv="/opt/v", wildix_ast_db="x",
+                  wildix_ast_fastagi={"host": "127.0.0.1", "port": 4599})
+    assert "agi serve --host 127.0.0.1 --port 4599\n" in text
+    assert "User=wildix-ast-agi\n" in text and "Group=wildix-ast\n" in text
+    # the store's folder writable (WAL files, mail spool), nothing else; no capability
+    assert "ReadWritePaths=/var/lib/wildix-ast\n" in text and "ReadOnlyPaths" not in text
+    assert "CapabilityBoundingSet=\n" in text
+    assert "Environment=WILDIX_AST_MAIL_SPOOL=/var/lib/wildix-ast/mail-spool\n" in text

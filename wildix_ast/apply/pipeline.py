@@ -18,11 +18,19 @@ from typing import TYPE_CHECKING, Protocol
 from wildix_ast.asterisk.manager import runtime_account
 from wildix_ast.asterisk.paths import AsteriskPaths
 from wildix_ast.model.site import Site
-from wildix_ast.store.vault import SecretVault, manager_secret, voicemail_pins, with_secrets
+from wildix_ast.store.vault import (
+    DraftVault,
+    SecretVault,
+    fastagi_key,
+    manager_secret,
+    voicemail_pins,
+    with_secrets,
+)
 
 if TYPE_CHECKING:
     from wildix_ast.ami import AmiClient
     from wildix_ast.apply import ApplyReport, ConfigTarget, Generation, Plan
+    from wildix_ast.asterisk_cli import AsteriskCli, Runner
     from wildix_ast.sounds.audio import SoundLibrary
     from wildix_ast.store import Store
     from wildix_ast.store.store import ImportReport, PreparedImport
@@ -65,6 +73,8 @@ class Target:
     #: Asterisk's data folder as this host sees it: sound files go there (None: not
     #: installed, e.g. `render` into a folder)
     data_dir: Path | None = None
+    #: how its console is reached (None: `asterisk -rx` with the target's asterisk.conf)
+    runner: Runner | None = field(default=None, compare=False)
 
     @classmethod
     def host(cls, etc_dir: Path = Path("/etc/asterisk"),
@@ -72,6 +82,14 @@ class Target:
         paths = AsteriskPaths()
         return cls(name=f"host {etc_dir}", etc_dir=etc_dir, paths=paths,
                    data_dir=data_dir or Path(str(paths.data)))
+
+    def console(self) -> AsteriskCli:
+        """Asterisk's root-only console: what apply reloads, verifies and restarts with
+        (no AMI account may: see `asterisk_cli`)."""
+        from wildix_ast.asterisk_cli import AsteriskCli, host_runner
+
+        runner = self.runner or host_runner(self.etc_dir / "asterisk.conf")
+        return AsteriskCli(runner, self.name)
 
     def adapt(self, site: Site) -> Site:
         if self.ports is None:
@@ -108,15 +126,19 @@ def compile_site(site: Site, vault: SecretVault, target: Target,
     `sounds`: the converted audio of the site's sounds (the sound files are installed
     only with it)."""
     from wildix_ast.asterisk.render import render_site
+    from wildix_ast.model.trunks import with_provider_addresses
     from wildix_ast.sounds.install import files_to_install
 
     running = target.adapt(with_secrets(site, vault))
+    # registration trunks' provider addresses: resolved here, never on the call path
+    running = running.model_copy(update={"trunks": with_provider_addresses(running.trunks)})
     manager = running.system.manager
     secret = manager_secret(vault, manager.username)
     files = render_site(running, manager_secret=secret, paths=target.paths,
                         templates=templates, voicemail_pins=voicemail_pins(running, vault),
                         sounds=sounds,
-                        runtime_secret=manager_secret(vault, runtime_account(manager.username)))
+                        runtime_secret=manager_secret(vault, runtime_account(manager.username)),
+                        fastagi_key=fastagi_key(vault))
     sound_files = None if sounds is None else files_to_install(
         running.sounds, running.system.language_region.language, sounds)
     return Compiled(site=running, files=files, ami_host=target.ami_host, ami_port=manager.port,
@@ -138,7 +160,7 @@ def site_sounds(site: Site, site_file: Path, store: Store) -> SoundLibrary:
 def config_target(target: Target, compiled: Compiled | None) -> ConfigTarget:
     from wildix_ast.apply import ConfigTarget
 
-    return ConfigTarget(target.etc_dir, compiled.ami if compiled is not None else None,
+    return ConfigTarget(target.etc_dir, target.console if compiled is not None else None,
                         name=target.name, data_dir=target.data_dir)
 
 
@@ -285,7 +307,9 @@ def apply_site(site: Site, store: Store, target: Target, *, source_text: str | N
         given = None
     else:
         given = sounds
-    compiled = compile_site(site, store, target, templates, sounds)
+    # a dry run writes no row: the secrets it must generate for new users stay in memory
+    vault: SecretVault = DraftVault(store) if dry_run else store
+    compiled = compile_site(site, vault, target, templates, sounds)
     config = config_target(target, compiled)
     if dry_run:
         plan = config.plan(compiled.files, compiled.sound_files)

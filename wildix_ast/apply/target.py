@@ -28,7 +28,6 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wildix_ast.ami import AmiClient
 from wildix_ast.apply.plan import FileChange, Plan, ReloadStep, make_plan
 from wildix_ast.apply.state import (
     DEFAULT_KEEP,
@@ -39,6 +38,7 @@ from wildix_ast.apply.state import (
     sound_digest,
 )
 from wildix_ast.apply.verify import Expectation, verify
+from wildix_ast.asterisk_cli import CliQueries
 from wildix_ast.errors import AmiError, ApplyError
 from wildix_ast.files import fsync_dir, write_atomic
 from wildix_ast.sounds.install import plan_sound_files, put_sound_files
@@ -47,7 +47,7 @@ from wildix_ast.testing.crash_points import crash_point
 Progress = Callable[[str, str], None]
 """progress(step, message); steps: recover, check, validate, backup, write, reload, restart,
 verify, record, rollback, done."""
-AmiFactory = Callable[[], AmiClient]
+AmiFactory = Callable[[], CliQueries]
 
 DEFAULT_LOCK_TIMEOUT = 120.0
 def _quiet(_step: str, _message: str) -> None:
@@ -218,7 +218,7 @@ class ConfigTarget:
 
     # -- commit --------------------------------------------------------------------------------
 
-    def _ami_client(self) -> AmiClient:
+    def _ami_client(self) -> CliQueries:
         if self._ami is None:
             raise ApplyError(f"{self.name}: no AMI connection configured; only an offline "
                              "install is possible")
@@ -330,7 +330,7 @@ class ConfigTarget:
         report.sounds_removed = [c.path for c in plan.sound_files if c.new is None]
         return journal, before
 
-    async def _go_live(self, ami: AmiClient, plan: Plan, journal: Journal,
+    async def _go_live(self, ami: CliQueries, plan: Plan, journal: Journal,
                        restart: list[str], wanted: tuple[Expectation, Expectation],
                        timeouts: Timeouts, report: ApplyReport, say: Progress) -> str | None:
         """Reload what changed (or restart), then verify; the failure, or None."""
@@ -370,7 +370,7 @@ class ConfigTarget:
         say("done", f"applied in {report.total_seconds:.2f} s")
         return report
 
-    async def _undo(self, ami: AmiClient, touched: list[FileChange], reloads: list[ReloadStep],
+    async def _undo(self, ami: CliQueries, touched: list[FileChange], reloads: list[ReloadStep],
                     restart: bool, say: Progress, restart_timeout: float,
                     data_dir: Path | None = None,
                     sounds: Mapping[str, bytes | None] | None = None) -> str:
@@ -531,7 +531,7 @@ def _describe(expected: Expectation, absent: Expectation) -> str:
     return "asking Asterisk: " + ("; ".join(parts) if parts else "nothing changed to check")
 
 
-async def _reload_all(ami: AmiClient, reloads: list[ReloadStep], say: Progress,
+async def _reload_all(ami: CliQueries, reloads: list[ReloadStep], say: Progress,
                       ) -> list[ReloadResult]:
     results: list[ReloadResult] = []
     for step in reloads:
@@ -547,10 +547,10 @@ async def _reload_all(ami: AmiClient, reloads: list[ReloadStep], say: Progress,
     return results
 
 
-async def _restart(ami: AmiClient, say: Progress, timeout: float) -> None:
+async def _restart(ami: CliQueries, say: Progress, timeout: float) -> None:
     """`core restart gracefully` (Asterisk waits for the calls in progress to end), then
     reconnect to the new process (told apart from the old one by its startup time)."""
-    before = await ami.action("CoreStatus")
+    before = await ami.started_at()
     say("restart", "core restart gracefully")
     with contextlib.suppress(AmiError):
         await ami.command("core restart gracefully")
@@ -561,16 +561,16 @@ async def _restart(ami: AmiClient, say: Progress, timeout: float) -> None:
         await asyncio.sleep(0.5)
         try:
             await ami.connect()
-            now = await ami.action("CoreStatus")
+            now = await ami.started_at()
         except AmiError as e:
             last = e.message
             continue
-        started = ("CoreStartupDate", "CoreStartupTime")
-        if any(now.get(k) != before.get(k) for k in started):
-            # The AMI takes logins while modules still load: PJSIP may not be there yet.
+        # uptime is in whole seconds: a start more than 1.5 s later is another process
+        if now - before > 1.5:
+            # The console answers while modules still load: PJSIP may not be there yet.
             try:
-                await ami.action("Command", Command="core waitfullybooted",
-                                 timeout=max(1.0, deadline - time.monotonic()))
+                await ami.command("core waitfullybooted",
+                                  timeout=max(1.0, deadline - time.monotonic()))
             except AmiError as e:
                 last = e.message
                 continue

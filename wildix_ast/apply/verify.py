@@ -13,8 +13,8 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from wildix_ast.ami import AmiClient
 from wildix_ast.asterisk import by_name
+from wildix_ast.asterisk_cli import CliQueries
 from wildix_ast.conf import ConfigSyntaxError, chunks_named, parse_chunks, sections
 from wildix_ast.errors import AmiError
 
@@ -80,9 +80,9 @@ class Expectation:
         return present, gone
 
 
-async def _endpoint(ami: AmiClient, name: str) -> tuple[bool, set[str]]:
+async def _endpoint(ami: CliQueries, name: str) -> tuple[bool, set[str]]:
     """Whether endpoint `name` exists, and the AORs Asterisk attached to it (through the
-    CLI: PJSIPShowEndpoint needs the AMI class `system`, which wildix-ast's account lacks)."""
+    CLI: PJSIPShowEndpoint needs the AMI class `system`, which allows GetConfig too)."""
     try:
         aors = await ami.endpoint_aors(name)
     except AmiError:
@@ -90,15 +90,14 @@ async def _endpoint(ami: AmiClient, name: str) -> tuple[bool, set[str]]:
     return aors is not None, aors or set()
 
 
-async def _context(ami: AmiClient, name: str) -> bool:
+async def _context(ami: CliQueries, name: str) -> bool:
     try:
-        await ami.action_list("ShowDialPlan", "ShowDialPlanComplete", Context=name)
+        return await ami.has_context(name)
     except AmiError:
         return False
-    return True
 
 
-async def _present(ami: AmiClient, expected: Expectation, absent: Expectation,
+async def _present(ami: CliQueries, expected: Expectation, absent: Expectation,
                    ) -> tuple[set[str], set[str], set[str]]:
     """(endpoints, AORs, contexts) among the asked-for ones that Asterisk has."""
     endpoints_asked = expected.endpoints | absent.endpoints
@@ -125,7 +124,7 @@ async def _present(ami: AmiClient, expected: Expectation, absent: Expectation,
     return endpoints, aors, contexts
 
 
-async def check(ami: AmiClient, expected: Expectation, absent: Expectation) -> list[str]:
+async def check(ami: CliQueries, expected: Expectation, absent: Expectation) -> list[str]:
     endpoints, aors, contexts = await _present(ami, expected, absent)
     problems = [f"endpoint {n} missing" for n in sorted(expected.endpoints - endpoints)]
     problems += [f"removed endpoint {n} still present"
@@ -138,7 +137,7 @@ async def check(ami: AmiClient, expected: Expectation, absent: Expectation) -> l
     return problems
 
 
-async def verify(ami: AmiClient, expected: Expectation, absent: Expectation | None = None, *,
+async def verify(ami: CliQueries, expected: Expectation, absent: Expectation | None = None, *,
                  timeout: float = 5.0) -> tuple[list[str], int, float]:
     """Check (again, with a growing pause, until `timeout`) that Asterisk shows `expected`
     and none of `absent`. Returns (problems left, attempts, seconds)."""

@@ -45,6 +45,9 @@ class RenderInput:
     #: the AMI service's own account's secret (manager.runtime_account); empty: derived
     #: from manager_secret
     runtime_secret: str = ""
+    #: the FastAGI service's key (secrets_vault.fastagi_key); empty: derived from
+    #: manager_secret
+    fastagi_key: str = ""
 
 
 @dataclass(frozen=True)

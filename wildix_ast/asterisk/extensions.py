@@ -27,9 +27,10 @@ from wildix_ast.asterisk.base import (
     static_modules,
 )
 from wildix_ast.asterisk.outgoing import REJECTED, dialplan_contexts
+from wildix_ast.asterisk.pjsip import tls_phone_groups
 from wildix_ast.asterisk.procedure_contexts import dialplan_contexts as procedure_contexts
 from wildix_ast.asterisk.res_parking import orbits
-from wildix_ast.asterisk.service_contexts import service_contexts
+from wildix_ast.asterisk.service_contexts import KEY_FILE, agi_path, service_contexts
 from wildix_ast.calls.call_user import CALL_USER_ROUTE, MAX_FORWARDS
 from wildix_ast.errors import Problem
 from wildix_ast.model.call_classes import NumberingPlan
@@ -37,6 +38,7 @@ from wildix_ast.model.routing import numbering_plan
 
 if TYPE_CHECKING:
     from wildix_ast.conf import Section
+    from wildix_ast.model.site import Site
 
 _NOT_CONTEXTS = ("general", "globals")
 _EXTEN = re.compile(r"^[^,]+,\s*(\d+|n|hint|n\+\d+)(\([^)]*\))?\s*,.*$")
@@ -59,6 +61,24 @@ def e164(plan: NumberingPlan, number: str) -> str:
     return found[1] if found is not None and found[1].startswith("+") else number
 
 
+class TlsGate(NamedTuple):
+    name: str
+    #: the procedure's context, where a call over TLS goes on
+    target: str
+
+
+#: every number a phone dials (digits, feature codes, E.164): one character, or more
+_DIALLED = ("_[0-9#*+]", "_[0-9#*+].")
+
+
+def _tls_gates(site: Site) -> list[TlsGate]:
+    """One gate per procedure of a TLS phone (pjsip.tls_phone_groups)."""
+    groups = tls_phone_groups(site)
+    procedures = dict.fromkeys(u.dialplan for u in site.users
+                               if u.type.has_phone and u.group in groups)
+    return [TlsGate(names.tls_gate_context(p), names.procedure_context(p)) for p in procedures]
+
+
 def _view(given: RenderInput) -> View:
     site = given.site
     plan = numbering_plan(site)
@@ -71,6 +91,7 @@ def _view(given: RenderInput) -> View:
         "ring_timeout": site.dialplan.ring_timeout,
         "echo_test": site.dialplan.echo_test,
         "voicemail_main": site.dialplan.voicemail,
+        "admit_context": names.ADMIT_CONTEXT,
         "calls": [Call(u.extension, u.extension, box[u.extension]) for u in phones],
         # trunks' calls arrive with their DID in E.164 (procedures.to_e164)
         "dids": [Call(e164(plan, u.office_did), u.extension, box[u.extension]) for u in phones
@@ -85,10 +106,13 @@ def _view(given: RenderInput) -> View:
         "did_context": names.DID_CONTEXT,
         "procedures": procedure_contexts(site),
         "fastagi": f"{site.system.fastagi.host}:{site.system.fastagi.port}",
-        "call_user_route": CALL_USER_ROUTE,
+        "fastagi_key_file": given.paths.etc / KEY_FILE,
+        # signed for the arguments the template's AGI() line sends
+        "call_user_route": agi_path(CALL_USER_ROUTE, "${ARG1}", "${WILDIX_CALLTYPE}"),
         "forward_context": names.FORWARD_CONTEXT,
         "alert_info_context": names.ALERT_INFO_CONTEXT,
         "procedure_prefix": names.PROCEDURE_PREFIX,
+        "dialled_patterns": _DIALLED,
         "max_forwards": MAX_FORWARDS,
         "rejected_cause": REJECTED,
         "routing": dialplan_contexts(site),
@@ -97,6 +121,7 @@ def _view(given: RenderInput) -> View:
         "cw_beep_context": names.CW_BEEP_CONTEXT,
         "cw_beep_play_context": names.CW_BEEP_PLAY_CONTEXT,
         "services": service_contexts(site),
+        "tls_gates": _tls_gates(site),
     }
 
 
@@ -135,7 +160,8 @@ FILE = ConfigFile(
         "app_verbose.so", "func_strings.so", "func_callerid.so", "func_channel.so",
         "func_logic.so", "func_global.so", "func_hangupcause.so", "func_devstate.so",
         "func_rand.so", "res_agi.so", "app_voicemail.so", "res_pjsip_header_funcs.so",
-        "app_read.so", "app_userevent.so", "app_originate.so", "app_chanspy.so"),
+        "app_read.so", "app_userevent.so", "app_originate.so", "app_chanspy.so",
+        "func_db.so", "func_cut.so"),
     checks=_checks,
     expects=_expects,
 )

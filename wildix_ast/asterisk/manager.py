@@ -15,12 +15,12 @@ AMI_BIND = "127.0.0.1"
 
 #: The AMI service's classes. Events: `system` (FullyBooted, ContactStatus), `call`
 #: (channels, device states), `dialplan` (Newexten: the per-call log), `security` (failed
-#: authentications: bans). Actions: `reporting` (DeviceStateList, CoreShowChannels),
-#: `originate` (`test-call`; Asterisk refuses System/Exec-like applications to an account
-#: without `system`). Not `command`, `system` nor `config`: no CLI, no Reload, no GetConfig
-#: (every SIP password); bans are enforced by the firewall, not by reloading Asterisk.
+#: authentications: bans). Actions: `reporting` (DeviceStateList, CoreShowChannels). Not
+#: `originate` (any channel: a trunk past every class check; `test-call` originates through
+#: the root-only console into a guarded context), `command`, `system` nor `config`: no CLI,
+#: no Reload, no GetConfig (every SIP password); bans are enforced by the firewall.
 RUNTIME_READ = "system,call,dialplan,security,user"
-RUNTIME_WRITE = "reporting,originate"
+RUNTIME_WRITE = "reporting"
 
 
 def runtime_account(manager_username: str) -> str:
@@ -55,13 +55,14 @@ def _view(given: RenderInput) -> View:
     return {
         "manager_bind": AMI_BIND,
         "manager_port": manager.port,
-        # What wildix-ast sends: Command (the CLI), CoreStatus and CoreShowChannels
-        # (reporting), Ping. Not `system` nor `config`: both allow GetConfig (every SIP
-        # password); not `originate`. Runtime services get accounts of their own. Reads
-        # `user` too: the UserEvents the dialplan publishes (WildixPopup).
+        # What wildix-ast sends: CoreStatus, CoreShowChannels, ShowDialPlan (reporting),
+        # Ping. Not `command` (any CLI command: `pjsip show auth`, a `channel originate` of
+        # a program), `system` nor `config` (GetConfig: every SIP password), `originate`
+        # (any channel): apply reloads and verifies through the root-only console
+        # (`asterisk_cli`). Reads `user` too: the UserEvents the dialplan publishes.
         "manager_accounts": [Account(
             username=manager.username, secret=given.manager_secret,
-            read="system,reporting,user", write="command,reporting", writetimeout=5000),
+            read="system,reporting,user", write="reporting", writetimeout=5000),
             Account(username=runtime_account(manager.username), secret=runtime_secret(given),
                     read=RUNTIME_READ, write=RUNTIME_WRITE, writetimeout=5000)],
     }

@@ -15,6 +15,7 @@ DID_CONTEXT = "wildix-did"
 FORWARD_CONTEXT = "wildix-forward"
 ALERT_INFO_CONTEXT = "wildix-alert-info"
 PROCEDURE_PREFIX = "proc-"
+TLS_GATE_PREFIX = "wildix-tls-"
 
 
 def sound_file(name: str) -> str:
@@ -27,6 +28,12 @@ def procedure_context(name: str) -> str:
     """The extensions.conf context of a dialplan procedure. A prefix, so no procedure can be
     named like Asterisk's reserved `[general]`/`[globals]` or one of our `wildix-*` helpers."""
     return f"{PROCEDURE_PREFIX}{name}"
+
+
+def tls_gate_context(procedure: str) -> str:
+    """The context TLS phones of a procedure enter first: their calls over UDP or TCP end
+    there, the others go on to `procedure_context(procedure)`."""
+    return f"{TLS_GATE_PREFIX}{procedure}"
 
 
 def mailbox(extension: str) -> str:
@@ -51,6 +58,9 @@ def subscribed_mailboxes(user: User, mailboxes: set[str]) -> str:
     return ",".join(found)
 
 
+ADMIT_CONTEXT = "wildix-admit"
+"""The one admission point of a dialled number (outgoing.py): `number` admits digits after
+an optional '+', `code` also '*' and '#' (feature codes); anything else ends the call, 404."""
 OUTGOING_CONTEXT = "wildix-outgoing"
 ROUTE_CONTEXT = "wildix-route"
 CLASS_LIMIT_CONTEXT = "wildix-class-limit"
@@ -59,6 +69,12 @@ CLASS_LIMIT_CONTEXT = "wildix-class-limit"
 def acl_context(group: str) -> str:
     """Holds one extension per call class the ACL group may call."""
     return f"acl-{group}"
+
+
+def transfer_context(group: str) -> str:
+    """Where a phone of ACL group `group` blind-transfers a call (its endpoint's
+    TRANSFER_CONTEXT): only the numbers that group may call exist there."""
+    return f"wildix-transfer-{group}"
 
 
 def trunk_endpoint(trunk: str) -> str:
@@ -122,3 +138,11 @@ MISSED_CALL_CONTEXT = "wildix-missed-call"
 SHARED_VOICEMAIL_CONTEXT = "wildix-shared-voicemail"
 SHARED_VOICEMAIL_OF_CONTEXT = "wildix-shared-voicemail-of"
 """One extension `<user>*<shared mailbox>` per user that shares another's mailbox."""
+TEST_CALL_CONTEXT = "wildix-test-call"
+"""Where `test-call` originates (through the console): a one-time request, then a
+procedure's context as the caller's group."""
+TEST_CALL_FAMILY = "wildix-test-call"
+"""The AstDB family of test-call requests (written by root through the console only)."""
+TEST_CALL_ID_DIGITS = 16
+"""A test-call request's one-time id: this many lower-case hex digits, and nothing else
+enters the test-call context (its extension pattern is exactly that)."""

@@ -29,10 +29,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from wildix_ast.asterisk.names import (
+    ADMIT_CONTEXT,
     CLASS_LIMIT_CONTEXT,
+    EXTENSIONS_CONTEXT,
     OUTGOING_CONTEXT,
     ROUTE_CONTEXT,
     acl_context,
+    transfer_context,
     trunk_context,
     trunk_endpoint,
     trunk_group_context,
@@ -72,6 +75,51 @@ def _ext(name: str, *steps: str | tuple[str, str]) -> Extension:
     return Extension(name, tuple(s if isinstance(s, tuple) else ("", s) for s in steps))
 
 
+# --- admission -------------------------------------------------------------------------------
+# Asterisk's '.' and '!' match any character, so an open-ended pattern (a number table's
+# `0XXXXX.`, an administrator's procedure number `9.`) also matches a Request-URI carrying
+# Dial-string syntax (`&`, `@`, `/`, `,`...) or expressions. Every such extension first runs
+# the one admission subroutine; nothing else can carry a character beyond its pattern's.
+
+DIALLED = "WILDIX_DIALLED"
+"""What the admission subroutine checks: the caller's ${EXTEN} (a Gosub argument would be
+split at its commas before the check could see them)."""
+ADMIT_NUMBER, ADMIT_CODE = "number", "code"
+_ADMITTED = {ADMIT_NUMBER: ("+0-9", "^[+]?[0-9]{1,32}$"),
+             ADMIT_CODE: ("+*#0-9", "^[+*#0-9]{1,32}$")}
+
+
+def open_ended(name: str) -> bool:
+    """An extension name that can match characters no pattern position names."""
+    return name.startswith("_") and name.endswith((".", "!"))
+
+
+def admit(kind: str = ADMIT_NUMBER) -> list[str | tuple[str, str]]:
+    """The steps that admit ${EXTEN} (or end the call with 404)."""
+    return [f"Set({DIALLED}=${{EXTEN}})", f"Gosub({ADMIT_CONTEXT},{kind},1)"]
+
+
+def admitted(name: str, *steps: str | tuple[str, str], kind: str = ADMIT_NUMBER) -> Extension:
+    """`_ext`, admitting the dialled number first when `name` is open-ended."""
+    return _ext(name, *(admit(kind) if open_ended(name) else []), *steps)
+
+
+def _admission() -> Context:
+    """Two checks, each failing closed, and neither putting the number itself inside a
+    `$[...]` expression (where its quotes and operators would be parsed): FILTER keeps
+    only the admitted characters, so its length equals the number's only when there is
+    nothing else (the argument parser also drops quotes and backslashes: shorter, refused);
+    REGEX places the '+' and bounds the length (a number it cannot parse gives no 1)."""
+    dialled = f"${{{DIALLED}}}"
+    return Context(ADMIT_CONTEXT, tuple(
+        _ext(kind,
+             f"GotoIf($[${{LEN(${{FILTER({chars},{dialled})}})}} != ${{LEN({dialled})}}]"
+             "?refuse)",
+             f'GotoIf(${{REGEX("{regex}" {dialled})}}?ok)',
+             ("refuse", f"Hangup({UNALLOCATED})"), ("ok", "Return()"))
+        for kind, (chars, regex) in _ADMITTED.items()))
+
+
 def _forms(plan: NumberingPlan) -> list[Extension]:
     """The dialled forms of every number and how each becomes the number routed."""
     out = plan.outside_line_prefix
@@ -80,8 +128,8 @@ def _forms(plan: NumberingPlan) -> list[Extension]:
     found: list[Extension] = []
 
     def route(pattern: str, call_class: CallClass, number: str) -> None:
-        found.append(_ext(pattern, f"Gosub({ROUTE_CONTEXT},{call_class},1({number}))",
-                          "Hangup()"))
+        found.append(admitted(pattern, f"Gosub({ROUTE_CONTEXT},{call_class},1({number}))",
+                              "Hangup()"))
 
     for number in plan.emergency_numbers:
         route(number, CallClass.EMERGENCY, number)
@@ -99,8 +147,123 @@ def _forms(plan: NumberingPlan) -> list[Extension]:
     route(f"_{out}+Z.", CallClass.INTERNATIONAL, f"+${{EXTEN:{skip + 1}}}")
     # Unknown numbers of the own country: refused rather than mistaken for international.
     unknown = [f"_{out}{intl}{cc}.", f"_{out}+{cc}."] + ([f"_{out}{nat}."] if nat else [])
-    found += [_ext(p, f"Hangup({UNALLOCATED})") for p in unknown]
+    found += [admitted(p, f"Hangup({UNALLOCATED})") for p in unknown]
     return found
+
+
+def _form_class(form: Extension) -> CallClass | None:
+    """The class a `_forms` extension routes its number as (None: it refuses it)."""
+    for _, step in form.steps:
+        if step.startswith(f"Gosub({ROUTE_CONTEXT},"):
+            return CallClass(step.split(",")[1])
+    return None
+
+
+TRANSFER_DIGITS = 17
+"""How many digits an open-ended form's '.' stands for at most in a transfer context
+(E.164 numbers have 15 at most, after the country code's first digit)."""
+
+
+Box = tuple[frozenset[str], ...]
+"""A fixed-length pattern: the characters each position matches."""
+_SETS = {"X": "0123456789", "Z": "123456789", "N": "23456789"}
+
+
+def _box(name: str) -> Box:
+    """`_0[1-5]XX` -> ({0}, {1..5}, {0..9}, {0..9}); an exact number, one digit each."""
+    text, found, i = name.removeprefix("_"), [], 0
+    while i < len(text):
+        if text[i] == "[":
+            end = text.index("]", i)
+            body, chars = text[i + 1:end], set()
+            for j, c in enumerate(body):
+                if c == "-" and 0 < j < len(body) - 1:
+                    chars |= {chr(k) for k in range(ord(body[j - 1]), ord(body[j + 1]) + 1)}
+                elif c != "-":
+                    chars.add(c)
+            found.append(frozenset(chars))
+            i = end + 1
+        else:
+            found.append(frozenset(_SETS.get(text[i], text[i]) if name.startswith("_")
+                                   else text[i]))
+            i += 1
+    return tuple(found)
+
+
+def _char_class(chars: frozenset[str]) -> str:
+    """`[124-9]`: runs of four or more as ranges (asterisklint's canonical form)."""
+    runs: list[list[str]] = []
+    for c in sorted(chars):
+        if runs and ord(c) == ord(runs[-1][-1]) + 1:
+            runs[-1].append(c)
+        else:
+            runs.append([c])
+    return "[" + "".join(f"{r[0]}-{r[-1]}" if len(r) > 3 else "".join(r) for r in runs) + "]"
+
+
+def _pattern(box: Box) -> str:
+    named = {frozenset(v): k for k, v in _SETS.items()}
+    parts = [next(iter(s)) if len(s) == 1 else named.get(s) or _char_class(s) for s in box]
+    text = "".join(parts)
+    return text if text.isdigit() else "_" + text
+
+
+def _wins(box: Box, other: Box) -> bool:
+    """Asterisk takes `box` over `other` for a number both match: at the first position
+    where they differ, the one matching fewer characters is the more specific."""
+    for mine, theirs in zip(box, other, strict=True):
+        if mine != theirs:
+            return len(mine) < len(theirs) or (len(mine) == len(theirs)
+                                               and min(mine) < min(theirs))
+    return False
+
+
+def _minus(box: Box, other: Box) -> list[Box]:
+    """The numbers of `box` that `other` does not match, as boxes."""
+    if any(not (a & b) for a, b in zip(box, other, strict=True)):
+        return [box]
+    found = []
+    for i, (a, b) in enumerate(zip(box, other, strict=True)):
+        if a - b:
+            same = (x & y for x, y in zip(box[:i], other[:i], strict=True))
+            found.append((*same, a - b, *box[i + 1:]))
+    return found
+
+
+def _fixed(name: str) -> list[str]:
+    """An open-ended form as digits only: `_00Z.` -> `_00ZX` ... `_00ZX{17}`."""
+    if not open_ended(name):
+        return [name]
+    return [name[:-1] + "X" * k for k in range(1, TRANSFER_DIGITS + 1)]
+
+
+def _transfer(plan: NumberingPlan, group: str, allowed: frozenset[CallClass]) -> Context:
+    """A blind transfer by a phone of `group`: the users, and the outside numbers of the
+    classes the group may call. res_pjsip_refer refuses a REFER whose number does not exist
+    in the phone's TRANSFER_CONTEXT before anything moves (the phone gets the refusal, the
+    caller stays with it), so only the numbers `wildix-outgoing` would route in an allowed
+    class exist here: open-ended forms written as digits only (a number with anything else
+    does not exist), less the numbers a more specific form of another class (or a refusal)
+    takes there (Italy: `0XXXXX.` national, but `00Z.` international). The transferred
+    caller (a trunk's channel has no group) then leaves with the group's rights."""
+    steps = (f"Set(WILDIX_GROUP={group})", "Set(WILDIX_DID=)",
+             f"Goto({OUTGOING_CONTEXT},${{EXTEN}},1)")
+    ok: list[Box] = []
+    refused: list[Box] = []
+    for form in _forms(plan):
+        c = _form_class(form)
+        keep = c is not None and (c in allowed or c is CallClass.EMERGENCY)
+        (ok if keep else refused).extend(_box(n) for n in _fixed(form.name))
+    kept: list[Box] = []
+    for box in ok:
+        pieces = [box]
+        for other in refused:
+            if len(other) == len(box) and _wins(other, box):
+                pieces = [p for piece in pieces for p in _minus(piece, other)]
+        kept += pieces
+    names = list(dict.fromkeys(_pattern(b) for b in kept))
+    return Context(transfer_context(group), tuple(_ext(n, *steps) for n in names),
+                   (EXTENSIONS_CONTEXT,))
 
 
 def class_limits(site: Site) -> dict[CallClass, int]:
@@ -161,7 +324,10 @@ def _format(plan: NumberingPlan, variable: str, label: str) -> list[str | tuple[
 
 
 def _trunk(trunk: Trunk, plan: NumberingPlan) -> Extension:
-    steps: list[str | tuple[str, str]] = ["Set(DEST=${ARG1})"]
+    # digits and '+' only (admitted before; filtered again here so that no later change
+    # of the path to this line can hand Dial() anything else)
+    steps: list[str | tuple[str, str]] = ["Set(DEST=${FILTER(+0-9,${ARG1})})",
+                                          f'ExecIf($["${{DEST}}" = ""]?Hangup({UNALLOCATED}))']
     if trunk.max_calls is not None:
         steps += [f"Set(GROUP(trunk)={trunk.name})",
                   f"GotoIf($[${{GROUP_COUNT({trunk.name}@trunk)}} > {trunk.max_calls}]?next)"]
@@ -183,7 +349,7 @@ def _trunk(trunk: Trunk, plan: NumberingPlan) -> Extension:
     if trunk.number_format is NumberFormat.NATIONAL:
         steps += _format(plan, "DEST", "destfmt")
     # WILDIX_TRUNK_DIAL_OPTIONS: only a mobility leg sets it (its confirmation, services.py)
-    steps += [f"Dial(PJSIP/${{DEST}}@{trunk_endpoint(trunk.name)},,"
+    steps += [f"Dial(PJSIP/${{FILTER(+0-9,${{DEST}})}}@{trunk_endpoint(trunk.name)},,"
               "${WILDIX_TRUNK_DIAL_OPTIONS})",
               'GotoIf($["${DIALSTATUS}" = "CHANUNAVAIL"]?next)',
               'GotoIf($["${DIALSTATUS}" = "CONGESTION"]?next)',
@@ -197,12 +363,14 @@ def _trunk(trunk: Trunk, plan: NumberingPlan) -> Extension:
 def dialplan_contexts(site: Site) -> list[Context]:
     """Every context of outgoing routing, in file order."""
     plan = numbering_plan(site)
-    contexts = [Context(OUTGOING_CONTEXT, tuple(_forms(plan))),
+    contexts = [_admission(),
+                Context(OUTGOING_CONTEXT, tuple(_forms(plan))),
                 Context(ROUTE_CONTEXT, tuple(_route(site))),
                 Context(CLASS_LIMIT_CONTEXT, tuple(_class_limits(site)))]
     for group in site.groups:
         contexts.append(Context(acl_context(group.name), tuple(
             _ext(str(c), "NoOp()") for c in CallClass if c in group.allowed)))
+        contexts.append(_transfer(plan, group.name, group.allowed))
     for trunk_group in site.trunk_groups:
         steps: list[str | tuple[str, str]] = []
         for name in trunk_group.trunks:

@@ -9,7 +9,8 @@ Phones: RTP binds to the site's media address (else its bind address): bound to 
 wildcard, Asterisk resolves the host name for every RTP instance (ast_find_ourip when it
 turns RTCP on), DNS queries per call on a host whose name is not in /etc/hosts. Every phone
 is qualified (presence, NAT pinholes), a call without RTP ends after `rtp_timeout`, and
-with a TLS transport every endpoint offers SDES-SRTP to phones that ask for it.
+with a TLS transport every endpoint gets SDES-SRTP as its ACL group (else the site) says:
+optional (offered, a call without it carried) or required (a call without it refused).
 """
 
 from __future__ import annotations
@@ -19,9 +20,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 from wildix_ast.asterisk.base import ConfigFile, ObjectKinds, Reload, RenderInput, View
-from wildix_ast.asterisk.names import has_mailbox, procedure_context, subscribed_mailboxes
+from wildix_ast.asterisk.names import (
+    has_mailbox,
+    procedure_context,
+    subscribed_mailboxes,
+    tls_gate_context,
+    transfer_context,
+)
 from wildix_ast.asterisk.outgoing import pjsip_trunks
 from wildix_ast.errors import Problem, RenderError
+from wildix_ast.model.common import Srtp
 from wildix_ast.model.site import Site
 from wildix_ast.model.system import Codec
 
@@ -66,6 +74,26 @@ _REFERENCES = (("aors", "aor"), ("auth", "auth"), ("outbound_auth", "auth"),
                ("transport", "transport"), ("endpoint", "endpoint"))
 
 
+#: The TLS transport's protocol method. pjproject derives the protocols it enables from it:
+#: `tlsv1_2` would enable TLS 1.2 alone (TLS 1.3 refused); `sslv23` enables every version
+#: the TLS library allows, and the cipher list below leaves TLS 1.0 and 1.1 with nothing to
+#: negotiate (they have no AEAD cipher), so the transport speaks TLS 1.2 and 1.3 only.
+TLS_METHOD = "sslv23"
+
+#: AEAD ciphers with forward secrecy only (ECDHE or DHE key exchange; AES-GCM or
+#: ChaCha20-Poly1305), by the names `pjsip list ciphers` gives in the lab's Asterisk 22:
+#: no static RSA, no CBC, no SHA-1 MAC, no CCM/ARIA/Camellia (scanners flag them as
+#: non-standard). The three TLS 1.3 suites are all AEAD with (EC)DHE by construction;
+#: pjproject enables TLS 1.3 only for the TLS 1.3 suites listed here.
+TLS_CIPHERS = (
+    "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256", "TLS_AES_128_GCM_SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+    "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
+    "DHE-RSA-AES256-GCM-SHA384", "DHE-RSA-CHACHA20-POLY1305", "DHE-RSA-AES128-GCM-SHA256",
+)
+
+
 @dataclass(frozen=True)
 class Transport:
     name: str
@@ -76,6 +104,8 @@ class Transport:
     #: TLS only: certificate and private key files as the Asterisk host sees them
     cert_file: str | None = None
     priv_key_file: str | None = None
+    method: str = TLS_METHOD
+    ciphers: str = ",".join(TLS_CIPHERS)
 
 
 class Endpoint(NamedTuple):
@@ -98,8 +128,15 @@ class Endpoint(NamedTuple):
     rtp_timeout: int
     rtp_hold_timeout: int
     session_expires: int
-    #: offer SDES-SRTP to phones that ask for it (a TLS transport is configured)
-    srtp: bool
+    #: SDES-SRTP: None (off, or no TLS transport), "yes" (optional: a call without it is
+    #: carried) or "no" (required: refused) as `media_encryption_optimistic` says it
+    srtp_optimistic: str | None
+    #: a TLS phone (`tls_phone_groups`): Asterisk reaches it over TLS only, and its calls
+    #: enter this context (the TLS gate) first; hints stay in its procedure's context
+    subscribe_context: str | None
+    #: a LAN phone on a site with TLS: the only networks it may use (`permit`, after a
+    #: `deny` of everything: Asterisk answers anyone else 403, REGISTER and INVITE alike)
+    permit: str | None
     variables: list[str]
     """`set_var` lines: the ACL group and office DID the dialplan reads for outgoing calls."""
 
@@ -111,6 +148,27 @@ def codecs(site: Site) -> list[Codec]:
         if codec not in ordered:
             ordered.append(codec)
     return ordered
+
+
+def tls_phone_groups(site: Site) -> frozenset[str]:
+    """The ACL groups whose phones are TLS phones: SRTP (optional or required, the group's
+    else the site's) on a site with TLS. SDES keys travel in the SDP, and Asterisk 22 cannot
+    tie an endpoint to a transport for what it receives (the endpoint's `transport` is for
+    what it sends), so a phone with SRTP uses TLS only: Asterisk sends to it over TLS only,
+    and the dialplan's TLS gate refuses its calls over UDP or TCP before any SDP answer.
+    The other phones are LAN phones, held to lan_networks by an ACL once TLS is on."""
+    sip = site.system.sip_rtp
+    if not sip.tls:
+        return frozenset()
+    return frozenset(g.name for g in site.groups if (g.srtp or sip.srtp) is not Srtp.OFF)
+
+
+def _srtp(tls: bool, mode: Srtp) -> str | None:
+    """`media_encryption_optimistic` for a phone of this SRTP mode; None: no SRTP (no TLS
+    transport: the keys would travel in clear)."""
+    if not tls or mode is Srtp.OFF:
+        return None
+    return "no" if mode is Srtp.REQUIRED else "yes"
 
 
 def _view(given: RenderInput) -> View:
@@ -138,17 +196,26 @@ def _view(given: RenderInput) -> View:
     # the same for every endpoint: read once, not once per user
     media_address = None if rtp_address is None else str(rtp_address)
     rtp_timeout, rtp_hold_timeout = sip.rtp_timeout, sip.rtp_hold_timeout
-    session_expires, srtp = sip.session_expires, sip.tls
+    session_expires = sip.session_expires
+    srtp = {g.name: _srtp(sip.tls, g.srtp or sip.srtp) for g in site.groups}
+    tls_groups = tls_phone_groups(site)
+    lan_only = ",".join(nets) if sip.tls else None
     endpoints = [
         Endpoint(name=u.extension, auth=f"{u.extension}-auth", username=u.extension,
                  password=u.sip_password or "", aor=u.extension,
                  callerid=f'"{u.name}" <{u.extension}>',
                  language=u.language or default_language,
-                 context=procedure_context(u.dialplan), codecs=allow,
+                 context=tls_gate_context(u.dialplan) if u.group in tls_groups
+                 else procedure_context(u.dialplan), codecs=allow,
                  mailbox=subscribed_mailboxes(u, boxes), media_address=media_address,
                  rtp_timeout=rtp_timeout, rtp_hold_timeout=rtp_hold_timeout,
-                 session_expires=session_expires, srtp=srtp,
+                 session_expires=session_expires, srtp_optimistic=srtp.get(u.group),
+                 subscribe_context=procedure_context(u.dialplan) if u.group in tls_groups
+                 else None,
+                 permit=None if u.group in tls_groups else lan_only,
                  variables=[f"WILDIX_GROUP={u.group}",
+                            # a blind transfer is checked with the phone's rights
+                            f"TRANSFER_CONTEXT={transfer_context(u.group)}",
                             *([f"WILDIX_DID={u.office_did}"] if u.office_did else [])])
         for u in site.users if u.type.has_phone]
     return {

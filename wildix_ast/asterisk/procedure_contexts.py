@@ -23,7 +23,7 @@ Only digits, identifiers, time zones and checked names reach these lines."""
 from __future__ import annotations
 
 from wildix_ast.asterisk import names
-from wildix_ast.asterisk.outgoing import CLASS_FULL, Context, Extension, _ext
+from wildix_ast.asterisk.outgoing import CLASS_FULL, REJECTED, Context, Extension, _ext, admitted
 from wildix_ast.model.call_classes import NumberingPlan
 from wildix_ast.model.call_groups import CallGroup, Strategy
 from wildix_ast.model.common import DEFAULT_PROCEDURE
@@ -54,7 +54,7 @@ from wildix_ast.model.procedures import (
 from wildix_ast.model.routing import numbering_plan
 from wildix_ast.model.site import Site
 from wildix_ast.model.time_frames import TimeFrame
-from wildix_ast.model.trunks import Trunk, did_bounds
+from wildix_ast.model.trunks import Trunk, TrunkAuth, did_bounds
 
 Step = str | tuple[str, str]
 ANSWERED = '$["${DIALSTATUS}" = "ANSWER"]'
@@ -118,7 +118,10 @@ def application_steps(site: Site, app: Application, j: int) -> list[Step]:
             # (the class counter outgoing routing uses); a trunk returns only to fail over.
             acl = names.acl_context("${WILDIX_GROUP}")
             limited = f"${{DIALPLAN_EXISTS({names.CLASS_LIMIT_CONTEXT},${{WILDIX_CLASS}},1)}}"
-            return [f'GotoIf($["${{WILDIX_CLASS}}" != "" & '
+            # A caller without a group nor a class (a trunk's: `validate` refuses such a
+            # procedure) never reaches the trunk.
+            return [f'GotoIf($["${{WILDIX_CLASS}}${{WILDIX_GROUP}}" = ""]?skip-{j})',
+                    f'GotoIf($["${{WILDIX_CLASS}}" != "" & '
                     f'"${{DIALPLAN_EXISTS({acl},${{WILDIX_CLASS}},1)}}" = "0"]?skip-{j})',
                     f'GotoIf($["${{WILDIX_CLASS}}" = "" | "{limited}" = "0"]?dial-{j})',
                     f"Gosub({names.CLASS_LIMIT_CONTEXT},${{WILDIX_CLASS}},1)",
@@ -153,8 +156,9 @@ def _procedure(site: Site, procedure: Procedure) -> list[Context]:
         for j, app in enumerate(number.applications):
             steps += application_steps(site, app, j)
         steps.append(("end", "Hangup()"))
+        # an administrator's open-ended pattern (`9.`) sees admitted numbers only
         found.append(Context(names.number_context(procedure.name, i),
-                             (_ext(extension_name(number.number), *steps),)))
+                             (admitted(extension_name(number.number), *steps),)))
     return found
 
 
@@ -287,11 +291,23 @@ def did_patterns(first: int, last: int, digits: int) -> list[str]:
     return found
 
 
+def _from_provider(trunk: Trunk) -> list[Step]:
+    """A registration trunk's calls are recognised by the `line` token of its registration,
+    which travels in clear: a call carrying it from anywhere but the provider's addresses
+    is refused (403). IP trunks are matched by address already (PJSIP `identify`)."""
+    if trunk.auth is not TrunkAuth.REGISTRATION:
+        return []
+    source = "${CUT(CHANNEL(pjsip,remote_addr),:,1)}"
+    known = " | ".join(f'"${{WILDIX_SRC}}" = "{a}"' for a in trunk.identify_addresses)
+    return [f"Set(WILDIX_SRC={source})",
+            f"ExecIf($[!({known or '0'})]?Hangup({REJECTED}))"]
+
+
 def _incoming(site: Site, trunk: Trunk, plan: NumberingPlan) -> list[Context]:
     entry = names.trunk_incoming_context(trunk.name)
     dids = names.trunk_did_context(trunk.name)
     ranges = names.trunk_range_context(trunk.name)
-    steps: list[Step] = [
+    steps: list[Step] = [*_from_provider(trunk),
         "Set(__WILDIX_CALLTYPE=external)",
         "Set(WILDIX_NUM=${FILTER(0123456789+,${CALLERID(num)})})",
         *to_e164(plan, "WILDIX_NUM", "cid"),
@@ -301,8 +317,8 @@ def _incoming(site: Site, trunk: Trunk, plan: NumberingPlan) -> list[Context]:
         f"GotoIf(${{DIALPLAN_EXISTS({dids},${{WILDIX_IN}},1)}}?{dids},${{WILDIX_IN}},1)",
         f"Hangup({UNALLOCATED})"]
     contexts = [Context(entry, (
-        _ext("_X.", "Set(WILDIX_IN=${EXTEN})", "Goto(in,1)"),
-        _ext("_+X.", "Set(WILDIX_IN=${EXTEN})", "Goto(in,1)"),
+        admitted("_X.", "Set(WILDIX_IN=${EXTEN})", "Goto(in,1)"),
+        admitted("_+X.", "Set(WILDIX_IN=${EXTEN})", "Goto(in,1)"),
         _ext("in", *steps)))]
     includes = [names.DID_CONTEXT]
     if trunk.procedure is not None:
@@ -316,7 +332,7 @@ def _incoming(site: Site, trunk: Trunk, plan: NumberingPlan) -> list[Context]:
         enter = (f"GotoIf(${{DIALPLAN_EXISTS({procedure},${{WILDIX_IN}},1)}}"
                  f"?{procedure},${{WILDIX_IN}},1)")
         contexts.append(Context(ranges, tuple(
-            _ext(p, enter, f"Hangup({UNALLOCATED})") for p in patterns)))
+            admitted(p, enter, f"Hangup({UNALLOCATED})") for p in patterns)))
     contexts.append(Context(dids, (), tuple(includes)))
     return contexts
 

@@ -21,6 +21,10 @@ mobility leg that fails (service down, class refused) only ends itself.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
+from wildix_ast.asterisk.base import HEADER, RenderInput
 from wildix_ast.asterisk.names import (
     CW_BEEP_CONTEXT,
     CW_BEEP_PLAY_CONTEXT,
@@ -29,18 +33,54 @@ from wildix_ast.asterisk.names import (
     MOBILITY_CONFIRM_CONTEXT,
     MOBILITY_CONTEXT,
     OUTGOING_CONTEXT,
+    PROCEDURE_PREFIX,
     SERVICES_CONTEXT,
     SHARED_VOICEMAIL_CONTEXT,
     SHARED_VOICEMAIL_OF_CONTEXT,
+    TEST_CALL_CONTEXT,
+    TEST_CALL_ID_DIGITS,
+    TEST_CALL_FAMILY,
     VOICEMAIL_CONTEXT,
     has_mailbox,
 )
-from wildix_ast.asterisk.outgoing import UNALLOCATED, Context, Extension, _ext
+from wildix_ast.asterisk.outgoing import (
+    ADMIT_CODE,
+    REJECTED,
+    UNALLOCATED,
+    Context,
+    Extension,
+    _ext,
+    admitted,
+)
 from wildix_ast.model.preferences import VOICEMAIL
 from wildix_ast.model.site import Site
 
 AGI_URL = "${WILDIX_AGI}"
 """The FastAGI service's base URL, a dialplan global (`agi://<system.fastagi>`)."""
+KEY_FILE = "wildix-fastagi.conf"
+"""Where the dialplan reads the FastAGI key (`asterisk/fastagi_key.py`); its path is the
+global `WILDIX_AGI_KEY`."""
+KEY_LENGTH = 48
+#: where the key starts in KEY_FILE (bytes): after the header and `[fastagi]`, `key=`
+KEY_OFFSET = len(f"{HEADER}\n[fastagi]\nkey=".encode())
+_KEY = f"${{FILE(${{WILDIX_AGI_KEY}},{KEY_OFFSET},{KEY_LENGTH})}}"
+
+
+def agi_key(given: RenderInput) -> str:
+    """The FastAGI key (the vault's; without one, a bare render_site, derived from the
+    manager secret without revealing it): 48 hex digits."""
+    if given.fastagi_key:
+        return given.fastagi_key
+    return hmac.new(given.manager_secret.encode(), b"fastagi-key",
+                    hashlib.sha256).hexdigest()[:KEY_LENGTH]
+
+
+def agi_path(route: str, *args: str) -> str:
+    """`<signature>/<route>` for `AGI(${WILDIX_AGI}/<this>,<args>)`: the signature is
+    SHA1(key|uniqueid|route|args...|key), computed by the dialplan from the same `args`
+    the request sends (the FastAGI service computes it again: `agi.server`)."""
+    signed = "|".join((_KEY, "${UNIQUEID}", route, *args, _KEY))
+    return f"${{SHA1({signed})}}/{route}"
 TRUNK_DIAL_OPTIONS = "WILDIX_TRUNK_DIAL_OPTIONS"
 """Options the trunk's Dial takes from the channel (only the mobility leg sets them)."""
 CONFIRM_SECONDS = 5
@@ -50,7 +90,8 @@ CONFIRM_ATTEMPTS = 2
 def _agi(route: str, *args: str) -> list[str | tuple[str, str]]:
     """The fail-safe AGI call: the status is cleared first, so only the service's own OK
     counts."""
-    return ["Set(WILDIX_AGI_STATUS=)", f"AGI({AGI_URL}/{route}{''.join(',' + a for a in args)})"]
+    return ["Set(WILDIX_AGI_STATUS=)",
+            f"AGI({AGI_URL}/{agi_path(route, *args)}{''.join(',' + a for a in args)})"]
 
 
 def feature_code_extensions(site: Site) -> list[tuple[str, str, str]]:
@@ -70,7 +111,8 @@ def feature_code_extensions(site: Site) -> list[tuple[str, str, str]]:
 
 def _services(site: Site) -> Context:
     return Context(SERVICES_CONTEXT, (*(
-        _ext(exten, f"Gosub({FEATURE_CODE_CONTEXT},s,1({service},{option}))", "Hangup()")
+        admitted(exten, f"Gosub({FEATURE_CODE_CONTEXT},s,1({service},{option}))", "Hangup()",
+                 kind=ADMIT_CODE)
         for exten, service, option in feature_code_extensions(site)),
         _shared_voicemail_code(site), _hotline(site)))
 
@@ -78,9 +120,9 @@ def _services(site: Site) -> Context:
 def _shared_voicemail_code(site: Site) -> Extension:
     """`<voicemail code>*<mailbox>` opens a mailbox (see `_shared_voicemail`)."""
     code = site.dialplan.voicemail
-    return _ext(f"_{code}*X.", "Answer()",
-                f"Gosub({SHARED_VOICEMAIL_CONTEXT},s,1(${{EXTEN:{len(code) + 1}}}))",
-                "Hangup()")
+    return admitted(f"_{code}*X.", "Answer()",
+                    f"Gosub({SHARED_VOICEMAIL_CONTEXT},s,1(${{EXTEN:{len(code) + 1}}}))",
+                    "Hangup()", kind=ADMIT_CODE)
 
 
 def _shared_voicemail(site: Site) -> list[Context]:
@@ -153,10 +195,10 @@ def _mobility() -> Context:
         'GotoIf($["${WILDIX_MOBILITY_CONFIRM}" != "1"]?wait)',
         f"Set({TRUNK_DIAL_OPTIONS}=U({MOBILITY_CONFIRM_CONTEXT}))",
         ("wait", "Wait(${WILDIX_MOBILITY_DELAY})"),
-        f"Goto({OUTGOING_CONTEXT},${{WILDIX_MOBILE}},1)",
+        f"Goto({OUTGOING_CONTEXT},${{FILTER(+0-9,${{WILDIX_MOBILE}})}},1)",
         ("off", "Hangup()"),
     ]
-    return Context(MOBILITY_CONTEXT, (_ext("_X.", *steps),))
+    return Context(MOBILITY_CONTEXT, (admitted("_X.", *steps),))
 
 
 def _confirm() -> Context:
@@ -191,7 +233,7 @@ def _call_waiting_beep() -> list[Context]:
     cannot listen) into the user's *bridged* channel (`b`: never the new ringing one),
     what its ;1 side plays: a beep. Both end with the beep."""
     return [
-        Context(CW_BEEP_CONTEXT, (_ext(
+        Context(CW_BEEP_CONTEXT, (admitted(
             "_X.", "UserEvent(WildixCallWaitingBeep,Extension: ${EXTEN})",
             "ChanSpy(PJSIP/${EXTEN}-,qbWES)", "Hangup()"),)),
         Context(CW_BEEP_PLAY_CONTEXT, (_ext(
@@ -199,10 +241,26 @@ def _call_waiting_beep() -> list[Context]:
     ]
 
 
+def _test_call() -> Context:
+    """`test-call` originates `Local/<id>@wildix-test-call` through Asterisk's root-only
+    console (no AMI account may originate): the request (group|DID|caller|procedure|number,
+    admitted by `runtime.originate.request_for`) waits in AstDB under a one-time id, taken
+    and deleted here. The call can only enter a procedure's context (the prefix is fixed
+    here), as that user's ACL group: the same class checks as a call from their phone."""
+    field = "${{CUT(WILDIX_TC,|,{})}}".format
+    return Context(TEST_CALL_CONTEXT, (_ext(
+        "_" + "[0-9a-f]" * TEST_CALL_ID_DIGITS, f"Set(WILDIX_TC=${{DB_DELETE({TEST_CALL_FAMILY}/${{EXTEN}})}})",
+        "GotoIf($[\"${WILDIX_TC}\" = \"\"]?refused)",
+        f"Set(WILDIX_GROUP={field(1)})", f"Set(WILDIX_DID={field(2)})",
+        f"Set(CALLERID(num)={field(3)})",
+        f"Goto({PROCEDURE_PREFIX}{field(4)},{field(5)},1)",
+        ("refused", f"Hangup({REJECTED})")),))
+
+
 def service_contexts(site: Site) -> list[Context]:
     """Every context of the services, in file order."""
     return [_services(site), *_shared_voicemail(site), _feature_code(), _mobility(),
-            _confirm(), _missed_call(), *_call_waiting_beep()]
+            _confirm(), _missed_call(), *_call_waiting_beep(), _test_call()]
 
 
 def mobility_leg(extension: str) -> str:

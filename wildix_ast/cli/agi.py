@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import signal
@@ -15,11 +16,20 @@ from rich.table import Table
 
 from wildix_ast.calls.missed_calls import SPOOL_ENV, MailSpool, default_spool
 from wildix_ast.cli.console import out
-from wildix_ast.errors import ServiceError
+from wildix_ast.errors import ServiceError, SettingsError
 from wildix_ast.services.agi.probe import probe
 from wildix_ast.services.agi.routes import StoreLookup, default_routes
-from wildix_ast.services.agi.server import HEALTH_ROUTE, OK, STATUS_VARIABLE, AgiServer, Limits
+from wildix_ast.services.agi.server import (
+    HEALTH_CHECK_TIMEOUT,
+    HEALTH_ROUTE,
+    OK,
+    STATUS_VARIABLE,
+    AgiServer,
+    KeySource,
+    Limits,
+)
 from wildix_ast.services.sdnotify import keep_alive, notify
+from wildix_ast.store.vault import FASTAGI_KEY
 
 app = typer.Typer(help="The FastAGI service: call-time decisions for the dialplan.",
                   no_args_is_help=True)
@@ -48,7 +58,17 @@ def serve(
         help="Where missed-call mails are queued. Default: "
              "~/.local/share/wildix-ast/mail-spool.")] = None,
 ) -> None:
-    """Answer FastAGI requests until stopped (SIGTERM or Ctrl-C)."""
+    """Answer FastAGI requests until stopped (SIGTERM or Ctrl-C). Only on loopback: every
+    request but `health` must carry the key the store keeps (the applied dialplan sends
+    it), and it travels in clear."""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise SettingsError(f"--host {host}: the FastAGI service listens on a loopback "
+                            "address only (FastAGI is plain TCP: its key would travel in "
+                            "clear)")
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     limits = Limits(backlog=backlog, max_sessions=max_sessions)
@@ -63,7 +83,8 @@ def serve(
 async def _serve(host: str, port: int, limits: Limits, lookup: StoreLookup,
                  spool: MailSpool) -> None:
     await asyncio.to_thread(lookup.warm_up)
-    server = AgiServer(default_routes(lookup, spool), limits)
+    server = AgiServer(default_routes(lookup, spool), limits, health_check=lookup.check,
+                       key=_store_key(lookup))
     try:
         bound = await server.start(host, port)
     except OSError as e:
@@ -73,8 +94,18 @@ async def _serve(host: str, port: int, limits: Limits, lookup: StoreLookup,
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    watchdog = asyncio.create_task(keep_alive())
-    notify(f"READY=1\nSTATUS=listening on {bound[0]}:{bound[1]}")
+    listening = f"listening on {bound[0]}:{bound[1]}"
+
+    async def store_problem() -> str | None:
+        try:
+            async with asyncio.timeout(HEALTH_CHECK_TIMEOUT):
+                await asyncio.to_thread(lookup.check)
+        except Exception as e:  # any failure: the unit shows it, the watchdog is withheld
+            return f"{listening}; the store cannot be read: {e or type(e).__name__}"
+        return None
+
+    watchdog = asyncio.create_task(keep_alive(store_problem, ready_status=listening))
+    notify(f"READY=1\nSTATUS={listening}")
     out.print(f"FastAGI service listening on {bound[0]}:{bound[1]} "
               f"(routes: {', '.join(sorted(server.routes))})")
     try:
@@ -85,6 +116,21 @@ async def _serve(host: str, port: int, limits: Limits, lookup: StoreLookup,
         with contextlib.suppress(asyncio.CancelledError):
             await watchdog
         await server.close()
+
+
+def _store_key(lookup: StoreLookup) -> KeySource:
+    """The FastAGI key kept in the store's vault, read (never generated) until found:
+    until a site is applied there is none, and every request but `health` is refused."""
+    found: list[str] = []
+
+    def key() -> str | None:
+        if not found:
+            value = lookup.store().get_secrets([FASTAGI_KEY]).get(FASTAGI_KEY)
+            if value:
+                found.append(value)
+        return found[0] if found else None
+
+    return key
 
 
 @app.command()

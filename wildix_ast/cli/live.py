@@ -23,10 +23,12 @@ JsonOutput = Annotated[bool, typer.Option(
     "--json", help="One JSON object on standard output (errors too).")]
 DbUrl = Annotated[str | None, typer.Option(
     "--db", envvar="WILDIX_AST_DB", show_envvar=True, help="The store.")]
-AgiHost = Annotated[str, typer.Option("--agi-host", envvar="WILDIX_AST_AGI_HOST",
-                                      help="The FastAGI service's address.")]
-AgiPort = Annotated[int, typer.Option("--agi-port", envvar="WILDIX_AST_AGI_PORT",
-                                      min=1, max=65535, help="The FastAGI service's port.")]
+AgiHost = Annotated[str | None, typer.Option(
+    "--agi-host", envvar="WILDIX_AST_AGI_HOST",
+    help="The FastAGI service's address (default: the stored site's system.fastagi).")]
+AgiPort = Annotated[int | None, typer.Option(
+    "--agi-port", envvar="WILDIX_AST_AGI_PORT", min=1, max=65535,
+    help="The FastAGI service's port (default: the stored site's system.fastagi).")]
 
 
 def _stored_site(db: str | None) -> Any:
@@ -41,8 +43,8 @@ def _stored_site(db: str | None) -> Any:
 
 def status(
     state_dir: StateDir = DEFAULT_STATE,
-    agi_host: AgiHost = "127.0.0.1",
-    agi_port: AgiPort = 4573,
+    agi_host: AgiHost = None,
+    agi_port: AgiPort = None,
     db: DbUrl = None,
     as_json: JsonOutput = False,
 ) -> None:
@@ -59,8 +61,10 @@ def status(
     except ServiceError as e:
         runtime = e.message
     agi: dict[str, str] | str
+    # where the site's dialplan asks the service, unless told otherwise
+    fastagi = site.system.fastagi
     try:
-        agi = asyncio.run(check(agi_host, agi_port, 1.0))
+        agi = asyncio.run(check(agi_host or str(fastagi.host), agi_port or fastagi.port, 1.0))
     except ServiceError as e:
         agi = e.message
     view = build(site.users, runtime, agi)
@@ -141,13 +145,21 @@ def test_call(
     site = _stored_site(db)
     request = request_for(site, number, caller=caller, procedure=procedure, echo=echo,
                           ring_timeout=ring_timeout, hold=hold)
+    from wildix_ast.apply.pipeline import Target
+
+    # the originate goes through Asterisk's root-only console; the AMI service's account
+    # (events only) follows the call
     if lab is not None:
-        ami_port = running_lab(lab).ports.ami
+        running = running_lab(lab)
+        ami_port = running.ports.ami
+        target = running.target()
+    else:
+        target = Target.host()
     settings = ami_settings("127.0.0.1", ami_port, None, "", db, timeout=5.0)
 
     async def run() -> Any:
-        async with settings.client() as client:
-            return await place(client, request)
+        async with settings.client() as client, target.console() as console:
+            return await place(client, console, request)
 
     result = asyncio.run(run())
     if as_json:

@@ -99,7 +99,11 @@ def validate(site_file: SiteFile, as_json: JsonOutput = False) -> None:
     phones = sum(1 for u in site.users if u.type.has_phone)
     if as_json:
         emit_json({"ok": True, "problems": [], "users": len(site.users), "phones": phones,
-                   "groups": len(site.groups), "pbx_name": site.system.pbx_name})
+                   "groups": len(site.groups), "pbx_name": site.system.pbx_name,
+                   # where the dialplan asks the FastAGI service: a deployment starts the
+                   # service there (the Ansible role's unit), never on a port of its own
+                   "fastagi": {"host": str(site.system.fastagi.host),
+                               "port": site.system.fastagi.port}})
         return
     out.print(f"[green]✓[/] {site_file}: valid — {len(site.users)} users ({phones} with a "
               f"phone), {len(site.groups)} groups, PBX {site.system.pbx_name!r}")

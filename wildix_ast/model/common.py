@@ -7,6 +7,7 @@ that span sections live in `references`, `routing` and `dialplan_rules`, which r
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 from pydantic import ConfigDict
@@ -20,6 +21,17 @@ def empty_list() -> list[Any]:
     signature of every default factory, and a builtin's costs compiling the tokenizer's
     regexes (0.02 s of every process that imports the models)."""
     return []
+
+class Srtp(StrEnum):
+    """SDES-SRTP for phones (per site, overridden per ACL group). Keys travel in the SDP,
+    so SRTP is only ever offered or accepted on the TLS transport."""
+
+    OFF = "off"
+    #: offered to phones that ask for it; a call without SRTP is still carried
+    OPTIONAL = "optional"
+    #: a call without SRTP is refused
+    REQUIRED = "required"
+
 
 DEFAULT_GROUP = "default"
 """The ACL group of a user whose settings name none (WMS 'Profil' by default)."""

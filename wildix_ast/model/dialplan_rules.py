@@ -13,7 +13,15 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from wildix_ast.model.call_classes import Shape
 from wildix_ast.model.common import DEFAULT_PROCEDURE
 from wildix_ast.model.ivrs import IvrTarget
-from wildix_ast.model.procedures import DialUser, PlaySound, VoicemailApp
+from wildix_ast.model.procedures import (
+    DialTrunk,
+    DialTrunkGroup,
+    DialUser,
+    IvrApp,
+    PlaySound,
+    SetCallClass,
+    VoicemailApp,
+)
 from wildix_ast.model.sounds import SoundKind
 from wildix_ast.model.trunks import did_bounds
 
@@ -141,9 +149,53 @@ def _trunks(site: Sections) -> Iterator[InitErrorDetails]:
             claimed.append((first, last, digits, did, f"trunks[{t}].dids[{d}]"))
 
 
+def incoming_procedures(site: Sections) -> set[str]:
+    """The procedures an outside caller can reach: a trunk's, and every procedure they (or
+    the IVRs they run) go to."""
+    by_name = {p.name: p for p in site.dialplan.procedures}
+    ivrs = {v.name: v for v in site.ivrs}
+    reached: set[str] = set()
+    todo = [t.procedure for t in site.trunks if t.procedure is not None]
+    while todo:
+        name = todo.pop()
+        procedure = by_name.get(name)
+        if name in reached or procedure is None:
+            continue
+        reached.add(name)
+        todo += [target for _, _, target in procedure.goes_to()]
+        for number in procedure.numbers:
+            for app in number.applications:
+                ivr = ivrs.get(app.ivr) if isinstance(app, IvrApp) else None
+                if ivr is not None:
+                    targets = [*ivr.options, ivr.on_timeout, ivr.on_invalid]
+                    todo += [t.procedure for t in targets
+                             if t is not None and t.procedure is not None]
+    return reached
+
+
+def _unclassed_trunk_dials(site: Sections) -> Iterator[InitErrorDetails]:
+    """An outside caller has no ACL group: a trunk dial it can reach is checked only by the
+    class a `set_call_class` gave the call before it (in the same called number: the one
+    place the order is known whatever way the call came in)."""
+    incoming = incoming_procedures(site)
+    for p, procedure in enumerate(site.dialplan.procedures):
+        if procedure.name not in incoming:
+            continue
+        for i, number in enumerate(procedure.numbers):
+            classed = False
+            for j, app in enumerate(number.applications):
+                classed = classed or isinstance(app, SetCallClass)
+                if isinstance(app, DialTrunk | DialTrunkGroup) and not classed:
+                    yield _error(("dialplan", "procedures", p, "numbers", i, "applications", j),
+                                 f"procedure {procedure.name!r} takes outside callers (from a "
+                                 f"trunk) and dials a trunk without a class: put a "
+                                 f"set_call_class before this {app.app}")
+
+
 def dialplan_errors(site: Sections) -> Iterator[InitErrorDetails]:
     yield from _numbers(site)
     yield from _loops(site)
     yield from _targets(site)
     yield from _trunks(site)
+    yield from _unclassed_trunk_dials(site)
 

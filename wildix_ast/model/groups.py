@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from wildix_ast.model.call_classes import DEFAULT_ALLOWED, CallClass
-from wildix_ast.model.common import STRICT, empty_list
+from wildix_ast.model.common import STRICT, Srtp, empty_list
 from wildix_ast.model.fields import FreeText, Identifier
 
 
@@ -20,6 +20,8 @@ class Group(BaseModel):
     """Classes granted beyond the fail-closed defaults (international, premium)."""
     deny: list[CallClass] = Field(default_factory=empty_list)
     """Default classes taken away; emergency cannot be (it always goes out)."""
+    srtp: Srtp | None = None
+    """SRTP for this group's phones; None: the site's (`system.sip_rtp.srtp`)."""
 
     @property
     def allowed(self) -> frozenset[CallClass]:

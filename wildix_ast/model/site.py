@@ -7,13 +7,26 @@ from ipaddress import IPv4Address
 from typing import Self
 
 from pydantic import model_validator
-from pydantic_core import ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
+from wildix_ast.model.common import Srtp
 from wildix_ast.model.dialplan_rules import dialplan_errors
 from wildix_ast.model.references import reference_errors
 from wildix_ast.model.routing import routing_errors
 from wildix_ast.model.sections import Sections
 from wildix_ast.model.users import User
+
+
+def _srtp_errors(site: Sections) -> list[InitErrorDetails]:
+    """A group cannot require SRTP on a site without TLS: SDES keys never travel over UDP
+    or TCP, so every call of its phones would be refused."""
+    if site.system.sip_rtp.tls:
+        return []
+    return [{"type": PydanticCustomError("srtp", "srtp: required needs TLS on the site "
+                                         "(system.sip_rtp.tls_certificate and tls_private_key)"
+                                         ": SDES keys are never sent over UDP or TCP"),
+             "loc": ("groups", i, "srtp"), "input": group.srtp}
+            for i, group in enumerate(site.groups) if group.srtp is Srtp.REQUIRED]
 
 
 class Site(Sections):
@@ -34,7 +47,8 @@ class Site(Sections):
             errors = [*invalid.errors(), *(e for e in extra if tuple(e["loc"]) not in known)]
             raise ValidationError.from_exception_data(
                 cls.__name__, errors) from None  # type: ignore[arg-type]
-        problems = [*reference_errors(site, cls), *routing_errors(site), *dialplan_errors(site)]
+        problems = [*reference_errors(site, cls), *routing_errors(site), *dialplan_errors(site),
+                    *_srtp_errors(site)]
         if problems:
             raise ValidationError.from_exception_data(cls.__name__, problems)
         return site

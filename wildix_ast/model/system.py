@@ -17,10 +17,11 @@ from pydantic import (
     BeforeValidator,
     Field,
     StringConstraints,
+    field_validator,
     model_validator,
 )
 
-from wildix_ast.model.common import STRICT
+from wildix_ast.model.common import STRICT, Srtp
 from wildix_ast.model.fields import CountryCode, Identifier, Language, Port, ToneZone, Width
 
 
@@ -170,6 +171,11 @@ class SipRtp(BaseModel):
     tls_port: Port = 5061
     tls_certificate: FilePath | None = None
     tls_private_key: FilePath | None = None
+    #: SDES-SRTP (each ACL group may override it). Phones with SRTP (optional or required)
+    #: are TLS phones: they may be anywhere and use TLS only; phones without are LAN phones
+    #: (from lan_networks only, once TLS is on). Without TLS there is none: the keys would
+    #: travel in clear.
+    srtp: Srtp = Srtp.OFF
 
     @model_validator(mode="after")
     def _rtp_range(self) -> Self:
@@ -191,6 +197,15 @@ class SipRtp(BaseModel):
                 (self.tls_port == self.sip_port or self.rtp_start <= self.tls_port <= self.rtp_end):
             raise ValueError(f"tls_port {self.tls_port} collides with the SIP port or the RTP "
                              "range")
+        if self.tls_certificate is not None and self.external_address is None:
+            # phones outside lan_networks (what TLS is for) would be given the host's
+            # private address in the SDP and the Contact: one-way or no audio
+            raise ValueError("external_address is required with TLS (remote phones): the "
+                             "public address Asterisk announces to phones outside "
+                             "lan_networks")
+        if self.srtp is Srtp.REQUIRED and self.tls_certificate is None:
+            raise ValueError("srtp: required needs TLS (tls_certificate and tls_private_key):"
+                             " SDES keys are never sent over UDP or TCP")
         return self
 
     @property
@@ -224,6 +239,17 @@ class FastAgi(BaseModel):
 
     host: IPv4Address = IPv4Address("127.0.0.1")
     port: Port = 4573
+
+    @field_validator("host")
+    @classmethod
+    def _on_this_host(cls, host: IPv4Address) -> IPv4Address:
+        # FastAGI is plain TCP and its key travels in every request: off this host, anyone
+        # on the path would read it (and the service binds to loopback only)
+        if not host.is_loopback:
+            raise ValueError(f"{host} is not a loopback address: the FastAGI service runs "
+                             "on the PBX itself (FastAGI is plain TCP, its key would travel "
+                             "in clear)")
+        return host
 
 
 class System(BaseModel):

@@ -9,12 +9,15 @@ reach or answers 5xx.
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Callable
 from enum import StrEnum
 from ipaddress import IPv4Address
 from typing import Annotated, Self
 
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
+from wildix_ast.errors import Problem, SettingsError
 from wildix_ast.model.common import STRICT, empty_list
 from wildix_ast.model.fields import FreeText, Identifier, PhoneNumber, Port, pattern
 from wildix_ast.model.system import Codec
@@ -95,7 +98,11 @@ class Trunk(BaseModel):
     username: SipUser | None = None
     secret: TrunkSecret | None = Field(default=None, repr=False)
     addresses: list[IPv4Address] = Field(default_factory=empty_list)
-    """IP trunks: the provider's addresses (default: `host`, when it is an address)."""
+    """The provider's addresses, the only ones its calls are taken from. IP trunks: default
+    `host`, when it is an address. Registration trunks (their calls are recognised by the
+    `line` token of the registration, and must also come from here): default what `host`,
+    `registrar` and `outbound_proxy` resolve to when the site is rendered (apply), never on
+    the call path."""
     caller_id: CallerIdMode = CallerIdMode.OFFICE_DID
     main_number: PhoneNumber | None = None
     number_format: NumberFormat = NumberFormat.E164
@@ -118,8 +125,6 @@ class Trunk(BaseModel):
         if self.auth is TrunkAuth.REGISTRATION:
             if self.username is None or self.secret is None:
                 raise ValueError("a registration trunk needs username and secret")
-            if self.addresses:
-                raise ValueError("addresses are for IP trunks (auth: ip)")
         elif self.registrar is not None:
             raise ValueError("registrar is for registration trunks")
         if self.auth is TrunkAuth.IP:
@@ -151,3 +156,44 @@ class TrunkGroup(BaseModel):
 
     name: Identifier
     trunks: list[Identifier] = Field(min_length=1)
+
+
+Resolver = Callable[[str], list[str]]
+
+
+def resolve_ipv4(host: str) -> list[str]:
+    """The IPv4 addresses `host` names (itself when it is one): a system resolver lookup."""
+    try:
+        return [str(IPv4Address(host))]
+    except ValueError:
+        pass
+    found = socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_DGRAM)
+    return sorted({str(info[4][0]) for info in found})
+
+
+def with_provider_addresses(trunks: list[Trunk], resolve: Resolver = resolve_ipv4,
+                            ) -> list[Trunk]:
+    """Registration trunks without `addresses` get what their host, registrar and outbound
+    proxy resolve to now (render/apply time: the dialplan then compares addresses only).
+    A name that does not resolve is a located error: give the addresses."""
+    out: list[Trunk] = []
+    problems: list[Problem] = []
+    for index, trunk in enumerate(trunks):
+        if trunk.auth is not TrunkAuth.REGISTRATION or trunk.addresses:
+            out.append(trunk)
+            continue
+        found: list[str] = []
+        for field, host in (("host", trunk.host), ("registrar", trunk.registrar),
+                            ("outbound_proxy", trunk.outbound_proxy)):
+            if host is None:
+                continue
+            try:
+                found += resolve(host)
+            except (OSError, UnicodeError) as e:
+                problems.append(Problem(f"trunks[{index}].{field}", f"{host} does not "
+                                        f"resolve ({e}); give trunks[{index}].addresses"))
+        out.append(trunk.model_copy(update={
+            "addresses": [IPv4Address(a) for a in dict.fromkeys(found)]}))
+    if problems:
+        raise SettingsError("the providers' addresses cannot be found", problems)
+    return out

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import socket
+from collections.abc import Awaitable, Callable
 
 
 def notify(message: str) -> bool:
@@ -41,11 +42,24 @@ def watchdog_interval() -> float | None:
     return None
 
 
-async def keep_alive() -> None:
-    """Ping systemd's watchdog from the event loop for as long as the loop runs freely."""
+#: What a health check returns: None when healthy, else why not (shown as the unit's STATUS).
+HealthCheck = Callable[[], Awaitable[str | None]]
+
+
+async def keep_alive(check: HealthCheck | None = None, *, ready_status: str = "") -> None:
+    """Ping systemd's watchdog from the event loop for as long as the loop runs freely and
+    `check` finds nothing wrong. A failing check withholds the ping (systemd then restarts
+    the service and counts it) and sets the unit's STATUS to the reason, so a broken
+    dependency shows in `systemctl status`, not only a stalled loop."""
     interval = watchdog_interval()
     if interval is None:
         return
+    failing = False
     while True:
-        notify("WATCHDOG=1")
+        problem = None if check is None else await check()
+        if problem is None:
+            notify("WATCHDOG=1" + (f"\nSTATUS={ready_status}" if failing else ""))
+        else:
+            notify(f"STATUS={problem}")
+        failing = problem is not None
         await asyncio.sleep(interval)

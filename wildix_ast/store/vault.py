@@ -49,6 +49,30 @@ class MemoryVault:
         self.secrets.update(values)
 
 
+class DraftVault:
+    """Reads `kept`'s secrets, keeps new ones in memory only: a dry run (`apply --dry-run`,
+    `ansible-playbook --check`) renders and plans exactly as the real run would, but the
+    secrets it had to generate are thrown away with it; the real run generates its own."""
+
+    def __init__(self, kept: SecretVault) -> None:
+        self.kept = kept
+        self.drafted = MemoryVault()
+
+    def get_secret(self, key: str) -> str | None:
+        drafted = self.drafted.get_secret(key)
+        return drafted if drafted is not None else self.kept.get_secret(key)
+
+    def put_secret(self, key: str, value: str) -> None:
+        self.drafted.put_secret(key, value)
+
+    def get_secrets(self, keys: Iterable[str]) -> dict[str, str]:
+        wanted = list(keys)
+        return {**self.kept.get_secrets(wanted), **self.drafted.get_secrets(wanted)}
+
+    def put_secrets(self, values: Mapping[str, str]) -> None:
+        self.drafted.put_secrets(values)
+
+
 def _kept_or_generated(vault: SecretVault, key: str) -> str:
     value = vault.get_secret(key)
     if value is None:
@@ -100,3 +124,15 @@ def voicemail_pins(site: Site, vault: SecretVault) -> dict[str, str]:
 
 def manager_secret(vault: SecretVault, username: str) -> str:
     return _kept_or_generated(vault, f"manager:{username}")
+
+
+#: The FastAGI key's name in the vault: the dialplan sends it in every `agi://` request,
+#: the FastAGI service reads it here (read only: it never generates one).
+FASTAGI_KEY = "fastagi:key"
+
+
+def fastagi_key(vault: SecretVault) -> str:
+    """The key that authenticates Asterisk to the FastAGI service: 48 hex digits (a URL
+    path segment as it is), generated once."""
+    return _kept_or_generated_all(vault, [FASTAGI_KEY], lambda: secrets.token_hex(24))[
+        FASTAGI_KEY]

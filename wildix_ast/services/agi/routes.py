@@ -100,6 +100,11 @@ class StoreLookup:
         change grows the revision, so the cached users are dropped on the next call)."""
         return self._open()[0]
 
+    def check(self) -> None:
+        """Read the store's revision now (no cache): raises when the store cannot be read,
+        for the health route and the watchdog."""
+        self._open()[1]()
+
     def warm_up(self) -> None:
         """Open the store and run one look-up now: the first call must not pay for loading
         the database layer (hundreds of milliseconds, past the route's timeout). A store

@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import hashlib
+import hmac
 import logging
 import socket
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from wildix_ast.services.agi.protocol import (
@@ -37,12 +40,16 @@ from wildix_ast.services.agi.protocol import (
 from wildix_ast.services.agi.session import AgiSession, read_request
 
 log = logging.getLogger(__name__)
+#: refused requests: the one place an operator (or a log watcher) looks for attacks
+security_log = logging.getLogger("wildix_ast.security")
 
 STATUS_VARIABLE = "WILDIX_AGI_STATUS"
 ERROR_VARIABLE = "WILDIX_AGI_ERROR"
 OK = "OK"
 FAILED = "FAILED"
 HEALTH_ROUTE = "health"
+#: The health route's own check (one store read) answers FAILED past this.
+HEALTH_CHECK_TIMEOUT = 2.0
 
 
 @dataclass(frozen=True)
@@ -116,6 +123,7 @@ class Stats:
     answered: int = 0
     failed: int = 0
     bad_handshakes: int = 0
+    refused: int = 0
     hangups: int = 0
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=10000))
 
@@ -134,6 +142,7 @@ class Stats:
             "WILDIX_AGI_ANSWERED": str(self.answered),
             "WILDIX_AGI_FAILED": str(self.failed),
             "WILDIX_AGI_BAD_HANDSHAKES": str(self.bad_handshakes),
+            "WILDIX_AGI_REFUSED": str(self.refused),
             "WILDIX_AGI_P99_MS": "" if p99 is None else f"{p99 * 1000:.2f}",
         }
 
@@ -146,19 +155,53 @@ class _Failure(Exception):
         self.reason = reason
 
 
+KeySource = Callable[[], str | None]
+
+
+def request_signature(key: str, uniqueid: str, route: str, args: Sequence[str]) -> str:
+    """SHA1(key|uniqueid|route|args...|key) in hex: what Asterisk's `SHA1()` gives for the
+    same text (`asterisk.services.agi_path`). The key at both ends: Asterisk has no HMAC,
+    and a key at the start only would let a signature be extended (SHA-1's length
+    extension)."""
+    text = "|".join((key, uniqueid, route, *args, key))
+    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
+
+
 class AgiServer:
     """An asyncio FastAGI server. `routes` maps the URL path (`agi://host:port/PATH`) to a
-    Route; the `health` route is built in."""
+    Route; the `health` route is built in.
 
-    def __init__(self, routes: Mapping[str, Route], limits: Limits | None = None) -> None:
+    With a `key` (a function: the store's vault is read when needed), every request but
+    `health` (counters only) must come as `agi://host:port/<signature>/<route>`, the
+    signature being SHA1(key|uniqueid|route|args...|key) (`request_signature`; the dialplan
+    computes it, `asterisk.services.agi_path`): FastAGI is plain TCP with no
+    authentication of its own, and any local process can connect. The key itself never
+    travels; a signature seen (AMI events show the AGI's data) is worth nothing for other
+    arguments or another call. A request without a good signature (or while no key is
+    known) is answered nothing, closed, counted and logged on `wildix_ast.security`."""
+
+    def __init__(self, routes: Mapping[str, Route], limits: Limits | None = None, *,
+                 health_check: Callable[[], None] | None = None,
+                 key: KeySource | None = None) -> None:
         self.limits = limits or Limits()
+        self._key = key
         self.stats = Stats()
-        self.routes: dict[str, Route] = {HEALTH_ROUTE: Route.of(self._health), **routes}
+        # health_check (a store read) may block: the health route then runs it in a thread,
+        # and a failure answers FAILED with its reason, so `status` sees a broken store
+        self._health_check = health_check
+        health = (Route.of(self._health) if health_check is None
+                  else Route.blocking(self._health, timeout=HEALTH_CHECK_TIMEOUT))
+        self.routes: dict[str, Route] = {HEALTH_ROUTE: health, **routes}
         self._server: asyncio.Server | None = None
         self._sessions: set[asyncio.Task[None]] = set()
         self._deciding = 0  # sessions whose handler runs now (max_sessions bounds it)
 
     def _health(self, _request: AgiRequest) -> Decision:
+        if self._health_check is not None:
+            try:
+                self._health_check()
+            except Exception as e:  # the reason goes to WILDIX_AGI_ERROR
+                raise _Failure(f"store unreadable: {e}") from None
         return Decision(self.stats.as_variables())
 
     @property
@@ -233,6 +276,11 @@ class AgiServer:
             log.warning("FastAGI handshake from %s refused: %s",
                         writer.get_extra_info("peername"), e)
             return
+        if self._key is not None and request.route != HEALTH_ROUTE:
+            authenticated = self._authenticated(request, writer.get_extra_info("peername"))
+            if authenticated is None:
+                return
+            request = authenticated
         session = AgiSession(request, reader, writer,
                              command_timeout=self.limits.command_timeout)
         try:
@@ -256,6 +304,27 @@ class AgiServer:
         self.stats.answered += 1
         self.stats.latencies.append(time.monotonic() - start)
 
+    def _authenticated(self, request: AgiRequest, peer: object) -> AgiRequest | None:
+        """The request with its key taken off its route, or None (refused, logged)."""
+        assert self._key is not None
+        given, _, route = request.route.partition("/")
+        try:
+            key = self._key()
+        except Exception as e:  # the store unreadable: refuse, say why
+            log.error("FastAGI: the key cannot be read from the store: %s", e)
+            key = None
+        if key and route:
+            expected = request_signature(key, request.uniqueid, route, request.args)
+            # compare_digest: the time taken tells nothing of how much matched
+            if hmac.compare_digest(given.encode(), expected.encode()):
+                return dataclasses.replace(request, route=route)
+        self.stats.refused += 1
+        security_log.warning(
+            "security event: FastAGI request refused (%s) from %s for route %r, channel "
+            "%r: nothing done", "no key known" if not key else "bad or missing signature",
+            peer, (route or given)[:80], request.channel[:80])
+        return None
+
     async def _decide(self, session: AgiSession) -> Decision:
         request = session.request
         route = self.routes.get(request.route)
@@ -272,7 +341,7 @@ class AgiServer:
                     decision = await route.decide(session)
         except TimeoutError:
             raise _Failure(f"timeout after {route.timeout:g} s") from None
-        except (AgiHangup, AgiProtocolError):
+        except (AgiHangup, AgiProtocolError, _Failure):
             raise
         except Exception as e:
             log.exception("FastAGI route %s raised", request.route)

@@ -2,15 +2,21 @@
 chosen dialplan procedure, to a number, a user's phone or the echo test, and tells what
 happened: answered (and how long it lasted), busy, no answer or failed, with Asterisk's cause.
 
-It is an AMI `Originate` of a Local channel into the procedure's context (as if the `--from`
-user had dialled: their ACL group and caller ID), whose own side waits `hold` seconds once
-answered and hangs up. Both halves get Uniqueids we choose, so their events are recognised
-among the PBX's others. `TestCallOutcome` is computed from those events by a pure function.
+No AMI account may originate (it could reach any channel, a trunk past every class check):
+the request is put in AstDB under a one-time id and `Local/<id>@wildix-test-call` is
+originated through Asterisk's root-only console (`asterisk_cli`); that guarded context takes
+the request and enters the procedure's context as the `--from` user (their ACL group and
+number: the class checks of a call from their phone). The Local channel's own side waits
+`hold` seconds once answered and hangs up. Both halves are recognised among the PBX's events
+(read with the AMI service's account) by the id in their name; `TestCallOutcome` is computed
+from those events by a pure function.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -19,6 +25,7 @@ from typing import Any
 
 from wildix_ast.ami import AmiClient, AmiMessage
 from wildix_ast.asterisk import names
+from wildix_ast.asterisk_cli import CliQueries
 from wildix_ast.errors import AmiError, WildixError
 from wildix_ast.model.common import DEFAULT_PROCEDURE
 from wildix_ast.model.site import Site
@@ -32,6 +39,10 @@ class TestCallError(WildixError):
     """The test call could not be placed (an unknown user, procedure or number)."""
 
 
+#: what a test call may dial: a number or a feature code, nothing that reads as syntax
+_DIALLED = re.compile(r"[0-9*#+]{1,40}")
+
+
 @dataclass(frozen=True)
 class TestCallRequest:
     number: str
@@ -40,6 +51,15 @@ class TestCallRequest:
     caller_id: str
     ring_timeout: float = 30.0
     hold: float = 3.0
+    procedure: str = ""
+    caller: str = "test"
+
+    def astdb_value(self) -> str:
+        """group|DID|caller number|procedure|number, as the guarded context reads it (each
+        admitted by the model or `_DIALLED`: no `|`, space or quote)."""
+        return "|".join((self.variables.get("WILDIX_GROUP", ""),
+                         self.variables.get("WILDIX_DID", ""), self.caller, self.procedure,
+                         self.number))
 
 
 @dataclass(frozen=True)
@@ -81,6 +101,8 @@ def request_for(site: Site, number: str, *, caller: str | None, procedure: str |
         number = site.dialplan.echo_test
     if not number:
         raise TestCallError("give the number to call (or --echo)")
+    if not _DIALLED.fullmatch(number):
+        raise TestCallError(f"{number!r}: a test call dials digits, * # and + only")
     variables: dict[str, str] = {}
     caller_id = '"wildix-ast test call" <test>'
     if user is not None:
@@ -90,7 +112,8 @@ def request_for(site: Site, number: str, *, caller: str | None, procedure: str |
         caller_id = f'"{user.name}" <{user.extension}>'
     return TestCallRequest(number=number, context=names.procedure_context(chosen),
                            variables=variables, caller_id=caller_id,
-                           ring_timeout=ring_timeout, hold=hold)
+                           ring_timeout=ring_timeout, hold=hold, procedure=chosen,
+                           caller=user.extension if user is not None else "test")
 
 
 def outcome(events: Sequence[tuple[float, AmiMessage]], ours: str, other: str,
@@ -136,43 +159,64 @@ def outcome(events: Sequence[tuple[float, AmiMessage]], ours: str, other: str,
         dial_status=dial_status, application=application)
 
 
-async def place(client: AmiClient, request: TestCallRequest) -> TestCallOutcome:
-    """Originate, follow its two halves until both hung up, then check no channel is left
+def _synthetic_response(success: bool, cause: int) -> AmiMessage:
+    """The OriginateResponse an AMI Originate would have had (a console originate has
+    none): answered, or failed with the reason its cause tells."""
+    if success:
+        return {"Event": "OriginateResponse", "Response": "Success", "Reason": "4"}
+    reason = {17: "5", 18: "3", 19: "3"}.get(cause, "0")
+    return {"Event": "OriginateResponse", "Response": "Failure", "Reason": reason}
+
+
+async def place(client: AmiClient, console: CliQueries,
+                request: TestCallRequest) -> TestCallOutcome:
+    """Put the request in AstDB, originate through the console, follow its two halves (the
+    AMI service's account: events only) until both hung up, then check no channel is left
     (of this call)."""
-    ours, other = f"wxtest-{uuid.uuid4().hex[:16]}", f"wxtest-{uuid.uuid4().hex[:16]}"
+    tag = uuid.uuid4().hex[:names.TEST_CALL_ID_DIGITS]
+    prefix = f"Local/{tag}@{names.TEST_CALL_CONTEXT}-"
+    sides: dict[str, str] = {}  # ";1" / ";2" -> Uniqueid
     events: list[tuple[float, AmiMessage]] = []
     gone: set[str] = set()
     finished = asyncio.Event()
-
-    channel = f"Local/{request.number}@{request.context}"
     responded = asyncio.Event()
 
+    def respond(success: bool, cause: int) -> None:
+        if not responded.is_set():
+            events.append((time.monotonic(), _synthetic_response(success, cause)))
+            responded.set()
+
     def seen(event: AmiMessage) -> None:
-        mine = ours in (event.get("Uniqueid"), event.get("Linkedid")) or \
-            other == event.get("Uniqueid") or \
-            (event.get("Event") == "OriginateResponse" and event.get("Channel") == channel
-             and event.get("Uniqueid", "<null>") in ("<null>", ""))
-        if not mine:
+        name = event.get("Channel", "")
+        if name.startswith(prefix) and name[-2:] in (";1", ";2"):
+            sides.setdefault(name[-2:], event.get("Uniqueid", ""))
+        ours = set(sides.values())
+        if not ours or not ({event.get("Uniqueid"), event.get("Linkedid")} & ours):
             return
         events.append((time.monotonic(), event))
+        first = sides.get(";1")
+        if event.get("Uniqueid") == first and event.get("Event") == "Newstate" and \
+                event.get("ChannelStateDesc") == "Up":
+            respond(True, 0)
         if event.get("Event") == "Hangup":
             gone.add(event.get("Uniqueid", ""))
-        if event.get("Event") == "OriginateResponse":
-            responded.set()
-        if {ours, other} <= gone:
+            if event.get("Uniqueid") == first:
+                respond(False, int(event.get("Cause", "0") or 0))
+        if len(sides) == 2 and set(sides.values()) <= gone:
             finished.set()
 
     client.on_event("*", seen)
     started = time.monotonic()
     try:
-        await client.action(
-            "Originate", Channel=channel,
-            Application="Wait", Data=f"{request.hold:g}", CallerID=request.caller_id,
-            Timeout=str(int(request.ring_timeout * 1000)), Async="true",
-            ChannelId=ours, OtherChannelId=other,
-            Variable=[f"{k}={v}" for k, v in request.variables.items()])
+        await console.command(f"database put {names.TEST_CALL_FAMILY} {tag} "
+                              f"{request.astdb_value()}")
+        output = await console.command(
+            f"channel originate Local/{tag}@{names.TEST_CALL_CONTEXT} application Wait "
+            f"{request.hold:g}")
     except AmiError as e:
         raise TestCallError(f"Asterisk refused the test call: {e.message}") from None
+    if output.strip():
+        raise TestCallError(f"Asterisk refused the test call: {output.strip()}")
     limit = request.ring_timeout + request.hold + 15
     try:
         async with asyncio.timeout(limit):
@@ -185,7 +229,12 @@ async def place(client: AmiClient, request: TestCallRequest) -> TestCallOutcome:
                     await finished.wait()
     except TimeoutError:
         pass  # reported: the outcome shows what was seen, channels_left what remains
+    finally:
+        # a request never taken (the originate failed) must not wait in AstDB
+        with contextlib.suppress(AmiError):
+            await console.command(f"database del {names.TEST_CALL_FAMILY} {tag}")
     await asyncio.sleep(0.2)  # the last hang-up events of the ;2 side's own dials
     channels = await client.action_list("CoreShowChannels", "CoreShowChannelsComplete")
-    left = sum(1 for c in channels if ours in (c.get("Uniqueid"), c.get("Linkedid")))
-    return outcome(events, ours, other, started, left)
+    ours_ids = set(sides.values())
+    left = sum(1 for c in channels if {c.get("Uniqueid"), c.get("Linkedid")} & ours_ids)
+    return outcome(events, sides.get(";1", ""), sides.get(";2", ""), started, left)

@@ -13,6 +13,8 @@ short_description: Apply a wildix-ast site to the Asterisk of this host
 description:
   - Writes the settings text to a temporary file next to I(dest), runs C(wildix-ast validate
     --json) on it, then C(wildix-ast apply --json) (with C(--dry-run) in check mode).
+  - Returns C(fastagi) (C(host), C(port)): where the site's dialplan asks the FastAGI
+    service, so the service's unit listens exactly there.
   - I(dest) is replaced only once the apply succeeded, so it always holds the settings the
     running Asterisk configuration came from. When validation or the apply fails, wildix-ast
     has kept (or restored) the previous configuration; the module fails with its message.
@@ -123,6 +125,8 @@ def main():
             message, problems = describe_failure(data, rc, stderr)
             module.fail_json(msg="wildix-ast: %s (%s not applied; the host keeps its previous "
                              "configuration)" % (message, source), rc=rc, problems=problems)
+        # where the site's dialplan asks the FastAGI service: the role's unit listens there
+        fastagi = data.get("fastagi")
 
         argv = [p["executable"], "apply", candidate, "--etc", p["etc"], "--db", p["db"],
                 "--json", "--lock-timeout", str(p["lock_timeout"])]
@@ -142,6 +146,7 @@ def main():
         result = {key: data.get(key) for key in (
             "files", "reloads", "restart_needed", "verified", "generation", "target")}
         result["offline"] = bool(p["offline"]) and not module.check_mode
+        result["fastagi"] = fastagi
         if rc != 0 or not data.get("ok"):
             message, problems = describe_failure(data, rc, stderr)
             module.fail_json(msg="wildix-ast apply: %s (the host keeps its previous "
