@@ -38,8 +38,8 @@ from wildix_ast.asterisk.names import (
     SHARED_VOICEMAIL_CONTEXT,
     SHARED_VOICEMAIL_OF_CONTEXT,
     TEST_CALL_CONTEXT,
-    TEST_CALL_ID_DIGITS,
     TEST_CALL_FAMILY,
+    TEST_CALL_ID_DIGITS,
     VOICEMAIL_CONTEXT,
     has_mailbox,
 )
@@ -249,7 +249,8 @@ def _test_call() -> Context:
     here), as that user's ACL group: the same class checks as a call from their phone."""
     field = "${{CUT(WILDIX_TC,|,{})}}".format
     return Context(TEST_CALL_CONTEXT, (_ext(
-        "_" + "[0-9a-f]" * TEST_CALL_ID_DIGITS, f"Set(WILDIX_TC=${{DB_DELETE({TEST_CALL_FAMILY}/${{EXTEN}})}})",
+        "_" + "[0-9a-f]" * TEST_CALL_ID_DIGITS,
+        f"Set(WILDIX_TC=${{DB_DELETE({TEST_CALL_FAMILY}/${{EXTEN}})}})",
         "GotoIf($[\"${WILDIX_TC}\" = \"\"]?refused)",
         f"Set(WILDIX_GROUP={field(1)})", f"Set(WILDIX_DID={field(2)})",
         f"Set(CALLERID(num)={field(3)})",
