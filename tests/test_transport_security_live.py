@@ -53,7 +53,7 @@ def live(secure: LiveSite) -> Iterator[LiveSite]:
 
 
 def phone(live: LiveSite, ext: str, transport: str, address: str = "127.0.0.1") -> Agent:
-    port = live.lab.ports.tls if transport == "tls" else live.lab.ports.sip
+    port = live.lab.ports.tls if transport == "tls" else live.lab.ports.sip  # UDP and TCP
     return Agent(ext, live.password(ext), port, transport, local_ip=address)
 
 
@@ -170,15 +170,16 @@ def sdes_offer(port: int, address: str = "127.0.0.1") -> str:
 
 def test_sdes_offer_over_udp_gets_no_key_back(live: LiveSite) -> None:
     # Before: a UDP INVITE offering SDES got Asterisk's key back in clear. User 101 is a
-    # TLS phone: its call over UDP is refused before any SDP answer, and nothing Asterisk
-    # sends back carries a key.
-    ua = phone(live, "101", "udp")
-    try:
-        answer, _ = ua.call("*43", sdes_offer(45000))
-        assert answer.status == 488, answer.first
-        assert not [m.first for m in ua.received if "a=crypto" in m.body]
-    finally:
-        ua.close()
+    # TLS phone: its call over UDP or TCP is refused before any SDP answer, and nothing
+    # Asterisk sends back carries a key.
+    for transport in ("udp", "tcp"):
+        ua = phone(live, "101", transport)
+        try:
+            answer, _ = ua.call("*43", sdes_offer(45000))
+            assert answer.status == 488, (transport, answer.first)
+            assert not [m.first for m in ua.received if "a=crypto" in m.body], transport
+        finally:
+            ua.close()
 
 
 def qualified(live: LiveSite, agent: Agent, ext: str) -> str:
@@ -271,12 +272,12 @@ def acl_refusals(log: Path, offset: int) -> set[str]:
 def test_lan_phone_is_refused_outside_lan_networks(live: LiveSite) -> None:
     # Before: UDP and TCP stayed open to every phone from anywhere once TLS was on. User 102
     # is a LAN phone (no SRTP): from 127.0.0.3, outside lan_networks, its REGISTER and INVITE
-    # are refused over UDP and over TLS, with the right password (Asterisk answers an ACL
+    # are refused over UDP, TCP and TLS, with the right password (Asterisk answers an ACL
     # failure like a wrong password, 401, and logs it as FailedACL); from 127.0.0.1 it
     # registers.
     log = live.lab.log_dir / "messages.log"
     offset = log.stat().st_size
-    for transport in ("udp", "tls"):
+    for transport in ("udp", "tcp", "tls"):
         ua = phone(live, "102", transport, REMOTE)
         try:
             assert ua.register().status in (401, 403), transport
@@ -284,7 +285,8 @@ def test_lan_phone_is_refused_outside_lan_networks(live: LiveSite) -> None:
             assert answer.status in (401, 403), (transport, answer.first)
         finally:
             ua.close()
-    expected = {"REGISTER/UDP", "INVITE/UDP", "REGISTER/TLS", "INVITE/TLS"}
+    expected = {f"{method}/{transport}" for method in ("REGISTER", "INVITE")
+                for transport in ("UDP", "TCP", "TLS")}
     refused: set[str] = set()
     deadline = time.monotonic() + 5
     while refused != expected and time.monotonic() < deadline:

@@ -67,6 +67,11 @@ an optional '+', `code` also '*' and '#' (feature codes); anything else ends the
 OUTGOING_CONTEXT = "wildix-outgoing"
 ROUTE_CONTEXT = "wildix-route"
 CLASS_LIMIT_CONTEXT = "wildix-class-limit"
+EMERGENCY_CONTEXT = "wildix-emergency"
+"""The emergency numbers; every procedure includes it first."""
+EMERGENCY_TRUNKS_CONTEXT = "wildix-emergency-trunks"
+"""Every trunk that can carry an emergency call, tried in order (like a trunk group's
+`wildix-tg-<name>`, which it cannot collide with)."""
 
 
 def acl_context(group: str) -> str:
@@ -139,10 +144,15 @@ CW_BEEP_PLAY_CONTEXT = "wildix-cw-beep-play"
 MISSED_CALL_CONTEXT = "wildix-missed-call"
 """A hang-up handler of the caller's channel: the missed-call mail."""
 SHARED_VOICEMAIL_CONTEXT = "wildix-shared-voicemail"
+VOICEMAIL_PIN_CONTEXT = "wildix-voicemail-pin"
+"""A mailbox opened with its PIN, wrong PINs counted across calls by the FastAGI service."""
 SHARED_VOICEMAIL_OF_CONTEXT = "wildix-shared-voicemail-of"
+"""One extension `<user>*<shared mailbox>` per user that shares another's mailbox."""
 TEST_CALL_CONTEXT = "wildix-test-call"
 """Where `test-call` originates (through the console): a one-time request, then a
 procedure's context as the caller's group."""
 TEST_CALL_FAMILY = "wildix-test-call"
 """The AstDB family of test-call requests (written by root through the console only)."""
-"""One extension `<user>*<shared mailbox>` per user that shares another's mailbox."""
+TEST_CALL_ID_DIGITS = 16
+"""A test-call request's one-time id: this many lower-case hex digits, and nothing else
+enters the test-call context (its extension pattern is exactly that)."""

@@ -39,7 +39,9 @@ from wildix_ast.asterisk.names import (
     SHARED_VOICEMAIL_OF_CONTEXT,
     TEST_CALL_CONTEXT,
     TEST_CALL_FAMILY,
+    TEST_CALL_ID_DIGITS,
     VOICEMAIL_CONTEXT,
+    VOICEMAIL_PIN_CONTEXT,
     has_mailbox,
 )
 from wildix_ast.asterisk.outgoing import (
@@ -137,12 +139,45 @@ def _shared_voicemail(site: Site) -> list[Context]:
             "s",
             f"GotoIf(${{DIALPLAN_EXISTS({SHARED_VOICEMAIL_OF_CONTEXT},"
             "${CHANNEL(endpoint)}*${ARG1},1)}?shared)",
-            f"VoiceMailMain({mailbox})", "Return()",
+            f"Gosub({VOICEMAIL_PIN_CONTEXT},s,1(${{ARG1}}))", "Return()",
             ("shared", f"VoiceMailMain({mailbox},s)"), "Return()"),)),
         # `s` keeps the context defined when nobody shares (it never matches `<user>*<box>`)
         Context(SHARED_VOICEMAIL_OF_CONTEXT, (_ext("s", "NoOp()"), *(
             _ext(f"{user}*{shared}", "NoOp()") for user, shared in pairs))),
     ]
+
+
+#: Wrong PINs one call may try before it is hung up (Asterisk's `maxlogins`).
+PIN_TRIES = 3
+
+
+def _voicemail_pin() -> Context:
+    """A mailbox opened with its PIN (`ARG1`): the PIN is asked here, not by VoiceMailMain,
+    so that the FastAGI service counts wrong PINs across calls and locks the mailbox (a
+    wrong PIN per call only, as VoiceMailMain counts them, let anyone guess on). The PIN is
+    compared with the mailbox's own (`VM_INFO`) inside Asterisk: it never reaches the
+    service. The service down or a locked mailbox: nothing opens (fail closed)."""
+    mailbox = f"${{ARG1}}@{VOICEMAIL_CONTEXT}"
+    locked = '$["${WILDIX_AGI_STATUS}" != "OK" | "${WILDIX_VM_LOCKED}" != "0"]'
+    return Context(VOICEMAIL_PIN_CONTEXT, (_ext(
+        "s",
+        "Set(WILDIX_VM_TRIES=0)",
+        "Set(WILDIX_VM_PROMPT=vm-password)",
+        *_agi("voicemail-login", "${ARG1}"),
+        f"GotoIf({locked}?locked)",
+        # DTMF interrupts the prompt (a retry plays vm-incorrect first): no key is lost
+        ("ask", "Read(WILDIX_VM_PIN,${WILDIX_VM_PROMPT},20,,1,10)"),
+        'GotoIf($["${WILDIX_VM_PIN}" != "" & '
+        f'"${{WILDIX_VM_PIN}}" = "${{VM_INFO({mailbox},password)}}"]?open)',
+        *_agi("voicemail-failed", "${ARG1}", "${CHANNEL(endpoint)}"),
+        f"GotoIf({locked}?locked)",
+        "Set(WILDIX_VM_TRIES=$[${WILDIX_VM_TRIES} + 1])",
+        "Set(WILDIX_VM_PROMPT=vm-incorrect&vm-password)",
+        f"GotoIf($[${{WILDIX_VM_TRIES}} < {PIN_TRIES}]?ask)",
+        "Playback(vm-incorrect&vm-goodbye)", "Return()",
+        ("open", "Set(WILDIX_VM_PIN=)"),
+        f"VoiceMailMain({mailbox},s)", "Return()",
+        ("locked", "Set(WILDIX_VM_PIN=)"), "Playback(vm-goodbye)", "Return()"),))
 
 
 def _hotline(site: Site) -> Extension:
@@ -248,7 +283,8 @@ def _test_call() -> Context:
     here), as that user's ACL group: the same class checks as a call from their phone."""
     field = "${{CUT(WILDIX_TC,|,{})}}".format
     return Context(TEST_CALL_CONTEXT, (_ext(
-        "_[0-9a-f].", f"Set(WILDIX_TC=${{DB_DELETE({TEST_CALL_FAMILY}/${{EXTEN}})}})",
+        "_" + "[0-9a-f]" * TEST_CALL_ID_DIGITS,
+        f"Set(WILDIX_TC=${{DB_DELETE({TEST_CALL_FAMILY}/${{EXTEN}})}})",
         "GotoIf($[\"${WILDIX_TC}\" = \"\"]?refused)",
         f"Set(WILDIX_GROUP={field(1)})", f"Set(WILDIX_DID={field(2)})",
         f"Set(CALLERID(num)={field(3)})",
@@ -258,8 +294,8 @@ def _test_call() -> Context:
 
 def service_contexts(site: Site) -> list[Context]:
     """Every context of the services, in file order."""
-    return [_services(site), *_shared_voicemail(site), _feature_code(), _mobility(),
-            _confirm(), _missed_call(), *_call_waiting_beep(), _test_call()]
+    return [_services(site), *_shared_voicemail(site), _voicemail_pin(), _feature_code(),
+            _mobility(), _confirm(), _missed_call(), *_call_waiting_beep(), _test_call()]
 
 
 def mobility_leg(extension: str) -> str:

@@ -475,9 +475,11 @@ def _mount_services() -> None:
     runtime_cli.app.command("bans", hidden=True)(verbs.bans)
     runtime_cli.app.command("unban", hidden=True)(verbs.unban)
 
+    from wildix_ast import voicemail_logins_cli
     from wildix_ast.cli import users as preferences_cli
 
     app.add_typer(preferences_cli.app, name="user")
+    app.add_typer(voicemail_logins_cli.app, name="voicemail")
 
 
 def _own_verbs() -> set[str]:

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from wildix_ast.sounds.audio import Audio, SoundKey, SoundLibrary
     from wildix_ast.store.sections import Changes, Entry, Sync
 
-SCHEMA_HEAD = "0007"
+SCHEMA_HEAD = "0008"
 """The newest migration (a test checks it is alembic's head): a store at this revision opens
 without loading alembic (nor SQLAlchemy, for a SQLite file)."""
 DB_ENV = "WILDIX_AST_DB"

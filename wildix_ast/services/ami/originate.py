@@ -173,7 +173,7 @@ async def place(client: AmiClient, console: CliQueries,
     """Put the request in AstDB, originate through the console, follow its two halves (the
     AMI service's account: events only) until both hung up, then check no channel is left
     (of this call)."""
-    tag = uuid.uuid4().hex[:16]
+    tag = uuid.uuid4().hex[:names.TEST_CALL_ID_DIGITS]
     prefix = f"Local/{tag}@{names.TEST_CALL_CONTEXT}-"
     sides: dict[str, str] = {}  # ";1" / ";2" -> Uniqueid
     events: list[tuple[float, AmiMessage]] = []
