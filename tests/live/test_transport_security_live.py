@@ -1,5 +1,5 @@
 """Issue 17, item 4, on a live Asterisk 22: the TLS transport as a scanner sees it, SRTP that
-really encrypts the media, SRTP required refusing a plain call, and the address a phone
+really encrypts the sound_files, SRTP required refusing a plain call, and the address a phone
 outside `lan_networks` is told (NAT). The lab's site has TLS; the test phones on 127.0.0.1
 are inside `lan_networks`, one on 127.0.0.3 plays a remote phone (127.0.0.2 is the
 example's IP trunk)."""
@@ -53,7 +53,7 @@ def live(secure: LiveSite) -> Iterator[LiveSite]:
 
 
 def phone(live: LiveSite, ext: str, transport: str, address: str = "127.0.0.1") -> Agent:
-    port = live.lab.ports.tls if transport == "tls" else live.lab.ports.sip
+    port = live.lab.ports.tls if transport == "tls" else live.lab.ports.sip  # UDP and TCP
     return Agent(ext, live.password(ext), port, transport, local_ip=address)
 
 
@@ -90,7 +90,7 @@ def test_tls_accepts_only_modern_protocols_and_aead_ciphers(live: LiveSite) -> N
 
 # --- SRTP -------------------------------------------------------------------------------------
 
-def media(answer: Message) -> tuple[str, int]:
+def sound_files(answer: Message) -> tuple[str, int]:
     address = re.search(r"c=IN IP4 (\S+)", answer.body)
     port = re.search(r"m=audio (\d+)", answer.body)
     assert address and port, answer.body
@@ -102,7 +102,7 @@ def rtp(seq: int, payload: bytes, ssrc: int) -> bytes:
 
 
 def test_srtp_call_over_tls_carries_encrypted_media(live: LiveSite) -> None:
-    # Before: no test sent media; SRTP was optimistic only. The phone (user 101, SRTP
+    # Before: no test sent sound_files; SRTP was optimistic only. The phone (user 101, SRTP
     # required) calls the echo test over TLS with SDES, sends SRTP-protected PCMA with its
     # key, and reads what Asterisk sends back: not the PCMA it sent, but SRTP that Asterisk's
     # key (from its SDP answer) decrypts to that PCMA.
@@ -132,7 +132,7 @@ def test_srtp_call_over_tls_carries_encrypted_media(live: LiveSite) -> None:
         ssrc = secrets.randbits(32)
         for seq in range(1, 101):
             media_sock.sendto(protect.protect(rtp(seq, bytes([seq % 256]) * 160, ssrc)),
-                              media(answer))
+                              sound_files(answer))
             time.sleep(0.02)
             with contextlib.suppress(BlockingIOError):
                 while True:
@@ -170,15 +170,16 @@ def sdes_offer(port: int, address: str = "127.0.0.1") -> str:
 
 def test_sdes_offer_over_udp_gets_no_key_back(live: LiveSite) -> None:
     # Before: a UDP INVITE offering SDES got Asterisk's key back in clear. User 101 is a
-    # TLS phone: its call over UDP is refused before any SDP answer, and nothing Asterisk
-    # sends back carries a key.
-    ua = phone(live, "101", "udp")
-    try:
-        answer, _ = ua.call("*43", sdes_offer(45000))
-        assert answer.status == 488, answer.first
-        assert not [m.first for m in ua.received if "a=crypto" in m.body]
-    finally:
-        ua.close()
+    # TLS phone: its call over UDP or TCP is refused before any SDP answer, and nothing
+    # Asterisk sends back carries a key.
+    for transport in ("udp", "tcp"):
+        ua = phone(live, "101", transport)
+        try:
+            answer, _ = ua.call("*43", sdes_offer(45000))
+            assert answer.status == 488, (transport, answer.first)
+            assert not [m.first for m in ua.received if "a=crypto" in m.body], transport
+        finally:
+            ua.close()
 
 
 def qualified(live: LiveSite, agent: Agent, ext: str) -> str:
@@ -271,12 +272,12 @@ def acl_refusals(log: Path, offset: int) -> set[str]:
 def test_lan_phone_is_refused_outside_lan_networks(live: LiveSite) -> None:
     # Before: UDP and TCP stayed open to every phone from anywhere once TLS was on. User 102
     # is a LAN phone (no SRTP): from 127.0.0.3, outside lan_networks, its REGISTER and INVITE
-    # are refused over UDP and over TLS, with the right password (Asterisk answers an ACL
+    # are refused over UDP, TCP and TLS, with the right password (Asterisk answers an ACL
     # failure like a wrong password, 401, and logs it as FailedACL); from 127.0.0.1 it
     # registers.
     log = live.lab.log_dir / "messages.log"
     offset = log.stat().st_size
-    for transport in ("udp", "tls"):
+    for transport in ("udp", "tcp", "tls"):
         ua = phone(live, "102", transport, REMOTE)
         try:
             assert ua.register().status in (401, 403), transport
@@ -284,7 +285,8 @@ def test_lan_phone_is_refused_outside_lan_networks(live: LiveSite) -> None:
             assert answer.status in (401, 403), (transport, answer.first)
         finally:
             ua.close()
-    expected = {"REGISTER/UDP", "INVITE/UDP", "REGISTER/TLS", "INVITE/TLS"}
+    expected = {f"{method}/{transport}" for method in ("REGISTER", "INVITE")
+                for transport in ("UDP", "TCP", "TLS")}
     refused: set[str] = set()
     deadline = time.monotonic() + 5
     while refused != expected and time.monotonic() < deadline:
@@ -317,6 +319,6 @@ def test_remote_phone_is_told_the_external_address(live: LiveSite) -> None:
     # Before: TLS without external_address was accepted: a phone outside lan_networks got
     # the host's private address and sent its audio nowhere.
     remote = echo_answer(live, REMOTE)
-    assert media(remote)[0] == str(LAB_EXTERNAL_ADDRESS), remote.body
+    assert sound_files(remote)[0] == str(LAB_EXTERNAL_ADDRESS), remote.body
     inside = echo_answer(live, "127.0.0.1")
-    assert media(inside)[0] == "127.0.0.1", inside.body
+    assert sound_files(inside)[0] == "127.0.0.1", inside.body

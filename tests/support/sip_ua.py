@@ -93,7 +93,7 @@ def sdp(port: int, payloads: dict[int, str], *, crypto: str | None = None) -> st
 
 @dataclass
 class Agent:
-    """A SIP phone `user` talking to Asterisk at 127.0.0.1:`port` over UDP or TLS."""
+    """A SIP phone `user` talking to Asterisk at 127.0.0.1:`port` over UDP, TCP or TLS."""
 
     user: str
     password: str
@@ -110,25 +110,27 @@ class Agent:
         self.tag = secrets.token_hex(4)
         self.cseq = 0
         self._buffer = b""
-        if self.transport == "tls":
-            raw = socket.create_connection(("127.0.0.1", self.port), timeout=self.timeout)
+        if self.transport in ("tls", "tcp"):
+            raw = socket.create_connection(("127.0.0.1", self.port), timeout=self.timeout,
+                                           source_address=(self.local_ip, 0))
             context = ssl.create_default_context()
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE  # the lab's self-signed certificate
-            self.sock: socket.socket = context.wrap_socket(raw)
+            self.sock: socket.socket = context.wrap_socket(raw) if self.transport == "tls" \
+                else raw
         else:
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             self.sock.bind((self.local_ip, 0))
             self.sock.connect(("127.0.0.1", self.port))
         self.local_port = self.sock.getsockname()[1]
-        self.via_transport = "TLS" if self.transport == "tls" else "UDP"
+        self.via_transport = self.transport.upper()
         # `sip:` URIs with transport=tls, as phones do (`sips:` would require a SIPS
         # Contact end to end)
         self.scheme = "sip"
 
     @property
     def contact(self) -> str:
-        suffix = ";transport=tls" if self.transport == "tls" else ""
+        suffix = "" if self.transport == "udp" else f";transport={self.transport}"
         return f"<sip:{self.user}@{self.local_ip}:{self.local_port}{suffix}>"
 
     def close(self) -> None:
@@ -136,11 +138,11 @@ class Agent:
 
     # ------------------------------------------------------------------ wire
     def send(self, text: str) -> None:
-        self.sock.sendall(text.encode()) if self.transport == "tls" else \
+        self.sock.sendall(text.encode()) if self.transport != "udp" else \
             self.sock.send(text.encode())
 
     def _read_one(self, wait: float) -> Message | None:
-        if self.transport != "tls":
+        if self.transport == "udp":
             ready, _, _ = select.select([self.sock], [], [], wait)
             if not ready:
                 return None

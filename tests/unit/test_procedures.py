@@ -295,7 +295,8 @@ def section(text: str, name: str) -> list[str]:
 
 def test_the_rendered_dialplan_follows_the_model() -> None:
     text = rendered()
-    assert section(text, "proc-main") == ["include => wildix-pn-main-0",
+    assert section(text, "proc-main") == ["include => wildix-emergency",
+                                          "include => wildix-pn-main-0",
                                           "include => wildix-pn-main-1",
                                           "include => wildix-extensions",
                                           "include => wildix-services"]

@@ -151,6 +151,7 @@ def test_dialplan(site: Site, files: dict[str, str]) -> None:
     ext = sections(files, "extensions.conf")
     assert set(ext) == {"general", "globals", "wildix-call-user", "wildix-voicemail-main",
                         "wildix-extensions", "wildix-did", "proc-users", "proc-reception",
+                        "wildix-emergency", "wildix-emergency-trunks",
                         "wildix-outgoing", "wildix-route", "wildix-class-limit",
                         "acl-default", "acl-direction", "acl-stagiaires", "wildix-tg-sortants",
                         "wildix-admit", "wildix-transfer-default", "wildix-transfer-direction",
@@ -170,6 +171,7 @@ def test_dialplan(site: Site, files: dict[str, str]) -> None:
                         "wildix-services", "wildix-feature-code",
                         "wildix-mobility", "wildix-mobility-confirm",
                         "wildix-shared-voicemail", "wildix-shared-voicemail-of",
+                        "wildix-voicemail-pin",
                         "wildix-missed-call", "wildix-cw-beep", "wildix-cw-beep-play",
                         # where test-call originates (through the console)
                         "wildix-test-call"}
@@ -183,13 +185,15 @@ def test_dialplan(site: Site, files: dict[str, str]) -> None:
     assert re.fullmatch(r"[0-9a-f]{48}", key) and key not in files["extensions.conf"]
     assert f"${{FILE(${{WILDIX_AGI_KEY}},{KEY_OFFSET},{KEY_LENGTH})}}" in \
         files["extensions.conf"]
-    # only the users' procedure calls out; a procedure's numbers come first, in order
-    assert ext["proc-users"][0] == {"include": ["wildix-extensions", "wildix-services",
-                                                "wildix-outgoing"]}
-    assert ext["proc-reception"][0] == {"include": ["wildix-pn-reception-0",
+    # emergency numbers first in every procedure; only the users' procedure calls out;
+    # a procedure's numbers come next, in order
+    assert ext["proc-users"][0] == {"include": ["wildix-emergency", "wildix-extensions",
+                                                "wildix-services", "wildix-outgoing"]}
+    assert ext["proc-reception"][0] == {"include": ["wildix-emergency", "wildix-pn-reception-0",
                                                     "wildix-extensions", "wildix-services"]}
-    assert ext["proc-main"][0] == {"include": ["wildix-pn-main-0", "wildix-pn-main-1",
-                                               "wildix-extensions", "wildix-services"]}
+    assert ext["proc-main"][0] == {"include": ["wildix-emergency", "wildix-pn-main-0",
+                                               "wildix-pn-main-1", "wildix-extensions",
+                                               "wildix-services"]}
     # a trunk's calls reach users' office DIDs first, then its DID ranges
     assert ext["wildix-indid-operateur"][0] == {"include": ["wildix-did",
                                                             "wildix-inrange-operateur"]}

@@ -172,7 +172,7 @@ def _number_class(text: str) -> str:
 
 # Contexts whose line count follows the number tables (a country code, a site's own table):
 # compared as the set of line shapes they use, which must stay within the benign one's.
-_TABLE_CONTEXTS = ("wildix-outgoing",)
+_TABLE_CONTEXTS = ("wildix-outgoing", "wildix-emergency")
 # A trunk's DID ranges: as many patterns as the ranges need.
 _RANGE_CONTEXT = "wildix-inrange-"
 # A group's transfer targets: the number table's forms of the classes it may call.
@@ -524,10 +524,12 @@ def _check(field_name: str, value: str) -> None:
     assert set(tables) <= set(BENIGN_TABLES), f"{field_name}={value!r} added a table line"
     assert shape == BENIGN_SHAPE, f"{field_name}={value!r} changed the structure"
     # a context per procedure (a procedure named like the built-in `users` is the same one):
-    # its numbers in order, the users; the users' procedure also reaches outgoing calls
+    # the emergency numbers first, its numbers in order, the users; the users' procedure
+    # also reaches outgoing calls
     numbers = {p.name: len(p.numbers) for p in site.dialplan.procedures}
     assert procedure_contexts(files) == {
-        f"proc-{name}": [*(("include", "=>", f"wildix-pn-{name}-{i}")
+        f"proc-{name}": [("include", "=>", "wildix-emergency"),
+                         *(("include", "=>", f"wildix-pn-{name}-{i}")
                            for i in range(numbers.get(name, 0))),
                          ("include", "=>", "wildix-extensions"),
                          ("include", "=>", "wildix-services"),

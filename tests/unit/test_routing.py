@@ -250,7 +250,14 @@ ADMISSION = ("Set(WILDIX_DIALLED=", "Gosub(wildix-admit,")
 
 
 def dialplan_decision(dialplan: str, number: str) -> tuple[str, str] | None:
-    """(class, number routed) the rendered `wildix-outgoing` context gives `number`."""
+    """(class, number routed) the rendered dialplan gives `number`: `wildix-emergency`
+    first (every procedure includes it first), then the `wildix-outgoing` context."""
+    emergency = dialplan.split("[wildix-emergency]\n", 1)[1].split("\n\n[", 1)[0]
+    for extension, app in re.findall(r"exten => ([^,]+),1,[^\n]*\n same => n,([^\n]*)",
+                                     emergency):
+        if extension == number:
+            call_class, _, argument = app.removeprefix("Gosub(wildix-route,").partition(",1(")
+            return call_class, argument.removesuffix("))")
     context = dialplan.split("[wildix-outgoing]\n", 1)[1].split("\n\n[", 1)[0]
     best: tuple[tuple[int, ...], str] | None = None
     # each extension's first step past the admission of an open-ended pattern

@@ -57,7 +57,9 @@ def test_agi_serve_notifies_systemd_and_stops_pinging_when_stalled(tmp_path: Pat
         process = subprocess.Popen(
             [sys.executable, "-m", "wildix_ast", "agi", "serve", "--port", "0"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            env={**os.environ, "NOTIFY_SOCKET": address, "WATCHDOG_USEC": "200000"})
+            # its own store: the watchdog is fed only while the store can be read
+            env={**os.environ, "NOTIFY_SOCKET": address, "WATCHDOG_USEC": "200000",
+                 "WILDIX_AST_DB": str(tmp_path / "store.sqlite3")})
         try:
             messages = [notify.recv(4096).decode() for _ in range(4)]
             assert any(m.startswith("READY=1") for m in messages), messages

@@ -230,7 +230,9 @@ def test_shared_voicemail_shows_on_the_phone_and_opens_without_pin() -> None:
     assert "mailboxes = 101@default\n" in files["pjsip.conf"]
     dialplan = files["extensions.conf"]
     assert "exten => 102*101,1,NoOp()" in dialplan
-    assert "exten => _*97*X.,1,Answer()" in dialplan
+    # the mailbox number is admitted first (digits only), like every open-ended extension
+    assert ("exten => _*97*X.,1,Set(WILDIX_DIALLED=${EXTEN})\n"
+            " same => n,Gosub(wildix-admit,code,1)\n same => n,Answer()\n") in dialplan
 
 
 def test_call_user_decision_carries_the_services() -> None:

@@ -64,6 +64,11 @@ an optional '+', `code` also '*' and '#' (feature codes); anything else ends the
 OUTGOING_CONTEXT = "wildix-outgoing"
 ROUTE_CONTEXT = "wildix-route"
 CLASS_LIMIT_CONTEXT = "wildix-class-limit"
+EMERGENCY_CONTEXT = "wildix-emergency"
+"""The emergency numbers; every procedure includes it first."""
+EMERGENCY_TRUNKS_CONTEXT = "wildix-emergency-trunks"
+"""Every trunk that can carry an emergency call, tried in order (like a trunk group's
+`wildix-tg-<name>`, which it cannot collide with)."""
 
 
 def acl_context(group: str) -> str:
@@ -136,6 +141,8 @@ CW_BEEP_PLAY_CONTEXT = "wildix-cw-beep-play"
 MISSED_CALL_CONTEXT = "wildix-missed-call"
 """A hang-up handler of the caller's channel: the missed-call mail."""
 SHARED_VOICEMAIL_CONTEXT = "wildix-shared-voicemail"
+VOICEMAIL_PIN_CONTEXT = "wildix-voicemail-pin"
+"""A mailbox opened with its PIN, wrong PINs counted across calls by the FastAGI service."""
 SHARED_VOICEMAIL_OF_CONTEXT = "wildix-shared-voicemail-of"
 """One extension `<user>*<shared mailbox>` per user that shares another's mailbox."""
 TEST_CALL_CONTEXT = "wildix-test-call"

@@ -4,6 +4,9 @@ numbers and the PJSIP trunks. Shared by extensions.py and pjsip.py (not a genera
 The call path, all in dialplan (no AGI: every decision is a pattern match, a variable test
 or a counter, which the dialplan does natively and without a round trip per call):
 
+0. `wildix-emergency`, included first by every procedure: the emergency numbers, from phones
+   only, to `wildix-route,emergency`, whose trunks are every trunk group's
+   (`wildix-emergency-trunks`: the class's group first).
 1. `wildix-outgoing`: one extension per dialled form of each number-table row (national,
    `00<cc>`, `+<cc>`, with the outside-line prefix if any) normalises the number to E.164
    (`${EXTEN:n}` slices) and calls `wildix-route,<class>` with it. Unknown numbers get cause
@@ -19,9 +22,11 @@ or a counter, which the dialplan does natively and without a round trip per call
    when it hangs up, so a crashed call never holds a place.
 3. `wildix-tg-<group>`: the trunks in order; a trunk returns only to fail over.
 4. `wildix-trunk-<trunk>`: its own counter (max_calls), caller ID (an anonymous trunk still
-   shows the caller to emergency services), number format, Dial.
-   CHANUNAVAIL (unreachable, 4xx/5xx the channel reports as unavailable) and CONGESTION
-   (503, 5xx congestion) fail over; BUSY and other outcomes end the call.
+   shows the caller to emergency services) and name, number format, Dial.
+   CHANUNAVAIL (unreachable: qualify found it so, 4xx/5xx the channel reports as
+   unavailable), CONGESTION (503, 5xx congestion) and NOANSWER (no 180/183 within the
+   trunk's setup_timeout; not on a group's last trunk) fail over, and the trunk's counter
+   place is released; BUSY and other outcomes end the call.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from dataclasses import dataclass
 from wildix_ast.asterisk.names import (
     ADMIT_CONTEXT,
     CLASS_LIMIT_CONTEXT,
+    EMERGENCY_CONTEXT,
+    EMERGENCY_TRUNKS_CONTEXT,
     EXTENSIONS_CONTEXT,
     OUTGOING_CONTEXT,
     ROUTE_CONTEXT,
@@ -44,7 +51,7 @@ from wildix_ast.asterisk.names import (
 from wildix_ast.model.call_classes import CallClass, NumberingPlan, asterisk_pattern
 from wildix_ast.model.routing import numbering_plan, outgoing
 from wildix_ast.model.site import Site
-from wildix_ast.model.trunks import CallerIdMode, NumberFormat, Trunk, TrunkAuth
+from wildix_ast.model.trunks import CallerIdMode, CallerName, NumberFormat, Trunk, TrunkAuth
 
 # Q.850 causes; chan_pjsip answers them as the SIP status in the comment.
 UNALLOCATED = 1  # 404 Not Found
@@ -131,10 +138,6 @@ def _forms(plan: NumberingPlan) -> list[Extension]:
         found.append(admitted(pattern, f"Gosub({ROUTE_CONTEXT},{call_class},1({number}))",
                               "Hangup()"))
 
-    for number in plan.emergency_numbers:
-        route(number, CallClass.EMERGENCY, number)
-        if out:  # emergency numbers also go out without the outside-line prefix
-            route(out + number, CallClass.EMERGENCY, number)
     short = f"${{EXTEN:{skip}}}" if skip else "${EXTEN}"
     for rule in plan.short_numbers:
         route(asterisk_pattern(out + rule.pattern), rule.call_class, short)
@@ -266,6 +269,33 @@ def _transfer(plan: NumberingPlan, group: str, allowed: frozenset[CallClass]) ->
                    (EXTENSIONS_CONTEXT,))
 
 
+def emergency_extensions(plan: NumberingPlan) -> list[Extension]:
+    """`wildix-emergency`, included first by every procedure: an emergency number wins over
+    the procedure's own numbers and over internal numbers it is a prefix of (15 before room
+    150, which would otherwise answer 484), whatever the caller's procedure. Only phones
+    call emergency services: a trunk's caller whose called number became one (a procedure's
+    `correct_called_number`, a forward) is refused, never sent out as an emergency call."""
+    found: list[Extension] = []
+    out = plan.outside_line_prefix
+    for number in plan.emergency_numbers:
+        for dialled in (number, out + number) if out else (number,):
+            found.append(_ext(dialled,
+                              'GotoIf($["${WILDIX_CALLTYPE}" = "external"]?refused)',
+                              f"Gosub({ROUTE_CONTEXT},{CallClass.EMERGENCY},1({number}))",
+                              "Hangup()", ("refused", f"Hangup({UNALLOCATED})")))
+    return found
+
+
+def emergency_trunks(site: Site) -> list[str]:
+    """Every trunk that can carry an emergency call, in the order they are tried: the
+    emergency class's trunk group, then the trunks of every other trunk group. An emergency
+    call that one group cannot place is not given up while another trunk might place it."""
+    routes = outgoing(site)
+    groups = sorted(site.trunk_groups,
+                    key=lambda g: g.name != routes.get(CallClass.EMERGENCY))
+    return list(dict.fromkeys(t for g in groups for t in g.trunks))
+
+
 def class_limits(site: Site) -> dict[CallClass, int]:
     """The classes whose calls at once are limited (WMS "appels simultanés max")."""
     return {c.call_class: c.max_calls for c in site.dialplan.general.classes
@@ -304,7 +334,10 @@ def _route(site: Site) -> list[Extension]:
             steps += [f"Gosub({CLASS_LIMIT_CONTEXT},{call_class},1)",
                       f'GotoIf($["${{GOSUB_RETVAL}}" = "{CLASS_FULL}"]?full)']
         group = routes.get(call_class)
-        steps += [f"Gosub({trunk_group_context(group)},s,1(${{ARG1}}))" if group
+        context = trunk_group_context(group) if group else None
+        if call_class is CallClass.EMERGENCY and emergency_trunks(site):
+            context = EMERGENCY_TRUNKS_CONTEXT
+        steps += [f"Gosub({context},s,1(${{ARG1}}))" if context
                   else f"Hangup({NO_ROUTE})", "Return()"]
         if limit is not None:
             steps.append(("full", f"Hangup({CONGESTION})"))
@@ -321,6 +354,11 @@ def _format(plan: NumberingPlan, variable: str, label: str) -> list[str | tuple[
             (label, f'GotoIf($["${{{variable}:0:1}}" != "+"]?{label}-done)'),
             f"Set({variable}={plan.international_prefix}${{{variable}:1}})",
             (f"{label}-done", "NoOp()")]
+
+
+#: What a trunk group passes as ARG2 to its last trunk: nothing to fail over to, so the
+#: provider is given all the time it takes (no setup timeout).
+LAST_TRUNK = "last"
 
 
 def _trunk(trunk: Trunk, plan: NumberingPlan) -> Extension:
@@ -346,24 +384,36 @@ def _trunk(trunk: Trunk, plan: NumberingPlan) -> Extension:
     if trunk.number_format is NumberFormat.NATIONAL:
         steps += _format(plan, "CID", "cidfmt")
     steps += ['ExecIf($["${CID}" != ""]?Set(CALLERID(num)=${CID}))', ("cid-done", "NoOp()")]
+    caller_name = trunk.effective_caller_name
+    if caller_name is CallerName.NONE:
+        steps.append("Set(CALLERID(name)=)")
+    elif caller_name is CallerName.TRUNK:  # an Identifier: nothing to escape
+        steps.append(f"Set(CALLERID(name)={trunk.name})")
     if trunk.number_format is NumberFormat.NATIONAL:
         steps += _format(plan, "DEST", "destfmt")
     # WILDIX_TRUNK_DIAL_OPTIONS: only a mobility leg sets it (its confirmation, services.py)
-    steps += [f"Dial(PJSIP/${{FILTER(+0-9,${{DEST}})}}@{trunk_endpoint(trunk.name)},,"
+    # A bounded attempt: without progress (180/183) within setup_timeout, Dial gives up
+    # (NOANSWER) and the next trunk is tried; the last trunk of a group is not cut.
+    steps.append(f'Set(WILDIX_SETUP=${{IF($["${{ARG2}}" = "{LAST_TRUNK}"]?:'
+                 f'^{trunk.setup_timeout})}})')
+    steps += [f"Dial(PJSIP/${{FILTER(+0-9,${{DEST}})}}@{trunk_endpoint(trunk.name)},"
+              "${WILDIX_SETUP},"
               "${WILDIX_TRUNK_DIAL_OPTIONS})",
               'GotoIf($["${DIALSTATUS}" = "CHANUNAVAIL"]?next)',
+              'GotoIf($["${DIALSTATUS}" = "NOANSWER"]?next)',
               'GotoIf($["${DIALSTATUS}" = "CONGESTION"]?next)',
               'GotoIf($["${DIALSTATUS}" = "BUSY"]?busy)',
               "Hangup()",
               ("busy", f"Hangup({BUSY})"),
-              ("next", "Return(next)")]
+              # the trunk's place (max_calls) goes with the call to the next trunk
+              ("next", "Set(GROUP(trunk)=)"), "Return(next)"]
     return _ext("s", *steps)
 
 
 def dialplan_contexts(site: Site) -> list[Context]:
     """Every context of outgoing routing, in file order."""
     plan = numbering_plan(site)
-    contexts = [_admission(),
+    contexts = [_admission(), Context(EMERGENCY_CONTEXT, tuple(emergency_extensions(plan))),
                 Context(OUTGOING_CONTEXT, tuple(_forms(plan))),
                 Context(ROUTE_CONTEXT, tuple(_route(site))),
                 Context(CLASS_LIMIT_CONTEXT, tuple(_class_limits(site)))]
@@ -371,13 +421,17 @@ def dialplan_contexts(site: Site) -> list[Context]:
         contexts.append(Context(acl_context(group.name), tuple(
             _ext(str(c), "NoOp()") for c in CallClass if c in group.allowed)))
         contexts.append(_transfer(plan, group.name, group.allowed))
-    for trunk_group in site.trunk_groups:
+    trunk_groups = [(trunk_group_context(g.name), g.trunks) for g in site.trunk_groups]
+    if emergency_trunks(site):
+        trunk_groups.append((EMERGENCY_TRUNKS_CONTEXT, emergency_trunks(site)))
+    for name, trunks in trunk_groups:
         steps: list[str | tuple[str, str]] = []
-        for name in trunk_group.trunks:
-            steps += [f"Gosub({trunk_context(name)},s,1(${{ARG1}}))",
+        for k, member in enumerate(trunks):
+            last = f",{LAST_TRUNK}" if k == len(trunks) - 1 else ""
+            steps += [f"Gosub({trunk_context(member)},s,1(${{ARG1}}{last}))",
                       'GotoIf($["${GOSUB_RETVAL}" != "next"]?done)']
         steps += [f"Hangup({CONGESTION})", ("done", "Return()")]
-        contexts.append(Context(trunk_group_context(trunk_group.name), (_ext("s", *steps),)))
+        contexts.append(Context(name, (_ext("s", *steps),)))
     for trunk in site.trunks:
         contexts.append(Context(trunk_context(trunk.name), (_trunk(trunk, plan),)))
     return contexts
@@ -401,6 +455,7 @@ class PjsipTrunk:
     match: list[str]
     outbound_proxy: str | None
     anonymous: bool
+    qualify_frequency: int
 
 
 def pjsip_trunks(site: Site) -> list[PjsipTrunk]:
@@ -426,5 +481,6 @@ def pjsip_trunks(site: Site) -> list[PjsipTrunk]:
             identify=f"{endpoint}-identify" if match else None,
             match=match,
             outbound_proxy=f"sip:{t.outbound_proxy};lr" if t.outbound_proxy else None,
-            anonymous=t.caller_id is CallerIdMode.ANONYMOUS))
+            anonymous=t.caller_id is CallerIdMode.ANONYMOUS,
+            qualify_frequency=t.qualify_frequency))
     return out

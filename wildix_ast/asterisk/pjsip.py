@@ -5,7 +5,7 @@ Codecs: every endpoint allows the LAN codecs, then the remote codecs not already
 of them codecs Asterisk can translate (`system.NOT_CARRIED` are refused by the model);
 choosing codecs per network (LAN vs remote phone) will come with the AGI service.
 
-Phones: RTP binds to the site's media address (else its bind address): bound to the
+Phones: RTP binds to the site's sound_files address (else its bind address): bound to the
 wildcard, Asterisk resolves the host name for every RTP instance (ast_find_ourip when it
 turns RTCP on), DNS queries per call on a host whose name is not in /etc/hosts. Every phone
 is qualified (presence, NAT pinholes), a call without RTP ends after `rtp_timeout`, and
@@ -83,8 +83,8 @@ TLS_METHOD = "sslv23"
 #: AEAD ciphers with forward secrecy only (ECDHE or DHE key exchange; AES-GCM or
 #: ChaCha20-Poly1305), by the names `pjsip list ciphers` gives in the lab's Asterisk 22:
 #: no static RSA, no CBC, no SHA-1 MAC, no CCM/ARIA/Camellia (scanners flag them as
-#: non-standard). The three TLS 1.3 suites are all AEAD with (EC)DHE by construction;
-#: pjproject enables TLS 1.3 only for the TLS 1.3 suites listed here.
+#: non-standard). The three TLS 1.3 suites, listed too, are all AEAD with (EC)DHE by
+#: construction.
 TLS_CIPHERS = (
     "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256", "TLS_AES_128_GCM_SHA256",
     "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
@@ -135,7 +135,8 @@ class Endpoint(NamedTuple):
     #: enter this context (the TLS gate) first; hints stay in its procedure's context
     subscribe_context: str | None
     #: a LAN phone on a site with TLS: the only networks it may use (`permit`, after a
-    #: `deny` of everything: Asterisk answers anyone else 403, REGISTER and INVITE alike)
+    #: `deny` of everything: Asterisk refuses anyone else, REGISTER and INVITE alike, with
+    #: a 401 like a wrong password, and logs FailedACL)
     permit: str | None
     variables: list[str]
     """`set_var` lines: the ACL group and office DID the dialplan reads for outgoing calls."""
@@ -219,7 +220,7 @@ def _view(given: RenderInput) -> View:
                             *([f"WILDIX_DID={u.office_did}"] if u.office_did else [])])
         for u in site.users if u.type.has_phone]
     return {
-        "pbx_name": site.system.pbx_name,
+        "user_agent": sip.user_agent,
         "transports": transports,
         "endpoints": endpoints,
         "trunks": pjsip_trunks(site),

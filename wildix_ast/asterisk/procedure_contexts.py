@@ -103,10 +103,13 @@ def application_steps(site: Site, app: Application, j: int) -> list[Step]:
         case DialUser():
             return [_call_user(site, app.user), f"GotoIf({ANSWERED}?end)"]
         case CallGroupApp():
-            return [f"Gosub({names.call_group_context(app.call_group)},s,1)",
-                    f"GotoIf({ANSWERED}?end)"]
+            # an IVR just before rang this group (its timeout action, say): not twice
+            return [f'GotoIf($["${{WILDIX_IVR_CG}}" = "{app.call_group}"]?cg-{j})',
+                    f"Gosub({names.call_group_context(app.call_group)},s,1)",
+                    f"GotoIf({ANSWERED}?end)", (f"cg-{j}", "Set(WILDIX_IVR_CG=)")]
         case IvrApp():
-            return [f"Gosub({names.ivr_context(app.ivr)},s,1)", f"GotoIf({ANSWERED}?end)"]
+            return ["Set(WILDIX_IVR_CG=)", f"Gosub({names.ivr_context(app.ivr)},s,1)",
+                    f"GotoIf({ANSWERED}?end)"]
         case VoicemailApp():
             return [_voicemail(app.user, app.greeting),
                     'GotoIf($["${VMSTATUS}" = "SUCCESS"]?end)']
@@ -168,8 +171,9 @@ def procedure_contexts(site: Site) -> list[Context]:
     contexts: list[Context] = []
     for procedure in [Procedure(name=DEFAULT_PROCEDURE), *site.dialplan.procedures]:
         numbers = _procedure(site, procedure)
-        includes = [c.name for c in numbers] + [names.EXTENSIONS_CONTEXT,
-                                                names.SERVICES_CONTEXT]
+        # emergency first: it wins over the procedure's numbers and internal prefixes
+        includes = [names.EMERGENCY_CONTEXT] + [c.name for c in numbers] + [
+            names.EXTENSIONS_CONTEXT, names.SERVICES_CONTEXT]
         if procedure.name == DEFAULT_PROCEDURE:
             includes.append(names.OUTGOING_CONTEXT)
         contexts.append(Context(names.procedure_context(procedure.name), (),
@@ -192,14 +196,23 @@ def _time_frame(frame: TimeFrame, timezone: str) -> Context:
 
 
 def _device_up(extension: str) -> str:
-    return f'$["${{DEVICE_STATE(PJSIP/{extension})}}" != "UNAVAILABLE"]'
+    return f'"${{DEVICE_STATE(PJSIP/{extension})}}" != "UNAVAILABLE"'
+
+
+def _not_caller(extension: str) -> str:
+    """The calling channel is not `extension`'s phone: a PJSIP channel is named
+    `PJSIP/<endpoint>-<sequence>` (extensions hold no '-'), so its name starts with
+    `PJSIP/<extension>-`. A call group never rings the caller's own phone."""
+    prefix = f"PJSIP/{extension}-"
+    return f'"${{CHANNEL(name):0:{len(prefix)}}}" != "{prefix}"'
 
 
 def _call_group(group: CallGroup) -> Context:
     steps: list[Step] = ["Set(DIALSTATUS=CHANUNAVAIL)"]
     if group.strategy is Strategy.RING_ALL:
         steps.append("Set(WILDIX_CG=)")
-        steps += [f"ExecIf({_device_up(m)}?Set(WILDIX_CG=${{WILDIX_CG}}&PJSIP/{m}))"
+        steps += [f"ExecIf($[{_device_up(m)} & {_not_caller(m)}]"
+                  f"?Set(WILDIX_CG=${{WILDIX_CG}}&PJSIP/{m}))"
                   for m in group.members]
         steps += ['GotoIf($["${WILDIX_CG}" = ""]?done)',
                   f"Dial(${{WILDIX_CG:1}},{group.timeout})", ("done", "Return()")]
@@ -222,7 +235,7 @@ def _call_group(group: CallGroup) -> Context:
                   "Set(WILDIX_CG_N=$[${WILDIX_CG_N} - 1])",
                   "Set(WILDIX_CG_LEFT=$[${WILDIX_CG_END} - ${EPOCH}])",
                   f"GotoIf($[{left} <= 0]?done)",
-                  f'GotoIf($["${{DEVICE_STATE(PJSIP/{member})}}" = "UNAVAILABLE"]?{after})',
+                  f'GotoIf($[!({_device_up(member)} & {_not_caller(member)})]?{after})',
                   f"Dial(PJSIP/{member},${{IF($[{left} < {group.member_timeout}]?{left}:"
                   f"{group.member_timeout})}})",
                   f"GotoIf({ANSWERED}?done)"]
@@ -234,7 +247,8 @@ def _target(site: Site, target: IvrTarget) -> list[Step]:
     if target.user is not None:
         return [_call_user(site, target.user)]
     if target.call_group is not None:
-        return [f"Gosub({names.call_group_context(target.call_group)},s,1)"]
+        return [f"Gosub({names.call_group_context(target.call_group)},s,1)",
+                f"Set(WILDIX_IVR_CG={target.call_group})"]
     if target.procedure is not None:
         return [_enter(target.procedure)]
     assert target.voicemail is not None
@@ -313,9 +327,15 @@ def _incoming(site: Site, trunk: Trunk, plan: NumberingPlan) -> list[Context]:
         *to_e164(plan, "WILDIX_NUM", "cid"),
         'ExecIf($["${WILDIX_NUM}" != ""]?Set(CALLERID(num)=${WILDIX_NUM}))',
         "Set(WILDIX_IN=${FILTER(0123456789+,${WILDIX_IN})})",
+        "Set(WILDIX_IN_GIVEN=${WILDIX_IN})",
         *to_e164(plan, "WILDIX_IN", "did"),
         f"GotoIf(${{DIALPLAN_EXISTS({dids},${{WILDIX_IN}},1)}}?{dids},${{WILDIX_IN}},1)",
-        f"Hangup({UNALLOCATED})"]
+        # E.164 without its '+' (33140000101), as some providers send it: tried after the
+        # national reading, which wins where both exist (Italian numbers have no prefix)
+        'GotoIf($[${REGEX("^[1-9][0-9]{7,}$" ${WILDIX_IN_GIVEN})} = 0]?unknown)',
+        "Set(WILDIX_IN=+${WILDIX_IN_GIVEN})",
+        f"GotoIf(${{DIALPLAN_EXISTS({dids},${{WILDIX_IN}},1)}}?{dids},${{WILDIX_IN}},1)",
+        ("unknown", f"Hangup({UNALLOCATED})")]
     contexts = [Context(entry, (
         admitted("_X.", "Set(WILDIX_IN=${EXTEN})", "Goto(in,1)"),
         admitted("_+X.", "Set(WILDIX_IN=${EXTEN})", "Goto(in,1)"),

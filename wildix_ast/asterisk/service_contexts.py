@@ -41,6 +41,7 @@ from wildix_ast.asterisk.names import (
     TEST_CALL_FAMILY,
     TEST_CALL_ID_DIGITS,
     VOICEMAIL_CONTEXT,
+    VOICEMAIL_PIN_CONTEXT,
     has_mailbox,
 )
 from wildix_ast.asterisk.outgoing import (
@@ -138,7 +139,7 @@ def _shared_voicemail(site: Site) -> list[Context]:
             "s",
             f"GotoIf(${{DIALPLAN_EXISTS({SHARED_VOICEMAIL_OF_CONTEXT},"
             "${CHANNEL(endpoint)}*${ARG1},1)}?shared)",
-            f"VoiceMailMain({mailbox})", "Return()",
+            f"Gosub({VOICEMAIL_PIN_CONTEXT},s,1(${{ARG1}}))", "Return()",
             ("shared", f"VoiceMailMain({mailbox},s)"), "Return()"),)),
         # `s` keeps the context defined when nobody shares (it never matches `<user>*<box>`)
         Context(SHARED_VOICEMAIL_OF_CONTEXT, (_ext("s", "NoOp()"), *(
@@ -146,10 +147,43 @@ def _shared_voicemail(site: Site) -> list[Context]:
     ]
 
 
+#: Wrong PINs one call may try before it is hung up (Asterisk's `maxlogins`).
+PIN_TRIES = 3
+
+
+def _voicemail_pin() -> Context:
+    """A mailbox opened with its PIN (`ARG1`): the PIN is asked here, not by VoiceMailMain,
+    so that the FastAGI service counts wrong PINs across calls and locks the mailbox (a
+    wrong PIN per call only, as VoiceMailMain counts them, let anyone guess on). The PIN is
+    compared with the mailbox's own (`VM_INFO`) inside Asterisk: it never reaches the
+    service. The service down or a locked mailbox: nothing opens (fail closed)."""
+    mailbox = f"${{ARG1}}@{VOICEMAIL_CONTEXT}"
+    locked = '$["${WILDIX_AGI_STATUS}" != "OK" | "${WILDIX_VM_LOCKED}" != "0"]'
+    return Context(VOICEMAIL_PIN_CONTEXT, (_ext(
+        "s",
+        "Set(WILDIX_VM_TRIES=0)",
+        "Set(WILDIX_VM_PROMPT=vm-password)",
+        *_agi("voicemail-login", "${ARG1}"),
+        f"GotoIf({locked}?locked)",
+        # DTMF interrupts the prompt (a retry plays vm-incorrect first): no key is lost
+        ("ask", "Read(WILDIX_VM_PIN,${WILDIX_VM_PROMPT},20,,1,10)"),
+        'GotoIf($["${WILDIX_VM_PIN}" != "" & '
+        f'"${{WILDIX_VM_PIN}}" = "${{VM_INFO({mailbox},password)}}"]?open)',
+        *_agi("voicemail-failed", "${ARG1}", "${CHANNEL(endpoint)}"),
+        f"GotoIf({locked}?locked)",
+        "Set(WILDIX_VM_TRIES=$[${WILDIX_VM_TRIES} + 1])",
+        "Set(WILDIX_VM_PROMPT=vm-incorrect&vm-password)",
+        f"GotoIf($[${{WILDIX_VM_TRIES}} < {PIN_TRIES}]?ask)",
+        "Playback(vm-incorrect&vm-goodbye)", "Return()",
+        ("open", "Set(WILDIX_VM_PIN=)"),
+        f"VoiceMailMain({mailbox},s)", "Return()",
+        ("locked", "Set(WILDIX_VM_PIN=)"), "Playback(vm-goodbye)", "Return()"),))
+
+
 def _hotline(site: Site) -> Extension:
     """WMS hotline. A SIP phone sends nothing when it is lifted, so the phone is set to call
     the hotline code at once when lifted (its own hotline setting, delay 0); the PBX plays
-    dial tone for the user's delay (early media, unanswered): digits dialled meanwhile are
+    dial tone for the user's delay (early sound_files, unanswered): digits dialled meanwhile are
     called as usual, silence calls the hotline number. Both go through the user's own
     procedure (its PJSIP endpoint's context), so its call classes apply."""
     procedure = "${PJSIP_ENDPOINT(${CHANNEL(endpoint)},context)}"
@@ -260,8 +294,8 @@ def _test_call() -> Context:
 
 def service_contexts(site: Site) -> list[Context]:
     """Every context of the services, in file order."""
-    return [_services(site), *_shared_voicemail(site), _feature_code(), _mobility(),
-            _confirm(), _missed_call(), *_call_waiting_beep(), _test_call()]
+    return [_services(site), *_shared_voicemail(site), _voicemail_pin(), _feature_code(),
+            _mobility(), _confirm(), _missed_call(), *_call_waiting_beep(), _test_call()]
 
 
 def mobility_leg(extension: str) -> str:

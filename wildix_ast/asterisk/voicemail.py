@@ -56,7 +56,7 @@ def _view(given: RenderInput) -> View:
     return {"pbx_name": site.system.pbx_name, "timezone": region.timezone,
             "serveremail": f"{site.system.pbx_name}@localhost",
             "voicemail_context": VOICEMAIL_CONTEXT, "voicemail_zone": VOICEMAIL_ZONE,
-            "mailboxes": mailboxes}
+            "mailboxes": mailboxes, "min_pin": VOICEMAIL_PIN_DIGITS}
 
 
 def _secret(section: str, key: str, op: str, value: str) -> tuple[str, str] | None:

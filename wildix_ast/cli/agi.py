@@ -28,6 +28,7 @@ from wildix_ast.services.agi.server import (
     KeySource,
     Limits,
 )
+from wildix_ast.services.agi.voicemail_logins import LOGINS_ENV, LoginGuard, default_path
 from wildix_ast.services.sdnotify import keep_alive, notify
 from wildix_ast.store.vault import FASTAGI_KEY
 
@@ -57,6 +58,10 @@ def serve(
         "--mail-spool", envvar=SPOOL_ENV, show_envvar=True,
         help="Where missed-call mails are queued. Default: "
              "~/.local/share/wildix-ast/mail-spool.")] = None,
+    voicemail_logins: Annotated[Path | None, typer.Option(
+        "--voicemail-logins", envvar=LOGINS_ENV, show_envvar=True,
+        help="Where wrong voicemail PINs are counted across calls. Default: "
+             "~/.local/share/wildix-ast/voicemail-logins.sqlite3.")] = None,
 ) -> None:
     """Answer FastAGI requests until stopped (SIGTERM or Ctrl-C). Only on loopback: every
     request but `health` must carry the key the store keeps (the applied dialplan sends
@@ -74,17 +79,18 @@ def serve(
     limits = Limits(backlog=backlog, max_sessions=max_sessions)
     lookup = StoreLookup(db)
     spool = MailSpool(mail_spool or default_spool())
+    guard = LoginGuard(voicemail_logins or default_path())
     try:
-        asyncio.run(_serve(host, port, limits, lookup, spool))
+        asyncio.run(_serve(host, port, limits, lookup, spool, guard))
     finally:
         lookup.close()
 
 
 async def _serve(host: str, port: int, limits: Limits, lookup: StoreLookup,
-                 spool: MailSpool) -> None:
+                 spool: MailSpool, guard: LoginGuard) -> None:
     await asyncio.to_thread(lookup.warm_up)
-    server = AgiServer(default_routes(lookup, spool), limits, health_check=lookup.check,
-                       key=_store_key(lookup))
+    server = AgiServer(default_routes(lookup, spool, guard), limits,
+                       health_check=lookup.check, key=_store_key(lookup))
     try:
         bound = await server.start(host, port)
     except OSError as e:

@@ -487,8 +487,10 @@ def _mount_services() -> None:
     runtime_cli.app.command("unban", hidden=True)(verbs.unban)
 
     from wildix_ast.cli import users as preferences_cli
+    from wildix_ast.cli import voicemail as voicemail_logins_cli
 
     app.add_typer(preferences_cli.app, name="user")
+    app.add_typer(voicemail_logins_cli.app, name="voicemail")
 
 
 def _own_verbs() -> set[str]:

@@ -90,12 +90,15 @@ class CountryTable:
 C = CallClass
 COUNTRY_TABLES: dict[str, CountryTable] = {
     # ARCEP plan: 0 + 9 digits; 01-05 geographic, 06/07 mobile, 08 special rates, 09 VoIP.
+    # 0800-0805 are freephone ("numéros verts", free for the caller): national, so the
+    # default group reaches them; 0806-0899 cost the caller more: premium.
     "33": CountryTable(
         country_code="33", national_prefix="0", international_prefix="00",
         emergency_numbers=("15", "17", "18", "112", "114", "115", "119", "116000", "191",
                            "196", "197"),
         number_rules=_rules(("[1-5]XXXXXXXX", C.NATIONAL), ("[67]XXXXXXXX", C.MOBILE),
-                            ("8XXXXXXXX", C.PREMIUM), ("9XXXXXXXX", C.NATIONAL)),
+                            ("80[0-5]XXXXXX", C.NATIONAL), ("80[6-9]XXXXXX", C.PREMIUM),
+                            ("8ZXXXXXXX", C.PREMIUM), ("9XXXXXXXX", C.NATIONAL)),
         short_numbers=_rules(("3XXX", C.PREMIUM), ("10XX", C.PREMIUM), ("118XXX", C.PREMIUM)),
     ),
     # AGCOM plan: no national prefix (the leading 0 of geographic numbers is part of the

@@ -22,6 +22,7 @@ def empty_list() -> list[Any]:
     regexes (0.02 s of every process that imports the models)."""
     return []
 
+
 class Srtp(StrEnum):
     """SDES-SRTP for phones (per site, overridden per ACL group). Keys travel in the SDP,
     so SRTP is only ever offered or accepted on the TLS transport."""

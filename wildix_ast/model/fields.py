@@ -108,4 +108,8 @@ ToneZone = Annotated[str, Width(2), pattern(
     r"[a-z]{2}", "tone zone (a two-letter country code like 'fr')")]
 CountryCode = Annotated[str, Width(4), pattern(
     r"[1-9][0-9]{0,3}", "country calling code (like '33')")]
+SipToken = Annotated[str, Width(64), pattern(
+    r"[A-Za-z0-9][A-Za-z0-9._/+-]{0,63}",
+    "SIP product token (letters, digits, '.', '_', '/', '+', '-'; no spaces)")]
+"""What the PBX calls itself in SIP `User-Agent`/`Server` headers."""
 Port = Annotated[int, Field(ge=1, le=65535)]

@@ -22,7 +22,15 @@ from pydantic import (
 )
 
 from wildix_ast.model.common import STRICT, Srtp
-from wildix_ast.model.fields import CountryCode, Identifier, Language, Port, ToneZone, Width
+from wildix_ast.model.fields import (
+    CountryCode,
+    Identifier,
+    Language,
+    Port,
+    SipToken,
+    ToneZone,
+    Width,
+)
 
 
 class Codec(StrEnum):
@@ -167,6 +175,9 @@ class SipRtp(BaseModel):
     session_expires: Annotated[int, Field(ge=90, le=86400)] = 1800
     #: Seconds between OPTIONS to each registered phone (0: off): presence and NAT pinholes.
     qualify_frequency: Annotated[int, Field(ge=0, le=3600)] = 60
+    #: The SIP `User-Agent`/`Server` header: neutral by default, since the product's or the
+    #: site's name tells a scanner what it found and whose it is.
+    user_agent: SipToken = "PBX"
     #: TLS transport (remote phones; SRTP is then offered to phones that ask for it).
     tls_port: Port = 5061
     tls_certificate: FilePath | None = None
@@ -214,7 +225,7 @@ class SipRtp(BaseModel):
 
     @property
     def rtp_address(self) -> IPv4Address | None:
-        """Where RTP binds: the media address, else a concrete bind address, else None."""
+        """Where RTP binds: the sound_files address, else a concrete bind address, else None."""
         if self.media_address is not None:
             return self.media_address
         return None if self.bind_address.is_unspecified else self.bind_address

@@ -63,6 +63,16 @@ class CallerIdMode(StrEnum):
     ANONYMOUS = "anonymous"
 
 
+class CallerName(StrEnum):
+    """The caller's name the provider is told (the From display name)."""
+
+    NONE = "none"
+    TRUNK = "trunk"
+    """The trunk's name: the company, as the administrator named the line."""
+    USER = "user"
+    """The calling user's own name, as their phone shows it."""
+
+
 class NumberFormat(StrEnum):
     """How the trunk wants numbers (called and calling)."""
 
@@ -105,6 +115,9 @@ class Trunk(BaseModel):
     the call path."""
     caller_id: CallerIdMode = CallerIdMode.OFFICE_DID
     main_number: PhoneNumber | None = None
+    caller_name: CallerName | None = None
+    """Left out: none on a trunk that shows the main number or hides the caller (a
+    person's name has no business next to the company's number), the user's otherwise."""
     number_format: NumberFormat = NumberFormat.E164
     codecs: list[Codec] = Field(default_factory=lambda: [Codec.ALAW, Codec.ULAW],
                                 min_length=1)
@@ -115,6 +128,13 @@ class Trunk(BaseModel):
     procedure: Identifier | None = None
     """The dialplan procedure incoming calls enter (a user's office DID rings the user
     first); none: only office DIDs are answered."""
+    qualify_frequency: Annotated[int, Field(ge=0, le=3600)] = 30
+    """Seconds between OPTIONS to the provider (0: never): a provider that stops answering
+    is marked unavailable and skipped at once by its trunk groups."""
+    setup_timeout: Annotated[int, Field(ge=1, le=60)] = 4
+    """Seconds the provider has to show progress (ringing, early sound_files) before the next
+    trunk is tried: an attempt on a provider that swallows INVITEs is bounded. Not applied
+    to the last trunk of a group, which has nothing to pass the call to."""
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -138,6 +158,12 @@ class Trunk(BaseModel):
         if self.main_number is not None and not self.main_number.startswith("+"):
             raise ValueError("main_number is written in E.164 ('+' and the country code)")
         return self
+
+    @property
+    def effective_caller_name(self) -> CallerName:
+        if self.caller_name is not None:
+            return self.caller_name
+        return CallerName.USER if self.caller_id is CallerIdMode.OFFICE_DID else CallerName.NONE
 
     @property
     def identify_addresses(self) -> list[str]:

@@ -15,6 +15,7 @@ from wildix_ast.model.users import User
 from wildix_ast.services.agi.protocol import AgiRequest
 from wildix_ast.services.agi.server import Decision, Route
 from wildix_ast.services.agi.service_routes import service_routes
+from wildix_ast.services.agi.voicemail_logins import LoginGuard, default_path
 from wildix_ast.store import Store, open_store
 
 #: A call-user decision slower than this gets the safe answer (the phone rings directly).
@@ -122,7 +123,8 @@ class StoreLookup:
 
 
 def default_routes(lookup: UserLookup | None = None,
-                   spool: MailSpool | None = None) -> dict[str, Route]:
+                   spool: MailSpool | None = None,
+                   guard: LoginGuard | None = None) -> dict[str, Route]:
     """Every route of the service (besides the server's built-in `health`); `lookup` finds
     a user by extension (the store's `user_by_extension`), for `call-user`; a StoreLookup
     also gives the services' routes (feature codes, mobility, hotline, missed calls)."""
@@ -130,5 +132,6 @@ def default_routes(lookup: UserLookup | None = None,
     if lookup is not None:
         routes[CALL_USER_ROUTE] = Route.blocking(call_user(lookup), timeout=CALL_USER_TIMEOUT)
     if isinstance(lookup, StoreLookup):
-        routes.update(service_routes(lookup.store, spool or MailSpool(default_spool())))
+        routes.update(service_routes(lookup.store, spool or MailSpool(default_spool()),
+                                     guard or LoginGuard(default_path())))
     return routes

@@ -23,6 +23,7 @@ from wildix_ast.model.feature_codes import FAILURE, Announcement, InvalidCode, S
 from wildix_ast.model.preferences import Preferences
 from wildix_ast.services.agi.protocol import AgiRequest
 from wildix_ast.services.agi.server import Decision, Route
+from wildix_ast.services.agi.voicemail_logins import LoginGuard
 from wildix_ast.store import Store
 from wildix_ast.store.store import UnknownUserError
 
@@ -105,9 +106,32 @@ def hotline(store: Store, request: AgiRequest) -> Decision:
     return Decision({"WILDIX_HOTLINE": line.number, "WILDIX_HOTLINE_DELAY": str(line.delay)})
 
 
-def service_routes(store: Callable[[], Store], spool: MailSpool) -> dict[str, Route]:
+def _locked(locked: bool) -> Decision:
+    return Decision({"WILDIX_VM_LOCKED": "1" if locked else "0"})
+
+
+def voicemail_login(guard: LoginGuard, request: AgiRequest) -> Decision:
+    """`voicemail-login MAILBOX`, before the PIN is asked: WILDIX_VM_LOCKED 1 while the
+    mailbox is locked (too many wrong PINs lately, across calls)."""
+    mailbox = _arg(request, 0)
+    return _locked(not mailbox.isdigit() or guard.locked(mailbox) is not None)
+
+
+def voicemail_failed(guard: LoginGuard, request: AgiRequest) -> Decision:
+    """`voicemail-failed MAILBOX CALLER`, after a wrong PIN: counted (a security event),
+    WILDIX_VM_LOCKED 1 once the mailbox is locked."""
+    mailbox, caller = _arg(request, 0), _arg(request, 1)
+    if not mailbox.isdigit():
+        return _locked(True)
+    return _locked(guard.failed(mailbox, caller if caller.isdigit() else "?") is not None)
+
+
+def service_routes(store: Callable[[], Store], spool: MailSpool,
+                   guard: LoginGuard) -> dict[str, Route]:
     """The services' routes; `store()` gives the store (opened on first use)."""
     return {
+        "voicemail-login": Route.blocking(lambda r: voicemail_login(guard, r), timeout=3.0),
+        "voicemail-failed": Route.blocking(lambda r: voicemail_failed(guard, r), timeout=3.0),
         "feature-code": Route.blocking(lambda r: feature_code(store(), r), timeout=3.0),
         "mobility": Route.blocking(lambda r: mobility(store(), r)),
         "hotline": Route.blocking(lambda r: hotline(store(), r)),
