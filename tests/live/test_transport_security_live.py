@@ -322,3 +322,58 @@ def test_remote_phone_is_told_the_external_address(live: LiveSite) -> None:
     assert sound_files(remote)[0] == str(LAB_EXTERNAL_ADDRESS), remote.body
     inside = echo_answer(live, "127.0.0.1")
     assert sound_files(inside)[0] == "127.0.0.1", inside.body
+
+
+# --- the plain SIP port, kept to the LAN by the AMI service's firewall chain ------------------
+
+def test_the_firewall_keeps_the_plain_sip_port_to_the_lan_and_the_trunks(live: LiveSite) -> None:
+    """Asterisk takes a TLS phone's REGISTER over UDP from anywhere (it cannot refuse a
+    request by transport): the AMI service's chain, built from the site as `runtime serve`
+    builds it, keeps the UDP/TCP port to the LAN and the trunks. From 127.0.0.3 (outside
+    lan_networks) the REGISTER over UDP and TCP gets nothing back, over TLS it registers;
+    from 127.0.0.1 (the LAN) UDP still registers."""
+    import ipaddress
+    import os
+    import shutil
+
+    from wildix_ast.services.ami.account import site_runtime
+    from wildix_ast.services.ami.firewall import Firewall
+
+    if os.geteuid() != 0 or shutil.which("iptables") is None:
+        pytest.skip("needs root and iptables")
+    runtime = site_runtime(live.compiled.site)
+    assert runtime.plain_port is not None  # TLS on: the service keeps the plain port
+    plain = live.lab.ports.sip
+    outside = Agent("101", live.password("101"), plain, "udp", timeout=2.0, local_ip=REMOTE)
+    try:
+        assert outside.register().status == 200  # before: taken over UDP from anywhere
+        assert outside.register(expires=0).status == 200
+    finally:
+        outside.close()
+    firewall = Firewall((plain,), chain=f"wxa-plain-{os.getpid()}", plain_ports=(plain,),
+                        plain_from=tuple(ipaddress.ip_network(n) for n in runtime.never_ban))
+    firewall.apply([])
+    try:
+        outside = Agent("101", live.password("101"), plain, "udp", timeout=2.0,
+                        local_ip=REMOTE)
+        try:
+            with pytest.raises(TimeoutError):
+                outside.register()
+        finally:
+            outside.close()
+        with pytest.raises(OSError):  # the TCP handshake itself is dropped
+            Agent("101", live.password("101"), plain, "tcp", timeout=2.0, local_ip=REMOTE)
+        over_tls = phone(live, "101", "tls", REMOTE)
+        try:
+            assert over_tls.register().status == 200
+            assert over_tls.register(expires=0).status == 200
+        finally:
+            over_tls.close()
+        inside = phone(live, "102", "udp")
+        try:
+            assert inside.register().status == 200
+            assert inside.register(expires=0).status == 200
+        finally:
+            inside.close()
+    finally:
+        assert firewall.remove()

@@ -307,6 +307,43 @@ def test_the_firewall_chain_is_rendered_whole_from_the_bans() -> None:
         Firewall(())
 
 
+def test_with_tls_on_the_plain_sip_port_is_kept_to_the_lan_and_the_trunks() -> None:
+    """After the bans: what the PBX opened itself (a provider's answers) passes, then the LAN
+    and the trunks, then everything else to the UDP/TCP port is dropped; the TLS port is
+    left to the bans alone."""
+    from wildix_ast.services.ami.firewall import Firewall
+
+    firewall = Firewall((5060, 5061), chain="wildix-ast-bans", plain_ports=(5060,),
+                        plain_from=(ipaddress.ip_network("192.168.1.0/24"),
+                                    ipaddress.ip_network("198.51.100.7/32"),
+                                    ipaddress.ip_network("2001:db8::/64")))
+    lines = firewall.render([ipaddress.ip_network("203.0.113.7/32")], 4).splitlines()
+    udp = [line for line in lines if "-p udp" in line]
+    assert udp == [
+        "-A wildix-ast-bans -s 203.0.113.7/32 -p udp -m multiport --dports 5060,5061 -j DROP",
+        "-A wildix-ast-bans -p udp -m multiport --dports 5060 -m conntrack --ctstate "
+        "ESTABLISHED,RELATED -j RETURN",
+        "-A wildix-ast-bans -s 192.168.1.0/24 -p udp -m multiport --dports 5060 -j RETURN",
+        "-A wildix-ast-bans -s 198.51.100.7/32 -p udp -m multiport --dports 5060 -j RETURN",
+        "-A wildix-ast-bans -p udp -m multiport --dports 5060 -j DROP"]
+    assert "2001:db8::/64" not in "\n".join(lines)  # each IP version its own networks
+    assert "-s 2001:db8::/64 -p tcp" in firewall.render([], 6)
+    assert "5061 -j DROP" not in firewall.render([], 4)  # TLS: only bans
+
+
+def test_the_site_says_when_the_plain_sip_port_is_kept() -> None:
+    from wildix_ast.model.settings_file import load_site
+    from wildix_ast.services.ami.account import site_runtime
+
+    site = load_site(Path(__file__).resolve().parents[2] / "examples" / "site.yaml")
+    assert site_runtime(site).plain_port is None  # no TLS: phones may use UDP anywhere
+    sip = site.system.sip_rtp.model_copy(update={
+        "tls_certificate": "/etc/asterisk/keys/pbx.crt",
+        "tls_private_key": "/etc/asterisk/keys/pbx.key"})
+    tls = site.model_copy(update={"system": site.system.model_copy(update={"sip_rtp": sip})})
+    assert site_runtime(tls).plain_port == site.system.sip_rtp.sip_port
+
+
 def test_the_site_gives_the_runtime_account_never_banned_networks_and_sip_ports() -> None:
     from wildix_ast.model.settings_file import load_site
     from wildix_ast.services.ami.account import site_runtime

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import ipaddress
 import json
 import logging
 import signal
@@ -21,6 +22,7 @@ from wildix_ast.services.ami.account import (
     ami_settings,
     given_secret,
     never_ban_networks,
+    plain_sip_port,
     sip_ports,
 )
 from wildix_ast.services.ami.call_log import format_call, read_log_files
@@ -86,10 +88,16 @@ def serve(
 
         def served_gone() -> bool:  # `lab down` stops this service too
             return not served.is_running()
-    policy = BanPolicy.with_networks(never_ban_networks(never_ban, db), threshold=threshold,
-                                     window=window, ban_time=ban_time)
+    kept = never_ban_networks(never_ban, db)
+    policy = BanPolicy.with_networks(kept, threshold=threshold, window=window,
+                                     ban_time=ban_time)
+    # with TLS on, the plain SIP port is the LAN's and the trunks' only
+    plain = plain_sip_port(sip_port, db)
     try:
-        enforcement = Firewall(sip_ports(sip_port, db), chain) if firewall else None
+        enforcement = Firewall(sip_ports(sip_port, db), chain, plain_ports=plain,
+                               plain_from=tuple(ipaddress.ip_network(n, strict=False)
+                                                for n in kept) if plain else ()
+                               ) if firewall else None
     except ValueError as e:
         raise ServiceError(f"--chain / --sip-port: {e}") from None
     settings = ami_settings(ami_host, ami_port, ami_user, given_secret(secret_file), db)

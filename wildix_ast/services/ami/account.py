@@ -24,6 +24,8 @@ class SiteRuntime:
     ami_user: str
     never_ban: tuple[str, ...]
     sip_ports: tuple[int, ...]
+    #: with TLS on: the UDP/TCP SIP port, kept to `never_ban` (LAN, trunks) by the firewall
+    plain_port: int | None = None
 
 
 def site_runtime(site: Site) -> SiteRuntime:
@@ -33,7 +35,8 @@ def site_runtime(site: Site) -> SiteRuntime:
     ports = (sip.sip_port, sip.tls_port) if sip.tls else (sip.sip_port,)
     manager = site.system.manager
     return SiteRuntime(ami_port=manager.port, ami_user=runtime_account(manager.username),
-                       never_ban=tuple(dict.fromkeys(never_ban)), sip_ports=ports)
+                       never_ban=tuple(dict.fromkeys(never_ban)), sip_ports=ports,
+                       plain_port=sip.sip_port if sip.tls else None)
 
 
 def given_secret(secret_file: Path | None) -> str:
@@ -100,3 +103,11 @@ def sip_ports(given: list[int] | None, db: str | None) -> tuple[int, ...]:
     stored = stored_runtime(db)
     return stored[0].sip_ports if stored else (5060,)
 
+
+def plain_sip_port(given: list[int] | None, db: str | None) -> tuple[int, ...]:
+    """The UDP/TCP SIP port the firewall keeps to the LAN and the trunks: the stored site's
+    (or the first `--sip-port` given, a lab's) when the site has TLS on; () otherwise."""
+    stored = stored_runtime(db)
+    if stored is None or stored[0].plain_port is None:
+        return ()
+    return (given[0],) if given else (stored[0].plain_port,)

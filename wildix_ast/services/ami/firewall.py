@@ -46,16 +46,25 @@ DEFAULT_CHAIN = "wildix-ast-bans"
 @dataclass(frozen=True)
 class Firewall:
     """One iptables chain (IPv4 and IPv6) hooked into INPUT, dropping banned addresses'
-    packets to the SIP ports (UDP and TCP)."""
+    packets to the SIP ports (UDP and TCP).
+
+    With `plain_ports` (a site with TLS on: its UDP/TCP SIP port), the chain also keeps that
+    port to `plain_from` (the LAN networks and the trunks' addresses) and to the flows the
+    PBX opened itself (a provider's answers, and its requests on the registration's own
+    flow, are ESTABLISHED): a phone outside the LAN reaches the PBX over TLS only. Asterisk
+    cannot refuse a request by the transport it came on (an endpoint's `transport` governs
+    only what it sends), so a REGISTER over UDP from outside would otherwise be taken."""
 
     ports: tuple[int, ...]
     chain: str = DEFAULT_CHAIN
     timeout: float = 10.0
+    plain_ports: tuple[int, ...] = ()
+    plain_from: tuple[IpNetwork, ...] = ()
 
     def __post_init__(self) -> None:
         if not _CHAIN.match(self.chain):
             raise ValueError(f"not an iptables chain name: {self.chain!r}")
-        if not self.ports or any(not 0 < p < 65536 for p in self.ports):
+        if not self.ports or any(not 0 < p < 65536 for p in (*self.ports, *self.plain_ports)):
             raise ValueError("the SIP ports to protect must be 1..65535")
 
     def render(self, banned: Iterable[IpNetwork], version: int) -> str:
@@ -67,6 +76,16 @@ class Firewall:
             for protocol in ("udp", "tcp"):
                 lines.append(f"-A {self.chain} -s {network} -p {protocol} -m multiport "
                              f"--dports {ports} -j DROP")
+        if self.plain_ports:
+            plain = ",".join(str(p) for p in sorted(set(self.plain_ports)))
+            for protocol in ("udp", "tcp"):
+                to = f"-p {protocol} -m multiport --dports {plain}"
+                lines.append(f"-A {self.chain} {to} -m conntrack --ctstate ESTABLISHED,RELATED "
+                             "-j RETURN")
+                lines += [f"-A {self.chain} -s {network} {to} -j RETURN"
+                          for network in sorted((n for n in self.plain_from
+                                                 if n.version == version), key=str)]
+                lines.append(f"-A {self.chain} {to} -j DROP")
         lines.append("COMMIT")
         return "\n".join(lines) + "\n"
 

@@ -256,6 +256,10 @@ class MonitorService:
                 "chain": self.config.firewall.chain if self.config.firewall else "",
                 # what `security unban` needs to rewrite the chain while the service is down
                 "ports": list(self.config.firewall.ports) if self.config.firewall else [],
+                "plain_ports": list(self.config.firewall.plain_ports)
+                if self.config.firewall else [],
+                "plain_from": [str(n) for n in self.config.firewall.plain_from]
+                if self.config.firewall else [],
                 "enforced": sorted(self.enforced or ()),
                 "error": self.enforce_error,
             },

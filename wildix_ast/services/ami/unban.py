@@ -58,7 +58,10 @@ def unban_now(state_dir: Path, address: str) -> Unbanned:
         return Unbanned(key, listed, Kernel.NOT_ENFORCED)
     chain = str(enforcement.get("chain", ""))
     try:
-        firewall = Firewall(tuple(int(p) for p in enforcement.get("ports", ())), chain)
+        firewall = Firewall(tuple(int(p) for p in enforcement.get("ports", ())), chain,
+                            plain_ports=tuple(int(p) for p in enforcement.get("plain_ports", ())),
+                            plain_from=tuple(ipaddress.ip_network(n) for n in
+                                             enforcement.get("plain_from", ())))
     except (ValueError, TypeError):
         # a status written before the ports were recorded: the running service follows
         return Unbanned(key, listed, Kernel.UNKNOWN, chain)
