@@ -360,3 +360,26 @@ def test_only_the_hosts_own_loopback_address_is_protected() -> None:
     """The lab's simulated remote phones use other 127/8 addresses: those are bannable."""
     assert never_banned(BanPolicy.with_networks([]), "127.0.0.1")
     assert not never_banned(BanPolicy.with_networks([]), "127.0.0.9")
+
+
+def test_runtime_serve_keeps_the_plain_port_of_a_stored_tls_site(tmp_path: Path) -> None:
+    """What `runtime serve` gives its firewall: the stored site's plain SIP port when TLS is
+    on (a lab's own port when one is given), nothing without TLS."""
+    from wildix_ast.model.settings_file import load_site
+    from wildix_ast.services.ami.account import plain_sip_port
+    from wildix_ast.store import open_store
+
+    site = load_site(Path(__file__).resolve().parents[2] / "examples" / "site.yaml")
+    sip = site.system.sip_rtp.model_copy(update={
+        "tls_certificate": "/etc/asterisk/keys/pbx.crt",
+        "tls_private_key": "/etc/asterisk/keys/pbx.key",
+        "external_address": ipaddress.ip_address("203.0.113.7")})
+    tls = site.model_validate(site.model_copy(update={"system": site.system.model_copy(
+        update={"sip_rtp": sip})}).model_dump())
+    plain, secure = str(tmp_path / "plain.sqlite3"), str(tmp_path / "tls.sqlite3")
+    for db, stored in ((plain, site), (secure, tls)):
+        with open_store(db) as store:
+            store.import_site(stored)
+    assert plain_sip_port(None, plain) == ()
+    assert plain_sip_port(None, secure) == (site.system.sip_rtp.sip_port,)
+    assert plain_sip_port([15060], secure) == (15060,)
