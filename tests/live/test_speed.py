@@ -12,6 +12,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
+from support.examples import examples
 
 from wildix_ast import conf
 from wildix_ast.cli import main as cli
@@ -36,7 +37,7 @@ _CHARS = st.sampled_from([
     "wildix", "ADMIN", "Passw0rd"])
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=examples(1000), deadline=None)
 @given(st.lists(_CHARS, max_size=24).map("".join))
 def test_password_shortcut_agrees_with_the_detailed_policy(candidate: str) -> None:
     assert password_problems(candidate) == _detailed_problems(candidate)
@@ -72,7 +73,7 @@ def _detailed_free_text(value: str) -> str:
     return "ok:" + value
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=examples(1000), deadline=None)
 @given(st.lists(_CHARS, min_size=1, max_size=12).map("".join))
 def test_free_text_pattern_agrees_with_the_detailed_checks(value: str) -> None:
     assert _free_text_outcome(value) == _detailed_free_text(value)
@@ -182,7 +183,7 @@ def test_generations_share_unchanged_files(tmp_path: Path) -> None:
 _POOL = st.sampled_from(["default", "sales", "users", "Sales", "support"])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(groups=st.lists(_POOL, min_size=1, max_size=4),
        users=st.lists(st.tuples(st.sampled_from(["100", "101", "102"]), _POOL,
                                 st.sampled_from([None, "a@x.org", "A@x.org", "b@x.org"]),
@@ -214,7 +215,7 @@ _TEMPLATE_HEADER = re.compile(r"(?m)^\[[^\]\n]*\]\s*\([^)\n]*!")
 """How conf.py found template headers before (every position tried): the reference."""
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=examples(1000), deadline=None)
 @given(st.lists(st.sampled_from([*"[]()!\n a;=", "[t](!)\n", "\n[", "](", "(!"]),
                 max_size=40).map("".join))
 def test_template_headers_found_as_by_the_line_regex(text: str) -> None:
@@ -222,7 +223,7 @@ def test_template_headers_found_as_by_the_line_regex(text: str) -> None:
         m.start() for m in _TEMPLATE_HEADER.finditer(text)]
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=examples(1000), deadline=None)
 @given(st.lists(st.sampled_from([*"[]()!\n a;=", "[t]\n", "\n[", "[s] ", "x[y]"]),
                 max_size=40).map("".join))
 def test_header_index_as_by_the_line_regex(text: str) -> None:
@@ -233,7 +234,7 @@ def test_header_index_as_by_the_line_regex(text: str) -> None:
     assert conf._header_index(text) == {k: tuple(v) for k, v in index.items()}
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=examples(1000), deadline=None)
 @given(st.lists(st.sampled_from([*"[]()!\n a;=\tts", "[t]\n", "\n[", "[s] ", "x[y]", "[ t ]",
                                  "[t-a]", "[t.a]", "\xa0"]), max_size=40).map("".join),
        st.sets(st.sampled_from(["t", "s", "y", "t-a", "t.a", "a", "x[y", " t", ""]),
@@ -321,7 +322,7 @@ _PATTERN_TOKENS = st.sampled_from(["0", "1", "3", "9", "X", "Z", "N", "[1-5]", "
 _NUMBER_CHARS = st.sampled_from([*"0123456789", "+", "a", "٣", "²", " "])
 
 
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=examples(2000), deadline=None)
 @given(st.lists(_PATTERN_TOKENS, min_size=1, max_size=6).map("".join), st.booleans(),
        st.lists(_NUMBER_CHARS, max_size=9).map("".join))
 def test_pattern_regex_agrees_with_the_shape(body: str, open_end: bool, number: str) -> None:
@@ -393,7 +394,7 @@ def _first_by_loop(rules: tuple[NumberRule, ...], number: str) -> NumberRule | N
     return next((r for r in rules if matches(r.pattern, number)), None)
 
 
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=examples(2000), deadline=None)
 @given(st.sampled_from(sorted(COUNTRY_TABLES)), st.booleans(),
        st.text(alphabet="0123456789+", min_size=0, max_size=14))
 def test_one_regex_finds_the_first_rule_like_the_loop(country: str, short: bool,

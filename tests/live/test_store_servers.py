@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from support.examples import examples
 from support.mariadb_server import mariadb_server, mariadb_url  # noqa: F401
 from support.pg_server import postgres_server, postgres_url  # noqa: F401
 from support.store_contract import (
@@ -42,7 +43,7 @@ def test_any_valid_site_round_trips(server: str, request: pytest.FixtureRequest)
     database = request.getfixturevalue(SERVERS[server][1])
     with open_store(database.create_database()) as store:
 
-        @settings(max_examples=15, deadline=None,
+        @settings(max_examples=examples(15), deadline=None,
                   suppress_health_check=[HealthCheck.too_slow])
         @given(site=sites())
         def round_trip(site: Site) -> None:

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
+from support.examples import examples
 
 from wildix_ast.asterisk.render import render_site
 from wildix_ast.model.preferences import Preferences
@@ -78,7 +79,7 @@ def test_every_trunk_dial_filters_its_target(country: str) -> None:
     assert 'GotoIf(${REGEX("^[+]?[0-9]{1,32}$" ${WILDIX_DIALLED})}?ok)' in text
 
 
-@settings(max_examples=60, derandomize=True, database=None)
+@settings(max_examples=examples(60), derandomize=True, database=None)
 @given(st.sampled_from(["0140000000", "+33612345678", "0044201234567"]),
        st.sampled_from(DIAL_SYNTAX))
 def test_forward_and_mobile_numbers_refuse_dial_syntax(number: str, syntax: str) -> None:

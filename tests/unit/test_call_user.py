@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.examples import examples
 
 from wildix_ast.calls.call_user import (
     ACTION,
@@ -111,7 +112,7 @@ classes = st.fixed_dictionaries({}, optional={
     "ringtone": st.none() | st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}", fullmatch=True)})
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(internal=classes, external=classes, dnd=st.booleans(),
        lists=st.lists(st.from_regex(r"\+?[0-9]{2,20}\*?", fullmatch=True), max_size=4),
        call_type=st.sampled_from(["", "external", "garbage,x"]),

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.examples import examples
 
 from wildix_ast.apply.plan import FileChange, Plan, _file_diff, changed_sections
 from wildix_ast.apply.verify import Expectation
@@ -57,7 +58,7 @@ def patch(old: str, diff: list[str]) -> str:
 BASE = list(range(1000, 1600))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(removed=st.sets(st.sampled_from(BASE), max_size=3),
        added=st.sets(st.integers(2000, 2100), max_size=3),
        noted=st.dictionaries(st.sampled_from(BASE), st.sampled_from(["a", "b c"]),
@@ -115,7 +116,7 @@ def _naive_prefix(a: str, b: str) -> int:
     return n
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=examples(80), deadline=None)
 @given(base=st.text(alphabet="ab[\n", max_size=300), repeat=st.sampled_from([1, 400]),
        edits=st.lists(st.tuples(st.floats(0, 1), st.sampled_from(["x", "", "yz"])),
                       max_size=3))

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
+from support.examples import examples
 
 from wildix_ast.errors import SettingsError, StoreError
 from wildix_ast.model import fields
@@ -119,7 +120,7 @@ _ADAPTERS: list[TypeAdapter[Any]] = [TypeAdapter(t) for t in (ForwardTarget, Cal
                                                              Ringtone)]
 
 
-@settings(max_examples=400)
+@settings(max_examples=examples(400))
 @given(st.text(min_size=0, max_size=30) | st.from_regex(r"\+?[0-9]{2,20}[,;()$|&^\n ]?.*"))
 def test_no_accepted_value_can_carry_dialplan(value: str) -> None:
     """Any text a person can write: what a field accepts is made of safe characters only."""

@@ -22,6 +22,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
+from support.examples import examples
 
 from wildix_ast.asterisk.render import render_site
 from wildix_ast.errors import RenderError
@@ -554,7 +555,7 @@ def _check(field_name: str, value: str) -> None:
 
 @pytest.mark.parametrize("field_name", sorted(FIELDS))
 def test_no_accepted_value_changes_the_structure(field_name: str) -> None:
-    @settings(max_examples=120, deadline=None, derandomize=True,
+    @settings(max_examples=examples(120), deadline=None, derandomize=True,
               suppress_health_check=[HealthCheck.too_slow])
     @given(st.one_of(CANDIDATES, EXTRAS.get(field_name, st.nothing())))
     def run(value: str) -> None:
@@ -591,7 +592,7 @@ def test_every_string_field_of_the_model_is_covered() -> None:
 
 
 @given(_password | _good_password | _text | st.builds(generate_password))
-@settings(max_examples=150, deadline=None, derandomize=True)
+@settings(max_examples=examples(150), deadline=None, derandomize=True)
 def test_manager_secret_either_renders_the_same_or_is_refused(secret: str) -> None:
     try:
         files = _render(BENIGN, manager_secret=secret)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from support.examples import examples
 
 from wildix_ast.errors import SettingsError
 from wildix_ast.model.settings_file import parse_site
@@ -36,13 +37,13 @@ def check(text: str) -> None:
         assert isinstance(site, Site)
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@settings(max_examples=examples(300), suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(sites)
 def test_any_structure_is_a_site_or_located_problems(data: dict[str, object]) -> None:
     check(yaml.safe_dump(data))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.text(max_size=200))
 @example(":")  # yaml-rs reads {None: None}; PyYAML cannot compose it to locate the problem
 @example("\x1f:")  # a control character yaml-rs accepts and PyYAML refuses

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from sqlalchemy import create_engine, inspect
+from support.examples import examples
 from support.sound_fixtures import copy_example_sounds
 from support.store_contract import (
     CONCURRENT,
@@ -112,7 +113,7 @@ def test_round_trip(store: Store) -> None:
     check_round_trip(store)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(site=sites())
 def test_any_valid_site_round_trips(shared_store: Store, site: Site) -> None:
     shared_store.import_site(site)
