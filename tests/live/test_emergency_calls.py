@@ -246,9 +246,9 @@ def test_with_the_first_trunk_silent_the_second_gets_the_call_within_5_seconds(
 
 
 def contact_status(live: LiveSite, aor: str) -> str:
-    async def show() -> str:
-        async with live.ami() as ami:
-            return await ami.command(f"pjsip show aor {aor}")
+    async def show() -> str:  # the console: no AMI account the site has runs CLI commands
+        async with live.console() as console:
+            return await console.command(f"pjsip show aor {aor}")
     return asyncio.run(show())
 
 

@@ -80,10 +80,11 @@ def digest(challenge: str, method: str, uri: str, user: str, password: str) -> s
     return value + f', response="{response}"'
 
 
-def sdp(port: int, payloads: dict[int, str], *, crypto: str | None = None) -> str:
-    """An audio offer/answer from 127.0.0.1:`port`; with `crypto` an SDES RTP/SAVP one."""
+def sdp(port: int, payloads: dict[int, str], *, crypto: str | None = None,
+        address: str = "127.0.0.1") -> str:
+    """An audio offer/answer from `address`:`port`; with `crypto` an SDES RTP/SAVP one."""
     profile = "RTP/SAVP" if crypto else "RTP/AVP"
-    lines = ["v=0", f"o=ua {port} {port} IN IP4 127.0.0.1", "s=-", "c=IN IP4 127.0.0.1",
+    lines = ["v=0", f"o=ua {port} {port} IN IP4 {address}", "s=-", f"c=IN IP4 {address}",
              "t=0 0", f"m=audio {port} {profile} {' '.join(str(p) for p in payloads)}"]
     lines += [f"a=rtpmap:{pt} {name}" for pt, name in payloads.items()]
     if crypto:
@@ -160,11 +161,16 @@ class Agent:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
-            if not isinstance(self.sock, ssl.SSLSocket) or not self.sock.pending():
-                ready, _, _ = select.select([self.sock], [], [], remaining)
-                if not ready:
-                    return None
-            chunk = self.sock.recv(65535)
+            # no select() on a TLS socket: OpenSSL may already hold the next record, read
+            # from the socket with the last one but not yet decrypted (pending() does not
+            # count it), and select() would wait for bytes that already came
+            self.sock.settimeout(remaining)
+            try:
+                chunk = self.sock.recv(65535)
+            except TimeoutError:
+                return None
+            finally:
+                self.sock.settimeout(self.timeout)
             if not chunk:
                 return None
             self._buffer += chunk
@@ -250,7 +256,7 @@ class Agent:
         number = (response.header("CSeq") or "1").split()[0]
         to_header = response.header("To") or to
         via = response.all("Via")[0] if response.status != 200 else (
-            f"SIP/2.0/{self.via_transport} 127.0.0.1:{self.local_port};"
+            f"SIP/2.0/{self.via_transport} {self.local_ip}:{self.local_port};"
             f"branch=z9hG4bK{secrets.token_hex(8)};rport")
         lines = [f"ACK {uri} SIP/2.0", f"Via: {via}",
                  "Max-Forwards: 70", f"From: <{self.scheme}:{self.user}@127.0.0.1>;tag={self.tag}",
