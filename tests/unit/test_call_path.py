@@ -103,3 +103,46 @@ def test_clearing_a_mailbox_unlocks_it(tmp_path: Path) -> None:
     assert guard.failed("101", "102") is not None
     assert guard.clear("101") == 2
     assert guard.locked("101") is None and guard.locks() == []
+
+
+def _fail_times(path: str, count: int) -> None:
+    guard = LoginGuard(Path(path), max_failures=1000)
+    for _ in range(count):
+        guard.failed("102", "101")
+
+
+def test_wrong_pins_counted_from_several_processes_at_once_lose_none(tmp_path: Path) -> None:
+    """Every FastAGI session records its failure in its own connection: four processes
+    recording 10 each at the same time leave exactly 40, and the lock sees them all."""
+    import multiprocessing
+
+    path = tmp_path / "logins.sqlite3"
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_fail_times, args=(str(path), 10)) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+        assert worker.exitcode == 0
+    lock = LoginGuard(path, max_failures=40).locked("102")
+    assert lock is not None and lock.failures == 40
+
+
+def test_a_recorder_killed_mid_write_leaves_nothing_half_done(tmp_path: Path) -> None:
+    """A process killed (SIGKILL) inside its write transaction: its failure is not counted,
+    the file stays usable, and the next failure is recorded."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "logins.sqlite3"
+    guard = LoginGuard(path, max_failures=2)
+    guard.failed("102", "101")
+    code = ("import os, signal, sqlite3, sys\n"
+            "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+            "db.execute('BEGIN IMMEDIATE')\n"
+            "db.execute('INSERT INTO failures (mailbox, at) VALUES (\"102\", 4e9)')\n"
+            "os.kill(os.getpid(), signal.SIGKILL)\n")
+    killed = subprocess.run([sys.executable, "-c", code, str(path)], check=False)
+    assert killed.returncode == -9
+    assert guard.locked("102") is None  # one failure counted: the killed one is not
+    assert guard.failed("102", "101") is not None  # the file takes the next one
