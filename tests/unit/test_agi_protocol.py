@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from wildix_ast.calls import variables as v
 from wildix_ast.calls.popup_url import PopupCall, expand, substring
 from wildix_ast.services.agi.probe import handshake
 from wildix_ast.services.agi.protocol import (
@@ -20,7 +21,7 @@ from wildix_ast.services.agi.protocol import (
     quote_argument,
     split_command,
 )
-from wildix_ast.services.agi.routes import POPUP_VARIABLE, popup
+from wildix_ast.services.agi.routes import popup
 from wildix_ast.services.agi.server import Decision
 
 
@@ -153,7 +154,7 @@ def test_popup_route_adapts_the_request() -> None:
     request = parse_request(lines_of(handshake(
         "popup", ["https://crm/{CALLERNUM}/{USERNUM}/{USERNAME}/{TAGS}", "", "Bob", "internal",
                   "a,,b"])))
-    assert popup(request) == Decision({POPUP_VARIABLE: "https://crm/101/102/Bob/a%2Cb"})
+    assert popup(request) == Decision({v.POPUP_URL: "https://crm/101/102/Bob/a%2Cb"})
 
 
 @pytest.mark.parametrize("value", ["", "plain", "a,b", 'say "hi"', "f(x,y)", "[1,2]",

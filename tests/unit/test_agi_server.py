@@ -14,15 +14,14 @@ from contextlib import asynccontextmanager
 import pytest
 from support.agi_fixtures import AgiService, agi_service, attack
 
+from wildix_ast.calls import variables as v
 from wildix_ast.cli.agi import check
 from wildix_ast.errors import ServiceError
 from wildix_ast.services.agi.probe import answer, handshake, probe
 from wildix_ast.services.agi.protocol import MAX_HEADER_BYTES, AgiRequest, parse_mset, split_command
 from wildix_ast.services.agi.server import (
-    ERROR_VARIABLE,
     FAILED,
     OK,
-    STATUS_VARIABLE,
     AgiServer,
     Decision,
     Limits,
@@ -62,9 +61,9 @@ def test_a_raising_handler_gets_the_safe_answer_and_the_server_lives_on() -> Non
         async with running({"broken": Route.of(broken), "echo": Route.of(echo)}) as server:
             port = server.address[1]
             result = await probe(HOST, port, "broken")
-            assert result.variables == {ERROR_VARIABLE: "error KeyError", STATUS_VARIABLE: FAILED}
+            assert result.variables == {v.AGI_ERROR: "error KeyError", v.AGI_STATUS: FAILED}
             assert (await probe(HOST, port, "echo", ["7"])).variables == {
-                "WILDIX_TARGET": "7", STATUS_VARIABLE: OK}
+                "WILDIX_TARGET": "7", v.AGI_STATUS: OK}
             assert server.stats.failed == 1 and server.stats.answered == 1
 
     run(go())
@@ -86,8 +85,8 @@ def test_a_slow_handler_is_cut_at_its_timeout() -> None:
                 start = time.monotonic()
                 result = await probe(HOST, server.address[1], route)
                 assert 0.2 <= time.monotonic() - start < 0.6
-                assert result.variables == {ERROR_VARIABLE: "timeout after 0.2 s",
-                                            STATUS_VARIABLE: FAILED}
+                assert result.variables == {v.AGI_ERROR: "timeout after 0.2 s",
+                                            v.AGI_STATUS: FAILED}
 
     run(go())
 
@@ -96,10 +95,10 @@ def test_wrong_return_type_and_unknown_route_fail_safe() -> None:
     async def go() -> None:
         async with running({"none": Route.of(lambda r: None)}) as server:  # type: ignore[arg-type,return-value]
             port = server.address[1]
-            assert (await probe(HOST, port, "none")).variables[STATUS_VARIABLE] == FAILED
+            assert (await probe(HOST, port, "none")).variables[v.AGI_STATUS] == FAILED
             result = await probe(HOST, port, "nope")
-            assert result.variables == {ERROR_VARIABLE: "unknown-route 'nope'",
-                                        STATUS_VARIABLE: FAILED}
+            assert result.variables == {v.AGI_ERROR: "unknown-route 'nope'",
+                                        v.AGI_STATUS: FAILED}
 
     run(go())
 
@@ -114,7 +113,7 @@ def test_a_session_route_asks_asterisk_then_decides() -> None:
         async with running({"greet": Route.session(by_variable)}) as server:
             result = await probe(HOST, server.address[1], "greet",
                                  channel={"CHANNEL_LANGUAGE": "fr"})
-            assert result.variables == {"WILDIX_GREETING": "fr/None", STATUS_VARIABLE: OK}
+            assert result.variables == {"WILDIX_GREETING": "fr/None", v.AGI_STATUS: OK}
 
     run(go())
 
@@ -168,7 +167,7 @@ def test_asterisk_side_answers(answers: list[bytes], counter: str) -> None:
             await asyncio.sleep(0.05)
             assert getattr(server.stats, counter) == 1
             assert (await probe(HOST, server.address[1], "echo", ["2"])).variables[
-                STATUS_VARIABLE] == OK
+                v.AGI_STATUS] == OK
 
     run(go())
 
@@ -199,7 +198,7 @@ def test_peer_closing_mid_handshake_frees_the_session() -> None:
             full = handshake("echo", ["3"])
             for cut in (0, 1, 17, len(full) // 2, len(full) - 1):
                 assert await send_raw(port, full[:cut]) == b""
-            assert (await probe(HOST, port, "echo", ["3"])).variables[STATUS_VARIABLE] == OK
+            assert (await probe(HOST, port, "echo", ["3"])).variables[v.AGI_STATUS] == OK
             assert server.stats.bad_handshakes == 5 and server.stats.active == 0
 
     run(go())
@@ -241,7 +240,7 @@ def test_1000_bad_handshakes_while_real_sessions_are_answered(service: AgiServic
         while not attackers.done():
             result = await probe(service.host, service.port,
                                  service.route("popup", "{CALLERNUM:1}"), ["{CALLERNUM:1}"])
-            assert result.variables == {"WILDIX_POPUP_URL": "01", STATUS_VARIABLE: OK}
+            assert result.variables == {"WILDIX_POPUP_URL": "01", v.AGI_STATUS: OK}
             latencies.append(result.elapsed)
             await asyncio.sleep(0.01)
         await attackers
@@ -273,7 +272,7 @@ def test_100_simultaneous_sessions_none_refused(service: AgiService) -> None:
                 variables[words[2]] = words[3]
             writer.write(answer(words, variables))
         writer.close()
-        return variables.get(STATUS_VARIABLE, "")
+        return variables.get(v.AGI_STATUS, "")
 
     async def go() -> list[str | BaseException]:
         gate = asyncio.Event()

@@ -12,19 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.examples import examples
 
+from wildix_ast.calls import variables as v
 from wildix_ast.calls.call_user import (
-    ACTION,
     CALL_USER_ROUTE,
-    CALL_WAITING,
-    FORWARD,
-    FORWARD_BUSY,
-    FORWARD_DID,
-    FORWARD_GROUP,
-    FORWARD_PROCEDURE,
-    FORWARD_UNAVAILABLE,
-    RINGTONE,
-    TIMEOUT,
-    VARIABLES,
     IncomingCall,
     decide,
 )
@@ -47,35 +37,35 @@ def bob(**preferences: Any) -> User:
 
 def test_no_preferences_ring_as_before() -> None:
     decision = decide(bob(), INTERNAL)
-    assert set(decision) == set(VARIABLES)
-    assert decision[ACTION] == "ring" and decision[CALL_WAITING] == "1"
-    assert decision[FORWARD_BUSY] == decision[FORWARD_UNAVAILABLE] == decision[TIMEOUT] == ""
+    assert set(decision) == set(v.CALL_USER_DECISION)
+    assert decision[v.ACTION] == "ring" and decision[v.CALL_WAITING] == "1"
+    assert decision[v.FORWARD_BUSY] == decision[v.FORWARD_UNAVAILABLE] == decision[v.TIMEOUT] == ""
     # a forward would leave with Bob's rights and caller ID
-    assert (decision[FORWARD_GROUP], decision[FORWARD_PROCEDURE], decision[FORWARD_DID]) == \
+    assert (decision[v.FORWARD_GROUP], decision[v.FORWARD_PROCEDURE], decision[v.FORWARD_DID]) == \
         ("sales", "night", "+33140000102")
 
 
 def test_unknown_user_takes_the_direct_path() -> None:
     decision = decide(None, INTERNAL)
-    assert decision[ACTION] == "direct" and set(decision) == set(VARIABLES)
+    assert decision[v.ACTION] == "direct" and set(decision) == set(v.CALL_USER_DECISION)
 
 
 def test_each_class_has_its_functions() -> None:
     user = bob(external={"reject": True}, internal={
         "forward_busy": "VOICEMAIL", "forward_unavailable": "+33612000000",
         "call_timeout": 12, "call_waiting": False, "ringtone": "inside"})
-    assert decide(user, EXTERNAL)[ACTION] == "reject"
+    assert decide(user, EXTERNAL)[v.ACTION] == "reject"
     inside = decide(user, INTERNAL)
-    assert inside[ACTION] == "ring"
-    assert (inside[FORWARD_BUSY], inside[FORWARD_UNAVAILABLE], inside[TIMEOUT],
-            inside[CALL_WAITING], inside[RINGTONE]) == \
+    assert inside[v.ACTION] == "ring"
+    assert (inside[v.FORWARD_BUSY], inside[v.FORWARD_UNAVAILABLE], inside[v.TIMEOUT],
+            inside[v.CALL_WAITING], inside[v.RINGTONE]) == \
         ("VOICEMAIL", "+33612000000", "12", "0", "inside")
 
 
 def test_forward_always() -> None:
     decision = decide(bob(external={"forward_always": "VOICEMAIL"}), EXTERNAL)
-    assert (decision[ACTION], decision[FORWARD]) == ("forward", "VOICEMAIL")
-    assert decide(bob(external={"forward_always": "VOICEMAIL"}), INTERNAL)[ACTION] == "ring"
+    assert (decision[v.ACTION], decision[v.FORWARD]) == ("forward", "VOICEMAIL")
+    assert decide(bob(external={"forward_always": "VOICEMAIL"}), INTERNAL)[v.ACTION] == "ring"
 
 
 @pytest.mark.parametrize(("preferences", "call", "action"), [
@@ -99,7 +89,7 @@ def test_forward_always() -> None:
     ({"blacklist": ["+33*"]}, IncomingCall("external", ""), "ring"),
 ])
 def test_lists_and_order(preferences: dict[str, Any], call: IncomingCall, action: str) -> None:
-    assert decide(bob(**preferences), call)[ACTION] == action
+    assert decide(bob(**preferences), call)[v.ACTION] == action
 
 
 # Characters the dialplan may receive from a decision (numbers, words, identifiers).
@@ -125,8 +115,8 @@ def test_every_decision_is_dialplan_safe(internal: dict[str, Any], external: dic
     user = bob(internal=internal, external=external, dnd=dnd, blacklist=lists[:2],
                whitelist=[x for x in lists[2:] if x not in lists[:2]])
     decision = decide(user, IncomingCall(call_type, caller))
-    assert set(decision) == set(VARIABLES)
-    assert decision[ACTION] in ("ring", "reject", "busy", "forward")
+    assert set(decision) == set(v.CALL_USER_DECISION)
+    assert decision[v.ACTION] in ("ring", "reject", "busy", "forward")
     for value in decision.values():
         assert SAFE.fullmatch(value), decision
 
@@ -149,14 +139,14 @@ def test_route_answers_from_the_store(tmp_path: Any) -> None:
         return result.variables
 
     try:
-        assert asyncio.run(ask("102", ""))[ACTION] == "ring"
-        assert asyncio.run(ask("102", "external", caller="+33100000000"))[ACTION] == "reject"
-        assert asyncio.run(ask("102", "external", caller="+33612345678"))[ACTION] == "ring"
-        assert asyncio.run(ask("555", ""))[ACTION] == "direct"
+        assert asyncio.run(ask("102", ""))[v.ACTION] == "ring"
+        assert asyncio.run(ask("102", "external", caller="+33100000000"))[v.ACTION] == "reject"
+        assert asyncio.run(ask("102", "external", caller="+33612345678"))[v.ACTION] == "ring"
+        assert asyncio.run(ask("555", ""))[v.ACTION] == "direct"
         # a change is seen by the next call, without restarting anything
         store.change_preferences("102", lambda p: Preferences(dnd=True))
         answer = asyncio.run(ask("102", ""))
-        assert answer[ACTION] == "busy" and answer["WILDIX_AGI_STATUS"] == "OK"
+        assert answer[v.ACTION] == "busy" and answer["WILDIX_AGI_STATUS"] == "OK"
     finally:
         lookup.close()
         store.close()
@@ -176,7 +166,7 @@ def test_route_with_the_store_unreachable_answers_failed(tmp_path: Any) -> None:
 
     variables = asyncio.run(ask())
     assert variables["WILDIX_AGI_STATUS"] == "FAILED"
-    assert ACTION not in variables
+    assert v.ACTION not in variables
 
 
 def test_lookup_keeps_users_until_the_store_changes(tmp_path: Any) -> None:

@@ -354,7 +354,7 @@ def test_site_without_the_new_sections_is_unchanged() -> None:
 
 
 def test_an_office_did_written_nationally_is_reached_in_e164() -> None:
-    from wildix_ast.asterisk.extensions import e164
+    from wildix_ast.asterisk.user_contexts import e164
 
     plan = NumberingPlan.of(DialplanGeneral(), "33")
     assert e164(plan, "0140000101") == "+33140000101"

@@ -14,6 +14,7 @@ import pytest
 from test_render_injection import parse_conf, values
 
 from wildix_ast.apply.pipeline import render_to_folder
+from wildix_ast.asterisk.fastagi_key import KEY_LENGTH, KEY_OFFSET
 from wildix_ast.asterisk.paths import AsteriskPaths
 from wildix_ast.asterisk.render import (
     TEMPLATES_ENV,
@@ -21,7 +22,6 @@ from wildix_ast.asterisk.render import (
     render_site,
     write_rendered,
 )
-from wildix_ast.asterisk.service_contexts import KEY_LENGTH, KEY_OFFSET
 from wildix_ast.errors import RenderError
 from wildix_ast.model.settings_file import load_site, parse_site
 from wildix_ast.model.site import Site

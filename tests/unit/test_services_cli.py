@@ -14,12 +14,11 @@ import sys
 import time
 from pathlib import Path
 
+from wildix_ast.calls import variables as v
 from wildix_ast.errors import ServiceError, SettingsError, WildixError
 from wildix_ast.services.agi.probe import probe
 from wildix_ast.services.agi.server import (
-    ERROR_VARIABLE,
     FAILED,
-    STATUS_VARIABLE,
     AgiServer,
     Decision,
     Limits,
@@ -98,8 +97,8 @@ def test_overload_answers_failed_at_once() -> None:
             start = time.monotonic()
             result = await probe("127.0.0.1", port, "held")
             assert time.monotonic() - start < 0.5
-            assert result.variables == {ERROR_VARIABLE: "overloaded", STATUS_VARIABLE: FAILED}
-            assert [r.variables[STATUS_VARIABLE] for r in await asyncio.gather(*busy)] == \
+            assert result.variables == {v.AGI_ERROR: "overloaded", v.AGI_STATUS: FAILED}
+            assert [r.variables[v.AGI_STATUS] for r in await asyncio.gather(*busy)] == \
                 ["OK", "OK"]
         finally:
             await server.close()

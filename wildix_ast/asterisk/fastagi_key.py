@@ -10,8 +10,25 @@ carries only `SHA1(key|uniqueid|route|args|key)`, which is worth nothing for ano
 
 from __future__ import annotations
 
-from wildix_ast.asterisk.base import ConfigFile, Reload, RenderInput, View, static_modules
-from wildix_ast.asterisk.service_contexts import KEY_FILE, agi_key
+import hashlib
+import hmac
+
+from wildix_ast.asterisk.base import HEADER, ConfigFile, Reload, RenderInput, View, static_modules
+
+KEY_FILE = "wildix-fastagi.conf"
+"""This file; the dialplan global `variables.AGI_KEY_FILE` holds its path."""
+KEY_LENGTH = 48
+#: where the key starts in KEY_FILE (bytes): after the header and `[fastagi]`, `key=`
+KEY_OFFSET = len(f"{HEADER}\n[fastagi]\nkey=".encode())
+
+
+def agi_key(given: RenderInput) -> str:
+    """The FastAGI key (the vault's; without one, a bare render_site, derived from the
+    manager secret without revealing it): 48 hex digits."""
+    if given.fastagi_key:
+        return given.fastagi_key
+    return hmac.new(given.manager_secret.encode(), b"fastagi-key",
+                    hashlib.sha256).hexdigest()[:KEY_LENGTH]
 
 
 def _view(given: RenderInput) -> View:

@@ -12,7 +12,7 @@ or a counter, which the dialplan does natively and without a round trip per call
    (`${EXTEN:n}` slices) and calls `wildix-route,<class>` with it. Unknown numbers get cause
    1 (SIP 404). Internal numbers never get here: the procedure includes the users' context
    first.
-2. `wildix-route,<class>`: the caller's ACL group (the endpoint's `set_var WILDIX_GROUP`,
+2. `wildix-route,<class>`: the caller's ACL group (the endpoint's `set_var variables.GROUP`,
    which a SIP client cannot set) must have the class in `acl-<group>`; emergency skips the
    check. Denied: cause 21 (SIP 403), no trunk is touched. Then the class counter
    (`wildix-class-limit`, also asked by a procedure's trunk dials): the call joins
@@ -33,8 +33,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from wildix_ast.asterisk.dialplan import (
+    BUSY,
+    CONGESTION,
+    NO_ROUTE,
+    REJECTED,
+    UNALLOCATED,
+    Context,
+    Extension,
+    Step,
+    admission_context,
+    admitted,
+    extension,
+    open_ended,
+    var,
+)
 from wildix_ast.asterisk.names import (
-    ADMIT_CONTEXT,
     CLASS_LIMIT_CONTEXT,
     EMERGENCY_CONTEXT,
     EMERGENCY_TRUNKS_CONTEXT,
@@ -48,83 +62,11 @@ from wildix_ast.asterisk.names import (
     trunk_group_context,
     trunk_incoming_context,
 )
+from wildix_ast.calls import variables as v
 from wildix_ast.model.call_classes import CallClass, NumberingPlan, asterisk_pattern
 from wildix_ast.model.routing import numbering_plan, outgoing
 from wildix_ast.model.site import Site
 from wildix_ast.model.trunks import CallerIdMode, CallerName, NumberFormat, Trunk, TrunkAuth
-
-# Q.850 causes; chan_pjsip answers them as the SIP status in the comment.
-UNALLOCATED = 1  # 404 Not Found
-NO_ROUTE = 3  # 404 Not Found
-BUSY = 17  # 486 Busy Here
-REJECTED = 21  # 403 Forbidden
-CONGESTION = 34  # 503 Service Unavailable
-
-
-@dataclass(frozen=True)
-class Extension:
-    """`exten => name,1,<first>` then `same => n,<step>` for each further step; a step
-    may carry a label: `same => n(label),<app>`."""
-
-    name: str
-    steps: tuple[tuple[str, str], ...]
-
-
-@dataclass(frozen=True)
-class Context:
-    name: str
-    extensions: tuple[Extension, ...]
-    includes: tuple[str, ...] = ()
-    """Searched after the context's own extensions, in this order."""
-
-
-def _ext(name: str, *steps: str | tuple[str, str]) -> Extension:
-    return Extension(name, tuple(s if isinstance(s, tuple) else ("", s) for s in steps))
-
-
-# --- admission -------------------------------------------------------------------------------
-# Asterisk's '.' and '!' match any character, so an open-ended pattern (a number table's
-# `0XXXXX.`, an administrator's procedure number `9.`) also matches a Request-URI carrying
-# Dial-string syntax (`&`, `@`, `/`, `,`...) or expressions. Every such extension first runs
-# the one admission subroutine; nothing else can carry a character beyond its pattern's.
-
-DIALLED = "WILDIX_DIALLED"
-"""What the admission subroutine checks: the caller's ${EXTEN} (a Gosub argument would be
-split at its commas before the check could see them)."""
-ADMIT_NUMBER, ADMIT_CODE = "number", "code"
-_ADMITTED = {ADMIT_NUMBER: ("+0-9", "^[+]?[0-9]{1,32}$"),
-             ADMIT_CODE: ("+*#0-9", "^[+*#0-9]{1,32}$")}
-
-
-def open_ended(name: str) -> bool:
-    """An extension name that can match characters no pattern position names."""
-    return name.startswith("_") and name.endswith((".", "!"))
-
-
-def admit(kind: str = ADMIT_NUMBER) -> list[str | tuple[str, str]]:
-    """The steps that admit ${EXTEN} (or end the call with 404)."""
-    return [f"Set({DIALLED}=${{EXTEN}})", f"Gosub({ADMIT_CONTEXT},{kind},1)"]
-
-
-def admitted(name: str, *steps: str | tuple[str, str], kind: str = ADMIT_NUMBER) -> Extension:
-    """`_ext`, admitting the dialled number first when `name` is open-ended."""
-    return _ext(name, *(admit(kind) if open_ended(name) else []), *steps)
-
-
-def _admission() -> Context:
-    """Two checks, each failing closed, and neither putting the number itself inside a
-    `$[...]` expression (where its quotes and operators would be parsed): FILTER keeps
-    only the admitted characters, so its length equals the number's only when there is
-    nothing else (the argument parser also drops quotes and backslashes: shorter, refused);
-    REGEX places the '+' and bounds the length (a number it cannot parse gives no 1)."""
-    dialled = f"${{{DIALLED}}}"
-    return Context(ADMIT_CONTEXT, tuple(
-        _ext(kind,
-             f"GotoIf($[${{LEN(${{FILTER({chars},{dialled})}})}} != ${{LEN({dialled})}}]"
-             "?refuse)",
-             f'GotoIf(${{REGEX("{regex}" {dialled})}}?ok)',
-             ("refuse", f"Hangup({UNALLOCATED})"), ("ok", "Return()"))
-        for kind, (chars, regex) in _ADMITTED.items()))
 
 
 def _forms(plan: NumberingPlan) -> list[Extension]:
@@ -205,7 +147,7 @@ def _char_class(chars: frozenset[str]) -> str:
 
 
 def _pattern(box: Box) -> str:
-    named = {frozenset(v): k for k, v in _SETS.items()}
+    named = {frozenset(chars): k for k, chars in _SETS.items()}
     parts = [next(iter(s)) if len(s) == 1 else named.get(s) or _char_class(s) for s in box]
     text = "".join(parts)
     return text if text.isdigit() else "_" + text
@@ -249,7 +191,7 @@ def _transfer(plan: NumberingPlan, group: str, allowed: frozenset[CallClass]) ->
     does not exist), less the numbers a more specific form of another class (or a refusal)
     takes there (Italy: `0XXXXX.` national, but `00Z.` international). The transferred
     caller (a trunk's channel has no group) then leaves with the group's rights."""
-    steps = (f"Set(WILDIX_GROUP={group})", "Set(WILDIX_DID=)",
+    steps = (f"Set({v.GROUP}={group})", f"Set({v.DID}=)",
              f"Goto({OUTGOING_CONTEXT},${{EXTEN}},1)")
     ok: list[Box] = []
     refused: list[Box] = []
@@ -265,7 +207,7 @@ def _transfer(plan: NumberingPlan, group: str, allowed: frozenset[CallClass]) ->
                 pieces = [p for piece in pieces for p in _minus(piece, other)]
         kept += pieces
     names = list(dict.fromkeys(_pattern(b) for b in kept))
-    return Context(transfer_context(group), tuple(_ext(n, *steps) for n in names),
+    return Context(transfer_context(group), tuple(extension(n, *steps) for n in names),
                    (EXTENSIONS_CONTEXT,))
 
 
@@ -279,8 +221,8 @@ def emergency_extensions(plan: NumberingPlan) -> list[Extension]:
     out = plan.outside_line_prefix
     for number in plan.emergency_numbers:
         for dialled in (number, out + number) if out else (number,):
-            found.append(_ext(dialled,
-                              'GotoIf($["${WILDIX_CALLTYPE}" = "external"]?refused)',
+            found.append(extension(dialled,
+                              f'GotoIf($["{var(v.CALL_TYPE)}" = "external"]?refused)',
                               f"Gosub({ROUTE_CONTEXT},{CallClass.EMERGENCY},1({number}))",
                               "Hangup()", ("refused", f"Hangup({UNALLOCATED})")))
     return found
@@ -309,7 +251,7 @@ CLASS_FULL = "full"
 def _class_limits(site: Site) -> list[Extension]:
     """One extension per limited class: the call joins the class's group, then counts
     (fail closed), and returns CLASS_FULL past the limit."""
-    return [_ext(str(call_class), f"Set(GROUP(class)={call_class})",
+    return [extension(str(call_class), f"Set(GROUP(class)={call_class})",
                  f"Return(${{IF($[${{GROUP_COUNT({call_class}@class)}} > {limit}]"
                  f"?{CLASS_FULL}:)}})")
             for call_class, limit in class_limits(site).items()]
@@ -322,11 +264,11 @@ def _route(site: Site) -> list[Extension]:
     for call_class in CallClass:
         if call_class is CallClass.INTERNAL:
             continue
-        steps: list[str | tuple[str, str]] = []
+        steps: list[Step] = []
         if call_class is CallClass.EMERGENCY:  # trunks that hide callers show them here
-            steps.append("Set(WILDIX_EMERGENCY=1)")
+            steps.append(f"Set({v.EMERGENCY}=1)")
         else:
-            steps += [f"GotoIf(${{DIALPLAN_EXISTS({acl_context('${WILDIX_GROUP}')},"
+            steps += [f"GotoIf(${{DIALPLAN_EXISTS({acl_context(var(v.GROUP))},"
                       f"{call_class},1)}}?allowed)",
                       f"Hangup({REJECTED})", ("allowed", "NoOp()")]
         limit = limits.get(call_class)
@@ -341,11 +283,11 @@ def _route(site: Site) -> list[Extension]:
                   else f"Hangup({NO_ROUTE})", "Return()"]
         if limit is not None:
             steps.append(("full", f"Hangup({CONGESTION})"))
-        found.append(_ext(str(call_class), *steps))
+        found.append(extension(str(call_class), *steps))
     return found
 
 
-def _format(plan: NumberingPlan, variable: str, label: str) -> list[str | tuple[str, str]]:
+def _format(plan: NumberingPlan, variable: str, label: str) -> list[Step]:
     """E.164 in `variable` -> the national format (own country) or international prefix."""
     cc = "+" + plan.country_code
     return [f'GotoIf($["${{{variable}:0:{len(cc)}}}" != "{cc}"]?{label})',
@@ -364,7 +306,7 @@ LAST_TRUNK = "last"
 def _trunk(trunk: Trunk, plan: NumberingPlan) -> Extension:
     # digits and '+' only (admitted before; filtered again here so that no later change
     # of the path to this line can hand Dial() anything else)
-    steps: list[str | tuple[str, str]] = ["Set(DEST=${FILTER(+0-9,${ARG1})})",
+    steps: list[Step] = ["Set(DEST=${FILTER(+0-9,${ARG1})})",
                                           f'ExecIf($["${{DEST}}" = ""]?Hangup({UNALLOCATED}))']
     if trunk.max_calls is not None:
         steps += [f"Set(GROUP(trunk)={trunk.name})",
@@ -372,13 +314,13 @@ def _trunk(trunk: Trunk, plan: NumberingPlan) -> Extension:
     main = trunk.main_number
     if trunk.caller_id is CallerIdMode.ANONYMOUS:
         # hidden, except from emergency services, which must be able to call back
-        steps += ['GotoIf($["${WILDIX_EMERGENCY}" = "1"]?cid-shown)',
+        steps += [f'GotoIf($["{var(v.EMERGENCY)}" = "1"]?cid-shown)',
                   "Set(CALLERID(pres)=prohib)", "Goto(cid-done)", ("cid-shown", "NoOp()")]
     steps.append("Set(CALLERID(pres)=allowed)")
     if trunk.caller_id is CallerIdMode.MAIN_NUMBER:
         steps.append(f"Set(CID={main})")
     else:  # the user's office DID, else the trunk's main number, else hidden
-        steps.append("Set(CID=${WILDIX_DID})")
+        steps.append(f"Set(CID={var(v.DID)})")
         fallback = f"Set(CID={main})" if main else "Set(CALLERID(pres)=prohib)"
         steps += ['GotoIf($["${CID}" != ""]?cid)', fallback, ("cid", "NoOp()")]
     if trunk.number_format is NumberFormat.NATIONAL:
@@ -391,14 +333,14 @@ def _trunk(trunk: Trunk, plan: NumberingPlan) -> Extension:
         steps.append(f"Set(CALLERID(name)={trunk.name})")
     if trunk.number_format is NumberFormat.NATIONAL:
         steps += _format(plan, "DEST", "destfmt")
-    # WILDIX_TRUNK_DIAL_OPTIONS: only a mobility leg sets it (its confirmation, services.py)
+    # variables.TRUNK_DIAL_OPTIONS: only a mobility leg sets it (its confirmation, services.py)
     # A bounded attempt: without progress (180/183) within setup_timeout, Dial gives up
     # (NOANSWER) and the next trunk is tried; the last trunk of a group is not cut.
-    steps.append(f'Set(WILDIX_SETUP=${{IF($["${{ARG2}}" = "{LAST_TRUNK}"]?:'
+    steps.append(f'Set({v.SETUP}=${{IF($["${{ARG2}}" = "{LAST_TRUNK}"]?:'
                  f'^{trunk.setup_timeout})}})')
     steps += [f"Dial(PJSIP/${{FILTER(+0-9,${{DEST}})}}@{trunk_endpoint(trunk.name)},"
-              "${WILDIX_SETUP},"
-              "${WILDIX_TRUNK_DIAL_OPTIONS})",
+              f"{var(v.SETUP)},"
+              f"{var(v.TRUNK_DIAL_OPTIONS)})",
               'GotoIf($["${DIALSTATUS}" = "CHANUNAVAIL"]?next)',
               'GotoIf($["${DIALSTATUS}" = "NOANSWER"]?next)',
               'GotoIf($["${DIALSTATUS}" = "CONGESTION"]?next)',
@@ -407,31 +349,31 @@ def _trunk(trunk: Trunk, plan: NumberingPlan) -> Extension:
               ("busy", f"Hangup({BUSY})"),
               # the trunk's place (max_calls) goes with the call to the next trunk
               ("next", "Set(GROUP(trunk)=)"), "Return(next)"]
-    return _ext("s", *steps)
+    return extension("s", *steps)
 
 
 def dialplan_contexts(site: Site) -> list[Context]:
     """Every context of outgoing routing, in file order."""
     plan = numbering_plan(site)
-    contexts = [_admission(), Context(EMERGENCY_CONTEXT, tuple(emergency_extensions(plan))),
+    contexts = [admission_context(), Context(EMERGENCY_CONTEXT, tuple(emergency_extensions(plan))),
                 Context(OUTGOING_CONTEXT, tuple(_forms(plan))),
                 Context(ROUTE_CONTEXT, tuple(_route(site))),
                 Context(CLASS_LIMIT_CONTEXT, tuple(_class_limits(site)))]
     for group in site.groups:
         contexts.append(Context(acl_context(group.name), tuple(
-            _ext(str(c), "NoOp()") for c in CallClass if c in group.allowed)))
+            extension(str(c), "NoOp()") for c in CallClass if c in group.allowed)))
         contexts.append(_transfer(plan, group.name, group.allowed))
     trunk_groups = [(trunk_group_context(g.name), g.trunks) for g in site.trunk_groups]
     if emergency_trunks(site):
         trunk_groups.append((EMERGENCY_TRUNKS_CONTEXT, emergency_trunks(site)))
     for name, trunks in trunk_groups:
-        steps: list[str | tuple[str, str]] = []
+        steps: list[Step] = []
         for k, member in enumerate(trunks):
             last = f",{LAST_TRUNK}" if k == len(trunks) - 1 else ""
             steps += [f"Gosub({trunk_context(member)},s,1(${{ARG1}}{last}))",
                       'GotoIf($["${GOSUB_RETVAL}" != "next"]?done)']
         steps += [f"Hangup({CONGESTION})", ("done", "Return()")]
-        contexts.append(Context(name, (_ext("s", *steps),)))
+        contexts.append(Context(name, (extension("s", *steps),)))
     for trunk in site.trunks:
         contexts.append(Context(trunk_context(trunk.name), (_trunk(trunk, plan),)))
     return contexts

@@ -28,6 +28,7 @@ from wildix_ast.asterisk.names import (
     transfer_context,
 )
 from wildix_ast.asterisk.outgoing import pjsip_trunks
+from wildix_ast.calls import variables as v
 from wildix_ast.errors import Problem, RenderError
 from wildix_ast.model.common import Srtp
 from wildix_ast.model.site import Site
@@ -214,10 +215,10 @@ def _view(given: RenderInput) -> View:
                  subscribe_context=procedure_context(u.dialplan) if u.group in tls_groups
                  else None,
                  permit=None if u.group in tls_groups else lan_only,
-                 variables=[f"WILDIX_GROUP={u.group}",
+                 variables=[f"{v.GROUP}={u.group}",
                             # a blind transfer is checked with the phone's rights
                             f"TRANSFER_CONTEXT={transfer_context(u.group)}",
-                            *([f"WILDIX_DID={u.office_did}"] if u.office_did else [])])
+                            *([f"{v.DID}={u.office_did}"] if u.office_did else [])])
         for u in site.users if u.type.has_phone]
     return {
         "user_agent": sip.user_agent,
@@ -255,7 +256,7 @@ def _checks(sections: list[Section]) -> list[Problem]:
             value = s.get(key)
             if not value or (kind == "endpoint" and key == "endpoint"):
                 continue
-            for name in (v.strip() for v in value.split(",") if v.strip()):
+            for name in (x.strip() for x in value.split(",") if x.strip()):
                 if name not in by_type.get(target, set()):
                     problems.append(Problem(f"pjsip.conf line {s.line}",
                                             f"[{s.name}] {key}={name}: no {target} {name!r}"))

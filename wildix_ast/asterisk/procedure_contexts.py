@@ -6,7 +6,7 @@ AGI: every step is a pattern match, a clock test or a Dial, which the dialplan d
   then the users' extensions: Asterisk searches includes in order, so the first number that
   matches wins, as in WMS (within one context it would prefer the most specific pattern).
   Each number's applications are steps of one extension; one that fails or times out falls
-  through to the next; an answered call ends at `end`. `WILDIX_CALLED` holds the called
+  through to the next; an answered call ends at `end`. `variables.CALLED` holds the called
   number ('correct called number' edits it; 'go to procedure' and trunks take it).
 - `wildix-tf-<name>`: a subroutine returning 1 when its time frame matches now in the PBX
   time zone (holidays by date with STRFTIME, since GotoIfTime has no year; weekly rules
@@ -23,7 +23,18 @@ Only digits, identifiers, time zones and checked names reach these lines."""
 from __future__ import annotations
 
 from wildix_ast.asterisk import names
-from wildix_ast.asterisk.outgoing import CLASS_FULL, REJECTED, Context, Extension, _ext, admitted
+from wildix_ast.asterisk.dialplan import (
+    REJECTED,
+    UNALLOCATED,
+    Context,
+    Step,
+    admitted,
+    extension,
+    var,
+)
+from wildix_ast.asterisk.outgoing import CLASS_FULL
+from wildix_ast.asterisk.pjsip import tls_phone_groups
+from wildix_ast.calls import variables as v
 from wildix_ast.model.call_classes import NumberingPlan
 from wildix_ast.model.call_groups import CallGroup, Strategy
 from wildix_ast.model.common import DEFAULT_PROCEDURE
@@ -56,9 +67,7 @@ from wildix_ast.model.site import Site
 from wildix_ast.model.time_frames import TimeFrame
 from wildix_ast.model.trunks import Trunk, TrunkAuth, did_bounds
 
-Step = str | tuple[str, str]
 ANSWERED = '$["${DIALSTATUS}" = "ANSWER"]'
-UNALLOCATED = 1  # 404 Not Found
 _GREETING = {Greeting.UNAVAILABLE: "u", Greeting.BUSY: "b", Greeting.NONE: ""}
 
 
@@ -71,9 +80,9 @@ def _enter(procedure: str, condition: str = "") -> str:
     """Continue in `procedure` with the called number, when it has that number (a jump to a
     missing extension would be a warning and a hang-up); otherwise the next step runs."""
     context = names.procedure_context(procedure)
-    exists = f"${{DIALPLAN_EXISTS({context},${{WILDIX_CALLED}},1)}}"
+    exists = f"${{DIALPLAN_EXISTS({context},{var(v.CALLED)},1)}}"
     test = f"$[{condition} & {exists}]" if condition else exists
-    return f"GotoIf({test}?{context},${{WILDIX_CALLED}},1)"
+    return f"GotoIf({test}?{context},{var(v.CALLED)},1)"
 
 
 def _call_user(site: Site, extension: str) -> str:
@@ -93,7 +102,7 @@ def application_steps(site: Site, app: Application, j: int) -> list[Step]:
         case Answer():
             return ["Answer()"]
         case SetCallClass():
-            return [f"Set(WILDIX_CLASS={app.call_class})"]
+            return [f"Set({v.CALL_CLASS}={app.call_class})"]
         case CheckTimeFrame():
             steps: list[Step] = [f"Gosub({names.time_frame_context(app.time_frame)},s,1)"]
             for procedure, value in ((app.if_match, "1"), (app.if_no_match, "0")):
@@ -104,11 +113,11 @@ def application_steps(site: Site, app: Application, j: int) -> list[Step]:
             return [_call_user(site, app.user), f"GotoIf({ANSWERED}?end)"]
         case CallGroupApp():
             # an IVR just before rang this group (its timeout action, say): not twice
-            return [f'GotoIf($["${{WILDIX_IVR_CG}}" = "{app.call_group}"]?cg-{j})',
+            return [f'GotoIf($["{var(v.IVR_CALL_GROUP)}" = "{app.call_group}"]?cg-{j})',
                     f"Gosub({names.call_group_context(app.call_group)},s,1)",
-                    f"GotoIf({ANSWERED}?end)", (f"cg-{j}", "Set(WILDIX_IVR_CG=)")]
+                    f"GotoIf({ANSWERED}?end)", (f"cg-{j}", f"Set({v.IVR_CALL_GROUP}=)")]
         case IvrApp():
-            return ["Set(WILDIX_IVR_CG=)", f"Gosub({names.ivr_context(app.ivr)},s,1)",
+            return [f"Set({v.IVR_CALL_GROUP}=)", f"Gosub({names.ivr_context(app.ivr)},s,1)",
                     f"GotoIf({ANSWERED}?end)"]
         case VoicemailApp():
             return [_voicemail(app.user, app.greeting),
@@ -119,18 +128,18 @@ def application_steps(site: Site, app: Application, j: int) -> list[Step]:
             # A class set earlier must be one the caller's ACL group allows (a trunk's
             # caller has no group: refused) and must have a place left under its limit
             # (the class counter outgoing routing uses); a trunk returns only to fail over.
-            acl = names.acl_context("${WILDIX_GROUP}")
-            limited = f"${{DIALPLAN_EXISTS({names.CLASS_LIMIT_CONTEXT},${{WILDIX_CLASS}},1)}}"
+            acl = names.acl_context(var(v.GROUP))
+            limited = f"${{DIALPLAN_EXISTS({names.CLASS_LIMIT_CONTEXT},{var(v.CALL_CLASS)},1)}}"
             # A caller without a group nor a class (a trunk's: `validate` refuses such a
             # procedure) never reaches the trunk.
-            return [f'GotoIf($["${{WILDIX_CLASS}}${{WILDIX_GROUP}}" = ""]?skip-{j})',
-                    f'GotoIf($["${{WILDIX_CLASS}}" != "" & '
-                    f'"${{DIALPLAN_EXISTS({acl},${{WILDIX_CLASS}},1)}}" = "0"]?skip-{j})',
-                    f'GotoIf($["${{WILDIX_CLASS}}" = "" | "{limited}" = "0"]?dial-{j})',
-                    f"Gosub({names.CLASS_LIMIT_CONTEXT},${{WILDIX_CLASS}},1)",
+            return [f'GotoIf($["{var(v.CALL_CLASS)}{var(v.GROUP)}" = ""]?skip-{j})',
+                    f'GotoIf($["{var(v.CALL_CLASS)}" != "" & '
+                    f'"${{DIALPLAN_EXISTS({acl},{var(v.CALL_CLASS)},1)}}" = "0"]?skip-{j})',
+                    f'GotoIf($["{var(v.CALL_CLASS)}" = "" | "{limited}" = "0"]?dial-{j})',
+                    f"Gosub({names.CLASS_LIMIT_CONTEXT},{var(v.CALL_CLASS)},1)",
                     f'GotoIf($["${{GOSUB_RETVAL}}" = "{CLASS_FULL}"]?skip-{j})',
                     (f"dial-{j}", "NoOp()"),
-                    *(f"Gosub({names.trunk_context(t)},s,1(${{WILDIX_CALLED}}))"
+                    *(f"Gosub({names.trunk_context(t)},s,1({var(v.CALLED)}))"
                       for t in trunks),
                     (f"skip-{j}", "NoOp()")]
         case SetCallerNumber():
@@ -138,7 +147,7 @@ def application_steps(site: Site, app: Application, j: int) -> list[Step]:
         case SetCallerName():
             return [f"Set(CALLERID(name)={app.name})"]
         case CorrectCalledNumber():
-            return [f"Set(WILDIX_CALLED={app.prepend}${{WILDIX_CALLED:{app.remove}}})"]
+            return [f"Set({v.CALLED}={app.prepend}${{{v.CALLED}:{app.remove}}})"]
         case SetLanguage():
             return [f"Set(CHANNEL(language)={app.language})"]
         case PlaySound():
@@ -155,7 +164,7 @@ def application_steps(site: Site, app: Application, j: int) -> list[Step]:
 def _procedure(site: Site, procedure: Procedure) -> list[Context]:
     found: list[Context] = []
     for i, number in enumerate(procedure.numbers):
-        steps: list[Step] = ["Set(WILDIX_CALLED=${EXTEN})"]
+        steps: list[Step] = [f"Set({v.CALLED}=${{EXTEN}})"]
         for j, app in enumerate(number.applications):
             steps += application_steps(site, app, j)
         steps.append(("end", "Hangup()"))
@@ -183,16 +192,16 @@ def procedure_contexts(site: Site) -> list[Context]:
 
 
 def _time_frame(frame: TimeFrame, timezone: str) -> Context:
-    steps: list[Step] = [f"Set(WILDIX_TODAY=${{STRFTIME(${{EPOCH}},{timezone},%Y%m%d)}})"]
+    steps: list[Step] = [f"Set({v.TODAY}=${{STRFTIME(${{EPOCH}},{timezone},%Y%m%d)}})"]
     for holiday in frame.holidays:
         first, last = (d.strftime("%Y%m%d") for d in (holiday.date, holiday.last))
-        steps.append(f"GotoIf($[${{WILDIX_TODAY}} >= {first} & ${{WILDIX_TODAY}} <= {last}]"
+        steps.append(f"GotoIf($[{var(v.TODAY)} >= {first} & {var(v.TODAY)} <= {last}]"
                      "?closed)")
     for rule in frame.weekly:
         days = "&".join(str(d) for d in rule.days)
         steps.append(f"GotoIfTime({rule.start}-{rule.end},{days},*,*,{timezone}?open)")
     steps += [("closed", "Return(0)"), ("open", "Return(1)")]
-    return Context(names.time_frame_context(frame.name), (_ext("s", *steps),))
+    return Context(names.time_frame_context(frame.name), (extension("s", *steps),))
 
 
 def _device_up(extension: str) -> str:
@@ -210,37 +219,40 @@ def _not_caller(extension: str) -> str:
 def _call_group(group: CallGroup) -> Context:
     steps: list[Step] = ["Set(DIALSTATUS=CHANUNAVAIL)"]
     if group.strategy is Strategy.RING_ALL:
-        steps.append("Set(WILDIX_CG=)")
+        steps.append(f"Set({v.CALL_GROUP_DIAL}=)")
         steps += [f"ExecIf($[{_device_up(m)} & {_not_caller(m)}]"
-                  f"?Set(WILDIX_CG=${{WILDIX_CG}}&PJSIP/{m}))"
+                  f"?Set({v.CALL_GROUP_DIAL}={var(v.CALL_GROUP_DIAL)}&PJSIP/{m}))"
                   for m in group.members]
-        steps += ['GotoIf($["${WILDIX_CG}" = ""]?done)',
-                  f"Dial(${{WILDIX_CG:1}},{group.timeout})", ("done", "Return()")]
-        return Context(names.call_group_context(group.name), (_ext("s", *steps),))
+        steps += [f'GotoIf($["{var(v.CALL_GROUP_DIAL)}" = ""]?done)',
+                  f"Dial(${{{v.CALL_GROUP_DIAL}:1}},{group.timeout})", ("done", "Return()")]
+        return Context(names.call_group_context(group.name), (extension("s", *steps),))
     n = len(group.members)
-    # Hunt from member `WILDIX_CG_I` through the list and round to it again: the members
-    # are written twice so every start runs n slots forward.
+    # Hunt from member `variables.CALL_GROUP_INDEX` through the list and round to it again:
+    # the members are written twice so every start runs n slots forward.
+    next_start = f"{v.ROUND_ROBIN_PREFIX}{group.name}"
+    index = var(v.CALL_GROUP_INDEX)
     start = {Strategy.HUNT: "0", Strategy.RANDOM: f"${{RAND(0,{n - 1})}}",
-             Strategy.ROUND_ROBIN: f"$[0${{GLOBAL(WILDIX_RR_{group.name})}} % {n}]"}
-    steps += [f"Set(WILDIX_CG_END=$[${{EPOCH}} + {group.timeout}])",
-              f"Set(WILDIX_CG_I={start[group.strategy]})", f"Set(WILDIX_CG_N={n})"]
+             Strategy.ROUND_ROBIN: f"$[0${{GLOBAL({next_start})}} % {n}]"}
+    steps += [f"Set({v.CALL_GROUP_END}=$[${{EPOCH}} + {group.timeout}])",
+              f"Set({v.CALL_GROUP_INDEX}={start[group.strategy]})",
+              f"Set({v.CALL_GROUP_LEFT_MEMBERS}={n})"]
     if group.strategy is Strategy.ROUND_ROBIN:  # the next call starts one further
-        steps.append(f"Set(GLOBAL(WILDIX_RR_{group.name})=$[(${{WILDIX_CG_I}} + 1) % {n}])")
-    steps.append("Goto(m${WILDIX_CG_I})")
+        steps.append(f"Set(GLOBAL({next_start})=$[({index} + 1) % {n}])")
+    steps.append(f"Goto(m{index})")
     for k in range(2 * n):
         member = group.members[k % n]
         after = f"m{k + 1}" if k + 1 < 2 * n else "done"
-        left = "${WILDIX_CG_LEFT}"
-        steps += [(f"m{k}", "GotoIf($[${WILDIX_CG_N} <= 0]?done)"),
-                  "Set(WILDIX_CG_N=$[${WILDIX_CG_N} - 1])",
-                  "Set(WILDIX_CG_LEFT=$[${WILDIX_CG_END} - ${EPOCH}])",
+        left = var(v.CALL_GROUP_LEFT_SECONDS)
+        steps += [(f"m{k}", f"GotoIf($[{var(v.CALL_GROUP_LEFT_MEMBERS)} <= 0]?done)"),
+                  f"Set({v.CALL_GROUP_LEFT_MEMBERS}=$[{var(v.CALL_GROUP_LEFT_MEMBERS)} - 1])",
+                  f"Set({v.CALL_GROUP_LEFT_SECONDS}=$[{var(v.CALL_GROUP_END)} - ${{EPOCH}}])",
                   f"GotoIf($[{left} <= 0]?done)",
                   f'GotoIf($[!({_device_up(member)} & {_not_caller(member)})]?{after})',
                   f"Dial(PJSIP/{member},${{IF($[{left} < {group.member_timeout}]?{left}:"
                   f"{group.member_timeout})}})",
                   f"GotoIf({ANSWERED}?done)"]
     steps.append(("done", "Return()"))
-    return Context(names.call_group_context(group.name), (_ext("s", *steps),))
+    return Context(names.call_group_context(group.name), (extension("s", *steps),))
 
 
 def _target(site: Site, target: IvrTarget) -> list[Step]:
@@ -248,7 +260,7 @@ def _target(site: Site, target: IvrTarget) -> list[Step]:
         return [_call_user(site, target.user)]
     if target.call_group is not None:
         return [f"Gosub({names.call_group_context(target.call_group)},s,1)",
-                f"Set(WILDIX_IVR_CG={target.call_group})"]
+                f"Set({v.IVR_CALL_GROUP}={target.call_group})"]
     if target.procedure is not None:
         return [_enter(target.procedure)]
     assert target.voicemail is not None
@@ -256,16 +268,16 @@ def _target(site: Site, target: IvrTarget) -> list[Step]:
 
 
 def _ivr(site: Site, ivr: Ivr) -> Context:
-    extensions = [_ext("s", "Set(WILDIX_IVR_TRIES=0)", "Answer()",
+    extensions = [extension("s", f"Set({v.IVR_TRIES}=0)", "Answer()",
                        ("prompt", f"Background({names.sound_file(ivr.prompt)})"),
                        # last: with a priority after it, WaitExten would continue there
                        # on timeout instead of going to `t`
                        f"WaitExten({ivr.timeout})")]
-    extensions += [_ext(o.digit, *_target(site, o), "Return()") for o in ivr.options]
+    extensions += [extension(o.digit, *_target(site, o), "Return()") for o in ivr.options]
     for name, target in (("t", ivr.on_timeout), ("i", ivr.on_invalid)):
-        extensions.append(_ext(
-            name, "Set(WILDIX_IVR_TRIES=$[${WILDIX_IVR_TRIES} + 1])",
-            f"GotoIf($[${{WILDIX_IVR_TRIES}} <= {ivr.repeat}]?s,prompt)",
+        extensions.append(extension(
+            name, f"Set({v.IVR_TRIES}=$[{var(v.IVR_TRIES)} + 1])",
+            f"GotoIf($[{var(v.IVR_TRIES)} <= {ivr.repeat}]?s,prompt)",
             *(_target(site, target) if target is not None else []), "Return()"))
     return Context(names.ivr_context(ivr.name), tuple(extensions))
 
@@ -312,8 +324,8 @@ def _from_provider(trunk: Trunk) -> list[Step]:
     if trunk.auth is not TrunkAuth.REGISTRATION:
         return []
     source = "${CUT(CHANNEL(pjsip,remote_addr),:,1)}"
-    known = " | ".join(f'"${{WILDIX_SRC}}" = "{a}"' for a in trunk.identify_addresses)
-    return [f"Set(WILDIX_SRC={source})",
+    known = " | ".join(f'"{var(v.SOURCE)}" = "{a}"' for a in trunk.identify_addresses)
+    return [f"Set({v.SOURCE}={source})",
             f"ExecIf($[!({known or '0'})]?Hangup({REJECTED}))"]
 
 
@@ -322,24 +334,24 @@ def _incoming(site: Site, trunk: Trunk, plan: NumberingPlan) -> list[Context]:
     dids = names.trunk_did_context(trunk.name)
     ranges = names.trunk_range_context(trunk.name)
     steps: list[Step] = [*_from_provider(trunk),
-        "Set(__WILDIX_CALLTYPE=external)",
-        "Set(WILDIX_NUM=${FILTER(0123456789+,${CALLERID(num)})})",
-        *to_e164(plan, "WILDIX_NUM", "cid"),
-        'ExecIf($["${WILDIX_NUM}" != ""]?Set(CALLERID(num)=${WILDIX_NUM}))',
-        "Set(WILDIX_IN=${FILTER(0123456789+,${WILDIX_IN})})",
-        "Set(WILDIX_IN_GIVEN=${WILDIX_IN})",
-        *to_e164(plan, "WILDIX_IN", "did"),
-        f"GotoIf(${{DIALPLAN_EXISTS({dids},${{WILDIX_IN}},1)}}?{dids},${{WILDIX_IN}},1)",
+        f"Set(__{v.CALL_TYPE}=external)",
+        f"Set({v.CALLER_NUMBER}=${{FILTER(0123456789+,${{CALLERID(num)}})}})",
+        *to_e164(plan, v.CALLER_NUMBER, "cid"),
+        f'ExecIf($["{var(v.CALLER_NUMBER)}" != ""]?Set(CALLERID(num)={var(v.CALLER_NUMBER)}))',
+        f"Set({v.INCOMING}=${{FILTER(0123456789+,{var(v.INCOMING)})}})",
+        f"Set({v.INCOMING_GIVEN}={var(v.INCOMING)})",
+        *to_e164(plan, v.INCOMING, "did"),
+        f"GotoIf(${{DIALPLAN_EXISTS({dids},{var(v.INCOMING)},1)}}?{dids},{var(v.INCOMING)},1)",
         # E.164 without its '+' (33140000101), as some providers send it: tried after the
         # national reading, which wins where both exist (Italian numbers have no prefix)
-        'GotoIf($[${REGEX("^[1-9][0-9]{7,}$" ${WILDIX_IN_GIVEN})} = 0]?unknown)',
-        "Set(WILDIX_IN=+${WILDIX_IN_GIVEN})",
-        f"GotoIf(${{DIALPLAN_EXISTS({dids},${{WILDIX_IN}},1)}}?{dids},${{WILDIX_IN}},1)",
+        f'GotoIf($[${{REGEX("^[1-9][0-9]{{7,}}$" {var(v.INCOMING_GIVEN)})}} = 0]?unknown)',
+        f"Set({v.INCOMING}=+{var(v.INCOMING_GIVEN)})",
+        f"GotoIf(${{DIALPLAN_EXISTS({dids},{var(v.INCOMING)},1)}}?{dids},{var(v.INCOMING)},1)",
         ("unknown", f"Hangup({UNALLOCATED})")]
     contexts = [Context(entry, (
-        admitted("_X.", "Set(WILDIX_IN=${EXTEN})", "Goto(in,1)"),
-        admitted("_+X.", "Set(WILDIX_IN=${EXTEN})", "Goto(in,1)"),
-        _ext("in", *steps)))]
+        admitted("_X.", f"Set({v.INCOMING}=${{EXTEN}})", "Goto(in,1)"),
+        admitted("_+X.", f"Set({v.INCOMING}=${{EXTEN}})", "Goto(in,1)"),
+        extension("in", *steps)))]
     includes = [names.DID_CONTEXT]
     if trunk.procedure is not None:
         includes.append(ranges)
@@ -347,10 +359,10 @@ def _incoming(site: Site, trunk: Trunk, plan: NumberingPlan) -> list[Context]:
                     for did in trunk.dids for p in did_patterns(*did_bounds(did))] \
             if trunk.dids else ["_+X."]
         procedure = names.procedure_context(trunk.procedure)
-        # WILDIX_IN is this extension (the DID): guarded by DIALPLAN_EXISTS, which
+        # variables.INCOMING is this extension (the DID): guarded by DIALPLAN_EXISTS, which
         # asterisklint cannot evaluate (it would check ${EXTEN} against a sample number)
-        enter = (f"GotoIf(${{DIALPLAN_EXISTS({procedure},${{WILDIX_IN}},1)}}"
-                 f"?{procedure},${{WILDIX_IN}},1)")
+        enter = (f"GotoIf(${{DIALPLAN_EXISTS({procedure},{var(v.INCOMING)},1)}}"
+                 f"?{procedure},{var(v.INCOMING)},1)")
         contexts.append(Context(ranges, tuple(
             admitted(p, enter, f"Hangup({UNALLOCATED})") for p in patterns)))
     contexts.append(Context(dids, (), tuple(includes)))
@@ -364,10 +376,36 @@ def dialplan_contexts(site: Site) -> list[Context]:
     contexts = procedure_contexts(site)
     contexts += [_time_frame(f, timezone) for f in site.time_frames]
     contexts += [_call_group(g) for g in site.call_groups]
-    contexts += [_ivr(site, v) for v in site.ivrs]
+    contexts += [_ivr(site, ivr) for ivr in site.ivrs]
     for trunk in site.trunks:
         contexts += _incoming(site, trunk, plan)
     return contexts
 
 
-__all__ = ["Context", "Extension", "dialplan_contexts", "did_patterns", "extension_name"]
+
+
+#: every number a phone dials (digits, feature codes, E.164): one character, or more
+_DIALLED = ("_[0-9#*+]", "_[0-9#*+].")
+#: Q.850 cause of a call refused for its transport (chan_pjsip answers SIP 488)
+_NOT_ACCEPTABLE = 58
+
+
+def _tls_gate(procedure: str) -> Context:
+    target = names.procedure_context(procedure)
+    return Context(names.tls_gate_context(procedure), tuple(
+        extension(pattern, 'GotoIf($["${CHANNEL(pjsip,secure)}" != "1"]?insecure)',
+                  f"GotoIf(${{DIALPLAN_EXISTS({target},${{EXTEN}},1)}}?{target},${{EXTEN}},1)",
+                  f"Hangup({UNALLOCATED})", ("insecure", f"Hangup({_NOT_ACCEPTABLE})"))
+        for pattern in _DIALLED), comment=(
+        f"TLS phones (SRTP) of procedure {target}: a call over UDP or TCP is refused here,",
+        "before anything is answered, so no SDP (no SDES key) goes back in clear (58: SIP 488);",
+        "over TLS it goes on to the procedure (a number it does not have: 1, SIP 404)."))
+
+
+def tls_gate_contexts(site: Site) -> list[Context]:
+    """One gate per procedure of a TLS phone (pjsip.tls_phone_groups), which the phone's
+    endpoint enters instead of the procedure."""
+    groups = tls_phone_groups(site)
+    procedures = dict.fromkeys(u.dialplan for u in site.users
+                               if u.type.has_phone and u.group in groups)
+    return [_tls_gate(p) for p in procedures]

@@ -21,10 +21,18 @@ mobility leg that fails (service down, class refused) only ends itself.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-
-from wildix_ast.asterisk.base import HEADER, RenderInput
+from wildix_ast.asterisk.dialplan import (
+    ADMIT_CODE,
+    REJECTED,
+    UNALLOCATED,
+    Context,
+    Extension,
+    Step,
+    admitted,
+    agi,
+    extension,
+    var,
+)
 from wildix_ast.asterisk.names import (
     CW_BEEP_CONTEXT,
     CW_BEEP_PLAY_CONTEXT,
@@ -44,55 +52,12 @@ from wildix_ast.asterisk.names import (
     VOICEMAIL_PIN_CONTEXT,
     has_mailbox,
 )
-from wildix_ast.asterisk.outgoing import (
-    ADMIT_CODE,
-    REJECTED,
-    UNALLOCATED,
-    Context,
-    Extension,
-    _ext,
-    admitted,
-)
+from wildix_ast.calls import variables as v
 from wildix_ast.model.preferences import VOICEMAIL
 from wildix_ast.model.site import Site
 
-AGI_URL = "${WILDIX_AGI}"
-"""The FastAGI service's base URL, a dialplan global (`agi://<system.fastagi>`)."""
-KEY_FILE = "wildix-fastagi.conf"
-"""Where the dialplan reads the FastAGI key (`asterisk/fastagi_key.py`); its path is the
-global `WILDIX_AGI_KEY`."""
-KEY_LENGTH = 48
-#: where the key starts in KEY_FILE (bytes): after the header and `[fastagi]`, `key=`
-KEY_OFFSET = len(f"{HEADER}\n[fastagi]\nkey=".encode())
-_KEY = f"${{FILE(${{WILDIX_AGI_KEY}},{KEY_OFFSET},{KEY_LENGTH})}}"
-
-
-def agi_key(given: RenderInput) -> str:
-    """The FastAGI key (the vault's; without one, a bare render_site, derived from the
-    manager secret without revealing it): 48 hex digits."""
-    if given.fastagi_key:
-        return given.fastagi_key
-    return hmac.new(given.manager_secret.encode(), b"fastagi-key",
-                    hashlib.sha256).hexdigest()[:KEY_LENGTH]
-
-
-def agi_path(route: str, *args: str) -> str:
-    """`<signature>/<route>` for `AGI(${WILDIX_AGI}/<this>,<args>)`: the signature is
-    SHA1(key|uniqueid|route|args...|key), computed by the dialplan from the same `args`
-    the request sends (the FastAGI service computes it again: `agi.server`)."""
-    signed = "|".join((_KEY, "${UNIQUEID}", route, *args, _KEY))
-    return f"${{SHA1({signed})}}/{route}"
-TRUNK_DIAL_OPTIONS = "WILDIX_TRUNK_DIAL_OPTIONS"
-"""Options the trunk's Dial takes from the channel (only the mobility leg sets them)."""
 CONFIRM_SECONDS = 5
 CONFIRM_ATTEMPTS = 2
-
-
-def _agi(route: str, *args: str) -> list[str | tuple[str, str]]:
-    """The fail-safe AGI call: the status is cleared first, so only the service's own OK
-    counts."""
-    return ["Set(WILDIX_AGI_STATUS=)",
-            f"AGI({AGI_URL}/{agi_path(route, *args)}{''.join(',' + a for a in args)})"]
 
 
 def feature_code_extensions(site: Site) -> list[tuple[str, str, str]]:
@@ -135,15 +100,15 @@ def _shared_voicemail(site: Site) -> list[Context]:
              if u.type.has_phone and u.preferences.shared_voicemail in boxes]
     mailbox = f"${{ARG1}}@{VOICEMAIL_CONTEXT}"
     return [
-        Context(SHARED_VOICEMAIL_CONTEXT, (_ext(
+        Context(SHARED_VOICEMAIL_CONTEXT, (extension(
             "s",
             f"GotoIf(${{DIALPLAN_EXISTS({SHARED_VOICEMAIL_OF_CONTEXT},"
             "${CHANNEL(endpoint)}*${ARG1},1)}?shared)",
             f"Gosub({VOICEMAIL_PIN_CONTEXT},s,1(${{ARG1}}))", "Return()",
             ("shared", f"VoiceMailMain({mailbox},s)"), "Return()"),)),
         # `s` keeps the context defined when nobody shares (it never matches `<user>*<box>`)
-        Context(SHARED_VOICEMAIL_OF_CONTEXT, (_ext("s", "NoOp()"), *(
-            _ext(f"{user}*{shared}", "NoOp()") for user, shared in pairs))),
+        Context(SHARED_VOICEMAIL_OF_CONTEXT, (extension("s", "NoOp()"), *(
+            extension(f"{user}*{shared}", "NoOp()") for user, shared in pairs))),
     ]
 
 
@@ -158,26 +123,26 @@ def _voicemail_pin() -> Context:
     compared with the mailbox's own (`VM_INFO`) inside Asterisk: it never reaches the
     service. The service down or a locked mailbox: nothing opens (fail closed)."""
     mailbox = f"${{ARG1}}@{VOICEMAIL_CONTEXT}"
-    locked = '$["${WILDIX_AGI_STATUS}" != "OK" | "${WILDIX_VM_LOCKED}" != "0"]'
-    return Context(VOICEMAIL_PIN_CONTEXT, (_ext(
+    locked = f'$["{var(v.AGI_STATUS)}" != "OK" | "{var(v.VOICEMAIL_LOCKED)}" != "0"]'
+    return Context(VOICEMAIL_PIN_CONTEXT, (extension(
         "s",
-        "Set(WILDIX_VM_TRIES=0)",
-        "Set(WILDIX_VM_PROMPT=vm-password)",
-        *_agi("voicemail-login", "${ARG1}"),
+        f"Set({v.VOICEMAIL_TRIES}=0)",
+        f"Set({v.VOICEMAIL_PROMPT}=vm-password)",
+        *agi("voicemail-login", "${ARG1}"),
         f"GotoIf({locked}?locked)",
         # DTMF interrupts the prompt (a retry plays vm-incorrect first): no key is lost
-        ("ask", "Read(WILDIX_VM_PIN,${WILDIX_VM_PROMPT},20,,1,10)"),
-        'GotoIf($["${WILDIX_VM_PIN}" != "" & '
-        f'"${{WILDIX_VM_PIN}}" = "${{VM_INFO({mailbox},password)}}"]?open)',
-        *_agi("voicemail-failed", "${ARG1}", "${CHANNEL(endpoint)}"),
+        ("ask", f"Read({v.VOICEMAIL_PIN},{var(v.VOICEMAIL_PROMPT)},20,,1,10)"),
+        f'GotoIf($["{var(v.VOICEMAIL_PIN)}" != "" & '
+        f'"{var(v.VOICEMAIL_PIN)}" = "${{VM_INFO({mailbox},password)}}"]?open)',
+        *agi("voicemail-failed", "${ARG1}", "${CHANNEL(endpoint)}"),
         f"GotoIf({locked}?locked)",
-        "Set(WILDIX_VM_TRIES=$[${WILDIX_VM_TRIES} + 1])",
-        "Set(WILDIX_VM_PROMPT=vm-incorrect&vm-password)",
-        f"GotoIf($[${{WILDIX_VM_TRIES}} < {PIN_TRIES}]?ask)",
+        f"Set({v.VOICEMAIL_TRIES}=$[{var(v.VOICEMAIL_TRIES)} + 1])",
+        f"Set({v.VOICEMAIL_PROMPT}=vm-incorrect&vm-password)",
+        f"GotoIf($[{var(v.VOICEMAIL_TRIES)} < {PIN_TRIES}]?ask)",
         "Playback(vm-incorrect&vm-goodbye)", "Return()",
-        ("open", "Set(WILDIX_VM_PIN=)"),
+        ("open", f"Set({v.VOICEMAIL_PIN}=)"),
         f"VoiceMailMain({mailbox},s)", "Return()",
-        ("locked", "Set(WILDIX_VM_PIN=)"), "Playback(vm-goodbye)", "Return()"),))
+        ("locked", f"Set({v.VOICEMAIL_PIN}=)"), "Playback(vm-goodbye)", "Return()"),))
 
 
 def _hotline(site: Site) -> Extension:
@@ -187,77 +152,77 @@ def _hotline(site: Site) -> Extension:
     called as usual, silence calls the hotline number. Both go through the user's own
     procedure (its PJSIP endpoint's context), so its call classes apply."""
     procedure = "${PJSIP_ENDPOINT(${CHANNEL(endpoint)},context)}"
-    return _ext(
+    return extension(
         site.dialplan.feature_codes.hotline,
-        *_agi("hotline", "${CHANNEL(endpoint)}"),
-        'GotoIf($["${WILDIX_AGI_STATUS}" != "OK" | "${WILDIX_HOTLINE}" = ""]?off)',
-        "Set(WILDIX_DIALLED=)",
-        'GotoIf($["${WILDIX_HOTLINE_DELAY}" = "0"]?call)',
+        *agi("hotline", "${CHANNEL(endpoint)}"),
+        f'GotoIf($["{var(v.AGI_STATUS)}" != "OK" | "{var(v.HOTLINE)}" = ""]?off)',
+        f"Set({v.DIALLED}=)",
+        f'GotoIf($["{var(v.HOTLINE_DELAY)}" = "0"]?call)',
         "Progress()",
-        "Read(WILDIX_DIALLED,dial,20,in,1,${WILDIX_HOTLINE_DELAY})",
-        'GotoIf($["${WILDIX_DIALLED}" = ""]?call)',
-        f"Goto({procedure},${{FILTER(0-9*#+,${{WILDIX_DIALLED}})}},1)",
-        ("call", f"Goto({procedure},${{WILDIX_HOTLINE}},1)"),
+        f"Read({v.DIALLED},dial,20,in,1,{var(v.HOTLINE_DELAY)})",
+        f'GotoIf($["{var(v.DIALLED)}" = ""]?call)',
+        f"Goto({procedure},${{FILTER(0-9*#+,{var(v.DIALLED)})}},1)",
+        ("call", f"Goto({procedure},{var(v.HOTLINE)},1)"),
         ("off", f"Hangup({UNALLOCATED})"))
 
 
 def _feature_code() -> Context:
-    steps: list[str | tuple[str, str]] = [
+    steps: list[Step] = [
         "Answer()",
-        *_agi("feature-code", "${CHANNEL(endpoint)}", "${ARG1}", "${ARG2}"),
-        'GotoIf($["${WILDIX_AGI_STATUS}" != "OK"]?failed)',
-        "Playback(${WILDIX_FC_PLAYBACK})",
-        'ExecIf($["${WILDIX_FC_DIGITS}" != ""]?SayDigits(${WILDIX_FC_DIGITS}))',
+        *agi("feature-code", "${CHANNEL(endpoint)}", "${ARG1}", "${ARG2}"),
+        f'GotoIf($["{var(v.AGI_STATUS)}" != "OK"]?failed)',
+        f"Playback({var(v.FEATURE_CODE_PLAYBACK)})",
+        f'ExecIf($["{var(v.FEATURE_CODE_DIGITS)}" != ""]?SayDigits({var(v.FEATURE_CODE_DIGITS)}))',
         "Return()",
         # the service is down: nothing changed, and the caller hears it
         ("failed", "Playback(beeperr&invalid)"),
         "Return()",
     ]
-    return Context(FEATURE_CODE_CONTEXT, (_ext("s", *steps),))
+    return Context(FEATURE_CODE_CONTEXT, (extension("s", *steps),))
 
 
 def _mobility() -> Context:
-    steps: list[str | tuple[str, str]] = [
-        *_agi("mobility", "${EXTEN}", "${WILDIX_CALLTYPE}"),
-        'GotoIf($["${WILDIX_AGI_STATUS}" != "OK"]?off)',
-        'GotoIf($["${WILDIX_MOBILE}" = ""]?off)',
+    steps: list[Step] = [
+        *agi("mobility", "${EXTEN}", var(v.CALL_TYPE)),
+        f'GotoIf($["{var(v.AGI_STATUS)}" != "OK"]?off)',
+        f'GotoIf($["{var(v.MOBILE)}" = ""]?off)',
         # the user's own ACL group decides whether the mobile's class may be called
-        "Set(WILDIX_GROUP=${WILDIX_MOBILITY_GROUP})",
-        "Set(WILDIX_DID=${WILDIX_MOBILITY_DID})",
+        f"Set({v.GROUP}={var(v.MOBILITY_GROUP)})",
+        f"Set({v.DID}={var(v.MOBILITY_DID)})",
         # inherited by the mobile's channel: what the confirmation says (digits only)
-        "Set(_WILDIX_MOBILITY_CALLER=${FILTER(0-9,${CALLERID(num)})})",
-        'GotoIf($["${WILDIX_MOBILITY_CONFIRM}" != "1"]?wait)',
-        f"Set({TRUNK_DIAL_OPTIONS}=U({MOBILITY_CONFIRM_CONTEXT}))",
-        ("wait", "Wait(${WILDIX_MOBILITY_DELAY})"),
-        f"Goto({OUTGOING_CONTEXT},${{FILTER(+0-9,${{WILDIX_MOBILE}})}},1)",
+        f"Set(_{v.MOBILITY_CALLER}=${{FILTER(0-9,${{CALLERID(num)}})}})",
+        f'GotoIf($["{var(v.MOBILITY_CONFIRM)}" != "1"]?wait)',
+        f"Set({v.TRUNK_DIAL_OPTIONS}=U({MOBILITY_CONFIRM_CONTEXT}))",
+        ("wait", f"Wait({var(v.MOBILITY_DELAY)})"),
+        f"Goto({OUTGOING_CONTEXT},${{FILTER(+0-9,{var(v.MOBILE)})}},1)",
         ("off", "Hangup()"),
     ]
     return Context(MOBILITY_CONTEXT, (admitted("_X.", *steps),))
 
 
 def _confirm() -> Context:
-    steps: list[str | tuple[str, str]] = [
+    steps: list[Step] = [
         "Playback(followme/call-from)",
-        'ExecIf($["${WILDIX_MOBILITY_CALLER}" != ""]?SayDigits(${WILDIX_MOBILITY_CALLER}))',
-        f"Read(WILDIX_KEY,vm-press&digits/star,1,,{CONFIRM_ATTEMPTS},{CONFIRM_SECONDS})",
-        'GotoIf($["${WILDIX_KEY}" = "*"]?accept)',
+        f'ExecIf($["{var(v.MOBILITY_CALLER)}" != ""]?SayDigits({var(v.MOBILITY_CALLER)}))',
+        f"Read({v.CONFIRM_KEY},vm-press&digits/star,1,,{CONFIRM_ATTEMPTS},{CONFIRM_SECONDS})",
+        f'GotoIf($["{var(v.CONFIRM_KEY)}" = "*"]?accept)',
         # not accepted (a voicemail answered, or the person declined): end this leg only
         "Set(GOSUB_RESULT=ABORT)",
         ("accept", "Return()"),
     ]
-    return Context(MOBILITY_CONFIRM_CONTEXT, (_ext("s", *steps),))
+    return Context(MOBILITY_CONFIRM_CONTEXT, (extension("s", *steps),))
 
 
 def _missed_call() -> Context:
     """The caller's hang-up handler (ARG1: the user): the user's own Dial was not answered
-    (WILDIX_USER_DIALSTATUS; empty when the caller hung up during it: then DIALSTATUS,
+    (variables.USER_DIAL_STATUS; empty when the caller hung up during it: then DIALSTATUS,
     CANCEL) -> the route queues the mail (once per call)."""
-    status = ('${IF($["${WILDIX_USER_DIALSTATUS}" = ""]?${DIALSTATUS}'
-              ':${WILDIX_USER_DIALSTATUS})}')
-    return Context(MISSED_CALL_CONTEXT, (_ext(
+    status = (f'${{IF($["{var(v.USER_DIAL_STATUS)}" = ""]?${{DIALSTATUS}}'
+              f':{var(v.USER_DIAL_STATUS)})}}')
+    return Context(MISSED_CALL_CONTEXT, (extension(
         "s", f"Set(LOCAL(status)={status})",
         'GotoIf($["${status}" = "ANSWER"]?done)',
-        *_agi("missed-call", "${ARG1}", "${WILDIX_CALLTYPE}"),
+        *agi("missed-call", "${ARG1}", var(v.CALL_TYPE)),
         ("done", "Return()")),))
 
 
@@ -270,7 +235,7 @@ def _call_waiting_beep() -> list[Context]:
         Context(CW_BEEP_CONTEXT, (admitted(
             "_X.", "UserEvent(WildixCallWaitingBeep,Extension: ${EXTEN})",
             "ChanSpy(PJSIP/${EXTEN}-,qbWES)", "Hangup()"),)),
-        Context(CW_BEEP_PLAY_CONTEXT, (_ext(
+        Context(CW_BEEP_PLAY_CONTEXT, (extension(
             "s", "Wait(0.6)", "Playback(beep)", "Hangup()"),)),
     ]
 
@@ -278,15 +243,17 @@ def _call_waiting_beep() -> list[Context]:
 def _test_call() -> Context:
     """`test-call` originates `Local/<id>@wildix-test-call` through Asterisk's root-only
     console (no AMI account may originate): the request (group|DID|caller|procedure|number,
-    admitted by `runtime.originate.request_for`) waits in AstDB under a one-time id, taken
+    admitted by `services.ami.originate.request_for`) waits in AstDB under a one-time id, taken
     and deleted here. The call can only enter a procedure's context (the prefix is fixed
     here), as that user's ACL group: the same class checks as a call from their phone."""
-    field = "${{CUT(WILDIX_TC,|,{})}}".format
-    return Context(TEST_CALL_CONTEXT, (_ext(
+    def field(k: int) -> str:
+        return f"${{CUT({v.TEST_CALL},|,{k})}}"
+
+    return Context(TEST_CALL_CONTEXT, (extension(
         "_" + "[0-9a-f]" * TEST_CALL_ID_DIGITS,
-        f"Set(WILDIX_TC=${{DB_DELETE({TEST_CALL_FAMILY}/${{EXTEN}})}})",
-        "GotoIf($[\"${WILDIX_TC}\" = \"\"]?refused)",
-        f"Set(WILDIX_GROUP={field(1)})", f"Set(WILDIX_DID={field(2)})",
+        f"Set({v.TEST_CALL}=${{DB_DELETE({TEST_CALL_FAMILY}/${{EXTEN}})}})",
+        f"GotoIf($[\"{var(v.TEST_CALL)}\" = \"\"]?refused)",
+        f"Set({v.GROUP}={field(1)})", f"Set({v.DID}={field(2)})",
         f"Set(CALLERID(num)={field(3)})",
         f"Goto({PROCEDURE_PREFIX}{field(4)},{field(5)},1)",
         ("refused", f"Hangup({REJECTED})")),))

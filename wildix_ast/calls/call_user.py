@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from wildix_ast.calls import variables as v
 from wildix_ast.calls.mobility import mobility_leg_of
 from wildix_ast.calls.popup_url import PopupCall, published
 from wildix_ast.model.preferences import Preferences, caller_matches
@@ -29,7 +30,7 @@ CALL_USER_ROUTE = "call-user"
 MAX_FORWARDS = 3
 """Forwards one call may follow (A to B to A... stops there, in the last user's mailbox)."""
 EXTERNAL = "external"
-"""`WILDIX_CALLTYPE` of calls from trunks; anything else is internal."""
+"""`variables.CALL_TYPE` of calls from trunks; anything else is internal."""
 
 
 class Action(StrEnum):
@@ -38,32 +39,10 @@ class Action(StrEnum):
     BUSY = "busy"
     """Do-not-disturb: straight to the busy path (forward-busy, else the busy mailbox)."""
     FORWARD = "forward"
-    """Forward always: to WILDIX_FORWARD."""
+    """Forward always: to variables.FORWARD."""
     DIRECT = "direct"
     """No preferences apply (unknown user): the dialplan's own path, as without the
     service."""
-
-
-# The channel variables of a decision (the dialplan reads exactly these).
-ACTION = "WILDIX_ACTION"
-FORWARD = "WILDIX_FORWARD"
-FORWARD_BUSY = "WILDIX_FWD_BUSY"
-FORWARD_UNAVAILABLE = "WILDIX_FWD_UNAVAIL"
-TIMEOUT = "WILDIX_TIMEOUT"
-CALL_WAITING = "WILDIX_WAITING"
-RINGTONE = "WILDIX_RINGTONE"
-FORWARD_GROUP = "WILDIX_FWD_GROUP"
-FORWARD_PROCEDURE = "WILDIX_FWD_PROC"
-FORWARD_DID = "WILDIX_FWD_DID"
-# WMS services (the features branch): the mobile leg's presence, the missed-call mail, the
-# popup URL expanded for this call (its commas encoded: AMI UserEvent splits on them)
-MOBILITY = "WILDIX_MOBILITY"
-MISSED_MAIL = "WILDIX_MISSED_MAIL"
-POPUP = "WILDIX_POPUP_URL"
-CALL_WAITING_BEEP = "WILDIX_CW_BEEP"
-VARIABLES = (ACTION, FORWARD, FORWARD_BUSY, FORWARD_UNAVAILABLE, TIMEOUT, CALL_WAITING,
-             RINGTONE, FORWARD_GROUP, FORWARD_PROCEDURE, FORWARD_DID, MOBILITY, MISSED_MAIL,
-             POPUP, CALL_WAITING_BEEP)
 
 
 @dataclass(frozen=True)
@@ -102,30 +81,30 @@ def action_for(preferences: Preferences, call: IncomingCall) -> tuple[Action, st
 def decide(user: User | None, call: IncomingCall) -> dict[str, str]:
     """The channel variables for this call to `user` (None: no such user, the dialplan's
     own path)."""
-    decision = dict.fromkeys(VARIABLES, "")
+    decision = dict.fromkeys(v.CALL_USER_DECISION, "")
     if user is None:
-        decision[ACTION] = Action.DIRECT
+        decision[v.ACTION] = Action.DIRECT
         return decision
     preferences = user.preferences
     functions = preferences.of_call_type(call.call_type)
     action, forward = action_for(preferences, call)
     decision.update({
-        ACTION: action.value,
-        FORWARD: forward,
-        FORWARD_BUSY: functions.forward_busy or "",
-        FORWARD_UNAVAILABLE: functions.forward_unavailable or "",
-        TIMEOUT: "" if functions.call_timeout is None else str(functions.call_timeout),
-        CALL_WAITING: "1" if functions.call_waiting else "0",
-        RINGTONE: functions.ringtone or "",
+        v.ACTION: action.value,
+        v.FORWARD: forward,
+        v.FORWARD_BUSY: functions.forward_busy or "",
+        v.FORWARD_UNAVAILABLE: functions.forward_unavailable or "",
+        v.TIMEOUT: "" if functions.call_timeout is None else str(functions.call_timeout),
+        v.CALL_WAITING: "1" if functions.call_waiting else "0",
+        v.RINGTONE: functions.ringtone or "",
         # A forward is dialled with the forwarding user's rights (its ACL group and its
         # procedure's outgoing routing) and caller ID (its office DID), not the caller's.
-        FORWARD_GROUP: user.group,
-        FORWARD_PROCEDURE: user.dialplan,
-        FORWARD_DID: user.office_did or "",
-        MOBILITY: "1" if mobility_leg_of(user, preferences, call.call_type) else "",
-        MISSED_MAIL: "1" if functions.missed_call_email and user.email else "",
-        POPUP: popup_url_of(user, call),
-        CALL_WAITING_BEEP: "1" if preferences.call_waiting_beep else "",
+        v.FORWARD_GROUP: user.group,
+        v.FORWARD_PROCEDURE: user.dialplan,
+        v.FORWARD_DID: user.office_did or "",
+        v.MOBILITY: "1" if mobility_leg_of(user, preferences, call.call_type) else "",
+        v.MISSED_MAIL: "1" if functions.missed_call_email and user.email else "",
+        v.POPUP_URL: popup_url_of(user, call),
+        v.CALL_WAITING_BEEP: "1" if preferences.call_waiting_beep else "",
     })
     return decision
 

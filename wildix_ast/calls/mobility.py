@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from wildix_ast.calls import variables as v
 from wildix_ast.model.preferences import Preferences
 from wildix_ast.model.users import User
 
@@ -24,12 +25,12 @@ class MobilityLeg:
     office_did: str
 
     def variables(self) -> dict[str, str]:
-        return {"WILDIX_MOBILE": self.mobile, "WILDIX_MOBILITY_DELAY": str(self.delay),
-                "WILDIX_MOBILITY_CONFIRM": "1" if self.confirm else "0",
-                "WILDIX_MOBILITY_GROUP": self.group, "WILDIX_MOBILITY_DID": self.office_did}
+        return {v.MOBILE: self.mobile, v.MOBILITY_DELAY: str(self.delay),
+                v.MOBILITY_CONFIRM: "1" if self.confirm else "0",
+                v.MOBILITY_GROUP: self.group, v.MOBILITY_DID: self.office_did}
 
 
-NO_LEG = {"WILDIX_MOBILE": ""}
+NO_LEG = {v.MOBILE: ""}
 
 
 def mobility_leg_of(user: User, preferences: Preferences, call_type: str) -> MobilityLeg | None:

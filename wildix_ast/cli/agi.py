@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from wildix_ast.calls import variables as v
 from wildix_ast.calls.missed_calls import SPOOL_ENV, MailSpool, default_spool
 from wildix_ast.cli.console import out
 from wildix_ast.errors import ServiceError, SettingsError
@@ -23,7 +24,6 @@ from wildix_ast.services.agi.server import (
     HEALTH_CHECK_TIMEOUT,
     HEALTH_ROUTE,
     OK,
-    STATUS_VARIABLE,
     AgiServer,
     KeySource,
     Limits,
@@ -155,7 +155,7 @@ def status(
     table.add_column("counter")
     table.add_column("value", justify="right")
     for name, value in variables.items():
-        table.add_row(name.removeprefix("WILDIX_AGI_").lower().replace("_", " "), value)
+        table.add_row(name.removeprefix(v.AGI_HEALTH_PREFIX).lower().replace("_", " "), value)
     out.print(table)
     out.print("[green]✓[/] the FastAGI service answers")
 
@@ -173,7 +173,7 @@ async def check(host: str, port: int, timeout: float) -> dict[str, str]:
                            f"{e.strerror or e}") from None
     except Exception as e:  # garbage on the wire: the probe cannot parse it
         raise ServiceError(f"the FastAGI service at {where} answered garbage: {e}") from None
-    if result.variables.get(STATUS_VARIABLE) != OK:
+    if result.variables.get(v.AGI_STATUS) != OK:
         raise ServiceError(f"the FastAGI service at {where} did not answer OK: "
                            f"{result.variables or result.commands}")
-    return {k: v for k, v in result.variables.items() if k != STATUS_VARIABLE}
+    return {k: x for k, x in result.variables.items() if k != v.AGI_STATUS}

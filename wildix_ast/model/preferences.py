@@ -3,7 +3,7 @@
 FastAGI service on each call.
 
 Call types: `internal` (a colleague calls) and `external` (a call from a trunk, the dialplan's
-`WILDIX_CALLTYPE=external`), each with its own functions; plus a `whitelist` and a
+`variables.CALL_TYPE=external`), each with its own functions; plus a `whitelist` and a
 `blacklist` of caller numbers kept per user: a blacklisted caller is refused whatever the
 call type, a whitelisted one goes through "reject all" and do-not-disturb.
 

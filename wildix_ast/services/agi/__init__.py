@@ -23,7 +23,7 @@ Wrapping panoramisk would mean replacing `handler` (the handshake), `Request._re
 (answers) and `add_route`: all of its FastAGI but the class names. The protocol is small
 (one header block, one line per command and answer), so owning it costs ~300 lines and
 gives what the service needs and neither library has: a size limit and a timeout on every
-read, a per-session deadline, a safe answer (`WILDIX_AGI_STATUS=FAILED`) whenever a handler
+read, a per-session deadline, a safe answer (`variables.AGI_STATUS=FAILED`) whenever a handler
 raises or is slow, a sized listen backlog, and counters for `wildix-ast agi status`.
 The cost is measured by `bench/agi.py` against panoramisk's own server in the same run, same
 client, well-formed sessions only (it cannot survive the others). On this shared, loaded

@@ -8,6 +8,7 @@ import logging
 import threading
 from collections.abc import Callable
 
+from wildix_ast.calls import variables as v
 from wildix_ast.calls.call_user import CALL_USER_ROUTE, IncomingCall, decide
 from wildix_ast.calls.missed_calls import MailSpool, default_spool
 from wildix_ast.calls.popup_url import PopupCall, expand
@@ -24,7 +25,6 @@ MAX_CACHED_USERS = 100_000
 log = logging.getLogger(__name__)
 UserLookup = Callable[[str], User | None]
 
-POPUP_VARIABLE = "WILDIX_POPUP_URL"
 
 
 def _arg(request: AgiRequest, index: int) -> str:
@@ -32,7 +32,7 @@ def _arg(request: AgiRequest, index: int) -> str:
 
 
 def popup(request: AgiRequest) -> Decision:
-    """`AGI(agi://.../popup,TEMPLATE,USERNUM,USERNAME,CALLTYPE,TAGS)` sets WILDIX_POPUP_URL
+    """`AGI(agi://.../popup,TEMPLATE,USERNUM,USERNAME,CALLTYPE,TAGS)` sets variables.POPUP_URL
     to the template expanded for this call (the caller from the channel's caller ID)."""
     call = PopupCall(
         caller_number=request.callerid,
@@ -42,7 +42,7 @@ def popup(request: AgiRequest) -> Decision:
         call_type=_arg(request, 3),
         tags=tuple(tag for tag in _arg(request, 4).split(",") if tag),
     )
-    return Decision({POPUP_VARIABLE: expand(_arg(request, 0), call)})
+    return Decision({v.POPUP_URL: expand(_arg(request, 0), call)})
 
 
 def call_user(lookup: UserLookup) -> Callable[[AgiRequest], Decision]:

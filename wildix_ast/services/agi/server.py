@@ -2,11 +2,11 @@
 
 The dialplan contract (docs/runtime.md):
 
-* before `AGI(agi://HOST:PORT/ROUTE,...)` the dialplan clears `WILDIX_AGI_STATUS`;
-* on success the server sets the decision's variables, then `WILDIX_AGI_STATUS=OK` last, so
+* before `AGI(agi://HOST:PORT/ROUTE,...)` the dialplan clears `variables.AGI_STATUS`;
+* on success the server sets the decision's variables, then `variables.AGI_STATUS=OK` last, so
   `OK` means every variable of the decision was set;
 * on any failure (handler raised, handler too slow, unknown route, too many sessions) it sets
-  `WILDIX_AGI_STATUS=FAILED` and `WILDIX_AGI_ERROR=<reason>`;
+  `variables.AGI_STATUS=FAILED` and `variables.AGI_ERROR=<reason>`;
 * anything but `OK` (the server down, hung, or answering garbage leaves it empty) sends the
   call down the dialplan's own fallback branch.
 
@@ -29,6 +29,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from wildix_ast.calls import variables as v
 from wildix_ast.services.agi.protocol import (
     MAX_HEADER_BYTES,
     AgiCommandError,
@@ -43,8 +44,6 @@ log = logging.getLogger(__name__)
 #: refused requests: the one place an operator (or a log watcher) looks for attacks
 security_log = logging.getLogger("wildix_ast.security")
 
-STATUS_VARIABLE = "WILDIX_AGI_STATUS"
-ERROR_VARIABLE = "WILDIX_AGI_ERROR"
 OK = "OK"
 FAILED = "FAILED"
 HEALTH_ROUTE = "health"
@@ -61,7 +60,7 @@ class Decision:
     def __post_init__(self) -> None:
         for name in self.variables:
             check_variable_name(name)
-            if name in (STATUS_VARIABLE, ERROR_VARIABLE):
+            if name in (v.AGI_STATUS, v.AGI_ERROR):
                 raise ValueError(f"{name} is set by the server, not by a decision")
 
 
@@ -136,19 +135,19 @@ class Stats:
     def as_variables(self) -> dict[str, str]:
         p99 = self.percentile(0.99)
         return {
-            "WILDIX_AGI_UPTIME": f"{time.monotonic() - self.started:.0f}",
-            "WILDIX_AGI_CONNECTIONS": str(self.connections),
-            "WILDIX_AGI_ACTIVE": str(self.active),
-            "WILDIX_AGI_ANSWERED": str(self.answered),
-            "WILDIX_AGI_FAILED": str(self.failed),
-            "WILDIX_AGI_BAD_HANDSHAKES": str(self.bad_handshakes),
-            "WILDIX_AGI_REFUSED": str(self.refused),
-            "WILDIX_AGI_P99_MS": "" if p99 is None else f"{p99 * 1000:.2f}",
+            v.AGI_UPTIME: f"{time.monotonic() - self.started:.0f}",
+            v.AGI_CONNECTIONS: str(self.connections),
+            v.AGI_ACTIVE: str(self.active),
+            v.AGI_ANSWERED: str(self.answered),
+            v.AGI_FAILED: str(self.failed),
+            v.AGI_BAD_HANDSHAKES: str(self.bad_handshakes),
+            v.AGI_REFUSED: str(self.refused),
+            v.AGI_P99_MS: "" if p99 is None else f"{p99 * 1000:.2f}",
         }
 
 
 class _Failure(Exception):
-    """A session that must end with the safe answer; `reason` goes to WILDIX_AGI_ERROR."""
+    """A session that must end with the safe answer; `reason` goes to variables.AGI_ERROR."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -200,7 +199,7 @@ class AgiServer:
         if self._health_check is not None:
             try:
                 self._health_check()
-            except Exception as e:  # the reason goes to WILDIX_AGI_ERROR
+            except Exception as e:  # the reason goes to variables.AGI_ERROR
                 raise _Failure(f"store unreadable: {e}") from None
         return Decision(self.stats.as_variables())
 
@@ -286,7 +285,7 @@ class AgiServer:
         try:
             decision = await self._decide(session)
             # OK last: it means every variable of the decision was set
-            await session.set_variables({**decision.variables, STATUS_VARIABLE: OK})
+            await session.set_variables({**decision.variables, v.AGI_STATUS: OK})
         except _Failure as failure:
             self.stats.failed += 1
             log.error("FastAGI %s for %s (%s): %s; the dialplan takes its fallback",
@@ -354,5 +353,5 @@ class AgiServer:
 
     async def _safe_answer(self, session: AgiSession, reason: str) -> None:
         with contextlib.suppress(AgiProtocolError, AgiHangup, AgiCommandError):
-            await session.set_variables({ERROR_VARIABLE: reason[:200],
-                                         STATUS_VARIABLE: FAILED})
+            await session.set_variables({v.AGI_ERROR: reason[:200],
+                                         v.AGI_STATUS: FAILED})

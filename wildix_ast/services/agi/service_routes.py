@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from wildix_ast.calls import variables as v
 from wildix_ast.calls.missed_calls import MailSpool, MissedCall
 from wildix_ast.calls.mobility import NO_LEG, mobility_leg_of
 from wildix_ast.errors import SettingsError
@@ -35,8 +36,8 @@ def _arg(request: AgiRequest, index: int) -> str:
 
 
 def _said(announcement: Announcement, result: str) -> Decision:
-    return Decision({"WILDIX_FC_PLAYBACK": announcement.playback,
-                     "WILDIX_FC_DIGITS": announcement.digits, "WILDIX_FC_RESULT": result})
+    return Decision({v.FEATURE_CODE_PLAYBACK: announcement.playback,
+                     v.FEATURE_CODE_DIGITS: announcement.digits, v.FEATURE_CODE_RESULT: result})
 
 
 def feature_code(store: Store, request: AgiRequest) -> Decision:
@@ -67,7 +68,7 @@ def feature_code(store: Store, request: AgiRequest) -> Decision:
 
 def mobility(store: Store, request: AgiRequest) -> Decision:
     """`mobility EXTENSION CALLTYPE`: the mobile leg's number, delay, confirmation and the
-    user's ACL group (WILDIX_MOBILE empty: no leg)."""
+    user's ACL group (variables.MOBILE empty: no leg)."""
     extension, call_type = _arg(request, 0), _arg(request, 1)
     user = store.user_by_extension(extension) if extension.isdigit() else None
     preferences = store.preferences_of(extension) if user is not None else None
@@ -80,38 +81,38 @@ def mobility(store: Store, request: AgiRequest) -> Decision:
 def missed_call(store: Store, spool: MailSpool, request: AgiRequest) -> Decision:
     """`missed-call EXTENSION CALLTYPE`, from the caller's hang-up handler when the user did
     not answer: queues the mail if the call's type asks for it and the user has an email.
-    WILDIX_MISSED_QUEUED: 1 queued, 0 not wanted or already queued for this call."""
+    variables.MISSED_QUEUED: 1 queued, 0 not wanted or already queued for this call."""
     extension, call_type = _arg(request, 0), _arg(request, 1)
     user = store.user_by_extension(extension) if extension.isdigit() else None
     preferences = store.preferences_of(extension) if user is not None else None
     if user is None or preferences is None or user.email is None \
             or not preferences.of_call_type(call_type).missed_call_email:
-        return Decision({"WILDIX_MISSED_QUEUED": "0"})
+        return Decision({v.MISSED_QUEUED: "0"})
     queued = spool.queue_missed_call(MissedCall(
         uniqueid=request.uniqueid, user_extension=user.extension, user_name=user.name,
         user_email=user.email, caller_number=request.callerid,
         caller_name=request.calleridname, call_type=call_type or "internal",
         at=datetime.now(UTC)))
-    return Decision({"WILDIX_MISSED_QUEUED": "1" if queued else "0"})
+    return Decision({v.MISSED_QUEUED: "1" if queued else "0"})
 
 
 def hotline(store: Store, request: AgiRequest) -> Decision:
     """`hotline ENDPOINT`: the number the lifted phone calls and after how many seconds
-    (WILDIX_HOTLINE empty: the user has no hotline)."""
+    (variables.HOTLINE empty: the user has no hotline)."""
     endpoint = _arg(request, 0)
     preferences = store.preferences_of(endpoint) if endpoint.isdigit() else None
     line = preferences.hotline if preferences is not None else None
     if line is None:
-        return Decision({"WILDIX_HOTLINE": ""})
-    return Decision({"WILDIX_HOTLINE": line.number, "WILDIX_HOTLINE_DELAY": str(line.delay)})
+        return Decision({v.HOTLINE: ""})
+    return Decision({v.HOTLINE: line.number, v.HOTLINE_DELAY: str(line.delay)})
 
 
 def _locked(locked: bool) -> Decision:
-    return Decision({"WILDIX_VM_LOCKED": "1" if locked else "0"})
+    return Decision({v.VOICEMAIL_LOCKED: "1" if locked else "0"})
 
 
 def voicemail_login(guard: LoginGuard, request: AgiRequest) -> Decision:
-    """`voicemail-login MAILBOX`, before the PIN is asked: WILDIX_VM_LOCKED 1 while the
+    """`voicemail-login MAILBOX`, before the PIN is asked: variables.VOICEMAIL_LOCKED 1 while the
     mailbox is locked (too many wrong PINs lately, across calls)."""
     mailbox = _arg(request, 0)
     return _locked(not mailbox.isdigit() or guard.locked(mailbox) is not None)
@@ -119,7 +120,7 @@ def voicemail_login(guard: LoginGuard, request: AgiRequest) -> Decision:
 
 def voicemail_failed(guard: LoginGuard, request: AgiRequest) -> Decision:
     """`voicemail-failed MAILBOX CALLER`, after a wrong PIN: counted (a security event),
-    WILDIX_VM_LOCKED 1 once the mailbox is locked."""
+    variables.VOICEMAIL_LOCKED 1 once the mailbox is locked."""
     mailbox, caller = _arg(request, 0), _arg(request, 1)
     if not mailbox.isdigit():
         return _locked(True)

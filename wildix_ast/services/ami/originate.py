@@ -26,6 +26,7 @@ from typing import Any
 from wildix_ast.ami import AmiClient, AmiMessage
 from wildix_ast.asterisk import names
 from wildix_ast.asterisk_cli import CliQueries
+from wildix_ast.calls import variables as v
 from wildix_ast.errors import AmiError, WildixError
 from wildix_ast.model.common import DEFAULT_PROCEDURE
 from wildix_ast.model.site import Site
@@ -57,8 +58,8 @@ class TestCallRequest:
     def astdb_value(self) -> str:
         """group|DID|caller number|procedure|number, as the guarded context reads it (each
         admitted by the model or `_DIALLED`: no `|`, space or quote)."""
-        return "|".join((self.variables.get("WILDIX_GROUP", ""),
-                         self.variables.get("WILDIX_DID", ""), self.caller, self.procedure,
+        return "|".join((self.variables.get(v.GROUP, ""),
+                         self.variables.get(v.DID, ""), self.caller, self.procedure,
                          self.number))
 
 
@@ -106,9 +107,9 @@ def request_for(site: Site, number: str, *, caller: str | None, procedure: str |
     variables: dict[str, str] = {}
     caller_id = '"wildix-ast test call" <test>'
     if user is not None:
-        variables["WILDIX_GROUP"] = user.group
+        variables[v.GROUP] = user.group
         if user.office_did:
-            variables["WILDIX_DID"] = user.office_did
+            variables[v.DID] = user.office_did
         caller_id = f'"{user.name}" <{user.extension}>'
     return TestCallRequest(number=number, context=names.procedure_context(chosen),
                            variables=variables, caller_id=caller_id,

@@ -142,8 +142,8 @@ def build(users: Sequence[User], runtime: Mapping[str, Any] | str,
     else:
         services.append(ServiceHealth(
             "FastAGI service", True,
-            f"{agi.get('WILDIX_AGI_ANSWERED', '?')} answered, "
-            f"{agi.get('WILDIX_AGI_FAILED', '?')} failed, p99 "
-            f"{agi.get('WILDIX_AGI_P99_MS') or '-'} ms"))
+            f"{agi.get('{v.AGI_ANSWERED}', '?')} answered, "
+            f"{agi.get('{v.AGI_FAILED}', '?')} failed, p99 "
+            f"{agi.get('{v.AGI_P99_MS}') or '-'} ms"))
     return Overview(users=tuple(user_statuses(users, pbx)), calls=tuple(call_statuses(pbx)),
                     services=tuple(services), bans=bans)
