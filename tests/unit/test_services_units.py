@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from support.live_site import example_site
 
+from wildix_ast.asterisk.call_user_contexts import mobility_leg
 from wildix_ast.asterisk.render import render_site
-from wildix_ast.asterisk.service_contexts import feature_code_extensions, mobility_leg
+from wildix_ast.asterisk.service_contexts import feature_code_extensions
 from wildix_ast.calls.call_user import IncomingCall, decide
 from wildix_ast.calls.missed_calls import MailSpool, MissedCall
 from wildix_ast.errors import SettingsError

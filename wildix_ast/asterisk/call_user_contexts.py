@@ -31,6 +31,17 @@ _IN_CALL_STATES = "INUSE|RINGINUSE|ONHOLD"
 """Device states in which a second call gets the call-waiting beep."""
 
 
+def call_user(extension: str, mailbox: str) -> str:
+    """The step that calls a user through the subroutine (`mailbox` empty: none)."""
+    return f"Gosub({names.CALL_USER_CONTEXT},s,1({extension},{mailbox}))"
+
+
+def mobility_leg(extension: str) -> str:
+    """What the subroutine appends to its Dial string when mobility is on: the Local
+    channel of `wildix-mobility` (service_contexts.py) for the user's mobile."""
+    return f"&Local/{extension}@{names.MOBILITY_CONTEXT}/n"
+
+
 def _device_state() -> str:
     return "${DEVICE_STATE(PJSIP/${ARG1})}"
 
@@ -63,8 +74,7 @@ def _call_user_steps() -> list[Step]:
         f"Set(LOCAL(t)=${{FILTER(0-9,{var(v.TIMEOUT)})}})",
         'Set(LOCAL(t)=${IF($["${t}" = ""]?${RING_TIMEOUT}:${t})})',
         f"Set(LOCAL(tone)=${{FILTER(0-9A-Za-z_-,{var(v.RINGTONE)})}})",
-        f'Set(LOCAL(leg)=${{IF($["{var(v.MOBILITY)}" = "1"]?'
-        f"&Local/${{ARG1}}@{names.MOBILITY_CONTEXT}/n)}})",
+        f'Set(LOCAL(leg)=${{IF($["{var(v.MOBILITY)}" = "1"]?{mobility_leg("${ARG1}")})}})',
         f'GotoIf($["{var(v.POPUP_URL)}" = ""]?beep)',
         f"UserEvent(WildixPopup,Extension: ${{ARG1}},URL: {var(v.POPUP_URL)})",
         ("beep", f'GotoIf($["{var(v.CALL_WAITING_BEEP)}" != "1"]?dial)'),

@@ -23,6 +23,7 @@ Only digits, identifiers, time zones and checked names reach these lines."""
 from __future__ import annotations
 
 from wildix_ast.asterisk import names
+from wildix_ast.asterisk.call_user_contexts import call_user
 from wildix_ast.asterisk.dialplan import (
     REJECTED,
     UNALLOCATED,
@@ -88,7 +89,7 @@ def _enter(procedure: str, condition: str = "") -> str:
 def _call_user(site: Site, extension: str) -> str:
     user = site.user_by_extension(extension)
     box = extension if user is not None and names.has_mailbox(user) else ""
-    return f"Gosub({names.CALL_USER_CONTEXT},s,1({extension},{box}))"
+    return call_user(extension, box)
 
 
 def _voicemail(extension: str, greeting: Greeting = Greeting.UNAVAILABLE) -> str:

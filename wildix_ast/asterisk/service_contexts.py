@@ -264,8 +264,3 @@ def service_contexts(site: Site) -> list[Context]:
     return [_services(site), *_shared_voicemail(site), _voicemail_pin(), _feature_code(),
             _mobility(), _confirm(), _missed_call(), *_call_waiting_beep(), _test_call()]
 
-
-def mobility_leg(extension: str) -> str:
-    """What the call-user subroutine appends to its Dial string when mobility is on."""
-    return f"&Local/{extension}@{MOBILITY_CONTEXT}/n"
-

@@ -1,9 +1,10 @@
 """The users' numbers as extensions.conf contexts: extensions, office DIDs, own mailbox.
 
-Not a generated file (extensions.py lays these out): `wildix-extensions` (one extension per user with a phone, its BLF hint, the echo test and
-voicemail codes, the park orbits), `wildix-did` (the users' office DIDs) and
-`wildix-voicemail-main` (the caller's own mailbox). Every procedure includes
-`wildix-extensions`, so the list of users is written once whatever the number of procedures.
+Not a generated file (extensions.py lays these out): `wildix-extensions` (one extension per
+user with a phone, its BLF hint, the echo test and voicemail codes, the park orbits),
+`wildix-did` (the users' office DIDs) and `wildix-voicemail-main` (the caller's own mailbox).
+Every procedure includes `wildix-extensions`, so the list of users is written once whatever
+the number of procedures.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from wildix_ast.asterisk import names
+from wildix_ast.asterisk.call_user_contexts import call_user
 from wildix_ast.asterisk.dialplan import Comment, Context, Extension, extension
 from wildix_ast.asterisk.res_parking import orbits
 from wildix_ast.model.call_classes import NumberingPlan
@@ -28,8 +30,7 @@ class Call(NamedTuple):
     mailbox: str
 
     def as_extension(self) -> Extension:
-        return extension(self.number, f"Gosub({names.CALL_USER_CONTEXT},s,1({self.extension},"
-                                      f"{self.mailbox}))", "Hangup()")
+        return extension(self.number, call_user(self.extension, self.mailbox), "Hangup()")
 
 
 def e164(plan: NumberingPlan, number: str) -> str:

@@ -1,6 +1,6 @@
 """What happens to one call to one user, from the user's preferences: the pure decision the
 FastAGI route `call-user` answers (wildix_ast.services.agi.routes) and the call-user dialplan
-subroutine acts on (templates/asterisk/extensions.conf.j2).
+subroutine acts on (wildix_ast/asterisk/call_user_contexts.py).
 
 The decision is a set of channel variables, always all of them (a channel that calls two
 users in turn never acts on the first one's answer). Every value is a fixed word, digits,
