@@ -13,7 +13,7 @@ before it reaches an argument.
 from __future__ import annotations
 
 from wildix_ast.asterisk import names
-from wildix_ast.asterisk.dialplan import (
+from wildix_ast.asterisk.dialplan_builder import (
     REJECTED,
     Context,
     Step,

@@ -1,7 +1,7 @@
 """extensions.conf: the dialplan (WMS Dialplan procedures, feature codes, inbound numbers).
 
-The template only lays out the globals and the lines `dialplan.lines()` writes; every
-context is built in Python with `asterisk/dialplan.py`, one module per concern:
+The template only lays out the globals and the lines `dialplan_builder.lines()` writes;
+every context is built in Python with `asterisk/dialplan_builder.py`, one module per concern:
 `call_user_contexts.py` (calling a user, forwards), `user_contexts.py` (the users' numbers),
 `procedure_contexts.py` (procedures, time frames, call groups, IVRs, trunks' incoming calls,
 TLS gates), `outgoing.py` (outgoing routing) and `service_contexts.py` (WMS services).
@@ -32,7 +32,7 @@ from wildix_ast.asterisk.base import (
     static_modules,
 )
 from wildix_ast.asterisk.call_user_contexts import call_user_contexts
-from wildix_ast.asterisk.dialplan import Comment, Context, lines
+from wildix_ast.asterisk.dialplan_builder import Comment, Context, lines
 from wildix_ast.asterisk.fastagi_key import KEY_FILE
 from wildix_ast.asterisk.outgoing import dialplan_contexts as routing_contexts
 from wildix_ast.asterisk.procedure_contexts import dialplan_contexts as procedure_contexts

@@ -59,9 +59,9 @@ def subscribed_mailboxes(user: User, mailboxes: set[str]) -> str:
 
 
 ADMIT_CONTEXT = "wildix-admit"
-"""The one admission point of a dialled number (asterisk/dialplan.py): `number` admits digits
-after an optional '+', `code` also '*' and '#' (feature codes); anything else ends the call,
-404."""
+"""The one admission point of a dialled number (asterisk/dialplan_builder.py): `number`
+admits digits after an optional '+', `code` also '*' and '#' (feature codes); anything else
+ends the call, 404."""
 OUTGOING_CONTEXT = "wildix-outgoing"
 ROUTE_CONTEXT = "wildix-route"
 CLASS_LIMIT_CONTEXT = "wildix-class-limit"

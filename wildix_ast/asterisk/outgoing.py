@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from wildix_ast.asterisk.dialplan import (
+from wildix_ast.asterisk.dialplan_builder import (
     BUSY,
     CONGESTION,
     NO_ROUTE,

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from wildix_ast.asterisk import names
 from wildix_ast.asterisk.call_user_contexts import call_user
-from wildix_ast.asterisk.dialplan import (
+from wildix_ast.asterisk.dialplan_builder import (
     REJECTED,
     UNALLOCATED,
     Context,

@@ -21,7 +21,7 @@ mobility leg that fails (service down, class refused) only ends itself.
 
 from __future__ import annotations
 
-from wildix_ast.asterisk.dialplan import (
+from wildix_ast.asterisk.dialplan_builder import (
     ADMIT_CODE,
     REJECTED,
     UNALLOCATED,

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from wildix_ast.asterisk import names
 from wildix_ast.asterisk.call_user_contexts import call_user
-from wildix_ast.asterisk.dialplan import Comment, Context, Extension, extension
+from wildix_ast.asterisk.dialplan_builder import Comment, Context, Extension, extension
 from wildix_ast.asterisk.res_parking import orbits
 from wildix_ast.model.call_classes import NumberingPlan
 from wildix_ast.model.routing import numbering_plan

@@ -8,10 +8,11 @@ a number (`+` and digits), VOICEMAIL or an identifier: the dialplan uses them as
 Goto arguments, so nothing else may reach it (a property test checks it).
 
 Order of the rules (WMS): a blacklisted caller is refused; a whitelisted caller skips
-"reject all" and do-not-disturb; then the class's reject, do-not-disturb (busy path), forward
-always; otherwise the phone rings, with the class's timeout, ringtone and call waiting, and
-busy / no answer take the class's forwards (empty: the user's mailbox, as without
-preferences).
+"reject all" and do-not-disturb; then the call type's reject, do-not-disturb (busy path),
+forward always; otherwise the phone rings, with the call type's timeout, ringtone and call
+waiting, and busy / no answer take the call type's forwards (empty: the user's mailbox, as
+without preferences). The call type is internal or external (`model.preferences`); "call
+class" is only ever one of the seven classes of a dialled number (`model.call_classes`).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class Action(StrEnum):
 
 @dataclass(frozen=True)
 class IncomingCall:
-    """What the dialplan says about the call: its class and the caller's number (E.164 for
+    """What the dialplan says about the call: its call type and the caller's number (E.164 for
     trunk calls, the extension for internal ones)."""
 
     call_type: str

@@ -35,7 +35,7 @@ NO_LEG = {v.MOBILE: ""}
 
 def mobility_leg_of(user: User, preferences: Preferences, call_type: str) -> MobilityLeg | None:
     """The mobile leg of a call of `call_type` to `user`, or None (mobility off for that
-    class, or no mobile number)."""
+    call type, or no mobile number)."""
     functions = preferences.of_call_type(call_type)
     if not functions.mobility or user.mobile is None:
         return None

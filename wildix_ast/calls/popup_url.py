@@ -25,7 +25,7 @@ class PopupCall:
     caller_name: str = ""
     user_number: str = ""
     user_name: str = ""
-    call_type: str = ""  # internal / external, the routing's call class
+    call_type: str = ""  # internal / external: the call type
     tags: tuple[str, ...] = ()
 
     def value(self, name: str) -> str | None:

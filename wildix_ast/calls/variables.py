@@ -158,7 +158,7 @@ VOICEMAIL_PIN = "WILDIX_VM_PIN"
 
 # --- the dialplan's own working variables (set and read by the contexts named) ----------------
 
-#: the number being admitted (asterisk/dialplan.py's admission) and the hotline's digits
+#: the number being admitted (asterisk/dialplan_builder.py's admission) and the hotline's digits
 DIALLED = "WILDIX_DIALLED"
 #: a procedure's called number (`correct called number` edits it); procedure_contexts.py
 CALLED = "WILDIX_CALLED"

@@ -29,7 +29,7 @@ def set_(
     extension: ExtensionArg,
     assignments: Annotated[list[str], typer.Argument(
         help="KEY=VALUE (KEY= puts the default back), KEY+=VALUE / KEY-=VALUE for the "
-             "whitelist and blacklist. Per class: internal.* and external.* (reject, "
+             "whitelist and blacklist. Per call type: internal.* and external.* (reject, "
              "forward_busy, forward_unavailable, forward_always [number or VOICEMAIL], "
              "call_waiting, call_timeout, mobility, mobility_delay, mobility_confirmation, "
              "missed_call_email, ringtone); settings: dnd, shared_voicemail, hotline.number, "
