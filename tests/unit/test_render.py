@@ -429,3 +429,13 @@ def test_registry_has_one_module_per_template() -> None:
     names = {f.name for f in registry()}
     templates = {p.name.removesuffix(".j2") for p in builtin_templates_dir().glob("*.j2")}
     assert names == templates == FILES
+
+
+def test_the_dialplan_says_call_type_not_class_for_internal_and_external(
+        files: dict[str, str]) -> None:
+    """'Call class' names only the seven classes of a dialled number; whether a call comes
+    from a colleague or a trunk is its call type (the call-user subroutine's comment said
+    'class' until the dialplan moved into Python)."""
+    comments = [line for line in files["extensions.conf"].splitlines() if line.startswith(";")]
+    assert any("this call's type (WILDIX_CALLTYPE:" in line for line in comments)
+    assert not [line for line in comments if "call's class" in line]

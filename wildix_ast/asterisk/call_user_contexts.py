@@ -126,7 +126,7 @@ def call_user_context() -> Context:
     return Context(names.CALL_USER_CONTEXT, (extension("s", *_call_user_steps()),), comment=(
         "Call a user: ARG1 is its extension (its PJSIP endpoint), ARG2 its mailbox "
         "(empty: none).",
-        "The FastAGI service answers the user's preferences for this call's class "
+        "The FastAGI service answers the user's preferences for this call's type "
         f"({v.CALL_TYPE}:",
         "empty = internal, `external` from trunks) and caller; only an OK answer is acted "
         "on. The",
