@@ -105,7 +105,7 @@ def test_foreign_keys_are_enforced(store: Store) -> None:
 
     row = {"position": 0, "type": "user", "name": "X", "extension": "10",
            "group_name": "nope", "dialplan": "users", "fax_dialplan": "users"}
-    with pytest.raises(Exception, match="FOREIGN KEY"), store._engine.begin() as connection:
+    with pytest.raises(Exception, match="FOREIGN KEY"), store.engine.begin() as connection:
         connection.execute(insert(tables.users).values(**row))
 
 
