@@ -27,8 +27,9 @@ from wildix_ast.model.site import Site
 from wildix_ast.model.system import Codec, LanguageRegion, Manager, SipRtp, System
 from wildix_ast.model.users import User, UserType
 from wildix_ast.store import Store, open_store, sections
+from wildix_ast.store.columns import metadata
 from wildix_ast.store.schema import SCHEMA_HEAD
-from wildix_ast.store.tables import STORE_TABLES, metadata
+from wildix_ast.store.tables import STORE_TABLES
 from wildix_ast.store.vault import SecretVault, manager_secret, user_secret_key, with_secrets
 
 # --- sites -----------------------------------------------------------------------------------

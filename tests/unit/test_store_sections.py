@@ -418,7 +418,7 @@ def test_an_ordered_list_inside_list_items_keeps_its_order(tmp_path: Path) -> No
 
     from wildix_ast.model.fields import Identifier
     from wildix_ast.store import sections
-    from wildix_ast.store.tables import Section
+    from wildix_ast.store.columns import Section
 
     class App(BaseModel):
         model_config = ConfigDict(frozen=True)

@@ -4,13 +4,11 @@ transaction), export (exactly what was imported), and what an import compares ah
 from __future__ import annotations
 
 import hashlib
-import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, select, update
 
 from wildix_ast.errors import StoreError
 from wildix_ast.model.passwords import hash_password, is_password_hash, password_matches
@@ -74,29 +72,6 @@ def _hash_web_passwords(connection: Connection, entries: list[Entry]) -> None:
             entry.digest = sections.digest(entry.item)
 
 
-LIST_DOCUMENTS = ("trunks", "trunk_groups", "sounds", "time_frames", "call_groups", "ivrs")
-"""Top-level list sections of the site kept whole as one JSON document each."""
-
-
-def _documents(site: Site) -> dict[str, str]:
-    """The sections without tables yet, as JSON documents (see tables.documents)."""
-    general = site.dialplan.general
-    return {
-        **{name: json.dumps([item.model_dump(mode="json") for item in getattr(site, name)])
-           for name in LIST_DOCUMENTS},
-        "group_acl": json.dumps({g.name: {"allow": [str(c) for c in g.allow],
-                                          "deny": [str(c) for c in g.deny]}
-                                 for g in site.groups if g.allow or g.deny}),
-        "dialplan_general": general.model_dump_json(exclude_unset=True),
-        # a procedure's row keeps its name; its ordered numbers and applications live here
-        "procedure_numbers": json.dumps({
-            p.name: [n.model_dump(mode="json", exclude_defaults=True) for n in p.numbers]
-            for p in site.dialplan.procedures if p.numbers}),
-        "dialplan_feature_codes": site.dialplan.feature_codes.model_dump_json(
-            exclude_unset=True),
-    }
-
-
 def _site_digest(site: Site) -> str | None:
     """The digest of the whole site as it will be stored: a re-import of the same site
     compares one value. None with a WEB password text in it (stored, a digest of the text
@@ -105,55 +80,13 @@ def _site_digest(site: Site) -> str | None:
                        for u in site.users) else sections.digest(site)
 
 
-def _read_documents(connection: Connection) -> dict[str, str]:
-    return {str(name): str(body) for name, body in connection.execute(
-        select(t.documents.c.name, t.documents.c.body))}
-
-
-def _write_documents(connection: Connection, documents: dict[str, str]) -> bool:
-    """Write the documents that differ; whether any did."""
-    stored = _read_documents(connection)
-    wrote = False
-    for name, body in documents.items():
-        if stored.get(name) == body:
-            continue
-        if name in stored:
-            connection.execute(update(t.documents).where(t.documents.c.name == name)
-                               .values(body=body))
-        else:
-            connection.execute(insert(t.documents).values(name=name, body=body))
-        wrote = True
-    return wrote
-
-
-def _with_documents(data: dict[str, Any], documents: dict[str, str]) -> dict[str, Any]:
-    for name in LIST_DOCUMENTS:
-        if name in documents:
-            data[name] = json.loads(documents[name])
-    acl = json.loads(documents.get("group_acl", "{}"))
-    for group in data.get("groups", []):
-        group.update(acl.get(group.get("name"), {}))
-    general = json.loads(documents.get("dialplan_general", "{}"))
-    if general:
-        data.setdefault("dialplan", {})["general"] = general
-    numbers = json.loads(documents.get("procedure_numbers", "{}"))
-    for procedure in data.get("dialplan", {}).get("procedures", []):
-        if procedure.get("name") in numbers:
-            procedure["numbers"] = numbers[procedure["name"]]
-    codes = json.loads(documents.get("dialplan_feature_codes", "{}"))
-    if codes:
-        data.setdefault("dialplan", {})["feature_codes"] = codes
-    return data
-
-
 def export_site(access: Access) -> Site:
     """The stored site, exactly as imported (WEB passwords as their hashes)."""
     with access.reading("exporting the site") as connection:
         rows = {section: sections.read_rows(connection, section) for section in t.SECTIONS}
-        documents = _read_documents(connection)
     if not rows[t.SYSTEM]:
         raise StoreError(f"the store {access.where} holds no site yet: import one first")
-    return access.valid(Site, _with_documents(sections.site_data(rows), documents))
+    return access.valid(Site, sections.site_data(rows))
 
 
 def _syncs(connection: Connection, site: Site) -> list[Sync]:
@@ -172,14 +105,13 @@ def _write_rows(connection: Connection, site: Site,
     if syncs is None:
         syncs = _syncs(connection, site)
     sections.write_changes(connection, syncs, sections.insert_rows)
-    wrote_documents = _write_documents(connection, _documents(site))
     users = syncs[t.SECTIONS.index(t.USERS)].changes
     gone = [user_secret_key(extension, kind)
             for (extension,) in users.removed for kind in USER_SECRET_KINDS]
     for start in range(0, len(gone), sections.BATCH):
         connection.execute(t.secrets.delete().where(
             t.secrets.c.key.in_(gone[start:start + sections.BATCH])))
-    return users, wrote_documents or any(sync.changes.any for sync in syncs)
+    return users, any(sync.changes.any for sync in syncs)
 
 
 def prepare_import(access: Access, site: Site) -> PreparedImport:
