@@ -38,7 +38,6 @@ from wildix_ast.store.tables import (
     TRUNK_GROUPS,
     TRUNKS,
     USERS,
-    acl_groups,
     procedure_numbers,
     user_preferences,
     users,
@@ -161,11 +160,13 @@ def user_by_login(access: Access, login: str) -> User | None:
 
 
 def group_of(access: Access, extension: str) -> Group | None:
-    """The ACL group of the user at `extension` (None if there is no such user)."""
+    """The ACL group of the user at `extension`, its call classes included (None if there
+    is no such user)."""
     with access.reading("looking a group up") as connection:
-        rows = read_rows(connection, GROUPS, acl_groups.c.name == select(
-            users.c.group_name).where(users.c.extension == extension).scalar_subquery())
-    return access.valid(Group, item_data(GROUPS, rows[0])) if rows else None
+        name = connection.execute(select(users.c.group_name).where(
+            users.c.extension == extension)).scalar()
+        data = None if name is None else _named(connection, GROUPS, str(name))
+    return None if data is None else access.valid(Group, data)
 
 
 def procedure_of(access: Access, extension: str, *, fax: bool = False) -> Procedure | None:
