@@ -367,7 +367,7 @@ def copy_main_store(name: str, url: str) -> None:
     from wildix_ast.store import database
 
     engine = create_engine(url)
-    source = create_engine(f"sqlite:///{MAIN_STORES / f'{name}.sqlite3'}?mode=ro")
+    source = create_engine(f"sqlite:///file:{MAIN_STORES / f'{name}.sqlite3'}?mode=ro&uri=true")
     try:
         with engine.begin() as connection:
             command.upgrade(database._alembic_config(connection), "0008")
