@@ -1,7 +1,8 @@
 """How the stores in this folder were made, with main's code at commit 5a38bd70 (schema 0008,
-the JSON `documents` table): `cd /work/main && .venv/bin/python
-tests/unit/data/main_store/make_fixtures.py` with this folder's `example.yaml` (main's
-examples/site.yaml) and `rich.yaml` beside `examples/sons` (the sounds must exist to load).
+the JSON `documents` table): from main's checkout, `cd /work/main && .venv/bin/python
+<this folder>/make_fixtures.py examples/sons`, with this folder's `example.yaml` (main's
+examples/site.yaml as it was) and `rich.yaml` (the example with every optional setting of
+the sections main kept as documents); the sounds must exist for the sites to load.
 
 For each site: import it (without converting the sounds: the audio tables are not what
 the migration changes, and keep the file small), render it from the store's export (which
