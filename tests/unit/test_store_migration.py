@@ -94,3 +94,33 @@ def test_lookups_read_the_migrated_rows(tmp_path: Path) -> None:
         assert reception is not None and reception.numbers[0].number == "8"
         direction = store.group_of("101")
         assert direction is not None and [str(c) for c in direction.allow] == ["international"]
+
+
+def test_every_child_table_follows_a_changed_site(tmp_path: Path) -> None:
+    """Moves, removals and changes inside list items (a call group's members, a rule's days,
+    an IVR's options, a procedure's numbers, a group's call classes, a trunk's codecs) are
+    written and read back, and undone by importing the first site again."""
+    from wildix_ast.model.site import Site
+
+    path = _main_store("rich", tmp_path)
+    with open_store(str(path)) as store:
+        site = store.export_site()
+        data = site.model_dump(mode="json", exclude_defaults=True)
+        data["call_groups"][0]["members"].reverse()
+        data["time_frames"][0]["weekly"][0]["days"] = ["sat"]
+        data["time_frames"][0]["holidays"].pop()
+        data["ivrs"][0]["options"].pop(0)
+        data["ivrs"][0].pop("on_timeout")
+        data["dialplan"]["procedures"][1]["numbers"].reverse()
+        data["dialplan"]["general"]["short_numbers"] = []
+        data["dialplan"]["general"]["classes"].pop()
+        data["groups"][1]["allow"] = []
+        data["trunks"][0]["codecs"] = ["g722", "alaw"]
+        data["sounds"][0]["files"].pop("en")
+        changed = Site.model_validate(data)
+        before = store.revision()
+        assert store.import_site(changed).revision == before + 1
+        assert store.export_site() == changed
+        assert store.export_site().dialplan.general.short_numbers == []  # not None
+        store.import_site(site)
+        assert store.export_site() == site
