@@ -27,6 +27,12 @@ class WildixError(Exception):
         self.problems = problems or []
 
 
+class UnknownUserError(WildixError):
+    """A command names an extension no user has."""
+
+    exit_code = 1
+
+
 class SettingsError(WildixError):
     """The settings file cannot be read or does not describe a valid site."""
 

@@ -257,8 +257,8 @@ _SQLITE_URLS = ["sqlite:////tmp/x y/store.db", "sqlite:///rel.db", "sqlite:///a@
 
 
 def test_sqlite_url_shortcut_reads_the_file_sqlalchemy_reads() -> None:
+    from wildix_ast.store.access import sqlite_file as _sqlite_file
     from wildix_ast.store.database import parse_url, sqlite_path
-    from wildix_ast.store.store import _sqlite_file
 
     for url in _SQLITE_URLS:
         assert _sqlite_file(url) == sqlite_path(parse_url(url)), url
@@ -283,7 +283,7 @@ def test_secrets_through_sqlite3_equal_those_through_sqlalchemy(tmp_path: Path) 
                      manager_secret(made, "wildix-ast"))
     fast = open_store(url)
     full = Store(fast.where, tmp_path / "store.sqlite3", parse_url(url))
-    assert fast._url is None, "a store at head opened through SQLAlchemy"
+    assert fast.access.url is None, "a store at head opened through SQLAlchemy"
     for vault in (fast, full):
         with vault:
             assert (with_secrets(site, vault), voicemail_pins(site, vault),
@@ -376,16 +376,16 @@ def test_secrets_read_in_one_pass_equal_those_read_by_keys(tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch
                                                            ) -> None:
     from wildix_ast.store import open_store
-    from wildix_ast.store import store as store_module
+    from wildix_ast.store import secret_table as store_module
 
     with open_store(str(tmp_path / "store.sqlite3")) as store:
         store.put_secrets({f"user:{n}:{kind}": f"v{n}{kind}" for n in range(1500)
                            for kind in ("sip", "voicemail_pin")} | {"manager:x": "m"})
         wanted = [f"user:{n}:{kind}" for n in range(0, 3000, 2)
                   for kind in ("sip", "voicemail_pin", "web")] + ["manager:x"]
-        assert len(wanted) > store_module._SECRET_SCAN
+        assert len(wanted) > store_module.SECRET_SCAN
         scanned = store.get_secrets(wanted)
-        monkeypatch.setattr(store_module, "_SECRET_SCAN", len(wanted))
+        monkeypatch.setattr(store_module, "SECRET_SCAN", len(wanted))
         assert scanned == store.get_secrets(wanted)
         assert len(scanned) == 1501 and scanned["user:2:sip"] == "v2sip"
 

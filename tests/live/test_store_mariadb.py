@@ -15,8 +15,11 @@ import pytest
 from support.mariadb_server import MariaDBServer, mariadb_server, mariadb_url  # noqa: F401
 from support.store_contract import (
     CONCURRENT,
+    MAIN_SITES,
+    check_migrated_main_store,
     check_round_trip,
     check_schema,
+    copy_main_store,
     user,
 )
 
@@ -53,10 +56,23 @@ def test_migration_creates_the_schema_from_empty(mariadb_server: MariaDBServer, 
         f"WHERE table_schema = '{database}' AND column_name IN ('extension', 'name', 'key')")
     assert {(table, column) for table, column, _ in keys} == {
         ("users", "extension"), ("users", "name"), ("acl_groups", "name"),
-        ("dialplan_procedures", "name"), ("secrets", "key"), ("documents", "name"),
-        ("user_preferences", "extension")}
+        ("dialplan_procedures", "name"), ("secrets", "key"), ("user_preferences", "extension"),
+        ("trunks", "name"), ("trunk_groups", "name"), ("time_frames", "name"),
+        ("call_groups", "name"), ("ivrs", "name"), ("sounds", "name"),
+        ("call_group_members", "extension")}
     assert {(table, column, collation) for table, column, collation in keys
             if collation != "utf8mb4_bin"} == {("users", "name", "utf8mb4_unicode_ci")}
+
+
+@pytest.mark.parametrize("name", MAIN_SITES)
+def test_a_store_of_main_migrates(mariadb_url: str, name: str,  # noqa: F811
+                                  tmp_path: Path) -> None:
+    """main's store (its rows copied into a database at 0008) through 0009: the export and
+    the render are main's."""
+    copy_main_store(name, mariadb_url)
+    with open_store(mariadb_url) as store:
+        check_migrated_main_store(name, store, tmp_path / "out")
+    check_schema(mariadb_url)
 
 
 @pytest.mark.parametrize("scheme", ["mysql+pymysql", "mariadb+pymysql", "mariadb"])

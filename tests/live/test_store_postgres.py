@@ -3,11 +3,16 @@ the same round trips and atomic imports as on SQLite, and the server's own error
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from support.pg_server import PostgresServer, postgres_server, postgres_url  # noqa: F401
 from support.store_contract import (
+    MAIN_SITES,
+    check_migrated_main_store,
     check_round_trip,
     check_schema,
+    copy_main_store,
 )
 
 from wildix_ast.errors import StoreError
@@ -20,6 +25,17 @@ def test_migration_creates_the_schema_from_empty(postgres_url: str) -> None:  # 
     open_store(postgres_url).close()
     check_schema(postgres_url)
     open_store(postgres_url).close()  # already at head
+
+
+@pytest.mark.parametrize("name", MAIN_SITES)
+def test_a_store_of_main_migrates(postgres_url: str, name: str,  # noqa: F811
+                                  tmp_path: Path) -> None:
+    """main's store (its rows copied into a database at 0008) through 0009: the export and
+    the render are main's."""
+    copy_main_store(name, postgres_url)
+    with open_store(postgres_url) as store:
+        check_migrated_main_store(name, store, tmp_path / "out")
+    check_schema(postgres_url)
 
 
 def test_round_trip(postgres_url: str) -> None:  # noqa: F811

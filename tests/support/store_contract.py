@@ -5,8 +5,10 @@ on the database servers."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,8 +29,9 @@ from wildix_ast.model.site import Site
 from wildix_ast.model.system import Codec, LanguageRegion, Manager, SipRtp, System
 from wildix_ast.model.users import User, UserType
 from wildix_ast.store import Store, open_store, sections
+from wildix_ast.store.columns import metadata
 from wildix_ast.store.schema import SCHEMA_HEAD
-from wildix_ast.store.tables import STORE_TABLES, metadata
+from wildix_ast.store.tables import STORE_TABLES
 from wildix_ast.store.vault import SecretVault, manager_secret, user_secret_key, with_secrets
 
 # --- sites -----------------------------------------------------------------------------------
@@ -341,3 +344,72 @@ try:
 except StoreError as error:
     print("EXISTING:", error.message)
 """
+
+
+# --- stores made by an older wildix-ast ------------------------------------------------------
+
+MAIN_STORES = Path(__file__).resolve().parents[1] / "unit" / "data" / "main_store"
+"""Stores made by main 5a38bd70 (schema 0008, sections as JSON documents), what main
+exported from them and the SHA-256 of its render: see make_fixtures.py there."""
+MAIN_SITES = ("example", "rich")
+# 0008's tables in the order their rows can be inserted (referenced before referencing).
+_TABLES_0008 = ("site_state", "system_settings", "lan_networks", "sip_codecs",
+                "dialplan_settings", "dialplan_procedures", "acl_groups", "users",
+                "user_preferences", "secrets", "documents")
+
+
+def copy_main_store(name: str, url: str) -> None:
+    """Make the database at `url` what main's store `name` is: the schema at 0008 (through
+    the migrations), then every row of main's SQLite file."""
+    from alembic import command
+    from sqlalchemy import MetaData, Table, select
+
+    from wildix_ast.store import database
+
+    engine = create_engine(url)
+    source = create_engine(f"sqlite:///file:{MAIN_STORES / f'{name}.sqlite3'}?mode=ro&uri=true")
+    try:
+        with engine.begin() as connection:
+            command.upgrade(database._alembic_config(connection), "0008")
+        with source.connect() as reading, engine.begin() as writing:
+            writing.exec_driver_sql("DELETE FROM site_state")
+            for table_name in _TABLES_0008:
+                old = Table(table_name, MetaData(), autoload_with=reading)
+                new = Table(table_name, MetaData(), autoload_with=writing)
+                rows = [dict(row._mapping) for row in reading.execute(select(old))]
+                if rows:
+                    writing.execute(new.insert(), rows)
+    finally:
+        engine.dispose()
+        source.dispose()
+
+
+def rendered_digests(site: Site, vault: SecretVault, out: Path) -> str:
+    """`NAME.render.sha256`'s text for the render of `site` with `vault`'s secrets."""
+    from wildix_ast.apply.pipeline import render_to_folder
+
+    written = render_to_folder(site, vault, out)
+    return "".join(f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(out)}\n"
+                   for p in sorted(written))
+
+
+def check_migrated_main_store(name: str, store: Store, out: Path) -> None:
+    """A store of main, migrated: it exports what main exported, and renders byte for byte
+    what main rendered (the secrets main generated are kept)."""
+    from wildix_ast.model.settings_file import dump_site
+
+    assert store.revision() == 1
+    site = store.export_site()
+    expected = (MAIN_STORES / f"{name}.export.yaml").read_text(encoding="utf-8")
+    assert dump_site(site, include_secrets=False) == expected
+    assert rendered_digests(site, store, out) == \
+        (MAIN_STORES / f"{name}.render.sha256").read_text(encoding="utf-8")
+    # The same site again changes nothing; a change is written and read back.
+    assert store.import_site(site).revision == 1
+    changed = site.model_copy(update={"call_groups": site.call_groups[::-1],
+                                      "time_frames": site.time_frames[::-1],
+                                      "trunks": site.trunks[::-1]})
+    assert store.import_site(changed).revision == 2
+    assert store.export_site() == changed
+    store.import_site(site)
+    assert store.export_site() == site

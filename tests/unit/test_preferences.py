@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 from support.examples import examples
 
-from wildix_ast.errors import SettingsError, StoreError
+from wildix_ast.errors import SettingsError, StoreError, UnknownUserError
 from wildix_ast.model import fields
 from wildix_ast.model.preferences import (
     CallerPattern,
@@ -33,7 +33,6 @@ from wildix_ast.model.settings_file import dump_site, parse_site
 from wildix_ast.model.site import Site
 from wildix_ast.model.users import User
 from wildix_ast.store import Store, open_store
-from wildix_ast.store.store import UnknownUserError
 
 SITE = """\
 users:

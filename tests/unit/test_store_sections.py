@@ -167,7 +167,7 @@ def test_revision_and_has_site_agree_with_sqlalchemy(store: Store) -> None:
     """On a SQLite file they are read through sqlite3 (an apply reads them before loading
     SQLAlchemy); a store opened by a URL with options reads them through SQLAlchemy."""
     by_url = open_store(f"sqlite:///{store.where}?timeout=30")  # an option: SQLAlchemy's way
-    assert by_url._url is not None
+    assert by_url.access.url is not None
     assert (store.has_site(), by_url.has_site()) == (False, False)
     store.import_site(big_site(3))
     assert (store.has_site(), store.revision()) == (by_url.has_site(), by_url.revision())
@@ -418,7 +418,7 @@ def test_an_ordered_list_inside_list_items_keeps_its_order(tmp_path: Path) -> No
 
     from wildix_ast.model.fields import Identifier
     from wildix_ast.store import sections
-    from wildix_ast.store.tables import Section
+    from wildix_ast.store.columns import Section
 
     class App(BaseModel):
         model_config = ConfigDict(frozen=True)

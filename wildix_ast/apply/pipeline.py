@@ -33,7 +33,8 @@ if TYPE_CHECKING:
     from wildix_ast.asterisk_cli import AsteriskCli, Runner
     from wildix_ast.sounds.audio import SoundLibrary
     from wildix_ast.store import Store
-    from wildix_ast.store.store import ImportReport, PreparedImport
+    from wildix_ast.store.history import ImportReport
+    from wildix_ast.store.site_rows import PreparedImport
 
 Progress = Callable[[str, str], None]
 SITE_SNAPSHOT = "site.json"

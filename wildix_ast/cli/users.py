@@ -49,8 +49,8 @@ def set_(
 @app.command()
 def show(extension: ExtensionArg, db: DbUrl = None, as_json: JsonOutput = False) -> None:
     """Print a user's preferences."""
+    from wildix_ast.errors import UnknownUserError
     from wildix_ast.store import open_store
-    from wildix_ast.store.store import UnknownUserError
 
     mode.json = as_json
     with open_store(db) as store:

@@ -18,7 +18,8 @@ from sqlalchemy import Connection, Table, and_, bindparam, delete, insert, selec
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.schema import UniqueConstraint
 
-from wildix_ast.store.tables import SECTIONS, Section
+from wildix_ast.store.columns import Section
+from wildix_ast.store.tables import SECTIONS
 
 # Rows per statement: bounded memory and statement size for 50,000 users.
 BATCH = 1000
@@ -158,11 +159,16 @@ def _put(data: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 @functools.cache
-def _layout(section: Section) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """(column, field) of the top-level fields, and (column, dotted path) of nested ones."""
-    top = [(f.column, f.path[0]) for f in section.fields if len(f.path) == 1]
-    nested = [(f.column, ".".join(f.path)) for f in section.fields if len(f.path) > 1]
-    return top, nested
+def _layout(section: Section) -> tuple[list[tuple[str, str]], list[tuple[str, str]],
+                                       list[tuple[str, str, Callable[[Any], Any]]]]:
+    """(column, field) of the top-level fields, (column, dotted path) of nested ones, and
+    (column, dotted path, restore) of those kept in another form (JSON text)."""
+    plain = [f for f in section.fields if f.scalar.restore is None]
+    top = [(f.column, f.path[0]) for f in plain if len(f.path) == 1]
+    nested = [(f.column, ".".join(f.path)) for f in plain if len(f.path) > 1]
+    restored = [(f.column, ".".join(f.path), f.scalar.restore) for f in section.fields
+                if f.scalar.restore is not None]
+    return top, nested, restored
 
 
 def item_data(section: Section, row: RowMapping | Row) -> Any:
@@ -172,11 +178,14 @@ def item_data(section: Section, row: RowMapping | Row) -> Any:
         value = row[stored.column]
         restore = stored.scalar.restore
         return restore(value) if restore is not None and value is not None else value
-    top, nested = _layout(section)
+    top, nested, restored = _layout(section)
     data = {name: value for column, name in top if (value := row[column]) is not None}
     for column, dotted in nested:
         if (value := row[column]) is not None:
             _put(data, dotted, value)
+    for column, dotted, restore in restored:
+        if (value := row[column]) is not None:
+            _put(data, dotted, restore(value))
     return data
 
 
@@ -203,7 +212,7 @@ def site_data(rows: Mapping[Section, Sequence[RowMapping]],
     placed: dict[Section, list[tuple[Any, RowMapping]]] = {}
     for section in sections:
         owners: list[tuple[Any, tuple[Any, ...]]]
-        if section.parent is None:
+        if section.parent is None or section.parent not in placed:  # a subtree's root
             owners = [(root, ())]
         else:
             parent_key = [column for _, column in section.parent_key]

@@ -1,31 +1,17 @@
-"""The store's tables, one per model section, their columns derived from the pydantic models.
+"""The store's sections and tables: where each part of the site is kept.
 
-A `Section` says where a model lives in the site (`users`, `dialplan.procedures`, a list of
-plain values such as `system.sip_rtp.lan_networks`), which columns identify a row among its
-siblings, and the few things a model cannot say (a column renamed because its field name is
-an SQL word, a nested model flattened into its parent's row, lower-cased copies that carry
-a case-insensitive unique constraint). Every other column comes from the model's fields:
-a new field of `User` is a new column of `users` without touching this file (only a
-migration, which `tests/unit/test_store.py` checks against these tables).
-
-Ordered lists keep a `position` column; a list inside a list item (the routing issue's
-ordered applications of a procedure) is a child section whose rows carry their parent's
-key, so its order survives too.
+Each `Section` (see `columns`) is a model section with a table of its own, its columns
+derived from the model's fields. The lists inside list items that a call-time service looks
+up are child tables (a procedure's called numbers, a call group's members, a trunk's DIDs,
+an IVR's options, a time frame's rules); a few deeply nested values are JSON text columns,
+each named in `docs/store.md` with its reason.
 
 The schema is made by the alembic migrations in `migrations/versions/` only."""
 
 from __future__ import annotations
 
-import enum
-import functools
 import json
-import typing
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network
-from typing import Any
 
-from pydantic import BaseModel
 from sqlalchemy import (
     CheckConstraint,
     Column,
@@ -34,157 +20,44 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Integer,
     LargeBinary,
-    MetaData,
     String,
     Table,
     Text,
-    UniqueConstraint,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeEngine
 
+from wildix_ast.model.call_classes import ClassSettings
+from wildix_ast.model.call_groups import CallGroup
 from wildix_ast.model.dialplan import Dialplan, Procedure
-from wildix_ast.model.fields import Width
 from wildix_ast.model.groups import Group
+from wildix_ast.model.ivrs import Ivr, IvrOption
 from wildix_ast.model.preferences import Preferences
+from wildix_ast.model.procedures import Number
+from wildix_ast.model.sounds import Sound
 from wildix_ast.model.system import System
+from wildix_ast.model.time_frames import Holiday, TimeFrame, WeeklyRule
+from wildix_ast.model.trunks import Trunk, TrunkGroup
 from wildix_ast.model.users import User
+from wildix_ast.store.columns import (
+    DIGEST,
+    ENUM,
+    SECRET_KEY,
+    Scalar,
+    Section,
+    child_list,
+    key_string,
+    metadata,
+    single_row,
+    top_list,
+)
 
-# MariaDB indexes at most 767 bytes on old row formats: 191 utf8mb4 characters.
-SECRET_KEY = 191
-ENUM = 16
-DIGEST = 32
-_ADDRESS = {IPv4Address: 15, IPv4Network: 18}
-
-metadata = MetaData()
-
-
-def key_string(length: int) -> TypeEngine[str]:
-    """A VARCHAR compared byte for byte everywhere: MariaDB's default collation would
-    make 'Sales' and 'sales' (distinct groups in the model) collide in a unique index."""
-    return String(length).with_variant(mysql.VARCHAR(length, collation="utf8mb4_bin"),
-                                       "mysql", "mariadb")
-
-
-# --- model fields -> columns -----------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Scalar:
-    """A model field stored in one column."""
-
-    type: TypeEngine[Any]
-    nullable: bool
-    convert: Callable[[Any], Any] | None
-    """Model value -> column value, when the column holds another type (enums, addresses)."""
-    restore: Callable[[Any], Any] | None = None
-    """Column value -> the data the model validates, when `convert` is not undone by the
-    model itself (a nested model kept as JSON text)."""
+NAME = key_string(40)  # an Identifier (model.fields): trunk, group, procedure names
+_ENUM = Scalar(String(ENUM), False, lambda member: member.value)
 
 
-def _width(annotation: Any, extra: list[Any]) -> Width | None:
-    found = [m for m in extra if isinstance(m, Width)]
-    if typing.get_origin(annotation) is typing.Annotated:
-        found += [m for m in typing.get_args(annotation)[1:] if isinstance(m, Width)]
-    return found[0] if found else None
-
-
-def scalar(annotation: Any, extra: list[Any]) -> Scalar | None:
-    """How a field of this annotation is stored; None for lists and nested models."""
-    nullable = False
-    arguments = typing.get_args(annotation)
-    if type(None) in arguments and typing.get_origin(annotation) is not typing.Annotated:
-        nullable = True
-        (annotation,) = [a for a in arguments if a is not type(None)]
-    base = typing.get_args(annotation)[0] \
-        if typing.get_origin(annotation) is typing.Annotated else annotation
-    if not isinstance(base, type) or issubclass(base, BaseModel | list):
-        return None
-    if issubclass(base, enum.Enum):
-        return Scalar(String(ENUM), nullable, lambda value: value.value)
-    if base in _ADDRESS:
-        return Scalar(String(_ADDRESS[base]), nullable, str)
-    if issubclass(base, int):
-        return Scalar(Integer(), nullable, None)
-    width = _width(annotation, extra)
-    if width is None:
-        return Scalar(Text(), nullable, None)
-    return Scalar(key_string(width.chars) if width.exact else String(width.chars), nullable,
-                  None)
-
-
-@dataclass(frozen=True)
-class FieldColumn:
-    """One stored field: where it is in the item (a path through flattened models)."""
-
-    column: str
-    path: tuple[str, ...]
-    scalar: Scalar
-
-
-@dataclass(frozen=True, eq=False)
-class Section:
-    """Where one model section lives in the site and in the store."""
-
-    table_name: str
-    path: str
-    """In the parent section's item (or the site): dotted through nested models."""
-    model: type[BaseModel] | None
-    """The model of one item; None for a list of plain values (`value` says its column)."""
-    key: tuple[str, ...]
-    """The columns that identify a row among its siblings (compared on re-import)."""
-    many: bool = True
-    parent: Section | None = None
-    parent_key: tuple[tuple[str, str], ...] = ()
-    """(this table's column, the parent's key column): the parent item a row belongs to."""
-    flatten: Mapping[str, str] = field(default_factory=dict)
-    """A nested model's fields stored in this row: field -> column prefix."""
-    renames: Mapping[str, str] = field(default_factory=dict)
-    fixed: Mapping[str, Any] = field(default_factory=dict)
-    """Columns with one value for the whole section (single rows, a shared table's scope)."""
-    folded: Mapping[str, str] = field(default_factory=dict)
-    """column -> the column it holds lower-cased (case-insensitive unique constraints)."""
-    value: tuple[str, Scalar] | None = None
-    schema: MetaData = field(default_factory=lambda: metadata)
-    """The metadata holding the section's table (the store's, unless a test makes its own)."""
-
-    @functools.cached_property
-    def fields(self) -> tuple[FieldColumn, ...]:
-        if self.model is None:
-            assert self.value is not None
-            return (FieldColumn(self.value[0], (), self.value[1]),)
-        return tuple(self._fields(self.model, (), ""))
-
-    def _fields(self, model: type[BaseModel], at: tuple[str, ...],
-                prefix: str) -> Iterator[FieldColumn]:
-        for name, info in model.model_fields.items():
-            dotted = ".".join((*at, name))
-            if dotted in self.flatten:
-                nested = next(a for a in (info.annotation, *typing.get_args(info.annotation))
-                              if isinstance(a, type) and issubclass(a, BaseModel))
-                yield from self._fields(nested, (*at, name), self.flatten[dotted])
-                continue
-            stored = scalar(info.annotation, list(info.metadata))
-            if stored is not None:
-                column = self.renames.get(dotted, prefix + name)
-                yield FieldColumn(column, (*at, name), stored)
-
-    def columns(self) -> list[Column[Any]]:
-        """The derived columns: the model's fields, the lower-cased copies, and for model
-        items the digest of the item (what a re-import compares instead of every column)."""
-        made: list[Column[Any]] = [Column(f.column, f.scalar.type, nullable=f.scalar.nullable)
-                                   for f in self.fields]
-        by_name = {f.column: f for f in self.fields}
-        for column, source in self.folded.items():
-            length = getattr(by_name[source].scalar.type, "length", None)
-            assert isinstance(length, int), f"{column}: {source} needs a Width"
-            made.append(Column(column, key_string(length), nullable=True))
-        if self.model is not None:
-            made.append(Column("digest", String(DIGEST), nullable=True))
-        return made
-
-    @property
-    def table(self) -> Table:
-        return self.schema.tables[self.table_name]
+def _values(kind: TypeEngine[str]) -> Scalar:
+    return Scalar(kind, False, str)
 
 
 # --- the sections ----------------------------------------------------------------------------
@@ -194,21 +67,35 @@ SYSTEM = Section("system_settings", "system", System, key=("id",), many=False,
                           "fastagi": "fastagi_"},
                  fixed={"id": 1})
 LAN_NETWORKS = Section("lan_networks", "sip_rtp.lan_networks", None, key=("position",),
-                       parent=SYSTEM, value=("network", Scalar(String(18), False, str)))
-_CODEC = Scalar(String(ENUM), False, lambda codec: codec.value)
+                       parent=SYSTEM, value=("network", _values(String(18))))
 LAN_CODECS = Section("sip_codecs", "sip_rtp.lan_codecs", None, key=("position",),
-                     parent=SYSTEM, fixed={"scope": "lan"}, value=("codec", _CODEC))
+                     parent=SYSTEM, fixed={"scope": "lan"}, value=("codec", _ENUM))
 REMOTE_CODECS = Section("sip_codecs", "sip_rtp.remote_codecs", None, key=("position",),
-                        parent=SYSTEM, fixed={"scope": "remote"}, value=("codec", _CODEC))
+                        parent=SYSTEM, fixed={"scope": "remote"}, value=("codec", _ENUM))
 GROUPS = Section("acl_groups", "groups", Group, key=("name",))
+_GROUP = (("group_name", "name"),)
+GROUP_ALLOW = Section("group_call_classes", "allow", None, key=("position",), parent=GROUPS,
+                      parent_key=_GROUP, fixed={"rule": "allow"}, value=("call_class", _ENUM))
+GROUP_DENY = Section("group_call_classes", "deny", None, key=("position",), parent=GROUPS,
+                     parent_key=_GROUP, fixed={"rule": "deny"}, value=("call_class", _ENUM))
 DIALPLAN = Section("dialplan_settings", "dialplan", Dialplan, key=("id",), many=False,
+                   flatten={"general": "general_", "feature_codes": "feature_code_"},
+                   # None (the country's table) is not [] (none): kept as JSON
+                   as_json={f"general.{name}": f"general_{name}" for name in
+                            ("emergency_numbers", "number_rules", "short_numbers")},
                    fixed={"id": 1})
+CLASS_SETTINGS = Section("call_class_settings", "general.classes", ClassSettings,
+                         key=("position",), parent=DIALPLAN)
 PROCEDURES = Section("dialplan_procedures", "procedures", Procedure, key=("name",),
                      parent=DIALPLAN)
+PROCEDURE_NUMBERS = Section("procedure_numbers", "numbers", Number, key=("position",),
+                            parent=PROCEDURES, parent_key=(("procedure", "name"),),
+                            as_json={"applications": "applications"})
+"""A procedure's called numbers, in order; each number's applications (one of 17 kinds,
+each with its own fields, always run together) as JSON."""
 USERS = Section("users", "users", User, key=("extension",),
                 renames={"group": "group_name"},  # GROUP is an SQL word
                 folded={"login_key": "login", "email_key": "email"})
-
 
 
 def preferences_json(preferences: Preferences) -> str:
@@ -221,27 +108,51 @@ PREFERENCES = Section("user_preferences", "preferences", None, key=(), many=Fals
 """One row per user: its preferences as JSON (only what differs from the defaults), so a
 preference added later needs no migration; read whole by the call-time look-up."""
 
-SECTIONS: tuple[Section, ...] = (SYSTEM, LAN_NETWORKS, LAN_CODECS, REMOTE_CODECS, GROUPS,
-                                 DIALPLAN, PROCEDURES, USERS, PREFERENCES)
+TRUNKS = Section("trunks", "trunks", Trunk, key=("name",))
+_TRUNK = (("trunk", "name"),)
+TRUNK_ADDRESSES = Section("trunk_addresses", "addresses", None, key=("position",),
+                          parent=TRUNKS, parent_key=_TRUNK,
+                          value=("address", _values(String(15))))
+TRUNK_CODECS = Section("trunk_codecs", "codecs", None, key=("position",), parent=TRUNKS,
+                       parent_key=_TRUNK, value=("codec", _ENUM))
+TRUNK_DIDS = Section("trunk_dids", "dids", None, key=("position",), parent=TRUNKS,
+                     parent_key=_TRUNK, value=("did_range", _values(String(48))))
+TRUNK_GROUPS = Section("trunk_groups", "trunk_groups", TrunkGroup, key=("name",))
+TRUNK_GROUP_MEMBERS = Section("trunk_group_members", "trunks", None, key=("position",),
+                              parent=TRUNK_GROUPS, parent_key=(("trunk_group", "name"),),
+                              value=("trunk", _values(NAME)))
+TIME_FRAMES = Section("time_frames", "time_frames", TimeFrame, key=("name",))
+_TIME_FRAME = (("time_frame", "name"),)
+WEEKLY_RULES = Section("time_frame_rules", "weekly", WeeklyRule, key=("position",),
+                       parent=TIME_FRAMES, parent_key=_TIME_FRAME,
+                       renames={"start": "start_time", "end": "end_time"})  # END: SQL
+RULE_DAYS = Section("time_frame_rule_days", "days", None, key=("position",),
+                    parent=WEEKLY_RULES,
+                    parent_key=(("time_frame", "time_frame"), ("rule", "position")),
+                    value=("day", _ENUM))
+HOLIDAYS = Section("time_frame_holidays", "holidays", Holiday, key=("position",),
+                   parent=TIME_FRAMES, parent_key=_TIME_FRAME)
+CALL_GROUPS = Section("call_groups", "call_groups", CallGroup, key=("name",))
+CALL_GROUP_MEMBERS = Section("call_group_members", "members", None, key=("position",),
+                             parent=CALL_GROUPS, parent_key=(("call_group", "name"),),
+                             value=("extension", _values(key_string(8))))
+IVRS = Section("ivrs", "ivrs", Ivr, key=("name",),
+               # one optional target each: a JSON object rather than four nullable columns
+               as_json={"on_timeout": "on_timeout", "on_invalid": "on_invalid"})
+IVR_OPTIONS = Section("ivr_options", "options", IvrOption, key=("position",), parent=IVRS,
+                      parent_key=(("ivr", "name"),),
+                      renames={"user": "user_extension"})  # USER is an SQL word
+SOUNDS = Section("sounds", "sounds", Sound, key=("name",),
+                 as_json={"files": "files"})  # language -> source file: read whole
+"""The sounds' source files (their converted audio: `sound_audio`, `sound_files`)."""
+
+SECTIONS: tuple[Section, ...] = (
+    SYSTEM, LAN_NETWORKS, LAN_CODECS, REMOTE_CODECS, GROUPS, GROUP_ALLOW, GROUP_DENY,
+    DIALPLAN, CLASS_SETTINGS, PROCEDURES, PROCEDURE_NUMBERS, USERS, PREFERENCES,
+    TRUNKS, TRUNK_ADDRESSES, TRUNK_CODECS, TRUNK_DIDS, TRUNK_GROUPS, TRUNK_GROUP_MEMBERS,
+    TIME_FRAMES, WEEKLY_RULES, RULE_DAYS, HOLIDAYS, CALL_GROUPS, CALL_GROUP_MEMBERS,
+    IVRS, IVR_OPTIONS, SOUNDS)
 """Parents before children, referenced before referencing (users name groups)."""
-
-
-def _single_row(section: Section) -> Table:
-    """The table of a section with one item (settings): its one row has id 1."""
-    name = section.table_name
-    return Table(name, metadata, Column("id", Integer, primary_key=True, autoincrement=False),
-                 *section.columns(), CheckConstraint("id = 1", name=f"ck_{name}_single_row"))
-
-
-def _list(section: Section, *unique: str,
-          constraints: tuple[ForeignKeyConstraint, ...] = ()) -> Table:
-    """The table of a list section: rows in `position` order, `unique` columns unique."""
-    name = section.table_name
-    return Table(name, metadata, Column("id", Integer, primary_key=True),
-                 Column("position", Integer, nullable=False), *section.columns(),
-                 UniqueConstraint("position", name=f"uq_{name}_position"),
-                 *(UniqueConstraint(column, name=f"uq_{name}_{column.removesuffix('_key')}")
-                   for column in unique), *constraints)
 
 
 site_state = Table(
@@ -256,7 +167,7 @@ every database (row lock on PostgreSQL/MariaDB, write lock on SQLite). `revision
 with every import that changed something; `digest` is the stored site's (see
 `Store.import_site`)."""
 
-system_settings = _single_row(SYSTEM)
+system_settings = single_row(SYSTEM)
 lan_networks = Table(
     "lan_networks", metadata,
     Column("position", Integer, primary_key=True, autoincrement=False),
@@ -269,12 +180,39 @@ sip_codecs = Table(
     *LAN_CODECS.columns(),
     CheckConstraint("scope IN ('lan', 'remote')", name="ck_sip_codecs_scope"),
 )
-dialplan_settings = _single_row(DIALPLAN)
-dialplan_procedures = _list(PROCEDURES, "name")
-acl_groups = _list(GROUPS, "name")
-users = _list(USERS, "extension", "email_key", "login_key", "office_did", "fax_did", constraints=(
+dialplan_settings = single_row(DIALPLAN)
+dialplan_procedures = top_list(PROCEDURES, "name")
+acl_groups = top_list(GROUPS, "name")
+users = top_list(USERS, "extension", "email_key", "login_key", "office_did", "fax_did",
+                 constraints=(
     # A user's group must exist: enforced by the database too.
     ForeignKeyConstraint(["group_name"], ["acl_groups.name"], name="fk_users_group_name"),))
+group_call_classes = child_list(GROUP_ALLOW, "acl_groups", ("group_name", NAME),
+                                scope=("rule", 5))
+call_class_settings = Table(
+    "call_class_settings", metadata,
+    Column("position", Integer, primary_key=True, autoincrement=False),
+    *CLASS_SETTINGS.columns(),
+)
+procedure_numbers = child_list(PROCEDURE_NUMBERS, "dialplan_procedures", ("procedure", NAME),
+                               index="number")
+trunks = top_list(TRUNKS, "name")
+trunk_addresses = child_list(TRUNK_ADDRESSES, "trunks", ("trunk", NAME))
+trunk_codecs = child_list(TRUNK_CODECS, "trunks", ("trunk", NAME))
+trunk_dids = child_list(TRUNK_DIDS, "trunks", ("trunk", NAME))
+trunk_groups = top_list(TRUNK_GROUPS, "name")
+trunk_group_members = child_list(TRUNK_GROUP_MEMBERS, "trunk_groups", ("trunk_group", NAME))
+time_frames = top_list(TIME_FRAMES, "name")
+time_frame_rules = child_list(WEEKLY_RULES, "time_frames", ("time_frame", NAME))
+time_frame_rule_days = child_list(RULE_DAYS, "time_frame_rules", ("time_frame", NAME),
+                                  ("rule", Integer()))
+time_frame_holidays = child_list(HOLIDAYS, "time_frames", ("time_frame", NAME))
+call_groups = top_list(CALL_GROUPS, "name")
+call_group_members = child_list(CALL_GROUP_MEMBERS, "call_groups", ("call_group", NAME),
+                                index="extension")
+ivrs = top_list(IVRS, "name")
+ivr_options = child_list(IVR_OPTIONS, "ivrs", ("ivr", NAME))
+sounds = top_list(SOUNDS, "name")
 user_preferences = Table(
     "user_preferences", metadata,
     Column("extension", key_string(8), primary_key=True),
@@ -288,14 +226,6 @@ secrets = Table(
     Column("value", Text, nullable=False),
 )
 """Generated secrets (see wildix_ast.store.vault): kept across imports."""
-documents = Table(
-    "documents", metadata,
-    Column("name", key_string(64), primary_key=True),
-    Column("body", Text, nullable=False),
-)
-"""Sections kept as one JSON document each until they get tables of their own (the
-outgoing-routing settings: trunks, trunk groups, group ACLs, dialplan general settings):
-stored whole and given back exactly, so nothing a settings file says is lost."""
 def _blob() -> TypeEngine[bytes]:
     return LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
 
@@ -334,7 +264,9 @@ and the store revision it left."""
 
 STORE_TABLES: tuple[Table, ...] = (
     site_state, system_settings, lan_networks, sip_codecs, dialplan_settings,
-    dialplan_procedures, acl_groups, users, user_preferences, secrets, documents,
-    sound_audio, sound_files, imports)
+    call_class_settings, dialplan_procedures, procedure_numbers, acl_groups,
+    group_call_classes, users, user_preferences, trunks, trunk_addresses, trunk_codecs,
+    trunk_dids, trunk_groups, trunk_group_members, time_frames, time_frame_rules,
+    time_frame_rule_days, time_frame_holidays, call_groups, call_group_members, ivrs,
+    ivr_options, sounds, secrets, sound_audio, sound_files, imports)
 """Every table of the store, parents before children."""
-

@@ -19,14 +19,13 @@ from datetime import UTC, datetime
 from wildix_ast.calls import variables as v
 from wildix_ast.calls.missed_calls import MailSpool, MissedCall
 from wildix_ast.calls.mobility import NO_LEG, mobility_leg_of
-from wildix_ast.errors import SettingsError
+from wildix_ast.errors import SettingsError, UnknownUserError
 from wildix_ast.model.feature_codes import FAILURE, Announcement, InvalidCode, Service, apply, parse
 from wildix_ast.model.preferences import Preferences
 from wildix_ast.services.agi.protocol import AgiRequest
 from wildix_ast.services.agi.server import Decision, Route
 from wildix_ast.services.agi.voicemail_logins import LoginGuard
 from wildix_ast.store import Store
-from wildix_ast.store.store import UnknownUserError
 
 log = logging.getLogger(__name__)
 

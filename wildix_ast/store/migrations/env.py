@@ -9,7 +9,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, create_engine, pool
 
-from wildix_ast.store.tables import STORE_TABLES, metadata
+from wildix_ast.store.columns import metadata
+from wildix_ast.store.tables import STORE_TABLES
 
 config = context.config
 _OURS = {t.name for t in STORE_TABLES}
