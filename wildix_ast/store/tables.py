@@ -44,6 +44,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeEngine
 
 from wildix_ast.model.dialplan import Dialplan, Procedure
+from wildix_ast.model.directory import DirectorySettings
 from wildix_ast.model.fields import Width
 from wildix_ast.model.groups import Group
 from wildix_ast.model.preferences import Preferences
@@ -221,8 +222,15 @@ PREFERENCES = Section("user_preferences", "preferences", None, key=(), many=Fals
 """One row per user: its preferences as JSON (only what differs from the defaults), so a
 preference added later needs no migration; read whole by the call-time look-up."""
 
+DIRECTORY = Section("directory_settings", "directory", DirectorySettings, key=("id",),
+                    many=False, flatten={"attributes": "attribute_"}, fixed={"id": 1})
+DIRECTORY_SERVERS = Section("directory_servers", "servers", None, key=("position",),
+                            parent=DIRECTORY,
+                            value=("server", Scalar(String(261), False, None)))
+
 SECTIONS: tuple[Section, ...] = (SYSTEM, LAN_NETWORKS, LAN_CODECS, REMOTE_CODECS, GROUPS,
-                                 DIALPLAN, PROCEDURES, USERS, PREFERENCES)
+                                 DIALPLAN, PROCEDURES, USERS, PREFERENCES, DIRECTORY,
+                                 DIRECTORY_SERVERS)
 """Parents before children, referenced before referencing (users name groups)."""
 
 
@@ -282,6 +290,37 @@ user_preferences = Table(
     ForeignKeyConstraint(["extension"], ["users.extension"],
                          name="fk_user_preferences_extension"),
 )
+directory_settings = _single_row(DIRECTORY)
+directory_servers = Table(
+    "directory_servers", metadata,
+    Column("position", Integer, primary_key=True, autoincrement=False),
+    *DIRECTORY_SERVERS.columns(),
+)
+directory_users = Table(
+    "directory_users", metadata,
+    Column("extension", key_string(8), primary_key=True),
+    Column("entry_uuid", key_string(64), nullable=False),
+    Column("dn", Text, nullable=False),
+    Column("synced_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("entry_uuid", name="uq_directory_users_entry_uuid"),
+)
+"""The users the directory owns (their origin): a sync changes and removes only these. By
+the entry's UUID, which survives renames and moves in the directory tree."""
+directory_state = Table(
+    "directory_state", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("server", String(261), nullable=False),
+    Column("change_mark", String(128), nullable=True),
+    Column("synced_at", DateTime(timezone=True), nullable=False),
+    Column("full", Integer, nullable=False),
+    Column("users", Integer, nullable=False),
+    Column("added", Integer, nullable=False),
+    Column("changed", Integer, nullable=False),
+    Column("removed", Integer, nullable=False),
+    CheckConstraint("id = 1", name="ck_directory_state_single_row"),
+)
+"""The last successful sync: the server it read and its change mark (where the next
+incremental sync starts), what it did."""
 secrets = Table(
     "secrets", metadata,
     Column("key", key_string(SECRET_KEY), primary_key=True),
@@ -335,6 +374,7 @@ and the store revision it left."""
 STORE_TABLES: tuple[Table, ...] = (
     site_state, system_settings, lan_networks, sip_codecs, dialplan_settings,
     dialplan_procedures, acl_groups, users, user_preferences, secrets, documents,
-    sound_audio, sound_files, imports)
+    sound_audio, sound_files, imports, directory_settings, directory_servers, directory_users,
+    directory_state)
 """Every table of the store, parents before children."""
 
