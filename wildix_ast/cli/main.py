@@ -490,6 +490,7 @@ def _mount_services() -> None:
     from wildix_ast.cli import voicemail as voicemail_logins_cli
 
     app.add_typer(preferences_cli.app, name="user")
+    app.add_typer(preferences_cli.users_app, name="users")
     app.add_typer(voicemail_logins_cli.app, name="voicemail")
 
 

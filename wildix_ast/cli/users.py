@@ -1,10 +1,12 @@
 """`wildix-ast user set|show`: one user's preferences in the store (WMS "Préférences
 utilisateur"). A change is one transaction and is seen by the FastAGI service on the next
-call: no apply, no Asterisk reload."""
+call: no apply, no Asterisk reload. `wildix-ast users import|export`: the user table as a
+CSV file (WMS Users > Import / Export CSV)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -13,8 +15,14 @@ from rich.table import Table
 from wildix_ast.cli.console import emit_json, mode, out
 from wildix_ast.model.preferences import CallTypePreferences, Preferences, edit
 
+if TYPE_CHECKING:
+    from wildix_ast.model.user_merge import UserChanges
+
 app = typer.Typer(help="A user's preferences (forwards, reject, lists, DND...), changed live.",
                   no_args_is_help=True)
+
+users_app = typer.Typer(help="The user table as CSV (import, export).",
+                        no_args_is_help=True)
 
 ExtensionArg = Annotated[str, typer.Argument(help="The user's extension.", show_default=False)]
 DbUrl = Annotated[str | None, typer.Option(
@@ -92,3 +100,116 @@ def _print(extension: str, preferences: Preferences, as_json: bool, verb: str | 
         out.print(f"{name}: {_text(value)}")
     if verb:
         out.print(f"[green]✓[/] preferences of {extension} {verb}; the next call follows them")
+
+
+# --- users import / export (CSV) -------------------------------------------------------------
+
+MAX_CSV_BYTES = 64 * 1024 * 1024
+
+
+def show_user_changes(changes: UserChanges, title: str) -> None:
+    """The users a change adds, changes (with the fields that differ) and removes: a table
+    like `apply --dry-run`'s plan."""
+    if not changes.any:
+        out.print("[green]no changes[/]: the stored users are up to date")
+        return
+    table = Table(title=title, show_edge=False)
+    table.add_column("extension")
+    table.add_column("name")
+    table.add_column("change")
+    table.add_column("fields")
+    for user in changes.added:
+        table.add_row(user.extension, escape(user.name), "[green]add[/]", "")
+    for before, after in changes.changed:
+        differ = [name for name in type(after).model_fields
+                  if getattr(before, name) != getattr(after, name)]
+        table.add_row(after.extension, escape(after.name), "[yellow]change[/]",
+                      escape(", ".join(differ)))
+    for user in changes.removed:
+        table.add_row(user.extension, escape(user.name), "[red]remove[/]", "")
+    out.print(table)
+    out.print(changes.summary())
+
+
+def changes_json(changes: UserChanges) -> dict[str, Any]:
+    return {"added": [u.extension for u in changes.added],
+            "changed": [a.extension for _, a in changes.changed],
+            "removed": [u.extension for u in changes.removed]}
+
+
+@users_app.command("import")
+def import_csv(
+    csv_file: Annotated[Path, typer.Argument(help="The CSV file (the columns of `users "
+                                             "export`).", show_default=False)],
+    dry_run: Annotated[bool, typer.Option("--dry-run", "--check",
+                                          help="Show what would change; write nothing.")]
+    = False,
+    db: DbUrl = None,
+    as_json: JsonOutput = False,
+) -> None:
+    """Add or change users from a CSV file (matched by extension): all rows or none."""
+    from wildix_ast.errors import SettingsError
+    from wildix_ast.model.user_merge import merge_users
+    from wildix_ast.model.users_csv import parse_users_csv
+    from wildix_ast.services.directory.welcome import welcome_new_users
+    from wildix_ast.store import open_store
+
+    mode.json = as_json
+    try:
+        if csv_file.stat().st_size > MAX_CSV_BYTES:
+            raise SettingsError(f"{csv_file} is larger than {MAX_CSV_BYTES >> 20} MiB")
+        text = csv_file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SettingsError(f"{csv_file}: no such file") from None
+    except UnicodeDecodeError as exc:
+        raise SettingsError(f"{csv_file} is not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise SettingsError(f"{csv_file}: {exc.strerror or exc}") from None
+    rows = parse_users_csv(text, csv_file.name)
+    with open_store(db) as store:
+        if not store.has_site():
+            raise SettingsError("the store holds no site yet: run `wildix-ast import SITE` "
+                                "first")
+        site, changes = merge_users(store.export_site(), rows)
+        report = None
+        if not dry_run and changes.any:
+            report = store.import_site(site)
+    if not dry_run and changes.added:
+        welcome_new_users(changes.added)
+    if as_json:
+        emit_json({"ok": True, "dry_run": dry_run, **changes_json(changes),
+                   "revision": report.revision if report else None})
+        return
+    show_user_changes(changes, f"users from {csv_file.name}")
+    if dry_run:
+        out.print("[dim]dry run: nothing written[/]")
+    elif changes.any:
+        out.print(f"[green]✓[/] imported {csv_file}")
+
+
+@users_app.command("export")
+def export_csv(
+    output: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file "
+                                                "instead of standard output.")] = None,
+    db: DbUrl = None,
+) -> None:
+    """Print the stored users as CSV (no passwords, no preferences)."""
+    import sys
+
+    from wildix_ast.errors import SettingsError
+    from wildix_ast.model.users_csv import users_csv
+    from wildix_ast.store import open_store
+
+    with open_store(db) as store:
+        if not store.has_site():
+            raise SettingsError("the store holds no site yet: run `wildix-ast import SITE` "
+                                "first")
+        text = users_csv(store.export_site().users)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    from wildix_ast.files import write_atomic
+
+    # personal data (names, emails, mobiles): owner-only
+    write_atomic(output, text, mode=0o600)
+    out.print(f"[green]✓[/] wrote {output}")
