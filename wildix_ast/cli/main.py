@@ -491,6 +491,10 @@ def _mount_services() -> None:
 
     app.add_typer(preferences_cli.app, name="user")
     app.add_typer(preferences_cli.users_app, name="users")
+
+    from wildix_ast.cli import directory as directory_cli
+
+    app.add_typer(directory_cli.app, name="directory")
     app.add_typer(voicemail_logins_cli.app, name="voicemail")
 
 

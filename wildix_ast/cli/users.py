@@ -107,7 +107,7 @@ def _print(extension: str, preferences: Preferences, as_json: bool, verb: str | 
 MAX_CSV_BYTES = 64 * 1024 * 1024
 
 
-def show_user_changes(changes: UserChanges, title: str) -> None:
+def show_user_changes(changes: UserChanges, title: str, limit: int = 100) -> None:
     """The users a change adds, changes (with the fields that differ) and removes: a table
     like `apply --dry-run`'s plan."""
     if not changes.any:
@@ -118,16 +118,21 @@ def show_user_changes(changes: UserChanges, title: str) -> None:
     table.add_column("name")
     table.add_column("change")
     table.add_column("fields")
+    rows: list[tuple[str, str, str, str]] = []
     for user in changes.added:
-        table.add_row(user.extension, escape(user.name), "[green]add[/]", "")
+        rows.append((user.extension, escape(user.name), "[green]add[/]", ""))
     for before, after in changes.changed:
         differ = [name for name in type(after).model_fields
                   if getattr(before, name) != getattr(after, name)]
-        table.add_row(after.extension, escape(after.name), "[yellow]change[/]",
-                      escape(", ".join(differ)))
+        rows.append((after.extension, escape(after.name), "[yellow]change[/]",
+                     escape(", ".join(differ))))
     for user in changes.removed:
-        table.add_row(user.extension, escape(user.name), "[red]remove[/]", "")
+        rows.append((user.extension, escape(user.name), "[red]remove[/]", ""))
+    for row in rows[:limit]:
+        table.add_row(*row)
     out.print(table)
+    if len(rows) > limit:
+        out.print(f"[dim]… and {len(rows) - limit} more (--json lists them all)[/]")
     out.print(changes.summary())
 
 

@@ -301,6 +301,7 @@ directory_users = Table(
     Column("extension", key_string(8), primary_key=True),
     Column("entry_uuid", key_string(64), nullable=False),
     Column("dn", Text, nullable=False),
+    Column("change_mark", String(128), nullable=True),
     Column("synced_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("entry_uuid", name="uq_directory_users_entry_uuid"),
 )

@@ -68,6 +68,7 @@ def upgrade() -> None:
         sa.Column("extension", _key(8), primary_key=True),
         sa.Column("entry_uuid", _key(64), nullable=False),
         sa.Column("dn", sa.Text, nullable=False),
+        sa.Column("change_mark", sa.String(128), nullable=True),
         sa.Column("synced_at", sa.DateTime(timezone=True), nullable=False),
         sa.UniqueConstraint("entry_uuid", name="uq_directory_users_entry_uuid"),
         **_MYSQL,
