@@ -137,9 +137,13 @@ def import_(site_file: SiteFile, db: DbUrl = None) -> None:
     from wildix_ast.apply.pipeline import site_sounds
     from wildix_ast.store import open_store
 
+    from wildix_ast.store.directory import with_directory_users
+
     site = load_site(site_file)
     text = site_file.read_text(encoding="utf-8")
     with open_store(db) as store:
+        # the company directory's users stay: the directory sync manages them
+        site = with_directory_users(store, site)
         report = store.import_site(site, source_text=text,
                                    sounds=site_sounds(site, site_file, store))
         # New users get their SIP and WEB passwords now, so every later view agrees.
@@ -301,6 +305,9 @@ def apply(
     text = site_file.read_text(encoding="utf-8")
     target = _target(lab, etc_dir, data_dir)
     with open_store(db) as store:
+        from wildix_ast.store.directory import with_directory_users
+
+        site = with_directory_users(store, site)  # the directory sync manages its users
         outcome = apply_site(site, store, target, source_text=text, templates=templates,
                              sounds=site_sounds(site, site_file, store),
                              dry_run=dry_run, offline=offline, allow_restart=restart,

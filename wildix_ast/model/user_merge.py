@@ -51,11 +51,13 @@ def _problems(exc: ValidationError, where: str, skip: int = 0) -> list[Problem]:
 
 
 def merge_users(site: Site, incoming: Sequence[Incoming], *, remove: Iterable[str] = (),
-                keep: Iterable[str] = ()) -> tuple[Site, UserChanges]:
+                keep: Iterable[str] = (), fill_holes: bool = False
+                ) -> tuple[Site, UserChanges]:
     """`site` with each incoming user put in place of the stored one of the same extension
     (or added at the end), and the users at the extensions of `remove` taken out. Fields an
     incoming user does not give (passwords, preferences) are kept from the stored user.
-    `keep`: fields an incoming user never overrides. All problems are reported at once, as a
+    `keep`: fields an incoming user never overrides. `fill_holes`: the last users take the
+    places of removed ones (the order of users means nothing to the source). All problems are reported at once, as a
     SettingsError, and nothing is merged."""
     problems: list[Problem] = []
     by_extension = {u.extension: i for i, u in enumerate(site.users)}
@@ -99,6 +101,19 @@ def merge_users(site: Site, incoming: Sequence[Incoming], *, remove: Iterable[st
         if index is not None and users[index] is not None:
             changes.removed.append(site.users[index])
             users[index] = None
+    if fill_holes:
+        # The last users move into the removed ones' places: the store then rewrites a
+        # few rows, not the position of every user after the first removed one.
+        holes = [i for i, u in enumerate(users) if u is None]
+        for hole in holes:
+            while users and users[-1] is None:
+                users.pop()
+            if hole >= len(users):
+                break
+            last = len(users) - 1
+            users[hole] = users.pop()
+            if last in sources:
+                sources[hole] = sources.pop(last)
     if not changes.any:
         if problems:
             raise SettingsError(f"{len(problems)} problem(s); nothing was imported", problems)

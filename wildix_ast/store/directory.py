@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from wildix_ast.store.vault import user_secret_key
 
 if TYPE_CHECKING:
+    from wildix_ast.model.site import Site
     from wildix_ast.store.store import Store
 
 BIND_PASSWORD_KEY = "directory:bind_password"
@@ -138,3 +139,24 @@ def record_sync(store: Store, state: SyncState) -> None:
             writing(store.engine) as connection:
         connection.execute(delete(t))
         connection.execute(insert(t).values(**values))
+
+
+def with_directory_users(store: Store, site: Site) -> Site:
+    """`site` (read from a settings file) with the directory's users it does not list added
+    back from the store: a settings file describes the users people manage; the directory
+    manages its own, and a settings import must not delete them (their secrets and
+    preferences with them) for the next sync to create them again. A user the file lists
+    at an owned extension is the file's."""
+    if not store.has_site():
+        return site
+    owned = {o.extension for o in owned_users(store).values()}
+    listed = {u.extension for u in site.users}
+    missing = owned - listed
+    if not missing:
+        return site
+    from wildix_ast.model.site import Site as SiteModel
+
+    kept = [u for u in store.export_site().users if u.extension in missing]
+    data = site.model_dump(exclude_unset=True)
+    data["users"] = [*data.get("users", []), *(u.model_dump(exclude_unset=True) for u in kept)]
+    return SiteModel.model_validate(data)

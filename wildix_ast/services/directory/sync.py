@@ -207,7 +207,8 @@ def _compare(site: Site, settings: DirectorySettings, mapping: dict[str, str],
     try:
         # the ACL group is the directory's choice for new users only: an administrator
         # may move a user to another group afterwards
-        merged, changes = merge_users(site, incoming, remove=gone, keep=("group",))
+        merged, changes = merge_users(site, incoming, remove=gone, keep=("group",),
+                                      fill_holes=True)
     except Exception as exc:
         from wildix_ast.errors import SettingsError
 
@@ -230,7 +231,12 @@ def apply_sync(store: Store, plan: SyncPlan) -> None:
     fresh = [o for u, o in plan.owned.items() if before.get(u) != o]
     record_owned(store, fresh)
     if plan.changes.any:
+        from wildix_ast.store.vault import with_secrets
+
         store.import_site(plan.site)
+        if plan.changes.added:
+            # new users get their SIP password now, as after a settings import
+            with_secrets(plan.site, store)
     forget_owned(store, [e for e in plan.gone
                          if e not in {o.extension for o in plan.owned.values()}])
     record_sync(store, SyncState(
