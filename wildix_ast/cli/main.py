@@ -136,7 +136,6 @@ def import_(site_file: SiteFile, db: DbUrl = None) -> None:
     _short_lived()
     from wildix_ast.apply.pipeline import site_sounds
     from wildix_ast.store import open_store
-
     from wildix_ast.store.directory import with_directory_users
 
     site = load_site(site_file)

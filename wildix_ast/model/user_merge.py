@@ -57,8 +57,8 @@ def merge_users(site: Site, incoming: Sequence[Incoming], *, remove: Iterable[st
     (or added at the end), and the users at the extensions of `remove` taken out. Fields an
     incoming user does not give (passwords, preferences) are kept from the stored user.
     `keep`: fields an incoming user never overrides. `fill_holes`: the last users take the
-    places of removed ones (the order of users means nothing to the source). All problems are reported at once, as a
-    SettingsError, and nothing is merged."""
+    places of removed ones (the order of users means nothing to the source). All problems
+    are reported at once, as a SettingsError, and nothing is merged."""
     problems: list[Problem] = []
     by_extension = {u.extension: i for i, u in enumerate(site.users)}
     kept = set(keep)
