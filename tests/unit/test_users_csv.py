@@ -146,3 +146,42 @@ def test_quoted_cells_keep_their_line_numbers() -> None:
     rows = parse_users_csv('name,extension,department\n"A",101,"two\nlines"\nB,102,\n',
                            "users.csv")
     assert [r.where for r in rows] == ["users.csv line 2", "users.csv line 4"]
+
+
+def test_an_admin_cannot_edit_another_admin(env: dict[str, str], tmp_path: Path) -> None:
+    """The seed's rule: 103 (@Cleo) is an admin; acting as 103, editing an ordinary user
+    works, editing admin 105 or making an admin does not, and nothing is written."""
+    rows = _rows(run("users", "export", env=env).stdout)
+    rows.append({**dict.fromkeys(COLUMNS, ""), "name": "Other Admin", "extension": "105",
+                 "type": "admin"})
+    _write(tmp_path / "with-admin.csv", rows)
+    done = run("users", "import", str(tmp_path / "with-admin.csv"), env=env)  # super admin
+    assert done.returncode == 0, done.stderr
+
+    rows[1]["department"] = "Research"   # line 3: an ordinary user: allowed
+    rows[4]["name"] = "Renamed Admin"    # line 6: another admin: refused
+    rows[3]["type"] = "admin"            # line 5: making an admin: refused
+    _write(tmp_path / "edit.csv", rows)
+    before = _stored(env)
+    done = run("users", "import", str(tmp_path / "edit.csv"), "--as", "103", env=env)
+    assert_no_traceback(done)
+    assert done.returncode == SettingsError.exit_code
+    assert "edit.csv line 6: an administrator cannot edit another administrator" \
+        in done.stderr
+    assert "edit.csv line 5: an administrator cannot make another administrator" \
+        in done.stderr
+    assert _stored(env) == before
+
+    rows[4]["name"], rows[3]["type"] = "Other Admin", "user"
+    _write(tmp_path / "edit.csv", rows)
+    done = run("users", "import", str(tmp_path / "edit.csv"), "--as", "103", env=env)
+    assert done.returncode == 0, done.stderr
+    assert _stored(env)["102"]["department"] == "Research"
+
+    # preferences: the same rule, and a plain user edits only their own
+    refused = run("user", "set", "105", "dnd=on", "--as", "103", env=env)
+    assert refused.returncode == 1 and "cannot edit another administrator" in refused.stderr
+    assert run("user", "set", "102", "dnd=on", "--as", "103", env=env).returncode == 0
+    assert run("user", "set", "102", "dnd=off", "--as", "102", env=env).returncode == 0
+    refused = run("user", "set", "101", "dnd=on", "--as", "102", env=env)
+    assert refused.returncode == 1 and "only their own" in refused.stderr

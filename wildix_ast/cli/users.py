@@ -42,6 +42,10 @@ def set_(
              "call_waiting, call_timeout, mobility, mobility_delay, mobility_confirmation, "
              "missed_call_email, ringtone); settings: dnd, shared_voicemail, hotline.number, "
              "hotline.delay, call_waiting_beep, popup_url, popup_http.", show_default=False)],
+    acting: Annotated[str | None, typer.Option(
+        "--as", help="Who makes the change (login or extension): the user themself, or an "
+        "admin, who cannot edit another admin. Without it: the super administrator.")]
+    = None,
     db: DbUrl = None,
     as_json: JsonOutput = False,
 ) -> None:
@@ -50,6 +54,8 @@ def set_(
 
     mode.json = as_json
     with open_store(db) as store:
+        if acting is not None:
+            _may_edit(store, acting, extension)
         changed = store.change_preferences(extension, lambda now: edit(now, assignments))
     _print(extension, changed, as_json, "changed")
 
@@ -149,6 +155,10 @@ def import_csv(
     dry_run: Annotated[bool, typer.Option("--dry-run", "--check",
                                           help="Show what would change; write nothing.")]
     = False,
+    acting: Annotated[str | None, typer.Option(
+        "--as", help="The administrator (login or extension) doing the import: the seed's "
+        "rule applies (an admin cannot edit other admins). Without it: the super "
+        "administrator (whoever holds the store).")] = None,
     db: DbUrl = None,
     as_json: JsonOutput = False,
 ) -> None:
@@ -175,7 +185,11 @@ def import_csv(
         if not store.has_site():
             raise SettingsError("the store holds no site yet: run `wildix-ast import SITE` "
                                 "first")
-        site, changes = merge_users(store.export_site(), rows)
+        stored = store.export_site()
+        site, changes = merge_users(stored, rows)
+        if acting is not None:
+            _check_admin_rule(stored, acting, changes,
+                              {str(r.data.get("extension")): r.where for r in rows})
         report = None
         if not dry_run and changes.any:
             report = store.import_site(site)
@@ -190,6 +204,41 @@ def import_csv(
         out.print("[dim]dry run: nothing written[/]")
     elif changes.any:
         out.print(f"[green]✓[/] imported {csv_file}")
+
+
+def _may_edit(store: Any, acting: str, extension: str) -> None:
+    """The seed's rule for one user's settings: a user edits their own, an admin those of
+    users that are not admins."""
+    from wildix_ast.errors import WildixError
+    from wildix_ast.model.users import UserType
+    from wildix_ast.store.store import UnknownUserError
+
+    actor = store.user_by_extension(acting) or store.user_by_login(acting)
+    target = store.user_by_extension(extension)
+    if actor is None:
+        raise UnknownUserError(f"--as {acting}: no user has this login or extension")
+    if target is None or actor.extension == target.extension:
+        return
+    if actor.type is not UserType.ADMIN:
+        raise WildixError(f"{acting} may edit only their own preferences")
+    if target.type is UserType.ADMIN:
+        raise WildixError(f"{acting} cannot edit {extension}: an administrator cannot edit "
+                          "another administrator")
+
+
+def _check_admin_rule(site: Any, acting: str, changes: UserChanges,
+                      where: dict[str, str]) -> None:
+    from wildix_ast.errors import SettingsError
+    from wildix_ast.model.user_merge import admin_rule_problems
+    from wildix_ast.store.store import UnknownUserError
+
+    actor = next((u for u in site.users if acting in (u.extension, u.login)), None)
+    if actor is None:
+        raise UnknownUserError(f"--as {acting}: no user has this login or extension")
+    problems = admin_rule_problems(actor, changes, where)
+    if problems:
+        raise SettingsError(f"{len(problems)} change(s) {acting} may not make; nothing was "
+                            "imported", problems)
 
 
 @users_app.command("export")

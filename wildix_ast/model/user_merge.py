@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from wildix_ast.errors import Problem, SettingsError
 from wildix_ast.model import fields
 from wildix_ast.model.site import Site
-from wildix_ast.model.users import User
+from wildix_ast.model.users import User, UserType
 
 
 @dataclass(frozen=True)
@@ -141,3 +141,33 @@ def merge_users(site: Site, incoming: Sequence[Incoming], *, remove: Iterable[st
         # the rows' own problems and, among the valid rows, those of the rules across rows
         raise SettingsError(f"{len(problems)} problem(s); nothing was imported", problems)
     return merged, changes
+
+
+def admin_rule_problems(actor: User, changes: UserChanges,
+                        where: dict[str, str] | None = None) -> list[Problem]:
+    """The seed's rule (WMS Users): "admins cannot edit other admins nor set their passwords;
+    only the super administrator can". `actor` is the person making `changes`: an admin may
+    not change or remove another admin, nor make a user an admin. (A plain user cannot
+    edit users at all.) The super administrator is whoever runs wildix-ast with the store's
+    own access (no `--as`): they are not checked. `where`: extension -> source location."""
+    located = where or {}
+    problems: list[Problem] = []
+    if actor.type is not UserType.ADMIN:
+        return [Problem("", f"{actor.login or actor.extension} is not an administrator: "
+                            "only administrators edit users")]
+
+    def refuse(extension: str, message: str) -> None:
+        problems.append(Problem(located.get(extension, f"user {extension}"), message))
+
+    for before, after in changes.changed:
+        if before.type is UserType.ADMIN and before.extension != actor.extension:
+            refuse(after.extension, "an administrator cannot edit another administrator")
+        elif after.type is UserType.ADMIN and before.type is not UserType.ADMIN:
+            refuse(after.extension, "an administrator cannot make another administrator")
+    for user in changes.added:
+        if user.type is UserType.ADMIN:
+            refuse(user.extension, "an administrator cannot create another administrator")
+    for user in changes.removed:
+        if user.type is UserType.ADMIN and user.extension != actor.extension:
+            refuse(user.extension, "an administrator cannot remove another administrator")
+    return problems
