@@ -9,6 +9,7 @@ a value list: tests/unit/test_directory.py plays AD's answers to the ranging fun
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterator
@@ -256,3 +257,63 @@ def test_entries_missing_attributes(slapd: SlapdServer, tmp_path: Path) -> None:
     message = _refused(env)
     assert f"{_dn(0)}: name" in message and "is required" in message
     assert "nothing was changed" in message
+
+
+@pytest.mark.lab
+def test_deleted_directory_user_cannot_register(slapd: SlapdServer,
+                                                tmp_path: Path) -> None:
+    """The issue's bar, on a live Asterisk 22: a directory user registers; once deleted in
+    the directory, a sync and an apply later, their endpoint is gone and the same phone
+    with the same credentials is refused."""
+    from support.live_site import example_site, live_site
+    from support.sip_ua import Agent
+
+    from wildix_ast.apply.pipeline import apply_site
+    from wildix_ast.model.directory import DirectorySettings
+    from wildix_ast.services.directory.sync import apply_sync, plan_sync
+    from wildix_ast.store.directory import BIND_PASSWORD_KEY
+
+    victim, survivor = _dn(1), "20002"
+    site = example_site()
+    site = site.model_copy(update={"directory": DirectorySettings(
+        enabled=True, servers=[f"127.0.0.1:{slapd.ldaps_port}"], ca_file=str(slapd.ca_file),
+        bind_dn=READER_DN, base_dn=BASE_DN, user_filter=FILTER, group_filter="(cn=small)")})
+    with live_site(tmp_path, "directory", site) as live:
+        live.store.put_secret(BIND_PASSWORD_KEY, READER_PASSWORD)
+
+        def sync_and_apply() -> None:
+            apply_sync(live.store, plan_sync(live.store))
+            stored = live.store.export_site()
+            apply_site(stored, live.store, live.target)
+
+        sync_and_apply()
+        stored = with_secrets(live.store.export_site(), live.store)
+        password = {u.extension: u.sip_password for u in stored.users}
+        phone = Agent("20001", str(password["20001"]), live.lab.ports.sip)
+        try:
+            assert phone.register().status == 200
+        finally:
+            phone.close()
+
+        admin = slapd.admin()
+        assert admin.delete(victim)
+        admin.unbind()
+        sync_and_apply()
+        assert "20001" not in {u.extension for u in live.store.export_site().users}
+        async def show() -> str:
+            async with live.console() as console:
+                return await console.command("pjsip show endpoints")
+
+        endpoints = asyncio.run(show())
+        assert "20001" not in endpoints and survivor in endpoints
+        phone = Agent("20001", str(password["20001"]), live.lab.ports.sip)
+        try:
+            assert phone.register().status in (401, 403)
+        finally:
+            phone.close()
+        other = Agent(survivor, str(password[survivor]), live.lab.ports.sip)
+        try:
+            assert other.register().status == 200
+            assert other.register(expires=0).status == 200
+        finally:
+            other.close()
