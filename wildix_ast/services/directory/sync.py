@@ -52,6 +52,7 @@ class SyncPlan:
     site: Site
     owned: dict[str, Owned]
     """The ownership records after the sync, by entry UUID."""
+    owned_before: dict[str, Owned] = field(default_factory=dict)
     gone: list[str] = field(default_factory=list)
     """Extensions whose ownership ends (removed users, and records of vanished users)."""
     change_mark: str | None = None
@@ -217,7 +218,7 @@ def _compare(site: Site, settings: DirectorySettings, mapping: dict[str, str],
                                  "users; nothing was changed", exc.problems) from None
         raise
     return SyncPlan(full=full, server=server, listed=len(listed), read=len(whole),
-                    changes=changes, site=merged, owned=after, gone=gone,
+                    changes=changes, site=merged, owned=after, owned_before=owned, gone=gone,
                     change_mark=max((m for _, m in listed.values() if m), default=None),
                     seconds=time.perf_counter() - started)
 
@@ -227,8 +228,7 @@ def apply_sync(store: Store, plan: SyncPlan) -> None:
     nothing), then the end of the ownership of removed ones, then the sync's state."""
     from wildix_ast.services.directory.welcome import welcome_new_users
 
-    before = owned_users(store)
-    fresh = [o for u, o in plan.owned.items() if before.get(u) != o]
+    fresh = [o for u, o in plan.owned.items() if plan.owned_before.get(u) != o]
     record_owned(store, fresh)
     if plan.changes.any:
         from wildix_ast.store.vault import with_secrets
