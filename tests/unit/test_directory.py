@@ -138,3 +138,12 @@ def test_merge_locates_problems_at_their_source() -> None:
 
 def test_directory_error_has_its_own_exit_code() -> None:
     assert DirectoryError.exit_code == 10
+
+
+def test_a_missing_ca_file_is_a_clear_error() -> None:
+    from wildix_ast.services.directory.ldap import DirectoryConnection
+
+    settings = DirectorySettings(enabled=True, servers=["127.0.0.1:1"], base_dn="dc=x",
+                                 ca_file="/nonexistent/ca.pem")
+    with pytest.raises(DirectoryError, match=r"ca_file /nonexistent/ca\.pem: cannot be used"):
+        DirectoryConnection(settings, None)

@@ -81,8 +81,12 @@ class DirectoryConnection:
         from ldap3.core import exceptions as ldap_errors
 
         self.settings = settings
-        tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, version=ssl.PROTOCOL_TLS_CLIENT,
-                        ca_certs_file=settings.ca_file)
+        try:
+            tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, version=ssl.PROTOCOL_TLS_CLIENT,
+                            ca_certs_file=settings.ca_file)
+        except ldap_errors.LDAPException as exc:
+            raise DirectoryError(f"directory.ca_file {settings.ca_file}: cannot be used "
+                                 f"({exc})") from None
         failures: list[str] = []
         self.server_name = ""
         for server in settings.servers:
