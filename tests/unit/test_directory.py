@@ -5,6 +5,7 @@ settings' defaults per server kind, and the merge rules a sync relies on."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -147,3 +148,25 @@ def test_a_missing_ca_file_is_a_clear_error() -> None:
                                  ca_file="/nonexistent/ca.pem")
     with pytest.raises(DirectoryError, match=r"ca_file /nonexistent/ca\.pem: cannot be used"):
         DirectoryConnection(settings, None)
+
+
+def test_a_stale_merge_is_not_written(tmp_path: Path) -> None:
+    """A CSV import or a sync builds its site from the store as read; if another writer
+    changed the store meanwhile, writing it would undo that change: it is refused."""
+    from wildix_ast.errors import StoreError
+    from wildix_ast.store import open_store
+    from wildix_ast.store.directory import import_unless_changed
+
+    with open_store(str(tmp_path / "s.sqlite3")) as store:
+        store.import_site(parse_site(SITE))
+        read_at = store.revision()
+        stale, _ = merge_users(store.export_site(),
+                               [Incoming("line 2", {"name": "Z", "extension": "109"})])
+        other, _ = merge_users(store.export_site(),
+                               [Incoming("elsewhere", {"name": "B2", "extension": "102"})])
+        store.import_site(other)
+        with pytest.raises(StoreError, match="changed while this command was reading"):
+            import_unless_changed(store, stale, read_at)
+        users = {u.extension: u.name for u in store.export_site().users}
+        assert users["102"] == "B2" and "109" not in users
+        assert import_unless_changed(store, other, store.revision()).changed == 0

@@ -185,6 +185,7 @@ def import_csv(
         if not store.has_site():
             raise SettingsError("the store holds no site yet: run `wildix-ast import SITE` "
                                 "first")
+        revision = store.revision()
         stored = store.export_site()
         site, changes = merge_users(stored, rows)
         if acting is not None:
@@ -192,7 +193,9 @@ def import_csv(
                               {str(r.data.get("extension")): r.where for r in rows})
         report = None
         if not dry_run and changes.any:
-            report = store.import_site(site)
+            from wildix_ast.store.directory import import_unless_changed
+
+            report = import_unless_changed(store, site, revision)
     if not dry_run and changes.added:
         welcome_new_users(changes.added)
     if as_json:

@@ -18,7 +18,7 @@ from wildix_ast.store.vault import user_secret_key
 
 if TYPE_CHECKING:
     from wildix_ast.model.site import Site
-    from wildix_ast.store.store import Store
+    from wildix_ast.store.store import ImportReport, Store
 
 BIND_PASSWORD_KEY = "directory:bind_password"
 """The vault key of the directory's bind password."""
@@ -160,3 +160,16 @@ def with_directory_users(store: Store, site: Site) -> Site:
     data = site.model_dump(exclude_unset=True)
     data["users"] = [*data.get("users", []), *(u.model_dump(exclude_unset=True) for u in kept)]
     return SiteModel.model_validate(data)
+
+
+def import_unless_changed(store: Store, site: Site, read_at: int) -> ImportReport:
+    """Import `site`, made from the store as it was at revision `read_at`, unless the store
+    changed since (another import, CSV or sync would otherwise be undone by this one): then
+    a StoreError asks to run the command again. The check and the import are two steps; the
+    window between them is one query long."""
+    from wildix_ast.errors import StoreError
+
+    if store.revision() != read_at:
+        raise StoreError("the store changed while this command was reading it (another "
+                         "import or sync): nothing was written; run it again")
+    return store.import_site(site)

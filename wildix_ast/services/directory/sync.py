@@ -25,6 +25,7 @@ from wildix_ast.store.directory import (
     Owned,
     SyncState,
     forget_owned,
+    import_unless_changed,
     owned_users,
     record_owned,
     record_sync,
@@ -53,6 +54,8 @@ class SyncPlan:
     owned: dict[str, Owned]
     """The ownership records after the sync, by entry UUID."""
     owned_before: dict[str, Owned] = field(default_factory=dict)
+    revision: int = 0
+    """The store revision the plan was read at."""
     gone: list[str] = field(default_factory=list)
     """Extensions whose ownership ends (removed users, and records of vanished users)."""
     change_mark: str | None = None
@@ -89,6 +92,7 @@ def _extension(entry: Entry, attribute: str | None) -> str | None:
 def plan_sync(store: Store, *, full: bool = False, allow_empty: bool = False) -> SyncPlan:
     """Read the directory and compare it with the store; nothing is written."""
     started = time.perf_counter()
+    revision = store.revision()
     site = store.export_site()
     settings = site.directory
     if not settings.enabled:
@@ -157,7 +161,9 @@ def plan_sync(store: Store, *, full: bool = False, allow_empty: bool = False) ->
     if problems:
         raise DirectoryError(f"{len(problems)} directory entries cannot become users; "
                              "nothing was changed", problems)
-    return _compare(site, settings, mapping, owned, listed, whole, full, server, started)
+    plan = _compare(site, settings, mapping, owned, listed, whole, full, server, started)
+    plan.revision = revision
+    return plan
 
 
 def _compare(site: Site, settings: DirectorySettings, mapping: dict[str, str],
@@ -233,7 +239,7 @@ def apply_sync(store: Store, plan: SyncPlan) -> None:
     if plan.changes.any:
         from wildix_ast.store.vault import with_secrets
 
-        store.import_site(plan.site)
+        import_unless_changed(store, plan.site, plan.revision)
         if plan.changes.added:
             # new users get their SIP password now, as after a settings import
             with_secrets(plan.site, store)
