@@ -54,7 +54,7 @@ def test_migration_creates_the_schema_from_empty(mariadb_server: MariaDBServer, 
     assert {(table, column) for table, column, _ in keys} == {
         ("users", "extension"), ("users", "name"), ("acl_groups", "name"),
         ("dialplan_procedures", "name"), ("secrets", "key"), ("documents", "name"),
-        ("user_preferences", "extension")}
+        ("user_preferences", "extension"), ("directory_users", "extension")}
     assert {(table, column, collation) for table, column, collation in keys
             if collation != "utf8mb4_bin"} == {("users", "name", "utf8mb4_unicode_ci")}
 
