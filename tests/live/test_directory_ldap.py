@@ -1,6 +1,7 @@
 """Users from a real OpenLDAP server (Debian's slapd, started by the tests on loopback, LDAPS
 with a test CA): a full sync of 10,000 users in groups, an incremental sync after changing
-10 and deleting 5 (store, secrets, preferences and rendered PJSIP: 0 orphans), and the bad
+10 and deleting 5 (store, secrets, preferences, device assignment and rendered PJSIP: 0
+orphans), and the bad
 inputs (unreachable server, wrong password, untrusted certificate, an empty group, entries
 missing attributes) that must stop with a clear message and change nothing.
 
@@ -30,7 +31,9 @@ from support.slapd_server import (
 
 from wildix_ast.asterisk.render import render_site
 from wildix_ast.errors import DirectoryError
+from wildix_ast.model.devices import Device
 from wildix_ast.store import open_store
+from wildix_ast.store.devices import add_device
 from wildix_ast.store.vault import with_secrets
 
 USERS = 10_000
@@ -149,6 +152,7 @@ def test_full_then_incremental_sync(slapd: SlapdServer, tmp_path: Path) -> None:
         for extension in gone:
             store.change_preferences(extension, lambda p: p.model_copy(update={"dnd": True}))
         store.put_secret(f"user:{20003}:voicemail_pin", "123456")
+        add_device(store, Device(mac="001565000003", vendor="yealink", extension="20003"))
     assert _orphans(db, gone)  # the check finds them while they exist
 
     admin = slapd.admin()

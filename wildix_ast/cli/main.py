@@ -147,6 +147,9 @@ def import_(site_file: SiteFile, db: DbUrl = None) -> None:
                                    sounds=site_sounds(site, site_file, store))
         # New users get their SIP and WEB passwords now, so every later view agrees.
         with_secrets(site, store)
+        from wildix_ast.store.devices import unassign_missing_users
+
+        unassign_missing_users(store)  # a removed user's phones are theirs no more
     out.print(f"[green]✓[/] imported {site_file}: {report}")
 
 
@@ -312,6 +315,10 @@ def apply(
                              dry_run=dry_run, offline=offline, allow_restart=restart,
                              lock_timeout=lock_timeout, progress=_apply_progress,
                              show_plan=None if as_json else _show_plan)
+        if not outcome.dry_run:
+            from wildix_ast.store.devices import unassign_missing_users
+
+            unassign_missing_users(store)  # a removed user's phones are theirs no more
     if as_json:
         emit_json(outcome.to_json())
         return
@@ -362,6 +369,9 @@ def rollback(
         outcome = rollback_target(store, target, to=to, lock_timeout=lock_timeout,
                                   progress=_apply_progress,
                                   show_plan=None if as_json else _show_plan)
+        from wildix_ast.store.devices import unassign_missing_users
+
+        unassign_missing_users(store)  # a removed user's phones are theirs no more
     if as_json:
         emit_json(outcome.to_json())
         return
@@ -501,6 +511,10 @@ def _mount_services() -> None:
     from wildix_ast.cli import directory as directory_cli
 
     app.add_typer(directory_cli.app, name="directory")
+
+    from wildix_ast.cli import devices as devices_cli
+
+    app.add_typer(devices_cli.app, name="device")
     app.add_typer(voicemail_logins_cli.app, name="voicemail")
 
 

@@ -325,6 +325,20 @@ directory_state = Table(
 )
 """The last successful sync: the server it read and its change mark (where the next
 incremental sync starts), what it did."""
+devices = Table(
+    "devices", metadata,
+    Column("mac", key_string(12), primary_key=True),
+    Column("vendor", String(ENUM), nullable=False),
+    Column("model", String(80), nullable=True),
+    Column("extension", key_string(8), nullable=True),
+    Column("line", Integer, nullable=False),
+    Column("ip", String(45), nullable=True),
+    Column("firmware", String(80), nullable=True),
+    Column("last_seen", DateTime(timezone=True), nullable=True),
+    Column("added_at", DateTime(timezone=True), nullable=False),
+)
+"""The phones (WMS Devices), by MAC; their provisioning credentials are vault secrets
+(`device:<mac>:provisioning`). `extension`: the user the phone is assigned to."""
 secrets = Table(
     "secrets", metadata,
     Column("key", key_string(SECRET_KEY), primary_key=True),
@@ -379,6 +393,6 @@ STORE_TABLES: tuple[Table, ...] = (
     site_state, system_settings, lan_networks, sip_codecs, dialplan_settings,
     dialplan_procedures, acl_groups, users, user_preferences, secrets, documents,
     sound_audio, sound_files, imports, directory_settings, directory_servers, directory_users,
-    directory_state)
+    directory_state, devices)
 """Every table of the store, parents before children."""
 

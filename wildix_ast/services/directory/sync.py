@@ -243,6 +243,10 @@ def apply_sync(store: Store, plan: SyncPlan) -> None:
         if plan.changes.added:
             # new users get their SIP password now, as after a settings import
             with_secrets(plan.site, store)
+    if plan.changes.removed:
+        from wildix_ast.store.devices import unassign_missing_users
+
+        unassign_missing_users(store)
     forget_owned(store, [e for e in plan.gone
                          if e not in {o.extension for o in plan.owned.values()}])
     record_sync(store, SyncState(

@@ -1,5 +1,5 @@
 """The company directory (issue 21): its settings, its servers, the users it owns (by entry
-UUID) and the state of the last sync.
+UUID) and the state of the last sync; the devices (phones by MAC).
 
 Revision ID: 0012
 Revises: 0008
@@ -87,6 +87,19 @@ def upgrade() -> None:
         sa.CheckConstraint("id = 1", name="ck_directory_state_single_row"),
         **_MYSQL,
     )
+    op.create_table(
+        "devices",
+        sa.Column("mac", _key(12), primary_key=True),
+        sa.Column("vendor", sa.String(16), nullable=False),
+        sa.Column("model", sa.String(80), nullable=True),
+        sa.Column("extension", _key(8), nullable=True),
+        sa.Column("line", sa.Integer, nullable=False),
+        sa.Column("ip", sa.String(45), nullable=True),
+        sa.Column("firmware", sa.String(80), nullable=True),
+        sa.Column("last_seen", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("added_at", sa.DateTime(timezone=True), nullable=False),
+        **_MYSQL,
+    )
     # a stored site gets the default settings (directory off), as an import would write them
     op.execute("INSERT INTO directory_settings (id, enabled, kind, security, acl_group, "
                "extension_first, extension_last, page_size, timeout) SELECT 1, 0, 'openldap', "
@@ -94,6 +107,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("directory_state", "directory_users", "directory_servers",
+    for table in ("devices", "directory_state", "directory_users", "directory_servers",
                   "directory_settings"):
         op.drop_table(table)
