@@ -4,6 +4,7 @@ located at its source (`users.csv line 12: email ...`, `uid=jo,ou=people,...: ma
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,8 @@ from wildix_ast.errors import Problem, SettingsError
 from wildix_ast.model import fields
 from wildix_ast.model.site import Site
 from wildix_ast.model.users import User, UserType
+
+_USER_INDEX = re.compile(r"users\[(?P<index>\d+)\]")
 
 
 @dataclass(frozen=True)
@@ -121,19 +124,32 @@ def merge_users(site: Site, incoming: Sequence[Incoming], *, remove: Iterable[st
     remaining = [u for u in users if u is not None]
     places = {new: sources[old] for new, old in enumerate(
         i for i, u in enumerate(users) if u is not None) if old in sources}
-    data = site.model_dump(exclude_unset=True)
-    data["users"] = [u.model_dump(exclude_unset=True) for u in remaining]
+    # The users are valid already (each was checked above or came from `site`): given as
+    # models, pydantic keeps them as they are and only the rules across rows run again.
+    whole: dict[str, Any] = site.model_dump(exclude_unset=True, exclude={"users"})
+    whole["users"] = remaining
     try:
-        merged = Site.model_validate(data)
+        merged = Site.model_validate(whole)
     except ValidationError as exc:
+        def label(index: int) -> str:
+            return places.get(index) or f"stored user {remaining[index].extension}"
+
         for error in exc.errors(include_url=False):
             loc = error["loc"]
             if len(loc) >= 2 and loc[0] == "users" and isinstance(loc[1], int):
                 index = loc[1]
-                where = places.get(index) or f"stored user {remaining[index].extension}"
+                message = fields.message(error)
+                other = _USER_INDEX.search(message)
+                if other is not None:
+                    first = int(other["index"])
+                    if index not in places and first in places:
+                        # a stored user clashes with an incoming one: the incoming one is
+                        # what the person just wrote, so the problem is put there
+                        index, first = first, index
+                    message = _USER_INDEX.sub(label(first), message)
                 rest = ".".join(str(p) for p in loc[2:])
-                problems.append(Problem(f"{where}: {rest}" if rest else where,
-                                        fields.message(error)))
+                where = label(index)
+                problems.append(Problem(f"{where}: {rest}" if rest else where, message))
             else:
                 problems.append(Problem(".".join(str(p) for p in loc), fields.message(error)))
         merged = site

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from wildix_ast.store.vault import user_secret_key
 
@@ -157,8 +157,8 @@ def with_directory_users(store: Store, site: Site) -> Site:
     from wildix_ast.model.site import Site as SiteModel
 
     kept = [u for u in store.export_site().users if u.extension in missing]
-    data = site.model_dump(exclude_unset=True)
-    data["users"] = [*data.get("users", []), *(u.model_dump(exclude_unset=True) for u in kept)]
+    data: dict[str, Any] = site.model_dump(exclude_unset=True, exclude={"users"})
+    data["users"] = [*site.users, *kept]  # valid models: only the rules across rows run
     return SiteModel.model_validate(data)
 
 
