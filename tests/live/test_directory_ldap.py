@@ -34,6 +34,7 @@ from wildix_ast.errors import DirectoryError
 from wildix_ast.model.devices import Device
 from wildix_ast.store import open_store
 from wildix_ast.store.devices import add_device
+from wildix_ast.store.directory import owned_users, sync_state
 from wildix_ast.store.vault import with_secrets
 
 USERS = 10_000
@@ -237,6 +238,14 @@ def test_untrusted_certificate(slapd: SlapdServer, tmp_path: Path) -> None:
 def test_starttls_with_the_right_ca(slapd: SlapdServer, tmp_path: Path) -> None:
     env = _store(tmp_path, _site(slapd, group_filter="(cn=small)", port=slapd.ldap_port,
                                  extra="  security: starttls\n"))
+    with open_store(env["WILDIX_AST_DB"]) as store:
+        revision = store.revision()
+    plan = run("directory", "sync", "--dry-run", env=env)
+    assert plan.returncode == 0, plan.stderr
+    assert "20001" in plan.stdout and "add" in plan.stdout and "nothing written" in plan.stdout
+    with open_store(env["WILDIX_AST_DB"]) as store:  # the dry run wrote nothing
+        assert store.revision() == revision and len(store.export_site().users) == 1
+        assert sync_state(store) is None and owned_users(store) == {}
     report, _ = _sync(env)
     assert sorted(report["added"]) == ["20000", "20001", "20002"]  # type: ignore[arg-type]
 
