@@ -263,6 +263,13 @@ def test_empty_group_removes_nobody(slapd: SlapdServer, tmp_path: Path) -> None:
     assert "finds no group" in _refused(env)
 
 
+def test_a_base_dn_the_server_does_not_have(slapd: SlapdServer, tmp_path: Path) -> None:
+    text = _site(slapd, group_filter="(cn=small)").replace(
+        f'base_dn: "{BASE_DN}"', f'base_dn: "ou=nowhere,{BASE_DN}"')
+    message = _refused(_store(tmp_path, text))
+    assert "ou=nowhere" in message and "noSuchObject" in message
+
+
 def test_entries_missing_attributes(slapd: SlapdServer, tmp_path: Path) -> None:
     # users named by displayName, which slapd's test entries lack: every entry is refused
     env = _store(tmp_path, _site(slapd, group_filter="(cn=small)",

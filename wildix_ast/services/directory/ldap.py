@@ -160,9 +160,14 @@ class DirectoryConnection:
     def read(self, dn: str, attributes: Sequence[str]) -> Mapping[str, Any]:
         """The attributes of one entry (base search), as the server names them."""
         import ldap3
+        from ldap3.core import exceptions as ldap_errors
 
-        self.connection.search(dn, "(objectClass=*)", search_scope=ldap3.BASE,
-                               attributes=list(attributes))
+        try:
+            self.connection.search(dn, "(objectClass=*)", search_scope=ldap3.BASE,
+                                   attributes=list(attributes))
+        except ldap_errors.LDAPException as exc:
+            raise DirectoryError(f"reading {dn!r} on {self.server_name} failed: "
+                                 f"{_explain(exc, self.settings)}") from None
         if not self.connection.response:
             return {}
         found: Mapping[str, Any] = self.connection.response[0].get("raw_attributes", {})
