@@ -79,3 +79,10 @@ class ServiceError(WildixError):
     """A runtime service (FastAGI, AMI monitor) cannot start or does not answer."""
 
     exit_code = 9
+
+
+class DirectoryError(WildixError):
+    """The company directory (LDAP / Active Directory) cannot be reached, refuses us, or
+    gives entries that cannot become users; nothing was changed."""
+
+    exit_code = 10

@@ -59,7 +59,8 @@ def test_migration_creates_the_schema_from_empty(mariadb_server: MariaDBServer, 
         ("dialplan_procedures", "name"), ("secrets", "key"), ("user_preferences", "extension"),
         ("trunks", "name"), ("trunk_groups", "name"), ("time_frames", "name"),
         ("call_groups", "name"), ("ivrs", "name"), ("sounds", "name"),
-        ("call_group_members", "extension")}
+        ("call_group_members", "extension"), ("directory_users", "extension"),
+        ("devices", "extension")}
     assert {(table, column, collation) for table, column, collation in keys
             if collation != "utf8mb4_bin"} == {("users", "name", "utf8mb4_unicode_ci")}
 

@@ -422,12 +422,16 @@ def check_migrated_main_store(name: str, store: Store, out: Path) -> None:
     assert dump_site(site, include_secrets=False) == expected
     assert rendered_digests(site, store, out) == \
         (MAIN_STORES / f"{name}.render.sha256").read_text(encoding="utf-8")
-    # The same site again changes nothing; a change is written and read back.
-    assert store.import_site(site).revision == 1
+    # The first import after the migrations may write the one row of the settings sections
+    # that migrations after 0009 added (the directory's defaults): one revision at most.
+    # Then the same site again changes nothing; a change is written and read back.
+    first = store.import_site(site).revision
+    assert first in (1, 2)
+    assert store.import_site(site).revision == first
     changed = site.model_copy(update={"call_groups": site.call_groups[::-1],
                                       "time_frames": site.time_frames[::-1],
                                       "trunks": site.trunks[::-1]})
-    assert store.import_site(changed).revision == 2
+    assert store.import_site(changed).revision == first + 1
     assert store.export_site() == changed
     store.import_site(site)
     assert store.export_site() == site

@@ -136,14 +136,20 @@ def import_(site_file: SiteFile, db: DbUrl = None) -> None:
     _short_lived()
     from wildix_ast.apply.pipeline import site_sounds
     from wildix_ast.store import open_store
+    from wildix_ast.store.directory import with_directory_users
 
     site = load_site(site_file)
     text = site_file.read_text(encoding="utf-8")
     with open_store(db) as store:
+        # the company directory's users stay: the directory sync manages them
+        site = with_directory_users(store, site)
         report = store.import_site(site, source_text=text,
                                    sounds=site_sounds(site, site_file, store))
         # New users get their SIP and WEB passwords now, so every later view agrees.
         with_secrets(site, store)
+        from wildix_ast.store.devices import unassign_missing_users
+
+        unassign_missing_users(store)  # a removed user's phones are theirs no more
     out.print(f"[green]✓[/] imported {site_file}: {report}")
 
 
@@ -301,11 +307,18 @@ def apply(
     text = site_file.read_text(encoding="utf-8")
     target = _target(lab, etc_dir, data_dir)
     with open_store(db) as store:
+        from wildix_ast.store.directory import with_directory_users
+
+        site = with_directory_users(store, site)  # the directory sync manages its users
         outcome = apply_site(site, store, target, source_text=text, templates=templates,
                              sounds=site_sounds(site, site_file, store),
                              dry_run=dry_run, offline=offline, allow_restart=restart,
                              lock_timeout=lock_timeout, progress=_apply_progress,
                              show_plan=None if as_json else _show_plan)
+        if not outcome.dry_run:
+            from wildix_ast.store.devices import unassign_missing_users
+
+            unassign_missing_users(store)  # a removed user's phones are theirs no more
     if as_json:
         emit_json(outcome.to_json())
         return
@@ -356,6 +369,9 @@ def rollback(
         outcome = rollback_target(store, target, to=to, lock_timeout=lock_timeout,
                                   progress=_apply_progress,
                                   show_plan=None if as_json else _show_plan)
+        from wildix_ast.store.devices import unassign_missing_users
+
+        unassign_missing_users(store)  # a removed user's phones are theirs no more
     if as_json:
         emit_json(outcome.to_json())
         return
@@ -490,6 +506,15 @@ def _mount_services() -> None:
     from wildix_ast.cli import voicemail as voicemail_logins_cli
 
     app.add_typer(preferences_cli.app, name="user")
+    app.add_typer(preferences_cli.users_app, name="users")
+
+    from wildix_ast.cli import directory as directory_cli
+
+    app.add_typer(directory_cli.app, name="directory")
+
+    from wildix_ast.cli import devices as devices_cli
+
+    app.add_typer(devices_cli.app, name="device")
     app.add_typer(voicemail_logins_cli.app, name="voicemail")
 
 

@@ -1,10 +1,12 @@
 """`wildix-ast user set|show`: one user's preferences in the store (WMS "Préférences
 utilisateur"). A change is one transaction and is seen by the FastAGI service on the next
-call: no apply, no Asterisk reload."""
+call: no apply, no Asterisk reload. `wildix-ast users import|export`: the user table as a
+CSV file (WMS Users > Import / Export CSV)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -13,8 +15,14 @@ from rich.table import Table
 from wildix_ast.cli.console import emit_json, mode, out
 from wildix_ast.model.preferences import CallTypePreferences, Preferences, edit
 
+if TYPE_CHECKING:
+    from wildix_ast.model.user_merge import UserChanges
+
 app = typer.Typer(help="A user's preferences (forwards, reject, lists, DND...), changed live.",
                   no_args_is_help=True)
+
+users_app = typer.Typer(help="The user table as CSV (import, export).",
+                        no_args_is_help=True)
 
 ExtensionArg = Annotated[str, typer.Argument(help="The user's extension.", show_default=False)]
 DbUrl = Annotated[str | None, typer.Option(
@@ -34,6 +42,10 @@ def set_(
              "call_waiting, call_timeout, mobility, mobility_delay, mobility_confirmation, "
              "missed_call_email, ringtone); settings: dnd, shared_voicemail, hotline.number, "
              "hotline.delay, call_waiting_beep, popup_url, popup_http.", show_default=False)],
+    acting: Annotated[str | None, typer.Option(
+        "--as", help="Who makes the change (login or extension): the user themself, or an "
+        "admin, who cannot edit another admin. Without it: the super administrator.")]
+    = None,
     db: DbUrl = None,
     as_json: JsonOutput = False,
 ) -> None:
@@ -42,6 +54,8 @@ def set_(
 
     mode.json = as_json
     with open_store(db) as store:
+        if acting is not None:
+            _may_edit(store, acting, extension)
         changed = store.change_preferences(extension, lambda now: edit(now, assignments))
     _print(extension, changed, as_json, "changed")
 
@@ -92,3 +106,165 @@ def _print(extension: str, preferences: Preferences, as_json: bool, verb: str | 
         out.print(f"{name}: {_text(value)}")
     if verb:
         out.print(f"[green]✓[/] preferences of {extension} {verb}; the next call follows them")
+
+
+# --- users import / export (CSV) -------------------------------------------------------------
+
+MAX_CSV_BYTES = 64 * 1024 * 1024
+
+
+def show_user_changes(changes: UserChanges, title: str, limit: int = 100) -> None:
+    """The users a change adds, changes (with the fields that differ) and removes: a table
+    like `apply --dry-run`'s plan."""
+    if not changes.any:
+        out.print("[green]no changes[/]: the stored users are up to date")
+        return
+    table = Table(title=title, show_edge=False)
+    table.add_column("extension")
+    table.add_column("name")
+    table.add_column("change")
+    table.add_column("fields")
+    rows: list[tuple[str, str, str, str]] = []
+    for user in changes.added:
+        rows.append((user.extension, escape(user.name), "[green]add[/]", ""))
+    for before, after in changes.changed:
+        differ = [name for name in type(after).model_fields
+                  if getattr(before, name) != getattr(after, name)]
+        rows.append((after.extension, escape(after.name), "[yellow]change[/]",
+                     escape(", ".join(differ))))
+    for user in changes.removed:
+        rows.append((user.extension, escape(user.name), "[red]remove[/]", ""))
+    for row in rows[:limit]:
+        table.add_row(*row)
+    out.print(table)
+    if len(rows) > limit:
+        out.print(f"[dim]… and {len(rows) - limit} more (--json lists them all)[/]")
+    out.print(changes.summary())
+
+
+def changes_json(changes: UserChanges) -> dict[str, Any]:
+    return {"added": [u.extension for u in changes.added],
+            "changed": [a.extension for _, a in changes.changed],
+            "removed": [u.extension for u in changes.removed]}
+
+
+@users_app.command("import")
+def import_csv(
+    csv_file: Annotated[Path, typer.Argument(help="The CSV file (the columns of `users "
+                                             "export`).", show_default=False)],
+    dry_run: Annotated[bool, typer.Option("--dry-run", "--check",
+                                          help="Show what would change; write nothing.")]
+    = False,
+    acting: Annotated[str | None, typer.Option(
+        "--as", help="The administrator (login or extension) doing the import: the seed's "
+        "rule applies (an admin cannot edit other admins). Without it: the super "
+        "administrator (whoever holds the store).")] = None,
+    db: DbUrl = None,
+    as_json: JsonOutput = False,
+) -> None:
+    """Add or change users from a CSV file (matched by extension): all rows or none."""
+    from wildix_ast.errors import SettingsError
+    from wildix_ast.model.user_merge import merge_users
+    from wildix_ast.model.users_csv import parse_users_csv
+    from wildix_ast.services.directory.welcome import welcome_new_users
+    from wildix_ast.store import open_store
+
+    mode.json = as_json
+    try:
+        if csv_file.stat().st_size > MAX_CSV_BYTES:
+            raise SettingsError(f"{csv_file} is larger than {MAX_CSV_BYTES >> 20} MiB")
+        text = csv_file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SettingsError(f"{csv_file}: no such file") from None
+    except UnicodeDecodeError as exc:
+        raise SettingsError(f"{csv_file} is not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise SettingsError(f"{csv_file}: {exc.strerror or exc}") from None
+    rows = parse_users_csv(text, csv_file.name)
+    with open_store(db) as store:
+        if not store.has_site():
+            raise SettingsError("the store holds no site yet: run `wildix-ast import SITE` "
+                                "first")
+        revision = store.revision()
+        stored = store.export_site()
+        site, changes = merge_users(stored, rows)
+        if acting is not None:
+            _check_admin_rule(stored, acting, changes,
+                              {str(r.data.get("extension")): r.where for r in rows})
+        report = None
+        if not dry_run and changes.any:
+            from wildix_ast.store.directory import import_unless_changed
+
+            report = import_unless_changed(store, site, revision)
+    if not dry_run and changes.added:
+        welcome_new_users(changes.added)
+    if as_json:
+        emit_json({"ok": True, "dry_run": dry_run, **changes_json(changes),
+                   "revision": report.revision if report else None})
+        return
+    show_user_changes(changes, f"users from {csv_file.name}")
+    if dry_run:
+        out.print("[dim]dry run: nothing written[/]")
+    elif changes.any:
+        out.print(f"[green]✓[/] imported {csv_file}")
+
+
+def _may_edit(store: Any, acting: str, extension: str) -> None:
+    """The seed's rule for one user's settings: a user edits their own, an admin those of
+    users that are not admins."""
+    from wildix_ast.errors import UnknownUserError, WildixError
+    from wildix_ast.model.users import UserType
+
+    actor = store.user_by_extension(acting) or store.user_by_login(acting)
+    target = store.user_by_extension(extension)
+    if actor is None:
+        raise UnknownUserError(f"--as {acting}: no user has this login or extension")
+    if target is None or actor.extension == target.extension:
+        return
+    if actor.type is not UserType.ADMIN:
+        raise WildixError(f"{acting} may edit only their own preferences")
+    if target.type is UserType.ADMIN:
+        raise WildixError(f"{acting} cannot edit {extension}: an administrator cannot edit "
+                          "another administrator")
+
+
+def _check_admin_rule(site: Any, acting: str, changes: UserChanges,
+                      where: dict[str, str]) -> None:
+    from wildix_ast.errors import SettingsError, UnknownUserError
+    from wildix_ast.model.user_merge import admin_rule_problems
+
+    actor = next((u for u in site.users if acting in (u.extension, u.login)), None)
+    if actor is None:
+        raise UnknownUserError(f"--as {acting}: no user has this login or extension")
+    problems = admin_rule_problems(actor, changes, where)
+    if problems:
+        raise SettingsError(f"{len(problems)} change(s) {acting} may not make; nothing was "
+                            "imported", problems)
+
+
+@users_app.command("export")
+def export_csv(
+    output: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file "
+                                                "instead of standard output.")] = None,
+    db: DbUrl = None,
+) -> None:
+    """Print the stored users as CSV (no passwords, no preferences)."""
+    import sys
+
+    from wildix_ast.errors import SettingsError
+    from wildix_ast.model.users_csv import users_csv
+    from wildix_ast.store import open_store
+
+    with open_store(db) as store:
+        if not store.has_site():
+            raise SettingsError("the store holds no site yet: run `wildix-ast import SITE` "
+                                "first")
+        text = users_csv(store.export_site().users)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    from wildix_ast.files import write_atomic
+
+    # personal data (names, emails, mobiles): owner-only
+    write_atomic(output, text, mode=0o600)
+    out.print(f"[green]✓[/] wrote {output}")

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 from wildix_ast.model.call_groups import CallGroup
 from wildix_ast.model.common import DEFAULT_GROUP, STRICT, empty_list
 from wildix_ast.model.dialplan import Dialplan
+from wildix_ast.model.directory import DirectorySettings
 from wildix_ast.model.groups import Group
 from wildix_ast.model.ivrs import Ivr
 from wildix_ast.model.sounds import Sound
@@ -33,3 +34,4 @@ class Sections(BaseModel):
     time_frames: list[TimeFrame] = Field(default_factory=empty_list)
     call_groups: list[CallGroup] = Field(default_factory=empty_list)
     ivrs: list[Ivr] = Field(default_factory=empty_list)
+    directory: DirectorySettings = Field(default_factory=DirectorySettings)

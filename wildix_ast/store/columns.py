@@ -95,6 +95,9 @@ def scalar(annotation: Any, extra: list[Any]) -> Scalar | None:
         return Scalar(String(ENUM), nullable, lambda value: value.value)
     if base in _ADDRESS:
         return Scalar(String(_ADDRESS[base]), nullable, str)
+    if issubclass(base, bool):
+        # PostgreSQL refuses a Python bool in an INTEGER column: stored as 0/1 everywhere
+        return Scalar(Integer(), nullable, int)
     if issubclass(base, int):
         return Scalar(Integer(), nullable, None)
     if issubclass(base, dt.date):

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeEngine
@@ -30,6 +31,7 @@ from sqlalchemy.types import TypeEngine
 from wildix_ast.model.call_classes import ClassSettings
 from wildix_ast.model.call_groups import CallGroup
 from wildix_ast.model.dialplan import Dialplan, Procedure
+from wildix_ast.model.directory import DirectorySettings
 from wildix_ast.model.groups import Group
 from wildix_ast.model.ivrs import Ivr, IvrOption
 from wildix_ast.model.preferences import Preferences
@@ -145,13 +147,18 @@ IVR_OPTIONS = Section("ivr_options", "options", IvrOption, key=("position",), pa
 SOUNDS = Section("sounds", "sounds", Sound, key=("name",),
                  as_json={"files": "files"})  # language -> source file: read whole
 """The sounds' source files (their converted audio: `sound_audio`, `sound_files`)."""
+DIRECTORY = Section("directory_settings", "directory", DirectorySettings, key=("id",),
+                    many=False, flatten={"attributes": "attribute_"}, fixed={"id": 1})
+DIRECTORY_SERVERS = Section("directory_servers", "servers", None, key=("position",),
+                            parent=DIRECTORY,
+                            value=("server", Scalar(String(261), False, None)))
 
 SECTIONS: tuple[Section, ...] = (
     SYSTEM, LAN_NETWORKS, LAN_CODECS, REMOTE_CODECS, GROUPS, GROUP_ALLOW, GROUP_DENY,
     DIALPLAN, CLASS_SETTINGS, PROCEDURES, PROCEDURE_NUMBERS, USERS, PREFERENCES,
     TRUNKS, TRUNK_ADDRESSES, TRUNK_CODECS, TRUNK_DIDS, TRUNK_GROUPS, TRUNK_GROUP_MEMBERS,
     TIME_FRAMES, WEEKLY_RULES, RULE_DAYS, HOLIDAYS, CALL_GROUPS, CALL_GROUP_MEMBERS,
-    IVRS, IVR_OPTIONS, SOUNDS)
+    IVRS, IVR_OPTIONS, SOUNDS, DIRECTORY, DIRECTORY_SERVERS)
 """Parents before children, referenced before referencing (users name groups)."""
 
 
@@ -220,6 +227,52 @@ user_preferences = Table(
     ForeignKeyConstraint(["extension"], ["users.extension"],
                          name="fk_user_preferences_extension"),
 )
+directory_settings = single_row(DIRECTORY)
+directory_servers = Table(
+    "directory_servers", metadata,
+    Column("position", Integer, primary_key=True, autoincrement=False),
+    *DIRECTORY_SERVERS.columns(),
+)
+directory_users = Table(
+    "directory_users", metadata,
+    Column("extension", key_string(8), primary_key=True),
+    Column("entry_uuid", key_string(64), nullable=False),
+    Column("dn", Text, nullable=False),
+    Column("change_mark", String(128), nullable=True),
+    Column("synced_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("entry_uuid", name="uq_directory_users_entry_uuid"),
+)
+"""The users the directory owns (their origin): a sync changes and removes only these. By
+the entry's UUID, which survives renames and moves in the directory tree."""
+directory_state = Table(
+    "directory_state", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("server", String(261), nullable=False),
+    Column("change_mark", String(128), nullable=True),
+    Column("synced_at", DateTime(timezone=True), nullable=False),
+    Column("full", Integer, nullable=False),
+    Column("users", Integer, nullable=False),
+    Column("added", Integer, nullable=False),
+    Column("changed", Integer, nullable=False),
+    Column("removed", Integer, nullable=False),
+    CheckConstraint("id = 1", name="ck_directory_state_single_row"),
+)
+"""The last successful sync: the server it read and its change mark (where the next
+incremental sync starts), what it did."""
+devices = Table(
+    "devices", metadata,
+    Column("mac", key_string(12), primary_key=True),
+    Column("vendor", String(ENUM), nullable=False),
+    Column("model", String(80), nullable=True),
+    Column("extension", key_string(8), nullable=True),
+    Column("line", Integer, nullable=False),
+    Column("ip", String(45), nullable=True),
+    Column("firmware", String(80), nullable=True),
+    Column("last_seen", DateTime(timezone=True), nullable=True),
+    Column("added_at", DateTime(timezone=True), nullable=False),
+)
+"""The phones (WMS Devices), by MAC; their provisioning credentials are vault secrets
+(`device:<mac>:provisioning`). `extension`: the user the phone is assigned to."""
 secrets = Table(
     "secrets", metadata,
     Column("key", key_string(SECRET_KEY), primary_key=True),
@@ -268,5 +321,6 @@ STORE_TABLES: tuple[Table, ...] = (
     group_call_classes, users, user_preferences, trunks, trunk_addresses, trunk_codecs,
     trunk_dids, trunk_groups, trunk_group_members, time_frames, time_frame_rules,
     time_frame_rule_days, time_frame_holidays, call_groups, call_group_members, ivrs,
-    ivr_options, sounds, secrets, sound_audio, sound_files, imports)
+    ivr_options, sounds, secrets, sound_audio, sound_files, imports, directory_settings,
+    directory_servers, directory_users, directory_state, devices)
 """Every table of the store, parents before children."""

@@ -1,0 +1,162 @@
+"""`wildix-ast device add|list|assign|unassign|reset-password|remove`: the phones of WMS
+Devices, by MAC. A provisioning credential is printed once, when it is made or reset."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from wildix_ast.cli.console import emit_json, mode, out
+
+app = typer.Typer(help="Phones by MAC (WMS Devices): add, list, assign, reset their "
+                       "provisioning password.", no_args_is_help=True)
+
+MacArg = Annotated[str, typer.Argument(help="The MAC address (00:15:65:ab:cd:ef).",
+                                       show_default=False)]
+DbUrl = Annotated[str | None, typer.Option(
+    "--db", envvar="WILDIX_AST_DB", show_envvar=True,
+    help="Store: a SQLite file path or a database URL.")]
+JsonOutput = Annotated[bool, typer.Option(
+    "--json", help="Print one JSON object on standard output (errors too).")]
+
+
+def _mac(value: str) -> str:
+    from pydantic import TypeAdapter, ValidationError
+
+    from wildix_ast.errors import Problem, SettingsError
+    from wildix_ast.model import fields
+    from wildix_ast.model.devices import Mac
+
+    try:
+        return str(TypeAdapter(Mac).validate_python(value))
+    except ValidationError as exc:
+        raise SettingsError("bad MAC address", [Problem(
+            "mac", fields.message(exc.errors(include_url=False)[0]))]) from None
+
+
+@app.command()
+def add(
+    mac: MacArg,
+    vendor: Annotated[str, typer.Option(help="yealink, snom, grandstream or polycom.")],
+    model: Annotated[str | None, typer.Option(help="The model (T54W, D785...).")] = None,
+    user: Annotated[str | None, typer.Option(help="Assign it to this extension.")] = None,
+    line: Annotated[int, typer.Option(min=1, max=16, help="The line on the phone.")] = 1,
+    db: DbUrl = None,
+    as_json: JsonOutput = False,
+) -> None:
+    """Add a phone; print its provisioning password (once)."""
+    from pydantic import ValidationError
+
+    from wildix_ast.errors import Problem, SettingsError
+    from wildix_ast.model import fields
+    from wildix_ast.model.devices import Device
+    from wildix_ast.store import open_store
+    from wildix_ast.store.devices import add_device
+
+    mode.json = as_json
+    try:
+        device = Device(mac=mac, vendor=vendor, model=model, extension=user, line=line)
+    except ValidationError as exc:
+        raise SettingsError("the device is not valid", [
+            Problem(".".join(str(p) for p in e["loc"]), fields.message(e))
+            for e in exc.errors(include_url=False)]) from None
+    with open_store(db) as store:
+        credential = add_device(store, device)
+    if as_json:
+        emit_json({"ok": True, "mac": device.mac, "provisioning_password": credential})
+        return
+    out.print(f"[green]✓[/] device {device.mac} added; provisioning password (shown once): "
+              f"{credential}")
+
+
+@app.command("list")
+def list_(db: DbUrl = None, as_json: JsonOutput = False) -> None:
+    """List the phones (no credentials)."""
+    from wildix_ast.store import open_store
+    from wildix_ast.store.devices import list_devices
+
+    mode.json = as_json
+    with open_store(db) as store:
+        found = list_devices(store)
+    if as_json:
+        emit_json({"ok": True, "devices": [d.model_dump(mode="json") for d in found]})
+        return
+    table = Table(title=f"{len(found)} devices", show_edge=False)
+    for column in ("MAC", "vendor", "model", "IP", "user", "line", "firmware", "last seen"):
+        table.add_column(column)
+    for d in found:
+        table.add_row(d.mac, d.vendor.value, escape(d.model or "—"), d.ip or "—",
+                      d.extension or "—", str(d.line), escape(d.firmware or "—"),
+                      f"{d.last_seen:%Y-%m-%d %H:%M}" if d.last_seen else "never")
+    out.print(table)
+
+
+@app.command("assign")
+def assign_(
+    mac: MacArg,
+    user: Annotated[str, typer.Argument(help="The user's extension.", show_default=False)],
+    line: Annotated[int, typer.Option(min=1, max=16, help="The line on the phone.")] = 1,
+    db: DbUrl = None,
+    as_json: JsonOutput = False,
+) -> None:
+    """Assign a phone to a user."""
+    from wildix_ast.store import open_store
+    from wildix_ast.store.devices import assign
+
+    mode.json = as_json
+    key = _mac(mac)
+    with open_store(db) as store:
+        assign(store, key, user, line)
+    _done(as_json, key, f"assigned to {user} (line {line})")
+
+
+@app.command()
+def unassign(mac: MacArg, db: DbUrl = None, as_json: JsonOutput = False) -> None:
+    """Take a phone from its user."""
+    from wildix_ast.store import open_store
+    from wildix_ast.store.devices import assign
+
+    mode.json = as_json
+    key = _mac(mac)
+    with open_store(db) as store:
+        assign(store, key, None)
+    _done(as_json, key, "unassigned")
+
+
+@app.command("reset-password")
+def reset_password(mac: MacArg, db: DbUrl = None, as_json: JsonOutput = False) -> None:
+    """A new provisioning password (printed once); the old one stops working."""
+    from wildix_ast.store import open_store
+    from wildix_ast.store.devices import reset_credential
+
+    mode.json = as_json
+    key = _mac(mac)
+    with open_store(db) as store:
+        credential = reset_credential(store, key)
+    if as_json:
+        emit_json({"ok": True, "mac": key, "provisioning_password": credential})
+        return
+    out.print(f"[green]✓[/] {key}: new provisioning password (shown once): {credential}")
+
+
+@app.command()
+def remove(mac: MacArg, db: DbUrl = None, as_json: JsonOutput = False) -> None:
+    """Forget a phone and its provisioning password."""
+    from wildix_ast.store import open_store
+    from wildix_ast.store.devices import remove_device
+
+    mode.json = as_json
+    key = _mac(mac)
+    with open_store(db) as store:
+        remove_device(store, key)
+    _done(as_json, key, "removed")
+
+
+def _done(as_json: bool, mac: str, what: str) -> None:
+    if as_json:
+        emit_json({"ok": True, "mac": mac})
+    else:
+        out.print(f"[green]✓[/] device {mac} {what}")

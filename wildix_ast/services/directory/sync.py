@@ -1,0 +1,257 @@
+"""Users from the company directory: the plan of a sync (what it adds, changes, removes),
+and its application through the store's import (only the changed rows are written).
+
+Every sync lists the directory's users (their entry UUID and change mark, a few bytes each,
+in pages): UUIDs the store owns that are no longer listed are users deleted, disabled
+(filtered out) or taken out of the groups; new UUIDs are users to create; a change mark
+that differs from the recorded one is an entry changed since the last sync. Only these
+entries are then read whole. A full sync reads every entry whole. A sync never touches a
+user it does not own. See docs/directory.md."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from wildix_ast.errors import DirectoryError, Problem
+from wildix_ast.model.directory import DirectorySettings
+from wildix_ast.model.user_merge import Incoming, UserChanges, merge_users
+from wildix_ast.services.directory.ldap import DirectoryConnection, Entry, normal_dn
+from wildix_ast.store.directory import (
+    BIND_PASSWORD_KEY,
+    Owned,
+    SyncState,
+    forget_owned,
+    import_unless_changed,
+    owned_users,
+    record_owned,
+    record_sync,
+)
+
+if TYPE_CHECKING:
+    from wildix_ast.model.site import Site
+    from wildix_ast.store.store import Store
+
+# Above this many changed entries, one paged search of them all beats one read each.
+_READ_ONE_BY_ONE = 500
+_SEPARATORS = re.compile(r"[\s().\-/]")
+_EXTENSION = re.compile(r"^[0-9]{2,8}$")
+
+
+@dataclass
+class SyncPlan:
+    """What a sync would do, and what it read."""
+
+    full: bool
+    server: str
+    listed: int
+    read: int
+    changes: UserChanges
+    site: Site
+    owned: dict[str, Owned]
+    """The ownership records after the sync, by entry UUID."""
+    owned_before: dict[str, Owned] = field(default_factory=dict)
+    revision: int = 0
+    """The store revision the plan was read at."""
+    gone: list[str] = field(default_factory=list)
+    """Extensions whose ownership ends (removed users, and records of vanished users)."""
+    change_mark: str | None = None
+    seconds: float = 0.0
+
+
+def _number(value: str | None) -> str | None:
+    if value is None:
+        return None
+    cleaned = _SEPARATORS.sub("", value)
+    return cleaned or None
+
+
+def _user_data(entry: Entry, settings: DirectorySettings,
+               attributes: dict[str, str]) -> dict[str, Any]:
+    data: dict[str, Any] = {"group": settings.acl_group}
+    for name, attribute in attributes.items():
+        value = entry.first(attribute)
+        if name in ("mobile", "office_did"):
+            value = _number(value)
+        elif name == "extension":
+            continue
+        elif name == "language" and value is not None:
+            value = value.lower()[:2]
+        data[name] = value
+    return data
+
+
+def _extension(entry: Entry, attribute: str | None) -> str | None:
+    number = _number(entry.first(attribute)) if attribute else None
+    return number if number is not None and _EXTENSION.match(number) else None
+
+
+def plan_sync(store: Store, *, full: bool = False, allow_empty: bool = False) -> SyncPlan:
+    """Read the directory and compare it with the store; nothing is written."""
+    started = time.perf_counter()
+    revision = store.revision()
+    site = store.export_site()
+    settings = site.directory
+    if not settings.enabled:
+        raise DirectoryError("the directory is not enabled (directory.enabled in the settings)")
+    assert settings.base_dn is not None
+    if settings.acl_group not in {g.name for g in site.groups}:
+        raise DirectoryError(f"directory.acl_group: no ACL group {settings.acl_group!r}")
+    owned = owned_users(store)
+    password = store.get_secret(BIND_PASSWORD_KEY) if settings.bind_dn else None
+    if settings.bind_dn and password is None:
+        raise DirectoryError("no bind password is kept for the directory: set it with "
+                             "`wildix-ast directory password`")
+    mapping = settings.attributes_for()
+    if "name" not in mapping:
+        raise DirectoryError("directory.attributes.name: no attribute gives users' names")
+    identity, mark = settings.identity_attribute, settings.change_attribute
+    with DirectoryConnection(settings, password) as directory:
+        members: set[str] | None = None
+        if settings.group_filter:
+            groups, members = directory.group_members(settings.base_dn, settings.group_filter)
+            if groups == 0:
+                raise DirectoryError(f"the group filter {settings.group_filter} finds no group "
+                                     f"under {settings.base_dn!r}; nothing was changed")
+        wanted_attributes = [identity, mark, *mapping.values()]
+        listed: dict[str, tuple[str, str | None]] = {}
+        whole: dict[str, Entry] = {}
+        problems: list[Problem] = []
+        for entry in directory.search(settings.base_dn, settings.effective_user_filter,
+                                      wanted_attributes if full else [identity, mark]):
+            if members is not None and normal_dn(entry.dn) not in members:
+                continue
+            uuid = entry.first(identity)
+            if uuid is None:
+                problems.append(Problem(entry.dn, f"has no {identity} (cannot follow it)"))
+                continue
+            listed[uuid] = (entry.dn, entry.first(mark))
+            if full:
+                whole[uuid] = entry
+        if not listed and owned and not allow_empty:
+            raise DirectoryError(
+                f"the directory lists no user (filter {settings.effective_user_filter}"
+                f"{', groups ' + settings.group_filter if settings.group_filter else ''}): "
+                f"refusing to remove all {len(owned)} users it created; nothing was changed "
+                "(run with --allow-empty if that is meant)")
+        present = {u.extension for u in site.users}
+        stale = [u for u, (dn, m) in listed.items()
+                 if u not in owned or owned[u].change_mark != m or owned[u].dn != dn
+                 or owned[u].extension not in present]
+        if not full:
+            if len(stale) > _READ_ONE_BY_ONE:
+                wanted = set(stale)
+                for entry in directory.search(settings.base_dn, settings.effective_user_filter,
+                                              wanted_attributes):
+                    uuid = entry.first(identity)
+                    if uuid in wanted:
+                        whole[uuid] = entry
+            else:
+                for uuid in stale:
+                    dn = listed[uuid][0]
+                    raw = directory.read(dn, wanted_attributes)
+                    whole[uuid] = Entry(dn, {k: [v.decode("utf-8", "replace")
+                                                 if isinstance(v, bytes) else str(v)
+                                                 for v in (vs if isinstance(vs, list) else [vs])]
+                                             for k, vs in raw.items()})
+        server = directory.server_name
+    if problems:
+        raise DirectoryError(f"{len(problems)} directory entries cannot become users; "
+                             "nothing was changed", problems)
+    plan = _compare(site, settings, mapping, owned, listed, whole, full, server, started)
+    plan.revision = revision
+    return plan
+
+
+def _compare(site: Site, settings: DirectorySettings, mapping: dict[str, str],
+             owned: dict[str, Owned], listed: dict[str, tuple[str, str | None]],
+             whole: dict[str, Entry], full: bool, server: str, started: float) -> SyncPlan:
+    by_extension = {u.extension: u for u in site.users}
+    owned_extensions = {o.extension for o in owned.values()}
+    taken = set(by_extension)
+    first, last = int(settings.extension_first), int(settings.extension_last)
+    width = len(settings.extension_first)
+    free = (str(n).zfill(width) for n in range(first, last + 1))
+
+    def allocate() -> str:
+        for candidate in free:
+            if candidate not in taken:
+                taken.add(candidate)
+                return candidate
+        raise DirectoryError(f"no free extension left between {settings.extension_first} "
+                             f"and {settings.extension_last} (directory.extension_first/last)")
+
+    incoming: list[Incoming] = []
+    problems: list[Problem] = []
+    after: dict[str, Owned] = {}
+    for uuid, (dn, mark) in listed.items():
+        record = owned.get(uuid)
+        entry = whole.get(uuid)
+        if entry is None:  # unchanged since the last sync: kept as it is
+            assert record is not None
+            after[uuid] = record
+            continue
+        extension = _extension(entry, mapping.get("extension"))
+        if extension is None:
+            extension = record.extension if record is not None else allocate()
+        if extension in by_extension and extension not in owned_extensions:
+            problems.append(Problem(dn, f"extension {extension} belongs to a user the "
+                                        "directory does not own"))
+            continue
+        taken.add(extension)
+        data = _user_data(entry, settings, mapping)
+        data["extension"] = extension
+        incoming.append(Incoming(dn, data))
+        after[uuid] = Owned(extension, uuid, dn, mark)
+    if problems:
+        raise DirectoryError(f"{len(problems)} directory entries cannot become users; "
+                             "nothing was changed", problems)
+    kept = {o.extension for o in after.values()}
+    gone = sorted({o.extension for u, o in owned.items() if o.extension not in kept})
+    try:
+        # the ACL group is the directory's choice for new users only: an administrator
+        # may move a user to another group afterwards
+        merged, changes = merge_users(site, incoming, remove=gone, keep=("group",),
+                                      fill_holes=True)
+    except Exception as exc:
+        from wildix_ast.errors import SettingsError
+
+        if isinstance(exc, SettingsError):
+            raise DirectoryError(f"{len(exc.problems)} directory entries cannot become "
+                                 "users; nothing was changed", exc.problems) from None
+        raise
+    return SyncPlan(full=full, server=server, listed=len(listed), read=len(whole),
+                    changes=changes, site=merged, owned=after, owned_before=owned, gone=gone,
+                    change_mark=max((m for _, m in listed.values() if m), default=None),
+                    seconds=time.perf_counter() - started)
+
+
+def apply_sync(store: Store, plan: SyncPlan) -> None:
+    """Write a plan: ownership of new users first, then the users (one import: all or
+    nothing), then the end of the ownership of removed ones, then the sync's state."""
+    from wildix_ast.services.directory.welcome import welcome_new_users
+
+    fresh = [o for u, o in plan.owned.items() if plan.owned_before.get(u) != o]
+    record_owned(store, fresh)
+    if plan.changes.any:
+        from wildix_ast.store.vault import with_secrets
+
+        import_unless_changed(store, plan.site, plan.revision)
+        if plan.changes.added:
+            # new users get their SIP password now, as after a settings import
+            with_secrets(plan.site, store)
+    if plan.changes.removed:
+        from wildix_ast.store.devices import unassign_missing_users
+
+        unassign_missing_users(store)
+    forget_owned(store, [e for e in plan.gone
+                         if e not in {o.extension for o in plan.owned.values()}])
+    record_sync(store, SyncState(
+        server=plan.server, change_mark=plan.change_mark, synced_at=datetime.now(UTC),
+        full=plan.full, users=plan.listed, added=len(plan.changes.added),
+        changed=len(plan.changes.changed), removed=len(plan.changes.removed)))
+    if plan.changes.added:
+        welcome_new_users(plan.changes.added)
