@@ -7,6 +7,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from wildix_ast.model.call_groups import CallGroup
+from wildix_ast.model.call_history import CallHistory
 from wildix_ast.model.common import DEFAULT_GROUP, STRICT, empty_list
 from wildix_ast.model.dialplan import Dialplan
 from wildix_ast.model.groups import Group
@@ -33,3 +34,4 @@ class Sections(BaseModel):
     time_frames: list[TimeFrame] = Field(default_factory=empty_list)
     call_groups: list[CallGroup] = Field(default_factory=empty_list)
     ivrs: list[Ivr] = Field(default_factory=empty_list)
+    call_history: CallHistory = Field(default_factory=CallHistory)

@@ -43,6 +43,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeEngine
 
+from wildix_ast.model.call_history import CallHistory, CallHistoryBackend
 from wildix_ast.model.dialplan import Dialplan, Procedure
 from wildix_ast.model.fields import Width
 from wildix_ast.model.groups import Group
@@ -221,8 +222,17 @@ PREFERENCES = Section("user_preferences", "preferences", None, key=(), many=Fals
 """One row per user: its preferences as JSON (only what differs from the defaults), so a
 preference added later needs no migration; read whole by the call-time look-up."""
 
+CALL_HISTORY = Section("call_history_settings", "call_history", CallHistory, key=("id",),
+                       many=False, fixed={"id": 1})
+CALL_HISTORY_BACKENDS = Section("call_history_backends", "backends", CallHistoryBackend,
+                                key=("name",), parent=CALL_HISTORY,
+                                renames={"table": "table_name", "user": "user_name"})
+"""The call history's backends (wildix_ast.model.call_history); a password is kept like a
+trunk's secret, in the owner-only store, and left out of exports without --with-secrets."""
+
 SECTIONS: tuple[Section, ...] = (SYSTEM, LAN_NETWORKS, LAN_CODECS, REMOTE_CODECS, GROUPS,
-                                 DIALPLAN, PROCEDURES, USERS, PREFERENCES)
+                                 DIALPLAN, PROCEDURES, USERS, PREFERENCES, CALL_HISTORY,
+                                 CALL_HISTORY_BACKENDS)
 """Parents before children, referenced before referencing (users name groups)."""
 
 
@@ -282,6 +292,8 @@ user_preferences = Table(
     ForeignKeyConstraint(["extension"], ["users.extension"],
                          name="fk_user_preferences_extension"),
 )
+call_history_settings = _single_row(CALL_HISTORY)
+call_history_backends = _list(CALL_HISTORY_BACKENDS, "name")
 secrets = Table(
     "secrets", metadata,
     Column("key", key_string(SECRET_KEY), primary_key=True),
@@ -334,7 +346,7 @@ and the store revision it left."""
 
 STORE_TABLES: tuple[Table, ...] = (
     site_state, system_settings, lan_networks, sip_codecs, dialplan_settings,
-    dialplan_procedures, acl_groups, users, user_preferences, secrets, documents,
-    sound_audio, sound_files, imports)
+    dialplan_procedures, acl_groups, users, user_preferences, call_history_settings,
+    call_history_backends, secrets, documents, sound_audio, sound_files, imports)
 """Every table of the store, parents before children."""
 
