@@ -486,11 +486,13 @@ def _mount_services() -> None:
     runtime_cli.app.command("bans", hidden=True)(verbs.bans)
     runtime_cli.app.command("unban", hidden=True)(verbs.unban)
 
+    from wildix_ast.cli import cdr as cdr_cli
     from wildix_ast.cli import users as preferences_cli
     from wildix_ast.cli import voicemail as voicemail_logins_cli
 
     app.add_typer(preferences_cli.app, name="user")
     app.add_typer(voicemail_logins_cli.app, name="voicemail")
+    app.add_typer(cdr_cli.app, name="cdr")
 
 
 def _own_verbs() -> set[str]:

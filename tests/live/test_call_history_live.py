@@ -1,0 +1,217 @@
+"""The call history on a live Asterisk 22 (issue 19): real calls through the lab (answered,
+busy, unanswered, internal, refused by class, out through a provider stand-in, in from a
+trunk) each give exactly one record in SQLite, PostgreSQL, MariaDB and CSV at once, with its
+disposition, direction, users, class and trunk, and durations within 1 s of what SIPp
+measured. The collecting service runs as its own process (`wildix-ast cdr collect`)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from support.live_site import LiveSite, example_site, live_site, without_trunk_procedures
+from support.mariadb_server import MariaDBServer, mariadb_server  # noqa: F401
+from support.pg_server import PostgresServer, postgres_server  # noqa: F401
+
+from wildix_ast.lab.allocator import free_port
+from wildix_ast.lab.sipp import CallResult, SippDriver, UasHandle
+from wildix_ast.model.site import Site
+from wildix_ast.model.trunks import Trunk, TrunkGroup
+
+pytestmark = pytest.mark.lab
+
+TRUNK = "127.0.0.2"  # the provider stand-in's address: calls from it come in by the trunk
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _backend(kind: str, name: str, url: str) -> dict[str, Any]:
+    parsed = make_url(url)
+    return {"name": name, "kind": kind, "host": parsed.host, "port": parsed.port,
+            "database": parsed.database, "user": parsed.username,
+            "password": parsed.password}
+
+
+def history_site(provider_port: int, work: Path, pg_url: str, maria_url: str) -> Site:
+    base = without_trunk_procedures(example_site())
+    trunk = Trunk(name="secours", auth="ip", host=TRUNK, port=provider_port,
+                  caller_id="main_number", main_number="+33140000000", qualify_frequency=0)
+    return Site.model_validate({
+        **base.model_dump(exclude={"trunks", "trunk_groups"}),
+        "trunks": [trunk.model_dump()],
+        "trunk_groups": [TrunkGroup(name="sortants", trunks=["secours"]).model_dump()],
+        "call_history": {"statistics": "local", "backends": [
+            {"name": "local", "kind": "sqlite", "path": str(work / "history.sqlite3")},
+            _backend("postgresql", "pg", pg_url), _backend("mysql", "maria", maria_url),
+            {"name": "files", "kind": "csv", "folder": str(work / "csv")}]}})
+
+
+@dataclass
+class HistoryLab:
+    live: LiveSite
+    work: Path
+    provider_port: int
+    pg_url: str
+    maria_url: str
+    collector: subprocess.Popen[bytes] | None = None
+
+    @property
+    def spool(self) -> Path:
+        return self.work / "spool.sqlite3"
+
+    def start_collector(self) -> None:
+        env = {**os.environ, "WILDIX_AST_DB": str(self.live.work / "store.sqlite3")}
+        self.collector = subprocess.Popen(
+            [sys.executable, "-m", "wildix_ast", "cdr", "collect",
+             "--log-dir", str(self.live.lab.log_dir), "--spool", str(self.spool)],
+            env=env, stderr=open(self.work / "collector.log", "ab"))  # noqa: SIM115
+
+    def kill_collector(self) -> None:
+        if self.collector is not None:
+            self.collector.send_signal(signal.SIGKILL)
+            self.collector.wait(timeout=10)
+            self.collector = None
+
+    def stop_collector(self) -> None:
+        if self.collector is not None:
+            self.collector.terminate()
+            self.collector.wait(timeout=30)
+            self.collector = None
+
+    def rows(self, backend: str) -> list[dict[str, Any]]:
+        if backend == "files":
+            found: list[dict[str, Any]] = []
+            for path in sorted((self.work / "csv").glob("*.csv")):
+                with open(path, encoding="utf-8", newline="") as stream:
+                    found += list(csv.DictReader(stream))
+            return found
+        url = {"local": f"sqlite:///{self.work / 'history.sqlite3'}", "pg": self.pg_url,
+               "maria": self.maria_url}[backend]
+        engine = create_engine(url)
+        try:
+            with engine.connect() as connection:
+                return [dict(r) for r in connection.execute(
+                    text("SELECT * FROM call_history")).mappings()]
+        except Exception:  # the table is made with the first record
+            return []
+        finally:
+            engine.dispose()
+
+    def wait_records(self, backend: str, count: int, timeout: float = 20) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = self.rows(backend)
+            if len(rows) >= count or time.monotonic() > deadline:
+                return rows
+            time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory: pytest.TempPathFactory, postgres_server: PostgresServer,  # noqa: F811
+            mariadb_server: MariaDBServer) -> Iterator[HistoryLab]:  # noqa: F811
+    work = tmp_path_factory.mktemp("history")
+    port = free_port(TRUNK)
+    pg_url = postgres_server.create_database()
+    maria_url = mariadb_server.create_database()
+    site = history_site(port, work, pg_url, maria_url)
+    with live_site(work / "lab", "history", site) as live:
+        lab = HistoryLab(live, work, port, pg_url, maria_url)
+        lab.start_collector()
+        try:
+            yield lab
+        finally:
+            lab.stop_collector()
+
+
+def call(live: LiveSite, ext: str, number: str, **kwargs: Any) -> CallResult:
+    return live.sipp().call(ext, live.password(ext), number, **kwargs)
+
+
+def provider(live: LiveSite, port: int, calls: int = 1) -> UasHandle:
+    driver = SippDriver(live.lab.ports.sip, local_ip=TRUNK, work_dir=live.work / "provider")
+    return driver.answer("provider", behaviour="answer", port=port, calls=calls, timeout=60)
+
+
+def from_trunk(live: LiveSite, caller: str, number: str, **kwargs: Any) -> CallResult:
+    driver = SippDriver(live.lab.ports.sip, local_ip=TRUNK, work_dir=live.work / "trunk")
+    return driver.call(caller, "unused-Secret-1", number, **kwargs)
+
+
+@dataclass
+class Placed:
+    name: str
+    began: float
+    ended: float
+    result: CallResult
+    expected: dict[str, str]
+
+
+def test_every_call_once_in_every_backend_with_its_meaning(history: HistoryLab) -> None:
+    live = history.live
+    driver = live.sipp()
+    placed: list[Placed] = []
+
+    def place(name: str, expected: dict[str, str], run: Any) -> None:
+        began = time.time()
+        result = run()
+        placed.append(Placed(name, began, time.time(), result, expected))
+        assert live.wait_no_channels() == 0
+        time.sleep(0.3)  # calls well apart: each record is told by its start
+
+    with driver.phone("102", live.password("102"), behaviour="answer"):
+        place("internal answered", {"disposition": "answered", "direction": "internal",
+                                    "caller_user": "101", "callee_user": "102"},
+              lambda: call(live, "101", "102", hold_seconds=2))
+    with driver.phone("102", live.password("102"), behaviour="busy"):
+        place("busy", {"disposition": "busy", "direction": "internal",
+                       "caller_user": "101", "callee_user": "102", "voicemail": "102"},
+              lambda: call(live, "101", "102", hold_seconds=1))
+    with driver.phone("102", live.password("102"), behaviour="ignore"):
+        place("no answer", {"disposition": "no_answer", "direction": "internal",
+                            "caller_user": "101", "callee_user": "102"},
+              lambda: call(live, "101", "102", hold_seconds=1))
+    with provider(live, history.provider_port):
+        place("outgoing", {"disposition": "answered", "direction": "outgoing",
+                           "caller_user": "102", "trunk": "secours", "call_class": "national",
+                           "callee_number": "+33140000000"},
+              lambda: call(live, "102", "0140000000", hold_seconds=2))
+    place("refused by class", {"disposition": "refused_class", "direction": "outgoing",
+                               "caller_user": "102", "call_class": "international"},
+          lambda: call(live, "102", "0044201234567", expect="reject"))
+    with driver.phone("102", live.password("102"), behaviour="answer"):
+        place("incoming", {"disposition": "answered", "direction": "incoming",
+                           "callee_user": "102", "trunk": "secours",
+                           "caller_number": "+33612345678"},
+              lambda: from_trunk(live, "+33612345678", "+33140000102", hold_seconds=2))
+    for p in placed:
+        expect_connected = p.expected["disposition"] != "refused_class"
+        assert p.result.connected == expect_connected, (p.name, p.result.run.describe())
+
+    for backend in ("local", "pg", "maria", "files"):
+        rows = history.wait_records(backend, len(placed))
+        ids = [r["call_id"] for r in rows]
+        assert len(ids) == len(set(ids)) == len(placed), (backend, ids)
+        for p in placed:
+            mine = [r for r in rows if p.began - 0.05 <= float(r["start"]) <= p.ended]
+            assert len(mine) == 1, (backend, p.name, [(r["start"], r["disposition"])
+                                                      for r in rows])
+            (row,) = mine
+            for key, value in p.expected.items():
+                assert str(row[key]) == value, (backend, p.name, key, row)
+            # SIPp's own run covers the call from its INVITE to the end of the BYE exchange
+            if p.result.connected:
+                assert abs(float(row["duration"]) - p.result.duration) <= 1.0, \
+                    (backend, p.name, row["duration"], p.result.duration)
+            legs = json.loads(row["legs"])
+            assert legs and all(leg["linkedid"] == row["call_id"] for leg in legs)
