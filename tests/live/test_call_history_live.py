@@ -21,12 +21,14 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from support.agi_fixtures import agi_service
 from support.live_site import LiveSite, example_site, live_site, without_trunk_procedures
 from support.mariadb_server import MariaDBServer, mariadb_server  # noqa: F401
 from support.pg_server import PostgresServer, postgres_server  # noqa: F401
 
 from wildix_ast.lab.allocator import free_port
 from wildix_ast.lab.sipp import CallResult, SippDriver, UasHandle
+from wildix_ast.model.preferences import Preferences
 from wildix_ast.model.site import Site
 from wildix_ast.model.trunks import Trunk, TrunkGroup
 
@@ -194,6 +196,20 @@ def test_every_call_once_in_every_backend_with_its_meaning(history: HistoryLab) 
                            "callee_user": "102", "trunk": "secours",
                            "caller_number": "+33612345678"},
               lambda: from_trunk(live, "+33612345678", "+33140000102", hold_seconds=2))
+    # forwarded: 102 is busy and forwards to 100 (a user preference, read by the FastAGI
+    # service): one call, two legs, answered by 100
+    live.store.change_preferences("102", lambda _: Preferences.model_validate(
+        {"internal": {"forward_busy": "100"}}))
+    try:
+        with agi_service("--port", str(live.lab.ports.agi),
+                         "--db", str(live.work / "store.sqlite3")), \
+                driver.phone("102", live.password("102"), behaviour="busy"), \
+                driver.phone("100", live.password("100"), behaviour="answer"):
+            place("forwarded", {"disposition": "answered", "direction": "internal",
+                                "caller_user": "101", "callee_user": "100", "dialled": "102"},
+                  lambda: call(live, "101", "102", hold_seconds=2))
+    finally:
+        live.store.change_preferences("102", lambda _: Preferences())
     for p in placed:
         expect_connected = p.expected["disposition"] != "refused_class"
         assert p.result.connected == expect_connected, (p.name, p.result.run.describe())
@@ -215,3 +231,6 @@ def test_every_call_once_in_every_backend_with_its_meaning(history: HistoryLab) 
                     (backend, p.name, row["duration"], p.result.duration)
             legs = json.loads(row["legs"])
             assert legs and all(leg["linkedid"] == row["call_id"] for leg in legs)
+            if p.name == "forwarded":
+                assert {leg["dstchannel"].split("-")[0] for leg in legs} >= \
+                    {"PJSIP/102", "PJSIP/100"}, legs
