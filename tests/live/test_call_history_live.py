@@ -248,6 +248,19 @@ def test_every_call_once_in_every_backend_with_its_meaning(history: HistoryLab) 
                 assert {leg["dstchannel"].split("-")[0] for leg in legs} >= \
                     {"PJSIP/102", "PJSIP/100"}, legs
 
+    # reading it back from the statistics backend (the local SQLite)
+    listed = history.cli("cdr", "list", "--trunk", "secours", "--json")["calls"]
+    assert sorted(c["direction"] for c in listed) == ["incoming", "outgoing"]
+    refused = history.cli("cdr", "list", "--disposition", "refused_class", "--json")["calls"]
+    assert [c["dialled"] for c in refused] == ["0044201234567"]
+    per_user = {r["key"]: r for r in history.cli("cdr", "stats", "--by", "user",
+                                                 "--json")["rows"]}
+    assert per_user["101"]["calls"] == 4 and per_user["102"]["calls"] == 2
+    table = history.cli("cdr", "list", "--csv", "--user", "100")
+    assert table.count("\n") == 2 and table.startswith("call_id,")
+    states = history.states()
+    assert all(states[b]["state"] == "ok" for b in ("local", "pg", "maria", "files")), states
+
 
 # --- outages and kills: nothing finished is lost, nothing doubled -------------------------
 

@@ -61,7 +61,7 @@ class Collector:
 
     # --- intake and assembly --------------------------------------------------------------
 
-    def _intake(self, name: str, is_cel: bool) -> bool:
+    def _intake(self, name: str, is_cel: bool, now: float) -> bool:
         """Take what one file gained; whether more may be waiting."""
         path = self.config.log_dir / name
         batch = read_new(path, self.spool.checkpoint(name))
@@ -82,7 +82,7 @@ class Collector:
                       "'rejected')", len(rejected), path)
         if batch.lines or batch.checkpoint != self.spool.checkpoint(name):
             late = self.spool.take(name, batch.checkpoint, legs=legs, ends=ends,
-                                   rejected=rejected)
+                                   rejected=rejected, now=now)
             if late:
                 log.warning("call history: %d leg(s) came after their call was recorded "
                             "(spool table 'late_legs')", late)
@@ -91,9 +91,9 @@ class Collector:
     def step(self, now: float | None = None) -> int:
         """One pass: read both files, assemble the calls over; how many were assembled."""
         started = time.time() if now is None else now
-        while self._intake(CDR_FILE, is_cel=False):
+        while self._intake(CDR_FILE, is_cel=False, now=started):
             pass
-        while self._intake(CEL_FILE, is_cel=True):
+        while self._intake(CEL_FILE, is_cel=True, now=started):
             pass
         # the CDR file was read after every end seen GRACE ago: their legs are in
         due = self.spool.due(started - self.config.grace, started - self.config.orphan_after)

@@ -127,7 +127,7 @@ class Spool:
         """Calls to assemble: over (LINKEDID_END) before `ended_before`, or legs with no end
         whose last leg ended before `orphaned_before` (Asterisk died during the call)."""
         ended = [r[0] for r in self.db.execute(
-            "SELECT linkedid FROM ends WHERE seen < ? ORDER BY seen", (ended_before,))]
+            "SELECT linkedid FROM ends WHERE seen <= ? ORDER BY seen", (ended_before,))]
         orphans = []
         for linkedid, body in self.db.execute(
                 "SELECT linkedid, body FROM legs WHERE linkedid NOT IN "
