@@ -26,6 +26,7 @@ from support.live_site import LiveSite, example_site, live_site, without_trunk_p
 from support.mariadb_server import MariaDBServer, mariadb_server  # noqa: F401
 from support.pg_server import PostgresServer, postgres_server  # noqa: F401
 
+from wildix_ast.calls.call_record import BRAKE_FOLDER
 from wildix_ast.lab.allocator import free_port
 from wildix_ast.lab.sipp import CallResult, SippDriver, UasHandle
 from wildix_ast.model.preferences import Preferences
@@ -56,7 +57,10 @@ def history_site(provider_port: int, work: Path, pg_url: str, maria_url: str) ->
         "call_history": {"statistics": "local", "backends": [
             {"name": "local", "kind": "sqlite", "path": str(work / "history.sqlite3")},
             _backend("postgresql", "pg", pg_url), _backend("mysql", "maria", maria_url),
-            {"name": "files", "kind": "csv", "folder": str(work / "csv")}]}})
+            {"name": "files", "kind": "csv", "folder": str(work / "csv")}],
+            # the toll-fraud brake: one international call an hour for 101
+            "limits": [{"call_class": "international", "scope": "user", "name": "101",
+                        "calls": 1, "window_minutes": 60}]}})
 
 
 @dataclass
@@ -74,11 +78,17 @@ class HistoryLab:
     def spool(self) -> Path:
         return self.work / "spool.sqlite3"
 
+    @property
+    def brake_dir(self) -> Path:
+        lab = self.live.lab
+        return lab.host_path(lab.paths.spool / BRAKE_FOLDER)
+
     def start_collector(self) -> None:
         env = {**os.environ, "WILDIX_AST_DB": str(self.live.work / "store.sqlite3")}
         self.collector = subprocess.Popen(
             [sys.executable, "-m", "wildix_ast", "cdr", "collect",
-             "--log-dir", str(self.live.lab.log_dir), "--spool", str(self.spool)],
+             "--log-dir", str(self.live.lab.log_dir), "--spool", str(self.spool),
+             "--brake-dir", str(self.brake_dir)],
             env=env, stderr=open(self.work / "collector.log", "ab"))  # noqa: SIM115
 
     def kill_collector(self) -> None:
@@ -262,6 +272,31 @@ def test_every_call_once_in_every_backend_with_its_meaning(history: HistoryLab) 
     assert all(states[b]["state"] == "ok" for b in ("local", "pg", "maria", "files")), states
 
 
+def test_toll_fraud_brake_refuses_the_next_international_call_until_cleared(
+        history: HistoryLab) -> None:
+    live = history.live
+    with provider(live, history.provider_port, calls=3):
+        first = call(live, "101", "0044201234567", hold_seconds=1)
+        assert first.connected, first.run.describe()
+        deadline = time.monotonic() + 10
+        while not history.cli("cdr", "brake", "list", "--brake-dir", str(history.brake_dir),
+                               "--json")["brakes"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        braked = call(live, "101", "0044201234568", expect="reject")
+        national = call(live, "101", "0140000000", hold_seconds=0.5)
+        history.cli("cdr", "brake", "clear", "101", "--brake-dir", str(history.brake_dir),
+                    "--spool", str(history.spool), "--json")
+        again = call(live, "101", "0044201234569", hold_seconds=0.5)
+    assert braked.final_status == 403 and not braked.connected, braked.run.describe()
+    assert national.connected, national.run.describe()
+    assert again.connected, again.run.describe()
+    assert "toll-fraud brake: user 101 may not call international" in \
+        (history.work / "collector.log").read_text()
+    time.sleep(2)
+    refused = history.cli("cdr", "list", "--disposition", "over_limit", "--json")["calls"]
+    assert [c["dialled"] for c in refused] == ["0044201234568"]
+
+
 # --- outages and kills: nothing finished is lost, nothing doubled -------------------------
 
 #: CI's short version; `WILDIX_AST_CDR_OUTAGE_CALLS=200 WILDIX_AST_CDR_OUTAGE_SECONDS=60`
@@ -307,11 +342,14 @@ def test_databases_down_during_calls_then_every_call_once(history: HistoryLab) -
     finally:
         history.pg.resume()
         history.maria.resume()
+    resumed = time.monotonic()
     result = load.wait()
     assert result.failed == 0 and result.successful == OUTAGE_CALLS, result.run.describe()
     assert live.wait_no_channels() == 0
     found = all_call_ids(history, before + OUTAGE_CALLS)
     assert_once_everywhere(found, before + OUTAGE_CALLS)
+    print(f"outage {OUTAGE_SECONDS:g} s, {OUTAGE_CALLS} calls: every backend complete "
+          f"{time.monotonic() - resumed:.1f} s after the databases came back")
     states = history.states()
     assert all(s["state"] == "ok" and s["behind"] == 0 for s in states.values()), states
 

@@ -56,3 +56,27 @@ def cdr_path(log_dir: PurePosixPath) -> PurePosixPath:
 
 def cel_path(log_dir: PurePosixPath) -> PurePosixPath:
     return log_dir / CEL_FILE
+
+
+# --- the toll-fraud brake (services.call_history.brake) ---------------------------------------
+
+BRAKE_FOLDER = "wildix-brake"
+"""Under Asterisk's spool folder: one empty file per braked (user, class), named by
+`brake_flag`, whose modification time is when the brake lifts by itself. The dialplan only
+stats it (`STAT(M,...)`, a local file system call): the call path never waits on the
+collector or a database."""
+
+
+def brake_flag(extension: str, call_class: str) -> str:
+    return f"{extension}-{call_class}"
+
+
+def brake_check(call_class: str, label: str) -> str:
+    """The dialplan step that jumps to `label` when the calling user's brake for
+    `call_class` is on (its flag's time is still ahead)."""
+    flag = f"${{ASTSPOOLDIR}}/{BRAKE_FOLDER}/${{FILTER(0-9,${{CHANNEL(endpoint)}})}}-{call_class}"
+    return f"GotoIf($[0${{STAT(M,{flag})}} > ${{EPOCH}}]?{label})"
+
+
+BRAKE_REFUSAL = f"Set(CDR({WMS_REFUSED})=limit)"
+"""Marks the call's record `over_limit` before the dialplan refuses it."""

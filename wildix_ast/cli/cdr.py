@@ -27,6 +27,10 @@ DEFAULT_SPOOL = Path.home() / ".local/share/wildix-ast/call-history.sqlite3"
 SpoolPath = Annotated[Path, typer.Option(
     "--spool", envvar="WILDIX_AST_CDR_SPOOL", show_envvar=True,
     help="The collector's own state (checkpoints, records not delivered yet).")]
+BrakeDir = Annotated[Path, typer.Option(
+    "--brake-dir", envvar="WILDIX_AST_CDR_BRAKE_DIR", show_envvar=True,
+    help="Where the toll-fraud brake's flags go: <Asterisk's spool folder>/wildix-brake.")]
+DEFAULT_BRAKE_DIR = Path("/var/spool/asterisk/wildix-brake")
 LogDir = Annotated[Path, typer.Option(
     "--log-dir", envvar="WILDIX_AST_CDR_LOG_DIR", show_envvar=True,
     help="Asterisk's log folder, where it writes the call records.")]
@@ -57,7 +61,7 @@ def _database_failure(exc: Exception, backend: CallHistoryBackend) -> WildixErro
 
 @app.command("collect")
 def collect(log_dir: LogDir = Path("/var/log/asterisk"), spool: SpoolPath = DEFAULT_SPOOL,
-            db: DbUrl = None,
+            brake_dir: BrakeDir = DEFAULT_BRAKE_DIR, db: DbUrl = None,
             once: Annotated[bool, typer.Option(
                 "--once", help="One pass and every backend written once, then exit.")] = False,
             ) -> None:
@@ -65,13 +69,19 @@ def collect(log_dir: LogDir = Path("/var/log/asterisk"), spool: SpoolPath = DEFA
     every enabled backend. Runs until SIGTERM/SIGINT."""
     from wildix_ast.services.call_history.assemble import Directory
     from wildix_ast.services.call_history.backends import sink_of
+    from wildix_ast.services.call_history.brake import BrakeKeeper
     from wildix_ast.services.call_history.collector import Collector, CollectorConfig
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(message)s")
     history, site = _settings(db)
+    directory = Directory.of(site)
+    brake = BrakeKeeper(brake_dir, history.limits,
+                        {e: group for e, (_, group) in directory.users.items()}) \
+        if history.limits else None
     config = CollectorConfig(log_dir=log_dir, spool_path=spool,
-                             backends=history.enabled_backends, directory=Directory.of(site))
+                             backends=history.enabled_backends, directory=directory,
+                             brake=brake)
     collector = Collector(config)
     if once:
         collector.step()
@@ -249,3 +259,57 @@ def forget_user(extension: Annotated[str, typer.Argument(help="The user's extens
         return
     for name, count in removed.items():
         out.print(f"[green]✓[/] {name}: {count} record(s) of {extension} removed")
+
+
+brake_app = typer.Typer(help="The toll-fraud brake (call_history.limits).",
+                        no_args_is_help=True)
+app.add_typer(brake_app, name="brake")
+
+
+@brake_app.command("list")
+def brake_list(brake_dir: BrakeDir = DEFAULT_BRAKE_DIR, as_json: JsonOutput = False) -> None:
+    """The users braked now, per class, and until when."""
+    from wildix_ast.services.call_history.brake import BrakeKeeper
+
+    mode.json = as_json
+    active = BrakeKeeper(brake_dir, [], {}).active()
+    if as_json:
+        emit_json({"ok": True, "brakes": [{"user": b.extension, "class": b.call_class,
+                                           "until": b.until} for b in active]})
+        return
+    table = Table(title="toll-fraud brakes on", show_edge=False)
+    for column in ("user", "class", "until"):
+        table.add_column(column)
+    for b in active:
+        table.add_row(b.extension, b.call_class, _when(b.until))
+    out.print(table)
+
+
+@brake_app.command("clear")
+def brake_clear(extension: Annotated[str, typer.Argument(help="The user's extension.")],
+                call_class: Annotated[str | None, typer.Option(
+                    "--class", help="Only this class (default: every class).")] = None,
+                brake_dir: BrakeDir = DEFAULT_BRAKE_DIR, spool: SpoolPath = DEFAULT_SPOOL,
+                as_json: JsonOutput = False) -> None:
+    """Lift a user's brake now: its calls of the class go out again, and only calls from
+    now on count towards the limit (logged as a security event)."""
+    from wildix_ast.model.call_classes import CallClass
+    from wildix_ast.services.call_history.brake import clear
+    from wildix_ast.services.call_history.spool import Spool
+
+    mode.json = as_json
+    if not (extension.isdigit() and 2 <= len(extension) <= 8):
+        raise SettingsError(f"{extension!r} is not an extension (2 to 8 digits)")
+    if call_class is not None and call_class not in {c.value for c in CallClass}:
+        raise SettingsError(f"--class {call_class!r}: one of "
+                            f"{', '.join(c.value for c in CallClass)}")
+    opened = Spool(spool)
+    try:
+        cleared = clear(brake_dir, opened, extension, call_class)
+    finally:
+        opened.close()
+    if as_json:
+        emit_json({"ok": True, "user": extension, "cleared": cleared})
+        return
+    out.print(f"[green]✓[/] {extension}: " + (f"brake lifted ({', '.join(cleared)})"
+                                              if cleared else "was not braked"))

@@ -16,7 +16,8 @@ from typing import Annotated, Self
 
 from pydantic import BaseModel, Field, model_validator
 
-from wildix_ast.model.common import STRICT
+from wildix_ast.model.call_classes import CallClass
+from wildix_ast.model.common import STRICT, empty_list
 from wildix_ast.model.fields import Identifier, Port, Width, pattern
 
 
@@ -104,6 +105,40 @@ class CallHistoryBackend(BaseModel):
         return self.folder or DEFAULT_CSV_FOLDER
 
 
+class LimitScope(StrEnum):
+    SITE = "site"
+    GROUP = "group"
+    USER = "user"
+
+
+class TollLimit(BaseModel):
+    """The toll-fraud brake for one call class: at most `minutes` billed outside minutes
+    and/or `calls` outside calls per user in a sliding window of `window_minutes`. The
+    limit for a user is its own (scope user, name = extension), else its ACL group's (scope
+    group), else the site's: each user is counted on its own."""
+
+    model_config = STRICT
+
+    call_class: CallClass
+    scope: LimitScope = LimitScope.SITE
+    name: Annotated[str, Width(40, exact=True), pattern(
+        r"[A-Za-z0-9_-]{0,40}", "group name or extension")] = ""
+    minutes: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    calls: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    window_minutes: Annotated[int, Field(ge=1, le=44_640)] = 60
+
+    @model_validator(mode="after")
+    def _complete(self) -> Self:
+        if self.minutes is None and self.calls is None:
+            raise ValueError("a toll limit needs minutes, calls or both")
+        if self.call_class in (CallClass.INTERNAL, CallClass.EMERGENCY):
+            raise ValueError(f"{self.call_class.value} calls are never braked")
+        if (self.scope is LimitScope.SITE) != (self.name == ""):
+            raise ValueError("a site limit has no name; a group or user limit names its "
+                             "group or extension")
+        return self
+
+
 def _default_backends() -> list[CallHistoryBackend]:
     return [CallHistoryBackend(name="local", kind=BackendKind.SQLITE)]
 
@@ -116,10 +151,15 @@ class CallHistory(BaseModel):
     enabled: bool = True
     backends: list[CallHistoryBackend] = Field(default_factory=_default_backends)
     statistics: Identifier = "local"
-    """The backend `cdr list`, `cdr stats` and the toll-fraud brake read (not a CSV one)."""
+    """The backend `cdr list` and `cdr stats` read (not a CSV one)."""
+    limits: list[TollLimit] = Field(default_factory=empty_list)
+    """The toll-fraud brake (see `TollLimit`)."""
 
     @model_validator(mode="after")
     def _statistics_backend(self) -> Self:
+        scopes = [(t.call_class, t.scope, t.name) for t in self.limits]
+        if len(scopes) != len(set(scopes)):
+            raise ValueError("two toll limits for the same class and scope")
         names = [b.name for b in self.backends]
         doubled = sorted({n for n in names if names.count(n) > 1})
         if doubled:

@@ -43,7 +43,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeEngine
 
-from wildix_ast.model.call_history import CallHistory, CallHistoryBackend
+from wildix_ast.model.call_history import CallHistory, CallHistoryBackend, TollLimit
 from wildix_ast.model.dialplan import Dialplan, Procedure
 from wildix_ast.model.fields import Width
 from wildix_ast.model.groups import Group
@@ -227,12 +227,14 @@ CALL_HISTORY = Section("call_history_settings", "call_history", CallHistory, key
 CALL_HISTORY_BACKENDS = Section("call_history_backends", "backends", CallHistoryBackend,
                                 key=("name",), parent=CALL_HISTORY,
                                 renames={"table": "table_name", "user": "user_name"})
+CALL_HISTORY_LIMITS = Section("call_history_limits", "limits", TollLimit,
+                              key=("call_class", "scope", "name"), parent=CALL_HISTORY)
 """The call history's backends (wildix_ast.model.call_history); a password is kept like a
 trunk's secret, in the owner-only store, and left out of exports without --with-secrets."""
 
 SECTIONS: tuple[Section, ...] = (SYSTEM, LAN_NETWORKS, LAN_CODECS, REMOTE_CODECS, GROUPS,
                                  DIALPLAN, PROCEDURES, USERS, PREFERENCES, CALL_HISTORY,
-                                 CALL_HISTORY_BACKENDS)
+                                 CALL_HISTORY_BACKENDS, CALL_HISTORY_LIMITS)
 """Parents before children, referenced before referencing (users name groups)."""
 
 
@@ -294,6 +296,7 @@ user_preferences = Table(
 )
 call_history_settings = _single_row(CALL_HISTORY)
 call_history_backends = _list(CALL_HISTORY_BACKENDS, "name")
+call_history_limits = _list(CALL_HISTORY_LIMITS)
 secrets = Table(
     "secrets", metadata,
     Column("key", key_string(SECRET_KEY), primary_key=True),
@@ -347,6 +350,7 @@ and the store revision it left."""
 STORE_TABLES: tuple[Table, ...] = (
     site_state, system_settings, lan_networks, sip_codecs, dialplan_settings,
     dialplan_procedures, acl_groups, users, user_preferences, call_history_settings,
-    call_history_backends, secrets, documents, sound_audio, sound_files, imports)
+    call_history_backends, call_history_limits, secrets, documents, sound_audio, sound_files,
+    imports)
 """Every table of the store, parents before children."""
 

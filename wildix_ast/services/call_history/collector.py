@@ -25,6 +25,7 @@ from wildix_ast.calls.call_record import CDR_FILE, CEL_FILE
 from wildix_ast.model.call_history import CallHistoryBackend
 from wildix_ast.services.call_history.assemble import Directory, assemble
 from wildix_ast.services.call_history.backends import Sink, sink_of
+from wildix_ast.services.call_history.brake import BrakeKeeper
 from wildix_ast.services.call_history.record import parse_line
 from wildix_ast.services.call_history.source import read_new
 from wildix_ast.services.call_history.spool import Spool
@@ -48,6 +49,8 @@ class CollectorConfig:
     grace: float = GRACE
     orphan_after: float = ORPHAN_AFTER
     poll: float = POLL
+    brake: BrakeKeeper | None = None
+    """The toll-fraud brake, when the site has limits."""
 
 
 class Collector:
@@ -97,10 +100,15 @@ class Collector:
             pass
         # the CDR file was read after every end seen GRACE ago: their legs are in
         due = self.spool.due(started - self.config.grace, started - self.config.orphan_after)
+        outside: list[tuple[str, str]] = []
         for linkedid in due:
             legs = self.spool.legs(linkedid)
             record = assemble(linkedid, legs, self.config.directory) if legs else None
             self.spool.finish(linkedid, record, time.time())
+            if record is not None and record.direction == "outgoing" and record.caller_user:
+                outside.append((record.caller_user, record.call_class))
+        if outside and self.config.brake is not None:
+            self.config.brake.check(self.spool, outside)
         return len(due)
 
     # --- delivery -------------------------------------------------------------------------

@@ -35,7 +35,13 @@ CREATE TABLE IF NOT EXISTS legs (linkedid TEXT NOT NULL, uniqueid TEXT NOT NULL,
 CREATE INDEX IF NOT EXISTS legs_linkedid ON legs (linkedid);
 CREATE TABLE IF NOT EXISTS ends (linkedid TEXT PRIMARY KEY, seen REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS records (id INTEGER PRIMARY KEY AUTOINCREMENT,
-    call_id TEXT NOT NULL UNIQUE, body TEXT NOT NULL, finished REAL NOT NULL);
+    call_id TEXT NOT NULL UNIQUE, body TEXT NOT NULL, finished REAL NOT NULL,
+    caller_user TEXT NOT NULL DEFAULT '', call_class TEXT NOT NULL DEFAULT '',
+    direction TEXT NOT NULL DEFAULT '', disposition TEXT NOT NULL DEFAULT '',
+    start REAL NOT NULL DEFAULT 0, billsec REAL NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS records_brake ON records (caller_user, call_class, start);
+CREATE TABLE IF NOT EXISTS brake_clears (extension TEXT NOT NULL, call_class TEXT NOT NULL,
+    cleared REAL NOT NULL, PRIMARY KEY (extension, call_class));
 CREATE TABLE IF NOT EXISTS deliveries (backend TEXT PRIMARY KEY, last_id INTEGER NOT NULL,
     last_write REAL, last_error TEXT, error_at REAL);
 CREATE TABLE IF NOT EXISTS rejected (source TEXT NOT NULL, offset INTEGER NOT NULL,
@@ -148,8 +154,12 @@ class Spool:
         """Keep the call's record (None: an end without legs) and forget its legs."""
         with self._transaction() as db:
             if record is not None:
-                db.execute("INSERT OR IGNORE INTO records (call_id, body, finished) "
-                           "VALUES (?, ?, ?)", (linkedid, json.dumps(record.to_json()), now))
+                db.execute("INSERT OR IGNORE INTO records (call_id, body, finished, "
+                           "caller_user, call_class, direction, disposition, start, billsec) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           (linkedid, json.dumps(record.to_json()), now, record.caller_user,
+                            record.call_class, record.direction, record.disposition,
+                            record.start, record.billsec))
             db.execute("DELETE FROM legs WHERE linkedid = ?", (linkedid,))
             db.execute("DELETE FROM ends WHERE linkedid = ?", (linkedid,))
 
@@ -177,6 +187,30 @@ class Spool:
                        "VALUES (?, 0, ?, ?) ON CONFLICT (backend) DO UPDATE SET "
                        "last_error = excluded.last_error, error_at = excluded.error_at",
                        (backend, error[:500], when))
+
+    # --- the toll-fraud brake (brake.py) -------------------------------------------------
+
+    def outside_usage(self, extension: str, call_class: str, since: float,
+                      refused: Sequence[str]) -> tuple[int, float]:
+        """(outside calls, billed seconds) of a user in a class since `since`."""
+        marks = ", ".join("?" for _ in refused)
+        row = self.db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(billsec), 0) FROM records WHERE caller_user = ? "
+            "AND call_class = ? AND direction = 'outgoing' AND start >= ? "
+            f"AND disposition NOT IN ({marks})",
+            (extension, call_class, since, *refused)).fetchone()
+        return int(row[0]), float(row[1])
+
+    def brake_cleared(self, extension: str, call_class: str) -> float:
+        row = self.db.execute("SELECT cleared FROM brake_clears WHERE extension = ? AND "
+                              "call_class = ?", (extension, call_class)).fetchone()
+        return float(row[0]) if row else 0.0
+
+    def clear_brake(self, extension: str, call_class: str, when: float) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT INTO brake_clears (extension, call_class, cleared) "
+                       "VALUES (?, ?, ?) ON CONFLICT (extension, call_class) DO UPDATE SET "
+                       "cleared = excluded.cleared", (extension, call_class, when))
 
     # --- status ---------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Call history (WMS "Historique des appels"): its settings and its backends (issue 19).
+"""Call history (WMS "Historique des appels"): its settings, backends and toll limits (issue 19).
 
 Revision ID: 0010
 Revises: 0008
@@ -62,8 +62,23 @@ def upgrade() -> None:
         sa.UniqueConstraint("name", name="uq_call_history_backends_name"),
         **_MYSQL,
     )
+    op.create_table(
+        "call_history_limits",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("position", sa.Integer, nullable=False),
+        sa.Column("call_class", sa.String(16), nullable=False),
+        sa.Column("scope", sa.String(16), nullable=False),
+        sa.Column("name", _exact(40), nullable=False),
+        sa.Column("minutes", sa.Integer, nullable=True),
+        sa.Column("calls", sa.Integer, nullable=True),
+        sa.Column("window_minutes", sa.Integer, nullable=False),
+        sa.Column("digest", sa.String(32), nullable=True),
+        sa.UniqueConstraint("position", name="uq_call_history_limits_position"),
+        **_MYSQL,
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("call_history_limits")
     op.drop_table("call_history_backends")
     op.drop_table("call_history_settings")
