@@ -212,3 +212,58 @@ def test_a_csv_row_cut_short_by_a_crash_is_replaced(tmp_path: Path) -> None:
     text = path.read_text()
     assert text.count("\n") == 2 and "half a ro" not in text
     assert os.stat(path).st_mode & 0o777 == 0o640
+
+
+# --- the toll-fraud brake ---------------------------------------------------------------------
+
+
+def test_the_users_own_limit_wins_over_its_groups_and_the_sites() -> None:
+    from wildix_ast.model.call_history import TollLimit
+    from wildix_ast.services.call_history.brake import effective_limit
+
+    limits = [TollLimit.model_validate(d) for d in (
+        {"call_class": "international", "calls": 10},
+        {"call_class": "international", "scope": "group", "name": "sales", "calls": 5},
+        {"call_class": "international", "scope": "user", "name": "101", "minutes": 3})]
+    assert effective_limit(limits, "101", "sales", "international") == limits[2]
+    assert effective_limit(limits, "102", "sales", "international") == limits[1]
+    assert effective_limit(limits, "103", "default", "international") == limits[0]
+    assert effective_limit(limits, "103", "default", "national") is None
+    with pytest.raises(ValidationError, match="never braked"):
+        TollLimit.model_validate({"call_class": "emergency", "calls": 1})
+
+
+def test_over_the_limit_sets_a_flag_until_the_window_passes_and_clear_lifts_it(
+        tmp_path: Path) -> None:
+    from wildix_ast.model.call_history import TollLimit
+    from wildix_ast.services.call_history.brake import BrakeKeeper, clear
+
+    spool = Spool(tmp_path / "spool.sqlite3")
+    limit = TollLimit.model_validate({"call_class": "international", "minutes": 2,
+                                      "window_minutes": 10})
+    keeper = BrakeKeeper(tmp_path / "brake", [limit], {"101": "default"})
+    legs = [leg("1.0", "1.0", 1, "PJSIP/101-00000001", "PJSIP/trunk-op-00000002", "ANSWERED",
+                1000.0, 1000.0, 1090.0, dst="0044201234567")]
+    spool.finish("1.0", assemble("1.0", legs, directory()), 1090.0)
+    assert keeper.check(spool, [("101", "international")], now=1100.0) == []  # 1.5 min
+    legs = [leg("2.0", "2.0", 1, "PJSIP/101-00000001", "PJSIP/trunk-op-00000002", "ANSWERED",
+                1100.0, 1100.0, 1140.0, dst="0044201234567")]
+    spool.finish("2.0", assemble("2.0", legs, directory()), 1140.0)
+    (brake,) = keeper.check(spool, [("101", "international")], now=1150.0)
+    flag = tmp_path / "brake" / "101-international"
+    assert flag.stat().st_mtime == brake.until == 1150.0 + 600
+    assert clear(tmp_path / "brake", spool, "101", "international", now=1200.0) == \
+        ["international"]
+    assert not flag.exists()
+    # only calls after the clear count again
+    assert keeper.check(spool, [("101", "international")], now=1210.0) == []
+
+
+def test_the_dialplan_checks_the_brake_only_for_limited_classes() -> None:
+    from wildix_ast.asterisk.outgoing import _route
+
+    site = Site.model_validate({"call_history": {"limits": [
+        {"call_class": "international", "calls": 3}]}})
+    steps = {ext.name: " ".join(str(s) for s in ext.steps) for ext in _route(site)}
+    assert "wildix-brake" in steps["international"]
+    assert "wildix-brake" not in steps["national"]
