@@ -267,3 +267,47 @@ def test_the_dialplan_checks_the_brake_only_for_limited_classes() -> None:
     steps = {ext.name: " ".join(str(s) for s in ext.steps) for ext in _route(site)}
     assert "wildix-brake" in steps["international"]
     assert "wildix-brake" not in steps["national"]
+
+
+# --- the verbs --------------------------------------------------------------------------------
+
+
+def test_user_delete_with_history_and_the_verbs_on_bad_input(tmp_path: Path) -> None:
+    from support.cli_run import EXAMPLE, assert_no_traceback, run
+
+    from wildix_ast.model.settings_file import load_site
+    from wildix_ast.store import open_store
+
+    site = load_site(EXAMPLE)
+    history = tmp_path / "h.sqlite3"
+    site = Site.model_validate({**site.model_dump(), "call_history": {"backends": [
+        {"name": "local", "kind": "sqlite", "path": str(history)}]}})
+    with open_store(str(tmp_path / "store.sqlite3")) as store:
+        store.import_site(site)
+    backend = site.call_history.backends[0]
+    sink = SqlSink(backend)
+    for n, (caller, callee) in enumerate((("101", "150"), ("150", "100"), ("101", "100"))):
+        record = assemble(f"{n}.0", [leg(f"{n}.0", f"{n}.0", 1, f"PJSIP/{caller}-00000001",
+                                         f"PJSIP/{callee}-00000002", "ANSWERED",
+                                         1e9, 1e9 + 1, 1e9 + 5)], Directory.of(site))
+        sink.write([(n + 1, record)])
+    sink.close()
+    env = {"WILDIX_AST_DB": str(tmp_path / "store.sqlite3")}
+    bad = run("cdr", "list", "--since", "yesterday", env=env)
+    assert bad.returncode == 2 and "is not a date" in bad.stderr
+    assert_no_traceback(bad)
+    listed = run("cdr", "list", "--user", "150", "--json", env=env)
+    assert len(json.loads(listed.stdout)["calls"]) == 2
+    done = run("user", "delete", "150", "--with-history", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["history_removed"] == {"local": 2}
+    left = sqlite3.connect(history).execute("SELECT call_id FROM call_history").fetchall()
+    assert left == [("2.0",)]
+    with open_store(str(tmp_path / "store.sqlite3")) as store:
+        assert "150" not in {u.extension for u in store.export_site().users}
+    again = run("user", "delete", "150", env=env)
+    assert again.returncode == 2 and "no user has extension 150" in again.stderr
+    # a user still named by call groups stays, and the message says where
+    held = run("user", "delete", "102", env=env)
+    assert held.returncode == 2 and "call_groups.0.members" in held.stderr
+    assert_no_traceback(held)

@@ -163,9 +163,9 @@ def list_(user: User = None, number: Number = None, since: Since = None, until: 
     mode.json = as_json
     history, _ = _settings(db)
     backend = _statistics_backend(history)
+    given = _filters(user, number, since, until, direction, call_class, trunk, disposition)
     try:
-        rows = list_records(backend, _filters(user, number, since, until, direction,
-                                              call_class, trunk, disposition), limit)
+        rows = list_records(backend, given, limit)
     except Exception as exc:  # any database failure becomes a message
         raise _database_failure(exc, backend) from None
     if as_json:
@@ -198,9 +198,9 @@ def stats(by: Annotated[str, typer.Option("--by", help="user, trunk, class or da
         raise SettingsError(f"--by {by!r}: one of {', '.join(GROUPINGS)}")
     history, _ = _settings(db)
     backend = _statistics_backend(history)
+    given = _filters(user, None, since, until, direction, call_class, trunk, None)
     try:
-        rows = statistics(backend, by, _filters(user, None, since, until, direction,
-                                                call_class, trunk, None))
+        rows = statistics(backend, by, given)
     except Exception as exc:  # any database failure becomes a message
         raise _database_failure(exc, backend) from None
     if as_json:
@@ -313,3 +313,50 @@ def brake_clear(extension: Annotated[str, typer.Argument(help="The user's extens
         return
     out.print(f"[green]✓[/] {extension}: " + (f"brake lifted ({', '.join(cleared)})"
                                               if cleared else "was not braked"))
+
+
+def user_delete(extension: Annotated[str, typer.Argument(help="The user's extension.")],
+                with_history: Annotated[bool, typer.Option(
+                    "--with-history", help="Also remove the user's calls from every call "
+                    "history backend (GDPR).")] = False,
+                db: DbUrl = None, as_json: JsonOutput = False) -> None:
+    """Remove a user from the stored site (`apply` then makes the PBX forget it) and, with
+    --with-history, every call it made or received from every call history backend."""
+    from pydantic import ValidationError
+
+    from wildix_ast.model.fields import message
+    from wildix_ast.model.site import Site
+    from wildix_ast.services.call_history.query import delete_user_history
+    from wildix_ast.store import open_store
+
+    mode.json = as_json
+    if not (extension.isdigit() and 2 <= len(extension) <= 8):
+        raise SettingsError(f"{extension!r} is not an extension (2 to 8 digits)")
+    with open_store(db) as store:
+        if not store.has_site():
+            raise StoreError("the store holds no site yet: run `wildix-ast import SITE` first")
+        site = store.export_site()
+        if not any(u.extension == extension for u in site.users):
+            raise SettingsError(f"no user has extension {extension}")
+        data = site.model_dump()
+        data["users"] = [u for u in data["users"] if u["extension"] != extension]
+        try:
+            remaining = Site.model_validate(data)
+        except ValidationError as exc:
+            where = ", ".join(f"{'.'.join(str(p) for p in e['loc'])}: {message(e)}"
+                              for e in exc.errors()[:3])
+            raise SettingsError(f"user {extension} cannot be removed: {where}") from None
+        store.import_site(remaining)
+    removed: dict[str, int] = {}
+    if with_history:
+        for backend in site.call_history.backends:
+            try:
+                removed[backend.name] = delete_user_history(backend, extension)
+            except Exception as exc:  # any database failure becomes a message
+                raise _database_failure(exc, backend) from None
+    if as_json:
+        emit_json({"ok": True, "extension": extension, "history_removed": removed})
+        return
+    out.print(f"[green]✓[/] user {extension} removed from the store (run `wildix-ast apply`)")
+    for name, count in removed.items():
+        out.print(f"[green]✓[/] {name}: {count} call record(s) of {extension} removed")

@@ -493,6 +493,7 @@ def _mount_services() -> None:
     app.add_typer(preferences_cli.app, name="user")
     app.add_typer(voicemail_logins_cli.app, name="voicemail")
     app.add_typer(cdr_cli.app, name="cdr")
+    preferences_cli.app.command("delete")(cdr_cli.user_delete)
 
 
 def _own_verbs() -> set[str]:
