@@ -155,8 +155,10 @@ def run_stats(records: int) -> bool:
     print(f"stats: one month out of {records} records (three months)")
     ok = True
     with tempfile.TemporaryDirectory() as folder:
-        for name, measure in (("sqlite", lambda: stats_sqlite(records, Path(folder))),
-                              ("postgresql", lambda: stats_postgres(records))):
+        measures: list[tuple[str, Callable[[], dict[str, float]]]] = [
+            ("sqlite", lambda: stats_sqlite(records, Path(folder))),
+            ("postgresql", lambda: stats_postgres(records))]
+        for name, measure in measures:
             for by, seconds in measure().items():
                 verdict = "ok" if seconds < 1.0 else "OVER 1 s"
                 ok &= seconds < 1.0
