@@ -311,3 +311,17 @@ def test_user_delete_with_history_and_the_verbs_on_bad_input(tmp_path: Path) -> 
     held = run("user", "delete", "102", env=env)
     assert held.returncode == 2 and "call_groups.0.members" in held.stderr
     assert_no_traceback(held)
+
+
+def test_the_spool_forgets_only_what_every_backend_has(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.sqlite3")
+    for n in range(4):
+        record = assemble(f"{n}.0", [leg(f"{n}.0", f"{n}.0", 1, "PJSIP/101-00000001",
+                                         "PJSIP/102-00000002", "ANSWERED", 1e9, 1e9 + 1,
+                                         1e9 + 2)], directory())
+        spool.finish(f"{n}.0", record, 1000.0 + n)
+    spool.delivered("a", 4, 2000.0)
+    spool.delivered("b", 2, 2000.0)
+    assert spool.prune(["a", "b"], older_than=5000.0) == 2
+    assert [r[0] for r in spool.records_after(0, 10)] == [3, 4]
+    assert spool.prune(["a", "b"], older_than=1000.0) == 0

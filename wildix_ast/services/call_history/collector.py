@@ -37,6 +37,10 @@ ORPHAN_AFTER = 4 * 3600.0
 POLL = 0.1
 BATCH = 500
 MAX_BACKOFF = 10.0
+RETAIN = 32 * 86400.0
+"""Records stay in the spool this long after every backend has them: the toll-fraud
+brake's windows (31 days at most) are counted from there."""
+PRUNE_EVERY = 60.0
 
 
 @dataclass
@@ -61,6 +65,7 @@ class Collector:
         self.make_sink = make_sink
         self.stopping = threading.Event()
         self.threads: list[threading.Thread] = []
+        self._pruned = 0.0
 
     # --- intake and assembly --------------------------------------------------------------
 
@@ -109,6 +114,9 @@ class Collector:
                 outside.append((record.caller_user, record.call_class))
         if outside and self.config.brake is not None:
             self.config.brake.check(self.spool, outside)
+        if started - self._pruned > PRUNE_EVERY:
+            self._pruned = started
+            self.spool.prune([b.name for b in self.config.backends], started - RETAIN)
         return len(due)
 
     # --- delivery -------------------------------------------------------------------------

@@ -188,6 +188,17 @@ class Spool:
                        "last_error = excluded.last_error, error_at = excluded.error_at",
                        (backend, error[:500], when))
 
+    def prune(self, backends: Sequence[str], older_than: float) -> int:
+        """Forget records every one of `backends` has and that finished before
+        `older_than`; how many (the spool does not grow for ever)."""
+        cursors = [self.delivery(name).last_id for name in backends]
+        if not cursors:
+            return 0
+        with self._transaction() as db:
+            gone = db.execute("DELETE FROM records WHERE id <= ? AND finished < ?",
+                              (min(cursors), older_than)).rowcount
+        return int(gone)
+
     # --- the toll-fraud brake (brake.py) -------------------------------------------------
 
     def outside_usage(self, extension: str, call_class: str, since: float,
