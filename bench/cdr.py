@@ -129,7 +129,7 @@ def stats_postgres(records: int) -> dict[str, float]:
                 writer = csv.writer(text)
                 written = 0
                 for row in rows:
-                    writer.writerow(["" if v is None else v for v in row])
+                    writer.writerow(["\\N" if v is None else v for v in row])
                     written += 1
                     if written == chunk:
                         break
@@ -138,7 +138,7 @@ def stats_postgres(records: int) -> dict[str, float]:
                 text.seek(0)
                 quoted = ", ".join(f'"{c}"' for c in COLUMNS)
                 cursor.copy_expert(f"COPY call_history ({quoted}) FROM STDIN "
-                                   "WITH (FORMAT csv, NULL '')", text)
+                                   "WITH (FORMAT csv, NULL '\\N')", text)
             raw.commit()
             cursor.execute("ANALYZE call_history")
             raw.commit()

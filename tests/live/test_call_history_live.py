@@ -6,6 +6,7 @@ measured. The collecting service runs as its own process (`wildix-ast cdr collec
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -65,6 +66,7 @@ def history_site(provider_port: int, work: Path, pg_url: str, maria_url: str) ->
 
 @dataclass
 class HistoryLab:
+    site: Site
     live: LiveSite
     work: Path
     provider_port: int
@@ -151,7 +153,8 @@ def history(tmp_path_factory: pytest.TempPathFactory, postgres_server: PostgresS
     maria_url = mariadb_server.create_database()
     site = history_site(port, work, pg_url, maria_url)
     with live_site(work / "lab", "history", site) as live:
-        lab = HistoryLab(live, work, port, pg_url, maria_url, postgres_server, mariadb_server)
+        lab = HistoryLab(site, live, work, port, pg_url, maria_url, postgres_server,
+                         mariadb_server)
         lab.start_collector()
         try:
             yield lab
@@ -295,6 +298,54 @@ def test_toll_fraud_brake_refuses_the_next_international_call_until_cleared(
     time.sleep(2)
     refused = history.cli("cdr", "list", "--disposition", "over_limit", "--json")["calls"]
     assert [c["dialled"] for c in refused] == ["0044201234568"]
+
+
+def test_wrong_password_and_a_full_disk_then_fixed(history: HistoryLab) -> None:
+    """PostgreSQL refuses the password, the CSV folder's disk is full: `cdr backends` says
+    which fail and why, SQLite and MariaDB keep receiving, and once fixed every call is in
+    every backend once. (A missing table is made: the first test starts from none.)"""
+    live = history.live
+    full = history.work / "full-disk"
+    full.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(full)], check=True)
+    try:
+        filler = os.open(full / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
+        with contextlib.suppress(OSError):  # fill it up
+            os.write(filler, b"x" * 65536)
+        os.close(filler)
+        data = history.site.model_dump(mode="json")
+        for backend in data["call_history"]["backends"]:
+            if backend["name"] == "pg":
+                backend["password"] = "Not-The-Password-1"
+            if backend["name"] == "files":
+                backend["folder"] = str(full / "csv")
+        history.stop_collector()
+        live.store.import_site(Site.model_validate(data))
+        history.start_collector()
+        before = len(history.rows("local"))
+        calls = 3
+        result = live.sipp().call_load("101", live.password("101"), "*43", calls=calls,
+                                       rate=3, limit=3, hold_seconds=0.5)
+        assert result.successful == calls, result.run.describe()
+        assert len(history.wait_records("local", before + calls)) == before + calls
+        time.sleep(1)
+        states = history.states()
+        assert states["pg"]["state"] == "failing", states
+        assert "password authentication failed" in states["pg"]["last_error"], states
+        assert states["files"]["state"] == "failing", states
+        assert "No space left" in states["files"]["last_error"], states
+        assert states["maria"]["state"] == "ok", states
+        assert states["local"]["state"] == "ok", states
+        history.stop_collector()
+        live.store.import_site(history.site)  # fixed
+        history.start_collector()
+        found = all_call_ids(history, before + calls)
+        assert_once_everywhere(found, before + calls)
+    finally:
+        history.stop_collector()
+        live.store.import_site(history.site)
+        subprocess.run(["umount", str(full)], check=False)
+        history.start_collector()
 
 
 # --- outages and kills: nothing finished is lost, nothing doubled -------------------------
