@@ -325,3 +325,13 @@ def test_the_spool_forgets_only_what_every_backend_has(tmp_path: Path) -> None:
     assert spool.prune(["a", "b"], older_than=5000.0) == 2
     assert [r[0] for r in spool.records_after(0, 10)] == [3, 4]
     assert spool.prune(["a", "b"], older_than=1000.0) == 0
+
+
+def test_a_caller_name_cannot_become_a_spreadsheet_formula() -> None:
+    from wildix_ast.services.call_history.backends import csv_safe
+
+    assert csv_safe('=HYPERLINK("http://x","y")') == '\'=HYPERLINK("http://x","y")'
+    assert csv_safe("@SUM(A1)") == "'@SUM(A1)"
+    assert csv_safe("+33140000000") == "+33140000000"
+    assert csv_safe("-cmd|' /C calc'!A0") == "'-cmd|' /C calc'!A0"
+    assert csv_safe(12.5) == 12.5

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import logging
+import os
 import signal
 import sys
 import time
@@ -72,6 +73,7 @@ def collect(log_dir: LogDir = Path("/var/log/asterisk"), spool: SpoolPath = DEFA
     from wildix_ast.services.call_history.brake import BrakeKeeper
     from wildix_ast.services.call_history.collector import Collector, CollectorConfig
 
+    os.umask(0o077)  # call records are personal data: what the collector makes is its own
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(message)s")
     history, site = _settings(db)
@@ -158,6 +160,7 @@ def list_(user: User = None, number: Number = None, since: Since = None, until: 
           as_csv: Annotated[bool, typer.Option("--csv", help="CSV on standard output.")] = False,
           db: DbUrl = None, as_json: JsonOutput = False) -> None:
     """The calls, newest first, from the statistics backend."""
+    from wildix_ast.services.call_history.backends import csv_safe
     from wildix_ast.services.call_history.query import list_records
 
     mode.json = as_json
@@ -175,7 +178,7 @@ def list_(user: User = None, number: Number = None, since: Since = None, until: 
         writer = csv.writer(sys.stdout, lineterminator="\n")
         if rows:
             writer.writerow(rows[0].keys())
-        writer.writerows([r.values() for r in rows])
+        writer.writerows([[csv_safe(v) for v in r.values()] for r in rows])
         return
     table = Table(title=f"calls ({len(rows)})", show_edge=False)
     for column in _LIST_COLUMNS:

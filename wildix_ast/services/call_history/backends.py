@@ -84,7 +84,10 @@ def url_of(backend: CallHistoryBackend) -> URL:
 def engine_of(backend: CallHistoryBackend) -> Engine:
     connect: dict[str, Any]
     if backend.kind is BackendKind.SQLITE:
-        Path(backend.sqlite_path).parent.mkdir(parents=True, exist_ok=True)
+        path = Path(backend.sqlite_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # call records are personal data: the file is the owner's only from its start
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
         connect = {"timeout": STATEMENT_TIMEOUT}
     elif backend.kind is BackendKind.POSTGRESQL:
         connect = {"connect_timeout": CONNECT_TIMEOUT,
@@ -128,6 +131,18 @@ class SqlSink:
 
 
 CSV_COLUMNS = ("record_id", *COLUMNS)
+_FORMULA = ("=", "@", "\t", "\r", "+", "-")
+
+
+def csv_safe(value: object) -> object:
+    """A cell a spreadsheet will not run as a formula: a caller's name or number comes from
+    outside (`=HYPERLINK(...)`); a leading quote disarms it. Numbers stay as they are
+    ('+33140000000', '-1.5')."""
+    if not isinstance(value, str) or not value.startswith(_FORMULA):
+        return value
+    if value[0] in "+-" and value[1:].replace(".", "", 1).isdigit():
+        return value
+    return "'" + value
 
 
 class CsvSink:
@@ -180,8 +195,8 @@ class CsvSink:
             for record_id, record in batch:
                 if record_id > last:
                     data = record.to_json()
-                    writer.writerow([record_id, *(data[c] if data[c] is not None else ""
-                                                  for c in COLUMNS)])
+                    writer.writerow([record_id, *(csv_safe(data[c]) if data[c] is not None
+                                                  else "" for c in COLUMNS)])
             with open(path, "a", encoding="utf-8", newline="") as stream:
                 stream.write(text.getvalue())
                 stream.flush()

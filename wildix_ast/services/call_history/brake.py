@@ -99,7 +99,9 @@ class BrakeKeeper:
         return self.folder / brake_flag(extension, call_class)
 
     def set(self, brake: Brake) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True, mode=0o755)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        # Asterisk (another user) stats the flags: it needs to search the folder
+        os.chmod(self.folder, 0o755)
         path = self.flag(brake.extension, brake.call_class)
         fresh = not path.exists()
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)

@@ -95,7 +95,13 @@ def statistics(backend: CallHistoryBackend, by: str, given: Filters) -> list[dic
 def backend_states(spool_path: Path,
                    backends: Sequence[CallHistoryBackend]) -> list[dict[str, Any]]:
     """Per backend: ok / failing / lagging / off, last write, records behind, lag in
-    seconds (age of the oldest record not written there yet), last error."""
+    seconds (age of the oldest record not written there yet), last error. Without a spool
+    (the collector never ran): `not collecting`, and nothing is created."""
+    if not spool_path.exists():
+        return [{"backend": b.name, "kind": b.kind.value,
+                 "state": "off" if not b.enabled else "not collecting", "last_write": None,
+                 "behind": 0, "lag_seconds": 0.0, "last_error": None, "error_at": None}
+                for b in backends]
     spool = Spool(spool_path)
     try:
         newest = spool.last_record()[0]
