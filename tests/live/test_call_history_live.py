@@ -240,6 +240,7 @@ def test_every_call_once_in_every_backend_with_its_meaning(history: HistoryLab) 
         expect_connected = p.expected["disposition"] != "refused_class"
         assert p.result.connected == expect_connected, (p.name, p.result.run.describe())
 
+    worst = 0.0
     for backend in ("local", "pg", "maria", "files"):
         rows = history.wait_records(backend, len(placed))
         ids = [r["call_id"] for r in rows]
@@ -253,13 +254,17 @@ def test_every_call_once_in_every_backend_with_its_meaning(history: HistoryLab) 
                 assert str(row[key]) == value, (backend, p.name, key, row)
             # SIPp's own run covers the call from its INVITE to the end of the BYE exchange
             if p.result.connected:
-                assert abs(float(row["duration"]) - p.result.duration) <= 1.0, \
-                    (backend, p.name, row["duration"], p.result.duration)
+                gap = abs(float(row["duration"]) - p.result.duration)
+                worst = max(worst, gap)
+                assert gap <= 1.0, (backend, p.name, row["duration"], p.result.duration)
             legs = json.loads(row["legs"])
             assert legs and all(leg["linkedid"] == row["call_id"] for leg in legs)
             if p.name == "forwarded":
                 assert {leg["dstchannel"].split("-")[0] for leg in legs} >= \
                     {"PJSIP/102", "PJSIP/100"}, legs
+
+    print(f"{len(placed)} calls, 4 backends: record duration vs SIPp's at most {worst:.3f} s "
+          "apart")
 
     # reading it back from the statistics backend (the local SQLite)
     listed = history.cli("cdr", "list", "--trunk", "secours", "--json")["calls"]
