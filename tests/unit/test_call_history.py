@@ -335,3 +335,14 @@ def test_a_caller_name_cannot_become_a_spreadsheet_formula() -> None:
     assert csv_safe("+33140000000") == "+33140000000"
     assert csv_safe("-cmd|' /C calc'!A0") == "'-cmd|' /C calc'!A0"
     assert csv_safe(12.5) == 12.5
+
+
+def test_an_end_read_before_its_legs_waits_for_them(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.sqlite3")
+    spool.take("cel", None, ends=["7.0"], now=100.0)
+    assert spool.due(ended_before=101.0, orphaned_before=0.0) == []
+    spool.take("cdr", None, legs=[leg("7.0", "7.0", 1, "PJSIP/101-00000001", "", "ANSWERED",
+                                      99.0, 99.0, 100.0)], now=101.0)
+    assert spool.due(ended_before=101.0, orphaned_before=0.0) == ["7.0"]
+    spool.take("cel", None, ends=["8.0"], now=100.0)  # never gets a leg: dropped later
+    assert "8.0" in spool.due(ended_before=131.0, orphaned_before=0.0)

@@ -50,6 +50,9 @@ CREATE TABLE IF NOT EXISTS late_legs (linkedid TEXT NOT NULL, body TEXT NOT NULL
 """
 
 
+LEGLESS_WAIT = 30.0
+
+
 @dataclass(frozen=True)
 class Delivery:
     backend: str
@@ -132,8 +135,13 @@ class Spool:
     def due(self, ended_before: float, orphaned_before: float) -> list[str]:
         """Calls to assemble: over (LINKEDID_END) before `ended_before`, or legs with no end
         whose last leg ended before `orphaned_before` (Asterisk died during the call)."""
+        # an end whose legs are not in yet waits for them (Asterisk's CDR thread may lag
+        # behind its CEL one under load) up to LEGLESS_WAIT, then is dropped: a call with
+        # no CDR at all has nothing to record
         ended = [r[0] for r in self.db.execute(
-            "SELECT linkedid FROM ends WHERE seen <= ? ORDER BY seen", (ended_before,))]
+            "SELECT e.linkedid FROM ends e WHERE e.seen <= ? AND (e.seen <= ? OR EXISTS "
+            "(SELECT 1 FROM legs l WHERE l.linkedid = e.linkedid)) ORDER BY e.seen",
+            (ended_before, ended_before - LEGLESS_WAIT))]
         orphans = []
         for linkedid, body in self.db.execute(
                 "SELECT linkedid, body FROM legs WHERE linkedid NOT IN "
