@@ -29,6 +29,7 @@ from wildix_ast.services.call_history.brake import BrakeKeeper
 from wildix_ast.services.call_history.record import parse_line
 from wildix_ast.services.call_history.source import read_new
 from wildix_ast.services.call_history.spool import Spool
+from wildix_ast.services.sdnotify import notify, watchdog_interval
 
 log = logging.getLogger("wildix_ast.call_history")
 
@@ -169,9 +170,17 @@ class Collector:
     def run(self, until: Callable[[], bool] = lambda: False) -> None:
         """Collect and deliver until stopped (`stop`, or `until()` true)."""
         self.start_delivery()
+        # systemd (Type=notify): ready once reading; the watchdog is fed by the reading loop,
+        # so a collector stuck on its files or its spool is restarted
+        notify("READY=1")
+        interval = watchdog_interval()
+        fed = 0.0
         try:
             while not self.stopping.is_set() and not until():
                 self.step()
+                if interval is not None and time.monotonic() - fed >= interval:
+                    notify("WATCHDOG=1")
+                    fed = time.monotonic()
                 self.stopping.wait(self.config.poll)
         finally:
             self.stop()
