@@ -241,12 +241,14 @@ def highest_clean_rate(live: Any, rates: list[float], seconds: float) -> float:
     best = 0.0
     for rate in rates:
         calls = max(1, int(rate * seconds))
+        # traced: SIPp counts a refused call that ended cleanly as successful
         result = live.sipp().call_load("101", live.password("101"), "*43", calls=calls,
                                        rate=rate, limit=int(rate * 3) + 5, hold_seconds=1,
-                                       trace_messages=False)
-        print(f"    {rate:5g}/s: {result.successful} ok, {result.failed} failed")
+                                       trace_messages=True)
+        print(f"    {rate:5g}/s: {result.connected} connected, {result.failed} failed, "
+              f"{result.rejected} refused", flush=True)
         live.wait_no_channels(10)
-        if result.failed or result.successful < calls:
+        if result.failed or result.connected != calls:
             break
         best = rate
     return best
