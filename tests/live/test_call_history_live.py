@@ -257,6 +257,8 @@ def test_every_call_once_in_every_backend_with_its_meaning(history: HistoryLab) 
                 gap = abs(float(row["duration"]) - p.result.duration)
                 worst = max(worst, gap)
                 assert gap <= 1.0, (backend, p.name, row["duration"], p.result.duration)
+            if row["caller_user"]:  # a user's calls go through its dialplan procedure
+                assert row["handled_by"] == "procedure:users", (backend, p.name, row)
             legs = json.loads(row["legs"])
             assert legs and all(leg["linkedid"] == row["call_id"] for leg in legs)
             if p.name == "forwarded":

@@ -134,6 +134,15 @@ def test_a_forwarded_call_is_one_answered_record_with_both_legs() -> None:
     assert (record.caller_user, record.caller_name, record.callee_user) == ("101", "Ann", "100")
     assert record.duration == 10.0 and record.billsec == 7.5
     assert len(json.loads(record.legs)) == 2
+    assert record.handled_by == ""  # 'users' is no context of the PBX's
+
+
+def test_handled_by_names_the_procedures_call_groups_and_ivrs() -> None:
+    from wildix_ast.services.call_history.assemble import handled_by
+
+    legs = [{"dcontext": c} for c in ("wildix-pn-main-0", "wildix-ivr-accueil",
+                                      "wildix-cg-standard", "wildix-route", "proc-main")]
+    assert handled_by(legs) == "procedure:main,ivr:accueil,call_group:standard"
 
 
 def test_an_outgoing_international_call_of_the_default_group_is_refused_by_class() -> None:

@@ -12,6 +12,7 @@ two CDRs; a transfer: more), all with the call's linked id. The record takes:
 - caller and callee from the channels' endpoints: a user's endpoint is its extension, a
   trunk's is `trunk-<name>` (`asterisk.names.trunk_endpoint`); the users' names and groups,
   and the call class of a dialled outside number, come from the site in the store;
+- `handled_by`: the procedures, call groups and IVRs whose contexts the legs ended in;
 - direction: from a trunk -> incoming; from a user to a trunk (or an outside number) ->
   outgoing; else internal. Outside numbers are given in E.164 when the numbering plan
   knows them.
@@ -26,6 +27,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from wildix_ast.asterisk.names import (
+    PROCEDURE_PREFIX,
+    call_group_context,
+    ivr_context,
+    number_context,
+)
 from wildix_ast.calls.call_record import (
     WMS_CALL_CLASS,
     WMS_DIRECTION,
@@ -86,6 +93,35 @@ class Directory:
                 digits.startswith(self.national_prefix) and len(digits) > 6:
             return f"+{self.country_code}{digits[len(self.national_prefix):]}"
         return digits
+
+
+_CALL_GROUP = call_group_context("")
+_IVR = ivr_context("")
+_NUMBER = re.compile("^" + re.escape(number_context("@", 0)).replace("@", "(?P<name>.+)")
+                     .replace("0", "[0-9]+") + "$")
+
+
+def _handler(context: str) -> str:
+    """What a dialplan context says handled the call: `procedure:<name>`,
+    `call_group:<name>`, `ivr:<name>`, or '' for the PBX's own helpers."""
+    if context.startswith(PROCEDURE_PREFIX):
+        return f"procedure:{context[len(PROCEDURE_PREFIX):]}"
+    if context.startswith(_CALL_GROUP):
+        return f"call_group:{context[len(_CALL_GROUP):]}"
+    if context.startswith(_IVR):
+        return f"ivr:{context[len(_IVR):]}"
+    number = _NUMBER.match(context)
+    return f"procedure:{number.group('name')}" if number else ""
+
+
+def handled_by(legs: Sequence[dict[str, Any]]) -> str:
+    """The procedures, call groups and IVRs the call's legs went through, in order."""
+    found: list[str] = []
+    for leg in legs:
+        handler = _handler(str(leg.get("dcontext") or ""))
+        if handler and handler not in found:
+            found.append(handler)
+    return ",".join(found)
 
 
 def endpoint(channel: str) -> str:
@@ -202,6 +238,6 @@ def assemble(call_id: str, legs: Sequence[dict[str, Any]],
         caller_group=caller_group, callee_user=callee.user, callee_name=callee_name,
         callee_number=callee_number or (callee.user or directory.e164(dialled)),
         callee_group=callee_group, dialled=dialled, call_class=call_class, trunk=trunk,
-        handled_by=_variable(ordered, WMS_HANDLED_BY) or str(origin.get("dcontext") or ""),
+        handled_by=_variable(ordered, WMS_HANDLED_BY) or handled_by(ordered),
         voicemail=voicemail,
         legs=json.dumps(ordered, separators=(",", ":"), sort_keys=True))
