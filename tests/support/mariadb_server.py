@@ -127,6 +127,13 @@ class MariaDBServer:
             process.kill()
             process.wait(timeout=10)
 
+    def pause(self) -> None:
+        """Stop the server, keeping its data and port (an outage); `resume` ends it."""
+        self._terminate()
+
+    def resume(self) -> None:
+        self._start_server()
+
     def stop(self) -> None:
         try:
             self._terminate()

@@ -39,6 +39,7 @@ class PostgresServer:
         self.password = secrets.token_hex(16)
         self.user = SERVER_USER
         self.port = 0
+        self._options = ""
         self._databases = 0
         if self.as_root:
             try:
@@ -78,10 +79,19 @@ class PostgresServer:
             try:
                 self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w",
                           "-t", "60", "-o", options, "start")
+                self._options = options
                 return
             except RuntimeError:
                 if attempt == 2:  # the port was taken between choosing and binding it
                     raise
+
+    def pause(self) -> None:
+        """Stop the server, keeping its data and port (an outage); `resume` ends it."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60",
+                  "-o", self._options, "start")
 
     def stop(self) -> None:
         try:

@@ -138,7 +138,8 @@ def test_phone_settings_render() -> None:
     assert "transport-tls" not in plain["pjsip.conf"]
     assert "mailboxes" not in pjsip(plain, "150", "endpoint")  # a meeting room
     assert "icesupport = no" in plain["rtp.conf"]
-    assert "enable = no" in plain["cdr.conf"]
+    # the call history (on by default): every CDR written at once, never batched in memory
+    assert "enable = yes" in plain["cdr.conf"] and "batch = no" in plain["cdr.conf"]
     assert "serveremail = acme-paris@localhost" in plain["voicemail.conf"]
 
     tuned = with_sip(site, bind_address="192.168.1.10", rtp_timeout=30, qualify_frequency=20,

@@ -31,7 +31,8 @@ from wildix_ast.store.vault import MemoryVault, with_secrets
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "site.yaml"
 SECRET = "Mgr-s3cret.Value"
-FILES = {"acl.conf", "asterisk.conf", "ccss.conf", "cdr.conf", "cel.conf", "extensions.conf",
+FILES = {"acl.conf", "asterisk.conf", "ccss.conf", "cdr.conf", "cdr_custom.conf", "cel.conf",
+         "cel_custom.conf", "extensions.conf",
          "features.conf", "indications.conf", "logger.conf", "manager.conf", "modules.conf",
          "musiconhold.conf", "pjproject.conf", "pjsip.conf", "res_parking.conf", "rtp.conf",
          "stasis.conf", "udptl.conf", "voicemail.conf", "wildix-fastagi.conf"}

@@ -1,7 +1,8 @@
 """Migration 0009 on stores made by main 5a38bd70 (tests/unit/data/main_store/: the example
 site and a richer one that sets every optional setting of the sections main kept as JSON
 documents; make_fixtures.py there says how they were made): after the migration the store
-exports what main exported and renders byte for byte what main rendered."""
+exports what main exported and renders what today's code renders from the settings file main
+imported, with the secrets main generated."""
 
 from __future__ import annotations
 

@@ -63,6 +63,7 @@ from wildix_ast.asterisk.names import (
     trunk_incoming_context,
 )
 from wildix_ast.calls import variables as v
+from wildix_ast.calls.call_record import BRAKE_REFUSAL, brake_check
 from wildix_ast.model.call_classes import CallClass, NumberingPlan, asterisk_pattern
 from wildix_ast.model.routing import numbering_plan, outgoing
 from wildix_ast.model.site import Site
@@ -257,9 +258,16 @@ def _class_limits(site: Site) -> list[Extension]:
             for call_class, limit in class_limits(site).items()]
 
 
+def braked_classes(site: Site) -> frozenset[CallClass]:
+    """The classes the call history's toll-fraud brake may refuse."""
+    history = site.call_history
+    return frozenset(t.call_class for t in history.limits) if history.enabled else frozenset()
+
+
 def _route(site: Site) -> list[Extension]:
     routes = outgoing(site)
     limits = class_limits(site)
+    braked = braked_classes(site)
     found: list[Extension] = []
     for call_class in CallClass:
         if call_class is CallClass.INTERNAL:
@@ -271,6 +279,8 @@ def _route(site: Site) -> list[Extension]:
             steps += [f"GotoIf(${{DIALPLAN_EXISTS({acl_context(var(v.GROUP))},"
                       f"{call_class},1)}}?allowed)",
                       f"Hangup({REJECTED})", ("allowed", "NoOp()")]
+        if call_class in braked:  # the toll-fraud brake: 403, the record says over_limit
+            steps.append(brake_check(str(call_class), "braked"))
         limit = limits.get(call_class)
         if limit is not None:
             steps += [f"Gosub({CLASS_LIMIT_CONTEXT},{call_class},1)",
@@ -283,6 +293,8 @@ def _route(site: Site) -> list[Extension]:
                   else f"Hangup({NO_ROUTE})", "Return()"]
         if limit is not None:
             steps.append(("full", f"Hangup({CONGESTION})"))
+        if call_class in braked:
+            steps += [("braked", BRAKE_REFUSAL), f"Hangup({REJECTED})"]
         found.append(extension(str(call_class), *steps))
     return found
 

@@ -502,6 +502,7 @@ def _mount_services() -> None:
     runtime_cli.app.command("bans", hidden=True)(verbs.bans)
     runtime_cli.app.command("unban", hidden=True)(verbs.unban)
 
+    from wildix_ast.cli import cdr as cdr_cli
     from wildix_ast.cli import users as preferences_cli
     from wildix_ast.cli import voicemail as voicemail_logins_cli
 
@@ -516,6 +517,8 @@ def _mount_services() -> None:
 
     app.add_typer(devices_cli.app, name="device")
     app.add_typer(voicemail_logins_cli.app, name="voicemail")
+    app.add_typer(cdr_cli.app, name="cdr")
+    preferences_cli.app.command("delete")(cdr_cli.user_delete)
 
 
 def _own_verbs() -> set[str]:

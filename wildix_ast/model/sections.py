@@ -7,6 +7,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from wildix_ast.model.call_groups import CallGroup
+from wildix_ast.model.call_history import CallHistory
 from wildix_ast.model.common import DEFAULT_GROUP, STRICT, empty_list
 from wildix_ast.model.dialplan import Dialplan
 from wildix_ast.model.directory import DirectorySettings
@@ -35,3 +36,4 @@ class Sections(BaseModel):
     call_groups: list[CallGroup] = Field(default_factory=empty_list)
     ivrs: list[Ivr] = Field(default_factory=empty_list)
     directory: DirectorySettings = Field(default_factory=DirectorySettings)
+    call_history: CallHistory = Field(default_factory=CallHistory)

@@ -30,6 +30,7 @@ from sqlalchemy.types import TypeEngine
 
 from wildix_ast.model.call_classes import ClassSettings
 from wildix_ast.model.call_groups import CallGroup
+from wildix_ast.model.call_history import CallHistory, CallHistoryBackend, TollLimit
 from wildix_ast.model.dialplan import Dialplan, Procedure
 from wildix_ast.model.directory import DirectorySettings
 from wildix_ast.model.groups import Group
@@ -147,6 +148,15 @@ IVR_OPTIONS = Section("ivr_options", "options", IvrOption, key=("position",), pa
 SOUNDS = Section("sounds", "sounds", Sound, key=("name",),
                  as_json={"files": "files"})  # language -> source file: read whole
 """The sounds' source files (their converted audio: `sound_audio`, `sound_files`)."""
+CALL_HISTORY = Section("call_history_settings", "call_history", CallHistory, key=("id",),
+                       many=False, fixed={"id": 1})
+CALL_HISTORY_BACKENDS = Section("call_history_backends", "backends", CallHistoryBackend,
+                                key=("name",), parent=CALL_HISTORY,
+                                renames={"table": "table_name", "user": "user_name"})
+CALL_HISTORY_LIMITS = Section("call_history_limits", "limits", TollLimit,
+                              key=("call_class", "scope", "name"), parent=CALL_HISTORY)
+"""The call history's backends (wildix_ast.model.call_history); a password is kept like a
+trunk's secret, in the owner-only store, and left out of exports without --with-secrets."""
 DIRECTORY = Section("directory_settings", "directory", DirectorySettings, key=("id",),
                     many=False, flatten={"attributes": "attribute_"}, fixed={"id": 1})
 DIRECTORY_SERVERS = Section("directory_servers", "servers", None, key=("position",),
@@ -158,7 +168,8 @@ SECTIONS: tuple[Section, ...] = (
     DIALPLAN, CLASS_SETTINGS, PROCEDURES, PROCEDURE_NUMBERS, USERS, PREFERENCES,
     TRUNKS, TRUNK_ADDRESSES, TRUNK_CODECS, TRUNK_DIDS, TRUNK_GROUPS, TRUNK_GROUP_MEMBERS,
     TIME_FRAMES, WEEKLY_RULES, RULE_DAYS, HOLIDAYS, CALL_GROUPS, CALL_GROUP_MEMBERS,
-    IVRS, IVR_OPTIONS, SOUNDS, DIRECTORY, DIRECTORY_SERVERS)
+    IVRS, IVR_OPTIONS, SOUNDS, DIRECTORY, DIRECTORY_SERVERS,
+    CALL_HISTORY, CALL_HISTORY_BACKENDS, CALL_HISTORY_LIMITS)
 """Parents before children, referenced before referencing (users name groups)."""
 
 
@@ -227,6 +238,9 @@ user_preferences = Table(
     ForeignKeyConstraint(["extension"], ["users.extension"],
                          name="fk_user_preferences_extension"),
 )
+call_history_settings = single_row(CALL_HISTORY)
+call_history_backends = top_list(CALL_HISTORY_BACKENDS, "name")
+call_history_limits = top_list(CALL_HISTORY_LIMITS)
 directory_settings = single_row(DIRECTORY)
 directory_servers = Table(
     "directory_servers", metadata,
@@ -322,5 +336,6 @@ STORE_TABLES: tuple[Table, ...] = (
     trunk_dids, trunk_groups, trunk_group_members, time_frames, time_frame_rules,
     time_frame_rule_days, time_frame_holidays, call_groups, call_group_members, ivrs,
     ivr_options, sounds, secrets, sound_audio, sound_files, imports, directory_settings,
-    directory_servers, directory_users, directory_state, devices)
+    directory_servers, directory_users, directory_state, devices, call_history_settings,
+    call_history_backends, call_history_limits)
 """Every table of the store, parents before children."""
