@@ -12,6 +12,7 @@ from wildix_ast.model.dialplan import Dialplan
 from wildix_ast.model.groups import Group
 from wildix_ast.model.ivrs import Ivr
 from wildix_ast.model.sounds import Sound
+from wildix_ast.model.smtp_client import SmtpProfile
 from wildix_ast.model.system import System
 from wildix_ast.model.time_frames import TimeFrame
 from wildix_ast.model.trunks import Trunk, TrunkGroup
@@ -33,3 +34,4 @@ class Sections(BaseModel):
     time_frames: list[TimeFrame] = Field(default_factory=empty_list)
     call_groups: list[CallGroup] = Field(default_factory=empty_list)
     ivrs: list[Ivr] = Field(default_factory=empty_list)
+    smtp_profiles: list[SmtpProfile] = Field(default_factory=empty_list)

@@ -174,6 +174,8 @@ def dump_site(site: Site, *, include_secrets: bool) -> str:
             user.pop("sip_password", None)
         for trunk in data.get("trunks", []):
             trunk.pop("secret", None)
+        for profile in data.get("smtp_profiles", []):
+            profile.pop("password", None)
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
 
 

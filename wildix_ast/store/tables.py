@@ -47,6 +47,7 @@ from wildix_ast.model.dialplan import Dialplan, Procedure
 from wildix_ast.model.fields import Width
 from wildix_ast.model.groups import Group
 from wildix_ast.model.preferences import Preferences
+from wildix_ast.model.smtp_client import SmtpProfile
 from wildix_ast.model.system import System
 from wildix_ast.model.users import User
 
@@ -144,6 +145,8 @@ class Section:
     folded: Mapping[str, str] = field(default_factory=dict)
     """column -> the column it holds lower-cased (case-insensitive unique constraints)."""
     value: tuple[str, Scalar] | None = None
+    secrets: tuple[str, ...] = ()
+    """Fields the vault keeps instead of this table (no column, left out of the digest)."""
     schema: MetaData = field(default_factory=lambda: metadata)
     """The metadata holding the section's table (the store's, unless a test makes its own)."""
 
@@ -164,7 +167,7 @@ class Section:
                 yield from self._fields(nested, (*at, name), self.flatten[dotted])
                 continue
             stored = scalar(info.annotation, list(info.metadata))
-            if stored is not None:
+            if stored is not None and dotted not in self.secrets:
                 column = self.renames.get(dotted, prefix + name)
                 yield FieldColumn(column, (*at, name), stored)
 
@@ -221,8 +224,13 @@ PREFERENCES = Section("user_preferences", "preferences", None, key=(), many=Fals
 """One row per user: its preferences as JSON (only what differs from the defaults), so a
 preference added later needs no migration; read whole by the call-time look-up."""
 
+SMTP_PROFILES = Section("smtp_profiles", "smtp_profiles", SmtpProfile, key=("name",),
+                        renames={"user": "user_name"},  # USER is an SQL word
+                        secrets=("password",))
+"""WMS Client SMTP; each password lives in the vault (`vault.smtp_password_key`)."""
+
 SECTIONS: tuple[Section, ...] = (SYSTEM, LAN_NETWORKS, LAN_CODECS, REMOTE_CODECS, GROUPS,
-                                 DIALPLAN, PROCEDURES, USERS, PREFERENCES)
+                                 DIALPLAN, PROCEDURES, USERS, PREFERENCES, SMTP_PROFILES)
 """Parents before children, referenced before referencing (users name groups)."""
 
 
@@ -282,6 +290,7 @@ user_preferences = Table(
     ForeignKeyConstraint(["extension"], ["users.extension"],
                          name="fk_user_preferences_extension"),
 )
+smtp_profiles = _list(SMTP_PROFILES, "name")
 secrets = Table(
     "secrets", metadata,
     Column("key", key_string(SECRET_KEY), primary_key=True),
@@ -334,7 +343,7 @@ and the store revision it left."""
 
 STORE_TABLES: tuple[Table, ...] = (
     site_state, system_settings, lan_networks, sip_codecs, dialplan_settings,
-    dialplan_procedures, acl_groups, users, user_preferences, secrets, documents,
+    dialplan_procedures, acl_groups, users, user_preferences, smtp_profiles, secrets, documents,
     sound_audio, sound_files, imports)
 """Every table of the store, parents before children."""
 
