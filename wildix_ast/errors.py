@@ -73,3 +73,27 @@ class ServiceError(WildixError):
     """A runtime service (FastAGI, AMI monitor) cannot start or does not answer."""
 
     exit_code = 9
+
+
+class MailError(WildixError):
+    """The mail server cannot be reached (refused, unknown name, timed out) or broke off."""
+
+    exit_code = 10
+
+
+class MailTlsError(MailError):
+    """TLS with the mail server failed (handshake, certificate, STARTTLS not offered)."""
+
+    exit_code = 11
+
+
+class MailAuthError(MailError):
+    """The mail server refused the profile's user and password."""
+
+    exit_code = 12
+
+
+class MailRejectedError(MailError):
+    """The mail server refused the message for good (a 5xx reply)."""
+
+    exit_code = 13

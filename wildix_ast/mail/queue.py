@@ -1,0 +1,386 @@
+"""The PBX's one durable outgoing mail queue: every mail it sends (missed calls, voicemail,
+welcome mails, the CDR's fraud alerts) is a file here before anything tries to send it.
+
+The queue is a folder with Maildir's discipline, so it survives crashes and needs no
+database (a mail must be queued while the store or the network is down):
+
+- `tmp/`: a message is written whole here, flushed, then hard-linked into `new/` (a reader
+  never sees half of one; a link that exists already means the same mail was queued before);
+- `new/`: queued, waiting for the sender or deferred (its `state/` file then says the next
+  try and the last error);
+- `sending/`: the sender moved it here, durably, just before sending SMTP's end of data (the
+  final `.`); `sent/` once the server answered 250; `failed/` after a 5xx, too many tries,
+  or a file nobody can read;
+- `drop/new/`: whole RFC 5322 messages another program dropped (Asterisk's voicemail
+  `mailcmd`, see `drop_command`); the sender takes them into `new/` first.
+
+Exactly once, and what remains: a message in `new/` has never reached a server's end of data
+(RFC 5321 4.1.4: a server drops a transaction whose connection closes before the `.`), so
+after a crash it is simply sent again. A message in `sending/` after a crash had its `.`
+handed to the kernel, or was about to: the kernel delivers what a killed process wrote, so
+the server has it; `recover` marks it sent, flagged `unconfirmed` (visible in `mail queue`,
+resent by `mail retry`). The one window where a mail can be lost is between the fsync that
+records `sending/` and the `send()` of the final `.` (microseconds, no I/O in between); the
+server's own reply to that `.` (a late 4xx/5xx) is never seen for such a message. No window
+sends a mail twice.
+
+`enqueue_mail` is the one function other features call.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import json
+import os
+import re
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from wildix_ast.errors import WildixError
+from wildix_ast.files import fsync_dir, write_atomic
+
+SPOOL_ENV = "WILDIX_AST_MAIL_SPOOL"
+FOLDERS = ("tmp", "new", "sending", "sent", "failed", "state", "drop/tmp", "drop/new")
+STATUSES = ("queued", "deferred", "sending", "sent", "failed")
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_ADDRESS = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+")
+MAX_MESSAGE = 25 * 1024 * 1024
+"""A message (attachments included) larger than this is refused when queued: most servers
+refuse it anyway, and the sender reads a message whole."""
+
+
+def default_root() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+    return Path(os.environ.get(SPOOL_ENV) or Path(base) / "wildix-ast" / "mail-spool")
+
+
+class MailQueueError(WildixError):
+    """A mail that cannot be queued (bad address, too large) or a queue already served."""
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class QueuedMail:
+    """One message of the queue. `raw`, when given, is a whole RFC 5322 message sent as it
+    is (but for its envelope): what Asterisk's voicemail writes."""
+
+    id: str
+    to: str
+    subject: str
+    body: str
+    kind: str
+    profile: str | None = None
+    details: dict[str, str] = field(default_factory=dict)
+    attachments: tuple[Attachment, ...] = ()
+    raw: bytes | None = None
+
+    def to_json(self) -> str:
+        data: dict[str, object] = {
+            "to": self.to, "subject": self.subject, "body": self.body, "kind": self.kind,
+            "details": self.details}
+        if self.profile:
+            data["profile"] = self.profile
+        if self.attachments:
+            data["attachments"] = [
+                {"filename": a.filename, "content_type": a.content_type,
+                 "data": base64.b64encode(a.data).decode()} for a in self.attachments]
+        if self.raw is not None:
+            data["raw"] = base64.b64encode(self.raw).decode()
+        return json.dumps(data, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, ident: str, text: str) -> QueuedMail:
+        """Raises ValueError (or KeyError/TypeError) on anything but a queue message."""
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        details = data.get("details", data.get("call")) or {}  # `call`: the first spool's
+        attachments = tuple(
+            Attachment(str(a["filename"]), str(a["content_type"]),
+                       base64.b64decode(a["data"], validate=True))
+            for a in data.get("attachments", []))
+        raw = data.get("raw")
+        return cls(id=ident, to=str(data["to"]), subject=str(data.get("subject", "")),
+                   body=str(data.get("body", "")), kind=str(data.get("kind", "mail")),
+                   profile=data.get("profile") or None,
+                   details={str(k): str(v) for k, v in dict(details).items()},
+                   attachments=attachments,
+                   raw=base64.b64decode(raw, validate=True) if raw is not None else None)
+
+
+@dataclass
+class Delivery:
+    """What the sender knows of one message's tries (`state/<id>.json`)."""
+
+    attempts: int = 0
+    next_try: float = 0.0
+    last_error: str | None = None
+    unconfirmed: bool = False
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One line of `mail queue`."""
+
+    id: str
+    status: str
+    kind: str
+    to: str
+    subject: str
+    queued_at: float
+    attempts: int
+    next_try: float | None
+    last_error: str | None
+    finished_at: float | None
+    unconfirmed: bool
+
+
+def valid_address(address: str) -> bool:
+    return _ADDRESS.fullmatch(address) is not None
+
+
+def _new_id(kind: str) -> str:
+    return f"{time.time_ns():020d}.{uuid.uuid4().hex[:12]}.{kind}"
+
+
+class MailQueue:
+    """The queue folder (see the module's documentation)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._made = False
+
+    def folder(self, name: str) -> Path:
+        if not self._made:
+            for sub in FOLDERS:
+                (self.root / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._made = True
+        return self.root / name
+
+    # --- queueing ------------------------------------------------------------------------
+
+    def put(self, mail: QueuedMail) -> bool:
+        """Queue `mail` under its id; False when a mail of that id was queued before (the
+        same missed call reported twice, the same welcome mail asked twice)."""
+        if not _ID.fullmatch(mail.id):
+            raise MailQueueError(f"not a queue id: {mail.id!r}")
+        if not valid_address(mail.to):
+            raise MailQueueError(f"not an email address: {mail.to!r}")
+        data = mail.to_json().encode()
+        if len(data) > MAX_MESSAGE * 4 // 3 + 4096:
+            raise MailQueueError(f"mail {mail.id} is larger than "
+                                 f"{MAX_MESSAGE // (1024 * 1024)} MiB")
+        name = f"{mail.id}.json"
+        if any((self.folder(f) / name).exists() for f in ("sending", "sent", "failed")):
+            return False
+        return self._link_in(self.folder("new"), name, data)
+
+    def _link_in(self, folder: Path, name: str, data: bytes) -> bool:
+        staged = self.folder("tmp") / f"{name}.{os.getpid()}.{uuid.uuid4().hex}"
+        descriptor = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(descriptor, data)
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        try:
+            # link() fails if the name exists: one message per id, whoever comes second
+            os.link(staged, folder / name)
+        except FileExistsError:
+            return False
+        finally:
+            staged.unlink()
+        fsync_dir(folder)
+        return True
+
+    # --- the sender's steps --------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[None]:
+        """One sender per queue at a time (a lock the kernel drops with its holder)."""
+        descriptor = os.open(self.folder(".") / ".sender.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise MailQueueError(f"another mail sender is running on {self.root}") from None
+            yield
+        finally:
+            os.close(descriptor)
+
+    def take_drops(self) -> list[str]:
+        """Whole messages dropped in `drop/new/` become queued mails (their To header is
+        the recipient); an unreadable one goes to `failed/` with its reason."""
+        from email import message_from_bytes, policy
+        from email.utils import getaddresses
+
+        taken: list[str] = []
+        for path in sorted(self.folder("drop/new").iterdir()):
+            if not _ID.fullmatch(path.name):
+                continue
+            ident = f"drop.{path.name}"
+            raw = path.read_bytes()
+            message = message_from_bytes(raw, policy=policy.default)
+            addresses = [a for _, a in getaddresses([str(v) for v in
+                                                     message.get_all("To", [])])]
+            subject = str(message.get("Subject", ""))
+            mail = QueuedMail(id=ident, to=addresses[0] if addresses else "", subject=subject,
+                              body="", kind=str(message.get("X-Wildix-Kind", "voicemail")),
+                              raw=raw)
+            if len(addresses) == 1 and valid_address(addresses[0]):
+                self.put(mail)
+            else:
+                self._link_in(self.folder("failed"), f"{ident}.json",
+                              mail.to_json().encode())
+                self.write_state(ident, Delivery(last_error="dropped message without one "
+                                                 f"valid To address: {addresses!r}"))
+            path.unlink()
+            taken.append(ident)
+        if taken:
+            fsync_dir(self.folder("drop/new"))
+        return taken
+
+    def due(self, now: float) -> list[str]:
+        """Ids in `new/` whose next try has come, oldest first."""
+        found: list[tuple[int, str]] = []
+        for path in self.folder("new").iterdir():
+            if path.suffix != ".json":
+                continue
+            ident = path.stem
+            if self.state(ident).next_try <= now:
+                with contextlib.suppress(FileNotFoundError):
+                    found.append((path.stat().st_mtime_ns, ident))
+        return [ident for _, ident in sorted(found)]
+
+    def load(self, ident: str, folder: str = "new") -> QueuedMail:
+        path = self.folder(folder) / f"{ident}.json"
+        return QueuedMail.from_json(ident, path.read_text(encoding="utf-8"))
+
+    def state(self, ident: str) -> Delivery:
+        try:
+            data = json.loads((self.folder("state") / f"{ident}.json").read_text())
+            return Delivery(**data)
+        except (FileNotFoundError, ValueError, TypeError):
+            return Delivery()
+
+    def write_state(self, ident: str, delivery: Delivery) -> None:
+        write_atomic(self.folder("state") / f"{ident}.json", json.dumps(asdict(delivery)),
+                     mode=0o600)
+
+    def _move(self, ident: str, source: str, target: str) -> None:
+        os.rename(self.folder(source) / f"{ident}.json", self.folder(target) / f"{ident}.json")
+        fsync_dir(self.folder(target))
+        if source != target:
+            fsync_dir(self.folder(source))
+
+    def committing(self, ident: str) -> None:
+        """Durably: the end of data is about to be sent (see the module's documentation)."""
+        self._move(ident, "new", "sending")
+
+    def sent(self, ident: str) -> None:
+        self._move(ident, "sending", "sent")
+
+    def defer(self, ident: str, error: str, next_try: float, *, folder: str = "new") -> None:
+        delivery = self.state(ident)
+        delivery.attempts += 1
+        delivery.last_error, delivery.next_try = error, next_try
+        self.write_state(ident, delivery)
+        if folder != "new":
+            self._move(ident, folder, "new")
+
+    def fail(self, ident: str, error: str, *, folder: str = "new") -> None:
+        delivery = self.state(ident)
+        delivery.attempts += 1
+        delivery.last_error, delivery.next_try = error, 0.0
+        self.write_state(ident, delivery)
+        self._move(ident, folder, "failed")
+
+    def recover(self) -> list[str]:
+        """After a crash: what is left in `sending/` had its end of data sent (or was about
+        to): marked sent, flagged unconfirmed, never sent again by itself."""
+        left = [p.stem for p in self.folder("sending").glob("*.json")]
+        for ident in left:
+            delivery = self.state(ident)
+            delivery.unconfirmed = True
+            delivery.last_error = ("the sender stopped after sending the end of data, before "
+                                   "the server's reply: counted as sent, not confirmed")
+            self.write_state(ident, delivery)
+            self.sent(ident)
+        return left
+
+    def retry(self, ident: str) -> None:
+        """A failed (or unconfirmed sent) message back in the queue, its tries reset."""
+        for folder in ("failed", "sent"):
+            if (self.folder(folder) / f"{ident}.json").exists():
+                self.write_state(ident, Delivery())
+                self._move(ident, folder, "new")
+                return
+        raise MailQueueError(f"no failed or sent message {ident!r} in {self.root}")
+
+    # --- reading -------------------------------------------------------------------------
+
+    def entries(self, statuses: Sequence[str] = STATUSES) -> list[Entry]:
+        found: list[Entry] = []
+        for folder in ("new", "sending", "sent", "failed"):
+            for path in self.folder(folder).glob("*.json"):
+                ident = path.stem
+                delivery = self.state(ident)
+                status = folder
+                if folder == "new":
+                    status = "deferred" if delivery.attempts else "queued"
+                if status not in statuses:
+                    continue
+                try:
+                    mail = self.load(ident, folder)
+                    kind, to, subject = mail.kind, mail.to, mail.subject
+                    stat = path.stat()
+                except (OSError, ValueError, KeyError, TypeError):
+                    continue
+                found.append(Entry(
+                    id=ident, status=status, kind=kind, to=to, subject=subject,
+                    queued_at=_queued_at(ident, stat.st_mtime),
+                    attempts=delivery.attempts,
+                    next_try=delivery.next_try if status == "deferred" else None,
+                    last_error=delivery.last_error,
+                    finished_at=stat.st_ctime if folder in ("sent", "failed") else None,
+                    unconfirmed=delivery.unconfirmed))
+        return sorted(found, key=lambda e: (e.queued_at, e.id))
+
+
+def _queued_at(ident: str, fallback: float) -> float:
+    head = ident.split(".", 1)[0]
+    return int(head) / 1e9 if len(head) == 20 and head.isdigit() else fallback
+
+
+def enqueue_mail(to: str, subject: str, body: str, *, kind: str,
+                 attachments: Sequence[Attachment] = (), profile: str | None = None,
+                 key: str | None = None, details: dict[str, str] | None = None,
+                 root: Path | None = None) -> str | None:
+    """Queue one plain-text UTF-8 mail for the sender; the public way in for every feature
+    (the CDR's fraud alerts, directory import's welcome mails...).
+
+    Returns the mail's queue id, or None when `key` was queued before: give a key that
+    names the event (`fraud-<cdr id>`, `welcome-<extension>-<date>`) and a retried caller
+    queues it once. It returns once the mail is on disk (fsync'd): from then on it is the
+    sender's, delivered or recorded failed, never lost. `profile` names an SMTP profile
+    (default: `default`). Raises MailQueueError on a bad address or a mail too large."""
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", kind):
+        raise MailQueueError(f"not a mail kind: {kind!r}")
+    if key is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,90}", key):
+        raise MailQueueError(f"not a queue key: {key!r}")
+    ident = f"{kind}.{key}" if key is not None else _new_id(kind)
+    mail = QueuedMail(id=ident, to=to, subject=subject, body=body, kind=kind,
+                      profile=profile, details=dict(details or {}),
+                      attachments=tuple(attachments))
+    return ident if MailQueue(root or default_root()).put(mail) else None
