@@ -492,6 +492,11 @@ def _mount_services() -> None:
     app.add_typer(preferences_cli.app, name="user")
     app.add_typer(voicemail_logins_cli.app, name="voicemail")
 
+    from wildix_ast.cli import mail as mail_cli
+
+    app.add_typer(mail_cli.app, name="mail")
+    app.add_typer(mail_cli.smtp_app, name="smtp")
+
 
 def _own_verbs() -> set[str]:
     from typer.main import get_command_name

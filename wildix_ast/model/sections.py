@@ -11,8 +11,8 @@ from wildix_ast.model.common import DEFAULT_GROUP, STRICT, empty_list
 from wildix_ast.model.dialplan import Dialplan
 from wildix_ast.model.groups import Group
 from wildix_ast.model.ivrs import Ivr
-from wildix_ast.model.sounds import Sound
 from wildix_ast.model.smtp_client import SmtpProfile
+from wildix_ast.model.sounds import Sound
 from wildix_ast.model.system import System
 from wildix_ast.model.time_frames import TimeFrame
 from wildix_ast.model.trunks import Trunk, TrunkGroup

@@ -1,0 +1,41 @@
+"""The stored SMTP profiles (WMS Client SMTP) with their passwords from the vault: what the
+mail sender and `smtp test` read, without loading the whole site."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from wildix_ast.errors import Problem, SettingsError
+from wildix_ast.model.smtp_client import SmtpProfile
+from wildix_ast.store.vault import smtp_password_key
+
+if TYPE_CHECKING:
+    from wildix_ast.store.store import Store
+
+
+def stored_profiles(store: Store) -> dict[str, SmtpProfile]:
+    """name -> profile, password included (owner-only reading: the store's file is)."""
+    from pydantic import ValidationError
+    from sqlalchemy import select
+
+    from wildix_ast.store.database import translated
+    from wildix_ast.store.sections import item_data
+    from wildix_ast.store.tables import SMTP_PROFILES
+
+    with translated(store.where, "reading the SMTP profiles"), \
+            store.engine.connect() as connection:
+        rows = connection.execute(select(SMTP_PROFILES.table)
+                                  .order_by(SMTP_PROFILES.table.c.position)).all()
+    data = [item_data(SMTP_PROFILES, row._mapping) for row in rows]
+    passwords = store.get_secrets([smtp_password_key(d["name"]) for d in data])
+    profiles: dict[str, SmtpProfile] = {}
+    for item in data:
+        password = passwords.get(smtp_password_key(item["name"]))
+        if password is not None:
+            item["password"] = password
+        try:
+            profiles[item["name"]] = SmtpProfile.model_validate(item)
+        except ValidationError as exc:
+            raise SettingsError(f"stored SMTP profile {item['name']!r} is not valid", [
+                Problem(f"smtp_profiles.{item['name']}", str(exc))]) from None
+    return profiles
