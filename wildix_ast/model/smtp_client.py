@@ -42,7 +42,8 @@ class SmtpProfile(BaseModel):
     server: Host
     port: Port = 587
     user: SmtpUser | None = None
-    password: SmtpPassword | None = Field(default=None, repr=False)
+    password: SmtpPassword | None = Field(default=None, repr=False, exclude=True)
+    """Never serialised (digests, JSON output); `dump_site` adds it back when asked."""
     helo_domain: Host = "localhost"
     """WMS 'Domaine HELO': what the PBX says in EHLO (anti-spam filters may want a real
     name)."""

@@ -74,14 +74,6 @@ def digest(item: BaseModel) -> str:
                            digest_size=16).hexdigest()
 
 
-def _without_secrets(section: Section, item: Any) -> Any:
-    """The item as its row keeps it: a secret the vault holds is no part of its digest
-    (a digest of a password would let a reader of the table test guesses)."""
-    if not section.secrets:
-        return item
-    return item.model_copy(update=dict.fromkeys(section.secrets))
-
-
 @dataclass
 class Entry:
     """One item of a section in the new site: its row key, and what its row needs beside
@@ -142,8 +134,7 @@ def entries(site: BaseModel,
                 if section.many:
                     extra["position"] = position
                 made.append(Entry(item, extra, key_of(item, extra),
-                                  None if section.model is None else digest(
-                                      _without_secrets(section, item))))
+                                  None if section.model is None else digest(item)))
         found[section] = made
     return found
 

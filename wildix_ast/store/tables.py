@@ -146,7 +146,8 @@ class Section:
     """column -> the column it holds lower-cased (case-insensitive unique constraints)."""
     value: tuple[str, Scalar] | None = None
     secrets: tuple[str, ...] = ()
-    """Fields the vault keeps instead of this table (no column, left out of the digest)."""
+    """Fields the vault keeps instead of this table (no column; the model leaves them out of
+    its serialisation, hence of every digest)."""
     schema: MetaData = field(default_factory=lambda: metadata)
     """The metadata holding the section's table (the store's, unless a test makes its own)."""
 
