@@ -135,7 +135,12 @@ class Sender:
 
     def _send(self, session: SmtpSession, mail: QueuedMail) -> None:
         crash_point("mail-before-commit")
-        session.send(mail, lambda: self.queue.committing(mail.id))
+
+        def committing() -> None:
+            self.queue.committing(mail.id)
+            crash_point("mail-committed")
+
+        session.send(mail, committing)
         crash_point("mail-after-end-of-data")
         self.queue.sent(mail.id)
         crash_point("mail-after-sent")
