@@ -24,6 +24,10 @@ records `sending/` and the `send()` of the final `.` (microseconds, no I/O in be
 server's own reply to that `.` (a late 4xx/5xx) is never seen for such a message. No window
 sends a mail twice.
 
+Folders are 0770 and files 0660: the services that queue mails (FastAGI, CDR, directory
+import) and the sender each run as their own user in the `wildix-ast` group; nobody else
+reads a mail (a welcome mail's setup link, a voicemail).
+
 `enqueue_mail` is the one function other features call.
 """
 
@@ -164,7 +168,7 @@ class MailQueue:
     def folder(self, name: str) -> Path:
         if not self._made:
             for sub in FOLDERS:
-                (self.root / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+                (self.root / sub).mkdir(parents=True, exist_ok=True, mode=0o770)
             self._made = True
         return self.root / name
 
@@ -188,7 +192,7 @@ class MailQueue:
 
     def _link_in(self, folder: Path, name: str, data: bytes) -> bool:
         staged = self.folder("tmp") / f"{name}.{os.getpid()}.{uuid.uuid4().hex}"
-        descriptor = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        descriptor = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o660)
         try:
             os.write(descriptor, data)
             os.fsync(descriptor)
@@ -276,7 +280,7 @@ class MailQueue:
 
     def write_state(self, ident: str, delivery: Delivery) -> None:
         write_atomic(self.folder("state") / f"{ident}.json", json.dumps(asdict(delivery)),
-                     mode=0o600)
+                     mode=0o660)
 
     def _move(self, ident: str, source: str, target: str) -> None:
         os.rename(self.folder(source) / f"{ident}.json", self.folder(target) / f"{ident}.json")

@@ -56,6 +56,7 @@ class Sender:
         self.profiles = profiles
         self.backoff = backoff or Backoff()
         self._recovered = False
+        self.heartbeat: Callable[[], object] = lambda: None
 
     def run_once(self, now: Callable[[], float] = time.time) -> Counts:
         """Send every due message; call inside `queue.serving()`."""
@@ -93,6 +94,7 @@ class Sender:
         session: SmtpSession | None = None
         try:
             for position, ident in enumerate(idents):
+                self.heartbeat()
                 if session is None:
                     try:
                         session = SmtpSession(profile, self.backoff.timeout)
@@ -163,8 +165,13 @@ class Sender:
     def serve(self, stop: threading.Event, poll: float = 1.0,
               report: Callable[[Counts], None] = lambda counts: None) -> None:
         """Pass after pass until `stop` is set; a pass that sent or deferred reports."""
+        from wildix_ast.services.sdnotify import notify
+
+        self.heartbeat = lambda: notify("WATCHDOG=1")
         with self.queue.serving():
+            notify("READY=1")
             while not stop.is_set():
+                notify("WATCHDOG=1")
                 counts = self.run_once()
                 if counts.sent or counts.deferred or counts.failed or counts.recovered:
                     report(counts)
