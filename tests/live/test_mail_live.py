@@ -24,9 +24,9 @@ from typing import Any
 
 import pytest
 import yaml
-
 from support.cli_run import assert_no_traceback, run
 from support.smtp_server import SmtpServer
+
 from wildix_ast.calls.missed_calls import MailSpool, MissedCall
 from wildix_ast.lab.allocator import free_port
 from wildix_ast.mail.queue import Attachment, MailQueue, enqueue_mail
@@ -324,3 +324,20 @@ def test_smtp_test_gives_clear_messages_and_exit_codes(mailer: Mailer,
     exported = mailer.cli("export")
     assert "s3cret" not in exported.stdout and "not-the-password" not in exported.stdout
     assert base64.b64encode(b"s3cret").decode() not in exported.stdout
+
+
+def test_a_dropped_message_goes_to_users_only(mailer: Mailer, smtp: SmtpServer) -> None:
+    """Whoever can write Asterisk's drop folder cannot use the PBX as a relay: a message
+    to an address no user has fails with the reason, and nothing is sent."""
+    drop = mailer.folder / "asterisk-drop"
+    for sub in ("tmp", "new"):
+        (drop / sub).mkdir(parents=True)
+    (drop / "new" / "1764270002.9").write_bytes(_voicemail_message("victim@example.org", 1))
+    (drop / "new" / "1764270002.10").write_bytes(_voicemail_message("BOB@example.com", 1))
+    sent = mailer.cli("mail", "send", "--json", "--drop", str(drop), *FAST)
+    assert sent.returncode == 0, sent.stderr
+    assert [r.recipients for r in smtp.messages()] == [("BOB@example.com",)]
+    (failed,) = [
+        m for m in mailer.queue_json()["mails"] if m["status"] == "failed"]
+    assert "victim@example.org, not a user's address" in failed["last_error"]
+    assert list((drop / "new").iterdir()) == []

@@ -40,18 +40,23 @@ def send(
     retry_max: Annotated[float, typer.Option(min=0.1, help="Longest retry delay.")] = 3600.0,
     max_attempts: Annotated[int, typer.Option(min=1, help="Tries before a mail fails.")] = 12,
     timeout: Annotated[float, typer.Option(min=0.5, help="SMTP timeout in seconds.")] = 30.0,
+    drop: Annotated[list[Path] | None, typer.Option(
+        "--drop", envvar="WILDIX_AST_MAIL_DROP", show_envvar=True,
+        help="A folder Asterisk's voicemail drops messages in (<astspooldir>/wildix-mail); "
+             "repeat. Its messages go to users' addresses only.")] = None,
     as_json: JsonOutput = False,
 ) -> None:
     """Send the queued mails (one pass, or --serve); deferred ones wait their next try."""
     from wildix_ast.services.mail.sender import Backoff, Counts, Sender
     from wildix_ast.store import open_store
-    from wildix_ast.store.smtp_profiles import stored_profiles
+    from wildix_ast.store.mail import stored_profiles, user_addresses
 
     mode.json = as_json
     queue = MailQueue(queue_dir or default_root())
     backoff = Backoff(retry_base, retry_max, max_attempts, timeout)
     with open_store(db) as store:
-        sender = Sender(queue, lambda: stored_profiles(store), backoff)
+        sender = Sender(queue, lambda: stored_profiles(store), backoff, drops=drop or (),
+                        addresses=lambda: user_addresses(store))
 
         def report(counts: Counts) -> None:
             data = {"sent": counts.sent, "deferred": counts.deferred, "failed": counts.failed,
@@ -134,7 +139,7 @@ def smtp_test(
     from wildix_ast.mail.queue import valid_address
     from wildix_ast.services.mail.smtp import SmtpSession
     from wildix_ast.store import open_store
-    from wildix_ast.store.smtp_profiles import stored_profiles
+    from wildix_ast.store.mail import stored_profiles
 
     mode.json = as_json
     if not valid_address(to):

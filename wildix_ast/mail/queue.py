@@ -11,8 +11,9 @@ database (a mail must be queued while the store or the network is down):
 - `sending/`: the sender moved it here, durably, just before sending SMTP's end of data (the
   final `.`); `sent/` once the server answered 250; `failed/` after a 5xx, too many tries,
   or a file nobody can read;
-- `drop/new/`: whole RFC 5322 messages another program dropped (Asterisk's voicemail
-  `mailcmd`, see `drop_command`); the sender takes them into `new/` first.
+- `drop/new/` (and the drop folders the sender is given, such as Asterisk's, where
+  voicemail's `mailcmd` writes: `wildix_ast.asterisk.voicemail.mail_command`): whole
+  RFC 5322 messages another program dropped; the sender takes them into `new/` first.
 
 Exactly once, and what remains: a message in `new/` has never reached a server's end of data
 (RFC 5321 4.1.4: a server drops a transaction whose connection closes before the `.`), so
@@ -41,7 +42,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -223,14 +224,19 @@ class MailQueue:
         finally:
             os.close(descriptor)
 
-    def take_drops(self) -> list[str]:
-        """Whole messages dropped in `drop/new/` become queued mails (their To header is
-        the recipient); an unreadable one goes to `failed/` with its reason."""
+    def take_drops(self, drop: Path | None = None,
+                   allowed: Callable[[str], bool] = lambda address: True) -> list[str]:
+        """Whole messages dropped in `<drop>/new/` (default: the queue's own `drop/`)
+        become queued mails, their To header the recipient. One with no single valid To,
+        a To that `allowed` refuses (a dropped message may only go to a user of the PBX:
+        a program that can write the drop folder must not be a relay), or too large, goes
+        to `failed/` with its reason."""
         from email import message_from_bytes, policy
         from email.utils import getaddresses
 
+        folder = (drop or self.folder("drop")) / "new"
         taken: list[str] = []
-        for path in sorted(self.folder("drop/new").iterdir()):
+        for path in sorted(folder.iterdir()) if folder.is_dir() else []:
             if not _ID.fullmatch(path.name):
                 continue
             ident = f"drop.{path.name}"
@@ -238,21 +244,26 @@ class MailQueue:
             message = message_from_bytes(raw, policy=policy.default)
             addresses = [a for _, a in getaddresses([str(v) for v in
                                                      message.get_all("To", [])])]
-            subject = str(message.get("Subject", ""))
-            mail = QueuedMail(id=ident, to=addresses[0] if addresses else "", subject=subject,
-                              body="", kind=str(message.get("X-Wildix-Kind", "voicemail")),
+            subject = str(message.get("Subject", ""))[:200]
+            to = addresses[0] if len(addresses) == 1 else ", ".join(addresses)
+            mail = QueuedMail(id=ident, to=to, subject=subject, body="", kind="voicemail",
                               raw=raw)
-            if len(addresses) == 1 and valid_address(addresses[0]):
+            problem = None
+            if len(addresses) != 1 or not valid_address(to):
+                problem = f"dropped message without one valid To address: {addresses!r}"
+            elif not allowed(to.lower()):
+                problem = f"dropped message to {to}, not a user's address: refused"
+            elif len(raw) > MAX_MESSAGE:
+                problem = f"dropped message larger than {MAX_MESSAGE // (1024 * 1024)} MiB"
+            if problem is None:
                 self.put(mail)
             else:
-                self._link_in(self.folder("failed"), f"{ident}.json",
-                              mail.to_json().encode())
-                self.write_state(ident, Delivery(last_error="dropped message without one "
-                                                 f"valid To address: {addresses!r}"))
+                self._link_in(self.folder("failed"), f"{ident}.json", mail.to_json().encode())
+                self.write_state(ident, Delivery(attempts=0, last_error=problem))
             path.unlink()
             taken.append(ident)
         if taken:
-            fsync_dir(self.folder("drop/new"))
+            fsync_dir(folder)
         return taken
 
     def due(self, now: float) -> list[str]:

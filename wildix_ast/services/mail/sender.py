@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from wildix_ast.errors import MailAuthError, MailError, MailRejectedError, MailTlsError
 from wildix_ast.mail.queue import MailQueue, QueuedMail
@@ -51,9 +52,14 @@ class Sender:
     """One pass (`run_once`) or a loop (`serve`) over the queue."""
 
     def __init__(self, queue: MailQueue, profiles: Callable[[], dict[str, SmtpProfile]],
-                 backoff: Backoff | None = None) -> None:
+                 backoff: Backoff | None = None, *, drops: Sequence[Path] = (),
+                 addresses: Callable[[], frozenset[str]] = frozenset) -> None:
+        """`drops`: folders other programs drop whole messages in (Asterisk's voicemail);
+        `addresses`: the users' addresses, the only recipients of a dropped message."""
         self.queue = queue
         self.profiles = profiles
+        self.drops = tuple(drops)
+        self.addresses = addresses
         self.backoff = backoff or Backoff()
         self._recovered = False
         self.heartbeat: Callable[[], object] = lambda: None
@@ -64,7 +70,7 @@ class Sender:
         if not self._recovered:
             counts.recovered = len(self.queue.recover())
             self._recovered = True
-        self.queue.take_drops()
+        self._take_drops()
         due = self.queue.due(now())
         if not due:
             return counts
@@ -88,6 +94,18 @@ class Sender:
                 continue
             self._send_all(profile, idents, counts, now)
         return counts
+
+    def _take_drops(self) -> None:
+        known: frozenset[str] | None = None
+
+        def allowed(address: str) -> bool:
+            nonlocal known
+            if known is None:  # read once a pass, and only when something was dropped
+                known = self.addresses()
+            return address in known
+
+        for drop in (None, *self.drops):
+            self.queue.take_drops(drop, allowed)
 
     def _send_all(self, profile: SmtpProfile, idents: list[str], counts: Counts,
                   now: Callable[[], float]) -> None:

@@ -1,5 +1,6 @@
 """WMS Client SMTP: the SMTP profiles the mail queue's sender uses (issue 20); their
-passwords live in the vault (`secrets`), not here.
+passwords live in the vault (`secrets`), not here. Users: what a voicemail does to the
+owner's email (attach, notify, attach_and_delete).
 
 Revision ID: 0011
 Revises: 0008
@@ -49,7 +50,12 @@ def upgrade() -> None:
         sa.UniqueConstraint("name", name="uq_smtp_profiles_name"),
         **_MYSQL,
     )
+    with op.batch_alter_table("users") as table:
+        table.add_column(sa.Column("voicemail_email", sa.String(16), nullable=False,
+                                   server_default="attach"))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("users") as table:
+        table.drop_column("voicemail_email")
     op.drop_table("smtp_profiles")

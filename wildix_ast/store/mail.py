@@ -1,5 +1,6 @@
-"""The stored SMTP profiles (WMS Client SMTP) with their passwords from the vault: what the
-mail sender and `smtp test` read, without loading the whole site."""
+"""What the mail sender reads from the store, without loading the whole site: the SMTP
+profiles (WMS Client SMTP) with their passwords from the vault, and the users' addresses
+(the only ones a message Asterisk drops may go to)."""
 
 from __future__ import annotations
 
@@ -39,3 +40,17 @@ def stored_profiles(store: Store) -> dict[str, SmtpProfile]:
             raise SettingsError(f"stored SMTP profile {item['name']!r} is not valid", [
                 Problem(f"smtp_profiles.{item['name']}", str(exc))]) from None
     return profiles
+
+
+def user_addresses(store: Store) -> frozenset[str]:
+    """Every user's email, lower-cased."""
+    from sqlalchemy import select
+
+    from wildix_ast.store.database import translated
+    from wildix_ast.store.tables import users
+
+    with translated(store.where, "reading the users' addresses"), \
+            store.engine.connect() as connection:
+        found = connection.execute(select(users.c.email_key)
+                                   .where(users.c.email_key.is_not(None))).scalars().all()
+    return frozenset(str(address) for address in found)
