@@ -15,15 +15,22 @@ database (a mail must be queued while the store or the network is down):
   voicemail's `mailcmd` writes: `wildix_ast.asterisk.voicemail.mail_command`): whole
   RFC 5322 messages another program dropped; the sender takes them into `new/` first.
 
-Exactly once, and what remains: a message in `new/` has never reached a server's end of data
-(RFC 5321 4.1.4: a server drops a transaction whose connection closes before the `.`), so
-after a crash it is simply sent again. A message in `sending/` after a crash had its `.`
-handed to the kernel, or was about to: the kernel delivers what a killed process wrote, so
-the server has it; `recover` marks it sent, flagged `unconfirmed` (visible in `mail queue`,
-resent by `mail retry`). The one window where a mail can be lost is between the fsync that
-records `sending/` and the `send()` of the final `.` (microseconds, no I/O in between); the
-server's own reply to that `.` (a late 4xx/5xx) is never seen for such a message. No window
-sends a mail twice.
+Exactly once, and what remains. Before its SMTP transaction a mail is *armed*: `intent/<id>`
+holding the kernel's boot id, fsync'd (the slow part). Right before the final `.`, the mail
+is renamed from `new/` to `sending/` (no fsync: a killed process loses nothing it gave the
+kernel), then the `.` is written. After a crash (`recover`):
+
+- in `new/`, armed in this boot: the `.` never left (RFC 5321 4.1.4: a server drops a
+  transaction whose connection closes before it), so it is sent again;
+- in `sending/`: the `.` was handed to the kernel, which delivers what a killed process
+  wrote, so the server has it: marked sent, flagged `unconfirmed` (visible in `mail queue`,
+  resent by hand with `mail retry`);
+- armed in an earlier boot (a power cut may have lost the rename): as `sending/`.
+
+No path sends a mail twice. The one window where a mail is lost is between the rename to
+`sending/` and the `send()` of the `.` (two system calls, microseconds; a test kills the
+sender exactly there to show the report); the server's reply to that `.` (a late 4xx/5xx)
+is never seen for an unconfirmed mail.
 
 Folders are 0770 and files 0660: the services that queue mails (FastAGI, CDR, directory
 import) and the sender each run as their own user in the `wildix-ast` group; nobody else
@@ -50,7 +57,8 @@ from wildix_ast.errors import WildixError
 from wildix_ast.files import fsync_dir, write_atomic
 
 SPOOL_ENV = "WILDIX_AST_MAIL_SPOOL"
-FOLDERS = ("tmp", "new", "sending", "sent", "failed", "state", "drop/tmp", "drop/new")
+FOLDERS = ("tmp", "new", "intent", "sending", "sent", "failed", "state", "drop/tmp",
+           "drop/new")
 STATUSES = ("queued", "deferred", "sending", "sent", "failed")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _ADDRESS = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+")
@@ -293,20 +301,43 @@ class MailQueue:
         write_atomic(self.folder("state") / f"{ident}.json", json.dumps(asdict(delivery)),
                      mode=0o660)
 
-    def _move(self, ident: str, source: str, target: str) -> None:
+    def _move(self, ident: str, source: str, target: str, *, durable: bool = True) -> None:
         os.rename(self.folder(source) / f"{ident}.json", self.folder(target) / f"{ident}.json")
-        fsync_dir(self.folder(target))
-        if source != target:
-            fsync_dir(self.folder(source))
+        if durable:
+            # a journaling file system (ext4, xfs) commits both folders' entries of one
+            # rename in one transaction: syncing the target's makes the move durable
+            fsync_dir(self.folder(target))
+
+    def arm(self, ident: str) -> None:
+        """Durably, before the SMTP transaction: `intent/<id>` holds this boot's id (the
+        slow fsync happens here, outside the window)."""
+        path = self.folder("intent") / ident
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o660)
+        try:
+            # the content is not synced: an intent a power cut left empty reads as armed in
+            # another boot, the side that never sends twice
+            os.write(descriptor, _boot_id().encode())
+        finally:
+            os.close(descriptor)
+        fsync_dir(path.parent)
+
+    def disarm(self, ident: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.folder("intent") / ident).unlink()
 
     def committing(self, ident: str) -> None:
-        """Durably: the end of data is about to be sent (see the module's documentation)."""
-        self._move(ident, "new", "sending")
+        """The end of data is about to be sent: one rename, no fsync (a killed process
+        loses nothing the kernel was given; `arm` covers a power cut)."""
+        self._move(ident, "new", "sending", durable=False)
 
     def sent(self, ident: str) -> None:
-        self._move(ident, "sending", "sent")
+        """Not synced: a power cut that loses this move leaves the mail in `sending/` or
+        armed in `new/`, which `recover` counts as sent (unconfirmed), never sends again."""
+        self._move(ident, "sending", "sent", durable=False)
+        self.disarm(ident)
 
     def defer(self, ident: str, error: str, next_try: float, *, folder: str = "new") -> None:
+        self.disarm(ident)
         delivery = self.state(ident)
         delivery.attempts += 1
         delivery.last_error, delivery.next_try = error, next_try
@@ -315,6 +346,7 @@ class MailQueue:
             self._move(ident, folder, "new")
 
     def fail(self, ident: str, error: str, *, folder: str = "new") -> None:
+        self.disarm(ident)
         delivery = self.state(ident)
         delivery.attempts += 1
         delivery.last_error, delivery.next_try = error, 0.0
@@ -322,17 +354,32 @@ class MailQueue:
         self._move(ident, folder, "failed")
 
     def recover(self) -> list[str]:
-        """After a crash: what is left in `sending/` had its end of data sent (or was about
-        to): marked sent, flagged unconfirmed, never sent again by itself."""
-        left = [p.stem for p in self.folder("sending").glob("*.json")]
-        for ident in left:
+        """After a crash (see the module's documentation): a mail in `sending/` had its end
+        of data handed to the kernel, or was microseconds from it: marked sent, flagged
+        unconfirmed. A mail armed in this boot but still in `new/` never reached its end
+        of data: disarmed, sent again normally. One armed before a reboot (a power cut may
+        have lost the move to `sending/`): treated as the first kind. Returns the ids
+        marked unconfirmed."""
+        unconfirmed = [p.stem for p in self.folder("sending").glob("*.json")]
+        boot = _boot_id()
+        for intent in self.folder("intent").iterdir():
+            ident = intent.name
+            queued = (self.folder("new") / f"{ident}.json").exists()
+            armed_in = intent.read_text(errors="replace")
+            if queued and armed_in != boot:
+                self._move(ident, "new", "sending")
+                unconfirmed.append(ident)
+            elif not (self.folder("sending") / f"{ident}.json").exists():
+                intent.unlink()
+        for ident in unconfirmed:
             delivery = self.state(ident)
             delivery.unconfirmed = True
-            delivery.last_error = ("the sender stopped after sending the end of data, before "
-                                   "the server's reply: counted as sent, not confirmed")
+            delivery.last_error = ("the sender stopped after the end of data was sent (or "
+                                   "about to be), before the server's reply: counted as "
+                                   "sent, not confirmed")
             self.write_state(ident, delivery)
             self.sent(ident)
-        return left
+        return unconfirmed
 
     def retry(self, ident: str) -> None:
         """A failed (or unconfirmed sent) message back in the queue, its tries reset."""
@@ -371,6 +418,14 @@ class MailQueue:
                     finished_at=stat.st_ctime if folder in ("sent", "failed") else None,
                     unconfirmed=delivery.unconfirmed))
         return sorted(found, key=lambda e: (e.queued_at, e.id))
+
+
+def _boot_id() -> str:
+    """This boot of the kernel: an intent armed in another boot survived a reboot."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "unknown"
 
 
 def _queued_at(ident: str, fallback: float) -> float:

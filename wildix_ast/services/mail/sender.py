@@ -154,6 +154,7 @@ class Sender:
             else "new"
 
     def _send(self, session: SmtpSession, mail: QueuedMail) -> None:
+        self.queue.arm(mail.id)
         crash_point("mail-before-commit")
 
         def committing() -> None:

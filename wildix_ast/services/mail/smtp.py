@@ -12,7 +12,11 @@ import smtplib
 import socket
 import ssl
 from collections.abc import Callable
-from email.message import EmailMessage
+from email.encoders import encode_base64
+from email.header import Header
+from email.mime.base import MIMEBase
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import formatdate
 
@@ -56,6 +60,10 @@ class SmtpSession:
             else:
                 self.smtp = smtplib.SMTP(profile.server, profile.port,
                                          local_hostname=profile.helo_domain, timeout=timeout)
+            # the end of data goes in its own write right after the message (see `send`):
+            # with Nagle's algorithm it would wait for the server's delayed ACK (40 ms)
+            if self.smtp.sock is not None:
+                self.smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.smtp.ehlo()
             if profile.starttls:
                 if not self.smtp.has_extn("starttls"):
@@ -160,16 +168,27 @@ def message_bytes(mail: QueuedMail, profile: SmtpProfile) -> bytes:
         if parsed["Message-ID"] is None:
             parsed["Message-ID"] = message_id
         return parsed.as_bytes(policy=SMTP_POLICY)
-    message = EmailMessage()
+    # compat32's MIME classes: a tenth of the time of EmailMessage's header registry
+    for field_name, value in (("To", mail.to), ("Subject", mail.subject)):
+        if "\r" in value or "\n" in value:
+            raise ValueError(f"{field_name} holds a line break")
+    text = MIMEText(mail.body, "plain", "utf-8")
+    message: MIMEText | MIMEMultipart = text
+    if mail.attachments:
+        message = MIMEMultipart()
+        message.attach(text)
+        for attachment in mail.attachments:
+            main, _, sub = attachment.content_type.partition("/")
+            part = MIMEBase(main, sub or "octet-stream")
+            part.set_payload(attachment.data)
+            encode_base64(part)
+            part.add_header("Content-Disposition", "attachment", filename=attachment.filename)
+            message.attach(part)
     message["From"] = profile.sender
     message["To"] = mail.to
-    message["Subject"] = mail.subject
+    message["Subject"] = mail.subject if mail.subject.isascii() \
+        else Header(mail.subject, "utf-8").encode()
     message["Date"] = formatdate(localtime=False)
     message["Message-ID"] = message_id
     message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to the PBX
-    message.set_content(mail.body)
-    for attachment in mail.attachments:
-        main, _, sub = attachment.content_type.partition("/")
-        message.add_attachment(attachment.data, maintype=main, subtype=sub or "octet-stream",
-                               filename=attachment.filename)
-    return message.as_bytes(policy=SMTP_POLICY)
+    return message.as_bytes()
