@@ -176,8 +176,14 @@ class MailQueue:
 
     def folder(self, name: str) -> Path:
         if not self._made:
-            for sub in FOLDERS:
-                (self.root / sub).mkdir(parents=True, exist_ok=True, mode=0o770)
+            for sub in ("", *FOLDERS):
+                path = self.root / sub
+                try:
+                    path.mkdir(parents=True, mode=0o770)
+                except FileExistsError:
+                    continue
+                # the group's whatever the umask: the services that queue mails are others
+                path.chmod(0o770)
             self._made = True
         return self.root / name
 
