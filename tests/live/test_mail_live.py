@@ -289,11 +289,11 @@ def test_4xx_is_deferred_and_5xx_failed_visible_in_queue_json(mailer: Mailer,
     assert json.loads(sent.stdout) | {"errors": []} == {
         "ok": True, "sent": 1, "deferred": 1, "failed": 1, "recovered": 0, "errors": []}
     mails = {m["id"]: m for m in mailer.queue_json()["mails"]}
-    assert mails[ok]["status"] == "sent"  # type: ignore[index]
-    deferred = mails[later]  # type: ignore[index]
+    assert mails[ok]["status"] == "sent"
+    deferred = mails[later]
     assert deferred["status"] == "deferred" and deferred["attempts"] == 1
     assert "451" in deferred["last_error"] and before + 55 < deferred["next_try"] < time.time() + 61
-    failed = mails[never]  # type: ignore[index]
+    failed = mails[never]
     assert failed["status"] == "failed" and "550" in failed["last_error"]
     human = mailer.cli("mail", "queue")
     assert "deferred" in human.stdout and "failed" in human.stdout

@@ -22,7 +22,7 @@ def _alaw(sample: int) -> int:
     else:
         segment = magnitude.bit_length() - 5
         code = (segment << 4) | ((magnitude >> segment) & 0x0F)
-    return (code | sign) ^ 0x55
+    return int((code | sign) ^ 0x55)
 
 
 def _checksum(header: bytes) -> int:
