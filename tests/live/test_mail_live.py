@@ -247,20 +247,30 @@ def test_sender_killed_inside_the_window_is_reported_not_doubled(mailer: Mailer,
     assert _ids(smtp) == Counter([ident])
 
 
+TOTAL = 600
+
+
 def test_sender_sigkilled_mid_run_doubles_none_and_loses_none(mailer: Mailer,
                                                                smtp: SmtpServer) -> None:
-    """300 mails; the serving sender is killed with SIGKILL 6 times at random moments and
-    started again: every mail arrives, none twice (but for a kill inside the narrow window,
-    which the queue then reports as unconfirmed and the server has not got)."""
-    queued = mailer.enqueue(300)
+    """600 mails; the serving sender is killed with SIGKILL 6 times at random moments and
+    started again: none arrives twice, none is lost silently. A kill inside the window
+    (between the move to `sending/` and the server's handling of the end of data) leaves
+    that one mail flagged *unconfirmed*; retried by hand, every mail has arrived once."""
+    queued = mailer.enqueue(TOTAL)
     rng = random.Random(20)
-    kills = 0
+    kills, progress = 0, []
     for _ in range(6):
         sender = mailer.sender()
-        time.sleep(rng.uniform(0.4, 1.2))
+        before = len(smtp.messages())
+        # once it sends (a process starts in a second or more on a busy machine)
+        assert _wait(lambda: len(smtp.messages()) > before, 20)  # noqa: B023
+        time.sleep(rng.uniform(0.0, 0.3))
         sender.send_signal(signal.SIGKILL)
         sender.wait(timeout=10)
         kills += 1
+        progress.append(len(smtp.messages()))
+    # the kills landed while mails were going out, not before the first or after the last
+    assert all(0 < done < TOTAL for done in progress), progress
     sender = mailer.sender()
     try:
         assert _wait(lambda: not mailer.queue.entries(("queued", "deferred")), 60)
@@ -271,9 +281,17 @@ def test_sender_sigkilled_mid_run_doubles_none_and_loses_none(mailer: Mailer,
     listed = mailer.queue_json()
     unconfirmed = {m["id"] for m in listed["mails"] if m["unconfirmed"]}
     lost = set(queued) - set(received)
-    assert lost <= unconfirmed  # nothing lost silently
-    assert lost == set()  # and none of the kills landed in the window
-    assert listed["counts"]["sent"] == 300 and kills == 6
+    assert lost <= unconfirmed  # nothing lost silently: each one flagged in `mail queue`
+    # A kill between the move to sending/ and the server's handling of the final `.` is the
+    # window (aiosmtpd drops a transaction whose client closed before it processed the
+    # `.`): at most one mail per kill, flagged, and `mail retry` sends it.
+    assert len(lost) <= kills
+    print(f"{kills} kills, {len(unconfirmed)} unconfirmed, {len(lost)} not delivered")
+    for ident in lost:
+        assert mailer.cli("mail", "retry", ident).returncode == 0
+    assert mailer.cli("mail", "send", *FAST).returncode == 0
+    assert _ids(smtp) == Counter(queued)  # every mail once, none twice
+    assert mailer.queue_json()["counts"]["sent"] == TOTAL and kills == 6
 
 
 def test_4xx_is_deferred_and_5xx_failed_visible_in_queue_json(mailer: Mailer,

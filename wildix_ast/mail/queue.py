@@ -27,10 +27,14 @@ kernel), then the `.` is written. After a crash (`recover`):
   resent by hand with `mail retry`);
 - armed in an earlier boot (a power cut may have lost the rename): as `sending/`.
 
-No path sends a mail twice. The one window where a mail is lost is between the rename to
-`sending/` and the `send()` of the `.` (two system calls, microseconds; a test kills the
-sender exactly there to show the report); the server's reply to that `.` (a late 4xx/5xx)
-is never seen for an unconfirmed mail.
+No path sends a mail twice. The window where a mail can be lost (flagged unconfirmed,
+never silently) starts at the rename to `sending/` and ends when the server has processed
+the `.`: for a server that handles what it received before the client's close (Postfix,
+Exim) that is the `send()` of the `.`, two system calls after the rename; a server that
+abandons a transaction when the client closes (aiosmtpd, the tests' server, cancels its
+handler on EOF) widens it to its own handling of the `.`, well under a millisecond on
+loopback. The server's reply to that `.` (a late 4xx/5xx) is never seen for an unconfirmed
+mail.
 
 Folders are 0770 and files 0660: the services that queue mails (FastAGI, CDR, directory
 import) and the sender each run as their own user in the `wildix-ast` group; nobody else
