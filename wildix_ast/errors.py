@@ -86,3 +86,27 @@ class DirectoryError(WildixError):
     gives entries that cannot become users; nothing was changed."""
 
     exit_code = 10
+
+
+class MailError(WildixError):
+    """The mail server cannot be reached (refused, unknown name, timed out) or broke off."""
+
+    exit_code = 11
+
+
+class MailTlsError(MailError):
+    """TLS with the mail server failed (handshake, certificate, STARTTLS not offered)."""
+
+    exit_code = 12
+
+
+class MailAuthError(MailError):
+    """The mail server refused the profile's user and password."""
+
+    exit_code = 13
+
+
+class MailRejectedError(MailError):
+    """The mail server refused the message for good (a 5xx reply)."""
+
+    exit_code = 14

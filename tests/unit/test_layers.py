@@ -24,6 +24,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("wildix_ast.model",),
     ("wildix_ast.sounds",),
     ("wildix_ast.store",),
+    ("wildix_ast.mail",),
     ("wildix_ast.calls",),
     ("wildix_ast.asterisk",),
     ("wildix_ast.apply",),

@@ -238,7 +238,10 @@ def test_voicemail(site: Site, files: dict[str, str]) -> None:
     pin = boxes["101"][0].split(",")[0]
     assert pin.isdigit() and len(pin) == 6 and pin != "101"
     assert boxes["101"] == [f"{pin},Alice Martin,alice.martin@acme.fr,,tz=site|language=fr|"
-                            "attach=yes"]
+                            "attach=yes|attachfmt=wav"]
+    # new messages go to the mail queue's drop folder, never to sendmail
+    (mailcmd,) = vm["general"][0]["mailcmd"]
+    assert mailcmd.startswith("sh -c 'd=/var/spool/asterisk/wildix-mail&&") and ";" not in mailcmd
     # 'Bruno Lefèvre, jr': the comma would shift the fields
     assert boxes["102"][0].split(",")[1] == "Bruno Lefèvre jr"
     assert boxes["100"][0].endswith(",Accueil,,,tz=site|language=en")
@@ -248,6 +251,20 @@ def test_voicemail(site: Site, files: dict[str, str]) -> None:
             assert user.sip_password not in files["voicemail.conf"]
         else:
             assert user.sip_password is None
+
+
+def test_voicemail_email_choice_per_user(site: Site) -> None:
+    """WMS: attach, notify only, or attach and delete, per user."""
+    from wildix_ast.model.users import VoicemailEmail
+
+    choices = {"101": VoicemailEmail.NOTIFY, "102": VoicemailEmail.ATTACH_AND_DELETE}
+    users = [u.model_copy(update={"voicemail_email": choices[u.extension]})
+             if u.extension in choices else u for u in site.users]
+    text = render_site(site.model_copy(update={"users": users}),
+                       manager_secret=SECRET)["voicemail.conf"]
+    lines = {line.split(" => ")[0]: line for line in text.splitlines() if " => " in line}
+    assert lines["101"].endswith("|attach=no")
+    assert lines["102"].endswith("|attach=yes|attachfmt=wav|delete=yes")
 
 
 def test_manager(files: dict[str, str]) -> None:

@@ -42,7 +42,14 @@ class AsteriskPaths:
                 ("astrundir", self.run), ("astlogdir", self.log), ("astcachedir", self.cache)]
 
     @property
+    def mail_drop(self) -> PurePosixPath:
+        """Where voicemail's `mailcmd` drops whole messages (`tmp/`, then `new/`) for the
+        mail queue's sender (wildix_ast.mail.queue)."""
+        return self.spool / "wildix-mail"
+
+    @property
     def writable(self) -> list[PurePosixPath]:
         """Folders Asterisk writes to, which must exist before it starts."""
         return sorted({self.etc, self.var_lib, self.db, self.key, self.spool, self.run,
-                       self.log, self.cache, self.spool / "voicemail"})
+                       self.log, self.cache, self.spool / "voicemail",
+                       self.mail_drop / "tmp", self.mail_drop / "new"})

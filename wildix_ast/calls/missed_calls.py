@@ -1,30 +1,26 @@
 """WMS "Notifier les appels manqués via e-mail": a missed call queues one mail message.
 
-The queue is a spool folder with Maildir's discipline, so it survives crashes and needs no
-schema: a message is written whole under `tmp/`, flushed, then renamed into `new/` (a reader
-never sees half a message). Its file name is the call's Asterisk unique ID and the user's
-extension, created exclusively: the same missed call reported twice (a retried AGI request,
-two hang-up paths) queues one message. The mail issue's sender takes files from `new/`,
-sends them and moves them to `cur/`.
+The message goes into the PBX's one mail queue (`wildix_ast.mail.queue`: a folder with
+Maildir's discipline, sent by `wildix-ast mail send`), under an id made of the call's Asterisk
+unique ID and the user's extension, created exclusively: the same missed call reported twice
+queues one message.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-SPOOL_ENV = "WILDIX_AST_MAIL_SPOOL"
+from wildix_ast.mail.queue import SPOOL_ENV, MailQueue, QueuedMail, default_root
+
+__all__ = ["SPOOL_ENV", "MailSpool", "MissedCall", "default_spool"]
 _UNIQUEID = re.compile(r"[0-9]{1,20}\.[0-9]{1,10}")
 
 
 def default_spool() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
-    return Path(os.environ.get(SPOOL_ENV) or Path(base) / "wildix-ast" / "mail-spool")
+    return default_root()
 
 
 @dataclass(frozen=True)
@@ -71,16 +67,12 @@ def message_for(call: MissedCall) -> MailMessage:
 
 
 class MailSpool:
-    """The durable queue of messages to send (see the module's documentation)."""
+    """The missed-call door of the mail queue (`wildix_ast.mail.queue`, one folder for
+    every mail the PBX sends)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
-
-    def _folders(self) -> tuple[Path, Path]:
-        tmp, new = self.root / "tmp", self.root / "new"
-        for folder in (tmp, new, self.root / "cur"):
-            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return tmp, new
+        self.queue = MailQueue(root)
 
     def queue_missed_call(self, call: MissedCall) -> bool:
         """Queue the message of `call`; False when that call already queued one."""
@@ -88,30 +80,19 @@ class MailSpool:
             raise ValueError(f"not an Asterisk unique ID: {call.uniqueid!r}")
         if not call.user_extension.isdigit():
             raise ValueError(f"not an extension: {call.user_extension!r}")
-        tmp, new = self._folders()
-        name = f"{call.uniqueid}-{call.user_extension}.json"
-        staged = tmp / f"{name}.{os.getpid()}.{uuid.uuid4().hex}"
-        data = json.dumps(asdict(message_for(call)), ensure_ascii=False, indent=1)
-        with staged.open("x", encoding="utf-8") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        try:
-            # link() fails if the name exists: exactly one message per call and user
-            os.link(staged, new / name)
-        except FileExistsError:
-            return False
-        finally:
-            staged.unlink()
-        directory = os.open(new, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-        return True
+        message = message_for(call)
+        # the queue id names the call and the user: the same call reported twice (a
+        # retried AGI request, two hang-up paths) is queued once
+        return self.queue.put(QueuedMail(
+            id=f"missed_call.{call.uniqueid}-{call.user_extension}", to=message.to,
+            subject=message.subject, body=message.body, kind=message.kind,
+            details=message.call))
 
     def pending(self) -> list[MailMessage]:
-        """The messages waiting in `new/`, oldest first."""
-        _, new = self._folders()
-        found = sorted(new.glob("*.json"), key=lambda p: p.stat().st_mtime_ns)
-        return [MailMessage(**json.loads(p.read_text(encoding="utf-8"))) for p in found]
+        """The messages waiting in the queue (`new/`), oldest first."""
+        messages = []
+        for ident in self.queue.due(float("inf")):
+            mail = self.queue.load(ident)
+            messages.append(MailMessage(to=mail.to, subject=mail.subject, body=mail.body,
+                                        kind=mail.kind, call=mail.details))
+        return messages

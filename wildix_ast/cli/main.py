@@ -520,6 +520,11 @@ def _mount_services() -> None:
     app.add_typer(cdr_cli.app, name="cdr")
     preferences_cli.app.command("delete")(cdr_cli.user_delete)
 
+    from wildix_ast.cli import mail as mail_cli
+
+    app.add_typer(mail_cli.app, name="mail")
+    app.add_typer(mail_cli.smtp_app, name="smtp")
+
 
 def _own_verbs() -> set[str]:
     from typer.main import get_command_name

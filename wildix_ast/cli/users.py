@@ -268,3 +268,38 @@ def export_csv(
     # personal data (names, emails, mobiles): owner-only
     write_atomic(output, text, mode=0o600)
     out.print(f"[green]✓[/] wrote {output}")
+
+
+@app.command("welcome")
+def welcome(
+    extension: ExtensionArg,
+    url: Annotated[str, typer.Option(
+        "--url", envvar="WILDIX_AST_COLLABORATION_URL", show_envvar=True,
+        help="The collaboration URL users log in at (https://pbx.example.com).")],
+    password_stdin: Annotated[bool, typer.Option(
+        "--password-stdin", help="Put the password read from standard input in the mail, "
+        "in clear (by default the mail carries a one-time link to choose one).")] = False,
+    db: DbUrl = None,
+    as_json: JsonOutput = False,
+) -> None:
+    """Queue the welcome mail of a user, in the user's language (fr, en, it)."""
+    import sys
+
+    from wildix_ast.errors import UnknownUserError
+    from wildix_ast.mail.welcome import queue_welcome
+    from wildix_ast.store import open_store
+
+    mode.json = as_json
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else None
+    with open_store(db) as store:
+        user = store.user_by_extension(extension)
+        if user is None:
+            raise UnknownUserError(f"no user has extension {extension}")
+        system = store.export_site().system
+        ident = queue_welcome(user, store, collaboration_url=url, pbx_name=system.pbx_name,
+                              site_language=system.language_region.language,
+                              password=password or None)
+    if as_json:
+        emit_json({"ok": True, "id": ident, "to": user.email})
+    else:
+        out.print(f"[green]✓[/] welcome mail to {escape(user.email or '')} queued ({ident})")

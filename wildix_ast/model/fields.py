@@ -113,3 +113,8 @@ SipToken = Annotated[str, Width(64), pattern(
     "SIP product token (letters, digits, '.', '_', '/', '+', '-'; no spaces)")]
 """What the PBX calls itself in SIP `User-Agent`/`Server` headers."""
 Port = Annotated[int, Field(ge=1, le=65535)]
+Host = Annotated[str, Field(max_length=253), pattern(
+    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9][A-Za-z0-9-]{0,62})*",
+    "host name or IPv4 address")]
+"""A server's name or IPv4 address (SIP trunks, SMTP servers): nothing a shell, a dial
+string or a configuration file would read as more than one word."""

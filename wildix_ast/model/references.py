@@ -79,6 +79,8 @@ UNIQUE: tuple[Unique, ...] = (
     Unique("call_group", "call_groups[].name",
            "call group {value!r} already defined at {first_item}"),
     Unique("ivr", "ivrs[].name", "IVR {value!r} already defined at {first_item}"),
+    Unique("smtp_profile", "smtp_profiles[].name",
+           "SMTP profile {value!r} already defined at {first_item}"),
     Unique("user", "users[].extension", report=False),
     Unique("email", "users[].email", "already used by {first_item}", fold_case=True),
     Unique("login", "users[].login", "already used by {first_item}", fold_case=True),

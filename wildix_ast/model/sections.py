@@ -13,6 +13,7 @@ from wildix_ast.model.dialplan import Dialplan
 from wildix_ast.model.directory import DirectorySettings
 from wildix_ast.model.groups import Group
 from wildix_ast.model.ivrs import Ivr
+from wildix_ast.model.smtp_client import SmtpProfile
 from wildix_ast.model.sounds import Sound
 from wildix_ast.model.system import System
 from wildix_ast.model.time_frames import TimeFrame
@@ -37,3 +38,4 @@ class Sections(BaseModel):
     ivrs: list[Ivr] = Field(default_factory=empty_list)
     directory: DirectorySettings = Field(default_factory=DirectorySettings)
     call_history: CallHistory = Field(default_factory=CallHistory)
+    smtp_profiles: list[SmtpProfile] = Field(default_factory=empty_list)

@@ -168,6 +168,11 @@ def dump_site(site: Site, *, include_secrets: bool) -> str:
 
     data = site.model_dump(mode="json", exclude_defaults=True)
     data.setdefault("users", [])
+    if include_secrets:  # never serialised by the model itself (see SmtpProfile.password)
+        for profile, given in zip(data.get("smtp_profiles", []), site.smtp_profiles,
+                                  strict=True):
+            if given.password is not None:
+                profile["password"] = given.password
     if not include_secrets:
         for user in data["users"]:
             user.pop("web_password", None)

@@ -19,12 +19,9 @@ from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from wildix_ast.errors import Problem, SettingsError
 from wildix_ast.model.common import STRICT, empty_list
-from wildix_ast.model.fields import FreeText, Identifier, PhoneNumber, Port, pattern
+from wildix_ast.model.fields import FreeText, Host, Identifier, PhoneNumber, Port, pattern
 from wildix_ast.model.system import Codec
 
-Host = Annotated[str, Field(max_length=253), pattern(
-    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9][A-Za-z0-9-]{0,62})*",
-    "host name or IPv4 address")]
 SipUser = Annotated[str, pattern(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}",
                                   "SIP user name (letters, digits, '.', '_', '+', '-')")]
 # A provider's secret is given, not generated: any printable text but what would end or

@@ -39,6 +39,17 @@ class UserType(StrEnum):
 _PARK_ORBIT = UserType.PARK_ORBIT
 
 
+class VoicemailEmail(StrEnum):
+    """WMS: what a new voicemail does to the owner's email (when the user has one)."""
+
+    #: a mail with the recording attached; the message stays in the mailbox
+    ATTACH = "attach"
+    #: a mail that a message arrived, without the audio
+    NOTIFY = "notify"
+    #: a mail with the recording, and the message deleted from the mailbox
+    ATTACH_AND_DELETE = "attach_and_delete"
+
+
 def _policy(value: str) -> str:
     problems = password_problems(value)
     if problems:
@@ -76,6 +87,7 @@ class User(BaseModel):
     department: FreeText | None = None
     dialplan: Identifier = DEFAULT_PROCEDURE
     fax_dialplan: Identifier = DEFAULT_PROCEDURE
+    voicemail_email: VoicemailEmail = VoicemailEmail.ATTACH
     web_password: WebPassword | None = Field(default=None, repr=False)
     sip_password: Password | None = Field(default=None, repr=False)
     preferences: Preferences = Field(default_factory=no_preferences)

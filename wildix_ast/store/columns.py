@@ -141,6 +141,9 @@ class Section:
     folded: Mapping[str, str] = field(default_factory=dict)
     """column -> the column it holds lower-cased (case-insensitive unique constraints)."""
     value: tuple[str, Scalar] | None = None
+    secrets: tuple[str, ...] = ()
+    """Fields the vault keeps instead of this table (no column; the model leaves them out of
+    its serialisation, hence of every digest)."""
     as_json: Mapping[str, str] = field(default_factory=dict)
     """Fields kept whole as JSON text (field -> column): values nested too deep, or
     whose absence means something else than an empty list (see docs/store.md)."""
@@ -168,7 +171,7 @@ class Section:
                 yield from self._fields(nested, (*at, name), self.flatten[dotted])
                 continue
             stored = scalar(info.annotation, list(info.metadata))
-            if stored is not None:
+            if stored is not None and dotted not in self.secrets:
                 column = self.renames.get(dotted, prefix + name)
                 yield FieldColumn(column, (*at, name), stored)
 

@@ -37,6 +37,7 @@ from wildix_ast.model.groups import Group
 from wildix_ast.model.ivrs import Ivr, IvrOption
 from wildix_ast.model.preferences import Preferences
 from wildix_ast.model.procedures import Number
+from wildix_ast.model.smtp_client import SmtpProfile
 from wildix_ast.model.sounds import Sound
 from wildix_ast.model.system import System
 from wildix_ast.model.time_frames import Holiday, TimeFrame, WeeklyRule
@@ -157,6 +158,10 @@ CALL_HISTORY_LIMITS = Section("call_history_limits", "limits", TollLimit,
                               key=("call_class", "scope", "name"), parent=CALL_HISTORY)
 """The call history's backends (wildix_ast.model.call_history); a password is kept like a
 trunk's secret, in the owner-only store, and left out of exports without --with-secrets."""
+SMTP_PROFILES = Section("smtp_profiles", "smtp_profiles", SmtpProfile, key=("name",),
+                        renames={"user": "user_name"},  # USER is an SQL word
+                        secrets=("password",))
+"""WMS Client SMTP; each password lives in the vault (`vault.smtp_password_key`)."""
 DIRECTORY = Section("directory_settings", "directory", DirectorySettings, key=("id",),
                     many=False, flatten={"attributes": "attribute_"}, fixed={"id": 1})
 DIRECTORY_SERVERS = Section("directory_servers", "servers", None, key=("position",),
@@ -169,7 +174,7 @@ SECTIONS: tuple[Section, ...] = (
     TRUNKS, TRUNK_ADDRESSES, TRUNK_CODECS, TRUNK_DIDS, TRUNK_GROUPS, TRUNK_GROUP_MEMBERS,
     TIME_FRAMES, WEEKLY_RULES, RULE_DAYS, HOLIDAYS, CALL_GROUPS, CALL_GROUP_MEMBERS,
     IVRS, IVR_OPTIONS, SOUNDS, DIRECTORY, DIRECTORY_SERVERS,
-    CALL_HISTORY, CALL_HISTORY_BACKENDS, CALL_HISTORY_LIMITS)
+    CALL_HISTORY, CALL_HISTORY_BACKENDS, CALL_HISTORY_LIMITS, SMTP_PROFILES)
 """Parents before children, referenced before referencing (users name groups)."""
 
 
@@ -238,6 +243,7 @@ user_preferences = Table(
     ForeignKeyConstraint(["extension"], ["users.extension"],
                          name="fk_user_preferences_extension"),
 )
+smtp_profiles = top_list(SMTP_PROFILES, "name")
 call_history_settings = single_row(CALL_HISTORY)
 call_history_backends = top_list(CALL_HISTORY_BACKENDS, "name")
 call_history_limits = top_list(CALL_HISTORY_LIMITS)
@@ -337,5 +343,5 @@ STORE_TABLES: tuple[Table, ...] = (
     time_frame_rule_days, time_frame_holidays, call_groups, call_group_members, ivrs,
     ivr_options, sounds, secrets, sound_audio, sound_files, imports, directory_settings,
     directory_servers, directory_users, directory_state, devices, call_history_settings,
-    call_history_backends, call_history_limits)
+    call_history_backends, call_history_limits, smtp_profiles)
 """Every table of the store, parents before children."""

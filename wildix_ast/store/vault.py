@@ -96,8 +96,31 @@ def _kept_or_generated_all(vault: SecretVault, keys: list[str],
     return {**kept, **missing}
 
 
+def smtp_password_key(profile: str) -> str:
+    return f"smtp:{profile}:password"
+
+
+def _smtp_passwords(site: Site, vault: SecretVault) -> Site:
+    """An SMTP password the settings file gives is kept by the vault (the profile's row has
+    no column for it); a profile without one gets the kept one back (exports, the sender)."""
+    given = {smtp_password_key(p.name): p.password for p in site.smtp_profiles
+             if p.password is not None}
+    if given:
+        vault.put_secrets(given)
+    missing = [p for p in site.smtp_profiles if p.password is None]
+    if not missing:
+        return site
+    kept = vault.get_secrets([smtp_password_key(p.name) for p in missing])
+    profiles = [p.model_copy(update={"password": kept[smtp_password_key(p.name)]})
+                if p.password is None and smtp_password_key(p.name) in kept else p
+                for p in site.smtp_profiles]
+    return site.model_copy(update={"smtp_profiles": profiles})
+
+
 def with_secrets(site: Site, vault: SecretVault) -> Site:
-    """`site` with every missing SIP password filled from the vault (generated if new)."""
+    """`site` with every missing SIP password filled from the vault (generated if new), and
+    its SMTP passwords: given ones kept by the vault, missing ones read back from it."""
+    site = _smtp_passwords(site, vault)
     # a parking slot neither registers nor logs in
     wanting = [u for u in site.users if u.type.has_phone and u.sip_password is None]
     if not wanting:
