@@ -185,3 +185,42 @@ def test_an_admin_cannot_edit_another_admin(env: dict[str, str], tmp_path: Path)
     assert run("user", "set", "102", "dnd=off", "--as", "102", env=env).returncode == 0
     refused = run("user", "set", "101", "dnd=on", "--as", "102", env=env)
     assert refused.returncode == 1 and "only their own" in refused.stderr
+
+
+def test_new_users_get_a_welcome_mail_once_through_the_queue(env: dict[str, str],
+                                                             tmp_path: Path) -> None:
+    """A CSV import that creates users queues their welcome mail (a one-time link, never a
+    password) in the PBX's mail queue; without a collaboration URL it says so and queues
+    none; a user without email gets none."""
+    exported = _rows(run("users", "export", env=env).stdout)
+    new = dict(exported[0], name="Eve", extension="105", email="eve@example.com",
+               login="eve", office_did="", fax_did="")
+    silent = dict(new, name="Fay", extension="106", email="", login="fay")
+    _write(tmp_path / "new.csv", [*exported, new, silent])
+    spool = tmp_path / "spool"
+    without_url = {**env, "WILDIX_AST_MAIL_SPOOL": str(spool)}
+    done = run("users", "import", str(tmp_path / "new.csv"), "--json", env=without_url)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["welcome_mails"] == 0
+    assert "WILDIX_AST_COLLABORATION_URL is not set" in done.stderr
+    assert not list(spool.rglob("*.eml"))
+    # Eve again as a new user, this time with the URL: one mail, to her only.
+    _write(tmp_path / "again.csv", [*exported, dict(new, extension="107", login="eve2",
+                                                    email="eve2@example.com")])
+    with_url = {**without_url, "WILDIX_AST_COLLABORATION_URL": "https://pbx.example.com"}
+    done = run("users", "import", str(tmp_path / "again.csv"), "--json", env=with_url)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["welcome_mails"] == 1
+    queued = run("mail", "queue", "--json", env=with_url)
+    assert queued.returncode == 0, queued.stderr
+    mails = json.loads(queued.stdout)["mails"]
+    assert [(m["to"], m["kind"]) for m in mails] == [("eve2@example.com", "welcome")]
+    assert "pbx.example.com/password-setup?" in _mail_text(spool)
+    # The same file again creates nobody and queues nothing more.
+    done = run("users", "import", str(tmp_path / "again.csv"), "--json", env=with_url)
+    assert json.loads(done.stdout)["welcome_mails"] == 0
+    assert len(json.loads(run("mail", "queue", "--json", env=with_url).stdout)["mails"]) == 1
+
+
+def _mail_text(spool: Path) -> str:
+    return "\n".join(p.read_text(errors="replace") for p in spool.rglob("*") if p.is_file())

@@ -7,8 +7,9 @@ import sys
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
-from wildix_ast.cli.console import emit_json, mode, out
+from wildix_ast.cli.console import emit_json, err, mode, out
 
 app = typer.Typer(help="Users from the company directory (LDAP / Active Directory).",
                   no_args_is_help=True)
@@ -44,9 +45,13 @@ def sync(
                          allow_empty=allow_empty)
         if not dry_run:
             apply_sync(store, plan)
+    welcome = plan.welcome
+    for problem in welcome.skipped if welcome else ():
+        err.print(f"[yellow]![/] {escape(problem)}")
     if as_json:
         emit_json({"ok": True, "dry_run": dry_run, "full": plan.full, "server": plan.server,
-                   "listed": plan.listed, "read": plan.read, **changes_json(plan.changes)})
+                   "listed": plan.listed, "read": plan.read, **changes_json(plan.changes),
+                   "welcome_mails": welcome.queued if welcome else 0})
         return
     show_user_changes(plan.changes, f"directory sync ({'full' if plan.full else 'incremental'}"
                                     f", {plan.server})")

@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from wildix_ast.cli.console import emit_json, mode, out
+from wildix_ast.cli.console import emit_json, err, mode, out
 from wildix_ast.model.preferences import CallTypePreferences, Preferences, edit
 
 if TYPE_CHECKING:
@@ -196,11 +196,14 @@ def import_csv(
             from wildix_ast.store.directory import import_unless_changed
 
             report = import_unless_changed(store, site, revision)
-    if not dry_run and changes.added:
-        welcome_new_users(changes.added)
+        welcome = welcome_new_users(changes.added, store, site, event=f"r{report.revision}") \
+            if report is not None and changes.added else None
+    for problem in welcome.skipped if welcome else ():
+        err.print(f"[yellow]![/] {escape(problem)}")
     if as_json:
         emit_json({"ok": True, "dry_run": dry_run, **changes_json(changes),
-                   "revision": report.revision if report else None})
+                   "revision": report.revision if report else None,
+                   "welcome_mails": welcome.queued if welcome else 0})
         return
     show_user_changes(changes, f"users from {csv_file.name}")
     if dry_run:

@@ -20,6 +20,7 @@ from wildix_ast.errors import DirectoryError, Problem
 from wildix_ast.model.directory import DirectorySettings
 from wildix_ast.model.user_merge import Incoming, UserChanges, merge_users
 from wildix_ast.services.directory.ldap import DirectoryConnection, Entry, normal_dn
+from wildix_ast.services.directory.welcome import Welcome
 from wildix_ast.store.directory import (
     BIND_PASSWORD_KEY,
     Owned,
@@ -60,6 +61,8 @@ class SyncPlan:
     """Extensions whose ownership ends (removed users, and records of vanished users)."""
     change_mark: str | None = None
     seconds: float = 0.0
+    welcome: Welcome | None = None
+    """The welcome mails of the users the sync created (set when it is written)."""
 
 
 def _number(value: str | None) -> str | None:
@@ -254,4 +257,5 @@ def apply_sync(store: Store, plan: SyncPlan) -> None:
         full=plan.full, users=plan.listed, added=len(plan.changes.added),
         changed=len(plan.changes.changed), removed=len(plan.changes.removed)))
     if plan.changes.added:
-        welcome_new_users(plan.changes.added)
+        plan.welcome = welcome_new_users(plan.changes.added, store, plan.site,
+                                         event=f"r{store.revision()}")
