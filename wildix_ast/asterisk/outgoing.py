@@ -63,7 +63,7 @@ from wildix_ast.asterisk.names import (
     trunk_incoming_context,
 )
 from wildix_ast.calls import variables as v
-from wildix_ast.calls.call_record import BRAKE_REFUSAL, brake_check
+from wildix_ast.calls.call_record import OVER_LIMIT_MARK, brake_check
 from wildix_ast.model.call_classes import CallClass, NumberingPlan, asterisk_pattern
 from wildix_ast.model.routing import numbering_plan, outgoing
 from wildix_ast.model.site import Site
@@ -292,9 +292,9 @@ def _route(site: Site) -> list[Extension]:
         steps += [f"Gosub({context},s,1(${{ARG1}}))" if context
                   else f"Hangup({NO_ROUTE})", "Return()"]
         if limit is not None:
-            steps.append(("full", f"Hangup({CONGESTION})"))
+            steps += [("full", OVER_LIMIT_MARK), f"Hangup({CONGESTION})"]
         if call_class in braked:
-            steps += [("braked", BRAKE_REFUSAL), f"Hangup({REJECTED})"]
+            steps += [("braked", OVER_LIMIT_MARK), f"Hangup({REJECTED})"]
         found.append(extension(str(call_class), *steps))
     return found
 

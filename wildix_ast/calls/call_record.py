@@ -78,5 +78,6 @@ def brake_check(call_class: str, label: str) -> str:
     return f"GotoIf($[0${{STAT(M,{flag})}} > ${{EPOCH}}]?{label})"
 
 
-BRAKE_REFUSAL = f"Set(CDR({WMS_REFUSED})=limit)"
-"""Marks the call's record `over_limit` before the dialplan refuses it."""
+OVER_LIMIT_MARK = f"Set(CDR({WMS_REFUSED})=limit)"
+"""Marks the call's record `over_limit` before the dialplan refuses it: the toll-fraud
+brake's 403, and the class limit's congestion (every line of a call class in use)."""
