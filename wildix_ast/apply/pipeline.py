@@ -23,6 +23,7 @@ from wildix_ast.store.vault import (
     SecretVault,
     fastagi_key,
     manager_secret,
+    realtime_secret,
     voicemail_pins,
     with_secrets,
 )
@@ -133,13 +134,15 @@ def compile_site(site: Site, vault: SecretVault, target: Target,
     running = target.adapt(with_secrets(site, vault))
     # registration trunks' provider addresses: resolved here, never on the call path
     running = running.model_copy(update={"trunks": with_provider_addresses(running.trunks)})
-    manager = running.system.manager
+    manager, realtime = running.system.manager, running.system.realtime
     secret = manager_secret(vault, manager.username)
+    database_secret = (realtime_secret(vault, realtime.username)
+                       if realtime.enabled and realtime.engine.value == "postgresql" else "")
     files = render_site(running, manager_secret=secret, paths=target.paths,
                         templates=templates, voicemail_pins=voicemail_pins(running, vault),
                         sounds=sounds,
                         runtime_secret=manager_secret(vault, runtime_account(manager.username)),
-                        fastagi_key=fastagi_key(vault))
+                        fastagi_key=fastagi_key(vault), realtime_secret=database_secret)
     sound_files = None if sounds is None else files_to_install(
         running.sounds, running.system.language_region.language, sounds)
     return Compiled(site=running, files=files, ami_host=target.ami_host, ami_port=manager.port,
