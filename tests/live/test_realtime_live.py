@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.cli_run import EXAMPLE
 from support.live_site import LiveSite, example_site, live_site
 from support.sip_ua import Agent
+from support.sound_fixtures import copy_example_sounds
 from test_apply_target import as_json, cli
 
 from wildix_ast.apply import pipeline
@@ -47,6 +47,11 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:
 
 def tables(live: LiveSite) -> SqliteRealtime:
     return SqliteRealtime(live.lab.etc_dir / REALTIME_SQLITE_FILE)
+
+
+def current(live: LiveSite, extension: str) -> str:
+    """The SIP password the realtime table holds now (earlier tests change some)."""
+    return tables(live).rows("ps_auths")[f"{extension}-auth"]["password"]
 
 
 def registers(live: LiveSite, extension: str, password: str) -> int | None:
@@ -102,3 +107,83 @@ def test_a_new_password_is_live_without_a_reload_and_rolls_back(live: LiveSite) 
     assert registers(live, "101", new) in (401, 403)
     assert last_reload(live) == reloaded_at
     assert live.store.export_site().users[0].sip_password != new
+
+
+def rows_agree(live: LiveSite) -> dict[str, dict[str, str]]:
+    """The realtime tables hold exactly the rows wildix-realtime.conf says (no journal
+    left); the auths, by name."""
+    from wildix_ast.store.realtime_tables import TABLES, row_changes
+
+    text = (live.lab.etc_dir / "wildix-realtime.conf").read_text(encoding="utf-8")
+    wanted = row_changes(None, text).write
+    for table in TABLES:
+        held = tables(live).rows(table)
+        assert held == {key: columns for (t, key), columns in wanted.items() if t == table}
+    assert not (live.lab.etc_dir / ".wildix-ast" / "journal").exists()
+    return tables(live).rows("ps_auths")
+
+
+@pytest.mark.parametrize("step", ["after-rows", "after-store"])
+def test_an_apply_killed_after_writing_rows_is_undone_or_finished(
+        live: LiveSite, tmp_path: Path, step: str) -> None:
+    """SIGKILL once the new rows are in the tables (before Asterisk was told), or once the
+    store took the new site: the next apply undoes or finishes it; the tables, the files,
+    the store and what phones can do agree again."""
+    copy_example_sounds(tmp_path)
+    base = tmp_path / "base.yaml"
+    base.write_text(dump_site(realtime(example_site()), include_secrets=True),
+                    encoding="utf-8")
+    assert as_json(cli(live, "apply", str(base), "--lab", "realtime", "--json"))["ok"]
+    old = rows_agree(live)["101-auth"]["password"]
+    changed = tmp_path / "changed.yaml"
+    new = "Killed-Midway-2026!x"
+    changed.write_text(dump_site(with_password(realtime(example_site()), "101", new),
+                                 include_secrets=True), encoding="utf-8")
+    killed = cli(live, "apply", str(changed), "--lab", "realtime",
+                 env={"WILDIX_AST_CRASH_AT": step})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert tables(live).rows("ps_auths")["101-auth"]["password"] == new  # written, then killed
+    finished = step == "after-store"
+    again = as_json(cli(live, "apply", str(changed if finished else base), "--lab",
+                        "realtime", "--json"))
+    assert str(again["recovered"]).startswith("finished" if finished else "undid")
+    assert again["changed"] is False
+    password = rows_agree(live)["101-auth"]["password"]
+    assert password == (new if finished else old)
+    assert registers(live, "101", password) == 200
+    assert registers(live, "101", old if finished else new) in (401, 403)
+
+
+def test_a_database_that_stops_answering_does_not_stop_cached_users(live: LiveSite) -> None:
+    """The realtime file locked by another process (Asterisk's reads get SQLITE_BUSY after
+    res_config_sqlite3's one-second wait): users Asterisk has already read keep
+    registering from its memory cache, though each request waits that second for one read
+    that misses (res_pjsip looks up `user@domain` before `user`, and a miss is not
+    cached); a user it has not read yet is refused until the database answers again.
+    (Calls between cached users while the file is locked are not shown here: in the lab
+    the callee was not rung and the call went to voicemail, whose table is read on every
+    use; see docs/realtime.md.)"""
+    import sqlite3
+    import time
+
+    passwords = {e: current(live, e) for e in ("101", "102", "190")}
+    for extension in ("101", "102"):
+        assert registers(live, extension, passwords[extension]) == 200
+    lock = sqlite3.connect(live.lab.etc_dir / REALTIME_SQLITE_FILE, isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")
+    try:
+        started = time.monotonic()
+        for extension in ("101", "102"):
+            assert registers(live, extension, passwords[extension]) == 200
+        cached_seconds = (time.monotonic() - started) / 2
+        try:
+            uncached: int | None = registers(live, "190", passwords["190"])
+        except TimeoutError:
+            uncached = None
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    assert uncached != 200
+    assert registers(live, "190", passwords["190"]) == 200  # the database is back
+    print(f"cached users register in {cached_seconds:.2f} s each while the database is "
+          f"locked; an uncached user: {uncached}")
