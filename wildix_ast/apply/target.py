@@ -159,7 +159,8 @@ def _read_sounds(root: Path, paths: Mapping[str, str]) -> dict[str, bytes]:
 _CACHE_KEY = re.compile(r"[A-Za-z0-9_.+@-]{1,80}")
 
 
-def _sync_rows(etc: Path, touched: list[FileChange], *, undo: bool = False) -> list[str]:
+def _sync_rows(etc: Path, touched: list[FileChange], *, undo: bool = False,
+               writer_url: str | None = None) -> list[str]:
     """Write into the realtime tables the rows the touched rows files change (`undo`: back
     from each change's new version to its old one); the rows, as "table/key"."""
     written: list[str] = []
@@ -170,7 +171,7 @@ def _sync_rows(etc: Path, touched: list[FileChange], *, undo: bool = False) -> l
         old, new = (change.new, change.old) if undo else (change.old, change.new)
         changes = row_changes(old, new)
         if changes:
-            open_realtime(etc, changes.database).write(changes)
+            open_realtime(etc, changes.database, writer_url).write(changes)
         written += sorted(f"{table}/{key}" for table, key in changes.touched)
     return written
 
@@ -210,13 +211,15 @@ class ConfigTarget:
 
     def __init__(self, etc_dir: Path, ami: AmiFactory | None = None, *,
                  keep: int = DEFAULT_KEEP, name: str | None = None,
-                 data_dir: Path | None = None) -> None:
+                 data_dir: Path | None = None, realtime_url: str | None = None) -> None:
         self.etc_dir = etc_dir
         #: Asterisk's data folder as this host sees it, where sound files go (None: none)
         self.data_dir = data_dir
         self.name = name or str(etc_dir)
         self.state = TargetState(etc_dir, keep)
         self._ami = ami
+        #: realtime on PostgreSQL: the connection the rows are written with (the vault's)
+        self.realtime_url = realtime_url
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -257,7 +260,7 @@ class ConfigTarget:
             raise ApplyError("the new configuration is invalid; nothing was written", problems)
         self._put_sound_files(plan)
         _put(self.etc_dir, {c.name: c.new for c in plan.touched})
-        _sync_rows(self.etc_dir, plan.touched)
+        _sync_rows(self.etc_dir, plan.touched, writer_url=self.realtime_url)
         self.state.write_manifest(plan.new_files)
         if not plan.has_changes and self.state.generations():
             return None
@@ -387,7 +390,8 @@ class ConfigTarget:
         try:
             # the realtime rows after the files (the journal holds the previous rows file:
             # an undo writes the previous rows back), before anything is reloaded
-            report.rows_changed = _sync_rows(self.etc_dir, plan.touched)
+            report.rows_changed = _sync_rows(self.etc_dir, plan.touched,
+                                             writer_url=self.realtime_url)
         except ApplyError as e:
             return e.message
         crash_point("after-rows")
@@ -442,7 +446,8 @@ class ConfigTarget:
             if sounds and data_dir is not None:
                 put_sound_files(data_dir, {p: b for p, b in sounds.items() if b is not None})
             _put(self.etc_dir, {c.name: c.old for c in touched})
-            rows = _sync_rows(self.etc_dir, touched, undo=True)
+            rows = _sync_rows(self.etc_dir, touched, undo=True,
+                              writer_url=self.realtime_url)
         except ApplyError as e:
             return (f"the previous files were restored ({names}) but writing the previous "
                     f"realtime rows failed: {e.message}")
@@ -528,7 +533,8 @@ class ConfigTarget:
         touched = [FileChange(n, "change", saved.get(n), self.state.read(n))
                    for n in journal.touched]
         _put(self.etc_dir, {n: saved.get(n) for n in journal.touched})
-        _sync_rows(self.etc_dir, touched, undo=True)
+        _sync_rows(self.etc_dir, touched, undo=True,
+                              writer_url=self.realtime_url)
 
     def discard(self) -> str | None:
         """NAPALM's discard: drop what is not committed. A plan is only a value, so the one

@@ -486,11 +486,13 @@ def _mount_services() -> None:
     runtime_cli.app.command("bans", hidden=True)(verbs.bans)
     runtime_cli.app.command("unban", hidden=True)(verbs.unban)
 
+    from wildix_ast.cli import realtime as realtime_cli
     from wildix_ast.cli import users as preferences_cli
     from wildix_ast.cli import voicemail as voicemail_logins_cli
 
     app.add_typer(preferences_cli.app, name="user")
     app.add_typer(voicemail_logins_cli.app, name="voicemail")
+    app.add_typer(realtime_cli.app, name="realtime")
 
 
 def _own_verbs() -> set[str]:

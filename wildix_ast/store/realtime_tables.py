@@ -19,6 +19,7 @@ import re
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from wildix_ast.errors import ApplyError
 
@@ -179,8 +180,103 @@ class SqliteRealtime:
             connection.close()
 
 
-def open_realtime(etc_dir: Path, database: dict[str, str]) -> SqliteRealtime:
-    """The realtime database a `[database]` section names, as this host reaches it."""
+class PostgresRealtime:
+    """The realtime tables on PostgreSQL, written with the writer's connection (a libpq URL
+    kept in the vault, `WRITER_URL_KEY`); Asterisk reads them with its own account, which
+    `grant_reader` allows SELECT on these four tables and nothing else."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def _connect(self) -> Any:
+        try:
+            import psycopg2
+        except ImportError as e:  # the `postgresql` extra
+            raise ApplyError("realtime on PostgreSQL needs psycopg2 (pip install "
+                             "'wildix-ast[postgresql]')") from e
+        try:
+            return psycopg2.connect(self.url.replace("postgresql+psycopg2://",
+                                                     "postgresql://", 1), connect_timeout=5)
+        except psycopg2.Error as e:
+            raise ApplyError(f"cannot reach the realtime database: {e}".strip()) from e
+
+    def write(self, changes: RowChanges) -> None:
+        """Write `changes` in one transaction (all or nothing)."""
+        if not changes:
+            return
+        import psycopg2
+
+        connection = self._connect()
+        try:
+            with connection, connection.cursor() as cursor:
+                for table in TABLES:
+                    key = KEYS[table]
+                    gone = [k for t, k in changes.delete if t == table]
+                    rows = [(k, cols) for (t, k), cols in changes.write.items() if t == table]
+                    if not (gone or rows):
+                        continue
+                    cursor.execute(f'CREATE TABLE IF NOT EXISTS "{table}" '
+                                   f'("{key}" TEXT PRIMARY KEY)')
+                    if gone:
+                        cursor.execute(f'DELETE FROM "{table}" WHERE "{key}" = ANY(%s)',
+                                       (gone,))
+                    cursor.execute("SELECT column_name FROM information_schema.columns "
+                                   "WHERE table_name = %s", (table,))
+                    known = {name for (name,) in cursor.fetchall()}
+                    for column in sorted({c for _, cols in rows for c in cols} - known):
+                        cursor.execute(f'ALTER TABLE "{table}" ADD COLUMN "{column}" TEXT')
+                        known.add(column)
+                    others = sorted(known - {key})
+                    statement = (
+                        f'INSERT INTO "{table}" ("{key}"' + "".join(f', "{c}"' for c in others)
+                        + ") VALUES (%s" + ", %s" * len(others) + f') ON CONFLICT ("{key}") '
+                        + ("DO UPDATE SET " + ", ".join(f'"{c}" = EXCLUDED."{c}"'
+                                                        for c in others)
+                           if others else "DO NOTHING"))
+                    cursor.executemany(statement, [(k, *(cols.get(c) for c in others))
+                                                   for k, cols in rows])
+        except psycopg2.Error as e:
+            raise ApplyError(f"writing the realtime tables failed, they are unchanged: "
+                             f"{e}".strip()) from e
+        finally:
+            connection.close()
+
+    def grant_reader(self, username: str, password: str) -> None:
+        """Make (or update) Asterisk's account: it logs in, reads the four realtime tables
+        (made here if missing) and nothing else; it cannot write them."""
+        import psycopg2
+        from psycopg2 import sql
+
+        connection = self._connect()
+        try:
+            with connection, connection.cursor() as cursor:
+                role = sql.Identifier(username)
+                cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (username,))
+                verb = "ALTER" if cursor.fetchone() else "CREATE"
+                cursor.execute(sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB "
+                                       "NOCREATEROLE PASSWORD %s").format(role), (password,))
+                for table in TABLES:
+                    cursor.execute(f'CREATE TABLE IF NOT EXISTS "{table}" '
+                                   f'("{KEYS[table]}" TEXT PRIMARY KEY)')
+                    cursor.execute(sql.SQL("REVOKE ALL ON {} FROM {}").format(
+                        sql.Identifier(table), role))
+                    cursor.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(
+                        sql.Identifier(table), role))
+        except psycopg2.Error as e:
+            raise ApplyError(f"making Asterisk's realtime account failed: {e}".strip()) from e
+        finally:
+            connection.close()
+
+
+#: The vault key of the connection apply writes the PostgreSQL realtime tables with
+WRITER_URL_KEY = "realtime:writer-url"
+RealtimeDatabase = SqliteRealtime | PostgresRealtime
+
+
+def open_realtime(etc_dir: Path, database: dict[str, str],
+                  writer_url: str | None = None) -> RealtimeDatabase:
+    """The realtime database a `[database]` section names, as this host reaches it
+    (`writer_url`: PostgreSQL's writer connection, from the vault)."""
     engine = database.get("engine", "")
     if engine == "sqlite":
         name = database.get("dbfile", "")
@@ -188,6 +284,8 @@ def open_realtime(etc_dir: Path, database: dict[str, str]) -> SqliteRealtime:
             raise ApplyError(f"wildix-realtime.conf: dbfile {name!r} is not a file name")
         return SqliteRealtime(etc_dir / name)
     if engine == "postgresql":
-        raise ApplyError("realtime on PostgreSQL: writing the rows is not built yet (issue "
-                         "22); use engine: sqlite")
+        if not writer_url:
+            raise ApplyError("realtime on PostgreSQL: no writer connection kept; run "
+                             "`wildix-ast realtime setup --admin-url URL` first")
+        return PostgresRealtime(writer_url)
     raise ApplyError(f"wildix-realtime.conf: unknown realtime engine {engine!r}")
