@@ -9,15 +9,11 @@ from typing import Annotated
 import typer
 
 from wildix_ast.cli.console import emit_json, mode, out
+from wildix_ast.cli.users import DbUrl, JsonOutput
 
 app = typer.Typer(help="Realtime objects: users' SIP objects and mailboxes in database "
                        "tables (system.realtime; docs/realtime.md).", no_args_is_help=True)
 
-DbUrl = Annotated[str | None, typer.Option(
-    "--db", envvar="WILDIX_AST_DB", show_envvar=True,
-    help="Store: a SQLite file path or a database URL.")]
-JsonOutput = Annotated[bool, typer.Option(
-    "--json", help="Print one JSON object on standard output (errors too).")]
 
 
 @app.command("setup")
