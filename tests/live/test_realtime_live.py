@@ -109,6 +109,27 @@ def test_a_new_password_is_live_without_a_reload_and_rolls_back(live: LiveSite) 
     assert live.store.export_site().users[0].sip_password != new
 
 
+def test_a_user_added_then_removed_without_reloading_pjsip(live: LiveSite) -> None:
+    """A new user's rows are written, Asterisk shows its endpoint (the apply's verification
+    asks for it) and it registers; removed, it is refused. Neither res_pjsip nor
+    app_voicemail is reloaded; the dialplan is (the user's extension is in it)."""
+    from wildix_ast.model.users import User
+
+    site = realtime(example_site())
+    added = site.model_copy(update={"users": [
+        *site.users, User(name="Temp 103", extension="103", sip_password="Added-Pass-2026!x")]})
+    report = pipeline.apply_site(added, live.store, live.target).report
+    assert report is not None and report.verified
+    assert [r.module for r in report.reloads] == ["pbx_config.so"]
+    assert "ps_endpoints/103" in report.rows_changed
+    assert registers(live, "103", "Added-Pass-2026!x") == 200
+    report = pipeline.apply_site(site, live.store, live.target).report
+    assert report is not None and report.verified
+    assert [r.module for r in report.reloads] == ["pbx_config.so"]
+    assert "103" not in tables(live).rows("ps_endpoints")
+    assert registers(live, "103", "Added-Pass-2026!x") in (401, 403)
+
+
 def rows_agree(live: LiveSite) -> dict[str, dict[str, str]]:
     """The realtime tables hold exactly the rows wildix-realtime.conf says (no journal
     left); the auths, by name."""
@@ -167,6 +188,17 @@ def test_a_database_that_stops_answering_does_not_stop_cached_users(live: LiveSi
     import time
 
     passwords = {e: current(live, e) for e in ("101", "102", "190")}
+    # a user Asterisk has never read: 190's objects under another name, written straight
+    # into the table (an apply would have Asterisk show them, and so read them)
+    from wildix_ast.store.realtime_tables import RowChanges
+
+    db = tables(live)
+    fresh = RowChanges(write={
+        ("ps_endpoints", "777"): {**db.rows("ps_endpoints")["190"], "auth": "777-auth",
+                                  "aors": "777"},
+        ("ps_auths", "777-auth"): {**db.rows("ps_auths")["190-auth"], "username": "777"},
+        ("ps_aors", "777"): db.rows("ps_aors")["190"]})
+    db.write(fresh)
     for extension in ("101", "102"):
         assert registers(live, extension, passwords[extension]) == 200
     lock = sqlite3.connect(live.lab.etc_dir / REALTIME_SQLITE_FILE, isolation_level=None)
@@ -177,13 +209,14 @@ def test_a_database_that_stops_answering_does_not_stop_cached_users(live: LiveSi
             assert registers(live, extension, passwords[extension]) == 200
         cached_seconds = (time.monotonic() - started) / 2
         try:
-            uncached: int | None = registers(live, "190", passwords["190"])
+            uncached: int | None = registers(live, "777", passwords["190"])
         except TimeoutError:
             uncached = None
     finally:
         lock.execute("ROLLBACK")
         lock.close()
     assert uncached != 200
-    assert registers(live, "190", passwords["190"]) == 200  # the database is back
+    assert registers(live, "777", passwords["190"]) == 200  # the database is back
+    db.write(RowChanges(delete=set(fresh.write)))
     print(f"cached users register in {cached_seconds:.2f} s each while the database is "
           f"locked; an uncached user: {uncached}")

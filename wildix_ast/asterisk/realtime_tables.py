@@ -15,11 +15,16 @@ first says where the rows go."""
 
 from __future__ import annotations
 
-from wildix_ast.asterisk.base import ConfigFile, RenderInput, SyncRows, View
+from typing import TYPE_CHECKING
+
+from wildix_ast.asterisk.base import ConfigFile, ObjectKinds, RenderInput, SyncRows, View
 from wildix_ast.asterisk.res_config_sqlite3 import REALTIME_SQLITE_FILE
 from wildix_ast.asterisk.sorcery import realtime_enabled
 from wildix_ast.errors import RenderError
 from wildix_ast.store.realtime import Row
+
+if TYPE_CHECKING:
+    from wildix_ast.conf import Section
 
 FILE_NAME = "wildix-realtime.conf"
 VOICEMAIL_KEY = "uniqueid"
@@ -56,9 +61,18 @@ def _view(given: RenderInput) -> View:
     return {"database": database, "rows": sections}
 
 
+def _expects(sections: list[Section]) -> ObjectKinds:
+    """The endpoints and AORs Asterisk must show once the rows are written (and, for rows
+    removed, no longer show): asked one by one, through sorcery, so from the table or the
+    cache the apply just expired."""
+    return {"endpoint": {s.name for s in sections if s.get("table") == "ps_endpoints"},
+            "aor": {s.name for s in sections if s.get("table") == "ps_aors"}}
+
+
 FILE = ConfigFile(
     name=FILE_NAME,
     applied_by=SyncRows("the rows that changed, written into the realtime tables"),
     view=_view,
     wanted=realtime_enabled,
+    expects=_expects,
 )
