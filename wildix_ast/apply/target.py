@@ -400,8 +400,9 @@ class ConfigTarget:
                 await _restart(ami, say, timeouts.restart)
                 report.restarted = True
             else:
-                report.reloads = await _reload_all(ami, plan.modules_to_reload(), say)
+                # the changed rows first: they are live before the (slower) reloads
                 report.expired = await _expire(ami, report.rows_changed, say)
+                report.reloads = await _reload_all(ami, plan.modules_to_reload(), say)
             crash_point("after-reload")
             self.state.step(journal, "verifying")
             say("verify", _describe(expected, absent))
