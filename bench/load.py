@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from bare_asterisk import write_bare_config
 
-from wildix_ast.apply.pipeline import compile_site, install_stored_site
+from wildix_ast.apply.pipeline import compile_site, install_stored_site, site_sounds
 from wildix_ast.lab.instance import Lab
 from wildix_ast.lab.rootfs import ensure_rootfs
 from wildix_ast.lab.sipp import Line, PhoneLoad, SippDriver
@@ -88,7 +88,8 @@ def site_asterisk(work: Path, realtime: bool = False) -> Iterator[RunningAsteris
             "realtime": system.realtime.model_copy(update={"mode": RealtimeMode.REALTIME})})})
     suffix = "-realtime" if realtime else ""
     store = open_store(str(work / f"store{suffix}.sqlite3"))
-    store.import_site(site)
+    # the sound files the example names, converted as `import` does (install needs them)
+    store.import_site(site, sounds=site_sounds(site, EXAMPLE, store))
     lab = Lab(f"load-site{suffix}", work)
     compiled = compile_site(site, store, lab.target())  # the generated SIP passwords
     install_stored_site(store, lab.target())
