@@ -6,6 +6,7 @@ written."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -220,3 +221,27 @@ def test_a_database_that_stops_answering_does_not_stop_cached_users(live: LiveSi
     db.write(RowChanges(delete=set(fresh.write)))
     print(f"cached users register in {cached_seconds:.2f} s each while the database is "
           f"locked; an uncached user: {uncached}")
+
+
+def test_concurrent_applies_leave_rows_that_agree(live: LiveSite, tmp_path: Path) -> None:
+    """Two `wildix-ast apply` processes at once, each a different password for 101: one
+    waits for the other's lock; the tables end with the password of the one that ran last,
+    which the store and the files hold too, and Asterisk takes it."""
+    from test_apply_target import start
+
+    copy_example_sounds(tmp_path)
+    paths = []
+    for n in (1, 2):
+        path = tmp_path / f"site-{n}.yaml"
+        path.write_text(dump_site(with_password(realtime(example_site()), "101",
+                                                f"Concurrent-{n}-2026!x"),
+                                  include_secrets=True), encoding="utf-8")
+        paths.append(path)
+    running = [start(live, "apply", str(p), "--lab", "realtime", "--json") for p in paths]
+    results = [json.loads(process.communicate(timeout=180)[0]) for process in running]
+    assert all(r["ok"] for r in results), results
+    password = rows_agree(live)["101-auth"]["password"]
+    stored = next(u for u in live.store.export_site().users if u.extension == "101")
+    assert password == stored.sip_password
+    assert password in {"Concurrent-1-2026!x", "Concurrent-2-2026!x"}
+    assert registers(live, "101", password) == 200
