@@ -6,12 +6,16 @@ rate with digest authentication, playing G.711 audio, holding `--hold` seconds. 
 and Asterisk: answered, failed, retransmissions, post-dial delay p50/p99, channels left;
 then the highest rate with no failed call for each, and their ratio.
 
-    .venv/bin/python bench/load.py [--rates 10,25,50,100] [--calls 300] [--hold 1]
+    .venv/bin/python bench/load.py [--rates 10,25,50,100] [--calls 300] [--hold 1] [--realtime]
+
+`--realtime` adds the example site in realtime mode (issue 22: users' objects read from the
+realtime SQLite file through the sorcery memory cache) beside the file mode, and their ratio.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import sys
 import tempfile
@@ -28,11 +32,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from bare_asterisk import write_bare_config
 
-from wildix_ast.apply.pipeline import compile_site, install_stored_site
+from wildix_ast.apply.pipeline import compile_site, install_stored_site, site_sounds
 from wildix_ast.lab.instance import Lab
 from wildix_ast.lab.rootfs import ensure_rootfs
 from wildix_ast.lab.sipp import Line, PhoneLoad, SippDriver
 from wildix_ast.model.settings_file import load_site
+from wildix_ast.model.system import RealtimeMode
 from wildix_ast.store import open_store
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "site.yaml"
@@ -73,18 +78,26 @@ def wait_no_channels(lab: Lab, timeout: float = 15.0) -> int:
 
 
 @contextmanager
-def site_asterisk(work: Path) -> Iterator[RunningAsterisk]:
+def site_asterisk(work: Path, realtime: bool = False) -> Iterator[RunningAsterisk]:
+    """The example site; `realtime`: its users' objects read from the realtime SQLite file
+    (system.realtime, issue 22) rather than from pjsip.conf."""
     site = load_site(EXAMPLE)
-    store = open_store(str(work / "store.sqlite3"))
-    store.import_site(site)
-    lab = Lab("load-site", work)
+    if realtime:
+        system = site.system
+        site = site.model_copy(update={"system": system.model_copy(update={
+            "realtime": system.realtime.model_copy(update={"mode": RealtimeMode.REALTIME})})})
+    suffix = "-realtime" if realtime else ""
+    store = open_store(str(work / f"store{suffix}.sqlite3"))
+    # the sound files the example names, converted as `import` does (install needs them)
+    store.import_site(site, sounds=site_sounds(site, EXAMPLE, store))
+    lab = Lab(f"load-site{suffix}", work)
     compiled = compile_site(site, store, lab.target())  # the generated SIP passwords
     install_stored_site(store, lab.target())
     passwords = {u.extension: u.sip_password for u in compiled.site.users
                  if u.extension in (CALLER, CALLEE) and u.sip_password is not None}
     lab.start(timeout=60)
     try:
-        yield RunningAsterisk("wildix-ast site", lab, passwords)
+        yield RunningAsterisk(f"wildix-ast site{' (realtime)' * realtime}", lab, passwords)
     finally:
         lab.stop()
         store.close()
@@ -142,6 +155,9 @@ def main() -> None:
                         help="calls per second, comma-separated (default 10,25,50,100)")
     parser.add_argument("--calls", type=int, default=300, help="calls per rate (300)")
     parser.add_argument("--hold", type=float, default=1.0, help="seconds each call is held")
+    parser.add_argument("--realtime", action="store_true",
+                        help="also the site in realtime mode (issue 22), with its ratio to "
+                             "the file mode")
     parser.add_argument("--only", choices=("site", "bare"),
                         help="load one Asterisk only (no ratio)")
     parser.add_argument("--keep", type=Path, metavar="DIR",
@@ -153,9 +169,13 @@ def main() -> None:
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="wildix-load-") as tmp:
         work = args.keep or Path(tmp)
-        with site_asterisk(work) as site, bare_asterisk(work) as bare:
+        with contextlib.ExitStack() as running:
+            site = running.enter_context(site_asterisk(work))
+            bare = running.enter_context(bare_asterisk(work))
             targets = [t for t, name in ((site, "site"), (bare, "bare"))
                        if args.only in (None, name)]
+            if args.realtime:
+                targets.insert(1, running.enter_context(site_asterisk(work, realtime=True)))
             for rate in rates:  # both Asterisks at each rate, one after the other
                 for target in targets:
                     row = run_load(target, rate, args.calls, args.hold, work)
@@ -169,6 +189,11 @@ def main() -> None:
     ratio = ours / theirs if theirs else float("nan")
     console.print(f"highest rate with 0 failed calls: wildix-ast site {ours:g} calls/s, bare "
                   f"Asterisk {theirs:g} calls/s, ratio {ratio:.2f} (target >= 0.9)")
+    if args.realtime:
+        realtime = best_clean_rate(rows, "wildix-ast site (realtime)")
+        console.print(f"realtime mode {realtime:g} calls/s against the file mode {ours:g} "
+                      f"calls/s: ratio {realtime / ours if ours else float('nan'):.2f} "
+                      "(target >= 0.9)")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from wildix_ast.store.vault import (
     SecretVault,
     fastagi_key,
     manager_secret,
+    realtime_secret,
     voicemail_pins,
     with_secrets,
 )
@@ -133,13 +134,15 @@ def compile_site(site: Site, vault: SecretVault, target: Target,
     running = target.adapt(with_secrets(site, vault))
     # registration trunks' provider addresses: resolved here, never on the call path
     running = running.model_copy(update={"trunks": with_provider_addresses(running.trunks)})
-    manager = running.system.manager
+    manager, realtime = running.system.manager, running.system.realtime
     secret = manager_secret(vault, manager.username)
+    database_secret = (realtime_secret(vault, realtime.username)
+                       if realtime.enabled and realtime.engine.value == "postgresql" else "")
     files = render_site(running, manager_secret=secret, paths=target.paths,
                         templates=templates, voicemail_pins=voicemail_pins(running, vault),
                         sounds=sounds,
                         runtime_secret=manager_secret(vault, runtime_account(manager.username)),
-                        fastagi_key=fastagi_key(vault))
+                        fastagi_key=fastagi_key(vault), realtime_secret=database_secret)
     sound_files = None if sounds is None else files_to_install(
         running.sounds, running.system.language_region.language, sounds)
     return Compiled(site=running, files=files, ami_host=target.ami_host, ami_port=manager.port,
@@ -158,11 +161,15 @@ def site_sounds(site: Site, site_file: Path, store: Store) -> SoundLibrary:
     return prepare(site, site_file.resolve().parent, store.sound_audio, locator(site_file))
 
 
-def config_target(target: Target, compiled: Compiled | None) -> ConfigTarget:
+def config_target(target: Target, compiled: Compiled | None,
+                  vault: SecretVault | None = None) -> ConfigTarget:
+    """`vault`: where the PostgreSQL realtime writer's connection is kept (realtime mode)."""
     from wildix_ast.apply import ConfigTarget
+    from wildix_ast.store.realtime_tables import WRITER_URL_KEY
 
     return ConfigTarget(target.etc_dir, target.console if compiled is not None else None,
-                        name=target.name, data_dir=target.data_dir)
+                        name=target.name, data_dir=target.data_dir,
+                        realtime_url=None if vault is None else vault.get_secret(WRITER_URL_KEY))
 
 
 def render_to_folder(site: Site, vault: SecretVault, out_dir: Path, *,
@@ -311,7 +318,7 @@ def apply_site(site: Site, store: Store, target: Target, *, source_text: str | N
     # a dry run writes no row: the secrets it must generate for new users stay in memory
     vault: SecretVault = DraftVault(store) if dry_run else store
     compiled = compile_site(site, vault, target, templates, sounds)
-    config = config_target(target, compiled)
+    config = config_target(target, compiled, vault)
     if dry_run:
         plan = config.plan(compiled.files, compiled.sound_files)
         journal = config.interrupted()
@@ -381,7 +388,7 @@ def rollback_target(store: Store, target: Target, *, to: int | None = None,
     from wildix_ast.apply.target import Record
 
     compiled = compile_site(stored_site(store), store, target)
-    config = config_target(target, compiled)
+    config = config_target(target, compiled, store)
     with config.locked(lock_timeout):
         _recover(config, store, progress)
         plan, chosen = config.rollback_plan(to)
@@ -416,9 +423,31 @@ def install_stored_site(store: Store, target: Target) -> None:
     site = stored_site(store)
     compiled_sounds = store.stored_sounds()
     compiled = compile_site(site, store, target, sounds=compiled_sounds)
-    config = config_target(target, compiled)
+    config = config_target(target, compiled, store)
     with config.locked():
         _recover(config, store, _quiet, offline=True)
         generation = config.install(config.plan(compiled.files, compiled.sound_files),
                                     store_revision=_revision(store))
         _snapshot(config, generation, _snapshot_text(site), compiled_sounds)
+
+
+def setup_realtime_database(store: Store, admin_url: str) -> str:
+    """Realtime on PostgreSQL (issue 22): keep `admin_url` in the vault as the connection
+    apply writes the realtime tables with, and make Asterisk's own account (the stored
+    site's `system.realtime.username`, its password generated in the vault): SELECT on
+    the four realtime tables, nothing else. What was done, for the person."""
+    from wildix_ast.errors import SettingsError
+    from wildix_ast.store.realtime_tables import WRITER_URL_KEY, PostgresRealtime
+
+    realtime = stored_site(store).system.realtime
+    if not (realtime.enabled and realtime.engine.value == "postgresql"):
+        raise SettingsError("system.realtime is not `mode: realtime` with `engine: "
+                            "postgresql` in the stored site")
+    if not admin_url.startswith(("postgresql://", "postgresql+psycopg2://")):
+        raise SettingsError("--admin-url must be a postgresql:// URL")
+    database = PostgresRealtime(admin_url)
+    database.grant_reader(realtime.username, realtime_secret(store, realtime.username))
+    store.put_secret(WRITER_URL_KEY, admin_url)
+    return (f"Asterisk's account {realtime.username!r} may read the realtime tables of "
+            f"{realtime.database!r} and nothing else; apply writes them with the "
+            "connection given (kept in the vault)")

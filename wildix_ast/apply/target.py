@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import re
 import sys
 import threading
 import time
@@ -38,10 +39,14 @@ from wildix_ast.apply.state import (
     sound_digest,
 )
 from wildix_ast.apply.verify import Expectation, verify
+from wildix_ast.asterisk import by_name
+from wildix_ast.asterisk.base import SyncRows
+from wildix_ast.asterisk.sorcery import CACHE_BY_TABLE
 from wildix_ast.asterisk_cli import CliQueries
 from wildix_ast.errors import AmiError, ApplyError
 from wildix_ast.files import fsync_dir, write_atomic
 from wildix_ast.sounds.install import plan_sound_files, put_sound_files
+from wildix_ast.store.realtime_tables import open_realtime, row_changes
 from wildix_ast.testing.crash_points import crash_point
 
 Progress = Callable[[str, str], None]
@@ -114,6 +119,10 @@ class ApplyReport:
     total_seconds: float = 0.0
     generation: Generation | None = None
     recovered: str | None = None
+    #: realtime rows written or deleted, as "table/key" (issue 22)
+    rows_changed: list[str] = field(default_factory=list)
+    #: sorcery memory cache entries expired (no module reload)
+    expired: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -123,7 +132,8 @@ class ApplyReport:
             "verified": self.verified, "verify_seconds": round(self.verify_seconds, 3),
             "total_seconds": round(self.total_seconds, 3),
             "generation": self.generation.number if self.generation else None,
-            "recovered": self.recovered,
+            "recovered": self.recovered, "rows_changed": self.rows_changed,
+            "expired": self.expired,
         }
 
 
@@ -146,6 +156,44 @@ def _read_sounds(root: Path, paths: Mapping[str, str]) -> dict[str, bytes]:
     return found
 
 
+_CACHE_KEY = re.compile(r"[A-Za-z0-9_.+@-]{1,80}")
+
+
+def _sync_rows(etc: Path, touched: list[FileChange], *, undo: bool = False,
+               writer_url: str | None = None) -> list[str]:
+    """Write into the realtime tables the rows the touched rows files change (`undo`: back
+    from each change's new version to its old one); the rows, as "table/key"."""
+    written: list[str] = []
+    for change in touched:
+        rules = by_name().get(change.name)
+        if rules is None or not isinstance(rules.applied_by, SyncRows):
+            continue
+        old, new = (change.new, change.old) if undo else (change.old, change.new)
+        changes = row_changes(old, new)
+        if changes:
+            open_realtime(etc, changes.database, writer_url).write(changes)
+        written += sorted(f"{table}/{key}" for table, key in changes.touched)
+    return written
+
+
+async def _expire(ami: CliQueries, rows: list[str], say: Progress) -> list[str]:
+    """Expire the cached PJSIP objects of `rows` ("table/key") from Asterisk's sorcery memory
+    caches: each is read again from its table on its next use, without a module reload."""
+    expired: list[str] = []
+    for row in rows:
+        table, _, key = row.partition("/")
+        cache = CACHE_BY_TABLE.get(table)
+        if cache is None:
+            continue  # voicemail reads its table on every use
+        if not _CACHE_KEY.fullmatch(key):  # it goes into a console command
+            raise ApplyError(f"refusing to expire the realtime object {key!r}")
+        await ami.command(f"sorcery memory cache expire {cache} {key}")
+        expired.append(f"{cache}/{key}")
+    if expired:
+        say("expire", f"{len(expired)} cached realtime objects expired (no reload)")
+    return expired
+
+
 def _in_thread(work: Callable[[], object] | None) -> threading.Thread:
     """Start `work` in a thread (a daemon: Ctrl-C does not wait for it); join() it."""
     thread = threading.Thread(target=work or (lambda: None), name="wildix-ast-alongside",
@@ -163,13 +211,15 @@ class ConfigTarget:
 
     def __init__(self, etc_dir: Path, ami: AmiFactory | None = None, *,
                  keep: int = DEFAULT_KEEP, name: str | None = None,
-                 data_dir: Path | None = None) -> None:
+                 data_dir: Path | None = None, realtime_url: str | None = None) -> None:
         self.etc_dir = etc_dir
         #: Asterisk's data folder as this host sees it, where sound files go (None: none)
         self.data_dir = data_dir
         self.name = name or str(etc_dir)
         self.state = TargetState(etc_dir, keep)
         self._ami = ami
+        #: realtime on PostgreSQL: the connection the rows are written with (the vault's)
+        self.realtime_url = realtime_url
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -210,6 +260,7 @@ class ConfigTarget:
             raise ApplyError("the new configuration is invalid; nothing was written", problems)
         self._put_sound_files(plan)
         _put(self.etc_dir, {c.name: c.new for c in plan.touched})
+        _sync_rows(self.etc_dir, plan.touched, writer_url=self.realtime_url)
         self.state.write_manifest(plan.new_files)
         if not plan.has_changes and self.state.generations():
             return None
@@ -337,10 +388,20 @@ class ConfigTarget:
         self.state.step(journal, "reloading")
         expected, absent = wanted
         try:
+            # the realtime rows after the files (the journal holds the previous rows file:
+            # an undo writes the previous rows back), before anything is reloaded
+            report.rows_changed = _sync_rows(self.etc_dir, plan.touched,
+                                             writer_url=self.realtime_url)
+        except ApplyError as e:
+            return e.message
+        crash_point("after-rows")
+        try:
             if restart:
                 await _restart(ami, say, timeouts.restart)
                 report.restarted = True
             else:
+                # the changed rows first: they are live before the (slower) reloads
+                report.expired = await _expire(ami, report.rows_changed, say)
                 report.reloads = await _reload_all(ami, plan.modules_to_reload(), say)
             crash_point("after-reload")
             self.state.step(journal, "verifying")
@@ -386,6 +447,11 @@ class ConfigTarget:
             if sounds and data_dir is not None:
                 put_sound_files(data_dir, {p: b for p, b in sounds.items() if b is not None})
             _put(self.etc_dir, {c.name: c.old for c in touched})
+            rows = _sync_rows(self.etc_dir, touched, undo=True,
+                              writer_url=self.realtime_url)
+        except ApplyError as e:
+            return (f"the previous files were restored ({names}) but writing the previous "
+                    f"realtime rows failed: {e.message}")
         except OSError as e:
             return (f"RESTORING THE PREVIOUS FILES FAILED ({e}); they are kept in "
                     f"{self.state.dir / 'journal'}")
@@ -394,6 +460,7 @@ class ConfigTarget:
                 await _restart(ami, say, restart_timeout)
             else:
                 await _reload_all(ami, reloads, say)
+                await _expire(ami, rows, say)
         except AmiError as e:
             return (f"the previous files were restored ({names}) but reloading them failed: "
                     f"{e.message}")
@@ -464,7 +531,11 @@ class ConfigTarget:
         if journal.data_dir and journal.sounds_before:
             put_sound_files(Path(journal.data_dir), self.state.saved_sounds(journal))
         saved = self.state.saved_before()
+        touched = [FileChange(n, "change", saved.get(n), self.state.read(n))
+                   for n in journal.touched]
         _put(self.etc_dir, {n: saved.get(n) for n in journal.touched})
+        _sync_rows(self.etc_dir, touched, undo=True,
+                              writer_url=self.realtime_url)
 
     def discard(self) -> str | None:
         """NAPALM's discard: drop what is not committed. A plan is only a value, so the one

@@ -28,7 +28,8 @@ def _view(given: RenderInput) -> View:
 
     wanted = set(_CORE)
     for config_file in registry():
-        wanted.update(config_file.modules(given.site))
+        if config_file.wanted(given.site):
+                wanted.update(config_file.modules(given.site))
     return {"modules": sorted(wanted), "noload_modules": list(NOLOAD)}
 
 

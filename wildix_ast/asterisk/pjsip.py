@@ -219,7 +219,7 @@ def _view(given: RenderInput) -> View:
                             # a blind transfer is checked with the phone's rights
                             f"TRANSFER_CONTEXT={transfer_context(u.group)}",
                             *([f"{v.DID}={u.office_did}"] if u.office_did else [])])
-        for u in site.users if u.type.has_phone]
+        for u in site.users if u.type.has_phone and given.realtime_rows is None]
     return {
         "user_agent": sip.user_agent,
         "transports": transports,

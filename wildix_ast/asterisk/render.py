@@ -11,6 +11,7 @@ that folder is rendered too; it receives every built-in file's view merged (`hea
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 import sys
@@ -27,6 +28,7 @@ from wildix_ast.errors import Problem, RenderError
 from wildix_ast.files import write_atomic_all
 from wildix_ast.model.site import Site
 from wildix_ast.sounds.audio import SoundLibrary
+from wildix_ast.store.realtime import RealtimeRows, realtime_rows
 
 TEMPLATES_ENV = "WILDIX_AST_TEMPLATES"
 TEMPLATE_SUFFIX = ".j2"
@@ -119,12 +121,31 @@ def _extra_templates(templates: Path | None) -> list[str]:
                   and not p.name.startswith(("_", ".")) and p.name not in known)
 
 
+def _realtime_rows(env: jinja2.Environment, given: RenderInput) -> RealtimeRows:
+    """The users' rows of the realtime tables: what pjsip.conf and voicemail.conf say of
+    them in file mode (the same views and templates, overrides included), parsed. One
+    derivation: a user's phone and mailbox are never described twice."""
+    from wildix_ast.asterisk import by_name
+    from wildix_ast.asterisk.names import VOICEMAIL_CONTEXT
+    from wildix_ast.conf import sections
+
+    files = by_name()
+    rendered = {name: sections(_render_one(env, files[name].template,
+                                           {"header": HEADER, **files[name].view(given)}))
+                for name in ("pjsip.conf", "voicemail.conf")}
+    return realtime_rows(given.site.users, rendered["pjsip.conf"], rendered["voicemail.conf"],
+                         VOICEMAIL_CONTEXT)
+
+
 def render_files(given: RenderInput, templates: Path | None = None) -> dict[str, str]:
     """File name -> content of every generated file, sorted by name. The same input gives
     byte-identical output."""
     env = environment(templates)
-    views = {f.name: {"header": HEADER, **f.view(given)} for f in registry()}
-    files = {f.name: _render_one(env, f.template, views[f.name]) for f in registry()}
+    wanted = [f for f in registry() if f.wanted(given.site)]
+    if given.site.system.realtime.enabled and given.realtime_rows is None:
+        given = dataclasses.replace(given, realtime_rows=_realtime_rows(env, given))
+    views = {f.name: {"header": HEADER, **f.view(given)} for f in wanted}
+    files = {f.name: _render_one(env, f.template, views[f.name]) for f in wanted}
     extra = _extra_templates(templates)
     if extra:
         merged: dict[str, object] = {}
@@ -139,7 +160,8 @@ def render_site(site: Site, *, manager_secret: str, paths: AsteriskPaths | None 
                 templates: Path | None = None,
                 voicemail_pins: Mapping[str, str] | None = None,
                 sounds: SoundLibrary | None = None,
-                runtime_secret: str = "", fastagi_key: str = "") -> dict[str, str]:
+                runtime_secret: str = "", fastagi_key: str = "",
+                realtime_secret: str = "") -> dict[str, str]:
     """Every generated file for `site`. Every user with a phone must have its `sip_password`
     (use `secrets_vault.with_secrets` first), or RenderError names them. `voicemail_pins`
     come from the vault (`secrets_vault.voicemail_pins`); without them each PIN is derived
@@ -148,7 +170,8 @@ def render_site(site: Site, *, manager_secret: str, paths: AsteriskPaths | None 
                         paths=paths if paths is not None else AsteriskPaths(),
                         voicemail_pins=dict(voicemail_pins or {}),
                         sound_digests={k: a.digest for k, a in (sounds or {}).items()},
-                        runtime_secret=runtime_secret, fastagi_key=fastagi_key)
+                        runtime_secret=runtime_secret, fastagi_key=fastagi_key,
+                        realtime_secret=realtime_secret)
     return render_files(given, templates)
 
 

@@ -79,7 +79,8 @@ def _view(given: RenderInput) -> View:
     region = site.system.language_region
     pins, default_language = given.voicemail_pins, region.language
     mailboxes: list[Mailbox] = []
-    for user in site.users:
+    # realtime mode: the mailboxes are rows of the realtime `voicemail` table instead
+    for user in site.users if given.realtime_rows is None else ():
         if not has_mailbox(user):
             continue
         options = f"tz={VOICEMAIL_ZONE}|language={user.language or default_language}"

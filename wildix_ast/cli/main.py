@@ -503,6 +503,7 @@ def _mount_services() -> None:
     runtime_cli.app.command("unban", hidden=True)(verbs.unban)
 
     from wildix_ast.cli import cdr as cdr_cli
+    from wildix_ast.cli import realtime as realtime_cli
     from wildix_ast.cli import users as preferences_cli
     from wildix_ast.cli import voicemail as voicemail_logins_cli
 
@@ -524,6 +525,7 @@ def _mount_services() -> None:
 
     app.add_typer(mail_cli.app, name="mail")
     app.add_typer(mail_cli.smtp_app, name="smtp")
+    app.add_typer(realtime_cli.app, name="realtime")
 
 
 def _own_verbs() -> set[str]:

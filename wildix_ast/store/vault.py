@@ -149,6 +149,11 @@ def manager_secret(vault: SecretVault, username: str) -> str:
     return _kept_or_generated(vault, f"manager:{username}")
 
 
+def realtime_secret(vault: SecretVault, username: str) -> str:
+    """The password of Asterisk's realtime database account (PostgreSQL), generated once."""
+    return _kept_or_generated(vault, f"realtime:{username}")
+
+
 #: The FastAGI key's name in the vault: the dialplan sends it in every `agi://` request,
 #: the FastAGI service reads it here (read only: it never generates one).
 FASTAGI_KEY = "fastagi:key"

@@ -1,0 +1,172 @@
+"""A one-user change from the command's start until a phone registers with it: realtime
+mode against today's file mode, in the same run, on the same machine.
+
+    .venv/bin/python bench/realtime.py [--users 10000 100000] [--changes 20]
+
+For each site size and each mode (`system.realtime.mode: file`, then `realtime` on SQLite)
+a lab Asterisk boots with the site; then `--changes` one-user changes cycle through add
+(a new user), rename, new SIP password and remove. Each is timed from the start of the
+`wildix-ast apply` process until a REGISTER shows it live: the new or renamed user
+registers with its password, a new password is accepted (the old one is then checked
+refused), a removed user is refused; a rename (which registers the same before and after)
+until the command exits. Prints p50 and p99 per mode and the ratio realtime /
+file (the issue's target: < 1 s in realtime mode)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from sites import site_yaml
+from support.sip_ua import Agent
+
+from wildix_ast.apply.pipeline import install_stored_site
+from wildix_ast.lab.instance import Lab
+from wildix_ast.lab.rootfs import ensure_rootfs
+from wildix_ast.model.settings_file import parse_site
+from wildix_ast.store import open_store
+
+WILDIX = [sys.executable, "-m", "wildix_ast"]
+NEW = "199999"  # the user the changes add, rename, re-key and remove
+
+
+def _status(port: int, user: str, password: str) -> int | None:
+    agent = Agent(user, password, port, timeout=2.0)
+    try:
+        return agent.register(expires=60).status
+    except TimeoutError:
+        return None
+    finally:
+        agent.close()
+
+
+def _until(port: int, user: str, password: str, wanted: bool, deadline: float) -> float:
+    """Poll REGISTER until it is accepted (`wanted`) or refused; the moment it was."""
+    while time.perf_counter() < deadline:
+        status = _status(port, user, password)
+        if (status == 200) == wanted:
+            return time.perf_counter()
+        time.sleep(0.02)
+    raise SystemExit(f"{user}: REGISTER never {'accepted' if wanted else 'refused'}")
+
+
+def _site(users: int, mode: str, extra: dict[str, object] | None) -> str:
+    data = yaml.safe_load(site_yaml(users))
+    data["system"]["realtime"] = {"mode": mode}
+    if extra is not None:
+        data["users"].append(extra)
+    return yaml.safe_dump(data, sort_keys=False, width=200)
+
+
+def _changes(count: int) -> list[tuple[str, dict[str, object] | None, str | None, bool]]:
+    """(label, the new user or None, the password to register with, accepted?)"""
+    out: list[tuple[str, dict[str, object] | None, str | None, bool]] = []
+    for n in range(count):
+        kind = n % 4
+        password = f"Rt#{n // 4:05d}xYzW"
+        user: dict[str, object] = {"name": f"New {n // 4}", "extension": NEW,
+                                   "sip_password": password}
+        if kind == 0:
+            out.append(("add", user, password, True))
+        elif kind == 1:
+            out.append(("rename", {**user, "name": f"Renamed {n // 4}"}, password, True))
+        elif kind == 2:
+            out.append(("new password", {**user, "name": f"Renamed {n // 4}",
+                                         "sip_password": password + "2"}, password + "2", True))
+        else:
+            out.append(("remove", None, password + "2", False))
+    return out
+
+
+def measure(users: int, mode: str, changes: int, tmp: Path, console: Console) -> list[float]:
+    work = tmp / f"{mode}-{users}"
+    work.mkdir()
+    env = {**os.environ, "WILDIX_AST_DB": str(work / "store.sqlite3"),
+           "WILDIX_AST_LAB_STATE": str(work / "labs"), "NO_COLOR": "1"}
+    name = f"rt{mode[:4]}{users}"
+    with open_store(env["WILDIX_AST_DB"]) as store:
+        store.import_site(parse_site(_site(users, mode, None)))
+        lab = Lab(name, work / "labs")
+        install_stored_site(store, lab.target())
+    started = time.perf_counter()
+    lab.start(timeout=600)
+    console.print(f"{mode} mode, {users:,} users: lab booted in "
+                  f"{time.perf_counter() - started:.1f} s")
+    seconds: list[float] = []
+    try:
+        previous: str | None = None
+        for label, user, password, accepted in _changes(changes):
+            path = work / "site.yaml"
+            path.write_text(_site(users, mode, user), encoding="utf-8")
+            began = time.perf_counter()
+            process = subprocess.Popen([*WILDIX, "apply", str(path), "--lab", name], env=env,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                       text=True)
+            assert password is not None
+            if label == "rename":
+                # a phone registers the same before and after a rename: the command's exit
+                # (once Asterisk shows the new configuration) is when it is live
+                _, errors = process.communicate()
+                live = time.perf_counter()
+                assert _status(lab.ports.sip, NEW, password) == 200
+            else:
+                live = _until(lab.ports.sip, NEW, password, accepted, began + 600)
+                _, errors = process.communicate()
+            if process.returncode != 0:
+                raise SystemExit(f"apply failed: {errors}")
+            seconds.append(live - began)
+            if label == "new password" and previous is not None:
+                assert _status(lab.ports.sip, NEW, previous) != 200, "old password accepted"
+            previous = password
+            console.print(f"  {label}: {seconds[-1]:.2f} s "
+                          f"(apply process {time.perf_counter() - began:.2f} s)")
+    finally:
+        lab.stop()
+    return seconds
+
+
+def _p(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--changes", type=int, default=20)
+    args = parser.parse_args()
+    console = Console(width=160)
+    ensure_rootfs()
+    table = Table(title="one-user change: command start -> phone registers with it",
+                  show_edge=False)
+    for column in ("users", "file p50", "file p99", "realtime p50", "realtime p99",
+                   "ratio p50", "ratio p99", "target (realtime)"):
+        table.add_column(column, justify="right")
+    with tempfile.TemporaryDirectory(prefix="wildix-bench-realtime-") as tmp_name:
+        for users in args.users:
+            found = {mode: measure(users, mode, args.changes, Path(tmp_name), console)
+                     for mode in ("file", "realtime")}
+            f, r = found["file"], found["realtime"]
+            table.add_row(f"{users:,}", f"{statistics.median(f):.2f} s", f"{_p(f, 0.99):.2f} s",
+                          f"{statistics.median(r):.2f} s", f"{_p(r, 0.99):.2f} s",
+                          f"{statistics.median(r) / statistics.median(f):.2f}×",
+                          f"{_p(r, 0.99) / _p(f, 0.99):.2f}×", "< 1 s")
+    console.print(table)
+    console.print(f"load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""Realtime on PostgreSQL with a live Asterisk 22 (issue 22): Asterisk reads the users'
+objects with its own account, which can read the four realtime tables and nothing else,
+and cannot write; a new password is live with no reload."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg2
+import pytest
+from support.live_site import LiveSite, example_site, live_site
+from support.pg_server import PostgresServer, postgres_server  # noqa: F401
+from test_realtime_live import registers, with_password
+
+from wildix_ast.apply import pipeline
+from wildix_ast.model.site import Site
+from wildix_ast.model.system import RealtimeEngine, RealtimeMode
+from wildix_ast.store import open_store
+from wildix_ast.store.vault import realtime_secret
+
+pytestmark = pytest.mark.lab
+READER = "asterisk_reader"
+
+
+def on_postgres(site: Site, port: int, database: str) -> Site:
+    system = site.system
+    return site.model_copy(update={"system": system.model_copy(update={
+        "realtime": system.realtime.model_copy(update={
+            "mode": RealtimeMode.REALTIME, "engine": RealtimeEngine.POSTGRESQL,
+            "port": port, "database": database, "username": READER})})})
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory,
+         postgres_server: PostgresServer) -> Iterator[LiveSite]:  # noqa: F811
+    url = postgres_server.create_database()
+    database = url.rsplit("/", 1)[1]
+    site = on_postgres(example_site(), postgres_server.port, database)
+    work = tmp_path_factory.mktemp("realtime-pg")
+    with open_store(str(work / "store.sqlite3")) as store:
+        store.import_site(site)
+        pipeline.setup_realtime_database(store, url)
+    # a table Asterisk does not need, in the same database
+    postgres_server.execute("CREATE TABLE web_passwords (login TEXT, hash TEXT)", database)
+    with live_site(work, "realtimepg", site) as running:
+        yield running
+
+
+def reader(live: LiveSite, server: PostgresServer) -> Any:
+    realtime = live.compiled.site.system.realtime
+    return psycopg2.connect(host="127.0.0.1", port=server.port,
+                            dbname=realtime.database, user=READER,
+                            password=realtime_secret(live.store, READER))
+
+
+def test_asterisk_reads_postgres_and_a_password_change_needs_no_reload(
+        live: LiveSite) -> None:
+    assert registers(live, "101", live.password("101")) == 200
+    new = "Postgres-Pass-2026!x"
+    site = live.compiled.site.model_copy(update={"users": [
+        u.model_copy(update={"sip_password": None}) for u in live.compiled.site.users]})
+    outcome = pipeline.apply_site(with_password(site, "101", new), live.store, live.target)
+    assert outcome.report is not None and outcome.report.reloads == []
+    assert outcome.report.rows_changed == ["ps_auths/101-auth"]
+    assert registers(live, "101", new) == 200
+    assert registers(live, "101", live.password("101")) in (401, 403)
+
+
+def test_asterisks_account_reads_only_its_tables_and_cannot_write(
+        live: LiveSite, postgres_server: PostgresServer) -> None:  # noqa: F811
+    connection = reader(live, postgres_server)
+    try:
+        cursor = connection.cursor()
+        cursor.execute('SELECT count(*) FROM "ps_auths"')
+        assert cursor.fetchone()[0] >= 5
+        connection.rollback()
+        with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+            cursor.execute('''UPDATE "ps_auths" SET password = 'x' ''')
+        connection.rollback()
+        with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+            cursor.execute('INSERT INTO "ps_auths" (id) VALUES (%s)', ("999-auth",))
+        connection.rollback()
+        with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+            cursor.execute("SELECT * FROM web_passwords")
+        connection.rollback()
+        with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+            cursor.execute("CREATE TABLE mine (x TEXT)")
+    finally:
+        connection.close()

@@ -1,0 +1,123 @@
+"""Realtime mode (issue 22) without Asterisk: what the render leaves out of pjsip.conf and
+voicemail.conf is exactly what the rows file holds; the rows written into the realtime
+file follow any two versions, idempotently (what an undo after a kill relies on); the plan
+masks the rows' passwords; the file mode renders as before."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from wildix_ast.apply import ConfigTarget
+from wildix_ast.apply.pipeline import render_to_folder
+from wildix_ast.conf import sections
+from wildix_ast.errors import ApplyError
+from wildix_ast.model.settings_file import load_site
+from wildix_ast.model.site import Site
+from wildix_ast.model.system import RealtimeEngine, RealtimeMode
+from wildix_ast.store.realtime_tables import (
+    TABLES,
+    SqliteRealtime,
+    open_realtime,
+    row_changes,
+)
+from wildix_ast.store.vault import MemoryVault
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "site.yaml"
+REALTIME_FILES = {"sorcery.conf", "extconfig.conf", "res_config_sqlite3.conf",
+                  "wildix-realtime.conf"}
+
+
+def realtime(site: Site, engine: RealtimeEngine = RealtimeEngine.SQLITE) -> Site:
+    system = site.system
+    return site.model_copy(update={"system": system.model_copy(update={
+        "realtime": system.realtime.model_copy(update={"mode": RealtimeMode.REALTIME,
+                                                       "engine": engine})})})
+
+
+def rendered(site: Site, folder: Path, vault: MemoryVault) -> dict[str, str]:
+    return {p.name: p.read_text(encoding="utf-8")
+            for p in render_to_folder(site, vault, folder)}
+
+
+def test_realtime_mode_moves_the_users_objects_into_rows(tmp_path: Path) -> None:
+    site, vault = load_site(EXAMPLE), MemoryVault()
+    files = rendered(site, tmp_path / "file", vault)
+    assert not REALTIME_FILES & set(files)  # the file mode renders what it always did
+    live = rendered(realtime(site), tmp_path / "realtime", vault)
+    assert set(live) >= REALTIME_FILES and "res_pgsql.conf" not in live
+    before = {(s.name, s.get("type")) for s in sections(files["pjsip.conf"])}
+    after = {(s.name, s.get("type")) for s in sections(live["pjsip.conf"])}
+    rows = row_changes(None, live["wildix-realtime.conf"]).write
+    kinds = {"ps_endpoints": "endpoint", "ps_auths": "auth", "ps_aors": "aor"}
+    moved = {(key, kinds[table]) for table, key in rows if table in kinds}
+    assert moved and before - after == moved and after < before
+    assert "101 =>" in files["voicemail.conf"] and "101 =>" not in live["voicemail.conf"]
+    assert rows[("voicemail", "101@default")]["mailbox"] == "101"
+    # the same password the file mode gave the phone
+    auth = next(s for s in sections(files["pjsip.conf"]) if s.name == "101-auth")
+    assert rows[("ps_auths", "101-auth")]["password"] == auth.get("password")
+    assert "res_sorcery_realtime.so" in live["modules.conf"]
+    assert "res_sorcery_realtime.so" not in files["modules.conf"]
+
+
+def test_postgresql_renders_its_account_with_a_kept_secret(tmp_path: Path) -> None:
+    vault = MemoryVault()
+    live = rendered(realtime(load_site(EXAMPLE), RealtimeEngine.POSTGRESQL), tmp_path, vault)
+    assert "res_config_sqlite3.conf" not in live
+    assert f"dbpass = {vault.get_secret('realtime:asterisk')}" in live["res_pgsql.conf"]
+    assert "pgsql,asterisk,ps_auths" in live["extconfig.conf"]
+
+
+def test_rows_follow_any_two_versions_idempotently(tmp_path: Path) -> None:
+    site, vault = realtime(load_site(EXAMPLE)), MemoryVault()
+    one = rendered(site, tmp_path / "one", vault)["wildix-realtime.conf"]
+    users = [u.model_copy(update={"sip_password": "Changed-Pass-123!"})
+             if u.extension == "101" else u for u in site.users if u.extension != "102"]
+    two = rendered(site.model_copy(update={"users": users}), tmp_path / "two",
+                   vault)["wildix-realtime.conf"]
+    changes = row_changes(one, two)
+    assert ("ps_auths", "101-auth") in changes.write and len(changes.write) == 1
+    assert changes.delete == {("ps_endpoints", "102"), ("ps_auths", "102-auth"),
+                              ("ps_aors", "102"), ("voicemail", "102@default")}
+    db = open_realtime(tmp_path, changes.database)
+    db.write(row_changes(None, one))
+    first = {t: db.rows(t) for t in TABLES}
+    for _ in range(2):  # twice: a killed apply's undo may meet the tables either way
+        db.write(row_changes(one, two))
+    assert db.rows("ps_auths")["101-auth"]["password"] == "Changed-Pass-123!"
+    assert "102" not in db.rows("ps_endpoints")
+    for _ in range(2):
+        db.write(row_changes(two, one))
+    assert {t: db.rows(t) for t in TABLES} == first
+    assert (db.path.stat().st_mode & 0o777) == 0o640
+    # an endpoint keeps every set_var, joined as realtime drivers read several values
+    assert first["ps_endpoints"]["101"]["set_var"].count(";") == 2
+
+
+def test_bad_rows_files_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ApplyError, match="unknown realtime table"):
+        row_changes(None, "[database]\nengine = sqlite\n\n[x]\ntable = users\nid = 1\n")
+    with pytest.raises(ApplyError, match="not a column name"):
+        row_changes(None, "[x]\ntable = ps_auths\nbad column\" = 1\n")
+    with pytest.raises(ApplyError, match="not a file name"):
+        open_realtime(tmp_path, {"engine": "sqlite", "dbfile": "../store.sqlite3"})
+    assert not SqliteRealtime(tmp_path / "none.sqlite3").rows("ps_auths")
+
+
+def test_the_plan_masks_the_rows_passwords(tmp_path: Path) -> None:
+    site, vault = realtime(load_site(EXAMPLE)), MemoryVault()
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    one = rendered(site, tmp_path / "one", vault)
+    ConfigTarget(etc).install(ConfigTarget(etc).plan(one))
+    assert SqliteRealtime(etc / "wildix-realtime.sqlite3").rows("ps_auths")  # install wrote
+    users = [u.model_copy(update={"sip_password": "Changed-Pass-123!"})
+             if u.extension == "101" else u for u in site.users]
+    two = rendered(site.model_copy(update={"users": users}), tmp_path / "two", vault)
+    plan = ConfigTarget(etc).plan(two)
+    assert [c.name for c in plan.touched] == ["wildix-realtime.conf"]
+    assert plan.modules_to_reload() == [] and plan.restart_reasons() == []
+    diff = plan.diff()
+    assert "Changed-Pass-123!" not in diff and "********" in diff

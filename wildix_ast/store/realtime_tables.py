@@ -1,0 +1,291 @@
+"""The realtime database Asterisk reads (issue 22): its rows written from
+`wildix-realtime.conf` (`asterisk/realtime_tables.py`), only those that changed.
+
+`row_changes(old, new)` compares two versions of that file section by section (a one-user
+change on 100,000 users parses a few sections, not all) and says which rows to write and
+which to delete; `SqliteRealtime.write` does it in one transaction. Both are idempotent:
+writing old -> new on tables that hold either version leaves the new one, so an apply
+killed before or after the write, then undone or finished, leaves the tables agreeing with
+the files (apply writes old -> new, an undo new -> old).
+
+On SQLite the realtime database is a file of its own in Asterisk's configuration folder,
+never the store: Asterisk opens it, and it holds only the four tables Asterisk needs
+(owner and group readable, like pjsip.conf, which held the same passwords)."""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wildix_ast.errors import ApplyError
+
+TABLES = ("ps_endpoints", "ps_auths", "ps_aors", "voicemail")
+#: the primary key column of each table (Asterisk's own schema names)
+KEYS = {"ps_endpoints": "id", "ps_auths": "id", "ps_aors": "id", "voicemail": "uniqueid"}
+_COLUMN = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_ITEM = re.compile(r"^\s*([^=\s][^=]*?)\s*=\s?(.*)$")
+
+Columns = dict[str, str]
+
+
+@dataclass
+class RowChanges:
+    """What the tables need: rows to write whole ((table, key) -> columns) and keys to
+    delete, per table; `database`: the file's `[database]` section."""
+
+    database: dict[str, str] = field(default_factory=dict)
+    write: dict[tuple[str, str], Columns] = field(default_factory=dict)
+    delete: set[tuple[str, str]] = field(default_factory=set)
+
+    @property
+    def touched(self) -> set[tuple[str, str]]:
+        return set(self.write) | self.delete
+
+    def __bool__(self) -> bool:
+        return bool(self.write or self.delete)
+
+
+def _blocks(text: str | None) -> dict[tuple[str, str], str]:
+    """(table, key) -> the section's text; `[database]` under ("", "database")."""
+    found: dict[tuple[str, str], str] = {}
+    if not text:
+        return found
+    for block in text.split("\n["):
+        name, _, body = block.partition("]\n")
+        if body.startswith("table = "):
+            table = body[len("table = "):body.find("\n") if "\n" in body else None]
+            found[(table.strip(), name)] = body
+        elif name == "database":
+            found[("", name)] = body
+    return found
+
+
+def _columns(body: str) -> Columns:
+    """A section's items as columns: several values of one option are joined with ';'
+    (how Asterisk's realtime drivers give one option several values)."""
+    columns: Columns = {}
+    for line in body.splitlines():
+        if not line or line.startswith(";"):
+            continue
+        found = _ITEM.match(line)
+        if found is None:
+            continue
+        key, value = found[1], found[2]
+        if key == "table":
+            continue
+        if not _COLUMN.fullmatch(key):
+            raise ApplyError(f"wildix-realtime.conf: {key!r} is not a column name")
+        columns[key] = f"{columns[key]};{value}" if key in columns else value
+    return columns
+
+
+def row_changes(old: str | None, new: str | None) -> RowChanges:
+    """The rows to write and delete so that tables holding `old`'s rows hold `new`'s."""
+    before, after = _blocks(old), _blocks(new)
+    changes = RowChanges(database=_columns(after.get(("", "database"), "")
+                                           or before.get(("", "database"), "")))
+    for key, body in after.items():
+        if key[0] and before.get(key) != body:
+            changes.write[key] = _columns(body)
+    changes.delete = {key for key in before if key[0] and key not in after}
+    for table, _ in changes.touched:
+        if table not in TABLES:
+            raise ApplyError(f"wildix-realtime.conf: unknown realtime table {table!r}")
+    return changes
+
+
+class SqliteRealtime:
+    """The realtime file Asterisk reads through res_config_sqlite3."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _connect(self) -> sqlite3.Connection:
+        new = not self.path.exists()
+        connection = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
+        if new:
+            os.chmod(self.path, 0o640)
+        return connection
+
+    def write(self, changes: RowChanges) -> None:
+        """Write `changes` in one transaction (all or nothing)."""
+        if not changes:
+            return
+        try:
+            connection = self._connect()
+        except (OSError, sqlite3.Error) as e:
+            raise ApplyError(f"cannot open the realtime file {self.path}: {e}") from e
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            known = self._tables(connection)
+            for table in TABLES:
+                key = KEYS[table]
+                gone = [k for t, k in changes.delete if t == table]
+                rows = [(k, columns) for (t, k), columns in changes.write.items()
+                        if t == table]
+                if not (gone or rows):
+                    continue
+                if table not in known:
+                    connection.execute(f'CREATE TABLE "{table}" ("{key}" TEXT PRIMARY KEY)')
+                    known[table] = {key}
+                connection.executemany(f'DELETE FROM "{table}" WHERE "{key}" = ?',
+                                       [(k,) for k in gone])
+                for column in sorted({c for _, cols in rows for c in cols} - known[table]):
+                    connection.execute(f'ALTER TABLE "{table}" ADD COLUMN "{column}" TEXT')
+                    known[table].add(column)
+                # a whole row each time: a column a new version leaves out becomes NULL
+                others = sorted(known[table] - {key})
+                statement = (f'INSERT OR REPLACE INTO "{table}" ("{key}"'
+                             + "".join(f', "{c}"' for c in others) + ") VALUES (?"
+                             + ", ?" * len(others) + ")")
+                connection.executemany(statement, [(k, *(cols.get(c) for c in others))
+                                                   for k, cols in rows])
+            connection.execute("COMMIT")
+        except sqlite3.Error as e:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise ApplyError(f"writing the realtime file {self.path} failed, it is "
+                             f"unchanged: {e}") from e
+        finally:
+            connection.close()
+
+    @staticmethod
+    def _tables(connection: sqlite3.Connection) -> dict[str, set[str]]:
+        found: dict[str, set[str]] = {}
+        for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type='table'"):
+            if name in TABLES:
+                found[name] = {row[1] for row in connection.execute(
+                    f'PRAGMA table_info("{name}")')}
+        return found
+
+    def rows(self, table: str) -> dict[str, Columns]:
+        """Every row of `table` (key -> its non-NULL columns): for checks and tests."""
+        if table not in TABLES or not self.path.exists():
+            return {}
+        connection = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+        try:
+            if table not in self._tables(connection):
+                return {}
+            cursor = connection.execute(f'SELECT * FROM "{table}"')
+            names = [d[0] for d in cursor.description]
+            key = KEYS[table]
+            return {row[names.index(key)]: {n: v for n, v in zip(names, row, strict=True)
+                                            if v is not None and n != key}
+                    for row in cursor}
+        finally:
+            connection.close()
+
+
+class PostgresRealtime:
+    """The realtime tables on PostgreSQL, written with the writer's connection (a libpq URL
+    kept in the vault, `WRITER_URL_KEY`); Asterisk reads them with its own account, which
+    `grant_reader` allows SELECT on these four tables and nothing else."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def _connect(self) -> Any:
+        try:
+            import psycopg2
+        except ImportError as e:  # the `postgresql` extra
+            raise ApplyError("realtime on PostgreSQL needs psycopg2 (pip install "
+                             "'wildix-ast[postgresql]')") from e
+        try:
+            return psycopg2.connect(self.url.replace("postgresql+psycopg2://",
+                                                     "postgresql://", 1), connect_timeout=5)
+        except psycopg2.Error as e:
+            raise ApplyError(f"cannot reach the realtime database: {e}".strip()) from e
+
+    def write(self, changes: RowChanges) -> None:
+        """Write `changes` in one transaction (all or nothing)."""
+        if not changes:
+            return
+        import psycopg2
+
+        connection = self._connect()
+        try:
+            with connection, connection.cursor() as cursor:
+                for table in TABLES:
+                    key = KEYS[table]
+                    gone = [k for t, k in changes.delete if t == table]
+                    rows = [(k, cols) for (t, k), cols in changes.write.items() if t == table]
+                    if not (gone or rows):
+                        continue
+                    cursor.execute(f'CREATE TABLE IF NOT EXISTS "{table}" '
+                                   f'("{key}" TEXT PRIMARY KEY)')
+                    if gone:
+                        cursor.execute(f'DELETE FROM "{table}" WHERE "{key}" = ANY(%s)',
+                                       (gone,))
+                    cursor.execute("SELECT column_name FROM information_schema.columns "
+                                   "WHERE table_name = %s", (table,))
+                    known = {name for (name,) in cursor.fetchall()}
+                    for column in sorted({c for _, cols in rows for c in cols} - known):
+                        cursor.execute(f'ALTER TABLE "{table}" ADD COLUMN "{column}" TEXT')
+                        known.add(column)
+                    others = sorted(known - {key})
+                    statement = (
+                        f'INSERT INTO "{table}" ("{key}"' + "".join(f', "{c}"' for c in others)
+                        + ") VALUES (%s" + ", %s" * len(others) + f') ON CONFLICT ("{key}") '
+                        + ("DO UPDATE SET " + ", ".join(f'"{c}" = EXCLUDED."{c}"'
+                                                        for c in others)
+                           if others else "DO NOTHING"))
+                    cursor.executemany(statement, [(k, *(cols.get(c) for c in others))
+                                                   for k, cols in rows])
+        except psycopg2.Error as e:
+            raise ApplyError(f"writing the realtime tables failed, they are unchanged: "
+                             f"{e}".strip()) from e
+        finally:
+            connection.close()
+
+    def grant_reader(self, username: str, password: str) -> None:
+        """Make (or update) Asterisk's account: it logs in, reads the four realtime tables
+        (made here if missing) and nothing else; it cannot write them."""
+        import psycopg2
+        from psycopg2 import sql
+
+        connection = self._connect()
+        try:
+            with connection, connection.cursor() as cursor:
+                role = sql.Identifier(username)
+                cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (username,))
+                verb = "ALTER" if cursor.fetchone() else "CREATE"
+                cursor.execute(sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB "
+                                       "NOCREATEROLE PASSWORD %s").format(role), (password,))
+                for table in TABLES:
+                    cursor.execute(f'CREATE TABLE IF NOT EXISTS "{table}" '
+                                   f'("{KEYS[table]}" TEXT PRIMARY KEY)')
+                    cursor.execute(sql.SQL("REVOKE ALL ON {} FROM {}").format(
+                        sql.Identifier(table), role))
+                    cursor.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(
+                        sql.Identifier(table), role))
+        except psycopg2.Error as e:
+            raise ApplyError(f"making Asterisk's realtime account failed: {e}".strip()) from e
+        finally:
+            connection.close()
+
+
+#: The vault key of the connection apply writes the PostgreSQL realtime tables with
+WRITER_URL_KEY = "realtime:writer-url"
+RealtimeDatabase = SqliteRealtime | PostgresRealtime
+
+
+def open_realtime(etc_dir: Path, database: dict[str, str],
+                  writer_url: str | None = None) -> RealtimeDatabase:
+    """The realtime database a `[database]` section names, as this host reaches it
+    (`writer_url`: PostgreSQL's writer connection, from the vault)."""
+    engine = database.get("engine", "")
+    if engine == "sqlite":
+        name = database.get("dbfile", "")
+        if not name or "/" in name or name.startswith("."):
+            raise ApplyError(f"wildix-realtime.conf: dbfile {name!r} is not a file name")
+        return SqliteRealtime(etc_dir / name)
+    if engine == "postgresql":
+        if not writer_url:
+            raise ApplyError("realtime on PostgreSQL: no writer connection kept; run "
+                             "`wildix-ast realtime setup --admin-url URL` first")
+        return PostgresRealtime(writer_url)
+    raise ApplyError(f"wildix-realtime.conf: unknown realtime engine {engine!r}")
