@@ -17,7 +17,7 @@ from wildix_ast.model.groups import Group
 from wildix_ast.model.passwords import password_matches
 from wildix_ast.model.site import Site
 from wildix_ast.store import Store, open_store
-from wildix_ast.store.password_tags import KEY_ENV, TAG_KIND, password_tag, tag_key
+from wildix_ast.store.password_tags import KEY_ENV, TAG_KIND, password_tag
 from wildix_ast.store.vault import user_secret_key
 
 USERS = 12
