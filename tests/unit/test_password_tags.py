@@ -75,7 +75,7 @@ def own_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 def web_hash(store: Store, extension: str) -> str:
     found = store.user_by_extension(extension)
     assert found is not None and found.web_password is not None
-    return found.web_password
+    return str(found.web_password)
 
 
 def test_an_unchanged_text_costs_no_argon2(store: Store, argon2_calls: Argon2Calls) -> None:
