@@ -37,6 +37,7 @@ from wildix_ast.apply.state import (
     digest,
     sound_digest,
 )
+from wildix_ast.apply.timing import Phases
 from wildix_ast.apply.verify import Expectation, verify
 from wildix_ast.asterisk_cli import CliQueries
 from wildix_ast.errors import AmiError, ApplyError
@@ -227,17 +228,20 @@ class ConfigTarget:
     async def commit(self, plan: Plan, *, progress: Progress = _quiet,
                      allow_restart: bool = False, record: Record | None = None,
                      timeouts: Timeouts | None = None, also_expect: Expectation | None = None,
-                     alongside: Callable[[], object] | None = None) -> ApplyReport:
+                     alongside: Callable[[], object] | None = None,
+                     phases: Phases | None = None) -> ApplyReport:
         """Apply `plan` (made under the same lock); see the module documentation. `record`:
         how the new generation is recorded (its store revision comes from `on_verified`,
         which runs once Asterisk shows the new configuration). `also_expect`: objects
         Asterisk must show besides those the changed files define. `alongside`: work that
         changes nothing (e.g. reading what the store update needs), run in a thread while
         Asterisk reloads (the process only waits then) and finished before `on_verified`;
-        it must not raise."""
+        it must not raise. `phases`: where the time goes (`apply.timing`)."""
         record, timeouts = record or Record(), timeouts or Timeouts()
+        phases = phases or Phases()
         started = time.monotonic()
-        restart = self._refusals(plan, allow_restart, progress)
+        with phases.phase("check"):
+            restart = self._refusals(plan, allow_restart, progress)
         expected, absent = _expectations(plan, bool(restart), also_expect)
         # Log in before writing anything: an AMI that refuses us must leave the files as
         # they are.
@@ -245,10 +249,11 @@ class ConfigTarget:
             if not plan.has_changes and also_expect is None:
                 return self._unchanged(plan, record, started, progress)
             report = ApplyReport()
-            journal, before = self._write(plan, record, restart, report, progress)
+            with phases.phase("write"):
+                journal, before = self._write(plan, record, restart, report, progress)
             helper = _in_thread(alongside)
             failure = await self._go_live(ami, plan, journal, restart, (expected, absent),
-                                          timeouts, report, progress)
+                                          timeouts, report, progress, phases)
             if failure is not None:
                 progress("rollback", failure)
                 restored = await self._undo(ami, plan.touched, plan.modules_to_reload(),
@@ -257,8 +262,9 @@ class ConfigTarget:
                 self.state.end()
                 helper.join()
                 raise ApplyError(f"{failure}; {restored}")
-        helper.join()
-        return self._record(plan, journal, record, report, started, progress)
+        with phases.phase("store"):  # the comparison alongside, if it is not done yet
+            helper.join()
+        return self._record(plan, journal, record, report, started, progress, phases)
 
     def _refusals(self, plan: Plan, allow_restart: bool, say: Progress) -> list[str]:
         """Refuse a plan made against other running files, an invalid one, or one that needs
@@ -332,40 +338,46 @@ class ConfigTarget:
 
     async def _go_live(self, ami: CliQueries, plan: Plan, journal: Journal,
                        restart: list[str], wanted: tuple[Expectation, Expectation],
-                       timeouts: Timeouts, report: ApplyReport, say: Progress) -> str | None:
+                       timeouts: Timeouts, report: ApplyReport, say: Progress,
+                       phases: Phases) -> str | None:
         """Reload what changed (or restart), then verify; the failure, or None."""
         self.state.step(journal, "reloading")
         expected, absent = wanted
         try:
-            if restart:
-                await _restart(ami, say, timeouts.restart)
-                report.restarted = True
-            else:
-                report.reloads = await _reload_all(ami, plan.modules_to_reload(), say)
+            with phases.phase("reload"):
+                if restart:
+                    await _restart(ami, say, timeouts.restart)
+                    report.restarted = True
+                else:
+                    report.reloads = await _reload_all(ami, plan.modules_to_reload(), say)
             crash_point("after-reload")
-            self.state.step(journal, "verifying")
-            say("verify", _describe(expected, absent))
-            missing, report.verify_attempts, report.verify_seconds = await verify(
-                ami, expected, absent, timeout=timeouts.verify)
+            with phases.phase("verify"):
+                self.state.step(journal, "verifying")
+                say("verify", _describe(expected, absent))
+                missing, report.verify_attempts, report.verify_seconds = await verify(
+                    ami, expected, absent, timeout=timeouts.verify)
         except AmiError as e:
             return f"{'restart' if restart else 'reload'} failed: {e.message}"
         return "verification failed: " + ", ".join(missing) if missing else None
 
     def _record(self, plan: Plan, journal: Journal, record: Record, report: ApplyReport,
-                started: float, say: Progress) -> ApplyReport:
+                started: float, say: Progress, phases: Phases | None = None) -> ApplyReport:
         """Asterisk shows the new configuration: update the store (`on_verified`), then
         keep the new generation and close the journal."""
+        phases = phases or Phases()
         report.verified = True
         self.state.step(journal, "recording")
         crash_point("before-store")
         revision = record.revision()
         crash_point("after-store")
-        self.state.write_manifest(plan.new_files)
-        if plan.has_changes or not self.state.generations():
-            say("record", "keeping this configuration as a new generation")
-            report.generation = self.state.record_generation(
-                plan.new_files, record.kind, revision, record.from_generation, plan.new_sound_files)
-        self.state.end()
+        with phases.phase("generation"):
+            self.state.write_manifest(plan.new_files)
+            if plan.has_changes or not self.state.generations():
+                say("record", "keeping this configuration as a new generation")
+                report.generation = self.state.record_generation(
+                    plan.new_files, record.kind, revision, record.from_generation,
+                    plan.new_sound_files)
+            self.state.end()
         report.total_seconds = time.monotonic() - started
         say("done", f"applied in {report.total_seconds:.2f} s")
         return report
