@@ -148,9 +148,17 @@ def _read_sounds(root: Path, paths: Mapping[str, str]) -> dict[str, bytes]:
 
 
 def _in_thread(work: Callable[[], object] | None) -> threading.Thread:
-    """Start `work` in a thread (a daemon: Ctrl-C does not wait for it); join() it."""
-    thread = threading.Thread(target=work or (lambda: None), name="wildix-ast-alongside",
-                              daemon=True)
+    """Start `work` in a thread (a daemon: Ctrl-C does not wait for it); join() it. The
+    thread runs at the lowest CPU priority: it works while Asterisk reloads, and must not
+    take a core from Asterisk's reload (on Linux a thread's nice value is its own)."""
+
+    def humbly() -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        if work is not None:
+            work()
+
+    thread = threading.Thread(target=humbly, name="wildix-ast-alongside", daemon=True)
     thread.start()
     return thread
 
