@@ -2,7 +2,7 @@
 as texts and as hashes, against Asterisk's own reload of the files that change, in one run,
 for each site size.
 
-    .venv/bin/python bench/apply_change.py [--users 10000,100000] [--rounds 2]
+    .venv/bin/python bench/apply_change.py [--users 10000,100000] [--rounds 2] [--large-rounds 1]
 
 Per size: one store and one lab Asterisk with the site. The site is written twice, the same
 site both times: once with every WEB password as text (as a person writes it), once with
@@ -79,7 +79,7 @@ def _size(users: int, rounds: int, console: Console, tmp: Path) -> list[float]:
            "WILDIX_AST_PASSWORD_KEY": str(work / "keys" / "password-tag.key")}
     os.environ["WILDIX_AST_PASSWORD_KEY"] = env["WILDIX_AST_PASSWORD_KEY"]
     started = time.perf_counter()
-    text_form = site_yaml(users, web_texts=True)
+    text_form = site_yaml(users, web_texts=True, first_extension=200000)
     site = parse_site(text_form)
     module = vars(site_rows)
     real_hash = module["hash_password"]
@@ -148,12 +148,15 @@ def main() -> None:
     parser.add_argument("--users", default="10000,100000",
                         help="site sizes, comma-separated")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--large-rounds", type=int, default=1,
+                        help="rounds for sites above 20,000 users (each reload is long)")
     args = parser.parse_args()
     console = Console(width=220)
     ensure_rootfs()
     with tempfile.TemporaryDirectory(prefix="wildix-bench-change-") as tmp_name:
         for users in (int(u) for u in args.users.split(",")):
-            _size(users, args.rounds, console, Path(tmp_name))
+            _size(users, args.rounds if users <= 20_000 else args.large_rounds, console,
+                  Path(tmp_name))
     console.print(f"load average while measuring: {os.getloadavg()[0]:.1f} on "
                   f"{os.cpu_count()} cores")
 

@@ -15,13 +15,16 @@ def web_password_text(i: int) -> str:
     return f"Web#{i:07d}xY"
 
 
-def site_yaml(users: int, *, with_passwords: bool = True, web_texts: bool = False) -> str:
+def site_yaml(users: int, *, with_passwords: bool = True, web_texts: bool = False,
+              first_extension: int = 100000) -> str:
     """A valid settings file with `users` users spread over a few groups and types.
-    `web_texts`: WEB passwords as texts (`web_password_text`) rather than one hash."""
+    `web_texts`: WEB passwords as texts (`web_password_text`) rather than one hash.
+    `first_extension`: from 100000, a site of more than 16,000 users meets the French
+    numbering plan's 116xxx and 118xxx; 200000 leaves room for 100,000."""
     groups = ["default", "sales", "support", "management"]
     rows = []
     for i in range(users):
-        extension = str(100000 + i)
+        extension = str(first_extension + i)
         row: dict[str, object] = {
             "name": f"User {i} Dupont-Martin",
             "extension": extension,
