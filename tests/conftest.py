@@ -28,6 +28,20 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = 1
 
 
+@pytest.fixture(scope="session", autouse=True)
+def password_tag_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The WEB password tag key (store/password_tags.py) of this test session, never the
+    user's own: tests and the commands they run inherit it."""
+    path = tmp_path_factory.mktemp("tag-key") / "password-tag.key"
+    before = os.environ.get("WILDIX_AST_PASSWORD_KEY")
+    os.environ["WILDIX_AST_PASSWORD_KEY"] = str(path)
+    yield path
+    if before is None:
+        del os.environ["WILDIX_AST_PASSWORD_KEY"]
+    else:
+        os.environ["WILDIX_AST_PASSWORD_KEY"] = before
+
+
 @pytest.fixture(scope="session")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:
     with live_site(tmp_path_factory.mktemp("live"), "live") as site:

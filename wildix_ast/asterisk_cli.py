@@ -106,6 +106,12 @@ class CliQueries:
         output = await self.command(f"module show like {module}")
         return any(line.split()[:1] == [module] for line in output.splitlines())
 
+    async def loaded_modules(self) -> set[str]:
+        """The names of every loaded module (`module show`: one console command for all)."""
+        output = await self.command("module show")
+        return {words[0] for words in (line.split() for line in output.splitlines())
+                if words and words[0].endswith(".so")}
+
     async def reload_module(self, module: str, *, timeout: float | None = None) -> None:
         """Reload one module (or a built-in: manager, logger, indications, cdr, cel,
         features, ...); AmiError when Asterisk says it could not."""

@@ -213,6 +213,8 @@ def test_login_ping_and_lists(lab: AsteriskUnderTest) -> None:
             assert "Asterisk 22" in await ami.command("core show version")
             assert await ami.module_loaded("res_pjsip.so")
             assert not await ami.module_loaded("app_voicemail.so")
+            loaded = await ami.loaded_modules()
+            assert "res_pjsip.so" in loaded and "app_voicemail.so" not in loaded
 
     run(go())
 

@@ -56,3 +56,40 @@ earlier spelling `wildix-ast call` still works for one release and says so."""
     assert to_echo.returncode == 0, to_echo.stdout + to_echo.stderr
     assert not_a_phone.returncode == 1
     assert "701 is not the extension of a user with a phone" in not_a_phone.stderr
+
+
+@pytest.mark.lab
+def test_apply_says_where_its_time_went(tmp_path: Path) -> None:
+    """`apply --timing` against a running Asterisk: the reload, the verification and the
+    store update are phases of their own; `--json` carries the same phases, adding up to
+    no more than the process's whole time."""
+    import json
+    import shutil
+
+    from support.live_site import live_site
+
+    shutil.copytree(EXAMPLE.parent, tmp_path / "site")
+    site = tmp_path / "site" / EXAMPLE.name
+    env = {"WILDIX_AST_DB": str(tmp_path / "store.sqlite3"),
+           "WILDIX_AST_LAB_STATE": str(tmp_path / "lab")}
+    text = site.read_text(encoding="utf-8")
+    with live_site(tmp_path, "timing"):
+        site.write_text(text.replace("name: Alice Martin", "name: Alice Renamed", 1),
+                        encoding="utf-8")
+        shown = run("apply", str(site), "--lab", "timing", "--timing", env=env)
+        assert shown.returncode == 0, shown.stderr
+        site.write_text(text, encoding="utf-8")
+        result = run("apply", str(site), "--lab", "timing", "--json", env=env)
+    assert_no_traceback(shown)
+    assert "where the time went" in shown.stderr
+    lines = {line.split()[0]: line for line in shown.stderr.splitlines()
+             if line.strip() and line.split()[0] in ("reload", "verify", "store", "render")}
+    assert set(lines) == {"reload", "verify", "store", "render"}, shown.stderr
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout)
+    timing = outcome["timing"]
+    assert timing["phases"]["reload"] > 0 and timing["phases"]["verify"] > 0
+    assert sum(timing["phases"].values()) <= timing["total_seconds"] + 0.01
+    assert "store compare" in timing["alongside"]
+    reloaded = sum(r["seconds"] for r in outcome["result"]["reloads"])
+    assert timing["phases"]["reload"] >= reloaded

@@ -31,6 +31,7 @@ from wildix_ast.store.vault import (
 if TYPE_CHECKING:
     from wildix_ast.ami import AmiClient
     from wildix_ast.apply import ApplyReport, ConfigTarget, Generation, Plan
+    from wildix_ast.apply.timing import Phases
     from wildix_ast.asterisk_cli import AsteriskCli, Runner
     from wildix_ast.sounds.audio import SoundLibrary
     from wildix_ast.store import Store
@@ -194,16 +195,19 @@ class ApplyOutcome:
     recovered: str | None = None
     interrupted: str | None = None  # an interrupted apply seen by a dry run
     notes: list[str] = field(default_factory=list)
+    timing: Phases | None = None
+    """Where the time went (`apply.timing`)."""
 
     def to_json(self) -> dict[str, object]:
         report = self.report.to_json() if self.report is not None else None
+        timing = self.timing.to_json() if self.timing is not None else None
         return {
             "ok": True, "target": self.target, "dry_run": self.dry_run,
             "offline": self.offline, **self.plan.to_json(),
             "verified": self.report.verified if self.report is not None else None,
             "generation": self.generation.number if self.generation is not None else None,
             "result": report, "store": self.store, "recovered": self.recovered,
-            "interrupted": self.interrupted, "error": None,
+            "interrupted": self.interrupted, "timing": timing, "error": None,
         }
 
 
@@ -278,20 +282,25 @@ class _StoreUpdate:
     which does the whole import itself and meets the same error there."""
 
     def __init__(self, store: Store, site: Site, source_text: str | None = None,
-                 sounds: SoundLibrary | None = None) -> None:
+                 sounds: SoundLibrary | None = None, phases: Phases | None = None) -> None:
+        from wildix_ast.apply.timing import Phases
+
         self.store, self.site, self.source_text, self.sounds = store, site, source_text, sounds
+        self.phases = phases or Phases()
         self.prepared: PreparedImport | None = None
         self.snapshot: str | None = None
         self.report: ImportReport | None = None
 
     def prepare(self) -> None:
-        with contextlib.suppress(Exception):
-            self.prepared = self.store.prepare_import(self.site)
-        self.snapshot = _snapshot_text(self.site)
+        with self.phases.alongside("store compare"):
+            with contextlib.suppress(Exception):
+                self.prepared = self.store.prepare_import(self.site)
+            self.snapshot = _snapshot_text(self.site)
 
     def record(self) -> int | None:
-        self.report = self.store.import_site(self.site, source_text=self.source_text,
-                                             sounds=self.sounds, prepared=self.prepared)
+        with self.phases.phase("store"):
+            self.report = self.store.import_site(self.site, source_text=self.source_text,
+                                                 sounds=self.sounds, prepared=self.prepared)
         return self.report.revision
 
     def snapshot_text(self) -> str:
@@ -303,26 +312,33 @@ def apply_site(site: Site, store: Store, target: Target, *, source_text: str | N
                allow_restart: bool = False, lock_timeout: float = 120.0,
                progress: Progress = _quiet,
                show_plan: Callable[[Plan], None] | None = None,
-               sounds: SoundLibrary | None = None) -> ApplyOutcome:
+               sounds: SoundLibrary | None = None,
+               phases: Phases | None = None) -> ApplyOutcome:
     """Render for `target`, plan, and (unless a dry run) commit; the store takes the site
     once Asterisk has its configuration (offline: once the files are written). `sounds`:
-    the site's converted sound files (`sound_audio.prepare`); None takes the store's."""
+    the site's converted sound files (`sound_audio.prepare`); None takes the store's.
+    `phases`: where the time goes, phase by phase (kept in the outcome's `timing`)."""
     from wildix_ast.ami import run
     from wildix_ast.apply.target import Record
+    from wildix_ast.apply.timing import Phases
 
-    if sounds is None:
-        sounds = store.stored_sounds()
-        given = None
-    else:
-        given = sounds
+    phases = phases or Phases()
+    with phases.phase("sounds"):
+        if sounds is None:
+            sounds = store.stored_sounds()
+            given = None
+        else:
+            given = sounds
     # a dry run writes no row: the secrets it must generate for new users stay in memory
     vault: SecretVault = DraftVault(store) if dry_run else store
-    compiled = compile_site(site, vault, target, templates, sounds)
+    with phases.phase("render"):
+        compiled = compile_site(site, vault, target, templates, sounds)
     config = config_target(target, compiled, vault)
     if dry_run:
-        plan = config.plan(compiled.files, compiled.sound_files)
+        with phases.phase("plan"):
+            plan = config.plan(compiled.files, compiled.sound_files)
         journal = config.interrupted()
-        outcome = ApplyOutcome(target.name, plan, dry_run=True)
+        outcome = ApplyOutcome(target.name, plan, dry_run=True, timing=phases)
         if journal is not None:
             outcome.interrupted = (f"an apply was interrupted at step '{journal.step}' (pid "
                                    f"{journal.pid}, {journal.started_at}); the next apply or "
@@ -331,7 +347,7 @@ def apply_site(site: Site, store: Store, target: Target, *, source_text: str | N
             show_plan(plan)
         return outcome
 
-    update = _StoreUpdate(store, site, source_text, given)
+    update = _StoreUpdate(store, site, source_text, given, phases)
 
     def record() -> int | None:
         revision = update.record()
@@ -339,20 +355,23 @@ def apply_site(site: Site, store: Store, target: Target, *, source_text: str | N
         return revision
 
     with config.locked(lock_timeout):
-        recovered = _recover(config, store, progress, offline)
-        plan = config.plan(compiled.files, compiled.sound_files)
-        outcome = ApplyOutcome(target.name, plan, offline=offline, recovered=recovered)
-        if show_plan is not None:
-            show_plan(plan)
+        with phases.phase("plan"):
+            recovered = _recover(config, store, progress, offline)
+            plan = config.plan(compiled.files, compiled.sound_files)
+            outcome = ApplyOutcome(target.name, plan, offline=offline, recovered=recovered,
+                                   timing=phases)
+            if show_plan is not None:
+                show_plan(plan)
         if offline:
             outcome.generation = config.install(plan, store_revision=record())
         else:
             outcome.report = run(config.commit(
                 plan, progress=progress, allow_restart=allow_restart,
                 record=Record(store_revision=_revision(store), on_verified=record),
-                alongside=update.prepare))
+                alongside=update.prepare, phases=phases))
             outcome.generation = outcome.report.generation
-        _snapshot(config, outcome.generation, update.snapshot_text(), sounds)
+        with phases.phase("generation"):
+            _snapshot(config, outcome.generation, update.snapshot_text(), sounds)
     return outcome
 
 

@@ -38,6 +38,7 @@ from wildix_ast.apply.state import (
     digest,
     sound_digest,
 )
+from wildix_ast.apply.timing import Phases
 from wildix_ast.apply.verify import Expectation, verify
 from wildix_ast.asterisk import by_name
 from wildix_ast.asterisk.base import SyncRows
@@ -195,9 +196,17 @@ async def _expire(ami: CliQueries, rows: list[str], say: Progress) -> list[str]:
 
 
 def _in_thread(work: Callable[[], object] | None) -> threading.Thread:
-    """Start `work` in a thread (a daemon: Ctrl-C does not wait for it); join() it."""
-    thread = threading.Thread(target=work or (lambda: None), name="wildix-ast-alongside",
-                              daemon=True)
+    """Start `work` in a thread (a daemon: Ctrl-C does not wait for it); join() it. The
+    thread runs at the lowest CPU priority: it works while Asterisk reloads, and must not
+    take a core from Asterisk's reload (on Linux a thread's nice value is its own)."""
+
+    def humbly() -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        if work is not None:
+            work()
+
+    thread = threading.Thread(target=humbly, name="wildix-ast-alongside", daemon=True)
     thread.start()
     return thread
 
@@ -278,17 +287,20 @@ class ConfigTarget:
     async def commit(self, plan: Plan, *, progress: Progress = _quiet,
                      allow_restart: bool = False, record: Record | None = None,
                      timeouts: Timeouts | None = None, also_expect: Expectation | None = None,
-                     alongside: Callable[[], object] | None = None) -> ApplyReport:
+                     alongside: Callable[[], object] | None = None,
+                     phases: Phases | None = None) -> ApplyReport:
         """Apply `plan` (made under the same lock); see the module documentation. `record`:
         how the new generation is recorded (its store revision comes from `on_verified`,
         which runs once Asterisk shows the new configuration). `also_expect`: objects
         Asterisk must show besides those the changed files define. `alongside`: work that
         changes nothing (e.g. reading what the store update needs), run in a thread while
         Asterisk reloads (the process only waits then) and finished before `on_verified`;
-        it must not raise."""
+        it must not raise. `phases`: where the time goes (`apply.timing`)."""
         record, timeouts = record or Record(), timeouts or Timeouts()
+        phases = phases or Phases()
         started = time.monotonic()
-        restart = self._refusals(plan, allow_restart, progress)
+        with phases.phase("check"):
+            restart = self._refusals(plan, allow_restart, progress)
         expected, absent = _expectations(plan, bool(restart), also_expect)
         # Log in before writing anything: an AMI that refuses us must leave the files as
         # they are.
@@ -296,10 +308,11 @@ class ConfigTarget:
             if not plan.has_changes and also_expect is None:
                 return self._unchanged(plan, record, started, progress)
             report = ApplyReport()
-            journal, before = self._write(plan, record, restart, report, progress)
+            with phases.phase("write"):
+                journal, before = self._write(plan, record, restart, report, progress)
             helper = _in_thread(alongside)
             failure = await self._go_live(ami, plan, journal, restart, (expected, absent),
-                                          timeouts, report, progress)
+                                          timeouts, report, progress, phases)
             if failure is not None:
                 progress("rollback", failure)
                 restored = await self._undo(ami, plan.touched, plan.modules_to_reload(),
@@ -308,8 +321,9 @@ class ConfigTarget:
                 self.state.end()
                 helper.join()
                 raise ApplyError(f"{failure}; {restored}")
-        helper.join()
-        return self._record(plan, journal, record, report, started, progress)
+        with phases.phase("store"):  # the comparison alongside, if it is not done yet
+            helper.join()
+        return self._record(plan, journal, record, report, started, progress, phases)
 
     def _refusals(self, plan: Plan, allow_restart: bool, say: Progress) -> list[str]:
         """Refuse a plan made against other running files, an invalid one, or one that needs
@@ -383,7 +397,8 @@ class ConfigTarget:
 
     async def _go_live(self, ami: CliQueries, plan: Plan, journal: Journal,
                        restart: list[str], wanted: tuple[Expectation, Expectation],
-                       timeouts: Timeouts, report: ApplyReport, say: Progress) -> str | None:
+                       timeouts: Timeouts, report: ApplyReport, say: Progress,
+                       phases: Phases) -> str | None:
         """Reload what changed (or restart), then verify; the failure, or None."""
         self.state.step(journal, "reloading")
         expected, absent = wanted
@@ -396,37 +411,42 @@ class ConfigTarget:
             return e.message
         crash_point("after-rows")
         try:
-            if restart:
-                await _restart(ami, say, timeouts.restart)
-                report.restarted = True
-            else:
-                # the changed rows first: they are live before the (slower) reloads
-                report.expired = await _expire(ami, report.rows_changed, say)
-                report.reloads = await _reload_all(ami, plan.modules_to_reload(), say)
+            with phases.phase("reload"):
+                if restart:
+                    await _restart(ami, say, timeouts.restart)
+                    report.restarted = True
+                else:
+                    # the changed rows first: they are live before the (slower) reloads
+                    report.expired = await _expire(ami, report.rows_changed, say)
+                    report.reloads = await _reload_all(ami, plan.modules_to_reload(), say)
             crash_point("after-reload")
-            self.state.step(journal, "verifying")
-            say("verify", _describe(expected, absent))
-            missing, report.verify_attempts, report.verify_seconds = await verify(
-                ami, expected, absent, timeout=timeouts.verify)
+            with phases.phase("verify"):
+                self.state.step(journal, "verifying")
+                say("verify", _describe(expected, absent))
+                missing, report.verify_attempts, report.verify_seconds = await verify(
+                    ami, expected, absent, timeout=timeouts.verify)
         except AmiError as e:
             return f"{'restart' if restart else 'reload'} failed: {e.message}"
         return "verification failed: " + ", ".join(missing) if missing else None
 
     def _record(self, plan: Plan, journal: Journal, record: Record, report: ApplyReport,
-                started: float, say: Progress) -> ApplyReport:
+                started: float, say: Progress, phases: Phases | None = None) -> ApplyReport:
         """Asterisk shows the new configuration: update the store (`on_verified`), then
         keep the new generation and close the journal."""
+        phases = phases or Phases()
         report.verified = True
         self.state.step(journal, "recording")
         crash_point("before-store")
         revision = record.revision()
         crash_point("after-store")
-        self.state.write_manifest(plan.new_files)
-        if plan.has_changes or not self.state.generations():
-            say("record", "keeping this configuration as a new generation")
-            report.generation = self.state.record_generation(
-                plan.new_files, record.kind, revision, record.from_generation, plan.new_sound_files)
-        self.state.end()
+        with phases.phase("generation"):
+            self.state.write_manifest(plan.new_files)
+            if plan.has_changes or not self.state.generations():
+                say("record", "keeping this configuration as a new generation")
+                report.generation = self.state.record_generation(
+                    plan.new_files, record.kind, revision, record.from_generation,
+                    plan.new_sound_files)
+            self.state.end()
         report.total_seconds = time.monotonic() - started
         say("done", f"applied in {report.total_seconds:.2f} s")
         return report
@@ -605,9 +625,12 @@ def _describe(expected: Expectation, absent: Expectation) -> str:
 async def _reload_all(ami: CliQueries, reloads: list[ReloadStep], say: Progress,
                       ) -> list[ReloadResult]:
     results: list[ReloadResult] = []
+    # one console command lists them all (each command is a process on a busy host)
+    loaded = await ami.loaded_modules() if any(s.module.endswith(".so") for s in reloads) \
+        else set()
     for step in reloads:
         start = time.monotonic()
-        if step.module.endswith(".so") and not await ami.module_loaded(step.module):
+        if step.module.endswith(".so") and step.module not in loaded:
             say("reload", f"{step.module} is not loaded: nothing to reload")
             results.append(ReloadResult(step.module, step.cli, 0.0, "not loaded"))
             continue

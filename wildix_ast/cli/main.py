@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from wildix_ast.apply import Plan
-    from wildix_ast.apply.pipeline import Target
+    from wildix_ast.apply.pipeline import ApplyOutcome, Target
+    from wildix_ast.apply.timing import Phases
     from wildix_ast.lab.instance import Lab
     from wildix_ast.model.site import Site
     from wildix_ast.store import Store
@@ -292,6 +293,9 @@ def apply(
     db: DbUrl = None,
     as_json: JsonOutput = False,
     data_dir: DataDir = Path("/usr/share/asterisk"),
+    timing: Annotated[bool, typer.Option(
+        "--timing", "-v", help="Print where the time went, phase by phase (standard "
+        "error); --json always carries it (`timing`).")] = False,
 ) -> None:
     """Render, show the plan, write, reload, verify through AMI; roll back on failure.
 
@@ -299,22 +303,29 @@ def apply(
     One apply at a time per target; the store is updated once Asterisk has taken the new
     configuration, and each configuration that went live is kept as a generation."""
     from wildix_ast.apply.pipeline import apply_site, site_sounds
+    from wildix_ast.apply.timing import Phases
     from wildix_ast.store import open_store
 
+    phases = Phases()
     _short_lived()
     _json(as_json)
-    site = load_site(site_file)
-    text = site_file.read_text(encoding="utf-8")
-    target = _target(lab, etc_dir, data_dir)
-    with open_store(db) as store:
+    with phases.phase("load"):
+        site = load_site(site_file)
+        text = site_file.read_text(encoding="utf-8")
+    with phases.phase("open"):
+        target = _target(lab, etc_dir, data_dir)
+        store = open_store(db)
+    with store:
         from wildix_ast.store.directory import with_directory_users
 
-        site = with_directory_users(store, site)  # the directory sync manages its users
+        with phases.phase("sounds"):
+            site = with_directory_users(store, site)  # the directory sync manages its users
+            sounds = site_sounds(site, site_file, store)
         outcome = apply_site(site, store, target, source_text=text, templates=templates,
-                             sounds=site_sounds(site, site_file, store),
-                             dry_run=dry_run, offline=offline, allow_restart=restart,
-                             lock_timeout=lock_timeout, progress=_apply_progress,
-                             show_plan=None if as_json else _show_plan)
+                             sounds=sounds, dry_run=dry_run, offline=offline,
+                             allow_restart=restart, lock_timeout=lock_timeout,
+                             progress=_apply_progress,
+                             show_plan=None if as_json else _show_plan, phases=phases)
         if not outcome.dry_run:
             from wildix_ast.store.devices import unassign_missing_users
 
@@ -322,6 +333,29 @@ def apply(
     if as_json:
         emit_json(outcome.to_json())
         return
+    with phases.phase("output"):
+        _print_applied(outcome, target)
+    if timing:
+        _print_timing(phases)
+
+
+def _print_timing(phases: Phases) -> None:
+    """Where an apply's time went, as a table on standard error."""
+    table = _table(f"where the time went ({phases.total():.2f} s from the process's start)")
+    table.add_column("phase")
+    table.add_column("seconds", justify="right")
+    table.add_column("share", justify="right")
+    table.add_column("what")
+    total = phases.total()
+    for name, seconds, what in phases.rows():
+        table.add_row(name, f"{seconds:.3f}", f"{100 * seconds / total:.0f} %", what)
+    for name, seconds in phases.overlapped.items():
+        table.add_row(f"({name})", f"{seconds:.3f}", "", "in a thread during the reload: "
+                      "not added")
+    err.print(table)
+
+
+def _print_applied(outcome: ApplyOutcome, target: Target) -> None:
     if outcome.recovered:
         out.print(f"[yellow]recovered:[/] {outcome.recovered}")
     if outcome.interrupted:

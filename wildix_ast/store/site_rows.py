@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from wildix_ast.errors import StoreError
 from wildix_ast.model.passwords import hash_password, is_password_hash, password_matches
@@ -18,13 +18,21 @@ from wildix_ast.store import history, sections
 from wildix_ast.store import tables as t
 from wildix_ast.store.access import Access
 from wildix_ast.store.history import ImportReport
+from wildix_ast.store.password_tags import (
+    TAG_KIND,
+    password_tag,
+    site_tag,
+    tag_key,
+    tag_matches,
+)
 from wildix_ast.store.sections import Changes, Entry, Sync
 from wildix_ast.store.stored_sounds import write_sounds
 from wildix_ast.store.vault import user_secret_key
 from wildix_ast.testing.crash_points import crash_point
 
-# The per-user secrets of wildix_ast.store.vault, deleted with their user ("web": 0001).
-USER_SECRET_KINDS = ("sip", "web", "voicemail_pin")
+# The per-user secrets of wildix_ast.store.vault, deleted with their user ("web": 0001;
+# TAG_KIND: the keyed tag of a WEB password text, password_tags).
+USER_SECRET_KINDS = ("sip", "web", "voicemail_pin", TAG_KIND)
 
 
 @dataclass(frozen=True)
@@ -35,49 +43,91 @@ class PreparedImport:
     them); otherwise it compares again under the lock, so the result is the same."""
 
     site: Site
-    whole: str | None
-    """The digest of the whole site (None: a WEB password text in it, compared row-wise)."""
+    whole: str
+    """The digest of the whole site (keyed when it holds a WEB password text)."""
     revision: int
     stored_digest: str | None
-    syncs: list[Sync] | None
+    syncs: Comparison | None
     """Each section's differences (None: the stored digest says the rows are equal)."""
 
 
-def _hash_web_passwords(connection: Connection, entries: list[Entry]) -> None:
+def _hash_web_passwords(connection: Connection, entries: list[Entry]) -> dict[str, str]:
     """Make every user entry that carries a WEB password text carry its argon2id hash: the
     stored hash when the text is the same (so an unchanged user stays unchanged), a new one
-    otherwise. Only these users' stored hashes are read."""
+    otherwise. A text whose keyed tag (`password_tags`) matches its stored hash costs no
+    argon2id work; the others are verified or hashed. Only these users' stored hashes and
+    tags are read. Returns the tags to keep (vault key -> tag) for those that changed."""
     users = t.users
     texts = [e for e in entries if e.item.web_password is not None
              and not is_password_hash(e.item.web_password)]
     if not texts:
-        return
+        return {}
+    key = tag_key()
     stored: dict[str, str] = {}
     wanted = [e.item.extension for e in texts]
+    tag_keys = [user_secret_key(extension, TAG_KIND) for extension in wanted]
+    kept_tags: dict[str, str] = {}
     for start in range(0, len(wanted), sections.BATCH):
         stored.update(connection.execute(
             select(users.c.extension, users.c.web_password).where(
                 users.c.extension.in_(wanted[start:start + sections.BATCH]),
                 users.c.web_password.is_not(None))).all())
+        kept_tags.update(connection.execute(
+            select(t.secrets.c.key, t.secrets.c.value).where(
+                t.secrets.c.key.in_(tag_keys[start:start + sections.BATCH]))).all())
+
+    def unchanged(entry: Entry) -> bool:
+        extension = entry.item.extension
+        before = stored.get(extension)
+        return before is not None and tag_matches(
+            key, extension, before, entry.item.web_password,
+            kept_tags.get(user_secret_key(extension, TAG_KIND)))
 
     def hashed(entry: Entry) -> str:
         text, before = entry.item.web_password, stored.get(entry.item.extension)
         return before if before is not None and password_matches(before, text) \
             else hash_password(text)
 
+    slow = [e for e in texts if not unchanged(e)]
+    tags: dict[str, str] = {}
     # argon2 releases the GIL: every core works on a large site's passwords.
     with ThreadPoolExecutor() as pool:
-        for entry, value in zip(texts, pool.map(hashed, texts), strict=True):
+        for entry, value in zip(slow, pool.map(hashed, slow), strict=True):
+            text, extension = entry.item.web_password, entry.item.extension
+            tags[user_secret_key(extension, TAG_KIND)] = password_tag(
+                key, extension, value, text)
             entry.item = entry.item.model_copy(update={"web_password": value})
             entry.digest = sections.digest(entry.item)
+    for entry in texts:
+        if entry.item.web_password is not None \
+                and not is_password_hash(entry.item.web_password):
+            # unchanged: the stored hash, the stored digest (the same item as stored)
+            entry.item = entry.item.model_copy(
+                update={"web_password": stored[entry.item.extension]})
+            entry.digest = sections.digest(entry.item)
+    return tags
 
 
-def _site_digest(site: Site) -> str | None:
+def _site_digest(site: Site) -> str:
     """The digest of the whole site as it will be stored: a re-import of the same site
-    compares one value. None with a WEB password text in it (stored, a digest of the text
-    would be a fast hash of the password): such a site takes the row-wise path."""
-    return None if any(u.web_password is not None and not is_password_hash(u.web_password)
-                       for u in site.users) else sections.digest(site)
+    compares one value. With a WEB password text in it, a digest keyed with the tag key
+    (`password_tags`): unkeyed, it would be a fast hash of the passwords."""
+    serialized = site.__pydantic_serializer__.to_json(site)
+    if any(u.web_password is not None and not is_password_hash(u.web_password)
+           for u in site.users):
+        return site_tag(tag_key(), serialized)
+    return hashlib.blake2b(serialized, digest_size=16).hexdigest()
+
+
+def _keep_tags(connection: Connection, tags: dict[str, str]) -> None:
+    """Keep the WEB password tags in the vault's table, in the import's transaction."""
+    if not tags:
+        return
+    keys = list(tags)
+    for start in range(0, len(keys), sections.BATCH):
+        connection.execute(t.secrets.delete().where(
+            t.secrets.c.key.in_(keys[start:start + sections.BATCH])))
+    connection.execute(insert(t.secrets), [{"key": k, "value": v} for k, v in tags.items()])
 
 
 def export_site(access: Access) -> Site:
@@ -89,22 +139,33 @@ def export_site(access: Access) -> Site:
     return access.valid(Site, sections.site_data(rows))
 
 
-def _syncs(connection: Connection, site: Site) -> list[Sync]:
+@dataclass(frozen=True)
+class Comparison:
+    """Each section's differences, and the WEB password tags to keep (vault key -> tag)."""
+
+    syncs: list[Sync]
+    tags: dict[str, str]
+
+
+def _syncs(connection: Connection, site: Site) -> Comparison:
     """Each section's stored rows compared with the rows of `site`."""
     new_entries = sections.entries(site)
-    _hash_web_passwords(connection, new_entries[t.USERS])
-    return [sections.compare(section, sections.stored_rows(connection, section),
-                             new_entries[section]) for section in t.SECTIONS]
+    tags = _hash_web_passwords(connection, new_entries[t.USERS])
+    return Comparison([sections.compare(section, sections.stored_rows(connection, section),
+                                        new_entries[section]) for section in t.SECTIONS],
+                      tags)
 
 
 def _write_rows(connection: Connection, site: Site,
-                syncs: list[Sync] | None = None) -> tuple[Changes, bool]:
-    """Write the rows of `site` that differ from the stored ones (`syncs`: compared
+                compared: Comparison | None = None) -> tuple[Changes, bool]:
+    """Write the rows of `site` that differ from the stored ones (`compared`: compared
     already, against the rows the store still holds): what changed in users, and
     whether anything was written."""
-    if syncs is None:
-        syncs = _syncs(connection, site)
+    if compared is None:
+        compared = _syncs(connection, site)
+    syncs = compared.syncs
     sections.write_changes(connection, syncs, sections.insert_rows)
+    _keep_tags(connection, compared.tags)
     users = syncs[t.SECTIONS.index(t.USERS)].changes
     gone = [user_secret_key(extension, kind)
             for (extension,) in users.removed for kind in USER_SECRET_KINDS]
@@ -121,7 +182,7 @@ def prepare_import(access: Access, site: Site) -> PreparedImport:
     with access.reading("importing the site") as connection:
         revision, stored_digest = connection.execute(
             select(t.site_state.c.revision, t.site_state.c.digest)).one()
-        syncs = None if whole is not None and whole == stored_digest \
+        syncs = None if whole == stored_digest \
             else _syncs(connection, site)
     return PreparedImport(site, whole, int(revision), stored_digest, syncs)
 
@@ -150,7 +211,7 @@ def import_site(access: Access, site: Site, source_text: str | None = None,
                     != (stored_revision, stored_digest):
                 prepared = None  # written meanwhile: compare again, under the lock
             wrote_sounds = sounds is not None and write_sounds(connection, sounds)
-            if whole is None or whole != stored_digest or wrote_sounds:
+            if whole != stored_digest or wrote_sounds:
                 syncs = prepared.syncs if prepared is not None else None
                 users, wrote = _write_rows(connection, site, syncs)
                 connection.execute(update(state).where(state.c.id == 1).values(

@@ -1,0 +1,84 @@
+"""`apply --timing` and the `timing` of `apply --json` (apply/timing.py): every phase is
+counted once, in running order, the gaps show as 'other', and work done alongside the
+reload is shown without being added."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from support.cli_run import EXAMPLE, assert_no_traceback, run
+
+from wildix_ast.apply.timing import PHASES, Phases, process_age
+
+
+def test_phases_add_up_to_the_process_time() -> None:
+    phases = Phases()
+    with phases.phase("render"):
+        time.sleep(0.02)
+    with phases.phase("load"):
+        time.sleep(0.01)
+    with phases.alongside("store compare"):
+        time.sleep(0.01)
+    with phases.phase("render"):  # a phase met twice is one row, its times added
+        time.sleep(0.01)
+    rows = phases.rows()
+    names = [name for name, _, _ in rows]
+    # running order, whatever the order they were met in; 'start' is the interpreter's
+    assert names[:3] == ["start", "load", "render"]
+    assert names[-1] == "other"
+    seconds = dict((name, s) for name, s, _ in rows)
+    assert seconds["render"] >= 0.03 and 0.01 <= seconds["load"] < 0.03
+    assert "store compare" not in seconds and phases.overlapped["store compare"] >= 0.01
+    assert abs(sum(seconds.values()) - phases.total()) < 0.01
+    data = phases.to_json()
+    assert set(data) == {"total_seconds", "phases", "alongside"}
+    assert list(data["phases"]) == names  # type: ignore[call-overload]
+
+
+def test_process_age_is_this_process_since_its_start() -> None:
+    age = process_age()
+    assert age is not None and 0 < age < 3600
+
+
+def test_every_phase_says_what_it_covers() -> None:
+    assert all(PHASES.values())
+    assert {"load", "render", "plan", "write", "reload", "verify", "store"} <= set(PHASES)
+
+
+def copy_example(folder: Path) -> Path:
+    shutil.copytree(EXAMPLE.parent, folder, dirs_exist_ok=True)
+    return folder / EXAMPLE.name
+
+
+def test_offline_apply_prints_and_reports_its_timing(tmp_path: Path) -> None:
+    """Without Asterisk (`--offline` into a folder): the table on standard error, the same
+    phases in --json."""
+    site = copy_example(tmp_path / "site")
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    env = {"WILDIX_AST_DB": str(tmp_path / "store.sqlite3")}
+    shown = run("apply", str(site), "--offline", "--etc", str(etc), "--data",
+                str(tmp_path / "data"), "--timing", env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert_no_traceback(shown)
+    assert "where the time went" in shown.stderr
+    for phase in ("load", "render", "plan", "store", "output"):
+        assert f"\n {phase} " in shown.stderr or f"\n{phase} " in shown.stderr, shown.stderr
+    renamed = site.with_name("renamed.yaml")
+    renamed.write_text(site.read_text(encoding="utf-8").replace(
+        "name: Alice Martin", "name: Alice Renamed", 1), encoding="utf-8")
+    result = run("apply", str(renamed), "--offline", "--etc", str(etc), "--data",
+                 str(tmp_path / "data"), "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    timing = json.loads(result.stdout)["timing"]
+    phases = timing["phases"]
+    assert {"start", "load", "render", "plan", "store"} <= set(phases)
+    assert all(seconds >= 0 for seconds in phases.values())
+    assert sum(phases.values()) <= timing["total_seconds"] + 0.01
+    # no timing table without the option
+    assert "where the time went" not in run(
+        "apply", str(site), "--offline", "--etc", str(etc), "--data",
+        str(tmp_path / "data"), env=env).stderr

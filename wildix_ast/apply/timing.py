@@ -1,0 +1,96 @@
+"""Where an apply's time goes: wall seconds per phase, from the process's start to its end.
+
+`Phases` is handed down the apply (`apply_site`, `ConfigTarget.commit`); each step runs in
+`with phases.phase(name)`. Work done in a thread alongside another phase (the store
+comparison while Asterisk reloads) is kept apart (`overlapped`): it adds nothing to the
+wall time unless the phase it runs beside ends first (then `record` waits for it)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Iterator
+
+#: The phases in the order an apply runs them, and what each covers.
+PHASES: dict[str, str] = {
+    "start": "interpreter start and imports, until the command runs",
+    "load": "reading and validating the settings file",
+    "open": "the target found, the store opened (migrated if new)",
+    "sounds": "the sound files' audio (converted or read from the store)",
+    "render": "the model and secrets to the Asterisk files",
+    "plan": "lock, recovery, comparing with the running files",
+    "check": "the running files unchanged, the new ones valid",
+    "write": "journal, then the changed files written",
+    "reload": "Asterisk reloading the modules whose files changed",
+    "verify": "Asterisk shows what changed (AMI/console)",
+    "store": "the store update: the import's writes (compared during reload)",
+    "generation": "manifest, generation and site snapshot kept",
+    "output": "the result printed, the process ends",
+}
+
+
+def process_age() -> float | None:
+    """Seconds since this process started (Linux: /proc), None where unknown."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")
+        return time.clock_gettime(time.CLOCK_BOOTTIME) - started
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+class Phases:
+    """Wall seconds per phase of one command (see the module documentation)."""
+
+    def __init__(self) -> None:
+        age = process_age()
+        self.origin = time.perf_counter() - (age or 0.0)
+        self.seconds: dict[str, float] = {}
+        if age is not None:
+            self.seconds["start"] = age
+        self.overlapped: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(name, time.perf_counter() - started)
+
+    @contextlib.contextmanager
+    def alongside(self, name: str) -> Iterator[None]:
+        """Work in a thread beside the main phases: shown, not added to the sum."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.overlapped[name] = self.overlapped.get(name, 0.0) \
+                    + time.perf_counter() - started
+
+    def add(self, name: str, seconds: float) -> None:
+        with self._lock:
+            self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+
+    def total(self) -> float:
+        """Seconds since the process started (or since these phases were made)."""
+        return time.perf_counter() - self.origin
+
+    def rows(self) -> list[tuple[str, float, str]]:
+        """(phase, seconds, what it covers), in running order, then 'other' (the gaps)."""
+        order = list(PHASES) + [n for n in self.seconds if n not in PHASES]
+        found = [(n, self.seconds[n], PHASES.get(n, "")) for n in order if n in self.seconds]
+        other = self.total() - sum(s for _, s, _ in found)
+        if other > 0.0005:
+            found.append(("other", other, "between the phases above"))
+        return found
+
+    def to_json(self) -> dict[str, object]:
+        return {"total_seconds": round(self.total(), 3),
+                "phases": {n: round(s, 3) for n, s, _ in self.rows()},
+                "alongside": {n: round(s, 3) for n, s in self.overlapped.items()}}
