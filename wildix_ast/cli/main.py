@@ -525,6 +525,10 @@ def _mount_services() -> None:
     app.add_typer(mail_cli.app, name="mail")
     app.add_typer(mail_cli.smtp_app, name="smtp")
 
+    from wildix_ast.cli import fax as fax_cli
+
+    app.add_typer(fax_cli.app, name="fax")
+
 
 def _own_verbs() -> set[str]:
     from typer.main import get_command_name
