@@ -24,6 +24,7 @@ from support.live_site import LiveSite, example_site
 from support.smtp_server import SmtpServer
 
 from wildix_ast.asterisk import names
+from wildix_ast.model.fax_server import FaxServer
 from wildix_ast.model.smtp_client import SmtpProfile
 from wildix_ast.store import open_store
 from wildix_ast.store.vault import with_secrets
@@ -33,6 +34,7 @@ DPI = 50
 MAX_MEAN_DIFFERENCE = 8.0
 FAX_CALLER = "+33155501234"
 TEST_CONTEXT = "fax-test-sender"
+COPIES = "fax-copies@example.com"
 
 
 def _originate_fax(live: LiveSite, tiff: str, did: str) -> None:
@@ -57,7 +59,8 @@ def test_a_3_page_fax_to_the_fax_did_arrives_by_mail_as_the_same_3_pages(
     smtp.start()
     try:
         site = example_site()
-        site = site.model_copy(update={"smtp_profiles": [SmtpProfile(**smtp.profile())]})
+        site = site.model_copy(update={"smtp_profiles": [SmtpProfile(**smtp.profile())],
+                                       "fax_server": FaxServer(copy_address=COPIES)})
         db = str(tmp_path / "fax.sqlite3")
         with open_store(db) as store:
             store.import_site(site)
@@ -84,11 +87,11 @@ def test_a_3_page_fax_to_the_fax_did_arrives_by_mail_as_the_same_3_pages(
 
         queue = str(tmp_path / "queue")
         collected = run("fax", "collect", "--json", "--spool", str(spool), "--db", db,
-                        "--queue", queue, "--copy-to", "fax-copies@example.com")
+                        "--queue", queue)
         assert_no_traceback(collected)
         assert collected.returncode == 0, collected.stderr
         again = run("fax", "collect", "--json", "--spool", str(spool), "--db", db,
-                    "--queue", queue, "--copy-to", "fax-copies@example.com")
+                    "--queue", queue)
         assert again.returncode == 0 and '"jobs": []' in again.stdout, again.stdout
         sent = run("mail", "send", "--json", "--queue", queue, "--db", db)
         assert_no_traceback(sent)
@@ -96,7 +99,7 @@ def test_a_3_page_fax_to_the_fax_did_arrives_by_mail_as_the_same_3_pages(
 
         mails = smtp.messages()
         assert sorted(m.recipients for m in mails) == [(fax_user.email,),
-                                                       ("fax-copies@example.com",)]
+                                                       (COPIES,)]
         message = mails[0].message
         body = message.get_body(("plain",))
         assert body is not None

@@ -45,7 +45,9 @@ def collect(
             user = store.user_by_extension(extension)
             return None if user is None else user.email
 
-        copies = list(copy_to or [])
+        copies = list(copy_to) if copy_to is not None else [
+            a for a in [store.export_site().fax_server.copy_address if store.has_site()
+                        else None] if a]
         try:
             done = collect_jobs(spool, email_of, copy_to=copies,
                                 queue_root=queue_dir or default_root())
