@@ -62,7 +62,7 @@ def fax_receive_context() -> Context:
         f"Set(CHANNEL(hangup_handler_push)={names.FAX_DONE_CONTEXT},s,1)",
         "Set(FAXOPT(ecm)=yes)",
         "Answer()",
-        f"ReceiveFax({spool}/tmp/{job}.tif,f)",
+        f"ReceiveFAX({spool}/tmp/{job}.tif,f)",
         "Return()"),),
         comment=("Fax2Mail (wildix_ast/asterisk/fax_contexts.py): ARG1 the fax user's "
                  "extension, ARG2 the DID called.",))
