@@ -1,6 +1,7 @@
 """Issue 20, Fax2Mail (must-show 1, the receive side): a lab leg runs SendFax of a 3-page PDF
-(rendered to a fax TIFF) to the fax user's DID, the call carried as G.711 μ-law audio (the
-sending leg's formats restricted to ulaw); ReceiveFax answers it through wildix-did, the
+(rendered to a fax TIFF) to the fax user's DID, as audio (not T.38) through a Local
+channel: signed linear, not a G.711-coded SIP/RTP leg (docs/fax.md, "Not yet"); ReceiveFAX
+answers it through wildix-did, the
 hang-up handler drops the job, `wildix-ast fax collect` turns it into a PDF queued through
 the mail queue, `wildix-ast mail send` delivers it to a real SMTP server (aiosmtpd,
 STARTTLS + AUTH); the mailed PDF has 3 pages whose images equal the original's rendering.
