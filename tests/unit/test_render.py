@@ -178,11 +178,14 @@ def test_dialplan(site: Site, files: dict[str, str]) -> None:
                         "wildix-voicemail-pin",
                         "wildix-missed-call", "wildix-cw-beep", "wildix-cw-beep-play",
                         # where test-call originates (through the console)
-                        "wildix-test-call"}
+                        "wildix-test-call",
+                        # Fax2Mail: receive a fax, drop its job
+                        "wildix-fax-receive", "wildix-fax-done"}
     agi = ext["globals"][0].pop("WILDIX_AGI")
     assert ext["globals"][0] == {"COUNTRY_CODE": ["33"], "TONE_ZONE": ["fr"],
                                  "RING_TIMEOUT": ["25"],
-                                 "WILDIX_AGI_KEY": ["/etc/asterisk/wildix-fastagi.conf"]}
+                                 "WILDIX_AGI_KEY": ["/etc/asterisk/wildix-fastagi.conf"],
+                                 "WILDIX_FAX_SPOOL": ["/var/spool/asterisk/wildix-fax"]}
     # no key in the dialplan: it reads it from its file to sign each request
     assert agi == ["agi://127.0.0.1:4573"]
     key = files["wildix-fastagi.conf"].encode()[KEY_OFFSET:KEY_OFFSET + KEY_LENGTH].decode()
@@ -207,13 +210,19 @@ def test_dialplan(site: Site, files: dict[str, str]) -> None:
     for user in site.users:
         mailbox = user.extension if user.type in (UserType.ADMIN, UserType.USER) else ""
         call = f"{user.extension},1,Gosub(wildix-call-user,s,1({user.extension},{mailbox}))"
-        assert (call in lines) == user.type.has_phone
+        # a fax user's extension receives a fax (Fax2Mail), it rings no phone
+        rings = user.type.has_phone and user.type is not UserType.FAX
+        assert (call in lines) == rings
         hint = f"{user.extension},hint,PJSIP/{user.extension}"
-        assert (hint in lines) == user.type.has_phone
+        assert (hint in lines) == rings
+        receives = f"{user.extension},1,Gosub(wildix-fax-receive,s,1({user.extension},))"
+        assert (receives in lines) == (user.type is UserType.FAX)
     # trunk calls are external calls for the users' preferences
     assert ext["wildix-did"][0]["exten"] == [
         "+33140000101,1,Gosub(wildix-call-user,s,1(101,101))",
-        "+33140000102,1,Gosub(wildix-call-user,s,1(102,102))"]
+        "+33140000102,1,Gosub(wildix-call-user,s,1(102,102))",
+        # the fax user's fax DID receives a fax (Fax2Mail)
+        "+33140000190,1,Gosub(wildix-fax-receive,s,1(190,+33140000190))"]
     # the trunk's entry context marks its calls external before anything else; a
     # registration trunk's first refuses a call from elsewhere than its provider's address
     assert "in,1,Set(__WILDIX_CALLTYPE=external)" in ext["wildix-in-secours"][0]["exten"]

@@ -34,6 +34,7 @@ from wildix_ast.asterisk.base import (
 from wildix_ast.asterisk.call_user_contexts import call_user_contexts
 from wildix_ast.asterisk.dialplan_builder import Comment, Context, lines
 from wildix_ast.asterisk.fastagi_key import KEY_FILE
+from wildix_ast.asterisk.fax_contexts import fax_contexts
 from wildix_ast.asterisk.outgoing import dialplan_contexts as routing_contexts
 from wildix_ast.asterisk.procedure_contexts import dialplan_contexts as procedure_contexts
 from wildix_ast.asterisk.procedure_contexts import tls_gate_contexts
@@ -69,6 +70,9 @@ def dialplan(site: Site) -> list[Context | Comment]:
                  "mobility, shared",
                  "voicemail, missed-call mail, call-waiting beep."), spaced=True),
         *service_contexts(site),
+        Comment(("Fax2Mail (wildix_ast/asterisk/fax_contexts.py): receive, then drop the job "
+                 "for the Fax2Mail service.",), spaced=True),
+        *fax_contexts(),
     ]
 
 
@@ -80,7 +84,8 @@ def _view(given: RenderInput) -> View:
         "globals": [("COUNTRY_CODE", region.country_code), ("TONE_ZONE", region.tone_zone),
                     ("RING_TIMEOUT", site.dialplan.ring_timeout),
                     (v.AGI_URL, f"agi://{fastagi.host}:{fastagi.port}"),
-                    (v.AGI_KEY_FILE, given.paths.etc / KEY_FILE)],
+                    (v.AGI_KEY_FILE, given.paths.etc / KEY_FILE),
+                    (v.FAX_SPOOL, given.paths.fax_spool)],
         "dialplan": lines(dialplan(site)),
     }
 
@@ -121,7 +126,8 @@ FILE = ConfigFile(
         "func_logic.so", "func_global.so", "func_hangupcause.so", "func_devstate.so",
         "func_rand.so", "res_agi.so", "app_voicemail.so", "res_pjsip_header_funcs.so",
         "app_read.so", "app_userevent.so", "app_originate.so", "app_chanspy.so",
-        "func_db.so", "func_cut.so"),
+        "func_db.so", "func_cut.so", "res_fax.so", "res_fax_spandsp.so", "app_system.so",
+        "func_env.so"),
     checks=_checks,
     expects=_expects,
 )

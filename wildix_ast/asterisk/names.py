@@ -14,6 +14,8 @@ EXTENSIONS_CONTEXT = "wildix-extensions"
 DID_CONTEXT = "wildix-did"
 FORWARD_CONTEXT = "wildix-forward"
 ALERT_INFO_CONTEXT = "wildix-alert-info"
+FAX_RECEIVE_CONTEXT = "wildix-fax-receive"
+FAX_DONE_CONTEXT = "wildix-fax-done"
 PROCEDURE_PREFIX = "proc-"
 TLS_GATE_PREFIX = "wildix-tls-"
 

@@ -48,8 +48,15 @@ class AsteriskPaths:
         return self.spool / "wildix-mail"
 
     @property
+    def fax_spool(self) -> PurePosixPath:
+        """Where ReceiveFax writes and the fax hang-up handler drops its jobs (`tmp/`, then
+        `new/`) for the Fax2Mail service (wildix_ast.services.fax.inbound)."""
+        return self.spool / "wildix-fax"
+
+    @property
     def writable(self) -> list[PurePosixPath]:
         """Folders Asterisk writes to, which must exist before it starts."""
         return sorted({self.etc, self.var_lib, self.db, self.key, self.spool, self.run,
                        self.log, self.cache, self.spool / "voicemail",
-                       self.mail_drop / "tmp", self.mail_drop / "new"})
+                       self.mail_drop / "tmp", self.mail_drop / "new",
+                       self.fax_spool / "tmp", self.fax_spool / "new"})

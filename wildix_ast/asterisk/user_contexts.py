@@ -14,10 +14,12 @@ from typing import NamedTuple
 from wildix_ast.asterisk import names
 from wildix_ast.asterisk.call_user_contexts import call_user
 from wildix_ast.asterisk.dialplan_builder import Comment, Context, Extension, extension
+from wildix_ast.asterisk.fax_contexts import fax_extension
 from wildix_ast.asterisk.res_parking import orbits
 from wildix_ast.model.call_classes import NumberingPlan
 from wildix_ast.model.routing import numbering_plan
 from wildix_ast.model.site import Site
+from wildix_ast.model.users import UserType
 
 
 class Call(NamedTuple):
@@ -42,13 +44,24 @@ def e164(plan: NumberingPlan, number: str) -> str:
 def _calls(site: Site) -> tuple[list[Call], list[Call]]:
     """(each user's extension, each user's office DID), users with a phone only."""
     plan = numbering_plan(site)
-    phones = [u for u in site.users if u.type.has_phone]
+    # a fax user is the fax server's mailbox (Fax2Mail): its extension receives the fax
+    phones = [u for u in site.users if u.type.has_phone and u.type is not UserType.FAX]
     box = {u.extension: u.extension if names.has_mailbox(u) else "" for u in phones}
     calls = [Call(u.extension, u.extension, box[u.extension]) for u in phones]
     # trunks' calls arrive with their DID in E.164 (procedure_contexts.to_e164)
     dids = [Call(e164(plan, u.office_did), u.extension, box[u.extension]) for u in phones
             if u.office_did is not None]
     return calls, dids
+
+
+def _fax_numbers(site: Site) -> tuple[list[Extension], list[Extension]]:
+    """(fax users' extensions, every user's fax DID), each receiving a fax (Fax2Mail)."""
+    plan = numbering_plan(site)
+    internal = [fax_extension(u.extension, u.extension) for u in site.users
+                if u.type is UserType.FAX]
+    dids = [fax_extension(e164(plan, u.fax_did), u.extension, e164(plan, u.fax_did))
+            for u in site.users if u.fax_did is not None]
+    return internal, dids
 
 
 def voicemail_main_context() -> Context:
@@ -70,6 +83,7 @@ def extensions_context(site: Site) -> Context:
         extension(codes.voicemail, "Answer()",
                   f"Gosub({names.VOICEMAIL_MAIN_CONTEXT},s,1)", "Hangup()"),
         *(c.as_extension() for c in calls),
+        *_fax_numbers(site)[0],
         Comment(("BLF: a phone's busy lamp field key subscribes to these.",)),
         # every user with a phone has a hint its colleagues' keys subscribe to
         *(Extension(c.extension, (), hint=f"PJSIP/{c.extension}") for c in calls),
@@ -87,8 +101,9 @@ def extensions_context(site: Site) -> Context:
 
 def did_context(site: Site) -> Context:
     _, dids = _calls(site)
-    return Context(names.DID_CONTEXT, tuple(c.as_extension() for c in dids), comment=(
-        "Users' office DIDs (a trunk's calls reach them first, marked external by the "
+    found = [c.as_extension() for c in dids] + _fax_numbers(site)[1]
+    return Context(names.DID_CONTEXT, tuple(found), comment=(
+        "Users' office and fax DIDs (a trunk's calls reach them first, marked external by the "
         "trunk's",
         "entry context: the users' preferences for external calls apply)."))
 

@@ -186,3 +186,19 @@ CALL_GROUP_LEFT_SECONDS = "WILDIX_CG_LEFT"
 #: the call group an IVR's target just rang (not twice); an IVR's replays
 IVR_CALL_GROUP = "WILDIX_IVR_CG"
 IVR_TRIES = "WILDIX_IVR_TRIES"
+
+# --- Fax2Mail (asterisk/fax_contexts.py; services/fax/inbound.py reads the job files) ----------
+
+#: set by extensions.conf's [globals] (<astspooldir>/wildix-fax); read by the fax receive
+#: subroutine (where ReceiveFax writes, where the job record goes)
+FAX_SPOOL = "WILDIX_FAX_SPOOL"
+#: set by the fax receive subroutine: the job's name (the UNIQUEID, digits and dots only),
+#: the fax user's extension, the DID called, the caller's number (FILTERed), the start
+#: (EPOCH); read by its hang-up handler, which writes the job record
+FAX_JOB = "WILDIX_FAX_JOB"
+FAX_USER = "WILDIX_FAX_USER"
+FAX_DID = "WILDIX_FAX_DID"
+FAX_FROM = "WILDIX_FAX_FROM"
+FAX_START = "WILDIX_FAX_START"
+#: set by the hang-up handler: the job record's path in tmp/ while it is written
+FAX_RECORD = "WILDIX_FAX_RECORD"

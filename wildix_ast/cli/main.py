@@ -561,6 +561,10 @@ def _mount_services() -> None:
     app.add_typer(mail_cli.smtp_app, name="smtp")
     app.add_typer(realtime_cli.app, name="realtime")
 
+    from wildix_ast.cli import fax as fax_cli
+
+    app.add_typer(fax_cli.app, name="fax")
+
 
 def _own_verbs() -> set[str]:
     from typer.main import get_command_name

@@ -11,6 +11,7 @@ from wildix_ast.model.call_history import CallHistory
 from wildix_ast.model.common import DEFAULT_GROUP, STRICT, empty_list
 from wildix_ast.model.dialplan import Dialplan
 from wildix_ast.model.directory import DirectorySettings
+from wildix_ast.model.fax_server import FaxServer
 from wildix_ast.model.groups import Group
 from wildix_ast.model.ivrs import Ivr
 from wildix_ast.model.smtp_client import SmtpProfile
@@ -39,3 +40,4 @@ class Sections(BaseModel):
     directory: DirectorySettings = Field(default_factory=DirectorySettings)
     call_history: CallHistory = Field(default_factory=CallHistory)
     smtp_profiles: list[SmtpProfile] = Field(default_factory=empty_list)
+    fax_server: FaxServer = Field(default_factory=FaxServer)

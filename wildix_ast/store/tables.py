@@ -33,6 +33,7 @@ from wildix_ast.model.call_groups import CallGroup
 from wildix_ast.model.call_history import CallHistory, CallHistoryBackend, TollLimit
 from wildix_ast.model.dialplan import Dialplan, Procedure
 from wildix_ast.model.directory import DirectorySettings
+from wildix_ast.model.fax_server import FaxServer
 from wildix_ast.model.groups import Group
 from wildix_ast.model.ivrs import Ivr, IvrOption
 from wildix_ast.model.preferences import Preferences
@@ -168,13 +169,17 @@ DIRECTORY_SERVERS = Section("directory_servers", "servers", None, key=("position
                             parent=DIRECTORY,
                             value=("server", Scalar(String(261), False, None)))
 
+FAX_SERVER = Section("fax_server_settings", "fax_server", FaxServer, key=("id",), many=False,
+                     fixed={"id": 1})
+"""WMS Serveur FAX/SMS (Fax2Mail's copy address)."""
+
 SECTIONS: tuple[Section, ...] = (
     SYSTEM, LAN_NETWORKS, LAN_CODECS, REMOTE_CODECS, GROUPS, GROUP_ALLOW, GROUP_DENY,
     DIALPLAN, CLASS_SETTINGS, PROCEDURES, PROCEDURE_NUMBERS, USERS, PREFERENCES,
     TRUNKS, TRUNK_ADDRESSES, TRUNK_CODECS, TRUNK_DIDS, TRUNK_GROUPS, TRUNK_GROUP_MEMBERS,
     TIME_FRAMES, WEEKLY_RULES, RULE_DAYS, HOLIDAYS, CALL_GROUPS, CALL_GROUP_MEMBERS,
     IVRS, IVR_OPTIONS, SOUNDS, DIRECTORY, DIRECTORY_SERVERS,
-    CALL_HISTORY, CALL_HISTORY_BACKENDS, CALL_HISTORY_LIMITS, SMTP_PROFILES)
+    CALL_HISTORY, CALL_HISTORY_BACKENDS, CALL_HISTORY_LIMITS, SMTP_PROFILES, FAX_SERVER)
 """Parents before children, referenced before referencing (users name groups)."""
 
 
@@ -247,6 +252,7 @@ smtp_profiles = top_list(SMTP_PROFILES, "name")
 call_history_settings = single_row(CALL_HISTORY)
 call_history_backends = top_list(CALL_HISTORY_BACKENDS, "name")
 call_history_limits = top_list(CALL_HISTORY_LIMITS)
+fax_server_settings = single_row(FAX_SERVER)
 directory_settings = single_row(DIRECTORY)
 directory_servers = Table(
     "directory_servers", metadata,
@@ -343,5 +349,5 @@ STORE_TABLES: tuple[Table, ...] = (
     time_frame_rule_days, time_frame_holidays, call_groups, call_group_members, ivrs,
     ivr_options, sounds, secrets, sound_audio, sound_files, imports, directory_settings,
     directory_servers, directory_users, directory_state, devices, call_history_settings,
-    call_history_backends, call_history_limits, smtp_profiles)
+    call_history_backends, call_history_limits, smtp_profiles, fax_server_settings)
 """Every table of the store, parents before children."""

@@ -1,0 +1,1 @@
+"""The fax server (WMS Serveur FAX/SMS): Fax2Mail (inbound.py)."""
