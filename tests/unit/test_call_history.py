@@ -268,6 +268,37 @@ def test_over_the_limit_sets_a_flag_until_the_window_passes_and_clear_lifts_it(
     assert keeper.check(spool, [("101", "international")], now=1210.0) == []
 
 
+def test_a_new_brake_mails_its_alert_once_through_the_mail_queue(tmp_path: Path) -> None:
+    """The brake's alert goes to `call_history.alert_email` through the PBX's one mail
+    queue: one mail per brake, however often the collector finds the user over the limit."""
+    from wildix_ast.mail.queue import MailQueue
+    from wildix_ast.model.call_history import TollLimit
+    from wildix_ast.services.call_history.brake import BrakeKeeper
+
+    spool = Spool(tmp_path / "spool.sqlite3")
+    limit = TollLimit.model_validate({"call_class": "international", "calls": 1,
+                                      "window_minutes": 10})
+    mail = tmp_path / "mail"
+    keeper = BrakeKeeper(tmp_path / "brake", [limit], {"101": "default"},
+                         alert_to="noc@example.com", mail_root=mail)
+    legs = [leg("1.0", "1.0", 1, "PJSIP/101-00000001", "PJSIP/trunk-op-00000002", "ANSWERED",
+                1000.0, 1000.0, 1090.0, dst="0044201234567")]
+    spool.finish("1.0", assemble("1.0", legs, directory()), 1090.0)
+    assert len(keeper.check(spool, [("101", "international")], now=1100.0)) == 1
+    assert len(keeper.check(spool, [("101", "international")], now=1101.0)) == 1  # still over
+    queue = MailQueue(mail)
+    (ident,) = queue.due(float("inf"))
+    queued = queue.load(ident)
+    assert (queued.to, queued.kind) == ("noc@example.com", "fraud_alert")
+    assert "101" in queued.subject and "international" in queued.subject
+    assert "wildix-ast cdr brake clear 101" in queued.body
+    # no address: logged only, nothing queued
+    quiet = BrakeKeeper(tmp_path / "brake2", [limit], {"101": "default"},
+                        mail_root=tmp_path / "mail2")
+    assert len(quiet.check(spool, [("101", "international")], now=1100.0)) == 1
+    assert not (tmp_path / "mail2").exists() or not MailQueue(tmp_path / "mail2").due(1e12)
+
+
 def test_the_dialplan_checks_the_brake_only_for_limited_classes() -> None:
     from wildix_ast.asterisk.outgoing import _route
 

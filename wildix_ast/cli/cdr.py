@@ -79,7 +79,8 @@ def collect(log_dir: LogDir = Path("/var/log/asterisk"), spool: SpoolPath = DEFA
     history, site = _settings(db)
     directory = Directory.of(site)
     brake = BrakeKeeper(brake_dir, history.limits,
-                        {e: group for e, (_, group) in directory.users.items()}) \
+                        {e: group for e, (_, group) in directory.users.items()},
+                        alert_to=history.alert_email) \
         if history.limits else None
     config = CollectorConfig(log_dir=log_dir, spool_path=spool,
                              backends=history.enabled_backends, directory=directory,

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from wildix_ast.model.call_classes import CallClass
 from wildix_ast.model.common import STRICT, empty_list
-from wildix_ast.model.fields import Identifier, Port, Width, pattern
+from wildix_ast.model.fields import Email, Identifier, Port, Width, pattern
 
 
 class BackendKind(StrEnum):
@@ -154,6 +154,9 @@ class CallHistory(BaseModel):
     """The backend `cdr list` and `cdr stats` read (not a CSV one)."""
     limits: list[TollLimit] = Field(default_factory=empty_list)
     """The toll-fraud brake (see `TollLimit`)."""
+    alert_email: Email | None = None
+    """Where the toll-fraud brake mails its alert (through the PBX's mail queue) when it
+    stops a user; none: the alert is only logged as a security event."""
 
     @model_validator(mode="after")
     def _statistics_backend(self) -> Self:

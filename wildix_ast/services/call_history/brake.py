@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wildix_ast.calls.call_record import brake_flag
+from wildix_ast.errors import WildixError
+from wildix_ast.mail.queue import enqueue_mail
 from wildix_ast.model.call_classes import CallClass
 from wildix_ast.model.call_history import LimitScope, TollLimit
 from wildix_ast.services.call_history.spool import Spool
@@ -61,11 +63,16 @@ def effective_limit(limits: Iterable[TollLimit], extension: str, group: str,
 
 
 class BrakeKeeper:
-    def __init__(self, folder: Path, limits: list[TollLimit], groups: dict[str, str]) -> None:
+    def __init__(self, folder: Path, limits: list[TollLimit], groups: dict[str, str],
+                 alert_to: str | None = None, mail_root: Path | None = None) -> None:
         self.folder = folder
         self.limits = limits
         self.groups = groups
         """extension -> ACL group."""
+        self.alert_to = alert_to
+        """The address a new brake's alert is mailed to (`CallHistory.alert_email`)."""
+        self.mail_root = mail_root
+        """The mail queue's folder (None: the queue's default)."""
 
     def check(self, spool: Spool, users: Iterable[tuple[str, str]],
               now: float | None = None) -> list[Brake]:
@@ -113,6 +120,31 @@ class BrakeKeeper:
                              brake.call_class, brake.reason,
                              time.strftime("%F %T", time.gmtime(brake.until)),
                              brake.extension)
+            self.alert(brake)
+
+    def alert(self, brake: Brake) -> None:
+        """Mail the brake's alert through the PBX's one mail queue, once per brake (the
+        queue key names the user, the class and when it lifts). The brake holds whatever
+        happens to the mail: a queue that cannot take it is logged, never raised."""
+        if self.alert_to is None:
+            return
+        until = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(brake.until))
+        body = (f"The toll-fraud brake stopped user {brake.extension} from making "
+                f"{brake.call_class} calls: {brake.reason}.\n\n"
+                f"Further {brake.call_class} calls from {brake.extension} are refused until "
+                f"{until}, or until an administrator runs\n"
+                f"  wildix-ast cdr brake clear {brake.extension}\n\n"
+                "Other call classes still go out. Check the user's recent calls with\n"
+                f"  wildix-ast cdr list --user {brake.extension}\n")
+        try:
+            enqueue_mail(self.alert_to,
+                         f"Toll-fraud brake: {brake.extension} stopped on {brake.call_class}",
+                         body, kind="fraud_alert", root=self.mail_root,
+                         key=f"fraud-{brake.extension}-{brake.call_class}-{int(brake.until)}",
+                         details={"user": brake.extension, "class": brake.call_class})
+        except (WildixError, OSError) as exc:
+            security.error("toll-fraud brake on %s/%s: its alert mail could not be queued: "
+                           "%s", brake.extension, brake.call_class, exc)
 
     def active(self, now: float | None = None) -> list[Brake]:
         moment = time.time() if now is None else now
