@@ -20,7 +20,7 @@ EPHEMERAL_PORTS = range(32768, 61000)
 SECRET_FILES = ("manager.conf", "pjsip.conf", "voicemail.conf")
 SERVICE_GROUP = "wildix-ast"
 SERVICE_USERS = {"wildix-ast-agi": "wildix-ast-agi", "wildix-ast-runtime": "wildix-ast-runtime",
-                 "wildix-ast-mail": "wildix-ast-mail"}
+                 "wildix-ast-mail": "wildix-ast-mail", "wildix-ast-cdr": "wildix-ast-cdr"}
 KNOWN_DEFAULTS = {"wildix", "admin", "1234", "amp111", "secret", "password", "asterisk"}
 
 
@@ -233,6 +233,18 @@ def test_call_answered_through_the_deployed_asterisk(host: Any, deployed: Deploy
             break
         time.sleep(0.2)
     assert re.search(r"^0 active channels", summary, re.M), summary
+    if "wildix-ast-cdr" in deployed.services:
+        # the collector records it, once, in the statistics backend
+        found: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            found = [c for c in wildix_ast_json(host, deployed, "cdr", "list", "--user",
+                                                caller)["calls"]
+                     if c["callee_user"] == callee and c["disposition"] == "answered"]
+            if found:
+                break
+            time.sleep(0.5)
+        assert len(found) == 1, found
 
 
 def sipp(deployed: Deployed) -> Any:

@@ -36,7 +36,7 @@ ANSIBLE = REPO / "ansible"
 EXAMPLE = REPO / "examples" / "site.yaml"
 VENV_BIN = Path(sys.executable).parent
 #: The role's default services (deploy/systemd/), checked by the testinfra suite.
-SERVICES = ("wildix-ast-agi", "wildix-ast-runtime", "wildix-ast-mail")
+SERVICES = ("wildix-ast-agi", "wildix-ast-runtime", "wildix-ast-mail", "wildix-ast-cdr")
 #: Run on the host (python3, read-only): {table: row count} of the store.
 COUNT_ROWS = """
 import json, sqlite3

@@ -186,3 +186,15 @@ def test_removing_a_user_removes_its_tag(store: Store) -> None:
     site = text_site()
     store.import_site(site.model_copy(update={"users": site.users[:-1]}))
     assert store.get_secret(user_secret_key("1011", TAG_KIND)) is None
+
+
+def test_the_site_tag_fits_the_stored_digest_column() -> None:
+    """PostgreSQL and MariaDB refuse a value longer than `site_state.digest` (SQLite does
+    not): the keyed site digest must fit, and differ in form from an unkeyed one."""
+    from wildix_ast.store.columns import DIGEST
+    from wildix_ast.store.password_tags import SITE_TAG_LENGTH, site_tag
+
+    assert SITE_TAG_LENGTH == DIGEST
+    tag = site_tag(b"k" * 32, b"users: []")
+    assert len(tag) == DIGEST and tag.startswith("k")
+    assert site_tag(b"k" * 32, b"users: []") == tag != site_tag(b"j" * 32, b"users: []")

@@ -25,6 +25,10 @@ from pathlib import Path
 
 from wildix_ast.errors import StoreError
 
+SITE_TAG_LENGTH = 32
+"""`site_state.digest`'s width (`store.columns.DIGEST`; not imported: this module is on the
+SQLite path that never loads SQLAlchemy). PostgreSQL and MariaDB refuse a longer value."""
+
 KEY_ENV = "WILDIX_AST_PASSWORD_KEY"
 DEFAULT_KEY_FILE = Path("~/.config/wildix-ast/password-tag.key")
 KEY_BYTES = 32
@@ -97,5 +101,7 @@ def tag_matches(key: bytes, extension: str, hashed: str, text: str, kept: str | 
 
 def site_tag(key: bytes, serialized: bytes) -> str:
     """A keyed digest of a whole site holding WEB password texts (an unkeyed one would be a
-    fast hash of the passwords)."""
-    return "hmac:" + hmac.new(key, serialized, hashlib.sha256).hexdigest()
+    fast hash of the passwords). It fits the stored digest's column (`SITE_TAG_LENGTH`):
+    "k" and 31 hex digits of the HMAC (124 bits), never equal to an unkeyed digest (32 hex
+    digits)."""
+    return "k" + hmac.new(key, serialized, hashlib.sha256).hexdigest()[:SITE_TAG_LENGTH - 1]
