@@ -33,7 +33,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--pbx-mail-spool", default="/var/lib/wildix-ast/mail-spool",
                     help="where the FastAGI service queues missed-call mails "
                     "(wildix_ast_mail_spool)")
-    group.addoption("--pbx-services", default="wildix-ast-agi,wildix-ast-runtime,wildix-ast-mail,wildix-ast-cdr",
+    group.addoption("--pbx-services",
+                    default="wildix-ast-agi,wildix-ast-runtime,wildix-ast-mail,wildix-ast-cdr",
                     help="comma-separated wildix-ast units that must be enabled and active "
                     "(wildix_ast_services)")
 
