@@ -236,15 +236,17 @@ def test_call_answered_through_the_deployed_asterisk(host: Any, deployed: Deploy
     if "wildix-ast-cdr" in deployed.services:
         # the collector records it, once, in the statistics backend
         found: list[dict[str, Any]] = []
-        deadline = time.monotonic() + 10
+        listed: dict[str, Any] = {}
+        deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
-            found = [c for c in wildix_ast_json(host, deployed, "cdr", "list", "--user",
-                                                caller)["calls"]
+            listed = wildix_ast_json(host, deployed, "cdr", "list", "--user", caller)
+            found = [c for c in listed.get("calls", [])
                      if c["callee_user"] == callee and c["disposition"] == "answered"]
             if found:
                 break
             time.sleep(0.5)
-        assert len(found) == 1, found
+        collector = host.run("journalctl -u wildix-ast-cdr --no-pager -n 20").stdout
+        assert len(found) == 1, (listed, collector)
 
 
 def sipp(deployed: Deployed) -> Any:
