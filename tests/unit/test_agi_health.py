@@ -17,8 +17,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 from wildix_ast.errors import ServiceError
 from wildix_ast.lab.allocator import free_port
+
+pytestmark = pytest.mark.slow  # starts the FastAGI service and waits on its watchdog
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "site.yaml"
 WATCHDOG_USEC = 1_000_000  # the service pings (or not) every 0.5 s

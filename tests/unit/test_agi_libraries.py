@@ -36,6 +36,7 @@ PANORAMISK_SPIN = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_panoramisk_fastagi_spins_when_the_peer_closes_mid_handshake() -> None:
     """`while b'\\n\\n' not in buffer: buffer += await reader.read(100)`: at EOF read()
     returns b'' without yielding, so the loop never gives the event loop back: a 0.2 s

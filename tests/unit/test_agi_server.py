@@ -229,6 +229,7 @@ def service() -> AgiService:  # type: ignore[misc]
         yield running_service
 
 
+@pytest.mark.slow
 def test_1000_bad_handshakes_while_real_sessions_are_answered(service: AgiService) -> None:
     """Issue 8, must show 6: 1,000 truncated or garbage handshakes (20 peers at once, over a
     few seconds, some left open and silent) while real sessions keep being answered."""

@@ -10,9 +10,12 @@ import sqlite3
 import stat
 from pathlib import Path
 
+import pytest
 import yaml
 from support.cli_run import EXAMPLE, assert_no_traceback, run
 from support.sound_fixtures import copy_example_sounds, site_with_sounds, tone
+
+pytestmark = pytest.mark.slow  # runs the CLI as processes
 
 
 def test_offline_apply_twice_then_history(tmp_path: Path) -> None:

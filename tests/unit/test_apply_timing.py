@@ -9,9 +9,12 @@ import shutil
 import time
 from pathlib import Path
 
+import pytest
 from support.cli_run import EXAMPLE, assert_no_traceback, run
 
 from wildix_ast.apply.timing import PHASES, Phases, process_age
+
+pytestmark = pytest.mark.slow  # runs the CLI as processes
 
 
 def test_phases_add_up_to_the_process_time() -> None:

@@ -312,6 +312,7 @@ def test_the_dialplan_checks_the_brake_only_for_limited_classes() -> None:
 # --- the verbs --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_user_delete_with_history_and_the_verbs_on_bad_input(tmp_path: Path) -> None:
     from support.cli_run import EXAMPLE, assert_no_traceback, run
 

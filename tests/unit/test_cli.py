@@ -9,6 +9,8 @@ from support.cli_run import EXAMPLE, REPO, assert_no_traceback, run  # noqa: F40
 
 from wildix_ast.model.site import Site
 
+pytestmark = pytest.mark.slow  # runs the CLI as processes
+
 
 def test_help_lists_every_verb_with_a_description() -> None:
     result = run("--help")

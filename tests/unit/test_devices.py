@@ -14,6 +14,8 @@ from wildix_ast.errors import SettingsError
 from wildix_ast.store import open_store
 from wildix_ast.store.devices import provisioning_key
 
+pytestmark = pytest.mark.slow  # runs the CLI as processes
+
 SITE = """users:
   - {name: Ann, extension: "101"}
   - {name: Ben, extension: "102"}

@@ -12,6 +12,8 @@ from wildix_ast.errors import SettingsError
 from wildix_ast.model.preferences import Preferences, edit
 from wildix_ast.store import open_store
 
+pytestmark = pytest.mark.slow  # runs the CLI as processes
+
 SITE = 'users:\n  - {name: Ann, extension: "101"}\n  - {name: Ben, extension: "102"}\n'
 
 

@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from wildix_ast.calls import variables as v
 from wildix_ast.errors import ServiceError, SettingsError, WildixError
 from wildix_ast.services.agi.probe import probe
@@ -29,6 +31,8 @@ from wildix_ast.services.ami.ban_file import BANS_FILE, save_bans
 from wildix_ast.services.ami.call_log import LoggedEvent, LogWriter
 from wildix_ast.services.ami.security import Ban
 from wildix_ast.services.ami.service import CALLS_FILE, STATUS_FILE
+
+pytestmark = pytest.mark.slow  # runs the CLI as processes
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "site.yaml"
 

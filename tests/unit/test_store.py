@@ -151,6 +151,7 @@ def test_default_location_from_env_then_home(tmp_path: Path,
     assert (tmp_path / "home/.local/share/wildix-ast/wildix-ast.sqlite3").exists()
 
 
+@pytest.mark.slow
 def test_concurrent_first_opens_and_imports(db_path: Path, tmp_path: Path) -> None:
     """Four processes open a new store at the same instant and import: the schema is made
     once, the imports queue up, none fails."""
@@ -308,6 +309,7 @@ def test_sounds_survive_the_store_in_order(tmp_path: Path) -> None:
         assert store.export_site().sounds == site.sounds
 
 
+@pytest.mark.slow
 def test_import_killed_before_commit_leaves_the_previous_site(tmp_path: Path) -> None:
     """`wildix-ast import` SIGKILLed inside its transaction (every row written, not committed):
     the store still holds the previous site, whole, and takes the next import."""

@@ -15,6 +15,8 @@ from wildix_ast.errors import SettingsError
 from wildix_ast.model.users_csv import COLUMNS, parse_users_csv
 from wildix_ast.store import open_store
 
+pytestmark = pytest.mark.slow  # runs the CLI as processes
+
 SITE = """\
 groups: [{name: default}, {name: sales}]
 users:
