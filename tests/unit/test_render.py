@@ -111,7 +111,12 @@ def test_pjsip_endpoints_auths_aors(site: Site, files: dict[str, str]) -> None:
         assert endpoint["direct_media"] == ["no"]
         assert endpoint["disallow"] == ["all"]
         # LAN codecs, then remote codecs not already listed
-        assert endpoint["allow"] == ["alaw,g722,ulaw,opus"]
+        if user.type == "fax":  # a fax machine: G.711 only, T.38 accepted
+            assert endpoint["allow"] == ["alaw,ulaw"]
+            assert endpoint["t38_udptl"] == ["yes"]
+        else:
+            assert endpoint["allow"] == ["alaw,g722,ulaw,opus"]
+            assert "t38_udptl" not in endpoint
         auth = pjsip_object(files, f"{ext}-auth", "auth")
         assert auth["auth_type"] == ["digest"] and auth["username"] == [ext]
         assert auth["password"] == [user.sip_password]

@@ -67,7 +67,14 @@ from wildix_ast.calls.call_record import OVER_LIMIT_MARK, brake_check
 from wildix_ast.model.call_classes import CallClass, NumberingPlan, asterisk_pattern
 from wildix_ast.model.routing import numbering_plan, outgoing
 from wildix_ast.model.site import Site
-from wildix_ast.model.trunks import CallerIdMode, CallerName, NumberFormat, Trunk, TrunkAuth
+from wildix_ast.model.trunks import (
+    CallerIdMode,
+    CallerName,
+    NumberFormat,
+    Trunk,
+    TrunkAuth,
+    TrunkFax,
+)
 
 
 def _forms(plan: NumberingPlan) -> list[Extension]:
@@ -410,6 +417,8 @@ class PjsipTrunk:
     outbound_proxy: str | None
     anonymous: bool
     qualify_frequency: int
+    #: T.38 over UDPTL: None (refused), else (error correction, max datagram) as PJSIP says
+    t38: tuple[str, int] | None = None
 
 
 def pjsip_trunks(site: Site) -> list[PjsipTrunk]:
@@ -436,5 +445,7 @@ def pjsip_trunks(site: Site) -> list[PjsipTrunk]:
             match=match,
             outbound_proxy=f"sip:{t.outbound_proxy};lr" if t.outbound_proxy else None,
             anonymous=t.caller_id is CallerIdMode.ANONYMOUS,
-            qualify_frequency=t.qualify_frequency))
+            qualify_frequency=t.qualify_frequency,
+            t38=(t.t38_error_correction.value, t.t38_max_datagram)
+            if t.fax is TrunkFax.T38 else None))
     return out

@@ -33,6 +33,8 @@ from wildix_ast.errors import Problem, RenderError
 from wildix_ast.model.common import Srtp
 from wildix_ast.model.site import Site
 from wildix_ast.model.system import Codec
+from wildix_ast.model.trunks import FAX_CODECS
+from wildix_ast.model.users import UserType
 
 if TYPE_CHECKING:
     from wildix_ast.conf import Section
@@ -139,6 +141,8 @@ class Endpoint(NamedTuple):
     #: `deny` of everything: Asterisk refuses anyone else, REGISTER and INVITE alike, with
     #: a 401 like a wrong password, and logs FailedACL)
     permit: str | None
+    #: a fax user's ATA: G.711 codecs only and T.38 accepted
+    fax: bool
     variables: list[str]
     """`set_var` lines: the ACL group and office DID the dialplan reads for outgoing calls."""
 
@@ -184,6 +188,8 @@ def _view(given: RenderInput) -> View:
         names = ", ".join(p.location for p in missing)
         raise RenderError(f"cannot render: missing SIP password for {names}", missing)
     allow = ",".join(str(c) for c in codecs(site))
+    # a fax machine's tones survive G.711 only: the site's G.711 codecs, else both
+    fax_allow = ",".join(c for c in allow.split(",") if c in FAX_CODECS) or ",".join(FAX_CODECS)
     external = str(sip.external_address) if sip.external_address is not None else None
     bind = f"{sip.bind_address}:{sip.sip_port}"
     nets = [str(n) for n in sip.lan_networks]
@@ -208,13 +214,15 @@ def _view(given: RenderInput) -> View:
                  callerid=f'"{u.name}" <{u.extension}>',
                  language=u.language or default_language,
                  context=tls_gate_context(u.dialplan) if u.group in tls_groups
-                 else procedure_context(u.dialplan), codecs=allow,
+                 else procedure_context(u.dialplan),
+                 codecs=fax_allow if u.type is UserType.FAX else allow,
                  mailbox=subscribed_mailboxes(u, boxes), media_address=media_address,
                  rtp_timeout=rtp_timeout, rtp_hold_timeout=rtp_hold_timeout,
                  session_expires=session_expires, srtp_optimistic=srtp.get(u.group),
                  subscribe_context=procedure_context(u.dialplan) if u.group in tls_groups
                  else None,
                  permit=None if u.group in tls_groups else lan_only,
+                 fax=u.type is UserType.FAX,
                  variables=[f"{v.GROUP}={u.group}",
                             # a blind transfer is checked with the phone's rights
                             f"TRANSFER_CONTEXT={transfer_context(u.group)}",

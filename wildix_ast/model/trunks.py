@@ -70,6 +70,31 @@ class CallerName(StrEnum):
     """The calling user's own name, as their phone shows it."""
 
 
+class TrunkFax(StrEnum):
+    """How fax calls cross the trunk (docs/fax.md, "Transport")."""
+
+    NONE = "none"
+    """No fax treatment: T.38 is refused, calls take the trunk's codecs as they are."""
+    G711 = "g711"
+    """Fax as audio (T.30 tones in G.711): T.38 refused; the trunk must prefer G.711."""
+    T38 = "t38"
+    """T.38 over UDPTL offered and accepted; G.711 stays the fallback, so preferred too."""
+
+
+class T38ErrorCorrection(StrEnum):
+    """UDPTL error correction on a T.38 trunk (PJSIP `t38_udptl_ec`)."""
+
+    REDUNDANCY = "redundancy"
+    """Each datagram repeats the previous ones: what carriers and most ATAs speak."""
+    FEC = "fec"
+    """Parity over a span of datagrams (udptl.conf's entries and span)."""
+    NONE = "none"
+
+
+#: Codecs that carry fax tones: anything else (opus, g722, gsm...) mangles them.
+FAX_CODECS = ("alaw", "ulaw")
+
+
 class NumberFormat(StrEnum):
     """How the trunk wants numbers (called and calling)."""
 
@@ -125,6 +150,12 @@ class Trunk(BaseModel):
     procedure: Identifier | None = None
     """The dialplan procedure incoming calls enter (a user's office DID rings the user
     first); none: only office DIDs are answered."""
+    fax: TrunkFax = TrunkFax.NONE
+    """`g711` or `t38`: the trunk carries faxes (its codecs must then start with alaw or
+    ulaw: a fax DID's call must be answered in G.711)."""
+    t38_error_correction: T38ErrorCorrection = T38ErrorCorrection.REDUNDANCY
+    t38_max_datagram: Annotated[int, Field(ge=100, le=1400)] = 400
+    """The largest UDPTL datagram (bytes) announced to the provider (`T38FaxMaxDatagram`)."""
     qualify_frequency: Annotated[int, Field(ge=0, le=3600)] = 30
     """Seconds between OPTIONS to the provider (0: never): a provider that stops answering
     is marked unavailable and skipped at once by its trunk groups."""
@@ -150,6 +181,9 @@ class Trunk(BaseModel):
                                  "address)")
             if not self.identify_addresses:
                 raise ValueError("an IP trunk needs addresses (or host as an IPv4 address)")
+        if self.fax is not TrunkFax.NONE and str(self.codecs[0]) not in FAX_CODECS:
+            raise ValueError(f"a fax trunk (fax: {self.fax}) must list alaw or ulaw first in "
+                             "codecs: fax tones do not survive other codecs")
         if self.caller_id is CallerIdMode.MAIN_NUMBER and self.main_number is None:
             raise ValueError("caller_id main_number needs main_number")
         if self.main_number is not None and not self.main_number.startswith("+"):
