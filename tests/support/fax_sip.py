@@ -20,7 +20,6 @@ from pathlib import Path
 
 from support.lab_fixtures import PJSIP_MODULES, write_minimal_config
 from support.live_site import LiveSite, example_site, live_site, without_trunk_procedures
-
 from wildix_ast.ami import AmiClient
 from wildix_ast.lab.instance import Lab
 from wildix_ast.lab.media_relay import MediaRelay

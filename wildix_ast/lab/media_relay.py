@@ -22,6 +22,7 @@ fell back to audio.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import random
 import re
@@ -151,10 +152,9 @@ class MediaRelay:
             now = time.monotonic()
             while self._queue and self._queue[0][0] <= now:
                 _, _, out, data, to = heapq.heappop(self._queue)
-                try:
+                # the far leg's socket may be gone (call over): lost, as on a network
+                with contextlib.suppress(OSError):
                     out.sendto(data, to)
-                except OSError:
-                    pass  # the far leg's socket is gone (call over): as a network would
 
     def _receive(self, sock: socket.socket, data: tuple[str, str, _Stream | None]) -> None:
         kind, side, stream = data
@@ -207,9 +207,9 @@ class MediaRelay:
         for line in lines:
             if line.startswith(b"m="):
                 break
-            address = _CONNECTION.match(line)
-            if address:
-                session_address = address[1]
+            session_line = _CONNECTION.match(line)
+            if session_line:
+                session_address = session_line[1]
         out: list[bytes] = []
         index = -1
         for at, line in enumerate(lines):
@@ -217,7 +217,7 @@ class MediaRelay:
             if media:
                 index += 1
                 kind, port = media[1].decode("ascii", "replace"), int(media[2])
-                address = session_address
+                address: bytes | None = session_address
                 for later in lines[at + 1:]:  # a media-level c= wins
                     if later.startswith(b"m="):
                         break
