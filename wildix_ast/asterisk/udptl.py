@@ -1,4 +1,5 @@
-"""udptl.conf: UDPTL (T.38 fax transport) ports; defaults until the fax work."""
+"""udptl.conf: UDPTL (T.38 fax transport): the port range, checksums and how many datagrams
+redundancy or FEC covers (the endpoints choose which: `t38_udptl_ec`, docs/fax.md)."""
 
 from __future__ import annotations
 

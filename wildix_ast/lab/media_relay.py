@@ -132,6 +132,10 @@ class MediaRelay:
                 out[(kind, what)] += count
             return out
 
+    def reset_stats(self) -> None:
+        with self._lock:
+            self.stats.clear()
+
     def call_counts(self, call_id: str) -> Counter[tuple[str, str]]:
         with self._lock:
             return Counter({(kind, what): n for (call, kind, what), n in self.stats.items()
