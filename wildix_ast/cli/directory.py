@@ -35,16 +35,15 @@ def sync(
 ) -> None:
     """Create, change and remove the users the directory owns (only those)."""
     from wildix_ast.cli.users import changes_json, show_user_changes
-    from wildix_ast.services.directory.sync import apply_sync, plan_sync
+    from wildix_ast.services.directory.sync import plan_sync, sync_directory
     from wildix_ast.store import open_store
     from wildix_ast.store.directory import sync_state
 
     mode.json = as_json
     with open_store(db) as store:
-        plan = plan_sync(store, full=full or sync_state(store) is None,
-                         allow_empty=allow_empty)
-        if not dry_run:
-            apply_sync(store, plan)
+        whole = full or sync_state(store) is None
+        plan = plan_sync(store, full=whole, allow_empty=allow_empty) if dry_run \
+            else sync_directory(store, full=whole, allow_empty=allow_empty)
     welcome = plan.welcome
     for problem in welcome.skipped if welcome else ():
         err.print(f"[yellow]![/] {escape(problem)}")
