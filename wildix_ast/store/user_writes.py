@@ -82,7 +82,7 @@ def write_users(access: Access, site: Site, extensions: Iterable[str], read_at: 
                                  "again")
             users_table = t.USERS.table
             places = dict(connection.execute(select(users_table.c.extension,
-                                                    users_table.c.position)).tuples().all())
+                                                    users_table.c.position)).all())
             # besides the named users: those added or gone, and those whose place changed
             wanted = named | {e for e in places if e not in positions} | {
                 u.extension for i, u in enumerate(site.users) if places.get(u.extension) != i}

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Connection
 
     from wildix_ast.model.site import Site
+    from wildix_ast.model.users import User
     from wildix_ast.store.store import Store
 
 # Above this many changed entries, one paged search of them all beats one read each.
@@ -73,6 +74,8 @@ class SyncPlan:
     seconds: float = 0.0
     welcome: Welcome | None = None
     """The welcome mails of the users the sync created (set when it is written)."""
+    history_removed: dict[str, int] = field(default_factory=dict)
+    """Call records of the removed users deleted, by call history backend (GDPR)."""
 
 
 def _number(value: str | None) -> str | None:
@@ -288,11 +291,12 @@ def apply_sync(store: Store, plan: SyncPlan) -> None:
 
 
 def sync_directory(store: Store, *, full: bool = False, allow_empty: bool = False,
-                   attempts: int = 3) -> SyncPlan:
+                   with_history: bool = False, attempts: int = 3) -> SyncPlan:
     """Plan and write a sync. Two syncs (or a sync and an import) at once: the one that
     writes second finds the store changed since it read it, writes nothing, and plans
     again from the new state (up to `attempts` times) rather than undo the other's
-    change or fail."""
+    change or fail. `with_history`: the removed users' calls leave every call history
+    backend too (GDPR; their voicemail leaves the Asterisk host at the next apply)."""
     from wildix_ast.store.user_writes import StoreChanged
 
     for attempt in range(attempts):
@@ -303,5 +307,28 @@ def sync_directory(store: Store, *, full: bool = False, allow_empty: bool = Fals
             if attempt == attempts - 1:
                 raise
             continue
+        if with_history:
+            plan.history_removed = forget_history(plan.site, plan.changes.removed)
         return plan
     raise AssertionError("unreachable")
+
+
+def forget_history(site: Site, removed: list[User]) -> dict[str, int]:
+    """Delete the calls of the `removed` users from every call history backend of `site`;
+    how many per backend. A backend that fails is a DirectoryError naming it (the users
+    are removed already: `wildix-ast cdr forget-user EXT` finishes the job)."""
+    from wildix_ast.services.call_history.query import delete_user_history
+
+    counts: dict[str, int] = {}
+    for backend in site.call_history.backends:
+        counts[backend.name] = 0
+        for user in removed:
+            try:
+                counts[backend.name] += delete_user_history(backend, user.extension)
+            except Exception as exc:  # any database failure becomes a message
+                raise DirectoryError(
+                    f"the users were removed, but deleting the calls of {user.extension} "
+                    f"from call history backend {backend.name!r} failed "
+                    f"({type(exc).__name__}): run `wildix-ast cdr forget-user "
+                    f"{user.extension}` once it is reachable") from None
+    return counts
