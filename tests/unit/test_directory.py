@@ -180,7 +180,7 @@ _AD_GUID = bytes.fromhex("3f2504e04f8941d39a0c0305e82c3301")
 _AD_USER = {
     "objectGUID": [_AD_GUID],
     "uSNChanged": [b"123456"],
-    "displayName": ["Jo Smith".encode()],
+    "displayName": [b"Jo Smith"],
     "sAMAccountName": [b"jsmith"],
     "ipPhone": [b"2042"],
     "telephoneNumber": [b"+33 1 44 55 66 77"],

@@ -46,3 +46,16 @@ def test_gone_users_lose_their_messages_and_only_they(tmp_path: Path) -> None:
 def test_a_mailbox_path_is_made_only_from_an_extension(tmp_path: Path, bad: str) -> None:
     with pytest.raises(ValueError):
         mailbox_folder(tmp_path, bad)
+
+
+def test_a_linked_context_folder_is_refused(tmp_path: Path) -> None:
+    from wildix_ast.errors import WildixError
+
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "123").mkdir(parents=True)
+    spool = tmp_path / "spool"
+    (spool / "voicemail").mkdir(parents=True)
+    (spool / "voicemail" / "default").symlink_to(elsewhere)
+    with pytest.raises(WildixError, match="symbolic link"):
+        remove_gone_mailboxes(spool, set())
+    assert (elsewhere / "123").is_dir()

@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 
 from wildix_ast.asterisk.names import VOICEMAIL_CONTEXT
+from wildix_ast.errors import WildixError
 
 _EXTENSION = re.compile(r"^[0-9]{2,8}$")
 
@@ -33,6 +34,11 @@ def stored_mailboxes(spool_dir: Path) -> list[str]:
     folder = spool_dir / "voicemail" / VOICEMAIL_CONTEXT
     if not folder.is_dir():
         return []
+    if (spool_dir / "voicemail").is_symlink() or folder.is_symlink():
+        # Asterisk's account can write the spool: a link there must not turn this into
+        # the removal of digit-named folders elsewhere
+        raise WildixError(f"{folder} (or its parent) is a symbolic link: the voicemail of "
+                          "removed users was not removed; make it a real folder")
     return sorted(entry.name for entry in os.scandir(folder) if _EXTENSION.match(entry.name))
 
 

@@ -387,9 +387,17 @@ def _forget_mailboxes(target: Target, site: Site, outcome: ApplyOutcome,
     """GDPR: the voicemail of users the applied site no longer has (`apply.mailboxes`)."""
     from wildix_ast.apply.mailboxes import remove_gone_mailboxes
     from wildix_ast.asterisk.names import has_mailbox
+    from wildix_ast.errors import WildixError
 
-    removed = remove_gone_mailboxes(target.spool_dir,
-                                    {u.extension for u in site.users if has_mailbox(u)})
+    try:
+        removed = remove_gone_mailboxes(target.spool_dir,
+                                        {u.extension for u in site.users if has_mailbox(u)})
+    except (WildixError, OSError) as exc:
+        # the configuration is applied already: say what was not done, do not fail it
+        note = f"voicemail of users no longer in the site NOT removed: {exc}"
+        outcome.notes.append(note)
+        progress("mailboxes", note)
+        return
     if removed:
         note = f"voicemail of users no longer in the site removed: {', '.join(removed)}"
         outcome.notes.append(note)
