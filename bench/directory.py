@@ -130,6 +130,7 @@ directory:
             write_wall, write_cpu = figures["incremental sync: write"]
             figures["incremental sync (10 changed, 5 deleted)"] = (plan_wall + write_wall,
                                                                   plan_cpu + write_cpu)
+            assert plan.site is not None
             text = dump_site(plan.site, include_secrets=False)
             with open_store(str(copy)) as store:
                 report = timed(figures, BASELINE,

@@ -53,6 +53,7 @@ def test_the_same_rows_as_a_full_import(tmp_path: Path) -> None:
     merged, touched, revision = _changed_site(partial)
     with open_store(partial) as store:
         report = write_users(store.access, merged, touched, revision)  # type: ignore[arg-type]
+        assert report is not None
         assert (report.added, report.changed, report.removed) == (1, 1, 2)
         assert store.revision() == revision + 1
         assert store.get_secret("user:201:sip") is None
@@ -92,3 +93,26 @@ def test_places_follow_the_site_even_for_users_not_named(tmp_path: Path) -> None
         write_users(store.access, merged, {"202"}, store.revision())
         assert [u.extension for u in store.export_site().users] == \
             [u.extension for u in merged.users]
+
+
+def test_no_site_writes_only_what_the_caller_adds(tmp_path: Path) -> None:
+    # a sync that found nothing changed: its records, under the same lock and check
+    from wildix_ast.store.directory import directory_view
+
+    db = str(tmp_path / "s.sqlite3")
+    with open_store(db) as store:
+        store.import_site(parse_site(SITE + "directory: {enabled: true, servers: [ldap1], "
+                                            "base_dn: 'dc=x', acl_group: sales}\n"))
+        settings, groups, extensions = directory_view(store)
+        assert settings.enabled and settings.servers == ["ldap1"]
+        assert groups == {"default", "sales"} and extensions == {str(200 + i)
+                                                                  for i in range(20)}
+        revision, before = store.revision(), _rows(db)
+        called: list[bool] = []
+        assert write_users(store.access, None, [], revision,
+                           also=lambda connection: called.append(True)) is None
+        assert called == [True] and store.revision() == revision and _rows(db) == before
+        store.change_preferences("205", lambda p: p.model_copy(update={"dnd": True}))
+        with pytest.raises(StoreChanged):
+            write_users(store.access, None, [], revision, also=lambda c: called.append(True))
+        assert called == [True]

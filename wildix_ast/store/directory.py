@@ -19,6 +19,7 @@ from wildix_ast.store.vault import user_secret_key
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
+    from wildix_ast.model.directory import DirectorySettings
     from wildix_ast.model.site import Site
     from wildix_ast.store.history import ImportReport
     from wildix_ast.store.store import Store
@@ -193,3 +194,22 @@ def import_unless_changed(store: Store, site: Site, read_at: int) -> ImportRepor
         raise StoreError("the store changed while this command was reading it (another "
                          "import or sync): nothing was written; run it again")
     return store.import_site(site)
+
+
+def directory_view(store: Store) -> tuple[DirectorySettings, set[str], set[str]]:
+    """What a sync needs before it knows whether anything changed, without reading the
+    whole site: the directory settings, the ACL groups' names and the users' extensions."""
+    from sqlalchemy import select
+
+    from wildix_ast.model.directory import DirectorySettings
+    from wildix_ast.store import sections
+    from wildix_ast.store import tables as t
+
+    parts = (t.DIRECTORY, t.DIRECTORY_SERVERS)
+    with store.access.reading("reading the directory settings") as connection:
+        rows = {section: sections.read_rows(connection, section) for section in parts}
+        groups = {str(name) for (name,) in connection.execute(select(t.GROUPS.table.c.name))}
+        extensions = {str(e) for (e,) in connection.execute(
+            select(t.USERS.table.c.extension))}
+    data = sections.site_data(rows, parts).get("directory", {})
+    return store.access.valid(DirectorySettings, data), groups, extensions

@@ -61,13 +61,14 @@ def _entries(site: Site, positions: dict[str, int],
     return made
 
 
-def write_users(access: Access, site: Site, extensions: Iterable[str], read_at: int,
-                also: Callable[[Connection], None] | None = None) -> ImportReport:
+def write_users(access: Access, site: Site | None, extensions: Iterable[str], read_at: int,
+                also: Callable[[Connection], None] | None = None) -> ImportReport | None:
     """Make the stored rows of the users at `extensions` those of `site` (a user not in
     `site` is removed, with its preferences and secrets), in one transaction, if the
-    store is still at revision `read_at`. See the module's docstring."""
+    store is still at revision `read_at`. `site` None: no user row is written, only
+    `also` (under the same lock and check). See the module's docstring."""
     named = set(extensions)
-    positions = {u.extension: i for i, u in enumerate(site.users)}
+    positions = {} if site is None else {u.extension: i for i, u in enumerate(site.users)}
     removed: list[str] = []
     try:
         with access.writing("writing the changed users") as connection:
@@ -80,6 +81,10 @@ def write_users(access: Access, site: Site, extensions: Iterable[str], read_at: 
                 raise StoreChanged("the store changed while this command was reading it "
                                  "(another import or sync): nothing was written; run it "
                                  "again")
+            if site is None:
+                if also is not None:
+                    also(connection)
+                return None
             users_table = t.USERS.table
             places = dict(connection.execute(select(users_table.c.extension,
                                                     users_table.c.position)).all())

@@ -30,6 +30,7 @@ from wildix_ast.store.directory import (
     BIND_PASSWORD_KEY,
     Owned,
     SyncState,
+    directory_view,
     drop_owned,
     forget_owned,
     import_unless_changed,
@@ -62,7 +63,8 @@ class SyncPlan:
     listed: int
     read: int
     changes: UserChanges
-    site: Site
+    site: Site | None
+    """The site the sync writes (None: nothing changed, the stored site was not read)."""
     owned: dict[str, Owned]
     """The ownership records after the sync, by entry UUID."""
     owned_before: dict[str, Owned] = field(default_factory=dict)
@@ -109,14 +111,11 @@ def plan_sync(store: Store, *, full: bool = False, allow_empty: bool = False) ->
     """Read the directory and compare it with the store; nothing is written."""
     started = time.perf_counter()
     revision = store.revision()
-    # unchecked: merge_users checks whole the site a sync writes (the cross-section rules
-    # of 10,000 users are a quarter of an incremental sync's time: run once, not twice)
-    site = store.export_site(checked=False)
-    settings = site.directory
+    settings, group_names, present = directory_view(store)
     if not settings.enabled:
         raise DirectoryError("the directory is not enabled (directory.enabled in the settings)")
     assert settings.base_dn is not None
-    if settings.acl_group not in {g.name for g in site.groups}:
+    if settings.acl_group not in group_names:
         raise DirectoryError(f"directory.acl_group: no ACL group {settings.acl_group!r}")
     owned = owned_users(store)
     password = store.get_secret(BIND_PASSWORD_KEY) if settings.bind_dn else None
@@ -155,7 +154,6 @@ def plan_sync(store: Store, *, full: bool = False, allow_empty: bool = False) ->
                 f"{', groups ' + settings.group_filter if settings.group_filter else ''}): "
                 f"refusing to remove all {len(owned)} users it created; nothing was changed "
                 "(run with --allow-empty if that is meant)")
-        present = {u.extension for u in site.users}
         stale = [u for u, (dn, m) in listed.items()
                  if u not in owned or owned[u].change_mark != m or owned[u].dn != dn
                  or owned[u].extension not in present]
@@ -175,9 +173,23 @@ def plan_sync(store: Store, *, full: bool = False, allow_empty: bool = False) ->
     if problems:
         raise DirectoryError(f"{len(problems)} directory entries cannot become users; "
                              "nothing was changed", problems)
-    plan = _compare(site, settings, mapping, owned, listed, whole, full, server, started)
+    if not whole and owned.keys() <= listed.keys():
+        # nothing new, changed or gone: the stored site is not read at all
+        plan = SyncPlan(full=full, server=server, listed=len(listed), read=0,
+                        changes=UserChanges(), site=None, owned=dict(owned),
+                        owned_before=owned, change_mark=_last_mark(listed),
+                        seconds=time.perf_counter() - started)
+    else:
+        # unchecked: merge_users checks whole the site a sync writes (the rules across
+        # sections for 10,000 users are a quarter of the time: run once, not twice)
+        site = store.export_site(checked=False)
+        plan = _compare(site, settings, mapping, owned, listed, whole, full, server, started)
     plan.revision = revision
     return plan
+
+
+def _last_mark(listed: dict[str, tuple[str, str | None]]) -> str | None:
+    return max((m for _, m in listed.values() if m), default=None)
 
 
 def _compare(site: Site, settings: DirectorySettings, mapping: dict[str, str],
@@ -239,7 +251,7 @@ def _compare(site: Site, settings: DirectorySettings, mapping: dict[str, str],
         raise
     return SyncPlan(full=full, server=server, listed=len(listed), read=len(whole),
                     changes=changes, site=merged, owned=after, owned_before=owned, gone=gone,
-                    change_mark=max((m for _, m in listed.values() if m), default=None),
+                    change_mark=_last_mark(listed),
                     seconds=time.perf_counter() - started)
 
 
@@ -271,7 +283,8 @@ def apply_sync(store: Store, plan: SyncPlan) -> None:
                                                                   after.extension)}
     try:
         write_users(store.access, plan.site, touched, plan.revision, also=ownership)
-    except NeedsFullImport:  # a user with a WEB password text: the full import hashes it
+    except NeedsFullImport:
+        assert plan.site is not None  # a user with a WEB password text: the full import hashes it
         record_owned(store, fresh)
         import_unless_changed(store, plan.site, plan.revision)
         forget_owned(store, forget)
@@ -279,13 +292,14 @@ def apply_sync(store: Store, plan: SyncPlan) -> None:
     if plan.changes.added:
         from wildix_ast.store.vault import with_secrets
 
+        assert plan.site is not None
         # new users get their SIP password now, as after a settings import
         with_secrets(plan.site, store)
     if plan.changes.removed:
         from wildix_ast.store.devices import unassign_missing_users
 
         unassign_missing_users(store)
-    if plan.changes.added:
+    if plan.changes.added and plan.site is not None:
         plan.welcome = welcome_new_users(plan.changes.added, store, plan.site,
                                          event=f"r{store.revision()}")
 
@@ -307,7 +321,7 @@ def sync_directory(store: Store, *, full: bool = False, allow_empty: bool = Fals
             if attempt == attempts - 1:
                 raise
             continue
-        if with_history:
+        if with_history and plan.site is not None:
             plan.history_removed = forget_history(plan.site, plan.changes.removed)
         return plan
     raise AssertionError("unreachable")
