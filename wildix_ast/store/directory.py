@@ -1,11 +1,14 @@
 """The company directory's records in the store: which users it owns (their origin, by
 entry UUID, with each entry's change mark) and the state of the last sync.
 
-The users themselves are written by the store's import (only what changed). The records
-are written around it so that a sync killed at any point leaves nothing a later sync
-misreads: a user's ownership is recorded before the import adds the user (an ownership
-without a user is a user still to create), and dropped after the import removed the user
-(an ownership of a missing user is dropped by the next sync)."""
+A sync writes the users (only those that changed: `store.user_writes`) and these records
+in one transaction (`write_owned`, `drop_owned`, `write_sync_state` take the caller's
+connection). The store-level `record_owned` / `forget_owned` / `record_sync` serve the
+fallback through the full import, where the records are written around it so that a sync
+killed at any point leaves nothing a later sync misreads: a user's ownership is recorded
+before the import adds the user (an ownership without a user is a user still to create),
+and dropped after the import removed the user (an ownership of a missing user is dropped
+by the next sync)."""
 
 from __future__ import annotations
 
