@@ -3,20 +3,29 @@
     .venv/bin/python bench/directory.py [--users 10000,50000]
 
 For each size, a fresh slapd (tests/support/slapd_server.py: LDAPS, test CA) is loaded with
-that many inetOrgPerson users in groups of 1,000. Baseline, measured in the same run: the raw
-ldap3 paged search of the same entries with the same attributes (what any sync has to read).
-Then a full sync into an empty store, and an incremental one after 10 entries changed and 5
-deleted. The ratios are each step's time over the baseline; the raw listing of two attributes
-is the floor of an incremental sync (it lists every entry to find deletions)."""
+that many inetOrgPerson users in groups of 1,000. Then a full sync into an empty store, and
+an incremental one after 10 entries changed and 5 deleted.
+
+Baselines, measured in the same run: the same change made the other way, from a settings
+file (the site the incremental sync writes, dumped to YAML, then parsed and imported into a
+copy of the store as it was before the sync: what `wildix-ast import` costs for it), and the
+raw ldap3 paged search of every entry with the sync's attributes (what any full sync has to
+read); the raw listing of two attributes is the floor of an incremental sync (it lists every
+entry to find deletions). Ratios are over the settings-file import. Each step is timed on
+the wall clock and in CPU seconds of this process (the machine may be shared: the CPU time
+does not grow with the load; slapd's own CPU is not in it)."""
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import ssl
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import ldap3
 from rich.console import Console
@@ -34,12 +43,21 @@ from support.slapd_server import (
     person_ldif,
 )
 
-from wildix_ast.model.settings_file import parse_site
+from wildix_ast.model.settings_file import dump_site, parse_site
 from wildix_ast.services.directory.sync import apply_sync, plan_sync
 from wildix_ast.store import open_store
 from wildix_ast.store.directory import BIND_PASSWORD_KEY
 
 GROUP = 1000
+BASELINE = "baseline: the same change imported from a settings file"
+_T = TypeVar("_T")
+
+
+def timed(figures: dict[str, tuple[float, float]], step: str, work: Callable[[], _T]) -> _T:
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = work()
+    figures[step] = (time.perf_counter() - wall, time.process_time() - cpu)
+    return result
 
 
 def _dn(i: int) -> str:
@@ -58,7 +76,7 @@ def raw_paged_search(server: SlapdServer, attributes: list[str]) -> int:
     return found
 
 
-def measure(users: int) -> dict[str, float]:
+def measure(users: int) -> dict[str, tuple[float, float]]:
     server = SlapdServer()
     try:
         parts = [base_ldif()]
@@ -69,16 +87,15 @@ def measure(users: int) -> dict[str, float]:
                   for g in range(0, users, GROUP)]
         server.load("".join(parts))
         server.start()
-        figures: dict[str, float] = {}
+        figures: dict[str, tuple[float, float]] = {}
         attributes = ["entryUUID", "modifyTimestamp", "cn", "uid", "telephoneNumber", "mail",
                       "mobile", "departmentNumber", "preferredLanguage"]
         raw_paged_search(server, ["entryUUID"])  # warm the server's caches once
-        start = time.perf_counter()
-        assert raw_paged_search(server, attributes) == users
-        figures["baseline: raw ldap3 paged search"] = time.perf_counter() - start
-        start = time.perf_counter()
-        assert raw_paged_search(server, ["entryUUID", "modifyTimestamp"]) == users
-        figures["raw listing (entryUUID, modifyTimestamp)"] = time.perf_counter() - start
+        assert timed(figures, "raw ldap3 paged search (every attribute)",
+                     lambda: raw_paged_search(server, attributes)) == users
+        assert timed(figures, "raw listing (entryUUID, modifyTimestamp)",
+                     lambda: raw_paged_search(server, ["entryUUID", "modifyTimestamp"])) \
+            == users
         site = parse_site(f"""
 groups: [{{name: default}}]
 directory:
@@ -89,24 +106,36 @@ directory:
   base_dn: "{BASE_DN}"
   group_filter: "(cn=pbx*)"
 """)
-        with tempfile.TemporaryDirectory() as folder, \
-                open_store(str(Path(folder) / "s.sqlite3")) as store:
-            store.import_site(site)
-            store.put_secret(BIND_PASSWORD_KEY, READER_PASSWORD)
-            start = time.perf_counter()
-            apply_sync(store, plan_sync(store, full=True))
-            figures["full sync"] = time.perf_counter() - start
-            admin = server.admin()
-            for i in range(10):
-                admin.modify(_dn(i * 7), {"mail": [("MODIFY_REPLACE", [f"n{i}@example.org"])]})
-            for i in range(5):
-                admin.delete(_dn(users - 1 - i * 11))
-            admin.unbind()
-            start = time.perf_counter()
-            plan = plan_sync(store)
-            apply_sync(store, plan)
-            figures["incremental sync (10 changed, 5 deleted)"] = time.perf_counter() - start
+        with tempfile.TemporaryDirectory() as folder:
+            path, copy = Path(folder) / "s.sqlite3", Path(folder) / "copy.sqlite3"
+            with open_store(str(path)) as store:
+                store.import_site(site)
+                store.put_secret(BIND_PASSWORD_KEY, READER_PASSWORD)
+                timed(figures, "full sync",
+                      lambda: apply_sync(store, plan_sync(store, full=True)))
+                admin = server.admin()
+                for i in range(10):
+                    admin.modify(_dn(i * 7),
+                                 {"mail": [("MODIFY_REPLACE", [f"n{i}@example.org"])]})
+                for i in range(5):
+                    admin.delete(_dn(users - 1 - i * 11))
+                admin.unbind()
+            shutil.copyfile(path, copy)
+            with open_store(str(path)) as store:
+                plan = timed(figures, "incremental sync: plan (LDAP, compare)",
+                             lambda: plan_sync(store))
+                timed(figures, "incremental sync: write", lambda: apply_sync(store, plan))
             assert (len(plan.changes.changed), len(plan.changes.removed)) == (10, 5)
+            plan_wall, plan_cpu = figures["incremental sync: plan (LDAP, compare)"]
+            write_wall, write_cpu = figures["incremental sync: write"]
+            figures["incremental sync (10 changed, 5 deleted)"] = (plan_wall + write_wall,
+                                                                  plan_cpu + write_cpu)
+            assert plan.site is not None
+            text = dump_site(plan.site, include_secrets=False)
+            with open_store(str(copy)) as store:
+                report = timed(figures, BASELINE,
+                               lambda: store.import_site(parse_site(text), source_text=text))
+            assert (report.changed, report.removed) == (10, 5)
         return figures
     finally:
         server.stop()
@@ -117,17 +146,19 @@ def main() -> None:
     parser.add_argument("--users", default="10000,50000",
                         help="comma-separated sizes (default: 10000,50000)")
     sizes = [int(s) for s in parser.parse_args().users.split(",")]
-    table = Table(title="directory sync (seconds; ratio: over the raw paged search)")
+    table = Table(title="directory sync (seconds: wall clock / CPU of this process; ratio: "
+                        "wall over the settings-file import of the same change)")
     table.add_column("step")
     for size in sizes:
         table.add_column(f"{size:,} users", justify="right")
         table.add_column("ratio", justify="right")
     results = [measure(size) for size in sizes]
-    for step in results[0]:
+    order = [BASELINE, *(step for step in results[0] if step != BASELINE)]
+    for step in order:
         cells = []
         for figures in results:
-            base = figures["baseline: raw ldap3 paged search"]
-            cells += [f"{figures[step]:.2f}", f"{figures[step] / base:.1f}×"]
+            wall, cpu = figures[step]
+            cells += [f"{wall:.2f} / {cpu:.2f}", f"{wall / figures[BASELINE][0]:.2f}×"]
         table.add_row(step, *cells)
     Console().print(table)
 

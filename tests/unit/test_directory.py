@@ -170,3 +170,77 @@ def test_a_stale_merge_is_not_written(tmp_path: Path) -> None:
         users = {u.extension: u.name for u in store.export_site().users}
         assert users["102"] == "B2" and "109" not in users
         assert import_unless_changed(store, other, store.revision()).changed == 0
+
+
+# --- Active Directory's answers (no AD server here: constructed as ldap3 returns them) ------
+
+# What ldap3 hands over for one AD user (raw attribute values, as bytes): objectGUID is 16
+# binary bytes in AD's mixed byte order; uSNChanged a decimal counter.
+_AD_GUID = bytes.fromhex("3f2504e04f8941d39a0c0305e82c3301")
+_AD_USER = {
+    "objectGUID": [_AD_GUID],
+    "uSNChanged": [b"123456"],
+    "displayName": [b"Jo Smith"],
+    "sAMAccountName": [b"jsmith"],
+    "ipPhone": [b"2042"],
+    "telephoneNumber": [b"+33 1 44 55 66 77"],
+    "mail": [b"jo.smith@corp.example"],
+    "mobile": [b"+33 (6) 12-34-56-78"],
+    "department": ["R&D Équipe".encode()],
+}
+
+
+def test_an_active_directory_user_becomes_a_pbx_user() -> None:
+    from wildix_ast.services.directory.ldap import entry_of, guid_text
+    from wildix_ast.services.directory.sync import _extension, _user_data
+
+    # AD tools show this GUID as {e004253f-894f-d341-9a0c-0305e82c3301}: the first three
+    # groups little-endian
+    assert guid_text(_AD_GUID) == "{e004253f-894f-d341-9a0c-0305e82c3301}"
+    ad = DirectorySettings(kind=DirectoryKind.ACTIVE_DIRECTORY, acl_group="staff")
+    entry = entry_of("CN=Jo Smith,OU=Staff,DC=corp,DC=example", _AD_USER)
+    assert entry.first(ad.identity_attribute) == "{e004253f-894f-d341-9a0c-0305e82c3301}"
+    assert entry.first(ad.change_attribute) == "123456"
+    mapping = ad.attributes_for()
+    data = _user_data(entry, ad, mapping)
+    assert data == {"group": "staff", "name": "Jo Smith", "login": "jsmith",
+                    "email": "jo.smith@corp.example", "mobile": "+33612345678",
+                    "office_did": "+33144556677", "department": "R&D Équipe"}
+    assert _extension(entry, mapping.get("extension")) == "2042"  # ipPhone, not the DID
+    # a number that is no extension (a DID in ipPhone) is not used
+    other = entry_of("CN=X,DC=corp", {**_AD_USER, "ipPhone": [b"+33 1 44 55 66 00"]})
+    assert _extension(other, mapping.get("extension")) is None
+
+
+def test_active_directory_defaults_disabled_accounts_and_change_mark() -> None:
+    ad = DirectorySettings(kind=DirectoryKind.ACTIVE_DIRECTORY)
+    # the userAccountControl bit 2 (ACCOUNTDISABLE), by the bitwise-AND matching rule: a
+    # disabled account is filtered out, so it leaves the PBX like a deleted one
+    assert ad.effective_user_filter == (
+        "(&(objectCategory=person)(objectClass=user)"
+        "(!(userAccountControl:1.2.840.113556.1.4.803:=2)))")
+    assert ad.change_attribute == "uSNChanged"
+    assert ad.attributes_for() == {
+        "name": "displayName", "login": "sAMAccountName", "extension": "ipPhone",
+        "email": "mail", "mobile": "mobile", "office_did": "telephoneNumber",
+        "department": "department"}
+    # the filter a person writes replaces the default, the identity stays objectGUID
+    own = DirectorySettings(kind=DirectoryKind.ACTIVE_DIRECTORY,
+                            user_filter="(memberOf=CN=PBX,DC=corp)")
+    assert own.effective_user_filter == "(memberOf=CN=PBX,DC=corp)"
+    assert own.identity_attribute == "objectGUID"
+
+
+def test_range_retrieval_as_active_directory_names_it_with_other_attributes() -> None:
+    # AD answers the first read with the group's other attributes and `member;range=0-1499`
+    # (never plain `member`), in any letter case
+    members = [f"CN=U{i},DC=x" for i in range(1600)]
+    first = {"cn": ["big"], "Member;Range=0-1499": members[:1500]}
+    asked: list[str] = []
+
+    def fetch(attribute: str) -> Mapping[str, Any]:
+        asked.append(attribute)
+        return {"member;range=1500-*": members[1500:]}
+
+    assert ranged_values(first, "member", fetch) == members
+    assert asked == ["member;range=1500-*"]

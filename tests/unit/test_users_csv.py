@@ -189,6 +189,33 @@ def test_an_admin_cannot_edit_another_admin(env: dict[str, str], tmp_path: Path)
     assert refused.returncode == 1 and "only their own" in refused.stderr
 
 
+def test_user_delete_follows_the_admin_rule(env: dict[str, str], tmp_path: Path) -> None:
+    """`user delete --as`: an admin removes an ordinary user, never another admin; a plain
+    user removes nobody; nothing is removed when refused. The directory sync never makes
+    an admin: a user's type is not one of the fields an attribute can fill."""
+    from pydantic import ValidationError
+
+    from wildix_ast.model.directory import AttributeMap
+
+    (tmp_path / "site.yaml").write_text(
+        SITE + '  - {name: Eve, extension: "105", type: admin}\n')
+    assert run("import", str(tmp_path / "site.yaml"), env=env).returncode == 0
+    refused = run("user", "delete", "105", "--as", "103", env=env)
+    assert_no_traceback(refused)
+    assert refused.returncode == SettingsError.exit_code
+    assert "user 105: an administrator cannot remove another administrator" in refused.stderr
+    assert "nothing was removed" in refused.stderr
+    refused = run("user", "delete", "104", "--as", "102", env=env)
+    assert refused.returncode == SettingsError.exit_code
+    assert "102 is not an administrator" in refused.stderr
+    assert set(_stored(env)) == {"101", "102", "103", "104", "105"}
+    done = run("user", "delete", "104", "--as", "103", env=env)
+    assert done.returncode == 0, done.stderr
+    assert set(_stored(env)) == {"101", "102", "103", "105"}
+    with pytest.raises(ValidationError):
+        AttributeMap.model_validate({"type": "employeeType"})
+
+
 def test_new_users_get_a_welcome_mail_once_through_the_queue(env: dict[str, str],
                                                              tmp_path: Path) -> None:
     """A CSV import that creates users queues their welcome mail (a one-time link, never a

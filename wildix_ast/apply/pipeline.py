@@ -78,13 +78,18 @@ class Target:
     data_dir: Path | None = None
     #: how its console is reached (None: `asterisk -rx` with the target's asterisk.conf)
     runner: Runner | None = field(default=None, compare=False)
+    #: Asterisk's spool folder as this host sees it: the voicemail messages of users who
+    #: are gone are removed there after an apply (None: left alone, e.g. `render`)
+    spool_dir: Path | None = None
 
     @classmethod
     def host(cls, etc_dir: Path = Path("/etc/asterisk"),
              data_dir: Path | None = None) -> Target:
         paths = AsteriskPaths()
         return cls(name=f"host {etc_dir}", etc_dir=etc_dir, paths=paths,
-                   data_dir=data_dir or Path(str(paths.data)))
+                   data_dir=data_dir or Path(str(paths.data)),
+                   spool_dir=Path(str(paths.spool)) if etc_dir == Path("/etc/asterisk")
+                   else None)
 
     def console(self) -> AsteriskCli:
         """Asterisk's root-only console: what apply reloads, verifies and restarts with
@@ -372,7 +377,31 @@ def apply_site(site: Site, store: Store, target: Target, *, source_text: str | N
             outcome.generation = outcome.report.generation
         with phases.phase("generation"):
             _snapshot(config, outcome.generation, update.snapshot_text(), sounds)
+        if outcome.generation is not None:
+            _forget_mailboxes(target, compiled.site, outcome, progress)
     return outcome
+
+
+def _forget_mailboxes(target: Target, site: Site, outcome: ApplyOutcome,
+                      progress: Progress) -> None:
+    """GDPR: the voicemail of users the applied site no longer has (`apply.mailboxes`)."""
+    from wildix_ast.apply.mailboxes import remove_gone_mailboxes
+    from wildix_ast.asterisk.names import has_mailbox
+    from wildix_ast.errors import WildixError
+
+    try:
+        removed = remove_gone_mailboxes(target.spool_dir,
+                                        {u.extension for u in site.users if has_mailbox(u)})
+    except (WildixError, OSError) as exc:
+        # the configuration is applied already: say what was not done, do not fail it
+        note = f"voicemail of users no longer in the site NOT removed: {exc}"
+        outcome.notes.append(note)
+        progress("mailboxes", note)
+        return
+    if removed:
+        note = f"voicemail of users no longer in the site removed: {', '.join(removed)}"
+        outcome.notes.append(note)
+        progress("mailboxes", note)
 
 
 @dataclass

@@ -323,9 +323,14 @@ def user_delete(extension: Annotated[str, typer.Argument(help="The user's extens
                 with_history: Annotated[bool, typer.Option(
                     "--with-history", help="Also remove the user's calls from every call "
                     "history backend (GDPR).")] = False,
+                acting: Annotated[str | None, typer.Option(
+                    "--as", help="The administrator (login or extension) removing the user: "
+                    "the seed's rule applies (an admin cannot remove another admin). "
+                    "Without it: the super administrator (whoever holds the store).")] = None,
                 db: DbUrl = None, as_json: JsonOutput = False) -> None:
-    """Remove a user from the stored site (`apply` then makes the PBX forget it) and, with
-    --with-history, every call it made or received from every call history backend."""
+    """Remove a user from the stored site (`apply` then makes the PBX forget it, their
+    voicemail messages included) and, with --with-history, every call it made or received
+    from every call history backend."""
     from pydantic import ValidationError
 
     from wildix_ast.model.fields import message
@@ -340,8 +345,15 @@ def user_delete(extension: Annotated[str, typer.Argument(help="The user's extens
         if not store.has_site():
             raise StoreError("the store holds no site yet: run `wildix-ast import SITE` first")
         site = store.export_site()
-        if not any(u.extension == extension for u in site.users):
+        leaving = next((u for u in site.users if u.extension == extension), None)
+        if leaving is None:
             raise SettingsError(f"no user has extension {extension}")
+        if acting is not None:
+            from wildix_ast.cli.users import check_admin_rule
+            from wildix_ast.model.user_merge import UserChanges
+
+            check_admin_rule(site, acting, UserChanges(removed=[leaving]),
+                             {extension: f"user {extension}"}, "removed")
         data = site.model_dump()
         data["users"] = [u for u in data["users"] if u["extension"] != extension]
         try:

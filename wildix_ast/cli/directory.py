@@ -30,32 +30,39 @@ def sync(
     allow_empty: Annotated[bool, typer.Option(
         "--allow-empty", help="Remove every directory user if the directory lists none "
         "(refused otherwise: an empty answer is more often a wrong filter).")] = False,
+    with_history: Annotated[bool, typer.Option(
+        "--with-history", help="Also delete the removed users' calls from every call "
+        "history backend (GDPR).")] = False,
     db: DbUrl = None,
     as_json: JsonOutput = False,
 ) -> None:
-    """Create, change and remove the users the directory owns (only those)."""
+    """Create, change and remove the users the directory owns (only those). The next
+    `apply` removes the removed users' endpoints and voicemail messages."""
     from wildix_ast.cli.users import changes_json, show_user_changes
-    from wildix_ast.services.directory.sync import apply_sync, plan_sync
+    from wildix_ast.services.directory.sync import plan_sync, sync_directory
     from wildix_ast.store import open_store
     from wildix_ast.store.directory import sync_state
 
     mode.json = as_json
     with open_store(db) as store:
-        plan = plan_sync(store, full=full or sync_state(store) is None,
-                         allow_empty=allow_empty)
-        if not dry_run:
-            apply_sync(store, plan)
+        whole = full or sync_state(store) is None
+        plan = plan_sync(store, full=whole, allow_empty=allow_empty) if dry_run \
+            else sync_directory(store, full=whole, allow_empty=allow_empty,
+                                with_history=with_history)
     welcome = plan.welcome
     for problem in welcome.skipped if welcome else ():
         err.print(f"[yellow]![/] {escape(problem)}")
     if as_json:
         emit_json({"ok": True, "dry_run": dry_run, "full": plan.full, "server": plan.server,
                    "listed": plan.listed, "read": plan.read, **changes_json(plan.changes),
-                   "welcome_mails": welcome.queued if welcome else 0})
+                   "welcome_mails": welcome.queued if welcome else 0,
+                   "history_removed": plan.history_removed})
         return
     show_user_changes(plan.changes, f"directory sync ({'full' if plan.full else 'incremental'}"
                                     f", {plan.server})")
     out.print(f"{plan.listed} directory users listed, {plan.read} entries read")
+    for name, count in plan.history_removed.items():
+        out.print(f"[green]✓[/] {name}: {count} call record(s) of removed users deleted")
     if dry_run:
         out.print("[dim]dry run: nothing written[/]")
 

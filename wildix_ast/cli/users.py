@@ -189,7 +189,7 @@ def import_csv(
         stored = store.export_site()
         site, changes = merge_users(stored, rows)
         if acting is not None:
-            _check_admin_rule(stored, acting, changes,
+            check_admin_rule(stored, acting, changes,
                               {str(r.data.get("extension")): r.where for r in rows})
         report = None
         if not dry_run and changes.any:
@@ -231,8 +231,10 @@ def _may_edit(store: Any, acting: str, extension: str) -> None:
                           "another administrator")
 
 
-def _check_admin_rule(site: Any, acting: str, changes: UserChanges,
-                      where: dict[str, str]) -> None:
+def check_admin_rule(site: Any, acting: str, changes: UserChanges,
+                     where: dict[str, str], verb: str = "imported") -> None:
+    """The seed's rule (`admin_rule_problems`) for `changes` made by `acting` (login or
+    extension): a SettingsError listing what they may not do, before anything is written."""
     from wildix_ast.errors import SettingsError, UnknownUserError
     from wildix_ast.model.user_merge import admin_rule_problems
 
@@ -242,7 +244,7 @@ def _check_admin_rule(site: Any, acting: str, changes: UserChanges,
     problems = admin_rule_problems(actor, changes, where)
     if problems:
         raise SettingsError(f"{len(problems)} change(s) {acting} may not make; nothing was "
-                            "imported", problems)
+                            f"{verb}", problems)
 
 
 @users_app.command("export")

@@ -158,7 +158,8 @@ class Lab:
         from wildix_ast.apply.pipeline import Target  # only the verbs that apply pay for it
 
         return Target(name=f"lab {self.name}", etc_dir=self.etc_dir, paths=self.paths,
-                      ports=self.ports, data_dir=self.data_dir, runner=self.cli)
+                      ports=self.ports, data_dir=self.data_dir, runner=self.cli,
+                      spool_dir=self.host_path(self.paths.spool))
     def __init__(self, name: str = DEFAULT_NAME, state_dir: Path | None = None, *,
                  rootfs: Path | None = None, ports: LabPorts | None = None,
                  nameserver: str = DEFAULT_NAMESERVER) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from ipaddress import IPv4Address
 from typing import Self
 
-from pydantic import model_validator
+from pydantic import ValidationInfo, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
 from wildix_ast.model.common import Srtp
@@ -29,12 +29,22 @@ def _srtp_errors(site: Sections) -> list[InitErrorDetails]:
             for i, group in enumerate(site.groups) if group.srtp is Srtp.REQUIRED]
 
 
+STORED_UNCHECKED = "stored_unchecked"
+"""A validation context key: skip the rules across sections (see `Site._cross_checks`)."""
+
+
 class Site(Sections):
     """A PBX as the WMS administrator sees it: its sections and the rules that span them."""
 
     @model_validator(mode="wrap")
     @classmethod
-    def _cross_checks(cls, data: object, handler: Callable[[object], Site]) -> Site:
+    def _cross_checks(cls, data: object, handler: Callable[[object], Site],
+                      info: ValidationInfo) -> Site:
+        if isinstance(info.context, dict) and info.context.get(STORED_UNCHECKED):
+            # the store's own rows, read by a command that checks the site it writes
+            # whole (a directory sync): the rules across sections ran when they were
+            # written and run again on what is written next
+            return handler(data)
         try:
             site = handler(data)
         except ValidationError as invalid:

@@ -184,10 +184,12 @@ class Access:
 
         return read
 
-    def valid(self, model: type[_Model], data: Any) -> _Model:
+    def valid(self, model: type[_Model], data: Any,
+              context: dict[str, Any] | None = None) -> _Model:
         """`data` as a `model`, or a StoreError saying the store holds an invalid site."""
         try:
-            return model.model_validate(data)  # type: ignore[attr-defined,no-any-return]
+            return model.model_validate(  # type: ignore[attr-defined,no-any-return]
+                data, context=context)
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]
             where = ".".join(str(part) for part in first["loc"])

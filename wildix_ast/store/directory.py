@@ -1,11 +1,14 @@
 """The company directory's records in the store: which users it owns (their origin, by
 entry UUID, with each entry's change mark) and the state of the last sync.
 
-The users themselves are written by the store's import (only what changed). The records
-are written around it so that a sync killed at any point leaves nothing a later sync
-misreads: a user's ownership is recorded before the import adds the user (an ownership
-without a user is a user still to create), and dropped after the import removed the user
-(an ownership of a missing user is dropped by the next sync)."""
+A sync writes the users (only those that changed: `store.user_writes`) and these records
+in one transaction (`write_owned`, `drop_owned`, `write_sync_state` take the caller's
+connection). The store-level `record_owned` / `forget_owned` / `record_sync` serve the
+fallback through the full import, where the records are written around it so that a sync
+killed at any point leaves nothing a later sync misreads: a user's ownership is recorded
+before the import adds the user (an ownership without a user is a user still to create),
+and dropped after the import removed the user (an ownership of a missing user is dropped
+by the next sync)."""
 
 from __future__ import annotations
 
@@ -17,6 +20,9 @@ from typing import TYPE_CHECKING, Any
 from wildix_ast.store.vault import user_secret_key
 
 if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from wildix_ast.model.directory import DirectorySettings
     from wildix_ast.model.site import Site
     from wildix_ast.store.history import ImportReport
     from wildix_ast.store.store import Store
@@ -68,17 +74,22 @@ def owned_users(store: Store) -> dict[str, Owned]:
 
 def record_owned(store: Store, owned: Iterable[Owned]) -> None:
     """Insert or update ownership records (one transaction)."""
+    from wildix_ast.store.database import translated, writing
+
+    with translated(store.where, "recording the directory's users"), \
+            writing(store.engine) as connection:
+        write_owned(connection, owned)
+
+
+def write_owned(connection: Connection, owned: Iterable[Owned]) -> None:
+    """Insert or update ownership records, in the caller's transaction."""
     from sqlalchemy import delete, insert
 
-    from wildix_ast.store.database import translated, writing
     from wildix_ast.store.tables import directory_users as t
 
     rows = [{"extension": o.extension, "entry_uuid": o.entry_uuid, "dn": o.dn,
              "change_mark": o.change_mark, "synced_at": datetime.now(UTC)} for o in owned]
-    if not rows:
-        return
-    with translated(store.where, "recording the directory's users"), \
-            writing(store.engine) as connection:
+    if rows:
         for start in range(0, len(rows), _BATCH):
             batch = rows[start:start + _BATCH]
             connection.execute(delete(t).where(t.c.entry_uuid.in_(
@@ -90,18 +101,24 @@ def record_owned(store: Store, owned: Iterable[Owned]) -> None:
 
 def forget_owned(store: Store, extensions: Iterable[str]) -> None:
     """Drop the ownership records (and any secret left) of users that are gone."""
+    from wildix_ast.store.database import translated, writing
+
+    with translated(store.where, "forgetting the directory's users"), \
+            writing(store.engine) as connection:
+        drop_owned(connection, extensions)
+
+
+def drop_owned(connection: Connection, extensions: Iterable[str]) -> None:
+    """Drop ownership records (and any secret left) by extension, in the caller's
+    transaction."""
     from sqlalchemy import delete
 
-    from wildix_ast.store.database import translated, writing
     from wildix_ast.store.site_rows import USER_SECRET_KINDS
     from wildix_ast.store.tables import directory_users as t
     from wildix_ast.store.tables import secrets
 
     gone = list(extensions)
-    if not gone:
-        return
-    with translated(store.where, "forgetting the directory's users"), \
-            writing(store.engine) as connection:
+    if gone:
         for start in range(0, len(gone), _BATCH):
             batch = gone[start:start + _BATCH]
             connection.execute(delete(t).where(t.c.extension.in_(batch)))
@@ -127,19 +144,25 @@ def sync_state(store: Store) -> SyncState | None:
 
 
 def record_sync(store: Store, state: SyncState) -> None:
+    from wildix_ast.store.database import translated, writing
+
+    with translated(store.where, "recording the directory sync"), \
+            writing(store.engine) as connection:
+        write_sync_state(connection, state)
+
+
+def write_sync_state(connection: Connection, state: SyncState) -> None:
+    """The last sync's state, in the caller's transaction."""
     from sqlalchemy import delete, insert
 
-    from wildix_ast.store.database import translated, writing
     from wildix_ast.store.tables import directory_state as t
 
     values: Mapping[str, object] = {
         "id": 1, "server": state.server, "change_mark": state.change_mark,
         "synced_at": state.synced_at, "full": int(state.full), "users": state.users,
         "added": state.added, "changed": state.changed, "removed": state.removed}
-    with translated(store.where, "recording the directory sync"), \
-            writing(store.engine) as connection:
-        connection.execute(delete(t))
-        connection.execute(insert(t).values(**values))
+    connection.execute(delete(t))
+    connection.execute(insert(t).values(**values))
 
 
 def with_directory_users(store: Store, site: Site) -> Site:
@@ -174,3 +197,22 @@ def import_unless_changed(store: Store, site: Site, read_at: int) -> ImportRepor
         raise StoreError("the store changed while this command was reading it (another "
                          "import or sync): nothing was written; run it again")
     return store.import_site(site)
+
+
+def directory_view(store: Store) -> tuple[DirectorySettings, set[str], set[str]]:
+    """What a sync needs before it knows whether anything changed, without reading the
+    whole site: the directory settings, the ACL groups' names and the users' extensions."""
+    from sqlalchemy import select
+
+    from wildix_ast.model.directory import DirectorySettings
+    from wildix_ast.store import sections
+    from wildix_ast.store import tables as t
+
+    parts = (t.DIRECTORY, t.DIRECTORY_SERVERS)
+    with store.access.reading("reading the directory settings") as connection:
+        rows = {section: sections.read_rows(connection, section) for section in parts}
+        groups = {str(name) for (name,) in connection.execute(select(t.GROUPS.table.c.name))}
+        extensions = {str(e) for (e,) in connection.execute(
+            select(t.USERS.table.c.extension))}
+    data = sections.site_data(rows, parts).get("directory", {})
+    return store.access.valid(DirectorySettings, data), groups, extensions

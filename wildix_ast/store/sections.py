@@ -306,9 +306,11 @@ class Sync:
     changes: Changes
 
 
-def stored_rows(connection: Connection, section: Section) -> dict[tuple[Any, ...], Row]:
+def stored_rows(connection: Connection, section: Section,
+                where: Any = None) -> dict[tuple[Any, ...], Row]:
     """A section's stored rows by row key: for model sections only the key, the position
-    and the digest (all a comparison needs); whole rows for lists of plain values."""
+    and the digest (all a comparison needs); whole rows for lists of plain values.
+    `where`: only the rows it selects."""
     table, key = section.table, row_key(section)
     if section.model is None:
         columns = [c for c in table.c if c.name != "id"]
@@ -318,6 +320,8 @@ def stored_rows(connection: Connection, section: Section) -> dict[tuple[Any, ...
                  *_unique_columns(table, key)]
         columns = [table.c[name] for name in dict.fromkeys(names)]
     query = select(*columns).where(*(table.c[c] == v for c, v in section.fixed.items()))
+    if where is not None:
+        query = query.where(where)
     names = [c.name for c in columns]
     rows = (dict(zip(names, values, strict=True))
             for values in connection.execute(query).all())

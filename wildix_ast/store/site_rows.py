@@ -12,7 +12,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from wildix_ast.errors import StoreError
 from wildix_ast.model.passwords import hash_password, is_password_hash, password_matches
-from wildix_ast.model.site import Site
+from wildix_ast.model.site import STORED_UNCHECKED, Site
 from wildix_ast.sounds.audio import SoundLibrary
 from wildix_ast.store import history, sections
 from wildix_ast.store import tables as t
@@ -130,13 +130,16 @@ def _keep_tags(connection: Connection, tags: dict[str, str]) -> None:
     connection.execute(insert(t.secrets), [{"key": k, "value": v} for k, v in tags.items()])
 
 
-def export_site(access: Access) -> Site:
-    """The stored site, exactly as imported (WEB passwords as their hashes)."""
+def export_site(access: Access, *, checked: bool = True) -> Site:
+    """The stored site, exactly as imported (WEB passwords as their hashes). `checked`:
+    False skips the rules across sections (for a command that checks whole the site it
+    writes next: see `Site._cross_checks`)."""
     with access.reading("exporting the site") as connection:
         rows = {section: sections.read_rows(connection, section) for section in t.SECTIONS}
     if not rows[t.SYSTEM]:
         raise StoreError(f"the store {access.where} holds no site yet: import one first")
-    return access.valid(Site, sections.site_data(rows))
+    return access.valid(Site, sections.site_data(rows),
+                        None if checked else {STORED_UNCHECKED: True})
 
 
 @dataclass(frozen=True)

@@ -151,11 +151,13 @@ class Store(SecretTable):
 
     # --- the whole site (site_rows) ------------------------------------------------------
 
-    def export_site(self) -> Site:
-        """The stored site, exactly as imported (WEB passwords as their hashes)."""
+    def export_site(self, *, checked: bool = True) -> Site:
+        """The stored site, exactly as imported (WEB passwords as their hashes). `checked`:
+        False skips the rules across sections, for a command that checks whole the site
+        it writes (a directory sync)."""
         from wildix_ast.store import site_rows
 
-        return site_rows.export_site(self.access)
+        return site_rows.export_site(self.access, checked=checked)
 
     def prepare_import(self, site: Site) -> PreparedImport:
         """Read and compare what an import of `site` needs, in one read snapshot and without

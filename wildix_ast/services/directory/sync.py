@@ -19,21 +19,33 @@ from typing import TYPE_CHECKING, Any
 from wildix_ast.errors import DirectoryError, Problem
 from wildix_ast.model.directory import DirectorySettings
 from wildix_ast.model.user_merge import Incoming, UserChanges, merge_users
-from wildix_ast.services.directory.ldap import DirectoryConnection, Entry, normal_dn
+from wildix_ast.services.directory.ldap import (
+    DirectoryConnection,
+    Entry,
+    entry_of,
+    normal_dn,
+)
 from wildix_ast.services.directory.welcome import Welcome
 from wildix_ast.store.directory import (
     BIND_PASSWORD_KEY,
     Owned,
     SyncState,
+    directory_view,
+    drop_owned,
     forget_owned,
     import_unless_changed,
     owned_users,
     record_owned,
     record_sync,
+    write_owned,
+    write_sync_state,
 )
 
 if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
     from wildix_ast.model.site import Site
+    from wildix_ast.model.users import User
     from wildix_ast.store.store import Store
 
 # Above this many changed entries, one paged search of them all beats one read each.
@@ -51,7 +63,8 @@ class SyncPlan:
     listed: int
     read: int
     changes: UserChanges
-    site: Site
+    site: Site | None
+    """The site the sync writes (None: nothing changed, the stored site was not read)."""
     owned: dict[str, Owned]
     """The ownership records after the sync, by entry UUID."""
     owned_before: dict[str, Owned] = field(default_factory=dict)
@@ -63,6 +76,8 @@ class SyncPlan:
     seconds: float = 0.0
     welcome: Welcome | None = None
     """The welcome mails of the users the sync created (set when it is written)."""
+    history_removed: dict[str, int] = field(default_factory=dict)
+    """Call records of the removed users deleted, by call history backend (GDPR)."""
 
 
 def _number(value: str | None) -> str | None:
@@ -96,12 +111,11 @@ def plan_sync(store: Store, *, full: bool = False, allow_empty: bool = False) ->
     """Read the directory and compare it with the store; nothing is written."""
     started = time.perf_counter()
     revision = store.revision()
-    site = store.export_site()
-    settings = site.directory
+    settings, group_names, present = directory_view(store)
     if not settings.enabled:
         raise DirectoryError("the directory is not enabled (directory.enabled in the settings)")
     assert settings.base_dn is not None
-    if settings.acl_group not in {g.name for g in site.groups}:
+    if settings.acl_group not in group_names:
         raise DirectoryError(f"directory.acl_group: no ACL group {settings.acl_group!r}")
     owned = owned_users(store)
     password = store.get_secret(BIND_PASSWORD_KEY) if settings.bind_dn else None
@@ -140,7 +154,6 @@ def plan_sync(store: Store, *, full: bool = False, allow_empty: bool = False) ->
                 f"{', groups ' + settings.group_filter if settings.group_filter else ''}): "
                 f"refusing to remove all {len(owned)} users it created; nothing was changed "
                 "(run with --allow-empty if that is meant)")
-        present = {u.extension for u in site.users}
         stale = [u for u, (dn, m) in listed.items()
                  if u not in owned or owned[u].change_mark != m or owned[u].dn != dn
                  or owned[u].extension not in present]
@@ -155,18 +168,28 @@ def plan_sync(store: Store, *, full: bool = False, allow_empty: bool = False) ->
             else:
                 for uuid in stale:
                     dn = listed[uuid][0]
-                    raw = directory.read(dn, wanted_attributes)
-                    whole[uuid] = Entry(dn, {k: [v.decode("utf-8", "replace")
-                                                 if isinstance(v, bytes) else str(v)
-                                                 for v in (vs if isinstance(vs, list) else [vs])]
-                                             for k, vs in raw.items()})
+                    whole[uuid] = entry_of(dn, directory.read(dn, wanted_attributes))
         server = directory.server_name
     if problems:
         raise DirectoryError(f"{len(problems)} directory entries cannot become users; "
                              "nothing was changed", problems)
-    plan = _compare(site, settings, mapping, owned, listed, whole, full, server, started)
+    if not whole and owned.keys() <= listed.keys():
+        # nothing new, changed or gone: the stored site is not read at all
+        plan = SyncPlan(full=full, server=server, listed=len(listed), read=0,
+                        changes=UserChanges(), site=None, owned=dict(owned),
+                        owned_before=owned, change_mark=_last_mark(listed),
+                        seconds=time.perf_counter() - started)
+    else:
+        # unchecked: merge_users checks whole the site a sync writes (the rules across
+        # sections for 10,000 users are a quarter of the time: run once, not twice)
+        site = store.export_site(checked=False)
+        plan = _compare(site, settings, mapping, owned, listed, whole, full, server, started)
     plan.revision = revision
     return plan
+
+
+def _last_mark(listed: dict[str, tuple[str, str | None]]) -> str | None:
+    return max((m for _, m in listed.values() if m), default=None)
 
 
 def _compare(site: Site, settings: DirectorySettings, mapping: dict[str, str],
@@ -228,34 +251,98 @@ def _compare(site: Site, settings: DirectorySettings, mapping: dict[str, str],
         raise
     return SyncPlan(full=full, server=server, listed=len(listed), read=len(whole),
                     changes=changes, site=merged, owned=after, owned_before=owned, gone=gone,
-                    change_mark=max((m for _, m in listed.values() if m), default=None),
+                    change_mark=_last_mark(listed),
                     seconds=time.perf_counter() - started)
 
 
 def apply_sync(store: Store, plan: SyncPlan) -> None:
-    """Write a plan: ownership of new users first, then the users (one import: all or
-    nothing), then the end of the ownership of removed ones, then the sync's state."""
+    """Write a plan in one transaction under the store's write lock, if the store is still
+    at the revision the plan was read at (else a StoreChanged, nothing written): the rows
+    of the users added, changed and removed (only those: `store.user_writes`), the
+    ownership records and the sync's state. Then the new users' SIP passwords and the
+    removed users' device assignments, and the welcome mails."""
     from wildix_ast.services.directory.welcome import welcome_new_users
+    from wildix_ast.store.user_writes import NeedsFullImport, write_users
 
     fresh = [o for u, o in plan.owned.items() if plan.owned_before.get(u) != o]
-    record_owned(store, fresh)
-    if plan.changes.any:
+    kept = {o.extension for o in plan.owned.values()}
+    forget = [e for e in plan.gone if e not in kept]
+    state = SyncState(
+        server=plan.server, change_mark=plan.change_mark, synced_at=datetime.now(UTC),
+        full=plan.full, users=plan.listed, added=len(plan.changes.added),
+        changed=len(plan.changes.changed), removed=len(plan.changes.removed))
+
+    def ownership(connection: Connection) -> None:
+        write_owned(connection, fresh)
+        drop_owned(connection, forget)
+        write_sync_state(connection, state)
+
+    touched = {u.extension for u in plan.changes.added} \
+        | {u.extension for u in plan.changes.removed} \
+        | {e for before, after in plan.changes.changed for e in (before.extension,
+                                                                  after.extension)}
+    try:
+        write_users(store.access, plan.site, touched, plan.revision, also=ownership)
+    except NeedsFullImport:
+        assert plan.site is not None  # a user with a WEB password text: the full import hashes it
+        record_owned(store, fresh)
+        import_unless_changed(store, plan.site, plan.revision)
+        forget_owned(store, forget)
+        record_sync(store, state)
+    if plan.changes.added:
         from wildix_ast.store.vault import with_secrets
 
-        import_unless_changed(store, plan.site, plan.revision)
-        if plan.changes.added:
-            # new users get their SIP password now, as after a settings import
-            with_secrets(plan.site, store)
+        assert plan.site is not None
+        # new users get their SIP password now, as after a settings import
+        with_secrets(plan.site, store)
     if plan.changes.removed:
         from wildix_ast.store.devices import unassign_missing_users
 
         unassign_missing_users(store)
-    forget_owned(store, [e for e in plan.gone
-                         if e not in {o.extension for o in plan.owned.values()}])
-    record_sync(store, SyncState(
-        server=plan.server, change_mark=plan.change_mark, synced_at=datetime.now(UTC),
-        full=plan.full, users=plan.listed, added=len(plan.changes.added),
-        changed=len(plan.changes.changed), removed=len(plan.changes.removed)))
-    if plan.changes.added:
+    if plan.changes.added and plan.site is not None:
         plan.welcome = welcome_new_users(plan.changes.added, store, plan.site,
                                          event=f"r{store.revision()}")
+
+
+def sync_directory(store: Store, *, full: bool = False, allow_empty: bool = False,
+                   with_history: bool = False, attempts: int = 3) -> SyncPlan:
+    """Plan and write a sync. Two syncs (or a sync and an import) at once: the one that
+    writes second finds the store changed since it read it, writes nothing, and plans
+    again from the new state (up to `attempts` times) rather than undo the other's
+    change or fail. `with_history`: the removed users' calls leave every call history
+    backend too (GDPR; their voicemail leaves the Asterisk host at the next apply)."""
+    from wildix_ast.store.user_writes import StoreChanged
+
+    for attempt in range(attempts):
+        plan = plan_sync(store, full=full, allow_empty=allow_empty)
+        try:
+            apply_sync(store, plan)
+        except StoreChanged:
+            if attempt == attempts - 1:
+                raise
+            continue
+        if with_history and plan.site is not None:
+            plan.history_removed = forget_history(plan.site, plan.changes.removed)
+        return plan
+    raise AssertionError("unreachable")
+
+
+def forget_history(site: Site, removed: list[User]) -> dict[str, int]:
+    """Delete the calls of the `removed` users from every call history backend of `site`;
+    how many per backend. A backend that fails is a DirectoryError naming it (the users
+    are removed already: `wildix-ast cdr forget-user EXT` finishes the job)."""
+    from wildix_ast.services.call_history.query import delete_user_history
+
+    counts: dict[str, int] = {}
+    for backend in site.call_history.backends:
+        counts[backend.name] = 0
+        for user in removed:
+            try:
+                counts[backend.name] += delete_user_history(backend, user.extension)
+            except Exception as exc:  # any database failure becomes a message
+                raise DirectoryError(
+                    f"the users were removed, but deleting the calls of {user.extension} "
+                    f"from call history backend {backend.name!r} failed "
+                    f"({type(exc).__name__}): run `wildix-ast cdr forget-user "
+                    f"{user.extension}` once it is reachable") from None
+    return counts
