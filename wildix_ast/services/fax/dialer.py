@@ -32,6 +32,7 @@ import contextlib
 import logging
 import os
 import re
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -212,9 +213,9 @@ class Dialer:
         deadline = job.call_started + self.settings.call_limit(job.pages)
         while not call_path.exists() and not fax_path.exists() and self.clock() < deadline:
             await asyncio.sleep(0.5)
-        other_deadline = self.clock() + self.settings.record_wait
+        other_deadline = time.monotonic() + self.settings.record_wait
         while not (call_path.exists() and fax_path.exists()) and \
-                self.clock() < other_deadline and (call_path.exists() or fax_path.exists()):
+                time.monotonic() < other_deadline and (call_path.exists() or fax_path.exists()):
             await asyncio.sleep(0.2)
         try:
             call = read_record(call_path, CALL_RECORD_FIELDS) if call_path.exists() else {}
