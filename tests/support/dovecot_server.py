@@ -14,6 +14,7 @@ import imaplib
 import os
 import pwd
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -153,6 +154,33 @@ service auth-worker {{
                 self.process.kill()
                 self.process.wait(5)
         self.process = None
+
+    def cut_connections(self) -> int:
+        """SIGKILL this server's IMAP and POP3 session processes (the master stays): every
+        client connection breaks mid-session, as when a server dies. How many were cut."""
+        assert self.process is not None
+        ours = {self.process.pid}
+        cut = 0
+        for _ in range(3):  # children of children (the master's services)
+            for entry in Path("/proc").iterdir():
+                if not entry.name.isdigit():
+                    continue
+                try:
+                    stat = (entry / "stat").read_text()
+                except OSError:
+                    continue
+                fields = stat.rsplit(")", 1)[1].split()
+                if int(fields[1]) in ours:
+                    ours.add(int(entry.name))
+        for pid in ours - {self.process.pid}:
+            try:
+                name = Path(f"/proc/{pid}/comm").read_text().strip()
+            except OSError:
+                continue
+            if name in ("imap", "pop3"):
+                os.kill(pid, signal.SIGKILL)
+                cut += 1
+        return cut
 
     def close(self) -> None:
         self.stop()

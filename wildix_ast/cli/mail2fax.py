@@ -55,18 +55,18 @@ def _site_and_profiles(db: str | None, only: list[str] | None) -> tuple[Any, lis
 
 
 def _poll_once(site: Any, profiles: list[Any], spool: JobSpool, queue: Path | None
-               ) -> tuple[list[Any], list[str]]:
+               ) -> tuple[list[Any], list[MailError]]:
     from wildix_ast.services.fax.outbound import poll
 
     copies = [site.fax_server.copy_address] if site.fax_server.copy_address else []
     polled: list[Any] = []
-    errors: list[str] = []
+    errors: list[MailError] = []
     for profile in profiles:
         try:
             polled += poll(profile, site, spool, copy_to=copies, queue_root=queue)
         except MailError as e:  # logged, and the next profile is still read
             log.error("Mail2Fax %s: %s", profile.name, e.message)
-            errors.append(f"{profile.name}: {e.message}")
+            errors.append(type(e)(f"{profile.name}: {e.message}"))
     return polled, errors
 
 
@@ -106,6 +106,7 @@ def _send_once(target: Any, make: Any) -> list[Any]:
 
 
 def _print(polled: list[Any], sent: list[Any], errors: list[str], as_json: bool) -> None:
+    """What a pass did, as JSON or one line per mail and job."""
     if as_json:
         emit_json({"ok": not errors, "mails": [p.__dict__ for p in polled],
                    "jobs": [{"key": j.key, "state": j.state, "number": j.number,
@@ -152,18 +153,19 @@ def poll_verb(
     dialer = _dialer(site, spool, lab, out_spool, queue_dir, retry_base, attempts) \
         if send else None
     if not serve:
-        polled, errors = _poll_once(site, profiles, spool, queue_dir)
+        polled, failures = _poll_once(site, profiles, spool, queue_dir)
         sent = _send_once(*dialer) if dialer else []
-        _print(polled, sent, errors, as_json)
-        if errors:
-            raise MailError("; ".join(errors))
+        _print(polled, sent, [e.message for e in failures], as_json)
+        if failures:  # the first failure's kind gives the exit code (11, 12 or 13)
+            raise type(failures[0])("; ".join(e.message for e in failures))
         return
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     while not stop.is_set():
         started = time.monotonic()
-        polled, errors = _poll_once(site, profiles, spool, queue_dir)
+        polled, failures = _poll_once(site, profiles, spool, queue_dir)
+        errors = [e.message for e in failures]
         try:
             sent = _send_once(*dialer) if dialer else []
         except WildixError as e:
