@@ -54,7 +54,7 @@ from wildix_ast.model.routing import numbering_plan, outgoing
 from wildix_ast.model.site import Site
 from wildix_ast.model.users import User
 from wildix_ast.services.fax.jobs import Job, JobSpool, mail_key, now
-from wildix_ast.services.fax.mailbox import open_mailbox
+from wildix_ast.services.fax.mailbox import MAX_MAIL, open_mailbox
 from wildix_ast.testing.crash_points import crash_point
 
 log = logging.getLogger(__name__)
@@ -354,6 +354,11 @@ def poll(profile: Mail2FaxProfile, site: Site, spool: JobSpool, *,
     done: list[Polled] = []
     with open_mailbox(profile) as box:
         for pending in box.pending():
+            if pending.size > MAX_MAIL:  # never read into memory; kept for a person to see
+                log.error("Mail2Fax %s: mail %s is %d bytes, over %d: left on the server "
+                          "(flagged)", profile.name, pending.ref, pending.size, MAX_MAIL)
+                box.acknowledge(pending.ref, keep=True)
+                continue
             raw = box.fetch(pending.ref)
             job, new = intake(raw, profile, site, spool, list(copy_to or []), queue_root)
             crash_point("fax-out-before-acknowledge")
