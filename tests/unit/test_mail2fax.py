@@ -325,3 +325,34 @@ def test_the_hang_up_handlers_filter_every_value_they_write() -> None:
     sets = [step for context in fax_send_contexts() for ext in context.extensions
             for _, step in ext.steps if step.startswith("Set(WILDIX_FAX_OUT_JOB=")]
     assert sets == ["Set(WILDIX_FAX_OUT_JOB=${FILTER(0-9a-f,${EXTEN})})"] * 2
+
+
+def test_profiles_are_stored_with_their_secrets_in_the_vault_only(tmp_path: Path) -> None:
+    from wildix_ast.model.settings_file import dump_site
+    from wildix_ast.store import open_store
+    from wildix_ast.store.mail2fax import profiles_with_secrets
+    from wildix_ast.store.vault import with_secrets
+
+    profile = _profile(password="Box-secret9", allowed_senders=["b@partner.example"],
+                       send_as="102", keep_on_server=True)
+    site = _site(profile)
+    db = tmp_path / "s.sqlite3"
+    with open_store(str(db)) as store:
+        store.import_site(site)
+        with_secrets(site, store)
+        stored = store.export_site()
+        (bare,) = stored.mail2fax_profiles
+        assert bare.password is None and bare.protection_password is None
+        assert (bare.allowed_senders, bare.send_as, bare.keep_on_server) == (
+            ["b@partner.example"], "102", True)
+        (full,) = profiles_with_secrets(store, stored)
+        assert (full.password, full.protection_password) == ("Box-secret9", PROTECTION)
+        exported = dump_site(stored, include_secrets=False)
+        assert "Box-secret9" not in exported and PROTECTION not in exported
+        with_them = dump_site(with_secrets(stored, store), include_secrets=True)
+        assert "Box-secret9" in with_them and PROTECTION in with_them
+        # a re-import without the passwords keeps the vault's
+        store.import_site(stored)
+        (again,) = profiles_with_secrets(store, store.export_site())
+        assert again.password == "Box-secret9"
+    assert "Box-secret9" not in repr(full)
