@@ -356,3 +356,46 @@ def test_profiles_are_stored_with_their_secrets_in_the_vault_only(tmp_path: Path
         (again,) = profiles_with_secrets(store, store.export_site())
         assert again.password == "Box-secret9"
     assert "Box-secret9" not in repr(full)
+
+
+@pytest.mark.slow
+def test_validate_locates_bad_profiles(tmp_path: Path) -> None:
+    from support.cli_run import EXAMPLE, assert_no_traceback, run
+
+    text = EXAMPLE.read_text() + (
+        "mail2fax_profiles:\n"
+        "  - name: invoices\n    server: mail.acme.fr\n    user: fax@acme.fr\n"
+        "    procedure: nowhere\n    send_as: \"999\"\n"
+        "    allowed_senders: [ok@partner.example]\n"
+        "  - name: bad\n    server: \"mail.acme.fr; rm -rf /\"\n    user: fax\n"
+        "    protection_password: \"has space\"\n")
+    site = tmp_path / "site.yaml"
+    site.write_text(text)
+    result = run("validate", str(site))
+    assert_no_traceback(result)
+    assert result.returncode == 2, result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    for where in ("mail2fax_profiles[0].procedure", "mail2fax_profiles[0].send_as",
+                  "mail2fax_profiles[1].server", "mail2fax_profiles[1].protection_password"):
+        assert where in output, output
+
+
+@pytest.mark.slow
+def test_fax_jobs_and_send_without_a_spool_are_clear(tmp_path: Path,
+                                                     pdfs: dict[str, bytes]) -> None:
+    from support.cli_run import assert_no_traceback, run
+
+    _queued_job(tmp_path, pdfs)
+    shown = run("fax", "jobs", "--jobs", str(tmp_path / "jobs"))
+    assert shown.returncode == 0 and "queued" in shown.stdout and "0140000190" in shown.stdout
+    bad = run("fax", "jobs", "--state", "lost", "--jobs", str(tmp_path / "jobs"))
+    assert bad.returncode == 2 and "not one of" in bad.stderr
+    db = tmp_path / "s.sqlite3"
+    from wildix_ast.store import open_store
+
+    with open_store(str(db)) as store:
+        store.import_site(_site(_profile()))
+    sent = run("fax", "send", "--db", str(db), "--jobs", str(tmp_path / "jobs"),
+               "--out-spool", str(tmp_path / "nowhere"))
+    assert_no_traceback(sent)
+    assert sent.returncode == 15 and "not Asterisk's Mail2Fax spool" in sent.stderr
