@@ -124,7 +124,17 @@ BAD = [
                                         _pdf(p["good"]))),
     ("unknown_number", lambda p: mail(BRUNO, f"0999 {PROTECTION}", _pdf(p["good"]))),
     ("no_number", lambda p: mail(BRUNO, f"Invoice {PROTECTION}", _pdf(p["good"]))),
+    ("forbidden_number", lambda p: mail(BRUNO, f"112 {PROTECTION}", _pdf(p["good"]))),
 ]
+
+
+def test_a_password_of_digits_does_not_join_the_number(tmp_path: Path,
+                                                        pdfs: dict[str, bytes]) -> None:
+    profile = _profile(protection_password="4242")
+    raw = mail(BRUNO, "01 40 00 01 90 4242", _pdf(pdfs["good"]))
+    job, _ = intake(raw, profile, _site(profile), JobSpool(tmp_path / "jobs"), [],
+                    tmp_path / "queue")
+    assert (job.state, job.number) == ("queued", "0140000190"), job.reason
 
 
 @pytest.mark.parametrize(("code", "make"), BAD, ids=[f"{c}-{i}" for i, (c, _) in

@@ -10,8 +10,8 @@ Per mail (`poll`):
    ACL group and extension) or one of the profile's `allowed_senders` (sent as the
    profile's `send_as` user). Anyone else: a logged error, no report (a forged From would
    turn the PBX into a mail cannon), the mail kept on the server (flagged, never deleted);
-3. the protection password, when the profile has one: the subject's second word, or a
-   line `password: <it>` in the plain-text body (compared in constant time);
+3. the protection password, when the profile has one: a word of the subject (after the
+   number), or a line `password: <it>` in the plain-text body (compared in constant time);
 4. the number: the subject's first word (spaces, dots, dashes and brackets inside a number
    are dropped: `+33 1 40 00 01 90`, `01.40.00.01.90`), else the local part of the address
    the mail was sent to (`0140000190@fax.acme.fr`);
@@ -97,6 +97,9 @@ def route(site: Site, user: User, number: str) -> Route:
         raise Refused("unknown_number", f"{number} is not a number this PBX can call "
                       "(not in its numbering plan)")
     call_class, _ = found
+    if call_class is CallClass.EMERGENCY:
+        raise Refused("forbidden_number", f"{number} is an emergency number: it cannot be "
+                      "faxed")
     group = next((g for g in site.groups if g.name == user.group), None)
     if group is None or call_class not in group.allowed:
         raise Refused("forbidden_number", f"{number} is a {call_class} number, which your "
@@ -121,10 +124,17 @@ def _subject_words(message: EmailMessage) -> list[str]:
     return str(message.get("Subject", "") or "").split()
 
 
-def number_of(message: EmailMessage) -> str:
-    """The number to fax to (see the module's docstring); Refused when there is none."""
-    words = _subject_words(message)
-    # the subject's leading words that make a number (`+33 1 40 00 01 90 password`)
+def _is_password(word: str, password: str | None) -> bool:
+    return password is not None and hmac.compare_digest(
+        word.encode("utf-8", "replace"), password.encode())
+
+
+def number_of(message: EmailMessage, password: str | None = None) -> str:
+    """The number to fax to (see the module's docstring); Refused when there is none. The
+    protection password's word is left out first (a password of digits must not join the
+    number)."""
+    words = [w for w in _subject_words(message) if not _is_password(w, password)]
+    # the subject's leading words that make a number (`+33 1 40 00 01 90`)
     digits = ""
     for word in words:
         candidate = digits + _SEPARATORS.sub("", word)
@@ -142,26 +152,13 @@ def number_of(message: EmailMessage) -> str:
                   "<number>@ the fax address)")
 
 
-def _password_given(message: EmailMessage, number: str) -> list[str]:
-    words = _subject_words(message)
-    given: list[str] = []
-    # the first subject word after the number's words
-    joined = ""
-    for i, word in enumerate(words):
-        joined += _SEPARATORS.sub("", word)
-        if joined == number and i + 1 < len(words):
-            given.append(words[i + 1])
-            break
-    given += _PASSWORD_LINE.findall(_text_body(message))
-    return given
-
-
-def check_password(message: EmailMessage, number: str, expected: str | None) -> None:
+def check_password(message: EmailMessage, expected: str | None) -> None:
+    """The protection password must be a word of the subject or a `password:` line of the
+    plain-text body (constant-time comparisons)."""
     if expected is None:
         return
-    want = expected.encode()
-    if not any(hmac.compare_digest(g.encode("utf-8", "replace"), want)
-               for g in _password_given(message, number)):
+    given = [*_subject_words(message), *_PASSWORD_LINE.findall(_text_body(message))]
+    if not any(_is_password(g, expected) for g in given):
         raise Refused("wrong_password", "the protection password is missing or wrong")
 
 
@@ -324,9 +321,9 @@ def intake(raw: bytes, profile: Mail2FaxProfile, site: Site, spool: JobSpool,
             job = job.moved(report=False, keep_mail=True)
             raise Refused("unknown_sender", f"{sender.address or 'no usable From address'}"
                           " is neither a user's address nor an allowed sender")
-        number = number_of(message)
+        number = number_of(message, profile.protection_password)
         job = job.moved(number=number, extension=sender.user.extension)
-        check_password(message, number, profile.protection_password)
+        check_password(message, profile.protection_password)
         found_route = route(site, sender.user, number)
         job = job.moved(call_class=str(found_route.call_class))
         tiff, pages = pdf_to_fax_tiff(pdf_attachments(message))
