@@ -164,3 +164,34 @@ def test_pop3_with_starttls_and_keep_on_server_takes_each_mail_once(
     assert [m["new"] for m in mails] == [False, False]      # the second poll: taken before
     assert len(_jobs(tmp_path)) == 2
     assert len(dovecot.inbox()) == 2                        # kept on the server
+
+
+def test_poll_serve_takes_mails_as_they_come_and_stops_on_sigterm(
+        dovecot: DovecotServer, tmp_path: Path) -> None:
+    db = _store(tmp_path, **dovecot.profile())
+    pdf = make_pdf(tmp_path / "one.pdf", 1).read_bytes()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "wildix_ast", "fax", "poll", "--serve", "--interval", "0.3",
+         "--json", "--db", db, "--jobs", str(tmp_path / "jobs"), "--queue",
+         str(tmp_path / "queue")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "NO_COLOR": "1"})
+    try:
+        for n in range(2):
+            dovecot.append(mail(BRUNO, f"0140000190 {PROTECTION}",
+                                [("a.pdf", "application/pdf", pdf)], body=f"n{n}\n"))
+            deadline = time.monotonic() + 60
+            while len(list((tmp_path / "jobs").glob("*.json"))) <= n and \
+                    time.monotonic() < deadline:
+                time.sleep(0.1)
+        # the server going away is logged and the loop goes on
+        dovecot.stop()
+        time.sleep(1.0)
+        dovecot.start()
+        assert process.poll() is None
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "Traceback" not in out + err
+    assert len(_jobs(tmp_path)) == 2 and dovecot.inbox() == []
