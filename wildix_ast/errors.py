@@ -110,3 +110,9 @@ class MailRejectedError(MailError):
     """The mail server refused the message for good (a 5xx reply)."""
 
     exit_code = 14
+
+
+class FaxError(WildixError):
+    """A fax could not be queued or sent (the fax spool, Asterisk's console, a fax job)."""
+
+    exit_code = 15

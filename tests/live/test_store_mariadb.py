@@ -61,7 +61,8 @@ def test_migration_creates_the_schema_from_empty(mariadb_server: MariaDBServer, 
         ("call_groups", "name"), ("ivrs", "name"), ("sounds", "name"),
         ("call_group_members", "extension"), ("directory_users", "extension"),
         ("devices", "extension"), ("call_history_backends", "name"),
-        ("call_history_limits", "name"), ("smtp_profiles", "name")}
+        ("call_history_limits", "name"), ("smtp_profiles", "name"),
+        ("mail2fax_profiles", "name")}
     assert {(table, column, collation) for table, column, collation in keys
             if collation != "utf8mb4_bin"} == {("users", "name", "utf8mb4_unicode_ci")}
 

@@ -185,12 +185,14 @@ def test_dialplan(site: Site, files: dict[str, str]) -> None:
                         # where test-call originates (through the console)
                         "wildix-test-call",
                         # Fax2Mail: receive a fax, drop its job
-                        "wildix-fax-receive", "wildix-fax-done"}
+                        "wildix-fax-receive", "wildix-fax-done", "wildix-fax-send-call",
+                        "wildix-fax-send-call-done", "wildix-fax-send", "wildix-fax-send-done"}
     agi = ext["globals"][0].pop("WILDIX_AGI")
     assert ext["globals"][0] == {"COUNTRY_CODE": ["33"], "TONE_ZONE": ["fr"],
                                  "RING_TIMEOUT": ["25"],
                                  "WILDIX_AGI_KEY": ["/etc/asterisk/wildix-fastagi.conf"],
-                                 "WILDIX_FAX_SPOOL": ["/var/spool/asterisk/wildix-fax"]}
+                                 "WILDIX_FAX_SPOOL": ["/var/spool/asterisk/wildix-fax"],
+                                 "WILDIX_FAX_OUT_SPOOL": ["/var/spool/asterisk/wildix-fax-out"]}
     # no key in the dialplan: it reads it from its file to sign each request
     assert agi == ["agi://127.0.0.1:4573"]
     key = files["wildix-fastagi.conf"].encode()[KEY_OFFSET:KEY_OFFSET + KEY_LENGTH].decode()

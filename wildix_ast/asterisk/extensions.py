@@ -35,6 +35,7 @@ from wildix_ast.asterisk.call_user_contexts import call_user_contexts
 from wildix_ast.asterisk.dialplan_builder import Comment, Context, lines
 from wildix_ast.asterisk.fastagi_key import KEY_FILE
 from wildix_ast.asterisk.fax_contexts import fax_contexts
+from wildix_ast.asterisk.fax_send_contexts import fax_send_contexts
 from wildix_ast.asterisk.outgoing import dialplan_contexts as routing_contexts
 from wildix_ast.asterisk.procedure_contexts import dialplan_contexts as procedure_contexts
 from wildix_ast.asterisk.procedure_contexts import tls_gate_contexts
@@ -73,6 +74,9 @@ def dialplan(site: Site) -> list[Context | Comment]:
         Comment(("Fax2Mail (wildix_ast/asterisk/fax_contexts.py): receive, then drop the job "
                  "for the Fax2Mail service.",), spaced=True),
         *fax_contexts(),
+        Comment(("Mail2Fax (wildix_ast/asterisk/fax_send_contexts.py): the fax call's two "
+                 "halves, each with its record.",), spaced=True),
+        *fax_send_contexts(),
     ]
 
 
@@ -85,7 +89,8 @@ def _view(given: RenderInput) -> View:
                     ("RING_TIMEOUT", site.dialplan.ring_timeout),
                     (v.AGI_URL, f"agi://{fastagi.host}:{fastagi.port}"),
                     (v.AGI_KEY_FILE, given.paths.etc / KEY_FILE),
-                    (v.FAX_SPOOL, given.paths.fax_spool)],
+                    (v.FAX_SPOOL, given.paths.fax_spool),
+                    (v.FAX_OUT_SPOOL, given.paths.fax_out_spool)],
         "dialplan": lines(dialplan(site)),
     }
 

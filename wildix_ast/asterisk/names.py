@@ -156,3 +156,16 @@ TEST_CALL_FAMILY = "wildix-test-call"
 TEST_CALL_ID_DIGITS = 16
 """A test-call request's one-time id: this many lower-case hex digits, and nothing else
 enters the test-call context (its extension pattern is exactly that)."""
+FAX_SEND_CALL_CONTEXT = "wildix-fax-send-call"
+"""Mail2Fax: where the fax sender originates (through the console) the dialled half of a
+fax call: a one-time request from AstDB, then the routing procedure as the sender's group."""
+FAX_SEND_CONTEXT = "wildix-fax-send"
+"""Mail2Fax: the half of the fax call that runs SendFAX once the callee answers."""
+FAX_SEND_CALL_DONE_CONTEXT = "wildix-fax-send-call-done"
+"""Hang-up handler of the dialled half: the dial's outcome record."""
+FAX_SEND_DONE_CONTEXT = "wildix-fax-send-done"
+"""Hang-up handler of the SendFAX half: the fax's outcome record (FAXOPT values)."""
+FAX_SEND_FAMILY = "wildix-fax-send"
+"""The AstDB family of fax-call requests (written through the console only)."""
+FAX_SEND_ID_DIGITS = 16
+"""A fax call's one-time id: this many lower-case hex digits."""

@@ -54,9 +54,18 @@ class AsteriskPaths:
         return self.spool / "wildix-fax"
 
     @property
+    def fax_out_spool(self) -> PurePosixPath:
+        """Mail2Fax: the fax sender puts each TIFF to send in `send/`; the fax call's hang-up
+        handlers write their records in `tmp/` and move them into `done/`
+        (wildix_ast.services.fax.outbound)."""
+        return self.spool / "wildix-fax-out"
+
+    @property
     def writable(self) -> list[PurePosixPath]:
         """Folders Asterisk writes to, which must exist before it starts."""
         return sorted({self.etc, self.var_lib, self.db, self.key, self.spool, self.run,
                        self.log, self.cache, self.spool / "voicemail",
                        self.mail_drop / "tmp", self.mail_drop / "new",
-                       self.fax_spool / "tmp", self.fax_spool / "new"})
+                       self.fax_spool / "tmp", self.fax_spool / "new",
+                       self.fax_out_spool / "send", self.fax_out_spool / "tmp",
+                       self.fax_out_spool / "done"})

@@ -202,3 +202,16 @@ FAX_FROM = "WILDIX_FAX_FROM"
 FAX_START = "WILDIX_FAX_START"
 #: set by the hang-up handler: the job record's path in tmp/ while it is written
 FAX_RECORD = "WILDIX_FAX_RECORD"
+
+# --- Mail2Fax (asterisk/fax_send_contexts.py; services/fax/outbound.py reads its records) ------
+
+#: set by extensions.conf's [globals] (<astspooldir>/wildix-fax-out): where the fax sender
+#: puts the TIFF to send (send/) and where the hang-up handlers drop their records
+FAX_OUT_SPOOL = "WILDIX_FAX_OUT_SPOOL"
+#: the call's one-time id (hex digits only), on both halves of the Local channel
+FAX_OUT_JOB = "WILDIX_FAX_OUT_JOB"
+#: the request taken from AstDB (group|DID|caller number|procedure|number)
+FAX_OUT_REQUEST = "WILDIX_FAX_OUT_REQ"
+FAX_OUT_START = "WILDIX_FAX_OUT_START"
+#: the record's path in tmp/ while a hang-up handler writes it
+FAX_OUT_RECORD = "WILDIX_FAX_OUT_RECORD"

@@ -16,7 +16,7 @@ from wildix_ast.cli.mail import QueueDir
 from wildix_ast.errors import SettingsError
 from wildix_ast.mail.queue import MailQueueError, default_root
 
-app = typer.Typer(help="The fax server (WMS Serveur FAX/SMS): Fax2Mail.",
+app = typer.Typer(help="The fax server (WMS Serveur FAX/SMS): Fax2Mail and Mail2Fax.",
                   no_args_is_help=True)
 
 
@@ -61,3 +61,12 @@ def collect(
     for c in done:
         table.add_row(c.job, c.status or "-", str(c.queued))
     out.print(table if done else "no fax job waiting")
+
+
+def _mail2fax() -> None:
+    from wildix_ast.cli.mail2fax import register
+
+    register(app)
+
+
+_mail2fax()

@@ -81,6 +81,8 @@ UNIQUE: tuple[Unique, ...] = (
     Unique("ivr", "ivrs[].name", "IVR {value!r} already defined at {first_item}"),
     Unique("smtp_profile", "smtp_profiles[].name",
            "SMTP profile {value!r} already defined at {first_item}"),
+    Unique("mail2fax_profile", "mail2fax_profiles[].name",
+           "Mail2Fax profile {value!r} already defined at {first_item}"),
     Unique("user", "users[].extension", report=False),
     Unique("email", "users[].email", "already used by {first_item}", fold_case=True),
     Unique("login", "users[].login", "already used by {first_item}", fold_case=True),
@@ -124,6 +126,8 @@ REFERENCES: tuple[Reference, ...] = (
     Reference("ivrs[].prompt", "sound", "sound {value!r} is not defined in sounds"),
     Reference("call_groups[].members[]", "user", "user {value!r} is not defined in users"),
     Reference("trunks[].procedure", "procedure", _NO_PROCEDURE),
+    Reference("mail2fax_profiles[].procedure", "procedure", _NO_PROCEDURE),
+    Reference("mail2fax_profiles[].send_as", "user", "user {value!r} is not defined in users"),
 )
 
 

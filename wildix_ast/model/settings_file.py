@@ -173,6 +173,12 @@ def dump_site(site: Site, *, include_secrets: bool) -> str:
                                   strict=True):
             if given.password is not None:
                 profile["password"] = given.password
+        for item, m2f in zip(data.get("mail2fax_profiles", []), site.mail2fax_profiles,
+                             strict=True):
+            if m2f.password is not None:
+                item["password"] = m2f.password
+            if m2f.protection_password is not None:
+                item["protection_password"] = m2f.protection_password
     if not include_secrets:
         for user in data["users"]:
             user.pop("web_password", None)

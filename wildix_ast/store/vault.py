@@ -117,10 +117,40 @@ def _smtp_passwords(site: Site, vault: SecretVault) -> Site:
     return site.model_copy(update={"smtp_profiles": profiles})
 
 
+def mail2fax_secret_key(profile: str, kind: str) -> str:
+    """`kind`: password (the mailbox's) or protection (the password a mail must carry)."""
+    return f"mail2fax:{profile}:{kind}"
+
+
+_MAIL2FAX_SECRETS = (("password", "password"), ("protection_password", "protection"))
+
+
+def _mail2fax_secrets(site: Site, vault: SecretVault) -> Site:
+    """Like `_smtp_passwords`, for both secrets of each Mail2Fax profile."""
+    profiles = site.mail2fax_profiles
+    if not profiles:
+        return site
+    given = {mail2fax_secret_key(p.name, kind): getattr(p, field) for p in profiles
+             for field, kind in _MAIL2FAX_SECRETS if getattr(p, field) is not None}
+    if given:
+        vault.put_secrets(given)
+    kept = vault.get_secrets([mail2fax_secret_key(p.name, kind) for p in profiles
+                              for field, kind in _MAIL2FAX_SECRETS
+                              if getattr(p, field) is None])
+    filled = []
+    for profile in profiles:
+        update = {field: kept[mail2fax_secret_key(profile.name, kind)]
+                  for field, kind in _MAIL2FAX_SECRETS if getattr(profile, field) is None
+                  and mail2fax_secret_key(profile.name, kind) in kept}
+        filled.append(profile.model_copy(update=update) if update else profile)
+    return site.model_copy(update={"mail2fax_profiles": filled})
+
+
 def with_secrets(site: Site, vault: SecretVault) -> Site:
     """`site` with every missing SIP password filled from the vault (generated if new), and
     its SMTP passwords: given ones kept by the vault, missing ones read back from it."""
     site = _smtp_passwords(site, vault)
+    site = _mail2fax_secrets(site, vault)
     # a parking slot neither registers nor logs in
     wanting = [u for u in site.users if u.type.has_phone and u.sip_password is None]
     if not wanting:

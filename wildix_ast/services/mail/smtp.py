@@ -29,12 +29,18 @@ class TemporaryFailure(MailError):
     """A 4xx reply: try again later."""
 
 
-def _tls_context(profile: SmtpProfile) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=profile.ca_file)
-    if not profile.verify_certificate:
+def tls_context(ca_file: str | None, verify: bool) -> ssl.SSLContext:
+    """A client's TLS context: the system's authorities (or `ca_file`'s), the server's
+    certificate and name checked unless `verify` is off. Mail2Fax's mailboxes use it too."""
+    context = ssl.create_default_context(cafile=ca_file)
+    if not verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
+
+
+def _tls_context(profile: SmtpProfile) -> ssl.SSLContext:
+    return tls_context(profile.ca_file, profile.verify_certificate)
 
 
 def _where(profile: SmtpProfile) -> str:
