@@ -63,3 +63,14 @@ class SmtpProfile(BaseModel):
         if self.password is not None and self.user is None:
             raise ValueError("a password needs a user")
         return self
+
+
+class MailQueueSettings(BaseModel):
+    """The outgoing mail queue's housekeeping: how long a finished mail is kept."""
+
+    model_config = STRICT
+
+    keep_days: Annotated[int, Field(ge=1, le=3650)] = 30
+    """Sent and failed mails (the queue's `sent/` and `failed/`) are deleted by the mail
+    sender this many days after they were finished; queued, deferred and sending mails are
+    never touched."""

@@ -38,7 +38,7 @@ from wildix_ast.model.groups import Group
 from wildix_ast.model.ivrs import Ivr, IvrOption
 from wildix_ast.model.preferences import Preferences
 from wildix_ast.model.procedures import Number
-from wildix_ast.model.smtp_client import SmtpProfile
+from wildix_ast.model.smtp_client import MailQueueSettings, SmtpProfile
 from wildix_ast.model.sounds import Sound
 from wildix_ast.model.system import System
 from wildix_ast.model.time_frames import Holiday, TimeFrame, WeeklyRule
@@ -171,7 +171,10 @@ DIRECTORY_SERVERS = Section("directory_servers", "servers", None, key=("position
 
 FAX_SERVER = Section("fax_server_settings", "fax_server", FaxServer, key=("id",), many=False,
                      fixed={"id": 1})
-"""WMS Serveur FAX/SMS (Fax2Mail's copy address)."""
+"""WMS Serveur FAX/SMS (Fax2Mail's copy address, how long finished jobs are kept)."""
+MAIL_QUEUE = Section("mail_queue_settings", "mail_queue", MailQueueSettings, key=("id",),
+                     many=False, fixed={"id": 1})
+"""The mail queue's housekeeping (how long sent and failed mails are kept)."""
 
 SECTIONS: tuple[Section, ...] = (
     SYSTEM, LAN_NETWORKS, LAN_CODECS, REMOTE_CODECS, GROUPS, GROUP_ALLOW, GROUP_DENY,
@@ -179,7 +182,8 @@ SECTIONS: tuple[Section, ...] = (
     TRUNKS, TRUNK_ADDRESSES, TRUNK_CODECS, TRUNK_DIDS, TRUNK_GROUPS, TRUNK_GROUP_MEMBERS,
     TIME_FRAMES, WEEKLY_RULES, RULE_DAYS, HOLIDAYS, CALL_GROUPS, CALL_GROUP_MEMBERS,
     IVRS, IVR_OPTIONS, SOUNDS, DIRECTORY, DIRECTORY_SERVERS,
-    CALL_HISTORY, CALL_HISTORY_BACKENDS, CALL_HISTORY_LIMITS, SMTP_PROFILES, FAX_SERVER)
+    CALL_HISTORY, CALL_HISTORY_BACKENDS, CALL_HISTORY_LIMITS, SMTP_PROFILES, FAX_SERVER,
+    MAIL_QUEUE)
 """Parents before children, referenced before referencing (users name groups)."""
 
 
@@ -253,6 +257,7 @@ call_history_settings = single_row(CALL_HISTORY)
 call_history_backends = top_list(CALL_HISTORY_BACKENDS, "name")
 call_history_limits = top_list(CALL_HISTORY_LIMITS)
 fax_server_settings = single_row(FAX_SERVER)
+mail_queue_settings = single_row(MAIL_QUEUE)
 directory_settings = single_row(DIRECTORY)
 directory_servers = Table(
     "directory_servers", metadata,
@@ -349,5 +354,6 @@ STORE_TABLES: tuple[Table, ...] = (
     time_frame_rule_days, time_frame_holidays, call_groups, call_group_members, ivrs,
     ivr_options, sounds, secrets, sound_audio, sound_files, imports, directory_settings,
     directory_servers, directory_users, directory_state, devices, call_history_settings,
-    call_history_backends, call_history_limits, smtp_profiles, fax_server_settings)
+    call_history_backends, call_history_limits, smtp_profiles, fax_server_settings,
+    mail_queue_settings)
 """Every table of the store, parents before children."""

@@ -1,0 +1,52 @@
+"""Retention (issue 20): how long finished fax jobs, fax documents and finished mails are
+kept: `fax_server_settings.keep_days`, `call_history_settings.retention_days` and the mail
+queue's own settings row `mail_queue_settings`.
+
+Revision ID: 0018
+Revises: 0015
+Create Date: 2026-12-07
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0018"
+down_revision: str | None = "0015"
+branch_labels: str | None = None
+depends_on: str | None = None
+
+# MariaDB: unicode text (as in 0001).
+_MYSQL: dict[str, Any] = {f"{dialect}_{option}": value
+                          for dialect in ("mysql", "mariadb")
+                          for option, value in (("charset", "utf8mb4"),
+                                                ("collate", "utf8mb4_unicode_ci"),
+                                                ("engine", "InnoDB"))}
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("fax_server_settings") as table:
+        table.add_column(sa.Column("keep_days", sa.Integer, nullable=False,
+                                   server_default="30"))
+    with op.batch_alter_table("call_history_settings") as table:
+        table.add_column(sa.Column("retention_days", sa.Integer, nullable=False,
+                                   server_default="365"))
+    op.create_table(
+        "mail_queue_settings",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("keep_days", sa.Integer, nullable=False),
+        sa.Column("digest", sa.String(32), nullable=True),
+        sa.CheckConstraint("id = 1", name="ck_mail_queue_settings_single_row"),
+        **_MYSQL,
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("mail_queue_settings")
+    with op.batch_alter_table("call_history_settings") as table:
+        table.drop_column("retention_days")
+    with op.batch_alter_table("fax_server_settings") as table:
+        table.drop_column("keep_days")
