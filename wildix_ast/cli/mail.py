@@ -71,6 +71,10 @@ def send(
                     out.print(f"  {escape(error)}")
 
         if serve:
+            def keep_days() -> int:
+                return store.export_site().mail_queue.keep_days if store.has_site() else 30
+
+            sender.keep_days = keep_days
             stop = threading.Event()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, lambda *_: stop.set())

@@ -400,6 +400,25 @@ class MailQueue:
                 return
         raise MailQueueError(f"no failed or sent message {ident!r} in {self.root}")
 
+    def prune(self, older_than: float) -> int:
+        """Delete the sent and failed mails finished before `older_than` (epoch seconds,
+        the time they entered `sent/` or `failed/`) with their state files; how many.
+        `new/` (queued, deferred) and `sending/` are never touched. A key is queued once
+        only while its mail is kept: after the mail is pruned, the same key queues again."""
+        gone = 0
+        for folder in ("sent", "failed"):
+            for path in self.folder(folder).glob("*.json"):
+                try:
+                    finished = path.lstat().st_ctime
+                except FileNotFoundError:
+                    continue
+                if finished >= older_than:
+                    continue
+                path.unlink(missing_ok=True)
+                (self.folder("state") / path.name).unlink(missing_ok=True)
+                gone += 1
+        return gone
+
     # --- reading -------------------------------------------------------------------------
 
     def entries(self, statuses: Sequence[str] = STATUSES) -> list[Entry]:
