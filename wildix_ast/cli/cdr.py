@@ -242,10 +242,18 @@ def backends(spool: SpoolPath = DEFAULT_SPOOL, db: DbUrl = None,
     out.print(table)
 
 
+FaxDocuments = Annotated[Path | None, typer.Option(
+    "--fax-documents", envvar="WILDIX_AST_FAX_DOCUMENTS", show_envvar=True,
+    help="The fax documents folder (the fax service's; default "
+         "~/.local/share/wildix-ast/fax-documents).")]
+
+
 @app.command("forget-user")
 def forget_user(extension: Annotated[str, typer.Argument(help="The user's extension.")],
-                db: DbUrl = None, as_json: JsonOutput = False) -> None:
-    """GDPR: remove every call of a user (as caller or callee) from every backend."""
+                db: DbUrl = None, documents: FaxDocuments = None,
+                as_json: JsonOutput = False) -> None:
+    """GDPR: remove every call of a user (as caller or callee) from every backend, and the
+    user's fax documents."""
     from wildix_ast.services.call_history.query import delete_user_history
 
     mode.json = as_json
@@ -258,11 +266,25 @@ def forget_user(extension: Annotated[str, typer.Argument(help="The user's extens
             removed[backend.name] = delete_user_history(backend, extension)
         except Exception as exc:  # any database failure becomes a message
             raise _database_failure(exc, backend) from None
+    faxes = _forget_documents(documents, extension)
     if as_json:
-        emit_json({"ok": True, "extension": extension, "removed": removed})
+        emit_json({"ok": True, "extension": extension, "removed": removed,
+                   "fax_documents_removed": faxes})
         return
     for name, count in removed.items():
         out.print(f"[green]✓[/] {name}: {count} record(s) of {extension} removed")
+    out.print(f"[green]✓[/] {faxes} fax document(s) of {extension} removed")
+
+
+def _forget_documents(documents: Path | None, extension: str) -> int:
+    from wildix_ast.services.fax.documents import default_documents, forget_user_documents
+
+    folder = documents or default_documents()
+    try:
+        return forget_user_documents(folder, extension)
+    except OSError as error:
+        raise SettingsError(f"fax documents {folder}: {error.strerror or error}: run as "
+                            "the fax service's user or root") from None
 
 
 brake_app = typer.Typer(help="The toll-fraud brake (call_history.limits).",
@@ -322,8 +344,9 @@ def brake_clear(extension: Annotated[str, typer.Argument(help="The user's extens
 def user_delete(extension: Annotated[str, typer.Argument(help="The user's extension.")],
                 with_history: Annotated[bool, typer.Option(
                     "--with-history", help="Also remove the user's calls from every call "
-                    "history backend (GDPR).")] = False,
-                db: DbUrl = None, as_json: JsonOutput = False) -> None:
+                    "history backend and its fax documents (GDPR).")] = False,
+                db: DbUrl = None, documents: FaxDocuments = None,
+                as_json: JsonOutput = False) -> None:
     """Remove a user from the stored site (`apply` then makes the PBX forget it) and, with
     --with-history, every call it made or received from every call history backend."""
     from pydantic import ValidationError
@@ -352,15 +375,20 @@ def user_delete(extension: Annotated[str, typer.Argument(help="The user's extens
             raise SettingsError(f"user {extension} cannot be removed: {where}") from None
         store.import_site(remaining)
     removed: dict[str, int] = {}
+    faxes = 0
     if with_history:
         for backend in site.call_history.backends:
             try:
                 removed[backend.name] = delete_user_history(backend, extension)
             except Exception as exc:  # any database failure becomes a message
                 raise _database_failure(exc, backend) from None
+        faxes = _forget_documents(documents, extension)
     if as_json:
-        emit_json({"ok": True, "extension": extension, "history_removed": removed})
+        emit_json({"ok": True, "extension": extension, "history_removed": removed,
+                   "fax_documents_removed": faxes})
         return
     out.print(f"[green]✓[/] user {extension} removed from the store (run `wildix-ast apply`)")
     for name, count in removed.items():
         out.print(f"[green]✓[/] {name}: {count} call record(s) of {extension} removed")
+    if with_history:
+        out.print(f"[green]✓[/] {faxes} fax document(s) of {extension} removed")

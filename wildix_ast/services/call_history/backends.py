@@ -114,7 +114,9 @@ def add_missing_columns(engine: Engine, table: Table) -> list[str]:
     backend's existing data is never rewritten."""
     with engine.begin() as connection:
         present = {c["name"] for c in inspect(connection).get_columns(table.name)}
-        missing = [c for c in table.columns if c.name not in present]
+        # only columns that have a default can join rows already there (the fax fields)
+        missing = [c for c in table.columns
+                   if c.name not in present and c.server_default is not None]
         for column in missing:
             ddl = CreateColumn(column).compile(dialect=engine.dialect)
             quoted = engine.dialect.identifier_preparer.quote(table.name)
