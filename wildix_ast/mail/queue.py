@@ -363,6 +363,22 @@ class MailQueue:
         self.write_state(ident, delivery)
         self._move(ident, folder, "failed")
 
+    def bounced(self, ident: str, reason: str) -> bool:
+        """A sent mail that bounced later (a DSN, `mail.bounces`): moved to `failed/` with
+        `bounced: <reason>`; False when no sent mail has that id (already marked, pruned,
+        or never ours), so reading the same DSN twice changes nothing."""
+        if not _ID.fullmatch(ident) or not (self.folder("sent") / f"{ident}.json").exists():
+            return False
+        delivery = self.state(ident)
+        delivery.last_error, delivery.next_try = f"bounced: {reason}", 0.0
+        self.write_state(ident, delivery)
+        self._move(ident, "sent", "failed")
+        return True
+
+    def has_failed(self, ident: str) -> bool:
+        return bool(_ID.fullmatch(ident)) and \
+            (self.folder("failed") / f"{ident}.json").exists()
+
     def recover(self) -> list[str]:
         """After a crash (see the module's documentation): a mail in `sending/` had its end
         of data handed to the kernel, or was microseconds from it: marked sent, flagged

@@ -73,6 +73,7 @@ class Sender:
         """The mail queue's retention (`mail_queue.keep_days`), read at each pruning;
         None: finished mails are kept."""
         self._pruned_at = 0.0
+        self._bounces_at = 0.0
 
     def run_once(self, now: Callable[[], float] = time.time) -> Counts:
         """Send every due message; call inside `queue.serving()`."""
@@ -202,6 +203,7 @@ class Sender:
             while not stop.is_set():
                 notify("WATCHDOG=1")
                 self.prune_when_due()
+                self.read_bounces_when_due()
                 counts = self.run_once()
                 if counts.sent or counts.deferred or counts.failed or counts.recovered:
                     report(counts)
@@ -223,3 +225,23 @@ class Sender:
         if gone:
             log.info("mail queue retention: %d finished mail(s) deleted", gone)
         return gone
+
+    def read_bounces_when_due(self, now: float | None = None) -> int:
+        """Every BOUNCE_EVERY seconds: read each profile's bounce mailbox
+        (`bounce_reader`) and mark the bounced mails failed; how many."""
+        from wildix_ast.services.mail.bounce_reader import BOUNCE_EVERY, read_bounces
+
+        moment = time.time() if now is None else now
+        if moment - self._bounces_at < BOUNCE_EVERY:
+            return 0
+        self._bounces_at = moment
+        try:
+            profiles = [p for p in self.profiles().values() if p.bounce_imap is not None]
+        except Exception as error:  # the store unreachable: the next round tries again
+            log.error("bounces: profiles not read: %s: %s", type(error).__name__, error)
+            return 0
+        marked = 0
+        for profile in profiles:
+            self.heartbeat()
+            marked += len(read_bounces(profile, self.queue, self.backoff.timeout).bounced)
+        return marked

@@ -1,6 +1,7 @@
 """Retention (issue 20): how long finished fax jobs, fax documents and finished mails are
 kept: `fax_server_settings.keep_days`, `call_history_settings.retention_days` and the mail
-queue's own settings row `mail_queue_settings`.
+queue's own settings row `mail_queue_settings`; the SMTP profiles' bounce mailbox
+(`bounce_imap`, `bounce_imap_port`).
 
 Revision ID: 0018
 Revises: 0015
@@ -34,6 +35,10 @@ def upgrade() -> None:
     with op.batch_alter_table("call_history_settings") as table:
         table.add_column(sa.Column("retention_days", sa.Integer, nullable=False,
                                    server_default="365"))
+    with op.batch_alter_table("smtp_profiles") as table:
+        table.add_column(sa.Column("bounce_imap", sa.Text, nullable=True))
+        table.add_column(sa.Column("bounce_imap_port", sa.Integer, nullable=False,
+                                   server_default="993"))
     op.create_table(
         "mail_queue_settings",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
@@ -46,6 +51,9 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("mail_queue_settings")
+    with op.batch_alter_table("smtp_profiles") as table:
+        table.drop_column("bounce_imap_port")
+        table.drop_column("bounce_imap")
     with op.batch_alter_table("call_history_settings") as table:
         table.drop_column("retention_days")
     with op.batch_alter_table("fax_server_settings") as table:
