@@ -11,6 +11,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -271,3 +272,63 @@ def test_gdpr_deletion_takes_the_users_fax_documents(tmp_path: Path) -> None:
     assert not (documents / "190").exists() and kept.exists()
     assert forget_user_documents(documents, "190") == 0
     assert json.dumps(sorted(p.name for p in documents.iterdir())) == '["191"]'
+
+
+def test_the_collector_takes_new_settings_without_a_restart(tmp_path: Path) -> None:
+    """Issue 19's leftover: a backend added by an import starts receiving (from the first
+    record: its cursor is new), one removed stops, a changed one restarts on its cursor;
+    the records' meaning follows the new site."""
+    from wildix_ast.services.call_history.collector import Collector, CollectorConfig, Settings
+
+    logs = tmp_path / "log"
+    logs.mkdir()
+    first = CallHistoryBackend(name="local", kind="sqlite", path=str(tmp_path / "a.sqlite3"))
+    added = CallHistoryBackend(name="files", kind="csv", folder=str(tmp_path / "csv"))
+    spool = Spool(tmp_path / "spool.sqlite3")
+    record = assemble("1796661954.1", _fax_legs("1796661954.1", "3"), _directory())
+    spool.finish(record.call_id, record, 1e9)
+    spool.close()
+    pending: list[Settings] = []
+    config = CollectorConfig(logs, tmp_path / "spool.sqlite3", [first], Directory(),
+                             poll=0.02, reload=lambda: pending.pop() if pending else None,
+                             reload_every=0.05)
+    collector = Collector(config)
+    stop = threading.Event()
+    thread = threading.Thread(target=collector.run, args=(stop.is_set,))
+    thread.start()
+
+    def wait_for(check: Callable[[], bool]) -> bool:
+        deadline = time.monotonic() + 15
+        while not check() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return check()
+
+    def rows(path: Path) -> int:
+        if not path.exists():
+            return 0
+        with sqlite3.connect(path) as db:
+            try:
+                return int(db.execute("SELECT COUNT(*) FROM call_history").fetchone()[0])
+            except sqlite3.OperationalError:
+                return 0
+
+    try:
+        assert wait_for(lambda: rows(tmp_path / "a.sqlite3") == 1)
+        pending.append(Settings([first, added], _directory(), None))
+        assert wait_for(lambda: any((tmp_path / "csv").glob("*.csv")))
+        assert wait_for(lambda: "files" in collector.delivering)
+        moved = first.model_copy(update={"path": str(tmp_path / "b.sqlite3")})
+        pending.append(Settings([moved, added], _directory(), None))
+        assert wait_for(lambda: collector.delivering["local"][0] == moved)
+        pending.append(Settings([added], _directory(), None))
+        assert wait_for(lambda: "local" not in collector.delivering)
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+    # the changed backend kept its cursor: the record it had is not written to its new
+    # place again (a moved database is the operator's to copy), nothing is doubled
+    assert rows(tmp_path / "b.sqlite3") == 0 and rows(tmp_path / "a.sqlite3") == 1
+    (written,) = (tmp_path / "csv").glob("*.csv")
+    assert len(written.read_text().splitlines()) == 2
+    assert config.directory.users  # the new site's meaning is in force

@@ -47,6 +47,13 @@ def _settings(db: str | None) -> tuple[CallHistory, Any]:
     return site.call_history, site
 
 
+def _store_revision(db: str | None) -> int:
+    from wildix_ast.store import open_store
+
+    with open_store(db) as store:
+        return store.revision()
+
+
 def _statistics_backend(history: CallHistory) -> CallHistoryBackend:
     chosen = next((b for b in history.backends if b.name == history.statistics), None)
     if chosen is None or chosen.kind is BackendKind.CSV:
@@ -71,20 +78,37 @@ def collect(log_dir: LogDir = Path("/var/log/asterisk"), spool: SpoolPath = DEFA
     from wildix_ast.services.call_history.assemble import Directory
     from wildix_ast.services.call_history.backends import sink_of
     from wildix_ast.services.call_history.brake import BrakeKeeper
-    from wildix_ast.services.call_history.collector import Collector, CollectorConfig
+    from wildix_ast.services.call_history.collector import (
+        Collector,
+        CollectorConfig,
+        Settings,
+    )
 
     os.umask(0o077)  # call records are personal data: what the collector makes is its own
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(message)s")
+    def settings_of(history: CallHistory, site: Any) -> Settings:
+        directory = Directory.of(site)
+        brake = BrakeKeeper(brake_dir, history.limits,
+                            {e: group for e, (_, group) in directory.users.items()},
+                            alert_to=history.alert_email) \
+            if history.limits else None
+        return Settings(history.enabled_backends, directory, brake)
+
     history, site = _settings(db)
-    directory = Directory.of(site)
-    brake = BrakeKeeper(brake_dir, history.limits,
-                        {e: group for e, (_, group) in directory.users.items()},
-                        alert_to=history.alert_email) \
-        if history.limits else None
-    config = CollectorConfig(log_dir=log_dir, spool_path=spool,
-                             backends=history.enabled_backends, directory=directory,
-                             brake=brake)
+    first = settings_of(history, site)
+    read_at = [_store_revision(db)]
+
+    def reload() -> Settings | None:
+        """The settings again when the store's revision moved (an import)."""
+        revision = _store_revision(db)
+        if revision == read_at[0]:
+            return None
+        read_at[0] = revision
+        return settings_of(*_settings(db))
+
+    config = CollectorConfig(log_dir=log_dir, spool_path=spool, backends=first.backends,
+                             directory=first.directory, brake=first.brake, reload=reload)
     collector = Collector(config)
     if once:
         collector.step()
