@@ -332,3 +332,23 @@ def test_the_collector_takes_new_settings_without_a_restart(tmp_path: Path) -> N
     (written,) = (tmp_path / "csv").glob("*.csv")
     assert len(written.read_text().splitlines()) == 2
     assert config.directory.users  # the new site's meaning is in force
+
+
+def test_a_link_dropped_in_new_is_never_followed(tmp_path: Path) -> None:
+    """Whoever can write the spool (Asterisk) must not make the fax service read and mail a
+    file only the service may read (another user's fax document)."""
+    from wildix_ast.services.fax.inbound import collect
+
+    spool, documents = _spool(tmp_path), tmp_path / "documents"
+    secret = document_path(documents, store_document(documents, "191", "1.1", b"%PDF-secret"))
+    (spool / "new" / "1796660003.1.tif").symlink_to(secret)
+    _drop(spool, "1796660003.1")
+    (spool / "new" / "1796660004.1.job").symlink_to(secret)
+    found = collect(spool, lambda _: "compta@acme.fr", queue_root=tmp_path / "queue",
+                    documents=documents)
+    assert found == []
+    queued = tmp_path / "queue" / "new"
+    assert not queued.exists() or not list(queued.iterdir())
+    assert sorted(p.name for p in (spool / "bad").iterdir()) == [
+        "1796660003.1.job", "1796660003.1.tif", "1796660004.1.job"]
+    assert secret.read_bytes() == b"%PDF-secret"

@@ -189,7 +189,11 @@ def _collect_job(record: Path, email_of: Callable[[str], str | None], *,
                  done: Path, bad: Path) -> Collected | None:
     tiff = record.with_suffix(".tif")
     try:
-        if record.stat().st_size > MAX_RECORD:
+        # a link in new/ would make this service read (and mail) a file only it may read
+        for path in (record, tiff):
+            if path.is_symlink() or (path.exists() and not path.is_file()):
+                raise BadJob(f"{path.name} is not a plain file")
+        if record.lstat().st_size > MAX_RECORD:
             raise BadJob("record too large")
         job = parse_record(record.read_text(encoding="ascii"))
         if job.job != record.stem:
@@ -197,6 +201,8 @@ def _collect_job(record: Path, email_of: Callable[[str], str | None], *,
     except (BadJob, UnicodeDecodeError) as error:
         log.error("fax job %s: unreadable record, moved to bad/: %s", record.name, error)
         record.rename(bad / record.name)
+        if tiff.is_symlink():
+            tiff.rename(bad / tiff.name)
         return None
     pdf: bytes | None = None
     if tiff.exists() and tiff.stat().st_size > 0:
