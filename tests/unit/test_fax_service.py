@@ -30,6 +30,7 @@ from wildix_ast.services.call_history.backends import (
     SqlSink,
     record_table,
 )
+from wildix_ast.services.call_history.query import Filters, list_records
 from wildix_ast.services.call_history.spool import Spool
 from wildix_ast.services.fax.documents import (
     DAY,
@@ -242,6 +243,9 @@ def test_an_older_table_gains_the_fax_columns_and_an_older_csv_is_set_aside(
     spool.finish(record.call_id, record, 1e9)
     backend = CallHistoryBackend(name="local", kind="sqlite",
                                  path=str(database))
+    # `cdr list` reads such a table before the collector has added the columns
+    (old_row,) = list_records(backend, Filters())
+    assert (old_row["call_id"], old_row["fax"], old_row["fax_pages"]) == ("old.1", "", 0)
     sink = SqlSink(backend)
     sink.write(spool.records_after(0, 10))
     sink.close()

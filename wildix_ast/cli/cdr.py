@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from wildix_ast.cli.console import emit_json, mode, out
@@ -206,10 +207,13 @@ def list_(user: User = None, number: Number = None, since: Since = None, until: 
         writer.writerows([[csv_safe(v) for v in r.values()] for r in rows])
         return
     table = Table(title=f"calls ({len(rows)})", show_edge=False)
-    for column in _LIST_COLUMNS:
+    for column in (*_LIST_COLUMNS, "fax"):
         table.add_column(column)
     for row in rows:
-        table.add_row(*(_when(row[c]) if c == "start" else str(row[c]) for c in _LIST_COLUMNS))
+        fax = (f"{row['fax']} {row['fax_status'] or '-'}, {row['fax_pages']} p, "
+               f"{row['fax_document'] or 'no document'}") if row.get("fax") else ""
+        table.add_row(*(_when(row[c]) if c == "start" else str(row[c]) for c in _LIST_COLUMNS),
+                      escape(fax))
     out.print(table)
 
 
