@@ -94,6 +94,7 @@ def test_the_loop_collects_promptly_and_outlives_a_bad_job(tmp_path: Path) -> No
         stop.set()
         thread.join(timeout=30)
     assert not thread.is_alive()
+    print(f"a 2-page job collected {picked_up:.2f} s after it was dropped (poll 0.05 s)")
     assert "1796660002.1" in collected
     assert picked_up < 5.0, f"a job waited {picked_up:.2f} s"  # tiff2pdf included
     assert (spool / "bad" / "1796660000.1.job").exists()
@@ -356,3 +357,51 @@ def test_a_link_dropped_in_new_is_never_followed(tmp_path: Path) -> None:
     assert sorted(p.name for p in (spool / "bad").iterdir()) == [
         "1796660003.1.job", "1796660003.1.tif", "1796660004.1.job"]
     assert secret.read_bytes() == b"%PDF-secret"
+
+
+def test_backend_passwords_live_in_the_vault_and_migrate_there(tmp_path: Path) -> None:
+    """Issue 19's leftover: a call history backend's password is in the vault, not in its
+    row; `export --with-secrets` and the collector's settings get it back; a store made
+    before migration 0018 has its passwords moved into the vault, and back on downgrade."""
+    from alembic import command
+
+    from wildix_ast.model.settings_file import dump_site
+    from wildix_ast.store import database, open_store
+    from wildix_ast.store.vault import cdr_password_key, with_backend_passwords, with_secrets
+
+    site = Site.model_validate({"call_history": {"statistics": "pg", "backends": [
+        {"name": "pg", "kind": "postgresql", "host": "db.example", "database": "cdr",
+         "user": "pbx", "password": "S3cret-Word"}]}})
+    db = tmp_path / "store.sqlite3"
+    with open_store(str(db)) as store:
+        store.import_site(site)
+        with_secrets(site, store)
+        exported = store.export_site()
+        assert exported.call_history.backends[0].password is None
+        back = with_backend_passwords(exported, store)
+        assert back.call_history.backends[0].password == "S3cret-Word"
+        assert "S3cret-Word" in dump_site(back, include_secrets=True)
+        assert "S3cret-Word" not in dump_site(back, include_secrets=False)
+    with sqlite3.connect(db) as raw:
+        columns = [r[1] for r in raw.execute("PRAGMA table_info(call_history_backends)")]
+        assert "password" not in columns
+        assert "S3cret-Word" not in str(raw.execute(
+            "SELECT * FROM call_history_backends").fetchall())
+
+    engine = create_engine(f"sqlite:///{db}")
+    try:
+        with engine.begin() as connection:
+            command.downgrade(database._alembic_config(connection), "0015")
+        with sqlite3.connect(db) as raw:
+            assert raw.execute("SELECT password FROM call_history_backends").fetchall() == [
+                ("S3cret-Word",)]
+            assert raw.execute("SELECT COUNT(*) FROM secrets WHERE key = ?",
+                               (cdr_password_key("pg"),)).fetchone() == (0,)
+            raw.execute("UPDATE call_history_backends SET password = 'Other-Word1'")
+        with engine.begin() as connection:
+            command.upgrade(database._alembic_config(connection), "head")
+    finally:
+        engine.dispose()
+    with open_store(str(db)) as store:
+        assert store.get_secrets([cdr_password_key("pg")]) == {
+            cdr_password_key("pg"): "Other-Word1"}

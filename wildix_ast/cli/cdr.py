@@ -40,11 +40,12 @@ LogDir = Annotated[Path, typer.Option(
 
 def _settings(db: str | None) -> tuple[CallHistory, Any]:
     from wildix_ast.store import open_store
+    from wildix_ast.store.vault import with_backend_passwords
 
     with open_store(db) as store:
         if not store.has_site():
             raise StoreError("the store holds no site yet: run `wildix-ast import SITE` first")
-        site = store.export_site()
+        site = with_backend_passwords(store.export_site(), store)
     return site.call_history, site
 
 
@@ -383,6 +384,7 @@ def user_delete(extension: Annotated[str, typer.Argument(help="The user's extens
     from wildix_ast.model.site import Site
     from wildix_ast.services.call_history.query import delete_user_history
     from wildix_ast.store import open_store
+    from wildix_ast.store.vault import with_backend_passwords
 
     mode.json = as_json
     if not (extension.isdigit() and 2 <= len(extension) <= 8):
@@ -390,7 +392,7 @@ def user_delete(extension: Annotated[str, typer.Argument(help="The user's extens
     with open_store(db) as store:
         if not store.has_site():
             raise StoreError("the store holds no site yet: run `wildix-ast import SITE` first")
-        site = store.export_site()
+        site = with_backend_passwords(store.export_site(), store)
         if not any(u.extension == extension for u in site.users):
             raise SettingsError(f"no user has extension {extension}")
         data = site.model_dump()

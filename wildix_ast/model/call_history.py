@@ -76,7 +76,10 @@ class CallHistoryBackend(BaseModel):
     database: DatabaseName | None = None
     table: TableName = "call_history"
     user: DatabaseName | None = None
-    password: DatabasePassword | None = Field(default=None, repr=False)
+    password: DatabasePassword | None = Field(default=None, repr=False, exclude=True)
+    """Kept in the store's vault (`cdr:<backend>:password`), never in the backend's row;
+    never serialised by the model (digests, JSON output): `dump_site` adds it back when
+    asked (`export --with-secrets`)."""
     #: SQLite: the database file
     path: PbxPath | None = None
     #: CSV: the folder of the files

@@ -154,11 +154,13 @@ CALL_HISTORY = Section("call_history_settings", "call_history", CallHistory, key
                        many=False, fixed={"id": 1})
 CALL_HISTORY_BACKENDS = Section("call_history_backends", "backends", CallHistoryBackend,
                                 key=("name",), parent=CALL_HISTORY,
-                                renames={"table": "table_name", "user": "user_name"})
+                                renames={"table": "table_name", "user": "user_name"},
+                                secrets=("password",))
 CALL_HISTORY_LIMITS = Section("call_history_limits", "limits", TollLimit,
                               key=("call_class", "scope", "name"), parent=CALL_HISTORY)
-"""The call history's backends (wildix_ast.model.call_history); a password is kept like a
-trunk's secret, in the owner-only store, and left out of exports without --with-secrets."""
+"""The call history's backends (wildix_ast.model.call_history); a password lives in the vault
+(`vault.cdr_password_key`, migration 0018 moved them there), left out of exports without
+--with-secrets."""
 SMTP_PROFILES = Section("smtp_profiles", "smtp_profiles", SmtpProfile, key=("name",),
                         renames={"user": "user_name"},  # USER is an SQL word
                         secrets=("password",))

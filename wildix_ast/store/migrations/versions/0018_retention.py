@@ -1,7 +1,8 @@
 """Retention (issue 20): how long finished fax jobs, fax documents and finished mails are
 kept: `fax_server_settings.keep_days`, `call_history_settings.retention_days` and the mail
 queue's own settings row `mail_queue_settings`; the SMTP profiles' bounce mailbox
-(`bounce_imap`, `bounce_imap_port`).
+(`bounce_imap`, `bounce_imap_port`); the call history backends' passwords move into the
+vault (the `secrets` table, key `cdr:<backend>:password`) and their column goes.
 
 Revision ID: 0018
 Revises: 0015
@@ -28,7 +29,27 @@ _MYSQL: dict[str, Any] = {f"{dialect}_{option}": value
                                                 ("engine", "InnoDB"))}
 
 
+_SECRETS = sa.table("secrets", sa.column("key", sa.String), sa.column("value", sa.Text))
+_BACKENDS = sa.table("call_history_backends", sa.column("name", sa.String),
+                     sa.column("password", sa.Text))
+
+
+def _key(name: str) -> str:
+    return f"cdr:{name}:password"  # store.vault.cdr_password_key
+
+
 def upgrade() -> None:
+    # the call history backends' passwords move from their rows into the vault (not in
+    # offline SQL, which makes new, empty databases: there is nothing to move)
+    bind = op.get_bind()
+    offline = op.get_context().as_sql
+    given = sa.select(_BACKENDS.c.name, _BACKENDS.c.password) \
+        .where(_BACKENDS.c.password.is_not(None))
+    for name, password in [] if offline else bind.execute(given).all():
+        bind.execute(_SECRETS.delete().where(_SECRETS.c.key == _key(name)))
+        bind.execute(_SECRETS.insert().values(key=_key(name), value=password))
+    with op.batch_alter_table("call_history_backends") as table:
+        table.drop_column("password")
     with op.batch_alter_table("fax_server_settings") as table:
         table.add_column(sa.Column("keep_days", sa.Integer, nullable=False,
                                    server_default="30"))
@@ -50,6 +71,17 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("call_history_backends") as table:
+        table.add_column(sa.Column("password", sa.Text, nullable=True))
+    bind = op.get_bind()
+    offline = op.get_context().as_sql
+    for (name,) in [] if offline else bind.execute(sa.select(_BACKENDS.c.name)).all():
+        kept = bind.execute(sa.select(_SECRETS.c.value)
+                            .where(_SECRETS.c.key == _key(name))).scalar()
+        if kept is not None:
+            bind.execute(_BACKENDS.update().where(_BACKENDS.c.name == name)
+                         .values(password=kept))
+            bind.execute(_SECRETS.delete().where(_SECRETS.c.key == _key(name)))
     op.drop_table("mail_queue_settings")
     with op.batch_alter_table("smtp_profiles") as table:
         table.drop_column("bounce_imap_port")
