@@ -324,7 +324,7 @@ def test_the_collector_takes_new_settings_without_a_restart(tmp_path: Path) -> N
         assert wait_for(lambda: "files" in collector.delivering)
         moved = first.model_copy(update={"path": str(tmp_path / "b.sqlite3")})
         pending.append(Settings([moved, added], _directory(), None))
-        assert wait_for(lambda: collector.delivering["local"][0] == moved)
+        assert wait_for(lambda: collector.delivering.get("local", (None,))[0] == moved)
         pending.append(Settings([added], _directory(), None))
         assert wait_for(lambda: "local" not in collector.delivering)
     finally:

@@ -49,11 +49,14 @@ def _settings(db: str | None) -> tuple[CallHistory, Any]:
     return site.call_history, site
 
 
-def _store_revision(db: str | None) -> int:
-    from wildix_ast.store import open_store
+def _settings_version(store: Any, names: list[str]) -> tuple[object, ...]:
+    """What the collector's settings come from, cheaply: the store's revision, and the
+    known backends' passwords (kept in the vault: a password-only change moves no
+    revision)."""
+    from wildix_ast.store.vault import cdr_password_key
 
-    with open_store(db) as store:
-        return store.revision()
+    kept = store.get_secrets([cdr_password_key(n) for n in names])
+    return store.revision(), tuple(sorted(kept.items()))
 
 
 def _statistics_backend(history: CallHistory) -> CallHistoryBackend:
@@ -97,22 +100,31 @@ def collect(log_dir: LogDir = Path("/var/log/asterisk"), spool: SpoolPath = DEFA
             if history.limits else None
         return Settings(history.enabled_backends, directory, brake)
 
+    from wildix_ast.store import open_store
+
     history, site = _settings(db)
     first = settings_of(history, site)
-    read_at = [_store_revision(db)]
+    # one store kept open for the polls: a revision and a few vault keys every 5 s
+    polled = open_store(db)
+    names = [b.name for b in history.backends]
+    read_at = [_settings_version(polled, names)]
 
     def reload() -> Settings | None:
-        """The settings again when the store's revision moved (an import)."""
-        revision = _store_revision(db)
-        if revision == read_at[0]:
+        """The settings again when an import moved the store's revision or a backend's
+        password changed."""
+        version = _settings_version(polled, names)
+        if version == read_at[0]:
             return None
-        read_at[0] = revision
-        return settings_of(*_settings(db))
+        history, site = _settings(db)
+        names[:] = [b.name for b in history.backends]
+        read_at[0] = _settings_version(polled, names)
+        return settings_of(history, site)
 
     config = CollectorConfig(log_dir=log_dir, spool_path=spool, backends=first.backends,
                              directory=first.directory, brake=first.brake, reload=reload)
     collector = Collector(config)
     if once:
+        polled.close()
         collector.step()
         failures = []
         for backend in config.backends:
@@ -136,7 +148,10 @@ def collect(log_dir: LogDir = Path("/var/log/asterisk"), spool: SpoolPath = DEFA
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    collector.run()
+    try:
+        collector.run()
+    finally:
+        polled.close()
 
 
 def _epoch(text: str | None, option: str) -> float | None:
