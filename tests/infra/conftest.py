@@ -34,7 +34,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="where the FastAGI service queues missed-call mails "
                     "(wildix_ast_mail_spool)")
     group.addoption("--pbx-services",
-                    default="wildix-ast-agi,wildix-ast-runtime,wildix-ast-mail,wildix-ast-cdr",
+                    default="wildix-ast-agi,wildix-ast-runtime,wildix-ast-mail,wildix-ast-cdr,"
+                    "wildix-ast-fax",
                     help="comma-separated wildix-ast units that must be enabled and active "
                     "(wildix_ast_services)")
 

@@ -4,8 +4,11 @@ only, owner-only secrets, and a real SIP call answered through it."""
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import re
+import shlex
 import tempfile
 import time
 from pathlib import Path
@@ -20,7 +23,11 @@ EPHEMERAL_PORTS = range(32768, 61000)
 SECRET_FILES = ("manager.conf", "pjsip.conf", "voicemail.conf")
 SERVICE_GROUP = "wildix-ast"
 SERVICE_USERS = {"wildix-ast-agi": "wildix-ast-agi", "wildix-ast-runtime": "wildix-ast-runtime",
-                 "wildix-ast-mail": "wildix-ast-mail", "wildix-ast-cdr": "wildix-ast-cdr"}
+                 "wildix-ast-mail": "wildix-ast-mail", "wildix-ast-cdr": "wildix-ast-cdr",
+                 "wildix-ast-fax": "wildix-ast-fax"}
+#: The role's defaults (wildix_ast_fax_spool, wildix_ast_fax_documents).
+FAX_SPOOL = "/var/spool/asterisk/wildix-fax"
+FAX_DOCUMENTS = "/var/lib/wildix-ast/fax-documents"
 KNOWN_DEFAULTS = {"wildix", "admin", "1234", "amp111", "secret", "password", "asterisk"}
 
 
@@ -339,3 +346,49 @@ def test_missed_call_mail_is_spooled_where_the_service_writes(
     assert spooled.user == SERVICE_USERS["wildix-ast-agi"] and not spooled.mode & 0o007, \
         (spooled.user, oct(spooled.mode))
     no_channel_left(host)
+
+
+def test_a_fax_asterisk_drops_is_mailed_and_kept_owner_only(
+        host: Any, deployed: Deployed, tmp_path: Path) -> None:
+    """The fax service's rights on the booted host: a job written as Asterisk writes it
+    (a 1-page TIFF and its record, moved into new/) is collected within seconds: its mail
+    is in the queue for the fax user, its PDF kept owner-only for the call history, the
+    job in done/ (the service's own folder)."""
+    if "wildix-ast-fax" not in deployed.services:
+        pytest.fail("the fax service is not deployed on this host")
+    from support.fax_pages import fax_tiff, make_pdf
+
+    fax_user = next((u for u in deployed.site.users if u.type.value == "fax" and u.email),
+                    None)
+    assert fax_user is not None, "the test needs a fax user with an e-mail in the site"
+    for folder, owner, mode in (("new", "asterisk", 0o2770), ("done", "wildix-ast-fax", 0o700),
+                                ("bad", "wildix-ast-fax", 0o700)):
+        found = host.file(f"{FAX_SPOOL}/{folder}")
+        assert (found.user, found.mode) == (owner, mode), (folder, found.user, oct(found.mode))
+    documents = host.file(FAX_DOCUMENTS)
+    assert (documents.user, documents.mode) == ("wildix-ast-fax", 0o700)
+    job = f"{int(time.time())}.{os.getpid() % 1000}"
+    tiff = fax_tiff(make_pdf(tmp_path / "one.pdf", 1), tmp_path / "one.tif")
+    record = (f"job={job}\nuser={fax_user.extension}\ndid=\nfrom=+33155501234\n"
+              "status=SUCCESS\nstatusstr=OK\nerror=\npages=1\nduration=20\n"
+              "remote=INFRA TEST\nrate=14400\necm=yes\nresolution=8031x7700\n")
+    encoded = base64.b64encode(tiff.read_bytes()).decode()
+    host.check_output(
+        "runuser -u asterisk -- sh -c %s",
+        f"cd {FAX_SPOOL}/tmp && echo {encoded} | base64 -d > {job}.tif && "
+        f"printf %s {shlex.quote(record)} > {job}.job && mv {job}.tif {job}.job ../new/")
+    done = host.file(f"{FAX_SPOOL}/done/{job}.job")
+    deadline = time.monotonic() + 20
+    while not done.exists and time.monotonic() < deadline:
+        time.sleep(0.2)
+    journal = host.run("journalctl -u wildix-ast-fax --no-pager -n 20").stdout
+    assert done.exists, journal
+    document = host.file(f"{FAX_DOCUMENTS}/{fax_user.extension}/{job}.pdf")
+    assert document.exists and document.user == "wildix-ast-fax", journal
+    assert document.mode == 0o600 and document.content.startswith(b"%PDF-")
+    folders = " ".join(f"{deployed.mail_spool}/{f}" for f in ("new", "sending", "sent",
+                                                              "failed"))
+    queued = host.check_output(f"grep -l -F -e {job} -r {folders} 2>/dev/null || true").split()
+    assert len(queued) == 1, (queued, journal)
+    message = json.loads(host.file(queued[0]).content_string)
+    assert (message["to"], message["kind"]) == (str(fax_user.email), "fax_in"), message

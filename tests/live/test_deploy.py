@@ -36,7 +36,8 @@ ANSIBLE = REPO / "ansible"
 EXAMPLE = REPO / "examples" / "site.yaml"
 VENV_BIN = Path(sys.executable).parent
 #: The role's default services (deploy/systemd/), checked by the testinfra suite.
-SERVICES = ("wildix-ast-agi", "wildix-ast-runtime", "wildix-ast-mail", "wildix-ast-cdr")
+SERVICES = ("wildix-ast-agi", "wildix-ast-runtime", "wildix-ast-mail", "wildix-ast-cdr",
+            "wildix-ast-fax")
 #: Run on the host (python3, read-only): {table: row count} of the store.
 COUNT_ROWS = """
 import json, sqlite3
@@ -236,7 +237,8 @@ def test_testinfra_suite_passes(deployment: Deployment) -> None:
     # the services really work on the host, as their own users
     assert {"test_services_run_as_their_own_users", "test_agi_service_is_healthy_with_its_store",
             "test_forward_all_set_by_feature_code_is_followed",
-            "test_missed_call_mail_is_spooled_where_the_service_writes"} <= passed, passed
+            "test_missed_call_mail_is_spooled_where_the_service_writes",
+            "test_a_fax_asterisk_drops_is_mailed_and_kept_owner_only"} <= passed, passed
 
 
 def test_check_diff_shows_the_change_and_changes_nothing(deployment: Deployment) -> None:

@@ -3,7 +3,8 @@
 channel: signed linear, not a G.711-coded SIP/RTP leg (docs/fax.md, "Not yet"); ReceiveFAX
 answers it through wildix-did, the
 hang-up handler drops the job, `wildix-ast fax collect` turns it into a PDF queued through
-the mail queue, `wildix-ast mail send` delivers it to a real SMTP server (aiosmtpd,
+the mail queue (and keeps the PDF for the call history, where the fax call is one record
+referring to it), `wildix-ast mail send` delivers it to a real SMTP server (aiosmtpd,
 STARTTLS + AUTH); the mailed PDF has 3 pages whose images equal the original's rendering.
 
 Tolerance: both PDFs are rendered by ghostscript at 50 dpi, anti-aliased, to 8-bit grey; a
@@ -16,6 +17,7 @@ a wrong, missing, shifted or blank page differs by far more than 12."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 
@@ -25,8 +27,10 @@ from support.live_site import LiveSite, example_site
 from support.smtp_server import SmtpServer
 
 from wildix_ast.asterisk import names
+from wildix_ast.model.call_history import BackendKind, CallHistory, CallHistoryBackend
 from wildix_ast.model.fax_server import FaxServer
 from wildix_ast.model.smtp_client import SmtpProfile
+from wildix_ast.services.fax.documents import document_path
 from wildix_ast.store import open_store
 from wildix_ast.store.vault import with_secrets
 
@@ -54,14 +58,45 @@ def _originate_fax(live: LiveSite, tiff: str, did: str) -> None:
     asyncio.run(go())
 
 
+def _the_fax_is_once_in_the_call_history(live: LiveSite, tmp_path: Path, db: str, job: str,
+                                         documents: Path) -> None:
+    """The call history (issue 20 item 3): the fax call is one record in `cdr list
+    --json` with its status, pages, remote station and a reference to its PDF, which the
+    fax service kept (owner-only). Two `cdr collect --once` passes a second apart: the
+    first reads the call's end, the second assembles it (GRACE)."""
+    spool = str(tmp_path / "cdr-spool.sqlite3")
+    for _ in range(2):
+        passed = run("cdr", "collect", "--once", "--log-dir", str(live.lab.log_dir),
+                     "--spool", spool, "--brake-dir", str(tmp_path / "brake"), "--db", db)
+        assert passed.returncode == 0, passed.stderr
+        time.sleep(1.0)
+    listed = run("cdr", "list", "--json", "--db", db)
+    assert listed.returncode == 0, listed.stderr
+    calls = json.loads(listed.stdout)["calls"]
+    faxes = [c for c in calls if c["fax"]]
+    assert len(faxes) == 1, faxes
+    (fax,) = faxes
+    print({k: fax[k] for k in ("call_id", "callee_user", "fax", "fax_status", "fax_pages",
+                               "fax_remote", "fax_document", "duration")})
+    assert (fax["fax"], fax["fax_status"], fax["fax_pages"]) == ("received", "SUCCESS", PAGES)
+    assert fax["callee_user"] == "190" and fax["fax_document"] == f"190/{job}.pdf"
+    document = document_path(documents, fax["fax_document"])
+    assert document.read_bytes().startswith(b"%PDF-")
+    assert document.stat().st_mode & 0o777 == 0o600
+
+
 def test_a_3_page_fax_to_the_fax_did_arrives_by_mail_as_the_same_3_pages(
         clean_live: LiveSite, tmp_path: Path) -> None:
     smtp = SmtpServer(tmp_path)
     smtp.start()
     try:
         site = example_site()
+        # the call history on this machine: a SQLite backend in the test's folder
+        history = CallHistory(backends=[CallHistoryBackend(
+            name="local", kind=BackendKind.SQLITE, path=str(tmp_path / "history.sqlite3"))])
         site = site.model_copy(update={"smtp_profiles": [SmtpProfile(**smtp.profile())],
-                                       "fax_server": FaxServer(copy_address=COPIES)})
+                                       "fax_server": FaxServer(copy_address=COPIES),
+                                       "call_history": history})
         db = str(tmp_path / "fax.sqlite3")
         with open_store(db) as store:
             store.import_site(site)
@@ -87,10 +122,13 @@ def test_a_3_page_fax_to_the_fax_did_arrives_by_mail_as_the_same_3_pages(
         assert list((spool / "tmp").glob("*.job")) == []
 
         queue = str(tmp_path / "queue")
+        documents = tmp_path / "fax-documents"
         collected = run("fax", "collect", "--json", "--spool", str(spool), "--db", db,
-                        "--queue", queue)
+                        "--queue", queue, "--documents", str(documents))
         assert_no_traceback(collected)
         assert collected.returncode == 0, collected.stderr
+        _the_fax_is_once_in_the_call_history(clean_live, tmp_path, db, record.stem,
+                                             documents)
         again = run("fax", "collect", "--json", "--spool", str(spool), "--db", db,
                     "--queue", queue)
         assert again.returncode == 0 and '"jobs": []' in again.stdout, again.stdout

@@ -7,7 +7,9 @@ trunk, `wildix-did`) or to a fax user's extension (`wildix-extensions`) goes to
 voice caller, a hang-up mid-page) the hang-up handler `wildix-fax-done` writes the job record
 `tmp/<job>.job` (one `key=value` a line: the FAXOPT values, caller, DID, duration) and
 moves both into `new/` with one `mv`, the record last: the Fax2Mail service
-(services/fax/inbound.py) only takes records in `new/`, so it never sees half a job.
+(services/fax/inbound.py) only takes records in `new/`, so it never sees half a job. It also
+marks the call's CDR as a fax (`wms_fax*`: status, pages, remote station, job), which the
+call history turns into the record's fax fields and document reference.
 
 The caller's number and the remote station id are chosen by the caller: FILTER keeps only
 digits and '+' (and letters, space and '.' for the station id) before either reaches the
@@ -20,6 +22,14 @@ from __future__ import annotations
 from wildix_ast.asterisk import names
 from wildix_ast.asterisk.dialplan_builder import Context, Extension, extension, var
 from wildix_ast.calls import variables as v
+from wildix_ast.calls.call_record import (
+    WMS_FAX,
+    WMS_FAX_JOB,
+    WMS_FAX_PAGES,
+    WMS_FAX_REMOTE,
+    WMS_FAX_STATUS,
+    WMS_FAX_USER,
+)
 
 RECORD_FIELDS = ("job", "user", "did", "from", "status", "statusstr", "error", "pages",
                  "duration", "remote", "rate", "ecm", "resolution")
@@ -68,6 +78,18 @@ def fax_receive_context() -> Context:
                  "extension, ARG2 the DID called.",))
 
 
+def fax_history_marks(direction: str) -> list[str]:
+    """The steps that put the fax into the call's record (calls/call_record.py): run in
+    the hang-up handler, so a failed or cut fax is marked too. Every value is FILTERed
+    (FAXOPT values and the station id are the remote side's)."""
+    return [f"Set(CDR({WMS_FAX})={direction})",
+            f"Set(CDR({WMS_FAX_JOB})={var(v.FAX_JOB)})",
+            f"Set(CDR({WMS_FAX_USER})={var(v.FAX_USER)})",
+            f"Set(CDR({WMS_FAX_STATUS})=${{FILTER(A-Z_,${{FAXOPT(status)}})}})",
+            f"Set(CDR({WMS_FAX_PAGES})=${{FILTER(0-9,${{FAXOPT(pages)}})}})",
+            f"Set(CDR({WMS_FAX_REMOTE})=${{FILTER({_STATION},${{FAXOPT(remotestationid)}})}})"]
+
+
 def fax_done_context() -> Context:
     spool, job = var(v.FAX_SPOOL), var(v.FAX_JOB)
     record = var(v.FAX_RECORD)
@@ -78,6 +100,7 @@ def fax_done_context() -> Context:
         f"Set({v.FAX_RECORD}={spool}/tmp/{job}.job)",
         f"Set(FILE({record})=)",
         *writes,
+        *fax_history_marks("received"),
         f"System(mv -f -- {spool}/tmp/{job}.tif {spool}/tmp/{job}.job {spool}/new/)",
         ("done", "Return()")),),
         comment=("Fax2Mail's hang-up handler: the job record, then tif and record into "

@@ -38,8 +38,25 @@ WMS_REFUSED = "wms_refused"
 """Why the PBX refused the call (`class`: the caller's group may not dial this class;
 `limit`: the class limit or the toll-fraud brake)."""
 
+WMS_FAX = "wms_fax"
+"""`received` or `sent` when the call carried a fax (set by the fax dialplan's hang-up
+handler, so a failed or cut fax is marked too)."""
+WMS_FAX_JOB = "wms_fax_job"
+"""The fax job's name (the faxing channel's UNIQUEID, digits and dots): with WMS_FAX_USER it
+names the stored document (`services.fax.documents.document_reference`)."""
+WMS_FAX_USER = "wms_fax_user"
+"""The fax user who received it (or the user who sent it): whose document it is."""
+WMS_FAX_STATUS = "wms_fax_status"
+"""FAXOPT(status): SUCCESS, FAILED (FILTERed to letters and '_')."""
+WMS_FAX_PAGES = "wms_fax_pages"
+WMS_FAX_REMOTE = "wms_fax_remote"
+"""The remote station id (caller-chosen: FILTERed like the job record's)."""
+FAX_VARIABLES = (WMS_FAX, WMS_FAX_JOB, WMS_FAX_USER, WMS_FAX_STATUS, WMS_FAX_PAGES,
+                 WMS_FAX_REMOTE)
+
 USER_VARIABLES = (WMS_DIRECTION, WMS_CALL_CLASS, WMS_TRUNK, WMS_CALLER_USER, WMS_CALLEE_USER,
-                  WMS_CALLER_GROUP, WMS_CALLEE_GROUP, WMS_HANDLED_BY, WMS_REFUSED)
+                  WMS_CALLER_GROUP, WMS_CALLEE_GROUP, WMS_HANDLED_BY, WMS_REFUSED,
+                  *FAX_VARIABLES)
 
 CDR_FIELDS = ("linkedid", "uniqueid", "sequence", "channel", "dstchannel", "src", "dst",
               "clid", "dcontext", "lastapp", "start(double)", "answer(double)", "end(double)",

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from wildix_ast.cli.console import emit_json, mode, out
@@ -39,12 +40,23 @@ LogDir = Annotated[Path, typer.Option(
 
 def _settings(db: str | None) -> tuple[CallHistory, Any]:
     from wildix_ast.store import open_store
+    from wildix_ast.store.vault import with_backend_passwords
 
     with open_store(db) as store:
         if not store.has_site():
             raise StoreError("the store holds no site yet: run `wildix-ast import SITE` first")
-        site = store.export_site()
+        site = with_backend_passwords(store.export_site(), store)
     return site.call_history, site
+
+
+def _settings_version(store: Any, names: list[str]) -> tuple[object, ...]:
+    """What the collector's settings come from, cheaply: the store's revision, and the
+    known backends' passwords (kept in the vault: a password-only change moves no
+    revision)."""
+    from wildix_ast.store.vault import cdr_password_key
+
+    kept = store.get_secrets([cdr_password_key(n) for n in names])
+    return store.revision(), tuple(sorted(kept.items()))
 
 
 def _statistics_backend(history: CallHistory) -> CallHistoryBackend:
@@ -71,22 +83,48 @@ def collect(log_dir: LogDir = Path("/var/log/asterisk"), spool: SpoolPath = DEFA
     from wildix_ast.services.call_history.assemble import Directory
     from wildix_ast.services.call_history.backends import sink_of
     from wildix_ast.services.call_history.brake import BrakeKeeper
-    from wildix_ast.services.call_history.collector import Collector, CollectorConfig
+    from wildix_ast.services.call_history.collector import (
+        Collector,
+        CollectorConfig,
+        Settings,
+    )
 
     os.umask(0o077)  # call records are personal data: what the collector makes is its own
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(message)s")
+    def settings_of(history: CallHistory, site: Any) -> Settings:
+        directory = Directory.of(site)
+        brake = BrakeKeeper(brake_dir, history.limits,
+                            {e: group for e, (_, group) in directory.users.items()},
+                            alert_to=history.alert_email) \
+            if history.limits else None
+        return Settings(history.enabled_backends, directory, brake)
+
+    from wildix_ast.store import open_store
+
     history, site = _settings(db)
-    directory = Directory.of(site)
-    brake = BrakeKeeper(brake_dir, history.limits,
-                        {e: group for e, (_, group) in directory.users.items()},
-                        alert_to=history.alert_email) \
-        if history.limits else None
-    config = CollectorConfig(log_dir=log_dir, spool_path=spool,
-                             backends=history.enabled_backends, directory=directory,
-                             brake=brake)
+    first = settings_of(history, site)
+    # one store kept open for the polls: a revision and a few vault keys every 5 s
+    polled = open_store(db)
+    names = [b.name for b in history.backends]
+    read_at = [_settings_version(polled, names)]
+
+    def reload() -> Settings | None:
+        """The settings again when an import moved the store's revision or a backend's
+        password changed."""
+        version = _settings_version(polled, names)
+        if version == read_at[0]:
+            return None
+        history, site = _settings(db)
+        names[:] = [b.name for b in history.backends]
+        read_at[0] = _settings_version(polled, names)
+        return settings_of(history, site)
+
+    config = CollectorConfig(log_dir=log_dir, spool_path=spool, backends=first.backends,
+                             directory=first.directory, brake=first.brake, reload=reload)
     collector = Collector(config)
     if once:
+        polled.close()
         collector.step()
         failures = []
         for backend in config.backends:
@@ -110,7 +148,10 @@ def collect(log_dir: LogDir = Path("/var/log/asterisk"), spool: SpoolPath = DEFA
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    collector.run()
+    try:
+        collector.run()
+    finally:
+        polled.close()
 
 
 def _epoch(text: str | None, option: str) -> float | None:
@@ -182,10 +223,13 @@ def list_(user: User = None, number: Number = None, since: Since = None, until: 
         writer.writerows([[csv_safe(v) for v in r.values()] for r in rows])
         return
     table = Table(title=f"calls ({len(rows)})", show_edge=False)
-    for column in _LIST_COLUMNS:
+    for column in (*_LIST_COLUMNS, "fax"):
         table.add_column(column)
     for row in rows:
-        table.add_row(*(_when(row[c]) if c == "start" else str(row[c]) for c in _LIST_COLUMNS))
+        fax = (f"{row['fax']} {row['fax_status'] or '-'}, {row['fax_pages']} p, "
+               f"{row['fax_document'] or 'no document'}") if row.get("fax") else ""
+        table.add_row(*(_when(row[c]) if c == "start" else str(row[c]) for c in _LIST_COLUMNS),
+                      escape(fax))
     out.print(table)
 
 
@@ -242,10 +286,18 @@ def backends(spool: SpoolPath = DEFAULT_SPOOL, db: DbUrl = None,
     out.print(table)
 
 
+FaxDocuments = Annotated[Path | None, typer.Option(
+    "--fax-documents", envvar="WILDIX_AST_FAX_DOCUMENTS", show_envvar=True,
+    help="The fax documents folder (the fax service's; default "
+         "~/.local/share/wildix-ast/fax-documents).")]
+
+
 @app.command("forget-user")
 def forget_user(extension: Annotated[str, typer.Argument(help="The user's extension.")],
-                db: DbUrl = None, as_json: JsonOutput = False) -> None:
-    """GDPR: remove every call of a user (as caller or callee) from every backend."""
+                db: DbUrl = None, documents: FaxDocuments = None,
+                as_json: JsonOutput = False) -> None:
+    """GDPR: remove every call of a user (as caller or callee) from every backend, and the
+    user's fax documents."""
     from wildix_ast.services.call_history.query import delete_user_history
 
     mode.json = as_json
@@ -258,11 +310,25 @@ def forget_user(extension: Annotated[str, typer.Argument(help="The user's extens
             removed[backend.name] = delete_user_history(backend, extension)
         except Exception as exc:  # any database failure becomes a message
             raise _database_failure(exc, backend) from None
+    faxes = _forget_documents(documents, extension)
     if as_json:
-        emit_json({"ok": True, "extension": extension, "removed": removed})
+        emit_json({"ok": True, "extension": extension, "removed": removed,
+                   "fax_documents_removed": faxes})
         return
     for name, count in removed.items():
         out.print(f"[green]✓[/] {name}: {count} record(s) of {extension} removed")
+    out.print(f"[green]✓[/] {faxes} fax document(s) of {extension} removed")
+
+
+def _forget_documents(documents: Path | None, extension: str) -> int:
+    from wildix_ast.services.fax.documents import default_documents, forget_user_documents
+
+    folder = documents or default_documents()
+    try:
+        return forget_user_documents(folder, extension)
+    except OSError as error:
+        raise SettingsError(f"fax documents {folder}: {error.strerror or error}: run as "
+                            "the fax service's user or root") from None
 
 
 brake_app = typer.Typer(help="The toll-fraud brake (call_history.limits).",
@@ -322,21 +388,23 @@ def brake_clear(extension: Annotated[str, typer.Argument(help="The user's extens
 def user_delete(extension: Annotated[str, typer.Argument(help="The user's extension.")],
                 with_history: Annotated[bool, typer.Option(
                     "--with-history", help="Also remove the user's calls from every call "
-                    "history backend (GDPR).")] = False,
+                    "history backend and its fax documents (GDPR).")] = False,
                 acting: Annotated[str | None, typer.Option(
                     "--as", help="The administrator (login or extension) removing the user: "
                     "the seed's rule applies (an admin cannot remove another admin). "
                     "Without it: the super administrator (whoever holds the store).")] = None,
-                db: DbUrl = None, as_json: JsonOutput = False) -> None:
+                db: DbUrl = None, documents: FaxDocuments = None,
+                as_json: JsonOutput = False) -> None:
     """Remove a user from the stored site (`apply` then makes the PBX forget it, their
     voicemail messages included) and, with --with-history, every call it made or received
-    from every call history backend."""
+    from every call history backend and their fax documents."""
     from pydantic import ValidationError
 
     from wildix_ast.model.fields import message
     from wildix_ast.model.site import Site
     from wildix_ast.services.call_history.query import delete_user_history
     from wildix_ast.store import open_store
+    from wildix_ast.store.vault import with_backend_passwords
 
     mode.json = as_json
     if not (extension.isdigit() and 2 <= len(extension) <= 8):
@@ -344,7 +412,7 @@ def user_delete(extension: Annotated[str, typer.Argument(help="The user's extens
     with open_store(db) as store:
         if not store.has_site():
             raise StoreError("the store holds no site yet: run `wildix-ast import SITE` first")
-        site = store.export_site()
+        site = with_backend_passwords(store.export_site(), store)
         leaving = next((u for u in site.users if u.extension == extension), None)
         if leaving is None:
             raise SettingsError(f"no user has extension {extension}")
@@ -364,15 +432,20 @@ def user_delete(extension: Annotated[str, typer.Argument(help="The user's extens
             raise SettingsError(f"user {extension} cannot be removed: {where}") from None
         store.import_site(remaining)
     removed: dict[str, int] = {}
+    faxes = 0
     if with_history:
         for backend in site.call_history.backends:
             try:
                 removed[backend.name] = delete_user_history(backend, extension)
             except Exception as exc:  # any database failure becomes a message
                 raise _database_failure(exc, backend) from None
+        faxes = _forget_documents(documents, extension)
     if as_json:
-        emit_json({"ok": True, "extension": extension, "history_removed": removed})
+        emit_json({"ok": True, "extension": extension, "history_removed": removed,
+                   "fax_documents_removed": faxes})
         return
     out.print(f"[green]✓[/] user {extension} removed from the store (run `wildix-ast apply`)")
     for name, count in removed.items():
         out.print(f"[green]✓[/] {name}: {count} call record(s) of {extension} removed")
+    if with_history:
+        out.print(f"[green]✓[/] {faxes} fax document(s) of {extension} removed")

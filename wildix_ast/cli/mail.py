@@ -71,6 +71,10 @@ def send(
                     out.print(f"  {escape(error)}")
 
         if serve:
+            def keep_days() -> int:
+                return store.export_site().mail_queue.keep_days if store.has_site() else 30
+
+            sender.keep_days = keep_days
             stop = threading.Event()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, lambda *_: stop.set())
@@ -112,6 +116,40 @@ def queue_(
                       when(e.next_try if e.status == "deferred" else e.finished_at),
                       escape(e.last_error or ""))
     out.print(table)
+
+
+@app.command("bounces")
+def bounces(queue_dir: QueueDir = None, db: DbUrl = None,
+            as_json: JsonOutput = False) -> None:
+    """Read the bounce mailboxes of the SMTP profiles (`bounce_imap`) now and mark each
+    bounced mail failed with its reason (the serving sender does it every 5 minutes)."""
+    from wildix_ast.errors import MailError
+    from wildix_ast.services.mail.bounce_reader import read_bounces
+    from wildix_ast.store import open_store
+    from wildix_ast.store.mail import stored_profiles
+
+    mode.json = as_json
+    queue = MailQueue(queue_dir or default_root())
+    with open_store(db) as store:
+        profiles = [p for p in stored_profiles(store).values() if p.bounce_imap is not None]
+    if not profiles:
+        raise SettingsError("no SMTP profile has a bounce_imap server")
+    rounds = {p.name: read_bounces(p, queue) for p in profiles}
+    errors = [e for r in rounds.values() for e in r.errors]
+    if errors:  # what was marked before the error stays marked (`mail queue` shows it)
+        raise MailError("; ".join(errors))
+    if as_json:
+        emit_json({"ok": True, "profiles": {
+            name: {"read": r.read, "errors": r.errors,
+                   "bounced": [{"id": b.queue_id, "to": b.recipient, "reason": b.reason}
+                               for b in r.bounced]} for name, r in rounds.items()}})
+    else:
+        for name, found in rounds.items():
+            out.print(f"{escape(name)}: {found.read} message(s) read, "
+                      f"{len(found.bounced)} bounced mail(s) marked failed")
+            for bounce in found.bounced:
+                out.print(f"  {bounce.queue_id} to {escape(bounce.recipient)}: "
+                          f"{escape(bounce.reason)}")
 
 
 @app.command("retry")

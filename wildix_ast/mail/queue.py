@@ -363,6 +363,22 @@ class MailQueue:
         self.write_state(ident, delivery)
         self._move(ident, folder, "failed")
 
+    def bounced(self, ident: str, reason: str) -> bool:
+        """A sent mail that bounced later (a DSN, `mail.bounces`): moved to `failed/` with
+        `bounced: <reason>`; False when no sent mail has that id (already marked, pruned,
+        or never ours), so reading the same DSN twice changes nothing."""
+        if not _ID.fullmatch(ident) or not (self.folder("sent") / f"{ident}.json").exists():
+            return False
+        delivery = self.state(ident)
+        delivery.last_error, delivery.next_try = f"bounced: {reason}", 0.0
+        self.write_state(ident, delivery)
+        self._move(ident, "sent", "failed")
+        return True
+
+    def has_failed(self, ident: str) -> bool:
+        return bool(_ID.fullmatch(ident)) and \
+            (self.folder("failed") / f"{ident}.json").exists()
+
     def recover(self) -> list[str]:
         """After a crash (see the module's documentation): a mail in `sending/` had its end
         of data handed to the kernel, or was microseconds from it: marked sent, flagged
@@ -399,6 +415,25 @@ class MailQueue:
                 self._move(ident, folder, "new")
                 return
         raise MailQueueError(f"no failed or sent message {ident!r} in {self.root}")
+
+    def prune(self, older_than: float) -> int:
+        """Delete the sent and failed mails finished before `older_than` (epoch seconds,
+        the time they entered `sent/` or `failed/`) with their state files; how many.
+        `new/` (queued, deferred) and `sending/` are never touched. A key is queued once
+        only while its mail is kept: after the mail is pruned, the same key queues again."""
+        gone = 0
+        for folder in ("sent", "failed"):
+            for path in self.folder(folder).glob("*.json"):
+                try:
+                    finished = path.lstat().st_ctime
+                except FileNotFoundError:
+                    continue
+                if finished >= older_than:
+                    continue
+                path.unlink(missing_ok=True)
+                (self.folder("state") / path.name).unlink(missing_ok=True)
+                gone += 1
+        return gone
 
     # --- reading -------------------------------------------------------------------------
 

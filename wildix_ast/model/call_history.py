@@ -76,7 +76,10 @@ class CallHistoryBackend(BaseModel):
     database: DatabaseName | None = None
     table: TableName = "call_history"
     user: DatabaseName | None = None
-    password: DatabasePassword | None = Field(default=None, repr=False)
+    password: DatabasePassword | None = Field(default=None, repr=False, exclude=True)
+    """Kept in the store's vault (`cdr:<backend>:password`), never in the backend's row;
+    never serialised by the model (digests, JSON output): `dump_site` adds it back when
+    asked (`export --with-secrets`)."""
     #: SQLite: the database file
     path: PbxPath | None = None
     #: CSV: the folder of the files
@@ -154,6 +157,10 @@ class CallHistory(BaseModel):
     """The backend `cdr list` and `cdr stats` read (not a CSV one)."""
     limits: list[TollLimit] = Field(default_factory=empty_list)
     """The toll-fraud brake (see `TollLimit`)."""
+    retention_days: Annotated[int, Field(ge=1, le=36500)] = 365
+    """How long the history keeps the documents its records refer to: a fax's PDF is
+    deleted this many days after the fax (by the fax service). The records in the
+    backends are not pruned by it yet (docs/call_history.md)."""
     alert_email: Email | None = None
     """Where the toll-fraud brake mails its alert (through the PBX's mail queue) when it
     stops a user; none: the alert is only logged as a security event."""

@@ -1,8 +1,11 @@
-"""WMS Serveur FAX/SMS: the fax server's settings (Fax2Mail's copy address)."""
+"""WMS Serveur FAX/SMS: the fax server's settings (Fax2Mail's copy address, how long
+finished fax jobs are kept)."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from typing import Annotated
+
+from pydantic import BaseModel, Field
 
 from wildix_ast.model.common import STRICT
 from wildix_ast.model.fields import Email
@@ -15,3 +18,7 @@ class FaxServer(BaseModel):
     model_config = STRICT
 
     copy_address: Email | None = None
+    keep_days: Annotated[int, Field(ge=1, le=3650)] = 30
+    """Finished fax jobs (the spool's `done/` and `bad/`: the TIFF and its record) are
+    deleted by the fax service this many days after they finished. The PDF kept for the
+    call history follows `call_history.retention_days` instead."""

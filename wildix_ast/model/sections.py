@@ -15,7 +15,7 @@ from wildix_ast.model.fax_server import FaxServer
 from wildix_ast.model.groups import Group
 from wildix_ast.model.ivrs import Ivr
 from wildix_ast.model.mail2fax import Mail2FaxProfile
-from wildix_ast.model.smtp_client import SmtpProfile
+from wildix_ast.model.smtp_client import MailQueueSettings, SmtpProfile
 from wildix_ast.model.sounds import Sound
 from wildix_ast.model.system import System
 from wildix_ast.model.time_frames import TimeFrame
@@ -43,3 +43,4 @@ class Sections(BaseModel):
     smtp_profiles: list[SmtpProfile] = Field(default_factory=empty_list)
     fax_server: FaxServer = Field(default_factory=FaxServer)
     mail2fax_profiles: list[Mail2FaxProfile] = Field(default_factory=empty_list)
+    mail_queue: MailQueueSettings = Field(default_factory=MailQueueSettings)

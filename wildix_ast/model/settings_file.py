@@ -179,6 +179,11 @@ def dump_site(site: Site, *, include_secrets: bool) -> str:
                 item["password"] = m2f.password
             if m2f.protection_password is not None:
                 item["protection_password"] = m2f.protection_password
+        # (the backends are left out when they are the default one)
+        passwords = {b.name: b.password for b in site.call_history.backends if b.password}
+        for backend in data.get("call_history", {}).get("backends", []):
+            if backend.get("name", "local") in passwords:
+                backend["password"] = passwords[backend.get("name", "local")]
     if not include_secrets:
         for user in data["users"]:
             user.pop("web_password", None)

@@ -55,6 +55,11 @@ class SmtpProfile(BaseModel):
     verify_certificate: bool = True
     ca_file: CaFile | None = None
     """Authorities to trust instead of the system's (a private mail server's CA)."""
+    bounce_imap: Host | None = None
+    """The IMAP server (implicit TLS) of the sender's mailbox, where the bounces (DSNs) of
+    mails the server accepted arrive: the mail sender reads them with this profile's user
+    and password and marks each bounced mail failed with the reason. None: not read."""
+    bounce_imap_port: Port = 993
 
     @model_validator(mode="after")
     def _coherent(self) -> Self:
@@ -62,4 +67,18 @@ class SmtpProfile(BaseModel):
             raise ValueError("choose tls (implicit TLS, port 465) or starttls, not both")
         if self.password is not None and self.user is None:
             raise ValueError("a password needs a user")
+        if self.bounce_imap is not None and self.user is None:
+            raise ValueError("bounce_imap logs in with the profile's user and password: "
+                             "give a user")
         return self
+
+
+class MailQueueSettings(BaseModel):
+    """The outgoing mail queue's housekeeping: how long a finished mail is kept."""
+
+    model_config = STRICT
+
+    keep_days: Annotated[int, Field(ge=1, le=3650)] = 30
+    """Sent and failed mails (the queue's `sent/` and `failed/`) are deleted by the mail
+    sender this many days after they were finished; queued, deferred and sending mails are
+    never touched."""

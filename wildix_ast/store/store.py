@@ -176,10 +176,15 @@ class Store(SecretTable):
         stored audio as it is. `prepared`: `prepare_import(site)` done earlier, used if the
         store has not changed since.
 
-        Secrets are kept, except those of users that are gone (matched by extension)."""
+        Secrets are kept, except those of users that are gone (matched by extension). The
+        call history backends' passwords the site gives go to the vault (their rows have no
+        column for them) once the import succeeded."""
         from wildix_ast.store import site_rows
+        from wildix_ast.store.vault import with_backend_passwords
 
-        return site_rows.import_site(self.access, site, source_text, sounds, prepared)
+        report = site_rows.import_site(self.access, site, source_text, sounds, prepared)
+        with_backend_passwords(site, self)
+        return report
 
     def import_history(self) -> list[ImportReport]:
         """Every import, oldest first."""

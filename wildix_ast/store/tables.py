@@ -39,7 +39,7 @@ from wildix_ast.model.ivrs import Ivr, IvrOption
 from wildix_ast.model.mail2fax import Mail2FaxProfile
 from wildix_ast.model.preferences import Preferences
 from wildix_ast.model.procedures import Number
-from wildix_ast.model.smtp_client import SmtpProfile
+from wildix_ast.model.smtp_client import MailQueueSettings, SmtpProfile
 from wildix_ast.model.sounds import Sound
 from wildix_ast.model.system import System
 from wildix_ast.model.time_frames import Holiday, TimeFrame, WeeklyRule
@@ -155,11 +155,13 @@ CALL_HISTORY = Section("call_history_settings", "call_history", CallHistory, key
                        many=False, fixed={"id": 1})
 CALL_HISTORY_BACKENDS = Section("call_history_backends", "backends", CallHistoryBackend,
                                 key=("name",), parent=CALL_HISTORY,
-                                renames={"table": "table_name", "user": "user_name"})
+                                renames={"table": "table_name", "user": "user_name"},
+                                secrets=("password",))
 CALL_HISTORY_LIMITS = Section("call_history_limits", "limits", TollLimit,
                               key=("call_class", "scope", "name"), parent=CALL_HISTORY)
-"""The call history's backends (wildix_ast.model.call_history); a password is kept like a
-trunk's secret, in the owner-only store, and left out of exports without --with-secrets."""
+"""The call history's backends (wildix_ast.model.call_history); a password lives in the vault
+(`vault.cdr_password_key`, migration 0018 moved them there), left out of exports without
+--with-secrets."""
 SMTP_PROFILES = Section("smtp_profiles", "smtp_profiles", SmtpProfile, key=("name",),
                         renames={"user": "user_name"},  # USER is an SQL word
                         secrets=("password",))
@@ -172,13 +174,16 @@ DIRECTORY_SERVERS = Section("directory_servers", "servers", None, key=("position
 
 FAX_SERVER = Section("fax_server_settings", "fax_server", FaxServer, key=("id",), many=False,
                      fixed={"id": 1})
-"""WMS Serveur FAX/SMS (Fax2Mail's copy address)."""
+"""WMS Serveur FAX/SMS (Fax2Mail's copy address, how long finished jobs are kept)."""
 MAIL2FAX_PROFILES = Section("mail2fax_profiles", "mail2fax_profiles", Mail2FaxProfile,
                             key=("name",), renames={"user": "user_name"},
                             as_json={"allowed_senders": "allowed_senders"},
                             secrets=("password", "protection_password"))
 """WMS Serveur FAX/SMS, Mail2Fax; both passwords live in the vault
 (`vault.mail2fax_secret_key`)."""
+MAIL_QUEUE = Section("mail_queue_settings", "mail_queue", MailQueueSettings, key=("id",),
+                     many=False, fixed={"id": 1})
+"""The mail queue's housekeeping (how long sent and failed mails are kept)."""
 
 SECTIONS: tuple[Section, ...] = (
     SYSTEM, LAN_NETWORKS, LAN_CODECS, REMOTE_CODECS, GROUPS, GROUP_ALLOW, GROUP_DENY,
@@ -187,7 +192,7 @@ SECTIONS: tuple[Section, ...] = (
     TIME_FRAMES, WEEKLY_RULES, RULE_DAYS, HOLIDAYS, CALL_GROUPS, CALL_GROUP_MEMBERS,
     IVRS, IVR_OPTIONS, SOUNDS, DIRECTORY, DIRECTORY_SERVERS,
     CALL_HISTORY, CALL_HISTORY_BACKENDS, CALL_HISTORY_LIMITS, SMTP_PROFILES, FAX_SERVER,
-    MAIL2FAX_PROFILES)
+    MAIL2FAX_PROFILES, MAIL_QUEUE)
 """Parents before children, referenced before referencing (users name groups)."""
 
 
@@ -262,6 +267,7 @@ call_history_backends = top_list(CALL_HISTORY_BACKENDS, "name")
 call_history_limits = top_list(CALL_HISTORY_LIMITS)
 fax_server_settings = single_row(FAX_SERVER)
 mail2fax_profiles = top_list(MAIL2FAX_PROFILES, "name")
+mail_queue_settings = single_row(MAIL_QUEUE)
 directory_settings = single_row(DIRECTORY)
 directory_servers = Table(
     "directory_servers", metadata,
@@ -359,5 +365,5 @@ STORE_TABLES: tuple[Table, ...] = (
     ivr_options, sounds, secrets, sound_audio, sound_files, imports, directory_settings,
     directory_servers, directory_users, directory_state, devices, call_history_settings,
     call_history_backends, call_history_limits, smtp_profiles, fax_server_settings,
-    mail2fax_profiles)
+    mail2fax_profiles, mail_queue_settings)
 """Every table of the store, parents before children."""

@@ -146,11 +146,37 @@ def _mail2fax_secrets(site: Site, vault: SecretVault) -> Site:
     return site.model_copy(update={"mail2fax_profiles": filled})
 
 
+def cdr_password_key(backend: str) -> str:
+    return f"cdr:{backend}:password"
+
+
+def with_backend_passwords(site: Site, vault: SecretVault) -> Site:
+    """The call history backends' passwords: given ones kept by the vault (the backend's row
+    has no column for them), missing ones read back from it (the collector, `cdr` verbs,
+    exports with secrets). Generates nothing."""
+    backends = site.call_history.backends
+    given = {cdr_password_key(b.name): b.password for b in backends if b.password is not None}
+    if given:
+        vault.put_secrets(given)
+    missing = [b for b in backends if b.password is None]
+    if not missing:
+        return site
+    kept = vault.get_secrets([cdr_password_key(b.name) for b in missing])
+    if not kept:
+        return site
+    filled = [b.model_copy(update={"password": kept[cdr_password_key(b.name)]})
+              if b.password is None and cdr_password_key(b.name) in kept else b
+              for b in backends]
+    history = site.call_history.model_copy(update={"backends": filled})
+    return site.model_copy(update={"call_history": history})
+
+
 def with_secrets(site: Site, vault: SecretVault) -> Site:
     """`site` with every missing SIP password filled from the vault (generated if new), and
     its SMTP passwords: given ones kept by the vault, missing ones read back from it."""
     site = _smtp_passwords(site, vault)
     site = _mail2fax_secrets(site, vault)
+    site = with_backend_passwords(site, vault)
     # a parking slot neither registers nor logs in
     wanting = [u for u in site.users if u.type.has_phone and u.sip_password is None]
     if not wanting:

@@ -13,6 +13,9 @@ two CDRs; a transfer: more), all with the call's linked id. The record takes:
   trunk's is `trunk-<name>` (`asterisk.names.trunk_endpoint`); the users' names and groups,
   and the call class of a dialled outside number, come from the site in the store;
 - `handled_by`: the procedures, call groups and IVRs whose contexts the legs ended in;
+- the fax fields, when the fax dialplan marked the call (`wms_fax*`): received or sent,
+  status, pages, remote station, and the reference of the stored PDF (the fax service keeps
+  it under that name) when pages went through; a received fax's callee is its fax user;
 - direction: from a trunk -> incoming; from a user to a trunk (or an outside number) ->
   outgoing; else internal. Outside numbers are given in E.164 when the numbering plan
   knows them.
@@ -20,6 +23,7 @@ two CDRs; a transfer: more), all with the call's linked id. The record takes:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import re
@@ -36,6 +40,12 @@ from wildix_ast.asterisk.names import (
 from wildix_ast.calls.call_record import (
     WMS_CALL_CLASS,
     WMS_DIRECTION,
+    WMS_FAX,
+    WMS_FAX_JOB,
+    WMS_FAX_PAGES,
+    WMS_FAX_REMOTE,
+    WMS_FAX_STATUS,
+    WMS_FAX_USER,
     WMS_HANDLED_BY,
     WMS_REFUSED,
     WMS_TRUNK,
@@ -43,6 +53,7 @@ from wildix_ast.calls.call_record import (
 from wildix_ast.model.call_classes import CallClass, NumberingPlan
 from wildix_ast.model.site import Site
 from wildix_ast.services.call_history.record import CallRecord, Direction, Disposition
+from wildix_ast.services.fax.documents import document_reference
 
 TRUNK_PREFIX = "trunk-"
 _CHANNEL = re.compile(r"^(?:PJSIP|SIP|IAX2)/(?P<endpoint>.+)-[0-9a-f]{8}$")
@@ -167,6 +178,28 @@ def _variable(legs: Sequence[dict[str, Any]], name: str) -> str:
     return found
 
 
+_FAX_VALUE = {WMS_FAX: r"received|sent", WMS_FAX_STATUS: r"[A-Z_]{0,20}",
+              WMS_FAX_PAGES: r"[0-9]{0,4}", WMS_FAX_REMOTE: r"[0-9A-Za-z +.]{0,40}",
+              WMS_FAX_JOB: r"[0-9.]{0,32}", WMS_FAX_USER: r"[0-9]{0,8}"}
+
+
+def _fax(legs: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """The fax marks of a call (empty when it carried none). Each value is checked again
+    here (the dialplan FILTERed them): a value outside its characters is dropped."""
+    values = {name: _variable(legs, name) for name in _FAX_VALUE}
+    values = {name: value if re.fullmatch(_FAX_VALUE[name], value) else ""
+              for name, value in values.items()}
+    if not values[WMS_FAX]:
+        return {}
+    found = {"fax": values[WMS_FAX], "status": values[WMS_FAX_STATUS],
+             "pages": values[WMS_FAX_PAGES], "remote": values[WMS_FAX_REMOTE],
+             "user": values[WMS_FAX_USER], "document": ""}
+    if int(found["pages"] or 0) > 0:
+        with contextlib.suppress(ValueError):  # no job or user: no document to name
+            found["document"] = document_reference(values[WMS_FAX_USER], values[WMS_FAX_JOB])
+    return found
+
+
 def assemble(call_id: str, legs: Sequence[dict[str, Any]],
              directory: Directory) -> CallRecord:
     """The record of one call from its legs (at least one)."""
@@ -227,6 +260,10 @@ def assemble(call_id: str, legs: Sequence[dict[str, Any]],
     voicemail = callee.user or dialled \
         if any(leg.get("lastapp") == "VoiceMail" for leg in ordered) else ""
     caller_number = caller.user or directory.e164(str(origin.get("src") or ""))
+    fax = _fax(ordered)
+    if fax.get("fax") == "received" and not callee.user and fax["user"] in directory.users:
+        callee = Party(user=fax["user"])
+        callee_name, callee_group = directory.users[callee.user]
     return CallRecord(
         call_id=call_id, start=round(start, 6),
         answer=round(answer, 6) if answer is not None else None, end=round(end, 6),
@@ -239,5 +276,7 @@ def assemble(call_id: str, legs: Sequence[dict[str, Any]],
         callee_number=callee_number or (callee.user or directory.e164(dialled)),
         callee_group=callee_group, dialled=dialled, call_class=call_class, trunk=trunk,
         handled_by=_variable(ordered, WMS_HANDLED_BY) or handled_by(ordered),
-        voicemail=voicemail,
+        voicemail=voicemail, fax=fax.get("fax", ""), fax_status=fax.get("status", ""),
+        fax_pages=int(fax.get("pages") or 0), fax_remote=fax.get("remote", ""),
+        fax_document=fax.get("document", ""),
         legs=json.dumps(ordered, separators=(",", ":"), sort_keys=True))

@@ -26,14 +26,17 @@ from sqlalchemy import (
     Engine,
     Float,
     Index,
+    Integer,
     MetaData,
     String,
     Table,
     Text,
     create_engine,
     insert,
+    inspect,
 )
 from sqlalchemy.engine import URL
+from sqlalchemy.schema import CreateColumn
 
 from wildix_ast.model.call_history import BackendKind, CallHistoryBackend, CsvRotation
 from wildix_ast.services.call_history.record import COLUMNS, CallRecord
@@ -41,6 +44,7 @@ from wildix_ast.services.call_history.record import COLUMNS, CallRecord
 CONNECT_TIMEOUT = 5
 STATEMENT_TIMEOUT = 15
 _FLOATS = frozenset({"start", "answer", "end", "duration", "billsec"})
+_INTEGERS = frozenset({"fax_pages"})
 _SHORT = {"call_id": 64, "day": 10, "disposition": 16, "direction": 16, "call_class": 16}
 
 
@@ -57,11 +61,16 @@ def record_table(name: str, metadata: MetaData | None = None) -> Table:
         if column in _FLOATS:
             columns.append(Column(column, Float(precision=53),
                                   nullable=column == "answer"))
+        elif column in _INTEGERS:
+            columns.append(Column(column, Integer, nullable=False, server_default="0"))
         elif column == "legs":
             columns.append(Column(column, Text, nullable=False))
         else:
             columns.append(Column(column, String(_SHORT.get(column, 128)), nullable=False,
-                                  primary_key=column == "call_id"))
+                                  primary_key=column == "call_id",
+                                  # a column added after tables existed: ADD COLUMN
+                                  # needs a default for the rows already there
+                                  server_default="" if column.startswith("fax") else None))
     table = Table(name, metadata or MetaData(), *columns)
     # covers `cdr stats` over a date range: read from the index alone, never the rows
     Index(f"ix_{name}_start", table.c.start, table.c.disposition, table.c.billsec,
@@ -99,6 +108,22 @@ def engine_of(backend: CallHistoryBackend) -> Engine:
                          pool_size=1 if backend.kind is not BackendKind.SQLITE else 5)
 
 
+def add_missing_columns(engine: Engine, table: Table) -> list[str]:
+    """Give a table made by an older version the record's newer columns (the fax fields),
+    each with its default, so old rows stay valid; the names added. Only ADD COLUMN: a
+    backend's existing data is never rewritten."""
+    with engine.begin() as connection:
+        present = {c["name"] for c in inspect(connection).get_columns(table.name)}
+        # only columns that have a default can join rows already there (the fax fields)
+        missing = [c for c in table.columns
+                   if c.name not in present and c.server_default is not None]
+        for column in missing:
+            ddl = CreateColumn(column).compile(dialect=engine.dialect)
+            quoted = engine.dialect.identifier_preparer.quote(table.name)
+            connection.exec_driver_sql(f"ALTER TABLE {quoted} ADD COLUMN {ddl}")
+    return [c.name for c in missing]
+
+
 class SqlSink:
     """A database backend: the table is made if missing, then rows inserted idempotently."""
 
@@ -121,6 +146,7 @@ class SqlSink:
     def write(self, records: Sequence[tuple[int, CallRecord]]) -> None:
         if not self._ready:
             self.table.metadata.create_all(self.engine, checkfirst=True)
+            add_missing_columns(self.engine, self.table)
             self._ready = True
         rows = [record.to_json() for _, record in records]
         with self.engine.begin() as connection:
@@ -160,6 +186,25 @@ class CsvSink:
         return self.folder / f"{self.name}{suffix[self.rotation]}.csv"
 
     @staticmethod
+    def _header_current(path: Path) -> bool:
+        """Whether the file's first line is today's columns (an older version's file
+        lacks the fax columns: rows of two shapes in one file would mislead a reader)."""
+        with open(path, encoding="utf-8", newline="") as stream:
+            first = stream.readline()
+        return not first or next(csv.reader([first]), []) == list(CSV_COLUMNS)
+
+    @staticmethod
+    def _set_aside(path: Path) -> None:
+        """Rename an older version's file `<name>.v1.csv` (`.v2` ...); new rows start a
+        file with today's header. The record ids go on growing, so nothing is re-sent."""
+        for number in range(1, 1000):
+            target = path.with_suffix(f".v{number}.csv")
+            if not target.exists():
+                path.rename(target)
+                return
+        raise OSError(f"{path}: too many older versions set aside")
+
+    @staticmethod
     def _last_id(path: Path) -> int:
         """The last record id in the file; a row cut short by a crash is cut off."""
         with open(path, "rb+") as stream:
@@ -184,6 +229,8 @@ class CsvSink:
         for record_id, record in records:
             by_file.setdefault(self.file_for(record), []).append((record_id, record))
         for path, batch in by_file.items():
+            if path.exists() and not self._header_current(path):
+                self._set_aside(path)
             fresh = not path.exists()
             descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
             os.close(descriptor)

@@ -42,6 +42,7 @@ RETAIN = 32 * 86400.0
 """Records stay in the spool this long after every backend has them: the toll-fraud
 brake's windows (31 days at most) are counted from there."""
 PRUNE_EVERY = 60.0
+RELOAD_EVERY = 5.0
 
 
 @dataclass
@@ -56,6 +57,20 @@ class CollectorConfig:
     poll: float = POLL
     brake: BrakeKeeper | None = None
     """The toll-fraud brake, when the site has limits."""
+    reload: Callable[[], Settings | None] | None = None
+    """Reads the settings again (None: unchanged since the last call): the collector asks
+    every `reload_every` seconds, so an `import` takes effect without a restart."""
+    reload_every: float = RELOAD_EVERY
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the collector takes from the store: where to write, what records mean, the
+    brake."""
+
+    backends: list[CallHistoryBackend]
+    directory: Directory
+    brake: BrakeKeeper | None
 
 
 class Collector:
@@ -66,7 +81,11 @@ class Collector:
         self.make_sink = make_sink
         self.stopping = threading.Event()
         self.threads: list[threading.Thread] = []
+        self.delivering: dict[str, tuple[CallHistoryBackend, threading.Thread,
+                                         threading.Event]] = {}
+        """backend name -> (its settings, its thread, what stops that thread alone)."""
         self._pruned = 0.0
+        self._reloaded = 0.0
 
     # --- intake and assembly --------------------------------------------------------------
 
@@ -134,12 +153,14 @@ class Collector:
             spool.delivered(backend.name, batch[-1][0], time.time())
             sent += len(batch)
 
-    def _deliver_forever(self, backend: CallHistoryBackend) -> None:
+    def _deliver_forever(self, backend: CallHistoryBackend,
+                         retired: threading.Event | None = None) -> None:
         spool = Spool(self.config.spool_path)
         sink: Sink | None = None
         backoff = 1.0
+        done = retired or threading.Event()
         try:
-            while not self.stopping.is_set():
+            while not self.stopping.is_set() and not done.is_set():
                 try:
                     if sink is None:
                         sink = self.make_sink(backend)
@@ -160,12 +181,55 @@ class Collector:
                 sink.close()
             spool.close()
 
+    def _start(self, backend: CallHistoryBackend) -> None:
+        retired = threading.Event()
+        thread = threading.Thread(target=self._deliver_forever, args=(backend, retired),
+                                  name=f"cdr-{backend.name}", daemon=True)
+        thread.start()
+        self.threads.append(thread)
+        self.delivering[backend.name] = (backend, thread, retired)
+
     def start_delivery(self) -> None:
         for backend in self.config.backends:
-            thread = threading.Thread(target=self._deliver_forever, args=(backend,),
-                                      name=f"cdr-{backend.name}", daemon=True)
-            thread.start()
-            self.threads.append(thread)
+            self._start(backend)
+
+    def apply_settings(self, settings: Settings) -> list[str]:
+        """Take new settings while running: the meaning and the brake at once; a backend
+        added starts, one removed or disabled stops, one changed (host, password, table...)
+        restarts with its cursor (kept by its name: nothing re-sent, nothing skipped).
+        What changed, for the log."""
+        changes: list[str] = []
+        self.config.directory = settings.directory
+        self.config.brake = settings.brake
+        wanted = {b.name: b for b in settings.backends}
+        for name, (backend, thread, retired) in list(self.delivering.items()):
+            if wanted.get(name) != backend:
+                retired.set()
+                thread.join(timeout=30)
+                del self.delivering[name]
+                changes.append(f"{name} stopped" if name not in wanted else f"{name} changed")
+        for name, backend in wanted.items():
+            if name not in self.delivering:
+                self._start(backend)
+                if not any(c.startswith(f"{name} ") for c in changes):
+                    changes.append(f"{name} started")
+        self.config.backends = list(settings.backends)
+        return changes
+
+    def _reload_when_due(self, now: float) -> None:
+        if self.config.reload is None or now - self._reloaded < self.config.reload_every:
+            return
+        self._reloaded = now
+        try:
+            settings = self.config.reload()
+        except Exception as error:  # the store unreachable: keep the settings in force
+            log.error("call history: settings not read again: %s: %s",
+                      type(error).__name__, error)
+            return
+        if settings is not None:
+            changes = self.apply_settings(settings)
+            log.info("call history: settings read again%s",
+                     f" ({', '.join(changes)})" if changes else "")
 
     def run(self, until: Callable[[], bool] = lambda: False) -> None:
         """Collect and deliver until stopped (`stop`, or `until()` true)."""
@@ -177,6 +241,7 @@ class Collector:
         fed = 0.0
         try:
             while not self.stopping.is_set() and not until():
+                self._reload_when_due(time.monotonic())
                 self.step()
                 if interval is not None and time.monotonic() - fed >= interval:
                     notify("WATCHDOG=1")

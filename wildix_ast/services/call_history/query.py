@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import and_, case, func, inspect, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from wildix_ast.model.call_history import BackendKind, CallHistoryBackend
@@ -65,10 +65,16 @@ def list_records(backend: CallHistoryBackend, given: Filters,
     table = record_table(backend.table)
     engine = engine_of(backend)
     try:
-        query = select(table).where(and_(True, *_conditions(table, given))) \
-            .order_by(table.c.start.desc()).limit(limit)
         with engine.connect() as connection:
-            return [dict(row) for row in connection.execute(query).mappings()]
+            # a table made by an earlier version lacks the fax columns until the collector
+            # next writes to it: read what is there, the rest is the columns' defaults
+            present = {c["name"] for c in inspect(connection).get_columns(backend.table)}
+            chosen = [c for c in table.columns if c.name in present]
+            query = select(*chosen).where(and_(True, *_conditions(table, given))) \
+                .order_by(table.c.start.desc()).limit(limit)
+            missing = {c.name: 0 if c.name in ("fax_pages",) else ""
+                       for c in table.columns if c.name not in present}
+            return [{**missing, **dict(row)} for row in connection.execute(query).mappings()]
     finally:
         engine.dispose()
 

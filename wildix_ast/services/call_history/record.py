@@ -55,6 +55,18 @@ class CallRecord:
     trunk: str = ""
     handled_by: str = ""
     voicemail: str = ""
+    fax: str = ""
+    """`received` or `sent` when the call carried a fax (else empty); the fields below
+    then say how it went. Mail2Fax's sent faxes fill the same fields."""
+    fax_status: str = ""
+    """FAXOPT(status): SUCCESS, FAILED (empty when the fax never started)."""
+    fax_pages: int = 0
+    fax_remote: str = ""
+    """The remote fax station id."""
+    fax_document: str = ""
+    """The fax's PDF, `<extension>/<job>.pdf` in the fax documents folder
+    (`services.fax.documents`), when pages arrived (or were sent); the fax service keeps
+    it for `call_history.retention_days`."""
     legs: str = "[]"
     """The CDRs the record was made of (JSON), for whoever bills from the raw legs."""
 

@@ -19,6 +19,7 @@ unprivileged, as the service user that can read Asterisk's fax spool (group `wil
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import subprocess
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wildix_ast.mail.queue import Attachment, enqueue_mail
+from wildix_ast.services.fax.documents import store_document
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +114,8 @@ class Collected:
     queued: int
     """Mails newly queued (0 when the job's mails were queued before)."""
     status: str
+    document: str = ""
+    """The stored PDF's reference (`documents.document_reference`), if one was kept."""
 
 
 def _body(job: FaxJob, attached: bool) -> str:
@@ -135,50 +139,99 @@ def _subject(job: FaxJob) -> str:
     return f"Fax from {caller} not received ({job.status or 'no fax'})"
 
 
+MAX_TRIES = 5
+"""A job whose collection fails this often in one process (an unexpected error: a full
+disk, a mail queue it cannot write) is moved to `bad/` and logged: one bad job never stops
+the others, and never loops for ever."""
+
+
 def collect(spool: Path, email_of: Callable[[str], str | None], *,
-            copy_to: Sequence[str] = (), queue_root: Path | None = None) -> list[Collected]:
+            copy_to: Sequence[str] = (), queue_root: Path | None = None,
+            documents: Path | None = None,
+            failures: dict[str, int] | None = None) -> list[Collected]:
     """Mail every job in `spool/new` once; `email_of(extension)` gives the fax user's
-    address (None: the copy address only)."""
+    address (None: the copy address only). With `documents`, a received fax's PDF is also
+    kept there for the call history (`documents.store_document`). `failures` counts each
+    job's failed tries across calls (the serving loop keeps it)."""
     found: list[Collected] = []
+    tries = {} if failures is None else failures
     new, done, bad = spool / "new", spool / "done", spool / "bad"
     for folder in (done, bad):
         folder.mkdir(mode=0o770, exist_ok=True)
     for record in sorted(new.glob("*.job")):
-        tiff = record.with_suffix(".tif")
         try:
-            if record.stat().st_size > MAX_RECORD:
-                raise BadJob("record too large")
-            job = parse_record(record.read_text(encoding="ascii"))
-            if job.job != record.stem:
-                raise BadJob(f"job {job.job} in a record named {record.name}")
-        except (BadJob, UnicodeDecodeError) as error:
-            log.error("fax job %s: unreadable record, moved to bad/: %s", record.name, error)
-            record.rename(bad / record.name)
+            collected = _collect_job(record, email_of, copy_to=copy_to,
+                                     queue_root=queue_root, documents=documents,
+                                     done=done, bad=bad)
+        except Exception as error:  # one job's failure must not stop the others
+            count = tries[record.name] = tries.get(record.name, 0) + 1
+            log.error("fax job %s: not collected (try %d of %d): %s: %s", record.stem,
+                      count, MAX_TRIES, type(error).__name__, error)
+            if count >= MAX_TRIES:
+                _move_aside(record, bad)
+                tries.pop(record.name, None)
             continue
-        pdf: bytes | None = None
-        if tiff.exists() and tiff.stat().st_size > 0:
-            try:
-                pdf = tiff_to_pdf(tiff)
-            except (OSError, subprocess.SubprocessError) as error:
-                log.error("fax job %s: the TIFF did not convert: %s", job.job, error)
-        attachments = ([Attachment(f"fax-{job.caller or 'unknown'}-{job.job}.pdf",
-                                   "application/pdf", pdf)] if pdf is not None else [])
-        body = _body(job, pdf is not None)
-        if pdf is None and job.received:
-            body += "The received image could not be converted to PDF.\n"
-        recipients = [r for r in (email_of(job.user), *copy_to) if r]
-        if not recipients:
-            log.error("fax job %s: user %s has no email and no copy address is set",
-                      job.job, job.user)
-        queued = 0
-        for n, address in enumerate(dict.fromkeys(recipients)):
-            ident = enqueue_mail(address, _subject(job), body, kind="fax_in",
-                                 key=f"fax-{job.job}-{n}", attachments=attachments,
-                                 details={"fax_job": job.job, "pages": str(job.pages)},
-                                 root=queue_root)
-            queued += ident is not None
-        for path in (tiff, record):  # the record last, as the dialplan moved them
-            if path.exists():
-                path.rename(done / path.name)
-        found.append(Collected(job.job, queued, job.status))
+        tries.pop(record.name, None)
+        if collected is not None:
+            found.append(collected)
     return found
+
+
+def _move_aside(record: Path, bad: Path) -> None:
+    log.error("fax job %s: moved to bad/ after %d failed tries", record.stem, MAX_TRIES)
+    for path in (record.with_suffix(".tif"), record):
+        with contextlib.suppress(FileNotFoundError):
+            path.rename(bad / path.name)
+
+
+def _collect_job(record: Path, email_of: Callable[[str], str | None], *,
+                 copy_to: Sequence[str], queue_root: Path | None, documents: Path | None,
+                 done: Path, bad: Path) -> Collected | None:
+    tiff = record.with_suffix(".tif")
+    try:
+        # a link in new/ would make this service read (and mail) a file only it may read
+        for path in (record, tiff):
+            if path.is_symlink() or (path.exists() and not path.is_file()):
+                raise BadJob(f"{path.name} is not a plain file")
+        if record.lstat().st_size > MAX_RECORD:
+            raise BadJob("record too large")
+        job = parse_record(record.read_text(encoding="ascii"))
+        if job.job != record.stem:
+            raise BadJob(f"job {job.job} in a record named {record.name}")
+    except (BadJob, UnicodeDecodeError) as error:
+        log.error("fax job %s: unreadable record, moved to bad/: %s", record.name, error)
+        record.rename(bad / record.name)
+        if tiff.is_symlink():
+            tiff.rename(bad / tiff.name)
+        return None
+    pdf: bytes | None = None
+    if tiff.exists() and tiff.stat().st_size > 0:
+        try:
+            pdf = tiff_to_pdf(tiff)
+        except (OSError, subprocess.SubprocessError) as error:
+            log.error("fax job %s: the TIFF did not convert: %s", job.job, error)
+    document = ""
+    if pdf is not None and documents is not None and job.pages > 0:
+        # before the mails: the call record's reference names it from the dialplan's
+        # values, so it must exist by the time the job counts as collected
+        document = store_document(documents, job.user, job.job, pdf)
+    attachments = ([Attachment(f"fax-{job.caller or 'unknown'}-{job.job}.pdf",
+                               "application/pdf", pdf)] if pdf is not None else [])
+    body = _body(job, pdf is not None)
+    if pdf is None and job.received:
+        body += "The received image could not be converted to PDF.\n"
+    recipients = [r for r in (email_of(job.user), *copy_to) if r]
+    if not recipients:
+        log.error("fax job %s: user %s has no email and no copy address is set",
+                  job.job, job.user)
+    queued = 0
+    for n, address in enumerate(dict.fromkeys(recipients)):
+        ident = enqueue_mail(address, _subject(job), body, kind="fax_in",
+                             key=f"fax-{job.job}-{n}", attachments=attachments,
+                             details={"fax_job": job.job, "pages": str(job.pages)},
+                             root=queue_root)
+        queued += ident is not None
+    for path in (tiff, record):  # the record last, as the dialplan moved them
+        if path.exists():
+            path.rename(done / path.name)
+    return Collected(job.job, queued, job.status, document)

@@ -13,6 +13,7 @@ It runs unprivileged, as the owner of the queue and the store (`wildix-ast mail 
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -24,6 +25,11 @@ from wildix_ast.mail.queue import MailQueue, QueuedMail
 from wildix_ast.model.smtp_client import DEFAULT_PROFILE, SmtpProfile
 from wildix_ast.services.mail.smtp import SmtpSession, TemporaryFailure
 from wildix_ast.testing.crash_points import crash_point
+
+log = logging.getLogger(__name__)
+
+PRUNE_EVERY = 3600.0
+"""How often the serving sender deletes finished mails past the retention."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,11 @@ class Sender:
         self.backoff = backoff or Backoff()
         self._recovered = False
         self.heartbeat: Callable[[], object] = lambda: None
+        self.keep_days: Callable[[], int] | None = None
+        """The mail queue's retention (`mail_queue.keep_days`), read at each pruning;
+        None: finished mails are kept."""
+        self._pruned_at = 0.0
+        self._bounces_at = 0.0
 
     def run_once(self, now: Callable[[], float] = time.time) -> Counts:
         """Send every due message; call inside `queue.serving()`."""
@@ -191,7 +202,46 @@ class Sender:
             notify("READY=1")
             while not stop.is_set():
                 notify("WATCHDOG=1")
+                self.prune_when_due()
+                self.read_bounces_when_due()
                 counts = self.run_once()
                 if counts.sent or counts.deferred or counts.failed or counts.recovered:
                     report(counts)
                 stop.wait(poll)
+
+    def prune_when_due(self, now: float | None = None) -> int:
+        """Every PRUNE_EVERY seconds: delete the sent and failed mails older than the
+        retention (never a queued, deferred or sending one); how many. A failure to read the
+        setting is logged and skipped: pruning never stops the sending."""
+        moment = time.time() if now is None else now
+        if self.keep_days is None or moment - self._pruned_at < PRUNE_EVERY:
+            return 0
+        self._pruned_at = moment
+        try:
+            gone = self.queue.prune(moment - self.keep_days() * 86400.0)
+        except Exception as error:  # the store unreachable, a folder unreadable
+            log.error("mail queue retention: %s: %s", type(error).__name__, error)
+            return 0
+        if gone:
+            log.info("mail queue retention: %d finished mail(s) deleted", gone)
+        return gone
+
+    def read_bounces_when_due(self, now: float | None = None) -> int:
+        """Every BOUNCE_EVERY seconds: read each profile's bounce mailbox
+        (`bounce_reader`) and mark the bounced mails failed; how many."""
+        from wildix_ast.services.mail.bounce_reader import BOUNCE_EVERY, read_bounces
+
+        moment = time.time() if now is None else now
+        if moment - self._bounces_at < BOUNCE_EVERY:
+            return 0
+        self._bounces_at = moment
+        try:
+            profiles = [p for p in self.profiles().values() if p.bounce_imap is not None]
+        except Exception as error:  # the store unreachable: the next round tries again
+            log.error("bounces: profiles not read: %s: %s", type(error).__name__, error)
+            return 0
+        marked = 0
+        for profile in profiles:
+            self.heartbeat()
+            marked += len(read_bounces(profile, self.queue, self.backoff.timeout).bounced)
+        return marked

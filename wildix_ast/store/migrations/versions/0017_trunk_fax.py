@@ -1,7 +1,7 @@
 """Trunks: how faxes cross them (issue 20: fax over SIP, G.711 or T.38).
 
 Revision ID: 0017
-Revises: 0015
+Revises: 0016
 Create Date: 2026-12-07
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0017"
-down_revision: str | None = "0015"
+down_revision: str | None = "0016"
 branch_labels: str | None = None
 depends_on: str | None = None
 
