@@ -297,6 +297,21 @@ class Agent:
                 return message
         return None
 
+    def dtmf(self, answer: Message, call_id: str, digits: str, gap: float = 0.25) -> None:
+        """Send `digits` in the dialog `answer` (a 200 to our INVITE) set up, one SIP INFO
+        (`application/dtmf-relay`) each, `gap` seconds apart; their 200s are not waited
+        for (other requests, a BYE, may come between)."""
+        contact = re.search(r"<([^>]+)>", answer.header("Contact") or "")
+        uri = contact.group(1) if contact else f"{self.scheme}:127.0.0.1:{self.port}"
+        to = answer.header("To") or ""
+        for digit in digits:
+            body = f"Signal={digit}{CRLF}Duration=160{CRLF}"
+            text = self._request_text("INFO", uri, to, call_id, [], "")
+            head = text.removesuffix("Content-Length: 0" + CRLF + CRLF)
+            self.send(f"{head}Content-Type: application/dtmf-relay{CRLF}"
+                      f"Content-Length: {len(body.encode())}{CRLF}{CRLF}{body}")
+            time.sleep(gap)
+
     def answer_call(self, answer_sdp: str, wait: float) -> Message | None:
         """Wait for an INVITE, answer it 200 with `answer_sdp`, then answer its ACK/BYE
         (a BYE gets 200). Returns the INVITE, or None if none came."""

@@ -146,8 +146,9 @@ def remove_device(store: Store, mac: str) -> None:
     with _writing(store, "removing a device") as connection:
         if not connection.execute(delete(devices).where(devices.c.mac == mac)).rowcount:
             raise DeviceError(f"no device {mac}")
+        # the provisioning credential and the hot-desk endpoint's SIP password
         connection.execute(delete(secret_table).where(
-            secret_table.c.key == provisioning_key(mac)))
+            secret_table.c.key.in_((provisioning_key(mac), f"device:{mac}:sip"))))
 
 
 def unassign_missing_users(store: Store) -> int:

@@ -1,0 +1,141 @@
+"""Handset login on a real Asterisk 22 (issue 21, must-show 4): a phone assigned to nobody
+registers with its own hot-desk endpoint, dials 99, types 102 and 102's PIN (SIP INFO
+DTMF), is assigned to 102 in the store, gets the check-sync NOTIFY (AMI PJSIPNotify from
+the real `wildix-ast agi serve`), takes 102's credentials and calls 101 as 102 (101's
+phone sees 102's caller ID); then logs out the same way. Real SIP phones
+(`support.sip_ua.Agent`), the real FastAGI service reading the lab's store."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support.agi_fixtures import AgiService, agi_service
+from support.live_site import LiveSite, live_site
+from support.sip_ua import Agent, Message, sdp
+
+from wildix_ast.calls.handset_login import hot_desk_endpoint
+from wildix_ast.model.devices import Device, Vendor
+from wildix_ast.store import Store
+from wildix_ast.store.devices import add_device, list_devices
+from wildix_ast.store.handset import hot_desk_key, login_pin
+from wildix_ast.store.vault import user_secret_key
+
+pytestmark = pytest.mark.lab
+
+MAC = "001565abcdef"
+OFFER = sdp(40000, {0: "PCMU/8000"})
+ANSWER = sdp(40002, {0: "PCMU/8000"})
+
+
+def add_phone(store: Store) -> None:
+    add_device(store, Device(mac=MAC, vendor=Vendor.YEALINK, model="T54W"))
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:
+    with live_site(tmp_path_factory.mktemp("handset"), "handset",
+                   before_install=add_phone) as site:
+        yield site
+
+
+@pytest.fixture
+def service(live: LiveSite, tmp_path: Path) -> Iterator[AgiService]:
+    with agi_service("--port", str(live.lab.ports.agi), "--db",
+                     str(live.work / "store.sqlite3"), "--ami-port",
+                     str(live.compiled.ami_port), "--handset-logins",
+                     str(tmp_path / "handset-logins.sqlite3"),
+                     log=tmp_path / "agi.log") as running:
+        yield running
+
+
+def assigned(store: Store) -> str | None:
+    return next(d.extension for d in list_devices(store) if d.mac == MAC)
+
+
+def dial_code(phone: Agent, *attempts: str) -> tuple[Message, list[Message]]:
+    """Dial 99 from `phone`, type each of `attempts` (SIP INFO) once answered, a moment
+    apart, and wait for the PBX to hang up; (the INVITE's final response, the requests
+    received meanwhile)."""
+    answer, call_id = phone.call("99", OFFER)
+    assert answer.status == 200, answer.first
+    for typed in attempts:
+        time.sleep(1.0)
+        phone.dtmf(answer, call_id, typed)
+    seen: list[Message] = []
+    deadline = time.monotonic() + 25
+    while time.monotonic() < deadline:
+        message = phone.receive(deadline - time.monotonic())
+        if message is None:
+            break
+        if message.method is not None:
+            seen.append(message)
+        if message.method == "BYE":
+            phone.reply(message, 200, "OK")
+            return answer, seen
+    raise AssertionError(f"the PBX did not hang up the login call; got {seen}")
+
+
+def wait_notify(phone: Agent, seen: list[Message], wait: float = 10.0) -> Message:
+    for message in seen:
+        if message.method == "NOTIFY":
+            return message
+    found = phone.wait_for("NOTIFY", wait)
+    assert found is not None, "no check-sync NOTIFY"
+    return found
+
+
+def test_login_as_102_then_call_101_as_102_then_logout(live: LiveSite,
+                                                       service: AgiService) -> None:
+    store = live.store
+    desk = Agent(hot_desk_endpoint(MAC), str(store.get_secret(hot_desk_key(MAC))),
+                 live.lab.ports.sip, timeout=15)
+    try:
+        assert desk.register().status == 200
+        # anything but the login code and emergency numbers is refused from the desk
+        refused, _ = desk.call("101", OFFER)
+        assert refused.status is not None and refused.status >= 400
+        pin = login_pin(store, "102")
+        assert pin is not None
+        wrong = "0" * len(pin) if pin != "0" * len(pin) else "1" * len(pin)
+        # one wrong PIN, then the right one, in the same call
+        _, seen = dial_code(desk, f"102#{wrong}#", f"102#{pin}#")
+        assert assigned(store) == "102"
+        notify = wait_notify(desk, seen)
+        assert (notify.header("Event") or "").strip() == "check-sync"
+    finally:
+        desk.close()
+    # the phone re-provisions: the device row now names 102, whose SIP credentials it takes
+    # (read here as the provisioning server reads them for this device)
+    row = next(d for d in list_devices(store) if d.mac == MAC)
+    assert row.extension == "102"
+    secret = store.get_secret(user_secret_key("102", "sip"))
+    assert secret is not None
+    phone = Agent("102", secret, live.lab.ports.sip, timeout=15)
+    callee = Agent("101", live.password("101"), live.lab.ports.sip, timeout=15)
+    try:
+        assert phone.register().status == 200 and callee.register().status == 200
+        invites: list[Message | None] = []
+        ringing = threading.Thread(target=lambda: invites.append(
+            callee.answer_call(ANSWER, 15)))
+        ringing.start()
+        answer, call_id = phone.call("101", OFFER)
+        assert answer.status == 200, answer.first
+        time.sleep(0.5)
+        phone.hangup(answer, call_id)
+        ringing.join(20)
+        invite = invites[0]
+        assert invite is not None
+        caller = invite.header("From") or ""
+        assert "<sip:102@" in caller and "Bruno" in caller, caller
+        # logout: 99 from the logged-in phone, no PIN
+        _, seen = dial_code(phone)
+        assert assigned(store) is None
+        assert (wait_notify(phone, seen).header("Event") or "").strip() == "check-sync"
+    finally:
+        phone.close()
+        callee.close()
+    assert live.wait_no_channels() == 0
