@@ -7,6 +7,7 @@ phone sees 102's caller ID); then logs out the same way. Real SIP phones
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from support.agi_fixtures import AgiService, agi_service
+from support.cli_run import assert_no_traceback, run
 from support.live_site import LiveSite, live_site
 from support.sip_ua import Agent, Message, sdp
 
@@ -27,12 +29,14 @@ from wildix_ast.store.vault import user_secret_key
 pytestmark = pytest.mark.lab
 
 MAC = "001565abcdef"
+OTHER = "000b82000001"  # a Grandstream assigned to 100, never registered: gray
 OFFER = sdp(40000, {0: "PCMU/8000"})
 ANSWER = sdp(40002, {0: "PCMU/8000"})
 
 
 def add_phone(store: Store) -> None:
-    add_device(store, Device(mac=MAC, vendor=Vendor.YEALINK, model="T54W"))
+    add_device(store, Device(mac=MAC, vendor=Vendor.YEALINK))
+    add_device(store, Device(mac=OTHER, vendor=Vendor.GRANDSTREAM, extension="100"))
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +143,57 @@ def test_login_as_102_then_call_101_as_102_then_logout(live: LiveSite,
         phone.close()
         callee.close()
     assert live.wait_no_channels() == 0
+
+
+def cli_json(live: LiveSite, *args: str) -> dict[str, object]:
+    done = run(*args, "--json", "--ami-port", str(live.compiled.ami_port),
+               env={"WILDIX_AST_DB": str(live.work / "store.sqlite3")})
+    assert done.returncode == 0, done.stdout + done.stderr
+    found: dict[str, object] = json.loads(done.stdout)
+    return found
+
+
+def test_device_and_user_status_green_and_gray(live: LiveSite) -> None:
+    """Must-show of item 3: one phone registered (green), one not (gray), from AMI; `device
+    sync` records its address, model and firmware from its User-Agent."""
+    store = live.store
+    desk = Agent(hot_desk_endpoint(MAC), str(store.get_secret(hot_desk_key(MAC))),
+                 live.lab.ports.sip, timeout=15, user_agent="Yealink SIP-T54W 96.86.0.100")
+    ann = Agent("101", live.password("101"), live.lab.ports.sip, timeout=15)
+    stop = threading.Event()
+
+    def answer_qualify() -> None:  # a phone answers the PBX's OPTIONS: reachable
+        while not stop.is_set():
+            for agent in (desk, ann):
+                agent.receive(0.1)
+
+    answering = threading.Thread(target=answer_qualify)
+    try:
+        assert desk.register().status == 200 and ann.register().status == 200
+        answering.start()
+        listed = cli_json(live, "device", "list")
+        assert listed["status_error"] is None
+        status = {d["mac"]: d["status"] for d in listed["devices"]}  # type: ignore[attr-defined]
+        assert status == {MAC: "green", OTHER: "gray"}
+        synced = cli_json(live, "device", "sync")
+        assert synced["seen"] == [MAC]
+        row = next(d for d in list_devices(store) if d.mac == MAC)
+        assert (row.model, row.firmware, row.ip) == ("T54W", "96.86.0.100", "127.0.0.1")
+        assert row.last_seen is not None
+        users = {u["extension"]: u for u in cli_json(live, "users", "list")["users"]}  # type: ignore[attr-defined]
+        assert users["101"]["status"] == "green" and users["100"]["status"] == "gray"
+        assert users["100"]["devices"] == [OTHER]
+        assert users["701"]["status"] == "—"  # a park orbit has no phone
+        table = run("device", "list", "--ami-port", str(live.compiled.ami_port),
+                    env={"WILDIX_AST_DB": str(live.work / "store.sqlite3")})
+        assert_no_traceback(table)
+        lines = {mac: next(line for line in table.stdout.splitlines() if mac in line)
+                 for mac in (MAC, OTHER)}
+        assert "green" in lines[MAC] and "T54W" in lines[MAC] and "gray" in lines[OTHER]
+        print(table.stdout)
+    finally:
+        stop.set()
+        if answering.is_alive():
+            answering.join(5)
+        desk.close()
+        ann.close()

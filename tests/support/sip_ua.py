@@ -106,6 +106,8 @@ class Agent:
     local_ip: str = "127.0.0.1"
     #: parameters after the request URI's host:port (`;line=...`)
     uri_params: str = ""
+    #: the User-Agent header it sends (a vendor's, to play that phone)
+    user_agent: str = "wildix-ast-test-ua"
 
     def __post_init__(self) -> None:
         self.tag = secrets.token_hex(4)
@@ -212,7 +214,7 @@ class Agent:
                  f"From: <{self.scheme}:{self.user}@127.0.0.1>;tag={self.tag}",
                  f"To: {to}{f';tag={to_tag}' if to_tag else ''}", f"Call-ID: {call_id}",
                  f"CSeq: {self.cseq} {method}", f"Contact: {self.contact}",
-                 "User-Agent: wildix-ast-test-ua", *extra]
+                 f"User-Agent: {self.user_agent}", *extra]
         if body:
             lines.append("Content-Type: application/sdp")
         lines.append(f"Content-Length: {len(body.encode())}")

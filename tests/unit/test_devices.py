@@ -56,7 +56,7 @@ def test_device_life(env: dict[str, str], tmp_path: Path) -> None:
     devices = _json("device", "list", env=env)["devices"]
     assert devices == [{"mac": mac, "vendor": "yealink", "model": "T54W",  # type: ignore[comparison-overlap]
                         "extension": "101", "line": 1, "ip": None, "firmware": None,
-                        "last_seen": None}]
+                        "last_seen": None, "status": "unknown"}]  # no Asterisk here
     assert first not in json.dumps(devices)
 
     _json("device", "assign", "00-15-65-ab-cd-ef", "102", "--line", "2", env=env)

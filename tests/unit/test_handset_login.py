@@ -247,3 +247,42 @@ def test_hot_desk_endpoints_and_the_login_code_are_rendered(store: Store) -> Non
     assert "Read(WILDIX_HS_PIN," in login
     assert "[wildix-admin-notify]" not in files["manager.conf"]
     assert "-notify]" in files["manager.conf"] and "write = system" in files["manager.conf"]
+
+
+# --- green/gray and what a registration tells (services/ami/registrations.py) ---------------
+
+@pytest.mark.parametrize(("agent", "expected"), [
+    ("Yealink SIP-T54W 96.86.0.100", ("T54W", "96.86.0.100")),
+    ("snomD785/10.1.54.13", ("D785", "10.1.54.13")),
+    ("Grandstream GXP2170 1.0.11.3", ("GXP2170", "1.0.11.3")),
+    ("PolycomVVX-VVX_450-UA/6.4.0.1234", ("VVX_450", "6.4.0.1234")),
+    ("wildix-ast-test-ua", (None, None)),
+    ("Yealink SIP-T54W 96.86.0.100<script>", ("T54W", "96.86.0.100")),
+    ("Yealink SIP-" + "A" * 200 + " 1.0", (None, None)),   # too long to be a model
+])
+def test_model_and_firmware_from_the_user_agent(
+        agent: str, expected: tuple[str | None, str | None]) -> None:
+    from wildix_ast.services.ami.registrations import model_and_firmware
+
+    assert model_and_firmware(agent) == expected
+
+
+def test_device_status_follows_its_own_contacts() -> None:
+    from wildix_ast.services.ami.registrations import (
+        contact_of,
+        device_statuses,
+        registered_endpoints,
+    )
+
+    contacts = [
+        contact_of({"Event": "ContactList", "Endpoint": hot_desk_endpoint(MAC),
+                    "Uri": "sip:hd@192.0.2.7:5060", "Status": "Reachable",
+                    "UserAgent": "Yealink SIP-T54W 96.86.0.100", "ViaAddr": "192.0.2.7"}),
+        contact_of({"Endpoint": "101", "Uri": "sip:101@192.0.2.8:5062",
+                    "Status": "Unreachable"}),
+    ]
+    assert contacts[1].ip == "192.0.2.8"
+    devices = [device(), device(OTHER, "101"), device("00156500000a", "102")]
+    found = {s.device.mac: s.colour for s in device_statuses(devices, contacts)}
+    assert found == {MAC: "green", OTHER: "gray", "00156500000a": "gray"}
+    assert registered_endpoints(contacts) == {hot_desk_endpoint(MAC)}

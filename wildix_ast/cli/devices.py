@@ -1,15 +1,21 @@
-"""`wildix-ast device add|list|assign|unassign|reset-password|remove`: the phones of WMS
-Devices, by MAC. A provisioning credential is printed once, when it is made or reset."""
+"""`wildix-ast device add|list|assign|unassign|reset-password|remove|sync`: the phones of
+WMS Devices, by MAC. A provisioning credential is printed once, when it is made or reset.
+`list` shows each phone green (registered) or gray from AMI; `sync` records what the
+registrations show (address, model, firmware, when)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from wildix_ast.cli.console import emit_json, mode, out
+
+if TYPE_CHECKING:
+    from wildix_ast.services.ami.registrations import Contact
+    from wildix_ast.store import Store
 
 app = typer.Typer(help="Phones by MAC (WMS Devices): add, list, assign, reset their "
                        "provisioning password.", no_args_is_help=True)
@@ -21,6 +27,26 @@ DbUrl = Annotated[str | None, typer.Option(
     help="Store: a SQLite file path or a database URL.")]
 JsonOutput = Annotated[bool, typer.Option(
     "--json", help="Print one JSON object on standard output (errors too).")]
+AmiPort = Annotated[int | None, typer.Option(
+    "--ami-port", envvar="WILDIX_AST_AMI_PORT", show_envvar=True, min=1, max=65535,
+    help="The AMI port (default: the stored site's).")]
+Offline = Annotated[bool, typer.Option(
+    "--offline", help="Do not ask Asterisk: no status column.")]
+
+
+def live_contacts(store: Store, ami_port: int | None
+                  ) -> tuple[list[Contact] | None, str | None]:
+    """The PJSIP contacts from AMI, or (None, why not): a listing never fails because
+    Asterisk is down, it says so."""
+    from wildix_ast.ami import run
+    from wildix_ast.errors import WildixError
+    from wildix_ast.services.ami.registrations import devices_account, list_contacts
+
+    try:
+        account = devices_account(store, ami_port)
+        return run(list_contacts(account)), None
+    except WildixError as e:
+        return None, e.message
 
 
 def _mac(value: str) -> str:
@@ -73,25 +99,74 @@ def add(
 
 
 @app.command("list")
-def list_(db: DbUrl = None, as_json: JsonOutput = False) -> None:
-    """List the phones (no credentials)."""
+def list_(db: DbUrl = None, ami_port: AmiPort = None, offline: Offline = False,
+          as_json: JsonOutput = False) -> None:
+    """List the phones (no credentials), each green (registered) or gray, from AMI."""
+    from wildix_ast.services.ami.registrations import device_statuses
     from wildix_ast.store import open_store
     from wildix_ast.store.devices import list_devices
 
     mode.json = as_json
     with open_store(db) as store:
         found = list_devices(store)
+        contacts, problem = (None, "not asked (--offline)") if offline \
+            else live_contacts(store, ami_port)
+    statuses = {s.device.mac: s for s in device_statuses(found, contacts or [])}
+
+    def status(mac: str) -> str:
+        return "unknown" if contacts is None else statuses[mac].colour
+
     if as_json:
-        emit_json({"ok": True, "devices": [d.model_dump(mode="json") for d in found]})
+        emit_json({"ok": True, "status_error": problem, "devices": [
+            {**d.model_dump(mode="json"), "status": status(d.mac)} for d in found]})
         return
     table = Table(title=f"{len(found)} devices", show_edge=False)
-    for column in ("MAC", "vendor", "model", "IP", "user", "line", "firmware", "last seen"):
+    for column in ("status", "MAC", "vendor", "model", "IP", "user", "line", "firmware",
+                   "last seen"):
         table.add_column(column)
+    marks = {"green": "[green]● green[/]", "gray": "[bright_black]● gray[/]",
+             "unknown": "? unknown"}
     for d in found:
-        table.add_row(d.mac, d.vendor.value, escape(d.model or "—"), d.ip or "—",
-                      d.extension or "—", str(d.line), escape(d.firmware or "—"),
+        table.add_row(marks[status(d.mac)], d.mac, d.vendor.value, escape(d.model or "—"),
+                      d.ip or "—", d.extension or "—", str(d.line),
+                      escape(d.firmware or "—"),
                       f"{d.last_seen:%Y-%m-%d %H:%M}" if d.last_seen else "never")
     out.print(table)
+    if problem is not None:
+        out.print(f"status unknown: {escape(problem)}")
+
+
+@app.command()
+def sync(db: DbUrl = None, ami_port: AmiPort = None, as_json: JsonOutput = False) -> None:
+    """Record what the registrations show of each registered phone: its address, model
+    and firmware (from its User-Agent), and when."""
+    from datetime import UTC, datetime
+
+    from wildix_ast.errors import ServiceError
+    from wildix_ast.services.ami.registrations import device_statuses, model_and_firmware
+    from wildix_ast.store import open_store
+    from wildix_ast.store.devices import list_devices
+    from wildix_ast.store.handset import record_seen
+
+    mode.json = as_json
+    now = datetime.now(UTC)
+    seen: list[str] = []
+    with open_store(db) as store:
+        found = list_devices(store)
+        contacts, problem = live_contacts(store, ami_port)
+        if contacts is None:
+            raise ServiceError(f"cannot read the registrations: {problem}")
+        for status in device_statuses(found, contacts):
+            if status.contact is None:
+                continue
+            model, firmware = model_and_firmware(status.contact.user_agent)
+            record_seen(store, status.device.mac, ip=status.contact.ip or None, model=model,
+                        firmware=firmware, at=now)
+            seen.append(status.device.mac)
+    if as_json:
+        emit_json({"ok": True, "devices": len(found), "seen": seen})
+        return
+    out.print(f"[green]✓[/] {len(seen)} of {len(found)} devices registered; recorded")
 
 
 @app.command("assign")

@@ -174,20 +174,12 @@ def stored_notifier(store: Callable[[], Store], host: str = "127.0.0.1",
     """A Notifier with the handset login's AMI account (`asterisk.manager.notify_account`)
     of the stored site, looked up when a NOTIFY is sent; `port`: the AMI port when the
     target's differs from the site's (a lab)."""
-    from wildix_ast.asterisk.manager import notify_account, notify_secret
+    from wildix_ast.services.ami.registrations import devices_account
 
     async def notify(endpoint: str) -> None:
-        def settings() -> tuple[int, str, str]:
-            opened = store()
-            manager = opened.export_site().system.manager
-            secret = opened.get_secret(f"manager:{manager.username}")
-            if secret is None:
-                raise WildixError("no AMI secret in the store: apply the site first")
-            return (port or manager.port, notify_account(manager.username),
-                    notify_secret(secret))
-
-        ami_port, user, secret = await asyncio.to_thread(settings)
-        await ami_notifier(host, ami_port, user, secret)(endpoint)
+        account = await asyncio.to_thread(devices_account, store(), port, host)
+        await ami_notifier(account.host, account.port, account.username,
+                           account.secret)(endpoint)
 
     return notify
 
