@@ -1,7 +1,7 @@
 """Handset login on a real Asterisk 22 (issue 21, must-show 4): a phone assigned to nobody
 registers with its own hot-desk endpoint, dials 99, types 102 and 102's PIN (SIP INFO
-DTMF), is assigned to 102 in the store, gets the check-sync NOTIFY (AMI PJSIPNotify from
-the real `wildix-ast agi serve`), takes 102's credentials and calls 101 as 102 (101's
+DTMF), is assigned to 102 in the store (by the real `wildix-ast agi serve`), gets the
+check-sync NOTIFY (the dialplan's PJSIPNotify), takes 102's credentials and calls 101 as 102 (101's
 phone sees 102's caller ID); then logs out the same way. Real SIP phones
 (`support.sip_ua.Agent`), the real FastAGI service reading the lab's store."""
 
@@ -49,8 +49,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:
 @pytest.fixture
 def service(live: LiveSite, tmp_path: Path) -> Iterator[AgiService]:
     with agi_service("--port", str(live.lab.ports.agi), "--db",
-                     str(live.work / "store.sqlite3"), "--ami-port",
-                     str(live.compiled.ami_port), "--handset-logins",
+                     str(live.work / "store.sqlite3"), "--handset-logins",
                      str(tmp_path / "handset-logins.sqlite3"),
                      log=tmp_path / "agi.log") as running:
         yield running
@@ -145,16 +144,20 @@ def test_login_as_102_then_call_101_as_102_then_logout(live: LiveSite,
     assert live.wait_no_channels() == 0
 
 
+def cli_env(live: LiveSite) -> dict[str, str]:
+    return {"WILDIX_AST_DB": str(live.work / "store.sqlite3"),
+            "WILDIX_AST_LAB_STATE": str(live.lab.dir.parent)}
+
+
 def cli_json(live: LiveSite, *args: str) -> dict[str, object]:
-    done = run(*args, "--json", "--ami-port", str(live.compiled.ami_port),
-               env={"WILDIX_AST_DB": str(live.work / "store.sqlite3")})
+    done = run(*args, "--json", "--lab", live.lab.name, env=cli_env(live))
     assert done.returncode == 0, done.stdout + done.stderr
     found: dict[str, object] = json.loads(done.stdout)
     return found
 
 
 def test_device_and_user_status_green_and_gray(live: LiveSite) -> None:
-    """Must-show of item 3: one phone registered (green), one not (gray), from AMI; `device
+    """Item 3: one phone registered (green), one not (gray), from Asterisk; `device
     sync` records its address, model and firmware from its User-Agent."""
     store = live.store
     desk = Agent(hot_desk_endpoint(MAC), str(store.get_secret(hot_desk_key(MAC))),
@@ -184,8 +187,7 @@ def test_device_and_user_status_green_and_gray(live: LiveSite) -> None:
         assert users["101"]["status"] == "green" and users["100"]["status"] == "gray"
         assert users["100"]["devices"] == [OTHER]
         assert users["701"]["status"] == "—"  # a park orbit has no phone
-        table = run("device", "list", "--ami-port", str(live.compiled.ami_port),
-                    env={"WILDIX_AST_DB": str(live.work / "store.sqlite3")})
+        table = run("device", "list", "--lab", live.lab.name, env=cli_env(live))
         assert_no_traceback(table)
         lines = {mac: next(line for line in table.stdout.splitlines() if mac in line)
                  for mac in (MAC, OTHER)}

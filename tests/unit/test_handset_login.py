@@ -139,14 +139,14 @@ def test_login_then_logout(store: Store, tmp_path: Path) -> None:
     guarding = guard(tmp_path)
     hot_desk = hot_desk_endpoint(MAC)
     first = handset_answer(store, guarding, hot_desk, "127.0.0.1:5070", None)
-    assert first.decision.outcome is Outcome.ASK and first.notify is None
+    assert first.outcome is Outcome.ASK
     done = handset_answer(store, guarding, hot_desk, "127.0.0.1:5070",
                           Attempt("102", pin_of(store, "102")))
-    assert done.decision.outcome is Outcome.LOGGED_IN and done.notify == hot_desk
+    assert done.outcome is Outcome.LOGGED_IN
     assert assigned(store, MAC) == "102"
     # now registered as 102: the code logs it out (the other 101 phone is untouched)
     out = handset_answer(store, guarding, "102", "127.0.0.1:5070", None)
-    assert out.decision.outcome is Outcome.LOGGED_OUT and out.notify == "102"
+    assert out.outcome is Outcome.LOGGED_OUT
     assert assigned(store, MAC) is None and assigned(store, OTHER) == "101"
 
 
@@ -156,18 +156,17 @@ def test_refusals_lock_the_device_and_the_user(store: Store, tmp_path: Path) -> 
     right = pin_of(store, "102")
     wrong = "0" * 6 if right != "0" * 6 else "1" * 6
     outcomes = [handset_answer(store, guarding, hot_desk, "", Attempt("102", wrong))
-                .decision.outcome for _ in range(4)]
+                .outcome for _ in range(4)]
     assert outcomes == [Outcome.REFUSED] * 3 + [Outcome.LOCKED]
     # the right PIN now changes nothing: the device is locked, and so is user 102
     assert handset_answer(store, guarding, hot_desk, "", Attempt("102", right)) \
-        .decision.outcome is Outcome.LOCKED
+        .outcome is Outcome.LOCKED
     assert assigned(store, MAC) is None
     assert guarding.locked("device:" + MAC) is not None
     assert guarding.locked("user:102") is not None
     assert guarding.locked("user:101") is None
     # the first look from a locked device says so at once
-    assert handset_answer(store, guarding, hot_desk, "", None).decision.outcome \
-        is Outcome.LOCKED
+    assert handset_answer(store, guarding, hot_desk, "", None).outcome is Outcome.LOCKED
 
 
 def test_a_park_orbit_or_unknown_user_has_no_pin(store: Store) -> None:
@@ -202,26 +201,13 @@ class _Session:
         return self.pin
 
 
-def test_the_route_reads_the_pin_from_the_channel_and_notifies_later(
-        store: Store, tmp_path: Path) -> None:
-    notified: list[str] = []
-
-    async def notifier(endpoint: str) -> None:
-        notified.append(endpoint)
-
-    route = HandsetRoute(lambda: store, guard(tmp_path), notifier, notify_delay=0.05)
+def test_the_route_reads_the_pin_from_the_channel(store: Store, tmp_path: Path) -> None:
+    route = HandsetRoute(lambda: store, guard(tmp_path))
     session = _Session([hot_desk_endpoint(MAC), "127.0.0.1:5070", "102", "try"],
                        pin_of(store, "102"))
-
-    async def run() -> dict[str, str]:
-        decision = await route(session)  # type: ignore[arg-type]
-        assert notified == []  # the answer does not wait on the NOTIFY
-        await route.drain()
-        return dict(decision.variables)
-
-    answer = asyncio.run(run())
-    assert answer[v.HANDSET_RESULT] == "logged_in" and session.asked == [v.HANDSET_PIN]
-    assert notified == [hot_desk_endpoint(MAC)]
+    answer = asyncio.run(route(session))  # type: ignore[arg-type]
+    assert dict(answer.variables)[v.HANDSET_RESULT] == "logged_in"
+    assert session.asked == [v.HANDSET_PIN]
 
 
 # --- what Asterisk gets ----------------------------------------------------------------------
@@ -245,8 +231,13 @@ def test_hot_desk_endpoints_and_the_login_code_are_rendered(store: Store) -> Non
     agi_lines = [line for line in login.splitlines() if "AGI(" in line]
     assert len(agi_lines) == 2 and not any(v.HANDSET_PIN in line for line in agi_lines)
     assert "Read(WILDIX_HS_PIN," in login
-    assert "[wildix-admin-notify]" not in files["manager.conf"]
-    assert "-notify]" in files["manager.conf"] and "write = system" in files["manager.conf"]
+    # the NOTIFY goes from the dialplan, from an endpoint no request can be taken for
+    assert "PJSIPNotify(<${WILDIX_HS_CONTACT}>,check-sync)" in login
+    notify = pjsip.split("[wildix-notify]\n", 1)[1].split("\n\n", 1)[0]
+    assert "identify_by = ip" in notify and "auth" not in notify
+    assert "default_outbound_endpoint = wildix-notify" in pjsip
+    assert "[check-sync]\nEvent => check-sync" in files["pjsip_notify.conf"]
+    assert "write = system" not in files["manager.conf"]
 
 
 # --- green/gray and what a registration tells (services/ami/registrations.py) ---------------
@@ -286,3 +277,22 @@ def test_device_status_follows_its_own_contacts() -> None:
     found = {s.device.mac: s.colour for s in device_statuses(devices, contacts)}
     assert found == {MAC: "green", OTHER: "gray", "00156500000a": "gray"}
     assert registered_endpoints(contacts) == {hot_desk_endpoint(MAC)}
+
+
+def test_contacts_listed_by_the_console() -> None:
+    from wildix_ast.services.ami.registrations import listed_contacts
+
+    text = """
+  Contact:  <Aor/ContactUri..............................> <Hash....> <Status> <RTT(ms)..>
+==========================================================================================
+
+  Contact:  hd-001565abcdef/sip:hd-001565abcdef@127.0.0.1: 483fd312e0 NonQual        -nan
+  Contact:  101/sip:101@127.0.0.1:40123                   5b4bebb4d4 Unavail        -nan
+  Contact:  102/sip:102@127.0.0.1:40124                   1b8539a4ad Avail         1.234
+
+Objects found: 3
+"""
+    found = listed_contacts(text)
+    assert [(c.endpoint, c.status, c.reachable) for c in found] == [
+        (hot_desk_endpoint(MAC), "NonQual", True), ("101", "Unavail", False),
+        ("102", "Avail", True)]

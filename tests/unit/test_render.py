@@ -174,7 +174,7 @@ def test_dialplan(site: Site, files: dict[str, str]) -> None:
                         # the users' preferences: forwards, ringtones; the WMS services
                         "wildix-forward", "wildix-alert-info",
                         "wildix-services", "wildix-feature-code",
-                        "wildix-hot-desk", "wildix-handset-login",
+                        "wildix-hot-desk", "wildix-handset-login", "wildix-no-calls",
                         "wildix-mobility", "wildix-mobility-confirm",
                         "wildix-shared-voicemail", "wildix-shared-voicemail-of",
                         "wildix-voicemail-pin",

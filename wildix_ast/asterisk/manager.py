@@ -37,26 +37,6 @@ def runtime_secret(given: RenderInput) -> str:
                     hashlib.sha256).hexdigest()
 
 
-#: The handset login's account (the FastAGI service sends `PJSIPNotify` check-sync with
-#: it): Asterisk files PJSIPNotify under the `system` write class, which also allows
-#: Reload and module (un)loading, so the account has nothing else (no read class but
-#: `system`, no `command`/`config`/`originate`), is on loopback like the others, and its
-#: secret is derived from wildix-ast's own (which the service's store holds anyway).
-NOTIFY_READ = "system"
-NOTIFY_WRITE = "system"
-
-
-def notify_account(manager_username: str) -> str:
-    return f"{manager_username}-notify"
-
-
-def notify_secret(manager_secret: str) -> str:
-    """The handset login account's secret, derived from the manager secret (it does not
-    reveal it)."""
-    return hmac.new(manager_secret.encode(), b"ami-notify-account",
-                    hashlib.sha256).hexdigest()
-
-
 @dataclass(frozen=True)
 class Account:
     username: str
@@ -84,10 +64,7 @@ def _view(given: RenderInput) -> View:
             username=manager.username, secret=given.manager_secret,
             read="system,reporting,user", write="reporting", writetimeout=5000),
             Account(username=runtime_account(manager.username), secret=runtime_secret(given),
-                    read=RUNTIME_READ, write=RUNTIME_WRITE, writetimeout=5000),
-            Account(username=notify_account(manager.username),
-                    secret=notify_secret(given.manager_secret), read=NOTIFY_READ,
-                    write=NOTIFY_WRITE, writetimeout=5000)],
+                    read=RUNTIME_READ, write=RUNTIME_WRITE, writetimeout=5000)],
     }
 
 

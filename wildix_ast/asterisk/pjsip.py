@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, NamedTuple
 from wildix_ast.asterisk.base import ConfigFile, ObjectKinds, Reload, RenderInput, View
 from wildix_ast.asterisk.names import (
     HOT_DESK_CONTEXT,
+    NO_CALLS_CONTEXT,
+    NOTIFY_ENDPOINT,
     has_mailbox,
     procedure_context,
     subscribed_mailboxes,
@@ -243,6 +245,8 @@ def _view(given: RenderInput) -> View:
         "endpoints": endpoints,
         "trunks": pjsip_trunks(site),
         "qualify_frequency": sip.qualify_frequency,
+        "notify_endpoint": NOTIFY_ENDPOINT,
+        "notify_context": NO_CALLS_CONTEXT,
     }
 
 

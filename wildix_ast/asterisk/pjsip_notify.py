@@ -1,12 +1,13 @@
 """pjsip_notify.conf: the SIP NOTIFY messages the PBX may send to phones: `check-sync`
 (`Event: check-sync`), which tells a phone to fetch its configuration again; the handset
-login sends it (AMI `PJSIPNotify` with `Option: check-sync`) after assigning a device."""
+login's dialplan sends it (`PJSIPNotify(<contact>,check-sync)`) after assigning a device,
+from the endpoint `NOTIFY_ENDPOINT` (pjsip.conf's `default_outbound_endpoint`)."""
 
 from __future__ import annotations
 
 from wildix_ast.asterisk.base import ConfigFile, Reload, RenderInput, View, static_modules
 
-#: the option AMI `PJSIPNotify` names, and the Event header it sends
+#: the option `PJSIPNotify()` names, and the Event header it sends
 CHECK_SYNC = "check-sync"
 
 

@@ -43,6 +43,7 @@ from wildix_ast.asterisk.names import (
     MISSED_CALL_CONTEXT,
     MOBILITY_CONFIRM_CONTEXT,
     MOBILITY_CONTEXT,
+    NO_CALLS_CONTEXT,
     OUTGOING_CONTEXT,
     PROCEDURE_PREFIX,
     SERVICES_CONTEXT,
@@ -55,6 +56,7 @@ from wildix_ast.asterisk.names import (
     VOICEMAIL_PIN_CONTEXT,
     has_mailbox,
 )
+from wildix_ast.asterisk.pjsip_notify import CHECK_SYNC
 from wildix_ast.calls import variables as v
 from wildix_ast.model.preferences import VOICEMAIL
 from wildix_ast.model.site import Site
@@ -95,6 +97,11 @@ def _login_code(site: Site) -> Extension:
                      f"Gosub({HANDSET_LOGIN_CONTEXT},s,1())", "Hangup()")
 
 
+def _no_calls() -> Context:
+    """NOTIFY_ENDPOINT's context: no call is taken."""
+    return Context(NO_CALLS_CONTEXT, (extension("s", "Hangup()"),))
+
+
 def _hot_desk(site: Site) -> Context:
     """What a device assigned to nobody may call (its own endpoint `hd-<mac>`): the login
     code, and the emergency numbers (included first, as in every procedure: an emergency
@@ -133,7 +140,16 @@ def _handset_login() -> Context:
         "Goto(ask)",
         ("said", f'ExecIf($["{var(v.HANDSET_PLAYBACK)}" != ""]?'
                  f"Playback({var(v.HANDSET_PLAYBACK)}))"),
-        "Return()",
+        f'GotoIf($["{var(v.HANDSET_RESULT)}" != "logged_in" & '
+        f'"{var(v.HANDSET_RESULT)}" != "logged_out"]?done)',
+        # the phone fetches its configuration again: a NOTIFY to the contact it called
+        # from (its endpoint has one: max_contacts = 1), sent from NOTIFY_ENDPOINT
+        f"Set({v.HANDSET_CONTACT}=${{PJSIP_AOR(${{CHANNEL(endpoint)}},contact)}})",
+        f"Set({v.HANDSET_CONTACT}="
+        rf"${{PJSIP_CONTACT(${{CUT({v.HANDSET_CONTACT},\,,1)}},uri)}})",
+        f'ExecIf($["{var(v.HANDSET_CONTACT)}" != ""]?'
+        f"PJSIPNotify(<{var(v.HANDSET_CONTACT)}>,{CHECK_SYNC}))",
+        ("done", "Return()"),
         ("failed", f"Set({v.HANDSET_PIN}=)"), "Playback(beeperr&invalid)", "Return()"),))
 
 
@@ -315,7 +331,7 @@ def _test_call() -> Context:
 
 def service_contexts(site: Site) -> list[Context]:
     """Every context of the services, in file order."""
-    return [_services(site), _hot_desk(site), _handset_login(),
+    return [_services(site), _hot_desk(site), _handset_login(), _no_calls(),
             *_shared_voicemail(site), _voicemail_pin(), _feature_code(),
             _mobility(), _confirm(), _missed_call(), *_call_waiting_beep(), _test_call()]
 

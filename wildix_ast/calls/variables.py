@@ -172,6 +172,8 @@ HANDSET_PIN = "WILDIX_HS_PIN"
 #: set and read by wildix-handset-login: refused attempts this call, the next prompt
 HANDSET_TRIES = "WILDIX_HS_TRIES"
 HANDSET_PROMPT = "WILDIX_HS_PROMPT"
+#: set and read by wildix-handset-login: the calling endpoint's contact URI (the NOTIFY's)
+HANDSET_CONTACT = "WILDIX_HS_CONTACT"
 
 # --- the dialplan's own working variables (set and read by the contexts named) ----------------
 

@@ -18,7 +18,6 @@ from wildix_ast.calls import variables as v
 from wildix_ast.calls.missed_calls import SPOOL_ENV, MailSpool, default_spool
 from wildix_ast.cli.console import out
 from wildix_ast.errors import ServiceError, SettingsError
-from wildix_ast.services.agi.handset_routes import stored_notifier
 from wildix_ast.services.agi.probe import probe
 from wildix_ast.services.agi.routes import StoreLookup, default_routes
 from wildix_ast.services.agi.server import (
@@ -73,10 +72,6 @@ def serve(
         "--handset-logins", envvar=HANDSET_LOGINS_ENV, show_envvar=True,
         help="Where refused handset logins are counted (per device and per user). "
              "Default: ~/.local/share/wildix-ast/handset-logins.sqlite3.")] = None,
-    ami_port: Annotated[int | None, typer.Option(
-        "--ami-port", envvar="WILDIX_AST_AGI_AMI_PORT", show_envvar=True, min=1, max=65535,
-        help="The AMI port for the handset login's re-provisioning NOTIFY (default: the "
-             "stored site's).")] = None,
 ) -> None:
     """Answer FastAGI requests until stopped (SIGTERM or Ctrl-C). Only on loopback: every
     request but `health` must carry the key the store keeps (the applied dialplan sends
@@ -97,17 +92,15 @@ def serve(
     guard = LoginGuard(voicemail_logins or default_path())
     handset_guard = LoginGuard(handset_logins or handset_logins_path(), event="Handset")
     try:
-        asyncio.run(_serve(host, port, limits, lookup, spool, guard, handset_guard, ami_port))
+        asyncio.run(_serve(host, port, limits, lookup, spool, guard, handset_guard))
     finally:
         lookup.close()
 
 
 async def _serve(host: str, port: int, limits: Limits, lookup: StoreLookup,
-                 spool: MailSpool, guard: LoginGuard, handset_guard: LoginGuard,
-                 ami_port: int | None) -> None:
+                 spool: MailSpool, guard: LoginGuard, handset_guard: LoginGuard) -> None:
     await asyncio.to_thread(lookup.warm_up)
-    notifier = stored_notifier(lookup.store, port=ami_port)
-    server = AgiServer(default_routes(lookup, spool, guard, handset_guard, notifier), limits,
+    server = AgiServer(default_routes(lookup, spool, guard, handset_guard), limits,
                        health_check=lookup.check, key=_store_key(lookup))
     try:
         bound = await server.start(host, port)

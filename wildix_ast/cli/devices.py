@@ -14,8 +14,8 @@ from rich.table import Table
 from wildix_ast.cli.console import emit_json, mode, out
 
 if TYPE_CHECKING:
+    from wildix_ast.asterisk_cli import CliQueries
     from wildix_ast.services.ami.registrations import Contact
-    from wildix_ast.store import Store
 
 app = typer.Typer(help="Phones by MAC (WMS Devices): add, list, assign, reset their "
                        "provisioning password.", no_args_is_help=True)
@@ -27,24 +27,33 @@ DbUrl = Annotated[str | None, typer.Option(
     help="Store: a SQLite file path or a database URL.")]
 JsonOutput = Annotated[bool, typer.Option(
     "--json", help="Print one JSON object on standard output (errors too).")]
-AmiPort = Annotated[int | None, typer.Option(
-    "--ami-port", envvar="WILDIX_AST_AMI_PORT", show_envvar=True, min=1, max=65535,
-    help="The AMI port (default: the stored site's).")]
+LabName = Annotated[str | None, typer.Option(
+    "--lab", help="Ask this lab instance's Asterisk (default: the host's).",
+    show_default=False)]
 Offline = Annotated[bool, typer.Option(
     "--offline", help="Do not ask Asterisk: no status column.")]
 
 
-def live_contacts(store: Store, ami_port: int | None
-                  ) -> tuple[list[Contact] | None, str | None]:
-    """The PJSIP contacts from AMI, or (None, why not): a listing never fails because
-    Asterisk is down, it says so."""
+def _console(lab: str | None) -> CliQueries:
+    from wildix_ast.apply.pipeline import Target
+    from wildix_ast.lab.instance import running_lab
+
+    return (running_lab(lab).target() if lab is not None else Target.host()).console()
+
+
+def live_contacts(lab: str | None) -> tuple[list[Contact] | None, str | None]:
+    """The PJSIP contacts, through Asterisk's root-only console, or (None, why not): a
+    listing never fails because Asterisk is down or out of reach, it says so."""
     from wildix_ast.ami import run
     from wildix_ast.errors import WildixError
-    from wildix_ast.services.ami.registrations import devices_account, list_contacts
+    from wildix_ast.services.ami.registrations import list_contacts
+
+    async def ask() -> list[Contact]:
+        async with _console(lab) as console:
+            return await list_contacts(console)
 
     try:
-        account = devices_account(store, ami_port)
-        return run(list_contacts(account)), None
+        return run(ask()), None
     except WildixError as e:
         return None, e.message
 
@@ -99,7 +108,7 @@ def add(
 
 
 @app.command("list")
-def list_(db: DbUrl = None, ami_port: AmiPort = None, offline: Offline = False,
+def list_(db: DbUrl = None, lab: LabName = None, offline: Offline = False,
           as_json: JsonOutput = False) -> None:
     """List the phones (no credentials), each green (registered) or gray, from AMI."""
     from wildix_ast.services.ami.registrations import device_statuses
@@ -110,7 +119,7 @@ def list_(db: DbUrl = None, ami_port: AmiPort = None, offline: Offline = False,
     with open_store(db) as store:
         found = list_devices(store)
         contacts, problem = (None, "not asked (--offline)") if offline \
-            else live_contacts(store, ami_port)
+            else live_contacts(lab)
     statuses = {s.device.mac: s for s in device_statuses(found, contacts or [])}
 
     def status(mac: str) -> str:
@@ -137,13 +146,18 @@ def list_(db: DbUrl = None, ami_port: AmiPort = None, offline: Offline = False,
 
 
 @app.command()
-def sync(db: DbUrl = None, ami_port: AmiPort = None, as_json: JsonOutput = False) -> None:
+def sync(db: DbUrl = None, lab: LabName = None, as_json: JsonOutput = False) -> None:
     """Record what the registrations show of each registered phone: its address, model
     and firmware (from its User-Agent), and when."""
     from datetime import UTC, datetime
 
+    from wildix_ast.ami import run
     from wildix_ast.errors import ServiceError
-    from wildix_ast.services.ami.registrations import device_statuses, model_and_firmware
+    from wildix_ast.services.ami.registrations import (
+        contact_details,
+        device_statuses,
+        model_and_firmware,
+    )
     from wildix_ast.store import open_store
     from wildix_ast.store.devices import list_devices
     from wildix_ast.store.handset import record_seen
@@ -153,14 +167,21 @@ def sync(db: DbUrl = None, ami_port: AmiPort = None, as_json: JsonOutput = False
     seen: list[str] = []
     with open_store(db) as store:
         found = list_devices(store)
-        contacts, problem = live_contacts(store, ami_port)
+        contacts, problem = live_contacts(lab)
         if contacts is None:
             raise ServiceError(f"cannot read the registrations: {problem}")
-        for status in device_statuses(found, contacts):
-            if status.contact is None:
+        registered = [s for s in device_statuses(found, contacts) if s.contact is not None]
+
+        async def details() -> list[Contact | None]:
+            async with _console(lab) as console:
+                return [await contact_details(console, s.contact.endpoint)
+                        for s in registered if s.contact is not None]
+
+        for status, contact in zip(registered, run(details()), strict=True):
+            if contact is None:
                 continue
-            model, firmware = model_and_firmware(status.contact.user_agent)
-            record_seen(store, status.device.mac, ip=status.contact.ip or None, model=model,
+            model, firmware = model_and_firmware(contact.user_agent)
+            record_seen(store, status.device.mac, ip=contact.ip or None, model=model,
                         firmware=firmware, at=now)
             seen.append(status.device.mac)
     if as_json:

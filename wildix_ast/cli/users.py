@@ -311,13 +311,13 @@ def welcome(
 @users_app.command("list")
 def list_users(
     db: DbUrl = None,
-    ami_port: Annotated[int | None, typer.Option(
-        "--ami-port", envvar="WILDIX_AST_AMI_PORT", show_envvar=True, min=1, max=65535,
-        help="The AMI port (default: the stored site's).")] = None,
+    lab: Annotated[str | None, typer.Option(
+        "--lab", help="Ask this lab instance's Asterisk (default: the host's).",
+        show_default=False)] = None,
     as_json: JsonOutput = False,
 ) -> None:
     """The users (WMS Users table): extension, name, type, group, email, their devices,
-    and green (a registered phone) or gray, from AMI."""
+    and green (a registered phone) or gray, from Asterisk's console."""
     from wildix_ast.cli.devices import live_contacts
     from wildix_ast.services.ami.registrations import registered_endpoints
     from wildix_ast.store import open_store
@@ -327,7 +327,7 @@ def list_users(
     with open_store(db) as store:
         site = store.export_site()
         devices = list_devices(store)
-        contacts, problem = live_contacts(store, ami_port)
+    contacts, problem = live_contacts(lab)
     online = registered_endpoints(contacts or [])
     rows = []
     for user in site.users:

@@ -1,13 +1,15 @@
 """Devices and users green or gray (WMS Devices and Users status), from the PJSIP contacts
-Asterisk lists (AMI `PJSIPShowContacts`): green = at least one registered contact that is
+Asterisk lists (`pjsip show contacts`): green = at least one registered contact that is
 not unreachable, gray = none. Also what a registration tells of a device: its address and,
 from its User-Agent header, its model and firmware (`device sync` records them).
 
 Which contacts are a device's: those of its hot-desk endpoint `hd-<mac>` while it is
 assigned to nobody; those of its user's endpoint while assigned (when a user has several
-devices, only the contacts from the device's recorded address). The parsing is pure; one
-function asks AMI, with the handset login's account (the only one allowed
-`PJSIPShowContacts`, a `system` class action)."""
+devices, only the contacts from the device's recorded address). The parsing is pure; the
+questions go through Asterisk's root-only console (`pjsip show contacts`, and the
+PJSIP_AOR/PJSIP_CONTACT functions for one contact's details): no AMI account of the project
+may list contacts (`PJSIPShowContacts` is a `system` class action, which would also allow
+GetConfig and module loading)."""
 
 from __future__ import annotations
 
@@ -17,37 +19,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from wildix_ast.calls.handset_login import address_ip, hot_desk_endpoint
-from wildix_ast.errors import ServiceError
 from wildix_ast.model.devices import Device
 from wildix_ast.services.ami.overview import UNREACHABLE_CONTACTS
 
 if TYPE_CHECKING:
-    from wildix_ast.store import Store
+    from wildix_ast.asterisk_cli import CliQueries
 
-
-@dataclass(frozen=True)
-class DevicesAccount:
-    """The AMI account of the handset login and the devices' status
-    (`asterisk.manager.notify_account`)."""
-
-    host: str
-    port: int
-    username: str
-    secret: str
-
-
-def devices_account(store: Store, port: int | None = None,
-                    host: str = "127.0.0.1") -> DevicesAccount:
-    """The account of the stored site (its secret derived from wildix-ast's own, kept in
-    the vault); `port`: the AMI port when the target's differs from the site's (a lab)."""
-    from wildix_ast.asterisk.manager import notify_account, notify_secret
-
-    manager = store.export_site().system.manager
-    secret = store.get_secret(f"manager:{manager.username}")
-    if secret is None:
-        raise ServiceError("no AMI secret in the store: apply the site first")
-    return DevicesAccount(host, port or manager.port, notify_account(manager.username),
-                          notify_secret(secret))
+#: `pjsip show contacts` statuses of a contact that cannot be reached
+UNREACHABLE = UNREACHABLE_CONTACTS | {"Unavail"}
 
 
 @dataclass(frozen=True)
@@ -60,7 +39,7 @@ class Contact:
 
     @property
     def reachable(self) -> bool:
-        return self.status not in UNREACHABLE_CONTACTS
+        return self.status not in UNREACHABLE
 
 
 def contact_of(event: Mapping[str, str]) -> Contact:
@@ -132,16 +111,38 @@ def registered_endpoints(contacts: Sequence[Contact]) -> frozenset[str]:
     return frozenset(c.endpoint for c in contacts if c.reachable)
 
 
-async def list_contacts(account: DevicesAccount, timeout: float = 5.0) -> list[Contact]:
-    """Every PJSIP contact Asterisk knows now."""
-    from wildix_ast.ami import AmiClient
+_LISTED = re.compile(r"^\s*Contact:\s+(?P<aor>[^/\s]+)/(?P<uri>\S+)\s+[0-9a-f]+\s+"
+                     r"(?P<status>\w+)", re.M)
 
-    client = AmiClient(account.host, account.port, account.username, account.secret,
-                       timeout=timeout, heartbeat=None)
-    await client.connect()
-    try:
-        events = await client.action_list("PJSIPShowContacts", "ContactListComplete",
-                                          empty_messages=("No Contacts found",))
-    finally:
-        await client.close()
-    return [contact_of(e) for e in events if e.get("Event") == "ContactList"]
+
+def listed_contacts(text: str) -> list[Contact]:
+    """The contacts of `pjsip show contacts` (their URIs may be cut short there)."""
+    return [Contact(endpoint=m["aor"], uri=m["uri"], status=m["status"], user_agent="",
+                    ip="") for m in _LISTED.finditer(text)]
+
+
+async def list_contacts(console: CliQueries) -> list[Contact]:
+    """Every PJSIP contact Asterisk knows now (one console command)."""
+    return listed_contacts(await console.command("pjsip show contacts"))
+
+
+async def _evaluated(console: CliQueries, function: str) -> str:
+    text = await console.command(f"dialplan eval function {function}")
+    found = re.search(r"^Result: (.*)$", text, re.M)
+    return found.group(1).strip() if found else ""
+
+
+async def contact_details(console: CliQueries, aor: str) -> Contact | None:
+    """The first contact of `aor` with its address and User-Agent (the PJSIP_AOR and
+    PJSIP_CONTACT functions, through the console); None when it has none."""
+    if not re.fullmatch(r"[\w-]{1,40}", aor):
+        return None
+    ids = (await _evaluated(console, f"PJSIP_AOR({aor},contact)")).split(",")
+    first = ids[0].strip()
+    if not re.fullmatch(r"[\w-]+;@[0-9a-f]+", first):
+        return None
+    fields = {}
+    for name in ("uri", "status", "user_agent", "via_addr"):
+        fields[name] = await _evaluated(console, f"PJSIP_CONTACT({first},{name})")
+    return contact_of({"Endpoint": aor, "Uri": fields["uri"], "Status": fields["status"],
+                       "UserAgent": fields["user_agent"], "ViaAddr": fields["via_addr"]})
