@@ -101,6 +101,13 @@ def test_login_as_102_then_call_101_as_102_then_logout(live: LiveSite,
         # anything but the login code and emergency numbers is refused from the desk
         refused, _ = desk.call("101", OFFER)
         assert refused.status is not None and refused.status >= 400
+        # the send-only NOTIFY endpoint cannot be used to call (no request is its)
+        stranger = Agent("wildix-notify", "", live.lab.ports.sip, timeout=15)
+        try:
+            sneaked, _ = stranger.call("99", OFFER)
+            assert sneaked.status is not None and sneaked.status >= 400, sneaked.first
+        finally:
+            stranger.close()
         pin = login_pin(store, "102")
         assert pin is not None
         wrong = "0" * len(pin) if pin != "0" * len(pin) else "1" * len(pin)
