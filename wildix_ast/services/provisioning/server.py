@@ -25,6 +25,7 @@ import re
 import socket
 import ssl
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,6 +55,8 @@ _FILE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _PRINTABLE = re.compile(r"[^A-Za-z0-9_./-]")
 MAX_PATH = 256
 MAX_CONNECTIONS = 256
+BANNED_LOG_EVERY = 60.0
+WATCHDOG_EVERY = 10.0
 IO_TIMEOUT = 10.0
 #: User-Agent: "Yealink SIP-T54W 96.86.0.100 00:15:65:ab:cd:ef" and the like
 _AGENT = re.compile(r"(?:Yealink|snom|Grandstream|Poly(?:com)?)[ /_-]?(?:SIP-)?"
@@ -236,13 +239,33 @@ class ProvisioningHTTPServer(http.server.ThreadingHTTPServer):
         self.guard = provisioner.config.guard
         self.tls = tls
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._refused: dict[str, tuple[int, float]] = {}
+        self._fed = 0.0
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         super().__init__(address, _Handler)
 
+    def service_actions(self) -> None:
+        """Called by the accept loop between requests (every poll interval): systemd's
+        watchdog is fed only while that loop runs."""
+        now = time.monotonic()
+        if now - self._fed >= WATCHDOG_EVERY:
+            from wildix_ast.services.sdnotify import notify
+
+            notify("WATCHDOG=1")
+            self._fed = now
+
     def verify_request(self, request: Any, client_address: Any) -> bool:
-        if self.guard.banned(client_address[0]):
-            log.info("source=%s mac=- file=- status=0 outcome=refused: banned",
-                     client_address[0])
+        source = client_address[0]
+        if self.guard.banned(source):
+            # one line a minute per banned source: a scanner must not fill the disk
+            now = time.monotonic()
+            count, since = self._refused.get(source, (0, now - BANNED_LOG_EVERY))
+            if now - since >= BANNED_LOG_EVERY:
+                log.info("source=%s mac=- file=- status=0 outcome=refused: banned "
+                         "(%d connections refused since the last line)", source, count + 1)
+                self._refused[source] = (0, now)
+            else:
+                self._refused[source] = (count + 1, since)
             return False
         if not self._slots.acquire(blocking=False):
             log.warning("source=%s outcome=refused: %d connections at once",
