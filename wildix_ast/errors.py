@@ -110,3 +110,10 @@ class MailRejectedError(MailError):
     """The mail server refused the message for good (a 5xx reply)."""
 
     exit_code = 14
+
+
+class ProvisioningError(WildixError):
+    """The provisioning server cannot start as configured (no address, HTTPS without a
+    certificate, a port it cannot bind)."""
+
+    exit_code = 16

@@ -1,30 +1,42 @@
 """Handset login on a real Asterisk 22 (issue 21, must-show 4): a phone assigned to nobody
-registers with its own hot-desk endpoint, dials 99, types 102 and 102's PIN (SIP INFO
-DTMF), is assigned to 102 in the store (by the real `wildix-ast agi serve`), gets the
-check-sync NOTIFY (the dialplan's PJSIPNotify), takes 102's credentials and calls 101 as 102 (101's
-phone sees 102's caller ID); then logs out the same way. Real SIP phones
-(`support.sip_ua.Agent`), the real FastAGI service reading the lab's store."""
+fetches its file from the real provisioning server (`wildix-ast provisioning serve`, HTTPS
+with the lab's certificate, on the lab's store), registers with the hot-desk line it holds,
+dials 99, types 102 and 102's PIN (SIP INFO DTMF), is assigned to 102 in the store (by the
+real `wildix-ast agi serve`), gets the check-sync NOTIFY (the dialplan's PJSIPNotify),
+fetches its file again, registers with the line it now holds (102) and calls 101 as 102
+(101's phone sees 102's caller ID); then logs out the same way. Real SIP phones
+(`support.sip_ua.Agent`)."""
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from support.agi_fixtures import AgiService, agi_service
-from support.cli_run import assert_no_traceback, run
+from support.cli_run import REPO, assert_no_traceback, run
 from support.live_site import LiveSite, live_site
 from support.sip_ua import Agent, Message, sdp
 
 from wildix_ast.calls.handset_login import hot_desk_endpoint
+from wildix_ast.lab.tls import lab_certificate
 from wildix_ast.model.devices import Device, Vendor
+from wildix_ast.model.provisioning import ProvisioningSettings
 from wildix_ast.store import Store
 from wildix_ast.store.devices import add_device, list_devices
 from wildix_ast.store.handset import hot_desk_key, login_pin
-from wildix_ast.store.vault import user_secret_key
 
 pytestmark = pytest.mark.lab
 
@@ -34,8 +46,11 @@ OFFER = sdp(40000, {0: "PCMU/8000"})
 ANSWER = sdp(40002, {0: "PCMU/8000"})
 
 
+CREDENTIALS: dict[str, str] = {}
+
+
 def add_phone(store: Store) -> None:
-    add_device(store, Device(mac=MAC, vendor=Vendor.YEALINK))
+    CREDENTIALS[MAC] = add_device(store, Device(mac=MAC, vendor=Vendor.YEALINK))
     add_device(store, Device(mac=OTHER, vendor=Vendor.GRANDSTREAM, extension="100"))
 
 
@@ -44,6 +59,71 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:
     with live_site(tmp_path_factory.mktemp("handset"), "handset",
                    before_install=add_phone) as site:
         yield site
+
+
+@dataclass
+class Provisioning:
+    port: int
+    ca: Path
+
+    def fetch(self, mac: str) -> dict[str, str]:
+        """The phone's own file, as a Yealink asks for it (`<link><mac>.cfg`)."""
+        context = ssl.create_default_context(cafile=str(self.ca))
+        connection = http.client.HTTPSConnection("127.0.0.1", self.port, context=context,
+                                                 timeout=10)
+        try:
+            connection.request("GET", f"/p/{CREDENTIALS[mac]}/{mac}.cfg",
+                               headers={"User-Agent": "Yealink SIP-T54W 96.86.0.100"})
+            answer = connection.getresponse()
+            text = answer.read().decode()
+            assert answer.status == 200, (answer.status, text)
+        finally:
+            connection.close()
+        return {k.strip(): v.strip() for k, _, v in
+                (line.partition("=") for line in text.splitlines() if "=" in line)}
+
+
+@pytest.fixture(scope="module")
+def provisioning(live: LiveSite, tmp_path_factory: pytest.TempPathFactory
+                 ) -> Iterator[Provisioning]:
+    """`wildix-ast provisioning serve` on the lab's own store (the store the FastAGI
+    service assigns devices in), told the lab's SIP port and its own HTTPS port."""
+    work = tmp_path_factory.mktemp("provisioning")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    ports = live.lab.ports
+    site = live.store.export_site().with_ports(sip=ports.sip, rtp_start=ports.rtp_start,
+                                               rtp_end=ports.rtp_end, ami=ports.ami)
+    live.store.import_site(site.model_copy(update={"provisioning": ProvisioningSettings(
+        address="127.0.0.1", port=port)}))
+    cert, key = (live.lab.host_path(p) for p in lab_certificate(live.lab))
+    log_file = (work / "server.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "wildix_ast", "provisioning", "serve", "--host", "127.0.0.1",
+         "--certificate", str(cert), "--private-key", str(key), "--state-dir",
+         str(work / "runtime"), "--db", str(live.work / "store.sqlite3")], cwd=REPO,
+        stdout=log_file, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "NO_COLOR": "1"})
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            break
+        assert process.poll() is None, (work / "server.log").read_text()
+        time.sleep(0.2)
+    try:
+        yield Provisioning(port, cert)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=20)
+        log_file.close()
+
+
+def phone_of(live: LiveSite, served: dict[str, str], **kwargs: object) -> Agent:
+    """A phone registering with exactly what its file says."""
+    assert int(served["account.1.sip_server.1.port"]) == live.lab.ports.sip
+    return Agent(served["account.1.user_name"], served["account.1.password"],
+                 int(served["account.1.sip_server.1.port"]), timeout=15, **kwargs)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -91,11 +171,12 @@ def wait_notify(phone: Agent, seen: list[Message], wait: float = 10.0) -> Messag
     return found
 
 
-def test_login_as_102_then_call_101_as_102_then_logout(live: LiveSite,
-                                                       service: AgiService) -> None:
+def test_login_as_102_then_call_101_as_102_then_logout(
+        live: LiveSite, service: AgiService, provisioning: Provisioning) -> None:
     store = live.store
-    desk = Agent(hot_desk_endpoint(MAC), str(store.get_secret(hot_desk_key(MAC))),
-                 live.lab.ports.sip, timeout=15)
+    served = provisioning.fetch(MAC)  # unassigned: its own hot-desk line
+    assert served["account.1.user_name"] == hot_desk_endpoint(MAC)
+    desk = phone_of(live, served)
     try:
         assert desk.register().status == 200
         # anything but the login code and emergency numbers is refused from the desk
@@ -118,13 +199,10 @@ def test_login_as_102_then_call_101_as_102_then_logout(live: LiveSite,
         assert (notify.header("Event") or "").strip() == "check-sync"
     finally:
         desk.close()
-    # the phone re-provisions: the device row now names 102, whose SIP credentials it takes
-    # (read here as the provisioning server reads them for this device)
-    row = next(d for d in list_devices(store) if d.mac == MAC)
-    assert row.extension == "102"
-    secret = store.get_secret(user_secret_key("102", "sip"))
-    assert secret is not None
-    phone = Agent("102", secret, live.lab.ports.sip, timeout=15)
+    # the NOTIFY made the phone fetch its file again: it now holds 102's line
+    served = provisioning.fetch(MAC)
+    assert served["account.1.user_name"] == "102"
+    phone = phone_of(live, served)
     callee = Agent("101", live.password("101"), live.lab.ports.sip, timeout=15)
     try:
         assert phone.register().status == 200 and callee.register().status == 200
@@ -148,6 +226,7 @@ def test_login_as_102_then_call_101_as_102_then_logout(live: LiveSite,
     finally:
         phone.close()
         callee.close()
+    assert provisioning.fetch(MAC)["account.1.user_name"] == hot_desk_endpoint(MAC)
     assert live.wait_no_channels() == 0
 
 

@@ -1,7 +1,8 @@
-"""`wildix-ast device add|list|assign|unassign|reset-password|remove|sync`: the phones of
-WMS Devices, by MAC. A provisioning credential is printed once, when it is made or reset.
-`list` shows each phone green (registered) or gray from AMI; `sync` records what the
-registrations show (address, model, firmware, when)."""
+"""`wildix-ast device add|list|assign|unassign|reset-password|remove|enrol|sync`: the phones
+of WMS Devices, by MAC. A provisioning credential is printed once, when it is made or reset,
+with the device's own provisioning link (docs/provisioning.md). `list` shows each phone
+green (registered) or gray, from Asterisk; `sync` records what the registrations show
+(address, model, firmware, when: docs/devices.md)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from wildix_ast.cli.console import emit_json, mode, out
 if TYPE_CHECKING:
     from wildix_ast.asterisk_cli import CliQueries
     from wildix_ast.services.ami.registrations import Contact
+    from wildix_ast.store.store import Store
 
 app = typer.Typer(help="Phones by MAC (WMS Devices): add, list, assign, reset their "
                        "provisioning password.", no_args_is_help=True)
@@ -100,11 +102,14 @@ def add(
             for e in exc.errors(include_url=False)]) from None
     with open_store(db) as store:
         credential = add_device(store, device)
+        link = _link(store, credential)
     if as_json:
-        emit_json({"ok": True, "mac": device.mac, "provisioning_password": credential})
+        emit_json({"ok": True, "mac": device.mac, "provisioning_password": credential,
+                   "provisioning_link": link})
         return
     out.print(f"[green]✓[/] device {device.mac} added; provisioning password (shown once): "
               f"{credential}")
+    _print_link(link)
 
 
 @app.command("list")
@@ -232,10 +237,72 @@ def reset_password(mac: MacArg, db: DbUrl = None, as_json: JsonOutput = False) -
     key = _mac(mac)
     with open_store(db) as store:
         credential = reset_credential(store, key)
+        link = _link(store, credential)
     if as_json:
-        emit_json({"ok": True, "mac": key, "provisioning_password": credential})
+        emit_json({"ok": True, "mac": key, "provisioning_password": credential,
+                   "provisioning_link": link})
         return
     out.print(f"[green]✓[/] {key}: new provisioning password (shown once): {credential}")
+    _print_link(link)
+
+
+def _link(store: Store, credential: str) -> str | None:
+    """The device's own provisioning link (None until provisioning.address is set)."""
+    if not store.has_site():
+        return None
+    return store.export_site().provisioning.link(credential)
+
+
+def _print_link(link: str | None) -> None:
+    if link is None:
+        out.print("  provisioning link: none yet (set provisioning.address in the settings)")
+    else:
+        out.print(f"  provisioning link (the phone's provisioning server URL): {link}")
+
+
+@app.command()
+def enrol(
+    minutes: Annotated[int | None, typer.Option(
+        min=0, max=1440, help="How long the window stays open (0: close it now). Default: "
+        "the settings' provisioning.enrol_minutes.")] = None,
+    vendor: Annotated[list[str] | None, typer.Option(
+        help="Only this vendor's phones; repeat. Default: all four.")] = None,
+    db: DbUrl = None,
+    as_json: JsonOutput = False,
+) -> None:
+    """Open an enrolment window: unknown phones of the vendors that ask meanwhile are added,
+    unassigned (no SIP secret until you assign them)."""
+    from wildix_ast.errors import Problem, SettingsError
+    from wildix_ast.model.devices import Vendor
+    from wildix_ast.store import open_store
+    from wildix_ast.store.provisioning import close_enrolment, open_enrolment
+
+    mode.json = as_json
+    try:
+        vendors = tuple(Vendor(v.lower()) for v in vendor) if vendor else tuple(Vendor)
+    except ValueError as exc:
+        raise SettingsError("bad vendor", [Problem("--vendor", str(exc))]) from None
+    with open_store(db) as store:
+        settings = store.export_site().provisioning if store.has_site() else None
+        length = minutes if minutes is not None else \
+            settings.enrol_minutes if settings is not None else 30
+        if length == 0:
+            close_enrolment(store)
+            if as_json:
+                emit_json({"ok": True, "open": False})
+            else:
+                out.print("[green]✓[/] enrolment window closed")
+            return
+        window = open_enrolment(store, length, vendors)
+    base = settings.base_url() if settings is not None else None
+    if as_json:
+        emit_json({"ok": True, "open": True, "until": window.until.isoformat(),
+                   "vendors": [v.value for v in window.vendors],
+                   "enrolment_url": f"{base}/enrol/" if base else None})
+        return
+    out.print(f"[green]✓[/] enrolment open until {window.until:%Y-%m-%d %H:%M:%S} UTC for "
+              f"{', '.join(v.value for v in window.vendors)}; point phones (DHCP option 66) "
+              f"at {base + '/enrol/' if base else '<provisioning.address not set>'}")
 
 
 @app.command()

@@ -14,6 +14,7 @@ from wildix_ast.model.directory import DirectorySettings
 from wildix_ast.model.fax_server import FaxServer
 from wildix_ast.model.groups import Group
 from wildix_ast.model.ivrs import Ivr
+from wildix_ast.model.provisioning import ProvisioningSettings
 from wildix_ast.model.smtp_client import SmtpProfile
 from wildix_ast.model.sounds import Sound
 from wildix_ast.model.system import System
@@ -41,3 +42,4 @@ class Sections(BaseModel):
     call_history: CallHistory = Field(default_factory=CallHistory)
     smtp_profiles: list[SmtpProfile] = Field(default_factory=empty_list)
     fax_server: FaxServer = Field(default_factory=FaxServer)
+    provisioning: ProvisioningSettings = Field(default_factory=ProvisioningSettings)
