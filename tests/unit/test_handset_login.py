@@ -296,3 +296,30 @@ Objects found: 3
     assert [(c.endpoint, c.status, c.reachable) for c in found] == [
         (hot_desk_endpoint(MAC), "NonQual", True), ("101", "Unavail", False),
         ("102", "Avail", True)]
+
+
+@pytest.mark.slow  # runs the CLI as a process
+def test_an_admin_lists_and_lifts_handset_login_locks(tmp_path: Path) -> None:
+    import json
+
+    from support.cli_run import assert_no_traceback, run
+
+    path = tmp_path / "handset.sqlite3"
+    guarding = LoginGuard(path, event="Handset")
+    for _ in range(5):
+        guarding.failed("device:" + MAC, "hd-" + MAC)
+        guarding.failed("user:102", "hd-" + MAC)
+    env = {"WILDIX_AST_HANDSET_LOGINS": str(path)}
+    listed = run("device", "login-locks", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert {lock["locked"] for lock in json.loads(listed.stdout)["locks"]} == {
+        "device:" + MAC, "user:102"}
+    done = run("device", "login-unlock", "00:15:65:AB:CD:EF", "--json", env=env)
+    assert json.loads(done.stdout)["was_locked"] is True
+    assert guarding.locked("device:" + MAC) is None and guarding.locked("user:102")
+    done = run("device", "login-unlock", "102", env=env)
+    assert_no_traceback(done)
+    assert "user:102 unlocked" in done.stdout and guarding.locked("user:102") is None
+    bad = run("device", "login-unlock", "nonsense", env=env)
+    assert bad.returncode == 2 and "MAC" in bad.stdout + bad.stderr
+    assert_no_traceback(bad)

@@ -6,6 +6,7 @@ green (registered) or gray, from Asterisk; `sync` records what the registrations
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -323,3 +324,58 @@ def _done(as_json: bool, mac: str, what: str) -> None:
         emit_json({"ok": True, "mac": mac})
     else:
         out.print(f"[green]✓[/] device {mac} {what}")
+
+
+HandsetLogins = Annotated[Path | None, typer.Option(
+    "--handset-logins", envvar="WILDIX_AST_HANDSET_LOGINS", show_envvar=True,
+    help="The FastAGI service's count of refused handset logins. Default: "
+         "~/.local/share/wildix-ast/handset-logins.sqlite3.")]
+
+
+@app.command("login-locks")
+def login_locks(logins: HandsetLogins = None, as_json: JsonOutput = False) -> None:
+    """Devices and users whose handset login (feature code 99) is locked after refused
+    PINs (docs/devices.md)."""
+    import datetime as dt
+
+    from wildix_ast.services.agi.voicemail_logins import LoginGuard, handset_logins_path
+
+    mode.json = as_json
+    found = LoginGuard(logins or handset_logins_path(), event="Handset").locks()
+    if as_json:
+        emit_json({"ok": True, "locks": [
+            {"locked": lock.mailbox, "failures": lock.failures, "until": lock.until}
+            for lock in found]})
+        return
+    table = Table(title="locked handset logins", show_edge=False)
+    for column in ("locked", "refusals", "until"):
+        table.add_column(column)
+    for lock in found:
+        table.add_row(lock.mailbox, str(lock.failures),
+                      dt.datetime.fromtimestamp(lock.until).strftime("%F %T"))
+    out.print(table)
+
+
+@app.command("login-unlock")
+def login_unlock(
+    what: Annotated[str, typer.Argument(
+        help="A device's MAC, or a user's extension.", show_default=False)],
+    logins: HandsetLogins = None,
+    as_json: JsonOutput = False,
+) -> None:
+    """Forget the refused handset logins of a device (MAC) or a user (extension): the lock
+    lifts at once (logged as a security event)."""
+    from wildix_ast.services.agi.handset_routes import device_key, user_key
+    from wildix_ast.services.agi.voicemail_logins import LoginGuard, handset_logins_path
+
+    mode.json = as_json
+    key = user_key(what) if what.isdigit() and 2 <= len(what) <= 8 else device_key(_mac(what))
+    guard = LoginGuard(logins or handset_logins_path(), event="Handset")
+    was_locked = guard.locked(key) is not None
+    cleared = guard.clear(key)
+    if as_json:
+        emit_json({"ok": True, "unlocked": key, "was_locked": was_locked,
+                   "failures_cleared": cleared})
+        return
+    out.print(f"[green]✓[/] {key} {'unlocked' if was_locked else 'was not locked'}; "
+              f"{cleared} refusal(s) forgotten")
