@@ -336,8 +336,7 @@ HandsetLogins = Annotated[Path | None, typer.Option(
 def login_locks(logins: HandsetLogins = None, as_json: JsonOutput = False) -> None:
     """Devices and users whose handset login (feature code 99) is locked after refused
     PINs (docs/devices.md)."""
-    import datetime as dt
-
+    from wildix_ast.cli.voicemail import locks_table
     from wildix_ast.services.agi.voicemail_logins import LoginGuard, handset_logins_path
 
     mode.json = as_json
@@ -347,13 +346,7 @@ def login_locks(logins: HandsetLogins = None, as_json: JsonOutput = False) -> No
             {"locked": lock.mailbox, "failures": lock.failures, "until": lock.until}
             for lock in found]})
         return
-    table = Table(title="locked handset logins", show_edge=False)
-    for column in ("locked", "refusals", "until"):
-        table.add_column(column)
-    for lock in found:
-        table.add_row(lock.mailbox, str(lock.failures),
-                      dt.datetime.fromtimestamp(lock.until).strftime("%F %T"))
-    out.print(table)
+    out.print(locks_table("locked handset logins", ("locked", "refusals"), found))
 
 
 @app.command("login-unlock")
