@@ -164,6 +164,7 @@ def test_a_scanner_gets_no_secret_and_is_banned_at_the_threshold(store: Store,
                               "Yealink SIP-T54W 96.86.0.100 00:15:65:00:00:42")
     assert good.status == 200 and good.rendered is not None
     assert b"account.1.password = " in good.rendered.body
+    provisioner.flush()  # fetches are written once a second
     found = device_with_hash(store, "001565000042")
     assert found is not None and found[0].ip == "192.0.2.10"
     assert found[0].model == "T54W" and found[0].firmware == "96.86.0.100"

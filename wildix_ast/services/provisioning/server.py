@@ -27,6 +27,7 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,7 @@ from wildix_ast.services.provisioning.render import (
     render_device_configuration,
 )
 from wildix_ast.store.devices import credential_matches
+from wildix_ast.store.provisioning import Fetch
 
 if TYPE_CHECKING:
     from wildix_ast.store.store import Store
@@ -57,6 +59,7 @@ MAX_PATH = 256
 MAX_CONNECTIONS = 256
 BANNED_LOG_EVERY = 60.0
 WATCHDOG_EVERY = 10.0
+FLUSH_EVERY = 1.0
 IO_TIMEOUT = 10.0
 #: User-Agent: "Yealink SIP-T54W 96.86.0.100 00:15:65:ab:cd:ef" and the like
 _AGENT = re.compile(r"(?:Yealink|snom|Grandstream|Poly(?:com)?)[ /_-]?(?:SIP-)?"
@@ -91,6 +94,28 @@ class Provisioner:
         self.store = config.store
         self._revision = self.store.revision_reader()
         self._facts: tuple[int, SiteFacts] | None = None
+        self._fetches: dict[str, Fetch] = {}
+        self._fetches_lock = threading.Lock()
+        self._flushing = threading.Lock()
+        self._flushed = time.monotonic()
+
+    def flush(self) -> None:
+        """Write the fetches gathered since the last flush (one transaction)."""
+        from wildix_ast.store.provisioning import seen
+
+        with self._flushing:
+            with self._fetches_lock:
+                fetches, self._fetches = list(self._fetches.values()), {}
+            self._flushed = time.monotonic()
+            seen(self.store, fetches)
+
+    def _record(self, fetch: Fetch) -> None:
+        with self._fetches_lock:
+            self._fetches[fetch.mac] = fetch
+        # one request a second pays for the write; the others never wait for it
+        if time.monotonic() - self._flushed >= FLUSH_EVERY and \
+                not self._flushing.locked():
+            self.flush()
 
     def facts(self) -> SiteFacts:
         revision = self._revision()
@@ -154,8 +179,6 @@ class Provisioner:
 
     def _serve(self, device: Device, credential: str, kind: Any, source: str, agent: str,
                outcome: str) -> Outcome:
-        from wildix_ast.store.provisioning import seen
-
         link = f"{self.config.base_url}/p/{credential}/"
         rendered = render_device_configuration(self.store, device, provisioning_url=link,
                                                kind=kind, templates=self.config.templates,
@@ -164,7 +187,7 @@ class Provisioner:
         found = _AGENT.search(agent)
         if found:
             model, firmware = found.group(1), found.group(2)
-        seen(self.store, device.mac, source, model, firmware)
+        self._record(Fetch(device.mac, source, datetime.now(UTC), model, firmware))
         served = outcome if device.extension else f"{outcome} (unassigned: no line)"
         return Outcome(200, served, device.mac, rendered)
 
