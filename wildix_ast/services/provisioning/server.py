@@ -57,6 +57,9 @@ _FILE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _PRINTABLE = re.compile(r"[^A-Za-z0-9_./-]")
 MAX_PATH = 256
 MAX_CONNECTIONS = 256
+MAX_PER_SOURCE = 32
+"""Connections at once from one address (a phone needs one; a NAT'd site behind one
+address still gets 32): one slow client cannot take all MAX_CONNECTIONS."""
 BANNED_LOG_EVERY = 60.0
 WATCHDOG_EVERY = 10.0
 FLUSH_EVERY = 1.0
@@ -263,6 +266,8 @@ class ProvisioningHTTPServer(http.server.ThreadingHTTPServer):
         self.tls = tls
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self._refused: dict[str, tuple[int, float]] = {}
+        self._per_source: dict[str, int] = {}
+        self._per_source_lock = threading.Lock()
         self._fed = 0.0
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         super().__init__(address, _Handler)
@@ -290,10 +295,16 @@ class ProvisioningHTTPServer(http.server.ThreadingHTTPServer):
             else:
                 self._refused[source] = (count + 1, since)
             return False
-        if not self._slots.acquire(blocking=False):
-            log.warning("source=%s outcome=refused: %d connections at once",
-                        client_address[0], MAX_CONNECTIONS)
-            return False
+        with self._per_source_lock:
+            if self._per_source.get(source, 0) >= MAX_PER_SOURCE:
+                log.warning("source=%s outcome=refused: %d connections at once from it",
+                            source, MAX_PER_SOURCE)
+                return False
+            if not self._slots.acquire(blocking=False):
+                log.warning("source=%s outcome=refused: %d connections at once",
+                            source, MAX_CONNECTIONS)
+                return False
+            self._per_source[source] = self._per_source.get(source, 0) + 1
         return True
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
@@ -309,6 +320,10 @@ class ProvisioningHTTPServer(http.server.ThreadingHTTPServer):
                     return
             super().process_request_thread(request, client_address)
         finally:
+            with self._per_source_lock:
+                left = self._per_source.pop(client_address[0], 1) - 1
+                if left:
+                    self._per_source[client_address[0]] = left
             self._slots.release()
 
 
