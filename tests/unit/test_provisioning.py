@@ -164,6 +164,7 @@ def test_a_scanner_gets_no_secret_and_is_banned_at_the_threshold(store: Store,
                               "Yealink SIP-T54W 96.86.0.100 00:15:65:00:00:42")
     assert good.status == 200 and good.rendered is not None
     assert b"account.1.password = " in good.rendered.body
+    provisioner.flush()  # fetches are written once a second
     found = device_with_hash(store, "001565000042")
     assert found is not None and found[0].ip == "192.0.2.10"
     assert found[0].model == "T54W" and found[0].firmware == "96.86.0.100"
@@ -221,3 +222,34 @@ def test_the_log_never_shows_a_credential() -> None:
         "/p/<credential>/001565abcdef.cfg"
     assert _shown("/p/x\r\nInjected: 1") == "/p/<credential>"
     assert "\n" not in _shown("/enrol/\nfoo")
+
+
+def test_the_migration_hashes_credentials_kept_as_text(tmp_path: Path) -> None:
+    """A store from before 0019 kept device credentials as text: after the migration only
+    their hash is left, and the credential still opens the device's link."""
+    import sqlite3
+
+    from alembic import command
+    from sqlalchemy import create_engine
+
+    from wildix_ast.store.database import _alembic_config
+    from wildix_ast.store.devices import credential_matches, provisioning_key
+
+    path = tmp_path / "old.sqlite3"
+    with open_store(str(path)) as fresh:
+        fresh.import_site(parse_site(SITE))
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.begin() as connection:
+        command.downgrade(_alembic_config(connection), "0015")
+    engine.dispose()
+    mac, credential = "001565abcdef", "T" * 32
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO devices (mac, vendor, line, added_at) VALUES "
+                   "(?, 'yealink', 1, '2026-01-01 00:00:00')", (mac,))
+        db.execute("INSERT INTO secrets (key, value) VALUES (?, ?)",
+                   (provisioning_key(mac), credential))
+    with open_store(str(path)) as migrated:
+        kept = migrated.get_secret(provisioning_key(mac))
+        assert kept is not None and kept != credential and kept.startswith("h1:")
+        assert credential_matches(mac, credential, kept)
+        assert migrated.export_site().provisioning.port == 8443

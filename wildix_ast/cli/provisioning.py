@@ -102,4 +102,5 @@ def serve(
     finally:
         notify("STOPPING=1")
         server.server_close()
+        provisioner.flush()  # the last second's fetches
         store.close()

@@ -37,17 +37,21 @@ def _aware(value: datetime) -> datetime:
 
 
 def device_with_hash(store: Store, mac: str) -> tuple[Device, str | None] | None:
-    """The device with this MAC and its kept credential hash; None if unknown."""
+    """The device with this MAC and its kept credential hash (one query); None if
+    unknown."""
     from sqlalchemy import select
 
     from wildix_ast.store.database import translated
     from wildix_ast.store.tables import devices
+    from wildix_ast.store.tables import secrets as secret_table
 
+    query = select(devices, secret_table.c.value.label("kept_hash")).outerjoin(
+        secret_table, secret_table.c.key == provisioning_key(mac)).where(devices.c.mac == mac)
     with translated(store.where, "reading a device"), store.engine.connect() as connection:
-        row = connection.execute(select(devices).where(devices.c.mac == mac)).first()
+        row = connection.execute(query).first()
     if row is None:
         return None
-    return _device(row), store.get_secret(provisioning_key(mac))
+    return _device(row), row.kept_hash
 
 
 def open_enrolment(store: Store, minutes: int, vendors: tuple[Vendor, ...],
@@ -130,18 +134,34 @@ def enrol(store: Store, mac: str, vendor: Vendor, ip: str | None,
     return credential
 
 
-def seen(store: Store, mac: str, ip: str, model: str | None, firmware: str | None,
-         now: datetime | None = None) -> None:
-    """Record that the phone fetched its configuration: when, from where, which model and
-    firmware its User-Agent said (kept as they were when unknown)."""
+@dataclass(frozen=True)
+class Fetch:
+    """A phone fetched its file: when, from where, the model and firmware its User-Agent
+    said (None: unknown, the stored ones are kept)."""
+
+    mac: str
+    ip: str
+    at: datetime
+    model: str | None = None
+    firmware: str | None = None
+
+
+def seen(store: Store, fetches: list[Fetch]) -> None:
+    """Record the fetches (last_seen, IP, model, firmware) in one transaction: the server
+    gathers them and writes once a second, not once per request (a SQLite commit per
+    fetch was half of each request's time)."""
     from sqlalchemy import update
 
     from wildix_ast.store.tables import devices
 
-    values: dict[str, object] = {"last_seen": now or datetime.now(UTC), "ip": ip}
-    if model:
-        values["model"] = model[:80]
-    if firmware:
-        values["firmware"] = firmware[:80]
-    with _writing(store, "recording a device's fetch") as connection:
-        connection.execute(update(devices).where(devices.c.mac == mac).values(**values))
+    if not fetches:
+        return
+    with _writing(store, "recording devices' fetches") as connection:
+        for fetch in fetches:
+            values: dict[str, object] = {"last_seen": fetch.at, "ip": fetch.ip}
+            if fetch.model:
+                values["model"] = fetch.model[:80]
+            if fetch.firmware:
+                values["firmware"] = fetch.firmware[:80]
+            connection.execute(update(devices).where(devices.c.mac == fetch.mac)
+                               .values(**values))

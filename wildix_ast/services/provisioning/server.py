@@ -27,6 +27,7 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,7 @@ from wildix_ast.services.provisioning.render import (
     render_device_configuration,
 )
 from wildix_ast.store.devices import credential_matches
+from wildix_ast.store.provisioning import Fetch
 
 if TYPE_CHECKING:
     from wildix_ast.store.store import Store
@@ -55,8 +57,12 @@ _FILE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _PRINTABLE = re.compile(r"[^A-Za-z0-9_./-]")
 MAX_PATH = 256
 MAX_CONNECTIONS = 256
+MAX_PER_SOURCE = 32
+"""Connections at once from one address (a phone needs one; a NAT'd site behind one
+address still gets 32): one slow client cannot take all MAX_CONNECTIONS."""
 BANNED_LOG_EVERY = 60.0
 WATCHDOG_EVERY = 10.0
+FLUSH_EVERY = 1.0
 IO_TIMEOUT = 10.0
 #: User-Agent: "Yealink SIP-T54W 96.86.0.100 00:15:65:ab:cd:ef" and the like
 _AGENT = re.compile(r"(?:Yealink|snom|Grandstream|Poly(?:com)?)[ /_-]?(?:SIP-)?"
@@ -91,6 +97,28 @@ class Provisioner:
         self.store = config.store
         self._revision = self.store.revision_reader()
         self._facts: tuple[int, SiteFacts] | None = None
+        self._fetches: dict[str, Fetch] = {}
+        self._fetches_lock = threading.Lock()
+        self._flushing = threading.Lock()
+        self._flushed = time.monotonic()
+
+    def flush(self) -> None:
+        """Write the fetches gathered since the last flush (one transaction)."""
+        from wildix_ast.store.provisioning import seen
+
+        with self._flushing:
+            with self._fetches_lock:
+                fetches, self._fetches = list(self._fetches.values()), {}
+            self._flushed = time.monotonic()
+            seen(self.store, fetches)
+
+    def _record(self, fetch: Fetch) -> None:
+        with self._fetches_lock:
+            self._fetches[fetch.mac] = fetch
+        # one request a second pays for the write; the others never wait for it
+        if time.monotonic() - self._flushed >= FLUSH_EVERY and \
+                not self._flushing.locked():
+            self.flush()
 
     def facts(self) -> SiteFacts:
         revision = self._revision()
@@ -154,8 +182,6 @@ class Provisioner:
 
     def _serve(self, device: Device, credential: str, kind: Any, source: str, agent: str,
                outcome: str) -> Outcome:
-        from wildix_ast.store.provisioning import seen
-
         link = f"{self.config.base_url}/p/{credential}/"
         rendered = render_device_configuration(self.store, device, provisioning_url=link,
                                                kind=kind, templates=self.config.templates,
@@ -164,7 +190,7 @@ class Provisioner:
         found = _AGENT.search(agent)
         if found:
             model, firmware = found.group(1), found.group(2)
-        seen(self.store, device.mac, source, model, firmware)
+        self._record(Fetch(device.mac, source, datetime.now(UTC), model, firmware))
         served = outcome if device.extension else f"{outcome} (unassigned: no line)"
         return Outcome(200, served, device.mac, rendered)
 
@@ -240,6 +266,8 @@ class ProvisioningHTTPServer(http.server.ThreadingHTTPServer):
         self.tls = tls
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self._refused: dict[str, tuple[int, float]] = {}
+        self._per_source: dict[str, int] = {}
+        self._per_source_lock = threading.Lock()
         self._fed = 0.0
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         super().__init__(address, _Handler)
@@ -267,10 +295,16 @@ class ProvisioningHTTPServer(http.server.ThreadingHTTPServer):
             else:
                 self._refused[source] = (count + 1, since)
             return False
-        if not self._slots.acquire(blocking=False):
-            log.warning("source=%s outcome=refused: %d connections at once",
-                        client_address[0], MAX_CONNECTIONS)
-            return False
+        with self._per_source_lock:
+            if self._per_source.get(source, 0) >= MAX_PER_SOURCE:
+                log.warning("source=%s outcome=refused: %d connections at once from it",
+                            source, MAX_PER_SOURCE)
+                return False
+            if not self._slots.acquire(blocking=False):
+                log.warning("source=%s outcome=refused: %d connections at once",
+                            source, MAX_CONNECTIONS)
+                return False
+            self._per_source[source] = self._per_source.get(source, 0) + 1
         return True
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
@@ -286,6 +320,10 @@ class ProvisioningHTTPServer(http.server.ThreadingHTTPServer):
                     return
             super().process_request_thread(request, client_address)
         finally:
+            with self._per_source_lock:
+                left = self._per_source.pop(client_address[0], 1) - 1
+                if left:
+                    self._per_source[client_address[0]] = left
             self._slots.release()
 
 
