@@ -116,7 +116,7 @@ def add(
 @app.command("list")
 def list_(db: DbUrl = None, lab: LabName = None, offline: Offline = False,
           as_json: JsonOutput = False) -> None:
-    """List the phones (no credentials), each green (registered) or gray, from AMI."""
+    """List the phones (no credentials), each green (registered) or gray, from Asterisk."""
     from wildix_ast.services.ami.registrations import device_statuses
     from wildix_ast.store import open_store
     from wildix_ast.store.devices import list_devices
