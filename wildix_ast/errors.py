@@ -116,3 +116,10 @@ class FaxError(WildixError):
     """A fax could not be queued or sent (the fax spool, Asterisk's console, a fax job)."""
 
     exit_code = 15
+
+
+class ProvisioningError(WildixError):
+    """The provisioning server cannot start as configured (no address, HTTPS without a
+    certificate, a port it cannot bind)."""
+
+    exit_code = 16

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
@@ -102,10 +102,12 @@ class LiveSite:
 @contextmanager
 def live_site(work: Path, name: str, site: Site | None = None, *,
               nameserver: str = DEFAULT_NAMESERVER, tls: bool = False,
-              from_store: bool = True) -> Iterator[LiveSite]:
+              from_store: bool = True,
+              before_install: Callable[[Store], None] | None = None) -> Iterator[LiveSite]:
     """`tls`: the site gets a TLS transport with a certificate made for the lab.
     `from_store=False` installs `site` as given rather than as the store reads it back
-    (sections the store does not keep yet: trunks, routing)."""
+    (sections the store does not keep yet: trunks, routing). `before_install` changes the
+    store after the import, before the files are made (devices, for their endpoints)."""
     ensure_rootfs()
     store = open_store(str(work / "store.sqlite3"))
     site = site or example_site()
@@ -123,6 +125,8 @@ def live_site(work: Path, name: str, site: Site | None = None, *,
     # Sound files named relative to the example's folder, converted as `import` does.
     sounds = site_sounds(site, EXAMPLE, store)
     store.import_site(site, sounds=sounds)
+    if before_install is not None:
+        before_install(store)
     compiled = compile_site(site, store, lab.target(), sounds=sounds)
     if from_store:
         install_stored_site(store, lab.target())

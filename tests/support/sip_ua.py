@@ -106,6 +106,8 @@ class Agent:
     local_ip: str = "127.0.0.1"
     #: parameters after the request URI's host:port (`;line=...`)
     uri_params: str = ""
+    #: the User-Agent header it sends (a vendor's, to play that phone)
+    user_agent: str = "wildix-ast-test-ua"
 
     def __post_init__(self) -> None:
         self.tag = secrets.token_hex(4)
@@ -212,7 +214,7 @@ class Agent:
                  f"From: <{self.scheme}:{self.user}@127.0.0.1>;tag={self.tag}",
                  f"To: {to}{f';tag={to_tag}' if to_tag else ''}", f"Call-ID: {call_id}",
                  f"CSeq: {self.cseq} {method}", f"Contact: {self.contact}",
-                 "User-Agent: wildix-ast-test-ua", *extra]
+                 f"User-Agent: {self.user_agent}", *extra]
         if body:
             lines.append("Content-Type: application/sdp")
         lines.append(f"Content-Length: {len(body.encode())}")
@@ -296,6 +298,21 @@ class Agent:
                     message.cseq_method == "BYE" and message.status >= 200:
                 return message
         return None
+
+    def dtmf(self, answer: Message, call_id: str, digits: str, gap: float = 0.25) -> None:
+        """Send `digits` in the dialog `answer` (a 200 to our INVITE) set up, one SIP INFO
+        (`application/dtmf-relay`) each, `gap` seconds apart; their 200s are not waited
+        for (other requests, a BYE, may come between)."""
+        contact = re.search(r"<([^>]+)>", answer.header("Contact") or "")
+        uri = contact.group(1) if contact else f"{self.scheme}:127.0.0.1:{self.port}"
+        to = answer.header("To") or ""
+        for digit in digits:
+            body = f"Signal={digit}{CRLF}Duration=160{CRLF}"
+            text = self._request_text("INFO", uri, to, call_id, [], "")
+            head = text.removesuffix("Content-Length: 0" + CRLF + CRLF)
+            self.send(f"{head}Content-Type: application/dtmf-relay{CRLF}"
+                      f"Content-Length: {len(body.encode())}{CRLF}{CRLF}{body}")
+            time.sleep(gap)
 
     def answer_call(self, answer_sdp: str, wait: float) -> Message | None:
         """Wait for an INVITE, answer it 200 with `answer_sdp`, then answer its ACK/BYE

@@ -12,7 +12,7 @@ from support.cli_run import assert_no_traceback, run
 
 from wildix_ast.errors import SettingsError
 from wildix_ast.store import open_store
-from wildix_ast.store.devices import provisioning_key
+from wildix_ast.store.devices import credential_hash, credential_matches, provisioning_key
 
 pytestmark = pytest.mark.slow  # runs the CLI as processes
 
@@ -48,7 +48,10 @@ def test_device_life(env: dict[str, str], tmp_path: Path) -> None:
                   "T54W", "--user", "101", env=env)
     mac = "001565abcdef"
     first = str(added["provisioning_password"])
-    assert added["mac"] == mac and len(first) >= 32 and _secret(env, mac) == first
+    # the store keeps only a hash of it (never the text)
+    assert added["mac"] == mac and len(first) >= 32
+    assert _secret(env, mac) == credential_hash(mac, first)
+    assert credential_matches(mac, first, _secret(env, mac))
 
     listed = run("device", "list", env=env)
     assert listed.returncode == 0 and mac in listed.stdout and "101" in listed.stdout
@@ -56,12 +59,13 @@ def test_device_life(env: dict[str, str], tmp_path: Path) -> None:
     devices = _json("device", "list", env=env)["devices"]
     assert devices == [{"mac": mac, "vendor": "yealink", "model": "T54W",  # type: ignore[comparison-overlap]
                         "extension": "101", "line": 1, "ip": None, "firmware": None,
-                        "last_seen": None}]
+                        "last_seen": None, "status": "unknown"}]  # no Asterisk here
     assert first not in json.dumps(devices)
 
     _json("device", "assign", "00-15-65-ab-cd-ef", "102", "--line", "2", env=env)
     again = str(_json("device", "reset-password", mac, env=env)["provisioning_password"])
-    assert again != first and _secret(env, mac) == again
+    assert again != first and _secret(env, mac) == credential_hash(mac, again)
+    assert not credential_matches(mac, first, _secret(env, mac))
 
     # Ben leaves (a settings import without him): his phone is unassigned, nothing dangles
     (tmp_path / "site.yaml").write_text(SITE.replace('  - {name: Ben, extension: "102"}\n',

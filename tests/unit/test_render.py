@@ -34,7 +34,8 @@ SECRET = "Mgr-s3cret.Value"
 FILES = {"acl.conf", "asterisk.conf", "ccss.conf", "cdr.conf", "cdr_custom.conf", "cel.conf",
          "cel_custom.conf", "extensions.conf",
          "features.conf", "indications.conf", "logger.conf", "manager.conf", "modules.conf",
-         "musiconhold.conf", "pjproject.conf", "pjsip.conf", "res_parking.conf", "rtp.conf",
+         "musiconhold.conf", "pjproject.conf", "pjsip.conf", "pjsip_notify.conf",
+         "res_parking.conf", "rtp.conf",
          "stasis.conf", "udptl.conf", "voicemail.conf", "wildix-fastagi.conf"}
 #: rendered only in realtime mode (issue 22): tests/unit/test_realtime_mode.py
 REALTIME_FILES = {"sorcery.conf", "extconfig.conf", "res_config_sqlite3.conf", "res_pgsql.conf",
@@ -178,6 +179,7 @@ def test_dialplan(site: Site, files: dict[str, str]) -> None:
                         # the users' preferences: forwards, ringtones; the WMS services
                         "wildix-forward", "wildix-alert-info",
                         "wildix-services", "wildix-feature-code",
+                        "wildix-hot-desk", "wildix-handset-login", "wildix-no-calls",
                         "wildix-mobility", "wildix-mobility-confirm",
                         "wildix-shared-voicemail", "wildix-shared-voicemail-of",
                         "wildix-voicemail-pin",

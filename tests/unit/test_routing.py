@@ -186,7 +186,7 @@ def test_ip_trunk_is_identified_by_address_only_and_registration_by_line() -> No
     text = render_site(site, manager_secret="Mgr-s3cret.Value")["pjsip.conf"]
     assert "[trunk-backup-identify]" in text and "match = 192.0.2.10" in text
     assert "[trunk-op-identify]" not in text
-    assert text.count("identify_by = ip") == 2
+    assert text.count("identify_by = ip") == 3  # the two trunks and the send-only wildix-notify
     registration = text[text.index("[trunk-op-reg]"):]
     assert "line = yes" in registration and "endpoint = trunk-op" in registration
 

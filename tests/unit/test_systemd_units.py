@@ -20,7 +20,8 @@ def render(name: str, **variables: object) -> str:
 
 @pytest.mark.parametrize("name", ["wildix-ast-agi.service.j2", "wildix-ast-runtime.service.j2",
                                   "wildix-ast-cdr.service.j2",
-                                  "wildix-ast-mail.service.j2"])
+                                  "wildix-ast-mail.service.j2",
+                                  "wildix-ast-provisioning.service.j2"])
 def test_unit_verifies(name: str, tmp_path: Path) -> None:
     venv = str(Path(sys.executable).parent.parent)
     text = render(name, wildix_ast_venv=venv, wildix_ast_db="/var/lib/wildix-ast/db.sqlite3",

@@ -148,11 +148,21 @@ def compile_site(site: Site, vault: SecretVault, target: Target,
                         templates=templates, voicemail_pins=voicemail_pins(running, vault),
                         sounds=sounds,
                         runtime_secret=manager_secret(vault, runtime_account(manager.username)),
-                        fastagi_key=fastagi_key(vault), realtime_secret=database_secret)
+                        fastagi_key=fastagi_key(vault), realtime_secret=database_secret,
+                        hot_desks=hot_desk_accounts(vault))
     sound_files = None if sounds is None else files_to_install(
         running.sounds, running.system.language_region.language, sounds)
     return Compiled(site=running, files=files, ami_host=target.ami_host, ami_port=manager.port,
                     ami_username=manager.username, ami_secret=secret, sound_files=sound_files)
+
+
+def hot_desk_accounts(vault: SecretVault) -> tuple[tuple[str, str], ...]:
+    """(MAC, SIP password) of each device's hot-desk endpoint: the store's devices (none
+    for a vault that is not a store: a bare render), passwords generated once."""
+    from wildix_ast.store.handset import hot_desk_secrets
+    from wildix_ast.store.store import Store
+
+    return hot_desk_secrets(vault) if isinstance(vault, Store) else ()
 
 
 def site_sounds(site: Site, site_file: Path, store: Store) -> SoundLibrary:

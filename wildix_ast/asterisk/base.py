@@ -55,6 +55,9 @@ class RenderInput:
     realtime_rows: RealtimeRows | None = None
     #: the password of Asterisk's realtime database account (PostgreSQL), from the vault
     realtime_secret: str = ""
+    #: the devices' hot-desk endpoints (calls.handset_login): (MAC, SIP password) of every
+    #: device in the store, the password generated once and kept in the vault
+    hot_desks: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

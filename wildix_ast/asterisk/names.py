@@ -145,6 +145,17 @@ MISSED_CALL_CONTEXT = "wildix-missed-call"
 """A hang-up handler of the caller's channel: the missed-call mail."""
 SHARED_VOICEMAIL_CONTEXT = "wildix-shared-voicemail"
 VOICEMAIL_PIN_CONTEXT = "wildix-voicemail-pin"
+HANDSET_LOGIN_CONTEXT = "wildix-handset-login"
+"""Handset login/logout (the login feature code): asks the FastAGI route `handset-login`."""
+NOTIFY_ENDPOINT = "wildix-notify"
+"""pjsip.conf's `default_outbound_endpoint`: the endpoint `PJSIPNotify()` sends a NOTIFY to a
+contact's URI from. No auth, identified by address only with no address given: no request
+can ever be taken as coming from it; its context has no extension."""
+NO_CALLS_CONTEXT = "wildix-no-calls"
+"""A context that takes no call (NOTIFY_ENDPOINT's)."""
+HOT_DESK_CONTEXT = "wildix-hot-desk"
+"""The context of a device's own hot-desk endpoint (assigned to nobody): the login code and
+the emergency numbers, nothing else."""
 """A mailbox opened with its PIN, wrong PINs counted across calls by the FastAGI service."""
 SHARED_VOICEMAIL_OF_CONTEXT = "wildix-shared-voicemail-of"
 """One extension `<user>*<shared mailbox>` per user that shares another's mailbox."""

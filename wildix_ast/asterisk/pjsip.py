@@ -21,6 +21,9 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from wildix_ast.asterisk.base import ConfigFile, ObjectKinds, Reload, RenderInput, View
 from wildix_ast.asterisk.names import (
+    HOT_DESK_CONTEXT,
+    NO_CALLS_CONTEXT,
+    NOTIFY_ENDPOINT,
     has_mailbox,
     procedure_context,
     subscribed_mailboxes,
@@ -29,6 +32,7 @@ from wildix_ast.asterisk.names import (
 )
 from wildix_ast.asterisk.outgoing import pjsip_trunks
 from wildix_ast.calls import variables as v
+from wildix_ast.calls.handset_login import hot_desk_endpoint
 from wildix_ast.errors import Problem, RenderError
 from wildix_ast.model.common import Srtp
 from wildix_ast.model.site import Site
@@ -109,6 +113,10 @@ class Transport:
     priv_key_file: str | None = None
     method: str = TLS_METHOD
     ciphers: str = ",".join(TLS_CIPHERS)
+
+
+#: the caller name of a hot-desk endpoint (its number is the device's MAC)
+HOT_DESK_CALLER = "Unassigned phone"
 
 
 class Endpoint(NamedTuple):
@@ -228,12 +236,25 @@ def _view(given: RenderInput) -> View:
                             f"TRANSFER_CONTEXT={transfer_context(u.group)}",
                             *([f"{v.DID}={u.office_did}"] if u.office_did else [])])
         for u in site.users if u.type.has_phone and given.realtime_rows is None]
+    # a device assigned to nobody registers here: the login code and emergency numbers only
+    endpoints += [
+        Endpoint(name=hot_desk_endpoint(mac), auth=f"{hot_desk_endpoint(mac)}-auth",
+                 username=hot_desk_endpoint(mac), password=password,
+                 aor=hot_desk_endpoint(mac), callerid=f'"{HOT_DESK_CALLER}" <{mac}>',
+                 language=default_language, context=HOT_DESK_CONTEXT, codecs=allow,
+                 mailbox="", media_address=media_address, rtp_timeout=rtp_timeout,
+                 rtp_hold_timeout=rtp_hold_timeout, session_expires=session_expires,
+                 srtp_optimistic=None, subscribe_context=None, permit=lan_only,
+                 fax=False, variables=[])
+        for mac, password in given.hot_desks]
     return {
         "user_agent": sip.user_agent,
         "transports": transports,
         "endpoints": endpoints,
         "trunks": pjsip_trunks(site),
         "qualify_frequency": sip.qualify_frequency,
+        "notify_endpoint": NOTIFY_ENDPOINT,
+        "notify_context": NO_CALLS_CONTEXT,
     }
 
 

@@ -36,10 +36,14 @@ from wildix_ast.asterisk.dialplan_builder import (
 from wildix_ast.asterisk.names import (
     CW_BEEP_CONTEXT,
     CW_BEEP_PLAY_CONTEXT,
+    EMERGENCY_CONTEXT,
     FEATURE_CODE_CONTEXT,
+    HANDSET_LOGIN_CONTEXT,
+    HOT_DESK_CONTEXT,
     MISSED_CALL_CONTEXT,
     MOBILITY_CONFIRM_CONTEXT,
     MOBILITY_CONTEXT,
+    NO_CALLS_CONTEXT,
     OUTGOING_CONTEXT,
     PROCEDURE_PREFIX,
     SERVICES_CONTEXT,
@@ -52,6 +56,7 @@ from wildix_ast.asterisk.names import (
     VOICEMAIL_PIN_CONTEXT,
     has_mailbox,
 )
+from wildix_ast.asterisk.pjsip_notify import CHECK_SYNC
 from wildix_ast.calls import variables as v
 from wildix_ast.model.preferences import VOICEMAIL
 from wildix_ast.model.site import Site
@@ -80,7 +85,72 @@ def _services(site: Site) -> Context:
         admitted(exten, f"Gosub({FEATURE_CODE_CONTEXT},s,1({service},{option}))", "Hangup()",
                  kind=ADMIT_CODE)
         for exten, service, option in feature_code_extensions(site)),
-        _shared_voicemail_code(site), _hotline(site)))
+        _shared_voicemail_code(site), _hotline(site), _login_code(site)))
+
+
+#: refused logins one call may try before it is hung up (the lock counts across calls)
+LOGIN_TRIES = 3
+
+
+def _login_code(site: Site) -> Extension:
+    return extension(site.dialplan.feature_codes.login,
+                     f"Gosub({HANDSET_LOGIN_CONTEXT},s,1())", "Hangup()")
+
+
+def _no_calls() -> Context:
+    """NOTIFY_ENDPOINT's context: no call is taken."""
+    return Context(NO_CALLS_CONTEXT, (extension("s", "Hangup()"),))
+
+
+def _hot_desk(site: Site) -> Context:
+    """What a device assigned to nobody may call (its own endpoint `hd-<mac>`): the login
+    code, and the emergency numbers (included first, as in every procedure: an emergency
+    call from any phone on the desk goes out). Nothing else matches (no catch-all here: it
+    would win over the included emergency numbers), so anything else is refused."""
+    return Context(HOT_DESK_CONTEXT, (_login_code(site),), (EMERGENCY_CONTEXT,))
+
+
+def _handset_login() -> Context:
+    """Handset login/logout (calls.handset_login). The first request identifies the phone
+    and logs it out if it is logged in; otherwise the caller types an extension and a PIN
+    (each ended by `#` or a pause). The PIN is read into a variable the route fetches
+    itself (GET VARIABLE), never passed as an argument (arguments are in the verbose
+    log), and cleared right after. The service down: nothing changes."""
+    where = ("${CHANNEL(endpoint)}", "${CHANNEL(pjsip,remote_addr)}")
+    failed = f'$["{var(v.AGI_STATUS)}" != "OK"]'
+    typed = f"${{FILTER(0-9,{var(v.HANDSET_EXTENSION)})}}"
+    return Context(HANDSET_LOGIN_CONTEXT, (extension(
+        "s",
+        "Answer()",
+        f"Set({v.HANDSET_TRIES}=0)",
+        f"Set({v.HANDSET_PROMPT}=agent-user)",
+        *agi("handset-login", *where),
+        f"GotoIf({failed}?failed)",
+        f'GotoIf($["{var(v.HANDSET_RESULT)}" != "ask"]?said)',
+        # DTMF interrupts the prompt (a retry's is "login incorrect, enter..."): no key lost
+        ("ask", f"Read({v.HANDSET_EXTENSION},{var(v.HANDSET_PROMPT)},8,,1,10)"),
+        f"Read({v.HANDSET_PIN},agent-pass,16,,1,10)",
+        *agi("handset-login", *where, typed, "try"),
+        f"Set({v.HANDSET_PIN}=)",
+        f"GotoIf({failed}?failed)",
+        f'GotoIf($["{var(v.HANDSET_RESULT)}" != "refused"]?said)',
+        f"Set({v.HANDSET_TRIES}=$[{var(v.HANDSET_TRIES)} + 1])",
+        f"GotoIf($[{var(v.HANDSET_TRIES)} >= {LOGIN_TRIES}]?said)",
+        f"Set({v.HANDSET_PROMPT}={var(v.HANDSET_PLAYBACK)})",
+        "Goto(ask)",
+        ("said", f'ExecIf($["{var(v.HANDSET_PLAYBACK)}" != ""]?'
+                 f"Playback({var(v.HANDSET_PLAYBACK)}))"),
+        f'GotoIf($["{var(v.HANDSET_RESULT)}" != "logged_in" & '
+        f'"{var(v.HANDSET_RESULT)}" != "logged_out"]?done)',
+        # the phone fetches its configuration again: a NOTIFY to the contact it called
+        # from (its endpoint has one: max_contacts = 1), sent from NOTIFY_ENDPOINT
+        f"Set({v.HANDSET_CONTACT}=${{PJSIP_AOR(${{CHANNEL(endpoint)}},contact)}})",
+        f"Set({v.HANDSET_CONTACT}="
+        rf"${{PJSIP_CONTACT(${{CUT({v.HANDSET_CONTACT},\,,1)}},uri)}})",
+        f'ExecIf($["{var(v.HANDSET_CONTACT)}" != ""]?'
+        f"PJSIPNotify(<{var(v.HANDSET_CONTACT)}>,{CHECK_SYNC}))",
+        ("done", "Return()"),
+        ("failed", f"Set({v.HANDSET_PIN}=)"), "Playback(beeperr&invalid)", "Return()"),))
 
 
 def _shared_voicemail_code(site: Site) -> Extension:
@@ -261,6 +331,7 @@ def _test_call() -> Context:
 
 def service_contexts(site: Site) -> list[Context]:
     """Every context of the services, in file order."""
-    return [_services(site), *_shared_voicemail(site), _voicemail_pin(), _feature_code(),
+    return [_services(site), _hot_desk(site), _handset_login(), _no_calls(),
+            *_shared_voicemail(site), _voicemail_pin(), _feature_code(),
             _mobility(), _confirm(), _missed_call(), *_call_waiting_beep(), _test_call()]
 

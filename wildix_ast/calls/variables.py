@@ -156,6 +156,25 @@ VOICEMAIL_TRIES = "WILDIX_VM_TRIES"
 VOICEMAIL_PROMPT = "WILDIX_VM_PROMPT"
 VOICEMAIL_PIN = "WILDIX_VM_PIN"
 
+# --- the handset-login route (calls/handset_login.py decides, services/agi/handset_routes.py
+# --- answers, service_contexts.py's wildix-handset-login acts) ---------------------------------
+
+#: what dialling the login code did (calls.handset_login.Outcome): ask, logged_in, logged_out,
+#: refused, locked or unknown
+HANDSET_RESULT = "WILDIX_HS_RESULT"
+#: the prompts to play for it (empty: none)
+HANDSET_PLAYBACK = "WILDIX_HS_PLAYBACK"
+#: set by wildix-handset-login (Read): the extension typed; read by the route (its argument)
+HANDSET_EXTENSION = "WILDIX_HS_EXTEN"
+#: set by wildix-handset-login (Read): the PIN typed; read by the route with GET VARIABLE (so
+#: it is in no AGI() argument, hence in no verbose log line), then cleared by the dialplan
+HANDSET_PIN = "WILDIX_HS_PIN"
+#: set and read by wildix-handset-login: refused attempts this call, the next prompt
+HANDSET_TRIES = "WILDIX_HS_TRIES"
+HANDSET_PROMPT = "WILDIX_HS_PROMPT"
+#: set and read by wildix-handset-login: the calling endpoint's contact URI (the NOTIFY's)
+HANDSET_CONTACT = "WILDIX_HS_CONTACT"
+
 # --- the dialplan's own working variables (set and read by the contexts named) ----------------
 
 #: the number being admitted (asterisk/dialplan_builder.py's admission) and the hotline's digits

@@ -28,7 +28,13 @@ from wildix_ast.services.agi.server import (
     KeySource,
     Limits,
 )
-from wildix_ast.services.agi.voicemail_logins import LOGINS_ENV, LoginGuard, default_path
+from wildix_ast.services.agi.voicemail_logins import (
+    HANDSET_LOGINS_ENV,
+    LOGINS_ENV,
+    LoginGuard,
+    default_path,
+    handset_logins_path,
+)
 from wildix_ast.services.sdnotify import keep_alive, notify
 from wildix_ast.store.vault import FASTAGI_KEY
 
@@ -62,6 +68,10 @@ def serve(
         "--voicemail-logins", envvar=LOGINS_ENV, show_envvar=True,
         help="Where wrong voicemail PINs are counted across calls. Default: "
              "~/.local/share/wildix-ast/voicemail-logins.sqlite3.")] = None,
+    handset_logins: Annotated[Path | None, typer.Option(
+        "--handset-logins", envvar=HANDSET_LOGINS_ENV, show_envvar=True,
+        help="Where refused handset logins are counted (per device and per user). "
+             "Default: ~/.local/share/wildix-ast/handset-logins.sqlite3.")] = None,
 ) -> None:
     """Answer FastAGI requests until stopped (SIGTERM or Ctrl-C). Only on loopback: every
     request but `health` must carry the key the store keeps (the applied dialplan sends
@@ -80,16 +90,17 @@ def serve(
     lookup = StoreLookup(db)
     spool = MailSpool(mail_spool or default_spool())
     guard = LoginGuard(voicemail_logins or default_path())
+    handset_guard = LoginGuard(handset_logins or handset_logins_path(), event="Handset")
     try:
-        asyncio.run(_serve(host, port, limits, lookup, spool, guard))
+        asyncio.run(_serve(host, port, limits, lookup, spool, guard, handset_guard))
     finally:
         lookup.close()
 
 
 async def _serve(host: str, port: int, limits: Limits, lookup: StoreLookup,
-                 spool: MailSpool, guard: LoginGuard) -> None:
+                 spool: MailSpool, guard: LoginGuard, handset_guard: LoginGuard) -> None:
     await asyncio.to_thread(lookup.warm_up)
-    server = AgiServer(default_routes(lookup, spool, guard), limits,
+    server = AgiServer(default_routes(lookup, spool, guard, handset_guard), limits,
                        health_check=lookup.check, key=_store_key(lookup))
     try:
         bound = await server.start(host, port)

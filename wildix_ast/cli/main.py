@@ -551,6 +551,10 @@ def _mount_services() -> None:
     from wildix_ast.cli import devices as devices_cli
 
     app.add_typer(devices_cli.app, name="device")
+
+    from wildix_ast.cli import provisioning as provisioning_cli
+
+    app.add_typer(provisioning_cli.app, name="provisioning")
     app.add_typer(voicemail_logins_cli.app, name="voicemail")
     app.add_typer(cdr_cli.app, name="cdr")
     preferences_cli.app.command("delete")(cdr_cli.user_delete)

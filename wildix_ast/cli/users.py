@@ -21,8 +21,8 @@ if TYPE_CHECKING:
 app = typer.Typer(help="A user's preferences (forwards, reject, lists, DND...), changed live.",
                   no_args_is_help=True)
 
-users_app = typer.Typer(help="The user table as CSV (import, export).",
-                        no_args_is_help=True)
+users_app = typer.Typer(help="The users with their status (list), the user table as CSV "
+                             "(import, export).", no_args_is_help=True)
 
 ExtensionArg = Annotated[str, typer.Argument(help="The user's extension.", show_default=False)]
 DbUrl = Annotated[str | None, typer.Option(
@@ -308,3 +308,51 @@ def welcome(
         emit_json({"ok": True, "id": ident, "to": user.email})
     else:
         out.print(f"[green]✓[/] welcome mail to {escape(user.email or '')} queued ({ident})")
+
+
+@users_app.command("list")
+def list_users(
+    db: DbUrl = None,
+    lab: Annotated[str | None, typer.Option(
+        "--lab", help="Ask this lab instance's Asterisk (default: the host's).",
+        show_default=False)] = None,
+    as_json: JsonOutput = False,
+) -> None:
+    """The users (WMS Users table): extension, name, type, group, email, their devices,
+    and green (a registered phone) or gray, from Asterisk's console."""
+    from wildix_ast.cli.devices import live_contacts
+    from wildix_ast.services.ami.registrations import registered_endpoints
+    from wildix_ast.store import open_store
+    from wildix_ast.store.devices import list_devices
+
+    mode.json = as_json
+    with open_store(db) as store:
+        site = store.export_site()
+        devices = list_devices(store)
+    contacts, problem = live_contacts(lab)
+    online = registered_endpoints(contacts or [])
+    rows = []
+    for user in site.users:
+        status = ("unknown" if contacts is None else
+                  "green" if user.extension in online else "gray") \
+            if user.type.has_phone else "—"
+        rows.append({"extension": user.extension, "name": user.name,
+                     "type": user.type.value, "group": user.group, "email": user.email,
+                     "devices": [d.mac for d in devices if d.extension == user.extension],
+                     "status": status})
+    if as_json:
+        emit_json({"ok": True, "status_error": problem, "users": rows})
+        return
+    table = Table(title=f"{len(rows)} users", show_edge=False)
+    for column in ("status", "extension", "name", "type", "group", "email", "devices"):
+        table.add_column(column)
+    marks = {"green": "[green]● green[/]", "gray": "[bright_black]● gray[/]",
+             "unknown": "? unknown", "—": "—"}
+    for row in rows:
+        table.add_row(marks[str(row["status"])], str(row["extension"]), escape(str(row["name"])),
+                      str(row["type"]), escape(str(row["group"])),
+                      escape(str(row["email"] or "—")),
+                      ", ".join(row["devices"]) or "—")  # type: ignore[arg-type]
+    out.print(table)
+    if problem is not None:
+        out.print(f"status unknown: {escape(problem)}")

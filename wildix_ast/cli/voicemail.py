@@ -17,6 +17,7 @@ from wildix_ast.services.agi.voicemail_logins import (
     LOGINS_ENV,
     MAX_FAILURES,
     WINDOW,
+    Lock,
     LoginGuard,
     default_path,
 )
@@ -39,13 +40,18 @@ def locks(logins: LoginsFile = None, as_json: JsonOutput = False) -> None:
     if as_json:
         emit_json({"ok": True, "locks": [lock.to_json() for lock in found]})
         return
-    table = Table(title="locked mailboxes", show_edge=False)
-    for column in ("mailbox", "wrong PINs", "until"):
+    out.print(locks_table("locked mailboxes", ("mailbox", "wrong PINs"), found))
+
+
+def locks_table(title: str, columns: tuple[str, str], found: list[Lock]) -> Table:
+    """A LoginGuard's locks as a table: what is locked, how many failures, until when."""
+    table = Table(title=title, show_edge=False)
+    for column in (*columns, "until"):
         table.add_column(column)
     for lock in found:
         table.add_row(lock.mailbox, str(lock.failures),
                       dt.datetime.fromtimestamp(lock.until).strftime("%F %T"))
-    out.print(table)
+    return table
 
 
 @app.command("unlock")

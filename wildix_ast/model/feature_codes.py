@@ -67,6 +67,8 @@ class FeatureCodes(BaseModel):
     hotline: FeatureCode = "*50"
     """What a hotline phone calls the moment it is lifted (WMS has no code of its own: its
     phones are provisioned with the number); the PBX then waits the user's delay."""
+    login: FeatureCode = "99"
+    """WMS "Login": handset login and logout (wildix_ast.calls.handset_login)."""
 
     def by_service(self) -> dict[Service, str]:
         return {Service.DND: self.status, Service.FORWARD_BUSY: self.forward_busy,

@@ -67,6 +67,7 @@ UNIQUE: tuple[Unique, ...] = (
            "same feature code as {first}"),
     Unique("number", "dialplan.feature_codes.forward_all", "same feature code as {first}"),
     Unique("number", "dialplan.feature_codes.hotline", "same feature code as {first}"),
+    Unique("number", "dialplan.feature_codes.login", "same feature code as {first}"),
     Unique("number", "users[].extension"),
     Unique("number", "users[].office_did"),
     Unique("number", "users[].fax_did"),

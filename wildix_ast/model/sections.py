@@ -15,6 +15,7 @@ from wildix_ast.model.fax_server import FaxServer
 from wildix_ast.model.groups import Group
 from wildix_ast.model.ivrs import Ivr
 from wildix_ast.model.mail2fax import Mail2FaxProfile
+from wildix_ast.model.provisioning import ProvisioningSettings
 from wildix_ast.model.smtp_client import MailQueueSettings, SmtpProfile
 from wildix_ast.model.sounds import Sound
 from wildix_ast.model.system import System
@@ -44,3 +45,4 @@ class Sections(BaseModel):
     fax_server: FaxServer = Field(default_factory=FaxServer)
     mail2fax_profiles: list[Mail2FaxProfile] = Field(default_factory=empty_list)
     mail_queue: MailQueueSettings = Field(default_factory=MailQueueSettings)
+    provisioning: ProvisioningSettings = Field(default_factory=ProvisioningSettings)

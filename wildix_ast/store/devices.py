@@ -1,5 +1,6 @@
 """The devices (WMS Devices) in the store: phones by MAC, their assignment to a user and
-line, and their provisioning credential (a vault secret, shown once when made or reset).
+line, and their provisioning credential (shown once when made or reset; the vault keeps only
+its hash, `credential_hash`).
 
 Each change is one transaction. A device's assignment never outlives its user: assigning
 checks the user exists (and has a phone), and `unassign_missing_users` clears the
@@ -7,6 +8,8 @@ assignments of removed users (called by every command that removes users)."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,6 +35,25 @@ class DeviceError(WildixError):
 
 def provisioning_key(mac: str) -> str:
     return f"device:{mac}:provisioning"
+
+
+CREDENTIAL_LABEL = b"wildix-ast provisioning credential v1"
+HASH_PREFIX = "h1:"
+
+
+def credential_hash(mac: str, credential: str) -> str:
+    """What the vault keeps of a device's credential. The credential is 192 random bits,
+    so a fast hash is enough (no guess can be tested faster than the 2^192 it would take);
+    HMAC under a fixed label, with the MAC in the message, keeps one device's hash useless
+    for another. Migration 0019 has a frozen copy."""
+    message = f"{mac}\0{credential}".encode()
+    return HASH_PREFIX + hmac.new(CREDENTIAL_LABEL, message, hashlib.sha256).hexdigest()
+
+
+def credential_matches(mac: str, credential: str, kept: str | None) -> bool:
+    """Constant-time: a request's credential against the kept hash (None: none kept)."""
+    expected = credential_hash(mac, credential)
+    return kept is not None and hmac.compare_digest(expected.encode(), kept.encode())
 
 
 def new_credential() -> str:
@@ -86,7 +108,8 @@ def add_device(store: Store, device: Device) -> str:
             firmware=device.firmware, added_at=datetime.now(UTC)))
         key = provisioning_key(device.mac)
         connection.execute(secret_table.delete().where(secret_table.c.key == key))
-        connection.execute(insert(secret_table).values(key=key, value=credential))
+        connection.execute(insert(secret_table).values(
+            key=key, value=credential_hash(device.mac, credential)))
     return credential
 
 
@@ -133,7 +156,8 @@ def reset_credential(store: Store, mac: str) -> str:
             raise DeviceError(f"no device {mac}")
         key = provisioning_key(mac)
         connection.execute(secret_table.delete().where(secret_table.c.key == key))
-        connection.execute(insert(secret_table).values(key=key, value=credential))
+        connection.execute(insert(secret_table).values(
+            key=key, value=credential_hash(mac, credential)))
     return credential
 
 
@@ -146,8 +170,9 @@ def remove_device(store: Store, mac: str) -> None:
     with _writing(store, "removing a device") as connection:
         if not connection.execute(delete(devices).where(devices.c.mac == mac)).rowcount:
             raise DeviceError(f"no device {mac}")
+        # the provisioning credential and the hot-desk endpoint's SIP password
         connection.execute(delete(secret_table).where(
-            secret_table.c.key == provisioning_key(mac)))
+            secret_table.c.key.in_((provisioning_key(mac), f"device:{mac}:sip"))))
 
 
 def unassign_missing_users(store: Store) -> int:

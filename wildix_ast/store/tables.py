@@ -39,6 +39,7 @@ from wildix_ast.model.ivrs import Ivr, IvrOption
 from wildix_ast.model.mail2fax import Mail2FaxProfile
 from wildix_ast.model.preferences import Preferences
 from wildix_ast.model.procedures import Number
+from wildix_ast.model.provisioning import ProvisioningSettings
 from wildix_ast.model.smtp_client import MailQueueSettings, SmtpProfile
 from wildix_ast.model.sounds import Sound
 from wildix_ast.model.system import System
@@ -184,6 +185,9 @@ MAIL2FAX_PROFILES = Section("mail2fax_profiles", "mail2fax_profiles", Mail2FaxPr
 MAIL_QUEUE = Section("mail_queue_settings", "mail_queue", MailQueueSettings, key=("id",),
                      many=False, fixed={"id": 1})
 """The mail queue's housekeeping (how long sent and failed mails are kept)."""
+PROVISIONING = Section("provisioning_settings", "provisioning", ProvisioningSettings,
+                       key=("id",), many=False, fixed={"id": 1})
+"""WMS Devices: the provisioning server and the network settings pushed to phones."""
 
 SECTIONS: tuple[Section, ...] = (
     SYSTEM, LAN_NETWORKS, LAN_CODECS, REMOTE_CODECS, GROUPS, GROUP_ALLOW, GROUP_DENY,
@@ -192,7 +196,7 @@ SECTIONS: tuple[Section, ...] = (
     TIME_FRAMES, WEEKLY_RULES, RULE_DAYS, HOLIDAYS, CALL_GROUPS, CALL_GROUP_MEMBERS,
     IVRS, IVR_OPTIONS, SOUNDS, DIRECTORY, DIRECTORY_SERVERS,
     CALL_HISTORY, CALL_HISTORY_BACKENDS, CALL_HISTORY_LIMITS, SMTP_PROFILES, FAX_SERVER,
-    MAIL2FAX_PROFILES, MAIL_QUEUE)
+    MAIL2FAX_PROFILES, MAIL_QUEUE, PROVISIONING)
 """Parents before children, referenced before referencing (users name groups)."""
 
 
@@ -268,6 +272,7 @@ call_history_limits = top_list(CALL_HISTORY_LIMITS)
 fax_server_settings = single_row(FAX_SERVER)
 mail2fax_profiles = top_list(MAIL2FAX_PROFILES, "name")
 mail_queue_settings = single_row(MAIL_QUEUE)
+provisioning_settings = single_row(PROVISIONING)
 directory_settings = single_row(DIRECTORY)
 directory_servers = Table(
     "directory_servers", metadata,
@@ -312,8 +317,18 @@ devices = Table(
     Column("last_seen", DateTime(timezone=True), nullable=True),
     Column("added_at", DateTime(timezone=True), nullable=False),
 )
-"""The phones (WMS Devices), by MAC; their provisioning credentials are vault secrets
-(`device:<mac>:provisioning`). `extension`: the user the phone is assigned to."""
+"""The phones (WMS Devices), by MAC; their provisioning credentials are kept hashed as vault
+secrets (`device:<mac>:provisioning`, `store.devices.credential_hash`). `extension`: the
+user the phone is assigned to."""
+provisioning_state = Table(
+    "provisioning_state", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("enrol_until", DateTime(timezone=True), nullable=True),
+    Column("enrol_vendors", String(80), nullable=False),
+    CheckConstraint("id = 1", name="ck_provisioning_state_single_row"),
+)
+"""The enrolment window (`wildix-ast device enrol`): until when unknown phones of the listed
+vendors (comma-separated) are added as unassigned devices."""
 secrets = Table(
     "secrets", metadata,
     Column("key", key_string(SECRET_KEY), primary_key=True),
@@ -365,5 +380,5 @@ STORE_TABLES: tuple[Table, ...] = (
     ivr_options, sounds, secrets, sound_audio, sound_files, imports, directory_settings,
     directory_servers, directory_users, directory_state, devices, call_history_settings,
     call_history_backends, call_history_limits, smtp_profiles, fax_server_settings,
-    mail2fax_profiles, mail_queue_settings)
+    mail2fax_profiles, mail_queue_settings, provisioning_settings, provisioning_state)
 """Every table of the store, parents before children."""

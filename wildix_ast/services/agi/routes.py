@@ -13,10 +13,15 @@ from wildix_ast.calls.call_user import CALL_USER_ROUTE, IncomingCall, decide
 from wildix_ast.calls.missed_calls import MailSpool, default_spool
 from wildix_ast.calls.popup_url import PopupCall, expand
 from wildix_ast.model.users import User
+from wildix_ast.services.agi.handset_routes import handset_routes
 from wildix_ast.services.agi.protocol import AgiRequest
 from wildix_ast.services.agi.server import Decision, Route
 from wildix_ast.services.agi.service_routes import service_routes
-from wildix_ast.services.agi.voicemail_logins import LoginGuard, default_path
+from wildix_ast.services.agi.voicemail_logins import (
+    LoginGuard,
+    default_path,
+    handset_logins_path,
+)
 from wildix_ast.store import Store, open_store
 
 #: A call-user decision slower than this gets the safe answer (the phone rings directly).
@@ -124,14 +129,18 @@ class StoreLookup:
 
 def default_routes(lookup: UserLookup | None = None,
                    spool: MailSpool | None = None,
-                   guard: LoginGuard | None = None) -> dict[str, Route]:
+                   guard: LoginGuard | None = None,
+                   handset_guard: LoginGuard | None = None) -> dict[str, Route]:
     """Every route of the service (besides the server's built-in `health`); `lookup` finds
     a user by extension (the store's `user_by_extension`), for `call-user`; a StoreLookup
-    also gives the services' routes (feature codes, mobility, hotline, missed calls)."""
+    also gives the services' routes (feature codes, mobility, hotline, missed calls,
+    handset login)."""
     routes = {"popup": Route.of(popup)}
     if lookup is not None:
         routes[CALL_USER_ROUTE] = Route.blocking(call_user(lookup), timeout=CALL_USER_TIMEOUT)
     if isinstance(lookup, StoreLookup):
         routes.update(service_routes(lookup.store, spool or MailSpool(default_spool()),
                                      guard or LoginGuard(default_path())))
+        routes.update(handset_routes(lookup.store, handset_guard or LoginGuard(
+            handset_logins_path(), event="Handset")))
     return routes

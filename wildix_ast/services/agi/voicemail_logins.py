@@ -27,6 +27,16 @@ WINDOW = 15 * 60.0
 security_log = logging.getLogger("wildix_ast.security")
 
 
+HANDSET_LOGINS_ENV = "WILDIX_AST_HANDSET_LOGINS"
+
+
+def handset_logins_path() -> Path:
+    """Where refused handset logins are counted (per device and per user)."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+    return Path(os.environ.get(HANDSET_LOGINS_ENV) or Path(base) / "wildix-ast" /
+                "handset-logins.sqlite3")
+
+
 def default_path() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
     return Path(os.environ.get(LOGINS_ENV) or Path(base) / "wildix-ast" /
@@ -48,8 +58,11 @@ class LoginGuard:
     """The failures of each mailbox in the last WINDOW seconds."""
 
     def __init__(self, path: Path, max_failures: int = MAX_FAILURES,
-                 window: float = WINDOW) -> None:
+                 window: float = WINDOW, *, event: str = "Voicemail") -> None:
         self.path, self.max_failures, self.window = path, max_failures, window
+        #: the security events' prefix (`<event>LoginFailed`, `<event>Locked`...): the same
+        #: guard counts handset logins (`Handset`) in a file of their own
+        self.event = event
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -97,19 +110,19 @@ class LoginGuard:
             recent = self._recent(db, mailbox, now)
         lock = self._lock(mailbox, recent)
         security_log.warning(
-            'SecurityEvent="VoicemailLoginFailed",Mailbox="%s",Caller="%s",Failures="%d",'
-            'Locked="%s"', mailbox, caller, len(recent), "yes" if lock else "no")
+            'SecurityEvent="%sLoginFailed",Mailbox="%s",Caller="%s",Failures="%d",'
+            'Locked="%s"', self.event, mailbox, caller, len(recent), "yes" if lock else "no")
         if lock is not None and len(recent) == self.max_failures:
-            security_log.warning('SecurityEvent="VoicemailLocked",Mailbox="%s",Until="%d"',
-                                 mailbox, lock.until)
+            security_log.warning('SecurityEvent="%sLocked",Mailbox="%s",Until="%d"',
+                                 self.event, mailbox, lock.until)
         return lock
 
     def clear(self, mailbox: str) -> int:
         """Forget the mailbox's failures (it is unlocked); how many there were."""
         with self._db() as db:
             count = db.execute("DELETE FROM failures WHERE mailbox = ?", (mailbox,)).rowcount
-        security_log.warning('SecurityEvent="VoicemailUnlocked",Mailbox="%s",Failures="%d"',
-                             mailbox, count)
+        security_log.warning('SecurityEvent="%sUnlocked",Mailbox="%s",Failures="%d"',
+                             self.event, mailbox, count)
         return count
 
     def locks(self, now: float | None = None) -> list[Lock]:

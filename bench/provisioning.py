@@ -1,0 +1,226 @@
+"""Provisioning server throughput and latency: phones booting at once.
+
+    .venv/bin/python bench/provisioning.py [--devices 100] [--requests 2000] [--http]
+
+`wildix-ast provisioning serve` runs as its own process on a store made from
+examples/site.yaml with `--devices` Yealink phones, each assigned to a user. Each request
+is what a booting phone does: a new TCP connection, a full TLS handshake (the server's
+RSA-2048 certificate; `--http`: none), `GET /p/<its credential>/<its mac>.cfg`, the file
+read whole, close. Printed for 1 phone at a time (the baseline), `--devices` phones at once,
+and the same number at once asking a vendor's common file (`y000000000044.cfg`: the
+server's HTTP and TLS cost without a store read or a render): requests/s, p50/p99/max
+latency, errors, and the ratios. Then the scanner case: `--scan` (100,000) requests of a
+banned source, each a new connection the server closes before reading: refusals per second.
+
+The client runs in this Python process (threads) on the same machine: with 2 cores shared,
+its own cost is part of what is measured; say so when quoting figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from wildix_ast.model.devices import Device, Vendor
+from wildix_ast.model.provisioning import ProvisioningSettings
+from wildix_ast.model.settings_file import load_site
+from wildix_ast.services.ami.ban_file import update_bans
+from wildix_ast.services.ami.security import Ban
+from wildix_ast.store import open_store
+from wildix_ast.store.devices import add_device
+from wildix_ast.store.vault import with_secrets
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "site.yaml"
+SCANNER = "127.0.0.66"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _certificate(folder: Path, ecdsa: bool) -> tuple[Path, Path]:
+    cert, key = folder / "server.crt", folder / "server.key"
+    kind = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"] if ecdsa else \
+        ["-newkey", "rsa:2048"]
+    subprocess.run(["openssl", "req", "-x509", *kind, "-nodes", "-days", "2",
+                    "-subj", "/CN=bench", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
+
+
+def _fetch(port: int, context: ssl.SSLContext | None, path: str,
+           source: str = "127.0.0.1") -> tuple[float, int]:
+    """(seconds, HTTP status) of one phone's fetch on a new connection."""
+    started = time.perf_counter()
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30,
+                                    source_address=(source, 0))
+    try:
+        stream: socket.socket = context.wrap_socket(sock, server_hostname="127.0.0.1") \
+            if context else sock
+        stream.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                       f"User-Agent: Yealink SIP-T54W 96.86.0.100\r\n\r\n".encode())
+        data = b""
+        while chunk := stream.recv(65536):
+            data += chunk
+        status = int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/") else 0
+    finally:
+        sock.close()
+    return time.perf_counter() - started, status
+
+
+def _run(concurrency: int, total: int, one: Callable[[int], tuple[float, int]],
+         expect: int) -> dict[str, float]:
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+
+    def task(index: int) -> None:
+        nonlocal errors
+        try:
+            seconds, status = one(index)
+        except OSError:
+            seconds, status = 0.0, 0
+        with lock:
+            if status == expect:
+                latencies.append(seconds)
+            else:
+                errors += 1
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(task, range(total)))
+    wall = time.perf_counter() - started
+    ordered = sorted(latencies) or [0.0]
+    return {"rate": len(latencies) / wall, "p50": statistics.median(ordered) * 1000,
+            "p99": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
+            "max": ordered[-1] * 1000, "errors": errors, "n": len(latencies)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--devices", type=int, default=100)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--scan", type=int, default=100_000)
+    parser.add_argument("--http", action="store_true", help="plain HTTP (no TLS)")
+    parser.add_argument("--ecdsa", action="store_true",
+                        help="an ECDSA P-256 certificate instead of RSA-2048")
+    args = parser.parse_args()
+    console = Console()
+    with tempfile.TemporaryDirectory() as work_dir:
+        work = Path(work_dir)
+        port = _free_port()
+        db = str(work / "store.sqlite3")
+        site = load_site(EXAMPLE)
+        site = site.model_copy(update={"provisioning": ProvisioningSettings(
+            address="127.0.0.1", port=port, allow_http=args.http, voice_vlan=20,
+            ntp_server="127.0.0.1")})
+        users = [u.extension for u in site.users if u.type.has_phone]
+        links: list[str] = []
+        with open_store(db) as store:
+            store.import_site(with_secrets(site, store))
+            for n in range(args.devices):
+                mac = f"001565{n:06x}"
+                credential = add_device(store, Device(mac=mac, vendor=Vendor.YEALINK,
+                                                      extension=users[n % len(users)]))
+                links.append(f"/p/{credential}/{mac}.cfg")
+        command = [sys.executable, "-m", "wildix_ast", "provisioning", "serve", "--host",
+                   "127.0.0.1", "--state-dir", str(work / "runtime"), "--db", db]
+        context = None
+        if not args.http:
+            cert, key = _certificate(work, args.ecdsa)
+            command += ["--certificate", str(cert), "--private-key", str(key)]
+            context = ssl.create_default_context(cafile=str(cert))
+        server = subprocess.Popen(command, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, env={**os.environ, "NO_COLOR": "1"})
+        try:
+            for _ in range(150):
+                with contextlib.suppress(OSError), \
+                        socket.create_connection(("127.0.0.1", port), 1):
+                    break
+                time.sleep(0.2)
+            load = os.getloadavg()[0]
+
+            # each phone from its own address, as on a LAN (the server caps connections
+            # per source)
+            def device(index: int) -> tuple[float, int]:
+                return _fetch(port, context, links[index % len(links)],
+                              f"127.0.1.{index % len(links) % 250 + 1}")
+
+            def common(index: int) -> tuple[float, int]:
+                return _fetch(port, context, f"{links[index % len(links)].rsplit('/', 1)[0]}"
+                                             "/y000000000044.cfg",
+                              f"127.0.1.{index % len(links) % 250 + 1}")
+
+            _run(4, 50, device, 200)  # warm-up: caches, the site's facts
+            one = _run(1, max(200, args.requests // 10), device, 200)
+            many = _run(args.devices, args.requests, device, 200)
+            bare = _run(args.devices, args.requests, common, 404)
+            kind = "HTTP" if args.http else f"HTTPS ({'ECDSA' if args.ecdsa else 'RSA-2048'})"
+            table = Table(title=f"provisioning: {kind}, "
+                                f"new connection per request, load average {load:.1f} "
+                                f"on {os.cpu_count()} cores at start")
+            for column in ("case", "requests", "req/s", "p50 ms", "p99 ms", "max ms",
+                           "errors"):
+                table.add_column(column)
+            for name, result in (("1 phone at a time (baseline)", one),
+                                 (f"{args.devices} phones at once", many),
+                                 (f"{args.devices} at once, common file (no store, no "
+                                  "render)", bare)):
+                table.add_row(name, str(int(result["n"])), f"{result['rate']:.0f}",
+                              f"{result['p50']:.1f}", f"{result['p99']:.1f}",
+                              f"{result['max']:.1f}", str(int(result["errors"])))
+            console.print(table)
+            console.print(f"{args.devices} at once vs 1 at a time: "
+                          f"{many['rate'] / one['rate']:.2f}x "
+                          f"the rate, p99 {many['p99'] / max(one['p99'], 1e-9):.1f}x; "
+                          f"files vs common file: {many['rate'] / bare['rate']:.2f}x the rate")
+            console.print(f"goal p99 < 50 ms at {args.devices} phones: "
+                          f"{'met' if many['p99'] < 50 and not many['errors'] else 'NOT met'}")
+
+            # the scanner, banned: every connection closed before a byte is read
+            now = time.time()
+            update_bans(work / "runtime", lambda bans: {**bans, SCANNER: Ban(
+                SCANNER, now, now + 3600, 10, "bench")})
+            time.sleep(1.5)  # the server looks at the ban file once a second
+            started = time.perf_counter()
+            refused = 0
+            for _ in range(args.scan):
+                sock = socket.socket()
+                sock.bind((SCANNER, 0))
+                try:
+                    sock.connect(("127.0.0.1", port))
+                    sock.settimeout(5)
+                    refused += sock.recv(1) == b""
+                except OSError:
+                    refused += 1
+                finally:
+                    sock.close()
+            elapsed = time.perf_counter() - started
+            console.print(f"banned scanner: {refused}/{args.scan} connections refused in "
+                          f"{elapsed:.1f} s ({args.scan / elapsed:.0f}/s), 0 bytes served")
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(20)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,255 @@
+"""The provisioning server's decisions and files, against a real SQLite store: each vendor's
+file holds the line and the device settings (and no secret for an unassigned phone); a
+scanner is refused and banned at the threshold; a phone proves itself with its own link's
+credential (the old one refused after a reset); enrolment only in an open window."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from wildix_ast.errors import RenderError
+from wildix_ast.model.devices import Device, Vendor
+from wildix_ast.model.settings_file import parse_site
+from wildix_ast.services.provisioning.files import (
+    FileKind,
+    is_common_file,
+    parse_file_name,
+    vendor_by_oui,
+)
+from wildix_ast.services.provisioning.guard import Guard
+from wildix_ast.services.provisioning.render import (
+    Line,
+    SiteFacts,
+    render_configuration,
+    render_device_configuration,
+    sip_password_of,
+)
+from wildix_ast.services.provisioning.server import (
+    Provisioner,
+    ProvisioningServerConfig,
+    _shown,
+)
+from wildix_ast.store import open_store
+from wildix_ast.store.devices import add_device, assign, reset_credential
+from wildix_ast.store.provisioning import close_enrolment, device_with_hash, open_enrolment
+from wildix_ast.store.store import Store
+from wildix_ast.store.vault import with_secrets
+
+SITE = """
+system:
+  language_region: {timezone: Europe/Paris}
+users:
+  - {name: Ann & Co, extension: "101"}
+  - {name: Ben, extension: "102"}
+provisioning:
+  address: pbx.example.org
+  voice_vlan: 20
+  voice_cos: 5
+  data_vlan: 30
+  data_cos: 1
+  ntp_server: ntp.example.org
+  dns_primary: 192.0.2.53
+  dns_secondary: 192.0.2.54
+"""
+
+MACS = {Vendor.YEALINK: "001565abcdef", Vendor.SNOM: "000413abcdef",
+        Vendor.GRANDSTREAM: "000b82abcdef", Vendor.POLYCOM: "0004f2abcdef"}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    with open_store(str(tmp_path / "store.sqlite3")) as opened:
+        site = parse_site(SITE)
+        with_secrets(site, opened)  # the users' SIP passwords, generated and kept
+        opened.import_site(site)
+        yield opened
+
+
+def _facts(store: Store) -> SiteFacts:
+    return SiteFacts.of(store.export_site())
+
+
+def test_file_names_of_each_vendor() -> None:
+    assert parse_file_name("001565ABCDEF.cfg").mac == "001565abcdef"  # type: ignore[union-attr]
+    assert parse_file_name("0004f2abcdef-phone.cfg").kind is FileKind.PHONE  # type: ignore[union-attr]
+    assert parse_file_name("cfg000b82abcdef.xml").vendors == (Vendor.GRANDSTREAM,)  # type: ignore[union-attr]
+    assert parse_file_name("snomD785-000413ABCDEF.htm").vendors == (Vendor.SNOM,)  # type: ignore[union-attr]
+    for name in ("../etc/passwd", "001565abcdef.cfg.bak", "x.cfg", "001565abcdeg.cfg"):
+        assert parse_file_name(name) is None
+    assert is_common_file("y000000000044.cfg") and is_common_file("000000000000.cfg")
+    assert not is_common_file("001565abcdef.cfg")
+    assert vendor_by_oui("001565000001") is Vendor.YEALINK
+    assert vendor_by_oui("00aabbccddee") is None
+
+
+@pytest.mark.parametrize("vendor", list(Vendor))
+def test_each_vendor_file_has_the_line_and_the_device_settings(store: Store,
+                                                               vendor: Vendor) -> None:
+    mac = MACS[vendor]
+    device = Device(mac=mac, vendor=vendor, extension="101")
+    add_device(store, device)
+    kind = FileKind.PHONE if vendor is Vendor.POLYCOM else FileKind.MAIN
+    user = store.user_by_extension("101")
+    assert user is not None
+    password = sip_password_of(store, user)
+    assert password
+    done = render_device_configuration(store, device, kind=kind,
+                                       provisioning_url="https://pbx.example.org:8443/p/X/")
+    text = done.body.decode()
+    for expected in (password, "pbx.example.org", "101", "20", "ntp.example.org",
+                     "192.0.2.53" if vendor is not Vendor.GRANDSTREAM else "<P92>192</P92>",
+                     "pbx.example.org:8443/p/X/"):
+        assert expected in text, (vendor, expected, text)
+    if done.content_type == "application/xml":
+        root = ET.fromstring(done.body)  # well-formed, the '&' of the name escaped
+        assert "Ann & Co" in ET.tostring(root, encoding="unicode").replace("&amp;", "&")
+    else:
+        assert "account.1.display_name = Ann & Co" in text
+        assert "local_time.time_zone = +1" in text
+    if vendor is Vendor.GRANDSTREAM:
+        assert "<P246>CET-1CEST,M3.5.0,M10.5.0/3</P246>" in text
+    if vendor is Vendor.POLYCOM:
+        master = render_device_configuration(store, device).body.decode()
+        assert f'CONFIG_FILES="{mac}-phone.cfg"' in master and password not in master
+    # unassigned: the same settings, no line, no secret
+    bare = render_configuration(_facts(store), Device(mac=mac, vendor=vendor), None, None,
+                                kind).body.decode()
+    assert password not in bare and "ntp.example.org" in bare
+
+
+def test_a_value_with_a_line_break_is_refused(store: Store) -> None:
+    line = Line(1, "101", "101", "pw\nstatic.network.primary_dns = 6.6.6.6", "Ann",
+                "pbx", 5060, _facts(store).provisioning.sip_transport)
+    with pytest.raises(RenderError, match="control character"):
+        render_configuration(_facts(store), Device(mac=MACS[Vendor.YEALINK],
+                                                   vendor=Vendor.YEALINK), line, None)
+
+
+def test_templates_are_overridden_by_a_folder(store: Store, tmp_path: Path) -> None:
+    (tmp_path / "over").mkdir()
+    (tmp_path / "over" / "yealink.cfg.j2").write_text("custom {{ mac }}\n")
+    device = Device(mac=MACS[Vendor.YEALINK], vendor=Vendor.YEALINK)
+    assert render_device_configuration(store, device, templates=tmp_path / "over").body \
+        == b"custom 001565abcdef\n"
+
+
+def _provisioner(store: Store, state: Path, threshold: int = 10) -> Provisioner:
+    return Provisioner(ProvisioningServerConfig(store, "https://pbx.example.org:8443",
+                                                Guard(state, threshold=threshold)))
+
+
+def test_a_scanner_gets_no_secret_and_is_banned_at_the_threshold(store: Store,
+                                                                 tmp_path: Path) -> None:
+    real = Device(mac="001565000042", vendor=Vendor.YEALINK, extension="101")
+    credential = add_device(store, real)
+    provisioner = _provisioner(store, tmp_path / "runtime")
+    scanner = "192.0.2.66"
+    answers = []
+    for n in range(40, 60):  # the real phone's MAC among them, with guessed credentials
+        answers.append(provisioner.handle(f"/p/{'A' * 32}/001565{n:06x}.cfg", scanner))
+        if provisioner.config.guard.banned(scanner):
+            break
+    assert len(answers) == 10 and all(a.status == 404 and a.rendered is None
+                                      for a in answers)
+    bans = json.loads((tmp_path / "runtime" / "bans.json").read_text())["bans"]
+    assert [b["address"] for b in bans] == [scanner]
+    assert bans[0]["reason"].startswith("provisioning:")
+    # the real phone, from another address, still gets its file
+    good = provisioner.handle(f"/p/{credential}/001565000042.cfg", "192.0.2.10",
+                              "Yealink SIP-T54W 96.86.0.100 00:15:65:00:00:42")
+    assert good.status == 200 and good.rendered is not None
+    assert b"account.1.password = " in good.rendered.body
+    provisioner.flush()  # fetches are written once a second
+    found = device_with_hash(store, "001565000042")
+    assert found is not None and found[0].ip == "192.0.2.10"
+    assert found[0].model == "T54W" and found[0].firmware == "96.86.0.100"
+
+
+def test_loopback_is_never_banned(store: Store, tmp_path: Path) -> None:
+    provisioner = _provisioner(store, tmp_path / "runtime", threshold=2)
+    for _ in range(5):
+        provisioner.handle("/nothing", "127.0.0.1")
+    assert not provisioner.config.guard.banned("127.0.0.1")
+
+
+def test_the_old_credential_is_refused_after_a_reset(store: Store, tmp_path: Path) -> None:
+    mac = MACS[Vendor.SNOM]
+    old = add_device(store, Device(mac=mac, vendor=Vendor.SNOM, extension="102"))
+    provisioner = _provisioner(store, tmp_path / "runtime")
+    assert provisioner.handle(f"/p/{old}/{mac}.xml", "192.0.2.10").status == 200
+    new = reset_credential(store, mac)
+    refused = provisioner.handle(f"/p/{old}/{mac}.xml", "192.0.2.10")
+    assert refused.status == 404 and refused.rendered is None
+    assert refused.outcome == "refused: wrong credential"
+    assert provisioner.handle(f"/p/{new}/{mac}.xml", "192.0.2.10").status == 200
+    # a Yealink file name for a Snom phone is refused too
+    assert provisioner.handle(f"/p/{new}/{mac}.cfg", "192.0.2.10").status == 404
+
+
+def test_enrolment_only_in_an_open_window_and_once(store: Store, tmp_path: Path) -> None:
+    provisioner = _provisioner(store, tmp_path / "runtime")
+    mac = "000b82123456"
+    assert provisioner.handle(f"/enrol/cfg{mac}.xml", "192.0.2.20").status == 404
+    assert device_with_hash(store, mac) is None  # never auto-added outside a window
+    open_enrolment(store, 5, (Vendor.GRANDSTREAM,))
+    # another vendor's MAC, or a MAC of no phone vendor: refused
+    assert provisioner.handle("/enrol/001565123456.cfg", "192.0.2.20").status == 404
+    assert provisioner.handle("/enrol/cfg00aabbccddee.xml", "192.0.2.20").status == 404
+    enrolled = provisioner.handle(f"/enrol/cfg{mac}.xml", "192.0.2.20")
+    assert enrolled.status == 200 and enrolled.rendered is not None
+    body = enrolled.rendered.body.decode()
+    assert "<P34>" not in body  # unassigned: no SIP password
+    link = body.split("<P237>")[1].split("</P237>")[0]
+    assert link.startswith("pbx.example.org:8443/p/")
+    credential = link.split("/")[2]
+    # the second claim of the same MAC (an attacker racing the phone) is refused
+    assert provisioner.handle(f"/enrol/cfg{mac}.xml", "192.0.2.21").status == 404
+    # assigned by the admin: the phone's own link now carries its line
+    assign(store, mac, "101")
+    served = provisioner.handle(f"/p/{credential}/cfg{mac}.xml", "192.0.2.20")
+    assert served.rendered is not None and b"<P34>" in served.rendered.body
+    close_enrolment(store)
+    assert provisioner.handle("/enrol/cfg000b82654321.xml", "192.0.2.20").status == 404
+
+
+def test_the_log_never_shows_a_credential() -> None:
+    assert _shown("/p/secretsecretsecret123/001565abcdef.cfg") == \
+        "/p/<credential>/001565abcdef.cfg"
+    assert _shown("/p/x\r\nInjected: 1") == "/p/<credential>"
+    assert "\n" not in _shown("/enrol/\nfoo")
+
+
+def test_the_migration_hashes_credentials_kept_as_text(tmp_path: Path) -> None:
+    """A store from before 0019 kept device credentials as text: after the migration only
+    their hash is left, and the credential still opens the device's link."""
+    import sqlite3
+
+    from alembic import command
+    from sqlalchemy import create_engine
+
+    from wildix_ast.store.database import _alembic_config
+    from wildix_ast.store.devices import credential_matches, provisioning_key
+
+    path = tmp_path / "old.sqlite3"
+    with open_store(str(path)) as fresh:
+        fresh.import_site(parse_site(SITE))
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.begin() as connection:
+        command.downgrade(_alembic_config(connection), "0015")
+    engine.dispose()
+    mac, credential = "001565abcdef", "T" * 32
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO devices (mac, vendor, line, added_at) VALUES "
+                   "(?, 'yealink', 1, '2026-01-01 00:00:00')", (mac,))
+        db.execute("INSERT INTO secrets (key, value) VALUES (?, ?)",
+                   (provisioning_key(mac), credential))
+    with open_store(str(path)) as migrated:
+        kept = migrated.get_secret(provisioning_key(mac))
+        assert kept is not None and kept != credential and kept.startswith("h1:")
+        assert credential_matches(mac, credential, kept)
+        assert migrated.export_site().provisioning.port == 8443

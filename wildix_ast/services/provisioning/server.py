@@ -1,0 +1,335 @@
+"""The provisioning server: HTTPS (HTTP only when the settings allow it), Python's own
+`http.server` with a thread per connection (no framework: two routes, GET only, and the
+TLS handshake done in the connection's thread so that a slow client never holds the
+accept loop).
+
+Routes (docs/provisioning.md):
+
+* `GET /p/<credential>/<file>`: a phone's own link. The file must name a known device
+  (its MAC) of a vendor that uses that name, and the credential must match the device's
+  kept hash (constant-time). An assigned device gets its line (SIP password included), an
+  unassigned one its network settings only.
+* `GET /enrol/<file>`: only while an enrolment window is open (`wildix-ast device enrol`),
+  for an unknown MAC whose OUI is an allowed vendor's: the device is added, unassigned, and
+  gets a file with no line whose provisioning link is its own new `/p/<credential>/`.
+
+Everything else is a miss: the same 404 whatever the reason (an unknown MAC and a wrong
+credential look alike), counted by the `Guard`, which bans the source at the threshold.
+Every request is logged (source, MAC, file, outcome), never a credential."""
+
+from __future__ import annotations
+
+import http.server
+import logging
+import re
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from wildix_ast.errors import WildixError
+from wildix_ast.model.devices import Device
+from wildix_ast.services.provisioning.files import (
+    is_common_file,
+    parse_file_name,
+    vendor_by_oui,
+)
+from wildix_ast.services.provisioning.guard import Guard
+from wildix_ast.services.provisioning.render import (
+    RenderedFile,
+    SiteFacts,
+    render_device_configuration,
+)
+from wildix_ast.store.devices import credential_matches
+from wildix_ast.store.provisioning import Fetch
+
+if TYPE_CHECKING:
+    from wildix_ast.store.store import Store
+
+log = logging.getLogger("wildix_ast.provisioning")
+
+_CREDENTIAL = re.compile(r"[A-Za-z0-9_-]{16,64}")
+_FILE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_PRINTABLE = re.compile(r"[^A-Za-z0-9_./-]")
+MAX_PATH = 256
+MAX_CONNECTIONS = 256
+MAX_PER_SOURCE = 32
+"""Connections at once from one address (a phone needs one; a NAT'd site behind one
+address still gets 32): one slow client cannot take all MAX_CONNECTIONS."""
+BANNED_LOG_EVERY = 60.0
+WATCHDOG_EVERY = 10.0
+FLUSH_EVERY = 1.0
+IO_TIMEOUT = 10.0
+#: User-Agent: "Yealink SIP-T54W 96.86.0.100 00:15:65:ab:cd:ef" and the like
+_AGENT = re.compile(r"(?:Yealink|snom|Grandstream|Poly(?:com)?)[ /_-]?(?:SIP-)?"
+                    r"([A-Za-z0-9-]{1,30})[ /-]+([0-9][0-9A-Za-z._-]{0,30})", re.IGNORECASE)
+
+
+@dataclass
+class Outcome:
+    """What one request got, for the log and the tests."""
+
+    status: int
+    outcome: str
+    mac: str | None = None
+    rendered: RenderedFile | None = None
+
+
+@dataclass
+class ProvisioningServerConfig:
+    store: Store
+    base_url: str
+    """`https://pbx.example.org:8443`: the links the server writes into phones' files."""
+    guard: Guard
+    templates: Path | None = None
+    facts_lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class Provisioner:
+    """The decisions, apart from HTTP: a path and a source in, an `Outcome` out."""
+
+    def __init__(self, config: ProvisioningServerConfig) -> None:
+        self.config = config
+        self.store = config.store
+        self._revision = self.store.revision_reader()
+        self._facts: tuple[int, SiteFacts] | None = None
+        self._fetches: dict[str, Fetch] = {}
+        self._fetches_lock = threading.Lock()
+        self._flushing = threading.Lock()
+        self._flushed = time.monotonic()
+
+    def flush(self) -> None:
+        """Write the fetches gathered since the last flush (one transaction)."""
+        from wildix_ast.store.provisioning import seen
+
+        with self._flushing:
+            with self._fetches_lock:
+                fetches, self._fetches = list(self._fetches.values()), {}
+            self._flushed = time.monotonic()
+            seen(self.store, fetches)
+
+    def _record(self, fetch: Fetch) -> None:
+        with self._fetches_lock:
+            self._fetches[fetch.mac] = fetch
+        # one request a second pays for the write; the others never wait for it
+        if time.monotonic() - self._flushed >= FLUSH_EVERY and \
+                not self._flushing.locked():
+            self.flush()
+
+    def facts(self) -> SiteFacts:
+        revision = self._revision()
+        with self.config.facts_lock:
+            if self._facts is None or self._facts[0] != revision:
+                self._facts = (revision, SiteFacts.of(self.store.export_site()))
+            return self._facts[1]
+
+    def handle(self, path: str, source: str, agent: str = "") -> Outcome:
+        path = path.split("?", 1)[0]
+        parts = path.split("/")
+        if len(path) <= MAX_PATH and len(parts) == 4 and parts[0] == "" and parts[1] == "p" \
+                and _CREDENTIAL.fullmatch(parts[2]) and _FILE.fullmatch(parts[3]):
+            return self._own_link(parts[2], parts[3], source, agent)
+        if len(path) <= MAX_PATH and len(parts) == 3 and parts[0] == "" \
+                and parts[1] == "enrol" and _FILE.fullmatch(parts[2]):
+            return self._enrol(parts[2], source, agent)
+        return self._miss(source, "not a provisioning path")
+
+    def _miss(self, source: str, reason: str, mac: str | None = None) -> Outcome:
+        self.config.guard.miss(source, reason)
+        return Outcome(404, f"refused: {reason}", mac)
+
+    def _own_link(self, credential: str, name: str, source: str, agent: str) -> Outcome:
+        from wildix_ast.store.provisioning import device_with_hash
+
+        request = parse_file_name(name)
+        if request is None:
+            if is_common_file(name):
+                return Outcome(404, "common file (none served)")
+            return self._miss(source, "not a phone's file name")
+        found = device_with_hash(self.store, request.mac)
+        # an unknown MAC and a wrong credential are one answer: a scanner learns nothing
+        if found is None:
+            return self._miss(source, "unknown MAC", request.mac)
+        device, kept = found
+        if not credential_matches(device.mac, credential, kept):
+            return self._miss(source, "wrong credential", request.mac)
+        if device.vendor not in request.vendors:
+            return self._miss(source, f"not a {device.vendor.value} file name", request.mac)
+        return self._serve(device, credential, request.kind, source, agent, "served")
+
+    def _enrol(self, name: str, source: str, agent: str) -> Outcome:
+        from wildix_ast.store.provisioning import device_with_hash, enrol
+
+        request = parse_file_name(name)
+        if request is None:
+            if is_common_file(name):
+                return Outcome(404, "common file (none served)")
+            return self._miss(source, "not a phone's file name")
+        vendor = vendor_by_oui(request.mac)
+        if vendor is None or vendor not in request.vendors:
+            return self._miss(source, "enrolment: not a known phone vendor's MAC", request.mac)
+        credential = enrol(self.store, request.mac, vendor, source)
+        if credential is None:
+            known = device_with_hash(self.store, request.mac) is not None
+            return self._miss(source, "enrolment: MAC known already" if known
+                              else "enrolment: no window open for this vendor", request.mac)
+        device = Device(mac=request.mac, vendor=vendor)
+        return self._serve(device, credential, request.kind, source, agent, "enrolled")
+
+    def _serve(self, device: Device, credential: str, kind: Any, source: str, agent: str,
+               outcome: str) -> Outcome:
+        link = f"{self.config.base_url}/p/{credential}/"
+        rendered = render_device_configuration(self.store, device, provisioning_url=link,
+                                               kind=kind, templates=self.config.templates,
+                                               facts=self.facts())
+        model = firmware = None
+        found = _AGENT.search(agent)
+        if found:
+            model, firmware = found.group(1), found.group(2)
+        self._record(Fetch(device.mac, source, datetime.now(UTC), model, firmware))
+        served = outcome if device.extension else f"{outcome} (unassigned: no line)"
+        return Outcome(200, served, device.mac, rendered)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server: ProvisioningHTTPServer
+    server_version = "wildix-ast-provisioning"
+    sys_version = ""
+    protocol_version = "HTTP/1.1"
+    timeout = IO_TIMEOUT
+
+    def do_GET(self) -> None:
+        source = self.client_address[0]
+        try:
+            result = self.server.provisioner.handle(self.path, source,
+                                                    self.headers.get("User-Agent", ""))
+        except WildixError as exc:
+            log.error("source=%s path=%s outcome=error: %s", source, _shown(self.path), exc)
+            result = Outcome(500, "error")
+        except Exception:
+            log.exception("source=%s path=%s outcome=error", source, _shown(self.path))
+            result = Outcome(500, "error")
+        log.info("source=%s mac=%s file=%s status=%d outcome=%s", source,
+                 result.mac or "-", _shown(self.path), result.status, result.outcome)
+        if result.rendered is not None:
+            body = result.rendered.body
+            self.send_response(200)
+            self.send_header("Content-Type", result.rendered.content_type)
+            self.send_header("Cache-Control", "no-store")
+        else:
+            body = b"not found\n" if result.status == 404 else b"error\n"
+            self.send_response(result.status)
+            self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _refuse(self) -> None:
+        source = self.client_address[0]
+        self.server.guard.miss(source, f"method {self.command}")
+        log.info("source=%s mac=- file=%s status=405 outcome=refused: method %s", source,
+                 _shown(self.path), _PRINTABLE.sub("?", self.command or "")[:10])
+        self.send_error(405)
+
+    do_POST = do_PUT = do_DELETE = do_HEAD = do_OPTIONS = _refuse
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """http.server's own lines carry the raw path (a credential): not logged."""
+
+    def log_error(self, format: str, *args: Any) -> None:
+        log.debug("source=%s http error %s", self.client_address[0], args[:1])
+
+
+def _shown(path: str) -> str:
+    """The path for the log: a credential replaced, nothing unprintable."""
+    parts = _PRINTABLE.sub("?", path.split("?", 1)[0]).split("/")
+    if len(parts) >= 3 and parts[1] == "p":
+        parts[2] = "<credential>"
+    return "/".join(parts)[:120]
+
+
+class ProvisioningHTTPServer(http.server.ThreadingHTTPServer):
+    """One thread per connection, at most MAX_CONNECTIONS at once; banned sources are
+    closed before a byte is read; TLS handshakes happen in the connection's thread."""
+
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], provisioner: Provisioner,
+                 tls: ssl.SSLContext | None) -> None:
+        self.provisioner = provisioner
+        self.guard = provisioner.config.guard
+        self.tls = tls
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._refused: dict[str, tuple[int, float]] = {}
+        self._per_source: dict[str, int] = {}
+        self._per_source_lock = threading.Lock()
+        self._fed = 0.0
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        super().__init__(address, _Handler)
+
+    def service_actions(self) -> None:
+        """Called by the accept loop between requests (every poll interval): systemd's
+        watchdog is fed only while that loop runs."""
+        now = time.monotonic()
+        if now - self._fed >= WATCHDOG_EVERY:
+            from wildix_ast.services.sdnotify import notify
+
+            notify("WATCHDOG=1")
+            self._fed = now
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        source = client_address[0]
+        if self.guard.banned(source):
+            # one line a minute per banned source: a scanner must not fill the disk
+            now = time.monotonic()
+            count, since = self._refused.get(source, (0, now - BANNED_LOG_EVERY))
+            if now - since >= BANNED_LOG_EVERY:
+                log.info("source=%s mac=- file=- status=0 outcome=refused: banned "
+                         "(%d connections refused since the last line)", source, count + 1)
+                self._refused[source] = (0, now)
+            else:
+                self._refused[source] = (count + 1, since)
+            return False
+        with self._per_source_lock:
+            if self._per_source.get(source, 0) >= MAX_PER_SOURCE:
+                log.warning("source=%s outcome=refused: %d connections at once from it",
+                            source, MAX_PER_SOURCE)
+                return False
+            if not self._slots.acquire(blocking=False):
+                log.warning("source=%s outcome=refused: %d connections at once",
+                            source, MAX_CONNECTIONS)
+                return False
+            self._per_source[source] = self._per_source.get(source, 0) + 1
+        return True
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            request.settimeout(IO_TIMEOUT)
+            if self.tls is not None:
+                try:
+                    request = self.tls.wrap_socket(request, server_side=True)
+                except (OSError, ssl.SSLError) as exc:
+                    log.info("source=%s outcome=refused: TLS handshake: %s",
+                             client_address[0], getattr(exc, "reason", None) or exc)
+                    self.shutdown_request(request)
+                    return
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._per_source_lock:
+                left = self._per_source.pop(client_address[0], 1) - 1
+                if left:
+                    self._per_source[client_address[0]] = left
+            self._slots.release()
+
+
+def tls_context(certificate: Path, private_key: Path) -> ssl.SSLContext:
+    """Server TLS: 1.2 at least (phones of the last ten years), the system's ciphers."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(str(certificate), str(private_key))
+    return context
