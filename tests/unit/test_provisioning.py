@@ -213,8 +213,11 @@ def test_enrolment_only_in_an_open_window_and_once(store: Store, tmp_path: Path)
     assign(store, mac, "101")
     served = provisioner.handle(f"/p/{credential}/cfg{mac}.xml", "192.0.2.20")
     assert served.rendered is not None and b"<P34>" in served.rendered.body
+    # one address enrols one phone: a second MAC from it is someone making them up
+    bulk = provisioner.handle("/enrol/cfg000b82654320.xml", "192.0.2.20")
+    assert bulk.status == 404 and device_with_hash(store, "000b82654320") is None
     close_enrolment(store)
-    assert provisioner.handle("/enrol/cfg000b82654321.xml", "192.0.2.20").status == 404
+    assert provisioner.handle("/enrol/cfg000b82654321.xml", "192.0.2.22").status == 404
 
 
 def test_the_log_never_shows_a_credential() -> None:

@@ -63,6 +63,8 @@ address still gets 32): one slow client cannot take all MAX_CONNECTIONS."""
 BANNED_LOG_EVERY = 60.0
 WATCHDOG_EVERY = 10.0
 FLUSH_EVERY = 1.0
+MAX_ENROL_PER_SOURCE = 1
+"""Phones one address may enrol while the server runs."""
 IO_TIMEOUT = 10.0
 #: User-Agent: "Yealink SIP-T54W 96.86.0.100 00:15:65:ab:cd:ef" and the like
 _AGENT = re.compile(r"(?:Yealink|snom|Grandstream|Poly(?:com)?)[ /_-]?(?:SIP-)?"
@@ -98,6 +100,7 @@ class Provisioner:
         self._revision = self.store.revision_reader()
         self._facts: tuple[int, SiteFacts] | None = None
         self._fetches: dict[str, Fetch] = {}
+        self._enrolled: dict[str, int] = {}
         self._fetches_lock = threading.Lock()
         self._flushing = threading.Lock()
         self._flushed = time.monotonic()
@@ -172,8 +175,19 @@ class Provisioner:
         vendor = vendor_by_oui(request.mac)
         if vendor is None or vendor not in request.vendors:
             return self._miss(source, "enrolment: not a known phone vendor's MAC", request.mac)
+        with self._fetches_lock:
+            if self._enrolled.get(source, 0) >= MAX_ENROL_PER_SOURCE:
+                refused = True
+            else:
+                refused = False
+                self._enrolled[source] = self._enrolled.get(source, 0) + 1
+        if refused:  # a phone has one address: many MACs from one is someone making them up
+            return self._miss(source, "enrolment: this address enrolled a phone already",
+                              request.mac)
         credential = enrol(self.store, request.mac, vendor, source)
-        if credential is None:
+        if credential is None:  # nothing enrolled: the address keeps its one enrolment
+            with self._fetches_lock:
+                self._enrolled[source] -= 1
             known = device_with_hash(self.store, request.mac) is not None
             return self._miss(source, "enrolment: MAC known already" if known
                               else "enrolment: no window open for this vendor", request.mac)
