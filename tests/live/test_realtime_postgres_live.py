@@ -41,6 +41,12 @@ def live(tmp_path_factory: pytest.TempPathFactory,
     with open_store(str(work / "store.sqlite3")) as store:
         store.import_site(site)
         pipeline.setup_realtime_database(store, url)
+        # the admin connection is not kept: the vault holds the writer's
+        from wildix_ast.store.realtime_tables import WRITER_URL_KEY
+
+        kept = store.get_secret(WRITER_URL_KEY)
+        assert kept is not None and f"{READER}_writer:" in kept
+        assert postgres_server.password not in kept
     # a table Asterisk does not need, in the same database
     postgres_server.execute("CREATE TABLE web_passwords (login TEXT, hash TEXT)", database)
     with live_site(work, "realtimepg", site) as running:
@@ -86,5 +92,34 @@ def test_asterisks_account_reads_only_its_tables_and_cannot_write(
         connection.rollback()
         with pytest.raises(psycopg2.errors.InsufficientPrivilege):
             cursor.execute("CREATE TABLE mine (x TEXT)")
+    finally:
+        connection.close()
+
+
+def test_the_writer_account_writes_rows_and_nothing_else(
+        live: LiveSite, postgres_server: PostgresServer) -> None:  # noqa: F811
+    """apply's account (kept in the vault) writes the rows of the four tables, and is
+    refused the other tables and every change of shape (CREATE, ALTER, DROP, TRUNCATE)."""
+    from wildix_ast.store.realtime_tables import WRITER_URL_KEY
+
+    url = live.store.get_secret(WRITER_URL_KEY)
+    assert url is not None
+    connection = psycopg2.connect(url)
+    try:
+        cursor = connection.cursor()
+        cursor.execute('UPDATE "ps_aors" SET max_contacts = max_contacts WHERE id = %s',
+                       ("101",))
+        assert cursor.rowcount == 1
+        connection.rollback()
+        refused = ["SELECT * FROM web_passwords",
+                   "INSERT INTO web_passwords VALUES ('x', 'y')",
+                   "CREATE TABLE mine (x TEXT)",
+                   'ALTER TABLE "ps_auths" ADD COLUMN stolen TEXT',
+                   'DROP TABLE "ps_auths"',
+                   'TRUNCATE "ps_auths"']
+        for statement in refused:
+            with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+                cursor.execute(statement)
+            connection.rollback()
     finally:
         connection.close()

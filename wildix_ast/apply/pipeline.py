@@ -451,22 +451,41 @@ def install_stored_site(store: Store, target: Target) -> None:
 
 
 def setup_realtime_database(store: Store, admin_url: str) -> str:
-    """Realtime on PostgreSQL (issue 22): keep `admin_url` in the vault as the connection
-    apply writes the realtime tables with, and make Asterisk's own account (the stored
-    site's `system.realtime.username`, its password generated in the vault): SELECT on
-    the four realtime tables, nothing else. What was done, for the person."""
+    """Realtime on PostgreSQL (issue 22), with an admin connection given once and not kept:
+    make the four realtime tables (with the columns the stored site's rows need), Asterisk's
+    account (the stored site's `system.realtime.username`, its password generated in the
+    vault: SELECT on the four tables, nothing else) and apply's writer account
+    (`<username>_writer`: SELECT/INSERT/UPDATE/DELETE on the four tables, nothing else; its
+    connection kept in the vault). What was done, for the person."""
+    from wildix_ast.asterisk.realtime_tables import COLUMNS, FILE_NAME
     from wildix_ast.errors import SettingsError
-    from wildix_ast.store.realtime_tables import WRITER_URL_KEY, PostgresRealtime
+    from wildix_ast.store.realtime_tables import (
+        WRITER_URL_KEY,
+        PostgresRealtime,
+        row_changes,
+        writer_url,
+    )
 
-    realtime = stored_site(store).system.realtime
+    site = stored_site(store)
+    realtime = site.system.realtime
     if not (realtime.enabled and realtime.engine.value == "postgresql"):
         raise SettingsError("system.realtime is not `mode: realtime` with `engine: "
                             "postgresql` in the stored site")
     if not admin_url.startswith(("postgresql://", "postgresql+psycopg2://")):
         raise SettingsError("--admin-url must be a postgresql:// URL")
-    database = PostgresRealtime(admin_url)
-    database.grant_reader(realtime.username, realtime_secret(store, realtime.username))
-    store.put_secret(WRITER_URL_KEY, admin_url)
+    # every column a user's rows can have, and those the stored site's rows have now
+    files = compile_site(site, store, Target(name="realtime setup", etc_dir=Path("."),
+                                              paths=AsteriskPaths())).files
+    columns = {table: set(names) for table, names in COLUMNS.items()}
+    for (table, _), row in row_changes(None, files.get(FILE_NAME)).write.items():
+        columns.setdefault(table, set()).update(row)
+    writer = f"{realtime.username}_writer"
+    writer_password = realtime_secret(store, writer)
+    PostgresRealtime(admin_url).prepare(
+        columns, (realtime.username, realtime_secret(store, realtime.username)),
+        (writer, writer_password))
+    store.put_secret(WRITER_URL_KEY, writer_url(admin_url, writer, writer_password))
     return (f"Asterisk's account {realtime.username!r} may read the realtime tables of "
-            f"{realtime.database!r} and nothing else; apply writes them with the "
-            "connection given (kept in the vault)")
+            f"{realtime.database!r} and nothing else; apply writes their rows with the "
+            f"account {writer!r} (kept in the vault), which may not change the tables' "
+            "shape nor touch another table; the admin connection is not kept")

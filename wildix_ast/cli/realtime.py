@@ -1,6 +1,7 @@
-"""`wildix-ast realtime setup`: realtime on PostgreSQL (issue 22), once per database: the
-connection apply writes the realtime tables with (kept in the store's vault, never shown),
-and Asterisk's own account, allowed to read those four tables and nothing else."""
+"""`wildix-ast realtime setup`: realtime on PostgreSQL (issue 22), once per database, with
+an admin connection that is not kept: the four tables, apply's writer account (rows of those
+four tables only; its connection kept in the store's vault, never shown) and Asterisk's own
+account, allowed to read those four tables and nothing else."""
 
 from __future__ import annotations
 
@@ -21,12 +22,13 @@ def setup(
     admin_url: Annotated[str, typer.Option(
         "--admin-url", envvar="WILDIX_AST_REALTIME_ADMIN_URL", show_envvar=True,
         help="postgresql://user:password@host:port/database: an account that may create "
-             "roles and tables there; apply writes the realtime tables with it.",
+             "roles and tables there; used once, not kept.",
         show_default=False)],
     db: DbUrl = None,
     as_json: JsonOutput = False,
 ) -> None:
-    """Make Asterisk's read-only account and keep the writer's connection (PostgreSQL)."""
+    """Make the tables, Asterisk's read-only account and apply's writer account
+    (PostgreSQL)."""
     from wildix_ast.apply.pipeline import setup_realtime_database
     from wildix_ast.store import open_store
 
