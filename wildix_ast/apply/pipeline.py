@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from wildix_ast.asterisk.manager import runtime_account
+from wildix_ast.asterisk.manager import nodes_account, runtime_account
 from wildix_ast.asterisk.paths import AsteriskPaths
 from wildix_ast.model.site import Site
 from wildix_ast.store.vault import (
@@ -31,6 +31,7 @@ from wildix_ast.store.vault import (
 if TYPE_CHECKING:
     from wildix_ast.ami import AmiClient
     from wildix_ast.apply import ApplyReport, ConfigTarget, Generation, Plan
+    from wildix_ast.apply.nodes import NodeExpiry, Nodes
     from wildix_ast.apply.timing import Phases
     from wildix_ast.asterisk_cli import AsteriskCli, Runner
     from wildix_ast.sounds.audio import SoundLibrary
@@ -143,7 +144,9 @@ def compile_site(site: Site, vault: SecretVault, target: Target,
                         templates=templates, voicemail_pins=voicemail_pins(running, vault),
                         sounds=sounds,
                         runtime_secret=manager_secret(vault, runtime_account(manager.username)),
-                        fastagi_key=fastagi_key(vault), realtime_secret=database_secret)
+                        fastagi_key=fastagi_key(vault), realtime_secret=database_secret,
+                        nodes_secret=(manager_secret(vault, nodes_account(manager.username))
+                                      if realtime.nodes else ""))
     sound_files = None if sounds is None else files_to_install(
         running.sounds, running.system.language_region.language, sounds)
     return Compiled(site=running, files=files, ami_host=target.ami_host, ami_port=manager.port,
@@ -168,9 +171,26 @@ def config_target(target: Target, compiled: Compiled | None,
     from wildix_ast.apply import ConfigTarget
     from wildix_ast.store.realtime_tables import WRITER_URL_KEY
 
-    return ConfigTarget(target.etc_dir, target.console if compiled is not None else None,
-                        name=target.name, data_dir=target.data_dir,
-                        realtime_url=None if vault is None else vault.get_secret(WRITER_URL_KEY))
+    config = ConfigTarget(target.etc_dir, target.console if compiled is not None else None,
+                          name=target.name, data_dir=target.data_dir,
+                          realtime_url=None if vault is None else vault.get_secret(WRITER_URL_KEY))
+    if compiled is not None and vault is not None:
+        config.nodes = other_nodes(compiled, vault, config.state.dir)
+    return config
+
+
+def other_nodes(compiled: Compiled, vault: SecretVault, state_dir: Path) -> Nodes | None:
+    """The nodes of `compiled`'s site other than the one it was compiled for (the one whose
+    AMI address and port it has), reached with the nodes' AMI account (issue 22)."""
+    from wildix_ast.apply.nodes import NodeLink, Nodes
+
+    nodes = compiled.site.system.realtime.nodes
+    if not nodes:
+        return None
+    links = [NodeLink(n.name, str(n.address), n.ami_port) for n in nodes
+             if (str(n.address), n.ami_port) != (compiled.ami_host, compiled.ami_port)]
+    username = nodes_account(compiled.ami_username)
+    return Nodes(links, username, manager_secret(vault, username), state_dir)
 
 
 def render_to_folder(site: Site, vault: SecretVault, out_dir: Path, *,
@@ -489,3 +509,20 @@ def setup_realtime_database(store: Store, admin_url: str) -> str:
             f"{realtime.database!r} and nothing else; apply writes their rows with the "
             f"account {writer!r} (kept in the vault), which may not change the tables' "
             "shape nor touch another table; the admin connection is not kept")
+
+
+def expire_on_nodes(store: Store, target: Target, *, whole: bool = False,
+                    progress: Progress = _quiet) -> NodeExpiry:
+    """`wildix-ast realtime expire` (issue 22): send the other nodes what they still owe
+    (the realtime objects an apply could not expire on them); `whole`: empty their three
+    caches (a node whose pending list was lost). Under the target's lock, like an apply."""
+    from wildix_ast.ami import run
+    from wildix_ast.apply.nodes import NodeExpiry
+
+    compiled = compile_site(stored_site(store), store, target)
+    config = config_target(target, compiled, store)
+    if config.nodes is None:
+        return NodeExpiry()
+    nodes = config.nodes
+    with config.locked():
+        return run(nodes.expire([], progress, whole=whole))

@@ -55,6 +55,9 @@ class RenderInput:
     realtime_rows: RealtimeRows | None = None
     #: the password of Asterisk's realtime database account (PostgreSQL), from the vault
     realtime_secret: str = ""
+    #: several nodes (issue 22): the secret of the AMI account apply expires realtime
+    #: objects with on every node (manager.nodes_account), from the vault
+    nodes_secret: str = ""
 
 
 @dataclass(frozen=True)
