@@ -11,7 +11,7 @@ import psycopg2
 import pytest
 from support.live_site import LiveSite, example_site, live_site
 from support.pg_server import PostgresServer, postgres_server  # noqa: F401
-from test_realtime_live import registers, with_password
+from test_realtime_live import call_between_cached_users, registers, with_password
 
 from wildix_ast.apply import pipeline
 from wildix_ast.model.site import Site
@@ -123,3 +123,33 @@ def test_the_writer_account_writes_rows_and_nothing_else(
             connection.rollback()
     finally:
         connection.close()
+
+
+def test_cached_users_call_each_other_while_postgres_is_stopped(
+        live: LiveSite, postgres_server: PostgresServer) -> None:  # noqa: F811
+    """PostgreSQL stopped (connections refused): 101 and 102, already read by Asterisk,
+    still call each other (caller ID, answered); a user Asterisk has not read is refused
+    until the server is back (its auth cannot be read)."""
+    import contextlib
+
+    from wildix_ast.store.vault import with_secrets
+
+    site = with_secrets(live.store.export_site(), live.store)
+    passwords = {u.extension: u.sip_password or "" for u in site.users}
+    outcome: dict[str, int | None] = {}
+
+    @contextlib.contextmanager
+    def stopped() -> Iterator[None]:
+        postgres_server.pause()
+        try:
+            yield
+            try:  # 190: never registered in this module, so never read
+                outcome["uncached"] = registers(live, "190", passwords["190"])
+            except TimeoutError:
+                outcome["uncached"] = None
+        finally:
+            postgres_server.resume()
+
+    call_between_cached_users(live, passwords, stopped)
+    assert outcome["uncached"] != 200
+    assert registers(live, "190", passwords["190"]) == 200  # the server is back

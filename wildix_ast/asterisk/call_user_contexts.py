@@ -46,6 +46,17 @@ def _device_state() -> str:
     return "${DEVICE_STATE(PJSIP/${ARG1})}"
 
 
+def _unreachable() -> str:
+    """No phone of the user can ring: its device is UNAVAILABLE and it has no reachable
+    contact. The second half is for realtime endpoints (issue 22): res_pjsip keeps a
+    realtime endpoint it did not load at start `Unavailable` although its registered
+    contact answers (measured in the lab: `pjsip show endpoint` said Unavailable beside an
+    Avail contact), and the call went to voicemail. PJSIP_DIAL_CONTACTS lists only the
+    reachable contacts, so for a file endpoint this changes nothing."""
+    return (f'"{_device_state()}" = "UNAVAILABLE" & '
+            '"${PJSIP_DIAL_CONTACTS(${ARG1})}" = ""')
+
+
 def _set_inherited(name: str, chars: str) -> str:
     """Copies a decision variable, filtered, to the forward's channel (`__`: inherited)."""
     return f"Set(__{name}=${{FILTER({chars},{var(name)})}})"
@@ -66,7 +77,7 @@ def _call_user_steps() -> list[Step]:
         f'GotoIf(${{REGEX("^({_BUSY_STATES})$" {_device_state()})}}?busy)',
         ("ring", f'GotoIf($["{var(v.MISSED_MAIL)}" != "1"]?reachable)'),
         f"Set(CHANNEL(hangup_handler_push)={names.MISSED_CALL_CONTEXT},s,1(${{ARG1}}))",
-        ("reachable", f'GotoIf($["{_device_state()}" = "UNAVAILABLE" & '
+        ("reachable", f'GotoIf($[{_unreachable()} & '
                       f'"{var(v.MOBILITY)}" != "1"]?:online)'),
         f"Set({v.USER_DIAL_STATUS}=CHANUNAVAIL)",
         "Goto(unavailable)",
@@ -108,7 +119,7 @@ def _call_user_steps() -> list[Step]:
         '"${DIALSTATUS}" = "BUSY"]?done)',
         "Goto(mailbox)",
         ("reject", f"Hangup({REJECTED})"),
-        ("direct", f'GotoIf($["{_device_state()}" = "UNAVAILABLE"]?direct-unavailable)'),
+        ("direct", f'GotoIf($[{_unreachable()}]?direct-unavailable)'),
         "Dial(PJSIP/${ARG1},${RING_TIMEOUT})",
         f"GotoIf($[{answered}]?done)",
         'Set(LOCAL(greeting)=${IF($["${DIALSTATUS}" = "BUSY"]?b:u)})',
