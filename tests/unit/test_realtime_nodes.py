@@ -87,3 +87,20 @@ def test_a_node_that_does_not_answer_is_kept_pending(tmp_path: Path) -> None:
     gone = Nodes([], "x-nodes", "secret", tmp_path)
     asyncio.run(gone.expire([], lambda _s, _m: None))
     assert not (tmp_path / PENDING_FILE).exists()
+
+
+def test_only_the_realtime_call_path_asks_for_the_contacts(tmp_path: Path) -> None:
+    """Realtime endpoints stay `Unavailable` in res_pjsip beside a reachable contact: the
+    realtime dialplan also asks PJSIP_DIAL_CONTACTS before sending a call to the
+    unavailable path; the file mode's dialplan is unchanged."""
+    site, vault = load_site(EXAMPLE), MemoryVault()
+    realtime = site.model_copy(update={"system": site.system.model_copy(update={
+        "realtime": Realtime(mode=RealtimeMode.REALTIME)})})
+    for given, expected in ((site, False), (realtime, True)):
+        folder = tmp_path / str(expected)
+        files = render_to_folder(given, vault, folder)
+        text = next(p for p in files if p.name == "extensions.conf").read_text()
+        call_user = text[text.index("[wildix-call-user]"):]
+        call_user = call_user[:call_user.index("\n[", 1)]
+        assert ("PJSIP_DIAL_CONTACTS(${ARG1})" in call_user) is expected
+        assert call_user.count('"${DEVICE_STATE(PJSIP/${ARG1})}" = "UNAVAILABLE"') == 2

@@ -46,15 +46,19 @@ def _device_state() -> str:
     return "${DEVICE_STATE(PJSIP/${ARG1})}"
 
 
-def _unreachable() -> str:
-    """No phone of the user can ring: its device is UNAVAILABLE and it has no reachable
-    contact. The second half is for realtime endpoints (issue 22): res_pjsip keeps a
-    realtime endpoint it did not load at start `Unavailable` although its registered
-    contact answers (measured in the lab: `pjsip show endpoint` said Unavailable beside an
-    Avail contact), and the call went to voicemail. PJSIP_DIAL_CONTACTS lists only the
-    reachable contacts, so for a file endpoint this changes nothing."""
-    return (f'"{_device_state()}" = "UNAVAILABLE" & '
-            '"${PJSIP_DIAL_CONTACTS(${ARG1})}" = ""')
+def _unreachable(realtime: bool) -> str:
+    """No phone of the user can ring: its device is UNAVAILABLE (`realtime`: and it has no
+    registered contact either). Realtime endpoints (issue 22) need the second half:
+    res_pjsip keeps a realtime endpoint it did not load at start `Unavailable` although
+    its registered contact answers (measured in the lab: `pjsip show endpoint` said
+    Unavailable beside an Avail contact), and every call to it went to voicemail. In
+    realtime mode a registered phone that fails qualify is then dialled (its Dial fails:
+    CHANUNAVAIL, or the ring timeout) before its unavailable forward; the file mode is
+    unchanged."""
+    unavailable = f'"{_device_state()}" = "UNAVAILABLE"'
+    if not realtime:
+        return unavailable
+    return f'{unavailable} & "${{PJSIP_DIAL_CONTACTS(${{ARG1}})}}" = ""'
 
 
 def _set_inherited(name: str, chars: str) -> str:
@@ -62,7 +66,7 @@ def _set_inherited(name: str, chars: str) -> str:
     return f"Set(__{name}=${{FILTER({chars},{var(name)})}})"
 
 
-def _call_user_steps() -> list[Step]:
+def _call_user_steps(realtime: bool) -> list[Step]:
     action, tone, leg = "${action}", "${tone}", "${leg}"
     answered = '"${DIALSTATUS}" = "ANSWER"'
     return [
@@ -77,7 +81,7 @@ def _call_user_steps() -> list[Step]:
         f'GotoIf(${{REGEX("^({_BUSY_STATES})$" {_device_state()})}}?busy)',
         ("ring", f'GotoIf($["{var(v.MISSED_MAIL)}" != "1"]?reachable)'),
         f"Set(CHANNEL(hangup_handler_push)={names.MISSED_CALL_CONTEXT},s,1(${{ARG1}}))",
-        ("reachable", f'GotoIf($[{_unreachable()} & '
+        ("reachable", f'GotoIf($[{_unreachable(realtime)} & '
                       f'"{var(v.MOBILITY)}" != "1"]?:online)'),
         f"Set({v.USER_DIAL_STATUS}=CHANUNAVAIL)",
         "Goto(unavailable)",
@@ -119,7 +123,7 @@ def _call_user_steps() -> list[Step]:
         '"${DIALSTATUS}" = "BUSY"]?done)',
         "Goto(mailbox)",
         ("reject", f"Hangup({REJECTED})"),
-        ("direct", f'GotoIf($[{_unreachable()}]?direct-unavailable)'),
+        ("direct", f'GotoIf($[{_unreachable(realtime)}]?direct-unavailable)'),
         "Dial(PJSIP/${ARG1},${RING_TIMEOUT})",
         f"GotoIf($[{answered}]?done)",
         'Set(LOCAL(greeting)=${IF($["${DIALSTATUS}" = "BUSY"]?b:u)})',
@@ -131,10 +135,11 @@ def _call_user_steps() -> list[Step]:
     ]
 
 
-def call_user_context() -> Context:
+def call_user_context(realtime: bool = False) -> Context:
     """The call-user subroutine: ARG1 the user's extension (its PJSIP endpoint), ARG2 its
-    mailbox (empty: none)."""
-    return Context(names.CALL_USER_CONTEXT, (extension("s", *_call_user_steps()),), comment=(
+    mailbox (empty: none); `realtime`: the users' endpoints are realtime objects."""
+    return Context(names.CALL_USER_CONTEXT, (extension("s", *_call_user_steps(realtime)),),
+                   comment=(
         "Call a user: ARG1 is its extension (its PJSIP endpoint), ARG2 its mailbox "
         "(empty: none).",
         "The FastAGI service answers the user's preferences for this call's type "
@@ -182,6 +187,6 @@ def alert_info_context() -> Context:
                  "Alert-Info.",))
 
 
-def call_user_contexts() -> list[Context]:
+def call_user_contexts(realtime: bool = False) -> list[Context]:
     """The contexts of this module, in file order."""
-    return [call_user_context(), forward_context(), alert_info_context()]
+    return [call_user_context(realtime), forward_context(), alert_info_context()]

@@ -55,7 +55,8 @@ _SAME = re.compile(r"^(n|\d+|n\+\d+)(\([^)]*\))?\s*,.*$")
 def dialplan(site: Site) -> list[Context | Comment]:
     """Every context of extensions.conf, in file order, a comment before each group."""
     return [
-        *call_user_contexts(), *user_contexts(site), *tls_gate_contexts(site),
+        *call_user_contexts(site.system.realtime.enabled), *user_contexts(site),
+        *tls_gate_contexts(site),
         Comment(("Procedures (wildix_ast/asterisk/procedure_contexts.py): each includes its "
                  "called numbers in order,",
                  "then the users; time frames, call groups, IVRs; incoming calls from each "
