@@ -166,3 +166,49 @@ def test_a_node_that_does_not_answer_is_caught_up_later(nodes: TwoNodes) -> None
     assert registers(nodes.b, "102", old) in (401, 403)
     again = cli(nodes, "realtime", "expire", "--lab", "nodea")
     assert again.returncode == 0 and "nothing pending" in again.stdout
+
+
+def test_a_call_crosses_from_node_a_to_node_b(nodes: TwoNodes) -> None:
+    """150's phone registered on node b only (never on a); 101 calls 150 through node a:
+    a has no contact for 150, dials it over the trunk to b (digest both ways on the pair's
+    secret), b rings its phone with 101's caller ID (P-Asserted-Identity trusted from the
+    node only), the call connects."""
+    import threading
+    from typing import Any
+
+    from support.sip_ua import sdp
+
+    callee = Agent("150", password_now(nodes, "150"), nodes.b.ports.sip, timeout=5.0)
+    try:
+        assert callee.register(expires=120).status == 200
+        answered: dict[str, Any] = {}
+
+        def answer() -> None:
+            answered["invite"] = callee.answer_call(sdp(41000, {0: "PCMU/8000"}), 20)
+
+        thread = threading.Thread(target=answer)
+        thread.start()
+        from wildix_ast.lab.sipp import SippDriver
+
+        call = SippDriver(nodes.a.ports.sip, work_dir=nodes.work / "sipp").call(
+            "101", password_now(nodes, "101"), "150", hold_seconds=2)
+        thread.join()
+        assert answered["invite"] is not None
+        assert "<sip:101@" in (answered["invite"].header("P-Asserted-Identity") or "")
+        assert call.connected, call.run.describe()
+        callee.register(expires=0)
+    finally:
+        callee.close()
+
+
+def test_a_third_party_is_refused_by_the_inter_node_endpoint(nodes: TwoNodes) -> None:
+    """Someone on the network claiming to be node a (From node-a) without the pair's
+    secret: challenged, then refused; never rung through."""
+    from support.sip_ua import sdp
+
+    stranger = Agent("node-a", "not-the-pair-secret-2026!", nodes.b.ports.sip, timeout=5.0)
+    try:
+        response, _ = stranger.call("102", sdp(42000, {0: "PCMU/8000"}))
+        assert response.status in (401, 403), response.first
+    finally:
+        stranger.close()

@@ -146,11 +146,20 @@ def compile_site(site: Site, vault: SecretVault, target: Target,
                         runtime_secret=manager_secret(vault, runtime_account(manager.username)),
                         fastagi_key=fastagi_key(vault), realtime_secret=database_secret,
                         nodes_secret=(manager_secret(vault, nodes_account(manager.username))
-                                      if realtime.nodes else ""))
+                                      if realtime.nodes else ""),
+                        node_pair_secrets={
+                            (a, b): manager_secret(vault, f"node-pair-{a}-{b}")
+                            for a, b in _pairs([n.name for n in realtime.nodes])})
     sound_files = None if sounds is None else files_to_install(
         running.sounds, running.system.language_region.language, sounds)
     return Compiled(site=running, files=files, ami_host=target.ami_host, ami_port=manager.port,
                     ami_username=manager.username, ami_secret=secret, sound_files=sound_files)
+
+
+def _pairs(names: list[str]) -> list[tuple[str, str]]:
+    """Every pair of node names, each sorted: one trunk secret per pair (issue 22)."""
+    ordered = sorted(names)
+    return [(a, b) for i, a in enumerate(ordered) for b in ordered[i + 1:]]
 
 
 def site_sounds(site: Site, site_file: Path, store: Store) -> SoundLibrary:

@@ -66,7 +66,18 @@ def _set_inherited(name: str, chars: str) -> str:
     return f"Set(__{name}=${{FILTER({chars},{var(name)})}})"
 
 
-def _call_user_steps(realtime: bool) -> list[Step]:
+def _other_nodes(remote: tuple[str, ...]) -> list[Step]:
+    """No local phone of the user can ring: try the other nodes of the site at once (their
+    trunks' endpoints), where the user's phone may be registered (issue 22). The receiving
+    node only rings its own phones (`wildix-from-nodes`): no loop."""
+    if not remote:
+        return []
+    legs = "&".join(f"PJSIP/${{ARG1}}@{endpoint}" for endpoint in remote)
+    return [f"Dial({legs},${{RING_TIMEOUT}})",
+            'GotoIf($["${DIALSTATUS}" = "ANSWER" | "${DIALSTATUS}" = "CANCEL"]?done)']
+
+
+def _call_user_steps(realtime: bool, remote: tuple[str, ...] = ()) -> list[Step]:
     action, tone, leg = "${action}", "${tone}", "${leg}"
     answered = '"${DIALSTATUS}" = "ANSWER"'
     return [
@@ -83,6 +94,7 @@ def _call_user_steps(realtime: bool) -> list[Step]:
         f"Set(CHANNEL(hangup_handler_push)={names.MISSED_CALL_CONTEXT},s,1(${{ARG1}}))",
         ("reachable", f'GotoIf($[{_unreachable(realtime)} & '
                       f'"{var(v.MOBILITY)}" != "1"]?:online)'),
+        *_other_nodes(remote),
         f"Set({v.USER_DIAL_STATUS}=CHANUNAVAIL)",
         "Goto(unavailable)",
         ("online", "NoOp()"),
@@ -129,16 +141,19 @@ def _call_user_steps(realtime: bool) -> list[Step]:
         'Set(LOCAL(greeting)=${IF($["${DIALSTATUS}" = "BUSY"]?b:u)})',
         "Goto(mailbox)",
         ("direct-unavailable", "Set(LOCAL(greeting)=u)"),
+        *_other_nodes(remote),
         ("mailbox", 'GotoIf($["${ARG2}" = ""]?done)'),
         f"VoiceMail(${{ARG2}}@{names.VOICEMAIL_CONTEXT},${{greeting}})",
         ("done", "Return()"),
     ]
 
 
-def call_user_context(realtime: bool = False) -> Context:
+def call_user_context(realtime: bool = False, remote: tuple[str, ...] = ()) -> Context:
     """The call-user subroutine: ARG1 the user's extension (its PJSIP endpoint), ARG2 its
-    mailbox (empty: none); `realtime`: the users' endpoints are realtime objects."""
-    return Context(names.CALL_USER_CONTEXT, (extension("s", *_call_user_steps(realtime)),),
+    mailbox (empty: none); `realtime`: the users' endpoints are realtime objects;
+    `remote`: the trunks' endpoints of the site's other nodes."""
+    return Context(names.CALL_USER_CONTEXT,
+                   (extension("s", *_call_user_steps(realtime, remote)),),
                    comment=(
         "Call a user: ARG1 is its extension (its PJSIP endpoint), ARG2 its mailbox "
         "(empty: none).",
@@ -187,6 +202,22 @@ def alert_info_context() -> Context:
                  "Alert-Info.",))
 
 
-def call_user_contexts(realtime: bool = False) -> list[Context]:
-    """The contexts of this module, in file order."""
-    return [call_user_context(realtime), forward_context(), alert_info_context()]
+def from_nodes_context() -> Context:
+    """Calls from the site's other nodes (their trunks, authenticated both ways): ring the
+    called user's local phone only; no phone here: unavailable (cause 20)."""
+    return Context(names.FROM_NODES_CONTEXT, (extension(
+        "_X.", "Set(called=${FILTER(0-9,${EXTEN})})",  # not a Gosub: no LOCAL()
+        'GotoIf($["${PJSIP_DIAL_CONTACTS(${called})}" = ""]?absent)',
+        "Dial(PJSIP/${called},${RING_TIMEOUT})",
+        "Hangup()",
+        ("absent", "Hangup(20)")),),
+        comment=("Calls from the other nodes of the site (issue 22): only this node's "
+                 "phones ring, never another node.",))
+
+
+def call_user_contexts(realtime: bool = False,
+                       remote: tuple[str, ...] = ()) -> list[Context]:
+    """The contexts of this module, in file order (`remote`: the other nodes' trunks)."""
+    nodes = [from_nodes_context()] if remote else []
+    return [call_user_context(realtime, remote), forward_context(), alert_info_context(),
+            *nodes]
