@@ -104,3 +104,38 @@ def test_only_the_realtime_call_path_asks_for_the_contacts(tmp_path: Path) -> No
         call_user = call_user[:call_user.index("\n[", 1)]
         assert ("PJSIP_DIAL_CONTACTS(${ARG1})" in call_user) is expected
         assert call_user.count('"${DEVICE_STATE(PJSIP/${ARG1})}" = "UNAVAILABLE"') == 2
+
+
+def test_each_node_gets_a_trunk_to_the_others_authenticated_both_ways(tmp_path: Path) -> None:
+    """Node a (the node whose ports the site has) gets one endpoint for node b: inbound
+    digest as node-b, outbound digest as node-a, both on the pair's vault secret; only b's
+    address permitted; its dialplan tries node-b when no local phone rings. A site whose
+    ports match no node (or several) gets no trunk."""
+    site, vault = load_site(EXAMPLE), MemoryVault()
+    sip, ami = site.system.sip_rtp.sip_port, site.system.manager.port
+    nodes = [Node(name="a", address=IPv4Address("10.0.0.1"), ami_port=ami, sip_port=sip),
+             Node(name="b", address=IPv4Address("10.0.0.2"), ami_port=ami + 1,
+                  sip_port=sip + 1)]
+    files = {p.name: p.read_text() for p in
+             render_to_folder(with_nodes(site, nodes), vault, tmp_path / "a")}
+    by_name = {(s.name, s.get("type")): s for s in sections(files["pjsip.conf"])}
+    endpoint = by_name[("node-b", "endpoint")]
+    assert endpoint.get("auth") == "node-b-in" and endpoint.get("outbound_auth") == "node-b-out"
+    assert endpoint.get("identify_by") == "username" and endpoint.get("from_user") == "node-a"
+    assert endpoint.get("deny") == "0.0.0.0/0.0.0.0"
+    assert endpoint.get("permit") == "10.0.0.2/255.255.255.255"
+    assert by_name[("node-b", "aor")].get("contact") == f"sip:10.0.0.2:{sip + 1}"
+    inbound, outbound = by_name[("node-b-in", "auth")], by_name[("node-b-out", "auth")]
+    assert inbound.get("username") == "node-b" and outbound.get("username") == "node-a"
+    secret = vault.get_secret("manager:node-pair-a-b")
+    assert secret and inbound.get("password") == outbound.get("password") == secret
+    assert ("node-a", "endpoint") not in by_name
+    dialplan = files["extensions.conf"]
+    assert "Dial(PJSIP/${ARG1}@node-b,${RING_TIMEOUT})" in dialplan
+    assert "[wildix-from-nodes]" in dialplan
+
+    elsewhere = [n.model_copy(update={"sip_port": n.sip_port + 10}) for n in nodes]
+    files = {p.name: p.read_text() for p in
+             render_to_folder(with_nodes(site, elsewhere), vault, tmp_path / "none")}
+    assert "node-b" not in files["pjsip.conf"]
+    assert "wildix-from-nodes" not in files["extensions.conf"]
