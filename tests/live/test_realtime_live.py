@@ -6,9 +6,11 @@ written."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
@@ -178,13 +180,11 @@ def test_an_apply_killed_after_writing_rows_is_undone_or_finished(
 
 def test_a_database_that_stops_answering_does_not_stop_cached_users(live: LiveSite) -> None:
     """The realtime file locked by another process (Asterisk's reads get SQLITE_BUSY after
-    res_config_sqlite3's one-second wait): users Asterisk has already read keep
-    registering from its memory cache, though each request waits that second for one read
-    that misses (res_pjsip looks up `user@domain` before `user`, and a miss is not
-    cached); a user it has not read yet is refused until the database answers again.
-    (Calls between cached users while the file is locked are not shown here: in the lab
-    the callee was not rung and the call went to voicemail, whose table is read on every
-    use; see docs/realtime.md.)"""
+    the busy timeout, 50 ms): users Asterisk has already read keep registering from its
+    memory cache, each request waiting that timeout once for the read that misses
+    (res_pjsip looks up `user@domain` before `user`, and a miss is not cached); a user it
+    has not read yet is refused until the database answers again. (Calls during the lock:
+    test_cached_users_call_each_other_while_the_database_is_locked.)"""
     import sqlite3
     import time
 
@@ -245,3 +245,59 @@ def test_concurrent_applies_leave_rows_that_agree(live: LiveSite, tmp_path: Path
     assert password == stored.sip_password
     assert password in {"Concurrent-1-2026!x", "Concurrent-2-2026!x"}
     assert registers(live, "101", password) == 200
+
+
+def call_between_cached_users(live: LiveSite, passwords: dict[str, str],
+                              outage: Callable[[], AbstractContextManager[object]]) -> None:
+    """101 calls 102, both already read by Asterisk (cached), while `outage` lasts: the call
+    reaches 102 with 101's caller ID and is answered (SIPp checks the call connected)."""
+    import threading
+    from typing import Any
+
+    from support.sip_ua import sdp
+
+    callee = Agent("102", passwords["102"], live.lab.ports.sip, timeout=5.0)
+    try:
+        assert callee.register(expires=120).status == 200
+        assert registers(live, "101", passwords["101"]) == 200
+        answered: dict[str, Any] = {}
+        with outage():
+            def answer() -> None:
+                answered["invite"] = callee.answer_call(sdp(41000, {0: "PCMU/8000"}), 20)
+
+            thread = threading.Thread(target=answer)
+            thread.start()
+            call = live.sipp().call("101", passwords["101"], "102", hold_seconds=2)
+            thread.join()
+
+        async def endpoint() -> str:
+            async with live.console() as console:
+                return await console.command("pjsip show endpoint 102")
+
+        assert answered["invite"] is not None, asyncio.run(endpoint())
+        assert "<sip:101@" in (answered["invite"].header("P-Asserted-Identity") or "")
+        assert call.connected, call.run.describe()
+        callee.register(expires=0)
+    finally:
+        callee.close()
+
+
+def test_cached_users_call_each_other_while_the_database_is_locked(live: LiveSite) -> None:
+    """The realtime file locked by another process. Before: the call went to voicemail —
+    not because of the lock (it did without it too) but because res_pjsip kept the
+    realtime endpoint 102 `Unavailable` beside its reachable contact, and the dialplan
+    trusted DEVICE_STATE alone (call_user_contexts._unreachable); and each of the caller's
+    requests waited res_config_sqlite3's one-second busy timeout (now 50 ms)."""
+    import sqlite3
+
+    @contextlib.contextmanager
+    def locked() -> Iterator[object]:
+        lock = sqlite3.connect(live.lab.etc_dir / REALTIME_SQLITE_FILE, isolation_level=None)
+        lock.execute("BEGIN EXCLUSIVE")
+        try:
+            yield lock
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+
+    call_between_cached_users(live, {e: current(live, e) for e in ("101", "102")}, locked)

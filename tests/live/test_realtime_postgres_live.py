@@ -11,7 +11,7 @@ import psycopg2
 import pytest
 from support.live_site import LiveSite, example_site, live_site
 from support.pg_server import PostgresServer, postgres_server  # noqa: F401
-from test_realtime_live import registers, with_password
+from test_realtime_live import call_between_cached_users, registers, with_password
 
 from wildix_ast.apply import pipeline
 from wildix_ast.model.site import Site
@@ -41,6 +41,12 @@ def live(tmp_path_factory: pytest.TempPathFactory,
     with open_store(str(work / "store.sqlite3")) as store:
         store.import_site(site)
         pipeline.setup_realtime_database(store, url)
+        # the admin connection is not kept: the vault holds the writer's
+        from wildix_ast.store.realtime_tables import WRITER_URL_KEY
+
+        kept = store.get_secret(WRITER_URL_KEY)
+        assert kept is not None and f"{READER}_writer:" in kept
+        assert postgres_server.password not in kept
     # a table Asterisk does not need, in the same database
     postgres_server.execute("CREATE TABLE web_passwords (login TEXT, hash TEXT)", database)
     with live_site(work, "realtimepg", site) as running:
@@ -88,3 +94,62 @@ def test_asterisks_account_reads_only_its_tables_and_cannot_write(
             cursor.execute("CREATE TABLE mine (x TEXT)")
     finally:
         connection.close()
+
+
+def test_the_writer_account_writes_rows_and_nothing_else(
+        live: LiveSite, postgres_server: PostgresServer) -> None:  # noqa: F811
+    """apply's account (kept in the vault) writes the rows of the four tables, and is
+    refused the other tables and every change of shape (CREATE, ALTER, DROP, TRUNCATE)."""
+    from wildix_ast.store.realtime_tables import WRITER_URL_KEY
+
+    url = live.store.get_secret(WRITER_URL_KEY)
+    assert url is not None
+    connection = psycopg2.connect(url)
+    try:
+        cursor = connection.cursor()
+        cursor.execute('UPDATE "ps_aors" SET max_contacts = max_contacts WHERE id = %s',
+                       ("101",))
+        assert cursor.rowcount == 1
+        connection.rollback()
+        refused = ["SELECT * FROM web_passwords",
+                   "INSERT INTO web_passwords VALUES ('x', 'y')",
+                   "CREATE TABLE mine (x TEXT)",
+                   'ALTER TABLE "ps_auths" ADD COLUMN stolen TEXT',
+                   'DROP TABLE "ps_auths"',
+                   'TRUNCATE "ps_auths"']
+        for statement in refused:
+            with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+                cursor.execute(statement)
+            connection.rollback()
+    finally:
+        connection.close()
+
+
+def test_cached_users_call_each_other_while_postgres_is_stopped(
+        live: LiveSite, postgres_server: PostgresServer) -> None:  # noqa: F811
+    """PostgreSQL stopped (connections refused): 101 and 102, already read by Asterisk,
+    still call each other (caller ID, answered); a user Asterisk has not read is refused
+    until the server is back (its auth cannot be read)."""
+    import contextlib
+
+    from wildix_ast.store.vault import with_secrets
+
+    site = with_secrets(live.store.export_site(), live.store)
+    passwords = {u.extension: u.sip_password or "" for u in site.users}
+    outcome: dict[str, int | None] = {}
+
+    @contextlib.contextmanager
+    def stopped() -> Iterator[None]:
+        postgres_server.pause()
+        try:
+            yield
+            try:  # 190: never registered in this module, so never read
+                outcome["uncached"] = registers(live, "190", passwords["190"])
+            except TimeoutError:
+                outcome["uncached"] = None
+        finally:
+            postgres_server.resume()
+
+    call_between_cached_users(live, passwords, stopped)
+    assert outcome["uncached"] != 200
+    assert registers(live, "190", passwords["190"]) == 200  # the server is back

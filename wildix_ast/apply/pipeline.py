@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from wildix_ast.asterisk.manager import runtime_account
+from wildix_ast.asterisk.manager import nodes_account, runtime_account
 from wildix_ast.asterisk.paths import AsteriskPaths
 from wildix_ast.model.site import Site
 from wildix_ast.store.vault import (
@@ -31,6 +31,7 @@ from wildix_ast.store.vault import (
 if TYPE_CHECKING:
     from wildix_ast.ami import AmiClient
     from wildix_ast.apply import ApplyReport, ConfigTarget, Generation, Plan
+    from wildix_ast.apply.nodes import NodeExpiry, Nodes
     from wildix_ast.apply.timing import Phases
     from wildix_ast.asterisk_cli import AsteriskCli, Runner
     from wildix_ast.sounds.audio import SoundLibrary
@@ -149,7 +150,12 @@ def compile_site(site: Site, vault: SecretVault, target: Target,
                         sounds=sounds,
                         runtime_secret=manager_secret(vault, runtime_account(manager.username)),
                         fastagi_key=fastagi_key(vault), realtime_secret=database_secret,
-                        hot_desks=hot_desk_accounts(vault))
+                        hot_desks=hot_desk_accounts(vault),
+                        nodes_secret=(manager_secret(vault, nodes_account(manager.username))
+                                      if realtime.nodes else ""),
+                        node_pair_secrets={
+                            (a, b): manager_secret(vault, f"node-pair-{a}-{b}")
+                            for a, b in _pairs([n.name for n in realtime.nodes])})
     sound_files = None if sounds is None else files_to_install(
         running.sounds, running.system.language_region.language, sounds)
     return Compiled(site=running, files=files, ami_host=target.ami_host, ami_port=manager.port,
@@ -163,6 +169,12 @@ def hot_desk_accounts(vault: SecretVault) -> tuple[tuple[str, str], ...]:
     from wildix_ast.store.store import Store
 
     return hot_desk_secrets(vault) if isinstance(vault, Store) else ()
+
+
+def _pairs(names: list[str]) -> list[tuple[str, str]]:
+    """Every pair of node names, each sorted: one trunk secret per pair (issue 22)."""
+    ordered = sorted(names)
+    return [(a, b) for i, a in enumerate(ordered) for b in ordered[i + 1:]]
 
 
 def site_sounds(site: Site, site_file: Path, store: Store) -> SoundLibrary:
@@ -183,9 +195,26 @@ def config_target(target: Target, compiled: Compiled | None,
     from wildix_ast.apply import ConfigTarget
     from wildix_ast.store.realtime_tables import WRITER_URL_KEY
 
-    return ConfigTarget(target.etc_dir, target.console if compiled is not None else None,
-                        name=target.name, data_dir=target.data_dir,
-                        realtime_url=None if vault is None else vault.get_secret(WRITER_URL_KEY))
+    config = ConfigTarget(target.etc_dir, target.console if compiled is not None else None,
+                          name=target.name, data_dir=target.data_dir,
+                          realtime_url=None if vault is None else vault.get_secret(WRITER_URL_KEY))
+    if compiled is not None and vault is not None:
+        config.nodes = other_nodes(compiled, vault, config.state.dir)
+    return config
+
+
+def other_nodes(compiled: Compiled, vault: SecretVault, state_dir: Path) -> Nodes | None:
+    """The nodes of `compiled`'s site other than the one it was compiled for (the one whose
+    AMI address and port it has), reached with the nodes' AMI account (issue 22)."""
+    from wildix_ast.apply.nodes import NodeLink, Nodes
+
+    nodes = compiled.site.system.realtime.nodes
+    if not nodes:
+        return None
+    links = [NodeLink(n.name, str(n.address), n.ami_port) for n in nodes
+             if (str(n.address), n.ami_port) != (compiled.ami_host, compiled.ami_port)]
+    username = nodes_account(compiled.ami_username)
+    return Nodes(links, username, manager_secret(vault, username), state_dir)
 
 
 def render_to_folder(site: Site, vault: SecretVault, out_dir: Path, *,
@@ -490,22 +519,58 @@ def install_stored_site(store: Store, target: Target) -> None:
 
 
 def setup_realtime_database(store: Store, admin_url: str) -> str:
-    """Realtime on PostgreSQL (issue 22): keep `admin_url` in the vault as the connection
-    apply writes the realtime tables with, and make Asterisk's own account (the stored
-    site's `system.realtime.username`, its password generated in the vault): SELECT on
-    the four realtime tables, nothing else. What was done, for the person."""
+    """Realtime on PostgreSQL (issue 22), with an admin connection given once and not kept:
+    make the four realtime tables (with the columns the stored site's rows need), Asterisk's
+    account (the stored site's `system.realtime.username`, its password generated in the
+    vault: SELECT on the four tables, nothing else) and apply's writer account
+    (`<username>_writer`: SELECT/INSERT/UPDATE/DELETE on the four tables, nothing else; its
+    connection kept in the vault). What was done, for the person."""
+    from wildix_ast.asterisk.realtime_tables import COLUMNS, FILE_NAME
     from wildix_ast.errors import SettingsError
-    from wildix_ast.store.realtime_tables import WRITER_URL_KEY, PostgresRealtime
+    from wildix_ast.store.realtime_tables import (
+        WRITER_URL_KEY,
+        PostgresRealtime,
+        row_changes,
+        writer_url,
+    )
 
-    realtime = stored_site(store).system.realtime
+    site = stored_site(store)
+    realtime = site.system.realtime
     if not (realtime.enabled and realtime.engine.value == "postgresql"):
         raise SettingsError("system.realtime is not `mode: realtime` with `engine: "
                             "postgresql` in the stored site")
     if not admin_url.startswith(("postgresql://", "postgresql+psycopg2://")):
         raise SettingsError("--admin-url must be a postgresql:// URL")
-    database = PostgresRealtime(admin_url)
-    database.grant_reader(realtime.username, realtime_secret(store, realtime.username))
-    store.put_secret(WRITER_URL_KEY, admin_url)
+    # every column a user's rows can have, and those the stored site's rows have now
+    files = compile_site(site, store, Target(name="realtime setup", etc_dir=Path("."),
+                                              paths=AsteriskPaths())).files
+    columns = {table: set(names) for table, names in COLUMNS.items()}
+    for (table, _), row in row_changes(None, files.get(FILE_NAME)).write.items():
+        columns.setdefault(table, set()).update(row)
+    writer = f"{realtime.username}_writer"
+    writer_password = realtime_secret(store, writer)
+    PostgresRealtime(admin_url).prepare(
+        columns, (realtime.username, realtime_secret(store, realtime.username)),
+        (writer, writer_password))
+    store.put_secret(WRITER_URL_KEY, writer_url(admin_url, writer, writer_password))
     return (f"Asterisk's account {realtime.username!r} may read the realtime tables of "
-            f"{realtime.database!r} and nothing else; apply writes them with the "
-            "connection given (kept in the vault)")
+            f"{realtime.database!r} and nothing else; apply writes their rows with the "
+            f"account {writer!r} (kept in the vault), which may not change the tables' "
+            "shape nor touch another table; the admin connection is not kept")
+
+
+def expire_on_nodes(store: Store, target: Target, *, whole: bool = False,
+                    progress: Progress = _quiet) -> NodeExpiry:
+    """`wildix-ast realtime expire` (issue 22): send the other nodes what they still owe
+    (the realtime objects an apply could not expire on them); `whole`: empty their three
+    caches (a node whose pending list was lost). Under the target's lock, like an apply."""
+    from wildix_ast.ami import run
+    from wildix_ast.apply.nodes import NodeExpiry
+
+    compiled = compile_site(stored_site(store), store, target)
+    config = config_target(target, compiled, store)
+    if config.nodes is None:
+        return NodeExpiry()
+    nodes = config.nodes
+    with config.locked():
+        return run(nodes.expire([], progress, whole=whole))

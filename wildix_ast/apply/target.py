@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import dataclasses
 import os
-import re
 import sys
 import threading
 import time
@@ -29,6 +28,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from wildix_ast.apply.nodes import NodeExpiry, Nodes, cache_entries
 from wildix_ast.apply.plan import FileChange, Plan, ReloadStep, make_plan
 from wildix_ast.apply.state import (
     DEFAULT_KEEP,
@@ -42,7 +42,6 @@ from wildix_ast.apply.timing import Phases
 from wildix_ast.apply.verify import Expectation, verify
 from wildix_ast.asterisk import by_name
 from wildix_ast.asterisk.base import SyncRows
-from wildix_ast.asterisk.sorcery import CACHE_BY_TABLE
 from wildix_ast.asterisk_cli import CliQueries
 from wildix_ast.errors import AmiError, ApplyError
 from wildix_ast.files import fsync_dir, write_atomic
@@ -124,6 +123,9 @@ class ApplyReport:
     rows_changed: list[str] = field(default_factory=list)
     #: sorcery memory cache entries expired (no module reload)
     expired: list[str] = field(default_factory=list)
+    #: the other nodes reading the same realtime tables: what each expired or why it was
+    #: missed (None: no other node)
+    nodes: NodeExpiry | None = None
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -135,6 +137,7 @@ class ApplyReport:
             "generation": self.generation.number if self.generation else None,
             "recovered": self.recovered, "rows_changed": self.rows_changed,
             "expired": self.expired,
+            "nodes": self.nodes.to_json() if self.nodes is not None else None,
         }
 
 
@@ -157,9 +160,6 @@ def _read_sounds(root: Path, paths: Mapping[str, str]) -> dict[str, bytes]:
     return found
 
 
-_CACHE_KEY = re.compile(r"[A-Za-z0-9_.+@-]{1,80}")
-
-
 def _sync_rows(etc: Path, touched: list[FileChange], *, undo: bool = False,
                writer_url: str | None = None) -> list[str]:
     """Write into the realtime tables the rows the touched rows files change (`undo`: back
@@ -180,16 +180,10 @@ def _sync_rows(etc: Path, touched: list[FileChange], *, undo: bool = False,
 async def _expire(ami: CliQueries, rows: list[str], say: Progress) -> list[str]:
     """Expire the cached PJSIP objects of `rows` ("table/key") from Asterisk's sorcery memory
     caches: each is read again from its table on its next use, without a module reload."""
-    expired: list[str] = []
-    for row in rows:
-        table, _, key = row.partition("/")
-        cache = CACHE_BY_TABLE.get(table)
-        if cache is None:
-            continue  # voicemail reads its table on every use
-        if not _CACHE_KEY.fullmatch(key):  # it goes into a console command
-            raise ApplyError(f"refusing to expire the realtime object {key!r}")
+    expired = cache_entries(rows)  # refuses a key that could break the console command
+    for entry in expired:
+        cache, _, key = entry.partition("/")
         await ami.command(f"sorcery memory cache expire {cache} {key}")
-        expired.append(f"{cache}/{key}")
     if expired:
         say("expire", f"{len(expired)} cached realtime objects expired (no reload)")
     return expired
@@ -229,6 +223,8 @@ class ConfigTarget:
         self._ami = ami
         #: realtime on PostgreSQL: the connection the rows are written with (the vault's)
         self.realtime_url = realtime_url
+        #: the other nodes reading the same realtime tables (`apply.nodes`), if any
+        self.nodes: Nodes | None = None
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -306,7 +302,10 @@ class ConfigTarget:
         # they are.
         async with self._ami_client() as ami:
             if not plan.has_changes and also_expect is None:
-                return self._unchanged(plan, record, started, progress)
+                unchanged = self._unchanged(plan, record, started, progress)
+                # nothing to write, but a node may still owe an earlier apply's expiries
+                unchanged.nodes = await self._expire_on_nodes([], progress)
+                return unchanged
             report = ApplyReport()
             with phases.phase("write"):
                 journal, before = self._write(plan, record, restart, report, progress)
@@ -324,6 +323,18 @@ class ConfigTarget:
         with phases.phase("store"):  # the comparison alongside, if it is not done yet
             helper.join()
         return self._record(plan, journal, record, report, started, progress, phases)
+
+    async def _expire_on_nodes(self, rows: list[str], say: Progress) -> NodeExpiry | None:
+        """The changed objects (and what earlier applies left pending) expired on the other
+        nodes; a node that does not answer is reported and kept pending, never a failure
+        of this apply (the rows and this node are right)."""
+        if self.nodes is None:
+            return None
+        try:
+            return await self.nodes.expire(rows, say)
+        except ApplyError as e:
+            say("nodes", f"the other nodes were not told: {e.message}")
+            return NodeExpiry(missed={link.name: e.message for link in self.nodes.links})
 
     def _refusals(self, plan: Plan, allow_restart: bool, say: Progress) -> list[str]:
         """Refuse a plan made against other running files, an invalid one, or one that needs
@@ -419,6 +430,7 @@ class ConfigTarget:
                     # the changed rows first: they are live before the (slower) reloads
                     report.expired = await _expire(ami, report.rows_changed, say)
                     report.reloads = await _reload_all(ami, plan.modules_to_reload(), say)
+                report.nodes = await self._expire_on_nodes(report.rows_changed, say)
             crash_point("after-reload")
             with phases.phase("verify"):
                 self.state.step(journal, "verifying")
@@ -481,6 +493,7 @@ class ConfigTarget:
             else:
                 await _reload_all(ami, reloads, say)
                 await _expire(ami, rows, say)
+            await self._expire_on_nodes(rows, say)
         except AmiError as e:
             return (f"the previous files were restored ({names}) but reloading them failed: "
                     f"{e.message}")

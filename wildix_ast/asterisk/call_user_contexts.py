@@ -46,12 +46,38 @@ def _device_state() -> str:
     return "${DEVICE_STATE(PJSIP/${ARG1})}"
 
 
+def _unreachable(realtime: bool) -> str:
+    """No phone of the user can ring: its device is UNAVAILABLE (`realtime`: and it has no
+    registered contact either). Realtime endpoints (issue 22) need the second half:
+    res_pjsip keeps a realtime endpoint it did not load at start `Unavailable` although
+    its registered contact answers (measured in the lab: `pjsip show endpoint` said
+    Unavailable beside an Avail contact), and every call to it went to voicemail. In
+    realtime mode a registered phone that fails qualify is then dialled (its Dial fails:
+    CHANUNAVAIL, or the ring timeout) before its unavailable forward; the file mode is
+    unchanged."""
+    unavailable = f'"{_device_state()}" = "UNAVAILABLE"'
+    if not realtime:
+        return unavailable
+    return f'{unavailable} & "${{PJSIP_DIAL_CONTACTS(${{ARG1}})}}" = ""'
+
+
 def _set_inherited(name: str, chars: str) -> str:
     """Copies a decision variable, filtered, to the forward's channel (`__`: inherited)."""
     return f"Set(__{name}=${{FILTER({chars},{var(name)})}})"
 
 
-def _call_user_steps() -> list[Step]:
+def _other_nodes(remote: tuple[str, ...]) -> list[Step]:
+    """No local phone of the user can ring: try the other nodes of the site at once (their
+    trunks' endpoints), where the user's phone may be registered (issue 22). The receiving
+    node only rings its own phones (`wildix-from-nodes`): no loop."""
+    if not remote:
+        return []
+    legs = "&".join(f"PJSIP/${{ARG1}}@{endpoint}" for endpoint in remote)
+    return [f"Dial({legs},${{RING_TIMEOUT}})",
+            'GotoIf($["${DIALSTATUS}" = "ANSWER" | "${DIALSTATUS}" = "CANCEL"]?done)']
+
+
+def _call_user_steps(realtime: bool, remote: tuple[str, ...] = ()) -> list[Step]:
     action, tone, leg = "${action}", "${tone}", "${leg}"
     answered = '"${DIALSTATUS}" = "ANSWER"'
     return [
@@ -66,8 +92,9 @@ def _call_user_steps() -> list[Step]:
         f'GotoIf(${{REGEX("^({_BUSY_STATES})$" {_device_state()})}}?busy)',
         ("ring", f'GotoIf($["{var(v.MISSED_MAIL)}" != "1"]?reachable)'),
         f"Set(CHANNEL(hangup_handler_push)={names.MISSED_CALL_CONTEXT},s,1(${{ARG1}}))",
-        ("reachable", f'GotoIf($["{_device_state()}" = "UNAVAILABLE" & '
+        ("reachable", f'GotoIf($[{_unreachable(realtime)} & '
                       f'"{var(v.MOBILITY)}" != "1"]?:online)'),
+        *_other_nodes(remote),
         f"Set({v.USER_DIAL_STATUS}=CHANUNAVAIL)",
         "Goto(unavailable)",
         ("online", "NoOp()"),
@@ -108,22 +135,26 @@ def _call_user_steps() -> list[Step]:
         '"${DIALSTATUS}" = "BUSY"]?done)',
         "Goto(mailbox)",
         ("reject", f"Hangup({REJECTED})"),
-        ("direct", f'GotoIf($["{_device_state()}" = "UNAVAILABLE"]?direct-unavailable)'),
+        ("direct", f'GotoIf($[{_unreachable(realtime)}]?direct-unavailable)'),
         "Dial(PJSIP/${ARG1},${RING_TIMEOUT})",
         f"GotoIf($[{answered}]?done)",
         'Set(LOCAL(greeting)=${IF($["${DIALSTATUS}" = "BUSY"]?b:u)})',
         "Goto(mailbox)",
         ("direct-unavailable", "Set(LOCAL(greeting)=u)"),
+        *_other_nodes(remote),
         ("mailbox", 'GotoIf($["${ARG2}" = ""]?done)'),
         f"VoiceMail(${{ARG2}}@{names.VOICEMAIL_CONTEXT},${{greeting}})",
         ("done", "Return()"),
     ]
 
 
-def call_user_context() -> Context:
+def call_user_context(realtime: bool = False, remote: tuple[str, ...] = ()) -> Context:
     """The call-user subroutine: ARG1 the user's extension (its PJSIP endpoint), ARG2 its
-    mailbox (empty: none)."""
-    return Context(names.CALL_USER_CONTEXT, (extension("s", *_call_user_steps()),), comment=(
+    mailbox (empty: none); `realtime`: the users' endpoints are realtime objects;
+    `remote`: the trunks' endpoints of the site's other nodes."""
+    return Context(names.CALL_USER_CONTEXT,
+                   (extension("s", *_call_user_steps(realtime, remote)),),
+                   comment=(
         "Call a user: ARG1 is its extension (its PJSIP endpoint), ARG2 its mailbox "
         "(empty: none).",
         "The FastAGI service answers the user's preferences for this call's type "
@@ -171,6 +202,22 @@ def alert_info_context() -> Context:
                  "Alert-Info.",))
 
 
-def call_user_contexts() -> list[Context]:
-    """The contexts of this module, in file order."""
-    return [call_user_context(), forward_context(), alert_info_context()]
+def from_nodes_context() -> Context:
+    """Calls from the site's other nodes (their trunks, authenticated both ways): ring the
+    called user's local phone only; no phone here: unavailable (cause 20)."""
+    return Context(names.FROM_NODES_CONTEXT, (extension(
+        "_X.", "Set(called=${FILTER(0-9,${EXTEN})})",  # not a Gosub: no LOCAL()
+        'GotoIf($["${PJSIP_DIAL_CONTACTS(${called})}" = ""]?absent)',
+        "Dial(PJSIP/${called},${RING_TIMEOUT})",
+        "Hangup()",
+        ("absent", "Hangup(20)")),),
+        comment=("Calls from the other nodes of the site (issue 22): only this node's "
+                 "phones ring, never another node.",))
+
+
+def call_user_contexts(realtime: bool = False,
+                       remote: tuple[str, ...] = ()) -> list[Context]:
+    """The contexts of this module, in file order (`remote`: the other nodes' trunks)."""
+    nodes = [from_nodes_context()] if remote else []
+    return [call_user_context(realtime, remote), forward_context(), alert_info_context(),
+            *nodes]

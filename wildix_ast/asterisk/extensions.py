@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from wildix_ast.asterisk import names
 from wildix_ast.asterisk.base import (
     ConfigFile,
     ObjectKinds,
@@ -53,10 +54,21 @@ _EXTEN = re.compile(r"^[^,]+,\s*(\d+|n|hint|n\+\d+)(\([^)]*\))?\s*,.*$")
 _SAME = re.compile(r"^(n|\d+|n\+\d+)(\([^)]*\))?\s*,.*$")
 
 
+def _other_nodes(site: Site) -> tuple[str, ...]:
+    """The trunks' endpoints of the site's other nodes (none when this node is not known)."""
+    here = names.local_node(site)
+    if here is None:
+        return ()
+    return tuple(names.node_endpoint(n.name) for n in site.system.realtime.nodes
+                 if n.name != here)
+
+
 def dialplan(site: Site) -> list[Context | Comment]:
     """Every context of extensions.conf, in file order, a comment before each group."""
     return [
-        *call_user_contexts(), *user_contexts(site), *tls_gate_contexts(site),
+        *call_user_contexts(site.system.realtime.enabled, _other_nodes(site)),
+        *user_contexts(site),
+        *tls_gate_contexts(site),
         Comment(("Procedures (wildix_ast/asterisk/procedure_contexts.py): each includes its "
                  "called numbers in order,",
                  "then the users; time frames, call groups, IVRs; incoming calls from each "

@@ -3,6 +3,7 @@ pjsip.conf points endpoints to, the voicemail context both use...)."""
 
 from __future__ import annotations
 
+from wildix_ast.model.site import Site
 from wildix_ast.model.users import User, UserType
 from wildix_ast.sounds.install import SOUND_FOLDER
 
@@ -135,6 +136,23 @@ def trunk_range_context(trunk: str) -> str:
 
 # WMS services (wildix_ast/asterisk/service_contexts.py)
 SERVICES_CONTEXT = "wildix-services"
+#: Calls from the other nodes of the site (issue 22): they ring local phones only.
+FROM_NODES_CONTEXT = "wildix-from-nodes"
+
+
+def node_endpoint(node: str) -> str:
+    """The PJSIP endpoint (and AOR) of the trunk to another node of the site."""
+    return f"node-{node}"
+
+
+def local_node(site: Site) -> str | None:
+    """The node of `site.system.realtime.nodes` this configuration is for: the one whose
+    SIP and AMI ports are the site's (as the target adapted them); None when none or
+    several match (then no trunk between nodes is rendered)."""
+    sip, ami = site.system.sip_rtp.sip_port, site.system.manager.port
+    found = [n.name for n in site.system.realtime.nodes
+             if n.sip_port == sip and n.ami_port == ami]
+    return found[0] if len(found) == 1 else None
 """The feature codes' extensions; every procedure includes it."""
 FEATURE_CODE_CONTEXT = "wildix-feature-code"
 MOBILITY_CONTEXT = "wildix-mobility"

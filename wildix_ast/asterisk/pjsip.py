@@ -21,10 +21,13 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from wildix_ast.asterisk.base import ConfigFile, ObjectKinds, Reload, RenderInput, View
 from wildix_ast.asterisk.names import (
+    FROM_NODES_CONTEXT,
     HOT_DESK_CONTEXT,
     NO_CALLS_CONTEXT,
     NOTIFY_ENDPOINT,
     has_mailbox,
+    local_node,
+    node_endpoint,
     procedure_context,
     subscribed_mailboxes,
     tls_gate_context,
@@ -35,6 +38,7 @@ from wildix_ast.calls import variables as v
 from wildix_ast.calls.handset_login import hot_desk_endpoint
 from wildix_ast.errors import Problem, RenderError
 from wildix_ast.model.common import Srtp
+from wildix_ast.model.passwords import password_problems
 from wildix_ast.model.site import Site
 from wildix_ast.model.system import Codec
 from wildix_ast.model.trunks import FAX_CODECS
@@ -252,10 +256,54 @@ def _view(given: RenderInput) -> View:
         "transports": transports,
         "endpoints": endpoints,
         "trunks": pjsip_trunks(site),
+        "nodes": _node_trunks(given, allow),
         "qualify_frequency": sip.qualify_frequency,
         "notify_endpoint": NOTIFY_ENDPOINT,
         "notify_context": NO_CALLS_CONTEXT,
     }
+
+
+@dataclass(frozen=True)
+class NodeTrunk:
+    """The trunk to another node of the site (issue 22, docs/scaling.md)."""
+
+    name: str
+    endpoint: str
+    context: str
+    codecs: str
+    address: str
+    sip_port: int
+    inbound_auth: str
+    inbound_username: str
+    outbound_auth: str
+    from_user: str
+    secret: str
+
+
+def _node_trunks(given: RenderInput, allow: str) -> list[NodeTrunk]:
+    """One trunk per other node, when this configuration's node is known (`local_node`):
+    each side challenges the other with the pair's secret (digest both ways), the caller
+    names itself in From (`identify_by = username`), only the node's address is permitted."""
+    site = given.site
+    here = local_node(site)
+    if here is None:
+        return []
+    trunks = []
+    for node in site.system.realtime.nodes:
+        if node.name == here:
+            continue
+        pair = (min(here, node.name), max(here, node.name))
+        secret = given.node_pair_secrets.get(pair, "")
+        if password_problems(secret):
+            raise RenderError(f"cannot render: no secret for the trunk between nodes "
+                              f"{pair[0]} and {pair[1]} in the vault")
+        endpoint = node_endpoint(node.name)
+        trunks.append(NodeTrunk(
+            name=node.name, endpoint=endpoint, context=FROM_NODES_CONTEXT, codecs=allow,
+            address=str(node.address), sip_port=node.sip_port,
+            inbound_auth=f"{endpoint}-in", inbound_username=node_endpoint(node.name),
+            outbound_auth=f"{endpoint}-out", from_user=node_endpoint(here), secret=secret))
+    return trunks
 
 
 def _modules(site: Site) -> Iterable[str]:

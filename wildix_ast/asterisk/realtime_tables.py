@@ -29,6 +29,24 @@ if TYPE_CHECKING:
 FILE_NAME = "wildix-realtime.conf"
 VOICEMAIL_KEY = "uniqueid"
 
+#: Every column a user's rows can have (the options pjsip.conf.j2 gives a user's endpoint,
+#: auth and AOR, and voicemail's mailbox fields and options): `realtime setup` makes them
+#: all, since apply's PostgreSQL account may not change a table's shape
+#: (`tests/unit/test_realtime_columns.py` checks this list against the template).
+COLUMNS: dict[str, frozenset[str]] = {
+    "ps_endpoints": frozenset({
+        "context", "disallow", "allow", "auth", "aors", "callerid", "send_pai",
+        "send_connected_line", "language", "mailboxes", "set_var", "direct_media",
+        "rtp_symmetric", "force_rport", "rewrite_contact", "media_address",
+        "bind_rtp_to_media_address", "rtp_timeout", "rtp_timeout_hold", "timers",
+        "timers_sess_expires", "media_encryption", "media_encryption_optimistic",
+        "transport", "subscribe_context", "deny", "permit"}),
+    "ps_auths": frozenset({"auth_type", "username", "password"}),
+    "ps_aors": frozenset({"max_contacts", "remove_existing", "qualify_frequency"}),
+    "voicemail": frozenset({"context", "mailbox", "password", "fullname", "email", "pager",
+                            "tz", "language", "attach", "attachfmt", "delete"}),
+}
+
 
 def _items(row: Row, skip: str) -> list[tuple[str, str]]:
     items: list[tuple[str, str]] = []

@@ -12,6 +12,12 @@ from wildix_ast.model.system import RealtimeEngine
 
 #: The realtime file's name, in Asterisk's configuration folder.
 REALTIME_SQLITE_FILE = "wildix-realtime.sqlite3"
+#: Milliseconds a read waits for a lock before it fails (res_config_sqlite3's default is
+#: 1000). A cached user's every SIP request makes one read that misses (`user@domain`,
+#: see docs/realtime.md): while the file is locked, that wait is paid by each request and
+#: holds a PJSIP thread, so a call's INVITE and its retransmissions queued up behind each
+#: other. apply's write is one short transaction (milliseconds), well under this.
+BUSY_TIMEOUT_MS = 50
 
 
 def _wanted(site: Site) -> bool:
@@ -20,7 +26,8 @@ def _wanted(site: Site) -> bool:
 
 
 def _view(given: RenderInput) -> View:
-    return {"connection": CONNECTION, "dbfile": str(given.paths.etc / REALTIME_SQLITE_FILE)}
+    return {"connection": CONNECTION, "dbfile": str(given.paths.etc / REALTIME_SQLITE_FILE),
+            "busy_timeout": BUSY_TIMEOUT_MS}
 
 
 FILE = ConfigFile(

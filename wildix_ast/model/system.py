@@ -275,11 +275,25 @@ class RealtimeEngine(StrEnum):
     POSTGRESQL = "postgresql"  # a database several Asterisk nodes can read
 
 
+class Node(BaseModel):
+    """One Asterisk node of a site whose nodes read the same PostgreSQL realtime tables
+    (issue 22, docs/scaling.md): where apply reaches its AMI (the nodes' account, its
+    secret in the vault) and where the other nodes send it calls (its SIP address)."""
+
+    model_config = STRICT
+
+    name: Identifier
+    address: IPv4Address
+    ami_port: Port = 5038
+    sip_port: Port = 5060
+
+
 class Realtime(BaseModel):
     """`system.realtime` (issue 22): file mode (the default) or realtime tables. With
     PostgreSQL, `host`, `port`, `database` and `username` are the account Asterisk reads
     with (SELECT on the four realtime tables only); its password is generated and kept in
-    the store's vault, never written in the settings file."""
+    the store's vault, never written in the settings file. `nodes`: every Asterisk node
+    reading those tables (PostgreSQL only); apply expires a changed object on each."""
 
     model_config = STRICT
 
@@ -289,10 +303,25 @@ class Realtime(BaseModel):
     port: Port = 5432
     database: Identifier = "asterisk"
     username: Identifier = "asterisk"
+    nodes: list[Node] = Field(default_factory=list, max_length=32)
 
     @property
     def enabled(self) -> bool:
         return self.mode == RealtimeMode.REALTIME
+
+    @model_validator(mode="after")
+    def _nodes_share_postgresql(self) -> Self:
+        if self.nodes and not (self.enabled and self.engine == RealtimeEngine.POSTGRESQL):
+            raise ValueError("realtime.nodes needs mode: realtime with engine: postgresql "
+                             "(the nodes read the same tables)")
+        names = [n.name for n in self.nodes]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"realtime.nodes: {', '.join(twice)} named twice")
+        places = [(n.address, n.ami_port) for n in self.nodes]
+        if len(set(places)) != len(places):
+            raise ValueError("realtime.nodes: two nodes with one AMI address and port")
+        return self
 
 
 class System(BaseModel):

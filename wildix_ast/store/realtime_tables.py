@@ -182,8 +182,10 @@ class SqliteRealtime:
 
 class PostgresRealtime:
     """The realtime tables on PostgreSQL, written with the writer's connection (a libpq URL
-    kept in the vault, `WRITER_URL_KEY`); Asterisk reads them with its own account, which
-    `grant_reader` allows SELECT on these four tables and nothing else."""
+    kept in the vault, `WRITER_URL_KEY`: an account that may read and write the rows of the
+    four tables and nothing else); Asterisk reads them with its own account (SELECT on the
+    four tables and nothing else). `prepare`, with an admin connection given once, makes
+    both."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -201,7 +203,9 @@ class PostgresRealtime:
             raise ApplyError(f"cannot reach the realtime database: {e}".strip()) from e
 
     def write(self, changes: RowChanges) -> None:
-        """Write `changes` in one transaction (all or nothing)."""
+        """Write `changes` in one transaction (all or nothing). The writer account may not
+        change the tables' shape: a column the rows need and the table lacks is refused
+        with what to do (`realtime setup` adds it with the admin connection)."""
         if not changes:
             return
         import psycopg2
@@ -215,17 +219,16 @@ class PostgresRealtime:
                     rows = [(k, cols) for (t, k), cols in changes.write.items() if t == table]
                     if not (gone or rows):
                         continue
-                    cursor.execute(f'CREATE TABLE IF NOT EXISTS "{table}" '
-                                   f'("{key}" TEXT PRIMARY KEY)')
                     if gone:
                         cursor.execute(f'DELETE FROM "{table}" WHERE "{key}" = ANY(%s)',
                                        (gone,))
-                    cursor.execute("SELECT column_name FROM information_schema.columns "
-                                   "WHERE table_name = %s", (table,))
-                    known = {name for (name,) in cursor.fetchall()}
-                    for column in sorted({c for _, cols in rows for c in cols} - known):
-                        cursor.execute(f'ALTER TABLE "{table}" ADD COLUMN "{column}" TEXT')
-                        known.add(column)
+                    known = _pg_columns(cursor, table)
+                    missing = sorted({c for _, cols in rows for c in cols} - known)
+                    if missing:
+                        raise ApplyError(
+                            f"the realtime table {table} has no column "
+                            f"{', '.join(missing)}; the writer account may not add one: run "
+                            "`wildix-ast realtime setup --admin-url URL` again")
                     others = sorted(known - {key})
                     statement = (
                         f'INSERT INTO "{table}" ("{key}"' + "".join(f', "{c}"' for c in others)
@@ -241,31 +244,64 @@ class PostgresRealtime:
         finally:
             connection.close()
 
-    def grant_reader(self, username: str, password: str) -> None:
-        """Make (or update) Asterisk's account: it logs in, reads the four realtime tables
-        (made here if missing) and nothing else; it cannot write them."""
+    def prepare(self, columns: dict[str, set[str]], reader: tuple[str, str],
+                writer: tuple[str, str]) -> None:
+        """With the admin connection: make the four tables with `columns` (table -> the
+        columns the rows need; added when missing), Asterisk's account `reader` (name,
+        password: SELECT on the four tables, nothing else) and apply's account `writer`
+        (SELECT, INSERT, UPDATE, DELETE on the four tables, nothing else: no DDL, no other
+        table). Idempotent: run again, it adds new columns and resets the passwords."""
         import psycopg2
         from psycopg2 import sql
 
         connection = self._connect()
         try:
             with connection, connection.cursor() as cursor:
-                role = sql.Identifier(username)
-                cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (username,))
-                verb = "ALTER" if cursor.fetchone() else "CREATE"
-                cursor.execute(sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB "
-                                       "NOCREATEROLE PASSWORD %s").format(role), (password,))
                 for table in TABLES:
+                    key = KEYS[table]
                     cursor.execute(f'CREATE TABLE IF NOT EXISTS "{table}" '
-                                   f'("{KEYS[table]}" TEXT PRIMARY KEY)')
-                    cursor.execute(sql.SQL("REVOKE ALL ON {} FROM {}").format(
-                        sql.Identifier(table), role))
-                    cursor.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(
-                        sql.Identifier(table), role))
+                                   f'("{key}" TEXT PRIMARY KEY)')
+                    for column in sorted(columns.get(table, set()) - {key}):
+                        if not _COLUMN.fullmatch(column):
+                            raise ApplyError(f"{column!r} is not a column name")
+                        cursor.execute(f'ALTER TABLE "{table}" ADD COLUMN IF NOT EXISTS '
+                                       f'"{column}" TEXT')
+                for (username, password), rights in ((reader, "SELECT"),
+                                                     (writer, "SELECT, INSERT, UPDATE, DELETE")):
+                    role = sql.Identifier(username)
+                    cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (username,))
+                    verb = "ALTER" if cursor.fetchone() else "CREATE"
+                    cursor.execute(sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB "
+                                           "NOCREATEROLE NOINHERIT PASSWORD %s").format(role),
+                                   (password,))
+                    for table in TABLES:
+                        cursor.execute(sql.SQL("REVOKE ALL ON {} FROM {}").format(
+                            sql.Identifier(table), role))
+                        cursor.execute(sql.SQL("GRANT " + rights + " ON {} TO {}").format(
+                            sql.Identifier(table), role))
         except psycopg2.Error as e:
-            raise ApplyError(f"making Asterisk's realtime account failed: {e}".strip()) from e
+            raise ApplyError(f"making the realtime accounts failed: {e}".strip()) from e
         finally:
             connection.close()
+
+
+def _pg_columns(cursor: Any, table: str) -> set[str]:
+    cursor.execute("SELECT column_name FROM information_schema.columns "
+                   "WHERE table_name = %s AND table_schema = current_schema()", (table,))
+    return {name for (name,) in cursor.fetchall()}
+
+
+def writer_url(admin_url: str, username: str, password: str) -> str:
+    """`admin_url` (postgresql://user:password@host:port/database) with the writer's
+    account in place of the admin's: the only URL kept."""
+    from urllib.parse import quote, urlsplit, urlunsplit
+
+    parts = urlsplit(admin_url.replace("postgresql+psycopg2://", "postgresql://", 1))
+    host = parts.hostname or ""
+    netloc = (f"{quote(username, safe='')}:{quote(password, safe='')}@"
+              f"{'[' + host + ']' if ':' in host else host}"
+              + (f":{parts.port}" if parts.port else ""))
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
 
 
 #: The vault key of the connection apply writes the PostgreSQL realtime tables with

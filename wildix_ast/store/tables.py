@@ -72,6 +72,8 @@ def _values(kind: TypeEngine[str]) -> Scalar:
 SYSTEM = Section("system_settings", "system", System, key=("id",), many=False,
                  flatten={"language_region": "", "sip_rtp": "", "manager": "manager_",
                           "fastagi": "fastagi_", "realtime": "realtime_"},
+                 # the Asterisk nodes reading the PostgreSQL realtime tables (issue 22)
+                 as_json={"realtime.nodes": "realtime_nodes"},
                  fixed={"id": 1})
 LAN_NETWORKS = Section("lan_networks", "sip_rtp.lan_networks", None, key=("position",),
                        parent=SYSTEM, value=("network", _values(String(18))))
