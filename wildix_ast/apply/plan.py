@@ -38,7 +38,6 @@ from wildix_ast.sounds.install import SoundFileChange, describe
 MASK = "********"
 # Files smaller than this are parsed whole; larger ones only where they changed.
 WHOLE_PARSE_LIMIT = 64 * 1024
-_HUNK = re.compile(r"^@@ -(\d+)((?:,\d+)?) \+(\d+)((?:,\d+)?) @@")
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
 
 ChangeKind = Literal["add", "change", "remove", "unchanged"]
@@ -74,9 +73,10 @@ def declares(rules: ConfigFile, rule: str) -> bool:
     return getattr(rules, rule) is not _DEFAULT_RULES[rule]
 
 
-def _mask(text: str, name: str, reference: dict[tuple[str, str, int], str] | None = None,
+def _mask(text_lines: list[str], name: str,
+          reference: dict[tuple[str, str, int], str] | None = None,
           section: str = "") -> tuple[list[str], dict[tuple[str, str, int], str]]:
-    """Lines of `text` (starting inside `section`) with secret values replaced by MASK; a
+    """`text_lines` (starting inside `section`) with secret values replaced by MASK; a
     value that differs from the one at the same place in `reference` is shown as
     `MASK (changed)`."""
     rules = _rules(name)
@@ -84,7 +84,7 @@ def _mask(text: str, name: str, reference: dict[tuple[str, str, int], str] | Non
     lines: list[str] = []
     values: dict[tuple[str, str, int], str] = {}
     seen: dict[tuple[str, str], int] = {}
-    for raw in text.splitlines():
+    for raw in text_lines:
         stripped = raw.strip()
         if stripped.startswith("["):
             header = SECTION_LINE.match(stripped)
@@ -307,11 +307,50 @@ def _sections_to_check(old: str | None, new: str, *, referenced: bool = True,
     return changed + (parse_chunks(named, new) if named else [])
 
 
+def _section_of(text: str, at: int) -> str:
+    """The section the line starting at `at` is inside ("" before the first header)."""
+    header_at = text.rfind("\n[", 0, at)
+    header = text[header_at + 1:text.find("\n", header_at + 1)] if header_at >= 0 else (
+        text[:text.find("\n")] if text.startswith("[") and at > 0 else "")
+    found = SECTION_LINE.match(header.strip()) if header else None
+    return found["name"].strip() if found else ""
+
+
+def _keyed(lines: list[str], section: str) -> tuple[list[str], list[str]]:
+    """Each line prefixed with the header of its section, for matching only, and the
+    section each line is inside. A 10,000-user file repeats `context = default` ten
+    thousand times: difflib matched such lines against every copy (18 s on the realtime
+    rows of a rename); keyed by their section, nearly every line is unique, and a match
+    still means equal lines."""
+    keys: list[str] = []
+    inside: list[str] = []
+    header = ""
+    for raw in lines:
+        stripped = raw.strip()
+        if stripped.startswith("["):
+            found = SECTION_LINE.match(stripped)
+            if found:
+                section, header = found["name"].strip(), stripped
+            keys.append(raw)
+        else:
+            keys.append(f"{header}\0{raw}")
+        inside.append(section)
+    return keys, inside
+
+
+def _range(start: int, stop: int, offset: int) -> str:
+    """A unified diff hunk's range, as difflib writes it (1-based; empty: the line before)."""
+    length = stop - start
+    if length == 1:
+        return f"{start + 1 + offset}"
+    return f"{start + offset + (1 if length else 0)},{length}"
+
+
 def _file_diff(change: FileChange) -> list[str]:
-    """The unified diff of one file, computed and masked only around what changed."""
+    """The unified diff of one file, computed and masked only around what changed: between
+    the texts' common head and tail, and there only in the hunks (three lines of context)."""
     old, new = change.old or "", change.new or ""
     region = changed_region(old, new)
-    # three lines of context on each side, as unified diffs show
     start = region.start
     for _ in range(3):
         if start == 0:
@@ -324,22 +363,31 @@ def _file_diff(change: FileChange) -> list[str]:
             break
         new_end += following + 1 - old_end
         old_end = following + 1
-    header_at = old.rfind("\n[", 0, start)
-    header = old[header_at + 1:old.find("\n", header_at + 1)] if header_at >= 0 else (
-        old[:old.find("\n")] if old.startswith("[") and start > 0 else "")
-    found = SECTION_LINE.match(header.strip()) if header else None
-    section = found["name"].strip() if found else ""
-    old_lines, old_values = _mask(old[start:old_end], change.name, section=section)
-    new_lines, _ = _mask(new[start:new_end], change.name, old_values, section=section)
+    section = _section_of(old, start)
+    old_lines = old[start:old_end].splitlines()
+    new_lines = new[start:new_end].splitlines()
+    old_keys, old_inside = _keyed(old_lines, section)
+    new_keys, new_inside = _keyed(new_lines, section)
     offset = old.count("\n", 0, start)
+    matcher = difflib.SequenceMatcher(None, old_keys, new_keys, autojunk=False)
     out: list[str] = []
-    for line in difflib.unified_diff(old_lines, new_lines, fromfile=f"running/{change.name}",
-                                     tofile=f"new/{change.name}", lineterm=""):
-        hunk = _HUNK.match(line)
-        if hunk:
-            line = (f"@@ -{int(hunk[1]) + offset}{hunk[2]} "
-                    f"+{int(hunk[3]) + offset}{hunk[4]} @@")
-        out.append(line)
+    for group in matcher.get_grouped_opcodes(3):
+        if not out:
+            out += [f"--- running/{change.name}", f"+++ new/{change.name}"]
+        i1, i2, j1, j2 = group[0][1], group[-1][2], group[0][3], group[-1][4]
+        masked_old, values = _mask(old_lines[i1:i2], change.name,
+                                   section=old_inside[i1 - 1] if i1 else section)
+        masked_new, _ = _mask(new_lines[j1:j2], change.name, values,
+                              section=new_inside[j1 - 1] if j1 else section)
+        out.append(f"@@ -{_range(i1, i2, offset)} +{_range(j1, j2, offset)} @@")
+        for tag, a1, a2, b1, b2 in group:
+            if tag == "equal":
+                out += [f" {line}" for line in masked_old[a1 - i1:a2 - i1]]
+                continue
+            if tag in ("replace", "delete"):
+                out += [f"-{line}" for line in masked_old[a1 - i1:a2 - i1]]
+            if tag in ("replace", "insert"):
+                out += [f"+{line}" for line in masked_new[b1 - j1:b2 - j1]]
     return out
 
 
