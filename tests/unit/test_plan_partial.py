@@ -164,3 +164,17 @@ def test_distant_changes_in_a_large_file_diff_in_two_small_hunks_quickly() -> No
     # the hunks' line numbers are the file's
     first = HUNK.match(hunks[0])
     assert first is not None and old.splitlines()[int(first[1]) - 1 + 3] == "callerid = Old"
+
+
+LINES = st.sampled_from(["[a]", "[b]", "[c](!)", "x = 1", "x = 2", "y = 1", "", "; note"])
+
+
+@settings(max_examples=examples(200), deadline=None)
+@given(old=st.lists(LINES, max_size=40), new=st.lists(LINES, max_size=40))
+def test_the_section_wise_diff_turns_any_old_text_into_the_new_one(old: list[str],
+                                                                     new: list[str]) -> None:
+    old_text = "".join(f"{line}\n" for line in old)
+    new_text = "".join(f"{line}\n" for line in new)
+    diff = _file_diff(FileChange("extensions.conf", "change", old_text, new_text))
+    assert patch(old_text, diff) == (new_text or "\n")  # patch() writes one line at least
+    assert (diff == []) == (old_text == new_text)

@@ -316,26 +316,85 @@ def _section_of(text: str, at: int) -> str:
     return found["name"].strip() if found else ""
 
 
-def _keyed(lines: list[str], section: str) -> tuple[list[str], list[str]]:
-    """Each line prefixed with the header of its section, for matching only, and the
-    section each line is inside. A 10,000-user file repeats `context = default` ten
-    thousand times: difflib matched such lines against every copy (18 s on the realtime
-    rows of a rename); keyed by their section, nearly every line is unique, and a match
-    still means equal lines."""
-    keys: list[str] = []
-    inside: list[str] = []
-    header = ""
-    for raw in lines:
-        stripped = raw.strip()
+Opcode = tuple[str, int, int, int, int]
+
+
+def _blocks(lines: list[str]) -> list[tuple[int, int]]:
+    """`lines` cut before each section header: (first, end) line ranges."""
+    if not lines:
+        return []
+    starts = [0, *(i for i, line in enumerate(lines) if i and line.startswith("["))]
+    return list(zip(starts, [*starts[1:], len(lines)], strict=True))
+
+
+def _opcodes(old_lines: list[str], new_lines: list[str]) -> list[Opcode]:
+    """Line opcodes (as difflib's) old -> new, found section by section: the sections are
+    matched whole first, then lines only inside the sections that differ. difflib on the
+    lines alone matched the 10,000 copies of `context = default` of a 10,000-user file
+    against each other (18 s for a rename's two rows); whole sections are nearly all
+    unique, and an equal section still means equal lines."""
+    old_blocks, new_blocks = _blocks(old_lines), _blocks(new_lines)
+    blocks = difflib.SequenceMatcher(
+        None, [tuple(old_lines[a:b]) for a, b in old_blocks],
+        [tuple(new_lines[a:b]) for a, b in new_blocks], autojunk=False)
+    out: list[Opcode] = []
+
+    def add(tag: str, i1: int, i2: int, j1: int, j2: int) -> None:
+        if out and tag == "equal" and out[-1][0] == "equal":
+            out[-1] = ("equal", out[-1][1], i2, out[-1][3], j2)
+        elif i1 != i2 or j1 != j2:
+            out.append((tag, i1, i2, j1, j2))
+
+    for tag, a1, a2, b1, b2 in blocks.get_opcodes():
+        i1 = old_blocks[a1][0] if a1 < len(old_blocks) else len(old_lines)
+        i2 = old_blocks[a2 - 1][1] if a2 > a1 else i1
+        j1 = new_blocks[b1][0] if b1 < len(new_blocks) else len(new_lines)
+        j2 = new_blocks[b2 - 1][1] if b2 > b1 else j1
+        if tag == "equal":
+            add("equal", i1, i2, j1, j2)
+            continue
+        lines = difflib.SequenceMatcher(None, old_lines[i1:i2], new_lines[j1:j2],
+                                        autojunk=False)
+        for sub, c1, c2, d1, d2 in lines.get_opcodes():
+            add(sub, i1 + c1, i1 + c2, j1 + d1, j1 + d2)
+    return out
+
+
+def _grouped(opcodes: list[Opcode], context: int = 3) -> list[list[Opcode]]:
+    """The opcodes cut into hunks with `context` lines around each change (difflib's
+    grouping)."""
+    if not any(tag != "equal" for tag, *_ in opcodes):
+        return []
+    codes = list(opcodes)
+    if codes[0][0] == "equal":
+        _, i1, i2, j1, j2 = codes[0]
+        codes[0] = ("equal", max(i1, i2 - context), i2, max(j1, j2 - context), j2)
+    if codes[-1][0] == "equal":
+        _, i1, i2, j1, j2 = codes[-1]
+        codes[-1] = ("equal", i1, min(i2, i1 + context), j1, min(j2, j1 + context))
+    groups: list[list[Opcode]] = []
+    group: list[Opcode] = []
+    for tag, i1, i2, j1, j2 in codes:
+        if tag == "equal" and i2 - i1 > 2 * context:
+            group.append((tag, i1, i1 + context, j1, j1 + context))
+            groups.append(group)
+            group = []
+            i1, j1 = max(i1, i2 - context), max(j1, j2 - context)
+        group.append((tag, i1, i2, j1, j2))
+    if group and not (len(group) == 1 and group[0][0] == "equal"):
+        groups.append(group)
+    return groups
+
+
+def _section_before(lines: list[str], at: int, section: str) -> str:
+    """The section line `at` of `lines` is inside (`section`: the one before line 0)."""
+    for k in range(at - 1, -1, -1):
+        stripped = lines[k].strip()
         if stripped.startswith("["):
             found = SECTION_LINE.match(stripped)
             if found:
-                section, header = found["name"].strip(), stripped
-            keys.append(raw)
-        else:
-            keys.append(f"{header}\0{raw}")
-        inside.append(section)
-    return keys, inside
+                return found["name"].strip()
+    return section
 
 
 def _range(start: int, stop: int, offset: int) -> str:
@@ -366,19 +425,16 @@ def _file_diff(change: FileChange) -> list[str]:
     section = _section_of(old, start)
     old_lines = old[start:old_end].splitlines()
     new_lines = new[start:new_end].splitlines()
-    old_keys, old_inside = _keyed(old_lines, section)
-    new_keys, new_inside = _keyed(new_lines, section)
     offset = old.count("\n", 0, start)
-    matcher = difflib.SequenceMatcher(None, old_keys, new_keys, autojunk=False)
     out: list[str] = []
-    for group in matcher.get_grouped_opcodes(3):
+    for group in _grouped(_opcodes(old_lines, new_lines)):
         if not out:
             out += [f"--- running/{change.name}", f"+++ new/{change.name}"]
         i1, i2, j1, j2 = group[0][1], group[-1][2], group[0][3], group[-1][4]
         masked_old, values = _mask(old_lines[i1:i2], change.name,
-                                   section=old_inside[i1 - 1] if i1 else section)
+                                   section=_section_before(old_lines, i1, section))
         masked_new, _ = _mask(new_lines[j1:j2], change.name, values,
-                              section=new_inside[j1 - 1] if j1 else section)
+                              section=_section_before(new_lines, j1, section))
         out.append(f"@@ -{_range(i1, i2, offset)} +{_range(j1, j2, offset)} @@")
         for tag, a1, a2, b1, b2 in group:
             if tag == "equal":
