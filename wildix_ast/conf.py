@@ -89,9 +89,9 @@ def _item(line: str) -> tuple[str, str] | None:
     if not equals or not key:
         return None
     if key[-1] == "+" and len(key) > 1:
-        key = key[:-1]
-    if value.startswith(">"):
-        value = value[1:]
+        key = key[:-1]  # `+=`: the value keeps a leading ">"
+    elif value.startswith(">"):
+        value = value[1:]  # `=>`
     key = key.strip()
     if not key:
         return None
