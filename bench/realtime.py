@@ -145,7 +145,7 @@ def measure(users: int, mode: str, changes: int, tmp: Path, console: Console) ->
     return seconds
 
 
-def _p(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
@@ -174,14 +174,15 @@ def main() -> None:
             if "file" not in found:
                 console.print(f"{users:,} users: no file-mode baseline: {NO_FILE_BASELINE}")
                 table.add_row(f"{users:,}", "(not run)", "(not run)",
-                              f"{statistics.median(r):.2f} s", f"{_p(r, 0.99):.2f} s", "-", "-",
-                              "< 1 s")
+                              f"{statistics.median(r):.2f} s",
+                              f"{percentile(r, 0.99):.2f} s", "-", "-", "< 1 s")
                 continue
             f = found["file"]
-            table.add_row(f"{users:,}", f"{statistics.median(f):.2f} s", f"{_p(f, 0.99):.2f} s",
-                          f"{statistics.median(r):.2f} s", f"{_p(r, 0.99):.2f} s",
+            table.add_row(f"{users:,}", f"{statistics.median(f):.2f} s",
+                          f"{percentile(f, 0.99):.2f} s",
+                          f"{statistics.median(r):.2f} s", f"{percentile(r, 0.99):.2f} s",
                           f"{statistics.median(r) / statistics.median(f):.2f}×",
-                          f"{_p(r, 0.99) / _p(f, 0.99):.2f}×", "< 1 s")
+                          f"{percentile(r, 0.99) / percentile(f, 0.99):.2f}×", "< 1 s")
     console.print(table)
     load = os.getloadavg()
     console.print(f"load average at the end: {load[0]:.1f} (5 min {load[1]:.1f}, 15 min "
