@@ -247,9 +247,10 @@ def test_concurrent_applies_leave_rows_that_agree(live: LiveSite, tmp_path: Path
     assert registers(live, "101", password) == 200
 
 
-#: The bound of the test below: generous for a loaded 2-core CI machine (interpreter start
-#: alone is 0.5-1.5 s there); the real figure is bench/realtime.py's, printed here too.
-CHANGE_BOUND = 8.0
+#: The bound of the test below: generous for a loaded 2-core machine (measured here: 2.9 s
+#: at load average 7-11, 12.1 s at 14.7, interpreter start alone up to 3 s); the real
+#: figure is bench/realtime.py's; this one is printed too.
+CHANGE_BOUND = 30.0
 
 
 def test_a_one_user_change_is_live_from_the_command_start_without_a_reload(
