@@ -97,14 +97,36 @@ def _changes(count: int) -> list[tuple[str, dict[str, object] | None, str | None
     return out
 
 
-def measure(users: int, mode: str, changes: int, tmp: Path, console: Console) -> list[float]:
+def _in_place(count: int) -> list[tuple[str, dict[str, object] | None, str | None, bool]]:
+    """Changes that keep the user's extension (rename, new SIP password), the user present
+    from the start: no dialplan reload (`--in-place`)."""
+    out: list[tuple[str, dict[str, object] | None, str | None, bool]] = []
+    for n in range(count):
+        password = f"Rt#{n // 2:05d}xYzW"
+        if n % 2 == 0:
+            out.append(("rename", {"name": f"Renamed {n}", "extension": NEW,
+                                   "sip_password": IN_PLACE_FIRST if n == 0 else
+                                   f"Rt#{n // 2 - 1:05d}xYzW"}, None, True))
+        else:
+            out.append(("new password", {"name": f"Renamed {n - 1}", "extension": NEW,
+                                         "sip_password": password}, password, True))
+    return out
+
+
+IN_PLACE_FIRST = "Rt#first0xYzW"
+
+
+def measure(users: int, mode: str, changes: int, tmp: Path, console: Console,
+            in_place: bool = False) -> list[float]:
     work = tmp / f"{mode}-{users}"
     work.mkdir()
     env = {**os.environ, "WILDIX_AST_DB": str(work / "store.sqlite3"),
            "WILDIX_AST_LAB_STATE": str(work / "labs"), "NO_COLOR": "1"}
     name = f"rt{mode[:4]}{users}"
     with open_store(env["WILDIX_AST_DB"]) as store:
-        store.import_site(parse_site(_site(users, mode, None)))
+        first = ({"name": "New", "extension": NEW, "sip_password": IN_PLACE_FIRST}
+                 if in_place else None)
+        store.import_site(parse_site(_site(users, mode, first)))
         lab = Lab(name, work / "labs")
         install_stored_site(store, lab.target())
     started = time.perf_counter()
@@ -114,7 +136,11 @@ def measure(users: int, mode: str, changes: int, tmp: Path, console: Console) ->
     seconds: list[float] = []
     try:
         previous: str | None = None
-        for label, user, password, accepted in _changes(changes):
+        plan = _in_place(changes) if in_place else _changes(changes)
+        for label, user, given, accepted in plan:
+            password = given
+            if password is None and user is not None:
+                password = str(user["sip_password"])
             path = work / "site.yaml"
             path.write_text(_site(users, mode, user), encoding="utf-8")
             began = time.perf_counter()
@@ -157,6 +183,9 @@ def main() -> None:
     parser.add_argument("--file-limit", type=int, default=FILE_MODE_LIMIT,
                         help="largest site measured in the file mode too (above it the "
                         "file-mode lab Asterisk does not boot)")
+    parser.add_argument("--in-place", action="store_true",
+                        help="only renames and new SIP passwords of a user present from the "
+                        "start (no dialplan reload)")
     args = parser.parse_args()
     console = Console(width=160)
     ensure_rootfs()
@@ -168,7 +197,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="wildix-bench-realtime-") as tmp_name:
         for users in args.users:
             modes = ("file", "realtime") if users <= args.file_limit else ("realtime",)
-            found = {mode: measure(users, mode, args.changes, Path(tmp_name), console)
+            found = {mode: measure(users, mode, args.changes, Path(tmp_name), console,
+                                   args.in_place)
                      for mode in modes}
             r = found["realtime"]
             if "file" not in found:
