@@ -202,7 +202,9 @@ def main() -> None:
                      for mode in modes}
             r = found["realtime"]
             if "file" not in found:
-                console.print(f"{users:,} users: no file-mode baseline: {NO_FILE_BASELINE}")
+                why = (NO_FILE_BASELINE if users > FILE_MODE_LIMIT
+                       else f"not asked for (--file-limit {args.file_limit})")
+                console.print(f"{users:,} users: no file-mode baseline: {why}")
                 table.add_row(f"{users:,}", "(not run)", "(not run)",
                               f"{statistics.median(r):.2f} s",
                               f"{percentile(r, 0.99):.2f} s", "-", "-", "< 1 s")
