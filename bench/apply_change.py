@@ -75,7 +75,10 @@ def _apply(site: Path, lab: str, env: dict[str, str]) -> tuple[float, dict[str, 
     return elapsed, json.loads(result.stdout)
 
 
-def _size(users: int, rounds: int, console: Console, tmp: Path) -> list[float]:
+def measure_forms(users: int, rounds: int, console: Console, tmp: Path,
+                  ) -> dict[str, list[tuple[float, float]]]:
+    """Per WEB password form, (the apply's wall time, Asterisk's reload of the same change)
+    of each measured apply; the tables printed as they come."""
     work = tmp / f"{users}"
     work.mkdir()
     env = {**os.environ, "WILDIX_AST_DB": str(work / "store.sqlite3"),
@@ -115,6 +118,7 @@ def _size(users: int, rounds: int, console: Console, tmp: Path) -> list[float]:
                    "apply's phases (s)"):
         table.add_column(column, justify="right")
     ratios: dict[str, list[float]] = {"texts": [], "hashes": []}
+    pairs: dict[str, list[tuple[float, float]]] = {"texts": [], "hashes": []}
     try:
         # the lab's files came from the store: a first apply makes the site file's own
         # (and the target's first generation) before anything is measured
@@ -136,6 +140,7 @@ def _size(users: int, rounds: int, console: Console, tmp: Path) -> list[float]:
                         (lab.etc_dir / name).write_bytes(body)
                     reload = asyncio.run(_asterisk_reload(target.console(), modules))
                     ratios[form].append(wall / reload)
+                    pairs[form].append((wall, reload))
                     timing = outcome["timing"]
                     assert isinstance(timing, dict)
                     phases = " ".join(f"{k} {v:.2f}" for k, v in timing["phases"].items()
@@ -143,7 +148,8 @@ def _size(users: int, rounds: int, console: Console, tmp: Path) -> list[float]:
                     # as it comes too: a large site's round takes minutes
                     console.print(f"  {users:,} users, {form}, {label}: apply {wall:.2f} s, "
                                   f"Asterisk {reload:.2f} s ({wall / reload:.2f}×), "
-                                  f"undo {undo:.2f} s", highlight=False)
+                                  f"undo {undo:.2f} s; load average "
+                                  f"{os.getloadavg()[0]:.1f}", highlight=False)
                     table.add_row(str(n + 1), form, label, f"{wall:.2f} s", f"{reload:.2f} s",
                                   f"{ratios[form][-1]:.2f}×", "≤ 1.25×", f"{undo:.2f} s",
                                   ", ".join(m.removesuffix(".so") for m in modules), phases)
@@ -156,7 +162,7 @@ def _size(users: int, rounds: int, console: Console, tmp: Path) -> list[float]:
                        f"{max(values):.2f}×")
     console.print(f"{users:,} users, apply / Asterisk reload: " + "; ".join(summary)
                   + " (target ≤ 1.25×)")
-    return [r for values in ratios.values() for r in values]
+    return pairs
 
 
 def main() -> None:
@@ -171,7 +177,7 @@ def main() -> None:
     ensure_rootfs()
     with tempfile.TemporaryDirectory(prefix="wildix-bench-change-") as tmp_name:
         for users in (int(u) for u in args.users.split(",")):
-            _size(users, args.rounds if users <= 20_000 else args.large_rounds, console,
+            measure_forms(users, args.rounds if users <= 20_000 else args.large_rounds, console,
                   Path(tmp_name))
     console.print(f"load average while measuring: {os.getloadavg()[0]:.1f} on "
                   f"{os.cpu_count()} cores")

@@ -81,6 +81,23 @@ def _parse_conf_cached(text: str) -> tuple[Section, ...]:
     return tuple(_parse_conf(text))
 
 
+def _item(line: str) -> tuple[str, str] | None:
+    """(key, value) of a stripped `key = value`, `key => value` or `key += value` line, as
+    ITEM_LINE finds them, with string operations: a 10,000-user pjsip.conf has 400,000
+    such lines, and the regular expression was most of its parse."""
+    key, equals, value = line.partition("=")
+    if not equals or not key:
+        return None
+    if key[-1] == "+" and len(key) > 1:
+        key = key[:-1]  # `+=`: the value keeps a leading ">"
+    elif value.startswith(">"):
+        value = value[1:]  # `=>`
+    key = key.strip()
+    if not key:
+        return None
+    return key, value.strip()
+
+
 def _parse_conf(text: str) -> list[Section]:
     sections: list[Section] = []
     current: Section | None = None
@@ -107,12 +124,12 @@ def _parse_conf(text: str) -> list[Section]:
             continue
         if line.startswith("["):
             raise ConfigSyntaxError(number, f"malformed section header {line!r}")
-        item = ITEM_LINE.match(line)
-        if item is None:
+        found = _item(line)
+        if found is None:
             raise ConfigSyntaxError(number, f"expected 'name = value', got {line!r}")
         if current is None:
             raise ConfigSyntaxError(number, "setting outside of any [section]")
-        current.items.append((item["key"].strip(), item["value"].strip()))
+        current.items.append(found)
     if in_block:
         raise ConfigSyntaxError(len(text.splitlines()), "unterminated ;-- block comment --;")
     return sections

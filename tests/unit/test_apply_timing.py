@@ -85,3 +85,32 @@ def test_offline_apply_prints_and_reports_its_timing(tmp_path: Path) -> None:
     assert "where the time went" not in run(
         "apply", str(site), "--offline", "--etc", str(etc), "--data",
         str(tmp_path / "data"), env=env).stderr
+
+
+def test_the_work_alongside_gets_its_priority_back_once_the_apply_waits_for_it() -> None:
+    """The store comparison runs at nice 19 during Asterisk's reload; once the apply waits
+    for it, it runs at the apply's own priority (root may raise a thread's priority; an
+    unprivileged apply keeps 19, and still ends)."""
+    import os
+    import threading
+
+    from wildix_ast.apply.target import _hurry, _in_thread
+
+    started, release = threading.Event(), threading.Event()
+
+    def work() -> None:
+        started.set()
+        release.wait(10)
+
+    helper = _in_thread(work)
+    assert started.wait(10)
+    assert helper.native_id is not None
+    assert os.getpriority(os.PRIO_PROCESS, helper.native_id) == 19
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    _hurry(helper)
+    expected = mine if os.geteuid() == 0 else 19
+    assert os.getpriority(os.PRIO_PROCESS, helper.native_id) == expected
+    release.set()
+    helper.join(10)
+    assert not helper.is_alive()
+    _hurry(helper)  # a finished helper: nothing to do, no error
