@@ -22,6 +22,7 @@ from test_sounds_live import played
 
 from wildix_ast.apply import STATE_DIR, ConfigTarget, TargetState
 from wildix_ast.apply.state import sound_digest
+from wildix_ast.asterisk.names import NOTIFY_ENDPOINT
 from wildix_ast.conf import sections
 from wildix_ast.errors import TargetBusyError
 from wildix_ast.sounds.install import files_to_install, plan_sound_files
@@ -86,11 +87,17 @@ def phones_in_store(live: LiveSite) -> set[str]:
     return {u.extension for u in live.store.export_site().users if u.type.has_phone}
 
 
+def is_user_endpoint(name: str) -> bool:
+    """Not a trunk's (trunk-<name>), a node's (node-<name>), a device's hot-desk endpoint
+    (hd-<mac>) nor the NOTIFY sender's."""
+    return name != NOTIFY_ENDPOINT and not name.startswith(("trunk-", "node-", "hd-"))
+
+
 def endpoints_in_files(live: LiveSite) -> set[str]:
-    """The users' endpoints (trunks have their own, named trunk-<name>)."""
+    """The users' endpoints."""
     text = (live.lab.etc_dir / "pjsip.conf").read_text(encoding="utf-8")
     return {s.name for s in sections(text) if s.get("type") == "endpoint"
-            and not s.name.startswith("trunk-")}
+            and is_user_endpoint(s.name)}
 
 
 def endpoints_in_asterisk(live: LiveSite) -> set[str]:
@@ -98,7 +105,7 @@ def endpoints_in_asterisk(live: LiveSite) -> set[str]:
         async with live.console() as ami:
             return await ami.endpoints()
 
-    return {name for name in asyncio.run(ask()) if not name.startswith("trunk-")}
+    return {name for name in asyncio.run(ask()) if is_user_endpoint(name)}
 
 
 def sound_files(live: LiveSite) -> dict[str, bytes]:
