@@ -183,7 +183,17 @@ def plan_sync(store: Store, *, full: bool = False, allow_empty: bool = False) ->
         # unchecked: merge_users checks whole the site a sync writes (the rules across
         # sections for 10,000 users are a quarter of the time: run once, not twice)
         site = store.export_site(checked=False)
-        plan = _compare(site, settings, mapping, owned, listed, whole, full, server, started)
+        try:
+            plan = _compare(site, settings, mapping, owned, listed, whole, full, server,
+                            started)
+        except DirectoryError:
+            from wildix_ast.store.user_writes import StoreChanged
+
+            # the ownership records were read before another sync wrote, the site after:
+            # its new users look unowned; plan again from one state rather than refuse
+            if store.revision() != revision:
+                raise StoreChanged("the store changed while the sync read it") from None
+            raise
     plan.revision = revision
     return plan
 
@@ -314,8 +324,8 @@ def sync_directory(store: Store, *, full: bool = False, allow_empty: bool = Fals
     from wildix_ast.store.user_writes import StoreChanged
 
     for attempt in range(attempts):
-        plan = plan_sync(store, full=full, allow_empty=allow_empty)
         try:
+            plan = plan_sync(store, full=full, allow_empty=allow_empty)
             apply_sync(store, plan)
         except StoreChanged:
             if attempt == attempts - 1:
