@@ -18,7 +18,8 @@ PACKAGE = Path(__file__).resolve().parents[2] / "wildix_ast"
 #: the package's `__init__`, so a new top-level module must be placed here); it may import
 #: its own layer and the layers below.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("wildix_ast.errors", "wildix_ast.files", "wildix_ast.cache", "wildix_ast.conf",
+    ("wildix_ast.errors", "wildix_ast.templates", "wildix_ast.files", "wildix_ast.cache",
+     "wildix_ast.conf",
      "wildix_ast.ami", "wildix_ast.asterisk_cli", "wildix_ast.testing.crash_points",
      "wildix_ast"),
     ("wildix_ast.model",),

@@ -13,8 +13,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import os
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -29,34 +27,20 @@ from wildix_ast.files import write_atomic_all
 from wildix_ast.model.site import Site
 from wildix_ast.sounds.audio import SoundLibrary
 from wildix_ast.store.realtime import RealtimeRows, realtime_rows
+from wildix_ast.templates import builtin_folder, checked_folders
 
 TEMPLATES_ENV = "WILDIX_AST_TEMPLATES"
 TEMPLATE_SUFFIX = ".j2"
 
 
 def builtin_templates_dir() -> Path:
-    """The folder named by $WILDIX_AST_TEMPLATES, else `<repo>/templates/asterisk` (a
-    checkout or an editable install), else `<prefix>/share/wildix-ast/templates/asterisk`
-    (a wheel installs them there, e.g. for the Ansible role)."""
-    env = os.environ.get(TEMPLATES_ENV)
-    if env:
-        return Path(env)
-    checkout = Path(__file__).resolve().parents[2] / "templates" / "asterisk"
-    if checkout.is_dir():
-        return checkout
-    return Path(sys.prefix) / "share" / "wildix-ast" / "templates" / "asterisk"
+    """$WILDIX_AST_TEMPLATES, else the checkout's or the wheel's `templates/asterisk`."""
+    return builtin_folder(TEMPLATES_ENV, "asterisk")
 
 
 def environment(templates: Path | None = None) -> jinja2.Environment:
     """The Jinja2 environment: `templates` (if any) first, then the built-in templates."""
-    if templates is not None and not templates.is_dir():
-        raise RenderError(f"template folder {templates} does not exist")
-    builtin = builtin_templates_dir()
-    if not builtin.is_dir():
-        raise RenderError(f"built-in template folder {builtin} does not exist "
-                          f"(set ${TEMPLATES_ENV})")
-    return _environment(None if templates is None else str(templates.resolve()),
-                        str(builtin.resolve()))
+    return _environment(*checked_folders(templates, builtin_templates_dir(), TEMPLATES_ENV))
 
 
 class _BytecodeCache(jinja2.FileSystemBytecodeCache):

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import os
 import re
-import sys
 import zoneinfo
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +25,7 @@ from wildix_ast.errors import RenderError
 from wildix_ast.model.devices import Device, Vendor
 from wildix_ast.model.provisioning import ProvisioningSettings, SipTransport
 from wildix_ast.services.provisioning.files import FileKind, file_name
+from wildix_ast.templates import builtin_folder, checked_folders
 
 if TYPE_CHECKING:
     from wildix_ast.model.site import Site
@@ -85,15 +84,9 @@ class SiteFacts:
 
 
 def builtin_templates_dir() -> Path:
-    """$WILDIX_AST_PROVISIONING_TEMPLATES, else `<repo>/templates/provisioning`, else
-    `<prefix>/share/wildix-ast/templates/provisioning` (a wheel's)."""
-    env = os.environ.get(TEMPLATES_ENV)
-    if env:
-        return Path(env)
-    checkout = Path(__file__).resolve().parents[3] / "templates" / "provisioning"
-    if checkout.is_dir():
-        return checkout
-    return Path(sys.prefix) / "share" / "wildix-ast" / "templates" / "provisioning"
+    """$WILDIX_AST_PROVISIONING_TEMPLATES, else the checkout's or the wheel's
+    `templates/provisioning`."""
+    return builtin_folder(TEMPLATES_ENV, "provisioning")
 
 
 @functools.lru_cache(maxsize=8)
@@ -110,14 +103,8 @@ def _environment(override: str | None, builtin: str) -> jinja2.Environment:
 
 
 def environment(templates: Path | None = None) -> jinja2.Environment:
-    if templates is not None and not templates.is_dir():
-        raise RenderError(f"provisioning template folder {templates} does not exist")
-    builtin = builtin_templates_dir()
-    if not builtin.is_dir():
-        raise RenderError(f"built-in provisioning template folder {builtin} does not exist "
-                          f"(set ${TEMPLATES_ENV})")
-    return _environment(None if templates is None else str(templates.resolve()),
-                        str(builtin.resolve()))
+    return _environment(*checked_folders(templates, builtin_templates_dir(), TEMPLATES_ENV,
+                                         "provisioning template"))
 
 
 @functools.lru_cache(maxsize=64)
