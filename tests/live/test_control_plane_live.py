@@ -35,6 +35,33 @@ def accounts(live: LiveSite) -> dict[str, str]:
             if s.name != "general"}
 
 
+def forbidden_actions(ami: AmiClient, trunk: str) -> dict[str, Awaitable[AmiMessage | str]]:
+    """What no account the project creates may do: read or change a file, reload, load a
+    module, run a CLI command, originate (a program, a trunk), write AstDB."""
+    return {
+        "Command pjsip show auth": ami.command("pjsip show auth 101-auth"),
+        "Command channel originate AGI": ami.command(
+            "channel originate Local/s@default application AGI /bin/id"),
+        "GetConfig": ami.action("GetConfig", Filename="pjsip.conf"),
+        "GetConfigJSON": ami.action("GetConfigJSON", Filename="pjsip.conf"),
+        "UpdateConfig": ami.action("UpdateConfig", SrcFilename="pjsip.conf",
+                                   DstFilename="pjsip.conf", Reload="yes",
+                                   **{"Action-000000": "Delete",
+                                      "Cat-000000": "101"}),
+        "Reload": ami.action("Reload", Module="res_pjsip.so"),
+        "ModuleLoad": ami.action("ModuleLoad", Module="app_system.so",
+                                 LoadType="load"),
+        "Originate System": ami.action("Originate", Channel="Local/*43@default",
+                                       Application="System", Data="id"),
+        "Originate AGI": ami.action("Originate", Channel="Local/*43@default",
+                                    Application="AGI", Data="/bin/id"),
+        "Originate trunk": ami.action("Originate",
+                                      Channel=f"PJSIP/0899123456@{trunk}",
+                                      Application="Wait", Data="1"),
+        "DBPut": ami.action("DBPut", Family="wildix-test-call", Key="0", Val="x"),
+    }
+
+
 def test_no_account_the_project_creates_reads_a_secret_or_runs_a_program(
         clean_live: LiveSite) -> None:
     live = clean_live
@@ -54,28 +81,7 @@ def test_no_account_the_project_creates_reads_a_secret_or_runs_a_program(
     async def go(user: str, secret: str) -> dict[str, str]:
         async with AmiClient("127.0.0.1", live.compiled.ami_port, user, secret,
                              timeout=3) as ami:
-            tries = {
-                "Command pjsip show auth": ami.command("pjsip show auth 101-auth"),
-                "Command channel originate AGI": ami.command(
-                    "channel originate Local/s@default application AGI /bin/id"),
-                "GetConfig": ami.action("GetConfig", Filename="pjsip.conf"),
-                "GetConfigJSON": ami.action("GetConfigJSON", Filename="pjsip.conf"),
-                "UpdateConfig": ami.action("UpdateConfig", SrcFilename="pjsip.conf",
-                                           DstFilename="pjsip.conf", Reload="yes",
-                                           **{"Action-000000": "Delete",
-                                              "Cat-000000": "101"}),
-                "Reload": ami.action("Reload", Module="res_pjsip.so"),
-                "ModuleLoad": ami.action("ModuleLoad", Module="app_system.so",
-                                         LoadType="load"),
-                "Originate System": ami.action("Originate", Channel="Local/*43@default",
-                                               Application="System", Data="id"),
-                "Originate AGI": ami.action("Originate", Channel="Local/*43@default",
-                                            Application="AGI", Data="/bin/id"),
-                "Originate trunk": ami.action("Originate",
-                                              Channel=f"PJSIP/0899123456@{trunk}",
-                                              Application="Wait", Data="1"),
-                "DBPut": ami.action("DBPut", Family="wildix-test-call", Key="0", Val="x"),
-            }
+            tries = forbidden_actions(ami, trunk)
             return {name: await attempt(ami, what) for name, what in tries.items()}
 
     found: dict[str, dict[str, str]] = {}

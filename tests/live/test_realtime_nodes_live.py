@@ -1,17 +1,20 @@
 """Two Asterisk nodes on one PostgreSQL store (issue 22, docs/scaling.md): both lab
-instances read the same realtime tables; one apply writes a change once and expires it on
-both nodes (the other one through its AMI with the nodes' account); a node that does not
-answer is reported, its expiries kept pending and sent by `wildix-ast realtime expire`."""
+instances read the same realtime tables; one apply writes a change once, with its expiry
+log entry in the same transaction; each node's follower (`wildix-ast realtime follow`,
+a process of its own as on a real node) expires it through its own console. A node or a
+follower frozen during the apply catches up from the log when it resumes. No AMI account
+is rendered for the nodes: none of the accounts a node has reads a configuration file."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -23,7 +26,6 @@ from support.sip_ua import Agent
 from test_realtime_postgres_live import on_postgres
 
 from wildix_ast.apply import pipeline
-from wildix_ast.apply.nodes import PENDING_FILE
 from wildix_ast.apply.pipeline import site_sounds
 from wildix_ast.lab.instance import Lab
 from wildix_ast.lab.rootfs import ensure_rootfs
@@ -42,6 +44,24 @@ class TwoNodes:
     store: Store
     site: Site
     work: Path
+    followers: dict[str, subprocess.Popen[bytes]]
+
+    def follow(self, name: str) -> subprocess.Popen[bytes]:
+        """Start node `name`'s follower (the unit's command, on the lab's console) and wait
+        for its first catch-up (its state file)."""
+        state = self.work / f"follow-{name}.json"
+        log = (self.work / f"follow-{name}.log").open("ab")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "wildix_ast", "realtime", "follow", "--node", name,
+             "--lab", f"node{name}", "--state", str(state)],
+            stdout=log, stderr=log, env=cli_env(self.work))
+        self.followers[name] = process
+        deadline = time.monotonic() + 30
+        while not state.exists():
+            assert process.poll() is None, (self.work / f"follow-{name}.log").read_text()
+            assert time.monotonic() < deadline, "the follower did not start"
+            time.sleep(0.1)
+        return process
 
 
 def with_nodes(site: Site, labs: dict[str, Lab]) -> Site:
@@ -73,12 +93,24 @@ def nodes(tmp_path_factory: pytest.TempPathFactory,
     for lab in labs.values():
         pipeline.install_stored_site(store, lab.target())
     started: list[Lab] = []
+    two = TwoNodes(labs["a"], labs["b"], store, site, work, {})
     try:
         for lab in labs.values():
             lab.start()
             started.append(lab)
-        yield TwoNodes(labs["a"], labs["b"], store, site, work)
+        for name in labs:
+            two.follow(name)
+        yield two
     finally:
+        for process in two.followers.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGCONT)
+            process.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(15)
+            if process.poll() is None:
+                process.kill()
+                process.wait()
         for lab in started:
             lab.stop()
         store.close()
@@ -99,6 +131,17 @@ def password_now(nodes: TwoNodes, extension: str) -> str:
     return user.sip_password
 
 
+def takes_new_password(lab: Lab, extension: str, password: str, within: float) -> float:
+    """Seconds until `lab` accepts `password` (REGISTERs tried in a row); fails after
+    `within` seconds."""
+    start = time.monotonic()
+    while registers(lab, extension, password) != 200:
+        waited = time.monotonic() - start
+        assert waited < within, f"{lab.name} still refuses the new password after {waited:.2f} s"
+        time.sleep(0.02)
+    return time.monotonic() - start
+
+
 def test_one_apply_changes_both_nodes_within_a_second(nodes: TwoNodes) -> None:
     old = password_now(nodes, "101")
     for lab in (nodes.a, nodes.b):  # both nodes hold 101's auth in their caches now
@@ -110,62 +153,145 @@ def test_one_apply_changes_both_nodes_within_a_second(nodes: TwoNodes) -> None:
     report = outcome.report
     assert report is not None and report.reloads == []
     assert report.rows_changed == ["ps_auths/101-auth"]
-    assert report.nodes is not None
-    assert report.nodes.expired == {"b": ["wildix-auths/101-auth"]}
-    assert report.nodes.missed == {}
-    # the other node takes the new password at once, and refuses the old one
-    assert registers(nodes.b, "101", new) == 200
+    assert report.expired == ["wildix-auths/101-auth"]  # node a, through its console
+    assert report.logged_for_nodes == 1
+    # the other node's follower expires it at once; b refuses the old password
+    takes_new_password(nodes.b, "101", new, within=1.0)
     in_effect = time.monotonic() - applied
     assert registers(nodes.b, "101", old) in (401, 403)
     assert registers(nodes.a, "101", new) == 200
     assert registers(nodes.a, "101", old) in (401, 403)
     assert in_effect < 1.0, in_effect
-    assert not (nodes.a.etc_dir / ".wildix-ast" / PENDING_FILE).exists()
     print(f"node b registered with the new password {in_effect * 1000:.0f} ms after "
           f"the apply on node a returned (apply: {report.total_seconds:.2f} s)")
 
 
+def cli_env(work: Path) -> dict[str, str]:
+    return {**os.environ, "NO_COLOR": "1", "COLUMNS": "200",
+            "WILDIX_AST_DB": str(work / "store.sqlite3"),
+            "WILDIX_AST_LAB_STATE": str(work / "lab")}
+
+
 def cli(nodes: TwoNodes, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200",
-           "WILDIX_AST_DB": str(nodes.work / "store.sqlite3"),
-           "WILDIX_AST_LAB_STATE": str(nodes.work / "lab")}
     return subprocess.run([sys.executable, "-m", "wildix_ast", *args], capture_output=True,
-                          text=True, env=env, timeout=120, check=False)
+                          text=True, env=cli_env(nodes.work), timeout=120, check=False)
+
+
+def apply_frozen(nodes: TwoNodes, pid: int, extension: str, new: str,
+                 while_frozen: Callable[[], object] = lambda: None) -> object:
+    """Apply a new password for `extension` on node a while process `pid` is stopped;
+    what `while_frozen` returns (called after the apply, still stopped)."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        outcome = pipeline.apply_site(with_password(nodes.store.export_site(), extension,
+                                                    new), nodes.store, nodes.a.target())
+        report = outcome.report
+        assert report is not None and report.verified and report.logged_for_nodes == 1
+        assert registers(nodes.a, extension, new) == 200
+        return while_frozen()
+    finally:
+        os.kill(pid, signal.SIGCONT)
 
 
 def test_a_node_that_does_not_answer_is_caught_up_later(nodes: TwoNodes) -> None:
-    """Node b frozen (SIGSTOP: its AMI accepts no login): the apply on node a succeeds,
-    reports b as missed and keeps b's expiries pending; b, thawed, still has the old
-    password cached (what the pending list is for); `realtime expire` sends them, then b
-    takes the new password and the pending list is gone."""
+    """Node b's Asterisk frozen (SIGSTOP) during the apply on node a: the apply succeeds
+    (nothing waits on b); b's follower waits on b's console and, once b resumes, b takes
+    the new password with no command from anyone. Then b's follower frozen during an
+    apply: b keeps the old password while its follower is stopped (the follower is what
+    expires), and takes the new one as soon as the follower resumes."""
     old = password_now(nodes, "102")
     assert registers(nodes.b, "102", old) == 200  # cached on b
-    new = "Frozen-Node-Pass-2026!x"
     pid = nodes.b.pid
     assert pid is not None
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        outcome = pipeline.apply_site(with_password(nodes.store.export_site(), "102", new),
-                                      nodes.store, nodes.a.target())
-    finally:
-        os.kill(pid, signal.SIGCONT)
-    report = outcome.report
-    assert report is not None and report.verified
-    assert report.nodes is not None and set(report.nodes.missed) == {"b"}
-    pending = nodes.a.etc_dir / ".wildix-ast" / PENDING_FILE
-    assert json.loads(pending.read_text()) == {"b": ["wildix-auths/102-auth"]}
-    assert registers(nodes.a, "102", new) == 200
-    time.sleep(0.5)  # b comes back from SIGCONT
-    assert registers(nodes.b, "102", old) == 200  # b's cache was not told
-
-    caught = cli(nodes, "realtime", "expire", "--lab", "nodea", "--json")
-    assert caught.returncode == 0, caught.stdout + caught.stderr
-    assert json.loads(caught.stdout)["expired"] == {"b": ["wildix-auths/102-auth"]}
-    assert not pending.exists()
-    assert registers(nodes.b, "102", new) == 200
+    new = "Frozen-Node-Pass-2026!x"
+    apply_frozen(nodes, pid, "102", new)
+    resumed = time.monotonic()
+    waited = takes_new_password(nodes.b, "102", new, within=3.0)
     assert registers(nodes.b, "102", old) in (401, 403)
-    again = cli(nodes, "realtime", "expire", "--lab", "nodea")
-    assert again.returncode == 0 and "nothing pending" in again.stdout
+    print(f"frozen node b took the new password {(time.monotonic() - resumed) * 1000:.0f} "
+          f"ms after it resumed ({waited:.2f} s of REGISTERs)")
+
+    follower = nodes.followers["b"]
+    newer = "Frozen-Follower-Pass-2026!x"
+    time.sleep(0.5)  # b's cache holds `new` now; the follower waits for the next entry
+    still = apply_frozen(nodes, follower.pid, "102", newer,
+                         while_frozen=lambda: registers(nodes.b, "102", new))
+    resumed = time.monotonic()
+    assert still == 200  # nothing but the follower expires b's cache
+    takes_new_password(nodes.b, "102", newer, within=1.0)
+    print(f"b took the new password {(time.monotonic() - resumed) * 1000:.0f} ms after "
+          "its frozen follower resumed")
+    assert registers(nodes.b, "102", new) in (401, 403)
+
+
+def test_a_killed_follower_catches_up_from_its_state(nodes: TwoNodes) -> None:
+    """b's follower killed (SIGKILL) before an apply: b keeps the old password (nothing
+    else expires it); `realtime follow --once` from the same state file does exactly the
+    entry it missed (no whole-cache expiry), then the follower runs again."""
+    old = password_now(nodes, "101")
+    assert registers(nodes.b, "101", old) == 200
+    follower = nodes.followers["b"]
+    follower.kill()
+    follower.wait()
+    new = "Killed-Follower-Pass-2026!x"
+    outcome = pipeline.apply_site(with_password(nodes.store.export_site(), "101", new),
+                                  nodes.store, nodes.a.target())
+    assert outcome.report is not None and outcome.report.logged_for_nodes == 1
+    time.sleep(0.3)
+    assert registers(nodes.b, "101", old) == 200  # nobody told b
+    once = cli(nodes, "realtime", "follow", "--node", "b", "--lab", "nodeb", "--state",
+               str(nodes.work / "follow-b.json"), "--once", "--json")
+    assert once.returncode == 0, once.stdout + once.stderr
+    done = json.loads(once.stdout)
+    assert done["expired"] == 1 and done["whole"] is None and done["refused"] == 0, done
+    assert registers(nodes.b, "101", new) == 200
+    assert registers(nodes.b, "101", old) in (401, 403)
+    nodes.follow("b")
+
+
+def test_no_account_a_node_has_reads_a_configuration_file(nodes: TwoNodes) -> None:
+    """With nodes listed, each node's manager.conf holds the same two accounts as a single
+    node (no `-nodes` account): none can read a file (GetConfig, GetConfigJSON: every
+    secret), change one, reload, load a module, run a CLI command, originate (a program,
+    the inter-node trunk), write AstDB or expire a cache (the control plane's list)."""
+    import asyncio
+
+    from test_control_plane_live import forbidden_actions
+
+    from wildix_ast.ami import AmiClient
+    from wildix_ast.conf import sections
+
+    async def attempts(lab: Lab, user: str, secret: str) -> dict[str, str]:
+        async with AmiClient("127.0.0.1", lab.ports.ami, user, secret, timeout=3) as ami:
+            # the inter-node trunk: originating over it would call into the other node
+            other = "node-b" if lab is nodes.a else "node-a"
+            tries = {
+                **forbidden_actions(ami, other),
+                "GetConfig res_pgsql": ami.action("GetConfig", Filename="res_pgsql.conf"),
+                "GetConfig manager": ami.action("GetConfig", Filename="manager.conf"),
+                "SorceryMemoryCacheExpire": ami.action("SorceryMemoryCacheExpire",
+                                                       Cache="wildix-auths"),
+            }
+            found: dict[str, str] = {}
+            for name, attempt in tries.items():
+                try:
+                    found[name] = f"ACCEPTED: {await attempt}"
+                except Exception as e:  # AmiError: the refusal
+                    found[name] = f"refused: {e}"
+            return found
+
+    checked = 0
+    for lab in (nodes.a, nodes.b):
+        accounts = {s.name: str(s.get("secret")) for s in
+                    sections((lab.etc_dir / "manager.conf").read_text())
+                    if s.name != "general"}
+        assert len(accounts) == 2 and not any("nodes" in a for a in accounts), accounts
+        for user, secret in accounts.items():
+            results = asyncio.run(attempts(lab, user, secret))
+            accepted = {a: r for a, r in results.items() if r.startswith("ACCEPTED")}
+            assert accepted == {}, (lab.name, user, accepted)
+            checked += 1
+    assert checked == 4
 
 
 def test_a_call_crosses_from_node_a_to_node_b(nodes: TwoNodes) -> None:

@@ -92,6 +92,17 @@ def test_asterisks_account_reads_only_its_tables_and_cannot_write(
         connection.rollback()
         with pytest.raises(psycopg2.errors.InsufficientPrivilege):
             cursor.execute("CREATE TABLE mine (x TEXT)")
+        connection.rollback()
+        # the nodes' expiry log (each node's follower reads it with this account): read,
+        # never written
+        cursor.execute("SELECT count(*) FROM wildix_expiry_log")
+        connection.rollback()
+        for statement in ("INSERT INTO wildix_expiry_log (cache, key) VALUES ('a', 'b')",
+                          "DELETE FROM wildix_expiry_log",
+                          "UPDATE wildix_expiry_log SET key = 'x'"):
+            with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+                cursor.execute(statement)
+            connection.rollback()
     finally:
         connection.close()
 

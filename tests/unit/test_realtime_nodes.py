@@ -1,9 +1,9 @@
 """Several nodes on one PostgreSQL store (issue 22): the nodes in the settings and the
-store, the nodes' AMI account, and what a node that does not answer leaves pending."""
+store, no AMI account for the nodes, the console given to the follower's group, and what a
+node's expiry follower accepts from the log."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -11,15 +11,16 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from wildix_ast.apply.nodes import PENDING_FILE, NodeLink, Nodes, cache_entries
 from wildix_ast.apply.pipeline import render_to_folder
+from wildix_ast.asterisk.sorcery import CACHES, cache_entries
 from wildix_ast.conf import sections
 from wildix_ast.errors import ApplyError
-from wildix_ast.lab.allocator import free_port
 from wildix_ast.model.settings_file import load_site
 from wildix_ast.model.site import Site
 from wildix_ast.model.system import Node, Realtime, RealtimeEngine, RealtimeMode
+from wildix_ast.services.expiry.follower import Follower, FollowState, Reader
 from wildix_ast.store import open_store
+from wildix_ast.store.expiry_log import Entry
 from wildix_ast.store.vault import MemoryVault
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "site.yaml"
@@ -52,41 +53,151 @@ def test_the_store_keeps_the_nodes(tmp_path: Path) -> None:
         assert store.export_site().system.realtime.nodes == TWO
 
 
-def test_the_nodes_account_is_rendered_only_with_nodes(tmp_path: Path) -> None:
+def test_no_ami_account_for_the_nodes_and_the_console_for_the_follower_only_with_nodes(
+        tmp_path: Path) -> None:
+    """The nodes' AMI account is gone (its class `system` read every file through
+    GetConfig): manager.conf holds the same two accounts with or without nodes. With nodes,
+    the console's socket is also given to the follower's own group (0660), never to the
+    asterisk group (the collector and the fax service are in it)."""
     site, vault = load_site(EXAMPLE), MemoryVault()
-    plain = render_to_folder(with_nodes(site, []), vault, tmp_path / "one")
-    manager = next(p for p in plain if p.name == "manager.conf").read_text()
-    assert "-nodes]" not in manager
-    two = render_to_folder(with_nodes(site, TWO), vault, tmp_path / "two")
-    manager = next(p for p in two if p.name == "manager.conf").read_text()
-    account = next(s for s in sections(manager) if s.name.endswith("-nodes"))
-    assert account.get("write") == "system" and account.get("read") == ""
-    assert account.get("secret") == vault.get_secret(f"manager:{account.name}")
+    rendered = {}
+    for label, nodes in (("one", []), ("two", TWO)):
+        files = {p.name: p.read_text()
+                 for p in render_to_folder(with_nodes(site, nodes), vault, tmp_path / label)}
+        rendered[label] = files
+        accounts = [s.name for s in sections(files["manager.conf"]) if s.name != "general"]
+        assert len(accounts) == 2 and not any("nodes" in a for a in accounts), accounts
+    plain = next(s for s in sections(rendered["one"]["asterisk.conf"]) if s.name == "files")
+    assert plain.get("astctlpermissions") == "0600" and plain.get("astctlgroup") is None
+    two = next(s for s in sections(rendered["two"]["asterisk.conf"]) if s.name == "files")
+    assert two.get("astctlpermissions") == "0660"
+    assert two.get("astctlgroup") == "wildix-ast-expiry"
 
 
-def test_an_object_name_that_could_inject_an_ami_field_is_refused() -> None:
+def test_an_object_name_that_could_break_the_console_command_is_refused() -> None:
     assert cache_entries(["ps_auths/101-auth", "voicemail/101@default"]) == [
-        "wildix-auths/101-auth"]
-    with pytest.raises(ApplyError, match="refusing"):
-        cache_entries(["ps_auths/101\r\nAction: Originate"])
+        ("wildix-auths", "101-auth")]
+    for key in ("101\r\nmodule unload res_pjsip.so", "101 ; core stop now", "a b", ""):
+        with pytest.raises(ApplyError, match="refusing"):
+            cache_entries([f"ps_auths/{key}"])
 
 
-def test_a_node_that_does_not_answer_is_kept_pending(tmp_path: Path) -> None:
-    """A closed port: the node is reported missed, its entries kept (and merged with the
-    next apply's), never raised."""
-    nodes = Nodes([NodeLink("b", "127.0.0.1", free_port())], "x-nodes", "secret", tmp_path)
-    said: list[str] = []
-    first = asyncio.run(nodes.expire(["ps_auths/101-auth"], lambda _s, m: said.append(m)))
-    assert set(first.missed) == {"b"} and first.expired == {}
-    assert any("NODE b NOT REACHED" in m for m in said)
-    second = asyncio.run(nodes.expire(["ps_endpoints/102"], lambda _s, _m: None))
-    assert set(second.missed) == {"b"}
-    assert json.loads((tmp_path / PENDING_FILE).read_text()) == {
-        "b": ["wildix-auths/101-auth", "wildix-endpoints/102"]}
-    # a node no longer listed is dropped from the pending list
-    gone = Nodes([], "x-nodes", "secret", tmp_path)
-    asyncio.run(gone.expire([], lambda _s, _m: None))
-    assert not (tmp_path / PENDING_FILE).exists()
+class FakeLog:
+    """The two queries the follower sends (`store.expiry_log.bounds`, `after`), answered
+    from a list: the real PostgreSQL path runs in tests/live/test_realtime_nodes_live.py."""
+
+    def __init__(self, entries: list[Entry]) -> None:
+        self.entries = entries
+        self.answer: object = None
+
+    def execute(self, query: str, args: tuple[object, ...] = ()) -> None:
+        ids = [e.id for e in self.entries]
+        if "min(id)" in query:
+            self.answer = (min(ids, default=None), max(ids, default=None))
+        else:
+            last, limit = args
+            self.answer = [(e.id, e.cache, e.key) for e in self.entries
+                           if e.id > int(str(last))][:int(str(limit))]
+
+    def fetchone(self) -> object:
+        return self.answer
+
+    def fetchall(self) -> object:
+        return self.answer
+
+
+def follower(tmp_path: Path, commands: list[str]) -> Follower:
+    def console(command: str, _timeout: float) -> str:
+        commands.append(command)
+        return ""
+
+    return Follower("b", Reader("127.0.0.1", 5432, "db", "u", "p"), console,
+                    FollowState(tmp_path / "b.json", "b"))
+
+
+def test_the_follower_refuses_a_log_key_that_could_break_the_console_command(
+        tmp_path: Path) -> None:
+    """A log row is data from the network: a key with a line break or a space never
+    reaches the console; its cache is emptied whole instead (the change is still taken),
+    an unknown cache is skipped; the good entries around it are expired one by one."""
+    commands: list[str] = []
+    follow = follower(tmp_path, commands)
+    follow.state.save(0)
+    log = FakeLog([Entry(1, "wildix-auths", "101-auth"),
+                   Entry(2, "wildix-auths", "102-auth\nmodule unload res_pjsip.so"),
+                   Entry(3, "wildix-aors", "103 core stop now"),
+                   Entry(4, "no-such-cache; core stop now", "104"),
+                   Entry(5, "wildix-endpoints", "105")])
+    done = follow.catch_up(log)
+    assert commands == ["sorcery memory cache expire wildix-auths 101-auth",
+                        "sorcery memory cache expire wildix-auths",
+                        "sorcery memory cache expire wildix-aors",
+                        "sorcery memory cache expire wildix-endpoints 105"]
+    assert (done.expired, done.refused, done.last_id, done.whole) == (2, 3, 5, None)
+    assert json.loads((tmp_path / "b.json").read_text()) == {"node": "b", "last_id": 5}
+
+
+def test_the_follower_empties_its_caches_when_it_cannot_account_for_a_change(
+        tmp_path: Path) -> None:
+    """First start (no state), a log pruned past the last id done, or a log that ends
+    before it (a new database): the three caches whole, then the log from its end."""
+    whole = sorted(f"sorcery memory cache expire {c}" for c in CACHES)
+    log = FakeLog([Entry(7, "wildix-auths", "101-auth"), Entry(8, "wildix-aors", "101")])
+    for saved, expected in ((None, "first start"), (5, "pruned"), (20, "new database")):
+        commands: list[str] = []
+        follow = follower(tmp_path, commands)
+        follow.state.path.unlink(missing_ok=True)
+        if saved is not None:
+            follow.state.save(saved)
+        done = follow.catch_up(log)
+        assert done.whole is not None and expected in done.whole
+        assert commands == whole and done.last_id == 8
+    # caught up at 6 (7 is next): entries one by one, no whole expiry; again: nothing
+    commands = []
+    follow = follower(tmp_path, commands)
+    follow.state.save(6)
+    assert follow.catch_up(log).expired == 2 and len(commands) == 2
+    assert follow.catch_up(log).expired == 0 and len(commands) == 2
+
+
+def test_a_console_that_does_not_answer_keeps_the_entries(tmp_path: Path) -> None:
+    """Asterisk frozen or down: the entry that failed and those after it stay to do."""
+    from wildix_ast.errors import WildixError
+
+    calls: list[str] = []
+
+    def console(command: str, _timeout: float) -> str:
+        calls.append(command)
+        if len(calls) == 2:
+            raise WildixError("did not answer")
+        return ""
+
+    follow = Follower("b", Reader("h", 1, "d", "u", "p"), console,
+                      FollowState(tmp_path / "b.json", "b"))
+    follow.state.save(0)
+    log = FakeLog([Entry(1, "wildix-auths", "1-auth"), Entry(2, "wildix-auths", "2-auth"),
+                   Entry(3, "wildix-auths", "3-auth")])
+    with pytest.raises(WildixError):
+        follow.catch_up(log)
+    assert follow.state.last() == 1
+    done = follow.catch_up(log)
+    assert done.expired == 2 and calls[-2:] == [
+        "sorcery memory cache expire wildix-auths 2-auth",
+        "sorcery memory cache expire wildix-auths 3-auth"]
+
+
+def test_the_follower_reads_asterisks_own_account(tmp_path: Path) -> None:
+    conf = tmp_path / "res_pgsql.conf"
+    conf.write_text("[general]\ndbhost = 10.0.0.10\ndbport = 5433\ndbname = asterisk\n"
+                    "dbuser = asterisk\ndbpass = s3cret\n")
+    reader = Reader.from_res_pgsql(conf)
+    assert (reader.host, reader.port, reader.database, reader.username) == (
+        "10.0.0.10", 5433, "asterisk", "asterisk")
+    conf.write_text("[general]\ndbhost = x\n")
+    from wildix_ast.errors import SettingsError
+
+    with pytest.raises(SettingsError, match="no dbname, dbuser, dbpass"):
+        Reader.from_res_pgsql(conf)
 
 
 def test_only_the_realtime_call_path_asks_for_the_contacts(tmp_path: Path) -> None:

@@ -21,10 +21,12 @@ def render(name: str, **variables: object) -> str:
 @pytest.mark.parametrize("name", ["wildix-ast-agi.service.j2", "wildix-ast-runtime.service.j2",
                                   "wildix-ast-cdr.service.j2",
                                   "wildix-ast-mail.service.j2",
-                                  "wildix-ast-provisioning.service.j2"])
+                                  "wildix-ast-provisioning.service.j2",
+                                  "wildix-ast-expiry.service.j2"])
 def test_unit_verifies(name: str, tmp_path: Path) -> None:
     venv = str(Path(sys.executable).parent.parent)
     text = render(name, wildix_ast_venv=venv, wildix_ast_db="/var/lib/wildix-ast/db.sqlite3",
+                  wildix_ast_node_name="b",
                   wildix_ast_never_ban=["192.168.1.0/24", "203.0.113.10"],
                   wildix_ast_fastagi={"host": "127.0.0.1", "port": 4573})
     unit = tmp_path / name.removesuffix(".j2")
@@ -54,3 +56,15 @@ def test_agi_unit_listens_where_the_site_says_as_its_own_user() -> None:
     assert "ReadWritePaths=/var/lib/wildix-ast\n" in text and "ReadOnlyPaths" not in text
     assert "CapabilityBoundingSet=\n" in text
     assert "Environment=WILDIX_AST_MAIL_SPOOL=/var/lib/wildix-ast/mail-spool\n" in text
+
+
+def test_expiry_unit_follows_its_node_unprivileged_with_no_secret_of_its_own() -> None:
+    """The follower: its own user and group (the group asterisk.conf gives the console
+    to), the asterisk group to read res_pgsql.conf; no store, no vault, no capability."""
+    text = render("wildix-ast-expiry.service.j2", wildix_ast_venv="/opt/v",
+                  wildix_ast_node_name="b")
+    assert ("ExecStart=/opt/v/bin/wildix-ast realtime follow --node b --etc-dir /etc/asterisk "
+            "--state /var/lib/wildix-ast-expiry/b.json\n") in text
+    assert "User=wildix-ast-expiry\n" in text and "Group=wildix-ast-expiry\n" in text
+    assert "SupplementaryGroups=asterisk\n" in text and "CapabilityBoundingSet=\n" in text
+    assert "WILDIX_AST_DB" not in text and "ReadWritePaths" not in text

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from wildix_ast.asterisk.manager import nodes_account, runtime_account
+from wildix_ast.asterisk.manager import runtime_account
 from wildix_ast.asterisk.paths import AsteriskPaths
 from wildix_ast.model.site import Site
 from wildix_ast.store.vault import (
@@ -31,7 +31,6 @@ from wildix_ast.store.vault import (
 if TYPE_CHECKING:
     from wildix_ast.ami import AmiClient
     from wildix_ast.apply import ApplyReport, ConfigTarget, Generation, Plan
-    from wildix_ast.apply.nodes import NodeExpiry, Nodes
     from wildix_ast.apply.timing import Phases
     from wildix_ast.asterisk_cli import AsteriskCli, Runner
     from wildix_ast.sounds.audio import SoundLibrary
@@ -151,8 +150,6 @@ def compile_site(site: Site, vault: SecretVault, target: Target,
                         runtime_secret=manager_secret(vault, runtime_account(manager.username)),
                         fastagi_key=fastagi_key(vault), realtime_secret=database_secret,
                         hot_desks=hot_desk_accounts(vault),
-                        nodes_secret=(manager_secret(vault, nodes_account(manager.username))
-                                      if realtime.nodes else ""),
                         node_pair_secrets={
                             (a, b): manager_secret(vault, f"node-pair-{a}-{b}")
                             for a, b in _pairs([n.name for n in realtime.nodes])})
@@ -198,23 +195,10 @@ def config_target(target: Target, compiled: Compiled | None,
     config = ConfigTarget(target.etc_dir, target.console if compiled is not None else None,
                           name=target.name, data_dir=target.data_dir,
                           realtime_url=None if vault is None else vault.get_secret(WRITER_URL_KEY))
-    if compiled is not None and vault is not None:
-        config.nodes = other_nodes(compiled, vault, config.state.dir)
+    if compiled is not None:
+        # several nodes: every node's follower expires what the rows' transaction logs
+        config.log_for_nodes = bool(compiled.site.system.realtime.nodes)
     return config
-
-
-def other_nodes(compiled: Compiled, vault: SecretVault, state_dir: Path) -> Nodes | None:
-    """The nodes of `compiled`'s site other than the one it was compiled for (the one whose
-    AMI address and port it has), reached with the nodes' AMI account (issue 22)."""
-    from wildix_ast.apply.nodes import NodeLink, Nodes
-
-    nodes = compiled.site.system.realtime.nodes
-    if not nodes:
-        return None
-    links = [NodeLink(n.name, str(n.address), n.ami_port) for n in nodes
-             if (str(n.address), n.ami_port) != (compiled.ami_host, compiled.ami_port)]
-    username = nodes_account(compiled.ami_username)
-    return Nodes(links, username, manager_secret(vault, username), state_dir)
 
 
 def render_to_folder(site: Site, vault: SecretVault, out_dir: Path, *,
@@ -556,21 +540,5 @@ def setup_realtime_database(store: Store, admin_url: str) -> str:
     return (f"Asterisk's account {realtime.username!r} may read the realtime tables of "
             f"{realtime.database!r} and nothing else; apply writes their rows with the "
             f"account {writer!r} (kept in the vault), which may not change the tables' "
-            "shape nor touch another table; the admin connection is not kept")
-
-
-def expire_on_nodes(store: Store, target: Target, *, whole: bool = False,
-                    progress: Progress = _quiet) -> NodeExpiry:
-    """`wildix-ast realtime expire` (issue 22): send the other nodes what they still owe
-    (the realtime objects an apply could not expire on them); `whole`: empty their three
-    caches (a node whose pending list was lost). Under the target's lock, like an apply."""
-    from wildix_ast.ami import run
-    from wildix_ast.apply.nodes import NodeExpiry
-
-    compiled = compile_site(stored_site(store), store, target)
-    config = config_target(target, compiled, store)
-    if config.nodes is None:
-        return NodeExpiry()
-    nodes = config.nodes
-    with config.locked():
-        return run(nodes.expire([], progress, whole=whole))
+            "shape nor touch another table; both may use the nodes' expiry log (read; "
+            "log and prune); the admin connection is not kept")

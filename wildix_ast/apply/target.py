@@ -28,7 +28,6 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wildix_ast.apply.nodes import NodeExpiry, Nodes, cache_entries
 from wildix_ast.apply.plan import FileChange, Plan, ReloadStep, make_plan
 from wildix_ast.apply.state import (
     DEFAULT_KEEP,
@@ -42,6 +41,7 @@ from wildix_ast.apply.timing import Phases
 from wildix_ast.apply.verify import Expectation, verify
 from wildix_ast.asterisk import by_name
 from wildix_ast.asterisk.base import SyncRows
+from wildix_ast.asterisk.sorcery import cache_entries, expire_command
 from wildix_ast.asterisk_cli import CliQueries
 from wildix_ast.errors import AmiError, ApplyError
 from wildix_ast.files import fsync_dir, write_atomic
@@ -121,11 +121,11 @@ class ApplyReport:
     recovered: str | None = None
     #: realtime rows written or deleted, as "table/key" (issue 22)
     rows_changed: list[str] = field(default_factory=list)
-    #: sorcery memory cache entries expired (no module reload)
+    #: sorcery memory cache entries expired (no module reload), as "cache/key"
     expired: list[str] = field(default_factory=list)
-    #: the other nodes reading the same realtime tables: what each expired or why it was
-    #: missed (None: no other node)
-    nodes: NodeExpiry | None = None
+    #: several nodes: how many cache entries the rows' transaction logged for the other
+    #: nodes' followers (None: no other node; store.expiry_log)
+    logged_for_nodes: int | None = None
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -136,8 +136,7 @@ class ApplyReport:
             "total_seconds": round(self.total_seconds, 3),
             "generation": self.generation.number if self.generation else None,
             "recovered": self.recovered, "rows_changed": self.rows_changed,
-            "expired": self.expired,
-            "nodes": self.nodes.to_json() if self.nodes is not None else None,
+            "expired": self.expired, "logged_for_nodes": self.logged_for_nodes,
         }
 
 
@@ -161,9 +160,11 @@ def _read_sounds(root: Path, paths: Mapping[str, str]) -> dict[str, bytes]:
 
 
 def _sync_rows(etc: Path, touched: list[FileChange], *, undo: bool = False,
-               writer_url: str | None = None) -> list[str]:
+               writer_url: str | None = None, log_for_nodes: bool = False) -> list[str]:
     """Write into the realtime tables the rows the touched rows files change (`undo`: back
-    from each change's new version to its old one); the rows, as "table/key"."""
+    from each change's new version to its old one); the rows, as "table/key".
+    `log_for_nodes`: several nodes read the tables: the changed cached objects go into the
+    expiry log in the same transaction (`store.expiry_log`), for every node's follower."""
     written: list[str] = []
     for change in touched:
         rules = by_name().get(change.name)
@@ -171,22 +172,26 @@ def _sync_rows(etc: Path, touched: list[FileChange], *, undo: bool = False,
             continue
         old, new = (change.new, change.old) if undo else (change.old, change.new)
         changes = row_changes(old, new)
+        rows = sorted(f"{table}/{key}" for table, key in changes.touched)
         if changes:
-            open_realtime(etc, changes.database, writer_url).write(changes)
-        written += sorted(f"{table}/{key}" for table, key in changes.touched)
+            # checked before anything is written: a key that could break the console
+            # command is refused here, not by each node's follower
+            entries = cache_entries(rows)
+            open_realtime(etc, changes.database, writer_url).write(
+                changes, entries if log_for_nodes else None)
+        written += rows
     return written
 
 
 async def _expire(ami: CliQueries, rows: list[str], say: Progress) -> list[str]:
     """Expire the cached PJSIP objects of `rows` ("table/key") from Asterisk's sorcery memory
     caches: each is read again from its table on its next use, without a module reload."""
-    expired = cache_entries(rows)  # refuses a key that could break the console command
-    for entry in expired:
-        cache, _, key = entry.partition("/")
-        await ami.command(f"sorcery memory cache expire {cache} {key}")
-    if expired:
-        say("expire", f"{len(expired)} cached realtime objects expired (no reload)")
-    return expired
+    entries = cache_entries(rows)  # refuses a key that could break the console command
+    for cache, key in entries:
+        await ami.command(expire_command(cache, key))
+    if entries:
+        say("expire", f"{len(entries)} cached realtime objects expired (no reload)")
+    return [f"{cache}/{key}" for cache, key in entries]
 
 
 def _in_thread(work: Callable[[], object] | None) -> threading.Thread:
@@ -235,8 +240,9 @@ class ConfigTarget:
         self._ami = ami
         #: realtime on PostgreSQL: the connection the rows are written with (the vault's)
         self.realtime_url = realtime_url
-        #: the other nodes reading the same realtime tables (`apply.nodes`), if any
-        self.nodes: Nodes | None = None
+        #: several nodes read the same realtime tables: each change is logged for their
+        #: followers (`store.expiry_log`, docs/scaling.md)
+        self.log_for_nodes = False
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -277,7 +283,8 @@ class ConfigTarget:
             raise ApplyError("the new configuration is invalid; nothing was written", problems)
         self._put_sound_files(plan)
         _put(self.etc_dir, {c.name: c.new for c in plan.touched})
-        _sync_rows(self.etc_dir, plan.touched, writer_url=self.realtime_url)
+        _sync_rows(self.etc_dir, plan.touched, writer_url=self.realtime_url,
+                   log_for_nodes=self.log_for_nodes)
         self.state.write_manifest(plan.new_files)
         if not plan.has_changes and self.state.generations():
             return None
@@ -314,10 +321,7 @@ class ConfigTarget:
         # they are.
         async with self._ami_client() as ami:
             if not plan.has_changes and also_expect is None:
-                unchanged = self._unchanged(plan, record, started, progress)
-                # nothing to write, but a node may still owe an earlier apply's expiries
-                unchanged.nodes = await self._expire_on_nodes([], progress)
-                return unchanged
+                return self._unchanged(plan, record, started, progress)
             report = ApplyReport()
             with phases.phase("write"):
                 journal, before = self._write(plan, record, restart, report, progress)
@@ -337,18 +341,6 @@ class ConfigTarget:
             _hurry(helper)
             helper.join()
         return self._record(plan, journal, record, report, started, progress, phases)
-
-    async def _expire_on_nodes(self, rows: list[str], say: Progress) -> NodeExpiry | None:
-        """The changed objects (and what earlier applies left pending) expired on the other
-        nodes; a node that does not answer is reported and kept pending, never a failure
-        of this apply (the rows and this node are right)."""
-        if self.nodes is None:
-            return None
-        try:
-            return await self.nodes.expire(rows, say)
-        except ApplyError as e:
-            say("nodes", f"the other nodes were not told: {e.message}")
-            return NodeExpiry(missed={link.name: e.message for link in self.nodes.links})
 
     def _refusals(self, plan: Plan, allow_restart: bool, say: Progress) -> list[str]:
         """Refuse a plan made against other running files, an invalid one, or one that needs
@@ -431,9 +423,15 @@ class ConfigTarget:
             # the realtime rows after the files (the journal holds the previous rows file:
             # an undo writes the previous rows back), before anything is reloaded
             report.rows_changed = _sync_rows(self.etc_dir, plan.touched,
-                                             writer_url=self.realtime_url)
+                                             writer_url=self.realtime_url,
+                                             log_for_nodes=self.log_for_nodes)
         except ApplyError as e:
             return e.message
+        if self.log_for_nodes:
+            report.logged_for_nodes = len(cache_entries(report.rows_changed))
+            if report.logged_for_nodes:
+                say("nodes", f"{report.logged_for_nodes} cached objects logged for the "
+                             "other nodes' followers")
         crash_point("after-rows")
         try:
             with phases.phase("reload"):
@@ -444,7 +442,6 @@ class ConfigTarget:
                     # the changed rows first: they are live before the (slower) reloads
                     report.expired = await _expire(ami, report.rows_changed, say)
                     report.reloads = await _reload_all(ami, plan.modules_to_reload(), say)
-                report.nodes = await self._expire_on_nodes(report.rows_changed, say)
             crash_point("after-reload")
             with phases.phase("verify"):
                 self.state.step(journal, "verifying")
@@ -494,7 +491,8 @@ class ConfigTarget:
                 put_sound_files(data_dir, {p: b for p, b in sounds.items() if b is not None})
             _put(self.etc_dir, {c.name: c.old for c in touched})
             rows = _sync_rows(self.etc_dir, touched, undo=True,
-                              writer_url=self.realtime_url)
+                              writer_url=self.realtime_url,
+                              log_for_nodes=self.log_for_nodes)
         except ApplyError as e:
             return (f"the previous files were restored ({names}) but writing the previous "
                     f"realtime rows failed: {e.message}")
@@ -507,7 +505,6 @@ class ConfigTarget:
             else:
                 await _reload_all(ami, reloads, say)
                 await _expire(ami, rows, say)
-            await self._expire_on_nodes(rows, say)
         except AmiError as e:
             return (f"the previous files were restored ({names}) but reloading them failed: "
                     f"{e.message}")
@@ -581,8 +578,8 @@ class ConfigTarget:
         touched = [FileChange(n, "change", saved.get(n), self.state.read(n))
                    for n in journal.touched]
         _put(self.etc_dir, {n: saved.get(n) for n in journal.touched})
-        _sync_rows(self.etc_dir, touched, undo=True,
-                              writer_url=self.realtime_url)
+        _sync_rows(self.etc_dir, touched, undo=True, writer_url=self.realtime_url,
+                   log_for_nodes=self.log_for_nodes)
 
     def discard(self) -> str | None:
         """NAPALM's discard: drop what is not committed. A plan is only a value, so the one

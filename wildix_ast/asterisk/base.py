@@ -58,9 +58,6 @@ class RenderInput:
     #: the devices' hot-desk endpoints (calls.handset_login): (MAC, SIP password) of every
     #: device in the store, the password generated once and kept in the vault
     hot_desks: tuple[tuple[str, str], ...] = ()
-    #: several nodes (issue 22): the secret of the AMI account apply expires realtime
-    #: objects with on every node (manager.nodes_account), from the vault
-    nodes_secret: str = ""
     #: several nodes: the secret of each pair of nodes' trunk ((a, b), names sorted), from
     #: the vault
     node_pair_secrets: Mapping[tuple[str, str], str] = field(default_factory=dict)

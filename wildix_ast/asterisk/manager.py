@@ -23,18 +23,6 @@ RUNTIME_READ = "system,call,dialplan,security,user"
 RUNTIME_WRITE = "reporting"
 
 
-#: The nodes' account (issue 22, docs/scaling.md): apply expires the realtime objects it
-#: changed on every node with SorceryMemoryCacheExpireObject, an action of the `system`
-#: class. No `command`, `config` nor `originate`; it reads no event. Rendered only when
-#: the site lists nodes.
-NODES_WRITE = "system"
-
-
-def nodes_account(manager_username: str) -> str:
-    """The nodes' AMI account name, next to wildix-ast's own `manager_username`."""
-    return f"{manager_username}-nodes"
-
-
 def runtime_account(manager_username: str) -> str:
     """The AMI service's account name, next to wildix-ast's own `manager_username`."""
     return f"{manager_username}-runtime"
@@ -64,13 +52,6 @@ def _view(given: RenderInput) -> View:
         raise RenderError("cannot render: the manager secret breaks the password policy",
                           [Problem("manager_secret", "; ".join(weak))])
     manager = given.site.system.manager
-    nodes = []
-    if given.site.system.realtime.nodes:
-        if password_problems(given.nodes_secret):
-            raise RenderError("cannot render: the nodes' AMI account has no secret from the "
-                              "vault", [Problem("nodes_secret", "missing or weak")])
-        nodes = [Account(username=nodes_account(manager.username), secret=given.nodes_secret,
-                         read="", write=NODES_WRITE, writetimeout=5000)]
     return {
         "manager_bind": AMI_BIND,
         "manager_port": manager.port,
@@ -83,7 +64,7 @@ def _view(given: RenderInput) -> View:
             username=manager.username, secret=given.manager_secret,
             read="system,reporting,user", write="reporting", writetimeout=5000),
             Account(username=runtime_account(manager.username), secret=runtime_secret(given),
-                    read=RUNTIME_READ, write=RUNTIME_WRITE, writetimeout=5000), *nodes],
+                    read=RUNTIME_READ, write=RUNTIME_WRITE, writetimeout=5000)],
     }
 
 

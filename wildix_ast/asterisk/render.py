@@ -145,7 +145,7 @@ def render_site(site: Site, *, manager_secret: str, paths: AsteriskPaths | None 
                 voicemail_pins: Mapping[str, str] | None = None,
                 sounds: SoundLibrary | None = None,
                 runtime_secret: str = "", fastagi_key: str = "",
-                realtime_secret: str = "", nodes_secret: str = "",
+                realtime_secret: str = "",
                 node_pair_secrets: Mapping[tuple[str, str], str] | None = None,
                 hot_desks: tuple[tuple[str, str], ...] = ()) -> dict[str, str]:
     """Every generated file for `site`. Every user with a phone must have its `sip_password`
@@ -157,7 +157,7 @@ def render_site(site: Site, *, manager_secret: str, paths: AsteriskPaths | None 
                         voicemail_pins=dict(voicemail_pins or {}),
                         sound_digests={k: a.digest for k, a in (sounds or {}).items()},
                         runtime_secret=runtime_secret, fastagi_key=fastagi_key,
-                        realtime_secret=realtime_secret, nodes_secret=nodes_secret,
+                        realtime_secret=realtime_secret,
                         node_pair_secrets=dict(node_pair_secrets or {}), hot_desks=hot_desks)
     return render_files(given, templates)
 

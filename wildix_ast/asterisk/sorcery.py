@@ -11,9 +11,12 @@ res_pjsip loads: switching modes needs a restart.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from typing import NamedTuple
 
 from wildix_ast.asterisk.base import ConfigFile, RenderInput, Restart, View
+from wildix_ast.errors import ApplyError
 from wildix_ast.model.site import Site
 
 
@@ -31,6 +34,37 @@ WIZARDS = (Wizard("endpoint", "ps_endpoints", "wildix-endpoints"),
            Wizard("auth", "ps_auths", "wildix-auths"),
            Wizard("aor", "ps_aors", "wildix-aors"))
 CACHE_BY_TABLE = {w.table: w.cache for w in WIZARDS}
+CACHES = frozenset(CACHE_BY_TABLE.values())
+#: A cache entry's key as it goes into the console command `sorcery memory cache expire
+#: CACHE KEY`: one word, no space, no line break, nothing a shell or the CLI reads.
+CACHE_KEY = re.compile(r"[A-Za-z0-9_.+@-]{1,80}")
+
+
+def expire_command(cache: str, key: str | None = None) -> str:
+    """The console command that expires `key` from `cache` (None: the whole cache);
+    refuses a cache or a key that could change the command."""
+    if cache not in CACHES:
+        raise ApplyError(f"refusing to expire from the unknown cache {cache!r}")
+    if key is None:
+        return f"sorcery memory cache expire {cache}"
+    if not CACHE_KEY.fullmatch(key):
+        raise ApplyError(f"refusing to expire the realtime object {key!r}")
+    return f"sorcery memory cache expire {cache} {key}"
+
+
+def cache_entries(rows: Iterable[str]) -> list[tuple[str, str]]:
+    """The sorcery memory cache entries (cache, key) of realtime rows ("table/key");
+    voicemail's rows have none (it reads its table on each use). Refuses a key that could
+    break the console command."""
+    entries: list[tuple[str, str]] = []
+    for row in rows:
+        table, _, key = row.partition("/")
+        cache = CACHE_BY_TABLE.get(table)
+        if cache is None:
+            continue
+        expire_command(cache, key)  # the check
+        entries.append((cache, key))
+    return entries
 
 
 def realtime_enabled(site: Site) -> bool:

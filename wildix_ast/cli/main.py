@@ -377,10 +377,9 @@ def _print_applied(outcome: ApplyOutcome, target: Target) -> None:
               f"{len(report.files_written)} files and {len(report.sounds_written)} sound files "
               f"written, {reloaded}; verified in "
               f"{report.verify_seconds:.2f} s; {generation}; store: {outcome.store}")
-    if report.nodes is not None:
-        for node, problem in sorted(report.nodes.missed.items()):
-            out.print(f"[yellow]warning:[/] node {node} was not reached ({problem}): it may "
-                      "keep old objects until `wildix-ast realtime expire` reaches it")
+    if report.logged_for_nodes:
+        out.print(f"{report.logged_for_nodes} cached objects logged for the other nodes' "
+                  "followers (`wildix-ast realtime follow`, docs/scaling.md)")
 
 
 @app.command()

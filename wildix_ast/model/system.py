@@ -277,8 +277,10 @@ class RealtimeEngine(StrEnum):
 
 class Node(BaseModel):
     """One Asterisk node of a site whose nodes read the same PostgreSQL realtime tables
-    (issue 22, docs/scaling.md): where apply reaches its AMI (the nodes' account, its
-    secret in the vault) and where the other nodes send it calls (its SIP address)."""
+    (issue 22, docs/scaling.md): where the other nodes send it calls (its SIP address);
+    its ports tell which node a rendered configuration is for (`names.local_node`). No
+    node reaches another's AMI: changes reach each node through the store's expiry log
+    and the node's own follower."""
 
     model_config = STRICT
 

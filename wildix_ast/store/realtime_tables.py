@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from wildix_ast.errors import ApplyError
+from wildix_ast.store import expiry_log
 
 TABLES = ("ps_endpoints", "ps_auths", "ps_aors", "voicemail")
 #: the primary key column of each table (Asterisk's own schema names)
@@ -111,8 +112,12 @@ class SqliteRealtime:
             os.chmod(self.path, 0o640)
         return connection
 
-    def write(self, changes: RowChanges) -> None:
-        """Write `changes` in one transaction (all or nothing)."""
+    def write(self, changes: RowChanges, expiries: list[tuple[str, str]] | None = None,
+              ) -> None:
+        """Write `changes` in one transaction (all or nothing). `expiries`: the expiry
+        log is PostgreSQL's (several nodes need PostgreSQL): refused here."""
+        if expiries is not None:
+            raise ApplyError("several nodes need the realtime tables on PostgreSQL")
         if not changes:
             return
         try:
@@ -202,10 +207,13 @@ class PostgresRealtime:
         except psycopg2.Error as e:
             raise ApplyError(f"cannot reach the realtime database: {e}".strip()) from e
 
-    def write(self, changes: RowChanges) -> None:
+    def write(self, changes: RowChanges, expiries: list[tuple[str, str]] | None = None,
+              ) -> None:
         """Write `changes` in one transaction (all or nothing). The writer account may not
         change the tables' shape: a column the rows need and the table lacks is refused
-        with what to do (`realtime setup` adds it with the admin connection)."""
+        with what to do (`realtime setup` adds it with the admin connection). `expiries`
+        ((cache, key) of the changed cached objects; None: no other node): logged for the
+        nodes' followers in the same transaction (`store.expiry_log`)."""
         if not changes:
             return
         import psycopg2
@@ -213,6 +221,8 @@ class PostgresRealtime:
         connection = self._connect()
         try:
             with connection, connection.cursor() as cursor:
+                if expiries is not None:
+                    expiry_log.append(cursor, expiries)
                 for table in TABLES:
                     key = KEYS[table]
                     gone = [k for t, k in changes.delete if t == table]
@@ -239,8 +249,10 @@ class PostgresRealtime:
                     cursor.executemany(statement, [(k, *(cols.get(c) for c in others))
                                                    for k, cols in rows])
         except psycopg2.Error as e:
+            hint = ("; run `wildix-ast realtime setup --admin-url URL` again (it makes the "
+                    "nodes' expiry log)" if expiry_log.TABLE in str(e) else "")
             raise ApplyError(f"writing the realtime tables failed, they are unchanged: "
-                             f"{e}".strip()) from e
+                             f"{e}".strip() + hint) from e
         finally:
             connection.close()
 
@@ -250,7 +262,10 @@ class PostgresRealtime:
         columns the rows need; added when missing), Asterisk's account `reader` (name,
         password: SELECT on the four tables, nothing else) and apply's account `writer`
         (SELECT, INSERT, UPDATE, DELETE on the four tables, nothing else: no DDL, no other
-        table). Idempotent: run again, it adds new columns and resets the passwords."""
+        table). Both get the nodes' expiry log (`store.expiry_log`): the reader may SELECT
+        it (each node's follower reads it with the reader's account), the writer may
+        SELECT, INSERT and DELETE (prune) it and use its sequence. Idempotent: run again,
+        it adds new columns and resets the passwords."""
         import psycopg2
         from psycopg2 import sql
 
@@ -266,6 +281,9 @@ class PostgresRealtime:
                             raise ApplyError(f"{column!r} is not a column name")
                         cursor.execute(f'ALTER TABLE "{table}" ADD COLUMN IF NOT EXISTS '
                                        f'"{column}" TEXT')
+                cursor.execute(expiry_log.CREATE)
+                log, sequence = (sql.Identifier(expiry_log.TABLE),
+                                 sql.Identifier(f"{expiry_log.TABLE}_id_seq"))
                 for (username, password), rights in ((reader, "SELECT"),
                                                      (writer, "SELECT, INSERT, UPDATE, DELETE")):
                     role = sql.Identifier(username)
@@ -279,6 +297,15 @@ class PostgresRealtime:
                             sql.Identifier(table), role))
                         cursor.execute(sql.SQL("GRANT " + rights + " ON {} TO {}").format(
                             sql.Identifier(table), role))
+                    cursor.execute(sql.SQL("REVOKE ALL ON {}, {} FROM {}").format(
+                        log, sequence, role))
+                    writes = username == writer[0]
+                    cursor.execute(sql.SQL(
+                        "GRANT " + ("SELECT, INSERT, DELETE" if writes else "SELECT")
+                        + " ON {} TO {}").format(log, role))
+                    if writes:
+                        cursor.execute(sql.SQL("GRANT USAGE ON SEQUENCE {} TO {}").format(
+                            sequence, role))
         except psycopg2.Error as e:
             raise ApplyError(f"making the realtime accounts failed: {e}".strip()) from e
         finally:
