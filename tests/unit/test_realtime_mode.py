@@ -96,6 +96,40 @@ def test_rows_follow_any_two_versions_idempotently(tmp_path: Path) -> None:
     assert first["ps_endpoints"]["101"]["set_var"].count(";") == 2
 
 
+def asterisk_reads(value: str) -> list[str]:
+    """What res_config_pgsql gives Asterisk for one column: the value split on ';', each
+    chunk's `^XX` decoded (main/config.c ast_realtime_decode_chunk, Asterisk 22)."""
+    import re
+
+    return [re.sub(r"\^([0-9A-Fa-f]{2})", lambda m: chr(int(m[1], 16)), chunk)
+            for chunk in value.split(";") if chunk]
+
+
+def test_values_reach_asterisk_whole_through_postgresql(tmp_path: Path) -> None:
+    """A generated SIP password may hold '^' (SPECIALS): written raw, res_config_pgsql
+    decoded `^62` into `b` and the user was refused (the CI failure of 190 after the
+    PostgreSQL outage). On PostgreSQL each value is escaped as Asterisk decodes it, several
+    values still joined by ';'; the SQLite driver decodes nothing, its values stay raw."""
+    password = "Ab1^62^5e;x^^zz-9!"
+    for engine, expected in ((RealtimeEngine.POSTGRESQL, [password]),
+                             (RealtimeEngine.SQLITE, None)):
+        site, vault = realtime(load_site(EXAMPLE), engine), MemoryVault()
+        users = [u.model_copy(update={"sip_password": "Ab1^62zz-9!x"})
+                 if u.extension == "101" else u for u in site.users]
+        text = rendered(site.model_copy(update={"users": users}), tmp_path / engine.value,
+                        vault)["wildix-realtime.conf"]
+        row = row_changes(None, text).write[("ps_auths", "101-auth")]
+        endpoint = row_changes(None, text).write[("ps_endpoints", "101")]
+        if expected is None:
+            assert row["password"] == "Ab1^62zz-9!x"
+            continue
+        assert asterisk_reads(row["password"]) == ["Ab1^62zz-9!x"]
+        assert len(asterisk_reads(endpoint["set_var"])) == 3  # still several values
+    from wildix_ast.store.realtime_tables import encode_chunk
+
+    assert asterisk_reads(encode_chunk(password)) == [password]
+
+
 def test_bad_rows_files_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ApplyError, match="unknown realtime table"):
         row_changes(None, "[database]\nengine = sqlite\n\n[x]\ntable = users\nid = 1\n")

@@ -65,9 +65,22 @@ def _blocks(text: str | None) -> dict[tuple[str, str], str]:
     return found
 
 
-def _columns(body: str) -> Columns:
+#: res_config_pgsql (and res_config_odbc) split every value they read on ';' and decode
+#: `^XX` (two hex digits) into one byte (`ast_realtime_decode_chunk`); res_config_sqlite3
+#: does neither. Written raw, a generated SIP password holding `^62` reached Asterisk as
+#: `b`, and the user was refused (docs/realtime.md, "Values Asterisk decodes").
+_CHUNK_ESCAPES = str.maketrans({"^": "^5E", ";": "^3B"})
+
+
+def encode_chunk(value: str) -> str:
+    """`value` as res_config_pgsql gives it back whole: '^' and ';' as `^XX`."""
+    return value.translate(_CHUNK_ESCAPES)
+
+
+def _columns(body: str, *, encoded: bool = False) -> Columns:
     """A section's items as columns: several values of one option are joined with ';'
-    (how Asterisk's realtime drivers give one option several values)."""
+    (how Asterisk's realtime drivers give one option several values); `encoded`: each
+    value first escaped as res_config_pgsql decodes it (`encode_chunk`)."""
     columns: Columns = {}
     for line in body.splitlines():
         if not line or line.startswith(";"):
@@ -76,6 +89,8 @@ def _columns(body: str) -> Columns:
         if found is None:
             continue
         key, value = found[1], found[2]
+        if encoded:
+            value = encode_chunk(value)
         if key == "table":
             continue
         if not _COLUMN.fullmatch(key):
@@ -89,9 +104,10 @@ def row_changes(old: str | None, new: str | None) -> RowChanges:
     before, after = _blocks(old), _blocks(new)
     changes = RowChanges(database=_columns(after.get(("", "database"), "")
                                            or before.get(("", "database"), "")))
+    encoded = changes.database.get("engine") == "postgresql"
     for key, body in after.items():
         if key[0] and before.get(key) != body:
-            changes.write[key] = _columns(body)
+            changes.write[key] = _columns(body, encoded=encoded)
     changes.delete = {key for key in before if key[0] and key not in after}
     for table, _ in changes.touched:
         if table not in TABLES:
