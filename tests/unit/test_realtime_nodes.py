@@ -72,6 +72,12 @@ def test_no_ami_account_for_the_nodes_and_the_console_for_the_follower_only_with
     two = next(s for s in sections(rendered["two"]["asterisk.conf"]) if s.name == "files")
     assert two.get("astctlpermissions") == "0660"
     assert two.get("astctlgroup") == "wildix-ast-expiry"
+    # the rows file says whether its rows are logged for the other nodes: every write of
+    # them (apply, undo, discard, recovery) reads it from the file it writes
+    for label, logged in (("one", None), ("two", "yes")):
+        database = next(s for s in sections(rendered[label]["wildix-realtime.conf"])
+                        if s.name == "database")
+        assert database.get("expiry_log") == logged
 
 
 def test_an_object_name_that_could_break_the_console_command_is_refused() -> None:

@@ -195,9 +195,6 @@ def config_target(target: Target, compiled: Compiled | None,
     config = ConfigTarget(target.etc_dir, target.console if compiled is not None else None,
                           name=target.name, data_dir=target.data_dir,
                           realtime_url=None if vault is None else vault.get_secret(WRITER_URL_KEY))
-    if compiled is not None:
-        # several nodes: every node's follower expires what the rows' transaction logs
-        config.log_for_nodes = bool(compiled.site.system.realtime.nodes)
     return config
 
 

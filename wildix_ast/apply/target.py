@@ -124,7 +124,7 @@ class ApplyReport:
     #: sorcery memory cache entries expired (no module reload), as "cache/key"
     expired: list[str] = field(default_factory=list)
     #: several nodes: how many cache entries the rows' transaction logged for the other
-    #: nodes' followers (None: no other node; store.expiry_log)
+    #: nodes' followers (None: nothing logged; store.expiry_log)
     logged_for_nodes: int | None = None
 
     def to_json(self) -> dict[str, object]:
@@ -160,11 +160,12 @@ def _read_sounds(root: Path, paths: Mapping[str, str]) -> dict[str, bytes]:
 
 
 def _sync_rows(etc: Path, touched: list[FileChange], *, undo: bool = False,
-               writer_url: str | None = None, log_for_nodes: bool = False) -> list[str]:
+               writer_url: str | None = None, logged: list[str] | None = None) -> list[str]:
     """Write into the realtime tables the rows the touched rows files change (`undo`: back
-    from each change's new version to its old one); the rows, as "table/key".
-    `log_for_nodes`: several nodes read the tables: the changed cached objects go into the
-    expiry log in the same transaction (`store.expiry_log`), for every node's follower."""
+    from each change's new version to its old one); the rows, as "table/key". When the
+    rows file says `expiry_log = yes` (several nodes read the tables), the changed cached
+    objects go into the expiry log in the same transaction (`store.expiry_log`), for every
+    node's follower; `logged` receives them ("cache/key")."""
     written: list[str] = []
     for change in touched:
         rules = by_name().get(change.name)
@@ -177,8 +178,11 @@ def _sync_rows(etc: Path, touched: list[FileChange], *, undo: bool = False,
             # checked before anything is written: a key that could break the console
             # command is refused here, not by each node's follower
             entries = cache_entries(rows)
+            for_nodes = changes.database.get("expiry_log") == "yes"
             open_realtime(etc, changes.database, writer_url).write(
-                changes, entries if log_for_nodes else None)
+                changes, entries if for_nodes else None)
+            if for_nodes and logged is not None:
+                logged += [f"{cache}/{key}" for cache, key in entries]
         written += rows
     return written
 
@@ -240,9 +244,6 @@ class ConfigTarget:
         self._ami = ami
         #: realtime on PostgreSQL: the connection the rows are written with (the vault's)
         self.realtime_url = realtime_url
-        #: several nodes read the same realtime tables: each change is logged for their
-        #: followers (`store.expiry_log`, docs/scaling.md)
-        self.log_for_nodes = False
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -283,8 +284,7 @@ class ConfigTarget:
             raise ApplyError("the new configuration is invalid; nothing was written", problems)
         self._put_sound_files(plan)
         _put(self.etc_dir, {c.name: c.new for c in plan.touched})
-        _sync_rows(self.etc_dir, plan.touched, writer_url=self.realtime_url,
-                   log_for_nodes=self.log_for_nodes)
+        _sync_rows(self.etc_dir, plan.touched, writer_url=self.realtime_url)
         self.state.write_manifest(plan.new_files)
         if not plan.has_changes and self.state.generations():
             return None
@@ -422,16 +422,15 @@ class ConfigTarget:
         try:
             # the realtime rows after the files (the journal holds the previous rows file:
             # an undo writes the previous rows back), before anything is reloaded
+            logged: list[str] = []
             report.rows_changed = _sync_rows(self.etc_dir, plan.touched,
-                                             writer_url=self.realtime_url,
-                                             log_for_nodes=self.log_for_nodes)
+                                             writer_url=self.realtime_url, logged=logged)
         except ApplyError as e:
             return e.message
-        if self.log_for_nodes:
-            report.logged_for_nodes = len(cache_entries(report.rows_changed))
-            if report.logged_for_nodes:
-                say("nodes", f"{report.logged_for_nodes} cached objects logged for the "
-                             "other nodes' followers")
+        if logged:
+            report.logged_for_nodes = len(logged)
+            say("nodes", f"{len(logged)} cached objects logged for the other nodes' "
+                         "followers")
         crash_point("after-rows")
         try:
             with phases.phase("reload"):
@@ -491,8 +490,7 @@ class ConfigTarget:
                 put_sound_files(data_dir, {p: b for p, b in sounds.items() if b is not None})
             _put(self.etc_dir, {c.name: c.old for c in touched})
             rows = _sync_rows(self.etc_dir, touched, undo=True,
-                              writer_url=self.realtime_url,
-                              log_for_nodes=self.log_for_nodes)
+                              writer_url=self.realtime_url)
         except ApplyError as e:
             return (f"the previous files were restored ({names}) but writing the previous "
                     f"realtime rows failed: {e.message}")
@@ -578,8 +576,7 @@ class ConfigTarget:
         touched = [FileChange(n, "change", saved.get(n), self.state.read(n))
                    for n in journal.touched]
         _put(self.etc_dir, {n: saved.get(n) for n in journal.touched})
-        _sync_rows(self.etc_dir, touched, undo=True, writer_url=self.realtime_url,
-                   log_for_nodes=self.log_for_nodes)
+        _sync_rows(self.etc_dir, touched, undo=True, writer_url=self.realtime_url)
 
     def discard(self) -> str | None:
         """NAPALM's discard: drop what is not committed. A plan is only a value, so the one

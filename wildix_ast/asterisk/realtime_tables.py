@@ -76,6 +76,11 @@ def _view(given: RenderInput) -> View:
     else:
         database += [("host", str(realtime.host)), ("port", str(realtime.port)),
                      ("database", realtime.database)]
+    if realtime.nodes:
+        # several nodes: each row change is logged for the other nodes' followers, in the
+        # rows' own transaction (store.expiry_log); said here, so that every write of these
+        # rows (apply, undo, discard, recovery) knows it from the file it writes
+        database.append(("expiry_log", "yes"))
     return {"database": database, "rows": sections}
 
 
