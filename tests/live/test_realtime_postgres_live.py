@@ -123,7 +123,16 @@ def test_the_writer_account_writes_rows_and_nothing_else(
                        ("101",))
         assert cursor.rowcount == 1
         connection.rollback()
-        refused = ["SELECT * FROM web_passwords",
+        # the nodes' expiry log: entries logged, ids and times never chosen
+        cursor.execute("INSERT INTO wildix_expiry_log (cache, key) VALUES ('a', 'b')")
+        connection.rollback()
+        refused = ["INSERT INTO wildix_expiry_log (id, cache, key) "
+                   "VALUES (1000000000000, 'a', 'b')",
+                   "INSERT INTO wildix_expiry_log (cache, key, logged_at) "
+                   "VALUES ('a', 'b', now() + interval '1 year')",
+                   "UPDATE wildix_expiry_log SET key = 'x'",
+                   "SELECT setval('wildix_expiry_log_id_seq', 1000000000000)",
+                   "SELECT * FROM web_passwords",
                    "INSERT INTO web_passwords VALUES ('x', 'y')",
                    "CREATE TABLE mine (x TEXT)",
                    'ALTER TABLE "ps_auths" ADD COLUMN stolen TEXT',

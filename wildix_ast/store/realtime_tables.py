@@ -280,7 +280,8 @@ class PostgresRealtime:
         (SELECT, INSERT, UPDATE, DELETE on the four tables, nothing else: no DDL, no other
         table). Both get the nodes' expiry log (`store.expiry_log`): the reader may SELECT
         it (each node's follower reads it with the reader's account), the writer may
-        SELECT, INSERT and DELETE (prune) it and use its sequence. Idempotent: run again,
+        SELECT it, INSERT its cache and key columns only (ids from the sequence, times
+        from the server), DELETE (prune) and use its sequence. Idempotent: run again,
         it adds new columns and resets the passwords."""
         import psycopg2
         from psycopg2 import sql
@@ -317,9 +318,14 @@ class PostgresRealtime:
                         log, sequence, role))
                     writes = username == writer[0]
                     cursor.execute(sql.SQL(
-                        "GRANT " + ("SELECT, INSERT, DELETE" if writes else "SELECT")
+                        "GRANT " + ("SELECT, DELETE" if writes else "SELECT")
                         + " ON {} TO {}").format(log, role))
                     if writes:
+                        # the cache and the key only: ids come from the sequence, never
+                        # chosen (an id far ahead would hide every later entry from the
+                        # followers), and times from the server's clock
+                        cursor.execute(sql.SQL("GRANT INSERT (cache, key) ON {} TO {}")
+                                       .format(log, role))
                         cursor.execute(sql.SQL("GRANT USAGE ON SEQUENCE {} TO {}").format(
                             sequence, role))
         except psycopg2.Error as e:
