@@ -15,15 +15,17 @@ from pathlib import Path
 import pytest
 from unit.test_mail2fax import SENT, FakeAsterisk, _queued_job, pdfs  # noqa: F401
 
+from wildix_ast.model.site import Site
+from wildix_ast.services.call_history.assemble import Directory, assemble
 from wildix_ast.services.fax.dialer import Dialer, DialSettings
 from wildix_ast.services.fax.jobs import JobSpool
 
 SECRET = b"II*\x00 the store: every SIP password"
 
 
-def _dialer(tmp_path: Path, spool: JobSpool, site: object, line: FakeAsterisk,
+def _dialer(tmp_path: Path, spool: JobSpool, site: Site, line: FakeAsterisk,
             documents: Path | None = None) -> Dialer:
-    return Dialer(spool, line, tmp_path / "out", site,  # type: ignore[arg-type]
+    return Dialer(spool, line, tmp_path / "out", site,
                   DialSettings(record_wait=0.1), (), tmp_path / "queue", documents=documents)
 
 
@@ -140,3 +142,36 @@ def test_the_sent_document_is_kept_owner_only_and_a_forged_uid_names_no_file(
     else:
         assert job.state == "queued" and "no outcome" in job.reason, job
         assert kept == [] and not (tmp_path / "x.pdf").exists()
+
+
+def test_a_sent_fax_is_one_record_of_its_sender_with_the_number_it_faxed() -> None:
+    """Mail2Fax's originated call (two Local halves and the trunk's leg) is one record: the
+    caller its sender (from the fax marks), the dialled number the dialled half's
+    `userfield`, the document `<sender>/<uid>.pdf`; a forged userfield names no number."""
+    directory = Directory.of(Site.model_validate({
+        "system": {"language_region": {"country_code": "33"}},
+        "users": [{"name": "Bruno", "extension": "102"}]}))
+
+    def legs(userfield: str) -> list[dict[str, object]]:
+        send = {"linkedid": "5.0", "uniqueid": "5.0", "sequence": 1,
+                "channel": "Local/93bdf492c5254c28@wildix-fax-send-call-00000001;1",
+                "dstchannel": "", "src": "", "dst": "93bdf492c5254c28",
+                "disposition": "ANSWERED", "start": 1e9, "answer": 1e9 + 1, "end": 1e9 + 60,
+                "lastapp": "SendFAX", "dcontext": "wildix-fax-send", "wms_fax": "sent",
+                "wms_fax_job": "5.0", "wms_fax_user": "102", "wms_fax_status": "SUCCESS",
+                "wms_fax_pages": "10", "wms_fax_remote": ""}
+        dial = {"linkedid": "5.0", "uniqueid": "5.1", "sequence": 2,
+                "channel": "Local/93bdf492c5254c28@wildix-fax-send-call-00000001;2",
+                "dstchannel": "PJSIP/trunk-faxg711-00000003", "src": "102", "dst": "s",
+                "disposition": "ANSWERED", "start": 1e9, "answer": 1e9 + 1, "end": 1e9 + 60,
+                "lastapp": "Dial", "dcontext": "wildix-trunk-faxg711", "userfield": userfield}
+        return [send, dial]
+
+    record = assemble("5.0", legs("0140000190"), directory)
+    assert (record.fax, record.fax_status, record.fax_pages) == ("sent", "SUCCESS", 10)
+    assert (record.caller_user, record.caller_name, record.caller_number) == (
+        "102", "Bruno", "102")
+    assert record.dialled == "0140000190" and record.callee_number == "+33140000190"
+    assert record.direction == "outgoing" and record.fax_document == "102/5.0.pdf"
+    forged = assemble("5.0", legs("0140000190;x"), directory)
+    assert forged.dialled == "" and forged.caller_user == "102"
