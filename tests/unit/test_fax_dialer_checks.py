@@ -53,14 +53,22 @@ def test_a_forged_number_is_never_dialled(tmp_path: Path, pdfs: dict[str, bytes]
     assert list((tmp_path / "out" / "send").iterdir()) == []
 
 
-def test_a_forged_sender_or_procedure_is_never_dialled(
-        tmp_path: Path, pdfs: dict[str, bytes]) -> None:  # noqa: F811
+@pytest.mark.parametrize(("changes", "why"), [
+    ({"extension": "999"}, "999"),                   # no such user
+    ({"extension": "101"}, "may not fax as user 101"),  # 102's mail borrowing 101's group
+    ({"sender": "mallory@evil.example"}, "may not fax as"),
+    ({"profile": "other"}, "profile 'other'"),
+])
+def test_a_forged_sender_or_profile_is_never_dialled(
+        tmp_path: Path, pdfs: dict[str, bytes],  # noqa: F811
+        changes: dict[str, str], why: str) -> None:
     spool, site, key = _queued_job(tmp_path, pdfs)
-    _forge(spool, key, extension="999")
+    _forge(spool, key, number="+442071234567" if "extension" in changes else "0140000190",
+           **changes)
     line = FakeAsterisk(tmp_path / "out", [])
     asyncio.run(_dialer(tmp_path, spool, site, line).send_due())
     job = spool.get(key)
-    assert job is not None and job.state == "failed" and "999" in job.reason
+    assert job is not None and job.state == "failed" and why in job.reason, job
     assert line.calls == []
 
 

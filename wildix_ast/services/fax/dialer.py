@@ -52,7 +52,13 @@ from wildix_ast.model.site import Site
 from wildix_ast.services.fax.documents import store_document
 from wildix_ast.services.fax.inbound import tiff_to_pdf
 from wildix_ast.services.fax.jobs import Job, JobSpool, now
-from wildix_ast.services.fax.outbound import Refused, queue_report, route, tiff_pages
+from wildix_ast.services.fax.outbound import (
+    Refused,
+    queue_report,
+    route,
+    sender_of_address,
+    tiff_pages,
+)
 from wildix_ast.testing.crash_points import crash_point
 
 log = logging.getLogger(__name__)
@@ -206,6 +212,15 @@ class Dialer:
         user = next((u for u in self.site.users if u.extension == job.extension), None)
         if user is None:
             raise FaxError(f"user {job.extension!r} does not exist (any more)")
+        profile = next((p for p in self.site.mail2fax_profiles if p.name == job.profile),
+                       None)
+        if profile is None:
+            raise FaxError(f"Mail2Fax profile {job.profile!r} does not exist (any more)")
+        # the job's sender must be one who faxes as this user (their own address, or an
+        # allowed sender of the profile sending as them): a job cannot borrow a user's group
+        # without their address
+        if sender_of_address(job.sender, self.site, profile).user != user:
+            raise FaxError(f"{job.sender[:80]!r} may not fax as user {job.extension}")
         try:
             number = _DIALLED.validate_python(job.number)
             route(self.site, user, number)
@@ -213,9 +228,7 @@ class Dialer:
             raise FaxError(f"{job.number[:40]!r} is not a number") from None
         except Refused as e:
             raise FaxError(e.message) from None
-        profile = next((p for p in self.site.mail2fax_profiles if p.name == job.profile),
-                       None)
-        procedure = profile.procedure if profile else user.fax_dialplan
+        procedure = profile.procedure
         fields = (user.group, user.office_did or "", user.extension, procedure, number)
         if not all(_REQUEST_FIELD.fullmatch(f) for f in fields):
             raise FaxError("the call request has characters it may not")
