@@ -183,3 +183,27 @@ def test_a_sent_fax_is_one_record_of_its_sender_with_the_number_it_faxed() -> No
     assert record.direction == "outgoing" and record.fax_document == "102/5.0.pdf"
     forged = assemble("5.0", legs("0140000190;x"), directory)
     assert forged.dialled == "" and forged.caller_user == "102"
+
+
+def test_pages_swapped_during_the_call_are_not_what_is_kept(
+        tmp_path: Path, pdfs: dict[str, bytes]) -> None:  # noqa: F811
+    """The poller's user swaps the job's pages for a link to another fax while the call
+    runs: the document kept is the copy Asterisk sent, not what the link names."""
+    spool, site, key = _queued_job(tmp_path, pdfs)
+    other = tmp_path / "someone-elses-fax.tif"
+    other.write_bytes(b"II*\x00 not this one")
+
+    class Swapping(FakeAsterisk):
+        async def originate(self, tag: str) -> None:
+            spool.tiff(key).unlink()
+            spool.tiff(key).symlink_to(other)
+            await super().originate(tag)
+
+    line = Swapping(tmp_path / "out",
+                    [({"dialstatus": "", "cause": "16"}, {**SENT, "uid": "1765000000.8"})])
+    documents = tmp_path / "documents"
+    asyncio.run(_dialer(tmp_path, spool, site, line, documents).send_due())
+    job = spool.get(key)
+    assert job is not None and job.state == "sent", job
+    kept = documents / "102" / "1765000000.8.pdf"
+    assert kept.read_bytes().startswith(b"%PDF-")   # tiff2pdf of the real pages

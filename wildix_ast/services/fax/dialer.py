@@ -320,8 +320,9 @@ class Dialer:
         the job (the fax went, its report must follow)."""
         if self.documents is None or not uid:
             return
-        try:
-            pdf = tiff_to_pdf(self.spool.tiff(job.key))
+        try:  # the copy Asterisk sent (in its spool), not the job's: the poller's user
+            # could have swapped that one for a link since it was checked
+            pdf = tiff_to_pdf(self.out_spool / "send" / f"{job.call_tag}.tif")
             store_document(self.documents, job.extension, uid, pdf)
         except (OSError, ValueError, subprocess.SubprocessError) as e:
             log.error("fax job %s: the sent document is not kept: %s", job.key, e)
