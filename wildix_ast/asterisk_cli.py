@@ -6,7 +6,7 @@ Why not the AMI: the AMI classes that allow reloads (`system`, `config`) also al
 `channel originate` of an AGI program). No standing AMI account holds those. The control
 socket (`astrundir/asterisk.ctl`, mode 0660 and group `wildix-ast-console` as `asterisk.conf`
 sets them) is reachable only by root, the user Asterisk runs as, who can read `/etc/asterisk`
-anyway, and Mail2Fax's dialer (the group's only member: services/fax/dialer.py, which checks
+anyway, and Mail2Fax's dialer (the group's one other member: services/fax/dialer.py, which checks
 each job again before it places its call). Apply runs beside Asterisk (the lab, or the host
 it configures).
 
