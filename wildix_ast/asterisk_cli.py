@@ -4,9 +4,11 @@ and restarts, and how `test-call` originates.
 Why not the AMI: the AMI classes that allow reloads (`system`, `config`) also allow
 `GetConfig` (every SIP password), and `command` runs any CLI command (`pjsip show auth`, a
 `channel originate` of an AGI program). No standing AMI account holds those. The control
-socket (`astrundir/asterisk.ctl`, mode 0600 as `asterisk.conf` sets it) is reachable only by
-root and the user Asterisk runs as, who can read `/etc/asterisk` anyway: it grants nothing
-new to whoever may use it. Apply runs beside Asterisk (the lab, or the host it configures).
+socket (`astrundir/asterisk.ctl`, mode 0660 and group `wildix-ast-console` as `asterisk.conf`
+sets them) is reachable only by root, the user Asterisk runs as, who can read `/etc/asterisk`
+anyway, and Mail2Fax's dialer (the group's one other member: services/fax/dialer.py, which checks
+each job again before it places its call). Apply runs beside Asterisk (the lab, or the host
+it configures).
 
 `CliQueries` reads what apply needs from CLI output; `AmiClient` (an account holding
 `command`, as a test's own lab has) and `AsteriskCli` both provide it.

@@ -24,10 +24,15 @@ SECRET_FILES = ("manager.conf", "pjsip.conf", "voicemail.conf")
 SERVICE_GROUP = "wildix-ast"
 SERVICE_USERS = {"wildix-ast-agi": "wildix-ast-agi", "wildix-ast-runtime": "wildix-ast-runtime",
                  "wildix-ast-mail": "wildix-ast-mail", "wildix-ast-cdr": "wildix-ast-cdr",
-                 "wildix-ast-fax": "wildix-ast-fax"}
+                 "wildix-ast-fax": "wildix-ast-fax", "wildix-ast-faxpoll": "wildix-ast-faxpoll",
+                 "wildix-ast-faxdial": "wildix-ast-faxdial"}
 #: The role's defaults (wildix_ast_fax_spool, wildix_ast_fax_documents).
 FAX_SPOOL = "/var/spool/asterisk/wildix-fax"
 FAX_DOCUMENTS = "/var/lib/wildix-ast/fax-documents"
+#: (wildix_ast_fax_jobs, wildix_ast_fax_out_spool) and Asterisk's console socket (Debian's).
+FAX_JOBS = "/var/lib/wildix-ast/fax-jobs"
+FAX_OUT_SPOOL = "/var/spool/asterisk/wildix-fax-out"
+CONSOLE = "/run/asterisk/asterisk.ctl"
 KNOWN_DEFAULTS = {"wildix", "admin", "1234", "amp111", "secret", "password", "asterisk"}
 
 
@@ -366,7 +371,8 @@ def test_a_fax_asterisk_drops_is_mailed_and_kept_owner_only(
         found = host.file(f"{FAX_SPOOL}/{folder}")
         assert (found.user, found.mode) == (owner, mode), (folder, found.user, oct(found.mode))
     documents = host.file(FAX_DOCUMENTS)
-    assert (documents.user, documents.mode) == ("wildix-ast-fax", 0o700)
+    assert (documents.user, documents.group, documents.mode) == (
+        "wildix-ast-fax", "wildix-ast-faxdocs", 0o2770)   # shared with Mail2Fax's dialer
     job = f"{int(time.time())}.{os.getpid() % 1000}"
     tiff = fax_tiff(make_pdf(tmp_path / "one.pdf", 1), tmp_path / "one.tif")
     record = (f"job={job}\nuser={fax_user.extension}\ndid=\nfrom=+33155501234\n"
@@ -392,3 +398,50 @@ def test_a_fax_asterisk_drops_is_mailed_and_kept_owner_only(
     assert len(queued) == 1, (queued, journal)
     message = json.loads(host.file(queued[0]).content_string)
     assert (message["to"], message["kind"]) == (str(fax_user.email), "fax_in"), message
+
+
+def test_mail2fax_poller_has_no_console_and_the_dialer_is_its_only_user(
+        host: Any, deployed: Deployed) -> None:
+    """Mail2Fax's split (docs/security.md): the poller (untrusted mail, ghostscript) cannot
+    open Asterisk's console socket, nor see Asterisk's folders; the dialer, not root, is the
+    console group's only member; the job spool and the outgoing fax spool are theirs only."""
+    if "wildix-ast-faxpoll" not in deployed.services:
+        pytest.fail("Mail2Fax is not deployed on this host (the site needs a profile)")
+    console = host.file(CONSOLE)
+    assert (console.group, console.mode & 0o777) == ("wildix-ast-console", 0o660), \
+        (console.group, oct(console.mode))
+    members = host.check_output("getent group wildix-ast-console").split(":")[3]
+    # Asterisk's own user (to give the socket to the group) and the dialer, no one else
+    assert sorted(members.split(",")) == ["asterisk", "wildix-ast-faxdial"], members
+    poller_groups = set(host.check_output("id -nG wildix-ast-faxpoll").split())
+    assert poller_groups == {"wildix-ast", "wildix-ast-faxjobs"}, poller_groups
+    dialer_groups = set(host.check_output("id -nG wildix-ast-faxdial").split())
+    assert {"wildix-ast-console", "asterisk", "wildix-ast-faxjobs"} <= dialer_groups
+    for unit, user in (("wildix-ast-faxpoll", "wildix-ast-faxpoll"),
+                       ("wildix-ast-faxdial", "wildix-ast-faxdial")):
+        assert unit_user(host, f"{unit}.service") == user
+        assert host.check_output(f"systemctl show -P CapabilityBoundingSet {unit}").strip() \
+            == "", unit
+    extra = host.check_output("systemctl show -P SupplementaryGroups wildix-ast-faxpoll")
+    assert extra.split() == ["wildix-ast-faxjobs"], extra
+
+    # the poller's user cannot use the console; the dialer's can (asterisk -rx exits 1 when
+    # it cannot connect)
+    denied = host.run("runuser -u wildix-ast-faxpoll -- asterisk -rx 'core show uptime'")
+    assert denied.rc != 0 and "System uptime" not in denied.stdout, denied.stdout
+    allowed = host.run("runuser -u wildix-ast-faxdial -- asterisk -rx 'core show uptime'")
+    assert allowed.rc == 0 and "System uptime" in allowed.stdout, allowed.stderr
+    # its unit hides Asterisk's folders and allows no local socket at all
+    hidden = host.check_output("systemctl show -P InaccessiblePaths wildix-ast-faxpoll")
+    assert "/run/asterisk" in hidden and "/etc/asterisk" in hidden, hidden
+    families = host.check_output("systemctl show -P RestrictAddressFamilies "
+                                 "wildix-ast-faxpoll")
+    assert "AF_UNIX" not in families and "AF_INET" in families, families
+
+    for path, owner, group in ((FAX_JOBS, "wildix-ast-faxpoll", "wildix-ast-faxjobs"),
+                               (FAX_OUT_SPOOL, "asterisk", "wildix-ast-console"),
+                               (f"{FAX_OUT_SPOOL}/send", "asterisk", "wildix-ast-console"),
+                               (f"{FAX_OUT_SPOOL}/done", "asterisk", "wildix-ast-console")):
+        found = host.file(path)
+        assert (found.user, found.group, found.mode) == (owner, group, 0o2770), \
+            (path, found.user, found.group, oct(found.mode))

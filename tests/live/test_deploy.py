@@ -37,7 +37,8 @@ EXAMPLE = REPO / "examples" / "site.yaml"
 VENV_BIN = Path(sys.executable).parent
 #: The role's default services (deploy/systemd/), checked by the testinfra suite.
 SERVICES = ("wildix-ast-agi", "wildix-ast-runtime", "wildix-ast-mail", "wildix-ast-cdr",
-            "wildix-ast-fax")
+            "wildix-ast-fax", "wildix-ast-faxpoll", "wildix-ast-faxdial")
+"""The last two, Mail2Fax's, because the site has a Mail2Fax profile (write_site)."""
 #: Run on the host (python3, read-only): {table: row count} of the store.
 COUNT_ROWS = """
 import json, sqlite3
@@ -154,6 +155,12 @@ def write_site(path: Path, info: HostInfo, *, extra_users: tuple[str, ...] = (),
     # FastAGI on the slot's spare port (the host shares this network): the role's unit
     # listens where this setting (and so the dialplan) says
     site["system"]["fastagi"] = {"host": "127.0.0.1", "port": ports.sip + 3}
+    # a Mail2Fax profile: the role then runs the poller and the dialer (its mailbox is a
+    # port nothing listens on: the poller logs each failed poll and keeps running)
+    site["mail2fax_profiles"] = [{"name": "invoices", "protocol": "imap",
+                                  "server": "127.0.0.1", "port": ports.sip + 4,
+                                  "security": "none", "user": "fax",
+                                  "password": "Fax-Box-Pass-42"}]
     if ring_timeout is not None:
         site["dialplan"]["ring_timeout"] = ring_timeout
     for extension in extra_users:

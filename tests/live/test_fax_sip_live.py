@@ -28,7 +28,7 @@ import pytest
 from rich.console import Console
 from rich.table import Table
 from support.cli_run import assert_no_traceback, run
-from support.fax_pages import fax_tiff, make_pdf, mean_difference, render
+from support.fax_pages import assert_same_pages, fax_tiff, make_pdf, render
 from support.fax_sip import FIRST_RUN, FaxLine, caller, fax_line
 from support.smtp_server import SmtpServer
 
@@ -146,15 +146,8 @@ def test_a_10_page_pdf_over_g711_and_over_t38_arrives_by_mail_as_the_same_10_pag
         (attachment,) = mail.message.iter_attachments()
         received = tmp_path / f"{fax}.pdf"
         received.write_bytes(attachment.get_content())
-        got = render(received, tmp_path / f"got-{fax}", DPI)
-        assert len(got) == pages, (fax, len(got))
-        for n, page in enumerate(got):
-            own = mean_difference(page, want[n])
-            others = [mean_difference(page, w) for k, w in enumerate(want) if k != n]
-            print(f"{fax} page {n + 1}: {own:.2f}/255 to its original, "
-                  f"{min(others):.2f} to the nearest other page")
-            assert own <= MAX_MEAN_DIFFERENCE, (fax, n + 1, own)
-            assert own < min(others) / 2, (fax, n + 1, own, others)
+        assert_same_pages(received, want, tmp_path / f"got-{fax}", DPI, MAX_MEAN_DIFFERENCE,
+                          fax)
 
 
 @pytest.fixture(scope="module")

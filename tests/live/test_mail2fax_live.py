@@ -4,9 +4,10 @@ job, the dialer places the fax call through the lab's console into the routing p
 as the sender's ACL group, to the fax user's extension (190: the lab has no trunk to reach
 the fax DID from outside; the call takes the same Fax2Mail receive path), SendFAX sends it
 (ECM), ReceiveFAX takes it; the report mail (pages, duration) and the received fax's mail
-reach a real SMTP server (aiosmtpd) with the same page count. Then the dialplan's own check:
-a job to a class the sender's group may not call (forged past `fax poll`'s refusal) is
-refused by the routing procedure (cause 21), no fax is received, and it is not retried."""
+reach a real SMTP server (aiosmtpd) with the same page count. Then a job to a class the
+sender's group may not call (forged past `fax poll`'s refusal) is refused by the dialer
+before any call, and the same request placed through the console anyway is refused by the
+routing procedure (cause 21): no fax is received."""
 
 from __future__ import annotations
 
@@ -105,15 +106,33 @@ def test_a_mailed_pdf_is_faxed_to_the_fax_user_and_both_mails_count_the_same_pag
         assert f"Pages: {PAGES}" in fax.get_content()
         assert "Duration: " in report.get_content()
 
-        # the dialplan's own class check: a forged job to an international number as 102
+        # a forged job to an international number as 102: the dialer refuses it before
+        # any call (its second check) ...
         forged = job.moved(key="f" * 32, state="queued", number="+442071234567",
                            attempts=0, result={}, call_tag="", history=[])
         spool.put(forged, spool.tiff(job.key).read_bytes())
         asyncio.run(send())
         refused = spool.get("f" * 32)
         assert refused is not None and refused.state == "failed", refused
-        assert refused.attempts == 1 and "refused the call" in refused.reason, refused
-        assert refused.result.get("call_cause") == "21", refused.result
+        assert refused.attempts == 0 and "not sent: " in refused.reason, refused
+        assert "may not call" in refused.reason, refused
+        assert list((out / "done").iterdir()) == []      # no call was placed
+
+        # ... and the dialplan checks the class again: the same request placed through the
+        # console as a dialer without that check would place it, refused with cause 21
+        async def place_directly() -> None:
+            async with clean_live.console() as console:
+                line = ConsoleLine(console)
+                await line.request("f" * 16, "default|+33140000102|102|users|+442071234567")
+                await line.originate("f" * 16)
+
+        asyncio.run(place_directly())
+        call_record = out / "done" / f"{'f' * 16}.call"
+        deadline = time.monotonic() + 20
+        while not call_record.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "cause=21\n" in call_record.read_text(), call_record.read_text()
+        assert not (out / "done" / f"{'f' * 16}.fax").exists()   # never answered, no fax
         assert list((received / "new").glob("*.job")) == []   # collected before; none new
     finally:
         dovecot.close()

@@ -104,3 +104,19 @@ def mean_difference(a: Grey, b: Grey) -> float:
         row_b = b.pixels[y * b.width:y * b.width + width]
         total += sum(abs(p - q) for p, q in zip(row_a, row_b, strict=True))
     return total / (width * height)
+
+
+def assert_same_pages(received: Path, want: list[Grey], folder: Path, dpi: int,
+                      max_mean: float, label: str) -> None:
+    """Each page of the `received` PDF, rendered at `dpi`, differs from its original in
+    `want` by a mean of at most `max_mean` grey levels and by less than half its difference
+    from any other original page; as many pages. Prints each page's figures."""
+    got = render(received, folder, dpi)
+    assert len(got) == len(want), (label, len(got), len(want))
+    for n, page in enumerate(got):
+        own = mean_difference(page, want[n])
+        others = [mean_difference(page, w) for k, w in enumerate(want) if k != n]
+        print(f"{label} page {n + 1}: {own:.2f}/255 to its original, "
+              f"{min(others):.2f} to the nearest other page")
+        assert own <= max_mean, (label, n + 1, own)
+        assert own < min(others) / 2, (label, n + 1, own, others)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,22 +157,30 @@ def caller(run: int) -> str:
 
 @contextmanager
 def fax_line(work: Path, *, loss: float = 0.01, jitter: float = 0.040,
-             seed: int = 20) -> Iterator[FaxLine]:
-    """The site's lab (from the settings: trunks `faxt38` and `faxg711`), the sender's lab
-    and a relay per transport between them, all running."""
+             seed: int = 20, carrier_dialplan: str = "[from-site]\n",
+             carrier_modules: tuple[str, ...] = (),
+             site_changes: Callable[[Site], Site] | None = None) -> Iterator[FaxLine]:
+    """The site's lab (from the settings: trunks `faxt38` and `faxg711`, then
+    `site_changes`), the sender's lab (its extensions.conf `carrier_dialplan`, its calls
+    from the site entering `from-site`) and a relay per transport between them, all
+    running."""
     relays = {fax: MediaRelay(host, ("127.0.0.1", 0), ("127.0.0.1", 0), loss=loss,
                               jitter=jitter, seed=seed + n)
               for n, (fax, host) in enumerate(RELAY_HOSTS.items())}
     sender = Lab("faxsender", work / "sender")
     try:
-        with live_site(work / "site", "faxsite", fax_site(relays)) as site:
+        site_settings = fax_site(relays)
+        if site_changes is not None:
+            site_settings = site_changes(site_settings)
+        with live_site(work / "site", "faxsite", site_settings) as site:
             for relay in relays.values():
                 relay.peers = {"left": ("127.0.0.1", sender.ports.sip),
                                "right": ("127.0.0.1", site.lab.ports.sip)}
                 relay.start()
-            write_minimal_config(sender, extra_modules=SENDER_MODULES, extra_files={
+            write_minimal_config(sender, extra_modules=(*SENDER_MODULES, *carrier_modules),
+                                 extra_files={
                 "pjsip.conf": sender_pjsip_conf({f: r.left_port for f, r in relays.items()}),
-                "extensions.conf": "[from-site]\n"})
+                "extensions.conf": carrier_dialplan})
             sender.start()
             try:
                 yield FaxLine(site, sender, relays)

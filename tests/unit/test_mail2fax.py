@@ -19,6 +19,7 @@ import pytest
 from support.fax_pages import make_pdf
 from support.live_site import example_site
 
+from wildix_ast.asterisk.dialplan_builder import Extension
 from wildix_ast.asterisk.fax_send_contexts import fax_send_contexts
 from wildix_ast.mail.queue import MailQueue
 from wildix_ast.model.mail2fax import Mail2FaxProfile
@@ -323,18 +324,27 @@ def test_a_try_interrupted_before_or_during_its_call_is_never_dialled_twice(
     assert len(line2.calls) == 1
 
 
+def _steps() -> list[str]:
+    return [step for context in fax_send_contexts() for ext in context.extensions
+            if isinstance(ext, Extension) for _, step in ext.steps]
+
+
 def test_the_hang_up_handlers_filter_every_value_they_write() -> None:
-    lines = [step for context in fax_send_contexts() for ext in context.extensions
-             for _, step in ext.steps if "FILE(" in step and "al,u)=" in step]
-    assert len(lines) == 3 + 10
+    lines = [step for step in _steps() if "FILE(" in step and "al,u)=" in step]
+    assert len(lines) == 3 + 11
     for step in lines:
         value = step.split("al,u)=", 1)[1].split("=", 1)[1].removesuffix(")")
         assert value.startswith(("${FILTER(", "$[${EPOCH}")) or \
-            value == "${WILDIX_FAX_OUT_JOB}", step
-    # the job id itself is FILTERed to hex digits where it is set, on both halves
-    sets = [step for context in fax_send_contexts() for ext in context.extensions
-            for _, step in ext.steps if step.startswith("Set(WILDIX_FAX_OUT_JOB=")]
+            value in ("${WILDIX_FAX_OUT_JOB}", "${WILDIX_FAX_JOB}"), step
+    # the job id itself is FILTERed to hex digits where it is set, on both halves; the
+    # call history's job name and sender to digits
+    sets = [step for step in _steps() if step.startswith("Set(WILDIX_FAX_OUT_JOB=")]
     assert sets == ["Set(WILDIX_FAX_OUT_JOB=${FILTER(0-9a-f,${EXTEN})})"] * 2
+    assert [step for step in _steps() if step.startswith(("Set(WILDIX_FAX_JOB=",
+                                                          "Set(WILDIX_FAX_USER="))] == [
+        "Set(WILDIX_FAX_JOB=${FILTER(0-9.,${UNIQUEID})})",
+        "Set(WILDIX_FAX_USER=${FILTER(0-9,${SHARED(WILDIX_FAX_OUT_USER,"
+        "${CHANNEL(name):0:-1}2)})})"]
 
 
 def test_profiles_are_stored_with_their_secrets_in_the_vault_only(tmp_path: Path) -> None:

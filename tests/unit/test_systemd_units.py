@@ -59,12 +59,13 @@ def test_agi_unit_listens_where_the_site_says_as_its_own_user() -> None:
 
 
 def test_expiry_unit_follows_its_node_unprivileged_with_no_secret_of_its_own() -> None:
-    """The follower: its own user and group (the group asterisk.conf gives the console
-    to), the asterisk group to read res_pgsql.conf; no store, no vault, no capability."""
+    """The follower: its own user and group, the group asterisk.conf gives the console to,
+    the asterisk group to read res_pgsql.conf; no store, no vault, no capability."""
     text = render("wildix-ast-expiry.service.j2", wildix_ast_venv="/opt/v",
                   wildix_ast_node_name="b")
     assert ("ExecStart=/opt/v/bin/wildix-ast realtime follow --node b --etc-dir /etc/asterisk "
             "--state /var/lib/wildix-ast-expiry/b.json\n") in text
     assert "User=wildix-ast-expiry\n" in text and "Group=wildix-ast-expiry\n" in text
-    assert "SupplementaryGroups=asterisk\n" in text and "CapabilityBoundingSet=\n" in text
+    assert "SupplementaryGroups=wildix-ast-console asterisk\n" in text
+    assert "CapabilityBoundingSet=\n" in text
     assert "WILDIX_AST_DB" not in text and "ReadWritePaths" not in text

@@ -26,10 +26,11 @@ from __future__ import annotations
 
 from wildix_ast.asterisk import names
 from wildix_ast.asterisk.dialplan_builder import REJECTED, Context, extension, var
+from wildix_ast.asterisk.fax_contexts import fax_history_marks
 from wildix_ast.calls import variables as v
 
-FAX_RECORD_FIELDS = ("job", "status", "statusstr", "error", "pages", "duration", "remote",
-                     "rate", "ecm", "resolution")
+FAX_RECORD_FIELDS = ("job", "uid", "status", "statusstr", "error", "pages", "duration",
+                     "remote", "rate", "ecm", "resolution")
 """The `.fax` record's keys, in the order its hang-up handler writes them."""
 CALL_RECORD_FIELDS = ("job", "dialstatus", "cause")
 """The `.call` record's keys."""
@@ -64,6 +65,9 @@ def send_call_context() -> Context:
         f"Set(CHANNEL(hangup_handler_push)={names.FAX_SEND_CALL_DONE_CONTEXT},s,1)",
         f"Set({v.GROUP}={field(1)})", f"Set({v.DID}={field(2)})",
         f"Set(CALLERID(num)={field(3)})",
+        # the call history's: the sender (read by the fax half) and the number dialled
+        f"Set(SHARED({v.FAX_OUT_USER})=${{FILTER(0-9,{field(3)})}})",
+        f"Set(CDR(userfield)=${{FILTER(0-9+,{field(5)})}})",
         f"Goto({names.PROCEDURE_PREFIX}{field(4)},{field(5)},1)",
         ("refused", f"Hangup({REJECTED})")),),
         comment=("Mail2Fax (wildix_ast/asterisk/fax_send_contexts.py): the dialled half, "
@@ -87,6 +91,11 @@ def send_context() -> Context:
         _id_pattern(),
         f"Set({v.FAX_OUT_JOB}=${{FILTER({_ID},${{EXTEN}})}})",
         f"Set({v.FAX_OUT_START}=${{EPOCH}})",
+        # the call history's marks (fax_history_marks): this channel's id names the sent
+        # document; the sender is the dialled half's (`;2`, still up: it answered)
+        f"Set({v.FAX_JOB}=${{FILTER(0-9.,${{UNIQUEID}})}})",
+        f"Set({v.FAX_USER}=${{FILTER(0-9,${{SHARED({v.FAX_OUT_USER},"
+        f"${{CHANNEL(name):0:-1}}2)}})}})",
         f"Set(CHANNEL(hangup_handler_push)={names.FAX_SEND_DONE_CONTEXT},s,1)",
         "Set(FAXOPT(ecm)=yes)",
         f"SendFAX({spool}/send/{job}.tif,f)",
@@ -98,12 +107,13 @@ def send_done_context() -> Context:
     faxopt = {name: f"${{FILTER({_FAXOPT},${{FAXOPT({name})}})}}"
               for name in ("status", "statusstr", "error", "pages", "rate", "ecm",
                            "resolution")}
-    values = {"job": var(v.FAX_OUT_JOB),
+    values = {"job": var(v.FAX_OUT_JOB), "uid": var(v.FAX_JOB),
               "duration": f"$[${{EPOCH}} - {var(v.FAX_OUT_START)}]",
               "remote": f"${{FILTER({_STATION},${{FAXOPT(remotestationid)}})}}", **faxopt}
     return Context(names.FAX_SEND_DONE_CONTEXT, (extension(
         "s",
         f'GotoIf($["{var(v.FAX_OUT_JOB)}" = ""]?done)',
+        *fax_history_marks("sent"),
         *_write(v.FAX_OUT_RECORD, "fax", [(k, values[k]) for k in FAX_RECORD_FIELDS]),
         ("done", "Return()")),))
 

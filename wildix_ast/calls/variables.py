@@ -231,6 +231,10 @@ FAX_OUT_SPOOL = "WILDIX_FAX_OUT_SPOOL"
 FAX_OUT_JOB = "WILDIX_FAX_OUT_JOB"
 #: the request taken from AstDB (group|DID|caller number|procedure|number)
 FAX_OUT_REQUEST = "WILDIX_FAX_OUT_REQ"
+#: the sender's extension (digits), a SHARED variable of the dialled half; the fax half reads
+#: it for the
+#: call history's marks (FAX_USER, FAX_JOB: the fax half's UNIQUEID)
+FAX_OUT_USER = "WILDIX_FAX_OUT_USER"
 FAX_OUT_START = "WILDIX_FAX_OUT_START"
 #: the record's path in tmp/ while a hang-up handler writes it
 FAX_OUT_RECORD = "WILDIX_FAX_OUT_RECORD"

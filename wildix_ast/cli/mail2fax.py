@@ -9,6 +9,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,6 +32,10 @@ OutSpool = Annotated[Path | None, typer.Option(
     "--out-spool", envvar="WILDIX_AST_FAX_OUT_SPOOL", show_envvar=True,
     help="Asterisk's Mail2Fax spool (<astspooldir>/wildix-fax-out) as this host sees it; "
          "default: the --lab's, else /var/spool/asterisk/wildix-fax-out.")]
+SentDocuments = Annotated[Path | None, typer.Option(
+    "--documents", envvar="WILDIX_AST_FAX_DOCUMENTS", show_envvar=True,
+    help="Where the PDF of each fax sent is kept for the call history (the fax "
+         "documents folder). Default: ~/.local/share/wildix-ast/fax-documents.")]
 LabName = Annotated[str | None, typer.Option(
     "--lab", help="Send through this lab instance (its console and spool).",
     show_default=False)]
@@ -71,10 +76,12 @@ def _poll_once(site: Any, profiles: list[Any], spool: JobSpool, queue: Path | No
 
 
 def _dialer(site: Any, spool: JobSpool, lab: str | None, out_spool: Path | None,
-            queue: Path | None, retry_base: float, attempts: int) -> tuple[Any, Any]:
+            queue: Path | None, retry_base: float, attempts: int,
+            documents: Path | None = None) -> tuple[Any, Any]:
     from wildix_ast.apply.pipeline import Target
     from wildix_ast.lab.instance import running_lab
     from wildix_ast.services.fax.dialer import Dialer, DialSettings
+    from wildix_ast.services.fax.documents import default_documents
 
     if lab is not None:
         running = running_lab(lab)
@@ -88,7 +95,9 @@ def _dialer(site: Any, spool: JobSpool, lab: str | None, out_spool: Path | None,
                        "(apply the site first)")
     copies = (site.fax_server.copy_address,) if site.fax_server.copy_address else ()
     settings = DialSettings(attempts=attempts, retry_base=retry_base)
-    return target, lambda line: Dialer(spool, line, folder, site, settings, copies, queue)
+    kept = documents or default_documents()
+    return target, lambda line: Dialer(spool, line, folder, site, settings, copies, queue,
+                                       documents=kept)
 
 
 def _send_once(target: Any, make: Any) -> list[Any]:
@@ -159,11 +168,8 @@ def poll_verb(
         if failures:  # the first failure's kind gives the exit code (11, 12 or 13)
             raise type(failures[0])("; ".join(e.message for e in failures))
         return
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    while not stop.is_set():
-        started = time.monotonic()
+
+    def one_pass() -> None:
         polled, failures = _poll_once(site, profiles, spool, queue_dir)
         errors = [e.message for e in failures]
         try:
@@ -173,6 +179,18 @@ def poll_verb(
             sent = []
         if polled or sent or errors:
             _print(polled, sent, errors, as_json)
+
+    _serve(one_pass, interval)
+
+
+def _serve(one_pass: Callable[[], None], interval: float) -> None:
+    """`one_pass` every `interval` seconds until SIGTERM or SIGINT."""
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    while not stop.is_set():
+        started = time.monotonic()
+        one_pass()
         stop.wait(max(interval - (time.monotonic() - started), 0.0))
 
 
@@ -182,19 +200,41 @@ def send_verb(
     db: DbUrl = None,
     lab: LabName = None,
     out_spool: OutSpool = None,
+    documents: SentDocuments = None,
+    serve: Annotated[bool, typer.Option("--serve", help="Keep running: send the jobs due "
+                                        "every --interval seconds until SIGTERM (the "
+                                        "dialer's unit).")] = False,
+    interval: Annotated[float, typer.Option(min=0.2, help="Seconds between passes.")] = 10.0,
     retry_base: Annotated[float, typer.Option(min=0.1, help="First retry delay (s), "
                                               "doubled each try.")] = 60.0,
     attempts: Annotated[int, typer.Option(min=1, help="Tries before a fax fails.")] = 3,
     as_json: JsonOutput = False,
 ) -> None:
     """Mail2Fax: place the fax calls of the jobs due (after recovering interrupted ones),
-    one at a time; a report mail for each fax sent or failed for good."""
+    one at a time, each job checked again first (its number, its pages); a report mail for
+    each fax sent or failed for good. The only Mail2Fax part that uses Asterisk's console."""
     mode.json = as_json
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     site, _ = _site_and_profiles(db, None)
     spool = JobSpool(jobs_dir)
-    sent = _send_once(*_dialer(site, spool, lab, out_spool, queue_dir, retry_base, attempts))
-    _print([], sent, [], as_json)
+    if not serve:
+        sent = _send_once(*_dialer(site, spool, lab, out_spool, queue_dir, retry_base,
+                                   attempts, documents))
+        _print([], sent, [], as_json)
+        return
+
+    def one_pass() -> None:
+        try:  # the settings again at each pass: users, groups, procedures may change
+            current, _ = _site_and_profiles(db, None)
+            sent = _send_once(*_dialer(current, spool, lab, out_spool, queue_dir, retry_base,
+                                       attempts, documents))
+        except WildixError as e:
+            _print([], [], [e.message], as_json)
+            return
+        if sent:
+            _print([], sent, [], as_json)
+
+    _serve(one_pass, interval)
 
 
 def jobs_verb(

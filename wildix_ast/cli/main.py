@@ -104,7 +104,9 @@ def validate(site_file: SiteFile, as_json: JsonOutput = False) -> None:
                    # where the dialplan asks the FastAGI service: a deployment starts the
                    # service there (the Ansible role's unit), never on a port of its own
                    "fastagi": {"host": str(site.system.fastagi.host),
-                               "port": site.system.fastagi.port}})
+                               "port": site.system.fastagi.port},
+                   # a deployment runs Mail2Fax's poller and dialer only when there is one
+                   "mail2fax_profiles": len(site.mail2fax_profiles)})
         return
     out.print(f"[green]✓[/] {site_file}: valid — {len(site.users)} users ({phones} with a "
               f"phone), {len(site.groups)} groups, PBX {site.system.pbx_name!r}")

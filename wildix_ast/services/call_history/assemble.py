@@ -183,6 +183,9 @@ _FAX_VALUE = {WMS_FAX: r"received|sent", WMS_FAX_STATUS: r"[A-Z_]{0,20}",
               WMS_FAX_JOB: r"[0-9.]{0,32}", WMS_FAX_USER: r"[0-9]{0,8}"}
 
 
+_SENT_TO = re.compile(r"\+?[0-9]{2,20}")
+
+
 def _fax(legs: Sequence[dict[str, Any]]) -> dict[str, str]:
     """The fax marks of a call (empty when it carried none). Each value is checked again
     here (the dialplan FILTERed them): a value outside its characters is dropped."""
@@ -222,9 +225,15 @@ def assemble(call_id: str, legs: Sequence[dict[str, Any]],
     disposition = _MEANING.get(best, Disposition.FAILED)
 
     caller = _party(str(origin.get("channel") or ""), directory)
+    fax = _fax(ordered)
+    if fax.get("fax") == "sent" and not caller.user and fax["user"] in directory.users:
+        caller = Party(user=fax["user"])  # Mail2Fax's call is originated: its sender's
     chosen = answered[0] if answered else (reached[-1] if reached else None)
     callee = _party(str(chosen.get("dstchannel") or ""), directory) if chosen else Party()
     dialled = str(origin.get("dst") or "")
+    if fax.get("fax") == "sent":  # Mail2Fax's dialled half writes the number it dials there
+        number = _variable(ordered, "userfield")
+        dialled = number if _SENT_TO.fullmatch(number) else ""
     if not callee.user and not callee.trunk and dialled in directory.users:
         callee = Party(user=dialled)
 
@@ -260,7 +269,6 @@ def assemble(call_id: str, legs: Sequence[dict[str, Any]],
     voicemail = callee.user or dialled \
         if any(leg.get("lastapp") == "VoiceMail" for leg in ordered) else ""
     caller_number = caller.user or directory.e164(str(origin.get("src") or ""))
-    fax = _fax(ordered)
     if fax.get("fax") == "received" and not callee.user and fax["user"] in directory.users:
         callee = Party(user=fax["user"])
         callee_name, callee_group = directory.users[callee.user]

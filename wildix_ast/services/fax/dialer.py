@@ -32,6 +32,8 @@ import contextlib
 import logging
 import os
 import re
+import stat
+import subprocess
 import time
 import uuid
 from collections.abc import Callable
@@ -39,24 +41,39 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from pydantic import TypeAdapter, ValidationError
+
 from wildix_ast.asterisk import names
 from wildix_ast.asterisk.fax_send_contexts import CALL_RECORD_FIELDS, FAX_RECORD_FIELDS
 from wildix_ast.asterisk_cli import CliQueries
 from wildix_ast.errors import AmiError, FaxError
+from wildix_ast.model.fields import Extension, PhoneNumber
 from wildix_ast.model.site import Site
+from wildix_ast.services.fax.documents import store_document
+from wildix_ast.services.fax.inbound import tiff_to_pdf
 from wildix_ast.services.fax.jobs import Job, JobSpool, now
-from wildix_ast.services.fax.outbound import queue_report
+from wildix_ast.services.fax.outbound import (
+    Refused,
+    queue_report,
+    route,
+    sender_of_address,
+    tiff_pages,
+)
 from wildix_ast.testing.crash_points import crash_point
 
 log = logging.getLogger(__name__)
 
-_VALUE = {"job": r"[0-9a-f]{16}", "dialstatus": r"[A-Z]{0,20}", "cause": r"[0-9]{0,3}",
+_VALUE = {"job": r"[0-9a-f]{16}", "uid": r"[0-9]{1,20}(\.[0-9]{1,10})?|",
+          "dialstatus": r"[A-Z]{0,20}", "cause": r"[0-9]{0,3}",
           "status": r"[A-Z_]{0,20}", "statusstr": r"[0-9A-Za-z_ :.+]{0,200}",
           "error": r"[0-9A-Za-z_ :.+]{0,100}", "pages": r"[0-9]{0,4}",
           "duration": r"-?[0-9]{1,9}", "remote": r"[0-9A-Za-z +.]{0,40}",
           "rate": r"[0-9]{0,6}", "ecm": r"[a-z]{0,5}", "resolution": r"[0-9x]{0,20}"}
 _REQUEST_FIELD = re.compile(r"[A-Za-z0-9_+-]{0,40}")
 MAX_RECORD = 4096
+MAX_TIFF = 64 * 1024 * 1024
+_DIALLED: TypeAdapter[str] = TypeAdapter(PhoneNumber | Extension)
+"""A job's number, admitted again through the model's boundary types."""
 
 
 class FaxLine(Protocol):
@@ -110,6 +127,28 @@ class DialSettings:
         return float(min(self.retry_base * 2 ** max(attempts - 1, 0), self.retry_max))
 
 
+def read_pages(path: Path) -> bytes:
+    """A job's pages, read without following a link: a plain file with one name, inside
+    the spool, at most MAX_TIFF bytes, that is a TIFF with at least one page. FaxError
+    otherwise (whoever can write the job spool cannot make the dialer fax a file only it
+    may read, such as the store)."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as e:
+        raise FaxError(f"{path.name}: cannot open the pages: {e.strerror}") from None
+    status = os.fstat(descriptor)
+    if not stat.S_ISREG(status.st_mode) or status.st_nlink != 1:
+        os.close(descriptor)
+        raise FaxError(f"{path.name}: the pages are not a plain file of the spool")
+    with os.fdopen(descriptor, "rb") as stream:
+        data = stream.read(MAX_TIFF + 1)
+    if len(data) > MAX_TIFF:
+        raise FaxError(f"{path.name}: the pages are over {MAX_TIFF} bytes")
+    if data[:4] not in (b"II*\x00", b"MM\x00*") or tiff_pages(data) < 1:
+        raise FaxError(f"{path.name}: the pages are not a TIFF")
+    return data
+
+
 def read_record(path: Path, fields: tuple[str, ...]) -> dict[str, str]:
     """A hang-up handler's record; FaxError on anything it does not write."""
     data = path.read_bytes()[:MAX_RECORD + 1]
@@ -138,6 +177,9 @@ class Dialer:
     copy_to: tuple[str, ...] = ()
     queue_root: Path | None = None
     clock: Callable[[], float] = now
+    documents: Path | None = None
+    """Where the sent documents are kept for the call history (documents.py); None: not
+    kept."""
 
     def _records(self, tag: str) -> tuple[Path, Path]:
         done = self.out_spool / "done"
@@ -161,20 +203,50 @@ class Dialer:
                     touched.append(await self._attempt(job))
         return touched
 
-    async def _attempt(self, job: Job) -> Job:
+    def _checked(self, job: Job) -> tuple[str, bytes]:
+        """The second check of a job before its call (the first is `fax poll`'s, which
+        reads untrusted mail and whose user can write the job spool): the sender is a user,
+        the number an admitted number their ACL group may call (the same `route` as the
+        poller's), the pages a TIFF inside the spool. (the request, the pages); FaxError
+        says what is wrong."""
         user = next((u for u in self.site.users if u.extension == job.extension), None)
         if user is None:
-            return self._final(job, "failed", f"user {job.extension} no longer exists")
+            raise FaxError(f"user {job.extension!r} does not exist (any more)")
         profile = next((p for p in self.site.mail2fax_profiles if p.name == job.profile),
                        None)
-        procedure = profile.procedure if profile else user.fax_dialplan
-        fields = (user.group, user.office_did or "", user.extension, procedure, job.number)
+        if profile is None:
+            raise FaxError(f"Mail2Fax profile {job.profile!r} does not exist (any more)")
+        # the job's sender must be one who faxes as this user (their own address, or an
+        # allowed sender of the profile sending as them): a job cannot borrow a user's group
+        # without their address
+        if sender_of_address(job.sender, self.site, profile).user != user:
+            raise FaxError(f"{job.sender[:80]!r} may not fax as user {job.extension}")
+        try:
+            number = _DIALLED.validate_python(job.number)
+            route(self.site, user, number)
+        except ValidationError:
+            raise FaxError(f"{job.number[:40]!r} is not a number") from None
+        except Refused as e:
+            raise FaxError(e.message) from None
+        procedure = profile.procedure
+        fields = (user.group, user.office_did or "", user.extension, procedure, number)
         if not all(_REQUEST_FIELD.fullmatch(f) for f in fields):
-            return self._final(job, "failed", "the call request has characters it may not")
+            raise FaxError("the call request has characters it may not")
+        data = read_pages(self.spool.tiff(job.key))
+        if tiff_pages(data) != job.pages:
+            raise FaxError(f"the pages file holds {tiff_pages(data)} pages, the job says "
+                           f"{job.pages}")
+        return "|".join(fields), data
+
+    async def _attempt(self, job: Job) -> Job:
+        try:
+            request, data = self._checked(job)
+        except FaxError as e:
+            log.error("fax job %s refused before its call: %s", job.key, e.message)
+            return self._final(job, "failed", f"not sent: {e.message}")
         tag = uuid.uuid4().hex[:names.FAX_SEND_ID_DIGITS]
         send = self.out_spool / "send"
         target = send / f"{tag}.tif"
-        data = self.spool.tiff(job.key).read_bytes()
         target.write_bytes(data)
         os.chmod(target, 0o644)  # Asterisk reads it (the folder is the group's)
         job = job.moved(state="calling", call_tag=tag, call_started=self.clock(),
@@ -183,7 +255,7 @@ class Dialer:
         self.spool.put(job)
         crash_point("fax-out-calling")
         try:
-            await self.line.request(tag, "|".join(fields))
+            await self.line.request(tag, request)
             job = job.moved(state="dialing")
             self.spool.put(job)
             crash_point("fax-out-dialing")
@@ -226,6 +298,8 @@ class Dialer:
         result = {**{f"call_{k}": v for k, v in call.items()}, **fax}
         job = job.moved(result=result)
         pages = int(fax.get("pages") or 0)
+        if pages > 0:
+            self._keep_document(job, fax.get("uid", ""))
         if fax.get("status") == "SUCCESS" and pages >= job.pages:
             job = self._final(job, "sent", f"{pages} pages sent in "
                               f"{fax.get('duration', '?')} s")
@@ -239,6 +313,19 @@ class Dialer:
             job = self._retry(job, _failure(call, fax, pages, job.pages))
         self._cleanup(job.call_tag)
         return job
+
+    def _keep_document(self, job: Job, uid: str) -> None:
+        """The PDF of what this try sent, named like the call history's record names it
+        (the sender's extension, the fax channel's id): a failure is logged, never stops
+        the job (the fax went, its report must follow)."""
+        if self.documents is None or not uid:
+            return
+        try:  # the copy Asterisk sent (in its spool), not the job's: the poller's user
+            # could have swapped that one for a link since it was checked
+            pdf = tiff_to_pdf(self.out_spool / "send" / f"{job.call_tag}.tif")
+            store_document(self.documents, job.extension, uid, pdf)
+        except (OSError, ValueError, subprocess.SubprocessError) as e:
+            log.error("fax job %s: the sent document is not kept: %s", job.key, e)
 
     def _retry(self, job: Job, reason: str, *, count: bool = True) -> Job:
         history = [*job.history, f"try {job.attempts}: {reason}" if count else reason]

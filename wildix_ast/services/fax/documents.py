@@ -1,13 +1,14 @@
 """The fax documents the call history refers to, and the fax spool's retention.
 
-Each received fax (and each sent one, once Mail2Fax files its PDF the same way) is kept as
+Each received fax (and each fax Mail2Fax sent: services/fax/dialer.py) is kept as
 `<documents>/<extension>/<job>.pdf`: the fax user's (or the sender's) extension, the job
-name (the receiving channel's UNIQUEID, digits and dots). The call record of the fax call
+name (the receiving (sending) channel's UNIQUEID, digits and dots). The call record of the fax call
 names it `<extension>/<job>.pdf` (`fax_document`, relative to the documents folder:
 `wildix_ast.services.call_history.assemble`), so the reference needs no lookup and a
 user's documents are one folder to delete (GDPR, `user delete --with-history`).
 
-Owner-only: the folders are 0700 and the files 0600, owned by the fax service's user
+Owner-only: the files are 0600, owned by the fax service's user (or the Mail2Fax dialer's,
+for sent faxes); the folders 0700, or, deployed, 2770 in a group of those two users only
 (faxes are personal data: a payslip, a medical record). A document is written to a
 temporary name in its folder, fsync'd, then renamed: a crash leaves no half PDF under a
 name a record refers to (a leftover `.tmp` is removed by the next pruning).
@@ -65,7 +66,9 @@ def store_document(documents: Path, extension: str, job: str, pdf: bytes) -> str
     reference = document_reference(extension, job)
     target = document_path(documents, reference)
     documents.mkdir(mode=0o700, parents=True, exist_ok=True)
-    target.parent.mkdir(mode=0o700, exist_ok=True)
+    # an extension's folder takes the documents folder's rights: 0700 alone, 2770 when the
+    # fax service and Mail2Fax's dialer share it (deployed: their own group)
+    target.parent.mkdir(mode=(documents.stat().st_mode & 0o770) | 0o700, exist_ok=True)
     temporary = target.with_name(f".{target.name}.tmp")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW,
                          0o600)

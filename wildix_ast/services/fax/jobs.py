@@ -3,7 +3,8 @@ acknowledged on its server (deleted or flagged), so that a job is never lost and
 twice.
 
 A folder (default `~/.local/share/wildix-ast/fax-jobs`, `$WILDIX_AST_FAX_JOBS`; deployed:
-`/var/lib/wildix-ast/fax-jobs`, 0700) holding `<key>.json` (the job: its state, tries,
+`/var/lib/wildix-ast/fax-jobs`, 2770, shared by the poller's and the dialer's users through
+their own group; each file 0660) holding `<key>.json` (the job: its state, tries,
 outcome) and `<key>.tif` (the pages to send). The key is the SHA-256 of the mail's
 Message-ID and of the digest of its whole content: the same mail fetched again (a
 connection cut before it was acknowledged, a restart) finds its job and is only
@@ -22,6 +23,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import re
 import time
@@ -30,6 +32,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
+
 from wildix_ast.errors import FaxError
 from wildix_ast.files import fsync_dir, write_atomic, write_atomic_bytes
 
@@ -37,6 +41,9 @@ JOBS_ENV = "WILDIX_AST_FAX_JOBS"
 _KEY = re.compile(r"[0-9a-f]{32}")
 STATES = ("queued", "calling", "dialing", "sent", "failed", "refused")
 FINAL = frozenset({"sent", "failed", "refused"})
+FILE_MODE = 0o660
+"""The folder keeps others out (0700 by default; deployed 2770, the two users' group)."""
+log = logging.getLogger(__name__)
 
 
 def default_root() -> Path:
@@ -113,22 +120,41 @@ class JobSpool:
             return None
         except (OSError, ValueError) as e:
             raise FaxError(f"{path}: unreadable fax job: {e}") from None
+        if not isinstance(data, dict):
+            raise FaxError(f"{path}: not a fax job")
         known = set(Job.__dataclass_fields__)
-        return Job(**{k: v for k, v in data.items() if k in known})
+        try:  # each field of its own type: a job file is read by another user than its writer
+            job = _JOB.validate_python({k: v for k, v in data.items() if k in known})
+        except ValidationError as e:
+            raise FaxError(f"{path}: not a fax job: {e.errors()[0]['msg']}") from None
+        if job.key != key or job.state not in STATES:
+            raise FaxError(f"{path}: not a fax job: its key or state")
+        return job
 
     def put(self, job: Job, tiff: bytes | None = None) -> None:
         """The job on disk (and its pages first, when given): synced before it returns."""
         self.ensure()
         if tiff is not None:
-            write_atomic_bytes(self.tiff(job.key), tiff, 0o600)
-        write_atomic(self._path(job.key, "json"), json.dumps(job.to_json(), indent=1), 0o600)
+            write_atomic_bytes(self.tiff(job.key), tiff, FILE_MODE)
+        write_atomic(self._path(job.key, "json"), json.dumps(job.to_json(), indent=1),
+                     FILE_MODE)
         fsync_dir(self.root)
 
     def jobs(self) -> list[Job]:
         if not self.root.is_dir():
             return []
-        found = [self.get(p.stem) for p in self.root.glob("*.json") if _KEY.fullmatch(p.stem)]
-        return sorted((j for j in found if j is not None), key=lambda j: j.accepted_at)
+        found: list[Job] = []
+        for path in self.root.glob("*.json"):
+            if not _KEY.fullmatch(path.stem):
+                continue
+            try:
+                job = self.get(path.stem)
+            except FaxError as e:  # one unreadable job never stops the others
+                log.error("%s", e.message)
+                continue
+            if job is not None:
+                found.append(job)
+        return sorted(found, key=lambda j: j.accepted_at)
 
     @contextlib.contextmanager
     def sending(self) -> Iterator[None]:
@@ -141,6 +167,9 @@ class JobSpool:
             except BlockingIOError:
                 raise FaxError(f"{self.root}: another fax sender is running") from None
             yield
+
+
+_JOB: TypeAdapter[Job] = TypeAdapter(Job)
 
 
 def now() -> float:

@@ -263,6 +263,12 @@ class Sender:
 
 def sender_of(message: EmailMessage, site: Site, profile: Mail2FaxProfile) -> Sender:
     _, address = parseaddr(str(message.get("From", "") or ""))
+    return sender_of_address(address, site, profile)
+
+
+def sender_of_address(address: str, site: Site, profile: Mail2FaxProfile) -> Sender:
+    """Who a From address faxes as: a user (their own address) or a profile's allowed
+    sender (as its `send_as` user); the dialer asks it again of each job."""
     address = address.strip().lower()
     if not re.fullmatch(r"[a-z0-9._%+-]{1,64}@[a-z0-9.-]{1,253}", address):
         return Sender("", None)
