@@ -37,7 +37,7 @@ EXAMPLE = REPO / "examples" / "site.yaml"
 VENV_BIN = Path(sys.executable).parent
 #: The role's default services (deploy/systemd/), checked by the testinfra suite.
 SERVICES = ("wildix-ast-agi", "wildix-ast-runtime", "wildix-ast-mail", "wildix-ast-cdr",
-            "wildix-ast-fax")
+            "wildix-ast-fax", "wildix-ast-provisioning")
 #: Run on the host (python3, read-only): {table: row count} of the store.
 COUNT_ROWS = """
 import json, sqlite3
@@ -82,6 +82,8 @@ class Deployment:
         wheels = sorted(self.wheel_dir.glob("wildix_ast-*.whl"))
         all_vars = {"wildix_ast_site_file": str(self.site),
                     "wildix_ast_build_dir": str(self.wheel_dir),
+                    # the host shares this machine's network: phones' port on loopback
+                    "wildix_ast_provisioning_host": "127.0.0.1",
                     **({"wildix_ast_wheel": str(wheels[0])} if wheels else {}), **variables}
         data = {"pbx": {"hosts": {"forky": {
             "ansible_host": "127.0.0.1", "ansible_port": port, "ansible_user": "root",
@@ -154,6 +156,8 @@ def write_site(path: Path, info: HostInfo, *, extra_users: tuple[str, ...] = (),
     # FastAGI on the slot's spare port (the host shares this network): the role's unit
     # listens where this setting (and so the dialplan) says
     site["system"]["fastagi"] = {"host": "127.0.0.1", "port": ports.sip + 3}
+    # the provisioning server (enabled by its address) on the slot's next spare port
+    site["provisioning"] = {"address": "127.0.0.1", "port": ports.sip + 4}
     if ring_timeout is not None:
         site["dialplan"]["ring_timeout"] = ring_timeout
     for extension in extra_users:
@@ -238,7 +242,9 @@ def test_testinfra_suite_passes(deployment: Deployment) -> None:
     assert {"test_services_run_as_their_own_users", "test_agi_service_is_healthy_with_its_store",
             "test_forward_all_set_by_feature_code_is_followed",
             "test_missed_call_mail_is_spooled_where_the_service_writes",
-            "test_a_fax_asterisk_drops_is_mailed_and_kept_owner_only"} <= passed, passed
+            "test_a_fax_asterisk_drops_is_mailed_and_kept_owner_only",
+            "test_provisioning_server_tls_no_secret_for_unknown_macs_bans_scanners"} <= passed, \
+        passed
 
 
 def test_check_diff_shows_the_change_and_changes_nothing(deployment: Deployment) -> None:

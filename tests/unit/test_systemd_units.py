@@ -54,3 +54,17 @@ def test_agi_unit_listens_where_the_site_says_as_its_own_user() -> None:
     assert "ReadWritePaths=/var/lib/wildix-ast\n" in text and "ReadOnlyPaths" not in text
     assert "CapabilityBoundingSet=\n" in text
     assert "Environment=WILDIX_AST_MAIL_SPOOL=/var/lib/wildix-ast/mail-spool\n" in text
+
+
+def test_provisioning_unit_gets_its_key_from_systemd_and_bans_through_its_group() -> None:
+    text = render("wildix-ast-provisioning.service.j2", wildix_ast_venv="/opt/v",
+                  wildix_ast_db="x", wildix_ast_never_ban=["192.168.1.0/24"])
+    assert "User=wildix-ast-provisioning\n" in text and "Group=wildix-ast\n" in text
+    assert "SupplementaryGroups=wildix-ast-bans\n" in text
+    # the key stays root's; the service reads systemd's private copy
+    assert "LoadCredential=provisioning.key:/etc/wildix-ast/provisioning.key\n" in text
+    assert "provisioning serve --certificate ${CREDENTIALS_DIRECTORY}/provisioning.crt " \
+        "--private-key ${CREDENTIALS_DIRECTORY}/provisioning.key --never-ban 192.168.1.0/24\n" \
+        in text
+    assert "ReadWritePaths=/var/lib/wildix-ast\n" in text and "CapabilityBoundingSet=\n" in text
+    assert "Environment=WILDIX_AST_RUNTIME_STATE=/var/lib/wildix-ast/runtime\n" in text

@@ -104,7 +104,14 @@ def validate(site_file: SiteFile, as_json: JsonOutput = False) -> None:
                    # where the dialplan asks the FastAGI service: a deployment starts the
                    # service there (the Ansible role's unit), never on a port of its own
                    "fastagi": {"host": str(site.system.fastagi.host),
-                               "port": site.system.fastagi.port}})
+                               "port": site.system.fastagi.port},
+                   # the role runs the provisioning server only for a site that set its
+                   # address (without it the server refuses to start)
+                   "provisioning": {
+                       "enabled": site.provisioning.address is not None,
+                       "address": site.provisioning.address,
+                       "port": site.provisioning.port,
+                       "https": not site.provisioning.allow_http}})
         return
     out.print(f"[green]✓[/] {site_file}: valid — {len(site.users)} users ({phones} with a "
               f"phone), {len(site.groups)} groups, PBX {site.system.pbx_name!r}")
