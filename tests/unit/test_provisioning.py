@@ -15,6 +15,7 @@ import pytest
 from wildix_ast.errors import RenderError
 from wildix_ast.model.devices import Device, Vendor
 from wildix_ast.model.settings_file import parse_site
+from wildix_ast.services.provisioning import server
 from wildix_ast.services.provisioning.files import (
     FileKind,
     is_common_file,
@@ -29,7 +30,6 @@ from wildix_ast.services.provisioning.render import (
     render_device_configuration,
     sip_password_of,
 )
-from wildix_ast.services.provisioning import server
 from wildix_ast.services.provisioning.server import (
     Provisioner,
     ProvisioningServerConfig,
