@@ -174,11 +174,12 @@ class Provisioner:
         key = (request.mac, credential, name)
         if generation is not None:
             with self._rendered_lock:
-                kept = self._rendered.get(key)
-                if kept is not None and kept[0] == generation:
+                held = self._rendered.get(key)
+                if held is not None and held[0] == generation:
                     self._rendered.move_to_end(key)
-                    self._record_fetch(request.mac, source, agent)
-                    return kept[1]
+            if held is not None and held[0] == generation:
+                self._record_fetch(request.mac, source, agent)
+                return held[1]
         found = device_with_hash(self.store, request.mac)
         # an unknown MAC and a wrong credential are one answer: a scanner learns nothing
         if found is None:
