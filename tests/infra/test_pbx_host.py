@@ -479,8 +479,13 @@ def test_provisioning_server_tls_no_secret_for_unknown_macs_bans_scanners(
                                                  scanner)
                 assert status == 404 and not any(p.encode() in body
                                                  for p in passwords.values())
-            bans = json.loads(host.file(f"{RUNTIME_STATE}/bans.json").content_string)
+            bans_file = host.file(f"{RUNTIME_STATE}/bans.json")
+            bans = json.loads(bans_file.content_string)
             assert scanner in {b["address"] for b in bans["bans"]}, bans
+            # the bans group's (the AMI service reads it too), nobody else's
+            assert (bans_file.group, bans_file.mode) == ("wildix-ast-bans", 0o640), \
+                (bans_file.user, bans_file.group, oct(bans_file.mode))
+            assert "wildix-ast-bans" in host.user("wildix-ast-runtime").groups
         finally:
             host.run(f"{deployed.wildix_ast} security unban {scanner} "
                      f"--state-dir {RUNTIME_STATE}")
