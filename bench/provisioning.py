@@ -121,6 +121,8 @@ def _ab(url: str, concurrency: int, total: int) -> dict[str, float] | None:
                            "-H", "User-Agent: Yealink SIP-T54W 96.86.0.100", url],
                           capture_output=True, text=True, timeout=600, check=False)
     text = done.stdout
+    if os.environ.get("BENCH_DEBUG"):
+        print(done.returncode, text, done.stderr[-2000:])
 
     def number(pattern: str) -> float:
         found = re.search(pattern, text, re.M)
