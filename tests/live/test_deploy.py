@@ -262,7 +262,10 @@ def test_check_diff_shows_the_change_and_changes_nothing(deployment: Deployment)
     assert re.search(r"^\+\s+ring_timeout: 31$", play.output, re.M), str(play)
     assert re.search(r"^\+\[103\]$", play.output, re.M), str(play)
     assert "ring_timeout: 31" not in deployment.ssh("cat /etc/wildix-ast/site.yaml")
-    assert deployment.everything() == before
+    after = deployment.everything()
+    assert after == before, {key: (before[i].get(key), after[i].get(key))  # what differs
+                             for i in (0, 1) for key in before[i].keys() | after[i].keys()
+                             if before[i].get(key) != after[i].get(key)}
     assert "103" not in deployment.endpoints()
 
 
