@@ -120,9 +120,12 @@ class Deployment:
     def everything(self) -> tuple[dict[str, str], dict[str, int]]:
         """`snapshot`, plus every file of the state folder (the store, its WAL, the mail
         spool) and the row count of every table of the store. Left out: the AMI service's
-        live state (`runtime/`, rewritten every few seconds whatever else runs) and SQLite's
+        live state (`runtime/`, rewritten every few seconds whatever else runs), the mail
+        sender's delivery state (`mail-spool/state/`: its retries of the mails the testinfra
+        suite queued go on during the check run) and SQLite's
         shared-memory index (`-shm`, which readers change)."""
         text = self.ssh("find /var/lib/wildix-ast -path /var/lib/wildix-ast/runtime -prune "
+                        "-o -path /var/lib/wildix-ast/mail-spool/state -prune "
                         "-o -type f ! -name '*-shm' -exec sha256sum {} +")
         sums = {line.split()[1]: line.split()[0] for line in text.splitlines()}
         assert "/var/lib/wildix-ast/wildix-ast.sqlite3" in sums, sums
