@@ -1,33 +1,33 @@
-"""Directory sync: full and incremental, against a real slapd on loopback.
+"""Directory sync as a person runs it: `wildix-ast directory sync`, full and incremental,
+against a real slapd on loopback.
 
     .venv/bin/python bench/directory.py [--users 10000,50000]
 
 For each size, a fresh slapd (tests/support/slapd_server.py: LDAPS, test CA) is loaded with
-that many inetOrgPerson users in groups of 1,000. Then a full sync into an empty store, and
-an incremental one after 10 entries changed and 5 deleted.
+that many inetOrgPerson users in groups of 1,000, and a store gets the directory settings
+and the bind password. Then the command, each run a process from start to exit: a full
+sync into the empty store (`directory sync`, the first one is full), and an incremental
+one after 10 entries changed and 5 deleted (its JSON answer checked: 10 changed, 5 removed).
 
-Baselines, measured in the same run: the same change made the other way, from a settings
-file (the site the incremental sync writes, dumped to YAML, then parsed and imported into a
-copy of the store as it was before the sync: what `wildix-ast import` costs for it), and the
-raw ldap3 paged search of every entry with the sync's attributes (what any full sync has to
-read); the raw listing of two attributes is the floor of an incremental sync (it lists every
-entry to find deletions). Ratios are over the settings-file import. Each step is timed on
-the wall clock and in CPU seconds of this process (the machine may be shared: the CPU time
-does not grow with the load; slapd's own CPU is not in it)."""
+Baselines, measured in the same run with OpenLDAP's own compiled client over the same
+LDAPS: `ldapsearch` of every entry with the sync's attributes (paged by 500: what a full
+sync has to read), and `ldapsearch` listing two attributes of every entry (the floor of an
+incremental sync, which lists every entry to find deletions). Ratios are the command's wall
+time over the matching ldapsearch's. Each step: wall clock, and CPU seconds (user + system)
+of the process and its children, from wait4 (the machine may be shared: CPU does not grow
+with the load; slapd's own CPU is not in it)."""
 
 from __future__ import annotations
 
 import argparse
-import shutil
-import ssl
+import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
-import ldap3
 from rich.console import Console
 from rich.table import Table
 
@@ -43,37 +43,47 @@ from support.slapd_server import (
     person_ldif,
 )
 
-from wildix_ast.model.settings_file import dump_site, parse_site
-from wildix_ast.services.directory.sync import apply_sync, plan_sync
+from wildix_ast.model.settings_file import parse_site
 from wildix_ast.store import open_store
 from wildix_ast.store.directory import BIND_PASSWORD_KEY
 
 GROUP = 1000
-BASELINE = "baseline: the same change imported from a settings file"
-_T = TypeVar("_T")
+ATTRIBUTES = ["entryUUID", "modifyTimestamp", "cn", "uid", "telephoneNumber", "mail",
+              "mobile", "departmentNumber", "preferredLanguage"]
+FULL_BASELINE = "baseline: ldapsearch, every entry, the sync's attributes"
+LIST_BASELINE = "baseline: ldapsearch, every entry, 2 attributes"
+FULL = "wildix-ast directory sync (full, first)"
+INCREMENTAL = "wildix-ast directory sync (incremental: 10 changed, 5 deleted)"
+#: each step's baseline (the ratio's denominator)
+AGAINST = {FULL: FULL_BASELINE, INCREMENTAL: LIST_BASELINE}
 
 
-def timed(figures: dict[str, tuple[float, float]], step: str, work: Callable[[], _T]) -> _T:
-    wall, cpu = time.perf_counter(), time.process_time()
-    result = work()
-    figures[step] = (time.perf_counter() - wall, time.process_time() - cpu)
-    return result
+def timed_process(figures: dict[str, tuple[float, float]], step: str, command: list[str],
+                  env: dict[str, str]) -> str:
+    """Run `command` as a process; its wall time and CPU (user + system, children too)
+    go in `figures`; its standard output is returned (exit 0 required)."""
+    with tempfile.TemporaryFile() as output:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.PIPE, env=env)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        error = process.stderr.read().decode() if process.stderr else ""
+        assert process.returncode == 0, f"{step}: exit {process.returncode}: {error}"
+        figures[step] = (wall, usage.ru_utime + usage.ru_stime)
+        output.seek(0)
+        return output.read().decode()
+
+
+def ldapsearch(server: SlapdServer, attributes: list[str]) -> list[str]:
+    return ["ldapsearch", "-LLL", "-o", "ldif-wrap=no", "-x",
+            "-H", f"ldaps://127.0.0.1:{server.ldaps_port}", "-D", READER_DN,
+            "-w", READER_PASSWORD, "-b", BASE_DN, "-E", "pr=500/noprompt",
+            "(objectClass=inetOrgPerson)", *attributes]
 
 
 def _dn(i: int) -> str:
     return f"uid=u{i:06d},ou=people,{BASE_DN}"
-
-
-def raw_paged_search(server: SlapdServer, attributes: list[str]) -> int:
-    tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=str(server.ca_file))
-    connection = ldap3.Connection(ldap3.Server("127.0.0.1", port=server.ldaps_port,
-                                               use_ssl=True, tls=tls),
-                                  READER_DN, READER_PASSWORD, auto_bind=True)
-    found = sum(1 for e in connection.extend.standard.paged_search(
-        BASE_DN, "(objectClass=inetOrgPerson)", attributes=attributes, paged_size=500,
-        generator=True) if e.get("type") == "searchResEntry")
-    connection.unbind()
-    return found
 
 
 def measure(users: int) -> dict[str, tuple[float, float]]:
@@ -88,14 +98,13 @@ def measure(users: int) -> dict[str, tuple[float, float]]:
         server.load("".join(parts))
         server.start()
         figures: dict[str, tuple[float, float]] = {}
-        attributes = ["entryUUID", "modifyTimestamp", "cn", "uid", "telephoneNumber", "mail",
-                      "mobile", "departmentNumber", "preferredLanguage"]
-        raw_paged_search(server, ["entryUUID"])  # warm the server's caches once
-        assert timed(figures, "raw ldap3 paged search (every attribute)",
-                     lambda: raw_paged_search(server, attributes)) == users
-        assert timed(figures, "raw listing (entryUUID, modifyTimestamp)",
-                     lambda: raw_paged_search(server, ["entryUUID", "modifyTimestamp"])) \
-            == users
+        env = {**os.environ, "LDAPTLS_CACERT": str(server.ca_file), "NO_COLOR": "1"}
+        subprocess.run(ldapsearch(server, ["entryUUID"]), env=env, check=True,
+                       capture_output=True)  # warm the server's caches once
+        listing = timed_process(figures, FULL_BASELINE, ldapsearch(server, ATTRIBUTES), env)
+        assert listing.count("\ndn: ") + listing.startswith("dn: ") == users
+        timed_process(figures, LIST_BASELINE,
+                      ldapsearch(server, ["entryUUID", "modifyTimestamp"]), env)
         site = parse_site(f"""
 groups: [{{name: default}}]
 directory:
@@ -107,35 +116,25 @@ directory:
   group_filter: "(cn=pbx*)"
 """)
         with tempfile.TemporaryDirectory() as folder:
-            path, copy = Path(folder) / "s.sqlite3", Path(folder) / "copy.sqlite3"
+            path = Path(folder) / "s.sqlite3"
             with open_store(str(path)) as store:
                 store.import_site(site)
                 store.put_secret(BIND_PASSWORD_KEY, READER_PASSWORD)
-                timed(figures, "full sync",
-                      lambda: apply_sync(store, plan_sync(store, full=True)))
-                admin = server.admin()
-                for i in range(10):
-                    admin.modify(_dn(i * 7),
-                                 {"mail": [("MODIFY_REPLACE", [f"n{i}@example.org"])]})
-                for i in range(5):
-                    admin.delete(_dn(users - 1 - i * 11))
-                admin.unbind()
-            shutil.copyfile(path, copy)
-            with open_store(str(path)) as store:
-                plan = timed(figures, "incremental sync: plan (LDAP, compare)",
-                             lambda: plan_sync(store))
-                timed(figures, "incremental sync: write", lambda: apply_sync(store, plan))
-            assert (len(plan.changes.changed), len(plan.changes.removed)) == (10, 5)
-            plan_wall, plan_cpu = figures["incremental sync: plan (LDAP, compare)"]
-            write_wall, write_cpu = figures["incremental sync: write"]
-            figures["incremental sync (10 changed, 5 deleted)"] = (plan_wall + write_wall,
-                                                                  plan_cpu + write_cpu)
-            assert plan.site is not None
-            text = dump_site(plan.site, include_secrets=False)
-            with open_store(str(copy)) as store:
-                report = timed(figures, BASELINE,
-                               lambda: store.import_site(parse_site(text), source_text=text))
-            assert (report.changed, report.removed) == (10, 5)
+            command = [sys.executable, "-m", "wildix_ast", "directory", "sync", "--db",
+                       str(path), "--json"]
+            full = json.loads(timed_process(figures, FULL, command, env))
+            assert full["full"] and len(full["added"]) == users, {
+                k: v for k, v in full.items() if not isinstance(v, list)}
+            admin = server.admin()
+            for i in range(10):
+                admin.modify(_dn(i * 7), {"mail": [("MODIFY_REPLACE", [f"n{i}@example.org"])]})
+            for i in range(5):
+                admin.delete(_dn(users - 1 - i * 11))
+            admin.unbind()
+            incremental = json.loads(timed_process(figures, INCREMENTAL, command, env))
+            assert not incremental["full"]
+            assert (len(incremental["changed"]), len(incremental["removed"])) == (10, 5), \
+                incremental
         return figures
     finally:
         server.stop()
@@ -146,21 +145,24 @@ def main() -> None:
     parser.add_argument("--users", default="10000,50000",
                         help="comma-separated sizes (default: 10000,50000)")
     sizes = [int(s) for s in parser.parse_args().users.split(",")]
-    table = Table(title="directory sync (seconds: wall clock / CPU of this process; ratio: "
-                        "wall over the settings-file import of the same change)")
+    table = Table(title="directory sync as run (seconds: wall clock / CPU of the process "
+                        f"and its children; ratio: wall over its baseline), load average "
+                        f"{os.getloadavg()[0]:.1f} at start")
     table.add_column("step")
     for size in sizes:
         table.add_column(f"{size:,} users", justify="right")
         table.add_column("ratio", justify="right")
     results = [measure(size) for size in sizes]
-    order = [BASELINE, *(step for step in results[0] if step != BASELINE)]
-    for step in order:
+    for step in results[0]:
         cells = []
         for figures in results:
             wall, cpu = figures[step]
-            cells += [f"{wall:.2f} / {cpu:.2f}", f"{wall / figures[BASELINE][0]:.2f}×"]
+            baseline = AGAINST.get(step)
+            ratio = f"{wall / figures[baseline][0]:.1f}×" if baseline else ""
+            cells += [f"{wall:.2f} / {cpu:.2f}", ratio]
         table.add_row(step, *cells)
     Console().print(table)
+    print(f"load average at end: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,8 @@ SERVICE_GROUP = "wildix-ast"
 SERVICE_USERS = {"wildix-ast-agi": "wildix-ast-agi", "wildix-ast-runtime": "wildix-ast-runtime",
                  "wildix-ast-mail": "wildix-ast-mail", "wildix-ast-cdr": "wildix-ast-cdr",
                  "wildix-ast-fax": "wildix-ast-fax", "wildix-ast-faxpoll": "wildix-ast-faxpoll",
-                 "wildix-ast-faxdial": "wildix-ast-faxdial"}
+                 "wildix-ast-faxdial": "wildix-ast-faxdial",
+                 "wildix-ast-provisioning": "wildix-ast-provisioning"}
 #: The role's defaults (wildix_ast_fax_spool, wildix_ast_fax_documents).
 FAX_SPOOL = "/var/spool/asterisk/wildix-fax"
 FAX_DOCUMENTS = "/var/lib/wildix-ast/fax-documents"
@@ -33,6 +34,11 @@ FAX_DOCUMENTS = "/var/lib/wildix-ast/fax-documents"
 FAX_JOBS = "/var/lib/wildix-ast/fax-jobs"
 FAX_OUT_SPOOL = "/var/spool/asterisk/wildix-fax-out"
 CONSOLE = "/run/asterisk/asterisk.ctl"
+#: The role's defaults (wildix_ast_provisioning_certificate, _private_key, the AMI service's
+#: state folder).
+PROVISIONING_CERTIFICATE = "/etc/wildix-ast/provisioning.crt"
+PROVISIONING_KEY = "/etc/wildix-ast/provisioning.key"
+RUNTIME_STATE = "/var/lib/wildix-ast/runtime"
 KNOWN_DEFAULTS = {"wildix", "admin", "1234", "amp111", "secret", "password", "asterisk"}
 
 
@@ -137,7 +143,11 @@ def test_listening_sockets_exactly_as_configured(host: Any, deployed: Deployed) 
         address, _, port = deployed.agi.rpartition(":")
         listening = {s for s in process_sockets(host, "wildix-ast") if s[0] == "tcp"}
         assert ("tcp", address, int(port)) in listening, listening
-        assert all(s[1] in ("127.0.0.1", "::1") for s in listening), listening
+        # the provisioning server listens for the phones on the LAN; the others on loopback
+        phones = deployed.site.provisioning.port \
+            if "wildix-ast-provisioning" in deployed.services else None
+        assert all(s[1] in ("127.0.0.1", "::1") for s in listening if s[2] != phones), \
+            listening
 
 
 def test_ami_not_reachable_off_loopback(host: Any, deployed: Deployed) -> None:
@@ -445,3 +455,90 @@ def test_mail2fax_poller_has_no_console_and_the_dialer_is_its_only_user(
         found = host.file(path)
         assert (found.user, found.group, found.mode) == (owner, group, 0o2770), \
             (path, found.user, found.group, oct(found.mode))
+
+
+def _provisioning_get(deployed: Deployed, certificate: Path, path: str,
+                      source: str = "127.0.0.1") -> tuple[int, bytes]:
+    """(status, body) of one GET to the deployed provisioning server, its certificate
+    checked (the role's self-signed one names the site's provisioning.address)."""
+    import socket
+    import ssl
+
+    settings = deployed.site.provisioning
+    context = ssl.create_default_context(cafile=str(certificate))
+    with socket.create_connection((deployed.sip_host, settings.port), timeout=10,
+                                  source_address=(source, 0)) as raw, \
+            context.wrap_socket(raw, server_hostname=str(settings.address)) as tls:
+        tls.sendall(f"GET {path} HTTP/1.1\r\nHost: {settings.address}\r\n"
+                    "Connection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := tls.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+def test_provisioning_server_tls_no_secret_for_unknown_macs_bans_scanners(
+        host: Any, deployed: Deployed, passwords: dict[str, str]) -> None:
+    """The provisioning server as the role runs it: its own user, listening with TLS on the
+    site's port, the key root's only at rest (systemd's private copy owner-only for the
+    service); an unknown MAC gets the 404 of every miss and no secret; a scanner (a
+    non-loopback source) is banned through the AMI service's bans file, which the service's
+    group may write (checked when the host shares this machine's loopback: the scanner's
+    address is 127.0.0.77); every request in the journal, never a credential."""
+    if "wildix-ast-provisioning" not in deployed.services:
+        pytest.fail("the provisioning server is not deployed on this host")
+    settings = deployed.site.provisioning
+    assert settings.address is not None, "the site sets no provisioning.address"
+    assert unit_user(host, "wildix-ast-provisioning.service") == "wildix-ast-provisioning"
+    assert host.check_output("systemctl show -P CapabilityBoundingSet "
+                             "wildix-ast-provisioning.service").strip() == ""
+    for path, mode in ((PROVISIONING_CERTIFICATE, 0o644), (PROVISIONING_KEY, 0o600)):
+        item = host.file(path)
+        assert (item.user, item.group, item.mode) == ("root", "root", mode), \
+            (path, item.user, item.group, oct(item.mode))
+    pid = host.check_output("systemctl show -P MainPID wildix-ast-provisioning.service")
+    # systemd's copy: in the service's own mount namespace, read-only, nobody else's
+    # (systemd 262 makes it root's, readable by the service's user or group: 0440)
+    folder = f"/proc/{pid}/root/run/credentials/wildix-ast-provisioning.service"
+    copy = host.check_output(f"stat -c '%U %a' {folder}/provisioning.key").split()
+    assert copy[0] in ("root", "wildix-ast-provisioning") and copy[1] in ("400", "440"), copy
+    runtime = host.file(RUNTIME_STATE)
+    assert (runtime.user, runtime.group, runtime.mode) == \
+        ("wildix-ast-runtime", "wildix-ast-bans", 0o2770)
+    listening = {s for s in process_sockets(host, "wildix-ast") if s[0] == "tcp"}
+    assert any(s[2] == settings.port for s in listening), listening
+    with tempfile.TemporaryDirectory() as folder:
+        certificate = Path(folder) / "provisioning.crt"
+        certificate.write_text(host.file(PROVISIONING_CERTIFICATE).content_string)
+        credential = base64.urlsafe_b64encode(os.urandom(24)).decode()
+        status, body = _provisioning_get(deployed, certificate,
+                                         f"/p/{credential}/001565abcdef.cfg")
+        assert status == 404 and body == b"not found\n", (status, body)
+        status, body = _provisioning_get(deployed, certificate, "/enrol/001565abcdef.cfg")
+        assert status == 404 and body == b"not found\n", (status, body)
+        journal = host.check_output("journalctl -u wildix-ast-provisioning --no-pager -n 40")
+        assert "mac=001565abcdef file=/p/<credential>/001565abcdef.cfg status=404 " \
+            "outcome=refused: unknown MAC" in journal, journal
+        assert credential not in journal
+        if not deployed.sip_host.startswith("127."):
+            return  # a remote host: banning this machine would cut the rest of the suite off
+        # a scanner: 10 misses from one address ban it in the AMI service's bans file
+        scanner = "127.0.0.77"
+        try:
+            for n in range(settings.ban_after):
+                status, body = _provisioning_get(deployed, certificate,
+                                                 f"/p/{credential}/0015650000{n:02x}.cfg",
+                                                 scanner)
+                assert status == 404 and not any(p.encode() in body
+                                                 for p in passwords.values())
+            bans_file = host.file(f"{RUNTIME_STATE}/bans.json")
+            bans = json.loads(bans_file.content_string)
+            assert scanner in {b["address"] for b in bans["bans"]}, bans
+            # the bans group's (the AMI service reads it too), nobody else's
+            assert (bans_file.group, bans_file.mode) == ("wildix-ast-bans", 0o640), \
+                (bans_file.user, bans_file.group, oct(bans_file.mode))
+            assert "wildix-ast-bans" in host.user("wildix-ast-runtime").groups
+        finally:
+            host.run(f"{deployed.wildix_ast} security unban {scanner} "
+                     f"--state-dir {RUNTIME_STATE}")

@@ -37,8 +37,10 @@ EXAMPLE = REPO / "examples" / "site.yaml"
 VENV_BIN = Path(sys.executable).parent
 #: The role's default services (deploy/systemd/), checked by the testinfra suite.
 SERVICES = ("wildix-ast-agi", "wildix-ast-runtime", "wildix-ast-mail", "wildix-ast-cdr",
-            "wildix-ast-fax", "wildix-ast-faxpoll", "wildix-ast-faxdial")
-"""The last two, Mail2Fax's, because the site has a Mail2Fax profile (write_site)."""
+            "wildix-ast-fax", "wildix-ast-faxpoll", "wildix-ast-faxdial",
+            "wildix-ast-provisioning")
+"""Mail2Fax's two because the site has a Mail2Fax profile, the provisioning server because
+it sets `provisioning.address` (write_site)."""
 #: Run on the host (python3, read-only): {table: row count} of the store.
 COUNT_ROWS = """
 import json, sqlite3
@@ -83,6 +85,8 @@ class Deployment:
         wheels = sorted(self.wheel_dir.glob("wildix_ast-*.whl"))
         all_vars = {"wildix_ast_site_file": str(self.site),
                     "wildix_ast_build_dir": str(self.wheel_dir),
+                    # the host shares this machine's network: phones' port on loopback
+                    "wildix_ast_provisioning_host": "127.0.0.1",
                     **({"wildix_ast_wheel": str(wheels[0])} if wheels else {}), **variables}
         data = {"pbx": {"hosts": {"forky": {
             "ansible_host": "127.0.0.1", "ansible_port": port, "ansible_user": "root",
@@ -119,9 +123,12 @@ class Deployment:
     def everything(self) -> tuple[dict[str, str], dict[str, int]]:
         """`snapshot`, plus every file of the state folder (the store, its WAL, the mail
         spool) and the row count of every table of the store. Left out: the AMI service's
-        live state (`runtime/`, rewritten every few seconds whatever else runs) and SQLite's
+        live state (`runtime/`, rewritten every few seconds whatever else runs), the mail
+        sender's delivery state (`mail-spool/state/`: its retries of the mails the testinfra
+        suite queued go on during the check run) and SQLite's
         shared-memory index (`-shm`, which readers change)."""
         text = self.ssh("find /var/lib/wildix-ast -path /var/lib/wildix-ast/runtime -prune "
+                        "-o -path /var/lib/wildix-ast/mail-spool/state -prune "
                         "-o -type f ! -name '*-shm' -exec sha256sum {} +")
         sums = {line.split()[1]: line.split()[0] for line in text.splitlines()}
         assert "/var/lib/wildix-ast/wildix-ast.sqlite3" in sums, sums
@@ -158,9 +165,11 @@ def write_site(path: Path, info: HostInfo, *, extra_users: tuple[str, ...] = (),
     # a Mail2Fax profile: the role then runs the poller and the dialer (its mailbox is a
     # port nothing listens on: the poller logs each failed poll and keeps running)
     site["mail2fax_profiles"] = [{"name": "invoices", "protocol": "imap",
-                                  "server": "127.0.0.1", "port": ports.sip + 4,
+                                  "server": "127.0.0.1", "port": ports.sip + 5,
                                   "security": "none", "user": "fax",
                                   "password": "Fax-Box-Pass-42"}]
+    # the provisioning server (enabled by its address) on the slot's next spare port
+    site["provisioning"] = {"address": "127.0.0.1", "port": ports.sip + 4}
     if ring_timeout is not None:
         site["dialplan"]["ring_timeout"] = ring_timeout
     for extension in extra_users:
@@ -245,7 +254,9 @@ def test_testinfra_suite_passes(deployment: Deployment) -> None:
     assert {"test_services_run_as_their_own_users", "test_agi_service_is_healthy_with_its_store",
             "test_forward_all_set_by_feature_code_is_followed",
             "test_missed_call_mail_is_spooled_where_the_service_writes",
-            "test_a_fax_asterisk_drops_is_mailed_and_kept_owner_only"} <= passed, passed
+            "test_a_fax_asterisk_drops_is_mailed_and_kept_owner_only",
+            "test_provisioning_server_tls_no_secret_for_unknown_macs_bans_scanners"} <= passed, \
+        passed
 
 
 def test_check_diff_shows_the_change_and_changes_nothing(deployment: Deployment) -> None:
@@ -263,7 +274,10 @@ def test_check_diff_shows_the_change_and_changes_nothing(deployment: Deployment)
     assert re.search(r"^\+\s+ring_timeout: 31$", play.output, re.M), str(play)
     assert re.search(r"^\+\[103\]$", play.output, re.M), str(play)
     assert "ring_timeout: 31" not in deployment.ssh("cat /etc/wildix-ast/site.yaml")
-    assert deployment.everything() == before
+    after = deployment.everything()
+    assert after == before, {key: (before[i].get(key), after[i].get(key))  # what differs
+                             for i in (0, 1) for key in before[i].keys() | after[i].keys()
+                             if before[i].get(key) != after[i].get(key)}
     assert "103" not in deployment.endpoints()
 
 

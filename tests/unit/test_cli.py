@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,17 @@ def test_render_is_deterministic_with_the_store(tmp_path: Path) -> None:
     names = sorted(p.name for p in first.iterdir())
     assert "pjsip.conf" in names and "extensions.conf" in names
     assert all((first / n).read_bytes() == (second / n).read_bytes() for n in names)
+
+
+def test_validate_json_says_whether_the_site_runs_the_provisioning_server(
+        tmp_path: Path) -> None:
+    """The Ansible role adds the provisioning server's unit from this answer."""
+    site = tmp_path / "site.yaml"
+    site.write_text('users:\n  - {name: A, extension: "101"}\n')
+    off = json.loads(run("validate", str(site), "--json").stdout)
+    assert off["provisioning"]["enabled"] is False
+    site.write_text('users:\n  - {name: A, extension: "101"}\n'
+                    "provisioning: {address: pbx.example.org, port: 9443}\n")
+    on = json.loads(run("validate", str(site), "--json").stdout)
+    assert on["provisioning"] == {"enabled": True, "address": "pbx.example.org",
+                                  "port": 9443, "https": True}

@@ -15,6 +15,7 @@ import pytest
 from wildix_ast.errors import RenderError
 from wildix_ast.model.devices import Device, Vendor
 from wildix_ast.model.settings_file import parse_site
+from wildix_ast.services.provisioning import server
 from wildix_ast.services.provisioning.files import (
     FileKind,
     is_common_file,
@@ -189,6 +190,39 @@ def test_the_old_credential_is_refused_after_a_reset(store: Store, tmp_path: Pat
     assert provisioner.handle(f"/p/{new}/{mac}.xml", "192.0.2.10").status == 200
     # a Yealink file name for a Snom phone is refused too
     assert provisioner.handle(f"/p/{new}/{mac}.cfg", "192.0.2.10").status == 404
+
+
+def test_a_kept_file_is_never_served_after_the_store_changed(
+        store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files are kept in memory per device, credential and file, and dropped by any commit
+    to the store: an assignment, an unassignment, a new SIP password, a reset credential
+    are all seen by the next request."""
+    # the server's own once-a-second fetch records are commits too: none during the test
+    monkeypatch.setattr(server, "FLUSH_EVERY", 3600.0)
+    mac = MACS[Vendor.YEALINK]
+    credential = add_device(store, Device(mac=mac, vendor=Vendor.YEALINK, extension="101"))
+    provisioner = _provisioner(store, tmp_path / "runtime")
+    link = f"/p/{credential}/{mac}.cfg"
+
+    def served() -> bytes:
+        answer = provisioner.handle(link, "192.0.2.10")
+        assert answer.status == 200 and answer.rendered is not None, answer
+        return answer.rendered.body
+
+    first = provisioner.handle(link, "192.0.2.10")
+    assert provisioner.handle(link, "192.0.2.10") is first  # kept: no store read, no render
+    assert b"account.1.user_name = 101" in served()
+    assign(store, mac, "102")
+    assert b"account.1.user_name = 102" in served()
+    site = store.export_site()
+    users = [u.model_copy(update={"sip_password": "Fresh#Secret2026x"})
+             if u.extension == "102" else u for u in site.users]
+    store.import_site(with_secrets(site.model_copy(update={"users": users}), store))
+    assert b"account.1.password = Fresh#Secret2026x" in served()
+    assign(store, mac, None)
+    assert b"account.1.password" not in served()
+    reset_credential(store, mac)
+    assert provisioner.handle(link, "192.0.2.10").status == 404
 
 
 def test_enrolment_only_in_an_open_window_and_once(store: Store, tmp_path: Path) -> None:

@@ -69,3 +69,17 @@ def test_expiry_unit_follows_its_node_unprivileged_with_no_secret_of_its_own() -
     assert "SupplementaryGroups=wildix-ast-console asterisk\n" in text
     assert "CapabilityBoundingSet=\n" in text
     assert "WILDIX_AST_DB" not in text and "ReadWritePaths" not in text
+
+
+def test_provisioning_unit_gets_its_key_from_systemd_and_bans_through_its_group() -> None:
+    text = render("wildix-ast-provisioning.service.j2", wildix_ast_venv="/opt/v",
+                  wildix_ast_db="x", wildix_ast_never_ban=["192.168.1.0/24"])
+    assert "User=wildix-ast-provisioning\n" in text and "Group=wildix-ast\n" in text
+    assert "SupplementaryGroups=wildix-ast-bans\n" in text
+    # the key stays root's; the service reads systemd's private copy
+    assert "LoadCredential=provisioning.key:/etc/wildix-ast/provisioning.key\n" in text
+    assert "provisioning serve --certificate ${CREDENTIALS_DIRECTORY}/provisioning.crt " \
+        "--private-key ${CREDENTIALS_DIRECTORY}/provisioning.key --never-ban 192.168.1.0/24\n" \
+        in text
+    assert "ReadWritePaths=/var/lib/wildix-ast\n" in text and "CapabilityBoundingSet=\n" in text
+    assert "Environment=WILDIX_AST_RUNTIME_STATE=/var/lib/wildix-ast/runtime\n" in text

@@ -253,3 +253,24 @@ def test_new_users_get_a_welcome_mail_once_through_the_queue(env: dict[str, str]
 
 def _mail_text(spool: Path) -> str:
     return "\n".join(p.read_text(errors="replace") for p in spool.rglob("*") if p.is_file())
+
+
+def test_bare_users_lists_the_table_with_status(env: dict[str, str], tmp_path: Path) -> None:
+    """`wildix-ast users` (no verb) is the WMS Users table, like `users list`; with no
+    Asterisk to ask, the status says unknown and why, it does not fail."""
+    env = {**env, "WILDIX_AST_LAB_STATE": str(tmp_path / "labs")}
+    table = run("users", "--lab", "absent", env=env)
+    assert table.returncode == 0, table.stderr
+    assert_no_traceback(table)
+    lines = table.stdout.splitlines()
+    assert lines[0].strip() == "4 users"
+    row = next(line for line in lines if " 103 " in line)
+    assert "@Cleo" in row and "admin" in row and "unknown" in row
+    assert "status unknown: lab 'absent' is not running" in table.stdout
+    as_json = run("users", "--json", "--lab", "absent", env=env)
+    assert as_json.returncode == 0, as_json.stderr
+    listed = json.loads(as_json.stdout)
+    assert [u["extension"] for u in listed["users"]] == ["101", "102", "103", "104"]
+    assert {u["status"] for u in listed["users"]} == {"unknown"}
+    assert listed == json.loads(run("users", "list", "--json", "--lab", "absent",
+                                    env=env).stdout)

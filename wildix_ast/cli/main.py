@@ -106,7 +106,14 @@ def validate(site_file: SiteFile, as_json: JsonOutput = False) -> None:
                    "fastagi": {"host": str(site.system.fastagi.host),
                                "port": site.system.fastagi.port},
                    # a deployment runs Mail2Fax's poller and dialer only when there is one
-                   "mail2fax_profiles": len(site.mail2fax_profiles)})
+                   "mail2fax_profiles": len(site.mail2fax_profiles),
+                   # the role runs the provisioning server only for a site that set its
+                   # address (without it the server refuses to start)
+                   "provisioning": {
+                       "enabled": site.provisioning.address is not None,
+                       "address": site.provisioning.address,
+                       "port": site.provisioning.port,
+                       "https": not site.provisioning.allow_http}})
         return
     out.print(f"[green]✓[/] {site_file}: valid — {len(site.users)} users ({phones} with a "
               f"phone), {len(site.groups)} groups, PBX {site.system.pbx_name!r}")

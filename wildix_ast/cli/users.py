@@ -21,8 +21,8 @@ if TYPE_CHECKING:
 app = typer.Typer(help="A user's preferences (forwards, reject, lists, DND...), changed live.",
                   no_args_is_help=True)
 
-users_app = typer.Typer(help="The users with their status (list), the user table as CSV "
-                             "(import, export).", no_args_is_help=True)
+users_app = typer.Typer(help="The users with their status (bare, or list), the user table as "
+                             "CSV (import, export).", invoke_without_command=True)
 
 ExtensionArg = Annotated[str, typer.Argument(help="The user's extension.", show_default=False)]
 DbUrl = Annotated[str | None, typer.Option(
@@ -310,12 +310,24 @@ def welcome(
         out.print(f"[green]✓[/] welcome mail to {escape(user.email or '')} queued ({ident})")
 
 
+LabOption = Annotated[str | None, typer.Option(
+    "--lab", help="Ask this lab instance's Asterisk (default: the host's).",
+    show_default=False)]
+
+
+@users_app.callback()
+def users_table(ctx: typer.Context, db: DbUrl = None, lab: LabOption = None,
+                as_json: JsonOutput = False) -> None:
+    """Bare `wildix-ast users [--json]`: the users with their status, as `users list`
+    (the WMS Users menu opens on its table)."""
+    if ctx.invoked_subcommand is None:
+        list_users(db=db, lab=lab, as_json=as_json)
+
+
 @users_app.command("list")
 def list_users(
     db: DbUrl = None,
-    lab: Annotated[str | None, typer.Option(
-        "--lab", help="Ask this lab instance's Asterisk (default: the host's).",
-        show_default=False)] = None,
+    lab: LabOption = None,
     as_json: JsonOutput = False,
 ) -> None:
     """The users (WMS Users table): extension, name, type, group, email, their devices,

@@ -58,7 +58,9 @@ def save_bans(state_dir: Path, bans: Mapping[str, Ban]) -> None:
     text = json.dumps({"bans": [b.to_json() for b in sorted(bans.values(),
                                                               key=lambda b: b.since)]},
                       indent=2)
-    write_atomic(state_dir / BANS_FILE, text + "\n", mode=0o644)
+    # the owner's and the folder's group's (deployed: the bans group, whose provisioning
+    # server reads and writes it too); nobody else's
+    write_atomic(state_dir / BANS_FILE, text + "\n", mode=0o640)
 
 
 def update_bans(state_dir: Path, change: Callable[[Bans], Bans]) -> Bans:

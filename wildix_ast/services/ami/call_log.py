@@ -132,14 +132,21 @@ class LogWriter:
         self.path = path
         self.max_bytes = max_bytes
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115 (kept open)
+        self._handle: IO[str] = self._open()
+
+    def _open(self) -> IO[str]:
+        """Owner-only (calls are personal data; the folder is the bans group's too)."""
+        handle = open(self.path, "a", encoding="utf-8",  # noqa: SIM115 (kept open)
+                      opener=lambda name, flags: os.open(name, flags, 0o600))
+        os.fchmod(handle.fileno(), 0o600)
+        return handle
 
     def write(self, event: LoggedEvent) -> None:
         self._handle.write(event.to_json() + "\n")
         if self._handle.tell() > self.max_bytes:
             self._handle.close()
             os.replace(self.path, self.path.with_name(self.path.name + ".1"))
-            self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+            self._handle = self._open()
 
     def flush(self) -> None:
         self._handle.flush()

@@ -272,6 +272,9 @@ class MonitorService:
         path = self.config.state_dir / STATUS_FILE
         temp = path.with_name(f".{STATUS_FILE}.{os.getpid()}.tmp")
         temp.write_text(json.dumps(self.status(), indent=2) + "\n", encoding="utf-8")
+        # owner-only: the state folder is the bans group's too (the provisioning server
+        # writes bans.json there), and the status names callers
+        os.chmod(temp, 0o600)
         os.replace(temp, path)
 
     # -- running -------------------------------------------------------------------------

@@ -19,6 +19,7 @@ Every request is logged (source, MAC, file, outcome), never a credential."""
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import logging
 import re
@@ -26,6 +27,8 @@ import socket
 import ssl
 import threading
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,6 +69,10 @@ FLUSH_EVERY = 1.0
 MAX_ENROL_PER_SOURCE = 1
 """Phones one address may enrol while the server runs."""
 IO_TIMEOUT = 10.0
+CLOSE_TIMEOUT = 1.0
+_LOOPBACK = frozenset({"127.0.0.1", "::1"})
+CACHED_FILES = 4096
+"""Rendered files kept (per device, file kind and credential): a 300-phone site's all."""
 #: User-Agent: "Yealink SIP-T54W 96.86.0.100 00:15:65:ab:cd:ef" and the like
 _AGENT = re.compile(r"(?:Yealink|snom|Grandstream|Poly(?:com)?)[ /_-]?(?:SIP-)?"
                     r"([A-Za-z0-9-]{1,30})[ /-]+([0-9][0-9A-Za-z._-]{0,30})", re.IGNORECASE)
@@ -104,6 +111,10 @@ class Provisioner:
         self._fetches_lock = threading.Lock()
         self._flushing = threading.Lock()
         self._flushed = time.monotonic()
+        self._generation = store_generation(self.store)
+        self._rendered: OrderedDict[tuple[str, str, str], tuple[int, Outcome]] = \
+            OrderedDict()
+        self._rendered_lock = threading.Lock()
 
     def flush(self) -> None:
         """Write the fetches gathered since the last flush (one transaction)."""
@@ -122,6 +133,13 @@ class Provisioner:
         if time.monotonic() - self._flushed >= FLUSH_EVERY and \
                 not self._flushing.locked():
             self.flush()
+
+    def _record_fetch(self, mac: str, source: str, agent: str) -> None:
+        model = firmware = None
+        found = _AGENT.search(agent)
+        if found:
+            model, firmware = found.group(1), found.group(2)
+        self._record(Fetch(mac, source, datetime.now(UTC), model, firmware))
 
     def facts(self) -> SiteFacts:
         revision = self._revision()
@@ -153,6 +171,17 @@ class Provisioner:
             if is_common_file(name):
                 return Outcome(404, "common file (none served)")
             return self._miss(source, "not a phone's file name")
+        # read before the store is: a commit after this makes the kept file stale at once
+        generation = self._generation() if self._generation is not None else None
+        key = (request.mac, credential, name)
+        if generation is not None:
+            with self._rendered_lock:
+                held = self._rendered.get(key)
+                if held is not None and held[0] == generation:
+                    self._rendered.move_to_end(key)
+            if held is not None and held[0] == generation:
+                self._record_fetch(request.mac, source, agent)
+                return held[1]
         found = device_with_hash(self.store, request.mac)
         # an unknown MAC and a wrong credential are one answer: a scanner learns nothing
         if found is None:
@@ -162,7 +191,14 @@ class Provisioner:
             return self._miss(source, "wrong credential", request.mac)
         if device.vendor not in request.vendors:
             return self._miss(source, f"not a {device.vendor.value} file name", request.mac)
-        return self._serve(device, credential, request.kind, source, agent, "served")
+        served = self._serve(device, credential, request.kind, source, agent, "served")
+        if generation is not None:
+            with self._rendered_lock:
+                self._rendered[key] = (generation, served)
+                self._rendered.move_to_end(key)
+                while len(self._rendered) > CACHED_FILES:
+                    self._rendered.popitem(last=False)
+        return served
 
     def _enrol(self, name: str, source: str, agent: str) -> Outcome:
         from wildix_ast.store.provisioning import device_with_hash, enrol
@@ -200,13 +236,22 @@ class Provisioner:
         rendered = render_device_configuration(self.store, device, provisioning_url=link,
                                                kind=kind, templates=self.config.templates,
                                                facts=self.facts())
-        model = firmware = None
-        found = _AGENT.search(agent)
-        if found:
-            model, firmware = found.group(1), found.group(2)
-        self._record(Fetch(device.mac, source, datetime.now(UTC), model, firmware))
+        self._record_fetch(device.mac, source, agent)
         served = outcome if device.extension else f"{outcome} (unassigned: no line)"
         return Outcome(200, served, device.mac, rendered)
+
+
+def store_generation(store: Store) -> Callable[[], int] | None:
+    """A number that changes whenever anyone commits to the store, read before a device's
+    file is rendered and compared when it is served again from memory: SQLite's
+    `PRAGMA data_version` on a kept connection (every other connection's commit changes it:
+    an import, `device reset-password`, `assign`, a handset login, and this server's own
+    once-a-second fetch records too). None (no kept files: every request reads the store)
+    for a database server, which has no such counter."""
+    if store.access.path is None:  # the SQLite file, however the store was opened
+        return None
+    read = store.access.sqlite_reader("PRAGMA data_version", "reading the store generation")
+    return lambda: int(read())
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -310,7 +355,8 @@ class ProvisioningHTTPServer(http.server.ThreadingHTTPServer):
                 self._refused[source] = (count + 1, since)
             return False
         with self._per_source_lock:
-            if self._per_source.get(source, 0) >= MAX_PER_SOURCE:
+            # the PBX itself (a local proxy, a benchmark's client) is not capped per source
+            if source not in _LOOPBACK and self._per_source.get(source, 0) >= MAX_PER_SOURCE:
                 log.warning("source=%s outcome=refused: %d connections at once from it",
                             source, MAX_PER_SOURCE)
                 return False
@@ -324,6 +370,10 @@ class ProvisioningHTTPServer(http.server.ThreadingHTTPServer):
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             request.settimeout(IO_TIMEOUT)
+            # the answer goes out as written (headers, body, TLS close_notify): Nagle would
+            # hold each small segment until the phone's delayed ACK, 40 ms apiece
+            with contextlib.suppress(OSError):
+                request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.tls is not None:
                 try:
                     request = self.tls.wrap_socket(request, server_side=True)
@@ -339,6 +389,17 @@ class ProvisioningHTTPServer(http.server.ThreadingHTTPServer):
                 if left:
                     self._per_source[client_address[0]] = left
             self._slots.release()
+
+
+    def shutdown_request(self, request: Any) -> None:
+        """Close a TLS connection with TLS's own close_notify first: without it, OpenSSL 3
+        clients report "unexpected eof" (a phone may take its file as truncated). At most
+        a second waiting for the peer's answer, never the 10 s I/O timeout."""
+        if isinstance(request, ssl.SSLSocket):
+            with contextlib.suppress(OSError, ValueError):
+                request.settimeout(CLOSE_TIMEOUT)
+                request.unwrap()
+        super().shutdown_request(request)
 
 
 def tls_context(certificate: Path, private_key: Path) -> ssl.SSLContext:

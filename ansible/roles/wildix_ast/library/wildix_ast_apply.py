@@ -14,8 +14,10 @@ description:
   - Writes the settings text to a temporary file next to I(dest), runs C(wildix-ast validate
     --json) on it, then C(wildix-ast apply --json) (with C(--dry-run) in check mode).
   - Returns C(fastagi) (C(host), C(port)): where the site's dialplan asks the FastAGI
-    service, so the service's unit listens exactly there; and C(mail2fax_profiles), how
-    many Mail2Fax profiles the site has (its poller and dialer units run only when one does).
+    service, so the service's unit listens exactly there; C(mail2fax_profiles), how
+    many Mail2Fax profiles the site has (its poller and dialer units run only when one does);
+    and C(provisioning) (C(enabled), C(address), C(port), C(https)): whether the site runs
+    the provisioning server.
   - I(dest) is replaced only once the apply succeeded, so it always holds the settings the
     running Asterisk configuration came from. When validation or the apply fails, wildix-ast
     has kept (or restored) the previous configuration; the module fails with its message.
@@ -130,6 +132,8 @@ def main():
         fastagi = data.get("fastagi")
         # the role runs Mail2Fax's poller and dialer only for a site with a profile
         mail2fax_profiles = data.get("mail2fax_profiles", 0)
+        # whether the site runs the provisioning server (address set), its address and port
+        provisioning = data.get("provisioning")
 
         argv = [p["executable"], "apply", candidate, "--etc", p["etc"], "--db", p["db"],
                 "--json", "--lock-timeout", str(p["lock_timeout"])]
@@ -151,6 +155,7 @@ def main():
         result["offline"] = bool(p["offline"]) and not module.check_mode
         result["fastagi"] = fastagi
         result["mail2fax_profiles"] = mail2fax_profiles
+        result["provisioning"] = provisioning
         if rc != 0 or not data.get("ok"):
             message, problems = describe_failure(data, rc, stderr)
             module.fail_json(msg="wildix-ast apply: %s (the host keeps its previous "
