@@ -345,13 +345,16 @@ def _print_timing(phases: Phases) -> None:
     table.add_column("phase")
     table.add_column("seconds", justify="right")
     table.add_column("share", justify="right")
+    table.add_column("cpu s", justify="right")
     table.add_column("what")
     total = phases.total()
     for name, seconds, what in phases.rows():
-        table.add_row(name, f"{seconds:.3f}", f"{100 * seconds / total:.0f} %", what)
+        cpu = phases.cpu.get(name)
+        table.add_row(name, f"{seconds:.3f}", f"{100 * seconds / total:.0f} %",
+                      "" if cpu is None else f"{cpu:.3f}", what)
     for name, seconds in phases.overlapped.items():
-        table.add_row(f"({name})", f"{seconds:.3f}", "", "in a thread during the reload: "
-                      "not added")
+        table.add_row(f"({name})", f"{seconds:.3f}", "", "", "in a thread during the "
+                      "reload: not added")
     err.print(table)
 
 
