@@ -47,6 +47,7 @@ def main() -> None:
     args = parser.parse_args()
     console = Console(width=200)
     ensure_rootfs()
+    realtime.byte_compiled()
     summary = Table(title="one-user change: wildix-ast against its baseline in the same run",
                     show_edge=False)
     for column in ("users", "measure", "wildix-ast", "baseline", "ratio", "target",

@@ -48,16 +48,31 @@ def test_offline_apply_twice_then_history(tmp_path: Path) -> None:
 
 
 def test_dry_run_writes_nothing(tmp_path: Path) -> None:
-    env = {"WILDIX_AST_DB": str(tmp_path / "store.sqlite3")}
+    """Not even a cache: no compiled templates, no realtime row cache, no password tag key
+    (a realtime site, whose render uses the row cache)."""
+    cache, key = tmp_path / "cache", tmp_path / "keys" / "password-tag.key"
+    env = {"WILDIX_AST_DB": str(tmp_path / "store.sqlite3"), "WILDIX_AST_CACHE": str(cache),
+           "WILDIX_AST_PASSWORD_KEY": str(key)}
+    site = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    site["system"].setdefault("realtime", {})["mode"] = "realtime"
+    site_file = tmp_path / "site.yaml"
+    site_file.write_text(yaml.safe_dump(site), encoding="utf-8")
+    copy_example_sounds(tmp_path)
     etc = tmp_path / "etc"
     etc.mkdir()
-    result = run("apply", str(EXAMPLE), "--etc", str(etc), "--data", str(tmp_path / "data"),
+    result = run("apply", str(site_file), "--etc", str(etc), "--data", str(tmp_path / "data"),
                  "--dry-run", "--json", env=env)
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["dry_run"] is True and data["changed"] is True
-    assert "+[101]" in data["diff"] and "password = ********" in data["diff"]
+    assert "[101]" in data["diff"] and "********" in data["diff"]
     assert list(etc.iterdir()) == []
+    assert not cache.exists() and not key.exists()
+    # the same run for real makes them (the check above could fail)
+    real = run("apply", str(site_file), "--etc", str(etc), "--data", str(tmp_path / "data"),
+               "--offline", "--json", env=env)
+    assert real.returncode == 0, real.stderr
+    assert (cache / "jinja").is_dir() and key.is_file()
 
 
 def _fingerprint(store: Path, *folders: Path) -> tuple[dict[str, str], dict[str, int]]:

@@ -27,6 +27,10 @@ def test_phases_add_up_to_the_process_time() -> None:
         time.sleep(0.01)
     with phases.phase("render"):  # a phase met twice is one row, its times added
         time.sleep(0.01)
+    with phases.phase("plan"):  # CPU time: a busy loop counts, a sleep does not
+        until = time.thread_time() + 0.03
+        while time.thread_time() < until:
+            pass
     rows = phases.rows()
     names = [name for name, _, _ in rows]
     # running order, whatever the order they were met in; 'start' is the interpreter's
@@ -36,8 +40,11 @@ def test_phases_add_up_to_the_process_time() -> None:
     assert seconds["render"] >= 0.03 and 0.01 <= seconds["load"] < 0.03
     assert "store compare" not in seconds and phases.overlapped["store compare"] >= 0.01
     assert abs(sum(seconds.values()) - phases.total()) < 0.01
+    assert phases.cpu["plan"] >= 0.03 and phases.cpu["load"] < 0.005
+    assert phases.cpu["start"] > 0  # the interpreter's start and imports
     data = phases.to_json()
-    assert set(data) == {"total_seconds", "phases", "alongside"}
+    assert set(data) == {"total_seconds", "phases", "alongside", "cpu_seconds",
+                         "cpu_total_seconds"}
     assert list(data["phases"]) == names  # type: ignore[call-overload]
 
 

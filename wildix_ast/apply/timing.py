@@ -49,18 +49,23 @@ class Phases:
         age = process_age()
         self.origin = time.perf_counter() - (age or 0.0)
         self.seconds: dict[str, float] = {}
+        #: CPU seconds of each phase (this thread's: the phases run in one), since the
+        #: wall seconds of a loaded machine say little about the work: `start` is the whole
+        #: process's CPU time until these phases were made
+        self.cpu: dict[str, float] = {}
         if age is not None:
             self.seconds["start"] = age
+            self.cpu["start"] = time.process_time()
         self.overlapped: dict[str, float] = {}
         self._lock = threading.Lock()
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         try:
             yield
         finally:
-            self.add(name, time.perf_counter() - started)
+            self.add(name, time.perf_counter() - started, time.thread_time() - cpu)
 
     @contextlib.contextmanager
     def alongside(self, name: str) -> Iterator[None]:
@@ -73,9 +78,10 @@ class Phases:
                 self.overlapped[name] = self.overlapped.get(name, 0.0) \
                     + time.perf_counter() - started
 
-    def add(self, name: str, seconds: float) -> None:
+    def add(self, name: str, seconds: float, cpu: float = 0.0) -> None:
         with self._lock:
             self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+            self.cpu[name] = self.cpu.get(name, 0.0) + cpu
 
     def total(self) -> float:
         """Seconds since the process started (or since these phases were made)."""
@@ -93,4 +99,6 @@ class Phases:
     def to_json(self) -> dict[str, object]:
         return {"total_seconds": round(self.total(), 3),
                 "phases": {n: round(s, 3) for n, s, _ in self.rows()},
-                "alongside": {n: round(s, 3) for n, s in self.overlapped.items()}}
+                "alongside": {n: round(s, 3) for n, s in self.overlapped.items()},
+                "cpu_seconds": {n: round(s, 3) for n, s in self.cpu.items()},
+                "cpu_total_seconds": round(time.process_time(), 3)}

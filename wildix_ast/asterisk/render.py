@@ -15,6 +15,7 @@ import dataclasses
 import functools
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import jinja2
 import jinja2.bccache
@@ -28,6 +29,11 @@ from wildix_ast.model.site import Site
 from wildix_ast.sounds.audio import SoundLibrary
 from wildix_ast.store.realtime import RealtimeRows, realtime_rows
 from wildix_ast.templates import builtin_folder, checked_folders
+
+if TYPE_CHECKING:
+    from wildix_ast.asterisk.row_cache import UserRows
+    from wildix_ast.conf import Section
+    from wildix_ast.model.users import User
 
 TEMPLATES_ENV = "WILDIX_AST_TEMPLATES"
 TEMPLATE_SUFFIX = ".j2"
@@ -53,14 +59,20 @@ class _BytecodeCache(jinja2.FileSystemBytecodeCache):
             super().load_bytecode(bucket)
 
     def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        from wildix_ast.cache import writable
+
+        if not writable():  # a dry run writes nothing anywhere
+            return
         with contextlib.suppress(OSError):
             super().dump_bytecode(bucket)
 
 
 def _bytecode_cache() -> jinja2.BytecodeCache | None:
-    from wildix_ast.cache import cache_dir
+    from wildix_ast.cache import cache_dir, writable
 
     folder = cache_dir() / "jinja"
+    if not writable():
+        return _BytecodeCache(str(folder)) if folder.is_dir() else None
     try:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError:
@@ -105,10 +117,86 @@ def _extra_templates(templates: Path | None) -> list[str]:
                   and not p.name.startswith(("_", ".")) and p.name not in known)
 
 
+def _derive_rows(env: jinja2.Environment, given: RenderInput,
+                 users: list[User]) -> list[UserRows]:
+    """`users`' rows: what pjsip.conf and voicemail.conf say of them in file mode (the same
+    views and templates, overrides included), parsed. One derivation: a user's phone and
+    mailbox are never described twice. Rendered in a site of these users and the mailboxes
+    they share (a shared mailbox shows on the phone only if it exists)."""
+    from wildix_ast.store.realtime import user_rows
+
+    site = given.site
+    if len(users) < len(site.users):
+        wanted = {u.extension for u in users}
+        shared = {u.preferences.shared_voicemail for u in users} - wanted
+        chosen = [u for u in site.users if u.extension in wanted or u.extension in shared]
+        given = dataclasses.replace(given, site=site.model_copy(update={"users": chosen}))
+    return user_rows(users, *_whole_files(env, given))
+
+
+def _rows_context(env: jinja2.Environment, given: RenderInput) -> str:
+    """What every user's rows depend on besides the user (`row_cache`)."""
+    from wildix_ast.asterisk.row_cache import code_fingerprint, context_digest
+
+    sources = []
+    for name in ("pjsip.conf.j2", "voicemail.conf.j2"):
+        assert env.loader is not None
+        sources.append(env.loader.get_source(env, name)[0])
+    # every other input of the render, by field: an input added later cannot be forgotten
+    # here (the users' own PINs are in each user's key; the rows are what is made)
+    inputs = [_input_text(getattr(given, f.name)) for f in dataclasses.fields(given)
+              if f.name not in ("site", "voicemail_pins", "realtime_rows")]
+    return context_digest([given.site.model_dump_json(exclude={"users"}), *inputs,
+                           *sources, code_fingerprint()])
+
+
+def _input_text(value: object) -> str:
+    """A render input as stable text (mappings in key order)."""
+    if isinstance(value, Mapping):
+        return repr(sorted(value.items(), key=lambda item: repr(item[0])))
+    return repr(value)
+
+
 def _realtime_rows(env: jinja2.Environment, given: RenderInput) -> RealtimeRows:
-    """The users' rows of the realtime tables: what pjsip.conf and voicemail.conf say of
-    them in file mode (the same views and templates, overrides included), parsed. One
-    derivation: a user's phone and mailbox are never described twice."""
+    """The users' rows of the realtime tables (`_derive_rows`): those of users whose
+    entry, context and PIN are unchanged since the last render come from the row cache
+    (`row_cache`); only the others are rendered and parsed."""
+    from wildix_ast.asterisk.row_cache import assemble, open_cache
+
+    users = list(given.site.users)
+    cache = open_cache(_rows_context(env, given)) if users else None
+    if cache is None:
+        return realtime_rows(users, *_whole_files(env, given))
+    from wildix_ast.asterisk.names import has_mailbox
+
+    boxes = {u.extension for u in users if has_mailbox(u)}
+    keys = []
+    for user in users:
+        shared = user.preferences.shared_voicemail
+        keys.append(cache.user_key(
+            user.__pydantic_serializer__.to_json(user),
+            given.voicemail_pins.get(user.extension, ""),
+            "" if shared is None else f"{shared}:{shared in boxes}"))
+    found: dict[str, UserRows] = {}
+    missed: list[tuple[str, User]] = []
+    for user_key, user in zip(keys, users, strict=True):
+        rows = cache.get(user_key)
+        if rows is None:
+            missed.append((user_key, user))
+        else:
+            found[user_key] = rows
+    if missed:
+        derived = _derive_rows(env, given, [u for _, u in missed])
+        for (user_key, _), rows in zip(missed, derived, strict=True):
+            found[user_key] = rows
+            cache.put(user_key, rows)
+    cache.save()
+    return assemble(keys, found)
+
+
+def _whole_files(env: jinja2.Environment,
+                 given: RenderInput) -> tuple[list[Section], list[Section], str]:
+    """pjsip.conf and voicemail.conf with every user, parsed (no cache)."""
     from wildix_ast.asterisk import by_name
     from wildix_ast.asterisk.names import VOICEMAIL_CONTEXT
     from wildix_ast.conf import sections
@@ -117,8 +205,7 @@ def _realtime_rows(env: jinja2.Environment, given: RenderInput) -> RealtimeRows:
     rendered = {name: sections(_render_one(env, files[name].template,
                                            {"header": HEADER, **files[name].view(given)}))
                 for name in ("pjsip.conf", "voicemail.conf")}
-    return realtime_rows(given.site.users, rendered["pjsip.conf"], rendered["voicemail.conf"],
-                         VOICEMAIL_CONTEXT)
+    return rendered["pjsip.conf"], rendered["voicemail.conf"], VOICEMAIL_CONTEXT
 
 
 def render_files(given: RenderInput, templates: Path | None = None) -> dict[str, str]:

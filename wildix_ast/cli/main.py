@@ -318,6 +318,10 @@ def apply(
     phases = Phases()
     _short_lived()
     _json(as_json)
+    if dry_run:
+        from wildix_ast.cache import read_only
+
+        read_only()  # a dry run writes nothing anywhere, not even a cache
     with phases.phase("load"):
         site = load_site(site_file)
         text = site_file.read_text(encoding="utf-8")
@@ -354,13 +358,16 @@ def _print_timing(phases: Phases) -> None:
     table.add_column("phase")
     table.add_column("seconds", justify="right")
     table.add_column("share", justify="right")
+    table.add_column("cpu s", justify="right")
     table.add_column("what")
     total = phases.total()
     for name, seconds, what in phases.rows():
-        table.add_row(name, f"{seconds:.3f}", f"{100 * seconds / total:.0f} %", what)
+        cpu = phases.cpu.get(name)
+        table.add_row(name, f"{seconds:.3f}", f"{100 * seconds / total:.0f} %",
+                      "" if cpu is None else f"{cpu:.3f}", what)
     for name, seconds in phases.overlapped.items():
-        table.add_row(f"({name})", f"{seconds:.3f}", "", "in a thread during the reload: "
-                      "not added")
+        table.add_row(f"({name})", f"{seconds:.3f}", "", "", "in a thread during the "
+                      "reload: not added")
     err.print(table)
 
 

@@ -54,22 +54,37 @@ def _mailbox(context: str, mailbox: str, entry: str) -> Row:
     return row
 
 
-def realtime_rows(users: Iterable[User], pjsip: list[Section],
-                  voicemail: list[Section], voicemail_context: str) -> RealtimeRows:
-    """The realtime rows of `users`' phones and mailboxes, from the parsed pjsip.conf and
-    voicemail.conf they render to (trunks and other objects are not a user's)."""
+def user_rows(users: Iterable[User], pjsip: list[Section], voicemail: list[Section],
+              voicemail_context: str) -> list[tuple[Row | None, Row | None, Row | None,
+                                                   Row | None]]:
+    """Each of `users`' endpoint, auth, AOR and mailbox rows (None: it has none), from the
+    parsed pjsip.conf and voicemail.conf they render to (trunks and other objects are not a
+    user's)."""
     by_type: dict[tuple[str, str | None], Section] = {
         (s.name, s.get("type")): s for s in pjsip}
     entries = {key: value for s in voicemail if s.name == voicemail_context
                for key, value in s.items}
-    rows = RealtimeRows()
+    out: list[tuple[Row | None, Row | None, Row | None, Row | None]] = []
     for user in users:
         endpoint = by_type.get((user.extension, "endpoint"))
+        phone: tuple[Row | None, Row | None, Row | None] = (None, None, None)
         if endpoint is not None:
-            rows.ps_endpoints.append(_row(endpoint))
-            rows.ps_auths.append(_row(by_type[(endpoint.get("auth") or "", "auth")]))
-            rows.ps_aors.append(_row(by_type[(endpoint.get("aors") or "", "aor")]))
-        if user.extension in entries:
-            rows.voicemail.append(_mailbox(voicemail_context, user.extension,
-                                           entries[user.extension]))
+            phone = (_row(endpoint),
+                     _row(by_type[(endpoint.get("auth") or "", "auth")]),
+                     _row(by_type[(endpoint.get("aors") or "", "aor")]))
+        mailbox = (_mailbox(voicemail_context, user.extension, entries[user.extension])
+                   if user.extension in entries else None)
+        out.append((*phone, mailbox))
+    return out
+
+
+def realtime_rows(users: Iterable[User], pjsip: list[Section],
+                  voicemail: list[Section], voicemail_context: str) -> RealtimeRows:
+    """The realtime rows of `users`' phones and mailboxes (`user_rows`), table by table."""
+    rows = RealtimeRows()
+    for endpoint, auth, aor, mailbox in user_rows(users, pjsip, voicemail, voicemail_context):
+        for table, row in ((rows.ps_endpoints, endpoint), (rows.ps_auths, auth),
+                           (rows.ps_aors, aor), (rows.voicemail, mailbox)):
+            if row is not None:
+                table.append(row)
     return rows
