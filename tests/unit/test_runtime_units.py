@@ -25,6 +25,7 @@ from wildix_ast.services.ami.security import (
     SecurityState,
     active_bans,
     banned_networks,
+    enforceable,
     expire,
     never_banned,
     record_attempt,
@@ -53,6 +54,18 @@ def attempts(state: SecurityState, address: str, times: list[float]) -> Security
 ])
 def test_source_address(remote: str, address: str | None) -> None:
     assert source_address({"RemoteAddress": remote}) == address
+
+
+def test_the_firewall_never_enforces_a_ban_of_a_never_banned_network() -> None:
+    """The bans file has two writers (the AMI service, the provisioning server): a ban of
+    the LAN or a trunk written into it (a compromised writer, an older file) is listed but
+    never becomes a firewall rule."""
+    policy = BanPolicy.with_networks(["192.168.1.0/24", "203.0.113.9"])
+    bans = {a: Ban(address=a, since=0, until=100, attempts=10, reason="provisioning")
+            for a in ("198.51.100.7", "192.168.1.20", "203.0.113.9", "127.0.0.1")}
+    state = SecurityState(bans=bans)
+    assert len(banned_networks(state, 1)) == 4  # could fail: all four are listed
+    assert enforceable(state, policy, 1) == [ipaddress.ip_network("198.51.100.7/32")]
 
 
 def test_threshold_within_the_window_bans() -> None:

@@ -160,3 +160,11 @@ def banned_networks(state: SecurityState, now: float) -> list[IpNetwork]:
     """What an enforcement (PJSIP ACL `deny=`, firewall) must refuse now: one host network
     (/32 or /128) per banned address."""
     return [ipaddress.ip_network(b.address) for b in active_bans(state, now)]
+
+
+def enforceable(state: SecurityState, policy: BanPolicy, now: float) -> list[IpNetwork]:
+    """`banned_networks` without the addresses the policy never bans: the bans file is also
+    written by another service (the provisioning server bans scanners), so the firewall
+    checks again that no ban in it cuts off the LAN or a trunk."""
+    return [n for n in banned_networks(state, now)
+            if not never_banned(policy, str(n.network_address))]

@@ -49,7 +49,7 @@ from wildix_ast.services.ami.security import (
     BanPolicy,
     SecurityState,
     active_bans,
-    banned_networks,
+    enforceable,
     expire,
     is_attempt,
     record_event,
@@ -356,7 +356,7 @@ class MonitorService:
         firewall = self.config.firewall
         if firewall is None:
             return
-        networks = banned_networks(self.security, self.clock())
+        networks = enforceable(self.security, self.config.policy, self.clock())
         wanted_now = frozenset(str(n.network_address) for n in networks)
         if wanted_now == self.enforced or time.monotonic() < self._enforce_retry:
             return
