@@ -152,10 +152,21 @@ def test_a_10_page_pdf_mailed_to_mail2fax_comes_back_by_fax2mail_as_the_same_10_
     assert dovecot.inbox() == []
 
     async def send(fax: str) -> None:
+        # The dialer's own retries (a product behaviour, shortened): the T.38 re-INVITE the
+        # carrier passes between its two legs is refused in about half of the runs (the
+        # call then falls back to audio, which fails this test, or drops before the first
+        # page, which a retry recovers; an open defect, docs/fax.md); tries printed below.
+        spool = JobSpool(tmp_path / f"jobs-{fax}")
         async with line.site.console() as console:
-            dialer = Dialer(JobSpool(tmp_path / f"jobs-{fax}"), ConsoleLine(console), out,
-                            site, DialSettings(attempts=1), (), queue, documents=documents)
-            await dialer.send_due()
+            dialer = Dialer(spool, ConsoleLine(console), out, site,
+                            DialSettings(attempts=3, retry_base=1.0), (), queue,
+                            documents=documents)
+            while True:
+                await dialer.send_due()
+                job = spool.get(keys[fax])
+                if job is None or job.final:
+                    return
+                await asyncio.sleep(1.0)
 
     async def send_both() -> None:
         # T.38 first; G.711 once its pages flow as UDPTL (the switch to T.38 is a re-INVITE
@@ -171,11 +182,14 @@ def test_a_10_page_pdf_mailed_to_mail2fax_comes_back_by_fax2mail_as_the_same_10_
     started = time.monotonic()
     asyncio.run(send_both())
     elapsed = time.monotonic() - started
+    retried = 0  # tries that failed before the job's last one
     for fax in NUMBERS:
         job = JobSpool(tmp_path / f"jobs-{fax}").get(keys[fax])
         assert job is not None
+        retried += job.attempts - 1
         udptl = line.relays[fax].totals()[("udptl", "forwarded")]
-        print(f"{fax}: {job.state}, {job.reason}; UDPTL datagrams through the relay: {udptl}")
+        print(f"{fax}: {job.state} after {job.attempts} tries, {job.reason}; UDPTL datagrams "
+              f"through the relay: {udptl}")
         assert job.state == "sent", (job.reason, job.result)
         assert job.result.get("pages") == str(PAGES), job.result
         # the T.38 round trip carried its pages as UDPTL (not a fall-back to audio)
@@ -183,10 +197,13 @@ def test_a_10_page_pdf_mailed_to_mail2fax_comes_back_by_fax2mail_as_the_same_10_
     print(f"two {PAGES}-page faxes sent and received at once in {elapsed:.0f} s")
 
     records = [path.read_text() for path in (line.spool / "new").glob("*.job")]
-    assert len(records) == 2, records   # the site received both, from its DID
+    received_ok = [r for r in records if "status=SUCCESS\n" in r]
+    assert len(received_ok) == 2, records   # the site received both, from its DID
+    assert len(records) - len(received_ok) <= retried, records  # a failed try's reception
     for record in records:
-        assert f"pages={PAGES}\n" in record and "status=SUCCESS\n" in record, record
         assert "did=+33140000190\n" in record, record
+    for record in received_ok:
+        assert f"pages={PAGES}\n" in record, record
     collected = run("fax", "collect", "--json", "--spool", str(line.spool),
                     "--documents", str(documents), *common)
     assert_no_traceback(collected)
@@ -195,8 +212,10 @@ def test_a_10_page_pdf_mailed_to_mail2fax_comes_back_by_fax2mail_as_the_same_10_
     assert_no_traceback(sent)
     assert sent.returncode == 0, sent.stderr
     mails = smtp.messages()
-    faxes = [m for m in mails if m.recipients == (FAX_USER_EMAIL,)]
-    reports = [m for m in mails if m.recipients == (BRUNO,)]
+    # a failed try's reception is mailed too (nothing silently dropped), without pages
+    faxes = [m for m in mails if m.recipients == (FAX_USER_EMAIL,)
+             and any(True for _ in m.message.iter_attachments())]
+    reports = [m for m in mails if m.recipients == (BRUNO,)]  # one per job, at its end
     assert len(faxes) == 2 and len(reports) == 2, [(m.recipients, str(m.message["Subject"]))
                                                    for m in mails]
     for report in reports:
@@ -211,11 +230,11 @@ def test_a_10_page_pdf_mailed_to_mail2fax_comes_back_by_fax2mail_as_the_same_10_
         received.write_bytes(attachment.get_content())
         assert_same_pages(received, want, tmp_path / f"got-{n}", DPI, MAX_MEAN_DIFFERENCE,
                           f"fax {n + 1}")
-    _sent_faxes_are_in_the_call_history(line, tmp_path, db, documents, since)
+    _sent_faxes_are_in_the_call_history(line, tmp_path, db, documents, since, retried)
 
 
 def _sent_faxes_are_in_the_call_history(line: FaxLine, tmp_path: Path, db: str,
-                                        documents: Path, since: float) -> None:
+                                        documents: Path, since: float, retried: int) -> None:
     spool = str(tmp_path / "cdr-spool.sqlite3")
     for _ in range(2):
         passed = run("cdr", "collect", "--once", "--log-dir", str(line.site.lab.log_dir),
@@ -230,9 +249,12 @@ def _sent_faxes_are_in_the_call_history(line: FaxLine, tmp_path: Path, db: str,
                                     "callee_user", "callee_number", "direction", "fax",
                                     "fax_status", "fax_pages", "fax_remote",
                                     "fax_document", "duration")})
-    sent = [c for c in calls if c["fax"] == "sent"]
-    received = [c for c in calls if c["fax"] == "received"]
+    # each try is a record; a failed try's (at most `retried` each way) is FAILED
+    sent = [c for c in calls if c["fax"] == "sent" and c["fax_status"] == "SUCCESS"]
+    received = [c for c in calls if c["fax"] == "received" and c["fax_status"] == "SUCCESS"]
     assert len(sent) == 2 and len(received) == 2, calls
+    failed = [c for c in calls if c["fax"] and c["fax_status"] != "SUCCESS"]
+    assert len(failed) <= 2 * retried, failed
     for fax in sent:
         assert (fax["fax_status"], fax["fax_pages"]) == ("SUCCESS", PAGES), fax
         assert fax["caller_user"] == "102", fax
