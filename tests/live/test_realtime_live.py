@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from support.live_site import LiveSite, example_site, live_site
-from support.sip_ua import Agent
+from support.sip_ua import Agent, register_status
 from support.sound_fixtures import copy_example_sounds
 from test_apply_target import as_json, cli
 
@@ -58,11 +58,7 @@ def current(live: LiveSite, extension: str) -> str:
 
 
 def registers(live: LiveSite, extension: str, password: str) -> int | None:
-    agent = Agent(extension, password, live.lab.ports.sip, timeout=5.0)
-    try:
-        return agent.register(expires=60).status
-    finally:
-        agent.close()
+    return register_status(live.lab.ports.sip, extension, password)
 
 
 def last_reload(live: LiveSite) -> str:

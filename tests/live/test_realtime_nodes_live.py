@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from support.live_site import EXAMPLE, example_site
 from support.pg_server import PostgresServer, postgres_server  # noqa: F401
-from support.sip_ua import Agent
+from support.sip_ua import Agent, register_status
 from test_realtime_postgres_live import on_postgres
 
 from wildix_ast.apply import pipeline
@@ -117,11 +117,7 @@ def nodes(tmp_path_factory: pytest.TempPathFactory,
 
 
 def registers(lab: Lab, extension: str, password: str) -> int | None:
-    agent = Agent(extension, password, lab.ports.sip, timeout=5.0)
-    try:
-        return agent.register(expires=60).status
-    finally:
-        agent.close()
+    return register_status(lab.ports.sip, extension, password)
 
 
 def password_now(nodes: TwoNodes, extension: str) -> str:

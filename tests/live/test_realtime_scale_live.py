@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from support.live_site import LiveSite, example_site, live_site
-from support.sip_ua import Agent
+from support.sip_ua import register_status
 from support.sound_fixtures import copy_example_sounds
 from test_apply_target import start
 
@@ -52,11 +52,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:
 
 
 def registers(live: LiveSite, extension: str, password: str) -> int | None:
-    agent = Agent(extension, password, live.lab.ports.sip, timeout=5.0)
-    try:
-        return agent.register(expires=60).status
-    finally:
-        agent.close()
+    return register_status(live.lab.ports.sip, extension, password)
 
 
 def applied(live: LiveSite, folder: Path, password: str) -> tuple[float, dict[str, object]]:

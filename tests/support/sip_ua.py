@@ -337,3 +337,14 @@ class Agent:
             if message is not None and message.method == method:
                 return message
         return None
+
+
+def register_status(port: int, extension: str, password: str,
+                    timeout: float = 5.0) -> int | None:
+    """The final status of one REGISTER of `extension` with `password` to the Asterisk at
+    `port` on loopback (None: no answer)."""
+    agent = Agent(extension, password, port, timeout=timeout)
+    try:
+        return agent.register(expires=60).status
+    finally:
+        agent.close()
