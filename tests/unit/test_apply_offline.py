@@ -68,6 +68,7 @@ def test_dry_run_writes_nothing(tmp_path: Path) -> None:
     assert "[101]" in data["diff"] and "********" in data["diff"]
     assert list(etc.iterdir()) == []
     assert not cache.exists() and not key.exists()
+    assert not (tmp_path / "store.sqlite3").exists()  # no store made for a plan either
     # the same run for real makes them (the check above could fail)
     real = run("apply", str(site_file), "--etc", str(etc), "--data", str(tmp_path / "data"),
                "--offline", "--json", env=env)
