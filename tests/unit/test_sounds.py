@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import wave
+from collections.abc import Callable
 from io import BytesIO
 from pathlib import Path
 
@@ -289,15 +290,23 @@ def test_hold_music_classes_follow_the_site(tmp_path: Path) -> None:
         ("default", "/usr/share/asterisk/wildix-ast-moh/default")]
 
 
-def test_apply_as_a_person_runs_it_installs_the_sounds(tmp_path: Path) -> None:
+def _offline_apply(tmp_path: Path) -> tuple[Callable[[], subprocess.CompletedProcess[str]],
+                                              Path, Path]:
+    """`apply --offline --json` of the example site with sounds (in `tmp_path/settings`),
+    as a person runs it; the configuration and data folders."""
     path = site_with_sounds(tmp_path / "settings")
     etc, data = tmp_path / "etc", tmp_path / "data"
     etc.mkdir()
     env = {**os.environ, "WILDIX_AST_DB": str(tmp_path / "store.sqlite3"), "NO_COLOR": "1"}
     command = [sys.executable, "-m", "wildix_ast", "apply", str(path), "--etc", str(etc),
                "--data", str(data), "--offline", "--json"]
-    result = subprocess.run(command, capture_output=True, text=True, check=False,
-                            timeout=120, env=env)
+    return (lambda: subprocess.run(command, capture_output=True, text=True, check=False,
+                                   timeout=120, env=env)), etc, data
+
+
+def test_apply_as_a_person_runs_it_installs_the_sounds(tmp_path: Path) -> None:
+    apply, etc, data = _offline_apply(tmp_path)
+    result = apply()
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
     assert {"path": "sounds/fr/wildix-ast/accueil.wav", "change": "add"} in report["sounds"]
@@ -305,6 +314,58 @@ def test_apply_as_a_person_runs_it_installs_the_sounds(tmp_path: Path) -> None:
         (8000, 1, 2)
     assert "directory = /usr/share/asterisk/wildix-ast-moh/attente" in \
         (etc / "musiconhold.conf").read_text()
-    again = subprocess.run(command, capture_output=True, text=True, check=False,
-                           timeout=120, env=env)
+    again = apply()
     assert json.loads(again.stdout)["sounds"] == []  # converted once, installed once
+
+
+def test_a_sound_file_changed_in_place_is_picked_up_by_the_next_apply(
+        tmp_path: Path) -> None:
+    """Nothing about a sound file but its bytes says it changed: the same name, the same
+    size, even the same modification time. The next apply still converts and installs the
+    new audio (the audio is known by the digest of the file's content, read every time)."""
+    apply, _, data = _offline_apply(tmp_path)
+    first = apply()
+    assert first.returncode == 0, first.stdout + first.stderr
+    installed = data / "sounds/fr/wildix-ast/accueil.wav"
+    before = installed.read_bytes()
+    source = tmp_path / "settings" / "sons" / "accueil-fr.wav"
+    old = source.stat()
+    other = tone(tmp_path / "other.wav", 3.0, 660)  # same length, format: same size
+    assert other.stat().st_size == old.st_size
+    source.write_bytes(other.read_bytes())
+    os.utime(source, ns=(old.st_atime_ns, old.st_mtime_ns))
+    assert source.stat().st_size == old.st_size and source.stat().st_mtime_ns == old.st_mtime_ns
+    again = apply()
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert {"path": "sounds/fr/wildix-ast/accueil.wav", "change": "change"} in \
+        json.loads(again.stdout)["sounds"]
+    assert installed.read_bytes() != before
+    assert installed.read_bytes() == sound_audio.convert(other.read_bytes(), ".wav", "x").wav
+
+
+def test_sound_files_are_located_in_the_settings_file_only_for_a_problem(
+        tmp_path: Path) -> None:
+    """Locating a place in the settings file parses it again (about a second at 10,000
+    users): reading and converting sound files that are fine never asks for a place."""
+    path = site_with_sounds(tmp_path)
+    site = load_site(path)
+
+    def no_locating(loc: tuple[str | int, ...]) -> str:
+        raise AssertionError(f"located {loc} without a problem")
+
+    library = prepare(site, tmp_path, _none_known, no_locating)
+    assert library  # converted, nothing located
+    sound_audio.check_files(site, tmp_path, no_locating)
+    (tmp_path / "sons" / "attente.mp3").write_bytes(b"")
+    asked: list[tuple[str | int, ...]] = []
+
+    def locate(loc: tuple[str | int, ...]) -> str:
+        asked.append(loc)
+        return locator(path)(loc)
+
+    with pytest.raises(sound_audio.SoundFileError) as error:
+        prepare(site, tmp_path, _none_known, locate)
+    assert asked == [("sounds", 1, "files", "fr")]  # the bad file, and it alone
+    line = next(n for n, text in enumerate(path.read_text().splitlines(), 1)
+                if "attente.mp3" in text)
+    assert f"sounds[1].files.fr (site.yaml line {line})" in str(error.value)

@@ -388,7 +388,8 @@ def apply_site(site: Site, store: Store, target: Target, *, source_text: str | N
             if show_plan is not None:
                 show_plan(plan)
         if offline:
-            outcome.generation = config.install(plan, store_revision=record())
+            outcome.generation = config.install(plan, store_revision=record(),
+                                                phases=phases)
         else:
             outcome.report = run(config.commit(
                 plan, progress=progress, allow_restart=allow_restart,

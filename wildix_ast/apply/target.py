@@ -275,21 +275,26 @@ class ConfigTarget:
 
     # -- writing without Asterisk ---------------------------------------------------------
 
-    def install(self, plan: Plan, *, store_revision: int | None = None) -> Generation | None:
+    def install(self, plan: Plan, *, store_revision: int | None = None,
+                phases: Phases | None = None) -> Generation | None:
         """Write the plan for an Asterisk that is not running (a first start, or a host
         whose Asterisk the caller restarts): atomic writes, manifest, and a generation when
-        something changed."""
-        problems = plan.validate()
+        something changed. `phases`: where the time goes (`apply.timing`)."""
+        phases = phases or Phases()
+        with phases.phase("check"):
+            problems = plan.validate()
         if problems:
             raise ApplyError("the new configuration is invalid; nothing was written", problems)
-        self._put_sound_files(plan)
-        _put(self.etc_dir, {c.name: c.new for c in plan.touched})
-        _sync_rows(self.etc_dir, plan.touched, writer_url=self.realtime_url)
-        self.state.write_manifest(plan.new_files)
-        if not plan.has_changes and self.state.generations():
-            return None
-        return self.state.record_generation(plan.new_files, "install", store_revision,
-                                            sounds=plan.new_sound_files)
+        with phases.phase("write"):  # as in `commit`: the files, then the realtime rows
+            self._put_sound_files(plan)
+            _put(self.etc_dir, {c.name: c.new for c in plan.touched})
+            _sync_rows(self.etc_dir, plan.touched, writer_url=self.realtime_url)
+        with phases.phase("generation"):
+            self.state.write_manifest(plan.new_files)
+            if not plan.has_changes and self.state.generations():
+                return None
+            return self.state.record_generation(plan.new_files, "install", store_revision,
+                                                sounds=plan.new_sound_files)
 
     # -- commit --------------------------------------------------------------------------------
 

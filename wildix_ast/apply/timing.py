@@ -22,11 +22,12 @@ PHASES: dict[str, str] = {
     "render": "the model and secrets to the Asterisk files",
     "plan": "lock, recovery, comparing with the running files",
     "check": "the running files unchanged, the new ones valid",
-    "write": "journal, then the changed files written",
+    "write": "journal, then the changed files and realtime rows written",
     "reload": "Asterisk reloading the modules whose files changed",
     "verify": "Asterisk shows what changed (AMI/console)",
     "store": "the store update: the import's writes (compared during reload)",
     "generation": "manifest, generation and site snapshot kept",
+    "devices": "phones of removed users unassigned, the store closed",
     "output": "the result printed, the process ends",
 }
 

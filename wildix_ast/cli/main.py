@@ -358,9 +358,12 @@ def apply(
                              progress=_apply_progress,
                              show_plan=None if as_json else _show_plan, phases=phases)
         if not outcome.dry_run:
-            from wildix_ast.store.devices import unassign_missing_users
+            with phases.phase("devices"):
+                from wildix_ast.store.devices import unassign_missing_users
 
-            unassign_missing_users(store)  # a removed user's phones are theirs no more
+                unassign_missing_users(store)  # a removed user's phones are theirs no more
+        with phases.phase("devices"):
+            store.close()
     if as_json:
         emit_json(outcome.to_json())
         return

@@ -15,6 +15,7 @@ stored, with the file's place in the settings file.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import shutil
 import subprocess
@@ -69,9 +70,14 @@ def _sox() -> str:
     return found
 
 
-def convert(data: bytes, suffix: str, where: str) -> Audio:
-    """Convert the bytes of a .wav or .mp3 file; `where` locates it in messages."""
+def convert(data: bytes, suffix: str, place: str | Callable[[], str]) -> Audio:
+    """Convert the bytes of a .wav or .mp3 file; `place` locates it in messages (or says
+    where, when asked: locating can cost a parse of the settings file)."""
     sox = _sox()
+
+    def located() -> str:
+        return place if isinstance(place, str) else place()
+
     with tempfile.TemporaryDirectory(prefix="wildix-ast-sound-") as tmp:
         source = Path(tmp) / f"source{suffix.lower()}"
         source.write_bytes(data)
@@ -85,15 +91,18 @@ def convert(data: bytes, suffix: str, where: str) -> Audio:
                      "-e", "signed-integer", "-t", "wav", str(target)],
                     capture_output=True, text=True, timeout=SOX_TIMEOUT, check=False)
             except subprocess.TimeoutExpired:
+                where = located()
                 raise SoundFileError(f"{where}: sox did not finish within {SOX_TIMEOUT} s",
                                      [Problem(where, "conversion timed out")]) from None
             if done.returncode != 0:
                 reason = (done.stderr.strip().splitlines() or ["no message"])[-1]
                 reason = reason.replace(str(source), "the file").removeprefix("sox FAIL ")
+                where = located()
                 raise SoundFileError(f"{where}: sox cannot decode it: {reason}",
                                      [Problem(where, f"cannot be decoded ({reason})")])
             converted = target.read_bytes()
             if len(converted) <= WAV_HEADER:
+                where = located()
                 raise SoundFileError(f"{where}: the file holds no audio",
                                      [Problem(where, "holds no audio")])
             out[fmt] = converted
@@ -110,12 +119,13 @@ def _unreadable(path: Path, error: OSError) -> str:
     return f"{path}: {error.strerror}"
 
 
-def _read(path: Path, where: str) -> bytes:
+def _read(path: Path, where: Callable[[], str]) -> bytes:
     try:
         return path.read_bytes()
     except OSError as e:
         message = _unreadable(path, e)
-    raise SoundFileError(f"{where}: {message}", [Problem(where, message)])
+    place = where()
+    raise SoundFileError(f"{place}: {message}", [Problem(place, message)])
 
 
 Locate = Callable[[tuple[str | int, ...]], str]
@@ -128,14 +138,14 @@ def check_files(site: Site, base_dir: Path, locate: Locate | None = None) -> Non
     problems: list[Problem] = []
     for index, sound in enumerate(site.sounds):
         for language, name in sound.files.items():
-            place = where(("sounds", index, "files", language))
+            loc = ("sounds", index, "files", language)  # located only if there is a problem
             path = Path(name) if Path(name).is_absolute() else base_dir / name
             try:
                 with path.open("rb") as file:
                     if not file.read(1):
-                        problems.append(Problem(place, f"{path} is empty"))
+                        problems.append(Problem(where(loc), f"{path} is empty"))
             except OSError as e:
-                problems.append(Problem(place, _unreadable(path, e)))
+                problems.append(Problem(where(loc), _unreadable(path, e)))
     if len(problems) == 1:
         raise SoundFileError(f"{problems[0].location}: {problems[0].message}", problems)
     if problems:
@@ -149,10 +159,12 @@ def prepare(site: Site, base_dir: Path, known: Callable[[Iterable[str]], Mapping
     so only new or changed files go through sox. `locate` names a place in the settings
     file (`sounds[0].files.fr (site.yaml line 12)`)."""
     where = locate or (lambda loc: ".".join(str(p) for p in loc))
-    sources: dict[SoundKey, tuple[str, bytes, str]] = {}
+    sources: dict[SoundKey, tuple[Callable[[], str], bytes, str]] = {}
     for index, sound in enumerate(site.sounds):
         for language, name in sound.files.items():
-            place = where(("sounds", index, "files", language))
+            # located only when there is something to say (a locator parses the file again)
+            place: Callable[[], str] = functools.partial(
+                where, ("sounds", index, "files", language))
             path = Path(name) if Path(name).is_absolute() else base_dir / name
             data = _read(path, place)
             sources[(sound.name, language)] = (place, data, path.suffix)
