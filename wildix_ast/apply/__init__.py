@@ -11,13 +11,44 @@ holds the use cases (render, apply with the store update inside, rollback, insta
 
 from __future__ import annotations
 
-from wildix_ast.apply.plan import FileChange, Plan, ReloadStep, make_plan
-from wildix_ast.apply.state import STATE_DIR, Generation, Journal, TargetState
-from wildix_ast.apply.target import ApplyReport, ConfigTarget, Record, ReloadResult, Timeouts
-from wildix_ast.apply.verify import Expectation, verify
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from wildix_ast.apply.plan import FileChange, Plan, ReloadStep, make_plan
+    from wildix_ast.apply.state import STATE_DIR, Generation, Journal, TargetState
+    from wildix_ast.apply.target import (
+        ApplyReport,
+        ConfigTarget,
+        Record,
+        ReloadResult,
+        Timeouts,
+    )
+    from wildix_ast.apply.verify import Expectation
+
+#: Where each name is defined: loaded on first use, so that importing one light module of
+#: the package (`apply.timing`, the first thing `apply` imports) does not load every
+#: generated file's rules, the store's realtime writer and the sounds.
+_HOMES = {
+    "FileChange": "plan", "Plan": "plan", "ReloadStep": "plan", "make_plan": "plan",
+    "STATE_DIR": "state", "Generation": "state", "Journal": "state", "TargetState": "state",
+    "ApplyReport": "target", "ConfigTarget": "target", "Record": "target",
+    "ReloadResult": "target", "Timeouts": "target",
+    "Expectation": "verify",
+}
+# (`verify`, the function, is imported from `apply.verify`: loaded lazily, the package's
+# `verify` attribute is that module once it is imported)
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{home}"), name)
+
 
 __all__ = [
     "STATE_DIR", "ApplyReport", "ConfigTarget", "Expectation", "FileChange", "Generation",
     "Journal", "Plan", "Record", "ReloadResult", "ReloadStep", "TargetState", "Timeouts",
-    "make_plan", "verify",
+    "make_plan",
 ]

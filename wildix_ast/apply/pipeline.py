@@ -285,12 +285,12 @@ def _recover(config: ConfigTarget, store: Store, progress: Progress,
     """Finish or undo an interrupted apply on `config` (under its lock); offline: put its
     saved files back without Asterisk. A finished one's generation gets the store's site
     and sounds as its snapshot, as if the apply had ended itself."""
-    from wildix_ast.ami import run
-
     if config.interrupted() is None:
         return None
     if offline:
         return config.discard()
+    from wildix_ast.ami import run
+
     done = run(config.recover(store_revision=_revision(store), progress=progress))
     if done is None:
         return None
@@ -343,7 +343,6 @@ def apply_site(site: Site, store: Store, target: Target, *, source_text: str | N
     once Asterisk has its configuration (offline: once the files are written). `sounds`:
     the site's converted sound files (`sound_audio.prepare`); None takes the store's.
     `phases`: where the time goes, phase by phase (kept in the outcome's `timing`)."""
-    from wildix_ast.ami import run
     from wildix_ast.apply.target import Record
     from wildix_ast.apply.timing import Phases
 
@@ -391,6 +390,8 @@ def apply_site(site: Site, store: Store, target: Target, *, source_text: str | N
             outcome.generation = config.install(plan, store_revision=record(),
                                                 phases=phases)
         else:
+            from wildix_ast.ami import run  # (panoramisk: not loaded offline)
+
             outcome.report = run(config.commit(
                 plan, progress=progress, allow_restart=allow_restart,
                 record=Record(store_revision=_revision(store), on_verified=record),

@@ -15,8 +15,9 @@ from collections.abc import Iterator
 
 #: The phases in the order an apply runs them, and what each covers.
 PHASES: dict[str, str] = {
-    "start": "interpreter start and imports, until the command runs",
-    "load": "reading and validating the settings file",
+    "start": "interpreter start and the command line's imports, until the command runs",
+    "load": "reading and validating the settings file (the settings model loaded first)",
+    "imports": "the apply's own code loaded (render, plan, targets, the store)",
     "open": "the target found, the store opened (migrated if new)",
     "sounds": "the sound files' audio (converted or read from the store)",
     "render": "the model and secrets to the Asterisk files",

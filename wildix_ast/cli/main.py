@@ -2,27 +2,47 @@
 
 from __future__ import annotations
 
-import atexit
-import functools
 import gc
-import os
-import sys
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
 
-import typer
+# Importing the CLI makes tens of thousands of objects, none of them garbage: without the
+# collector's passes over them meanwhile (restored below for whoever imports this module;
+# the short-lived verbs then turn it off: `_short_lived`).
+_COLLECTING = gc.isenabled()
+gc.disable()
 
-from wildix_ast import __version__
-from wildix_ast.cli.console import emit_json, err, mode, out, progress, report_error
-from wildix_ast.errors import SettingsError, WildixError
-from wildix_ast.model.passwords import (
+import atexit  # noqa: E402
+import functools  # noqa: E402
+import os  # noqa: E402
+
+# pydantic looks for plugins in every installed distribution's entry points when the first
+# model is built (importlib.metadata: 0.03-0.05 s of every command); wildix-ast uses none.
+# Set it yourself to have yours loaded.
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import TYPE_CHECKING, Annotated, Any  # noqa: E402
+
+import typer  # noqa: E402
+
+from wildix_ast import __version__  # noqa: E402
+from wildix_ast.cli.console import (  # noqa: E402
+    emit_json,
+    err,
+    mode,
+    out,
+    progress,
+    report_error,
+)
+from wildix_ast.errors import SettingsError, WildixError  # noqa: E402
+
+# The settings model (pydantic: 0.2 s of building its validators) loads in the verbs that
+# read a site, within their `load` phase: `--help`, `password`, `history` go without it.
+from wildix_ast.model.passwords import (  # noqa: E402
     GENERATED_LENGTH,
     MIN_LENGTH,
     generate_password,
     password_problems,
 )
-from wildix_ast.model.settings_file import dump_site, load_site
-from wildix_ast.store.vault import with_secrets
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -81,6 +101,10 @@ def _short_lived() -> None:
     gc.disable()
 
 
+SHORT_LIVED = frozenset({"validate", "import", "export", "render", "apply", "rollback"})
+"""The verbs that call `_short_lived` (services and the lab keep the collector)."""
+
+
 def _json(enabled: bool) -> bool:
     mode.json = enabled
     return enabled
@@ -91,6 +115,8 @@ def validate(site_file: SiteFile, as_json: JsonOutput = False) -> None:
     """Check a settings file; list every problem with its location."""
     _short_lived()
     _json(as_json)
+    from wildix_ast.model.settings_file import load_site
+
     site = load_site(site_file)
     if site.sounds:
         from wildix_ast.model.settings_file import locator
@@ -145,8 +171,10 @@ def import_(site_file: SiteFile, db: DbUrl = None) -> None:
     """Validate a settings file and store it (one transaction: all or nothing)."""
     _short_lived()
     from wildix_ast.apply.pipeline import site_sounds
+    from wildix_ast.model.settings_file import load_site
     from wildix_ast.store import open_store
     from wildix_ast.store.directory import with_directory_users
+    from wildix_ast.store.vault import with_secrets
 
     site = load_site(site_file)
     text = site_file.read_text(encoding="utf-8")
@@ -173,7 +201,9 @@ def export(
 ) -> None:
     """Print the stored site as a settings file."""
     _short_lived()
+    from wildix_ast.model.settings_file import dump_site
     from wildix_ast.store import open_store
+    from wildix_ast.store.vault import with_secrets
 
     with open_store(db) as store:
         if not store.has_site():
@@ -227,6 +257,7 @@ def render(
     """Render the Asterisk configuration files of a settings file into a folder."""
     _short_lived()
     from wildix_ast.apply.pipeline import render_to_folder
+    from wildix_ast.model.settings_file import load_site
     from wildix_ast.store import open_store
 
     site = load_site(site_file)
@@ -329,9 +360,7 @@ def apply(
     Only the modules whose files changed are reloaded, and only what changed is verified.
     One apply at a time per target; the store is updated once Asterisk has taken the new
     configuration, and each configuration that went live is kept as a generation."""
-    from wildix_ast.apply.pipeline import apply_site, site_sounds
     from wildix_ast.apply.timing import Phases
-    from wildix_ast.store import open_store
 
     phases = Phases()
     _short_lived()
@@ -341,8 +370,13 @@ def apply(
 
         read_only()  # a dry run writes nothing anywhere, not even a cache
     with phases.phase("load"):
+        from wildix_ast.model.settings_file import load_site
+
         site = load_site(site_file)
         text = site_file.read_text(encoding="utf-8")
+    with phases.phase("imports"):
+        from wildix_ast.apply.pipeline import apply_site, site_sounds
+        from wildix_ast.store import open_store
     with phases.phase("open"):
         target = _target(lab, etc_dir, data_dir)
         store = open_store(_scratch_store(db) if dry_run else db)
@@ -622,7 +656,7 @@ def mount_subcommands(argv: list[str]) -> None:
     """Add the command groups whose modules are heavy (lab, agi, runtime) unless `argv`
     runs a verb defined here: `render` and `apply` then start without importing them, and
     `--help`, a group or an unknown word still see every command."""
-    if argv and argv[0] in _own_verbs():
+    if argv and (argv[0] in _own_verbs() or argv[0] == "--version"):
         return
     _mount_lab()
     _mount_services()
@@ -633,6 +667,8 @@ def main() -> None:
     # The process ends with the command: the interpreter's last garbage collection would
     # walk every object of a large site (0.1-0.2 s at 10,000 users) only to free it.
     atexit.register(gc.freeze)
+    if sys.argv[1:2] and sys.argv[1] in SHORT_LIVED:
+        _short_lived()  # from here: typer's parsing of the options builds pydantic adapters
     try:
         mount_subcommands(sys.argv[1:])
         app()
@@ -651,3 +687,6 @@ def main() -> None:
 
 
 __all__ = ["SettingsError", "app", "main", "mount_subcommands", "progress"]
+
+if _COLLECTING:
+    gc.enable()
