@@ -85,3 +85,17 @@ def test_an_offline_apply_loads_only_what_it_uses_and_collects_no_garbage(
     assert {"jinja2", "pydantic"} <= packages  # (what it does use: the probe sees imports)
     assert MODEL in ours
     assert collections == 0
+
+
+def test_no_pattern_of_the_settings_model_repeats_a_class_hundreds_of_times() -> None:
+    """`[^\\x00-\\x1f]{1,1024}` is built by the regex engine as 1,024 copies of a Unicode
+    class: 16-60 ms for each such type, paid by every process that loads the model (the
+    directory's DN, filter and CA file types were 0.1 s of it). A length is `max_length`."""
+    import re
+
+    from wildix_ast.model import fields
+    from wildix_ast.model.settings_file import load_site  # noqa: F401 - every model loaded
+
+    bounded = re.compile(r"\{\d*,(\d+)\}")
+    long = {p for p in fields._EXPLAINED if any(int(n) > 256 for n in bounded.findall(p))}
+    assert not long, long

@@ -87,12 +87,23 @@ def test_defaults_per_kind() -> None:
     ({"ca_file": "relative.pem"}, "absolute path"),
     ({"extension_first": "2000", "extension_last": "1000"}, "must not be after"),
     ({"security": "plain"}, "ldaps"),
+    ({"bind_dn": "c" * 1025}, "at most 1024 characters"),
+    ({"user_filter": "(" + "c" * 1023 + ")"}, "at most 1024 characters"),
+    ({"ca_file": "/" + "c" * 4096}, "at most 4096 characters"),
+    ({"bind_dn": ""}, "distinguished name"),
+    ({"group_filter": "()"}, "LDAP filter"),
 ])
 def test_settings_refused(settings: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError) as caught:
         DirectorySettings.model_validate(settings)
     said = " ".join(fields.message(e) for e in caught.value.errors(include_url=False))
     assert message in said, said
+
+
+def test_the_longest_values_are_accepted() -> None:
+    settings = DirectorySettings(bind_dn="c" * 1024, base_dn="dc=é,dc=org",
+                                 user_filter="(" + "c" * 1022 + ")", ca_file="/" + "c" * 4095)
+    assert len(settings.bind_dn or "") == 1024 and len(settings.ca_file or "") == 4096
 
 
 def test_settings_file_section_round_trips() -> None:
