@@ -125,3 +125,29 @@ def test_the_work_alongside_gets_its_priority_back_once_the_apply_waits_for_it()
     helper.join(10)
     assert not helper.is_alive()
     _hurry(helper)  # a finished helper: nothing to do, no error
+
+
+def test_a_phase_can_be_the_entering_of_a_block() -> None:
+    """A lock taken or a console reached: the phase is measured from a mark to the first
+    line inside the block (`mark`, `since`), added to what the phase already had."""
+    phases = Phases()
+    with phases.phase("plan"):
+        time.sleep(0.01)
+    mark = phases.mark()
+    time.sleep(0.02)
+    phases.since("plan", mark)
+    assert phases.seconds["plan"] >= 0.03
+    assert phases.cpu["plan"] < 0.02  # sleeping is no CPU
+
+
+def test_a_phase_under_way_counts_until_the_table_is_made() -> None:
+    """`apply --json` makes its output (the plan's diff: a while for a large file) inside
+    its `output` phase, and the timing in that output counts it so far, not as 'other'."""
+    phases = Phases()
+    with phases.phase("output"):
+        time.sleep(0.03)
+        data = phases.to_json()
+    shown = data["phases"]
+    assert isinstance(shown, dict) and shown["output"] >= 0.03
+    assert shown.get("other", 0.0) < 0.02
+    assert phases.seconds["output"] >= 0.03  # and it is kept once ended

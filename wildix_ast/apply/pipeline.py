@@ -225,10 +225,11 @@ class ApplyOutcome:
 
     def to_json(self) -> dict[str, object]:
         report = self.report.to_json() if self.report is not None else None
+        plan = self.plan.to_json()  # (its diff can take a while: before the timing's end)
         timing = self.timing.to_json() if self.timing is not None else None
         return {
             "ok": True, "target": self.target, "dry_run": self.dry_run,
-            "offline": self.offline, **self.plan.to_json(),
+            "offline": self.offline, **plan,
             "verified": self.report.verified if self.report is not None else None,
             "generation": self.generation.number if self.generation is not None else None,
             "result": report, "store": self.store, "recovered": self.recovered,
@@ -343,10 +344,11 @@ def apply_site(site: Site, store: Store, target: Target, *, source_text: str | N
     once Asterisk has its configuration (offline: once the files are written). `sounds`:
     the site's converted sound files (`sound_audio.prepare`); None takes the store's.
     `phases`: where the time goes, phase by phase (kept in the outcome's `timing`)."""
-    from wildix_ast.apply.target import Record
     from wildix_ast.apply.timing import Phases
 
     phases = phases or Phases()
+    with phases.phase("imports"):  # the targets' code (plans, journal, generation files)
+        from wildix_ast.apply.target import Record
     with phases.phase("sounds"):
         if sounds is None:
             sounds = store.stored_sounds()
@@ -378,7 +380,9 @@ def apply_site(site: Site, store: Store, target: Target, *, source_text: str | N
         outcome.store = str(update.report)
         return revision
 
+    asked = phases.mark()
     with config.locked(lock_timeout):
+        phases.since("plan", asked)  # the lock (waiting for another apply) is the plan's
         with phases.phase("plan"):
             recovered = _recover(config, store, progress, offline)
             plan = config.plan(compiled.files, compiled.sound_files)
@@ -390,9 +394,9 @@ def apply_site(site: Site, store: Store, target: Target, *, source_text: str | N
             outcome.generation = config.install(plan, store_revision=record(),
                                                 phases=phases)
         else:
-            from wildix_ast.ami import run  # (panoramisk: not loaded offline)
+            import asyncio  # (not `ami.run`: its module loads panoramisk, unused here)
 
-            outcome.report = run(config.commit(
+            outcome.report = asyncio.run(config.commit(
                 plan, progress=progress, allow_restart=allow_restart,
                 record=Record(store_revision=_revision(store), on_verified=record),
                 alongside=update.prepare, phases=phases))
@@ -400,7 +404,8 @@ def apply_site(site: Site, store: Store, target: Target, *, source_text: str | N
         with phases.phase("generation"):
             _snapshot(config, outcome.generation, update.snapshot_text(), sounds)
         if outcome.generation is not None:
-            _forget_mailboxes(target, compiled.site, outcome, progress)
+            with phases.phase("mailboxes"):
+                _forget_mailboxes(target, compiled.site, outcome, progress)
     return outcome
 
 

@@ -321,10 +321,12 @@ class ConfigTarget:
         started = time.monotonic()
         with phases.phase("check"):
             restart = self._refusals(plan, allow_restart, progress)
-        expected, absent = _expectations(plan, bool(restart), also_expect)
+            expected, absent = _expectations(plan, bool(restart), also_expect)
         # Log in before writing anything: an AMI that refuses us must leave the files as
         # they are.
+        asked = phases.mark()
         async with self._ami_client() as ami:
+            phases.since("console", asked)
             if not plan.has_changes and also_expect is None:
                 return self._unchanged(plan, record, started, progress)
             report = ApplyReport()
@@ -422,14 +424,16 @@ class ConfigTarget:
                        timeouts: Timeouts, report: ApplyReport, say: Progress,
                        phases: Phases) -> str | None:
         """Reload what changed (or restart), then verify; the failure, or None."""
-        self.state.step(journal, "reloading")
+        with phases.phase("write"):
+            self.state.step(journal, "reloading")
         expected, absent = wanted
         try:
             # the realtime rows after the files (the journal holds the previous rows file:
             # an undo writes the previous rows back), before anything is reloaded
             logged: list[str] = []
-            report.rows_changed = _sync_rows(self.etc_dir, plan.touched,
-                                             writer_url=self.realtime_url, logged=logged)
+            with phases.phase("write"):
+                report.rows_changed = _sync_rows(self.etc_dir, plan.touched,
+                                                 writer_url=self.realtime_url, logged=logged)
         except ApplyError as e:
             return e.message
         if logged:

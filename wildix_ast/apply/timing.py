@@ -23,11 +23,13 @@ PHASES: dict[str, str] = {
     "render": "the model and secrets to the Asterisk files",
     "plan": "lock, recovery, comparing with the running files",
     "check": "the running files unchanged, the new ones valid",
+    "console": "Asterisk's console answers (before anything is written)",
     "write": "journal, then the changed files and realtime rows written",
     "reload": "Asterisk reloading the modules whose files changed",
     "verify": "Asterisk shows what changed (AMI/console)",
     "store": "the store update: the import's writes (compared during reload)",
     "generation": "manifest, generation and site snapshot kept",
+    "mailboxes": "the voicemail of users no longer in the site removed",
     "devices": "phones of removed users unassigned, the store closed",
     "output": "the result printed, the process ends",
 }
@@ -60,14 +62,18 @@ class Phases:
             self.cpu["start"] = time.process_time()
         self.overlapped: dict[str, float] = {}
         self._lock = threading.Lock()
+        #: phases under way (the JSON output is made inside its `output` phase)
+        self._open: dict[str, tuple[float, float]] = {}
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
-        started, cpu = time.perf_counter(), time.thread_time()
+        started = self.mark()
+        self._open[name] = started  # counted so far when the table is made inside it
         try:
             yield
         finally:
-            self.add(name, time.perf_counter() - started, time.thread_time() - cpu)
+            self._open.pop(name, None)
+            self.since(name, started)
 
     @contextlib.contextmanager
     def alongside(self, name: str) -> Iterator[None]:
@@ -80,6 +86,16 @@ class Phases:
                 self.overlapped[name] = self.overlapped.get(name, 0.0) \
                     + time.perf_counter() - started
 
+    @staticmethod
+    def mark() -> tuple[float, float]:
+        """Now, for `since`: a phase that ends inside a `with` or `async with` block whose
+        entering is the phase (a lock taken, a console reached)."""
+        return time.perf_counter(), time.thread_time()
+
+    def since(self, name: str, mark: tuple[float, float]) -> None:
+        """Add the time from `mark` to now to phase `name`."""
+        self.add(name, time.perf_counter() - mark[0], time.thread_time() - mark[1])
+
     def add(self, name: str, seconds: float, cpu: float = 0.0) -> None:
         with self._lock:
             self.seconds[name] = self.seconds.get(name, 0.0) + seconds
@@ -89,10 +105,20 @@ class Phases:
         """Seconds since the process started (or since these phases were made)."""
         return time.perf_counter() - self.origin
 
+    def _so_far(self) -> tuple[dict[str, float], dict[str, float]]:
+        """Wall and CPU seconds per phase, those under way counted until now."""
+        seconds, cpu = dict(self.seconds), dict(self.cpu)
+        now = self.mark()
+        for name, (wall, thread) in self._open.items():
+            seconds[name] = seconds.get(name, 0.0) + now[0] - wall
+            cpu[name] = cpu.get(name, 0.0) + now[1] - thread
+        return seconds, cpu
+
     def rows(self) -> list[tuple[str, float, str]]:
         """(phase, seconds, what it covers), in running order, then 'other' (the gaps)."""
-        order = list(PHASES) + [n for n in self.seconds if n not in PHASES]
-        found = [(n, self.seconds[n], PHASES.get(n, "")) for n in order if n in self.seconds]
+        so_far = self._so_far()[0]
+        order = list(PHASES) + [n for n in so_far if n not in PHASES]
+        found = [(n, so_far[n], PHASES.get(n, "")) for n in order if n in so_far]
         other = self.total() - sum(s for _, s, _ in found)
         if other > 0.0005:
             found.append(("other", other, "between the phases above"))
@@ -102,5 +128,5 @@ class Phases:
         return {"total_seconds": round(self.total(), 3),
                 "phases": {n: round(s, 3) for n, s, _ in self.rows()},
                 "alongside": {n: round(s, 3) for n, s in self.overlapped.items()},
-                "cpu_seconds": {n: round(s, 3) for n, s in self.cpu.items()},
+                "cpu_seconds": {n: round(s, 3) for n, s in self._so_far()[1].items()},
                 "cpu_total_seconds": round(time.process_time(), 3)}

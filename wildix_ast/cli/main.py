@@ -398,10 +398,10 @@ def apply(
                 unassign_missing_users(store)  # a removed user's phones are theirs no more
         with phases.phase("devices"):
             store.close()
-    if as_json:
-        emit_json(outcome.to_json())
-        return
     with phases.phase("output"):
+        if as_json:  # (the timing in it counts the output made so far)
+            emit_json(outcome.to_json())
+            return
         _print_applied(outcome, target)
     if timing:
         _print_timing(phases)
