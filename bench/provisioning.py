@@ -105,10 +105,53 @@ def _fetch(port: int, context: ssl.SSLContext | None, path: str,
     return time.perf_counter() - started, status
 
 
+def _fetch_body(port: int, context: ssl.SSLContext, path: str) -> bytes:
+    """One phone's file, its body only (the floor serves a file of its size)."""
+    sock = context.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=30),
+                               server_hostname="127.0.0.1")
+    with sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                     "\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data.split(b"\r\n\r\n", 1)[1]
+
+
 def _cpu_seconds(pid: int) -> float:
-    """A process's user + system CPU so far (its threads included)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """A process's user + system CPU so far, its threads and its living child processes
+    (the server's workers) included."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            for child in (task / "children").read_text().split():
+                total += _cpu_seconds(int(child))
+    return total
+
+
+def _floor_server(work: Path, cert: Path, key: Path, body: bytes) -> tuple[
+        subprocess.Popen[bytes], int, str]:
+    """The floor, for comparison only (never part of the product): OpenSSL's own C server
+    (`openssl s_server -WWW`, one process, one connection at a time) serving a static file of
+    the same size as a phone's, with the same certificate: what a full TLS handshake and a
+    file cost on this machine without Python."""
+    folder = work / "floor"
+    folder.mkdir()
+    (folder / "phone.cfg").write_bytes(body)
+    port = _free_port()
+    process = subprocess.Popen(["openssl", "s_server", "-quiet", "-accept", str(port),
+                                "-naccept", "1000000", "-cert", str(cert), "-key", str(key),
+                                "-WWW"], cwd=folder, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            break
+        time.sleep(0.1)
+    return process, port, "/phone.cfg"
 
 
 def _ab(url: str, concurrency: int, total: int) -> dict[str, float] | None:
@@ -172,8 +215,12 @@ def main() -> None:
     parser.add_argument("--http", action="store_true", help="plain HTTP (no TLS)")
     parser.add_argument("--rsa", action="store_true",
                         help="an RSA-2048 certificate instead of ECDSA P-256")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="the server's worker processes (0: its default, one per CPU)")
+    parser.add_argument("--no-floor", action="store_true",
+                        help="skip the openssl s_server floor")
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=150)
     with tempfile.TemporaryDirectory() as work_dir:
         work = Path(work_dir)
         port = _free_port()
@@ -192,7 +239,8 @@ def main() -> None:
                                                       extension=users[n % len(users)]))
                 links.append(f"/p/{credential}/{mac}.cfg")
         command = [sys.executable, "-m", "wildix_ast", "provisioning", "serve", "--host",
-                   "127.0.0.1", "--state-dir", str(work / "runtime"), "--db", db]
+                   "127.0.0.1", "--state-dir", str(work / "runtime"), "--db", db,
+                   "--workers", str(args.workers)]
         context = None
         if not args.http:
             cert, key = _certificate(work, not args.rsa)
@@ -228,13 +276,15 @@ def main() -> None:
             _run(4, 50, device, 200)  # warm-up: caches, the site's facts
             cases: list[tuple[str, dict[str, float]]] = []
 
-            def measure(name: str, run: Callable[[], dict[str, float] | None]) -> None:
-                cpu = _cpu_seconds(server.pid)
+            def measure(name: str, run: Callable[[], dict[str, float] | None],
+                        pid: int = server.pid) -> None:
+                """One case; `pid`: the server whose CPU is counted (its workers too)."""
+                cpu = _cpu_seconds(pid)
                 result = run()
                 if result is None:
                     return
                 served = result["n"] + result["errors"]
-                result["cpu"] = (_cpu_seconds(server.pid) - cpu) * 1000 / max(served, 1)
+                result["cpu"] = (_cpu_seconds(pid) - cpu) * 1000 / max(served, 1)
                 cases.append((name, result))
 
             measure("1 phone at a time (baseline)",
@@ -252,6 +302,29 @@ def main() -> None:
                     lambda: _ab(url, 1, max(200, args.requests // 10)))
             measure(f"ab (compiled client), {args.devices} at once",
                     lambda: _ab(url, args.devices, args.requests))
+            if context is not None and not args.no_floor:
+                # the floor: a C TLS server (one process) serving a file of the same size
+                sample = _fetch_body(port, context, links[0])
+                floor, floor_port, floor_path = _floor_server(work, cert, key, sample)
+                try:
+                    def floor_fetch(index: int) -> tuple[float, int]:
+                        return _fetch(floor_port, context, floor_path,
+                                      f"127.0.1.{index % len(links) % 250 + 1}")
+
+                    _run(4, 50, floor_fetch, 200)
+
+                    measure("floor: openssl s_server -WWW, 1 at a time",
+                            lambda: _run(1, max(200, args.requests // 10), floor_fetch, 200),
+                            floor.pid)
+                    measure(f"floor: openssl s_server -WWW, {args.devices} at once",
+                            lambda: _run(args.devices, args.requests, floor_fetch, 200),
+                            floor.pid)
+                    floor_url = f"https://127.0.0.1:{floor_port}{floor_path}"
+                    measure(f"floor: s_server, ab {args.devices} at once",
+                            lambda: _ab(floor_url, args.devices, args.requests), floor.pid)
+                finally:
+                    floor.terminate()
+                    floor.wait(10)
             end_load = os.getloadavg()[0]
             kind = "HTTP" if args.http else f"HTTPS ({'RSA-2048' if args.rsa else 'ECDSA P-256'})"
             table = Table(title=f"provisioning: {kind}, new connection per request, load "
@@ -281,6 +354,22 @@ def main() -> None:
                     met = result["p99"] < 50 and not result["errors"]
                     console.print(f"goal p99 < 50 ms at {args.devices} phones ({name}): "
                                   f"{'met' if met else 'NOT met'}")
+            for ours, floor_name in (
+                    (f"{args.devices} phones at once",
+                     f"floor: openssl s_server -WWW, {args.devices} at once"),
+                    (f"ab (compiled client), {args.devices} at once",
+                     f"floor: s_server, ab {args.devices} at once")):
+                if ours in results and floor_name in results:
+                    mine, bottom = results[ours], results[floor_name]
+                    console.print(f"{ours} vs the C floor ({floor_name}): "
+                                  f"{mine['rate'] / max(bottom['rate'], 1e-9):.2f}x the rate, "
+                                  f"p99 {mine['p99'] / max(bottom['p99'], 1e-9):.2f}x")
+            abs_one = results.get("ab (compiled client), 1 at a time")
+            abs_many = results.get(f"ab (compiled client), {args.devices} at once")
+            if abs_one and abs_many:
+                console.print(f"ab: {args.devices} at once vs 1 at a time: "
+                              f"{abs_many['rate'] / abs_one['rate']:.2f}x the rate, "
+                              f"p99 {abs_many['p99'] / max(abs_one['p99'], 1e-9):.1f}x")
 
             # the scanner, banned: every connection closed before a byte is read
             now = time.time()

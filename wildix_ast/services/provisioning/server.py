@@ -51,6 +51,7 @@ from wildix_ast.store.devices import credential_matches
 from wildix_ast.store.provisioning import Fetch
 
 if TYPE_CHECKING:
+    from wildix_ast.services.provisioning.workers import Heartbeat
     from wildix_ast.store.store import Store
 
 log = logging.getLogger("wildix_ast.provisioning")
@@ -66,8 +67,13 @@ address still gets 32): one slow client cannot take all MAX_CONNECTIONS."""
 BANNED_LOG_EVERY = 60.0
 WATCHDOG_EVERY = 10.0
 FLUSH_EVERY = 1.0
+SEEN_EVERY = 60.0
+"""A phone's fetch is written to the store when its address, model or firmware changed, or
+its last written one is this old (seconds): each commit makes every kept file stale (the
+store's generation moves), so a write per second under steady fetching rendered every
+file again and again."""
 MAX_ENROL_PER_SOURCE = 1
-"""Phones one address may enrol while the server runs."""
+"""Phones one address may enrol while the server runs (all its workers together)."""
 IO_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 1.0
 _LOOPBACK = frozenset({"127.0.0.1", "::1"})
@@ -106,8 +112,9 @@ class Provisioner:
         self.store = config.store
         self._revision = self.store.revision_reader()
         self._facts: tuple[int, SiteFacts] | None = None
+        self._facts_generation: int | None = None
         self._fetches: dict[str, Fetch] = {}
-        self._enrolled: dict[str, int] = {}
+        self._written: dict[str, tuple[str, str | None, str | None, float]] = {}
         self._fetches_lock = threading.Lock()
         self._flushing = threading.Lock()
         self._flushed = time.monotonic()
@@ -127,7 +134,15 @@ class Provisioner:
             seen(self.store, fetches)
 
     def _record(self, fetch: Fetch) -> None:
+        now = time.monotonic()
         with self._fetches_lock:
+            last = self._written.get(fetch.mac)
+            if last is not None and last[:3] == (fetch.ip, fetch.model, fetch.firmware) \
+                    and now - last[3] < SEEN_EVERY:
+                return  # written lately, nothing new: no commit, kept files stay valid
+            self._written[fetch.mac] = (fetch.ip, fetch.model, fetch.firmware, now)
+            if len(self._written) > 4 * CACHED_FILES:
+                self._written.clear()  # a flood of MACs: forget, costs writes only
             self._fetches[fetch.mac] = fetch
         # one request a second pays for the write; the others never wait for it
         if time.monotonic() - self._flushed >= FLUSH_EVERY and \
@@ -141,11 +156,18 @@ class Provisioner:
             model, firmware = found.group(1), found.group(2)
         self._record(Fetch(mac, source, datetime.now(UTC), model, firmware))
 
-    def facts(self) -> SiteFacts:
+    def facts(self, generation: int | None = None) -> SiteFacts:
+        """The site's settings as the store holds them: read again only when the store's
+        revision moved (and, on SQLite, looked at only when its generation moved)."""
+        with self.config.facts_lock:
+            if generation is not None and self._facts_generation == generation \
+                    and self._facts is not None:
+                return self._facts[1]
         revision = self._revision()
         with self.config.facts_lock:
             if self._facts is None or self._facts[0] != revision:
                 self._facts = (revision, SiteFacts.of(self.store.export_site()))
+            self._facts_generation = generation
             return self._facts[1]
 
     def handle(self, path: str, source: str, agent: str = "") -> Outcome:
@@ -191,7 +213,8 @@ class Provisioner:
             return self._miss(source, "wrong credential", request.mac)
         if device.vendor not in request.vendors:
             return self._miss(source, f"not a {device.vendor.value} file name", request.mac)
-        served = self._serve(device, credential, request.kind, source, agent, "served")
+        served = self._serve(device, credential, request.kind, source, agent, "served",
+                             generation)
         if generation is not None:
             with self._rendered_lock:
                 self._rendered[key] = (generation, served)
@@ -211,19 +234,13 @@ class Provisioner:
         vendor = vendor_by_oui(request.mac)
         if vendor is None or vendor not in request.vendors:
             return self._miss(source, "enrolment: not a known phone vendor's MAC", request.mac)
-        with self._fetches_lock:
-            if self._enrolled.get(source, 0) >= MAX_ENROL_PER_SOURCE:
-                refused = True
-            else:
-                refused = False
-                self._enrolled[source] = self._enrolled.get(source, 0) + 1
-        if refused:  # a phone has one address: many MACs from one is someone making them up
+        # a phone has one address: many MACs from one is someone making them up
+        if not self.config.guard.claim_enrolment(source, MAX_ENROL_PER_SOURCE):
             return self._miss(source, "enrolment: this address enrolled a phone already",
                               request.mac)
         credential = enrol(self.store, request.mac, vendor, source)
         if credential is None:  # nothing enrolled: the address keeps its one enrolment
-            with self._fetches_lock:
-                self._enrolled[source] -= 1
+            self.config.guard.release_enrolment(source)
             known = device_with_hash(self.store, request.mac) is not None
             return self._miss(source, "enrolment: MAC known already" if known
                               else "enrolment: no window open for this vendor", request.mac)
@@ -231,11 +248,11 @@ class Provisioner:
         return self._serve(device, credential, request.kind, source, agent, "enrolled")
 
     def _serve(self, device: Device, credential: str, kind: Any, source: str, agent: str,
-               outcome: str) -> Outcome:
+               outcome: str, generation: int | None = None) -> Outcome:
         link = f"{self.config.base_url}/p/{credential}/"
         rendered = render_device_configuration(self.store, device, provisioning_url=link,
                                                kind=kind, templates=self.config.templates,
-                                               facts=self.facts())
+                                               facts=self.facts(generation))
         self._record_fetch(device.mac, source, agent)
         served = outcome if device.extension else f"{outcome} (unassigned: no line)"
         return Outcome(200, served, device.mac, rendered)
@@ -319,8 +336,13 @@ class ProvisioningHTTPServer(http.server.ThreadingHTTPServer):
     request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], provisioner: Provisioner,
-                 tls: ssl.SSLContext | None) -> None:
+                 tls: ssl.SSLContext | None, listener: socket.socket | None = None,
+                 heartbeat: Heartbeat | None = None) -> None:
+        """`listener`: a socket listening already, shared with other worker processes
+        (`workers.listen`); `heartbeat`: a worker's line to its main process, which feeds
+        systemd's watchdog (None: this process feeds it)."""
         self.provisioner = provisioner
+        self.heartbeat = heartbeat
         self.guard = provisioner.config.guard
         self.tls = tls
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
@@ -328,12 +350,24 @@ class ProvisioningHTTPServer(http.server.ThreadingHTTPServer):
         self._per_source: dict[str, int] = {}
         self._per_source_lock = threading.Lock()
         self._fed = 0.0
+        self._orphaned = False
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        super().__init__(address, _Handler)
+        super().__init__(address, _Handler, bind_and_activate=listener is None)
+        if listener is not None:
+            self.socket.close()
+            self.socket = listener
+            self.server_address = listener.getsockname()
 
     def service_actions(self) -> None:
         """Called by the accept loop between requests (every poll interval): systemd's
         watchdog is fed only while that loop runs."""
+        if self.heartbeat is not None:
+            self.heartbeat.beat()
+            if self.heartbeat.orphaned() and not self._orphaned:
+                self._orphaned = True  # the main process was killed: stop with it
+                log.warning("the main process is gone: this worker stops")
+                threading.Thread(target=self.shutdown, daemon=True).start()
+            return
         now = time.monotonic()
         if now - self._fed >= WATCHDOG_EVERY:
             from wildix_ast.services.sdnotify import notify
