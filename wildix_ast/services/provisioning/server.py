@@ -20,15 +20,17 @@ Every request is logged (source, MAC, file, outcome), never a credential."""
 from __future__ import annotations
 
 import contextlib
-import http.server
+import email.utils
 import logging
 import re
 import socket
+import socketserver
 import ssl
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -271,53 +273,110 @@ def store_generation(store: Store) -> Callable[[], int] | None:
     return lambda: int(read())
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    server: ProvisioningHTTPServer
-    server_version = "wildix-ast-provisioning"
-    sys_version = ""
-    protocol_version = "HTTP/1.1"
-    timeout = IO_TIMEOUT
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+            414: "URI Too Long", 431: "Request Header Fields Too Large",
+            500: "Internal Server Error"}
+MAX_LINE = 2048
+"""Bytes of the request line or of one header line (a phone's are well under 300)."""
+MAX_HEADERS = 64
 
-    def do_GET(self) -> None:
-        source = self.client_address[0]
+
+class _Handler(socketserver.StreamRequestHandler):
+    """HTTP/1.x GET, parsed here: the request line and the header lines split as they come
+    (http.server parses headers with the e-mail package, a third of a kept file's CPU),
+    and each answer written whole in one TLS record. Keep-alive for HTTP/1.1 clients
+    that do not say `Connection: close`; a request with a body is answered and closed."""
+
+    server: ProvisioningHTTPServer
+    timeout = IO_TIMEOUT
+    rbufsize = 8192
+
+    def handle(self) -> None:
         try:
-            result = self.server.provisioner.handle(self.path, source,
-                                                    self.headers.get("User-Agent", ""))
+            while self._one():
+                pass
+        except (OSError, ssl.SSLError, UnicodeError) as exc:
+            # a phone gone, a timeout, a broken TLS record: nothing to answer
+            log.debug("source=%s connection ended: %s", self.client_address[0], exc)
+
+    def _one(self) -> bool:
+        """Answer one request; whether the connection stays open for another."""
+        line = self.rfile.readline(MAX_LINE + 1)
+        if not line:
+            return False
+        source = self.client_address[0]
+        if len(line) > MAX_LINE:
+            return self._refuse_malformed(414, "request line too long")
+        parts = line.decode("latin-1").rstrip("\r\n").split(" ")
+        if len(parts) != 3 or parts[2] not in ("HTTP/1.1", "HTTP/1.0"):
+            return self._refuse_malformed(400, "not an HTTP/1.x request line")
+        method, path, version = parts
+        headers: dict[str, str] = {}
+        for _ in range(MAX_HEADERS):
+            header = self.rfile.readline(MAX_LINE + 1)
+            if len(header) > MAX_LINE:
+                return self._refuse_malformed(431, "header line too long")
+            if header in (b"\r\n", b"\n", b""):
+                break
+            name, colon, value = header.decode("latin-1").partition(":")
+            if not colon:
+                return self._refuse_malformed(400, "header line without a colon")
+            headers[name.strip().lower()] = value.strip()
+        else:
+            return self._refuse_malformed(431, "too many header lines")
+        keep = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close" \
+            and "content-length" not in headers and "transfer-encoding" not in headers
+        if method != "GET":
+            self.server.guard.miss(source, f"method {method}")
+            log.info("source=%s mac=- file=%s status=405 outcome=refused: method %s", source,
+                     _shown(path), _PRINTABLE.sub("?", method)[:10])
+            self._answer(405, "text/plain", b"method not allowed\n", keep=False)
+            return False
+        try:
+            result = self.server.provisioner.handle(path, source, headers.get("user-agent", ""))
         except WildixError as exc:
-            log.error("source=%s path=%s outcome=error: %s", source, _shown(self.path), exc)
+            log.error("source=%s path=%s outcome=error: %s", source, _shown(path), exc)
             result = Outcome(500, "error")
         except Exception:
-            log.exception("source=%s path=%s outcome=error", source, _shown(self.path))
+            log.exception("source=%s path=%s outcome=error", source, _shown(path))
             result = Outcome(500, "error")
         log.info("source=%s mac=%s file=%s status=%d outcome=%s", source,
-                 result.mac or "-", _shown(self.path), result.status, result.outcome)
+                 result.mac or "-", _shown(path), result.status, result.outcome)
         if result.rendered is not None:
-            body = result.rendered.body
-            self.send_response(200)
-            self.send_header("Content-Type", result.rendered.content_type)
-            self.send_header("Cache-Control", "no-store")
+            self._answer(200, result.rendered.content_type, result.rendered.body, keep)
         else:
-            body = b"not found\n" if result.status == 404 else b"error\n"
-            self.send_response(result.status)
-            self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+            self._answer(result.status, "text/plain",
+                         b"not found\n" if result.status == 404 else b"error\n", keep)
+        return keep
 
-    def _refuse(self) -> None:
+    def _refuse_malformed(self, status: int, reason: str) -> bool:
+        """Not HTTP as phones speak it: a miss like any other, answered and closed."""
         source = self.client_address[0]
-        self.server.guard.miss(source, f"method {self.command}")
-        log.info("source=%s mac=- file=%s status=405 outcome=refused: method %s", source,
-                 _shown(self.path), _PRINTABLE.sub("?", self.command or "")[:10])
-        self.send_error(405)
+        self.server.guard.miss(source, reason)
+        log.info("source=%s mac=- file=- status=%d outcome=refused: %s", source, status,
+                 reason)
+        self._answer(status, "text/plain", b"bad request\n", keep=False)
+        return False
 
-    do_POST = do_PUT = do_DELETE = do_HEAD = do_OPTIONS = _refuse
+    def _answer(self, status: int, content_type: str, body: bytes, keep: bool) -> None:
+        head = (f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
+                f"Server: wildix-ast-provisioning\r\nDate: {_http_date()}\r\n"
+                f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+                f"{'Cache-Control: no-store' if status == 200 else 'Cache-Control: no-cache'}"
+                f"\r\n{'' if keep else 'Connection: close' + chr(13) + chr(10)}\r\n")
+        self.wfile.write(head.encode("latin-1") + body)
 
-    def log_message(self, format: str, *args: Any) -> None:
-        """http.server's own lines carry the raw path (a credential): not logged."""
 
-    def log_error(self, format: str, *args: Any) -> None:
-        log.debug("source=%s http error %s", self.client_address[0], args[:1])
+_date_cache: tuple[int, str] = (0, "")
+
+
+def _http_date() -> str:
+    """The Date header, formatted once a second."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, email.utils.formatdate(now, usegmt=True))
+    return _date_cache[1]
 
 
 def _shown(path: str) -> str:
@@ -328,11 +387,12 @@ def _shown(path: str) -> str:
     return "/".join(parts)[:120]
 
 
-class ProvisioningHTTPServer(http.server.ThreadingHTTPServer):
-    """One thread per connection, at most MAX_CONNECTIONS at once; banned sources are
+class ProvisioningHTTPServer(socketserver.ThreadingTCPServer):
+    """One kept thread per connection, at most MAX_CONNECTIONS at once; banned sources are
     closed before a byte is read; TLS handshakes happen in the connection's thread."""
 
     daemon_threads = True
+    allow_reuse_address = True
     request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], provisioner: Provisioner,
@@ -346,6 +406,8 @@ class ProvisioningHTTPServer(http.server.ThreadingHTTPServer):
         self.guard = provisioner.config.guard
         self.tls = tls
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        # one thread per connection at most, started once and kept (the slots cap them)
+        self._pool = ThreadPoolExecutor(MAX_CONNECTIONS, thread_name_prefix="provisioning")
         self._refused: dict[str, tuple[int, float]] = {}
         self._per_source: dict[str, int] = {}
         self._per_source_lock = threading.Lock()
@@ -401,6 +463,28 @@ class ProvisioningHTTPServer(http.server.ThreadingHTTPServer):
             self._per_source[source] = self._per_source.get(source, 0) + 1
         return True
 
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """To a kept thread (a new thread per connection cost more CPU than the request)."""
+        try:
+            self._pool.submit(self.process_request_thread, request, client_address)
+        except RuntimeError:  # shutting down
+            self._release(client_address[0])
+            self.shutdown_request(request)
+
+    def server_close(self) -> None:
+        super().server_close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.exception("source=%s outcome=error", client_address[0])
+
+    def _release(self, source: str) -> None:
+        with self._per_source_lock:
+            left = self._per_source.pop(source, 1) - 1
+            if left:
+                self._per_source[source] = left
+        self._slots.release()
+
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             request.settimeout(IO_TIMEOUT)
@@ -418,11 +502,7 @@ class ProvisioningHTTPServer(http.server.ThreadingHTTPServer):
                     return
             super().process_request_thread(request, client_address)
         finally:
-            with self._per_source_lock:
-                left = self._per_source.pop(client_address[0], 1) - 1
-                if left:
-                    self._per_source[client_address[0]] = left
-            self._slots.release()
+            self._release(client_address[0])
 
 
     def shutdown_request(self, request: Any) -> None:
