@@ -436,3 +436,49 @@ def test_the_server_with_two_workers_bans_restarts_and_stops(tmp_path: Path) -> 
     log = (tmp_path / "server.log").read_text()
     assert "2 workers" in log and "starting it again" in log
     assert credential not in log
+
+
+def test_the_http_parsing_keeps_alive_refuses_and_counts_malformed_requests(
+        store: Store, tmp_path: Path) -> None:
+    """The server's own HTTP/1.x parsing, over a real socket: two GETs on one kept
+    connection; `Connection: close` honoured; POST 405, an over-long header line 431, a
+    request line that is not HTTP 400, each closed and counted as a miss."""
+    import socket
+    import threading
+
+    from wildix_ast.services.provisioning.server import ProvisioningHTTPServer
+
+    credential = add_device(store, Device(mac="001565000042", vendor=Vendor.YEALINK,
+                                          extension="101"))
+    provisioner = _provisioner(store, tmp_path / "runtime", threshold=100)
+    http = ProvisioningHTTPServer(("127.0.0.1", 0), provisioner, None)
+    threading.Thread(target=http.serve_forever, kwargs={"poll_interval": 0.1},
+                     daemon=True).start()
+    port = http.server_address[1]
+    link = f"/p/{credential}/001565000042.cfg"
+
+    def exchange(data: bytes) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=10,
+                                      source_address=("127.0.0.5", 0)) as sock:
+            sock.sendall(data)
+            answer = b""
+            while chunk := sock.recv(65536):  # until the server closes
+                answer += chunk
+            return answer
+
+    try:
+        two = exchange(f"GET {link} HTTP/1.1\r\nHost: x\r\n\r\n"
+                       f"GET {link} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        assert two.count(b"HTTP/1.1 200 OK\r\n") == 2 and two.count(b"account.1.password") == 2
+        assert two.count(b"Connection: close\r\n") == 1  # only the last answer closes
+        assert b"Server: wildix-ast-provisioning\r\n" in two
+        assert exchange(b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n").startswith(
+            b"HTTP/1.1 405 ")
+        assert exchange(b"GET / HTTP/1.1\r\nX: " + b"a" * 5000 + b"\r\n\r\n").startswith(
+            b"HTTP/1.1 431 ")
+        assert exchange(b"\x16\x03\x01 hello\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+        # each refusal is a miss for the source: 3 of them (the GETs were served)
+        assert len(provisioner.config.guard._state.attempts["127.0.0.5"]) == 3
+    finally:
+        http.shutdown()
+        http.server_close()
