@@ -299,7 +299,7 @@ def test_workers_share_one_miss_count_and_one_enrolment(tmp_path: Path) -> None:
     from wildix_ast.services.provisioning.guard import MissBook
 
     state = tmp_path / "runtime"
-    first, second = (Guard(state, threshold=10, book=MissBook(tmp_path / "counts.json"))
+    first, second = (Guard(state, threshold=10, book=MissBook(tmp_path / "counts.sqlite3"))
                      for _ in range(2))
     scanner = "192.0.2.66"
     bans = [(first if n % 2 else second).miss(scanner, "unknown MAC") for n in range(10)]
@@ -314,13 +314,20 @@ def test_workers_share_one_miss_count_and_one_enrolment(tmp_path: Path) -> None:
     assert first.claim_enrolment("192.0.2.20", 1)
 
 
-def test_an_unreadable_count_file_starts_afresh(tmp_path: Path) -> None:
+def test_the_shared_count_keeps_only_recent_misses(tmp_path: Path) -> None:
+    """Misses older than the window are not counted (another worker's either), and a ban
+    starts the address's count afresh."""
     from wildix_ast.services.provisioning.guard import MissBook
 
-    (tmp_path / "counts.json").write_text('{"misses": {"192.0.2.66": [1')  # killed mid-write
-    guard = Guard(tmp_path / "runtime", threshold=2, book=MissBook(tmp_path / "counts.json"))
-    assert guard.miss("192.0.2.66", "x") is None
-    assert guard.miss("192.0.2.66", "x") is not None
+    now = [1000.0]
+    guards = [Guard(None, threshold=3, window=60.0, clock=lambda: now[0],
+                    book=MissBook(tmp_path / "counts.sqlite3")) for _ in range(2)]
+    guards[0].miss("192.0.2.66", "x")
+    guards[1].miss("192.0.2.66", "x")
+    now[0] += 61  # both out of the window
+    assert guards[0].miss("192.0.2.66", "x") is None
+    assert guards[1].miss("192.0.2.66", "x") is None
+    assert guards[0].miss("192.0.2.66", "x") is not None  # 3 within the window
 
 
 @pytest.mark.slow
@@ -331,7 +338,7 @@ def test_forked_workers_missing_at_once_ban_after_ten_in_total(tmp_path: Path) -
 
     from wildix_ast.services.provisioning.guard import MissBook
 
-    state, book = tmp_path / "runtime", tmp_path / "counts.json"
+    state, book = tmp_path / "runtime", tmp_path / "counts.sqlite3"
     context = multiprocessing.get_context("fork")
     results = context.Queue()
 

@@ -10,8 +10,8 @@ never banned; the LAN is (phones and scanners sit on the same LAN: the threshold
 network, tells them apart).
 
 Several worker processes (`provisioning serve --workers`) share one count: each miss is
-recorded under a lock in a small file of the server's own (`MissBook`, touched on misses and
-enrolments only, never on a served file), so a scanner is banned after the threshold's
+recorded in one transaction of a small SQLite file of the server's own (`MissBook`, touched
+on misses and enrolments only, never on a served file), so a scanner is banned after the threshold's
 misses in total, whichever workers answered them. Each worker looks at the ban file's
 identity (inode, size, mtime: one stat) on every connection, so a ban made by one worker is
 enforced by the others from their next connection on."""
@@ -19,16 +19,13 @@ enforced by the others from their next connection on."""
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import ipaddress
-import json
 import logging
-import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 from wildix_ast.services.ami.ban_file import BANS_FILE, load_bans, update_bans
 from wildix_ast.services.ami.security import (
@@ -42,51 +39,83 @@ from wildix_ast.services.ami.security import (
 
 log = logging.getLogger(__name__)
 
-MISS_BOOK = "counts.json"
+MISS_BOOK = "counts.sqlite3"
 """The workers' shared miss and enrolment counts, in the folder the server made for them."""
-BOOK_PRUNE_AT = 10_000
-"""Addresses in the book beyond which the ones with no recent miss are dropped."""
+BOOK_ROWS = 100_000
+"""Miss rows kept at most (a flood from ever new addresses): the oldest go first."""
 
 
 class MissBook:
     """Counts shared by the server's worker processes: recent miss times and enrolments per
-    address, in one JSON file read and written under an exclusive `flock` (and a thread
-    lock: one process's threads share its file description). A file that cannot be read
-    (a worker killed mid-write) starts the counts afresh, and says so."""
+    address, in a small SQLite file of the server's own (each change one `BEGIN IMMEDIATE`
+    transaction: SQLite's lock serialises the workers; a worker killed mid-change leaves
+    the file as it was). Not durable on purpose (`synchronous=OFF`): the counts live as long
+    as the server's run, as they did in memory."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._threads = threading.Lock()
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        self._file = os.fdopen(fd, "r+", encoding="utf-8")
+        self._db = sqlite3.connect(path, timeout=10.0, isolation_level=None,
+                                   check_same_thread=False)
+        with self._threads:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=OFF")
+            self._db.execute("CREATE TABLE IF NOT EXISTS misses "
+                             "(address TEXT NOT NULL, at REAL NOT NULL)")
+            self._db.execute("CREATE INDEX IF NOT EXISTS misses_by_address "
+                             "ON misses (address, at)")
+            self._db.execute("CREATE INDEX IF NOT EXISTS misses_by_time ON misses (at)")
+            self._db.execute("CREATE TABLE IF NOT EXISTS enrolled "
+                             "(address TEXT PRIMARY KEY, count INTEGER NOT NULL)")
+        self._changes = 0
 
     @contextlib.contextmanager
-    def locked(self) -> Iterator[dict[str, dict[str, Any]]]:
-        """The counts, written back when the block ends without an error."""
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One change, with every other worker's kept out until it ends."""
         with self._threads:
-            fcntl.flock(self._file, fcntl.LOCK_EX)
+            self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._file.seek(0)
-                text = self._file.read()
-                try:
-                    data = json.loads(text) if text else {}
-                    if not isinstance(data, dict):
-                        raise ValueError("not an object")
-                except ValueError as exc:
-                    log.error("%s unreadable (%s): counting afresh", self.path, exc)
-                    data = {}
-                data.setdefault("misses", {})
-                data.setdefault("enrolled", {})
-                yield data
-                self._file.seek(0)
-                self._file.truncate()
-                self._file.write(json.dumps(data, separators=(",", ":")))
-                self._file.flush()
-            finally:
-                fcntl.flock(self._file, fcntl.LOCK_UN)
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def record(self, address: str, now: float, window: float,
+               decide: Callable[[tuple[float, ...]], tuple[float, ...]]) -> None:
+        """Replace `address`'s recent miss times by `decide(its recent times)`."""
+        with self.transaction() as db:
+            recent = tuple(at for (at,) in db.execute(
+                "SELECT at FROM misses WHERE address = ? AND at > ? ORDER BY at",
+                (address, now - window)))
+            kept = decide(recent)
+            db.execute("DELETE FROM misses WHERE address = ?", (address,))
+            db.executemany("INSERT INTO misses (address, at) VALUES (?, ?)",
+                           [(address, at) for at in kept])
+            self._changes += 1
+            if self._changes % 1000 == 0:  # now and then: the old ones, then the excess
+                db.execute("DELETE FROM misses WHERE at <= ?", (now - window,))
+                db.execute("DELETE FROM misses WHERE rowid IN (SELECT rowid FROM misses "
+                           "ORDER BY at DESC LIMIT -1 OFFSET ?)", (BOOK_ROWS,))
+
+    def claim(self, address: str, limit: int) -> bool:
+        with self.transaction() as db:
+            found = db.execute("SELECT count FROM enrolled WHERE address = ?",
+                               (address,)).fetchone()
+            if found is not None and found[0] >= limit:
+                return False
+            db.execute("INSERT INTO enrolled (address, count) VALUES (?, 1) ON CONFLICT "
+                       "(address) DO UPDATE SET count = count + 1", (address,))
+            return True
+
+    def release(self, address: str) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE enrolled SET count = max(0, count - 1) WHERE address = ?",
+                       (address,))
 
     def close(self) -> None:
-        self._file.close()
+        with self._threads:
+            self._db.close()
 
 
 class Guard:
@@ -172,48 +201,38 @@ class Guard:
 
     def _miss_in_book(self, key: str, now: float, reason: str) -> Ban | None:
         assert self.book is not None
-        with self.book.locked() as counts:
-            misses: dict[str, list[float]] = counts["misses"]
-            state = SecurityState(attempts={key: tuple(misses.get(key, ()))})
-            state, ban = record_attempt(state, self.policy, key, now, f"provisioning: {reason}")
-            recent = state.attempts.get(key)
-            if recent:
-                misses[key] = list(recent)
-            else:
-                misses.pop(key, None)
-            if len(misses) > BOOK_PRUNE_AT:
-                for address in [a for a, times in misses.items()
-                                if not times or now - times[-1] >= self.policy.window]:
-                    del misses[address]
-        return ban
+        made: list[Ban] = []
+
+        def decide(recent: tuple[float, ...]) -> tuple[float, ...]:
+            state, ban = record_attempt(SecurityState(attempts={key: recent}), self.policy,
+                                        key, now, f"provisioning: {reason}")
+            if ban is not None:
+                made.append(ban)
+            return tuple(state.attempts.get(key, ()))
+
+        self.book.record(key, now, self.policy.window, decide)
+        return made[0] if made else None
 
     def claim_enrolment(self, address: str, limit: int) -> bool:
         """Count one enrolment for `address` if it has fewer than `limit` (in every worker
         together); False when it has them already."""
         key = _normal(address)
-        if self.book is None:
-            with self._lock:
-                if self._enrolled.get(key, 0) >= limit:
-                    return False
-                self._enrolled[key] = self._enrolled.get(key, 0) + 1
-                return True
-        with self.book.locked() as counts:
-            enrolled: dict[str, int] = counts["enrolled"]
-            if enrolled.get(key, 0) >= limit:
+        if self.book is not None:
+            return self.book.claim(key, limit)
+        with self._lock:
+            if self._enrolled.get(key, 0) >= limit:
                 return False
-            enrolled[key] = enrolled.get(key, 0) + 1
+            self._enrolled[key] = self._enrolled.get(key, 0) + 1
             return True
 
     def release_enrolment(self, address: str) -> None:
         """Give back a claim that enrolled nothing."""
         key = _normal(address)
-        if self.book is None:
-            with self._lock:
-                self._enrolled[key] = max(0, self._enrolled.get(key, 0) - 1)
+        if self.book is not None:
+            self.book.release(key)
             return
-        with self.book.locked() as counts:
-            enrolled: dict[str, int] = counts["enrolled"]
-            enrolled[key] = max(0, enrolled.get(key, 0) - 1)
+        with self._lock:
+            self._enrolled[key] = max(0, self._enrolled.get(key, 0) - 1)
 
 
 def _normal(address: str) -> str:
