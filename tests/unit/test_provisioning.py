@@ -489,3 +489,44 @@ def test_the_http_parsing_keeps_alive_refuses_and_counts_malformed_requests(
     finally:
         http.shutdown()
         http.server_close()
+
+
+@pytest.mark.slow
+def test_a_worker_dying_again_and_again_stops_the_watchdog(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The main process feeds systemd's watchdog only while every worker beats: one worker
+    that dies at once after each restart withholds WATCHDOG=1 (systemd then restarts the
+    whole service), and it is restarted meanwhile."""
+    import os
+    import signal
+    import time
+
+    from wildix_ast.services.provisioning import workers
+
+    monkeypatch.setattr(workers, "WATCHDOG_EVERY", 0.2)
+    monkeypatch.setattr(workers, "RESTART_PAUSE", 0.05)
+    started = time.monotonic()
+    sent: list[tuple[float, str]] = []
+
+    def notify(message: str) -> None:
+        sent.append((time.monotonic() - started, message))
+
+    def work(heartbeat: workers.Heartbeat) -> None:
+        if heartbeat.index == 1:
+            raise RuntimeError("cannot start")  # every time
+        while True:  # until the main process's SIGTERM (default action: end)
+            heartbeat.beat()
+            time.sleep(0.02)
+
+    signal.signal(signal.SIGALRM, lambda *_: os.kill(os.getpid(), signal.SIGTERM))
+    signal.setitimer(signal.ITIMER_REAL, 3.0)
+    try:
+        deaths = workers.run_workers(2, work, notify)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    assert sent[0][1] == "READY=1"
+    assert deaths >= 5  # restarted each time
+    fed = [at for at, message in sent if message == "WATCHDOG=1"]
+    # the first start's grace (3 x 0.2 s), then nothing: worker 1 never beat
+    assert all(at < 1.0 for at in fed), fed

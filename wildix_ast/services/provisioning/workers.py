@@ -102,7 +102,9 @@ def run_workers(count: int, work: Callable[[Heartbeat], None],
                 logging.shutdown()
                 os._exit(code)
         children[pid] = index
-        heard[index] = time.monotonic()
+        # a first start gets its grace; a restarted one must beat on its own: one that dies
+        # at once again and again stops the watchdog, and systemd restarts the service
+        heard.setdefault(index, time.monotonic())
 
     def stop(*_: Any) -> None:
         if not stopping:
