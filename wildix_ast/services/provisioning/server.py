@@ -1,7 +1,7 @@
 """The provisioning server: HTTPS (HTTP only when the settings allow it), Python's own
-`http.server` with a thread per connection (no framework: two routes, GET only, and the
-TLS handshake done in the connection's thread so that a slow client never holds the
-accept loop).
+`socketserver` and `ssl` with a kept thread per connection and its own HTTP/1.x parsing (no
+framework: two routes, GET only, and the TLS handshake done in the connection's thread so
+that a slow client never holds the accept loop); `workers.py` runs one per CPU.
 
 Routes (docs/provisioning.md):
 
