@@ -411,6 +411,14 @@ def test_the_server_with_two_workers_bans_restarts_and_stops(tmp_path: Path) -> 
         assert len(workers) == 2
         link = f"/p/{credential}/001565000042.cfg"
         assert get(link) == 200
+        # its fetch is written within a second or two with no further request (the
+        # worker that served it flushes from its accept loop)
+        deadline = time.monotonic() + 10
+        with open_store(db) as reader:
+            while (found := device_with_hash(reader, "001565000042")) is not None \
+                    and found[0].ip is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+        assert found is not None and found[0].ip == "127.0.0.1"
         misses = 0
         for n in range(40):
             sock = socket.create_connection(("127.0.0.1", port), timeout=10,

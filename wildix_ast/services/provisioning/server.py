@@ -135,6 +135,13 @@ class Provisioner:
             self._flushed = time.monotonic()
             seen(self.store, fetches)
 
+    def flush_due(self) -> None:
+        """Flush if fetches wait and the last flush is FLUSH_EVERY old (the accept loop
+        calls it: a worker that gets no further request still writes its fetches)."""
+        if self._fetches and time.monotonic() - self._flushed >= FLUSH_EVERY and \
+                not self._flushing.locked():
+            self.flush()
+
     def _record(self, fetch: Fetch) -> None:
         now = time.monotonic()
         with self._fetches_lock:
@@ -423,6 +430,10 @@ class ProvisioningHTTPServer(socketserver.ThreadingTCPServer):
     def service_actions(self) -> None:
         """Called by the accept loop between requests (every poll interval): systemd's
         watchdog is fed only while that loop runs."""
+        try:
+            self.provisioner.flush_due()
+        except WildixError as exc:  # the store busy or gone: the next look tries again
+            log.error("recording phones' fetches: %s", exc)
         if self.heartbeat is not None:
             self.heartbeat.beat()
             if self.heartbeat.orphaned() and not self._orphaned:
