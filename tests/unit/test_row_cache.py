@@ -302,3 +302,23 @@ def test_an_override_of_the_rows_template_is_rendered_whole(
     text = render.render_files(RenderInput(
         site=with_secrets(site, vault), manager_secret="Manager-Secret-4821!"), folder)[ROWS]
     assert "table= ps_endpoints" in text and "table = " not in text
+
+
+def test_an_apply_writes_the_cache_once_it_is_over(
+        tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside `deferred_saves` (an apply) the render writes no cache; the block's end
+    writes it, even when the block ends by an error; outside, a render writes it at once."""
+    from wildix_ast.asterisk.row_cache import deferred_saves
+
+    site, vault = realtime(load_site(EXAMPLE)), MemoryVault()
+    with pytest.raises(RuntimeError), deferred_saves():
+        rows(site, vault, tmp_path / "1")
+        assert not cache.exists() or not list(cache.glob("*.bin"))
+        raise RuntimeError("the apply failed after its render")
+    assert len(list(cache.glob("*.bin"))) == 1
+    derived = Derived(monkeypatch)
+    renamed = with_user(site, site.users[1].extension, name="Renamed Person")
+    rows(renamed, vault, tmp_path / "2")  # outside: written at once
+    assert derived.last() == [site.users[1].extension]
+    rows(renamed, vault, tmp_path / "3")
+    assert len(derived.users) == 1  # the second render found every user

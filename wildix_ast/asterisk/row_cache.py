@@ -35,7 +35,7 @@ import hmac
 import marshal
 import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -159,7 +159,13 @@ class RowCache:
 
     def save(self) -> None:
         """Keep the entries of this render's users (only when something changed), and the
-        newest `KEEP` contexts."""
+        newest `KEEP` contexts; after `defer_saves`, at `flush_saves`."""
+        if _deferred:
+            _pending[self.path] = self
+            return
+        self._save_now()
+
+    def _save_now(self) -> None:
         from wildix_ast.cache import writable
 
         if not writable() or (self.misses == 0 and self.new_blocks == 0
@@ -172,6 +178,27 @@ class RowCache:
             self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             _write_private(self.path, data)
             _prune(self.folder, self.path)
+
+
+_deferred = 0
+_pending: dict[Path, RowCache] = {}
+
+
+@contextlib.contextmanager
+def deferred_saves() -> Iterator[None]:
+    """Inside (an apply), a cache is written when the block ends, however it ends, not
+    during the render: writing the cache (18 MB at 10,000 users) is not on the way to the
+    change being live, and what it keeps does not depend on how the apply ends."""
+    global _deferred
+    _deferred += 1
+    try:
+        yield
+    finally:
+        _deferred -= 1
+        if not _deferred:
+            while _pending:
+                _, cache = _pending.popitem()
+                cache._save_now()
 
 
 def _shared(row: Row | None) -> Row | None:
