@@ -22,6 +22,10 @@ the digests test nothing. The rows hold SIP passwords and PINs in clear, as
 wildix-realtime.conf and the realtime tables do: the cache file is owner-only (0600 in a 0700
 folder under `cache.cache_dir()`).
 
+Beside each user's rows (kept marshalled, unmarshalled only when asked) the cache keeps
+their sections as wildix-realtime.conf lays them out (`UserBlocks`): the rows file is joined
+from them (`render._joined_rows_file`), so a one-user change lays out one user's sections.
+
 The file is `MAGIC`, an HMAC of the body under the same key, then the body (`marshal`). It is
 written atomically (a temporary file renamed over it); one that is short, altered, from
 another key or another Python is not trusted (nor unmarshalled): the render then derives
