@@ -11,8 +11,10 @@ through the relay), "refused to negotiate T.38" in the site's log, fax status. T
 `no-wait` is a lab-only edit of the rendered `wildix-fax-send` (its wait loop skipped, as
 before the fix), reloaded with `dialplan reload`.
 
-SIP, fax and res_fax/res_pjsip_t38/chan_pjsip/core_local debug logs of both Asterisks go to
-their `debug` logger channel; `--keep DIR` keeps them.
+SIP, fax and res_fax/res_pjsip_t38/chan_pjsip/core_local/res_pjsip_session/bridge debug logs
+of both Asterisks go to their `debug` logger channel; `--keep DIR` keeps them. The outcome
+without the wait is a race decided within a millisecond (SendFAX's start against the
+bridge), so it varies from run to run and with how much is logged.
 
     sudo .venv/bin/python bench/fax_t38_trace.py --runs 4 --pages 1 --keep /tmp/t38trace
 """
@@ -44,7 +46,8 @@ from wildix_ast.model.site import Site
 DEBUG = ("pjsip set logger on", "fax set debug on", "core set debug 5 res_fax.so",
          "core set debug 5 res_pjsip_t38.so", "core set debug 5 chan_pjsip.so",
          "core set debug 5 core_local", "core set debug 5 bridge_native_rtp.so",
-         "logger add channel debug notice,warning,error,verbose,debug")
+         "core set debug 5 res_pjsip_session.so", "core set debug 5 bridge_simple.so",
+         "core set verbose 5", "logger add channel debug notice,warning,error,verbose,debug")
 SENDER = "102"  # the example's Bruno, ACL group default
 VARIANTS = ("no-wait", "wait")
 
