@@ -14,6 +14,15 @@ to the baseline's, media datagrams dropped by the relay and UDPTL datagrams (T.3
 
     sudo .venv/bin/python bench/fax.py --runs 20            # must-show 2: 20 + 20
     sudo .venv/bin/python bench/fax.py --runs 4 --pages 1   # a quick look
+
+`--beside-load` measures instead whether the fax server adds failed calls to the routing
+load (issue 20's performance item): on the same site lab, SIPp phones 101 -> 102 (bench/
+load.py's load: digest auth, RTP, `--load-calls` calls at each of `--load-rates`) first
+alone, then while `--concurrency` faxes per transport are being received (Fax2Mail,
+ReceiveFAX on the site, through a relay with 0-40 ms jitter and no loss), side by side with
+the ratio of answered calls; and whether those faxes completed.
+
+    sudo .venv/bin/python bench/fax.py --beside-load --load-rates 10,25 --load-calls 100
 """
 
 from __future__ import annotations
@@ -32,6 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from support.fax_pages import fax_tiff, make_pdf
 from support.fax_sip import FIRST_RUN, FaxLine, caller, fax_line
+
+from wildix_ast.lab.sipp import Line, PhoneLoad, SippDriver
 
 TRANSPORTS = ("g711", "t38")
 
@@ -90,6 +101,104 @@ def measure(line: FaxLine, inside: str, fax: str, pages: int, runs: int, concurr
                   udptl)
 
 
+@dataclass
+class LoadRow:
+    rate: float
+    faxes_beside: int
+    calls: int
+    answered: int
+    failed: int
+    retransmissions: int
+    pdd_p99_ms: float | None
+    fax_records_during: int
+    """Fax records written while the load ran (0: every fax was in progress throughout)."""
+
+
+def _load(line: FaxLine, passwords: dict[str, str], rate: float, calls: int, work: Path,
+          name: str, faxes_beside: int) -> LoadRow:
+    driver = SippDriver(line.site.lab.ports.sip, work_dir=work / name)
+    before = len(line.records())
+    result = PhoneLoad(driver, Line("101", passwords["101"]), Line("102", passwords["102"]),
+                       calls=calls, rate=rate, hold_seconds=1.0).run()
+    during = len(line.records()) - before
+    return LoadRow(rate, faxes_beside, calls, result.answered, result.failed,
+                   result.retransmissions, result.post_dial_delay_ms().get("p99"), during)
+
+
+def beside_load(args: argparse.Namespace) -> None:
+    """Routing load alone, then with faxes being received, at each rate (see the module's
+    docstring)."""
+    rates = [float(r) for r in args.load_rates.split(",")]
+    transports = [t for t in args.transports.split(",") if t]
+    rows: list[LoadRow] = []
+    fax_outcomes: list[tuple[float, str, int, int, list[str]]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-fax-load-") as tmp, \
+            fax_line(Path(tmp), loss=0.0, jitter=args.jitter, seed=args.seed) as line:
+        work = Path(tmp)
+        passwords = {u.extension: u.sip_password for u in line.site.compiled.site.users
+                     if u.extension in ("101", "102") and u.sip_password is not None}
+        original = make_pdf(work / "original.pdf", args.pages)
+        host, inside = line.sender_path("bench.tif")
+        fax_tiff(original, host)
+        first = dict(FIRST_RUN)
+        for rate in rates:
+            print(f"{rate:g} calls/s: the load alone", flush=True)
+            rows.append(_load(line, passwords, rate, args.load_calls, work,
+                              f"alone-{rate:g}", 0))
+            line.site.wait_no_channels(30)
+            line.clear()
+            runs = {fax: list(range(first[fax], first[fax] + args.concurrency))
+                    for fax in transports}
+            for fax in transports:
+                first[fax] += args.concurrency
+                line.send(inside, fax, runs[fax])
+            time.sleep(3.0)  # the faxes answered and under way before the load starts
+            print(f"{rate:g} calls/s: the load beside {sum(map(len, runs.values()))} faxes",
+                  flush=True)
+            rows.append(_load(line, passwords, rate, args.load_calls, work,
+                              f"beside-{rate:g}", sum(map(len, runs.values()))))
+            every = [run for fax in transports for run in runs[fax]]
+            records = line.wait_records(every, 90 + 30 * args.pages * args.concurrency)
+            line.site.wait_no_channels(30)
+            for fax in transports:
+                complete, reasons = 0, []
+                for run in runs[fax]:
+                    record = records.get(caller(run))
+                    if record and record["status"] == "SUCCESS" and \
+                            record["pages"] == str(args.pages):
+                        complete += 1
+                    else:
+                        reasons.append(record["statusstr"] if record else "no record")
+                fax_outcomes.append((rate, fax, len(runs[fax]), complete, reasons))
+    table = Table(title=f"Routing load (SIPp 101 -> 102, {args.load_calls} calls a rate) "
+                        "alone and beside faxes being received (lab, 2 shared cores: "
+                        "timings under load)")
+    for column in ("calls/s", "answered alone", "failed alone", "PDD p99 alone",
+                   "faxes beside", "answered beside", "failed beside", "PDD p99 beside",
+                   "answered ratio", "fax records during the load"):
+        table.add_column(column)
+    for alone, beside in zip(rows[::2], rows[1::2], strict=True):
+        table.add_row(f"{alone.rate:g}", f"{alone.answered}/{alone.calls}", str(alone.failed),
+                      _ms(alone.pdd_p99_ms), str(beside.faxes_beside),
+                      f"{beside.answered}/{beside.calls}", str(beside.failed),
+                      _ms(beside.pdd_p99_ms),
+                      f"{beside.answered / alone.answered:.2f}" if alone.answered else "-",
+                      str(beside.fax_records_during))
+    console = Console(width=200)
+    console.print(table)
+    faxes = Table(title=f"The faxes beside the load ({args.pages} pages each)")
+    for column in ("calls/s", "transport", "faxes", "complete", "failures"):
+        faxes.add_column(column)
+    for rate, fax, sent, complete, reasons in fax_outcomes:
+        faxes.add_row(f"{rate:g}", fax, str(sent), str(complete),
+                      "; ".join(sorted(set(reasons))) or "-")
+    console.print(faxes)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20, help="faxes per transport")
@@ -99,7 +208,15 @@ def main() -> None:
     parser.add_argument("--jitter", type=float, default=0.040, help="seconds")
     parser.add_argument("--seed", type=int, default=20)
     parser.add_argument("--transports", default=",".join(TRANSPORTS))
+    parser.add_argument("--beside-load", action="store_true",
+                        help="the routing load alone and beside faxes, side by side")
+    parser.add_argument("--load-rates", default="10,25", help="calls/s (--beside-load)")
+    parser.add_argument("--load-calls", type=int, default=100,
+                        help="calls at each rate (--beside-load)")
     args = parser.parse_args()
+    if args.beside_load:
+        beside_load(args)
+        return
     transports = [t for t in args.transports.split(",") if t]
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="bench-fax-") as work, \

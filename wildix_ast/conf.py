@@ -323,26 +323,62 @@ def _offset(found: tuple[Chunk, ...], lines_before: int) -> list[Chunk]:
 
 def chunk_changes(old: str, new: str) -> ChunkChanges:
     """Sections that differ, matched by header and rank among same headers. Only the region
-    where the texts differ is split into sections."""
+    where the texts differ is split into sections, as strings: a `Chunk` is made only for
+    the sections that differ (at 10,000 users a rename's region is 30,000 sections of
+    the rows file, two of them changed)."""
     region = changed_region(old, new, at_headers=True)
     lines_before = old.count("\n", 0, region.start)
+    before = _keyed_pieces(old[region.start:region.old_end])
+    after = _keyed_pieces(new[region.start:region.new_end])
+    added = [k for k, (_, piece) in after.items()
+             if k not in before or before[k][1].rstrip() != piece.rstrip()]
+    removed = [k for k, (_, piece) in before.items()
+               if k not in after or after[k][1].rstrip() != piece.rstrip()]
+    return ChunkChanges(_chunks_at(new[region.start:region.new_end], after, added,
+                                   lines_before),
+                        _chunks_at(old[region.start:region.old_end], before, removed,
+                                   lines_before))
 
-    def keyed(text: str) -> dict[tuple[str, int], Chunk]:
-        seen: dict[str, int] = {}
-        out: dict[tuple[str, int], Chunk] = {}
-        for chunk in _offset(_chunks_cached(text), lines_before):
-            n = seen.get(chunk.header, 0)
-            seen[chunk.header] = n + 1
-            out[(chunk.header, n)] = chunk
-        return out
 
-    before = keyed(old[region.start:region.old_end])
-    after = keyed(new[region.start:region.new_end])
-    added = tuple(c for k, c in after.items()
-                  if k not in before or before[k].text.rstrip() != c.text.rstrip())
-    removed = tuple(c for k, c in before.items()
-                    if k not in after or after[k].text.rstrip() != c.text.rstrip())
-    return ChunkChanges(added, removed)
+def _piece_header(piece: str) -> tuple[str, str]:
+    """(name, header) of a piece of `_chunks_cached`: as its `Chunk` has them."""
+    end = piece.find("\n")
+    first = (piece if end < 0 else piece[:end]).strip()
+    name = first[1:].partition("]")[0].strip() if first.startswith("[") else ""
+    return name, first if name else ""
+
+
+def _keyed_pieces(text: str) -> dict[tuple[str, int], tuple[int, str]]:
+    """`text` cut as `_chunks_cached` cuts it, each piece (its offset, its text) under
+    (header, rank among the same headers)."""
+    seen: dict[str, int] = {}
+    out: dict[tuple[str, int], tuple[int, str]] = {}
+    at = 0
+    pieces = text.split("\n[")
+    last = len(pieces) - 1
+    for i, piece in enumerate(pieces):
+        if i > 0:
+            piece = "[" + piece
+        if i < last:
+            piece += "\n"
+        if piece:
+            header = _piece_header(piece)[1]
+            n = seen.get(header, 0)
+            seen[header] = n + 1
+            out[(header, n)] = (at, piece)
+        at += len(piece)
+    return out
+
+
+def _chunks_at(text: str, keyed: dict[tuple[str, int], tuple[int, str]],
+               keys: list[tuple[str, int]], lines_before: int) -> tuple[Chunk, ...]:
+    """The chunks of `keys` (in `text`'s order), with the line numbers of the whole text."""
+    out: list[Chunk] = []
+    for key in sorted(keys, key=lambda k: keyed[k][0]):
+        at, piece = keyed[key]
+        name, header = _piece_header(piece)
+        out.append(Chunk(name, header, lines_before + text.count("\n", 0, at) + 1, piece))
+    return tuple(out)
 
 
 # Template headers (`[name](!...)`, the options may follow on a later line) found from

@@ -76,6 +76,62 @@ def test_dry_run_writes_nothing(tmp_path: Path) -> None:
     assert (cache / "jinja").is_dir() and key.is_file()
 
 
+def _example_with_103(tmp_path: Path) -> Path:
+    """The example site with a user 103 added, beside its sound files."""
+    site = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    site["users"].append({"name": "Temp 103", "extension": "103"})
+    changed = tmp_path / "site-103.yaml"
+    changed.write_text(yaml.safe_dump(site, allow_unicode=True), encoding="utf-8")
+    copy_example_sounds(tmp_path)
+    return changed
+
+
+def test_a_dry_run_on_an_older_store_plans_on_a_copy_and_migrates_nothing(
+        tmp_path: Path) -> None:
+    """A store whose schema is older than the code (here taken back one migration) is
+    migrated on open by a real run; a dry run plans on a migrated copy in a temporary
+    folder and leaves the store's bytes and revision as they were."""
+    from alembic import command
+    from sqlalchemy import create_engine
+
+    from wildix_ast.store import database
+    from wildix_ast.store.schema import SCHEMA_HEAD
+
+    store = tmp_path / "store.sqlite3"
+    env = {"WILDIX_AST_DB": str(store)}
+    etc, data_dir = tmp_path / "etc", tmp_path / "data"
+    common = ("--etc", str(etc), "--data", str(data_dir), "--json")
+    assert run("apply", str(EXAMPLE), *common, "--offline", env=env).returncode == 0
+    engine = create_engine(f"sqlite:///{store}")
+    try:
+        with engine.begin() as connection:
+            command.downgrade(database._alembic_config(connection), "-1")
+    finally:
+        engine.dispose()
+
+    def revision() -> str:
+        with contextlib.closing(sqlite3.connect(f"file:{store}?mode=ro", uri=True)) as db:
+            return str(db.execute("SELECT version_num FROM alembic_version").fetchone()[0])
+
+    older = revision()
+    assert older != SCHEMA_HEAD
+    changed = _example_with_103(tmp_path)
+    before = _fingerprint(store, etc, data_dir)
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    result = run("apply", str(changed), *common, "--dry-run", env={**env, "TMPDIR": str(scratch)})
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["changed"] is True and "[103]" in data["diff"]
+    assert _fingerprint(store, etc, data_dir) == before
+    assert revision() == older
+    assert list(scratch.iterdir()) == []  # the copy is gone with the process
+    # the real run migrates it (the check above could fail)
+    assert run("apply", str(changed), *common, "--offline", env=env).returncode == 0
+    assert revision() == SCHEMA_HEAD
+
+
 def _fingerprint(store: Path, *folders: Path) -> tuple[dict[str, str], dict[str, int]]:
     """SHA-256 of every file under `folders` and of the store file, and the row count of
     every table of the store."""
@@ -99,11 +155,7 @@ def test_dry_run_adding_a_user_keeps_every_file_and_row(tmp_path: Path) -> None:
     etc, data_dir = tmp_path / "etc", tmp_path / "data"
     common = ("--etc", str(etc), "--data", str(data_dir), "--json")
     assert run("apply", str(EXAMPLE), *common, "--offline", env=env).returncode == 0
-    site = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
-    site["users"].append({"name": "Temp 103", "extension": "103"})
-    changed = tmp_path / "site-103.yaml"
-    changed.write_text(yaml.safe_dump(site, allow_unicode=True), encoding="utf-8")
-    copy_example_sounds(tmp_path)
+    changed = _example_with_103(tmp_path)
     before = _fingerprint(store, etc, data_dir)
     assert before[1]["secrets"] > 0
 

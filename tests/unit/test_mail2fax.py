@@ -419,3 +419,34 @@ def test_fax_jobs_and_send_without_a_spool_are_clear(tmp_path: Path,
                "--out-spool", str(tmp_path / "nowhere"))
     assert_no_traceback(sent)
     assert sent.returncode == 15 and "not Asterisk's Mail2Fax spool" in sent.stderr
+
+
+def test_the_fax_half_starts_sendfax_only_once_its_dialled_half_is_bridged() -> None:
+    # SendFAX reads the T.38 state once at its start, through the Local channel from the
+    # channel bridged to the dialled half: before that bridge it reads "unavailable" and
+    # refuses the callee's T.38 switch (docs/fax.md)
+    from wildix_ast.asterisk.fax_send_contexts import (
+        BRIDGE_WAIT_STEP,
+        BRIDGE_WAIT_STEPS,
+        send_context,
+    )
+
+    (ext,) = [e for e in send_context().extensions if isinstance(e, Extension)]
+    labels = [label for label, _ in ext.steps]
+    apps = [app for _, app in ext.steps]
+    check = apps[labels.index("bridged")]
+    send = labels.index("send")
+    assert apps[send].startswith("SendFAX(") and apps.count(apps[send]) == 1
+    assert "${IMPORT(${CHANNEL(name):0:-1}2,BRIDGEPEER)}" in check
+    assert check.endswith("?send)")
+    # the loop between the check and SendFAX waits and counts, and is bounded
+    loop = apps[labels.index("bridged") + 1:send]
+    assert loop == [f"Wait({BRIDGE_WAIT_STEP})",
+                    "Set(WILDIX_FAX_OUT_WAITS=$[${WILDIX_FAX_OUT_WAITS} + 1])",
+                    "Goto(bridged)"]
+    assert f"${{WILDIX_FAX_OUT_WAITS}} >= {BRIDGE_WAIT_STEPS}" in check
+    assert BRIDGE_WAIT_STEP * BRIDGE_WAIT_STEPS <= 3.0
+    assert labels.index("bridged") > apps.index("Set(WILDIX_FAX_OUT_WAITS=0)")
+    # the hang-up handler is pushed before the wait: a hang-up meanwhile still writes .fax
+    assert apps.index("Set(CHANNEL(hangup_handler_push)=wildix-fax-send-done,s,1)") < \
+        labels.index("bridged")

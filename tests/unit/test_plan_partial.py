@@ -12,7 +12,7 @@ from support.examples import examples
 
 from wildix_ast.apply.plan import FileChange, Plan, _file_diff, changed_sections
 from wildix_ast.apply.verify import Expectation
-from wildix_ast.conf import chunk_changes, sections
+from wildix_ast.conf import Chunk, changed_region, chunk_changes, chunks, sections
 
 HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 
@@ -180,3 +180,47 @@ def test_the_section_wise_diff_turns_any_old_text_into_the_new_one(old: list[str
     diff = _file_diff(FileChange("extensions.conf", "change", old_text, new_text))
     assert patch(old_text, diff) == (new_text or "\n")  # patch() writes one line at least
     assert (diff == []) == (old_text == new_text)
+
+
+def _chunk_changes_reference(old: str, new: str) -> tuple[list[Chunk], list[Chunk]]:
+    """Every section of the changed region of both texts as a Chunk, matched by (header,
+    rank): what `chunk_changes` finds without making a Chunk of every section."""
+    region = changed_region(old, new, at_headers=True)
+    lines_before = old.count("\n", 0, region.start)
+
+    def keyed(text: str) -> dict[tuple[str, int], Chunk]:
+        seen: dict[str, int] = {}
+        out: dict[tuple[str, int], Chunk] = {}
+        for found in chunks(text):
+            chunk = Chunk(found.name, found.header, found.line + lines_before, found.text)
+            n = seen.get(chunk.header, 0)
+            seen[chunk.header] = n + 1
+            out[(chunk.header, n)] = chunk
+        return out
+
+    before = keyed(old[region.start:region.old_end])
+    after = keyed(new[region.start:region.new_end])
+    return ([c for k, c in after.items()
+             if k not in before or before[k].text.rstrip() != c.text.rstrip()],
+            [c for k, c in before.items()
+             if k not in after or after[k].text.rstrip() != c.text.rstrip()])
+
+
+CHUNK_LINES = st.sampled_from(["[a]", "[b]", "[a](!)", " [c]", "[]", "x = 1", "x = 2",
+                               "", "; note", "x = 1 "])
+
+
+@settings(max_examples=examples(300), deadline=None)
+@given(old=st.lists(CHUNK_LINES, max_size=30), new=st.lists(CHUNK_LINES, max_size=30),
+       end=st.sampled_from(["\n", ""]))
+def test_chunk_changes_are_those_of_every_section_compared(old: list[str], new: list[str],
+                                                           end: str) -> None:
+    """Only the changed sections become chunks; they are the ones (text, line, name,
+    header) that comparing every section's chunk by header and rank finds."""
+    old_text, new_text = "\n".join(old) + end, "\n".join(new) + end
+    found = chunk_changes(old_text, new_text)
+    added, removed = _chunk_changes_reference(old_text, new_text)
+    assert [(c.line, c.name, c.header, c.text.rstrip()) for c in found.added] == \
+        [(c.line, c.name, c.header, c.text.rstrip()) for c in added]
+    assert [(c.line, c.name, c.header, c.text.rstrip()) for c in found.removed] == \
+        [(c.line, c.name, c.header, c.text.rstrip()) for c in removed]

@@ -290,3 +290,251 @@ def test_the_migration_hashes_credentials_kept_as_text(tmp_path: Path) -> None:
         assert kept is not None and kept != credential and kept.startswith("h1:")
         assert credential_matches(mac, credential, kept)
         assert migrated.export_site().provisioning.port == 8443
+
+
+def test_workers_share_one_miss_count_and_one_enrolment(tmp_path: Path) -> None:
+    """Two workers' guards (each its own open file, as two processes have): a scanner whose
+    misses alternate between them is banned at the 10th in total, and the second worker
+    refuses it at once; an address enrols one phone across both."""
+    from wildix_ast.services.provisioning.guard import MissBook
+
+    state = tmp_path / "runtime"
+    first, second = (Guard(state, threshold=10, book=MissBook(tmp_path / "counts.sqlite3"))
+                     for _ in range(2))
+    scanner = "192.0.2.66"
+    bans = [(first if n % 2 else second).miss(scanner, "unknown MAC") for n in range(10)]
+    assert bans[:9] == [None] * 9 and bans[9] is not None
+    assert first.banned(scanner) and second.banned(scanner)
+    assert json.loads((state / "bans.json").read_text())["bans"][0]["address"] == scanner
+    # further misses (a kept-alive connection) ban nobody twice and count nothing
+    assert second.miss(scanner, "unknown MAC") is None
+    assert first.claim_enrolment("192.0.2.20", 1)
+    assert not second.claim_enrolment("192.0.2.20", 1)
+    second.release_enrolment("192.0.2.20")
+    assert first.claim_enrolment("192.0.2.20", 1)
+
+
+def test_the_shared_count_keeps_only_recent_misses(tmp_path: Path) -> None:
+    """Misses older than the window are not counted (another worker's either), and a ban
+    starts the address's count afresh."""
+    from wildix_ast.services.provisioning.guard import MissBook
+
+    now = [1000.0]
+    guards = [Guard(None, threshold=3, window=60.0, clock=lambda: now[0],
+                    book=MissBook(tmp_path / "counts.sqlite3")) for _ in range(2)]
+    guards[0].miss("192.0.2.66", "x")
+    guards[1].miss("192.0.2.66", "x")
+    now[0] += 61  # both out of the window
+    assert guards[0].miss("192.0.2.66", "x") is None
+    assert guards[1].miss("192.0.2.66", "x") is None
+    assert guards[0].miss("192.0.2.66", "x") is not None  # 3 within the window
+
+
+@pytest.mark.slow
+def test_forked_workers_missing_at_once_ban_after_ten_in_total(tmp_path: Path) -> None:
+    """Four processes, each with its own guard on the shared count, miss at the same time
+    from one address (3 each): exactly one ban, made at the 10th miss in total."""
+    import multiprocessing
+
+    from wildix_ast.services.provisioning.guard import MissBook
+
+    state, book = tmp_path / "runtime", tmp_path / "counts.sqlite3"
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+
+    def worker() -> None:
+        guard = Guard(state, threshold=10, book=MissBook(book))
+        results.put([guard.miss("192.0.2.66", "unknown MAC") is not None for _ in range(3)])
+
+    processes = [context.Process(target=worker) for _ in range(4)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(30)
+        assert process.exitcode == 0
+    outcomes = [results.get(timeout=5) for _ in processes]
+    assert sum(sum(made) for made in outcomes) == 1  # one ban, by whoever made the 10th
+    bans = json.loads((state / "bans.json").read_text())["bans"]
+    assert [b["address"] for b in bans] == ["192.0.2.66"] and bans[0]["attempts"] == 10
+
+
+def _children(pid: int) -> set[int]:
+    return {int(child) for task in Path(f"/proc/{pid}/task").glob("*")
+            for child in (task / "children").read_text().split()}
+
+
+@pytest.mark.slow
+def test_the_server_with_two_workers_bans_restarts_and_stops(tmp_path: Path) -> None:
+    """`provisioning serve --workers 2` as its own process: two workers; a scanner on a new
+    connection per request (whichever worker takes it) gets at most 10 misses, then every
+    connection closed unread; a worker killed is started again and the port still answers;
+    SIGTERM stops them all."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    db = str(tmp_path / "store.sqlite3")
+    with open_store(db) as opened:
+        site = parse_site(SITE.replace("address: pbx.example.org",
+                                       f"address: 127.0.0.1\n  port: {port}\n  allow_http: true"))
+        opened.import_site(with_secrets(site, opened))
+        credential = add_device(opened, Device(mac="001565000042", vendor=Vendor.YEALINK,
+                                               extension="101"))
+    state = tmp_path / "runtime"
+    log_file = (tmp_path / "server.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "wildix_ast", "provisioning", "serve", "--host", "127.0.0.1",
+         "--workers", "2", "--state-dir", str(state), "--db", db],
+        stdout=log_file, stderr=subprocess.STDOUT, env={**os.environ, "NO_COLOR": "1"})
+
+    def get(path: str) -> int:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as got:
+                return int(got.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    try:
+        deadline = time.monotonic() + 30
+        while len(_children(process.pid)) < 2 and time.monotonic() < deadline:
+            assert process.poll() is None, (tmp_path / "server.log").read_text()
+            time.sleep(0.1)
+        workers = _children(process.pid)
+        assert len(workers) == 2
+        link = f"/p/{credential}/001565000042.cfg"
+        assert get(link) == 200
+        # its fetch is written within a second or two with no further request (the
+        # worker that served it flushes from its accept loop)
+        deadline = time.monotonic() + 10
+        with open_store(db) as reader:
+            while (found := device_with_hash(reader, "001565000042")) is not None \
+                    and found[0].ip is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+        assert found is not None and found[0].ip == "127.0.0.1"
+        misses = 0
+        for n in range(40):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10,
+                                            source_address=("127.0.0.88", 0))
+            with sock:
+                sock.sendall(f"GET /p/{'A' * 32}/001565{n:06x}.cfg HTTP/1.1\r\nHost: x\r\n"
+                             "Connection: close\r\n\r\n".encode())
+                answer = sock.recv(100)
+            if not answer:
+                break
+            assert answer.startswith(b"HTTP/1.1 404")
+            misses += 1
+        assert misses == 10
+        assert "127.0.0.88" in json.loads((state / "bans.json").read_text())["bans"][0].values()
+        os.kill(sorted(workers)[0], signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while (len(_children(process.pid)) < 2 or _children(process.pid) == workers) \
+                and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(_children(process.pid)) == 2 and _children(process.pid) != workers
+        assert all(get(link) == 200 for _ in range(10))
+        workers = _children(process.pid)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(20) == 0
+        log_file.close()
+    for pid in workers:  # stopped with it, not left holding the port
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    log = (tmp_path / "server.log").read_text()
+    assert "2 workers" in log and "starting it again" in log
+    assert credential not in log
+
+
+def test_the_http_parsing_keeps_alive_refuses_and_counts_malformed_requests(
+        store: Store, tmp_path: Path) -> None:
+    """The server's own HTTP/1.x parsing, over a real socket: two GETs on one kept
+    connection; `Connection: close` honoured; POST 405, an over-long header line 431, a
+    request line that is not HTTP 400, each closed and counted as a miss."""
+    import socket
+    import threading
+
+    from wildix_ast.services.provisioning.server import ProvisioningHTTPServer
+
+    credential = add_device(store, Device(mac="001565000042", vendor=Vendor.YEALINK,
+                                          extension="101"))
+    provisioner = _provisioner(store, tmp_path / "runtime", threshold=100)
+    http = ProvisioningHTTPServer(("127.0.0.1", 0), provisioner, None)
+    threading.Thread(target=http.serve_forever, kwargs={"poll_interval": 0.1},
+                     daemon=True).start()
+    port = http.server_address[1]
+    link = f"/p/{credential}/001565000042.cfg"
+
+    def exchange(data: bytes) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=10,
+                                      source_address=("127.0.0.5", 0)) as sock:
+            sock.sendall(data)
+            answer = b""
+            while chunk := sock.recv(65536):  # until the server closes
+                answer += chunk
+            return answer
+
+    try:
+        two = exchange(f"GET {link} HTTP/1.1\r\nHost: x\r\n\r\n"
+                       f"GET {link} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        assert two.count(b"HTTP/1.1 200 OK\r\n") == 2 and two.count(b"account.1.password") == 2
+        assert two.count(b"Connection: close\r\n") == 1  # only the last answer closes
+        assert b"Server: wildix-ast-provisioning\r\n" in two
+        assert exchange(b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n").startswith(
+            b"HTTP/1.1 405 ")
+        assert exchange(b"GET / HTTP/1.1\r\nX: " + b"a" * 5000 + b"\r\n\r\n").startswith(
+            b"HTTP/1.1 431 ")
+        assert exchange(b"\x16\x03\x01 hello\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+        # each refusal is a miss for the source: 3 of them (the GETs were served)
+        assert len(provisioner.config.guard._state.attempts["127.0.0.5"]) == 3
+    finally:
+        http.shutdown()
+        http.server_close()
+
+
+@pytest.mark.slow
+def test_a_worker_dying_again_and_again_stops_the_watchdog(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The main process feeds systemd's watchdog only while every worker beats: one worker
+    that dies at once after each restart withholds WATCHDOG=1 (systemd then restarts the
+    whole service), and it is restarted meanwhile."""
+    import os
+    import signal
+    import time
+
+    from wildix_ast.services.provisioning import workers
+
+    monkeypatch.setattr(workers, "WATCHDOG_EVERY", 0.2)
+    monkeypatch.setattr(workers, "RESTART_PAUSE", 0.05)
+    started = time.monotonic()
+    sent: list[tuple[float, str]] = []
+
+    def notify(message: str) -> None:
+        sent.append((time.monotonic() - started, message))
+
+    def work(heartbeat: workers.Heartbeat) -> None:
+        if heartbeat.index == 1:
+            raise RuntimeError("cannot start")  # every time
+        while True:  # until the main process's SIGTERM (default action: end)
+            heartbeat.beat()
+            time.sleep(0.02)
+
+    signal.signal(signal.SIGALRM, lambda *_: os.kill(os.getpid(), signal.SIGTERM))
+    signal.setitimer(signal.ITIMER_REAL, 3.0)
+    try:
+        deaths = workers.run_workers(2, work, notify)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    assert sent[0][1] == "READY=1"
+    assert deaths >= 5  # restarted each time
+    fed = [at for at, message in sent if message == "WATCHDOG=1"]
+    # the first start's grace (3 x 0.2 s), then nothing: worker 1 never beat
+    assert all(at < 1.0 for at in fed), fed

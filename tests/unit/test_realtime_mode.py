@@ -8,6 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from support.examples import examples
 
 from wildix_ast.apply import ConfigTarget
 from wildix_ast.apply.pipeline import render_to_folder
@@ -18,6 +21,7 @@ from wildix_ast.model.site import Site
 from wildix_ast.model.system import RealtimeEngine, RealtimeMode
 from wildix_ast.store.realtime_tables import (
     TABLES,
+    RowChanges,
     SqliteRealtime,
     open_realtime,
     row_changes,
@@ -155,3 +159,52 @@ def test_the_plan_masks_the_rows_passwords(tmp_path: Path) -> None:
     assert plan.modules_to_reload() == [] and plan.restart_reasons() == []
     diff = plan.diff()
     assert "Changed-Pass-123!" not in diff and "********" in diff
+
+
+def _whole_row_changes(old: str | None, new: str | None) -> RowChanges:
+    """`row_changes` as it was: both texts' every section compared."""
+    from wildix_ast.store.realtime_tables import _blocks, _columns
+
+    before, after = _blocks(old), _blocks(new)
+    changes = RowChanges(database=_columns(after.get(("", "database"), "")
+                                           or before.get(("", "database"), "")))
+    encoded = changes.database.get("engine") == "postgresql"
+    for key, body in after.items():
+        if key[0] and before.get(key) != body:
+            changes.write[key] = _columns(body, encoded=encoded)
+    changes.delete = {key for key in before if key[0] and key not in after}
+    return changes
+
+
+DATABASES = st.sampled_from(["[database]\nengine = sqlite\ndbfile = a.sqlite3\n",
+                             "[database]\nengine = postgresql\nhost = db\n"])
+ROW_SECTIONS = st.sampled_from([
+    "[100]\ntable = ps_endpoints\ncontext = a\n",
+    "[100]\ntable = ps_endpoints\ncontext = b\n",
+    "[100]\ntable = ps_aors\nmax_contacts = 1\n",
+    "[101]\ntable = ps_endpoints\ncontext = a\nset_var = X=1\nset_var = Y=2\n",
+    "[101-auth]\ntable = ps_auths\npassword = p^;1\n",
+    "[101@default]\ntable = voicemail\nfullname = A\n",
+    "[101@default]\ntable = voicemail\nfullname = B\n",
+])
+
+
+def _row_key(section: str) -> str:
+    """A row's table and key (its header and first line): one row per key in a file."""
+    return "\n".join(section.split("\n")[:2])
+
+
+@settings(max_examples=examples(300), deadline=None)
+@given(old=st.lists(ROW_SECTIONS, max_size=12, unique_by=_row_key),
+       new=st.lists(ROW_SECTIONS, max_size=12, unique_by=_row_key),
+       databases=st.tuples(DATABASES, DATABASES), trailing=st.booleans())
+def test_row_changes_of_the_changed_part_are_those_of_the_whole_texts(
+        old: list[str], new: list[str], databases: tuple[str, str], trailing: bool) -> None:
+    """Only the part between the texts' common head and tail is cut into rows; the rows
+    to write and delete are those a comparison of every row finds."""
+    end = "\n" if trailing else ""
+    old_text = "\n".join(["; Generated\n", databases[0], *old]) + end
+    new_text = "\n".join(["; Generated\n", databases[1], *new]) + end
+    found, whole = row_changes(old_text, new_text), _whole_row_changes(old_text, new_text)
+    assert (found.database, found.write, found.delete) == \
+        (whole.database, whole.write, whole.delete)

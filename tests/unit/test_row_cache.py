@@ -214,3 +214,111 @@ def test_every_render_input_besides_the_users_is_in_the_context() -> None:
                    {"hot_desks": (("001122334455", "pw"),)},
                    {"node_pair_secrets": {("a", "b"): "s"}}):
         assert render._rows_context(env, dataclasses.replace(given, **change)) != base, change
+
+
+def whole_render(site: Site, vault: MemoryVault, folder: Path) -> dict[str, bytes]:
+    render_to_folder(site, vault, folder)
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def language(site: Site, value: str) -> Site:
+    system = site.system
+    return site.model_copy(update={"system": system.model_copy(update={
+        "language_region": system.language_region.model_copy(update={"language": value})})})
+
+
+CHANGES = ["add", "rename", "sip password", "remove", "setting"]
+
+
+def reference_errors(site: Site) -> bool:
+    try:
+        Site.model_validate(site.model_dump())
+    except ValueError:
+        return True
+    return False
+
+
+def changed(site: Site, kind: str) -> Site:
+    users = list(site.users)
+    if kind == "add":
+        new = User.model_validate({"extension": "4789", "name": "Added Person",
+                                   "sip_password": "Added-Pass-4789!"})
+        return site.model_copy(update={"users": [*users, new]})
+    if kind == "rename":
+        return with_user(site, users[1].extension, name="Renamed Person")
+    if kind == "sip password":
+        return with_user(site, users[1].extension, sip_password="Another-Pass-987!")
+    if kind == "remove":
+        for gone in reversed(users):  # a user with a phone that nothing else names
+            left = site.model_copy(update={"users": [u for u in users if u is not gone]})
+            if gone.type.has_phone and not reference_errors(left):
+                return left
+        raise AssertionError("no user can be removed alone")
+    return language(site, "en")
+
+
+@pytest.mark.parametrize("kind", CHANGES)
+def test_a_warm_render_gives_every_file_of_a_cold_one_byte_for_byte(
+        tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    """The rows file is joined from the users' kept blocks: after a one-user change of
+    each kind (and a setting every user depends on), every file equals a render with an
+    empty cache, byte for byte."""
+    site, vault = realtime(load_site(EXAMPLE)), MemoryVault()
+    whole_render(site, vault, tmp_path / "before")
+    after = Site.model_validate(changed(site, kind).model_dump())  # checked like a file
+    laid_out: list[int] = []  # users whose blocks a render lays out
+    real = render._user_blocks
+
+    def spy(env: object, given: object, head: str, users: list[object]) -> object:
+        laid_out.append(len(users))
+        return real(env, given, head, users)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(render, "_user_blocks", spy)
+    warm = whole_render(after, vault, tmp_path / "warm")
+    one = {"add": [1], "rename": [1], "sip password": [1], "remove": []}
+    if kind in one:
+        assert laid_out == one[kind]
+    else:  # every user with rows laid out again, at once
+        assert len(laid_out) == 1 and laid_out[0] > 1
+    with monkeypatch.context() as patch:
+        patch.setenv("WILDIX_AST_CACHE", str(tmp_path / "empty-cache"))
+        cold = whole_render(after, vault, tmp_path / "cold")
+    assert warm.keys() == cold.keys() and ROWS in warm
+    assert {n for n in warm if warm[n] != cold[n]} == set()
+    before = (tmp_path / "before" / ROWS).read_bytes()
+    assert warm[ROWS] != before  # the change is in the rows (a warm file is not stale)
+
+
+def test_an_override_of_the_rows_template_is_rendered_whole(
+        tmp_path: Path, cache: Path) -> None:
+    """Blocks are joined for the built-in template only: an override's layout is its own."""
+    site, vault = realtime(load_site(EXAMPLE)), MemoryVault()
+    whole_render(site, vault, tmp_path / "before")
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    builtin = render.builtin_templates_dir() / "wildix-realtime.conf.j2"
+    (folder / "wildix-realtime.conf.j2").write_text(
+        builtin.read_text(encoding="utf-8").replace("table = ", "table= "), encoding="utf-8")
+    text = render.render_files(RenderInput(
+        site=with_secrets(site, vault), manager_secret="Manager-Secret-4821!"), folder)[ROWS]
+    assert "table= ps_endpoints" in text and "table = " not in text
+
+
+def test_an_apply_writes_the_cache_once_it_is_over(
+        tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside `deferred_saves` (an apply) the render writes no cache; the block's end
+    writes it, even when the block ends by an error; outside, a render writes it at once."""
+    from wildix_ast.asterisk.row_cache import deferred_saves
+
+    site, vault = realtime(load_site(EXAMPLE)), MemoryVault()
+    with pytest.raises(RuntimeError), deferred_saves():
+        rows(site, vault, tmp_path / "1")
+        assert not cache.exists() or not list(cache.glob("*.bin"))
+        raise RuntimeError("the apply failed after its render")
+    assert len(list(cache.glob("*.bin"))) == 1
+    derived = Derived(monkeypatch)
+    renamed = with_user(site, site.users[1].extension, name="Renamed Person")
+    rows(renamed, vault, tmp_path / "2")  # outside: written at once
+    assert derived.last() == [site.users[1].extension]
+    rows(renamed, vault, tmp_path / "3")
+    assert len(derived.users) == 1  # the second render found every user

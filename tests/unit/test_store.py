@@ -80,6 +80,29 @@ def test_migration_creates_the_schema_from_empty(db_path: Path) -> None:
     open_store(str(db_path)).close()  # already at head: nothing to do
 
 
+def test_a_store_opened_for_a_plan_is_never_migrated(db_path: Path) -> None:
+    """What a dry run opens on PostgreSQL/MariaDB (here the same path on a SQLite URL,
+    which `open_store_for_plan` would copy instead): an older schema is refused with a
+    message naming the dry run, and the store keeps its revision."""
+    from alembic import command
+
+    with open_store(str(db_path)) as store:
+        store.import_site(sample_site())
+    engine = create_engine(f"sqlite:///{db_path}")
+    try:
+        with engine.begin() as connection:
+            command.downgrade(database._alembic_config(connection), "-1")
+        older = database._head_revision(engine)
+        assert older not in (None, SCHEMA_HEAD)
+        with pytest.raises(StoreError, match="a dry run does not migrate it"):
+            database.migrate(engine, "test store", upgrade=False)
+        assert database._head_revision(engine) == older
+        database.migrate(engine, "test store")  # a real run does (the check above could fail)
+        assert database._head_revision(engine) == SCHEMA_HEAD
+    finally:
+        engine.dispose()
+
+
 def test_migration_downgrades_to_nothing_and_back(db_path: Path) -> None:
     from alembic import command
 

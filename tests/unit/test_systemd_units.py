@@ -83,3 +83,9 @@ def test_provisioning_unit_gets_its_key_from_systemd_and_bans_through_its_group(
         in text
     assert "ReadWritePaths=/var/lib/wildix-ast\n" in text and "CapabilityBoundingSet=\n" in text
     assert "Environment=WILDIX_AST_RUNTIME_STATE=/var/lib/wildix-ast/runtime\n" in text
+    # worker processes: one per CPU unless the role says; their shared counts in its /tmp
+    assert "Environment=WILDIX_AST_PROVISIONING_WORKERS=0\n" in text
+    assert "PrivateTmp=yes\n" in text and "NotifyAccess=main\n" in text
+    assert "Environment=WILDIX_AST_PROVISIONING_WORKERS=3\n" in render(
+        "wildix-ast-provisioning.service.j2", wildix_ast_venv="/opt/v", wildix_ast_db="x",
+        wildix_ast_provisioning_workers=3)

@@ -10,10 +10,11 @@ concurrent applies, and an apply that reports success had its configuration live
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, ParamSpec, Protocol, TypeVar
 
 from wildix_ast.asterisk.manager import runtime_account
 from wildix_ast.asterisk.paths import AsteriskPaths
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
     from wildix_ast.store.site_rows import PreparedImport
 
 Progress = Callable[[str, str], None]
+P = ParamSpec("P")
+R = TypeVar("R")
 SITE_SNAPSHOT = "site.json"
 #: Beside the site snapshot: each sound file's audio digest ({sound: {language: sha256}}),
 #: so that a rollback gives the store back the audio of the sound files it restores.
@@ -333,6 +336,21 @@ class _StoreUpdate:
         return self.snapshot if self.snapshot is not None else _snapshot_text(self.site)
 
 
+def _row_cache_written_after(apply: Callable[P, R]) -> Callable[P, R]:
+    """The realtime row cache written once `apply` is over, not during its render
+    (`row_cache.deferred_saves`)."""
+
+    @functools.wraps(apply)
+    def applying(*args: P.args, **kwargs: P.kwargs) -> R:
+        from wildix_ast.asterisk.row_cache import deferred_saves
+
+        with deferred_saves():
+            return apply(*args, **kwargs)
+
+    return applying
+
+
+@_row_cache_written_after
 def apply_site(site: Site, store: Store, target: Target, *, source_text: str | None = None,
                templates: Path | None = None, dry_run: bool = False, offline: bool = False,
                allow_restart: bool = False, lock_timeout: float = 120.0,

@@ -319,24 +319,27 @@ def _section_of(text: str, at: int) -> str:
 Opcode = tuple[str, int, int, int, int]
 
 
-def _blocks(lines: list[str]) -> list[tuple[int, int]]:
-    """`lines` cut before each section header: (first, end) line ranges."""
-    if not lines:
+def _pieces(text: str) -> list[str]:
+    """`text` cut before each line that starts with "[" (a section header), each piece
+    keeping its line ends: plain string work on the whole text (fast at 9 MB)."""
+    if not text:
         return []
-    starts = [0, *(i for i, line in enumerate(lines) if i and line.startswith("["))]
-    return list(zip(starts, [*starts[1:], len(lines)], strict=True))
+    pieces = text.split("\n[")
+    last = len(pieces) - 1
+    return [("[" if i else "") + piece + ("\n" if i < last else "")
+            for i, piece in enumerate(pieces)]
 
 
-def _opcodes(old_lines: list[str], new_lines: list[str]) -> list[Opcode]:
-    """Line opcodes (as difflib's) old -> new, found section by section: the sections are
-    matched whole first, then lines only inside the sections that differ. difflib on the
-    lines alone matched the 10,000 copies of `context = default` of a 10,000-user file
-    against each other (18 s for a rename's two rows); whole sections are nearly all
-    unique, and an equal section still means equal lines."""
-    old_blocks, new_blocks = _blocks(old_lines), _blocks(new_lines)
-    blocks = difflib.SequenceMatcher(
-        None, [tuple(old_lines[a:b]) for a, b in old_blocks],
-        [tuple(new_lines[a:b]) for a, b in new_blocks], autojunk=False)
+def _opcodes(old_pieces: list[str], new_pieces: list[str],
+             old_lines: list[list[str]], new_lines: list[list[str]]) -> list[Opcode]:
+    """Line opcodes (as difflib's) old -> new, found section by section: the sections
+    (`_pieces`, and their lines) are matched whole first, then lines only inside the
+    sections that differ. difflib on the lines alone matched the 10,000 copies of
+    `context = default` of a 10,000-user file against each other (18 s for a rename's two
+    rows); whole sections are nearly all unique, and an equal section still means equal
+    lines. Sections are compared as strings: when both texts have as many, index by
+    index (a rename, a new password: no matching at all)."""
+    old_starts, new_starts = _starts(old_lines), _starts(new_lines)
     out: list[Opcode] = []
 
     def add(tag: str, i1: int, i2: int, j1: int, j2: int) -> None:
@@ -345,18 +348,44 @@ def _opcodes(old_lines: list[str], new_lines: list[str]) -> list[Opcode]:
         elif i1 != i2 or j1 != j2:
             out.append((tag, i1, i2, j1, j2))
 
-    for tag, a1, a2, b1, b2 in blocks.get_opcodes():
-        i1 = old_blocks[a1][0] if a1 < len(old_blocks) else len(old_lines)
-        i2 = old_blocks[a2 - 1][1] if a2 > a1 else i1
-        j1 = new_blocks[b1][0] if b1 < len(new_blocks) else len(new_lines)
-        j2 = new_blocks[b2 - 1][1] if b2 > b1 else j1
+    for tag, a1, a2, b1, b2 in _piece_opcodes(old_pieces, new_pieces):
+        i1, i2, j1, j2 = old_starts[a1], old_starts[a2], new_starts[b1], new_starts[b2]
         if tag == "equal":
             add("equal", i1, i2, j1, j2)
             continue
-        lines = difflib.SequenceMatcher(None, old_lines[i1:i2], new_lines[j1:j2],
-                                        autojunk=False)
+        old_part = [line for piece in old_lines[a1:a2] for line in piece]
+        new_part = [line for piece in new_lines[b1:b2] for line in piece]
+        lines = difflib.SequenceMatcher(None, old_part, new_part, autojunk=False)
         for sub, c1, c2, d1, d2 in lines.get_opcodes():
             add(sub, i1 + c1, i1 + c2, j1 + d1, j1 + d2)
+    return out
+
+
+def _starts(lines: list[list[str]]) -> list[int]:
+    """The first line of each piece, and the line count at the end."""
+    starts = [0]
+    for piece in lines:
+        starts.append(starts[-1] + len(piece))
+    return starts
+
+
+def _piece_opcodes(old: list[str], new: list[str]) -> list[Opcode]:
+    """Opcodes over whole pieces: index by index when both have as many, else difflib's."""
+    if len(old) != len(new):
+        return list(difflib.SequenceMatcher(None, old, new, autojunk=False).get_opcodes())
+    out: list[Opcode] = []
+    start = 0
+    for i in [i for i, (a, b) in enumerate(zip(old, new, strict=True)) if a is not b
+              and a != b]:
+        if start < i:
+            out.append(("equal", start, i, start, i))
+        if out and out[-1][0] == "replace" and out[-1][2] == i:
+            out[-1] = ("replace", out[-1][1], i + 1, out[-1][3], i + 1)
+        else:
+            out.append(("replace", i, i + 1, i, i + 1))
+        start = i + 1
+    if start < len(old):
+        out.append(("equal", start, len(old), start, len(old)))
     return out
 
 
@@ -423,11 +452,15 @@ def _file_diff(change: FileChange) -> list[str]:
         new_end += following + 1 - old_end
         old_end = following + 1
     section = _section_of(old, start)
-    old_lines = old[start:old_end].splitlines()
-    new_lines = new[start:new_end].splitlines()
+    old_pieces, new_pieces = _pieces(old[start:old_end]), _pieces(new[start:new_end])
+    old_split = [piece.splitlines() for piece in old_pieces]
+    new_split = [piece.splitlines() for piece in new_pieces]
+    opcodes = _opcodes(old_pieces, new_pieces, old_split, new_split)
+    old_lines = [line for piece in old_split for line in piece]
+    new_lines = [line for piece in new_split for line in piece]
     offset = old.count("\n", 0, start)
     out: list[str] = []
-    for group in _grouped(_opcodes(old_lines, new_lines)):
+    for group in _grouped(opcodes):
         if not out:
             out += [f"--- running/{change.name}", f"+++ new/{change.name}"]
         i1, i2, j1, j2 = group[0][1], group[-1][2], group[0][3], group[-1][4]

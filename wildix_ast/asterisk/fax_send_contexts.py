@@ -85,8 +85,25 @@ def send_call_done_context() -> Context:
         ("done", "Return()")),))
 
 
+BRIDGE_WAIT_STEP = 0.05
+"""Seconds of each wait of the fax half for its dialled half's bridge (see send_context)."""
+BRIDGE_WAIT_STEPS = 60
+"""At most this many waits (3 s): the bridge forms within milliseconds of the answer."""
+
+
 def send_context() -> Context:
+    """The fax half. SendFAX must not start before the dialled half (`;2`) is bridged to
+    the callee's channel: SendFAX asks its own channel for the T.38 state once, at its
+    start, and a Local channel answers that question by asking the channel bridged to its
+    other half (core_unreal.c `ast_unreal_queryoption`); with no bridge yet the answer is
+    "unavailable", SendFAX settles for audio and refuses the callee's T.38 re-INVITE a few
+    seconds later (res_fax.c `set_fax_t38_caps`, generic_fax_exec: "refused to negotiate
+    T.38"). The fax half runs as soon as the answer reaches it, in a race with that
+    bridge; so it waits (bounded) until the dialled half has a BRIDGEPEER. Wait() keeps
+    control frames (a T.38 request arriving meanwhile is re-queued, not lost)."""
     spool, job = var(v.FAX_OUT_SPOOL), var(v.FAX_OUT_JOB)
+    waits = var(v.FAX_OUT_WAITS)
+    dialled_half = "${CHANNEL(name):0:-1}2"
     return Context(names.FAX_SEND_CONTEXT, (extension(
         _id_pattern(),
         f"Set({v.FAX_OUT_JOB}=${{FILTER({_ID},${{EXTEN}})}})",
@@ -98,7 +115,13 @@ def send_context() -> Context:
         f"${{CHANNEL(name):0:-1}}2)}})}})",
         f"Set(CHANNEL(hangup_handler_push)={names.FAX_SEND_DONE_CONTEXT},s,1)",
         "Set(FAXOPT(ecm)=yes)",
-        f"SendFAX({spool}/send/{job}.tif,f)",
+        f"Set({v.FAX_OUT_WAITS}=0)",
+        ("bridged", f"GotoIf($[${{LEN(${{IMPORT({dialled_half},BRIDGEPEER)}})}} > 0 | "
+                    f'{waits} >= {BRIDGE_WAIT_STEPS}]?send)'),
+        f"Wait({BRIDGE_WAIT_STEP})",
+        f"Set({v.FAX_OUT_WAITS}=$[{waits} + 1])",
+        "Goto(bridged)",
+        ("send", f"SendFAX({spool}/send/{job}.tif,f)"),
         "Hangup()"),),
         comment=("Mail2Fax: the half that sends once the callee answered.",))
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,7 +31,7 @@ from wildix_ast.store.realtime import RealtimeRows, realtime_rows
 from wildix_ast.templates import builtin_folder, checked_folders
 
 if TYPE_CHECKING:
-    from wildix_ast.asterisk.row_cache import UserRows
+    from wildix_ast.asterisk.row_cache import RowCache, UserBlocks, UserRows
     from wildix_ast.conf import Section
     from wildix_ast.model.users import User
 
@@ -139,7 +139,7 @@ def _rows_context(env: jinja2.Environment, given: RenderInput) -> str:
     from wildix_ast.asterisk.row_cache import code_fingerprint, context_digest
 
     sources = []
-    for name in ("pjsip.conf.j2", "voicemail.conf.j2"):
+    for name in ("pjsip.conf.j2", "voicemail.conf.j2", ROWS_TEMPLATE):
         assert env.loader is not None
         sources.append(env.loader.get_source(env, name)[0])
     # every other input of the render, by field: an input added later cannot be forgotten
@@ -157,16 +157,20 @@ def _input_text(value: object) -> str:
     return repr(value)
 
 
-def _realtime_rows(env: jinja2.Environment, given: RenderInput) -> RealtimeRows:
+def _realtime_rows(env: jinja2.Environment, given: RenderInput, *,
+                   every_row: bool = False) -> tuple[RealtimeRows, str | None]:
     """The users' rows of the realtime tables (`_derive_rows`): those of users whose
     entry, context and PIN are unchanged since the last render come from the row cache
-    (`row_cache`); only the others are rendered and parsed."""
+    (`row_cache`); only the others are rendered and parsed. With them, wildix-realtime.conf
+    joined from each user's kept blocks (`_joined_rows_file`; None: render it whole); when
+    it is joined, the rows are left out (empty) unless `every_row` (a template of the
+    override folder's own gets every view)."""
     from wildix_ast.asterisk.row_cache import assemble, open_cache
 
     users = list(given.site.users)
     cache = open_cache(_rows_context(env, given)) if users else None
     if cache is None:
-        return realtime_rows(users, *_whole_files(env, given))
+        return realtime_rows(users, *_whole_files(env, given)), None
     from wildix_ast.asterisk.names import has_mailbox
 
     boxes = {u.extension for u in users if has_mailbox(u)}
@@ -177,21 +181,93 @@ def _realtime_rows(env: jinja2.Environment, given: RenderInput) -> RealtimeRows:
             user.__pydantic_serializer__.to_json(user),
             given.voicemail_pins.get(user.extension, ""),
             "" if shared is None else f"{shared}:{shared in boxes}"))
-    found: dict[str, UserRows] = {}
-    missed: list[tuple[str, User]] = []
-    for user_key, user in zip(keys, users, strict=True):
-        rows = cache.get(user_key)
-        if rows is None:
-            missed.append((user_key, user))
-        else:
-            found[user_key] = rows
+    missed = [(k, u) for k, u in zip(keys, users, strict=True) if not cache.has(k)]
+    derived: dict[str, UserRows] = {}
     if missed:
-        derived = _derive_rows(env, given, [u for _, u in missed])
-        for (user_key, _), rows in zip(missed, derived, strict=True):
-            found[user_key] = rows
+        made = _derive_rows(env, given, [u for _, u in missed])
+        for (user_key, _), rows in zip(missed, made, strict=True):
+            derived[user_key] = rows
             cache.put(user_key, rows)
+
+    def rows_of(user_key: str) -> UserRows:
+        found = derived.get(user_key)
+        return found if found is not None else cache.rows_of(user_key)
+
+    text = _joined_rows_file(env, given, cache, keys, rows_of)
     cache.save()
-    return assemble(keys, found)
+    if text is not None and not every_row:
+        return RealtimeRows(), text
+    return assemble(keys, {k: rows_of(k) for k in keys}), text
+
+
+ROWS_TEMPLATE = "wildix-realtime.conf.j2"
+
+
+def _joined_rows_file(env: jinja2.Environment, given: RenderInput, cache: RowCache,
+                      keys: list[str], rows_of: Callable[[str], UserRows]) -> str | None:
+    """wildix-realtime.conf as the head the template writes without rows, then each
+    table's rows, user by user, each row's section as the template laid it out when that
+    user's rows were made (kept in the row cache beside them): a one-user change lays out
+    one user's sections, not 40,000. Only with the built-in template, whose rows are laid
+    out one section after the other, each from its row alone (an override may do anything
+    with them: it is rendered whole); None: render it whole."""
+    if not _builtin_template(env, ROWS_TEMPLATE):
+        return None
+    head = _rows_text(env, given, RealtimeRows())
+    missing = [k for k in dict.fromkeys(keys) if cache.blocks_of(k) is None]
+    if missing:
+        made = _user_blocks(env, given, head, [rows_of(k) for k in missing])
+        if made is None:
+            return None
+        for user_key, blocks in zip(missing, made, strict=True):
+            cache.put_blocks(user_key, blocks)
+    kept = [cache.blocks_of(k) for k in keys]
+    parts = [head]
+    for table in range(4):
+        parts += [blocks[table] for blocks in kept if blocks is not None]
+    return "".join(parts)
+
+
+def _builtin_template(env: jinja2.Environment, name: str) -> bool:
+    """Whether `env` finds the built-in `name` (no override of it)."""
+    assert env.loader is not None
+    try:
+        _, filename, _ = env.loader.get_source(env, name)
+    except jinja2.TemplateNotFound:
+        return False
+    return filename is not None and Path(filename) == builtin_templates_dir() / name
+
+
+def _rows_text(env: jinja2.Environment, given: RenderInput, rows: RealtimeRows) -> str:
+    from wildix_ast.asterisk import by_name
+
+    rows_file = by_name()["wildix-realtime.conf"]
+    view = rows_file.view(dataclasses.replace(given, realtime_rows=rows))
+    return _render_one(env, rows_file.template, {"header": HEADER, **view})
+
+
+def _user_blocks(env: jinja2.Environment, given: RenderInput, head: str,
+                 users: list[UserRows]) -> list[UserBlocks] | None:
+    """Each of `users`' rows as its section of wildix-realtime.conf: the users' rows
+    rendered at once after `head`, cut before each section (a value holds no line break:
+    the view refuses one). None when the text is not laid out so."""
+    from wildix_ast.asterisk.row_cache import assemble
+
+    order = [str(i) for i in range(len(users))]
+    text = _rows_text(env, given, assemble(order, dict(zip(order, users, strict=True))))
+    if not text.startswith(head):
+        return None
+    pieces = text[len(head):].split("\n[")
+    wanted = sum(row is not None for rows in users for row in rows)
+    if pieces[0] != "" or len(pieces) - 1 != wanted:
+        return None
+    sections = iter("\n[" + piece for piece in pieces[1:])
+    made: list[list[str]] = [["", "", "", ""] for _ in users]
+    for table in range(4):
+        for i, rows in enumerate(users):
+            if rows[table] is not None:
+                made[i][table] = next(sections)
+    return [(a, b, c, d) for a, b, c, d in made]
 
 
 def _whole_files(env: jinja2.Environment,
@@ -213,11 +289,17 @@ def render_files(given: RenderInput, templates: Path | None = None) -> dict[str,
     byte-identical output."""
     env = environment(templates)
     wanted = [f for f in registry() if f.wanted(given.site)]
-    if given.site.system.realtime.enabled and given.realtime_rows is None:
-        given = dataclasses.replace(given, realtime_rows=_realtime_rows(env, given))
-    views = {f.name: {"header": HEADER, **f.view(given)} for f in wanted}
-    files = {f.name: _render_one(env, f.template, views[f.name]) for f in wanted}
     extra = _extra_templates(templates)
+    joined: dict[str, str] = {}
+    if given.site.system.realtime.enabled and given.realtime_rows is None:
+        rows, rows_text = _realtime_rows(env, given, every_row=bool(extra))
+        given = dataclasses.replace(given, realtime_rows=rows)
+        if rows_text is not None and not extra:  # an extra template needs every view
+            joined["wildix-realtime.conf"] = rows_text
+    views = {f.name: {"header": HEADER, **f.view(given)} for f in wanted
+             if f.name not in joined}
+    files = {f.name: joined[f.name] if f.name in joined
+             else _render_one(env, f.template, views[f.name]) for f in wanted}
     if extra:
         merged: dict[str, object] = {}
         for view in views.values():

@@ -22,6 +22,10 @@ the digests test nothing. The rows hold SIP passwords and PINs in clear, as
 wildix-realtime.conf and the realtime tables do: the cache file is owner-only (0600 in a 0700
 folder under `cache.cache_dir()`).
 
+Beside each user's rows (kept marshalled, unmarshalled only when asked) the cache keeps
+their sections as wildix-realtime.conf lays them out (`UserBlocks`): the rows file is joined
+from them (`render._joined_rows_file`), so a one-user change lays out one user's sections.
+
 The file is `MAGIC`, an HMAC of the body under the same key, then the body (`marshal`). It is
 written atomically (a temporary file renamed over it); one that is short, altered, from
 another key or another Python is not trusted (nor unmarshalled): the render then derives
@@ -35,13 +39,13 @@ import hmac
 import marshal
 import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from wildix_ast.store.realtime import RealtimeRows, Row
 
-MAGIC = b"wxrows1\n"
+MAGIC = b"wxrows2\n"
 #: Values shorter than this are interned (`_shared`): option values, not passwords or names
 SHORT = 24
 FOLDER = "realtime-rows"
@@ -53,6 +57,9 @@ _CODE_FILES = ("conf.py", "store/realtime.py")
 
 UserRows = tuple[Row | None, Row | None, Row | None, Row | None]
 """A user's endpoint, auth, AOR and mailbox rows (None: the user has none)."""
+UserBlocks = tuple[str, str, str, str]
+"""The same rows as wildix-realtime.conf lays them out (each its section's text; "": the
+user has none): the file is joined from them (`render._realtime_rows`)."""
 
 
 def _package() -> Path:
@@ -91,8 +98,12 @@ class RowCache:
     key: bytes
     context: str
     folder: Path
-    entries: dict[str, UserRows] = field(default_factory=dict)
+    entries: dict[str, bytes] = field(default_factory=dict)
+    """Each user's rows, marshalled (`rows_of`)."""
+    blocks: dict[str, UserBlocks] = field(default_factory=dict)
     used: set[str] = field(default_factory=set)
+    new_blocks: int = 0
+    _context_mac: hmac.HMAC | None = field(default=None, repr=False, compare=False)
     hits: int = 0
     misses: int = 0
 
@@ -102,7 +113,9 @@ class RowCache:
         return self.folder / f"{name}.bin"
 
     def user_key(self, user_json: bytes, pin: str, shared: str) -> str:
-        mac = hmac.new(self.key, self.context.encode(), hashlib.sha256)
+        if self._context_mac is None:  # the context's part once, copied for each user
+            self._context_mac = hmac.new(self.key, self.context.encode(), hashlib.sha256)
+        mac = self._context_mac.copy()
         mac.update(b"\0" + user_json + b"\0" + pin.encode() + b"\0" + shared.encode())
         return mac.hexdigest()
 
@@ -112,31 +125,58 @@ class RowCache:
             data = self.path.read_bytes()
         except OSError:
             return
-        self.entries = _trusted(self.key, data)
+        self.entries, self.blocks = _trusted(self.key, data)
 
-    def get(self, user_key: str) -> UserRows | None:
-        found = self.entries.get(user_key)
-        if found is None:
-            self.misses += 1
-        else:
+    def has(self, user_key: str) -> bool:
+        """Whether the rows of `user_key` are kept (counted as a hit or a miss)."""
+        if user_key in self.entries:
             self.hits += 1
             self.used.add(user_key)
-        return found
+            return True
+        self.misses += 1
+        return False
+
+    def get(self, user_key: str) -> UserRows | None:
+        if not self.has(user_key):
+            return None
+        return self.rows_of(user_key)
+
+    def rows_of(self, user_key: str) -> UserRows:
+        """The kept rows of a user `has` found (each kept marshalled: a render that joins
+        the rows file from the blocks never needs the rows of a user it did not derive)."""
+        loaded = marshal.loads(self.entries[user_key])
+        if not (isinstance(loaded, tuple) and len(loaded) == 4):
+            raise ValueError("a row cache entry is not a user's rows")
+        return (loaded[0], loaded[1], loaded[2], loaded[3])
 
     def put(self, user_key: str, rows: UserRows) -> None:
-        self.entries[user_key] = (_shared(rows[0]), _shared(rows[1]), _shared(rows[2]),
-                                  _shared(rows[3]))
+        self.entries[user_key] = marshal.dumps(
+            (_shared(rows[0]), _shared(rows[1]), _shared(rows[2]), _shared(rows[3])))
         self.used.add(user_key)
+
+    def blocks_of(self, user_key: str) -> UserBlocks | None:
+        return self.blocks.get(user_key)
+
+    def put_blocks(self, user_key: str, blocks: UserBlocks) -> None:
+        self.blocks[user_key] = blocks
+        self.new_blocks += 1
 
     def save(self) -> None:
         """Keep the entries of this render's users (only when something changed), and the
-        newest `KEEP` contexts."""
+        newest `KEEP` contexts; after `defer_saves`, at `flush_saves`."""
+        if _deferred:
+            _pending[self.path] = self
+            return
+        self._save_now()
+
+    def _save_now(self) -> None:
         from wildix_ast.cache import writable
 
-        if not writable() or (self.misses == 0 and len(self.used) == len(self.entries)):
+        if not writable() or (self.misses == 0 and self.new_blocks == 0
+                              and len(self.used) == len(self.entries)):
             return
         kept = {k: v for k, v in self.entries.items() if k in self.used}
-        body = marshal.dumps(kept)
+        body = marshal.dumps((kept, {k: v for k, v in self.blocks.items() if k in kept}))
         data = MAGIC + hmac.new(self.key, body, hashlib.sha256).digest() + body
         with contextlib.suppress(OSError):
             self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -144,30 +184,54 @@ class RowCache:
             _prune(self.folder, self.path)
 
 
+_deferred = 0
+_pending: dict[Path, RowCache] = {}
+
+
+@contextlib.contextmanager
+def deferred_saves() -> Iterator[None]:
+    """Inside (an apply), a cache is written when the block ends, however it ends, not
+    during the render: writing the cache (18 MB at 10,000 users) is not on the way to the
+    change being live, and what it keeps does not depend on how the apply ends."""
+    global _deferred
+    _deferred += 1
+    try:
+        yield
+    finally:
+        _deferred -= 1
+        if not _deferred:
+            while _pending:
+                _, cache = _pending.popitem()
+                cache._save_now()
+
+
 def _shared(row: Row | None) -> Row | None:
     """`row` with its column names and short values interned: marshal writes a string met
-    again as a reference, so 10,000 users' `context`, `yes`, `no`... are kept once (the
-    file is a quarter smaller and reads twice as fast)."""
+    again as a reference, so a user's repeated `yes`, `no`... are kept once."""
     if row is None:
         return None
     return {sys.intern(k): sys.intern(v) if isinstance(v, str) and len(v) < SHORT else v
             for k, v in row.items()}
 
 
-def _trusted(key: bytes, data: bytes) -> dict[str, UserRows]:
-    """The entries of a cache file, or none when it is not whole and ours."""
+def _trusted(key: bytes,
+             data: bytes) -> tuple[dict[str, bytes], dict[str, UserBlocks]]:
+    """The entries (rows, blocks) of a cache file, or none when it is not whole and ours."""
     head = len(MAGIC) + hashlib.sha256().digest_size
     if len(data) < head or not data.startswith(MAGIC):
-        return {}
+        return {}, {}
     body = data[head:]
     if not hmac.compare_digest(data[len(MAGIC):head],
                                hmac.new(key, body, hashlib.sha256).digest()):
-        return {}
+        return {}, {}
     try:
         loaded = marshal.loads(body)
     except (ValueError, EOFError, TypeError):
-        return {}
-    return loaded if isinstance(loaded, dict) else {}
+        return {}, {}
+    if not (isinstance(loaded, tuple) and len(loaded) == 2
+            and all(isinstance(part, dict) for part in loaded)):
+        return {}, {}
+    return loaded[0], loaded[1]
 
 
 def _write_private(path: Path, data: bytes) -> None:

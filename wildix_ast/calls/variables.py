@@ -236,5 +236,7 @@ FAX_OUT_REQUEST = "WILDIX_FAX_OUT_REQ"
 #: call history's marks (FAX_USER, FAX_JOB: the fax half's UNIQUEID)
 FAX_OUT_USER = "WILDIX_FAX_OUT_USER"
 FAX_OUT_START = "WILDIX_FAX_OUT_START"
+#: the fax half's count of short waits for its dialled half to be bridged to the callee
+FAX_OUT_WAITS = "WILDIX_FAX_OUT_WAITS"
 #: the record's path in tmp/ while a hang-up handler writes it
 FAX_OUT_RECORD = "WILDIX_FAX_OUT_RECORD"

@@ -40,11 +40,11 @@ def sync(
     `apply` removes the removed users' endpoints and voicemail messages."""
     from wildix_ast.cli.users import changes_json, show_user_changes
     from wildix_ast.services.directory.sync import plan_sync, sync_directory
-    from wildix_ast.store import open_store
+    from wildix_ast.store import open_store, open_store_for_plan
     from wildix_ast.store.directory import sync_state
 
     mode.json = as_json
-    with open_store(db) as store:
+    with (open_store_for_plan(db) if dry_run else open_store(db)) as store:
         whole = full or sync_state(store) is None
         plan = plan_sync(store, full=whole, allow_empty=allow_empty) if dry_run \
             else sync_directory(store, full=whole, allow_empty=allow_empty,

@@ -315,24 +315,6 @@ LockTimeout = Annotated[float, typer.Option(
     "same target before giving up (exit 8).")]
 
 
-def _scratch_store(db: str | None) -> str | None:
-    """The store a dry run opens: `db`, unless it names a SQLite file that does not exist
-    yet, which opening would create: then an empty one in a temporary folder, removed
-    when the process ends (a dry run writes nothing anywhere)."""
-    import shutil
-    import tempfile
-
-    from wildix_ast.store.access import sqlite_file
-    from wildix_ast.store.store import default_location
-
-    path = sqlite_file(db or default_location())
-    if path is None or path.exists():
-        return db
-    folder = tempfile.mkdtemp(prefix="wildix-ast-dry-run-")
-    atexit.register(shutil.rmtree, folder, True)
-    return str(Path(folder) / "store.sqlite3")
-
-
 @app.command()
 def apply(
     site_file: SiteFile,
@@ -376,10 +358,10 @@ def apply(
         text = site_file.read_text(encoding="utf-8")
     with phases.phase("imports"):
         from wildix_ast.apply.pipeline import apply_site, site_sounds
-        from wildix_ast.store import open_store
+        from wildix_ast.store import open_store, open_store_for_plan
     with phases.phase("open"):
         target = _target(lab, etc_dir, data_dir)
-        store = open_store(_scratch_store(db) if dry_run else db)
+        store = open_store_for_plan(db) if dry_run else open_store(db)
     with store:
         from wildix_ast.store.directory import with_directory_users
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
+import shutil
 import signal
+import tempfile
 import threading
 from pathlib import Path
 from typing import Annotated, Any
@@ -45,22 +48,27 @@ def serve(
     db: Annotated[str | None, typer.Option(
         "--db", envvar="WILDIX_AST_DB", show_envvar=True,
         help="The store: a SQLite path or a database URL.")] = None,
+    workers: Annotated[int, typer.Option(
+        envvar="WILDIX_AST_PROVISIONING_WORKERS", min=0, max=64,
+        help="Worker processes sharing the port (0: one per CPU; 1: no worker process, "
+        "this one serves).")] = 0,
 ) -> None:
     """Run until stopped: serve each phone its configuration."""
     from wildix_ast.errors import ProvisioningError
     from wildix_ast.services.ami.security import LOOPBACK
-    from wildix_ast.services.provisioning.guard import Guard
+    from wildix_ast.services.provisioning.guard import MISS_BOOK, Guard, MissBook
     from wildix_ast.services.provisioning.server import (
         Provisioner,
         ProvisioningHTTPServer,
         ProvisioningServerConfig,
         tls_context,
     )
+    from wildix_ast.services.provisioning.workers import Heartbeat, listen, run_workers
     from wildix_ast.services.sdnotify import notify
     from wildix_ast.store import open_store
 
     logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+                        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
     store = open_store(db)
     settings = store.export_site().provisioning
     base = settings.base_url()
@@ -80,27 +88,71 @@ def serve(
         kept = tuple(ipaddress.ip_network(n, strict=False) for n in never_ban or [])
     except ValueError as exc:
         raise ProvisioningError(f"--never-ban: {exc}") from None
-    guard = Guard(None if no_bans else state_dir, threshold=settings.ban_after,
-                  never_ban=LOOPBACK + kept)
-    provisioner = Provisioner(ProvisioningServerConfig(store, base, guard, templates))
+    port = port or settings.port
+    count = workers or os.cpu_count() or 1
+    if count == 1:
+        guard = Guard(None if no_bans else state_dir, threshold=settings.ban_after,
+                      never_ban=LOOPBACK + kept)
+        provisioner = Provisioner(ProvisioningServerConfig(store, base, guard, templates))
+        try:
+            server = ProvisioningHTTPServer((host, port), provisioner, tls)
+        except OSError as exc:
+            raise ProvisioningError(f"cannot listen on {host}:{port}: "
+                                    f"{exc.strerror or exc}") from None
+
+        def stop(*_: Any) -> None:
+            threading.Thread(target=server.shutdown, daemon=True).start()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        notify("READY=1")
+        out.print(f"provisioning server on {'https' if tls else 'http'}://{host}:"
+                  f"{server.server_address[1]} (links: {base}/p/<credential>/)")
+        try:
+            server.serve_forever(poll_interval=0.5)
+        finally:
+            notify("STOPPING=1")
+            server.server_close()
+            provisioner.flush()  # the last second's fetches
+            store.close()
+        return
     try:
-        server = ProvisioningHTTPServer((host, port or settings.port), provisioner, tls)
+        listener = listen(host, port)
     except OSError as exc:
-        raise ProvisioningError(f"cannot listen on {host}:{port or settings.port}: "
+        raise ProvisioningError(f"cannot listen on {host}:{port}: "
                                 f"{exc.strerror or exc}") from None
+    store.close()  # each worker opens its own (no connection crosses a fork)
+    # the workers' shared miss and enrolment counts: this run's, in a folder of its own
+    book_folder = Path(tempfile.mkdtemp(prefix="wildix-ast-provisioning-"))
 
-    def stop(*_: Any) -> None:
-        threading.Thread(target=server.shutdown, daemon=True).start()
+    def work(heartbeat: Heartbeat) -> None:
+        own = open_store(db)
+        book = MissBook(book_folder / MISS_BOOK)
+        guard = Guard(None if no_bans else state_dir, threshold=settings.ban_after,
+                      never_ban=LOOPBACK + kept, book=book)
+        provisioner = Provisioner(ProvisioningServerConfig(own, base, guard, templates))
+        server = ProvisioningHTTPServer((host, port), provisioner, tls, listener=listener,
+                                        heartbeat=heartbeat)
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    notify("READY=1")
+        def stop(*_: Any) -> None:
+            threading.Thread(target=server.shutdown, daemon=True).start()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        try:
+            server.serve_forever(poll_interval=0.5)
+        finally:
+            server.server_close()
+            provisioner.flush()  # the last second's fetches
+            own.close()
+            book.close()
+
     out.print(f"provisioning server on {'https' if tls else 'http'}://{host}:"
-              f"{server.server_address[1]} (links: {base}/p/<credential>/)")
+              f"{listener.getsockname()[1]}, {count} workers "
+              f"(links: {base}/p/<credential>/)")
     try:
-        server.serve_forever(poll_interval=0.5)
+        run_workers(count, work, notify)
     finally:
         notify("STOPPING=1")
-        server.server_close()
-        provisioner.flush()  # the last second's fetches
-        store.close()
+        listener.close()
+        shutil.rmtree(book_folder, ignore_errors=True)

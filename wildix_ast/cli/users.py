@@ -167,7 +167,7 @@ def import_csv(
     from wildix_ast.model.user_merge import merge_users
     from wildix_ast.model.users_csv import parse_users_csv
     from wildix_ast.services.directory.welcome import welcome_new_users
-    from wildix_ast.store import open_store
+    from wildix_ast.store import open_store, open_store_for_plan
 
     mode.json = as_json
     try:
@@ -181,7 +181,7 @@ def import_csv(
     except OSError as exc:
         raise SettingsError(f"{csv_file}: {exc.strerror or exc}") from None
     rows = parse_users_csv(text, csv_file.name)
-    with open_store(db) as store:
+    with (open_store_for_plan(db) if dry_run else open_store(db)) as store:
         if not store.has_site():
             raise SettingsError("the store holds no site yet: run `wildix-ast import SITE` "
                                 "first")

@@ -85,11 +85,15 @@ def sqlite_error(exc: sqlite3.Error, where: str, action: str) -> StoreError:
 class Access:
     """One store's database: where it is, and the connections to it."""
 
-    def __init__(self, where: str, path: Path | None, url: URL | None = None) -> None:
+    def __init__(self, where: str, path: Path | None, url: URL | None = None,
+                 upgrade: bool = True) -> None:
         self.where = where
         """Where the store is, for messages (a path, or the URL without its password)."""
         self.path = path
         self.url = url
+        self.upgrade = upgrade
+        """Whether opening may migrate an older schema (False: a dry run, which writes
+        nothing; an older schema is then refused with a message)."""
         self._engine: Engine | None = None
 
     @property
@@ -118,13 +122,13 @@ class Access:
             try:
                 with translated(self.where, "opening"):
                     try:
-                        migrate(engine, self.where)
+                        migrate(engine, self.where, self.upgrade)
                     except StoreError:
                         raise
                     except Exception:
                         # Another process may have been migrating the same new store at the
                         # same time: its work is done now, so a second look finds it at head.
-                        migrate(engine, self.where)
+                        migrate(engine, self.where, self.upgrade)
             except BaseException:
                 engine.dispose()
                 raise

@@ -177,8 +177,9 @@ def _head_revision(engine: Engine) -> str | None:
     return str(found[0][0]) if len(found) == 1 else None
 
 
-def migrate(engine: Engine, where: str) -> None:
-    """Bring the schema to the head revision, refusing a schema newer than this code."""
+def migrate(engine: Engine, where: str, upgrade: bool = True) -> None:
+    """Bring the schema to the head revision, refusing a schema newer than this code, and
+    any other than the head when `upgrade` is False (a dry run writes nothing)."""
     # The common case costs one SELECT: alembic (a fifth of a second to import) is loaded
     # only when there is something to migrate or refuse.
     if _head_revision(engine) == SCHEMA_HEAD:
@@ -204,8 +205,14 @@ def migrate(engine: Engine, where: str) -> None:
 
     # Reading first: a store already at head opens without a write (read-only media too).
     with engine.begin() as connection:
-        if current(connection) == (head,):
+        found = current(connection)
+        if found == (head,):
             return
+    if not upgrade:
+        raise StoreError(
+            f"the store {where} has schema revision {', '.join(found) or 'none (empty)'}, "
+            f"older than this wildix-ast's ({head}), and a dry run does not migrate it: run "
+            "the command without --dry-run/--check (it migrates the store first)")
     with _MIGRATING, _migration_lock(engine, where), writing(engine) as connection:
         if current(connection) == (head,):  # another process migrated it meanwhile
             return

@@ -42,8 +42,9 @@ def change_preferences(access: Access, extension: str,
     the user's own fields (wildix_ast.model.users.User) before it is written.
 
     The revision grows (call-time services see the change on the next call; no Asterisk
-    reload is involved) and the stored site digest is dropped, so the next import of a
-    settings file sets the preferences it gives even if the file itself is unchanged."""
+    reload is involved) and the stored site digest is dropped, and the user's, so the next
+    import of a settings file sets the preferences it gives even if the file itself is
+    unchanged."""
     try:
         with access.writing("changing preferences") as connection:
             # First a write: the lock that serialises imports and other changes.
@@ -74,6 +75,10 @@ def change_preferences(access: Access, extension: str,
             else:
                 connection.execute(insert(user_preferences).values(
                     extension=extension, body=body))
+            # the user's digest no longer says its preferences: the next import compares
+            # them (`site_rows.FOLLOW_OWNER`) and sets those the settings file gives
+            connection.execute(update(USERS.table).where(
+                USERS.table.c.extension == extension).values(digest=None))
             crash_point("preferences-before-commit")
             connection.execute(update(site_state).where(site_state.c.id == 1).values(
                 revision=site_state.c.revision + 1, digest=None))

@@ -87,6 +87,10 @@ class Entry:
     digest: str | None
     """None for lists of plain values (compared row by row)."""
     key: tuple[Any, ...] = ()
+    owner: Entry | None = None
+    """The parent section's entry this item belongs to (None: a top section)."""
+    unchanged: bool = False
+    """Set by `compare`: the stored row has this entry's digest (what it says is stored)."""
 
     def __post_init__(self) -> None:
         self.key = tuple(self.ident.values())
@@ -124,18 +128,21 @@ def entries(site: BaseModel,
     found: dict[Section, list[Entry]] = {}
     for section in sections:
         key_of = _key_reader(section)
-        owners: Iterable[tuple[Any, Row]] = [(site, {})] if section.parent is None else (
-            (entry.item, {child: entry.ident[column] for child, column in section.parent_key})
-            for entry in found[section.parent])
+        owners: Iterable[tuple[Any, Row, Entry | None]] = [(site, {}, None)] \
+            if section.parent is None else (
+                (entry.item, {child: entry.ident[column]
+                              for child, column in section.parent_key}, entry)
+                for entry in found[section.parent])
         made: list[Entry] = []
-        for owner, keys in owners:
+        for owner, keys, owner_entry in owners:
             items = operator.attrgetter(section.path)(owner)
             for position, item in enumerate(items if section.many else [items]):
                 extra = {**keys, **section.fixed}
                 if section.many:
                     extra["position"] = position
                 made.append(Entry(item, extra, key_of(item, extra),
-                                  None if section.model is None else digest(item)))
+                                  None if section.model is None else digest(item),
+                                  owner=owner_entry))
         found[section] = made
     return found
 
@@ -329,17 +336,24 @@ def stored_rows(connection: Connection, section: Section,
 
 
 def compare(section: Section, old: dict[tuple[Any, ...], Row],
-            new_entries: Sequence[Entry]) -> Sync:
+            new_entries: Sequence[Entry], *, follows_owner: bool = False) -> Sync:
     """The section's stored rows against its new entries. Rows are built only for the
-    entries that differ (equal digest and position: nothing to write)."""
+    entries that differ (equal digest and position: nothing to write). `follows_owner`:
+    the section's rows are written whenever their owner's digest changes, so an entry
+    whose owner is stored unchanged is unchanged too (not built nor compared: a user's
+    preferences at 10,000 users)."""
     new: dict[tuple[Any, ...], Row] = {}
     changes = Changes()
     for entry in new_entries:
         k = entry.key
         before = old.get(k)
         if entry.digest is not None and before is not None \
-                and before["digest"] == entry.digest \
-                and before.get("position") == entry.extra.get("position"):
+                and before["digest"] == entry.digest:
+            entry.unchanged = True
+            if before.get("position") == entry.extra.get("position"):
+                continue
+        elif follows_owner and before is not None and entry.owner is not None \
+                and entry.owner.unchanged:
             continue
         row = new[k] = row_of(section, entry)
         if before is None:

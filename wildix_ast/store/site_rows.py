@@ -155,8 +155,15 @@ def _syncs(connection: Connection, site: Site) -> Comparison:
     new_entries = sections.entries(site)
     tags = _hash_web_passwords(connection, new_entries[t.USERS])
     return Comparison([sections.compare(section, sections.stored_rows(connection, section),
-                                        new_entries[section]) for section in t.SECTIONS],
-                      tags)
+                                        new_entries[section],
+                                        follows_owner=section in FOLLOW_OWNER)
+                       for section in t.SECTIONS], tags)
+
+
+#: Sections of plain values whose every writer changes their owner's digest with them
+#: (`preference_edits` drops the user's), so that an owner stored unchanged means its
+#: rows are too: compared only for the owners that changed.
+FOLLOW_OWNER = frozenset({t.PREFERENCES})
 
 
 def _write_rows(connection: Connection, site: Site,

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
+from contextlib import closing
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
-from wildix_ast.store.access import Access, owner_only, sqlite_file, sqlite_head
+from wildix_ast.store.access import Access, owner_only, sqlite_error, sqlite_file, sqlite_head
 from wildix_ast.store.schema import SCHEMA_HEAD
 from wildix_ast.store.secret_table import DatabaseSecrets, SecretTable, SqliteFileSecrets
 
@@ -50,10 +51,12 @@ def default_location() -> str:
     return os.environ.get(DB_ENV) or str(DEFAULT_PATH.expanduser())
 
 
-def open_store(url: str | None = None) -> Store:
+def open_store(url: str | None = None, upgrade: bool = True) -> Store:
     """Open (creating and migrating as needed) the store at `url`: a database URL
     (sqlite:///PATH, postgresql+psycopg2://..., mysql+pymysql://...) or a SQLite file path.
-    None means `$WILDIX_AST_DB`, else ~/.local/share/wildix-ast/wildix-ast.sqlite3."""
+    None means `$WILDIX_AST_DB`, else ~/.local/share/wildix-ast/wildix-ast.sqlite3.
+    `upgrade=False` (a dry run): a store whose schema is not the head is refused, never
+    migrated."""
     location = url or default_location()
     path = sqlite_file(location)
     if path is not None:
@@ -68,9 +71,39 @@ def open_store(url: str | None = None) -> Store:
     if file is not None:
         owner_only(file)
     store = Store(str(file) if file is not None
-                  else parsed.render_as_string(hide_password=True), file, parsed)
+                  else parsed.render_as_string(hide_password=True), file, parsed, upgrade)
     store.engine  # noqa: B018 - opening migrates
     return store
+
+
+def open_store_for_plan(url: str | None = None) -> Store:
+    """The store a dry run opens (it writes nothing anywhere): `url`, never migrated (an
+    older PostgreSQL/MariaDB schema is refused with a message), unless it names a SQLite
+    file that does not exist yet (opening would create it) or whose schema is older than
+    this code (opening would migrate it). Then an empty store, or a copy of that file made
+    with SQLite's backup from a read-only connection, in a temporary folder (0700) removed
+    when the process ends, which opening creates or migrates."""
+    import atexit
+    import shutil
+    import sqlite3
+    import tempfile
+
+    location = url or default_location()
+    path = sqlite_file(location)
+    if path is None or (path.exists() and sqlite_head(path) == SCHEMA_HEAD):
+        return open_store(location, upgrade=False)
+    folder = tempfile.mkdtemp(prefix="wildix-ast-dry-run-")
+    atexit.register(shutil.rmtree, folder, True)
+    scratch = Path(folder) / "store.sqlite3"
+    if path.exists():
+        try:
+            with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as source, \
+                    closing(sqlite3.connect(scratch)) as copy:
+                source.backup(copy)
+        except sqlite3.Error as exc:
+            raise sqlite_error(exc, str(path), "copying for a dry run") from None
+        scratch.chmod(0o600)
+    return open_store(str(scratch))
 
 
 class Store(SecretTable):
@@ -80,8 +113,9 @@ class Store(SecretTable):
     at import, so they are imported inside the methods: `open_store` + the secrets (a
     render) and `revision` stay on sqlite3 alone."""
 
-    def __init__(self, where: str, path: Path | None, url: URL | None = None) -> None:
-        self.access = Access(where, path, url)
+    def __init__(self, where: str, path: Path | None, url: URL | None = None,
+                 upgrade: bool = True) -> None:
+        self.access = Access(where, path, url, upgrade)
         super().__init__(SqliteFileSecrets(self.access) if self.access.sqlite_file
                          else DatabaseSecrets(self.access))
 

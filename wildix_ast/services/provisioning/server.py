@@ -1,7 +1,7 @@
 """The provisioning server: HTTPS (HTTP only when the settings allow it), Python's own
-`http.server` with a thread per connection (no framework: two routes, GET only, and the
-TLS handshake done in the connection's thread so that a slow client never holds the
-accept loop).
+`socketserver` and `ssl` with a kept thread per connection and its own HTTP/1.x parsing (no
+framework: two routes, GET only, and the TLS handshake done in the connection's thread so
+that a slow client never holds the accept loop); `workers.py` runs one per CPU.
 
 Routes (docs/provisioning.md):
 
@@ -20,15 +20,17 @@ Every request is logged (source, MAC, file, outcome), never a credential."""
 from __future__ import annotations
 
 import contextlib
-import http.server
+import email.utils
 import logging
 import re
 import socket
+import socketserver
 import ssl
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,6 +53,7 @@ from wildix_ast.store.devices import credential_matches
 from wildix_ast.store.provisioning import Fetch
 
 if TYPE_CHECKING:
+    from wildix_ast.services.provisioning.workers import Heartbeat
     from wildix_ast.store.store import Store
 
 log = logging.getLogger("wildix_ast.provisioning")
@@ -66,8 +69,13 @@ address still gets 32): one slow client cannot take all MAX_CONNECTIONS."""
 BANNED_LOG_EVERY = 60.0
 WATCHDOG_EVERY = 10.0
 FLUSH_EVERY = 1.0
+SEEN_EVERY = 60.0
+"""A phone's fetch is written to the store when its address, model or firmware changed, or
+its last written one is this old (seconds): each commit makes every kept file stale (the
+store's generation moves), so a write per second under steady fetching rendered every
+file again and again."""
 MAX_ENROL_PER_SOURCE = 1
-"""Phones one address may enrol while the server runs."""
+"""Phones one address may enrol while the server runs (all its workers together)."""
 IO_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 1.0
 _LOOPBACK = frozenset({"127.0.0.1", "::1"})
@@ -106,8 +114,9 @@ class Provisioner:
         self.store = config.store
         self._revision = self.store.revision_reader()
         self._facts: tuple[int, SiteFacts] | None = None
+        self._facts_generation: int | None = None
         self._fetches: dict[str, Fetch] = {}
-        self._enrolled: dict[str, int] = {}
+        self._written: dict[str, tuple[str, str | None, str | None, float]] = {}
         self._fetches_lock = threading.Lock()
         self._flushing = threading.Lock()
         self._flushed = time.monotonic()
@@ -126,8 +135,23 @@ class Provisioner:
             self._flushed = time.monotonic()
             seen(self.store, fetches)
 
+    def flush_due(self) -> None:
+        """Flush if fetches wait and the last flush is FLUSH_EVERY old (the accept loop
+        calls it: a worker that gets no further request still writes its fetches)."""
+        if self._fetches and time.monotonic() - self._flushed >= FLUSH_EVERY and \
+                not self._flushing.locked():
+            self.flush()
+
     def _record(self, fetch: Fetch) -> None:
+        now = time.monotonic()
         with self._fetches_lock:
+            last = self._written.get(fetch.mac)
+            if last is not None and last[:3] == (fetch.ip, fetch.model, fetch.firmware) \
+                    and now - last[3] < SEEN_EVERY:
+                return  # written lately, nothing new: no commit, kept files stay valid
+            self._written[fetch.mac] = (fetch.ip, fetch.model, fetch.firmware, now)
+            if len(self._written) > 4 * CACHED_FILES:
+                self._written.clear()  # a flood of MACs: forget, costs writes only
             self._fetches[fetch.mac] = fetch
         # one request a second pays for the write; the others never wait for it
         if time.monotonic() - self._flushed >= FLUSH_EVERY and \
@@ -141,11 +165,18 @@ class Provisioner:
             model, firmware = found.group(1), found.group(2)
         self._record(Fetch(mac, source, datetime.now(UTC), model, firmware))
 
-    def facts(self) -> SiteFacts:
+    def facts(self, generation: int | None = None) -> SiteFacts:
+        """The site's settings as the store holds them: read again only when the store's
+        revision moved (and, on SQLite, looked at only when its generation moved)."""
+        with self.config.facts_lock:
+            if generation is not None and self._facts_generation == generation \
+                    and self._facts is not None:
+                return self._facts[1]
         revision = self._revision()
         with self.config.facts_lock:
             if self._facts is None or self._facts[0] != revision:
                 self._facts = (revision, SiteFacts.of(self.store.export_site()))
+            self._facts_generation = generation
             return self._facts[1]
 
     def handle(self, path: str, source: str, agent: str = "") -> Outcome:
@@ -191,7 +222,8 @@ class Provisioner:
             return self._miss(source, "wrong credential", request.mac)
         if device.vendor not in request.vendors:
             return self._miss(source, f"not a {device.vendor.value} file name", request.mac)
-        served = self._serve(device, credential, request.kind, source, agent, "served")
+        served = self._serve(device, credential, request.kind, source, agent, "served",
+                             generation)
         if generation is not None:
             with self._rendered_lock:
                 self._rendered[key] = (generation, served)
@@ -211,19 +243,13 @@ class Provisioner:
         vendor = vendor_by_oui(request.mac)
         if vendor is None or vendor not in request.vendors:
             return self._miss(source, "enrolment: not a known phone vendor's MAC", request.mac)
-        with self._fetches_lock:
-            if self._enrolled.get(source, 0) >= MAX_ENROL_PER_SOURCE:
-                refused = True
-            else:
-                refused = False
-                self._enrolled[source] = self._enrolled.get(source, 0) + 1
-        if refused:  # a phone has one address: many MACs from one is someone making them up
+        # a phone has one address: many MACs from one is someone making them up
+        if not self.config.guard.claim_enrolment(source, MAX_ENROL_PER_SOURCE):
             return self._miss(source, "enrolment: this address enrolled a phone already",
                               request.mac)
         credential = enrol(self.store, request.mac, vendor, source)
         if credential is None:  # nothing enrolled: the address keeps its one enrolment
-            with self._fetches_lock:
-                self._enrolled[source] -= 1
+            self.config.guard.release_enrolment(source)
             known = device_with_hash(self.store, request.mac) is not None
             return self._miss(source, "enrolment: MAC known already" if known
                               else "enrolment: no window open for this vendor", request.mac)
@@ -231,11 +257,11 @@ class Provisioner:
         return self._serve(device, credential, request.kind, source, agent, "enrolled")
 
     def _serve(self, device: Device, credential: str, kind: Any, source: str, agent: str,
-               outcome: str) -> Outcome:
+               outcome: str, generation: int | None = None) -> Outcome:
         link = f"{self.config.base_url}/p/{credential}/"
         rendered = render_device_configuration(self.store, device, provisioning_url=link,
                                                kind=kind, templates=self.config.templates,
-                                               facts=self.facts())
+                                               facts=self.facts(generation))
         self._record_fetch(device.mac, source, agent)
         served = outcome if device.extension else f"{outcome} (unassigned: no line)"
         return Outcome(200, served, device.mac, rendered)
@@ -254,53 +280,110 @@ def store_generation(store: Store) -> Callable[[], int] | None:
     return lambda: int(read())
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    server: ProvisioningHTTPServer
-    server_version = "wildix-ast-provisioning"
-    sys_version = ""
-    protocol_version = "HTTP/1.1"
-    timeout = IO_TIMEOUT
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+            414: "URI Too Long", 431: "Request Header Fields Too Large",
+            500: "Internal Server Error"}
+MAX_LINE = 2048
+"""Bytes of the request line or of one header line (a phone's are well under 300)."""
+MAX_HEADERS = 64
 
-    def do_GET(self) -> None:
-        source = self.client_address[0]
+
+class _Handler(socketserver.StreamRequestHandler):
+    """HTTP/1.x GET, parsed here: the request line and the header lines split as they come
+    (http.server parses headers with the e-mail package, a third of a kept file's CPU),
+    and each answer written whole in one TLS record. Keep-alive for HTTP/1.1 clients
+    that do not say `Connection: close`; a request with a body is answered and closed."""
+
+    server: ProvisioningHTTPServer
+    timeout = IO_TIMEOUT
+    rbufsize = 8192
+
+    def handle(self) -> None:
         try:
-            result = self.server.provisioner.handle(self.path, source,
-                                                    self.headers.get("User-Agent", ""))
+            while self._one():
+                pass
+        except (OSError, ssl.SSLError, UnicodeError) as exc:
+            # a phone gone, a timeout, a broken TLS record: nothing to answer
+            log.debug("source=%s connection ended: %s", self.client_address[0], exc)
+
+    def _one(self) -> bool:
+        """Answer one request; whether the connection stays open for another."""
+        line = self.rfile.readline(MAX_LINE + 1)
+        if not line:
+            return False
+        source = self.client_address[0]
+        if len(line) > MAX_LINE:
+            return self._refuse_malformed(414, "request line too long")
+        parts = line.decode("latin-1").rstrip("\r\n").split(" ")
+        if len(parts) != 3 or parts[2] not in ("HTTP/1.1", "HTTP/1.0"):
+            return self._refuse_malformed(400, "not an HTTP/1.x request line")
+        method, path, version = parts
+        headers: dict[str, str] = {}
+        for _ in range(MAX_HEADERS):
+            header = self.rfile.readline(MAX_LINE + 1)
+            if len(header) > MAX_LINE:
+                return self._refuse_malformed(431, "header line too long")
+            if header in (b"\r\n", b"\n", b""):
+                break
+            name, colon, value = header.decode("latin-1").partition(":")
+            if not colon:
+                return self._refuse_malformed(400, "header line without a colon")
+            headers[name.strip().lower()] = value.strip()
+        else:
+            return self._refuse_malformed(431, "too many header lines")
+        keep = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close" \
+            and "content-length" not in headers and "transfer-encoding" not in headers
+        if method != "GET":
+            self.server.guard.miss(source, f"method {method}")
+            log.info("source=%s mac=- file=%s status=405 outcome=refused: method %s", source,
+                     _shown(path), _PRINTABLE.sub("?", method)[:10])
+            self._answer(405, "text/plain", b"method not allowed\n", keep=False)
+            return False
+        try:
+            result = self.server.provisioner.handle(path, source, headers.get("user-agent", ""))
         except WildixError as exc:
-            log.error("source=%s path=%s outcome=error: %s", source, _shown(self.path), exc)
+            log.error("source=%s path=%s outcome=error: %s", source, _shown(path), exc)
             result = Outcome(500, "error")
         except Exception:
-            log.exception("source=%s path=%s outcome=error", source, _shown(self.path))
+            log.exception("source=%s path=%s outcome=error", source, _shown(path))
             result = Outcome(500, "error")
         log.info("source=%s mac=%s file=%s status=%d outcome=%s", source,
-                 result.mac or "-", _shown(self.path), result.status, result.outcome)
+                 result.mac or "-", _shown(path), result.status, result.outcome)
         if result.rendered is not None:
-            body = result.rendered.body
-            self.send_response(200)
-            self.send_header("Content-Type", result.rendered.content_type)
-            self.send_header("Cache-Control", "no-store")
+            self._answer(200, result.rendered.content_type, result.rendered.body, keep)
         else:
-            body = b"not found\n" if result.status == 404 else b"error\n"
-            self.send_response(result.status)
-            self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+            self._answer(result.status, "text/plain",
+                         b"not found\n" if result.status == 404 else b"error\n", keep)
+        return keep
 
-    def _refuse(self) -> None:
+    def _refuse_malformed(self, status: int, reason: str) -> bool:
+        """Not HTTP as phones speak it: a miss like any other, answered and closed."""
         source = self.client_address[0]
-        self.server.guard.miss(source, f"method {self.command}")
-        log.info("source=%s mac=- file=%s status=405 outcome=refused: method %s", source,
-                 _shown(self.path), _PRINTABLE.sub("?", self.command or "")[:10])
-        self.send_error(405)
+        self.server.guard.miss(source, reason)
+        log.info("source=%s mac=- file=- status=%d outcome=refused: %s", source, status,
+                 reason)
+        self._answer(status, "text/plain", b"bad request\n", keep=False)
+        return False
 
-    do_POST = do_PUT = do_DELETE = do_HEAD = do_OPTIONS = _refuse
+    def _answer(self, status: int, content_type: str, body: bytes, keep: bool) -> None:
+        head = (f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
+                f"Server: wildix-ast-provisioning\r\nDate: {_http_date()}\r\n"
+                f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+                f"{'Cache-Control: no-store' if status == 200 else 'Cache-Control: no-cache'}"
+                f"\r\n{'' if keep else 'Connection: close' + chr(13) + chr(10)}\r\n")
+        self.wfile.write(head.encode("latin-1") + body)
 
-    def log_message(self, format: str, *args: Any) -> None:
-        """http.server's own lines carry the raw path (a credential): not logged."""
 
-    def log_error(self, format: str, *args: Any) -> None:
-        log.debug("source=%s http error %s", self.client_address[0], args[:1])
+_date_cache: tuple[int, str] = (0, "")
+
+
+def _http_date() -> str:
+    """The Date header, formatted once a second."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, email.utils.formatdate(now, usegmt=True))
+    return _date_cache[1]
 
 
 def _shown(path: str) -> str:
@@ -311,29 +394,53 @@ def _shown(path: str) -> str:
     return "/".join(parts)[:120]
 
 
-class ProvisioningHTTPServer(http.server.ThreadingHTTPServer):
-    """One thread per connection, at most MAX_CONNECTIONS at once; banned sources are
+class ProvisioningHTTPServer(socketserver.ThreadingTCPServer):
+    """One kept thread per connection, at most MAX_CONNECTIONS at once; banned sources are
     closed before a byte is read; TLS handshakes happen in the connection's thread."""
 
     daemon_threads = True
+    allow_reuse_address = True
     request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], provisioner: Provisioner,
-                 tls: ssl.SSLContext | None) -> None:
+                 tls: ssl.SSLContext | None, listener: socket.socket | None = None,
+                 heartbeat: Heartbeat | None = None) -> None:
+        """`listener`: a socket listening already, shared with other worker processes
+        (`workers.listen`); `heartbeat`: a worker's line to its main process, which feeds
+        systemd's watchdog (None: this process feeds it)."""
         self.provisioner = provisioner
+        self.heartbeat = heartbeat
         self.guard = provisioner.config.guard
         self.tls = tls
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        # one thread per connection at most, started once and kept (the slots cap them)
+        self._pool = ThreadPoolExecutor(MAX_CONNECTIONS, thread_name_prefix="provisioning")
         self._refused: dict[str, tuple[int, float]] = {}
         self._per_source: dict[str, int] = {}
         self._per_source_lock = threading.Lock()
         self._fed = 0.0
+        self._orphaned = False
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        super().__init__(address, _Handler)
+        super().__init__(address, _Handler, bind_and_activate=listener is None)
+        if listener is not None:
+            self.socket.close()
+            self.socket = listener
+            self.server_address = listener.getsockname()
 
     def service_actions(self) -> None:
         """Called by the accept loop between requests (every poll interval): systemd's
         watchdog is fed only while that loop runs."""
+        try:
+            self.provisioner.flush_due()
+        except WildixError as exc:  # the store busy or gone: the next look tries again
+            log.error("recording phones' fetches: %s", exc)
+        if self.heartbeat is not None:
+            self.heartbeat.beat()
+            if self.heartbeat.orphaned() and not self._orphaned:
+                self._orphaned = True  # the main process was killed: stop with it
+                log.warning("the main process is gone: this worker stops")
+                threading.Thread(target=self.shutdown, daemon=True).start()
+            return
         now = time.monotonic()
         if now - self._fed >= WATCHDOG_EVERY:
             from wildix_ast.services.sdnotify import notify
@@ -367,6 +474,28 @@ class ProvisioningHTTPServer(http.server.ThreadingHTTPServer):
             self._per_source[source] = self._per_source.get(source, 0) + 1
         return True
 
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """To a kept thread (a new thread per connection cost more CPU than the request)."""
+        try:
+            self._pool.submit(self.process_request_thread, request, client_address)
+        except RuntimeError:  # shutting down
+            self._release(client_address[0])
+            self.shutdown_request(request)
+
+    def server_close(self) -> None:
+        super().server_close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.exception("source=%s outcome=error", client_address[0])
+
+    def _release(self, source: str) -> None:
+        with self._per_source_lock:
+            left = self._per_source.pop(source, 1) - 1
+            if left:
+                self._per_source[source] = left
+        self._slots.release()
+
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             request.settimeout(IO_TIMEOUT)
@@ -384,11 +513,7 @@ class ProvisioningHTTPServer(http.server.ThreadingHTTPServer):
                     return
             super().process_request_thread(request, client_address)
         finally:
-            with self._per_source_lock:
-                left = self._per_source.pop(client_address[0], 1) - 1
-                if left:
-                    self._per_source[client_address[0]] = left
-            self._slots.release()
+            self._release(client_address[0])
 
 
     def shutdown_request(self, request: Any) -> None:
