@@ -77,6 +77,8 @@ class SizeResult:
     #: per mode, the median of each phase of the apply's `--json` timing over the changes
     apply_phases: dict[str, dict[str, float]] = field(default_factory=dict)
     changes_seconds: dict[str, list[float]] = field(default_factory=dict)
+    #: per mode, the changes whose apply failed (the reason), not in the figures
+    change_failures: dict[str, list[str]] = field(default_factory=dict)
     capacity: dict[str, dict[str, object]] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -142,17 +144,18 @@ def measure_mode(users: int, mode: str, args: argparse.Namespace, tmp: Path,
     changes: list[float] | None = None
     capacity: load.Row | None = None
     timings: list[dict[str, object]] = []
+    failures: list[str] = []
+    boot_timeout = (args.file_boot_timeout if mode == "file" and users > args.file_limit
+                    else max(600.0, users / 40))
     try:
         with realtime.booted(users, mode, tmp, console, in_place=args.in_place,
-                             boot_timeout=(args.file_boot_timeout if mode == "file"
-                                           and users > args.file_limit else None),
-                             ) as site:
+                             boot_timeout=boot_timeout) as site:
             result.setup_seconds[mode] = site.steps
 
             def run() -> None:
                 nonlocal changes
                 changes = realtime.run_changes(site, args.changes, console, args.in_place,
-                                               timings=timings)
+                                               timings=timings, failures=failures)
 
             changes_failed = _attempt(f"{mode} changes", console, run)
 
@@ -169,11 +172,21 @@ def measure_mode(users: int, mode: str, args: argparse.Namespace, tmp: Path,
                       highlight=False)
         return None, None, reason
     result.apply_phases[mode] = _phases(timings)
+    result.change_failures[mode] = failures
     if changes is not None:
         result.changes_seconds[mode] = changes
     if capacity is not None:
         result.capacity[mode] = asdict(capacity)
     return changes, capacity, changes_failed or capacity_failed
+
+
+def _failed_note(result: SizeResult) -> str:
+    failed = {mode: len(found) for mode, found in result.change_failures.items() if found}
+    if not failed:
+        return ""
+    first = next(found[0] for found in result.change_failures.values() if found)
+    return (" (failed applies: " + ", ".join(f"{m} {n}" for m, n in failed.items())
+            + f"; first: {failure_reason(SystemExit(first))})")
 
 
 def measure_size(users: int, args: argparse.Namespace, tmp: Path,
@@ -223,12 +236,14 @@ def measure_size(users: int, args: argparse.Namespace, tmp: Path,
         value = realtime.percentile(live_changes, q)
         if file_changes is None:
             add(Figure(users, measure, f"{value:.2f} s", "file mode (not run)", None,
-                       "< 1 s", f"file mode: {file_why}", _load()))
+                       "< 1 s", f"{len(live_changes)} changes{_failed_note(result)}; "
+                       f"file mode: {file_why}", _load()))
             continue
         file_value = realtime.percentile(file_changes, q)
         add(Figure(users, measure, f"{value:.2f} s", f"file mode {file_value:.2f} s",
-                   value / file_value,
-                   "< 1 s", f"{len(live_changes)} changes each", _load()))
+                   value / file_value, "< 1 s",
+                   f"{len(live_changes)} / {len(file_changes)} changes"
+                   + _failed_note(result), _load()))
     # capacity: the bare Asterisk (the file mode's baseline), measured now
     bare: load.Row | None = None
 
