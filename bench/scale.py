@@ -154,7 +154,9 @@ def measure_mode(users: int, mode: str, args: argparse.Namespace, tmp: Path,
 
             def run() -> None:
                 nonlocal changes
-                changes = realtime.run_changes(site, args.changes, console, args.in_place,
+                count = args.changes if mode == "realtime" else (
+                    args.baseline_changes or args.changes)
+                changes = realtime.run_changes(site, count, console, args.in_place,
                                                timings=timings, failures=failures)
 
             changes_failed = _attempt(f"{mode} changes", console, run)
@@ -316,6 +318,9 @@ def main() -> None:
     parser.add_argument("--users", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--changes", type=int, default=20,
                         help="one-user changes per mode (add, rename, password, remove)")
+    parser.add_argument("--baseline-changes", type=int, default=0,
+                        help="changes in the file mode (the baseline; default --changes): "
+                        "each costs a res_pjsip reload there")
     parser.add_argument("--in-place", action="store_true",
                         help="only renames and new SIP passwords (no dialplan reload)")
     parser.add_argument("--rounds", type=int, default=1,
