@@ -89,16 +89,21 @@ def _load() -> str:
 
 
 def failure_reason(error: BaseException) -> str:
-    """The telling line of a failure: for a lab that did not boot, the log line Asterisk
-    gave (an ERROR or a FRACK such as res_pjsip's `Excessive refcount`), else the first
-    line of the message."""
+    """The telling line of a failure: for a lab that did not boot, why (the timeout) and
+    the log line Asterisk gave (an ERROR or a FRACK such as res_pjsip's `Excessive
+    refcount`), else the first line of the message."""
     text = str(error.message if isinstance(error, LabError) else error)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    for marker in ("Excessive refcount", "FRACK", "ERROR", "did not finish booting"):
-        for line in lines:
-            if marker in line:
-                return line[:300]
-    return (lines[0] if lines else type(error).__name__)[:300]
+    found = ""
+    for marker in ("Excessive refcount", "FRACK", "ERROR"):
+        found = next((line for line in lines if marker in line), "")
+        if found:
+            break
+    first = lines[0] if lines else type(error).__name__
+    if "did not finish booting" in first or "exited during start" in first:
+        head = first.split(";")[0]
+        return f"{head}; its log: {found}"[:400] if found else head[:400]
+    return (found or first)[:400]
 
 
 def _attempt(what: str, console: Console, action: Callable[[], object]) -> str | None:
