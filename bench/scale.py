@@ -95,7 +95,7 @@ def failure_reason(error: BaseException) -> str:
     text = str(error.message if isinstance(error, LabError) else error)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     found = ""
-    for marker in ("Excessive refcount", "FRACK", "ERROR"):
+    for marker in ("Excessive refcount", "FRACK", "ERROR", "error:"):
         found = next((line for line in lines if marker in line), "")
         if found:
             break
