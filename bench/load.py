@@ -115,11 +115,14 @@ def bare_asterisk(work: Path) -> Iterator[RunningAsterisk]:
         lab.stop()
 
 
-def run_load(target: RunningAsterisk, rate: float, calls: int, hold: float, work: Path) -> Row:
+def run_load(target: RunningAsterisk, rate: float, calls: int, hold: float, work: Path,
+             caller: str = CALLER, callee: str = CALLEE) -> Row:
+    """`calls` calls at `rate` from `caller` to `callee` (their passwords in
+    `target.passwords`) through `target`, and its figures."""
     driver = SippDriver(target.lab.ports.sip, work_dir=work / f"{target.lab.name}-{rate:g}")
     started = time.monotonic()
-    result = PhoneLoad(driver, Line(CALLER, target.passwords[CALLER]),
-                       Line(CALLEE, target.passwords[CALLEE]), calls=calls, rate=rate,
+    result = PhoneLoad(driver, Line(caller, target.passwords[caller]),
+                       Line(callee, target.passwords[callee]), calls=calls, rate=rate,
                        hold_seconds=hold).run()
     seconds = time.monotonic() - started
     delays = result.post_dial_delay_ms()

@@ -15,22 +15,26 @@ file (the issue's target: < 1 s in realtime mode)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from sites import site_yaml
+from sites import site_yaml, user_yaml
 from support.sip_ua import Agent
 
 from wildix_ast.apply.pipeline import install_stored_site
@@ -41,6 +45,9 @@ from wildix_ast.store import open_store
 
 WILDIX = [sys.executable, "-m", "wildix_ast"]
 NEW = "199999"  # the user the changes add, rename, re-key and remove
+#: the synthetic users' first extension: 200000 leaves room for 100,000 users above NEW
+#: (from 100000, a site of 100,000 users would hold NEW and meet 116xxx/118xxx)
+FIRST_EXTENSION = 200000
 #: Above this many users the file mode is not measured: its lab Asterisk did not boot at
 #: 100,000 users (res_pjsip: `Excessive refcount 100000` on its endpoint container,
 #: docs/benchmarks.md), so there is no file-mode baseline to measure at that size.
@@ -52,7 +59,8 @@ NO_FILE_BASELINE = ("the file-mode lab Asterisk does not boot at this size (res_
 def _status(port: int, user: str, password: str) -> int | None:
     agent = Agent(user, password, port, timeout=2.0)
     try:
-        return agent.register(expires=60).status
+        status: int | None = agent.register(expires=60).status
+        return status
     except TimeoutError:
         return None
     finally:
@@ -67,14 +75,6 @@ def _until(port: int, user: str, password: str, wanted: bool, deadline: float) -
             return time.perf_counter()
         time.sleep(0.02)
     raise SystemExit(f"{user}: REGISTER never {'accepted' if wanted else 'refused'}")
-
-
-def _site(users: int, mode: str, extra: dict[str, object] | None) -> str:
-    data = yaml.safe_load(site_yaml(users))
-    data["system"]["realtime"] = {"mode": mode}
-    if extra is not None:
-        data["users"].append(extra)
-    return yaml.safe_dump(data, sort_keys=False, width=200)
 
 
 def _changes(count: int) -> list[tuple[str, dict[str, object] | None, str | None, bool]]:
@@ -116,59 +116,136 @@ def _in_place(count: int) -> list[tuple[str, dict[str, object] | None, str | Non
 IN_PLACE_FIRST = "Rt#first0xYzW"
 
 
-def measure(users: int, mode: str, changes: int, tmp: Path, console: Console,
-            in_place: bool = False) -> list[float]:
+@dataclass
+class BootedSite:
+    """A lab Asterisk running a synthetic site of `users` users in `mode`, with the store and
+    environment `wildix-ast apply` runs with, and the seconds each setup step took."""
+
+    users: int
+    mode: str
+    lab: Lab
+    env: dict[str, str]
+    work: Path
+    base: str  # the site's text without the changing user
+    steps: dict[str, float]
+
+
+def site_text(base: str, extra: dict[str, object] | None) -> str:
+    """The site of `base` (`sites.site_yaml`'s text), plus `extra` if given."""
+    return base if extra is None else base + user_yaml(extra)
+
+
+@contextmanager
+def booted(users: int, mode: str, tmp: Path, console: Console,
+           in_place: bool = False, boot_timeout: float | None = None,
+           ) -> Iterator[BootedSite]:
+    """Set up the store and the lab of a `users`-user site in `mode` and boot it, each
+    step timed and printed (site text, parse, store import, install, boot); the lab is
+    stopped on leaving. `boot_timeout`: the lab's start timeout (by default
+    max(600, users / 100) s); a boot that fails raises LabError with the log's tail."""
     work = tmp / f"{mode}-{users}"
     work.mkdir()
     env = {**os.environ, "WILDIX_AST_DB": str(work / "store.sqlite3"),
            "WILDIX_AST_LAB_STATE": str(work / "labs"), "NO_COLOR": "1"}
     name = f"rt{mode[:4]}{users}"
+    steps: dict[str, float] = {}
+
+    def step(label: str, began: float) -> None:
+        steps[label] = time.perf_counter() - began
+        console.print(f"  {mode} mode, {users:,} users: {label} {steps[label]:.1f} s "
+                      f"(load average {os.getloadavg()[0]:.1f})", highlight=False)
+
+    began = time.perf_counter()
+    base = site_yaml(users, first_extension=FIRST_EXTENSION, realtime=mode)
+    first: dict[str, object] | None = (
+        {"name": "New", "extension": NEW, "sip_password": IN_PLACE_FIRST} if in_place else None)
+    text = site_text(base, first)
+    step("site text", began)
+    began = time.perf_counter()
+    site = parse_site(text)
+    step("parse and validate", began)
+    lab = Lab(name, work / "labs")
     with open_store(env["WILDIX_AST_DB"]) as store:
-        first = ({"name": "New", "extension": NEW, "sip_password": IN_PLACE_FIRST}
-                 if in_place else None)
-        store.import_site(parse_site(_site(users, mode, first)))
-        lab = Lab(name, work / "labs")
+        began = time.perf_counter()
+        store.import_site(site)
+        step("store import", began)
+        began = time.perf_counter()
         install_stored_site(store, lab.target())
-    started = time.perf_counter()
-    lab.start(timeout=max(600, users // 100))
-    console.print(f"{mode} mode, {users:,} users: lab booted in "
-                  f"{time.perf_counter() - started:.1f} s")
-    seconds: list[float] = []
+        step("render and install", began)
+    del site
+    began = time.perf_counter()
+    lab.start(timeout=boot_timeout or max(600, users // 100))
+    step("lab boot", began)
     try:
-        previous: str | None = None
-        plan = _in_place(changes) if in_place else _changes(changes)
-        for label, user, given, accepted in plan:
-            password = given
-            if password is None and user is not None:
-                password = str(user["sip_password"])
-            path = work / "site.yaml"
-            path.write_text(_site(users, mode, user), encoding="utf-8")
-            began = time.perf_counter()
-            process = subprocess.Popen([*WILDIX, "apply", str(path), "--lab", name], env=env,
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                       text=True)
-            assert password is not None
-            if label == "rename":
-                # a phone registers the same before and after a rename: the command's exit
-                # (once Asterisk shows the new configuration) is when it is live
-                _, errors = process.communicate()
-                live = time.perf_counter()
-                assert _status(lab.ports.sip, NEW, password) == 200
-            else:
-                live = _until(lab.ports.sip, NEW, password, accepted, began + 600)
-                _, errors = process.communicate()
-            if process.returncode != 0:
-                raise SystemExit(f"apply failed: {errors}")
-            seconds.append(live - began)
-            if label == "new password" and previous is not None:
-                assert _status(lab.ports.sip, NEW, previous) != 200, "old password accepted"
-            previous = password
-            console.print(f"  {label}: {seconds[-1]:.2f} s "
-                          f"(apply process {time.perf_counter() - began:.2f} s; load average "
-                          f"{os.getloadavg()[0]:.1f})")
+        yield BootedSite(users, mode, lab, env, work, base, steps)
     finally:
         lab.stop()
+
+
+def run_changes(site: BootedSite, changes: int, console: Console,
+                in_place: bool = False, timings: list[dict[str, object]] | None = None,
+                failures: list[str] | None = None) -> list[float]:
+    """`changes` one-user changes on a booted site, each from the apply's start until a
+    REGISTER shows it live (see the module's docstring); the seconds of each. The applies
+    run with `--json`; each one's `timing` (its phases) is added to `timings`. With
+    `failures`, a change whose apply fails is said there and the next one is tried (each
+    apply brings the whole site to its file, so the next change does not depend on it);
+    without, the first failure ends the run."""
+    lab, env, work, name = site.lab, site.env, site.work, site.lab.name
+    seconds: list[float] = []
+    previous: str | None = None
+    plan = _in_place(changes) if in_place else _changes(changes)
+    for label, user, given, accepted in plan:
+        password = given
+        if password is None and user is not None:
+            password = str(user["sip_password"])
+        path = work / "site.yaml"
+        path.write_text(site_text(site.base, user), encoding="utf-8")
+        began = time.perf_counter()
+        process = subprocess.Popen([*WILDIX, "apply", str(path), "--lab", name, "--json"],
+                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True)
+        assert password is not None
+        if label == "rename":
+            # a phone registers the same before and after a rename: the command's exit
+            # (once Asterisk shows the new configuration) is when it is live
+            output, errors = process.communicate()
+            live = time.perf_counter()
+            if process.returncode == 0:
+                assert _status(lab.ports.sip, NEW, password) == 200
+        else:
+            try:
+                live = _until(lab.ports.sip, NEW, password, accepted, began + 600)
+            except SystemExit:
+                live = time.perf_counter()
+                if failures is None or process.poll() is None:
+                    raise
+            output, errors = process.communicate()
+        if process.returncode != 0:
+            why = f"apply ({label}) failed ({process.returncode}): {errors.strip()[-2000:]}"
+            if failures is None:
+                raise SystemExit(why)
+            failures.append(why)
+            console.print(f"  {label}: FAILED: {why[:300]}", highlight=False)
+            previous = None
+            continue
+        if timings is not None:
+            with contextlib.suppress(ValueError, AttributeError):
+                timings.append(json.loads(output)["timing"])
+        seconds.append(live - began)
+        if label == "new password" and previous is not None:
+            assert _status(lab.ports.sip, NEW, previous) != 200, "old password accepted"
+        previous = password
+        console.print(f"  {label}: {seconds[-1]:.2f} s "
+                      f"(apply process {time.perf_counter() - began:.2f} s; load average "
+                      f"{os.getloadavg()[0]:.1f})")
     return seconds
+
+
+def measure(users: int, mode: str, changes: int, tmp: Path, console: Console,
+            in_place: bool = False) -> list[float]:
+    with booted(users, mode, tmp, console, in_place) as site:
+        return run_changes(site, changes, console, in_place)
 
 
 def byte_compiled() -> None:
