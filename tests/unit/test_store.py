@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import Engine, create_engine, inspect
 from support.examples import examples
 from support.sound_fixtures import copy_example_sounds
 from support.store_contract import (
@@ -80,18 +80,25 @@ def test_migration_creates_the_schema_from_empty(db_path: Path) -> None:
     open_store(str(db_path)).close()  # already at head: nothing to do
 
 
-def test_a_store_opened_for_a_plan_is_never_migrated(db_path: Path) -> None:
-    """What a dry run opens on PostgreSQL/MariaDB (here the same path on a SQLite URL,
-    which `open_store_for_plan` would copy instead): an older schema is refused with a
-    message naming the dry run, and the store keeps its revision."""
+def _sample_store_downgraded(db_path: Path, revision: str) -> Engine:
+    """A store holding the sample site, taken back by alembic to `revision`; the engine
+    on it (the caller disposes of it)."""
     from alembic import command
 
     with open_store(str(db_path)) as store:
         store.import_site(sample_site())
     engine = create_engine(f"sqlite:///{db_path}")
+    with engine.begin() as connection:
+        command.downgrade(database._alembic_config(connection), revision)
+    return engine
+
+
+def test_a_store_opened_for_a_plan_is_never_migrated(db_path: Path) -> None:
+    """What a dry run opens on PostgreSQL/MariaDB (here the same path on a SQLite URL,
+    which `open_store_for_plan` would copy instead): an older schema is refused with a
+    message naming the dry run, and the store keeps its revision."""
+    engine = _sample_store_downgraded(db_path, "-1")
     try:
-        with engine.begin() as connection:
-            command.downgrade(database._alembic_config(connection), "-1")
         older = database._head_revision(engine)
         assert older not in (None, SCHEMA_HEAD)
         with pytest.raises(StoreError, match="a dry run does not migrate it"):
@@ -104,14 +111,8 @@ def test_a_store_opened_for_a_plan_is_never_migrated(db_path: Path) -> None:
 
 
 def test_migration_downgrades_to_nothing_and_back(db_path: Path) -> None:
-    from alembic import command
-
-    with open_store(str(db_path)) as store:
-        store.import_site(sample_site())
-    engine = create_engine(f"sqlite:///{db_path}")
+    engine = _sample_store_downgraded(db_path, "base")
     try:
-        with engine.begin() as connection:
-            command.downgrade(database._alembic_config(connection), "base")
         with engine.connect() as connection:
             assert set(inspect(connection).get_table_names()) == {"alembic_version"}
     finally:
