@@ -42,7 +42,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1,
                         help="file mode: rename-and-back rounds per password form")
     parser.add_argument("--changes", type=int, default=20,
-                        help="realtime: changes per mode (add, rename, password, remove)")
+                        help="realtime: changes per mode (add, rename, password, remove); "
+                        "0: the file apply against the reload only")
     parser.add_argument("--file-limit", type=int, default=realtime.FILE_MODE_LIMIT)
     args = parser.parse_args()
     console = Console(width=200)
@@ -70,6 +71,8 @@ def main() -> None:
                                     f"reload {statistics.median(reloads):.2f} s",
                                     f"median {statistics.median(ratios):.2f}× "
                                     f"(worst {max(ratios):.2f}×)", "≤ 1.25×", _load())
+            if args.changes < 1:
+                continue  # `--changes 0`: the file apply against the reload only
             modes = ("file", "realtime") if users <= args.file_limit else ("realtime",)
             times = {mode: realtime.measure(users, mode, args.changes, tmp, console)
                      for mode in modes}
