@@ -1,4 +1,6 @@
-"""Issue 22's must-show in one run: for each site size, a one-user change applied in the
+"""A one-user change's cost, per site size: the part of issue 22's must-show without the
+calls (bench/scale.py is the whole must-show in one command, calls at 50 calls/s
+included; `--changes 0` here: the file apply against the reload alone). A change applied in the
 file mode against Asterisk's own reload of it (WEB passwords as texts and as hashes,
 bench/apply_change.py), and the realtime change-to-registration p50/p99 against the file
 mode's (bench/realtime.py), each as a ratio against its baseline measured in the same run,
